@@ -1,0 +1,16 @@
+/* Filling struct pyrt_error: async-signal-safe (no allocation, no stdio), so it can
+ * be used in a child between clone and exec. */
+#ifndef PYRT_ERR_H
+#define PYRT_ERR_H
+
+#include "spawn.h"
+
+/* Record errno with what failed and where; returns -1 so callers can
+ * `return pyrt_fail(...)`. */
+int pyrt_fail(struct pyrt_error *e, const char *op, const char *path);
+int pyrt_fail_errno(struct pyrt_error *e, int err, const char *op, const char *path);
+
+/* Copy src into dst (capacity cap), always terminated; returns the length. */
+size_t pyrt_strlcpy(char *dst, const char *src, size_t cap);
+
+#endif

@@ -1,0 +1,114 @@
+/* The spawn core: one fully resolved plain-C spec in, a running container (or a
+ * precise error) out. Nothing here knows about Python. */
+#ifndef PYRT_SPAWN_H
+#define PYRT_SPAWN_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/resource.h>
+#include <sys/types.h>
+
+/* Kinds of extra mounts. */
+enum {
+    PYRT_MOUNT_BIND = 1,  /* bind a host file or directory (recursively) */
+    PYRT_MOUNT_TMPFS = 2, /* a fresh tmpfs; data holds its options ("size=64m,mode=1777") */
+};
+
+/* Mount flags (pyrt's own, translated to mount attributes in C). */
+enum {
+    PYRT_MNT_RDONLY = 1,
+    PYRT_MNT_NOSUID = 2,
+    PYRT_MNT_NODEV = 4,
+    PYRT_MNT_NOEXEC = 8,
+};
+
+struct pyrt_mount {
+    int kind;
+    unsigned int flags;
+    const char *source; /* host path (bind) */
+    const char *target; /* absolute path inside the container */
+    const char *data;   /* tmpfs options, comma separated, or NULL */
+};
+
+struct pyrt_rlimit {
+    int resource;
+    struct rlimit limit;
+};
+
+/* What the spawn core sets up, besides what is listed in the spec. */
+enum {
+    PYRT_SETUP_PROC = 1,        /* a new /proc */
+    PYRT_SETUP_SYS = 2,         /* /sys, read-only */
+    PYRT_SETUP_DEV = 4,         /* /dev as a fresh tmpfs with the standard nodes */
+    PYRT_SETUP_MASK = 8,        /* masked and read-only paths (lists below) */
+    PYRT_SETUP_LOOPBACK = 16,   /* bring up lo (in a new net namespace) */
+    PYRT_SETUP_NO_NEW_PRIVS = 32,
+    PYRT_SETUP_SETSID = 64,     /* a new session */
+    PYRT_SETUP_NO_ASLR = 128,   /* personality(ADDR_NO_RANDOMIZE) */
+};
+
+struct pyrt_spawn_spec {
+    const char *const *argv; /* NULL terminated */
+    const char *const *envp; /* NULL terminated */
+    const char *path;        /* PATH used to look up argv[0] (the container's) */
+    const char *cwd;         /* inside the container; NULL for "/" */
+
+    /* Root filesystem: a directory, or an overlay (lowerdirs top-most first). */
+    const char *rootfs;
+    const char *const *lowerdirs;
+    size_t nlower;
+    const char *upperdir;
+    const char *workdir;
+    const char *overlay_options; /* extra overlay options, comma separated, or NULL */
+    const char *anchor;          /* an empty host directory the root is attached to,
+                                    in the child's private mount namespace */
+    int readonly_root;
+
+    uint64_t clone_flags; /* CLONE_NEW* */
+    unsigned int setup;   /* PYRT_SETUP_* */
+    const char *hostname;
+
+    const struct pyrt_mount *mounts;
+    size_t nmounts;
+    const char *const *masked_paths;   /* NULL terminated */
+    const char *const *readonly_paths; /* NULL terminated */
+
+    int set_user;
+    uid_t uid;
+    gid_t gid;
+    const gid_t *groups;
+    size_t ngroups;
+    uint64_t caps; /* bounding set; also effective/permitted for uid 0 */
+    int umask;     /* -1: leave as is */
+
+    const struct pyrt_rlimit *rlimits;
+    size_t nrlimits;
+
+    /* User namespace maps, written by the parent ("0 100000 65536\n"). */
+    const char *uid_map;
+    const char *gid_map;
+
+    int stdio[3]; /* -1: inherit */
+
+    int cgroup_fd;               /* cgroup v2 directory: CLONE_INTO_CGROUP, or -1 */
+    const int *cgroup_procs_fds; /* cgroup v1 cgroup.procs files the parent writes the pid to */
+    size_t ncgroup_procs;
+};
+
+/* What failed, where: becomes a Python exception. */
+struct pyrt_error {
+    int err;         /* errno */
+    char op[32];     /* "mount", "exec", "pivot_root", ... */
+    char path[480];  /* what it was applied to, may be empty */
+};
+
+/* Start a container. On success returns 0, *pid and *pidfd set (the caller owns
+ * the pidfd). On failure returns -1 with *error filled; no child is left behind. */
+int pyrt_spawn(const struct pyrt_spawn_spec *spec, pid_t *pid, int *pidfd,
+               struct pyrt_error *error);
+
+/* Wait for the process behind pidfd. timeout_ms < 0 waits forever. Returns 1 when it
+ * exited (status as for waitpid, rusage filled), 0 on timeout, -1 on error. */
+int pyrt_wait(int pidfd, int timeout_ms, int *status, struct rusage *usage);
+
+#endif

@@ -1,0 +1,253 @@
+from libc.stdint cimport uint64_t
+from libc.stdlib cimport calloc, free
+from libc.string cimport strerror
+from posix.types cimport gid_t, pid_t, uid_t
+from cpython.exc cimport PyErr_CheckSignals
+from libc.errno cimport errno, EINTR
+
+
+cdef extern from "<sys/resource.h>":
+    ctypedef unsigned long rlim_t
+    cdef struct rlimit:
+        rlim_t rlim_cur
+        rlim_t rlim_max
+    cdef struct timeval:
+        long tv_sec
+        long tv_usec
+    cdef struct rusage:
+        timeval ru_utime
+        timeval ru_stime
+        long ru_maxrss
+        long ru_minflt
+        long ru_majflt
+        long ru_nvcsw
+        long ru_nivcsw
+
+
+cdef extern from "spawn.h":
+    cdef struct pyrt_mount:
+        int kind
+        unsigned int flags
+        const char *source
+        const char *target
+        const char *data
+
+    cdef struct pyrt_rlimit:
+        int resource
+        rlimit limit
+
+    cdef struct pyrt_spawn_spec:
+        const char *const *argv
+        const char *const *envp
+        const char *path
+        const char *cwd
+        const char *rootfs
+        const char *const *lowerdirs
+        size_t nlower
+        const char *upperdir
+        const char *workdir
+        const char *overlay_options
+        const char *anchor
+        int readonly_root
+        uint64_t clone_flags
+        unsigned int setup
+        const char *hostname
+        const pyrt_mount *mounts
+        size_t nmounts
+        const char *const *masked_paths
+        const char *const *readonly_paths
+        int set_user
+        uid_t uid
+        gid_t gid
+        const gid_t *groups
+        size_t ngroups
+        uint64_t caps
+        int umask
+        const pyrt_rlimit *rlimits
+        size_t nrlimits
+        const char *uid_map
+        const char *gid_map
+        int stdio[3]
+        int cgroup_fd
+        const int *cgroup_procs_fds
+        size_t ncgroup_procs
+
+    cdef struct pyrt_error:
+        int err
+        char op[32]
+        char path[480]
+
+    int pyrt_spawn(const pyrt_spawn_spec *spec, pid_t *pid, int *pidfd, pyrt_error *error) nogil
+    int pyrt_wait(int pidfd, int timeout_ms, int *status, rusage *usage) nogil
+
+    int PYRT_MOUNT_BIND, PYRT_MOUNT_TMPFS
+    int PYRT_MNT_RDONLY, PYRT_MNT_NOSUID, PYRT_MNT_NODEV, PYRT_MNT_NOEXEC
+    int PYRT_SETUP_PROC, PYRT_SETUP_SYS, PYRT_SETUP_DEV, PYRT_SETUP_MASK
+    int PYRT_SETUP_LOOPBACK, PYRT_SETUP_NO_NEW_PRIVS, PYRT_SETUP_SETSID, PYRT_SETUP_NO_ASLR
+
+
+MOUNT_BIND = PYRT_MOUNT_BIND
+MOUNT_TMPFS = PYRT_MOUNT_TMPFS
+MNT_RDONLY = PYRT_MNT_RDONLY
+MNT_NOSUID = PYRT_MNT_NOSUID
+MNT_NODEV = PYRT_MNT_NODEV
+MNT_NOEXEC = PYRT_MNT_NOEXEC
+SETUP_PROC = PYRT_SETUP_PROC
+SETUP_SYS = PYRT_SETUP_SYS
+SETUP_DEV = PYRT_SETUP_DEV
+SETUP_MASK = PYRT_SETUP_MASK
+SETUP_LOOPBACK = PYRT_SETUP_LOOPBACK
+SETUP_NO_NEW_PRIVS = PYRT_SETUP_NO_NEW_PRIVS
+SETUP_SETSID = PYRT_SETUP_SETSID
+SETUP_NO_ASLR = PYRT_SETUP_NO_ASLR
+
+
+cdef class _Arena:
+    """Owns the C arrays of one spec; the bytes they point into stay referenced."""
+    cdef list keep
+    cdef list blocks
+
+    def __cinit__(self):
+        self.keep = []
+        self.blocks = []
+
+    def __dealloc__(self):
+        cdef size_t addr
+        for addr in self.blocks:
+            free(<void *>addr)
+
+    cdef void *alloc(self, size_t n, size_t size) except NULL:
+        cdef void *p = calloc(n + 1, size)
+        if p == NULL:
+            raise MemoryError()
+        self.blocks.append(<size_t>p)
+        return p
+
+    cdef const char *cstr(self, object b) except? NULL:
+        if b is None:
+            return NULL
+        if not isinstance(b, bytes):
+            raise TypeError(f"expected bytes, got {type(b).__name__}")
+        if b"\0" in b:
+            raise ValueError(f"embedded null byte in {b!r}")
+        self.keep.append(b)
+        return <const char *>(<bytes>b)
+
+    cdef const char **strv(self, object items) except NULL:
+        cdef Py_ssize_t i, n = len(items)
+        cdef const char **v = <const char **>self.alloc(n, sizeof(char *))
+        for i in range(n):
+            v[i] = self.cstr(items[i])
+        return v
+
+
+def spawn(spec):
+    """Start a container from a resolved spec (see pyrt.process). Returns (pid, pidfd)."""
+    cdef _Arena arena = _Arena()
+    cdef pyrt_spawn_spec s
+    cdef pyrt_mount *mounts
+    cdef pyrt_rlimit *rlimits
+    cdef gid_t *groups
+    cdef int *procs
+    cdef Py_ssize_t i
+    cdef pid_t pid = 0
+    cdef int pidfd = -1
+    cdef int rc
+    cdef pyrt_error err
+
+    s.argv = arena.strv(spec.argv)
+    s.envp = arena.strv(spec.env)
+    s.path = arena.cstr(spec.path)
+    s.cwd = arena.cstr(spec.cwd)
+    s.rootfs = arena.cstr(spec.rootfs)
+    s.lowerdirs = arena.strv(spec.lowerdirs)
+    s.nlower = len(spec.lowerdirs)
+    s.upperdir = arena.cstr(spec.upperdir)
+    s.workdir = arena.cstr(spec.workdir)
+    s.overlay_options = arena.cstr(spec.overlay_options)
+    s.anchor = arena.cstr(spec.anchor)
+    s.readonly_root = 1 if spec.readonly_root else 0
+    s.clone_flags = spec.clone_flags
+    s.setup = spec.setup
+    s.hostname = arena.cstr(spec.hostname)
+
+    mounts = <pyrt_mount *>arena.alloc(len(spec.mounts), sizeof(pyrt_mount))
+    for i, (kind, flags, source, target, data) in enumerate(spec.mounts):
+        mounts[i].kind = kind
+        mounts[i].flags = flags
+        mounts[i].source = arena.cstr(source)
+        mounts[i].target = arena.cstr(target)
+        mounts[i].data = arena.cstr(data)
+    s.mounts = mounts
+    s.nmounts = len(spec.mounts)
+    s.masked_paths = arena.strv(spec.masked_paths)
+    s.readonly_paths = arena.strv(spec.readonly_paths)
+
+    s.set_user = 0
+    s.uid = 0
+    s.gid = 0
+    s.groups = NULL
+    s.ngroups = 0
+    if spec.user is not None:
+        uid, gid, gids = spec.user
+        s.set_user = 1
+        s.uid = uid
+        s.gid = gid
+        groups = <gid_t *>arena.alloc(len(gids), sizeof(gid_t))
+        for i, g in enumerate(gids):
+            groups[i] = g
+        s.groups = groups
+        s.ngroups = len(gids)
+    s.caps = spec.caps
+    s.umask = spec.umask
+
+    rlimits = <pyrt_rlimit *>arena.alloc(len(spec.rlimits), sizeof(pyrt_rlimit))
+    for i, (res, soft, hard) in enumerate(spec.rlimits):
+        rlimits[i].resource = res
+        rlimits[i].limit.rlim_cur = soft
+        rlimits[i].limit.rlim_max = hard
+    s.rlimits = rlimits
+    s.nrlimits = len(spec.rlimits)
+
+    s.uid_map = arena.cstr(spec.uid_map)
+    s.gid_map = arena.cstr(spec.gid_map)
+    for i in range(3):
+        s.stdio[i] = spec.stdio[i]
+    s.cgroup_fd = spec.cgroup_fd
+    procs = <int *>arena.alloc(len(spec.cgroup_procs_fds), sizeof(int))
+    for i, fd in enumerate(spec.cgroup_procs_fds):
+        procs[i] = fd
+    s.cgroup_procs_fds = procs
+    s.ncgroup_procs = len(spec.cgroup_procs_fds)
+
+    with nogil:
+        rc = pyrt_spawn(&s, &pid, &pidfd, &err)
+    if rc < 0:
+        from pyrt.errors import SpawnError
+        raise SpawnError(err.err, err.op.decode(errors="replace"),
+                         err.path.decode(errors="surrogateescape"))
+    return pid, pidfd
+
+
+def wait(int pidfd, timeout=None):
+    """Wait for the process behind pidfd. Returns None on timeout, else
+    (wait status, (utime, stime, maxrss_kib, nvcsw, nivcsw))."""
+    cdef int status = 0
+    cdef int rc
+    cdef rusage ru
+    cdef int ms = -1 if timeout is None else max(0, int(timeout * 1000))
+    while True:
+        with nogil:
+            rc = pyrt_wait(pidfd, ms, &status, &ru)
+        if rc >= 0:
+            break
+        if errno != EINTR:
+            e = errno
+            raise OSError(e, strerror(e).decode())
+        PyErr_CheckSignals()
+    if rc == 0:
+        return None
+    usage = (ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6,
+             ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6,
+             ru.ru_maxrss, ru.ru_nvcsw, ru.ru_nivcsw)
+    return status, usage

@@ -1,0 +1,24 @@
+"""pyrt's exceptions: one hierarchy, each message naming the object and the cause.
+Errors that come from the kernel are OSError subclasses, so `except OSError` and
+`e.errno` keep working."""
+import os
+
+
+class PyrtError(Exception):
+    """Base of every pyrt error."""
+
+
+class SpawnError(PyrtError, OSError):
+    """A step of starting a container failed: `op` on `path`, with `errno`."""
+
+    def __init__(self, err, op, path=""):
+        OSError.__init__(self, err, os.strerror(err), path or None)
+        self.op = op
+        self.path = path
+
+    def __str__(self):
+        where = f' "{self.path}"' if self.path else ""
+        return f"{self.op}{where}: {self.strerror}"
+
+    def __reduce__(self):
+        return (type(self), (self.errno, self.op, self.path))

@@ -1,0 +1,452 @@
+"""The in-process API: pyrt.run and pyrt.spawn, shaped like subprocess.run and
+subprocess.Popen, starting each command in a new container."""
+from __future__ import annotations
+
+import io
+import os
+import selectors
+import signal
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Mapping, Sequence
+
+from pyrt import _core, caps
+from pyrt.mounts import Bind, Overlay, Tmpfs, to_c as _mounts_to_c
+
+PIPE = subprocess.PIPE
+STDOUT = subprocess.STDOUT
+DEVNULL = subprocess.DEVNULL
+TimeoutExpired = subprocess.TimeoutExpired
+CalledProcessError = subprocess.CalledProcessError
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+# CLONE_NEW* flags.
+NAMESPACES = {
+    "mount": 0x00020000,
+    "uts": 0x04000000,
+    "ipc": 0x08000000,
+    "user": 0x10000000,
+    "pid": 0x20000000,
+    "net": 0x40000000,
+    "cgroup": 0x02000000,
+}
+DEFAULT_NAMESPACES = ("mount", "pid", "uts", "ipc", "cgroup")
+
+# The OCI runtime defaults (as Docker and podman use them).
+MASKED_PATHS = [
+    b"/proc/acpi", b"/proc/asound", b"/proc/kcore", b"/proc/keys", b"/proc/latency_stats",
+    b"/proc/timer_list", b"/proc/timer_stats", b"/proc/sched_debug", b"/proc/scsi",
+    b"/sys/firmware", b"/sys/devices/virtual/powercap",
+]
+READONLY_PATHS = [
+    b"/proc/bus", b"/proc/fs", b"/proc/irq", b"/proc/sys", b"/proc/sysrq-trigger",
+]
+
+_ANCHOR = None
+_anchor_lock = threading.Lock()
+
+
+def _anchor() -> bytes:
+    """An empty directory each container's root is attached to, inside the
+    container's own mount namespace (so one directory serves every container)."""
+    global _ANCHOR
+    if _ANCHOR is None:
+        with _anchor_lock:
+            for base in ("/run/pyrt", os.path.join("/tmp", f"pyrt-{os.getuid()}")):
+                path = os.path.join(base, "rootfs")
+                try:
+                    os.makedirs(path, mode=0o700, exist_ok=True)
+                except OSError:
+                    continue
+                _ANCHOR = os.fsencode(path)
+                break
+            else:
+                raise OSError("cannot create the pyrt mount anchor under /run/pyrt or /tmp")
+    return _ANCHOR
+
+
+def parse_user(user) -> tuple[int, int, list[int]] | None:
+    """'UID', 'UID:GID' or (uid, gid) -> (uid, gid, supplementary groups)."""
+    if user is None:
+        return None
+    if isinstance(user, int):
+        return (user, user if user else 0, [])
+    if isinstance(user, tuple):
+        return (int(user[0]), int(user[1]), [int(g) for g in user[2:]])
+    uid, _, gid = str(user).partition(":")
+    try:
+        u = int(uid)
+        g = int(gid) if gid else 0
+    except ValueError:
+        raise ValueError(f"invalid user {user!r}: names need an image (use numeric UID[:GID] with a rootfs)") from None
+    if u < 0 or g < 0:
+        raise ValueError(f"invalid user {user!r}")
+    return (u, g, [])
+
+
+def _idmap(m) -> bytes | None:
+    if m is None:
+        return None
+    if isinstance(m, (str, bytes)):
+        return os.fsencode(m)
+    return "".join(f"{a} {b} {c}\n" for a, b, c in m).encode()
+
+
+@dataclass
+class SpawnSpec:
+    """The fully resolved spec handed to the C core (bytes and ints only)."""
+
+    argv: list
+    env: list
+    path: bytes | None = None
+    cwd: bytes | None = None
+    rootfs: bytes | None = None
+    lowerdirs: list = field(default_factory=list)
+    upperdir: bytes | None = None
+    workdir: bytes | None = None
+    overlay_options: bytes | None = None
+    anchor: bytes | None = None
+    readonly_root: bool = False
+    clone_flags: int = 0
+    setup: int = 0
+    hostname: bytes | None = None
+    mounts: list = field(default_factory=list)
+    masked_paths: list = field(default_factory=list)
+    readonly_paths: list = field(default_factory=list)
+    user: tuple | None = None
+    caps: int = 0
+    umask: int = -1
+    rlimits: list = field(default_factory=list)
+    uid_map: bytes | None = None
+    gid_map: bytes | None = None
+    stdio: tuple = (-1, -1, -1)
+    cgroup_fd: int = -1
+    cgroup_procs_fds: list = field(default_factory=list)
+
+
+def build_spec(args, rootfs=None, *, env=None, cwd=None, hostname=None, mounts=(), user=None,
+               network="none", read_only=False, namespaces=DEFAULT_NAMESPACES, cap_add=(), cap_drop=(),
+               privileged=False, no_new_privs=True, rlimits=None, uidmap=None, gidmap=None,
+               umask=None, aslr=True, new_session=False) -> SpawnSpec:
+    """Turn user-facing arguments into a SpawnSpec, validating them."""
+    if isinstance(args, (str, bytes, os.PathLike)):
+        args = [args]
+    argv = [os.fsencode(a) for a in args]
+    if not argv:
+        raise ValueError("no command given")
+    env = dict(env) if env is not None else {}
+    env.setdefault("PATH", DEFAULT_PATH)
+    if hostname:
+        env.setdefault("HOSTNAME", hostname)
+    ident = parse_user(user)
+    env.setdefault("HOME", "/root" if not ident or ident[0] == 0 else "/")
+    spec = SpawnSpec(argv=argv, env=[os.fsencode(f"{k}={v}") for k, v in env.items()],
+                     path=os.fsencode(env["PATH"]), cwd=os.fsencode(cwd) if cwd else None)
+
+    flags = 0
+    for ns in namespaces:
+        try:
+            flags |= NAMESPACES[ns]
+        except KeyError:
+            raise ValueError(f"unknown namespace {ns!r} (known: {', '.join(NAMESPACES)})") from None
+    if network == "none":
+        flags |= NAMESPACES["net"]
+        spec.setup |= _core.SETUP_LOOPBACK
+    elif network != "host":
+        raise ValueError(f"unknown network {network!r}: use 'none' or 'host'")
+    if uidmap is not None or gidmap is not None:
+        flags |= NAMESPACES["user"]
+        spec.uid_map, spec.gid_map = _idmap(uidmap), _idmap(gidmap)
+    if hostname:
+        if not flags & NAMESPACES["uts"]:
+            raise ValueError("hostname needs the uts namespace")
+        spec.hostname = hostname.encode()
+
+    if rootfs is not None:
+        flags |= NAMESPACES["mount"]
+        spec.anchor = _anchor()
+        if isinstance(rootfs, Overlay):
+            spec.lowerdirs = [os.fsencode(os.path.abspath(p)) for p in rootfs.lowerdirs]
+            if rootfs.upperdir is not None:
+                spec.upperdir = os.fsencode(os.path.abspath(rootfs.upperdir))
+                spec.workdir = os.fsencode(os.path.abspath(rootfs.workdir))
+            spec.overlay_options = ",".join(rootfs.options).encode() or None
+        else:
+            root = os.path.abspath(os.fspath(rootfs))
+            if not os.path.isdir(root):
+                raise NotADirectoryError(20, "rootfs is not a directory", root)
+            spec.rootfs = os.fsencode(root)
+        spec.readonly_root = bool(read_only)
+        spec.setup |= _core.SETUP_PROC | _core.SETUP_SYS | _core.SETUP_DEV
+        if not privileged:
+            spec.setup |= _core.SETUP_MASK
+            spec.masked_paths = MASKED_PATHS
+            spec.readonly_paths = READONLY_PATHS
+        spec.mounts = _mounts_to_c(mounts)
+    elif mounts or read_only:
+        raise ValueError("mounts and read_only need a rootfs")
+    spec.clone_flags = flags
+
+    spec.user = ident
+    spec.caps = caps.resolve(cap_add, cap_drop, privileged)
+    if no_new_privs and not privileged:
+        spec.setup |= _core.SETUP_NO_NEW_PRIVS
+    if not aslr:
+        spec.setup |= _core.SETUP_NO_ASLR
+    if new_session:
+        spec.setup |= _core.SETUP_SETSID
+    if umask is not None:
+        spec.umask = int(umask)
+    spec.rlimits = [(r, s, h) for r, (s, h) in (rlimits or {}).items()]
+    return spec
+
+
+class Process:
+    """A running container, like subprocess.Popen: pid, stdin/stdout/stderr,
+    poll(), wait(), communicate(), send_signal(), terminate(), kill().
+    Waiting and signalling go through a pidfd, so a reused pid is never hit."""
+
+    def __init__(self, args, rootfs=None, *, stdin=None, stdout=None, stderr=None, text=False,
+                 encoding=None, errors=None, cgroup=None, **options):
+        self.args = args
+        self.returncode = None
+        self.usage = None
+        self.pid = None
+        self._pidfd = -1
+        self._lock = threading.Lock()
+        self.stdin = self.stdout = self.stderr = None
+        self.text_mode = bool(text or encoding or errors)
+        self._encoding, self._errors = encoding, errors
+        spec = build_spec(args, rootfs, **options)
+        if cgroup is not None:
+            spec.cgroup_fd, spec.cgroup_procs_fds = cgroup.spawn_fds()
+        _reap_finished()
+
+        to_close, parent_ends = [], []
+        try:
+            fds = []
+            for i, what in enumerate((stdin, stdout, stderr)):
+                fds.append(self._child_fd(i, what, fds, to_close, parent_ends))
+            spec.stdio = tuple(fds)
+            self.pid, self._pidfd = _core.spawn(spec)
+            self.started = time.monotonic()
+        except BaseException:
+            for _, fd in parent_ends:
+                os.close(fd)
+            raise
+        finally:
+            for fd in to_close:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        for i, fd in parent_ends:
+            f = io.open(fd, "wb" if i == 0 else "rb", buffering=-1)
+            if self.text_mode:
+                f = io.TextIOWrapper(f, encoding=encoding, errors=errors, write_through=i == 0)
+            setattr(self, ("stdin", "stdout", "stderr")[i], f)
+
+    @staticmethod
+    def _child_fd(i, what, fds, to_close, parent_ends):
+        if what is None:
+            return -1
+        if what == PIPE:
+            r, w = os.pipe()
+            child, parent = (r, w) if i == 0 else (w, r)
+            to_close.append(child)
+            parent_ends.append((i, parent))
+            return child
+        if what == DEVNULL:
+            fd = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+            to_close.append(fd)
+            return fd
+        if what == STDOUT:
+            if i != 2:
+                raise ValueError("STDOUT is only valid for stderr")
+            return fds[1] if fds[1] >= 0 else 1
+        if isinstance(what, int):
+            return what
+        return what.fileno()
+
+    # -- waiting ------------------------------------------------------------
+    def _finish(self, result):
+        status, self.usage = result
+        self.returncode = os.waitstatus_to_exitcode(status)
+        os.close(self._pidfd)
+        self._pidfd = -1
+        return self.returncode
+
+    def poll(self):
+        with self._lock:
+            if self.returncode is None:
+                result = _core.wait(self._pidfd, 0)
+                if result is not None:
+                    self._finish(result)
+        return self.returncode
+
+    def wait(self, timeout=None):
+        if self.returncode is not None:
+            return self.returncode
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._lock:
+            if self.returncode is None:
+                left = None if deadline is None else max(0.0, deadline - time.monotonic())
+                result = _core.wait(self._pidfd, left)
+                if result is None:
+                    raise TimeoutExpired(self.args, timeout)
+                self._finish(result)
+        return self.returncode
+
+    def send_signal(self, sig):
+        from pyrt.sys import pidfd_send_signal
+        with self._lock:
+            if self.returncode is None:
+                try:
+                    pidfd_send_signal(self._pidfd, sig)
+                except ProcessLookupError:
+                    pass  # exited, not reaped yet
+
+    def terminate(self):
+        self.send_signal(signal.SIGTERM)
+
+    def kill(self):
+        self.send_signal(signal.SIGKILL)
+
+    # -- pipes --------------------------------------------------------------
+    def communicate(self, input=None, timeout=None):
+        """Send input, read stdout/stderr to the end, wait. Like Popen.communicate."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        out, err = _pump(self, input, deadline, timeout)
+        self.wait(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        if self.text_mode:
+            enc, errs = self._encoding or "utf-8", self._errors or "strict"
+            out = out.decode(enc, errs) if out is not None else None
+            err = err.decode(enc, errs) if err is not None else None
+        return out, err
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        for f in (self.stdout, self.stderr, self.stdin):
+            if f:
+                try:
+                    f.close()
+                except OSError:
+                    pass
+        self.wait()
+
+    def __del__(self):
+        if getattr(self, "_pidfd", -1) >= 0 and self.returncode is None:
+            _unreaped.append(self._pidfd)  # reaped later, like subprocess does
+            self._pidfd = -1
+
+    def __repr__(self):
+        return f"<pyrt.Process pid={self.pid} returncode={self.returncode}>"
+
+
+_unreaped: list[int] = []
+
+
+def _reap_finished():
+    for pidfd in list(_unreaped):
+        try:
+            done = _core.wait(pidfd, 0)
+        except OSError:
+            done = True
+        if done is not None:
+            _unreaped.remove(pidfd)
+            os.close(pidfd)
+
+
+def _pump(proc, input, deadline, timeout):
+    """Write input and read both outputs without deadlocking on full pipes."""
+    stdin = proc.stdin.buffer if proc.text_mode and proc.stdin else proc.stdin
+    outs = {}
+    sel = selectors.DefaultSelector()
+    try:
+        if stdin:
+            if input:
+                data = input.encode(proc._encoding or "utf-8") if isinstance(input, str) else bytes(input)
+                stdin.flush()
+                sel.register(stdin, selectors.EVENT_WRITE, memoryview(data))
+            else:
+                stdin.close()
+        for name in ("stdout", "stderr"):
+            f = getattr(proc, name)
+            if f:
+                f = f.buffer if proc.text_mode else f
+                outs[name] = []
+                sel.register(f, selectors.EVENT_READ, name)
+        while sel.get_map():
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                raise TimeoutExpired(proc.args, timeout)
+            for key, _ in sel.select(left):
+                if key.fileobj is stdin:
+                    view = key.data
+                    try:
+                        n = os.write(stdin.fileno(), view[:65536])
+                    except BrokenPipeError:
+                        n = len(view)
+                    view = view[n:]
+                    if view:
+                        sel.modify(stdin, selectors.EVENT_WRITE, view)
+                    else:
+                        sel.unregister(stdin)
+                        stdin.close()
+                else:
+                    chunk = os.read(key.fileobj.fileno(), 65536)
+                    if chunk:
+                        outs[key.data].append(chunk)
+                    else:
+                        sel.unregister(key.fileobj)
+                        key.fileobj.close()
+    finally:
+        sel.close()
+    out = b"".join(outs["stdout"]) if "stdout" in outs else None
+    err = b"".join(outs["stderr"]) if "stderr" in outs else None
+    return out, err
+
+
+class CompletedProcess(subprocess.CompletedProcess):
+    """subprocess.CompletedProcess plus `usage`: (utime, stime, maxrss KiB,
+    voluntary and involuntary context switches) of the container's init."""
+
+    usage = None
+
+
+def spawn(args, rootfs=None, **kwargs) -> Process:
+    """Start `args` in a new container and return at once (like subprocess.Popen)."""
+    return Process(args, rootfs, **kwargs)
+
+
+def run(args, rootfs=None, *, input=None, capture_output=False, timeout=None, check=False,
+        **kwargs) -> CompletedProcess:
+    """Run `args` in a new container and wait for it (like subprocess.run)."""
+    if input is not None:
+        if kwargs.get("stdin") is not None:
+            raise ValueError("stdin and input arguments may not both be used")
+        kwargs["stdin"] = PIPE
+    if capture_output:
+        if kwargs.get("stdout") is not None or kwargs.get("stderr") is not None:
+            raise ValueError("stdout and stderr arguments may not be used with capture_output")
+        kwargs["stdout"] = kwargs["stderr"] = PIPE
+    with Process(args, rootfs, **kwargs) as p:
+        try:
+            out, err = p.communicate(input, timeout=timeout)
+        except TimeoutExpired:
+            p.kill()
+            p.wait()
+            raise
+        except BaseException:
+            p.kill()
+            raise
+    result = CompletedProcess(args, p.returncode, out, err)
+    result.usage = p.usage
+    if check:
+        result.check_returncode()
+    return result
