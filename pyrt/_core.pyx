@@ -1,6 +1,8 @@
 # cython: language_level=3, boundscheck=False, wraparound=False
 """Bindings of pyrt's C core: spawn and wait (csrc/spawn.c), and the layer
-operations (unpack, copy, diff). Converts Python values to the plain-C specs and
+operations (unpack, write, copy). Converts Python values to the plain-C specs and
 releases the GIL around every blocking call."""
 
 include "_spawn.pxi"
+include "_unpack.pxi"
+include "_layerio.pxi"

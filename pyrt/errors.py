@@ -22,3 +22,32 @@ class SpawnError(PyrtError, OSError):
 
     def __reduce__(self):
         return (type(self), (self.errno, self.op, self.path))
+
+
+class LayerError(PyrtError, ValueError):
+    """A layer tar was rejected (hostile or broken input): names the entry and why."""
+
+
+class ImageNotFound(PyrtError, LookupError):
+    """No image matches the reference."""
+
+
+class ContainerNotFound(PyrtError, LookupError):
+    """No container matches the reference."""
+
+
+class VolumeNotFound(PyrtError, LookupError):
+    """No volume has that name."""
+
+
+class Conflict(PyrtError):
+    """The change conflicts with the store's state (name in use, image in use, ...)."""
+
+
+class InvalidArgument(PyrtError, ValueError):
+    """A user-given value (reference, limit, flag) is not valid."""
+
+
+class ImageFormatError(PyrtError, ValueError):
+    """An image archive, manifest or config is invalid (digest or size mismatch,
+    missing blob, unknown media type, bad JSON, ...)."""

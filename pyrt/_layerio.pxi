@@ -1,0 +1,1 @@
+# Bindings of csrc/tarwrite.c and csrc/copy.c: layer tar writer and tree copy.

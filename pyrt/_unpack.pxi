@@ -1,0 +1,1 @@
+# Bindings of csrc/unpack.c: the streaming OCI layer tar unpacker.
