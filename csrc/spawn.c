@@ -192,6 +192,13 @@ static int child_setup(const struct pyrt_spawn_spec *s, int syncfd, struct pyrt_
             return pyrt_fail_errno(e, n < 0 ? errno : EPIPE, "wait for parent", "");
         close(syncfd);
     }
+    /* In a new user namespace the child still has the caller's ids, which are not
+     * mapped there (files it creates would fail with EOVERFLOW): become the
+     * namespace's root, keeping its capabilities. */
+    if (s->gid_map && (setgroups(0, NULL) < 0 || setresgid(0, 0, 0) < 0))
+        return pyrt_fail(e, "setresgid", "0 in the user namespace");
+    if (s->uid_map && setresuid(0, 0, 0) < 0)
+        return pyrt_fail(e, "setresuid", "0 in the user namespace");
     umask(0);
     if ((s->setup & PYRT_SETUP_SETSID) && setsid() < 0)
         return pyrt_fail(e, "setsid", "");

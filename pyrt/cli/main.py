@@ -1,0 +1,207 @@
+"""`pyrt`: the command line, with the docker verbs and flags users know.
+
+Parses, calls the Python API, prints. Errors are printed on one line and exit 1;
+`pyrt run` exits with the container's status (128+N when killed by signal N)."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        self.exit(2, f"pyrt: {message}\nSee '{self.prog} --help'.\n")
+
+
+def _split_kv(items, what):
+    out = {}
+    for item in items or ():
+        key, sep, value = item.partition("=")
+        if not key:
+            raise ValueError(f"invalid {what} {item!r}: expected KEY=VALUE")
+        if not sep:  # `-e NAME` takes the value from pyrt's own environment, as docker does
+            if key not in os.environ:
+                continue
+            value = os.environ[key]
+        out[key] = value
+    return out
+
+
+def add_run_options(p):
+    """Options shared by `run` and `create`."""
+    p.add_argument("-e", "--env", action="append", metavar="KEY=VALUE", help="set an environment variable")
+    p.add_argument("--env-file", action="append", metavar="FILE", help="read environment variables from a file")
+    p.add_argument("-w", "--workdir", metavar="DIR", help="working directory inside the container")
+    p.add_argument("--hostname", metavar="NAME", help="container host name")
+    p.add_argument("-v", "--volume", action="append", metavar="SRC:DST[:ro]", help="bind mount a host path")
+    p.add_argument("--tmpfs", action="append", metavar="DST[:OPTIONS]", help="mount a tmpfs")
+    p.add_argument("--read-only", action="store_true", help="mount the root filesystem read-only")
+    p.add_argument("-u", "--user", metavar="UID[:GID]", help="user to run as")
+    p.add_argument("--network", "--net", default="none", choices=("none", "host"),
+                   help="network: none (own namespace with lo, the default) or host")
+    p.add_argument("--cap-add", action="append", default=[], metavar="CAP", help="add a capability")
+    p.add_argument("--cap-drop", action="append", default=[], metavar="CAP", help="drop a capability")
+    p.add_argument("--privileged", action="store_true", help="all capabilities, no masked paths")
+    p.add_argument("-i", "--interactive", action="store_true", help="keep stdin attached")
+    p.add_argument("--rootfs", metavar="DIR", help="run in this root directory instead of an image")
+
+
+def _env_from_args(args):
+    env = {}
+    for path in args.env_file or ():
+        with open(path) as f:
+            lines = [ln.strip() for ln in f if ln.strip() and not ln.lstrip().startswith("#")]
+        env.update(_split_kv(lines, "env-file line"))
+    env.update(_split_kv(args.env, "env"))
+    return env
+
+
+def mounts_from_args(args):
+    from pyrt.mounts import Bind, Tmpfs
+    mounts = []
+    for spec in args.volume or ():
+        parts = spec.split(":")
+        if len(parts) not in (2, 3) or not parts[0] or not parts[1]:
+            raise ValueError(f"invalid volume {spec!r}: expected SRC:DST[:ro|rw]")
+        mode = parts[2] if len(parts) == 3 else "rw"
+        if mode not in ("ro", "rw"):
+            raise ValueError(f"invalid volume mode {mode!r} in {spec!r}: expected ro or rw")
+        if not parts[1].startswith("/"):
+            raise ValueError(f"invalid volume {spec!r}: the destination must be an absolute path")
+        mounts.append(Bind(parts[0], parts[1], readonly=mode == "ro"))
+    for spec in args.tmpfs or ():
+        dst, _, opts = spec.partition(":")
+        size = mode = None
+        flags = ["nosuid", "nodev", "noexec"]
+        extra = []
+        for o in filter(None, opts.split(",")):
+            if o.startswith("size="):
+                size = o[5:]
+            elif o.startswith("mode="):
+                mode = int(o[5:], 8)
+            elif o in ("exec",):
+                flags.remove("noexec")
+            elif o in ("ro", "nosuid", "nodev", "noexec"):
+                flags.append(o)
+            else:
+                extra.append(o)
+        mounts.append(Tmpfs(dst, size=size, mode=mode, options=tuple(flags + extra)))
+    return mounts
+
+
+def cmd_run(args, runtime_factory):
+    command = list(args.command)
+    if command and command[0] == "--":
+        command = command[1:]
+    if args.rootfs is None:
+        if not command:
+            raise ValueError("run needs an image (or --rootfs DIR) and optionally a command")
+        from pyrt.cli.containers import run_image
+        return run_image(args, command[0], command[1:], runtime_factory())
+    if not command:
+        raise ValueError("run --rootfs needs a command")
+    import pyrt
+    r = pyrt.spawn(command, args.rootfs, env=_env_from_args(args), cwd=args.workdir,
+                   hostname=args.hostname, mounts=mounts_from_args(args), user=args.user,
+                   network=args.network, read_only=args.read_only, cap_add=args.cap_add,
+                   cap_drop=args.cap_drop, privileged=args.privileged,
+                   stdin=None if args.interactive else pyrt.DEVNULL)
+    return exit_status(r.wait())
+
+
+def exit_status(returncode: int) -> int:
+    return 128 - returncode if returncode < 0 else returncode
+
+
+def build_parser():
+    parser = _Parser(prog="pyrt", description="pyrt: containers from Python, with a C core.")
+    parser.add_argument("--root", default=os.environ.get("PYRT_ROOT", "/var/lib/pyrt"),
+                        help="store directory (default $PYRT_ROOT or /var/lib/pyrt)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    parser.add_argument("--storage-driver", choices=("overlay", "copy"), default=None,
+                        help="how container roots are made (default: overlay when the store's filesystem allows)")
+    parser.add_argument("--version", action="version", version="pyrt 0.1.0")
+    sub = parser.add_subparsers(dest="verb", metavar="COMMAND", parser_class=_Parser)
+
+    run = sub.add_parser("run", help="run a command in a new container",
+                         usage="pyrt run [OPTIONS] (IMAGE | --rootfs DIR) [--] [COMMAND [ARG...]]")
+    add_run_options(run)
+    try:
+        from pyrt.cli import containers
+    except ImportError:
+        containers = None
+    if containers is not None:
+        containers.add_run_image_options(run)
+    run.add_argument("command", nargs=argparse.REMAINDER, help="image and command (or command with --rootfs)")
+    run.set_defaults(func=cmd_run)
+    if containers is not None:
+        containers.register(sub)
+    try:
+        from pyrt.cli import images
+    except ImportError:
+        images = None
+    if images is not None:
+        images.register(sub)
+    return parser
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+
+    runtime = None
+
+    def runtime_factory():
+        nonlocal runtime
+        if runtime is None:
+            from pyrt.runtime import Runtime
+            runtime = Runtime(args.root, storage_driver=args.storage_driver, quiet=args.quiet)
+        return runtime
+
+    try:
+        if args.func is cmd_run:
+            rc = cmd_run(args, runtime_factory)
+        else:
+            rc = args.func(args, runtime_factory())
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 1
+    except (OSError, ValueError, LookupError) as e:  # pyrt errors are among these
+        print(f"pyrt: {_message(e)}", file=sys.stderr)
+        return _error_status(e) if args.func is cmd_run else 1
+    except Exception as e:
+        from pyrt.errors import PyrtError
+        if not isinstance(e, PyrtError):
+            raise
+        print(f"pyrt: {_message(e)}", file=sys.stderr)
+        return 125 if args.func is cmd_run else 1
+    return rc or 0
+
+
+def _error_status(e) -> int:
+    """As docker: 127 when the command is not found, 126 when it cannot be run,
+    125 for every other failure to start the container."""
+    import errno
+    if getattr(e, "op", None) == "exec":
+        return 127 if e.errno in (errno.ENOENT, errno.ENOTDIR) else 126
+    return 125
+
+
+def _message(e: BaseException) -> str:
+    from pyrt.errors import PyrtError
+    if isinstance(e, OSError) and not isinstance(e, PyrtError) and e.strerror:
+        where = f": {e.filename}" if e.filename else ""
+        return f"{e.strerror}{where}"
+    text = str(e)
+    if isinstance(e, LookupError) and len(text) > 1 and text[0] == text[-1] == "'":
+        text = text[1:-1]  # KeyError quotes its message
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Installs what pyrt's tests need on a fresh Debian 12 (as root): the reference
+# tools the tests compare with, and pyrt itself with its test extras.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends \
+    gcc libc6-dev busybox-static podman skopeo umoci runc crun zstd libarchive-tools \
+    uidmap iproute2 >/dev/null
+python3 -m pip install -q --upgrade pip >/dev/null 2>&1 || true
+python3 -m pip install -q ".[test]"
