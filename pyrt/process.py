@@ -190,6 +190,8 @@ def build_spec(args, rootfs=None, *, env=None, cwd=None, hostname=None, mounts=(
         raise ValueError("mounts and read_only need a rootfs")
     spec.clone_flags = flags
 
+    if ident is None and (os.geteuid() == 0 or spec.uid_map):
+        ident = (0, 0, [])  # root, without the caller's supplementary groups (as docker)
     spec.user = ident
     spec.caps = caps.resolve(cap_add, cap_drop, privileged)
     if no_new_privs and not privileged:

@@ -63,11 +63,13 @@ def _fs_context_log(fd):
     lines = []
     while True:
         try:
-            line = os.read(fd, 4096).decode(errors="replace").strip()
+            data = os.read(fd, 4096)
         except OSError:  # ENODATA: the log is empty
             break
-        if line:
-            lines.append(line[2:] if line[1:2] == " " else line)
+        if not data:
+            break
+        line = data.decode(errors="replace").strip()
+        lines.append(line[2:] if line[1:2] == " " else line)
     return "; ".join(lines) or None
 
 
@@ -152,14 +154,14 @@ def fsconfig(fd: int, cmd: int, key=None, value=None, aux: int = 0) -> None:
 
     value is a str/bytes/PathLike for SET_STRING and SET_PATH*, bytes for SET_BINARY
     (aux defaults to its length), None for SET_FLAG, SET_FD (aux is the fd) and the
-    commands. An error carries the kernel's log of the context in its strerror."""
+    commands. An error names the value (else the key) and carries the kernel's log
+    of the context in its strerror."""
     binary = cmd == lib.FSCONFIG_SET_BINARY
     cvalue = _cstr(value, binary=binary)
     if binary and value is not None and not aux:
         aux = len(cvalue)
     rc = lib.pyrt_fsconfig(fd, cmd, _cstr(key), cvalue, aux)
-    is_path = cmd in (lib.FSCONFIG_SET_PATH, lib.FSCONFIG_SET_PATH_EMPTY)
-    _check_fc(rc, fd, value if is_path else key)
+    _check_fc(rc, fd, key if binary or value is None else value)
 
 
 def fsmount(fd: int, flags: int = lib.FSMOUNT_CLOEXEC, attr_flags: int = 0) -> int:

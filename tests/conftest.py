@@ -1,0 +1,137 @@
+"""Fixtures shared by pyrt's tests.
+
+- The whole session runs in a private mount namespace of its own (made rshared
+  again inside, so that a container that forgot to make its mounts private would
+  still leak into it and be caught). Mounts made by other processes on the machine
+  then never show up in the leak checks, and a leaked mount dies with the session.
+  Set PYRT_TESTS_HOST_MOUNTNS=1 to stay in the host's mount namespace.
+- `rootfs`: a test rootfs on tmpfs (busybox-static when installed, else host
+  binaries with their libraries; PYRT_TESTS_NO_BUSYBOX=1 forces the latter), with
+  /etc/passwd and /etc/group (root and user 1000) and /tmp. Shared: do not write to
+  it; use `rootfs_copy` or `overlay_rootfs` for a writable root.
+- `tmp_shm`: a per-test directory on /dev/shm, removed after the test.
+- Every test is checked for leaked mounts and children (autouse, see
+  `_no_leaked_mounts_or_children`); `leak_check` adds open fds on demand.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+
+import pytest
+
+import helpers
+
+MS_REC, MS_PRIVATE, MS_SHARED = 0x4000, 0x40000, 0x100000
+CLONE_NEWNS = 0x00020000
+
+_SESSION_BASE = None
+
+
+def _enter_private_mount_ns() -> str:
+    if os.environ.get("PYRT_TESTS_HOST_MOUNTNS") == "1":
+        return "host (PYRT_TESTS_HOST_MOUNTNS=1)"
+    from pyrt._sys import ffi, lib
+    if lib.unshare(CLONE_NEWNS) < 0:  # e.g. already multi-threaded
+        return f"host (unshare: {os.strerror(ffi.errno)})"
+    if lib.mount(ffi.NULL, b"/", ffi.NULL, MS_REC | MS_PRIVATE, ffi.NULL) < 0 or \
+            lib.mount(ffi.NULL, b"/", ffi.NULL, MS_REC | MS_SHARED, ffi.NULL) < 0:
+        raise OSError(ffi.errno, f"making / private then shared: {os.strerror(ffi.errno)}")
+    return "private"
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "no_leak_check: skip the per-test check for leaked mounts and children")
+    if os.geteuid() == 0:
+        config._pyrt_mount_ns = _enter_private_mount_ns()
+
+
+def pytest_report_header(config):
+    return f"pyrt tests: mount namespace: {getattr(config, '_pyrt_mount_ns', 'host (not root)')}"
+
+
+@pytest.fixture(scope="session")
+def shm_base():
+    """The session's directory on /dev/shm; everything tests write lives below it."""
+    if os.geteuid() != 0:
+        pytest.skip("pyrt's tests need root (real namespaces and mounts)")
+    base = tempfile.mkdtemp(prefix="pyrt-tests-", dir="/dev/shm")
+    os.chmod(base, 0o711)  # a user namespace's root (an unmapped host uid) must reach the rootfs
+    try:
+        yield base
+    finally:
+        helpers.detach_mounts_under(base)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def rootfs_kind(shm_base):
+    root = os.path.join(shm_base, "rootfs")
+    return helpers.build_rootfs(root, use_busybox=os.environ.get("PYRT_TESTS_NO_BUSYBOX") != "1")
+
+
+@pytest.fixture(scope="session")
+def rootfs(shm_base, rootfs_kind) -> str:
+    """The shared, read-only-by-convention test rootfs (a directory path)."""
+    return os.path.join(shm_base, "rootfs")
+
+
+@pytest.fixture
+def tmp_shm(request, shm_base):
+    """A fresh directory on /dev/shm (tmpfs) for this test, removed after it. A mount
+    left below it fails the test (and is detached before the removal)."""
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.name)[:60]
+    path = tempfile.mkdtemp(prefix=name + "-", dir=shm_base)
+    os.chmod(path, 0o711)
+    try:
+        yield path
+    finally:
+        left = helpers.detach_mounts_under(path)
+        shutil.rmtree(path, ignore_errors=True)
+        assert not left, f"mounts left under {path}: {left}"
+
+
+@pytest.fixture
+def rootfs_copy(rootfs, tmp_shm) -> str:
+    """A private, writable copy of the test rootfs (a directory rootfs)."""
+    return helpers.copy_tree(rootfs, os.path.join(tmp_shm, "rootfs"))
+
+
+@pytest.fixture
+def overlay_rootfs(rootfs, tmp_shm):
+    """A writable overlay root: the shared rootfs as its only lower dir, plus a
+    private upper and work dir (`.upperdir` says where writes go)."""
+    import pyrt
+    upper, work = os.path.join(tmp_shm, "upper"), os.path.join(tmp_shm, "work")
+    os.mkdir(upper)
+    os.mkdir(work)
+    return pyrt.Overlay([rootfs], upper, work)
+
+
+@pytest.fixture
+def leak_check():
+    """A snapshot of the test process (mountinfo lines, children, open fds) taken
+    now: call `.assert_clean()` (or `.leaks()`) after the work, `.reset()` to
+    take a new one."""
+    return helpers.LeakCheck()
+
+
+@pytest.fixture(autouse=True)
+def _no_leaked_mounts_or_children(request):
+    """Fails a test that leaves a mount or a child process behind (then cleans up,
+    so one leak does not spill into the next tests)."""
+    if request.node.get_closest_marker("no_leak_check"):
+        yield
+        return
+    before = helpers.ProcessState()
+    yield
+    after = helpers.ProcessState()
+    leaks = after.leaks_since(before, fds=False)
+    if leaks:
+        helpers.reap(leaks.get("children", ()))
+        from pyrt._sys import lib
+        for line in reversed(leaks.get("mounts", ())):
+            lib.umount2(os.fsencode(helpers.mount_points([line])[0]), 2)  # MNT_DETACH
+        pytest.fail(f"the test leaked: {leaks}", pytrace=False)
