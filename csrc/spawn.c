@@ -45,6 +45,25 @@ static int write_all(int fd, const void *buf, size_t len)
     return 0;
 }
 
+/* glibc's setresuid/setresgid/setgroups broadcast the change to every thread of
+ * the process and wait for them: in a child cloned from a threaded process those
+ * threads do not exist and the wait never ends. The raw calls act on this thread,
+ * which is the whole child. */
+static int raw_setgroups(size_t n, const gid_t *groups)
+{
+    return (int)syscall(SYS_setgroups, n, groups);
+}
+
+static int raw_setresgid(gid_t g)
+{
+    return (int)syscall(SYS_setresgid, g, g, g);
+}
+
+static int raw_setresuid(uid_t u)
+{
+    return (int)syscall(SYS_setresuid, u, u, u);
+}
+
 static int loopback_up(struct pyrt_error *e)
 {
     int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
@@ -105,11 +124,11 @@ static int setup_identity(const struct pyrt_spawn_spec *s, struct pyrt_error *e)
     if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL)
         return pyrt_fail(e, "clear ambient capabilities", "");
     if (s->set_user) {
-        if (setgroups(s->ngroups, s->groups) < 0)
+        if (raw_setgroups(s->ngroups, s->groups) < 0)
             return pyrt_fail(e, "setgroups", "");
-        if (setresgid(s->gid, s->gid, s->gid) < 0)
+        if (raw_setresgid(s->gid) < 0)
             return pyrt_fail(e, "setresgid", "");
-        if (setresuid(s->uid, s->uid, s->uid) < 0)
+        if (raw_setresuid(s->uid) < 0)
             return pyrt_fail(e, "setresuid", "");
     }
     uint32_t eff[2], prm[2], inh[2];
@@ -195,9 +214,9 @@ static int child_setup(const struct pyrt_spawn_spec *s, int syncfd, struct pyrt_
     /* In a new user namespace the child still has the caller's ids, which are not
      * mapped there (files it creates would fail with EOVERFLOW): become the
      * namespace's root, keeping its capabilities. */
-    if (s->gid_map && (setgroups(0, NULL) < 0 || setresgid(0, 0, 0) < 0))
+    if (s->gid_map && (raw_setgroups(0, NULL) < 0 || raw_setresgid(0) < 0))
         return pyrt_fail(e, "setresgid", "0 in the user namespace");
-    if (s->uid_map && setresuid(0, 0, 0) < 0)
+    if (s->uid_map && raw_setresuid(0) < 0)
         return pyrt_fail(e, "setresuid", "0 in the user namespace");
     umask(0);
     if ((s->setup & PYRT_SETUP_SETSID) && setsid() < 0)

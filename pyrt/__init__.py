@@ -12,6 +12,7 @@ _LAZY = {
     "DEVNULL": "pyrt.process", "TimeoutExpired": "pyrt.process",
     "CalledProcessError": "pyrt.process",
     "Overlay": "pyrt.mounts", "Bind": "pyrt.mounts", "Tmpfs": "pyrt.mounts",
+    "Runtime": "pyrt.runtime",
     "SpawnError": "pyrt.errors", "PyrtError": "pyrt.errors",
 }
 

@@ -1,0 +1,90 @@
+/* The streaming OCI layer unpacker: a tar parser with a push API. The caller feeds
+ * the decompressed bytes of a layer chunk by chunk; entries are created below a
+ * destination directory as they arrive. Nothing here knows about Python.
+ *
+ * Formats: ustar, GNU (long names 'L'/'K', old sparse 'S', dumpdir 'D') and PAX
+ * ('x' and 'g': path, linkpath, size, uid, gid, mtime, atime, SCHILY.xattr.*, and
+ * the GNU sparse formats 0.0, 0.1 and 1.0).
+ *
+ * Safety: every path is resolved inside the destination with openat2
+ * (RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS); the last component is always created
+ * with *at calls that do not follow symlinks; chown/chmod/utimes never follow
+ * symlinks. Names are cleaned lexically: a leading "/" is dropped (clamped, like
+ * tar), "." and empty components are dropped, "a/.." collapses, and a ".." that
+ * would climb above the root rejects the layer. Hardlink targets must resolve
+ * inside the destination without crossing a symlink. The destination is meant to
+ * be a fresh, empty directory (a snapshot being built); on error the caller
+ * removes it.
+ *
+ * OCI whiteouts: ".wh.NAME" becomes an overlayfs whiteout (a 0:0 char device
+ * NAME), ".wh..wh..opq" sets trusted.overlay.opaque=y on its directory, other
+ * ".wh..wh.*" names (aufs metadata) are skipped. Xattrs in the security.*,
+ * trusted.overlay.* and user.overlay.* namespaces are never taken from a layer.
+ */
+#ifndef PYRT_UNPACK_H
+#define PYRT_UNPACK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "spawn.h" /* struct pyrt_error */
+
+/* Flags of struct pyrt_unpack_limits. */
+enum {
+    PYRT_UNPACK_DETECT_HOLES = 1, /* write aligned 4 KiB runs of zeros in plain
+                                     regular files as holes */
+    PYRT_UNPACK_NO_CHOWN = 2,     /* keep the unpacking user as owner */
+};
+
+/* Resource bounds; UINT64_MAX means unlimited. pyrt_unpack_limits_init() fills
+ * the defaults given next to each field. */
+struct pyrt_unpack_limits {
+    uint64_t max_bytes;           /* file data written, all files (64 GiB) */
+    uint64_t max_entries;         /* entries, extension headers excluded (1,000,000) */
+    uint64_t max_file_size;       /* data of one file; for a sparse file its real
+                                     data, not its apparent size (16 GiB) */
+    uint64_t max_path;            /* bytes in an entry or link name (4096) */
+    uint64_t max_xattr_size;      /* bytes in one xattr value (65536) */
+    uint64_t max_header_size;     /* one PAX header or GNU long name (1 MiB) */
+    uint64_t max_sparse_segments; /* data segments of one sparse file (1 << 20) */
+    uint64_t max_meta_memory;     /* memory kept for the directories' metadata,
+                                     applied at the end (64 MiB) */
+    unsigned int flags;           /* PYRT_UNPACK_* (PYRT_UNPACK_DETECT_HOLES) */
+};
+
+struct pyrt_unpack_stats {
+    uint64_t entries;    /* entries created or applied (whiteouts included) */
+    uint64_t bytes;      /* file data written (holes excluded) */
+    uint64_t apparent;   /* sum of the regular files' sizes (holes included) */
+    uint64_t files, dirs, symlinks, hardlinks, devices, whiteouts, opaques, skipped;
+    uint64_t stream;     /* tar bytes consumed */
+};
+
+struct pyrt_unpacker;
+
+void pyrt_unpack_limits_init(struct pyrt_unpack_limits *lim);
+
+/* Start unpacking into the directory destfd (which is dup'ed: the caller may close
+ * it). lim may be NULL for the defaults. NULL on failure, with e filled. */
+struct pyrt_unpacker *pyrt_unpacker_new(int destfd, const struct pyrt_unpack_limits *lim,
+                                        struct pyrt_error *e);
+
+/* Consume len bytes of the tar stream. 0 on success; -1 with e filled: e->err is
+ * an errno when a system call failed (e->op names it), or 0 when the layer was
+ * rejected (e->op says why, pyrt_unpacker_detail() may say more); e->path is the
+ * entry's name. After a failure every call fails the same way. */
+int pyrt_unpacker_feed(struct pyrt_unpacker *u, const void *buf, size_t len,
+                       struct pyrt_error *e);
+
+/* End of the stream: fails if it is truncated (mid-entry or without the
+ * end-of-archive blocks); applies the directories' deferred modes and times. */
+int pyrt_unpacker_finish(struct pyrt_unpacker *u, struct pyrt_error *e);
+
+void pyrt_unpacker_stats(const struct pyrt_unpacker *u, struct pyrt_unpack_stats *st);
+
+/* A longer explanation of the last rejection ("" if none). */
+const char *pyrt_unpacker_detail(const struct pyrt_unpacker *u);
+
+void pyrt_unpacker_free(struct pyrt_unpacker *u);
+
+#endif

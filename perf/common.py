@@ -1,0 +1,471 @@
+"""Shared helpers for the pyperf benchmarks in perf/.
+
+- tools: find a tool, apt-get installing its Debian package when it is missing;
+- Scratch: a temporary directory with a tmpfs on it that tracks and undoes
+  every mount made below it (also on failure);
+- a busybox rootfs, overlay mounts, OCI bundles made by `runc spec` then edited;
+- crun on a cgroup "hybrid" host: crun refuses to start when the cgroup v2
+  hierarchy of a hybrid host has controllers; hiding them (an empty file bound
+  over cgroup.controllers) in a private mount namespace makes it work;
+- Spawner: start a command and wait for it with as little launcher cost as
+  possible (posix_spawn + waitpid), the same for every tool compared;
+- clean-up of containers and cgroups that runc/crun could leave behind.
+
+Everything here needs root, as the benchmarks do.
+"""
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import json
+import os
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+
+# --- tools ---------------------------------------------------------------
+
+# tool -> Debian package that ships it
+DEBIAN_PACKAGES = {
+    "runc": "runc",
+    "crun": "crun",
+    "bwrap": "bubblewrap",
+    "busybox": "busybox-static",
+    "unshare": "util-linux",
+    "umoci": "umoci",
+    "skopeo": "skopeo",
+    "tar": "tar",
+    "zstd": "zstd",
+}
+
+_apt_updated = False
+
+
+def log(*args):
+    print(*args, file=sys.stderr, flush=True)
+
+
+def apt_install(packages, *, quiet=True) -> tuple[bool, str]:
+    """apt-get install -y PACKAGES (running apt-get update once if the first
+    try fails). Returns (ok, last lines of output)."""
+    global _apt_updated
+    if os.geteuid() != 0:
+        return False, "not root: cannot apt-get install"
+    if not shutil.which("apt-get"):
+        return False, "no apt-get on this machine"
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    cmd = ["apt-get", "install", "-y", "--no-install-recommends", *packages]
+    out = ""
+    for attempt in range(2):
+        if attempt == 1:
+            if _apt_updated:
+                break
+            subprocess.run(["apt-get", "update"], env=env, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL, check=False)
+            _apt_updated = True
+        p = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                           check=False)
+        out = p.stdout
+        if p.returncode == 0:
+            return True, out
+    return False, "\n".join(out.strip().splitlines()[-3:])
+
+
+def find_tool(name, *, install=True, package=None) -> tuple[str | None, str]:
+    """Path of `name`, apt-installing its package when missing and allowed.
+    Returns (path, "") or (None, why not)."""
+    path = shutil.which(name)
+    if path:
+        return path, ""
+    pkg = package or DEBIAN_PACKAGES.get(name)
+    if not install:
+        return None, f"{name} is not installed"
+    if not pkg:
+        return None, f"{name} is not installed and no package is known for it"
+    log(f"[setup] {name} missing: apt-get install -y {pkg}")
+    ok, out = apt_install([pkg])
+    path = shutil.which(name)
+    if path:
+        return path, ""
+    return None, f"{name} is not installed and apt-get install {pkg} failed: {out}" if not ok else \
+        f"{name} still not found after installing {pkg}"
+
+
+def check_command(argv, *, timeout=60, env=None) -> tuple[bool, str]:
+    """Run once (untimed) to see whether a command works; returns (ok, output)."""
+    try:
+        p = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, timeout=timeout, env=env, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return False, str(exc)
+    out = p.stdout.decode(errors="replace").strip()
+    if p.returncode != 0:
+        return False, f"exit status {p.returncode}: {out[-500:]}"
+    return True, out
+
+
+# --- syscalls through libc ------------------------------------------------
+
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+_libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
+_libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
+_libc.unshare.argtypes = [ctypes.c_int]
+_libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+
+MS_RDONLY = 1
+MS_BIND = 4096
+MS_REC = 16384
+MS_PRIVATE = 1 << 18
+MNT_DETACH = 2
+CLONE_NEWNS = 0x00020000
+
+
+def _b(p):
+    return None if p is None else os.fsencode(p)
+
+
+def _check(rc, what, path=None):
+    if rc < 0:
+        err = ctypes.get_errno()
+        if path is None:
+            raise OSError(err, f"{what}: {os.strerror(err)}")
+        raise OSError(err, f"{what}: {os.strerror(err)}", os.fspath(path))
+
+
+def mount(source, target, fstype=None, flags=0, data=None):
+    _check(_libc.mount(_b(source), _b(target), _b(fstype), flags, _b(data)), "mount", target)
+
+
+def umount(target, *, lazy_fallback=True):
+    if _libc.umount2(_b(target), 0) == 0:
+        return
+    err = ctypes.get_errno()
+    if lazy_fallback and err == 16:  # EBUSY
+        _check(_libc.umount2(_b(target), MNT_DETACH), "umount -l", target)
+        return
+    raise OSError(err, f"umount: {os.strerror(err)}", os.fspath(target))
+
+
+def mounts_under(path) -> list[str]:
+    """Mount points at or below `path` in this mount namespace, in mount order."""
+    path = os.path.realpath(path)
+    found = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            mp = line.split()[4].encode().decode("unicode_escape")
+            if mp == path or mp.startswith(path + "/"):
+                found.append(mp)
+    return found
+
+
+def die_with_parent(sig=9):
+    """PR_SET_PDEATHSIG: this process gets `sig` when its parent exits (a
+    benchmark worker must not outlive the process that cleans up after it)."""
+    _check(_libc.prctl(1, sig, 0, 0, 0), "prctl(PR_SET_PDEATHSIG)")
+    if os.getppid() == 1:
+        os.kill(os.getpid(), sig)
+
+
+def enter_private_mount_namespace():
+    """unshare(CLONE_NEWNS) for this (single-threaded) process and stop mount
+    propagation back to the host. Irreversible for the process: call it in a
+    process made for it (a pyperf worker, a child)."""
+    _check(_libc.unshare(CLONE_NEWNS), "unshare(CLONE_NEWNS)")
+    mount(None, "/", None, MS_REC | MS_PRIVATE)
+
+
+# --- cgroups -------------------------------------------------------------
+
+CGROUP_ROOT = "/sys/fs/cgroup"
+UNIFIED_CONTROLLERS = "/sys/fs/cgroup/unified/cgroup.controllers"
+
+
+def cgroup_mode() -> str:
+    """'v2' (unified), 'hybrid' (v1 + a v2 hierarchy at unified/) or 'v1'."""
+    if os.path.exists(os.path.join(CGROUP_ROOT, "cgroup.controllers")):
+        return "v2"
+    if os.path.ismount(os.path.join(CGROUP_ROOT, "unified")):
+        return "hybrid"
+    return "v1"
+
+
+def crun_needs_hidden_controllers() -> bool:
+    """crun (1.x) refuses a hybrid host whose v2 hierarchy has controllers
+    ("cgroups in hybrid mode not supported, drop all controllers from cgroupv2")."""
+    if cgroup_mode() != "hybrid":
+        return False
+    try:
+        with open(UNIFIED_CONTROLLERS) as f:
+            return bool(f.read().strip())
+    except OSError:
+        return False
+
+
+def hide_cgroup2_controllers(empty_file):
+    """Bind an empty file over the v2 hierarchy's cgroup.controllers. Only in a
+    private mount namespace (see enter_private_mount_namespace)."""
+    mount(empty_file, UNIFIED_CONTROLLERS, None, MS_BIND)
+
+
+def crun_wrapper_argv(empty_file, crun_argv, unshare="unshare") -> list[str]:
+    """A command that runs crun_argv in its own private mount namespace with the
+    v2 controllers hidden (the cost of unshare + sh + mount is in it)."""
+    import shlex
+    script = (f"mount --bind {shlex.quote(os.fspath(empty_file))} {UNIFIED_CONTROLLERS} && exec "
+              + " ".join(shlex.quote(a) for a in crun_argv))
+    return [unshare, "-m", "--propagation", "private", "sh", "-c", script]
+
+
+def remove_cgroups(prefix) -> list[str]:
+    """rmdir the (empty) cgroups named prefix* that runc/crun may have left in
+    any hierarchy: at the top of each, or below this process's own cgroup there.
+    Only directories with our prefix are touched."""
+    if not prefix:
+        raise ValueError("an empty prefix would match every cgroup")
+    own = {}
+    try:
+        with open("/proc/self/cgroup") as f:
+            for line in f:
+                _, ctrls, path = line.rstrip("\n").split(":", 2)
+                for c in (ctrls.split(",") if ctrls else [""]):
+                    own[c.replace("name=", "")] = path
+    except OSError:
+        pass
+    removed = []
+    try:
+        hierarchies = [os.path.join(CGROUP_ROOT, d) for d in os.listdir(CGROUP_ROOT)]
+    except OSError:
+        return removed
+    if cgroup_mode() == "v2":
+        hierarchies = [CGROUP_ROOT]
+    for h in hierarchies:
+        if not os.path.isdir(h):
+            continue
+        bases = {h}
+        name = os.path.basename(h)
+        key = "" if name == "unified" or h == CGROUP_ROOT else name
+        if key in own:
+            bases.add(os.path.join(h, own[key].lstrip("/")))
+        for base in bases:
+            try:
+                entries = os.listdir(base)
+            except OSError:
+                continue
+            for e in entries:
+                if e.startswith(prefix):
+                    p = os.path.join(base, e)
+                    try:
+                        os.rmdir(p)
+                        removed.append(p)
+                    except OSError:
+                        pass
+    return removed
+
+
+def oci_delete_all(runtime, root, prefix, wrap=None) -> list[str]:
+    """Force-delete the containers named prefix* in a runc/crun `--root`.
+    `wrap(argv) -> argv` runs the runtime through a wrapper (crun on a hybrid
+    host: see crun_wrapper_argv)."""
+    if not prefix:
+        raise ValueError("an empty prefix would match every container")
+    if not os.path.isdir(root):
+        return []
+    wrap = wrap or (lambda argv: argv)
+    p = subprocess.run(wrap([runtime, "--root", root, "list", "-q"]), stdout=subprocess.PIPE,
+                       stderr=subprocess.DEVNULL, text=True, check=False)
+    ids = [i for i in p.stdout.split() if i.startswith(prefix)]
+    for cid in ids:
+        subprocess.run(wrap([runtime, "--root", root, "delete", "-f", cid]), stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL, check=False)
+    return ids
+
+
+# --- scratch space ---------------------------------------------------------
+
+class Scratch:
+    """A temp directory with a tmpfs mounted on it. Mounts made below it (by
+    .mount* or by anyone) are undone by cleanup(), deepest first; then the
+    directory is removed. Use as a context manager, or call cleanup() in a
+    finally. Safe to call cleanup() twice."""
+
+    def __init__(self, prefix="pyrt-bench-", size="512m", base=None):
+        self.path = tempfile.mkdtemp(prefix=prefix, dir=base)
+        self._mounted = False
+        try:
+            mount("tmpfs", self.path, "tmpfs", 0, f"size={size},mode=0700")
+            self._mounted = True
+        except BaseException:
+            os.rmdir(self.path)
+            raise
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.cleanup()
+
+    def sub(self, *parts, create=True) -> str:
+        p = os.path.join(self.path, *parts)
+        if create:
+            os.makedirs(p, exist_ok=True)
+        return p
+
+    def mount_overlay(self, lowerdirs, upperdir, workdir, target, options=()):
+        return mount_overlay(lowerdirs, upperdir, workdir, target, options)
+
+    def cleanup(self) -> list[str]:
+        """Unmount everything at or below the directory, remove it. Returns
+        the problems met (empty when all went well)."""
+        problems = []
+        if not os.path.isdir(self.path):
+            return problems
+        for _ in range(3):  # a lazy unmount may reveal mounts under it
+            mps = mounts_under(self.path)
+            if not mps:
+                break
+            for mp in reversed(mps):
+                try:
+                    umount(mp)
+                except OSError as exc:
+                    problems.append(str(exc))
+        self._mounted = False
+        if not mounts_under(self.path):
+            shutil.rmtree(self.path, ignore_errors=True)
+            if os.path.exists(self.path):
+                problems.append(f"could not remove {self.path}")
+        else:
+            problems.append(f"{self.path} is still mounted; not removed")
+        return problems
+
+
+def mount_overlay(lowerdirs, upperdir, workdir, target, options=()):
+    """mount -t overlay (lowerdirs top-most first)."""
+    if isinstance(lowerdirs, (str, os.PathLike)):
+        lowerdirs = [lowerdirs]
+    opts = ["lowerdir=" + ":".join(os.fspath(p) for p in lowerdirs)]
+    if upperdir is not None:
+        opts += [f"upperdir={os.fspath(upperdir)}", f"workdir={os.fspath(workdir)}"]
+    opts += list(options)
+    os.makedirs(target, exist_ok=True)
+    mount("overlay", target, "overlay", 0, ",".join(opts))
+    return target
+
+
+# --- a busybox rootfs --------------------------------------------------------
+
+def _is_static_elf(path) -> bool:
+    """True when the ELF file has no program interpreter (PT_INTERP)."""
+    with open(path, "rb") as f:
+        head = f.read(64)
+        if head[:4] != b"\x7fELF" or head[4] != 2:  # 64-bit only
+            return False
+        end = "<" if head[5] == 1 else ">"
+        phoff, = struct.unpack(end + "Q", head[32:40])
+        phentsize, phnum = struct.unpack(end + "HH", head[54:58])
+        f.seek(phoff)
+        table = f.read(phentsize * phnum)
+    for i in range(phnum):
+        p_type, = struct.unpack(end + "I", table[i * phentsize:i * phentsize + 4])
+        if p_type == 3:  # PT_INTERP
+            return False
+    return True
+
+
+def find_static_busybox(*, install=True) -> tuple[str | None, str]:
+    for cand in ("/bin/busybox", "/usr/bin/busybox", shutil.which("busybox")):
+        if cand and os.path.exists(cand) and _is_static_elf(cand):
+            return os.path.realpath(cand), ""
+    if not install:
+        return None, "no static busybox (apt-get install busybox-static)"
+    log("[setup] static busybox missing: apt-get install -y busybox-static")
+    ok, out = apt_install(["busybox-static"])
+    for cand in ("/bin/busybox", "/usr/bin/busybox"):
+        if os.path.exists(cand) and _is_static_elf(cand):
+            return os.path.realpath(cand), ""
+    return None, f"no static busybox: apt-get install busybox-static: {out}"
+
+
+def make_busybox_rootfs(dest, busybox=None) -> str:
+    """A minimal root: /bin/busybox (static) with every applet linked in /bin,
+    the usual mount points and a root entry in /etc/passwd and /etc/group."""
+    if busybox is None:
+        busybox, why = find_static_busybox()
+        if busybox is None:
+            raise RuntimeError(why)
+    for d in ("bin", "proc", "sys", "dev", "tmp", "etc", "root", "run", "var/tmp", "usr/bin", "sbin"):
+        os.makedirs(os.path.join(dest, d), exist_ok=True)
+    os.chmod(os.path.join(dest, "tmp"), 0o1777)
+    target = os.path.join(dest, "bin", "busybox")
+    shutil.copy2(busybox, target)
+    out = subprocess.run([busybox, "--list"], stdout=subprocess.PIPE, text=True, check=True).stdout
+    for applet in out.split():
+        if "/" in applet or applet == "busybox":
+            continue
+        link = os.path.join(dest, "bin", applet)
+        if not os.path.lexists(link):
+            os.symlink("busybox", link)
+    with open(os.path.join(dest, "etc", "passwd"), "w") as f:
+        f.write("root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n")
+    with open(os.path.join(dest, "etc", "group"), "w") as f:
+        f.write("root:x:0:\nnogroup:x:65534:\n")
+    return dest
+
+
+# --- OCI bundles -------------------------------------------------------------
+
+OCI_NAMESPACES = ("mount", "pid", "uts", "ipc", "network")
+
+
+def make_oci_bundle(bundle, root, args, *, spec_tool="runc", namespaces=OCI_NAMESPACES, readonly=True,
+                    cgroups_path=None, edit=None) -> str:
+    """`runc spec` (or `crun spec`) in `bundle`, then: root.path = root (absolute),
+    process.args = args, terminal false, exactly `namespaces` (no user
+    namespace unless asked). `edit(config)` may change more. Returns the
+    config.json path."""
+    os.makedirs(bundle, exist_ok=True)
+    cfg_path = os.path.join(bundle, "config.json")
+    if os.path.exists(cfg_path):
+        os.unlink(cfg_path)
+    subprocess.run([spec_tool, "spec"], cwd=bundle, check=True, stdout=subprocess.DEVNULL)
+    with open(cfg_path) as f:
+        cfg = json.load(f)
+    cfg["root"] = {"path": os.path.abspath(root), "readonly": bool(readonly)}
+    cfg["process"]["args"] = list(args)
+    cfg["process"]["terminal"] = False
+    cfg["linux"]["namespaces"] = [{"type": t} for t in namespaces]
+    if cgroups_path is not None:
+        cfg["linux"]["cgroupsPath"] = cgroups_path
+    if edit is not None:
+        edit(cfg)
+    with open(cfg_path, "w") as f:
+        json.dump(cfg, f, indent=2)
+    return cfg_path
+
+
+# --- launching -----------------------------------------------------------------
+
+class Spawner:
+    """posix_spawn + waitpid, stdin/stdout/stderr on /dev/null (or inherited):
+    the same launcher for every external tool a benchmark compares."""
+
+    def __init__(self, *, quiet=True, env=None):
+        self.env = dict(os.environ if env is None else env)
+        self._devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+        self.file_actions = [(os.POSIX_SPAWN_DUP2, self._devnull, fd) for fd in ((0, 1, 2) if quiet else (0,))]
+
+    def run(self, argv) -> int:
+        pid = os.posix_spawn(argv[0], argv, self.env, file_actions=self.file_actions)
+        while True:
+            try:
+                _, status = os.waitpid(pid, 0)
+                break
+            except InterruptedError:
+                continue
+        return os.waitstatus_to_exitcode(status)
+
+    def close(self):
+        if self._devnull >= 0:
+            os.close(self._devnull)
+            self._devnull = -1

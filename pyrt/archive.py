@@ -1,0 +1,813 @@
+"""Image archives: the OCI image layout (a directory or a tar of one: `oci-layout`,
+`index.json`, `blobs/sha256/...`) and docker-archive (`manifest.json` with Config,
+RepoTags and Layers, layer tars, config JSON), as `docker save`, `podman save`,
+`skopeo copy` and `umoci` write them.
+
+Reading (`open_archive`) validates the structure and yields `ImagePlan`s: the config
+and manifest (read, digest-checked), and for each layer a way to open its blob; the
+caller (pyrt.images) streams the blobs into the store. Nothing is extracted: a tar is
+read in place by offset. Writing (`write_oci`, `write_docker_archive`) goes to a temp
+name and is renamed when complete."""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import posixpath
+import tarfile
+import tempfile
+from dataclasses import dataclass, field
+
+from .errors import ImageFormatError, InvalidArgument
+from .oci import mediatypes as mt
+from .oci.digest import digest_hex, is_hex64, sha256_bytes
+from .oci.image import (dumps, load_json, manifest_json, parse_config, parse_index,
+                        parse_manifest, platform_matches)
+from .oci.reference import parse_reference
+
+MAX_JSON = 32 << 20           # a manifest, index or config larger than this is refused
+MAX_INDEX_DEPTH = 4
+PLATFORM = ("linux", "amd64")
+
+
+@dataclass
+class LayerPlan:
+    member: str                   # name of the blob in the archive
+    media_type: str
+    diff_id: str
+    digest: str | None            # None: computed when the blob is read (docker-archive)
+    size: int
+    open: object = None           # () -> binary file object
+    chain_id: str = ""
+
+
+@dataclass
+class ImagePlan:
+    config: bytes
+    config_digest: str
+    config_media_type: str
+    layers: list
+    names: list = field(default_factory=list)         # "repository:tag"
+    manifest: bytes | None = None                      # None: made after the layers are read
+    manifest_digest: str | None = None
+    manifest_media_type: str = mt.OCI_MANIFEST
+    source: str = ""
+
+    def build_manifest(self):
+        if self.manifest is None:
+            self.manifest = manifest_json(
+                {"mediaType": self.config_media_type, "digest": self.config_digest,
+                 "size": len(self.config)},
+                [{"mediaType": lp.media_type, "digest": lp.digest, "size": lp.size}
+                 for lp in self.layers])
+            self.manifest_digest = sha256_bytes(self.manifest)
+            self.manifest_media_type = mt.OCI_MANIFEST
+
+
+# -- sources: a directory or a tar, read by member name ------------------------------------
+
+def _norm_member(name: str, archive: str) -> str:
+    """A member name made relative and normalized; traversal is refused."""
+    if "\x00" in name:
+        raise ImageFormatError(f"invalid member name {name!r} in {archive}")
+    if name.startswith("/"):
+        raise ImageFormatError(f"path traversal in {archive}: absolute member name {name!r}")
+    parts = []
+    for p in name.split("/"):
+        if p in ("", "."):
+            continue
+        if p == "..":
+            raise ImageFormatError(f"path traversal in {archive}: member name {name!r} contains '..'")
+        parts.append(p)
+    return "/".join(parts)
+
+
+class _Slice(io.RawIOBase):
+    """A read-only window [offset, offset+size) of a file, with its own descriptor."""
+
+    def __init__(self, path, offset, size):
+        self._fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        self._off, self._end = offset, offset + size
+
+    def readable(self):
+        return True
+
+    def readinto(self, b):
+        n = min(len(b), self._end - self._off)
+        if n <= 0:
+            return 0
+        data = os.pread(self._fd, n, self._off)
+        if not data:
+            raise ImageFormatError("truncated archive: unexpected end of data")
+        b[:len(data)] = data
+        self._off += len(data)
+        return len(data)
+
+    def close(self):
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+        super().close()
+
+
+class TarSource:
+    """A tar archive indexed by member name (data offsets), read without extracting."""
+
+    def __init__(self, path: str, label: str | None = None):
+        self.path = path
+        self.label = label or path
+        self.members: dict[str, tuple] = {}
+        try:
+            size = os.path.getsize(path)
+            with tarfile.open(path, "r:") as tf:
+                last_end = 0
+                for ti in tf:
+                    name = _norm_member(ti.name, self.label)
+                    if ti.islnk() or ti.issym():
+                        if ti.linkname.startswith("/") and ti.issym():
+                            raise ImageFormatError(f"path traversal in {self.label}: member {ti.name!r} "
+                                                   f"links to {ti.linkname!r}")
+                    if ti.isreg():
+                        end = ti.offset_data + ti.size
+                        if end > size:
+                            raise ImageFormatError(f"truncated archive {self.label}: member {ti.name!r} "
+                                                   f"needs {end} bytes, the file has {size}")
+                    last_end = ti.offset_data + ((ti.size + 511) // 512) * 512 if ti.isreg() \
+                        else ti.offset_data
+                    if name:
+                        self.members[name] = (ti.type, ti.offset_data, ti.size, ti.linkname)
+        except tarfile.TarError as e:
+            raise ImageFormatError(f"truncated or corrupt tar {self.label}: {e}") from None
+        if not self.members:
+            raise ImageFormatError(f"{self.label} is empty or not a tar archive")
+        # tar writers end with zero blocks: their absence means the archive was cut
+        with open(path, "rb") as f:
+            f.seek(last_end)
+            tail = f.read(512)
+        if len(tail) < 512 or tail.strip(b"\x00"):
+            raise ImageFormatError(f"truncated archive {self.label}: no end-of-archive marker "
+                                   f"after the last member")
+
+    def _resolve(self, name: str, depth: int = 0):
+        name = _norm_member(name, self.label)
+        m = self.members.get(name)
+        if m is None:
+            return None, name
+        typ = m[0]
+        if typ in (tarfile.SYMTYPE, tarfile.LNKTYPE):
+            if depth > 16:
+                raise ImageFormatError(f"too many levels of links at {name!r} in {self.label}")
+            if typ == tarfile.SYMTYPE:
+                target = posixpath.normpath(posixpath.join(posixpath.dirname(name), m[3]))
+                if target.startswith("../") or target == ".." or target.startswith("/"):
+                    raise ImageFormatError(f"path traversal in {self.label}: {name!r} links to {m[3]!r}")
+            else:
+                target = m[3]
+            return self._resolve(target, depth + 1)
+        return m, name
+
+    def exists(self, name):
+        m, _ = self._resolve(name)
+        return m is not None and m[0] in (tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.CONTTYPE)
+
+    def size(self, name):
+        m, _ = self._resolve(name)
+        return m[2]
+
+    def open(self, name):
+        m, n = self._resolve(name)
+        if m is None or m[0] not in (tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.CONTTYPE):
+            raise ImageFormatError(f"missing file {name!r} in {self.label}")
+        return io.BufferedReader(_Slice(self.path, m[1], m[2]), 1 << 20)
+
+    def close(self):
+        pass
+
+
+class DirSource:
+    """A directory, read by relative names walked with O_NOFOLLOW (nothing outside it)."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.label = path
+        self._fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+
+    def _open_fd(self, name):
+        parts = _norm_member(name, self.label).split("/")
+        fd = os.dup(self._fd)
+        try:
+            for p in parts[:-1]:
+                nfd = os.open(p, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+                os.close(fd)
+                fd = nfd
+            return os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+        finally:
+            os.close(fd)
+
+    def exists(self, name):
+        try:
+            fd = self._open_fd(name)
+        except OSError:
+            return False
+        try:
+            import stat
+            return stat.S_ISREG(os.fstat(fd).st_mode)
+        finally:
+            os.close(fd)
+
+    def size(self, name):
+        fd = self._open_fd(name)
+        try:
+            return os.fstat(fd).st_size
+        finally:
+            os.close(fd)
+
+    def open(self, name):
+        try:
+            fd = self._open_fd(name)
+        except OSError as e:
+            raise ImageFormatError(f"missing file {name!r} in {self.label}: {e.strerror}") from None
+        return os.fdopen(fd, "rb", buffering=1 << 20)
+
+    def close(self):
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+def _read_small(src, name, what, limit=MAX_JSON) -> bytes:
+    if not src.exists(name):
+        raise ImageFormatError(f"missing {what} ({name}) in {src.label}")
+    with src.open(name) as f:
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise ImageFormatError(f"{what} ({name}) in {src.label} is larger than {limit} bytes")
+    return data
+
+
+# -- opening -----------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def open_archive(path_or_fileobj, tmp_dir: str):
+    """Yields (format, [ImagePlan]) for a docker-archive or OCI layout (dir or tar, or a
+    binary file object / compressed tar, spooled to `tmp_dir` first)."""
+    spool = None
+    src = None
+    try:
+        if not isinstance(path_or_fileobj, (str, os.PathLike)):
+            spool = _spool(path_or_fileobj, tmp_dir, "<stream>")
+            path, label = spool, "<stream>"
+        else:
+            path = os.fspath(path_or_fileobj)
+            label = path
+            if not os.path.exists(path):
+                raise InvalidArgument(f"{path}: no such file or directory")
+        if os.path.isdir(path):
+            src = DirSource(path)
+        else:
+            with open(path, "rb") as f:
+                head = f.read(6)
+            if not head:
+                raise ImageFormatError(f"{label} is empty")
+            comp = mt.sniff_compression(head)
+            if comp:
+                with open(path, "rb") as f:
+                    dec = _decompressing_reader(f, comp, label)
+                    spooled = _spool(dec, tmp_dir, label)
+                if spool:
+                    os.unlink(spool)
+                spool = spooled
+                path = spool
+            src = TarSource(path, label)
+        if src.exists("index.json") and (src.exists("oci-layout") or not src.exists("manifest.json")):
+            yield "oci", read_oci(src)
+        elif src.exists("manifest.json"):
+            yield "docker-archive", read_docker_archive(src)
+        else:
+            raise ImageFormatError(f"{label} is neither an OCI image layout (no index.json) nor a "
+                                   "docker-archive (no manifest.json)")
+    finally:
+        if src is not None:
+            src.close()
+        if spool:
+            try:
+                os.unlink(spool)
+            except OSError:
+                pass
+
+
+def _spool(f, tmp_dir, label):
+    fd, p = tempfile.mkstemp(prefix="spool-", dir=tmp_dir)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            while True:
+                chunk = f.read(1 << 20)
+                if not chunk:
+                    break
+                out.write(chunk)
+    except BaseException:
+        os.unlink(p)
+        raise
+    return p
+
+
+def _decompressing_reader(f, comp, label):
+    if comp == "gzip":
+        import gzip
+        return gzip.GzipFile(fileobj=f)
+    if comp == "bzip2":
+        import bz2
+        return bz2.BZ2File(f)
+    if comp == "xz":
+        import lzma
+        return lzma.LZMAFile(f)
+    if comp == "zstd":
+        try:
+            import zstandard
+        except ImportError:
+            raise ImageFormatError(f"{label} is zstd-compressed: decompress it first (zstd -d)") from None
+        return zstandard.ZstdDecompressor().stream_reader(f)
+    raise ImageFormatError(f"{label}: unsupported compression {comp}")
+
+
+# -- OCI layout ------------------------------------------------------------------------------
+
+def _blob_name(digest: str, what: str) -> str:
+    return "blobs/sha256/" + digest_hex(digest, f"digest of {what}")
+
+
+def _read_blob(src, desc: dict, what: str) -> bytes:
+    name = _blob_name(desc["digest"], what)
+    if not src.exists(name):
+        raise ImageFormatError(f"missing blob {desc['digest']} ({what}) in {src.label}")
+    size = src.size(name)
+    if size != desc["size"]:
+        raise ImageFormatError(f"wrong size for {what} {desc['digest']}: the descriptor says "
+                               f"{desc['size']} bytes, the blob has {size}")
+    data = _read_small(src, name, what)
+    got = sha256_bytes(data)
+    if got != desc["digest"]:
+        raise ImageFormatError(f"digest mismatch for {what}: expected {desc['digest']}, got {got}")
+    return data
+
+
+def _names_from_annotations(ann: dict | None) -> list:
+    if not ann:
+        return []
+    full = ann.get(mt.ANNOTATION_CONTAINERD_NAME)
+    ref = ann.get(mt.ANNOTATION_REF_NAME)
+    for cand in (full, ref):
+        if not cand or ("/" not in cand and ":" not in cand and cand == ref):
+            continue  # a bare ref.name is a tag without a repository (as docker reads it)
+        try:
+            r = parse_reference(cand)
+        except InvalidArgument:
+            continue
+        if r.tag:
+            return [f"{r.repository}:{r.tag}"]
+    return []
+
+
+def read_oci(src) -> list:
+    if src.exists("oci-layout"):
+        layout = load_json(_read_small(src, "oci-layout", "oci-layout file"), "oci-layout file")
+        if not isinstance(layout.get("imageLayoutVersion"), str):
+            raise ImageFormatError(f"invalid oci-layout file in {src.label}: no imageLayoutVersion")
+    index = parse_index(_read_small(src, "index.json", "index.json"), f"index.json of {src.label}")
+    plans: dict[str, ImagePlan] = {}
+    order = []
+    for i, entry in enumerate(index["manifests"]):
+        desc, manifest_bytes = _resolve_manifest(src, entry, f"index.json entry {i}", 0)
+        names = _names_from_annotations(entry.get("annotations"))
+        plan = plans.get(desc["digest"])
+        if plan is None:
+            plan = _plan_from_manifest(src, desc, manifest_bytes)
+            plans[desc["digest"]] = plan
+            order.append(desc["digest"])
+        for n in names:
+            if n not in plan.names:
+                plan.names.append(n)
+    if not order:
+        raise ImageFormatError(f"{src.label}: index.json lists no images")
+    return [plans[d] for d in order]
+
+
+def _resolve_manifest(src, desc, what, depth):
+    media_type = desc["mediaType"]
+    if media_type in mt.INDEX_TYPES:
+        if depth >= MAX_INDEX_DEPTH:
+            raise ImageFormatError(f"{what}: image indexes nested too deep")
+        data = _read_blob(src, desc, f"image index ({what})")
+        index = parse_index(data, f"image index {desc['digest']}")
+        for i, m in enumerate(index["manifests"]):
+            if m["mediaType"] in mt.MANIFEST_TYPES and platform_matches(m.get("platform"), *PLATFORM):
+                return _resolve_manifest(src, m, f"{what} -> entry {i}", depth + 1)
+        for i, m in enumerate(index["manifests"]):  # a nested index for the platform
+            if m["mediaType"] in mt.INDEX_TYPES and (m.get("platform") is None or
+                                                     platform_matches(m.get("platform"), *PLATFORM)):
+                return _resolve_manifest(src, m, f"{what} -> entry {i}", depth + 1)
+        if len(index["manifests"]) == 1 and index["manifests"][0].get("platform") is None \
+                and index["manifests"][0]["mediaType"] in mt.MANIFEST_TYPES:
+            return _resolve_manifest(src, index["manifests"][0], f"{what} -> entry 0", depth + 1)
+        raise ImageFormatError(f"image index {desc['digest']} has no image for "
+                               f"{PLATFORM[0]}/{PLATFORM[1]}")
+    if media_type not in mt.MANIFEST_TYPES:
+        raise ImageFormatError(f"{what}: unknown media type {media_type!r}")
+    data = _read_blob(src, desc, f"manifest ({what})")
+    return desc, data
+
+
+def _plan_from_manifest(src, desc, data) -> ImagePlan:
+    what = f"manifest {desc['digest']}"
+    manifest = parse_manifest(data, what)
+    if manifest.get("mediaType") and manifest["mediaType"] != desc["mediaType"]:
+        raise ImageFormatError(f"{what}: its mediaType {manifest['mediaType']!r} differs from its "
+                               f"descriptor's {desc['mediaType']!r}")
+    cdesc = manifest["config"]
+    config = _read_blob(src, cdesc, f"config of {what}")
+    cfg = parse_config(config, f"config {cdesc['digest']}")
+    diff_ids = cfg["rootfs"]["diff_ids"]
+    if len(diff_ids) != len(manifest["layers"]):
+        raise ImageFormatError(f"{what} names {len(manifest['layers'])} layers but its config has "
+                               f"{len(diff_ids)} diff_ids")
+    layers = []
+    for i, (ld, diff_id) in enumerate(zip(manifest["layers"], diff_ids)):
+        name = _blob_name(ld["digest"], f"layer {i}")
+        if not src.exists(name):
+            raise ImageFormatError(f"missing blob {ld['digest']} (layer {i} of {what}) in {src.label}")
+        size = src.size(name)
+        if size != ld["size"]:
+            raise ImageFormatError(f"wrong size for layer {i} ({ld['digest']}) of {what}: the "
+                                   f"descriptor says {ld['size']} bytes, the blob has {size}")
+        layers.append(LayerPlan(member=name, media_type=ld["mediaType"], diff_id=diff_id,
+                                digest=ld["digest"], size=ld["size"],
+                                open=(lambda n=name: src.open(n))))
+    return ImagePlan(config=config, config_digest=cdesc["digest"], config_media_type=cdesc["mediaType"],
+                     layers=layers, manifest=data, manifest_digest=desc["digest"],
+                     manifest_media_type=desc["mediaType"], source=src.label)
+
+
+# -- docker-archive ------------------------------------------------------------------------------
+
+def _hex_in_name(name: str):
+    """The digest a docker-archive member name claims (`<hex>.json`, `<hex>.tar`,
+    `blobs/sha256/<hex>`), or None."""
+    base = posixpath.basename(name)
+    for suffix in (".json", ".tar"):
+        if base.endswith(suffix):
+            base = base[:-len(suffix)]
+    if base.startswith("sha256:"):
+        base = base[7:]
+    return base if is_hex64(base) else None
+
+
+def read_docker_archive(src) -> list:
+    data = _read_small(src, "manifest.json", "manifest.json")
+    try:
+        entries = json.loads(data)
+    except ValueError as e:
+        raise ImageFormatError(f"invalid JSON in manifest.json of {src.label}: {e}") from None
+    if not isinstance(entries, list) or not entries:
+        raise ImageFormatError(f"invalid manifest.json in {src.label}: expected a non-empty list")
+    plans = []
+    for i, e in enumerate(entries):
+        what = f"manifest.json entry {i}"
+        if not isinstance(e, dict) or not isinstance(e.get("Config"), str) \
+                or not isinstance(e.get("Layers"), list) \
+                or not all(isinstance(x, str) for x in e["Layers"]):
+            raise ImageFormatError(f"invalid {what} in {src.label}: needs Config and Layers")
+        cname = _norm_member(e["Config"], src.label)
+        config = _read_small(src, cname, f"config of {what}")
+        config_digest = sha256_bytes(config)
+        claimed = _hex_in_name(cname)
+        if claimed and "sha256:" + claimed != config_digest:
+            raise ImageFormatError(f"digest mismatch for config {cname}: its name says sha256:{claimed}, "
+                                   f"its content is {config_digest}")
+        cfg = parse_config(config, f"config {cname}")
+        diff_ids = cfg["rootfs"]["diff_ids"]
+        if len(diff_ids) != len(e["Layers"]):
+            raise ImageFormatError(f"{what} lists {len(e['Layers'])} layers but its config has "
+                                   f"{len(diff_ids)} diff_ids")
+        layers = []
+        for j, (lname, diff_id) in enumerate(zip(e["Layers"], diff_ids)):
+            lname = _norm_member(lname, src.label)
+            if not src.exists(lname):
+                raise ImageFormatError(f"missing layer {lname} ({what}) in {src.label}")
+            size = src.size(lname)
+            with src.open(lname) as f:
+                head = f.read(6)
+            comp = mt.sniff_compression(head)
+            if comp not in ("", "gzip", "zstd"):
+                raise ImageFormatError(f"layer {lname} in {src.label}: unsupported compression {comp}")
+            digest = diff_id if comp == "" else None
+            claimed = _hex_in_name(lname)
+            if claimed and lname.startswith("blobs/sha256/"):
+                digest = "sha256:" + claimed
+            layers.append(LayerPlan(member=lname, media_type=mt.OCI_LAYER_FOR[comp], diff_id=diff_id,
+                                    digest=digest, size=size, open=(lambda n=lname: src.open(n))))
+        names = []
+        for t in e.get("RepoTags") or []:
+            if not isinstance(t, str):
+                raise ImageFormatError(f"invalid RepoTags in {what}")
+            try:
+                r = parse_reference(t)
+            except InvalidArgument as ex:
+                raise ImageFormatError(f"invalid RepoTags in {what}: {ex}") from None
+            if r.tag:
+                names.append(f"{r.repository}:{r.tag}")
+        plans.append(ImagePlan(config=config, config_digest=config_digest, config_media_type=mt.OCI_CONFIG,
+                               layers=layers, names=names, source=src.label))
+    return plans
+
+
+# -- writing ---------------------------------------------------------------------------------------
+
+@dataclass
+class SaveItem:
+    """One image to save: its blobs (paths in the store) and names."""
+    image_id: str
+    config: bytes
+    manifest: bytes
+    manifest_digest: str
+    manifest_media_type: str
+    layers: list            # [{digest, diff_id, media_type, size, path}]
+    names: list             # ["repo:tag", ...]
+
+
+def _tarinfo(name, size, mode=0o644, typ=tarfile.REGTYPE):
+    ti = tarfile.TarInfo(name)
+    ti.size = size if typ == tarfile.REGTYPE else 0
+    ti.mode = mode
+    ti.type = typ
+    ti.mtime = 0
+    ti.uid = ti.gid = 0
+    ti.uname = ti.gname = ""
+    return ti
+
+
+class _TarOut:
+    def __init__(self, path):
+        self.final = path
+        d = os.path.dirname(os.path.abspath(path))
+        fd, self.tmp = tempfile.mkstemp(prefix=".pyrt-save-", dir=d)
+        self.f = os.fdopen(fd, "wb")
+        self.tf = tarfile.open(fileobj=self.f, mode="w", format=tarfile.PAX_FORMAT)
+        self.tf.copybufsize = 1 << 20
+        self.dirs = set()
+
+    def mkdir(self, name):
+        if name not in self.dirs:
+            self.dirs.add(name)
+            self.tf.addfile(_tarinfo(name, 0, 0o755, tarfile.DIRTYPE))
+
+    def add_bytes(self, name, data):
+        self.tf.addfile(_tarinfo(name, len(data)), io.BytesIO(data))
+
+    def add_file(self, name, path, size=None):
+        with open(path, "rb") as f:
+            if size is None:
+                size = os.fstat(f.fileno()).st_size
+            self.tf.addfile(_tarinfo(name, size), f)
+
+    def finish(self):
+        self.tf.close()
+        self.f.flush()
+        os.fsync(self.f.fileno())
+        self.f.close()
+        os.chmod(self.tmp, 0o644 & ~_umask())
+        os.rename(self.tmp, self.final)
+
+    def abort(self):
+        try:
+            self.tf.close()
+        except Exception:
+            pass
+        try:
+            self.f.close()
+        except Exception:
+            pass
+        try:
+            os.unlink(self.tmp)
+        except OSError:
+            pass
+
+
+def _umask():
+    m = os.umask(0)
+    os.umask(m)
+    return m
+
+
+def _index_entries(items):
+    entries = []
+    for it in items:
+        base = {"mediaType": it.manifest_media_type, "digest": it.manifest_digest, "size": len(it.manifest)}
+        if not it.names:
+            entries.append(base)
+        for n in it.names:
+            entries.append({**base, "annotations": {mt.ANNOTATION_CONTAINERD_NAME: n,
+                                                    mt.ANNOTATION_REF_NAME: n}})
+    return entries
+
+
+def write_oci(items, dest: str, as_dir: bool, progress=None) -> None:
+    """Writes an OCI image layout: a directory (`as_dir`; an existing layout is added
+    to, replacing entries of the same names) or a tar."""
+    blobs = {}  # digest -> (path or bytes)
+    for it in items:
+        blobs.setdefault(it.manifest_digest, it.manifest)
+        blobs.setdefault(sha256_bytes(it.config), it.config)
+        for layer in it.layers:
+            blobs.setdefault(layer["digest"], layer["path"])
+    total = sum(len(v) if isinstance(v, bytes) else os.path.getsize(v) for v in blobs.values())
+    done = 0
+    layout = dumps({"imageLayoutVersion": mt.OCI_LAYOUT_VERSION})
+    if as_dir:
+        os.makedirs(os.path.join(dest, "blobs", "sha256"), exist_ok=True)
+        old = []
+        ip = os.path.join(dest, "index.json")
+        if os.path.exists(ip):
+            with open(ip, "rb") as f:
+                prev = parse_index(f.read(), f"existing {ip}")
+            names = {n for it in items for n in it.names}
+            old = [m for m in prev["manifests"]
+                   if (m.get("annotations") or {}).get(mt.ANNOTATION_REF_NAME) not in names]
+        for digest, v in blobs.items():
+            bp = os.path.join(dest, "blobs", "sha256", digest_hex(digest))
+            if not os.path.exists(bp):
+                _copy_atomic(v, bp)
+            done += len(v) if isinstance(v, bytes) else os.path.getsize(v)
+            if progress:
+                progress("writing", done, total)
+        _write_atomic(os.path.join(dest, "oci-layout"), layout)
+        index = {"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": old + _index_entries(items)}
+        _write_atomic(ip, dumps(index))
+        return
+    out = _TarOut(dest)
+    try:
+        out.add_bytes("oci-layout", layout)
+        out.mkdir("blobs/")
+        out.mkdir("blobs/sha256/")
+        for digest, v in blobs.items():
+            name = "blobs/sha256/" + digest_hex(digest)
+            if isinstance(v, bytes):
+                out.add_bytes(name, v)
+                done += len(v)
+            else:
+                out.add_file(name, v)
+                done += os.path.getsize(v)
+            if progress:
+                progress("writing", done, total)
+        index = {"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": _index_entries(items)}
+        out.add_bytes("index.json", dumps(index))
+        out.finish()
+    except BaseException:
+        out.abort()
+        raise
+
+
+def write_docker_archive(items, dest: str, tmp_dir: str, progress=None) -> None:
+    """Writes a docker-archive tar: `<config hex>.json`, `<diff_id hex>.tar`
+    (uncompressed, as docker writes them) and manifest.json."""
+    out = _TarOut(dest)
+    try:
+        manifest = []
+        written = set()
+        total = sum(layer["size"] for it in items for layer in it.layers)
+        done = 0
+        for it in items:
+            cname = digest_hex(sha256_bytes(it.config)) + ".json"
+            if cname not in written:
+                out.add_bytes(cname, it.config)
+                written.add(cname)
+            lnames = []
+            for layer in it.layers:
+                lname = digest_hex(layer["diff_id"]) + ".tar"
+                lnames.append(lname)
+                if lname not in written:
+                    _add_uncompressed_layer(out, lname, layer, tmp_dir)
+                    written.add(lname)
+                done += layer["size"]
+                if progress:
+                    progress("writing", done, total)
+            manifest.append({"Config": cname, "RepoTags": list(it.names) or None, "Layers": lnames})
+        out.add_bytes("manifest.json", dumps(manifest))
+        repos = {}
+        for it in items:
+            for n in it.names:
+                r = parse_reference(n)
+                if it.layers:
+                    repos.setdefault(r.repository, {})[r.tag] = digest_hex(it.layers[-1]["diff_id"])
+        if repos:
+            out.add_bytes("repositories", dumps(repos))
+        out.finish()
+    except BaseException:
+        out.abort()
+        raise
+
+
+def _add_uncompressed_layer(out, name, layer, tmp_dir):
+    comp = mt.layer_compression(layer["media_type"])
+    if comp is None:
+        with open(layer["path"], "rb") as f:
+            comp = mt.sniff_compression(f.read(6))
+    if not comp:
+        out.add_file(name, layer["path"])
+        return
+    import hashlib
+    fd, tmp = tempfile.mkstemp(prefix="layer-", dir=tmp_dir)
+    try:
+        h = hashlib.sha256()
+        with os.fdopen(fd, "wb") as w, open(layer["path"], "rb") as r:
+            for chunk in decompress_chunks(r, comp, layer["digest"]):
+                h.update(chunk)
+                w.write(chunk)
+        got = "sha256:" + h.hexdigest()
+        if got != layer["diff_id"]:
+            raise ImageFormatError(f"layer {layer['digest']}: uncompressed content is {got}, its "
+                                   f"diff_id says {layer['diff_id']}")
+        out.add_file(name, tmp)
+    finally:
+        os.unlink(tmp)
+
+
+def decompress_chunks(f, comp, what):
+    """Yields the decompressed bytes of a gzip or zstd stream."""
+    if comp == "gzip":
+        try:
+            from isal import isal_zlib as zlib_mod
+        except ImportError:
+            import zlib as zlib_mod
+        d = zlib_mod.decompressobj(47)
+        while True:
+            chunk = f.read(1 << 20)
+            if not chunk:
+                break
+            while chunk:
+                out = d.decompress(chunk)
+                if out:
+                    yield out
+                if d.eof:
+                    chunk = d.unused_data
+                    d = zlib_mod.decompressobj(47)
+                else:
+                    chunk = b""
+        tail = d.flush()
+        if tail:
+            yield tail
+        return
+    if comp == "zstd":
+        try:
+            import zstandard
+        except ImportError:
+            raise ImageFormatError(f"layer {what} is zstd-compressed: writing it uncompressed needs "
+                                   "the 'zstandard' module") from None
+        reader = zstandard.ZstdDecompressor().stream_reader(f, read_across_frames=True)
+        while True:
+            chunk = reader.read(1 << 20)
+            if not chunk:
+                break
+            yield chunk
+        return
+    raise ImageFormatError(f"layer {what}: unsupported compression {comp}")
+
+
+def _write_atomic(path, data: bytes):
+    d = os.path.dirname(path)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=d)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644 & ~_umask())
+        os.rename(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def _copy_atomic(src, path):
+    if isinstance(src, bytes):
+        _write_atomic(path, src)
+        return
+    d = os.path.dirname(path)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=d)
+    try:
+        with os.fdopen(fd, "wb") as w, open(src, "rb") as r:
+            import shutil
+            shutil.copyfileobj(r, w, 1 << 20)
+            w.flush()
+            os.fsync(w.fileno())
+        os.chmod(tmp, 0o644 & ~_umask())
+        os.rename(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise

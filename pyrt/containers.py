@@ -1,0 +1,640 @@
+"""Containers: an image's layers as overlay lower dirs plus one private upper dir.
+
+`Runtime(root).containers` offers docker SDK names: run, create, get, list, prune;
+a Container has start, wait, diff, commit, export, remove, reload. Metadata lives in
+the store's `containers` table; files in containers/<id>/ (upper, work, and the
+generated hostname, hosts and resolv.conf)."""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import time
+
+from pyrt.errors import Conflict, ContainerNotFound, InvalidArgument, PyrtError
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+_ADJECTIVES = ("brave", "calm", "eager", "fond", "gentle", "happy", "jolly", "keen", "lucid",
+               "merry", "nifty", "proud", "quiet", "sharp", "tender", "vivid", "witty", "zen")
+_NAMES = ("babbage", "curie", "dijkstra", "euler", "fermi", "gauss", "hopper", "knuth",
+          "lamport", "lovelace", "noether", "pascal", "ritchie", "shannon", "thompson", "turing")
+
+
+class ContainerError(PyrtError):
+    """A container run by `containers.run` (not detached) exited non-zero."""
+
+    def __init__(self, container, exit_status, command, image, stderr):
+        self.container, self.exit_status, self.command, self.image = container, exit_status, command, image
+        self.stderr = stderr
+        tail = f": {stderr.decode(errors='replace').strip()}" if stderr else ""
+        super().__init__(f"command {command!r} in image {image!r} returned non-zero exit status {exit_status}{tail}")
+
+
+def _now_iso(t: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1e9):09d}Z"
+
+
+def _layer_paths(image) -> list[str]:
+    """Snapshot dirs of an image, top-most first (overlay lowerdir order)."""
+    return [layer.path for layer in reversed(image.layers)]
+
+
+def _env_list_to_dict(items) -> dict:
+    out = {}
+    for item in items or ():
+        k, _, v = item.partition("=")
+        out[k] = v
+    return out
+
+
+def _command(image_cfg: dict, command, entrypoint) -> list[str]:
+    """Docker's rule: an entrypoint given here resets the image's Cmd; a command
+    given here replaces the image's Cmd; argv = entrypoint + cmd."""
+    if isinstance(command, str):
+        command = ["/bin/sh", "-c", command]
+    if isinstance(entrypoint, str):
+        entrypoint = [entrypoint]
+    ep = list(entrypoint) if entrypoint is not None else list(image_cfg.get("Entrypoint") or [])
+    if command:
+        cmd = list(command)
+    elif entrypoint is not None:
+        cmd = []
+    else:
+        cmd = list(image_cfg.get("Cmd") or [])
+    argv = ep + cmd
+    if not argv:
+        raise InvalidArgument("no command specified: the image has no Cmd or Entrypoint")
+    return argv
+
+
+class Container:
+    def __init__(self, collection, row):
+        self._c = collection
+        self._load(row)
+
+    def _load(self, row):
+        self.id = row["id"]
+        self.name = row["name"]
+        self.image_id = row["image_id"]
+        self.created = row["created"]
+        self.config = json.loads(row["config"])
+        self.state = json.loads(row["state"])
+
+    @property
+    def short_id(self):
+        return self.id[:12]
+
+    @property
+    def status(self):
+        return self.state.get("Status", "created")
+
+    @property
+    def dir(self):
+        return os.path.join(self._c.store.root, "containers", self.id)
+
+    @property
+    def image(self):
+        return self._c.runtime.images.get(self.image_id)
+
+    def reload(self):
+        row = self._c._row(self.id)
+        if row is None:
+            raise ContainerNotFound(f"no such container: {self.id[:12]}")
+        self._load(row)
+        return self
+
+    def __repr__(self):
+        return f"<Container {self.short_id} {self.name}>"
+
+    @property
+    def attrs(self) -> dict:
+        """What `docker inspect` shows, in its shape."""
+        s = self.state
+        return {
+            "Id": self.id,
+            "Created": _now_iso(self.created),
+            "Path": self.config["Cmd"][0],
+            "Args": self.config["Cmd"][1:],
+            "State": {
+                "Status": self.status,
+                "Running": self.status == "running",
+                "Pid": s.get("Pid", 0),
+                "ExitCode": s.get("ExitCode", 0),
+                "OOMKilled": s.get("OOMKilled", False),
+                "StartedAt": _now_iso(s["StartedAt"]) if s.get("StartedAt") else "0001-01-01T00:00:00Z",
+                "FinishedAt": _now_iso(s["FinishedAt"]) if s.get("FinishedAt") else "0001-01-01T00:00:00Z",
+            },
+            "Image": self.image_id,
+            "Name": "/" + self.name,
+            "Driver": self.config.get("Driver", "overlay"),
+            "Mounts": self.config.get("Mounts", []),
+            "Config": {
+                "Hostname": self.config.get("Hostname"),
+                "User": self.config.get("User", ""),
+                "Env": self.config.get("Env", []),
+                "Cmd": self.config["Cmd"],
+                "WorkingDir": self.config.get("WorkingDir", ""),
+                "Image": self.config.get("ImageRef", self.image_id),
+            },
+            "HostConfig": {
+                "NetworkMode": self.config.get("NetworkMode", "none"),
+                "ReadonlyRootfs": self.config.get("ReadOnly", False),
+                "AutoRemove": self.config.get("AutoRemove", False),
+                "CapAdd": self.config.get("CapAdd", []),
+                "CapDrop": self.config.get("CapDrop", []),
+                "Privileged": self.config.get("Privileged", False),
+            },
+            "GraphDriver": {"Name": self.config.get("Driver", "overlay"),
+                            "Data": {"UpperDir": self._upper(), "LowerDir": ":".join(self._union_lowers())}},
+        }
+
+    # -- filesystem -------------------------------------------------------------
+    def _lowers(self) -> list[str]:
+        """The image's layers, top-most first."""
+        return _layer_paths(self.image)
+
+    def _union_lowers(self) -> list[str]:
+        """The overlay's lower dirs: the init layer over the image's layers."""
+        return [os.path.join(self.dir, "init")] + self._lowers()
+
+    def _upper(self) -> str:
+        return os.path.join(self.dir, "upper")
+
+    def _rootfs(self):
+        """What the spawn core mounts as root."""
+        from pyrt.mounts import Overlay
+        if self.config.get("Driver") == "copy":
+            return os.path.join(self.dir, "rootfs")
+        return Overlay(self._union_lowers(), upperdir=self._upper(),
+                       workdir=os.path.join(self.dir, "work"))
+
+    def _mounts(self):
+        from pyrt.mounts import Bind, Tmpfs
+        out = []
+        for name in ("hostname", "hosts", "resolv.conf"):
+            out.append(Bind(os.path.join(self.dir, name), "/etc/" + name))
+        for m in self.config.get("Mounts", []):
+            if m["Type"] == "bind":
+                out.append(Bind(m["Source"], m["Destination"], readonly=not m.get("RW", True)))
+            elif m["Type"] == "tmpfs":
+                out.append(Tmpfs(m["Destination"], size=m.get("Size"), mode=m.get("Mode"),
+                                 options=tuple(m.get("Options", ("nosuid", "nodev", "noexec")))))
+        return out
+
+    # -- lifecycle --------------------------------------------------------------
+    def start_process(self, *, stdin=None, stdout=None, stderr=None):
+        """Start the container's command; returns the pyrt.Process (the caller
+        waits and then calls `finished`)."""
+        import pyrt
+        self.reload()
+        if self.status == "running":
+            raise Conflict(f"container {self.name} is already running")
+        cfg = self.config
+        user = None
+        if cfg.get("User"):
+            from pyrt.userdb import resolve_user
+            user = resolve_user(cfg["User"], self._driver_layers())
+        proc = pyrt.spawn(cfg["Cmd"], self._rootfs(), env=_env_list_to_dict(cfg["Env"]),
+                          cwd=cfg.get("WorkingDir") or "/", hostname=cfg["Hostname"],
+                          mounts=self._mounts(), user=user, network=cfg.get("NetworkMode", "none"),
+                          read_only=cfg.get("ReadOnly", False), cap_add=cfg.get("CapAdd", []),
+                          cap_drop=cfg.get("CapDrop", []), privileged=cfg.get("Privileged", False),
+                          stdin=stdin, stdout=stdout, stderr=stderr)
+        self._set_state({"Status": "running", "Pid": proc.pid, "StartedAt": time.time(),
+                         "ExitCode": 0, "FinishedAt": None})
+        return proc
+
+    def finished(self, returncode: int):
+        code = 128 - returncode if returncode < 0 else returncode
+        self._set_state(dict(self.state, Status="exited", Pid=0, ExitCode=code, FinishedAt=time.time()))
+        if self.config.get("AutoRemove"):
+            self.remove(force=True)
+
+    def _driver_layers(self) -> list[str]:
+        if self.config.get("Driver") == "copy":
+            return [os.path.join(self.dir, "rootfs")]
+        return [self._upper()] + self._union_lowers()
+
+    def _set_state(self, state):
+        with self._c.store.db.transaction() as tx:
+            tx.execute("UPDATE containers SET state=? WHERE id=?", (json.dumps(state), self.id))
+        self.state = state
+
+    def _refresh_running(self):
+        """A container marked running whose process is gone (its runner was killed)
+        is shown as exited."""
+        if self.status == "running" and not _alive(self.state.get("Pid", 0)):
+            self._set_state(dict(self.state, Status="exited", Pid=0, ExitCode=self.state.get("ExitCode", 0) or 137,
+                                 FinishedAt=time.time()))
+
+    def wait(self):
+        """Exit code as docker's `wait` reports it (only for containers run here)."""
+        self.reload()
+        return {"StatusCode": self.state.get("ExitCode", 0)}
+
+    # -- changes ---------------------------------------------------------------
+    def diff(self) -> list[dict]:
+        """Changes against the image, as the docker SDK returns them:
+        [{"Path": "/new", "Kind": 1}] with Kind 0 changed, 1 added, 2 deleted."""
+        kinds = {"C": 0, "A": 1, "D": 2}
+        return [{"Path": p, "Kind": kinds[k]} for k, p in self._changes()]
+
+    def _changes(self):
+        from pyrt.store import changes
+        if self.config.get("Driver") == "copy":
+            return changes.changes_by_compare(os.path.join(self.dir, "rootfs"), self._lowers())
+        return changes.changes(self._upper(), self._union_lowers())
+
+    def commit(self, repository=None, tag=None, message=None, author=None, changes=None, conf=None,
+               compression="gzip"):
+        """A new image: this container's changes as one layer on top of its image."""
+        from pyrt.store.commit import write_layer_blob
+        image = self.image
+        config_changes = dict(conf or {})
+        for line in ([changes] if isinstance(changes, str) else (changes or [])):
+            apply_change(config_changes, line, image.config.get("config", {}))
+        store = self._c.store
+        tmp = store.mkdtemp("commit-")
+        try:
+            if self.config.get("Driver") == "copy":
+                from pyrt.store.commit import write_layer_blob_by_compare
+                layer = write_layer_blob_by_compare(os.path.join(self.dir, "rootfs"), self._lowers(), tmp,
+                                                    compression=compression)
+            else:
+                layer = write_layer_blob(self._upper(), tmp, compression=compression)
+            created_by = " ".join(self.config["Cmd"])
+            return self._c.runtime.images.create(image, layer, config_changes=config_changes, comment=message,
+                                                 created_by=created_by, author=author,
+                                                 repository=repository, tag=tag)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def export(self, fileobj):
+        """Write the container's whole filesystem as one tar to a binary file."""
+        from pyrt.store.export import export_rootfs
+        if self.config.get("Driver") == "copy":
+            export_rootfs(fileobj, rootfs=os.path.join(self.dir, "rootfs"))
+        else:
+            export_rootfs(fileobj, lowers=self._union_lowers(), upper=self._upper(),
+                          scratch=self._c.store.mkdtemp("export-"))
+
+    def remove(self, force=False, v=False):
+        self.reload()
+        self._refresh_running()
+        if self.status == "running":
+            if not force:
+                raise Conflict(f"cannot remove container {self.name}: it is running (stop it first, or use force)")
+            try:
+                os.kill(self.state["Pid"], 9)
+            except ProcessLookupError:
+                pass
+        with self._c.store.db.transaction() as tx:
+            tx.execute("DELETE FROM containers WHERE id=?", (self.id,))
+            tx.after_commit(lambda: _rmtree(self.dir))
+
+
+def detect_storage_driver(runtime) -> str:
+    """overlay when the store's filesystem can hold overlay upper dirs, else copy
+    (with a one-line notice). Probed once per store by mounting a tiny overlay in a
+    throw-away container setup, and remembered in <root>/storage-driver."""
+    import sys
+    memo = os.path.join(runtime.store.root, "storage-driver")
+    try:
+        with open(memo) as f:
+            driver = f.read().strip()
+        if driver in ("overlay", "copy"):
+            return driver
+    except FileNotFoundError:
+        pass
+    import pyrt
+    from pyrt.errors import SpawnError
+    probe = runtime.store.mkdtemp("probe-")
+    try:
+        dirs = [os.path.join(probe, d) for d in ("l1", "l2", "upper", "work")]
+        for d in dirs:
+            os.mkdir(d)
+        try:  # the spawn mounts the overlay, then fails to exec the missing program
+            pyrt.run(["/.pyrt-probe"], pyrt.Overlay(dirs[:2], upperdir=dirs[2], workdir=dirs[3]))
+            reason = None
+        except SpawnError as e:
+            reason = None if e.op == "exec" else str(e)
+    finally:
+        _rmtree(probe)
+    driver = "overlay" if reason is None else "copy"
+    if reason is not None and not runtime.quiet:
+        print(f"pyrt: overlay is not usable for the store {runtime.store.root} ({reason}): "
+              "using the copy storage driver", file=sys.stderr)
+    with open(memo + ".tmp", "w") as f:
+        f.write(driver + "\n")
+    os.rename(memo + ".tmp", memo)
+    return driver
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, IndexError):
+        return False
+
+
+def _rmtree(path):
+    from pyrt.store.layers import rmtree
+    rmtree(path)
+
+
+def apply_change(cfg: dict, line: str, base: dict) -> None:
+    """One Dockerfile-style `--change` (CMD, ENTRYPOINT, ENV, WORKDIR, USER, LABEL,
+    EXPOSE, VOLUME, STOPSIGNAL) applied to the config overrides `cfg`."""
+    word, _, rest = line.strip().partition(" ")
+    word, rest = word.upper(), rest.strip()
+    if not rest:
+        raise InvalidArgument(f"invalid change {line!r}: {word} needs a value")
+
+    def json_or_shell(text):
+        if text.startswith("["):
+            try:
+                v = json.loads(text)
+            except ValueError:
+                raise InvalidArgument(f"invalid change {line!r}: bad JSON array") from None
+            if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+                raise InvalidArgument(f"invalid change {line!r}: expected a JSON array of strings")
+            return v
+        return ["/bin/sh", "-c", text]
+
+    if word == "CMD":
+        cfg["Cmd"] = json_or_shell(rest)
+    elif word == "ENTRYPOINT":
+        cfg["Entrypoint"] = json_or_shell(rest)
+    elif word == "ENV":
+        env = _env_list_to_dict(cfg.get("Env", base.get("Env")))
+        if "=" in rest.split(" ", 1)[0]:
+            import shlex
+            for item in shlex.split(rest):
+                k, _, v = item.partition("=")
+                env[k] = v
+        else:
+            k, _, v = rest.partition(" ")
+            env[k] = v.strip()
+        cfg["Env"] = [f"{k}={v}" for k, v in env.items()]
+    elif word == "WORKDIR":
+        cfg["WorkingDir"] = rest
+    elif word == "USER":
+        cfg["User"] = rest
+    elif word == "LABEL":
+        import shlex
+        labels = dict(cfg.get("Labels", base.get("Labels") or {}))
+        for item in shlex.split(rest):
+            k, _, v = item.partition("=")
+            labels[k] = v
+        cfg["Labels"] = labels
+    elif word == "EXPOSE":
+        ports = dict(cfg.get("ExposedPorts", base.get("ExposedPorts") or {}))
+        for p in rest.split():
+            ports[p if "/" in p else p + "/tcp"] = {}
+        cfg["ExposedPorts"] = ports
+    elif word == "VOLUME":
+        vols = dict(cfg.get("Volumes", base.get("Volumes") or {}))
+        for v in (json.loads(rest) if rest.startswith("[") else rest.split()):
+            vols[v] = {}
+        cfg["Volumes"] = vols
+    elif word == "STOPSIGNAL":
+        cfg["StopSignal"] = rest
+    else:
+        raise InvalidArgument(f"invalid change {line!r}: {word} is not one of CMD, ENTRYPOINT, ENV, "
+                              "WORKDIR, USER, LABEL, EXPOSE, VOLUME, STOPSIGNAL")
+
+
+class ContainerCollection:
+    def __init__(self, runtime):
+        self.runtime = runtime
+        self.store = runtime.store
+
+    def _row(self, ident):
+        return self.store.db.query_one("SELECT * FROM containers WHERE id=?", (ident,))
+
+    def get(self, ref: str) -> Container:
+        """By full id, unambiguous id prefix, or name."""
+        db = self.store.db
+        row = db.query_one("SELECT * FROM containers WHERE id=? OR name=?", (ref, ref.lstrip("/")))
+        if row is None and ref and all(c in "0123456789abcdef" for c in ref):
+            rows = db.query("SELECT * FROM containers WHERE id LIKE ? LIMIT 2", (ref + "%",))
+            if len(rows) > 1:
+                raise InvalidArgument(f"container id prefix {ref!r} is ambiguous: use more characters")
+            row = rows[0] if rows else None
+        if row is None:
+            raise ContainerNotFound(f"no such container: {ref}")
+        c = Container(self, row)
+        c._refresh_running()
+        return c
+
+    def list(self, all=False) -> list[Container]:
+        out = []
+        for row in self.store.db.query("SELECT * FROM containers ORDER BY created DESC"):
+            c = Container(self, row)
+            c._refresh_running()
+            if all or c.status == "running":
+                out.append(c)
+        return out
+
+    def create(self, image, command=None, *, name=None, entrypoint=None, environment=None, working_dir=None,
+               user=None, hostname=None, mounts=None, volumes=None, tmpfs=None, network_mode="none",
+               read_only=False, cap_add=None, cap_drop=None, privileged=False, auto_remove=False) -> Container:
+        """A container of `image` (a reference or an Image), not started."""
+        img = image if hasattr(image, "layers") else self.runtime.images.get(image)
+        icfg = (img.config or {}).get("config") or {}
+        argv = _command(icfg, command, entrypoint)
+        if name is not None:
+            import re
+            if not re.fullmatch(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*", name):
+                raise InvalidArgument(f"invalid container name {name!r}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+        if network_mode not in ("none", "host"):
+            raise InvalidArgument(f"unknown network {network_mode!r}: use none or host")
+        cid = secrets.token_hex(32)
+        hostname = hostname or cid[:12]
+        env = _env_list_to_dict(icfg.get("Env"))
+        if isinstance(environment, dict):
+            env.update({k: str(v) for k, v in environment.items()})
+        else:
+            env.update(_env_list_to_dict(environment))
+        env.setdefault("PATH", DEFAULT_PATH)
+        env["HOSTNAME"] = hostname
+        user = user if user is not None else icfg.get("User", "")
+        if "HOME" not in env:
+            from pyrt.userdb import home_of, resolve_user
+            layers = _layer_paths(img)
+            uid = resolve_user(user, layers)[0] if user else 0
+            env["HOME"] = home_of(uid, layers)
+        mount_list = _mounts_from(volumes, tmpfs, mounts)
+        driver = self.runtime.storage_driver
+        config = {
+            "Cmd": argv, "Env": [f"{k}={v}" for k, v in env.items()],
+            "WorkingDir": working_dir if working_dir is not None else icfg.get("WorkingDir", ""),
+            "User": user, "Hostname": hostname, "Mounts": mount_list, "NetworkMode": network_mode,
+            "ReadOnly": bool(read_only), "CapAdd": list(cap_add or []), "CapDrop": list(cap_drop or []),
+            "Privileged": bool(privileged), "AutoRemove": bool(auto_remove), "Driver": driver,
+            "ImageRef": image if isinstance(image, str) else img.id,
+        }
+        cdir = os.path.join(self.store.root, "containers", cid)
+        os.mkdir(cdir, 0o700)
+        try:
+            os.mkdir(os.path.join(cdir, "upper"), 0o755)
+            os.mkdir(os.path.join(cdir, "work"), 0o700)
+            _write_etc_files(cdir, hostname, network_mode)
+            if driver != "copy":
+                _make_init_layer(cdir, config["WorkingDir"], _layer_paths(img))
+            if driver == "copy":
+                from pyrt import _core
+                rootfs = os.path.join(cdir, "rootfs")
+                os.mkdir(rootfs, 0o755)
+                for layer in img.layers:  # bottom-up, applying whiteouts
+                    _core.copy_tree(layer.path, rootfs, whiteouts=True)
+                if config["WorkingDir"]:
+                    os.makedirs(os.path.join(rootfs, config["WorkingDir"].lstrip("/")), exist_ok=True)
+            name = name or self._free_name()
+            with self.store.db.transaction() as tx:
+                if tx.query_one("SELECT 1 FROM containers WHERE name=?", (name,)):
+                    raise Conflict(f"the container name {name!r} is already in use: remove that container "
+                                   "or choose another name")
+                if tx.query_one("SELECT 1 FROM images WHERE id=?", (img.id,)) is None:
+                    raise Conflict(f"image {img.id[7:19]} was removed meanwhile")
+                tx.execute("INSERT INTO containers (id, name, image_id, created, config, state) VALUES (?,?,?,?,?,?)",
+                           (cid, name, img.id, time.time(), json.dumps(config), json.dumps({"Status": "created"})))
+        except BaseException:
+            _rmtree(cdir)
+            raise
+        return self.get(cid)
+
+    def _free_name(self):
+        for _ in range(100):
+            n = f"{secrets.choice(_ADJECTIVES)}_{secrets.choice(_NAMES)}"
+            if not self.store.db.query_one("SELECT 1 FROM containers WHERE name=?", (n,)):
+                return n
+        return "pyrt_" + secrets.token_hex(4)
+
+    def run(self, image, command=None, *, stdout=True, stderr=False, remove=False, detach=False, **kwargs):
+        """Create and start; wait and return its output (stdout by default), as the
+        docker SDK does. Raises ContainerError on a non-zero exit."""
+        if detach:
+            raise InvalidArgument("detached containers are not supported yet: run in the foreground")
+        import pyrt
+        c = self.create(image, command, auto_remove=False, **kwargs)
+        try:
+            proc = c.start_process(stdin=pyrt.DEVNULL, stdout=pyrt.PIPE,
+                                   stderr=pyrt.PIPE)
+            out, err = proc.communicate()
+            c.finished(proc.returncode)
+            code = c.state["ExitCode"]
+            if code != 0:
+                raise ContainerError(c, code, c.config["Cmd"], c.config["ImageRef"], err)
+            return (out if stdout else b"") + (err if stderr else b"")
+        finally:
+            if remove:
+                c.remove(force=True)
+
+    def prune(self):
+        removed = []
+        for c in self.list(all=True):
+            if c.status != "running":
+                c.remove()
+                removed.append(c.id)
+        return {"ContainersDeleted": removed}
+
+
+def _mounts_from(volumes, tmpfs, mounts) -> list[dict]:
+    """docker SDK style volumes={host: {"bind": dst, "mode": "ro"}} or ["src:dst:ro"],
+    tmpfs={dst: "size=64m"}, into the stored mount list."""
+    out = []
+    items = []
+    if isinstance(volumes, dict):
+        for src, v in volumes.items():
+            items.append((src, v["bind"], v.get("mode", "rw")))
+    else:
+        for spec in volumes or ():
+            parts = spec.split(":")
+            if len(parts) not in (2, 3):
+                raise InvalidArgument(f"invalid volume {spec!r}: expected SRC:DST[:ro|rw]")
+            items.append((parts[0], parts[1], parts[2] if len(parts) == 3 else "rw"))
+    for src, dst, mode in items:
+        if not dst.startswith("/"):
+            raise InvalidArgument(f"invalid volume destination {dst!r}: must be an absolute path")
+        if mode not in ("ro", "rw"):
+            raise InvalidArgument(f"invalid volume mode {mode!r}: expected ro or rw")
+        if not src.startswith("/"):
+            raise InvalidArgument(f"named volumes are not supported yet: use a host path for {src!r}")
+        if not os.path.exists(src):
+            raise InvalidArgument(f"bind source path does not exist: {src}")
+        out.append({"Type": "bind", "Source": os.path.abspath(src), "Destination": dst, "RW": mode == "rw"})
+    for dst, opts in (tmpfs or {}).items():
+        if not dst.startswith("/"):
+            raise InvalidArgument(f"invalid tmpfs destination {dst!r}: must be an absolute path")
+        m = {"Type": "tmpfs", "Destination": dst, "Options": ["nosuid", "nodev", "noexec"]}
+        for o in filter(None, (opts or "").split(",")):
+            if o.startswith("size="):
+                m["Size"] = o[5:]
+            elif o.startswith("mode="):
+                m["Mode"] = int(o[5:], 8)
+            elif o == "exec":
+                m["Options"].remove("noexec")
+            else:
+                m["Options"].append(o)
+        out.append(m)
+    for m in mounts or ():
+        out.append(dict(m))
+    return out
+
+
+def _write_etc_files(cdir, hostname, network_mode):
+    with open(os.path.join(cdir, "hostname"), "w") as f:
+        f.write(hostname + "\n")
+    hosts = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+    if network_mode == "host":
+        try:
+            with open("/etc/hosts") as f:
+                hosts = f.read()
+        except OSError:
+            pass
+    else:
+        hosts += f"127.0.1.1\t{hostname}\n"
+    with open(os.path.join(cdir, "hosts"), "w") as f:
+        f.write(hosts)
+    try:
+        with open("/etc/resolv.conf") as f:
+            resolv = f.read()
+    except OSError:
+        resolv = ""
+    with open(os.path.join(cdir, "resolv.conf"), "w") as f:
+        f.write(resolv)
+
+
+def _in_image(lowers, rel) -> bool:
+    """Does some layer have `rel` (a relative path)? Whiteouts are not looked at:
+    this only decides whether a placeholder is needed."""
+    return any(os.path.lexists(os.path.join(lower, rel)) for lower in lowers)
+
+
+def _make_init_layer(cdir, workdir, lowers):
+    """The container's init layer (as docker has): a read-only layer between the
+    image and the container's upper dir holding the mount points pyrt adds (/proc,
+    /sys, /dev, /etc/hosts, /etc/hostname, /etc/resolv.conf) and the working dir,
+    when the image lacks them, so they never show in `diff` or `commit`."""
+    init = os.path.join(cdir, "init")
+    os.mkdir(init, 0o755)
+    for d in ("proc", "sys", "dev"):
+        if not _in_image(lowers, d):
+            os.mkdir(os.path.join(init, d), 0o755)
+    for name in ("hostname", "hosts", "resolv.conf"):
+        rel = os.path.join("etc", name)
+        if not _in_image(lowers, rel) and not any(os.path.islink(os.path.join(lo, "etc")) for lo in lowers):
+            os.makedirs(os.path.join(init, "etc"), mode=0o755, exist_ok=True)
+            open(os.path.join(init, rel), "w").close()
+    rel = (workdir or "").strip("/")
+    if rel and ".." not in rel.split("/") and not _in_image(lowers, rel):
+        # a symlink on the way in the image: the spawn core creates it inside the root
+        parts = rel.split("/")
+        if not any(os.path.islink(os.path.join(lo, *parts[:i + 1])) for lo in lowers for i in range(len(parts))):
+            os.makedirs(os.path.join(init, rel), mode=0o755, exist_ok=True)

@@ -1,0 +1,1256 @@
+"""Images: `Runtime(root).images`, an `ImageCollection` with the docker SDK's names
+(load, list, get, tag, remove, prune, save, history, import_image, create), and
+`Image` objects (.id, .short_id, .tags, .config, .attrs, .manifest, .layers, ...).
+
+Every change is one write transaction of the store's database; files are staged
+first and renamed into place inside that transaction (see pyrt.store)."""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import re
+import time
+
+from . import archive as _archive
+from .errors import Conflict, ImageFormatError, ImageNotFound, InvalidArgument, LayerError
+from .oci import mediatypes as mt
+from .oci.config import apply_changes
+from .oci.digest import DIGEST_RE, chain_id as _chain_id, chain_ids, is_digest, sha256_bytes
+from .oci.image import dumps, manifest_json, parse_time, rfc3339
+from .oci.reference import (DEFAULT_TAG, equivalent_repositories, parse_reference,
+                            validate_repository, validate_tag)
+
+_HEX_PREFIX_RE = re.compile(r"(?:sha256:)?([0-9a-f]{4,64})")
+
+
+def _short(image_id: str) -> str:
+    return image_id[7:19]
+
+
+class Layer(dict):
+    """One layer of an image: a dict (digest, diff_id, chain_id, size, media_type,
+    unpacked_size, path = its snapshot dir) whose keys also read as attributes."""
+
+    def __getattr__(self, name):
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+class Image:
+    """An image of the store. Attributes are read from the database when the object is
+    made; `reload()` refreshes them."""
+
+    def __init__(self, collection: "ImageCollection", image_id: str):
+        self.collection = collection
+        self.id = image_id
+        self.loaded_tags = None  # set by load(): the names the archive gave it
+        self.reload()
+
+    def reload(self):
+        db = self.collection.store.db
+        row = db.query_one("SELECT * FROM images WHERE id=?", (self.id,))
+        if row is None:
+            raise ImageNotFound(f"image {self.id} not found (removed)")
+        self._row = row
+        self.config = json.loads(row["config"])
+        self.parent = row["parent"]
+        self.created = row["created"]
+        self.size = row["size"]
+        self.manifest_digest = row["manifest_digest"]
+        self.manifest_media_type = row["manifest_media_type"]
+        self.tags = [f"{r['repository']}:{r['tag']}" for r in db.query(
+            "SELECT repository, tag FROM tags WHERE image_id=? ORDER BY repository, tag", (self.id,))]
+        snaps = self.collection.store.snapshots
+        self.layers = [
+            Layer(digest=r["digest"], diff_id=r["diff_id"], chain_id=r["chain_id"],
+                  size=r["size"], media_type=r["media_type"], unpacked_size=r["unpacked_size"],
+                  path=snaps.path(r["chain_id"]))
+            for r in db.query(
+                "SELECT il.digest, il.size, il.media_type, il.chain_id, l.diff_id, l.unpacked_size "
+                "FROM image_layers il JOIN layers l ON l.chain_id = il.chain_id "
+                "WHERE il.image_id=? ORDER BY il.position", (self.id,))]
+        return self
+
+    def __repr__(self):
+        return f"<Image: '{', '.join(self.tags) or self.short_id}'>"
+
+    def __eq__(self, other):
+        return isinstance(other, Image) and other.id == self.id
+
+    def __hash__(self):
+        return hash(self.id)
+
+    @property
+    def short_id(self) -> str:
+        """`sha256:` and the first 12 hex digits (docker SDK)."""
+        return self.id[:19]
+
+    @property
+    def labels(self) -> dict:
+        return dict((self.config.get("config") or {}).get("Labels") or {})
+
+    @property
+    def manifest(self) -> dict:
+        return json.loads(self.collection.store.blobs.read(self.manifest_digest))
+
+    @property
+    def layer_paths(self) -> list:
+        """Snapshot directories, bottom-up."""
+        return [layer["path"] for layer in self.layers]
+
+    @property
+    def attrs(self) -> dict:
+        cfg = self.config
+        repos = sorted({t.rpartition(":")[0] for t in self.tags})
+        history = cfg.get("history") or []
+        lower = [layer["path"] for layer in reversed(self.layers)]
+        return {
+            "Id": self.id,
+            "RepoTags": list(self.tags),
+            "RepoDigests": [f"{r}@{self.manifest_digest}" for r in repos],
+            "Parent": self.parent or "",
+            "Comment": (history[-1].get("comment", "") if history else "") or "",
+            "Created": cfg.get("created") or rfc3339(self.created),
+            "Author": cfg.get("author", ""),
+            "Config": cfg.get("config") or {},
+            "Architecture": cfg.get("architecture", ""),
+            "Variant": cfg.get("variant", ""),
+            "Os": cfg.get("os", ""),
+            "Size": self.size,
+            "GraphDriver": {"Name": "overlay", "Data": {"LowerDir": ":".join(lower)}},
+            "RootFS": {"Type": "layers", "Layers": list((cfg.get("rootfs") or {}).get("diff_ids") or [])},
+            "Manifest": {"Digest": self.manifest_digest, "MediaType": self.manifest_media_type},
+            "Metadata": {"LastTagTime": rfc3339(self._row["loaded"])},
+        }
+
+    def history(self) -> list:
+        return self.collection.history(self.id)
+
+    def tag(self, repository, tag=None) -> bool:
+        r = self.collection.tag(self.id, repository, tag)
+        self.reload()
+        return r
+
+    def save(self, path, format="oci"):
+        return self.collection.save([self.id], path, format=format)
+
+
+class ImageCollection:
+    def __init__(self, runtime):
+        self.runtime = runtime
+
+    @property
+    def store(self):
+        return self.runtime.store
+
+    # -- lookup --------------------------------------------------------------------------
+
+    def _resolve(self, ref):
+        """(image id, matched "repo:tag" or None) for a reference."""
+        if isinstance(ref, Image):
+            ref = ref.id
+        if not isinstance(ref, str) or not ref.strip():
+            raise InvalidArgument(f"invalid image reference {ref!r}")
+        ref = ref.strip()
+        db = self.store.db
+        if DIGEST_RE.fullmatch(ref):
+            if db.query_one("SELECT 1 FROM images WHERE id=?", (ref,)):
+                return ref, None
+            raise ImageNotFound(f"image {ref} not found")
+        parsed = None
+        if not ref.startswith("sha256:"):
+            try:
+                parsed = parse_reference(ref)
+            except InvalidArgument:
+                parsed = None
+        if parsed is not None:
+            if parsed.digest:
+                rows = db.query("SELECT id FROM images WHERE manifest_digest=? OR id=?",
+                                (parsed.digest, parsed.digest))
+                if rows:
+                    return rows[0]["id"], None
+            else:
+                for repo in equivalent_repositories(parsed.repository):
+                    row = db.query_one("SELECT image_id FROM tags WHERE repository=? AND tag=?",
+                                       (repo, parsed.tag))
+                    if row:
+                        return row["image_id"], f"{repo}:{parsed.tag}"
+        m = _HEX_PREFIX_RE.fullmatch(ref)
+        if m:
+            p = "sha256:" + m.group(1)
+            rows = db.query("SELECT id FROM images WHERE id >= ? AND id < ? ORDER BY id LIMIT 6",
+                            (p, p + "g"))
+            if len(rows) == 1:
+                return rows[0]["id"], None
+            if len(rows) > 1:
+                shown = ", ".join(_short(r["id"]) for r in rows[:5])
+                raise InvalidArgument(f"image id prefix {ref!r} is ambiguous: it matches {shown}"
+                                      f"{' and more' if len(rows) > 5 else ''}; give more digits")
+        if parsed is None and not m:
+            raise InvalidArgument(f"invalid image reference {ref!r}")
+        raise ImageNotFound(f"image {ref!r} not found")
+
+    def get(self, ref) -> Image:
+        """By `name`, `name:tag` (tag defaults to latest), `name@sha256:...`, full id
+        `sha256:...`, or an unambiguous id prefix of at least 4 hex digits."""
+        return Image(self, self._resolve(ref)[0])
+
+    def exists(self, ref) -> bool:
+        try:
+            self._resolve(ref)
+            return True
+        except (ImageNotFound, InvalidArgument):
+            return False
+
+    def list(self, all=False, name=None, filters=None) -> list:
+        """Tagged images and dangling ones (untagged leaves); `all` adds intermediate
+        images (untagged parents of other images). `name` filters by repository (or
+        repository:tag, shell wildcards allowed). Newest first."""
+        db = self.store.db
+        rows = db.query("SELECT i.id, i.created, (SELECT COUNT(*) FROM images c WHERE c.parent = i.id) AS children, "
+                        "(SELECT COUNT(*) FROM tags t WHERE t.image_id = i.id) AS ntags "
+                        "FROM images i ORDER BY i.created DESC, i.id")
+        dangling_only = bool((filters or {}).get("dangling"))
+        out = []
+        for r in rows:
+            if dangling_only and (r["ntags"] or r["children"]):
+                continue
+            if not all and not r["ntags"] and r["children"]:
+                continue
+            img = Image(self, r["id"])
+            if name and not _name_matches(img.tags, name):
+                continue
+            out.append(img)
+        return out
+
+    # -- tags ----------------------------------------------------------------------------
+
+    def tag(self, ref, repository, tag=None) -> bool:
+        """Tags an image as repository:tag (tag defaults to latest; `repository` may
+        carry it as `name:tag`)."""
+        image_id, _ = self._resolve(ref)
+        if tag is None:
+            slash, colon = repository.rfind("/"), repository.rfind(":")
+            if colon > slash:
+                repository, tag = repository[:colon], repository[colon + 1:]
+            else:
+                tag = DEFAULT_TAG
+        validate_repository(repository)
+        validate_tag(tag)
+        try:
+            with self.store.transaction() as tx:
+                if tx.query_one("SELECT 1 FROM images WHERE id=?", (image_id,)) is None:
+                    raise ImageNotFound(f"image {image_id} not found (removed meanwhile)")
+                tx.execute("INSERT OR REPLACE INTO tags (repository, tag, image_id, created) VALUES (?,?,?,?)",
+                           (repository, tag, image_id, time.time()))
+        except _sqlite_errors() as e:
+            raise Conflict(f"tagging {image_id} as {repository}:{tag}: {e}") from None
+        return True
+
+    # -- removal -------------------------------------------------------------------------
+
+    def remove(self, ref, force=False, noprune=False) -> list:
+        """docker rmi: removing by name untags; the image itself is deleted when no tag
+        is left, no container uses it and no child image depends on it (removing by id
+        deletes it, untagging all its names if `force` when it has several). Untagged
+        parents left without children are deleted too (unless `noprune`). Returns
+        [{"Untagged": name} | {"Deleted": id}, ...]."""
+        image_id, matched = self._resolve(ref)
+        out = []
+        freed = []
+        with self.store.transaction() as tx:
+            if tx.query_one("SELECT 1 FROM images WHERE id=?", (image_id,)) is None:
+                raise ImageNotFound(f"image {ref!r} not found")
+            tags = [f"{r['repository']}:{r['tag']}" for r in tx.query(
+                "SELECT repository, tag FROM tags WHERE image_id=? ORDER BY repository, tag", (image_id,))]
+            children = [r["id"] for r in tx.query("SELECT id FROM images WHERE parent=?", (image_id,))]
+            users = _containers_using(tx, image_id)
+            if matched is not None:
+                if len(tags) > 1:
+                    _untag(tx, matched)
+                    return [{"Untagged": matched}]
+                if users and not force:
+                    raise Conflict(f"unable to remove {matched}: container {_describe(users[0])} is using "
+                                   f"image {_short(image_id)} (remove the container first, or force to untag)")
+                _untag(tx, matched)
+                out.append({"Untagged": matched})
+                if children or users:
+                    return out
+            else:
+                if children:
+                    raise Conflict(f"unable to delete image {_short(image_id)}: it has dependent child "
+                                   f"images ({', '.join(_short(c) for c in children[:3])})")
+                if users and not force:
+                    raise Conflict(f"unable to delete image {_short(image_id)}: container "
+                                   f"{_describe(users[0])} is using it (remove the container first, or force)")
+                if len(tags) > 1 and not force:
+                    raise Conflict(f"unable to delete image {_short(image_id)}: it is referenced in several "
+                                   f"repositories ({', '.join(tags)}); remove them by name, or force")
+                for t in tags:
+                    _untag(tx, t)
+                    out.append({"Untagged": t})
+                if users:
+                    return out  # forced: untagged, kept while the container needs its layers
+            parent = _delete_image(self.store, tx, image_id, freed)
+            out.append({"Deleted": image_id})
+            while parent and not noprune:
+                if tx.query_one("SELECT 1 FROM tags WHERE image_id=?", (parent,)) or \
+                        tx.query_one("SELECT 1 FROM images WHERE parent=?", (parent,)) or \
+                        _containers_using(tx, parent):
+                    break
+                nxt = _delete_image(self.store, tx, parent, freed)
+                out.append({"Deleted": parent})
+                parent = nxt
+        return out
+
+    def prune(self, all=False, filters=None) -> dict:
+        """Deletes dangling images (untagged, no children, no container), or with
+        `all` every image no container uses (and no child of a used image depends on).
+        Also removes files no row refers to (left by a crash). Returns
+        {"ImagesDeleted": [...], "SpaceReclaimed": bytes}."""
+        if filters and filters.get("dangling") is False:
+            all = True
+        deleted, freed = [], []
+        with self.store.transaction() as tx:
+            while True:
+                rows = tx.query(
+                    "SELECT i.id FROM images i WHERE NOT EXISTS (SELECT 1 FROM images c WHERE c.parent = i.id) "
+                    "AND NOT EXISTS (SELECT 1 FROM containers k WHERE k.image_id = i.id)"
+                    + ("" if all else " AND NOT EXISTS (SELECT 1 FROM tags t WHERE t.image_id = i.id)"))
+                if not rows:
+                    break
+                for r in rows:
+                    for t in tx.query("SELECT repository, tag FROM tags WHERE image_id=?", (r["id"],)):
+                        name = f"{t['repository']}:{t['tag']}"
+                        _untag(tx, name)
+                        deleted.append({"Untagged": name})
+                    _delete_image(self.store, tx, r["id"], freed)
+                    deleted.append({"Deleted": r["id"]})
+            _collect_orphans(self.store, tx, freed)
+        return {"ImagesDeleted": deleted, "SpaceReclaimed": sum(freed)}
+
+    # -- loading ---------------------------------------------------------------------------
+
+    def load(self, data, progress=None) -> list:
+        """Loads a docker-archive (as `docker save`/`podman save` write it) or an OCI image
+        layout (a directory or a tar; index.json with one or more images, indexes
+        resolved for linux/amd64), from a path or a binary file object. Returns the
+        images, each with the names the archive gives it. On any error nothing is left
+        in the store."""
+        store = self.store
+        tmp = store.mkdtemp("load-")
+        try:
+            with _archive.open_archive(data, tmp) as (fmt, plans):
+                from .store import StoreChanged
+                for attempt in range(5):
+                    try:
+                        self._ingest(plans, progress)
+                        break
+                    except StoreChanged:  # another process removed a layer we meant to share
+                        if attempt == 4:
+                            raise
+        finally:
+            from .store.layers import rmtree
+            rmtree(tmp)
+        by_id, out = {}, []
+        for plan in plans:
+            img = by_id.get(plan.config_digest)
+            if img is None:
+                img = by_id[plan.config_digest] = Image(self, plan.config_digest)
+                img.loaded_tags = []
+                out.append(img)
+            img.loaded_tags += [n for n in plan.names if n not in img.loaded_tags]
+        return out
+
+    def _ingest(self, plans, progress=None) -> list:
+        store = self.store
+        # one plan per image (an index may list one config under several manifests)
+        unique = {}
+        for plan in plans:
+            first = unique.setdefault(plan.config_digest, plan)
+            if first is not plan:
+                first.names += [n for n in plan.names if n not in first.names]
+        plans = list(unique.values())
+        for plan in plans:
+            for lp, cid in zip(plan.layers, chain_ids([lp.diff_id for lp in plan.layers])):
+                lp.chain_id = cid
+        existing = {plan.config_digest for plan in plans
+                    if store.db.query_one("SELECT 1 FROM images WHERE id=?", (plan.config_digest,))}
+        known_chains = set()
+        for plan in plans:
+            for lp in plan.layers:
+                if store.db.query_one("SELECT 1 FROM layers WHERE chain_id=?", (lp.chain_id,)):
+                    known_chains.add(lp.chain_id)
+        with store.staging() as st:
+            # 1. blobs, streamed and verified
+            todo, by_member = [], {}
+            for plan in plans:
+                if plan.config_digest in existing:
+                    continue
+                for lp in plan.layers:
+                    if lp.digest is not None and (lp.digest in st.blobs or store.blobs.exists(lp.digest)):
+                        continue
+                    key = ("member", lp.member) if lp.digest is None else lp.digest
+                    if key in by_member:
+                        continue
+                    by_member[key] = lp
+                    todo.append((plan, lp))
+            total = sum(lp.size for _, lp in todo)
+            done = 0
+            copied = {}
+            for plan, lp in todo:
+                what = f"layer {lp.member} of {plan.source}"
+                with lp.open() as f:
+                    sb = st.write_blob(f, expected_digest=lp.digest, expected_size=lp.size, what=what)
+                if lp.digest is None:
+                    copied[lp.member] = sb.digest
+                lp.digest = sb.digest
+                done += lp.size
+                if progress:
+                    progress("copying", done, total)
+            for plan in plans:
+                for lp in plan.layers:
+                    if lp.digest is None:
+                        lp.digest = copied.get(lp.member)
+            for plan in plans:
+                if plan.config_digest in existing:
+                    continue
+                if any(lp.digest is None for lp in plan.layers):
+                    raise ImageFormatError(f"{plan.source}: layer digests unknown")  # not reached
+                plan.build_manifest()
+                st.write_blob(plan.config, expected_digest=plan.config_digest, what="image config")
+                st.write_blob(plan.manifest, expected_digest=plan.manifest_digest, what="manifest")
+            # 2. snapshots, unpacked in parallel
+            jobs, sizes = [], {}
+            for plan in plans:
+                if plan.config_digest in existing:
+                    continue
+                for lp in plan.layers:
+                    if lp.chain_id in known_chains or lp.chain_id in st.snapshots:
+                        continue
+                    dest = st.new_snapshot(lp.chain_id)
+                    jobs.append((lp, st.blob_path(lp.digest), dest))
+            if jobs:
+                results = _unpack_jobs(jobs, progress)
+                for (lp, _, _), (diff_id, size) in zip(jobs, results):
+                    sizes[lp.chain_id] = size
+            # 3. one transaction: files into place, then the rows
+            needed_blobs = {lp.digest for plan in plans if plan.config_digest not in existing
+                            for lp in plan.layers}
+            needed_chains = {lp.chain_id for plan in plans if plan.config_digest not in existing
+                             for lp in plan.layers}
+            now = time.time()
+            try:
+                with store.transaction() as tx:
+                    try:
+                        st.place(tx, needed_blobs, needed_chains)
+                        for plan in plans:
+                            self._record(tx, plan, sizes, now)
+                    except BaseException:
+                        st.undo()
+                        raise
+            except _sqlite_errors() as e:
+                from .store import StoreChanged
+                raise StoreChanged(f"the store changed while loading ({e}): try again") from None
+        return [plan.config_digest for plan in plans]
+
+    def _record(self, tx, plan, sizes, now, parent=None):
+        image_id = plan.config_digest
+        if tx.query_one("SELECT 1 FROM images WHERE id=?", (image_id,)) is None:
+            prev = None
+            total = 0
+            for pos, lp in enumerate(plan.layers):
+                row = tx.query_one("SELECT unpacked_size FROM layers WHERE chain_id=?", (lp.chain_id,))
+                if row is None:
+                    usize = sizes.get(lp.chain_id, 0)
+                    tx.execute("INSERT INTO layers (chain_id, diff_id, digest, media_type, size, parent, "
+                               "unpacked_size, created) VALUES (?,?,?,?,?,?,?,?)",
+                               (lp.chain_id, lp.diff_id, lp.digest, lp.media_type, lp.size, prev, usize, now))
+                else:
+                    usize = row[0]
+                total += usize
+                prev = lp.chain_id
+            cfg = json.loads(plan.config)
+            created = parse_time(cfg.get("created")) or now
+            tx.execute("INSERT INTO images (id, config, manifest_digest, manifest_media_type, parent, created, "
+                       "loaded, size) VALUES (?,?,?,?,?,?,?,?)",
+                       (image_id, plan.config.decode("utf-8"), plan.manifest_digest, plan.manifest_media_type,
+                        parent, created, now, total))
+            tx.executemany("INSERT INTO image_layers (image_id, position, chain_id, digest, media_type, size) "
+                           "VALUES (?,?,?,?,?,?)",
+                           [(image_id, pos, lp.chain_id, lp.digest, lp.media_type, lp.size)
+                            for pos, lp in enumerate(plan.layers)])
+        for name in plan.names:
+            repo, _, tag = name.rpartition(":")
+            tx.execute("INSERT OR REPLACE INTO tags (repository, tag, image_id, created) VALUES (?,?,?,?)",
+                       (repo, tag, image_id, now))
+
+    # -- new images ------------------------------------------------------------------------
+
+    def create(self, parent, layer, *, config_changes=None, comment=None, created_by=None, author=None,
+               repository=None, tag=None, snapshot_dir=None, unpacked_size=None) -> Image:
+        """A new image: `parent`'s layers (an Image, a reference, or None for none)
+        plus `layer` on top, a dict {digest, diff_id, size, media_type, path} as
+        `pyrt.store.commit.write_layer_blob` returns it (the temp blob at `path` is
+        moved into the store). Its snapshot is unpacked from the blob, or taken from
+        `snapshot_dir` (moved) when the caller has it ready. The config is the
+        parent's with the diff_id and a history entry appended, `created` set and
+        `config_changes` applied (a dict of Cmd/Entrypoint/Env/WorkingDir/User/
+        ExposedPorts/Volumes/Labels/StopSignal, or docker `--change` lines). One
+        transaction; tagged repository:tag when given."""
+        store = self.store
+        if repository is not None:
+            if tag is None:
+                slash, colon = repository.rfind("/"), repository.rfind(":")
+                if colon > slash:
+                    repository, tag = repository[:colon], repository[colon + 1:]
+            tag = tag or DEFAULT_TAG
+            validate_repository(repository)
+            validate_tag(tag)
+        parent_img = None
+        if parent is not None:
+            parent_img = parent if isinstance(parent, Image) else self.get(parent)
+            parent_img.reload()
+        for key in ("digest", "diff_id", "size", "path"):
+            if key not in layer:
+                raise InvalidArgument(f"layer description lacks {key!r}")
+        digest, diff_id = layer["digest"], layer["diff_id"]
+        if not is_digest(digest) or not is_digest(diff_id):
+            raise InvalidArgument(f"invalid layer digest {digest!r} or diff_id {diff_id!r}")
+        media_type = layer.get("media_type") or mt.OCI_LAYER_GZIP
+        if mt.layer_compression(media_type) is None:
+            raise InvalidArgument(f"unknown layer media type {media_type!r}")
+        now = time.time()
+        created = rfc3339(now)
+        if parent_img is not None:
+            cfg = copy.deepcopy(parent_img.config)
+            parent_layers = parent_img.layers
+        else:
+            cfg = {"architecture": "amd64", "os": "linux", "config": {},
+                   "rootfs": {"type": "layers", "diff_ids": []}, "history": []}
+            parent_layers = []
+        cfg["created"] = created
+        if author:
+            cfg["author"] = author
+        cfg["config"] = apply_changes(cfg.get("config"), config_changes)
+        cfg.setdefault("rootfs", {"type": "layers", "diff_ids": []})
+        cfg["rootfs"]["diff_ids"] = list(cfg["rootfs"].get("diff_ids") or []) + [diff_id]
+        hist = {"created": created}
+        if author:
+            hist["author"] = author
+        if created_by:
+            hist["created_by"] = created_by
+        if comment:
+            hist["comment"] = comment
+        cfg["history"] = list(cfg.get("history") or []) + [hist]
+        config_bytes = dumps(cfg)
+        config_digest = sha256_bytes(config_bytes)
+        layer_descs = [{"mediaType": lyr["media_type"], "digest": lyr["digest"], "size": lyr["size"]}
+                       for lyr in parent_layers]
+        layer_descs.append({"mediaType": media_type, "digest": digest, "size": layer["size"]})
+        manifest = manifest_json({"mediaType": mt.OCI_CONFIG, "digest": config_digest,
+                                  "size": len(config_bytes)}, layer_descs)
+        top_chain = _chain_id(parent_layers[-1]["chain_id"] if parent_layers else None, diff_id)
+
+        plan = _archive.ImagePlan(config=config_bytes, config_digest=config_digest,
+                                  config_media_type=mt.OCI_CONFIG, layers=[],
+                                  names=[f"{repository}:{tag}"] if repository else [],
+                                  manifest=manifest, manifest_digest=sha256_bytes(manifest),
+                                  manifest_media_type=mt.OCI_MANIFEST, source="commit")
+        for lyr in parent_layers:
+            plan.layers.append(_archive.LayerPlan(member="", media_type=lyr["media_type"],
+                                                  diff_id=lyr["diff_id"], digest=lyr["digest"],
+                                                  size=lyr["size"], chain_id=lyr["chain_id"]))
+        plan.layers.append(_archive.LayerPlan(member="", media_type=media_type, diff_id=diff_id,
+                                              digest=digest, size=layer["size"], chain_id=top_chain))
+        with store.staging() as st:
+            _adopt_blob(st, layer["path"], digest, layer["size"])
+            st.write_blob(config_bytes, expected_digest=config_digest, what="image config")
+            st.write_blob(manifest, expected_digest=plan.manifest_digest, what="manifest")
+            sizes = {}
+            have = store.db.query_one("SELECT 1 FROM layers WHERE chain_id=?", (top_chain,)) is not None
+            if not have:
+                if snapshot_dir is not None:
+                    st.adopt_snapshot(top_chain, snapshot_dir)
+                    snapshot_dir = None
+                    from .store.layers import tree_size
+                    sizes[top_chain] = unpacked_size if unpacked_size is not None \
+                        else tree_size(st.snapshots[top_chain])
+                else:
+                    dest = st.new_snapshot(top_chain)
+                    got, size = _unpack_one(st.blob_path(digest), dest, media_type, diff_id)
+                    sizes[top_chain] = size
+            needed_chains = {lp.chain_id for lp in plan.layers}
+            needed_blobs = {lp.digest for lp in plan.layers}
+            try:
+                with store.transaction() as tx:
+                    try:
+                        st.place(tx, needed_blobs, needed_chains)
+                        self._record(tx, plan, sizes, now,
+                                     parent=parent_img.id if parent_img is not None else None)
+                    except BaseException:
+                        st.undo()
+                        raise
+            except _sqlite_errors() as e:
+                raise Conflict(f"the store changed while creating the image ({e}): try again") from None
+        if snapshot_dir is not None and os.path.isdir(snapshot_dir):
+            from .store.layers import rmtree
+            rmtree(snapshot_dir)  # the store has this layer already; the caller gave it away
+        return Image(self, config_digest)
+
+    def import_image(self, src, repository=None, tag=None, changes=(), message=None, progress=None) -> Image:
+        """A rootfs tar (plain, gzip, zstd, bzip2 or xz; a path or a binary file object)
+        or a directory becomes a one-layer image (docker import). `changes`: docker
+        `--change` lines or a dict of config keys."""
+        store = self.store
+        tmp = store.mkdtemp("import-")
+        try:
+            if isinstance(src, (str, os.PathLike)) and os.path.isdir(src):
+                layer = _write_dir_layer(os.fspath(src), tmp)
+                created_by = f"pyrt import {os.fspath(src)}"
+                return self.create(None, layer, config_changes=changes, comment=message or "Imported",
+                                   created_by=created_by, repository=repository, tag=tag)
+            label = os.fspath(src) if isinstance(src, (str, os.PathLike)) else "<stream>"
+            f = open(src, "rb") if isinstance(src, (str, os.PathLike)) else src
+            try:
+                head = _peek(f)
+                comp = mt.sniff_compression(head)
+                if comp in ("bzip2", "xz"):
+                    f = _archive._decompressing_reader(f, comp, label)
+                    comp = ""
+                blob = store.blobs.write(_Progressed(f, progress, "copying"), tmp, what=f"tar {label}")
+            finally:
+                if isinstance(src, (str, os.PathLike)):
+                    f.close()
+            media_type = mt.OCI_LAYER_FOR[comp]
+            snap = os.path.join(tmp, "snapshot")
+            os.mkdir(snap, 0o700)
+            try:
+                diff_id, size = _unpack_one(blob.path, snap, media_type, None)
+            except LayerError as e:
+                raise ImageFormatError(f"{label}: {e}") from e
+            layer = {"digest": blob.digest, "diff_id": diff_id, "size": blob.size,
+                     "media_type": media_type, "path": blob.path}
+            return self.create(None, layer, config_changes=changes, comment=message or "Imported",
+                               created_by=f"pyrt import {label}", repository=repository, tag=tag,
+                               snapshot_dir=snap, unpacked_size=size)
+        finally:
+            from .store.layers import rmtree
+            rmtree(tmp)
+
+    def from_host(self, repository_tag, paths, progress=None) -> Image:
+        """An image made of host programs (and directories) plus the shared libraries
+        they need (ldd, or the ELF DT_NEEDED entries), minimal /etc/passwd and
+        /etc/group, and busybox's applet links when busybox is among them."""
+        if isinstance(paths, str):
+            paths = [paths]
+        if not paths:
+            raise InvalidArgument("from_host needs at least one host path")
+        ref = parse_reference(repository_tag)
+        store = self.store
+        tmp = store.mkdtemp("fromhost-")
+        try:
+            root = os.path.join(tmp, "rootfs")
+            first = _build_host_rootfs(root, paths)
+            changes = {"Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+                       "Cmd": [first]}
+            layer = _write_dir_layer(root, tmp)
+            return self.create(None, layer, config_changes=changes, comment="from host",
+                               created_by="pyrt image from-host " + " ".join(paths),
+                               repository=ref.repository, tag=ref.tag)
+        finally:
+            from .store.layers import rmtree
+            rmtree(tmp)
+
+    # -- saving -------------------------------------------------------------------------------
+
+    def save(self, refs, path, format="oci", progress=None) -> None:
+        """Writes the images to `path`: format "oci" (an OCI image layout: a tar, or a
+        directory when `path` is one or ends with '/') or "docker-archive" (a tar).
+        Images named by name:tag keep that name; by id, they are saved untagged."""
+        if isinstance(refs, (str, Image)):
+            refs = [refs]
+        if not refs:
+            raise InvalidArgument("save needs at least one image")
+        fmt = {"oci": "oci", "oci-archive": "oci", "oci-dir": "oci", "docker-archive": "docker-archive",
+               "docker": "docker-archive"}.get(format)
+        if fmt is None:
+            raise InvalidArgument(f"unknown save format {format!r}: expected oci or docker-archive")
+        path = os.fspath(path)
+        as_dir = fmt == "oci" and (path.endswith("/") or os.path.isdir(path) or format == "oci-dir")
+        if fmt == "docker-archive" and os.path.isdir(path):
+            raise InvalidArgument(f"{path} is a directory: a docker-archive is a tar file")
+        items, by_id = [], {}
+        for ref in refs:
+            image_id, matched = self._resolve(ref)
+            if image_id not in by_id:
+                img = Image(self, image_id)
+                item = _archive.SaveItem(
+                    image_id=image_id, config=img._row["config"].encode("utf-8"),
+                    manifest=self.store.blobs.read(img.manifest_digest),
+                    manifest_digest=img.manifest_digest, manifest_media_type=img.manifest_media_type,
+                    layers=[{**lyr, "path": self.store.blobs.path(lyr["digest"])} for lyr in img.layers],
+                    names=[])
+                by_id[image_id] = item
+                items.append(item)
+            if matched and matched not in by_id[image_id].names:
+                by_id[image_id].names.append(matched)
+        for it in items:
+            if sha256_bytes(it.config) != it.image_id:
+                raise ImageFormatError(f"image {it.image_id}: stored config does not match its id")
+        if fmt == "oci":
+            _archive.write_oci(items, path.rstrip("/") if as_dir and path != "/" else path, as_dir,
+                               progress=progress)
+        else:
+            tmp = self.store.mkdtemp("save-")
+            try:
+                _archive.write_docker_archive(items, path, tmp, progress=progress)
+            finally:
+                from .store.layers import rmtree
+                rmtree(tmp)
+
+    # -- history, inspect, df -----------------------------------------------------------
+
+    def history(self, ref) -> list:
+        """docker history: one entry per history item, newest first: Id (the image
+        that ends there, or "<missing>"), Created (seconds), CreatedBy, Size (of the
+        layer it made, 0 for empty layers), Comment, Tags."""
+        img = ref if isinstance(ref, Image) else self.get(ref)
+        cfg = img.config
+        hist = [h for h in (cfg.get("history") or []) if isinstance(h, dict)]
+        layers = img.layers
+        nonempty = [h for h in hist if not h.get("empty_layer")]
+        if len(nonempty) != len(layers):  # no (or inconsistent) history: one row per layer
+            hist = [{"created": cfg.get("created")} for _ in layers]
+        # ancestors: an image with n history entries ends at entry n-1
+        ends = {}
+        db = self.store.db
+        cur = img.id
+        seen = set()
+        while cur and cur not in seen:
+            seen.add(cur)
+            row = db.query_one("SELECT config, parent FROM images WHERE id=?", (cur,))
+            if row is None:
+                break
+            n = len(json.loads(row["config"]).get("history") or [])
+            if n:
+                ends.setdefault(n - 1, cur)
+            cur = row["parent"]
+        ends.setdefault(len(hist) - 1, img.id)
+        rows, li = [], 0
+        for i, h in enumerate(hist):
+            size = 0
+            if not h.get("empty_layer"):
+                size = layers[li]["unpacked_size"] if li < len(layers) else 0
+                li += 1
+            image_id = ends.get(i, "<missing>")
+            tags = []
+            if image_id != "<missing>":
+                tags = [f"{r['repository']}:{r['tag']}" for r in db.query(
+                    "SELECT repository, tag FROM tags WHERE image_id=?", (image_id,))]
+            rows.append({"Id": image_id, "Created": parse_time(h.get("created")) or 0,
+                         "CreatedBy": h.get("created_by", ""), "Size": size,
+                         "Comment": h.get("comment", ""), "Tags": tags or None})
+        rows.reverse()
+        return rows
+
+    def inspect(self, ref) -> dict:
+        return self.get(ref).attrs
+
+    def df(self) -> dict:
+        """Disk use: images (count, active = used by a container, size with shared
+        layers counted once, reclaimable) and layers (count, unpacked size, size of
+        the stored blobs)."""
+        db = self.store.db
+        images = db.query("SELECT id FROM images")
+        active = {r[0] for r in db.query("SELECT DISTINCT image_id FROM containers WHERE image_id IS NOT NULL")}
+        layers = db.query("SELECT chain_id, unpacked_size FROM layers")
+        total = sum(r["unpacked_size"] for r in layers)
+        used = db.query("SELECT DISTINCT l.chain_id, l.unpacked_size FROM layers l "
+                        "JOIN image_layers il ON il.chain_id = l.chain_id "
+                        "JOIN containers c ON c.image_id = il.image_id")
+        used_size = sum(r["unpacked_size"] for r in used)
+        per_image = db.query("SELECT il.image_id, SUM(l.unpacked_size) AS s FROM image_layers il "
+                             "JOIN layers l ON l.chain_id = il.chain_id GROUP BY il.image_id")
+        naive = sum(r["s"] or 0 for r in per_image)
+        blobs = 0
+        for d in self.store.blobs.digests():
+            try:
+                blobs += os.path.getsize(self.store.blobs.path(d))
+            except OSError:
+                pass
+        return {
+            "images": {"count": len(images), "active": len(active & {r[0] for r in images}),
+                       "size": total, "reclaimable": total - used_size, "shared": naive - total},
+            "layers": {"count": len(layers), "size": total, "blobs_size": blobs},
+        }
+
+    def shared_sizes(self) -> dict:
+        """image id -> bytes of its layers that other images use too."""
+        db = self.store.db
+        rows = db.query(
+            "SELECT il.image_id AS image_id, SUM(l.unpacked_size) AS s FROM image_layers il "
+            "JOIN layers l ON l.chain_id = il.chain_id "
+            "WHERE (SELECT COUNT(DISTINCT x.image_id) FROM image_layers x WHERE x.chain_id = il.chain_id) > 1 "
+            "GROUP BY il.image_id")
+        return {r["image_id"]: r["s"] or 0 for r in rows}
+
+
+# -- helpers -------------------------------------------------------------------------------------
+
+def _sqlite_errors():
+    import sqlite3
+    return sqlite3.IntegrityError
+
+
+def _name_matches(tags, pattern) -> bool:
+    import fnmatch
+    for t in tags:
+        repo, _, tg = t.rpartition(":")
+        if ":" in pattern.rpartition("/")[2]:
+            candidates = [t]
+            pats = [pattern]
+        else:
+            candidates = [repo]
+            pats = equivalent_repositories(pattern) if not any(c in pattern for c in "*?[") else [pattern]
+        for c in candidates:
+            if any(fnmatch.fnmatchcase(c, p) for p in pats):
+                return True
+    return False
+
+
+def _containers_using(tx, image_id):
+    return tx.query("SELECT id, name FROM containers WHERE image_id=? ORDER BY created", (image_id,))
+
+
+def _describe(row) -> str:
+    return f"{row['name']} ({row['id'][:12]})" if row["name"] else row["id"][:12]
+
+
+def _untag(tx, name):
+    repo, _, tag = name.rpartition(":")
+    tx.execute("DELETE FROM tags WHERE repository=? AND tag=?", (repo, tag))
+
+
+def _blob_referenced(tx, digest) -> bool:
+    return bool(tx.query_one("SELECT 1 FROM images WHERE id=? OR manifest_digest=? LIMIT 1", (digest, digest))
+                or tx.query_one("SELECT 1 FROM image_layers WHERE digest=? LIMIT 1", (digest,))
+                or tx.query_one("SELECT 1 FROM layers WHERE digest=? LIMIT 1", (digest,)))
+
+
+def _delete_image(store, tx, image_id, freed):
+    """Deletes an image's rows and, when no image uses them any more, its layers and
+    blobs (files removed after the commit). Returns its parent id."""
+    row = tx.query_one("SELECT parent, manifest_digest FROM images WHERE id=?", (image_id,))
+    if row is None:
+        return None
+    parent, manifest_digest = row["parent"], row["manifest_digest"]
+    lrows = tx.query("SELECT chain_id, digest FROM image_layers WHERE image_id=? ORDER BY position DESC",
+                     (image_id,))
+    tx.execute("DELETE FROM tags WHERE image_id=?", (image_id,))
+    tx.execute("DELETE FROM image_layers WHERE image_id=?", (image_id,))
+    tx.execute("UPDATE images SET parent=NULL WHERE parent=?", (image_id,))
+    tx.execute("DELETE FROM images WHERE id=?", (image_id,))
+    blobs = [image_id, manifest_digest] + [r["digest"] for r in lrows]
+    for r in lrows:
+        cid = r["chain_id"]
+        if tx.query_one("SELECT 1 FROM image_layers WHERE chain_id=? LIMIT 1", (cid,)):
+            continue
+        lrow = tx.query_one("SELECT digest, unpacked_size FROM layers WHERE chain_id=?", (cid,))
+        if lrow is None:
+            continue
+        tx.execute("UPDATE layers SET parent=NULL WHERE parent=?", (cid,))
+        tx.execute("DELETE FROM layers WHERE chain_id=?", (cid,))
+        blobs.append(lrow["digest"])
+        freed.append(lrow["unpacked_size"])
+        tx.after_commit(lambda c=cid: store.snapshots.remove(c))
+    for d in dict.fromkeys(blobs):
+        if is_digest(d) and not _blob_referenced(tx, d) and store.blobs.exists(d):
+            freed.append(store.blobs.size(d))
+            tx.after_commit(lambda d=d: store.blobs.remove(d))
+    return parent
+
+
+def _collect_orphans(store, tx, freed):
+    """Files no row refers to (a crash between the rename and the commit): removed
+    under the write lock, so no other writer is between those two steps."""
+    for name in store.snapshots.names():
+        cid = "sha256:" + name
+        if tx.query_one("SELECT 1 FROM layers WHERE chain_id=?", (cid,)) is None:
+            tx.after_commit(lambda c=cid: store.snapshots.remove(c))
+    for d in store.blobs.digests():
+        if not _blob_referenced(tx, d):
+            try:
+                freed.append(store.blobs.size(d))
+            except OSError:
+                pass
+            tx.after_commit(lambda d=d: store.blobs.remove(d))
+
+
+def _adopt_blob(st, path, digest, size):
+    """Moves a layer blob made by the caller into the staging area, checking that its
+    size and sha256 are what the caller says (a blob's name is always its hash)."""
+    h = hashlib.sha256()
+    n = 0
+    if not os.path.isfile(path):
+        raise InvalidArgument(f"layer blob {path}: no such file")
+    with open(path, "rb") as f:
+        while True:
+            chunk = f.read(1 << 20)
+            if not chunk:
+                break
+            h.update(chunk)
+            n += len(chunk)
+    got = "sha256:" + h.hexdigest()
+    if n != size or got != digest:
+        raise InvalidArgument(f"layer blob {path}: expected {digest} ({size} bytes), it is {got} ({n} bytes)")
+    try:
+        return st.adopt_blob(path, digest, size)
+    except OSError:  # another filesystem: copy
+        sb = st.write_blob(path, expected_digest=digest, expected_size=size, what=f"layer {path}")
+        os.unlink(path)
+        return sb
+
+
+def _peek(f) -> bytes:
+    peek = getattr(f, "peek", None)
+    if peek is not None:
+        return peek(6)[:6]
+    pos = f.tell()
+    head = f.read(6)
+    f.seek(pos)
+    return head
+
+
+class _Progressed:
+    def __init__(self, f, progress, phase):
+        self.f, self.progress, self.phase, self.done = f, progress, phase, 0
+        self.total = 0
+        try:
+            self.total = os.fstat(f.fileno()).st_size
+        except Exception:
+            pass
+
+    def readinto(self, b):
+        n = self.f.readinto(b) if hasattr(self.f, "readinto") else None
+        if n is None:
+            data = self.f.read(len(b))
+            n = len(data)
+            b[:n] = data
+        self.done += n or 0
+        if self.progress:
+            self.progress(self.phase, self.done, self.total)
+        return n
+
+
+def _write_dir_layer(path, out_dir) -> dict:
+    """A gzip layer blob of a directory tree (C writer)."""
+    from .store.commit import write_layer_blob
+    return write_layer_blob(path, out_dir, compression="gzip")
+
+
+def _unpack_one(src, dest, media_type, expected_diff_id):
+    from .store.unpack import unpack_layer
+    return unpack_layer(src, dest, media_type=media_type, expected_diff_id=expected_diff_id)
+
+
+def _unpack_jobs(jobs, progress=None):
+    """Unpacks [(LayerPlan, blob path, dest dir)] in parallel; returns [(diff_id, size)].
+    A rejected layer raises ImageFormatError naming it."""
+    from .store import unpack as _u
+    specs = [{"source": src, "dest": dest, "media_type": lp.media_type, "expected_diff_id": lp.diff_id}
+             for lp, src, dest in jobs]
+    try:
+        if len(jobs) > 1 and hasattr(_u, "unpack_layers_parallel"):
+            results = _u.unpack_layers_parallel(specs)
+        else:
+            results = [_u.unpack_layer(s["source"], s["dest"], media_type=s["media_type"],
+                                       expected_diff_id=s["expected_diff_id"]) for s in specs]
+    except LayerError as e:
+        msg = str(e)
+        if msg.startswith("layer: "):
+            msg = msg[len("layer: "):]
+        culprit = [lp for lp, _, _ in jobs if lp.diff_id in msg]
+        if len(jobs) == 1:
+            culprit = [jobs[0][0]]
+        which = f"layer {culprit[0].digest}" if culprit else "a layer"
+        raise ImageFormatError(f"{which} rejected: {msg}") from e
+    if progress:
+        progress("unpacking", len(jobs), len(jobs))
+    return [tuple(r[:2]) if not isinstance(r, dict) else (r["diff_id"], r["size"]) for r in results]
+
+
+# -- from_host: a rootfs of host programs and their libraries ------------------------------------
+
+_HOST_PASSWD = "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"
+_HOST_GROUP = "root:x:0:\nnogroup:x:65534:\n"
+_LIB_DIRS = ["/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib64", "/usr/lib64", "/lib", "/usr/lib",
+             "/usr/local/lib"]
+
+
+def _copy_host_path(root, path, done, depth=0, only_dir=False):
+    """Copies host `path` to the same place under `root`, recreating every symlink met
+    on the way (a merged /usr's /lib -> usr/lib included). Returns the real path.
+    Nothing is ever written through a symlink made in `root`: each path is resolved
+    on the host first. `only_dir`: make the directory, without its contents."""
+    import shutil
+    import stat as _stat
+    if depth > 40:
+        raise InvalidArgument(f"{path}: too many levels of symbolic links")
+    path = os.path.normpath(path)
+    key = ("dir", path) if only_dir else path
+    if key in done:
+        return done[key]
+    parts = [p for p in path.split("/") if p]
+    cur = "/"
+    for i, part in enumerate(parts):
+        nxt = os.path.join(cur, part)
+        st = os.lstat(nxt)
+        dest = os.path.join(root, nxt.lstrip("/"))
+        if _stat.S_ISLNK(st.st_mode):
+            target = os.readlink(nxt)
+            if not os.path.lexists(dest):
+                os.makedirs(os.path.dirname(dest), exist_ok=True)
+                os.symlink(target, dest)
+            resolved = os.path.normpath(os.path.join(cur, target))
+            rest = "/".join(parts[i + 1:])
+            real = _copy_host_path(root, os.path.join(resolved, rest) if rest else resolved, done,
+                                   depth + 1, only_dir)
+            done[key] = real
+            return real
+        if not _stat.S_ISLNK(st.st_mode) and os.path.islink(dest):
+            # the image has a link where the host has none (a busybox applet): never write through it
+            if _stat.S_ISDIR(st.st_mode):
+                raise InvalidArgument(f"{nxt}: a link of the same name was already put in the image")
+        if i == len(parts) - 1 and only_dir:
+            if not _stat.S_ISDIR(st.st_mode):
+                raise InvalidArgument(f"{nxt}: not a directory")
+            if not os.path.isdir(dest):
+                os.makedirs(dest, exist_ok=True)
+                os.chmod(dest, _stat.S_IMODE(st.st_mode))
+        elif i == len(parts) - 1:
+            if _stat.S_ISDIR(st.st_mode):
+                _copy_tree_into(nxt, dest)
+            elif _stat.S_ISREG(st.st_mode):
+                if not os.path.lexists(dest):
+                    os.makedirs(os.path.dirname(dest), exist_ok=True)
+                    fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+                    with os.fdopen(fd, "wb") as out, open(nxt, "rb") as inp:
+                        shutil.copyfileobj(inp, out, 1 << 20)
+                    os.chmod(dest, _stat.S_IMODE(st.st_mode))
+                    os.utime(dest, ns=(st.st_atime_ns, st.st_mtime_ns))
+            else:
+                raise InvalidArgument(f"{nxt}: not a regular file, directory or symlink")
+        else:
+            if not os.path.isdir(dest) and not os.path.islink(dest):
+                os.makedirs(dest, exist_ok=True)
+                os.chmod(dest, _stat.S_IMODE(st.st_mode))
+        cur = nxt
+    done[key] = path
+    return path
+
+
+def _elf_info(path):
+    """(interpreter, [DT_NEEDED], [runpath dirs]) of an ELF file, or None if it is not
+    a dynamically linked ELF."""
+    import struct
+    try:
+        with open(path, "rb") as f:
+            data = f.read(64)
+            if data[:4] != b"\x7fELF":
+                return None
+            is64, little = data[4] == 2, data[5] == 1
+            e = "<" if little else ">"
+            if is64:
+                phoff, = struct.unpack_from(e + "Q", data, 32)
+                phentsize, phnum = struct.unpack_from(e + "HH", data, 54)
+            else:
+                phoff, = struct.unpack_from(e + "I", data, 28)
+                phentsize, phnum = struct.unpack_from(e + "HH", data, 42)
+            f.seek(phoff)
+            ph = f.read(phentsize * phnum)
+            interp, dynamic, loads = None, None, []
+            for i in range(phnum):
+                off = i * phentsize
+                if is64:
+                    p_type, _, p_offset, p_vaddr, _, p_filesz, _, _ = struct.unpack_from(e + "IIQQQQQQ", ph, off)
+                else:
+                    p_type, p_offset, p_vaddr, _, p_filesz, _, _, _ = struct.unpack_from(e + "IIIIIIII", ph, off)
+                if p_type == 3:
+                    f.seek(p_offset)
+                    interp = f.read(p_filesz).rstrip(b"\x00").decode()
+                elif p_type == 2:
+                    dynamic = (p_offset, p_filesz)
+                elif p_type == 1:
+                    loads.append((p_vaddr, p_offset, p_filesz))
+            if dynamic is None:
+                return None
+            f.seek(dynamic[0])
+            dyn = f.read(dynamic[1])
+            entsize = 16 if is64 else 8
+            fmt = e + ("qQ" if is64 else "iI")
+            needed, runpath, strtab = [], [], None
+            for off in range(0, len(dyn) - entsize + 1, entsize):
+                tag, val = struct.unpack_from(fmt, dyn, off)
+                if tag == 0:
+                    break
+                if tag == 1:
+                    needed.append(val)
+                elif tag in (15, 29):
+                    runpath.append(val)
+                elif tag == 5:
+                    strtab = val
+            if strtab is None:
+                return None
+            for vaddr, offset, filesz in loads:
+                if vaddr <= strtab < vaddr + filesz:
+                    strtab_off = strtab - vaddr + offset
+                    break
+            else:
+                return None
+
+            def string(o):
+                f.seek(strtab_off + o)
+                buf = f.read(4096)
+                return buf.split(b"\x00", 1)[0].decode()
+            rp = []
+            for o in runpath:
+                rp.extend(d.replace("$ORIGIN", os.path.dirname(path)) for d in string(o).split(":") if d)
+            return interp, [string(o) for o in needed], rp
+    except (OSError, struct.error, UnicodeDecodeError):
+        return None
+
+
+def _host_libraries(path) -> list:
+    """The shared libraries (and loader) a host program needs: from ldd, else from the
+    ELF DT_NEEDED entries looked up in the usual directories."""
+    import shutil
+    import subprocess
+    info = _elf_info(path)
+    if info is None:
+        return []
+    libs = []
+    if shutil.which("ldd"):
+        r = subprocess.run(["ldd", path], capture_output=True, text=True)
+        if r.returncode == 0:
+            for line in r.stdout.splitlines():
+                line = line.strip()
+                if "=>" in line:
+                    target = line.split("=>", 1)[1].strip().split(" (", 1)[0].strip()
+                    if target.startswith("/"):
+                        libs.append(target)
+                elif line.startswith("/"):
+                    libs.append(line.split(" (", 1)[0].strip())
+            return libs
+    seen, queue = set(), [path]
+    if info[0]:
+        libs.append(info[0])
+    while queue:
+        cur = queue.pop()
+        ci = _elf_info(cur)
+        if ci is None:
+            continue
+        for name in ci[1]:
+            if name in seen:
+                continue
+            seen.add(name)
+            for d in ci[2] + _LIB_DIRS:
+                cand = os.path.join(d, name)
+                if os.path.exists(cand):
+                    libs.append(cand)
+                    queue.append(os.path.realpath(cand))
+                    break
+    return libs
+
+
+def _build_host_rootfs(root, paths) -> str:
+    """Fills `root` with the host paths, their libraries, /etc/passwd, /etc/group and a
+    few empty dirs. Returns the first program's path (the image's Cmd). Busybox's
+    applet links come last, only where no file was copied."""
+    import shutil
+    import subprocess
+    os.makedirs(root, exist_ok=True)
+    os.chmod(root, 0o755)
+    done = {}
+    first = None
+    applets = []
+    for p in paths:
+        if not os.path.isabs(p):
+            found = shutil.which(p)
+            if not found:
+                raise InvalidArgument(f"{p}: no such program on this host (give a path)")
+            p = found
+        if not os.path.lexists(p):
+            raise InvalidArgument(f"{p}: no such file or directory on this host")
+        real = _copy_host_path(root, p, done)
+        if first is None:
+            first = p
+        if os.path.isfile(real):
+            for lib in _host_libraries(real):
+                _copy_host_path(root, lib, done)
+            if os.path.basename(real) == "busybox":
+                r = subprocess.run([real, "--list-full"], capture_output=True, text=True)
+                if r.returncode == 0:
+                    applets += [(p, a) for a in r.stdout.split()]
+    for p, applet in applets:
+        name = os.path.basename(applet)
+        adir = "/" + os.path.dirname(applet.strip("/"))
+        if not name or name == "busybox" or adir == "/" or not os.path.isdir(adir):
+            continue
+        real_dir = _copy_host_path(root, adir, done, only_dir=True)
+        link = os.path.join(root, real_dir.lstrip("/"), name)
+        if not os.path.lexists(link):
+            os.symlink(p, link)
+    for d, mode in (("etc", 0o755), ("tmp", 0o1777), ("root", 0o700), ("proc", 0o755), ("sys", 0o755),
+                    ("dev", 0o755)):
+        full = os.path.join(root, d)
+        if not os.path.lexists(full):
+            os.mkdir(full)
+            os.chmod(full, mode)
+    for name, text in (("passwd", _HOST_PASSWD), ("group", _HOST_GROUP)):
+        f = os.path.join(root, "etc", name)
+        if not os.path.lexists(f):
+            fd = os.open(f, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+            with os.fdopen(fd, "w") as out:
+                out.write(text)
+    return first
+
+
+def _copy_tree_into(src, dst):
+    """Copies a host directory tree to `dst` (inside the image root) without ever
+    following a symlink on the destination side: an existing non-directory entry is
+    replaced, files are created with O_EXCL|O_NOFOLLOW."""
+    import shutil
+    import stat as _stat
+    st = os.lstat(dst) if os.path.lexists(dst) else None
+    if st is not None and not _stat.S_ISDIR(st.st_mode):
+        os.unlink(dst)
+        st = None
+    if st is None:
+        os.mkdir(dst)
+    sst = os.lstat(src)
+    with os.scandir(src) as it:
+        for e in it:
+            d = os.path.join(dst, e.name)
+            est = e.stat(follow_symlinks=False)
+            if _stat.S_ISDIR(est.st_mode):
+                _copy_tree_into(e.path, d)
+                continue
+            if os.path.lexists(d):
+                if os.path.isdir(d) and not os.path.islink(d):
+                    continue
+                os.unlink(d)
+            if _stat.S_ISLNK(est.st_mode):
+                os.symlink(os.readlink(e.path), d)
+            elif _stat.S_ISREG(est.st_mode):
+                fd = os.open(d, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+                with os.fdopen(fd, "wb") as out, open(e.path, "rb") as inp:
+                    shutil.copyfileobj(inp, out, 1 << 20)
+                os.chmod(d, _stat.S_IMODE(est.st_mode))
+                os.utime(d, ns=(est.st_atime_ns, est.st_mtime_ns), follow_symlinks=False)
+            # devices, fifos and sockets of the host are not copied
+    os.chmod(dst, _stat.S_IMODE(sst.st_mode))

@@ -1,0 +1,120 @@
+"""`Runtime(root)`: the docker-SDK-shaped entry point. `.images`, `.containers` and
+`.volumes` collections over one store (`.store`, opened on first use)."""
+from __future__ import annotations
+
+import os
+import threading
+
+DEFAULT_ROOT = "/var/lib/pyrt"
+
+
+def default_root() -> str:
+    return os.environ.get("PYRT_ROOT") or DEFAULT_ROOT
+
+
+class Runtime:
+    """`root`: the store (default $PYRT_ROOT or /var/lib/pyrt). `storage_driver`:
+    "overlay" or "copy" (default: $PYRT_STORAGE_DRIVER, else detected on first use).
+    `quiet`: no progress output from the operations that show some."""
+
+    def __init__(self, root: str | None = None, storage_driver: str | None = None, quiet: bool = False):
+        self.root = os.path.abspath(root or default_root())
+        self.quiet = quiet
+        self._storage_driver = storage_driver or os.environ.get("PYRT_STORAGE_DRIVER") or None
+        self._store = None
+        self._lock = threading.Lock()
+        self._images = self._containers = self._volumes = None
+
+    def __repr__(self):
+        return f"Runtime(root={self.root!r})"
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    @property
+    def storage_driver(self) -> str:
+        """How container roots are made: "overlay" or "copy" (detected once if not given)."""
+        if self._storage_driver is None:
+            try:
+                from .containers import detect_storage_driver
+            except ImportError:
+                self._storage_driver = "overlay"
+            else:
+                self._storage_driver = detect_storage_driver(self)
+        return self._storage_driver
+
+    @storage_driver.setter
+    def storage_driver(self, value):
+        self._storage_driver = value
+
+    @property
+    def store(self):
+        if self._store is None:
+            with self._lock:
+                if self._store is None:
+                    from .store import Store
+                    self._store = Store(self.root)
+        return self._store
+
+    @property
+    def images(self):
+        if self._images is None:
+            from .images import ImageCollection
+            self._images = ImageCollection(self)
+        return self._images
+
+    @property
+    def containers(self):
+        if self._containers is None:
+            from .containers import ContainerCollection
+            self._containers = ContainerCollection(self)
+        return self._containers
+
+    @property
+    def volumes(self):
+        if self._volumes is None:
+            from .volumes import VolumeCollection
+            self._volumes = VolumeCollection(self)
+        return self._volumes
+
+    def df(self) -> dict:
+        """Disk use, as `pyrt system df` shows it: images (shared layers counted once),
+        layers, containers and volumes."""
+        out = self.images.df()
+        db = self.store.db
+        rows = db.query("SELECT id FROM containers")
+        cdir = os.path.join(self.store.root, "containers")
+        csize = 0
+        for r in rows:
+            csize += _du(os.path.join(cdir, r["id"]))
+        out["containers"] = {"count": len(rows), "size": csize}
+        vdir = os.path.join(self.store.root, "volumes")
+        try:
+            names = [n for n in os.listdir(vdir) if not n.startswith(".")]
+        except FileNotFoundError:
+            names = []
+        out["volumes"] = {"count": len(names), "size": sum(_du(os.path.join(vdir, n)) for n in names)}
+        return out
+
+    def close(self):
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+
+def _du(path: str) -> int:
+    import stat
+    total, seen = 0, set()
+    for dirpath, dirnames, filenames in os.walk(path):
+        for n in filenames:
+            try:
+                st = os.lstat(os.path.join(dirpath, n))
+            except OSError:
+                continue
+            if stat.S_ISREG(st.st_mode) and (st.st_dev, st.st_ino) not in seen:
+                seen.add((st.st_dev, st.st_ino))
+                total += st.st_blocks * 512
+    return total

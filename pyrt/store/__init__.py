@@ -1,0 +1,234 @@
+"""pyrt's store: one root directory (0700) holding
+
+    blobs/sha256/<hex>      content-addressed blobs (layers as shipped, configs, manifests)
+    snapshots/<chain hex>/  unpacked read-only layers
+    tmp/                    temp files and staging dirs (stale ones removed on open)
+    pyrt.db                 the SQLite metadata (see db.py)
+
+Every change that adds files stages them first (`Store.staging()`), then, inside one
+write transaction, renames them into place and records the rows; on any failure the
+staged and newly placed files are removed, so the store is as it was."""
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+
+from ..errors import Conflict
+from .blobs import BlobStore, StagedBlob
+from .db import Database
+from .layers import TEMP_PREFIX, TRASH_PREFIX, SnapshotStore, rmtree
+
+DB_NAME = "pyrt.db"
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _stale(name: str, prefix: str = "") -> bool:
+    """Temp entries are named `<prefix><pid>-...`: stale when that process is gone."""
+    rest = name[len(prefix):]
+    pid = rest.split("-", 1)[0]
+    if not pid.isdigit():
+        return True
+    return not _pid_alive(int(pid))
+
+
+def _makedir(path: str) -> None:
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        pass
+    st = os.stat(path)
+    if st.st_mode & 0o077:
+        os.chmod(path, 0o700)
+
+
+def syncfs(path: str) -> None:
+    """Flushes the filesystem holding `path` (snapshots are made of many files: one
+    syncfs is cheaper than an fsync each)."""
+    try:
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            libc.syncfs(fd)
+        finally:
+            os.close(fd)
+    except Exception:
+        os.sync()
+
+
+class Store:
+    def __init__(self, root: str):
+        self.root = os.path.abspath(root)
+        os.makedirs(os.path.dirname(self.root) or "/", exist_ok=True)
+        _makedir(self.root)
+        for d in ("blobs", "blobs/sha256", "snapshots", "tmp", "containers", "volumes"):
+            _makedir(os.path.join(self.root, d))
+        self.tmp_dir = os.path.join(self.root, "tmp")
+        self.blobs = BlobStore(self.root)
+        self.snapshots = SnapshotStore(self.root)
+        self.db = Database(os.path.join(self.root, DB_NAME))
+        self.clean_stale()
+
+    def __repr__(self):
+        return f"Store({self.root!r})"
+
+    def close(self):
+        self.db.close()
+
+    # -- temp space -----------------------------------------------------------------
+
+    def mkdtemp(self, prefix: str = "") -> str:
+        """A private temp dir in the store (same filesystem as blobs and snapshots),
+        removed by `clean_stale` once this process is gone."""
+        return tempfile.mkdtemp(prefix=f"{os.getpid()}-{prefix}", dir=self.tmp_dir)
+
+    def clean_stale(self) -> None:
+        """Removes temp entries left by processes that no longer exist."""
+        for name in _listdir(self.tmp_dir):
+            if _stale(name):
+                rmtree(os.path.join(self.tmp_dir, name))
+        for name in _listdir(self.snapshots.dir):
+            for prefix in (TEMP_PREFIX, TRASH_PREFIX):
+                if name.startswith(prefix) and _stale(name, prefix):
+                    rmtree(os.path.join(self.snapshots.dir, name))
+
+    @contextlib.contextmanager
+    def staging(self):
+        st = Staging(self)
+        try:
+            yield st
+        finally:
+            st.cleanup()
+
+    def transaction(self):
+        return self.db.transaction()
+
+
+class StoreChanged(Conflict):
+    """Another process removed something this change counted on: redo it."""
+
+
+class Staging:
+    """Files on their way into the store: staged blobs and temp snapshot dirs, placed
+    by `place(tx)` inside a write transaction, undone if that transaction fails."""
+
+    def __init__(self, store: Store):
+        self.store = store
+        self.dir = store.mkdtemp("stage-")
+        self.blobs: dict[str, StagedBlob] = {}
+        self.snapshots: dict[str, str] = {}      # chain_id -> temp dir
+        self._temp_snapshots: list[str] = []
+        self._placed_blobs: list[str] = []
+        self._placed_snapshots: list[str] = []
+        self._aside: list[str] = []
+
+    def write_blob(self, src, *, expected_digest=None, expected_size=None, what="blob") -> StagedBlob:
+        sb = self.store.blobs.write(src, self.dir, expected_digest=expected_digest,
+                                    expected_size=expected_size, what=what)
+        old = self.blobs.get(sb.digest)
+        if old is not None:
+            os.unlink(sb.path)
+            return old
+        self.blobs[sb.digest] = sb
+        return sb
+
+    def adopt_blob(self, path: str, digest: str, size: int) -> StagedBlob:
+        """Takes a blob file made elsewhere (moved into the staging dir)."""
+        dest = os.path.join(self.dir, "adopted-" + digest[7:])
+        os.rename(path, dest)
+        sb = StagedBlob(digest, size, dest)
+        self.blobs[digest] = sb
+        return sb
+
+    def blob_path(self, digest: str) -> str:
+        """Where a blob can be read now: staged, else in the store."""
+        sb = self.blobs.get(digest)
+        return sb.path if sb else self.store.blobs.path(digest)
+
+    def new_snapshot(self, chain_id: str) -> str:
+        d = self.store.snapshots.new_temp()
+        self._temp_snapshots.append(d)
+        self.snapshots[chain_id] = d
+        return d
+
+    def adopt_snapshot(self, chain_id: str, path: str) -> None:
+        """Takes a ready snapshot directory (renamed under snapshots/ as a temp)."""
+        d = self.store.snapshots.new_temp()
+        os.rmdir(d)
+        os.rename(path, d)
+        self._temp_snapshots.append(d)
+        self.snapshots[chain_id] = d
+
+    def place(self, tx, needed_blobs=(), needed_chains=()) -> None:
+        """Renames the staged files into place (call inside `tx`). Checks, under the
+        write lock, that what the caller counted on finding in the store is still
+        there (another process may have removed it since)."""
+        store = self.store
+        for chain_id in needed_chains:
+            if chain_id in self.snapshots:
+                continue
+            if tx.query_one("SELECT 1 FROM layers WHERE chain_id=?", (chain_id,)) is None:
+                raise StoreChanged(f"layer {chain_id} was removed from the store while this change "
+                                   "was being prepared: try again")
+        for digest in needed_blobs:
+            if digest not in self.blobs and not store.blobs.exists(digest):
+                raise StoreChanged(f"blob {digest} was removed from the store while this change "
+                                   "was being prepared: try again")
+        if self.snapshots:
+            syncfs(store.snapshots.dir)
+        for digest, sb in self.blobs.items():
+            if store.blobs.place(sb):
+                self._placed_blobs.append(digest)
+        if self._placed_blobs:
+            store.blobs.sync()
+        for chain_id, d in self.snapshots.items():
+            if tx.query_one("SELECT 1 FROM layers WHERE chain_id=?", (chain_id,)) is not None:
+                continue  # recorded meanwhile by another process: ours is dropped in cleanup
+            aside = store.snapshots.place(d, chain_id)
+            self._temp_snapshots.remove(d)
+            self._placed_snapshots.append(chain_id)
+            if aside:
+                self._aside.append(aside)
+        if self._placed_snapshots:
+            from .blobs import _fsync_dir
+            _fsync_dir(store.snapshots.dir)
+
+    def undo(self) -> None:
+        """Removes what `place` put in (call before the transaction is rolled back)."""
+        for digest in self._placed_blobs:
+            self.store.blobs.remove(digest)
+        for chain_id in self._placed_snapshots:
+            self.store.snapshots.remove(chain_id)
+        self._placed_blobs.clear()
+        self._placed_snapshots.clear()
+
+    def cleanup(self) -> None:
+        for d in self._temp_snapshots:
+            rmtree(d)
+        for d in self._aside:
+            rmtree(d)
+        self._temp_snapshots.clear()
+        self._aside.clear()
+        rmtree(self.dir)
+
+
+def _listdir(path):
+    try:
+        return os.listdir(path)
+    except FileNotFoundError:
+        return []
+
+
+__all__ = ["Store", "Staging", "StoreChanged", "BlobStore", "SnapshotStore", "Database", "rmtree"]

@@ -1,0 +1,175 @@
+"""The store's metadata: one SQLite database in WAL mode.
+
+Writers use `Database.transaction()` (BEGIN IMMEDIATE: one writer at a time across
+processes, the others wait up to busy_timeout); files to delete once the transaction
+is committed are registered with `tx.after_commit(fn)`. Readers use `db.query` /
+`db.query_one` (autocommit reads see the last committed state)."""
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import threading
+
+SCHEMA_VERSION = 1
+BUSY_TIMEOUT_MS = 30000
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS layers (
+    chain_id      TEXT PRIMARY KEY,          -- sha256:..., also the snapshot dir name (hex)
+    diff_id       TEXT NOT NULL,             -- sha256 of the uncompressed layer tar
+    digest        TEXT NOT NULL,             -- a stored blob of this layer (compressed as shipped)
+    media_type    TEXT NOT NULL,
+    size          INTEGER NOT NULL,          -- size of that blob
+    parent        TEXT REFERENCES layers(chain_id) DEFERRABLE INITIALLY DEFERRED,
+    unpacked_size INTEGER NOT NULL DEFAULT 0, -- bytes of the uncompressed layer
+    created       REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS images (
+    id                  TEXT PRIMARY KEY,    -- sha256 of the config blob
+    config              TEXT NOT NULL,       -- the config JSON (the blob's exact text)
+    manifest_digest     TEXT NOT NULL,
+    manifest_media_type TEXT NOT NULL,
+    parent              TEXT REFERENCES images(id) ON DELETE SET NULL DEFERRABLE INITIALLY DEFERRED,
+    created             REAL NOT NULL,       -- config 'created' (seconds), else load time
+    loaded              REAL NOT NULL,       -- when it entered this store
+    size                INTEGER NOT NULL     -- sum of its layers' uncompressed sizes
+);
+CREATE TABLE IF NOT EXISTS image_layers (
+    image_id   TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE DEFERRABLE INITIALLY DEFERRED,
+    position   INTEGER NOT NULL,             -- 0 = bottom
+    chain_id   TEXT NOT NULL REFERENCES layers(chain_id) DEFERRABLE INITIALLY DEFERRED,
+    digest     TEXT NOT NULL,                -- the blob this image's manifest names
+    media_type TEXT NOT NULL,
+    size       INTEGER NOT NULL,
+    PRIMARY KEY (image_id, position)
+);
+CREATE INDEX IF NOT EXISTS image_layers_chain ON image_layers(chain_id);
+CREATE INDEX IF NOT EXISTS image_layers_digest ON image_layers(digest);
+CREATE INDEX IF NOT EXISTS images_parent ON images(parent);
+CREATE TABLE IF NOT EXISTS tags (
+    repository TEXT NOT NULL,
+    tag        TEXT NOT NULL,
+    image_id   TEXT NOT NULL REFERENCES images(id) DEFERRABLE INITIALLY DEFERRED,
+    created    REAL NOT NULL,
+    PRIMARY KEY (repository, tag)
+);
+CREATE INDEX IF NOT EXISTS tags_image ON tags(image_id);
+CREATE TABLE IF NOT EXISTS containers (
+    id       TEXT PRIMARY KEY CHECK (length(id) = 64),
+    name     TEXT UNIQUE,
+    image_id TEXT REFERENCES images(id),
+    created  REAL,
+    config   TEXT,
+    state    TEXT
+);
+CREATE INDEX IF NOT EXISTS containers_image ON containers(image_id);
+-- reference counts of layers: how many images use each snapshot
+CREATE VIEW IF NOT EXISTS layer_refcounts AS
+    SELECT l.chain_id AS chain_id, COUNT(il.image_id) AS refs
+    FROM layers l LEFT JOIN image_layers il ON il.chain_id = l.chain_id GROUP BY l.chain_id;
+"""
+
+
+class Transaction:
+    """A write transaction: `execute`, `query`, `query_one`, `after_commit`."""
+
+    def __init__(self, conn):
+        self.conn = conn
+        self._after = []
+
+    def execute(self, sql, params=()):
+        return self.conn.execute(sql, params)
+
+    def executemany(self, sql, seq):
+        return self.conn.executemany(sql, seq)
+
+    def query(self, sql, params=()):
+        return self.conn.execute(sql, params).fetchall()
+
+    def query_one(self, sql, params=()):
+        return self.conn.execute(sql, params).fetchone()
+
+    def after_commit(self, fn):
+        self._after.append(fn)
+
+
+class Database:
+    def __init__(self, path: str):
+        self.path = path
+        self._lock = threading.RLock()
+        self._conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+                                     check_same_thread=False)
+        self._conn.row_factory = sqlite3.Row
+        c = self._conn
+        c.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        mode = c.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if mode.lower() != "wal":  # e.g. a filesystem without shared memory: still correct
+            pass
+        c.execute("PRAGMA synchronous = NORMAL")
+        c.execute("PRAGMA foreign_keys = ON")
+        with self.transaction() as tx:
+            version = tx.query_one("PRAGMA user_version")[0]
+            if version > SCHEMA_VERSION:
+                from ..errors import PyrtError
+                raise PyrtError(f"store database {path} has schema version {version}, newer than "
+                                f"this pyrt ({SCHEMA_VERSION}): upgrade pyrt")
+            for stmt in _statements(SCHEMA):
+                tx.execute(stmt)
+            if version < SCHEMA_VERSION:
+                tx.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    @contextlib.contextmanager
+    def transaction(self):
+        """BEGIN IMMEDIATE ... COMMIT; ROLLBACK on an exception. Callbacks registered
+        with `after_commit` run after a successful commit (errors in them ignored)."""
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            tx = Transaction(self._conn)
+            try:
+                yield tx
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            else:
+                self._conn.execute("COMMIT")
+        for fn in tx._after:
+            try:
+                fn()
+            except Exception:
+                pass
+
+    def query(self, sql, params=()):
+        with self._lock:
+            return self._conn.execute(sql, params).fetchall()
+
+    def query_one(self, sql, params=()):
+        with self._lock:
+            return self._conn.execute(sql, params).fetchone()
+
+    def dump(self) -> dict:
+        """Every row of every table (for tests and debugging)."""
+        out = {}
+        with self._lock:
+            names = [r[0] for r in self._conn.execute(
+                "SELECT name FROM sqlite_master WHERE type='table' ORDER BY name")]
+            for n in names:
+                out[n] = sorted(tuple(r) for r in self._conn.execute(f'SELECT * FROM "{n}"'))
+        return out
+
+    def close(self):
+        with self._lock:
+            self._conn.close()
+
+
+def _statements(script: str):
+    buf = ""
+    for line in script.splitlines(keepends=True):
+        if line.strip().startswith("--"):
+            continue
+        buf += line
+        if sqlite3.complete_statement(buf):
+            if buf.strip():
+                yield buf.strip()
+            buf = ""
+    if buf.strip():
+        yield buf.strip()

@@ -1,0 +1,51 @@
+"""A container's whole filesystem as one tar (`pyrt export`): the union of its
+layers, as the container sees it."""
+from __future__ import annotations
+
+import os
+
+from pyrt.errors import PyrtError
+
+
+def export_rootfs(fileobj, *, rootfs=None, lowers=None, upper=None, scratch=None):
+    """Write a tar of `rootfs` (a plain directory), or of the overlay union of
+    `upper` over `lowers` (top-most first), to the binary file `fileobj`. The
+    overlay is mounted read-only at `scratch` in a private mount namespace of a
+    short-lived child process, so nothing is mounted on the host."""
+    from pyrt import _core
+    fileobj.flush()
+    fd = fileobj.fileno()
+    if rootfs is not None:
+        _core.write_layer(rootfs, fd)
+        return
+    from pyrt import sys as psys
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: only system calls and the C writer
+        try:
+            os.close(r)
+            psys.unshare(psys.CLONE_NEWNS)
+            psys.mount(None, "/", None, psys.MS_REC | psys.MS_PRIVATE)
+            fsfd = psys.fsopen("overlay")
+            psys.fsconfig(fsfd, psys.FSCONFIG_SET_STRING, "source", "overlay")
+            for layer in [upper] + list(lowers):
+                psys.fsconfig(fsfd, psys.FSCONFIG_SET_STRING, "lowerdir+", layer)
+            psys.fsconfig(fsfd, psys.FSCONFIG_CMD_CREATE)
+            mfd = psys.fsmount(fsfd, psys.FSMOUNT_CLOEXEC, psys.MOUNT_ATTR_RDONLY)
+            psys.move_mount(mfd, "", psys.AT_FDCWD, scratch, psys.MOVE_MOUNT_F_EMPTY_PATH)
+            _core.write_layer(scratch, fd)
+            os._exit(0)
+        except BaseException as e:  # noqa: BLE001 - reported to the parent
+            try:
+                os.write(w, f"export: {e}".encode(errors="replace")[:4000])
+            finally:
+                os._exit(1)
+    os.close(w)
+    try:
+        with os.fdopen(r, "rb") as f:
+            message = f.read()
+    finally:
+        _, status = os.waitpid(pid, 0)
+        os.rmdir(scratch)
+    if status != 0:
+        raise PyrtError(message.decode(errors="replace") or f"export failed (status {status})")
