@@ -159,9 +159,9 @@ static const unsigned char zero_block[HOLE_BLOCK];
  * which checks it. */
 static void drop_fd(int fd)
 {
-    int saved = errno;
-    if (fd >= 0 && close(fd) < 0)
-        errno = saved; /* keep the error being reported, if any */
+    int saved = errno; /* the error being reported, if any */
+    if (fd >= 0)
+        (void)close(fd);
     errno = saved;
 }
 
@@ -649,9 +649,7 @@ static int remove_tree(struct pyrt_unpacker *u, int pfd, const char *name, int d
         return sysfail(u, "openat");
     DIR *d = fdopendir(dfd);
     if (!d) {
-        int saved = errno;
         drop_fd(dfd);
-        errno = saved;
         return sysfail(u, "fdopendir");
     }
     int rc = 0;
@@ -1253,23 +1251,12 @@ static int do_whiteout(struct pyrt_unpacker *u, int pfd, const char *base)
 {
     const char *name = base + 4;
     if (strcmp(name, ".wh..opq") == 0) {
-        /* the directory holding it becomes opaque */
-        char *slash = strrchr(u->path.p, '/');
-        int dfd;
-        if (slash) {
-            *slash = '\0';
-            dfd = open_in_root_retry(u->rootfd, u->path.p, O_RDONLY | O_DIRECTORY);
-            *slash = '/';
-        } else {
-            dfd = openat(u->rootfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        }
-        (void)pfd;
+        /* the directory holding it (pfd, resolved in the root) becomes opaque */
+        int dfd = openat(pfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (dfd < 0)
-            return sysfail(u, "openat2");
+            return sysfail(u, "openat");
         int rc = fsetxattr(dfd, "trusted.overlay.opaque", "y", 1, 0);
-        int saved = errno;
         drop_fd(dfd);
-        errno = saved;
         if (rc < 0)
             return sysfail(u, "setxattr");
         u->stats.opaques++;

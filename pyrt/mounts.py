@@ -2,9 +2,6 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
-from typing import Sequence
-
 from pyrt import _core
 
 
@@ -19,30 +16,46 @@ def _absolute(target, what: str) -> bytes:
     return t
 
 
-@dataclass(frozen=True)
-class Overlay:
+class _Value:
+    """Equality and repr from the constructor's fields (plain classes keep
+    `import pyrt` and the CLI quick to start)."""
+
+    __slots__ = ()
+
+    def __eq__(self, other):
+        return type(self) is type(other) and all(getattr(self, f) == getattr(other, f) for f in self.__slots__)
+
+    def __hash__(self):
+        return hash(tuple(str(getattr(self, f)) for f in self.__slots__))
+
+    def __repr__(self):
+        fields = ", ".join(f"{f}={getattr(self, f)!r}" for f in self.__slots__)
+        return f"{type(self).__name__}({fields})"
+
+
+class Overlay(_Value):
     """A root made of read-only layers (top-most first) and an optional writable
-    upper dir with its work dir (same filesystem as the upper dir)."""
+    upper dir with its work dir (same filesystem as the upper dir); `options` are
+    extra overlay mount options, e.g. ("volatile",)."""
 
-    lowerdirs: Sequence[str | os.PathLike]
-    upperdir: str | os.PathLike | None = None
-    workdir: str | os.PathLike | None = None
-    options: Sequence[str] = field(default_factory=tuple)  # e.g. ("volatile",)
+    __slots__ = ("lowerdirs", "upperdir", "workdir", "options")
 
-    def __post_init__(self):
+    def __init__(self, lowerdirs, upperdir=None, workdir=None, options=()):
+        self.lowerdirs = list(lowerdirs)
+        self.upperdir, self.workdir, self.options = upperdir, workdir, tuple(options)
         if not self.lowerdirs:
             raise ValueError("an overlay needs at least one lower dir")
         if (self.upperdir is None) != (self.workdir is None):
             raise ValueError("an overlay upperdir needs a workdir, and the reverse")
 
 
-@dataclass(frozen=True)
-class Bind:
+class Bind(_Value):
     """Bind a host file or directory at `target` inside the container."""
 
-    source: str | os.PathLike
-    target: str | os.PathLike
-    readonly: bool = False
+    __slots__ = ("source", "target", "readonly")
+
+    def __init__(self, source, target, readonly=False):
+        self.source, self.target, self.readonly = source, target, readonly
 
     def to_c(self):
         src = os.path.abspath(os.fspath(self.source))
@@ -52,16 +65,15 @@ class Bind:
         return (_core.MOUNT_BIND, flags, _path(src), _absolute(self.target, "bind"), None)
 
 
-@dataclass(frozen=True)
-class Tmpfs:
+class Tmpfs(_Value):
     """A fresh tmpfs at `target`. `size` in bytes or with a suffix ("64m");
-    `mode` as an int (0o1777 by default)."""
+    `mode` as an int (0o1777 by default); `options` flags like nosuid, nodev,
+    noexec, ro, or other tmpfs options."""
 
-    target: str | os.PathLike
-    size: int | str | None = None
-    mode: int | None = None
-    readonly: bool = False
-    options: Sequence[str] = field(default_factory=lambda: ("nosuid", "nodev"))
+    __slots__ = ("target", "size", "mode", "readonly", "options")
+
+    def __init__(self, target, size=None, mode=None, readonly=False, options=("nosuid", "nodev")):
+        self.target, self.size, self.mode, self.readonly, self.options = target, size, mode, readonly, tuple(options)
 
     def to_c(self):
         opts = [f"mode={self.mode if self.mode is not None else 0o1777:o}"]

@@ -4,22 +4,27 @@ from __future__ import annotations
 
 import io
 import os
-import selectors
-import signal
-import subprocess
 import threading
 import time
-from dataclasses import dataclass, field
-from typing import Mapping, Sequence
 
 from pyrt import _core, caps
 from pyrt.mounts import Bind, Overlay, Tmpfs, to_c as _mounts_to_c
 
-PIPE = subprocess.PIPE
-STDOUT = subprocess.STDOUT
-DEVNULL = subprocess.DEVNULL
-TimeoutExpired = subprocess.TimeoutExpired
-CalledProcessError = subprocess.CalledProcessError
+# The values subprocess uses, so either module's constants work with both.
+PIPE = -1
+STDOUT = -2
+DEVNULL = -3
+
+
+def __getattr__(name):
+    """subprocess's exception and result types, imported on first use (the CLI
+    starts faster without subprocess)."""
+    if name in ("TimeoutExpired", "CalledProcessError"):
+        import subprocess
+        return getattr(subprocess, name)
+    if name == "CompletedProcess":
+        return _completed_process_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -95,36 +100,23 @@ def _idmap(m) -> bytes | None:
     return "".join(f"{a} {b} {c}\n" for a, b, c in m).encode()
 
 
-@dataclass
 class SpawnSpec:
     """The fully resolved spec handed to the C core (bytes and ints only)."""
 
-    argv: list
-    env: list
-    path: bytes | None = None
-    cwd: bytes | None = None
-    rootfs: bytes | None = None
-    lowerdirs: list = field(default_factory=list)
-    upperdir: bytes | None = None
-    workdir: bytes | None = None
-    overlay_options: bytes | None = None
-    anchor: bytes | None = None
-    readonly_root: bool = False
-    clone_flags: int = 0
-    setup: int = 0
-    hostname: bytes | None = None
-    mounts: list = field(default_factory=list)
-    masked_paths: list = field(default_factory=list)
-    readonly_paths: list = field(default_factory=list)
-    user: tuple | None = None
-    caps: int = 0
-    umask: int = -1
-    rlimits: list = field(default_factory=list)
-    uid_map: bytes | None = None
-    gid_map: bytes | None = None
-    stdio: tuple = (-1, -1, -1)
-    cgroup_fd: int = -1
-    cgroup_procs_fds: list = field(default_factory=list)
+    def __init__(self, argv, env, path=None, cwd=None):
+        self.argv, self.env, self.path, self.cwd = argv, env, path, cwd
+        self.rootfs = self.upperdir = self.workdir = self.overlay_options = self.anchor = None
+        self.lowerdirs, self.mounts, self.masked_paths, self.readonly_paths = [], [], [], []
+        self.readonly_root = False
+        self.clone_flags = self.setup = 0
+        self.hostname = self.user = None
+        self.caps = 0
+        self.umask = -1
+        self.rlimits = []
+        self.uid_map = self.gid_map = None
+        self.stdio = (-1, -1, -1)
+        self.cgroup_fd = -1
+        self.cgroup_procs_fds = []
 
 
 def build_spec(args, rootfs=None, *, env=None, cwd=None, hostname=None, mounts=(), user=None,
@@ -298,6 +290,7 @@ class Process:
                 left = None if deadline is None else max(0.0, deadline - time.monotonic())
                 result = _core.wait(self._pidfd, left)
                 if result is None:
+                    from subprocess import TimeoutExpired
                     raise TimeoutExpired(self.args, timeout)
                 self._finish(result)
         return self.returncode
@@ -312,10 +305,10 @@ class Process:
                     pass  # exited, not reaped yet
 
     def terminate(self):
-        self.send_signal(signal.SIGTERM)
+        self.send_signal(15)  # SIGTERM
 
     def kill(self):
-        self.send_signal(signal.SIGKILL)
+        self.send_signal(9)  # SIGKILL
 
     # -- pipes --------------------------------------------------------------
     def communicate(self, input=None, timeout=None):
@@ -366,6 +359,8 @@ def _reap_finished():
 
 def _pump(proc, input, deadline, timeout):
     """Write input and read both outputs without deadlocking on full pipes."""
+    import selectors
+    from subprocess import TimeoutExpired
     stdin = proc.stdin.buffer if proc.text_mode and proc.stdin else proc.stdin
     outs = {}
     sel = selectors.DefaultSelector()
@@ -414,11 +409,23 @@ def _pump(proc, input, deadline, timeout):
     return out, err
 
 
-class CompletedProcess(subprocess.CompletedProcess):
-    """subprocess.CompletedProcess plus `usage`: (utime, stime, maxrss KiB,
-    voluntary and involuntary context switches) of the container's init."""
+_CompletedProcess = None
 
-    usage = None
+
+def _completed_process_class():
+    global _CompletedProcess
+    if _CompletedProcess is None:
+        import subprocess
+
+        class CompletedProcess(subprocess.CompletedProcess):
+            """subprocess.CompletedProcess plus `usage`: (utime, stime, maxrss KiB,
+            voluntary and involuntary context switches) of the container's init."""
+
+            usage = None
+
+        CompletedProcess.__module__ = __name__
+        _CompletedProcess = CompletedProcess
+    return _CompletedProcess
 
 
 def spawn(args, rootfs=None, **kwargs) -> Process:
@@ -440,14 +447,10 @@ def run(args, rootfs=None, *, input=None, capture_output=False, timeout=None, ch
     with Process(args, rootfs, **kwargs) as p:
         try:
             out, err = p.communicate(input, timeout=timeout)
-        except TimeoutExpired:
-            p.kill()
-            p.wait()
-            raise
-        except BaseException:
+        except BaseException:  # a timeout, or an interrupt: the container goes too
             p.kill()
             raise
-    result = CompletedProcess(args, p.returncode, out, err)
+    result = _completed_process_class()(args, p.returncode, out, err)
     result.usage = p.usage
     if check:
         result.check_returncode()

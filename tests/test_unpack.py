@@ -859,3 +859,57 @@ def test_gnu_tar_tree_roundtrip(work, fmt):
         shutil.rmtree(src, ignore_errors=True)
         if os.path.exists(os.path.join(work.base, "t.tar")):
             os.unlink(os.path.join(work.base, "t.tar"))
+
+
+# ----------------------------------------------------------------- mutated input
+
+def test_mutated_tars_fail_cleanly_and_stay_inside(work):
+    """Corrupted headers, numbers, PAX records and truncations: each either
+    unpacks or raises LayerError, and nothing lands outside dest."""
+    import random
+    from pyrt._core import Unpacker
+    rng = random.Random(1234)
+    seeds = [
+        make_tar([E("d", "dir"), E("d/f", data=b"x" * 3000, pax={"SCHILY.xattr.user.a": "b"}),
+                  E("d/l", "symlink", link="../../../etc"), E("d/h", "hardlink", link="d/f"),
+                  E("c", "chr", dev=(1, 3)), E(".wh.x"), E("d/.wh..wh..opq"),
+                  E("l2", "symlink", link="/"), E("l2/etc/x", data=b"e")]),
+        make_tar([E("n" * 150, data=b"long"), E("m" * 120, "symlink", link="t" * 130)],
+                 fmt=tarfile.GNU_FORMAT),
+        _pax_sparse_1tb(),
+    ]
+    interesting = [0, 0x80, 0xff, ord("/"), ord("."), ord("\n"), ord("="), ord(" "), ord("9"),
+                   ord("x"), ord("L"), ord("S"), ord("g"), ord("1"), ord("2"), ord("5")]
+    outcomes = {"ok": 0, "rejected": 0}
+    for i in range(300):
+        data = bytearray(rng.choice(seeds))
+        for _ in range(rng.randint(1, 4)):
+            blk = rng.randrange(len(data) // 512) * 512
+            r = rng.random()
+            if r < 0.7:
+                data[blk + rng.randrange(512)] = rng.choice(interesting)
+                head = data[blk:blk + 512]
+                head[148:156] = b" " * 8
+                data[blk + 148:blk + 156] = b"%06o\0 " % sum(head)
+            elif r < 0.85:
+                del data[rng.randrange(len(data)):]
+            else:
+                pos = rng.randrange(len(data))
+                data[pos:pos] = rng.choice([b"../", b"99 path=../../x\n", b"\0" * 512])
+            if len(data) < 1024:
+                break
+        dest = os.path.join(work.dest, str(i))
+        os.mkdir(dest)
+        u = Unpacker(dest, max_bytes=1 << 20, max_file_size=1 << 20)
+        try:
+            for off in range(0, len(data), 777):
+                u.feed(data[off:off + 777])
+            u.finish()
+            outcomes["ok"] += 1
+        except LayerError as e:
+            assert str(e).startswith("layer"), e
+            outcomes["rejected"] += 1
+        finally:
+            u.close()
+        shutil.rmtree(dest)
+    assert outcomes["ok"] and outcomes["rejected"]

@@ -2,7 +2,6 @@
 export, inspect."""
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -104,6 +103,7 @@ def cmd_ps(args, rt):
              "Command": " ".join(c.config["Cmd"]), "CreatedAt": _ago(c.created), "Status": _status(c),
              "Names": c.name} for c in cs]
     if args.format == "json":
+        import json
         print(json.dumps(rows, indent=2))
         return
     _table(["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES"],
@@ -111,6 +111,7 @@ def cmd_ps(args, rt):
 
 
 def _trunc(s, n):
+    import json
     return json.dumps(s if len(s) <= n else s[: n - 1] + "…", ensure_ascii=False)
 
 
@@ -189,6 +190,7 @@ def cmd_inspect(args, rt):
             status = 1
         else:
             out.append(obj)
+    import json
     print(json.dumps(out, indent=4))
     return status
 

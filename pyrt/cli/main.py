@@ -114,7 +114,20 @@ def exit_status(returncode: int) -> int:
     return 128 - returncode if returncode < 0 else returncode
 
 
-def build_parser():
+def _verb(argv) -> str | None:
+    """The command word of argv (skipping the global options and their values)."""
+    it = iter(argv)
+    for word in it:
+        if word in ("--root", "--storage-driver"):
+            next(it, None)
+        elif not word.startswith("-"):
+            return word
+    return None
+
+
+def build_parser(verb=None):
+    """The argument parser; with `verb`="run", only what `run` needs (building
+    every command's parser costs more than a container start)."""
     parser = _Parser(prog="pyrt", description="pyrt: containers from Python, with a C core.")
     parser.add_argument("--root", default=os.environ.get("PYRT_ROOT", "/var/lib/pyrt"),
                         help="store directory (default $PYRT_ROOT or /var/lib/pyrt)")
@@ -127,27 +140,22 @@ def build_parser():
     run = sub.add_parser("run", help="run a command in a new container",
                          usage="pyrt run [OPTIONS] (IMAGE | --rootfs DIR) [--] [COMMAND [ARG...]]")
     add_run_options(run)
-    try:
-        from pyrt.cli import containers
-    except ImportError:
-        containers = None
-    if containers is not None:
-        containers.add_run_image_options(run)
+    from pyrt.cli import containers
+    containers.add_run_image_options(run)
     run.add_argument("command", nargs=argparse.REMAINDER, help="image and command (or command with --rootfs)")
     run.set_defaults(func=cmd_run)
-    if containers is not None:
-        containers.register(sub)
-    try:
-        from pyrt.cli import images
-    except ImportError:
-        images = None
-    if images is not None:
-        images.register(sub)
+    if verb == "run":
+        return parser
+    containers.register(sub)
+    from pyrt.cli import images
+    images.register(sub)
     return parser
 
 
 def main(argv=None):
-    parser = build_parser()
+    if argv is None:
+        argv = sys.argv[1:]
+    parser = build_parser(_verb(argv))
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
