@@ -176,7 +176,7 @@ class Container:
         for name in ("hostname", "hosts", "resolv.conf"):
             out.append(Bind(os.path.join(self.dir, name), "/etc/" + name))
         for m in self.config.get("Mounts", []):
-            if m["Type"] == "bind":
+            if m["Type"] in ("bind", "volume"):
                 out.append(Bind(m["Source"], m["Destination"], readonly=not m.get("RW", True)))
             elif m["Type"] == "tmpfs":
                 out.append(Tmpfs(m["Destination"], size=m.get("Size"), mode=m.get("Mode"),
@@ -210,7 +210,7 @@ class Container:
         code = 128 - returncode if returncode < 0 else returncode
         self._set_state(dict(self.state, Status="exited", Pid=0, ExitCode=code, FinishedAt=time.time()))
         if self.config.get("AutoRemove"):
-            self.remove(force=True)
+            self.remove(force=True, v=True)
 
     def _driver_layers(self) -> list[str]:
         if self.config.get("Driver") == "copy":
@@ -293,6 +293,14 @@ class Container:
         with self._c.store.db.transaction() as tx:
             tx.execute("DELETE FROM containers WHERE id=?", (self.id,))
             tx.after_commit(lambda: _rmtree(self.dir))
+        if v:  # its anonymous volumes go with it (named ones stay, as in docker)
+            vols = self._c.runtime.volumes
+            for m in self.config.get("Mounts", []):
+                if m.get("Type") == "volume" and m.get("Anonymous"):
+                    try:
+                        vols.get(m["Name"]).remove()
+                    except (LookupError, Conflict):
+                        pass
 
 
 def detect_storage_driver(runtime) -> str:
@@ -442,8 +450,9 @@ class ContainerCollection:
         return out
 
     def create(self, image, command=None, *, name=None, entrypoint=None, environment=None, working_dir=None,
-               user=None, hostname=None, mounts=None, volumes=None, tmpfs=None, network_mode="none",
-               read_only=False, cap_add=None, cap_drop=None, privileged=False, auto_remove=False) -> Container:
+               user=None, hostname=None, mounts=None, volumes=None, tmpfs=None, volumes_from=None,
+               network_mode="none", read_only=False, cap_add=None, cap_drop=None, privileged=False,
+               auto_remove=False) -> Container:
         """A container of `image` (a reference or an Image), not started."""
         img = image if hasattr(image, "layers") else self.runtime.images.get(image)
         icfg = (img.config or {}).get("config") or {}
@@ -454,6 +463,22 @@ class ContainerCollection:
                 raise InvalidArgument(f"invalid container name {name!r}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
         if network_mode not in ("none", "host"):
             raise InvalidArgument(f"unknown network {network_mode!r}: use none or host")
+        inherited = []
+        for ref in volumes_from or ():
+            ref, _, mode = ref.partition(":")
+            if mode not in ("", "ro", "rw"):
+                raise InvalidArgument(f"invalid volumes-from mode {mode!r}: expected ro or rw")
+            for m in self.get(ref).config.get("Mounts", []):
+                if m["Type"] in ("bind", "volume"):
+                    m = dict(m)
+                    if mode:
+                        m["RW"] = mode == "rw"
+                    inherited.append(m)
+        mount_list = _collect_mounts(volumes, tmpfs, mounts, inherited)
+        covered = {os.path.normpath(m["Destination"]) for m in mount_list}
+        for path in sorted(icfg.get("Volumes") or {}):  # the image's VOLUMEs: anonymous volumes
+            if os.path.normpath(path) not in covered:
+                mount_list.append({"Type": "volume", "Name": None, "Destination": path, "RW": True, "NoCopy": False})
         cid = secrets.token_hex(32)
         hostname = hostname or cid[:12]
         env = _env_list_to_dict(icfg.get("Env"))
@@ -464,12 +489,14 @@ class ContainerCollection:
         env.setdefault("PATH", DEFAULT_PATH)
         env["HOSTNAME"] = hostname
         user = user if user is not None else icfg.get("User", "")
+        layers_top_first = _layer_paths(img)
+        if user:
+            from pyrt.userdb import resolve_user
+            resolve_user(user, layers_top_first)  # an unknown user is an error now, not at start
         if "HOME" not in env:
             from pyrt.userdb import home_of, resolve_user
-            layers = _layer_paths(img)
-            uid = resolve_user(user, layers)[0] if user else 0
-            env["HOME"] = home_of(uid, layers)
-        mount_list = _mounts_from(volumes, tmpfs, mounts)
+            uid = resolve_user(user, layers_top_first)[0] if user else 0
+            env["HOME"] = home_of(uid, layers_top_first)
         driver = self.runtime.storage_driver
         config = {
             "Cmd": argv, "Env": [f"{k}={v}" for k, v in env.items()],
@@ -478,15 +505,17 @@ class ContainerCollection:
             "ReadOnly": bool(read_only), "CapAdd": list(cap_add or []), "CapDrop": list(cap_drop or []),
             "Privileged": bool(privileged), "AutoRemove": bool(auto_remove), "Driver": driver,
             "ImageRef": image if isinstance(image, str) else img.id,
+            "StopSignal": icfg.get("StopSignal") or "SIGTERM",
         }
         cdir = os.path.join(self.store.root, "containers", cid)
         os.mkdir(cdir, 0o700)
+        new_volumes = []
         try:
             os.mkdir(os.path.join(cdir, "upper"), 0o755)
             os.mkdir(os.path.join(cdir, "work"), 0o700)
             _write_etc_files(cdir, hostname, network_mode)
             if driver != "copy":
-                _make_init_layer(cdir, config["WorkingDir"], _layer_paths(img))
+                _make_init_layer(cdir, config["WorkingDir"], layers_top_first)
             if driver == "copy":
                 from pyrt import _core
                 rootfs = os.path.join(cdir, "rootfs")
@@ -495,6 +524,7 @@ class ContainerCollection:
                     _core.copy_tree(layer.path, rootfs, whiteouts=True)
                 if config["WorkingDir"]:
                     os.makedirs(os.path.join(rootfs, config["WorkingDir"].lstrip("/")), exist_ok=True)
+            self._prepare_volumes(mount_list, img, new_volumes)
             name = name or self._free_name()
             with self.store.db.transaction() as tx:
                 if tx.query_one("SELECT 1 FROM containers WHERE name=?", (name,)):
@@ -506,8 +536,35 @@ class ContainerCollection:
                            (cid, name, img.id, time.time(), json.dumps(config), json.dumps({"Status": "created"})))
         except BaseException:
             _rmtree(cdir)
+            for v in new_volumes:
+                try:
+                    v._c._delete(v.name)
+                except LookupError:
+                    pass
             raise
         return self.get(cid)
+
+    def _prepare_volumes(self, mount_list, img, new_volumes):
+        """Create the named volumes that do not exist yet and the anonymous ones,
+        and fill new, empty ones with the image's content at their destination."""
+        vols = self.runtime.volumes
+        from pyrt.volumes import populate
+        for m in mount_list:
+            if m["Type"] != "volume":
+                continue
+            if m["Name"] is None:
+                v = vols.create(anonymous=True)
+                m["Name"], m["Anonymous"] = v.name, True
+                new_volumes.append(v)
+            else:
+                try:
+                    v = vols.get(m["Name"])
+                except LookupError:
+                    v = vols.create(m["Name"])
+                    new_volumes.append(v)
+            m["Source"] = v.mountpoint
+            if not m.get("NoCopy"):
+                populate(v, [layer.path for layer in img.layers], m["Destination"])
 
     def _free_name(self):
         for _ in range(100):
@@ -545,46 +602,117 @@ class ContainerCollection:
         return {"ContainersDeleted": removed}
 
 
-def _mounts_from(volumes, tmpfs, mounts) -> list[dict]:
-    """docker SDK style volumes={host: {"bind": dst, "mode": "ro"}} or ["src:dst:ro"],
-    tmpfs={dst: "size=64m"}, into the stored mount list."""
-    out = []
-    items = []
-    if isinstance(volumes, dict):
-        for src, v in volumes.items():
-            items.append((src, v["bind"], v.get("mode", "rw")))
+def _parse_volume_spec(spec: str) -> dict:
+    """`-v` syntax: SRC:DST[:OPTS] (SRC a host path or a volume name) or DST
+    alone (an anonymous volume); OPTS: ro, rw, nocopy (z/Z accepted, ignored)."""
+    parts = spec.split(":")
+    if len(parts) == 1:
+        src, dst, opts = None, parts[0], []
+    elif len(parts) in (2, 3):
+        src, dst = parts[0], parts[1]
+        opts = parts[2].split(",") if len(parts) == 3 else []
     else:
-        for spec in volumes or ():
-            parts = spec.split(":")
-            if len(parts) not in (2, 3):
-                raise InvalidArgument(f"invalid volume {spec!r}: expected SRC:DST[:ro|rw]")
-            items.append((parts[0], parts[1], parts[2] if len(parts) == 3 else "rw"))
-    for src, dst, mode in items:
-        if not dst.startswith("/"):
-            raise InvalidArgument(f"invalid volume destination {dst!r}: must be an absolute path")
-        if mode not in ("ro", "rw"):
-            raise InvalidArgument(f"invalid volume mode {mode!r}: expected ro or rw")
-        if not src.startswith("/"):
-            raise InvalidArgument(f"named volumes are not supported yet: use a host path for {src!r}")
-        if not os.path.exists(src):
-            raise InvalidArgument(f"bind source path does not exist: {src}")
-        out.append({"Type": "bind", "Source": os.path.abspath(src), "Destination": dst, "RW": mode == "rw"})
-    for dst, opts in (tmpfs or {}).items():
-        if not dst.startswith("/"):
-            raise InvalidArgument(f"invalid tmpfs destination {dst!r}: must be an absolute path")
-        m = {"Type": "tmpfs", "Destination": dst, "Options": ["nosuid", "nodev", "noexec"]}
-        for o in filter(None, (opts or "").split(",")):
-            if o.startswith("size="):
-                m["Size"] = o[5:]
-            elif o.startswith("mode="):
+        raise InvalidArgument(f"invalid volume {spec!r}: expected [SRC:]DST[:OPTIONS]")
+    ro, nocopy = False, False
+    for o in opts:
+        if o == "ro":
+            ro = True
+        elif o == "nocopy":
+            nocopy = True
+        elif o not in ("rw", "z", "Z", ""):
+            raise InvalidArgument(f"invalid volume option {o!r} in {spec!r}: expected ro, rw or nocopy")
+    if src == "":
+        raise InvalidArgument(f"invalid volume {spec!r}: empty source")
+    if src is None:
+        return {"Type": "volume", "Name": None, "Destination": dst, "RW": not ro, "NoCopy": nocopy}
+    if src.startswith("/") or src.startswith("."):
+        return {"Type": "bind", "Source": src, "Destination": dst, "RW": not ro}
+    return {"Type": "volume", "Name": src, "Destination": dst, "RW": not ro, "NoCopy": nocopy}
+
+
+def _from_sdk_mount(m: dict) -> dict:
+    """A docker SDK Mount dict (Type, Source, Target, ReadOnly, VolumeOptions,
+    TmpfsOptions) into pyrt's stored mount form."""
+    kind = m.get("Type", "volume")
+    dst = m.get("Target") or m.get("Destination")
+    ro = bool(m.get("ReadOnly")) or m.get("RW") is False
+    if kind == "bind":
+        return {"Type": "bind", "Source": m.get("Source"), "Destination": dst, "RW": not ro}
+    if kind == "volume":
+        nocopy = bool((m.get("VolumeOptions") or {}).get("NoCopy") or m.get("NoCopy"))
+        return {"Type": "volume", "Name": m.get("Source") or m.get("Name") or None, "Destination": dst,
+                "RW": not ro, "NoCopy": nocopy}
+    if kind == "tmpfs":
+        t = m.get("TmpfsOptions") or {}
+        out = {"Type": "tmpfs", "Destination": dst, "Options": ["nosuid", "nodev", "noexec"]}
+        if t.get("SizeBytes") or m.get("Size"):
+            out["Size"] = str(t.get("SizeBytes") or m.get("Size"))
+        if t.get("Mode") is not None or m.get("Mode") is not None:
+            out["Mode"] = int(t.get("Mode") if t.get("Mode") is not None else m.get("Mode"))
+        if ro:
+            out["Options"].append("ro")
+        return out
+    raise InvalidArgument(f"unknown mount type {kind!r}: expected bind, volume or tmpfs")
+
+
+def _tmpfs_mount(dst: str, opts: str) -> dict:
+    m = {"Type": "tmpfs", "Destination": dst, "Options": ["nosuid", "nodev", "noexec"]}
+    for o in filter(None, (opts or "").split(",")):
+        if o.startswith("size="):
+            from pyrt.cgroups import parse_bytes
+            m["Size"] = str(parse_bytes(o[5:]))
+        elif o.startswith("mode="):
+            try:
                 m["Mode"] = int(o[5:], 8)
-            elif o == "exec":
-                m["Options"].remove("noexec")
-            else:
+            except ValueError:
+                raise InvalidArgument(f"invalid tmpfs mode {o[5:]!r}: expected octal digits") from None
+        elif o == "exec":
+            m["Options"].remove("noexec")
+        elif o in ("ro", "rw", "nosuid", "nodev", "noexec", "suid", "dev"):
+            if o in ("suid", "dev"):
+                m["Options"].remove("no" + o)
+            elif o != "rw":
                 m["Options"].append(o)
-        out.append(m)
-    for m in mounts or ():
-        out.append(dict(m))
+        else:
+            raise InvalidArgument(f"invalid tmpfs option {o!r} for {dst}")
+    return m
+
+
+def _collect_mounts(volumes, tmpfs, mounts, volumes_from_mounts) -> list[dict]:
+    """Every mount the caller asked for, validated (no volume is created yet)."""
+    out = []
+    if isinstance(volumes, dict):  # docker SDK: {src: {"bind": dst, "mode": "ro"}}
+        for src, v in volumes.items():
+            spec = f"{src}:{v['bind']}:{v.get('mode', 'rw')}" if isinstance(v, dict) else f"{src}:{v}"
+            out.append(_parse_volume_spec(spec))
+    else:
+        out.extend(_parse_volume_spec(spec) for spec in volumes or ())
+    items = tmpfs.items() if isinstance(tmpfs, dict) else ((t.partition(":")[0], t.partition(":")[2]) for t in tmpfs or ())
+    out.extend(_tmpfs_mount(dst, opts) for dst, opts in items)
+    out.extend(_from_sdk_mount(m) for m in mounts or ())
+    seen = {m["Destination"] for m in out}
+    out.extend(m for m in volumes_from_mounts if m["Destination"] not in seen)
+    dests = set()
+    for m in out:
+        dst = m["Destination"]
+        if not dst or not dst.startswith("/"):
+            raise InvalidArgument(f"invalid mount destination {dst!r}: must be an absolute path")
+        norm = os.path.normpath(dst)
+        if norm == "/":
+            raise InvalidArgument("invalid mount destination '/': cannot mount over the container's root")
+        if norm in dests:
+            raise InvalidArgument(f"duplicate mount point: {dst}")
+        dests.add(norm)
+        if m["Type"] == "bind":
+            src = m["Source"]
+            if not src:
+                raise InvalidArgument(f"bind mount for {dst} needs a source")
+            if not os.path.exists(src):
+                raise InvalidArgument(f"bind source path does not exist: {src}")
+            m["Source"] = os.path.abspath(src)
+        elif m["Type"] == "volume" and m["Name"] is not None:
+            from pyrt.volumes import validate_name
+            validate_name(m["Name"])
     return out
 
 

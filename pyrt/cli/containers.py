@@ -12,18 +12,49 @@ def add_run_image_options(p):
     p.add_argument("--rm", action="store_true", help="remove the container when it exits")
     p.add_argument("--name", help="container name")
     p.add_argument("--entrypoint", help="override the image's entrypoint")
+    p.add_argument("--mount", action="append", default=[], metavar="type=bind|volume|tmpfs,src=...,dst=...",
+                   help="attach a mount (options: readonly, volume-nocopy, tmpfs-size, tmpfs-mode)")
+    p.add_argument("--volumes-from", action="append", default=[], metavar="CONTAINER[:ro|rw]",
+                   help="mount the volumes of another container")
+
+
+def parse_mount(spec: str) -> dict:
+    """docker's --mount syntax into a docker SDK Mount dict."""
+    m = {"Type": "volume", "ReadOnly": False}
+    for item in spec.split(","):
+        key, _, value = item.partition("=")
+        key = key.strip().lower()
+        if key == "type":
+            m["Type"] = value
+        elif key in ("source", "src"):
+            m["Source"] = value
+        elif key in ("destination", "dst", "target"):
+            m["Target"] = value
+        elif key in ("readonly", "ro"):
+            m["ReadOnly"] = value.lower() in ("", "1", "true")
+        elif key == "volume-nocopy":
+            m["VolumeOptions"] = {"NoCopy": value.lower() in ("", "1", "true")}
+        elif key == "tmpfs-size":
+            from pyrt.cgroups import parse_bytes
+            m.setdefault("TmpfsOptions", {})["SizeBytes"] = parse_bytes(value)
+        elif key == "tmpfs-mode":
+            m.setdefault("TmpfsOptions", {})["Mode"] = int(value, 8)
+        elif key in ("bind-propagation", "consistency"):
+            pass
+        else:
+            raise ValueError(f"invalid --mount option {key!r} in {spec!r}")
+    if not m.get("Target"):
+        raise ValueError(f"invalid --mount {spec!r}: dst= is required")
+    return m
 
 
 def _create(args, image, command, rt):
     from pyrt.cli.main import _env_from_args
-    tmpfs = {}
-    for spec in args.tmpfs or ():
-        dst, _, opts = spec.partition(":")
-        tmpfs[dst] = opts
     return rt.containers.create(
         image, command or None, name=args.name, entrypoint=[args.entrypoint] if args.entrypoint else None,
         environment=_env_from_args(args), working_dir=args.workdir, user=args.user, hostname=args.hostname,
-        volumes=args.volume or [], tmpfs=tmpfs, network_mode=args.network, read_only=args.read_only,
+        volumes=args.volume or [], tmpfs=args.tmpfs or [], mounts=[parse_mount(m) for m in args.mount],
+        volumes_from=args.volumes_from, network_mode=args.network, read_only=args.read_only,
         cap_add=args.cap_add, cap_drop=args.cap_drop, privileged=args.privileged,
         auto_remove=getattr(args, "rm", False))
 

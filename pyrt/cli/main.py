@@ -147,8 +147,9 @@ def build_parser(verb=None):
     if verb == "run":
         return parser
     containers.register(sub)
-    from pyrt.cli import images
+    from pyrt.cli import images, volumes
     images.register(sub)
+    volumes.register(sub)
     return parser
 
 

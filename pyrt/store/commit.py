@@ -257,7 +257,7 @@ def _piped(write, fd, compression, level, progress):
                 total += len(block)
                 hasher.put(block)
                 pending.append(pool.submit(_deflate_block, level, block, zdict))
-                zdict = bytes(block[-_DICT:])
+                zdict = bytes(block[-_DICT:]) if _DICT else None
                 while len(pending) > nthreads + 1:
                     out(pending.popleft().result())
                 if progress is not None:

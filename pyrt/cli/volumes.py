@@ -1,0 +1,86 @@
+"""`pyrt volume create|ls|inspect|rm|prune`."""
+from __future__ import annotations
+
+import sys
+
+
+def cmd_create(args, rt):
+    labels = dict(label.partition("=")[::2] for label in args.label)
+    print(rt.volumes.create(args.name, driver=args.driver, labels=labels).name)
+
+
+def cmd_ls(args, rt):
+    vols = rt.volumes.list(filters={"dangling": True} if args.dangling else None)
+    if args.only_names:
+        for v in vols:
+            print(v.name)
+    elif args.format == "json":
+        import json
+        print(json.dumps([v.attrs for v in vols], indent=2))
+    else:
+        print("DRIVER    VOLUME NAME")
+        for v in vols:
+            print(f"local     {v.name}")
+
+
+def cmd_inspect(args, rt):
+    import json
+    out, status = [], 0
+    for name in args.volumes:
+        try:
+            out.append(rt.volumes.get(name).attrs)
+        except LookupError as e:
+            print(f"pyrt: {e}", file=sys.stderr)
+            status = 1
+    print(json.dumps(out, indent=4))
+    return status
+
+
+def cmd_rm(args, rt):
+    from pyrt.cli.main import _message
+    status = 0
+    for name in args.volumes:
+        try:
+            rt.volumes.get(name).remove()
+            print(name)
+        except LookupError as e:
+            if not args.force:
+                print(f"pyrt: {_message(e)}", file=sys.stderr)
+                status = 1
+        except Exception as e:  # report and go on, as docker does
+            print(f"pyrt: {_message(e)}", file=sys.stderr)
+            status = 1
+    return status
+
+
+def cmd_prune(args, rt):
+    result = rt.volumes.prune(all=True)
+    for name in result["VolumesDeleted"]:
+        print(name)
+    print(f"Total reclaimed space: {result['SpaceReclaimed']} B")
+
+
+def register(sub):
+    v = sub.add_parser("volume", help="manage volumes")
+    vs = v.add_subparsers(dest="volume_verb", metavar="COMMAND")
+    v.set_defaults(func=lambda args, rt: v.print_help() or 2)
+    p = vs.add_parser("create", help="create a volume")
+    p.add_argument("--driver", default="local")
+    p.add_argument("--label", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("name", nargs="?")
+    p.set_defaults(func=cmd_create)
+    p = vs.add_parser("ls", aliases=["list"], help="list volumes")
+    p.add_argument("-q", "--quiet", action="store_true", dest="only_names")
+    p.add_argument("--format", choices=("table", "json"), default="table")
+    p.add_argument("--dangling", action="store_true", help="only volumes no container uses")
+    p.set_defaults(func=cmd_ls)
+    p = vs.add_parser("inspect", help="show volumes as JSON")
+    p.add_argument("volumes", nargs="+")
+    p.set_defaults(func=cmd_inspect)
+    p = vs.add_parser("rm", aliases=["remove"], help="remove volumes (refused while a container uses one)")
+    p.add_argument("-f", "--force", action="store_true", help="no error for volumes that do not exist")
+    p.add_argument("volumes", nargs="+")
+    p.set_defaults(func=cmd_rm)
+    p = vs.add_parser("prune", help="remove every volume no container uses")
+    p.add_argument("-f", "--force", action="store_true", help="do not ask (pyrt never asks)")
+    p.set_defaults(func=cmd_prune)

@@ -1,0 +1,784 @@
+"""Containers from images, through the Python API: the image config honoured by run,
+the union filesystem (image snapshots never modified, whiteouts and opaque dirs),
+diff and commit, images of more than 128 layers, the `copy` storage driver, export,
+save/load of committed images, names and removal.
+
+Every store lives on /dev/shm (tmp_shm). Test images are built here: a base tar of the
+session's busybox rootfs plus test files, layers committed from containers, and OCI
+layouts written by hand."""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import os
+import stat
+import tarfile
+
+import pytest
+
+import helpers
+import pyrt
+from pyrt.containers import ContainerError
+from pyrt.errors import Conflict, ContainerNotFound, ImageNotFound, InvalidArgument
+
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
+OCI_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
+MTIME = 1700000000
+
+
+# -- building test images --------------------------------------------------------------------------
+
+def sha(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def _add(tf, kind, name, data=b"", mode=None, uid=0, gid=0, link="", xattrs=None):
+    ti = tarfile.TarInfo(name)
+    ti.mtime = MTIME
+    ti.uid, ti.gid, ti.uname, ti.gname = uid, gid, "", ""
+    if xattrs:
+        ti.pax_headers = {f"SCHILY.xattr.{k}": v for k, v in xattrs.items()}
+    payload = None
+    if kind == "file":
+        payload = data if isinstance(data, bytes) else data.encode()
+        ti.size = len(payload)
+        ti.mode = 0o644 if mode is None else mode
+    elif kind == "dir":
+        ti.type, ti.mode = tarfile.DIRTYPE, 0o755 if mode is None else mode
+    elif kind == "symlink":
+        ti.type, ti.linkname, ti.mode = tarfile.SYMTYPE, link, 0o777
+    elif kind == "hardlink":
+        ti.type, ti.linkname, ti.mode = tarfile.LNKTYPE, link, 0o644
+    elif kind == "whiteout":
+        d, _, base = name.rpartition("/")
+        ti.name = (d + "/" if d else "") + ".wh." + base
+        ti.mode, payload = 0o644, b""
+    elif kind == "opaque":
+        ti.name, ti.mode, payload = name.rstrip("/") + "/.wh..wh..opq", 0o644, b""
+    else:
+        raise ValueError(kind)
+    tf.addfile(ti, io.BytesIO(payload) if payload is not None else None)
+
+
+def layer_tar(entries) -> bytes:
+    """A layer tar: entries are (kind, name, **options) tuples for `_add`."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
+        for kind, name, *rest in entries:
+            _add(tf, kind, name, **(rest[0] if rest else {}))
+    return buf.getvalue()
+
+
+# Files the base image adds to the busybox rootfs (paths relative to /).
+BASE_EXTRA = [
+    ("dir", "data"),
+    ("file", "data/a", {"data": "a\n"}),
+    ("file", "data/b", {"data": "b\n"}),
+    ("file", "data/hl1", {"data": "shared\n"}),
+    ("hardlink", "data/hl2", {"link": "data/hl1"}),
+    ("file", "data/owned", {"data": "o\n", "mode": 0o640, "uid": 1000, "gid": 1000}),
+    ("file", "data/suid", {"data": "s\n", "mode": 0o4755}),
+    ("file", "data/xattr", {"data": "x\n", "xattrs": {"user.test": "hello"}}),
+    ("symlink", "data/link", {"link": "a"}),
+    ("dir", "data/sub"),
+    ("file", "data/sub/x", {"data": "x\n"}),
+    ("file", "data/sub/y", {"data": "y\n"}),
+    ("dir", "data/sub/deep"),
+    ("file", "data/sub/deep/z", {"data": "z\n"}),
+    ("dir", "keep"),
+    ("file", "keep/k1", {"data": "k1\n"}),
+    ("file", "keep/k2", {"data": "k2\n"}),
+    ("dir", "gone"),
+    ("file", "gone/g1", {"data": "g1\n"}),
+    ("file", "gone/g2", {"data": "g2\n"}),
+    ("dir", "tree"),
+    ("file", "tree/t1", {"data": "t1\n"}),
+    ("dir", "tree/t2"),
+    ("file", "tree/t2/t3", {"data": "t3\n"}),
+]
+
+
+def write_base_tar(rootfs: str, out: str) -> str:
+    """The busybox rootfs (entries without a ./ prefix, owners kept) plus BASE_EXTRA."""
+    with tarfile.open(out, "w", format=tarfile.PAX_FORMAT) as tf:
+        for dirpath, dirnames, filenames in os.walk(rootfs):
+            dirnames.sort()
+            for name in sorted(dirnames) + sorted(filenames):
+                full = os.path.join(dirpath, name)
+                ti = tf.gettarinfo(full, arcname=os.path.relpath(full, rootfs))
+                ti.uname = ti.gname = ""
+                if ti.isfile():
+                    with open(full, "rb") as f:
+                        tf.addfile(ti, f)
+                else:
+                    tf.addfile(ti)
+        for kind, name, *rest in BASE_EXTRA:
+            _add(tf, kind, name, **(rest[0] if rest else {}))
+    return out
+
+
+@pytest.fixture(scope="module")
+def base_tar(rootfs, shm_base):
+    path = os.path.join(shm_base, "containers-base.tar")
+    if not os.path.exists(path):
+        write_base_tar(rootfs, path)
+    return path
+
+
+@pytest.fixture
+def rt(tmp_shm):
+    r = pyrt.Runtime(os.path.join(tmp_shm, "store"), quiet=True)
+    try:
+        yield r
+    finally:
+        r.close()
+
+
+@pytest.fixture(params=["overlay", "copy"])
+def drt(request, tmp_shm):
+    """A runtime with each storage driver."""
+    r = pyrt.Runtime(os.path.join(tmp_shm, "store"), storage_driver=request.param, quiet=True)
+    try:
+        yield r
+    finally:
+        r.close()
+
+
+def run_in(container, script):
+    """Starts the (created or exited) container with `sh -c script` replaced in...
+    no: runs its own command; returns (exit code, stdout, stderr) as text."""
+    proc = container.start_process(stdin=pyrt.DEVNULL, stdout=pyrt.PIPE, stderr=pyrt.PIPE)
+    out, err = proc.communicate()
+    container.finished(proc.returncode)
+    return proc.returncode, out.decode(), err.decode()
+
+
+def sh(rt, image, script, name=None, **kw):
+    """A container of `image` that ran `sh -c script` (successfully); it is kept."""
+    c = rt.containers.create(image, ["/bin/sh", "-c", script], name=name, **kw)
+    rc, out, err = run_in(c, script)
+    assert rc == 0, f"{script!r} failed ({rc}): {err}"
+    return c
+
+
+LAYER2 = "set -e; echo l2 > /data/l2new; echo b2 > /data/b; rm /data/a; mkdir /l2dir; echo f > /l2dir/f"
+LAYER3 = ("set -e; rm -rf /gone; rm -rf /data/sub; mkdir /data/sub; echo n > /data/sub/n; "
+          "chmod 600 /keep/k2")
+
+
+def build_layered(rt, base_tar):
+    """base:1 (the base tar), then base:2 and layered:3 committed from containers:
+    3 layers that add, modify and delete files and dirs (and make an opaque dir)."""
+    base = rt.images.import_image(base_tar, "base", "1")
+    c2 = sh(rt, base, LAYER2)
+    img2 = c2.commit("base", "2", message="layer 2")
+    c3 = sh(rt, img2, LAYER3)
+    img3 = c3.commit("layered", "3", message="layer 3")
+    c2.remove()
+    c3.remove()
+    return img3
+
+
+def write_oci_layout(path, layers, config=None, ref="oci:1"):
+    """An OCI image layout with gzip layers (uncompressed tars given)."""
+    blobs = os.path.join(path, "blobs", "sha256")
+    os.makedirs(blobs, exist_ok=True)
+
+    def blob(data):
+        d = sha(data)
+        with open(os.path.join(blobs, d[7:]), "wb") as f:
+            f.write(data)
+        return d
+
+    descs, diff_ids = [], []
+    for tar in layers:
+        comp = gzip.compress(tar, compresslevel=1, mtime=0)
+        descs.append({"mediaType": OCI_LAYER_GZIP, "digest": blob(comp), "size": len(comp)})
+        diff_ids.append(sha(tar))
+    cfg = {"created": "2024-01-02T03:04:05Z", "architecture": "amd64", "os": "linux",
+           "config": dict(config or {"Cmd": ["/bin/sh"], "Env": ["PATH=/bin:/usr/bin"]}),
+           "rootfs": {"type": "layers", "diff_ids": diff_ids},
+           "history": [{"created": "2024-01-02T03:04:05Z", "created_by": f"layer {i}"} for i in range(len(layers))]}
+    cfg_bytes = json.dumps(cfg).encode()
+    manifest = json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+                           "config": {"mediaType": OCI_CONFIG, "digest": blob(cfg_bytes), "size": len(cfg_bytes)},
+                           "layers": descs}).encode()
+    index = {"schemaVersion": 2, "mediaType": OCI_INDEX,
+             "manifests": [{"mediaType": OCI_MANIFEST, "digest": blob(manifest), "size": len(manifest),
+                            "annotations": {"org.opencontainers.image.ref.name": ref}}]}
+    with open(os.path.join(path, "index.json"), "w") as f:
+        json.dump(index, f)
+    with open(os.path.join(path, "oci-layout"), "w") as f:
+        json.dump({"imageLayoutVersion": "1.0.0"}, f)
+    return sha(cfg_bytes)
+
+
+# An OCI image on top of the base tar: a layer with whiteouts (a file, a dir), an opaque
+# dir with new content, and new files; a third layer that modifies and hardlinks.
+OCI_LAYER2 = [
+    ("whiteout", "data/b"),
+    ("whiteout", "gone"),
+    ("dir", "data/sub"),
+    ("opaque", "data/sub"),
+    ("file", "data/sub/only", {"data": "only\n"}),
+    ("dir", "oci"),
+    ("file", "oci/f", {"data": "f1\n"}),
+]
+OCI_LAYER3 = [
+    ("file", "oci/f", {"data": "f2\n", "mode": 0o600}),
+    ("hardlink", "oci/h", {"link": "oci/f"}),
+]
+
+
+def load_oci_image(rt, base_tar, tmp):
+    with open(base_tar, "rb") as f:
+        base = f.read()
+    image_id = write_oci_layout(os.path.join(tmp, "oci-layout"),
+                                [base, layer_tar(OCI_LAYER2), layer_tar(OCI_LAYER3)])
+    (img,) = rt.images.load(os.path.join(tmp, "oci-layout"))
+    assert img.id == image_id and img.tags == ["oci:1"]
+    return img
+
+
+def snapshots_state(images) -> dict:
+    """Every snapshot dir of the images: its tree (content hash, mode, owner, xattrs)."""
+    return {layer.path: helpers.tree_state(layer.path) for img in images for layer in img.layers}
+
+
+def blob_members(rt, image, index=-1) -> dict:
+    """{name: TarInfo} of one layer blob of an image (gzip or plain tar)."""
+    layer = image.layers[index]
+    with open(rt.store.blobs.path(layer.digest), "rb") as f:
+        data = f.read()
+    if data[:2] == b"\x1f\x8b":
+        data = gzip.decompress(data)
+    with tarfile.open(fileobj=io.BytesIO(data)) as tf:
+        return {m.name.rstrip("/"): m for m in tf.getmembers()}
+
+
+def check_store(rt):
+    """The store is consistent: rows point at files and every file has a row; no
+    container dir without a row; no temp files left."""
+    store, db = rt.store, rt.store.db
+    layers = {r["chain_id"] for r in db.query("SELECT chain_id FROM layers")}
+    assert {"sha256:" + n for n in store.snapshots.names()} == layers
+    for r in db.query("SELECT id, manifest_digest FROM images"):
+        assert store.blobs.exists(r["id"]) and store.blobs.exists(r["manifest_digest"])
+        assert sha(store.blobs.read(r["id"])) == r["id"]
+    for r in db.query("SELECT digest FROM image_layers UNION SELECT digest FROM layers"):
+        assert store.blobs.exists(r["digest"]), r["digest"]
+    for r in db.query("SELECT image_id FROM containers"):
+        assert db.query_one("SELECT 1 FROM images WHERE id=?", (r["image_id"],))
+    rows = {r["id"] for r in db.query("SELECT id FROM containers")}
+    cdir = os.path.join(store.root, "containers")
+    assert set(os.listdir(cdir) if os.path.isdir(cdir) else ()) == rows
+    assert os.listdir(os.path.join(store.root, "tmp")) == []
+
+
+def is_whiteout(path):
+    return os.path.lexists(path) and helpers.is_whiteout(path)
+
+
+def opaque(path):
+    try:
+        return os.getxattr(path, "trusted.overlay.opaque", follow_symlinks=False) == b"y"
+    except OSError:
+        return False
+
+
+def diff_lines(c):
+    return [f"{'CAD'[d['Kind']]} {d['Path']}" for d in c.diff()]
+
+
+# -- the image config --------------------------------------------------------------------------------
+
+ENTRY = """#!/bin/sh
+echo "argv=$*"
+echo "uid=$(id -u) gid=$(id -g) user=$(id -un)"
+echo "cwd=$(pwd)"
+echo "greeting=$GREETING home=$HOME"
+"""
+
+
+@pytest.fixture
+def app_image(rt, base_tar):
+    """An image whose top layer rewrites /etc/passwd (uid 1000 is "app") and whose
+    config has Entrypoint, Cmd, Env, WorkingDir and User."""
+    base = rt.images.import_image(base_tar, "base", "1")
+    script = ("set -e; echo 'root:x:0:0:root:/root:/bin/sh' > /etc/passwd; "
+              "echo 'app:x:1000:1001:app:/home/app:/bin/sh' >> /etc/passwd; "
+              "echo 'root:x:0:' > /etc/group; echo 'appg:x:1001:' >> /etc/group; "
+              "mkdir -p /home/app /srv/work; chown 1000:1001 /home/app /srv/work; "
+              f"cat > /entry.sh <<'EOF'\n{ENTRY}EOF\nchmod 755 /entry.sh")
+    c = sh(rt, base, script)
+    img = c.commit("app", "1", changes=['ENTRYPOINT ["/entry.sh"]', 'CMD ["default", "args"]',
+                                         "ENV GREETING=hello", "WORKDIR /srv/work", "USER app"])
+    c.remove()
+    return img
+
+
+def test_run_honours_image_config(rt, app_image):
+    cfg = app_image.config["config"]
+    assert cfg["Entrypoint"] == ["/entry.sh"] and cfg["Cmd"] == ["default", "args"]
+    assert cfg["WorkingDir"] == "/srv/work" and cfg["User"] == "app" and "GREETING=hello" in cfg["Env"]
+    out = rt.containers.run("app:1", remove=True).decode().splitlines()
+    assert out == ["argv=default args", "uid=1000 gid=1001 user=app", "cwd=/srv/work",
+                   "greeting=hello home=/home/app"]
+    # a command replaces Cmd, the entrypoint stays
+    out = rt.containers.run("app:1", ["one", "two"], remove=True).decode().splitlines()
+    assert out[0] == "argv=one two" and out[1] == "uid=1000 gid=1001 user=app"
+    # an entrypoint given here resets Cmd
+    assert rt.containers.run("app:1", entrypoint=["/bin/echo"], remove=True) == b"\n"
+    out = rt.containers.run("app:1", ["-c", "echo $GREETING; pwd; id -u"], entrypoint=["/bin/sh"], remove=True)
+    assert out.decode().split() == ["hello", "/srv/work", "1000"]
+    # environment, user and working dir given here win
+    out = rt.containers.run("app:1", ["x"], environment={"GREETING": "bye"}, user="0", working_dir="/tmp",
+                            remove=True).decode().splitlines()
+    assert out == ["argv=x", "uid=0 gid=0 user=root", "cwd=/tmp", "greeting=bye home=/home/app"]
+    out = rt.containers.run("app:1", ["x"], user="app:0", remove=True).decode().splitlines()
+    assert out[1] == "uid=1000 gid=0 user=app"
+    # the top layer's passwd wins: the base's "user" (uid 1000 there) is not in this image
+    with pytest.raises(InvalidArgument, match="user"):
+        rt.containers.run("app:1", ["x"], user="user", remove=True)
+    # a non-zero exit is a ContainerError carrying the status and stderr; --rm still removes
+    with pytest.raises(ContainerError) as ei:
+        rt.containers.run("app:1", ["-c", "echo oops >&2; exit 3"], entrypoint=["/bin/sh"], remove=True)
+    assert ei.value.exit_status == 3 and b"oops" in ei.value.stderr
+    assert rt.containers.list(all=True) == []
+    check_store(rt)
+
+
+def test_container_attrs_and_list(rt, app_image):
+    c = rt.containers.create("app:1", name="web", environment=["EXTRA=1"])
+    a = c.attrs
+    assert a["Name"] == "/web" and a["Image"] == app_image.id and a["State"]["Status"] == "created"
+    assert a["Path"] == "/entry.sh" and a["Args"] == ["default", "args"]
+    assert a["Config"]["User"] == "app" and a["Config"]["WorkingDir"] == "/srv/work"
+    assert "EXTRA=1" in a["Config"]["Env"] and "GREETING=hello" in a["Config"]["Env"]
+    assert [x.name for x in rt.containers.list()] == []  # not running
+    assert [x.name for x in rt.containers.list(all=True)] == ["web"]
+    assert rt.containers.get(c.id[:10]).name == "web" and rt.containers.get("web").id == c.id
+    rc, out, _ = run_in(c, None)
+    assert rc == 0 and out.startswith("argv=default args\n")
+    c.reload()
+    assert c.status == "exited" and c.attrs["State"]["ExitCode"] == 0
+    c.remove()
+    check_store(rt)
+
+
+# -- the union filesystem ----------------------------------------------------------------------------
+
+def test_layered_image_snapshots(rt, base_tar):
+    """Commits turn container changes into layers: whiteouts and opaque dirs in the
+    snapshots, `.wh.` entries in the blobs."""
+    img = build_layered(rt, base_tar)
+    assert len(img.layers) == 3
+    l1, l2, l3 = (layer.path for layer in img.layers)
+    assert os.path.isfile(os.path.join(l1, "data/a"))
+    assert os.path.samefile(os.path.join(l1, "data/hl1"), os.path.join(l1, "data/hl2"))
+    assert os.getxattr(os.path.join(l1, "data/xattr"), "user.test") == b"hello"
+    st = os.lstat(os.path.join(l1, "data/owned"))
+    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (1000, 1000, 0o640)
+    assert stat.S_IMODE(os.lstat(os.path.join(l1, "data/suid")).st_mode) == 0o4755
+    assert is_whiteout(os.path.join(l2, "data/a"))
+    assert open(os.path.join(l2, "data/b")).read() == "b2\n"
+    assert is_whiteout(os.path.join(l3, "gone"))
+    assert opaque(os.path.join(l3, "data/sub")) and os.listdir(os.path.join(l3, "data/sub")) == ["n"]
+    m2, m3 = blob_members(rt, img, 1), blob_members(rt, img, 2)
+    assert "data/.wh.a" in m2 and "data/l2new" in m2 and "l2dir/f" in m2
+    assert ".wh.gone" in m3 and "data/sub/.wh..wh..opq" in m3 and "data/sub/n" in m3
+    out = rt.containers.run(img, ["sh", "-c", "ls /data /data/sub; ls /gone 2>&1; cat /data/b"], remove=True)
+    assert out.decode().split("\n") == [
+        "/data:", "b", "hl1", "hl2", "l2new", "link", "owned", "sub", "suid", "xattr", "",
+        "/data/sub:", "n", "ls: /gone: No such file or directory", "b2", ""]
+
+
+# Run in containers of the layered image: writes, deletes, renames, chmod, chown,
+# hardlinks, removes whole dirs and recreates one (an opaque dir in overlay mode).
+CHANGES = """set -e
+echo new > /data/added
+echo more >> /data/b
+rm /data/l2new
+mv /keep/k1 /keep/k1-renamed
+chmod 700 /data/suid
+chown 1000:1000 /data/xattr
+ln /data/added /data/added-link
+rm -rf /tree
+rm -rf /l2dir
+mkdir /l2dir
+echo fresh > /l2dir/fresh
+mkdir /gone
+echo back > /gone/back
+"""
+CHANGES_DIFF = ["C /data", "A /data/added", "A /data/added-link", "C /data/b", "D /data/l2new",
+                "C /data/suid", "C /data/xattr", "A /gone", "A /gone/back", "C /keep", "D /keep/k1",
+                "A /keep/k1-renamed", "C /l2dir", "D /l2dir/f", "A /l2dir/fresh", "D /tree"]
+# Writing through a hardlink of the image and linking an image file: overlay copies
+# the file up (the link is broken, the linked file is changed); the copy driver keeps
+# the image's hardlinks in the container's root (both names change, the linked file
+# is the same).
+HARDLINKS = "set -e; echo changed > /data/hl1; ln /data/owned /data/owned-link"
+HARDLINKS_DIFF = {"overlay": ["C /data/hl1", "C /data/owned", "A /data/owned-link"],
+                  "copy": ["C /data/hl1", "C /data/hl2", "A /data/owned-link"]}
+
+VIEW = ("cd /; for f in data/b data/hl1 data/hl2 data/added data/added-link data/owned-link; do "
+        "echo \"$f $(cat $f)\"; done; ls -A /data /keep /l2dir /gone; ls /tree 2>&1; "
+        "stat -c '%n %a %u:%g' data/suid data/xattr data/owned data/owned-link; "
+        "[ data/added -ef data/added-link ] && echo linked")
+
+
+def expected_view(driver):
+    hl2 = "changed" if driver == "copy" else "shared"
+    return [
+        "data/b b2", "more", "data/hl1 changed", f"data/hl2 {hl2}", "data/added new", "data/added-link new",
+        "data/owned-link o",
+        "/data:", "added", "added-link", "b", "hl1", "hl2", "link", "owned", "owned-link", "sub", "suid", "xattr",
+        "", "/gone:", "back", "", "/keep:", "k1-renamed", "k2", "", "/l2dir:", "fresh",
+        "ls: /tree: No such file or directory",
+        "data/suid 700 0:0", "data/xattr 644 1000:1000", "data/owned 640 1000:1000", "data/owned-link 640 1000:1000",
+        "linked"]
+
+
+def test_union_filesystem_never_modifies_snapshots(drt, base_tar, tmp_shm):
+    rt = drt
+    img = build_layered(rt, base_tar)
+    oci = load_oci_image(rt, base_tar, tmp_shm)
+    assert oci.layers[0].chain_id == rt.images.get("base:1").layers[0].chain_id  # shared base snapshot
+    before = snapshots_state([img, oci])
+    assert len(before) == 5
+
+    c = sh(rt, img, CHANGES + HARDLINKS, name="changer")
+    rc, out, err = run_in(rt.containers.create(img, ["sh", "-c", "exit 0"]), None)  # another one, unchanged
+    # the container sees its changes (a second start of the same container too)
+    c2 = rt.containers.create(img, ["sh", "-c", VIEW], name="viewer")
+    rc, out, err = run_in(c2, None)
+    assert out.splitlines() != expected_view(drt.storage_driver)  # a new container sees the image
+    assert "data/hl1 shared" in out.splitlines() and "data/b b2" in out.splitlines()
+    c.config["Cmd"] = ["sh", "-c", VIEW]
+    with rt.store.db.transaction() as tx:  # same container, another command
+        tx.execute("UPDATE containers SET config=? WHERE id=?", (json.dumps(c.config), c.id))
+    rc, out, err = run_in(c, None)
+    assert rc == 0, err
+    assert out.splitlines() == expected_view(drt.storage_driver)
+
+    # an OCI image's whiteouts and opaque dir, and changes on top of them
+    script = ("set -e; ls -A /data /data/sub /oci; cat /oci/f; stat -c '%a %h' /oci/h; ls /gone 2>&1 || true; "
+              "echo w >> /oci/h; rm -rf /data/sub; mkdir /data/sub; touch /data/sub/again; chmod 700 /oci; "
+              "chown -R 1000:1000 /keep; ln /keep/k1 /keep/k1-link; mv /keep /keep2; ls -A /data/sub /keep2")
+    c3 = rt.containers.create(oci, ["sh", "-c", script])
+    rc, out, err = run_in(c3, None)
+    assert rc == 0, err
+    assert out.splitlines() == [
+        "/data:", "a", "hl1", "hl2", "link", "owned", "sub", "suid", "xattr", "",
+        "/data/sub:", "only", "", "/oci:", "f", "h", "f2", "600 2", "ls: /gone: No such file or directory",
+        "/data/sub:", "again", "", "/keep2:", "k1", "k1-link", "k2"]
+
+    after = snapshots_state([img, oci])
+    assert after == before
+    for cont in rt.containers.list(all=True):
+        cont.remove()
+    assert snapshots_state([img, oci]) == before
+    check_store(rt)
+
+
+def test_diff_and_commit(drt, base_tar, tmp_shm):
+    rt = drt
+    driver = rt.storage_driver
+    img = build_layered(rt, base_tar)
+    before = snapshots_state([img])
+    c = sh(rt, img, CHANGES + HARDLINKS, name="c1")
+    assert diff_lines(c) == sorted(CHANGES_DIFF + HARDLINKS_DIFF[driver], key=lambda x: x[2:])
+    assert c.diff()[0] == {"Path": "/data", "Kind": 0}
+
+    new = c.commit("committed", "1", message="my changes",
+                   changes=['CMD ["/bin/sh", "-c", "cat /data/added"]', "ENV A=b", "WORKDIR /l2dir"])
+    assert new.tags == ["committed:1"] and new.parent == img.id
+    assert [layer.chain_id for layer in new.layers[:3]] == [layer.chain_id for layer in img.layers]
+    assert len(new.layers) == 4
+    assert new.config["rootfs"]["diff_ids"] == img.config["rootfs"]["diff_ids"] + [new.layers[-1].diff_id]
+    hist = new.history()
+    assert len(hist) == len(img.history()) + 1
+    assert hist[0]["Comment"] == "my changes" and hist[0]["Id"] == new.id and hist[1]["Id"] == img.id
+    assert new.attrs["Comment"] == "my changes" and new.attrs["Parent"] == img.id
+    cfg = new.config["config"]
+    assert cfg["Cmd"] == ["/bin/sh", "-c", "cat /data/added"] and cfg["WorkingDir"] == "/l2dir"
+    assert "A=b" in cfg["Env"]
+
+    # the committed layer: whiteouts for deletions, an opaque dir (overlay) or
+    # whiteouts of its old content (copy), a hardlink kept
+    members = blob_members(rt, new)
+    assert {"data/.wh.l2new", "keep/.wh.k1", ".wh.tree", "data/added", "gone/back", "l2dir/fresh"} <= set(members)
+    assert "l2dir/.wh..wh..opq" in members or "l2dir/.wh.f" in members
+    assert not any(n.startswith("proc") or n.startswith("etc/host") or n.startswith("etc/resolv")
+                   for n in members), sorted(members)
+    links = {members["data/added"].isreg() and members["data/added-link"].islnk(),
+             members["data/added-link"].isreg() and members["data/added"].islnk()}
+    assert True in links
+    assert members["data/xattr"].uid == 1000 and members["data/xattr"].pax_headers.get(
+        "SCHILY.xattr.user.test") == "hello"
+    snap = new.layers[-1].path
+    assert is_whiteout(os.path.join(snap, "data/l2new")) and is_whiteout(os.path.join(snap, "tree"))
+    assert os.getxattr(os.path.join(snap, "data/xattr"), "user.test") == b"hello"
+
+    # a container of the new image sees the changes, deletions included
+    assert rt.containers.run("committed:1", remove=True) == b"new\n"
+    c2 = rt.containers.create("committed:1", ["sh", "-c", VIEW + "; pwd; echo $A"])
+    rc, out, err = run_in(c2, None)
+    assert rc == 0, err
+    assert out.splitlines() == expected_view(driver) + ["/l2dir", "b"]
+    assert c2.diff() == []
+    c2.remove()
+
+    # the same container committed again: the same layer
+    again = c.commit(message="again")
+    assert again.layers[-1].diff_id == new.layers[-1].diff_id
+    assert again.layers[-1].digest == new.layers[-1].digest
+    assert again.id != new.id and again.parent == img.id and again.tags == []
+    assert rt.store.db.query_one("SELECT COUNT(*) FROM layers")[0] == 4
+    assert snapshots_state([img]) == before
+    c.remove()
+    check_store(rt)
+
+
+def test_same_change_same_layer_digest(rt, base_tar):
+    """Two containers making the same change (same file times) give the same layer:
+    entries sorted, metadata normalized."""
+    base = rt.images.import_image(base_tar, "base", "1")
+    script = ("set -e; mkdir -p /det/sub; echo same > /det/sub/f; echo more >> /data/b; rm /data/a; "
+              "rm -rf /data/sub; mkdir /data/sub; echo s > /data/sub/s; "
+              "touch -d '2024-01-01 00:00:00' /det/sub/f /det/sub /det /data/b /data/sub/s /data/sub /data")
+    layers = []
+    for i in range(2):
+        c = sh(rt, base, script, name=f"same{i}")
+        layers.append(c.commit().layers[-1])
+        c.remove()
+    assert layers[0].diff_id == layers[1].diff_id and layers[0].digest == layers[1].digest
+
+
+def test_tag_intermediate_image_by_id_prefix(rt, base_tar):
+    base = rt.images.import_image(base_tar, "base", "1")
+    c = sh(rt, base, "echo 1 > /one")
+    mid = c.commit()  # untagged
+    c.remove()
+    c = sh(rt, mid, "echo 2 > /two")
+    top = c.commit("top", "1")
+    c.remove()
+    assert top.parent == mid.id and mid.parent == base.id
+    assert mid.id not in {i.id for i in rt.images.list()}
+    assert mid.id in {i.id for i in rt.images.list(all=True)}
+    rt.images.tag(mid.id[7:17], "mid:1")
+    listed = {i.id: i.tags for i in rt.images.list()}
+    assert listed[mid.id] == ["mid:1"] and listed[top.id] == ["top:1"]
+    assert rt.containers.run("mid:1", ["sh", "-c", "cat /one; ls /two 2>&1"], remove=True) == \
+        b"1\nls: /two: No such file or directory\n"
+    assert [h["Tags"] for h in rt.images.history("top:1")][:3] == [["top:1"], ["mid:1"], ["base:1"]]
+    check_store(rt)
+
+
+# -- many layers ---------------------------------------------------------------------------------------
+
+def test_more_than_128_layers(drt, base_tar, tmp_shm):
+    rt = drt
+    with open(base_tar, "rb") as f:
+        tars = [f.read()]
+    tars.append(layer_tar([("dir", "layers"), ("file", "layers/f1", {"data": "bottom\n"}),
+                           ("file", "layers/gone", {"data": "x\n"})]))
+    for i in range(2, 130):
+        tars.append(layer_tar([("file", f"layers/f{i}", {"data": f"layer {i}\n"})]))
+    tars[-1] = layer_tar([("file", "layers/f129", {"data": "top\n"}), ("whiteout", "layers/gone")])
+    image_id = write_oci_layout(os.path.join(tmp_shm, "many"), tars, ref="many:1")
+    (img,) = rt.images.load(os.path.join(tmp_shm, "many"))
+    assert img.id == image_id and len(img.layers) == 130
+    out = rt.containers.run("many:1", ["sh", "-c", "cat /layers/f1 /layers/f64 /layers/f129; ls /layers | wc -l; "
+                                                   "ls /layers/gone 2>&1"], remove=True)
+    assert out.decode().splitlines() == ["bottom", "layer 64", "top", "129",
+                                         "ls: /layers/gone: No such file or directory"]
+    c = sh(rt, "many:1", "echo new >> /layers/f1; rm /layers/f2")
+    assert diff_lines(c) == ["C /layers", "C /layers/f1", "D /layers/f2"]
+    more = c.commit("many", "2")
+    c.remove()
+    assert len(more.layers) == 131
+    out = rt.containers.run("many:2", ["sh", "-c", "cat /layers/f1; ls /layers | wc -l"], remove=True)
+    assert out.decode().splitlines() == ["bottom", "new", "128"]
+    check_store(rt)
+
+
+# -- export -------------------------------------------------------------------------------------------
+
+def union_files(img) -> set:
+    """The paths an image shows (its layers merged, whiteouts and opaque dirs applied)."""
+    seen, hidden = set(), set()
+    for layer in reversed(img.layers):
+        new = set()
+        for dirpath, dirnames, filenames in os.walk(layer.path):
+            rel_dir = os.path.relpath(dirpath, layer.path)
+            rel_dir = "" if rel_dir == "." else rel_dir
+            if any(rel_dir == h or rel_dir.startswith(h + "/") for h in hidden):
+                continue
+            for n in dirnames + filenames:
+                rel = os.path.join(rel_dir, n)
+                if any(rel == h or rel.startswith(h + "/") for h in hidden) or rel in seen:
+                    continue
+                if is_whiteout(os.path.join(dirpath, n)):
+                    hidden.add(rel)
+                else:
+                    new.add(rel)
+                    if opaque(os.path.join(dirpath, n)):
+                        hidden.add(rel + "/")
+        seen |= new
+        hidden = {h.rstrip("/") if h.endswith("/") else h for h in hidden} | {h for h in hidden}
+    return seen
+
+
+def test_export_has_the_whole_filesystem(drt, base_tar, tmp_shm):
+    rt = drt
+    img = build_layered(rt, base_tar)
+    c = sh(rt, img, CHANGES + HARDLINKS, name="exp")
+    out = os.path.join(tmp_shm, "export.tar")
+    with open(out, "wb") as f:
+        c.export(f)
+    with tarfile.open(out) as tf:
+        members = {m.name.strip("./").rstrip("/"): m for m in tf.getmembers()}
+        content = {n: tf.extractfile(m).read() for n, m in members.items() if m.isreg()}
+    names = set(members) - {""}
+    assert not [n for n in names if ".wh." in os.path.basename(n)]
+    assert not [n for n, m in members.items() if m.ischr() and m.devmajor == 0 and m.devminor == 0]
+    deleted = {"data/l2new", "keep/k1", "tree", "tree/t1", "tree/t2", "tree/t2/t3", "l2dir/f", "data/a",
+               "gone/g1", "data/sub/x"}
+    assert not names & deleted
+    added = {"data/added", "data/added-link", "keep/k1-renamed", "l2dir/fresh", "gone", "gone/back",
+             "data/owned-link"}
+    image_paths = {"bin/busybox", "bin/sh", "etc/passwd", "data/b", "data/hl1", "data/hl2", "data/sub/n",
+                   "data/link", "keep/k2", "home/user", "tmp"}
+    assert added | image_paths <= names
+    # the image's files minus the deletions, plus the additions; the rest are the
+    # mount points pyrt adds (/etc/hosts, /etc/resolv.conf)
+    expected = (union_files(img) - deleted) | added
+    assert names - expected <= {"etc/hosts", "etc/resolv.conf"}, names - expected
+    assert expected - names == set(), expected - names
+    assert content["data/b"] == b"b2\nmore\n" and content.get("data/added", b"new\n") == b"new\n"
+    assert content["bin/busybox"] == open(os.path.join(img.layers[0].path, "bin/busybox"), "rb").read()
+    assert members["data/suid"].mode == 0o700 and members["data/xattr"].uid == 1000
+    assert members["data/link"].issym() and members["data/link"].linkname == "a"
+    added_link = members["data/added-link"] if members["data/added-link"].islnk() else members["data/added"]
+    assert added_link.islnk()
+    c.remove()
+    check_store(rt)
+
+
+# -- save and load --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("fmt", ["oci", "docker-archive"])
+def test_save_load_committed_image(rt, base_tar, tmp_shm, fmt):
+    img = build_layered(rt, base_tar)
+    c = sh(rt, img, "echo saved > /saved; rm /data/b")
+    new = c.commit("saved", "1", message="to save", changes=["CMD cat /saved"])
+    c.remove()
+    out = os.path.join(tmp_shm, "saved.tar")
+    rt.images.save(["saved:1"], out, format=fmt)
+    with pyrt.Runtime(os.path.join(tmp_shm, "fresh"), quiet=True) as fresh:
+        (loaded,) = fresh.images.load(out)
+        assert loaded.id == new.id and loaded.tags == ["saved:1"]
+        assert [layer.diff_id for layer in loaded.layers] == [layer.diff_id for layer in new.layers]
+        if fmt == "oci":
+            assert [layer.digest for layer in loaded.layers] == [layer.digest for layer in new.layers]
+            assert loaded.manifest_digest == new.manifest_digest
+        assert loaded.config == new.config
+        assert fresh.containers.run("saved:1", remove=True) == b"saved\n"
+        assert fresh.containers.run("saved:1", ["sh", "-c", "ls /data/b 2>&1; ls /data/sub"], remove=True) == \
+            b"ls: /data/b: No such file or directory\nn\n"
+        check_store(fresh)
+
+
+# -- names, unknown objects, removal ---------------------------------------------------------------------
+
+def test_name_conflict_changes_nothing(rt, base_tar):
+    rt.images.import_image(base_tar, "base", "1")
+    c = rt.containers.create("base:1", ["true"], name="web")
+    rows = rt.store.db.query("SELECT id, name, config, state FROM containers")
+    dirs = sorted(os.listdir(os.path.join(rt.store.root, "containers")))
+    with pytest.raises(Conflict, match="web.*already in use"):
+        rt.containers.create("base:1", ["false"], name="web")
+    with pytest.raises(Conflict, match="already in use"):
+        rt.containers.run("base:1", ["true"], name="web", remove=True)
+    assert [tuple(r) for r in rt.store.db.query("SELECT id, name, config, state FROM containers")] == \
+        [tuple(r) for r in rows]
+    assert sorted(os.listdir(os.path.join(rt.store.root, "containers"))) == dirs == [c.id]
+    with pytest.raises(InvalidArgument, match="invalid container name"):
+        rt.containers.create("base:1", ["true"], name="-bad/name")
+    # a generated name, and the name free again once removed
+    other = rt.containers.create("base:1", ["true"])
+    assert other.name and other.name != "web"
+    c.remove()
+    again = rt.containers.create("base:1", ["true"], name="web")
+    assert again.id != c.id
+    again.remove()
+    other.remove()
+    check_store(rt)
+
+
+def test_unknown_container_and_image(rt, base_tar):
+    with pytest.raises(ContainerNotFound, match="nothere"):
+        rt.containers.get("nothere")
+    with pytest.raises(ImageNotFound):
+        rt.containers.create("nothere:1", ["true"])
+    with pytest.raises(ImageNotFound):
+        rt.containers.run("nothere", ["true"], remove=True)
+    rt.images.import_image(base_tar, "base", "1")
+    with pytest.raises(ImageNotFound):
+        rt.containers.create("base:2", ["true"])
+    with pytest.raises(InvalidArgument, match="no command"):
+        rt.containers.create("base:1")  # the imported image has no Cmd
+    c = rt.containers.create("base:1", ["true"], name="gone")
+    c.remove()
+    with pytest.raises(ContainerNotFound):
+        rt.containers.get("gone")
+    with pytest.raises(ContainerNotFound):
+        c.remove()
+    assert rt.containers.list(all=True) == []
+    check_store(rt)
+
+
+def test_rm_running_container_needs_force(drt, base_tar):
+    rt = drt
+    rt.images.import_image(base_tar, "base", "1")
+    c = rt.containers.create("base:1", ["sleep", "60"], name="sleeper")
+    proc = c.start_process(stdin=pyrt.DEVNULL, stdout=pyrt.DEVNULL)
+    try:
+        assert [x.name for x in rt.containers.list()] == ["sleeper"]
+        assert rt.containers.get("sleeper").status == "running"
+        with pytest.raises(Conflict, match="running"):
+            rt.containers.get("sleeper").remove()
+        with pytest.raises(Conflict, match="running"):
+            c.start_process()
+        assert os.path.isdir(c.dir) and proc.poll() is None
+        rt.containers.get("sleeper").remove(force=True)
+        assert proc.wait() == -9
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert not os.path.exists(c.dir)
+    with pytest.raises(ContainerNotFound):
+        rt.containers.get("sleeper")
+    assert os.listdir(os.path.join(rt.store.root, "containers")) == []
+    check_store(rt)
+
+
+def test_image_in_use_by_container(rt, base_tar):
+    img = build_layered(rt, base_tar)
+    c = rt.containers.create("layered:3", ["true"], name="user")
+    with pytest.raises(Conflict, match="user"):
+        rt.images.remove(img.id)
+    with pytest.raises(Conflict):
+        rt.images.remove("layered:3")
+    c.remove()
+    rt.images.remove("layered:3")
+    rt.images.remove("base:1")
+    assert rt.images.list(all=True) == []
+    check_store(rt)
+    assert os.listdir(rt.store.snapshots.dir) == []
