@@ -178,19 +178,21 @@ int pyrt_xattrs_read(struct pyrt_xattrs *x, int fd, int dirfd, const char *name)
             continue;
         ssize_t vlen;
         for (;;) {
-            vlen = x_get(fd, proc, p, x->values ? x->values + used : NULL,
-                         x->values_cap - used);
-            if (vlen >= 0 && x->values)
-                break;
+            size_t avail = x->values_cap - used;
+            vlen = x_get(fd, proc, p, avail ? x->values + used : NULL, avail);
             if (vlen < 0 && errno == ENODATA)
                 break; /* removed meanwhile */
             if (vlen < 0 && errno != ERANGE)
                 return -1;
-            vlen = x_get(fd, proc, p, NULL, 0);
+            if (vlen >= 0 && (avail || vlen == 0))
+                break; /* read (a size-0 call only tells the size) */
             if (vlen < 0) {
-                if (errno == ENODATA)
-                    break;
-                return -1;
+                vlen = x_get(fd, proc, p, NULL, 0);
+                if (vlen < 0) {
+                    if (errno == ENODATA)
+                        break;
+                    return -1;
+                }
             }
             if (grow(&x->values, &x->values_cap, used + (size_t)vlen + 1, 1) < 0)
                 return -1;
@@ -206,7 +208,7 @@ int pyrt_xattrs_read(struct pyrt_xattrs *x, int fd, int dirfd, const char *name)
         used += (size_t)vlen;
     }
     for (size_t i = 0; i < x->n; i++)
-        x->items[i].value = x->values + (uintptr_t)x->items[i].value;
+        x->items[i].value = x->values ? x->values + (uintptr_t)x->items[i].value : "";
     qsort(x->items, x->n, sizeof *x->items, xattr_cmp);
     return 0;
 

@@ -24,45 +24,9 @@
 #include <unistd.h>
 
 #include "err.h"
+#include "identity.h"
 #include "mounts.h"
 #include "syscalls.h"
-
-#define DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-
-static int write_all(int fd, const void *buf, size_t len)
-{
-    const char *p = buf;
-    while (len > 0) {
-        ssize_t n = write(fd, p, len);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return -1;
-        }
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
-/* glibc's setresuid/setresgid/setgroups broadcast the change to every thread of
- * the process and wait for them: in a child cloned from a threaded process those
- * threads do not exist and the wait never ends. The raw calls act on this thread,
- * which is the whole child. */
-static int raw_setgroups(size_t n, const gid_t *groups)
-{
-    return (int)syscall(SYS_setgroups, n, groups);
-}
-
-static int raw_setresgid(gid_t g)
-{
-    return (int)syscall(SYS_setresgid, g, g, g);
-}
-
-static int raw_setresuid(uid_t u)
-{
-    return (int)syscall(SYS_setresuid, u, u, u);
-}
 
 static int loopback_up(struct pyrt_error *e)
 {
@@ -82,112 +46,47 @@ static int loopback_up(struct pyrt_error *e)
     return rc < 0 ? pyrt_fail_errno(e, err, "bring up", "lo") : 0;
 }
 
-/* Put the requested fds on 0, 1, 2. Sources are first moved above 2 so that
- * e.g. stdout=2 / stderr=1 do not clobber each other. */
-static int setup_stdio(const struct pyrt_spawn_spec *s, struct pyrt_error *e)
+/* --init: this process (the container's pid 1) forks; the child execs the
+ * program, this process execs the tiny init (pyrt-init, opened on the host before
+ * pivot_root), which forwards signals to the program and reaps every child.
+ * Signals stay blocked from before the fork until the init waits for them, so none
+ * sent to pid 1 in between is lost. The program starts once pid 1 is pyrt-init
+ * (the close-on-exec pipe `gate` closes on that exec). */
+static int run_init(const struct pyrt_spawn_spec *s, int init_fd, struct pyrt_error *e)
 {
-    int fds[3];
-    for (int i = 0; i < 3; i++) {
-        fds[i] = s->stdio[i];
-        if (fds[i] >= 0 && fds[i] < 3 && fds[i] != i) {
-            fds[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, 3);
-            if (fds[i] < 0)
-                return pyrt_fail(e, "dup", "stdio");
-        }
+    sigset_t all, none;
+    sigfillset(&all);
+    sigemptyset(&none);
+    int gate[2];
+    if (pipe2(gate, O_CLOEXEC) < 0)
+        return pyrt_fail(e, "pipe", "init");
+    if (sigprocmask(SIG_SETMASK, &all, NULL) < 0)
+        return pyrt_fail(e, "sigprocmask", "init");
+    pid_t child = (pid_t)syscall(SYS_clone, (unsigned long)SIGCHLD, NULL, NULL, NULL, 0);
+    if (child < 0)
+        return pyrt_fail(e, "fork", "init");
+    if (child == 0) {
+        close(gate[1]);
+        char c;
+        ssize_t n;
+        while ((n = read(gate[0], &c, 1)) < 0 && errno == EINTR)
+            ;
+        if (n != 0) /* pid 1 never writes: EOF is its exec (if that fails, it kills us) */
+            return pyrt_fail_errno(e, n < 0 ? errno : EPROTO, "wait for init", "");
+        close(gate[0]);
+        if (sigprocmask(SIG_SETMASK, &none, NULL) < 0)
+            return pyrt_fail(e, "sigprocmask", "");
+        pyrt_exec_path(s->argv, s->envp, s->path, e);
+        return -1;
     }
-    for (int i = 0; i < 3; i++) {
-        if (fds[i] < 0)
-            continue;
-        if (fds[i] == i) {
-            if (fcntl(i, F_SETFD, 0) < 0)
-                return pyrt_fail(e, "fcntl", "stdio");
-        } else if (dup2(fds[i], i) < 0) {
-            return pyrt_fail(e, "dup2", "stdio");
-        }
-    }
-    return 0;
-}
-
-/* Capabilities: the bounding set reduced to s->caps, ambient cleared, then the
- * user switched (which clears permitted/effective for a non-root uid). */
-static int setup_identity(const struct pyrt_spawn_spec *s, struct pyrt_error *e)
-{
-    for (int cap = 0; cap < 64; cap++) {
-        if (s->caps & (1ULL << cap))
-            continue;
-        if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0) {
-            if (errno == EINVAL) /* past the last capability this kernel knows */
-                break;
-            return pyrt_fail(e, "drop capability", "bounding set");
-        }
-    }
-    if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL)
-        return pyrt_fail(e, "clear ambient capabilities", "");
-    if (s->set_user) {
-        if (raw_setgroups(s->ngroups, s->groups) < 0)
-            return pyrt_fail(e, "setgroups", "");
-        if (raw_setresgid(s->gid) < 0)
-            return pyrt_fail(e, "setresgid", "");
-        if (raw_setresuid(s->uid) < 0)
-            return pyrt_fail(e, "setresuid", "");
-    }
-    uint32_t eff[2], prm[2], inh[2];
-    if (pyrt_capget(eff, prm, inh) < 0)
-        return pyrt_fail(e, "capget", "");
-    for (int i = 0; i < 2; i++) {
-        uint32_t want = (uint32_t)(s->caps >> (32 * i));
-        prm[i] &= want;
-        eff[i] = prm[i];
-        inh[i] = 0;
-    }
-    if (pyrt_capset(eff, prm, inh) < 0)
-        return pyrt_fail(e, "capset", "");
-    return 0;
-}
-
-/* execvp, but with the container's PATH rather than the caller's environment. */
-static void exec_program(const struct pyrt_spawn_spec *s, struct pyrt_error *e)
-{
-    const char *file = s->argv[0];
-    char *const *argv = (char *const *)s->argv;
-    char *const *envp = (char *const *)s->envp;
-    if (!*file) {
-        pyrt_fail_errno(e, ENOENT, "exec", file);
-        return;
-    }
-    if (strchr(file, '/')) {
-        execve(file, argv, envp);
-        pyrt_fail(e, "exec", file);
-        return;
-    }
-    const char *p = s->path ? s->path : DEFAULT_PATH;
-    size_t flen = strlen(file);
-    int seen_eacces = 0;
-    char buf[4096];
-    while (1) {
-        const char *end = strchr(p, ':');
-        size_t dlen = end ? (size_t)(end - p) : strlen(p);
-        if (dlen + flen + 2 <= sizeof buf) {
-            size_t n = 0;
-            if (dlen == 0)
-                buf[n++] = '.';
-            memcpy(buf + n, p, dlen);
-            n += dlen;
-            buf[n++] = '/';
-            memcpy(buf + n, file, flen + 1);
-            execve(buf, argv, envp);
-            if (errno == EACCES)
-                seen_eacces = 1;
-            else if (errno != ENOENT && errno != ENOTDIR && errno != ESTALE && errno != ENODEV) {
-                pyrt_fail(e, "exec", buf);
-                return;
-            }
-        }
-        if (!end)
-            break;
-        p = end + 1;
-    }
-    pyrt_fail_errno(e, seen_eacces ? EACCES : ENOENT, "exec", file);
+    close(gate[0]);
+    char num[24];
+    char *const argv[] = {"pyrt-init", pyrt_itoa(child, num), NULL};
+    char *const envp[] = {NULL};
+    syscall(SYS_execveat, init_fd, "", argv, envp, AT_EMPTY_PATH);
+    int err = errno;
+    kill(child, SIGKILL);
+    return pyrt_fail_errno(e, err, "exec", s->init_path ? s->init_path : "pyrt-init");
 }
 
 static int child_setup(const struct pyrt_spawn_spec *s, int syncfd, struct pyrt_error *e)
@@ -200,6 +99,15 @@ static int child_setup(const struct pyrt_spawn_spec *s, int syncfd, struct pyrt_
     sigemptyset(&none);
     if (sigprocmask(SIG_SETMASK, &none, NULL) < 0)
         return pyrt_fail(e, "sigprocmask", "");
+    int init_fd = -1; /* the init binary, a host file: opened before pivot_root,
+                       * and with the caller's ids (before a user namespace's) */
+    if (s->init) {
+        if (!s->init_path)
+            return pyrt_fail_errno(e, EINVAL, "init", "no init program given");
+        init_fd = open(s->init_path, O_PATH | O_CLOEXEC);
+        if (init_fd < 0)
+            return pyrt_fail(e, "open init", s->init_path);
+    }
 
     if (syncfd >= 0) { /* the parent writes id maps / joins cgroups first */
         char c;
@@ -214,9 +122,9 @@ static int child_setup(const struct pyrt_spawn_spec *s, int syncfd, struct pyrt_
     /* In a new user namespace the child still has the caller's ids, which are not
      * mapped there (files it creates would fail with EOVERFLOW): become the
      * namespace's root, keeping its capabilities. */
-    if (s->gid_map && (raw_setgroups(0, NULL) < 0 || raw_setresgid(0) < 0))
+    if (s->gid_map && (pyrt_raw_setgroups(0, NULL) < 0 || pyrt_raw_setresgid(0) < 0))
         return pyrt_fail(e, "setresgid", "0 in the user namespace");
-    if (s->uid_map && raw_setresuid(0) < 0)
+    if (s->uid_map && pyrt_raw_setresuid(0) < 0)
         return pyrt_fail(e, "setresuid", "0 in the user namespace");
     umask(0);
     if ((s->setup & PYRT_SETUP_SETSID) && setsid() < 0)
@@ -234,9 +142,9 @@ static int child_setup(const struct pyrt_spawn_spec *s, int syncfd, struct pyrt_
         return pyrt_fail(e, "personality", "ADDR_NO_RANDOMIZE");
     if (s->cwd && chdir(s->cwd) < 0)
         return pyrt_fail(e, "chdir", s->cwd);
-    if (setup_stdio(s, e) < 0)
+    if (pyrt_setup_stdio(s->stdio, e) < 0)
         return -1;
-    if (setup_identity(s, e) < 0)
+    if (pyrt_setup_identity(s->set_user, s->uid, s->gid, s->groups, s->ngroups, s->caps, e) < 0)
         return -1;
     if ((s->setup & PYRT_SETUP_NO_NEW_PRIVS) && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
         return pyrt_fail(e, "no_new_privs", "");
@@ -244,7 +152,9 @@ static int child_setup(const struct pyrt_spawn_spec *s, int syncfd, struct pyrt_
     /* Only stdio survives exec; the error pipe closes on exec, telling the parent. */
     if (pyrt_close_range(3, ~0U, CLOSE_RANGE_CLOEXEC) < 0)
         return pyrt_fail(e, "close_range", "");
-    exec_program(s, e);
+    if (s->init)
+        return run_init(s, init_fd, e);
+    pyrt_exec_path(s->argv, s->envp, s->path, e);
     return -1;
 }
 
@@ -253,7 +163,7 @@ static int write_file(const char *path, const char *data, struct pyrt_error *e)
     int fd = open(path, O_WRONLY | O_CLOEXEC);
     if (fd < 0)
         return pyrt_fail(e, "open", path);
-    int rc = write_all(fd, data, strlen(data));
+    int rc = pyrt_write_all(fd, data, strlen(data));
     int err = errno;
     close(fd);
     return rc < 0 ? pyrt_fail_errno(e, err, "write", path) : 0;
@@ -336,7 +246,7 @@ int pyrt_spawn(const struct pyrt_spawn_spec *s, pid_t *pidp, int *pidfdp, struct
         struct pyrt_error ce;
         memset(&ce, 0, sizeof ce);
         child_setup(s, syncpipe[0], &ce);
-        write_all(errpipe[1], &ce, sizeof ce);
+        pyrt_write_all(errpipe[1], &ce, sizeof ce);
         _exit(127);
     }
     int clone_errno = errno;
@@ -357,7 +267,7 @@ int pyrt_spawn(const struct pyrt_spawn_spec *s, pid_t *pidp, int *pidfdp, struct
         if (parent_prepare(s, pid, e) < 0) {
             pyrt_pidfd_send_signal(pidfd, SIGKILL, NULL, 0);
             rc = -1;
-        } else if (write_all(syncpipe[1], "g", 1) < 0) {
+        } else if (pyrt_write_all(syncpipe[1], "g", 1) < 0) {
             rc = pyrt_fail(e, "start child", "");
         }
         close(syncpipe[1]);

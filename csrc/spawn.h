@@ -93,6 +93,10 @@ struct pyrt_spawn_spec {
     int cgroup_fd;               /* cgroup v2 directory: CLONE_INTO_CGROUP, or -1 */
     const int *cgroup_procs_fds; /* cgroup v1 cgroup.procs files the parent writes the pid to */
     size_t ncgroup_procs;
+
+    int init;              /* --init: pid 1 is a tiny init that forwards signals to the
+                              program and reaps orphans; the program is its child */
+    const char *init_path; /* that init's executable (pyrt-init), a host path */
 };
 
 /* What failed, where: becomes a Python exception. */

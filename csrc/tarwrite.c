@@ -181,7 +181,8 @@ static int pax_add(struct tw *t, const char *key, const char *val, size_t vlen)
         return tw_fail(t, "pax header");
     char *p = t->pax + t->pax_len;
     p += sprintf(p, "%zu %s=", len, key);
-    memcpy(p, val, vlen);
+    if (vlen)
+        memcpy(p, val, vlen);
     p[vlen] = '\n';
     t->pax_len += len;
     return 0;
@@ -307,13 +308,14 @@ static void fill(struct ent *en, const struct stat *st)
     en->mtime = st->st_mtim.tv_sec;
 }
 
-/* `.wh.NAME` next to the current path (whose parent ends at cut). */
+/* `.wh.NAME` next to the current path (whose parent ends at cut). Markers carry
+ * fixed metadata (root, 0600, time 0): the same deletion gives the same bytes
+ * whenever it was made. */
 static int whiteout(struct tw *t, size_t cut, const char *base, const struct stat *st)
 {
     struct ent en;
+    (void)st;
     memset(&en, 0, sizeof en);
-    if (st)
-        fill(&en, st);
     en.mode = 0600;
     en.type = '0';
     if (!(en.name = make_name(t, cut, ".wh.", base)))
@@ -326,8 +328,9 @@ static int whiteout(struct tw *t, size_t cut, const char *base, const struct sta
 static int opaque_marker(struct tw *t, const struct stat *st)
 {
     struct ent en;
-    fill(&en, st);
-    en.mode &= 0777;
+    (void)st;
+    memset(&en, 0, sizeof en);
+    en.mode = 0600;
     en.type = '0';
     if (!(en.name = make_name(t, t->path.len, "", ".wh..wh..opq")))
         return tw_fail(t, "whiteout name");
@@ -488,7 +491,7 @@ static int entry(struct tw *t, int dirfd, const char *name, size_t cut, int recu
             goto reg_out;
         }
         if (!S_ISREG(st.st_mode)) {
-            tw_fail_errno(t, EAGAIN, "open (replaced while reading)");
+            tw_fail_errno(t, EAGAIN, "open (replaced meanwhile)");
             goto reg_out;
         }
         if (pyrt_xattrs_read(&t->xa, fd, -1, NULL) < 0) {
@@ -500,7 +503,7 @@ static int entry(struct tw *t, int dirfd, const char *name, size_t cut, int recu
             goto reg_out;
         }
         if (!raw && has_ovl(t, "metacopy", NULL, NULL)) {
-            tw_fail_errno(t, EOPNOTSUPP, "metacopy file (mount with metacopy=off)");
+            tw_fail_errno(t, EOPNOTSUPP, "overlay metacopy");
             goto reg_out;
         }
         fill(&en, &st);
@@ -543,7 +546,7 @@ static int entry(struct tw *t, int dirfd, const char *name, size_t cut, int recu
             const char *v;
             size_t vs;
             if (has_ovl(t, "redirect", NULL, NULL)) {
-                tw_fail_errno(t, EOPNOTSUPP, "redirected dir (mount with redirect_dir=off)");
+                tw_fail_errno(t, EOPNOTSUPP, "overlay redirect_dir");
                 goto dir_out;
             }
             opaque = has_ovl(t, "opaque", &v, &vs) && vs == 1 && v[0] == 'y';

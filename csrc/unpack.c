@@ -1193,7 +1193,8 @@ static int do_hardlink(struct pyrt_unpacker *u, int pfd, const char *base)
     if (len == -2)
         return -1;
     if (len < 0)
-        return reject(u, "hardlink target outside layer", "target \"%.200s\"", u->tmp.p);
+        return reject(u, "hardlink target outside layer", "target \"%.*s\"",
+                      (int)(e->linklen > 200 ? 200 : e->linklen), e->link);
     if (len == 0)
         return reject(u, "hardlink to the layer root", NULL);
     char *t = u->tmp.p;
@@ -1215,6 +1216,8 @@ static int do_hardlink(struct pyrt_unpacker *u, int pfd, const char *base)
         if (tpfd < 0) {
             if (errno == ELOOP)
                 return reject(u, "hardlink target through symlink", "target \"%.200s\"", t);
+            if (errno == ENOENT || errno == ENOTDIR)
+                return reject(u, "hardlink target not in layer", "target \"%.200s\"", t);
             return sysfail(u, "openat2");
         }
         own = 1;
@@ -1224,6 +1227,10 @@ static int do_hardlink(struct pyrt_unpacker *u, int pfd, const char *base)
     for (int tries = 0;; tries++) {
         if (linkat(tpfd, tbase, pfd, base, 0) == 0)
             break;
+        if (errno == ENOENT && faccessat(tpfd, tbase, F_OK, AT_SYMLINK_NOFOLLOW) < 0) {
+            rc = reject(u, "hardlink target not in layer", "target \"%.200s\"", t);
+            break;
+        }
         if (errno != EEXIST || tries > 0) {
             rc = sysfail(u, "linkat");
             break;

@@ -147,6 +147,23 @@ def write_entries(rootdir, entries, int fd, *, bint trailer=True):
     return {"entries": st.entries, "whiteouts": st.whiteouts, "bytes": st.bytes}
 
 
+cdef _check_not_inside(int sfd, object dst):
+    """Refuse to copy a tree into itself (dst at or below src)."""
+    s = _os.fstat(sfd)
+    p = _os.path.realpath(dst)
+    while True:
+        try:
+            st = _os.stat(p)
+        except FileNotFoundError:
+            st = None
+        if st is not None and (st.st_dev, st.st_ino) == (s.st_dev, s.st_ino):
+            raise ValueError(f"copy_tree: {dst!r} is inside the source tree")
+        parent = _os.path.dirname(p)
+        if parent == p:
+            return
+        p = parent
+
+
 def copy_tree(src, dst, *, bint whiteouts=False, bint overlay_xattrs=False,
               bint reflink=True, bint xattrs=True, bint owners=True, bint userxattr=False):
     """Copy the tree at src into dst (created if missing), merging with what dst
@@ -175,6 +192,7 @@ def copy_tree(src, dst, *, bint whiteouts=False, bint overlay_xattrs=False,
         flags |= PYRT_COPY_USERXATTR
     sfd = _open_dir(src)
     try:
+        _check_not_inside(sfd, dst)
         try:
             _os.mkdir(dst, 0o700)
         except FileExistsError:

@@ -71,6 +71,8 @@ cdef extern from "spawn.h":
         int cgroup_fd
         const int *cgroup_procs_fds
         size_t ncgroup_procs
+        int init
+        const char *init_path
 
     cdef struct pyrt_error:
         int err
@@ -141,19 +143,19 @@ cdef class _Arena:
         return v
 
 
-def spawn(spec):
-    """Start a container from a resolved spec (see pyrt.process). Returns (pid, pidfd)."""
-    cdef _Arena arena = _Arena()
-    cdef pyrt_spawn_spec s
+def _helper_path(name):
+    """A helper program installed next to this module (pyrt-init, pyrt-monitor)."""
+    import os
+    return os.fsencode(os.path.join(os.path.dirname(os.path.abspath(__file__)), name))
+
+
+cdef int _fill_spawn_spec(object spec, _Arena arena, pyrt_spawn_spec *s) except -1:
+    """The C spec of a SpawnSpec; the arena owns what it points to."""
     cdef pyrt_mount *mounts
     cdef pyrt_rlimit *rlimits
     cdef gid_t *groups
     cdef int *procs
     cdef Py_ssize_t i
-    cdef pid_t pid = 0
-    cdef int pidfd = -1
-    cdef int rc
-    cdef pyrt_error err
 
     s.argv = arena.strv(spec.argv)
     s.envp = arena.strv(spec.env)
@@ -219,7 +221,21 @@ def spawn(spec):
         procs[i] = fd
     s.cgroup_procs_fds = procs
     s.ncgroup_procs = len(spec.cgroup_procs_fds)
+    s.init = 1 if getattr(spec, "init", False) else 0
+    s.init_path = arena.cstr(_helper_path("pyrt-init")) if s.init else NULL
+    return 0
 
+
+def spawn(spec):
+    """Start a container from a resolved spec (see pyrt.process). Returns (pid, pidfd)."""
+    cdef _Arena arena = _Arena()
+    cdef pyrt_spawn_spec s
+    cdef pid_t pid = 0
+    cdef int pidfd = -1
+    cdef int rc
+    cdef pyrt_error err
+
+    _fill_spawn_spec(spec, arena, &s)
     with nogil:
         rc = pyrt_spawn(&s, &pid, &pidfd, &err)
     if rc < 0:

@@ -10,6 +10,7 @@ import json
 import os
 import secrets
 import shutil
+import stat
 import time
 
 from pyrt.errors import Conflict, ContainerNotFound, InvalidArgument, PyrtError
@@ -103,6 +104,7 @@ class Container:
         if row is None:
             raise ContainerNotFound(f"no such container: {self.id[:12]}")
         self._load(row)
+        self._refresh_running()
         return self
 
     def __repr__(self):
@@ -159,6 +161,12 @@ class Container:
         """The overlay's lower dirs: the init layer over the image's layers."""
         return [os.path.join(self.dir, "init")] + self._lowers()
 
+    def _compare_lowers(self) -> list[str]:
+        """`copy` driver: what the rootfs is compared with, the init layer (the
+        placeholders made in the rootfs, see _make_copy_init) over the image's layers."""
+        init = os.path.join(self.dir, "init")
+        return ([init] if os.path.isdir(init) else []) + self._lowers()
+
     def _upper(self) -> str:
         return os.path.join(self.dir, "upper")
 
@@ -167,8 +175,11 @@ class Container:
         from pyrt.mounts import Overlay
         if self.config.get("Driver") == "copy":
             return os.path.join(self.dir, "rootfs")
+        # diff and commit read the upper dir back as a layer: a renamed image dir
+        # (redirect_dir) or a metadata-only copy-up (metacopy) cannot be, whatever
+        # the host's overlay defaults are
         return Overlay(self._union_lowers(), upperdir=self._upper(),
-                       workdir=os.path.join(self.dir, "work"))
+                       workdir=os.path.join(self.dir, "work"), options=("redirect_dir=off", "metacopy=off"))
 
     def _mounts(self):
         from pyrt.mounts import Bind, Tmpfs
@@ -184,33 +195,242 @@ class Container:
         return out
 
     # -- lifecycle --------------------------------------------------------------
-    def start_process(self, *, stdin=None, stdout=None, stderr=None):
-        """Start the container's command; returns the pyrt.Process (the caller
-        waits and then calls `finished`)."""
-        import pyrt
-        self.reload()
-        if self.status == "running":
-            raise Conflict(f"container {self.name} is already running")
+    def _spawn_spec(self, **stdio):
+        """The resolved spec of this container's command (pyrt.process.build_spec)."""
+        from pyrt.process import build_spec
         cfg = self.config
         user = None
         if cfg.get("User"):
             from pyrt.userdb import resolve_user
-            user = resolve_user(cfg["User"], self._driver_layers())
-        proc = pyrt.spawn(cfg["Cmd"], self._rootfs(), env=_env_list_to_dict(cfg["Env"]),
+            uid, gid, groups = resolve_user(cfg["User"], self._driver_layers())
+            user = (uid, gid, *groups)  # build_spec takes (uid, gid, *supplementary groups)
+        return build_spec(cfg["Cmd"], self._rootfs(), env=_env_list_to_dict(cfg["Env"]),
                           cwd=cfg.get("WorkingDir") or "/", hostname=cfg["Hostname"],
                           mounts=self._mounts(), user=user, network=cfg.get("NetworkMode", "none"),
                           read_only=cfg.get("ReadOnly", False), cap_add=cfg.get("CapAdd", []),
                           cap_drop=cfg.get("CapDrop", []), privileged=cfg.get("Privileged", False),
-                          stdin=stdin, stdout=stdout, stderr=stderr)
-        self._set_state({"Status": "running", "Pid": proc.pid, "StartedAt": time.time(),
-                         "ExitCode": 0, "FinishedAt": None})
+                          init=cfg.get("Init", False))
+
+    def _limits(self):
+        from pyrt.cgroups import Limits
+        return Limits(**(self.config.get("Limits") or {}))
+
+    def _make_cgroup(self, detached: bool):
+        """The container's cgroup: made when limits are set, and for every detached
+        container (for stats, pause and OOM reports); None otherwise (a foreground
+        container without limits starts faster without one)."""
+        from pyrt.cgroups import Cgroup
+        limits = self._limits()
+        if limits.empty() and not detached:
+            return None
+        return Cgroup.create(self.id, limits, accounting=("memory", "pids", "cpuacct") if detached else ())
+
+    def _open_cgroup(self):
+        from pyrt.cgroups import Cgroup, CgroupError
+        try:
+            return Cgroup.open(self.id)
+        except CgroupError:
+            return None
+
+    def _check_startable(self):
+        self.reload()
+        if self.status in ("running", "paused"):
+            raise Conflict(f"container {self.name} is already running")
+
+    def start_process(self, *, stdin=None, stdout=None, stderr=None):
+        """Start the container's command in the foreground; returns the
+        pyrt.Process (the caller waits, then calls `finished`)."""
+        import pyrt
+        self._check_startable()
+        spec = self._spawn_spec()
+        cgroup = self._make_cgroup(detached=False)
+        try:
+            proc = pyrt.spawn(self.config["Cmd"], spec=spec, cgroup=cgroup, stdin=stdin, stdout=stdout,
+                              stderr=stderr)
+        except BaseException:
+            if cgroup is not None:
+                cgroup.remove()
+            raise
+        from pyrt.lifecycle import start_time
+        self._set_state({"Status": "running", "Pid": proc.pid, "StartTime": start_time(proc.pid),
+                         "StartedAt": time.time(), "ExitCode": 0, "FinishedAt": None,
+                         "Cgroup": cgroup is not None})
+        self._cgroup = cgroup
         return proc
 
     def finished(self, returncode: int):
+        """Record the exit of a container started with start_process."""
         code = 128 - returncode if returncode < 0 else returncode
-        self._set_state(dict(self.state, Status="exited", Pid=0, ExitCode=code, FinishedAt=time.time()))
+        oom = False
+        cg = getattr(self, "_cgroup", None)
+        if cg is not None:
+            oom = cg.oom_killed()
+            cg.remove()
+        self._set_state(dict(self.state, Status="exited", Pid=0, ExitCode=code, OOMKilled=oom,
+                             FinishedAt=time.time()))
         if self.config.get("AutoRemove"):
             self.remove(force=True, v=True)
+
+    def start(self):
+        """Start in the background, watched by its monitor (docker's `start`)."""
+        from pyrt.lifecycle import start_detached
+        self._check_startable()
+        spec = self._spawn_spec()
+        cgroup = self._make_cgroup(detached=True)
+        try:
+            state = start_detached(self, spec, cgroup)
+        except BaseException:
+            if cgroup is not None:
+                cgroup.remove()
+            raise
+        self._set_state(state)
+
+    def stop(self, timeout=10):
+        """The image's StopSignal (default SIGTERM), then SIGKILL after `timeout` s."""
+        from pyrt import lifecycle
+        self.reload()
+        if self.status == "paused":
+            self.unpause()
+        if self.status != "running":
+            return
+        if lifecycle.send_signal(self.state, self.config.get("StopSignal") or "SIGTERM"):
+            if not lifecycle.wait_exit(self.state, timeout):
+                lifecycle.send_signal(self.state, "SIGKILL")
+                lifecycle.wait_exit(self.state, None)
+        self._settle()
+
+    def kill(self, signal="SIGKILL"):
+        from pyrt import lifecycle
+        self.reload()
+        if self.status not in ("running", "paused"):
+            raise Conflict(f"container {self.name} is not running")
+        lifecycle.send_signal(self.state, signal)
+        if lifecycle.parse_signal(signal) == 9:
+            lifecycle.wait_exit(self.state, 10)
+            self._settle()
+
+    def restart(self, timeout=10):
+        self.stop(timeout)
+        self.start()
+
+    def _settle(self):
+        """After the init has died: wait for the monitor's record and store it."""
+        from pyrt import lifecycle
+        if self.state.get("Detached"):
+            lifecycle.read_exit(self.dir, wait=5.0)
+        self._refresh_running()
+
+    def wait(self, timeout=None, condition="not-running"):
+        """Block until the container stops; {"StatusCode": exit code, "Error": None}."""
+        from pyrt import lifecycle
+        self.reload()
+        if self.status in ("running", "paused"):
+            if not lifecycle.wait_exit(self.state, timeout):
+                from pyrt.errors import PyrtError
+                raise PyrtError(f"timed out waiting for container {self.name}")
+            self._settle()
+        return {"StatusCode": self.state.get("ExitCode", 0), "Error": None}
+
+    def pause(self):
+        cg = self._running_cgroup("pause")
+        cg.freeze()
+        self._set_state(dict(self.state, Status="paused"))
+
+    def unpause(self):
+        self.reload()
+        if self.status != "paused":
+            raise Conflict(f"container {self.name} is not paused")
+        cg = self._open_cgroup()
+        if cg is not None:
+            cg.thaw()
+        self._set_state(dict(self.state, Status="running"))
+
+    def _running_cgroup(self, what):
+        self.reload()
+        if self.status != "running":
+            raise Conflict(f"cannot {what} container {self.name}: it is not running")
+        cg = self._open_cgroup()
+        if cg is None:
+            raise Conflict(f"cannot {what} container {self.name}: it has no cgroup (start it detached)")
+        return cg
+
+    def stats(self, stream=False, decode=None):
+        """Resource use from the container's cgroup, in the docker SDK's shape
+        (cpu_stats, memory_stats, pids_stats), plus pyrt's flat `pyrt` view."""
+        cg = self._running_cgroup("read stats of")
+        s = cg.stats()
+        return {
+            "read": _now_iso(time.time()), "id": self.id, "name": "/" + self.name,
+            "cpu_stats": {"cpu_usage": {"total_usage": s.get("cpu_usage_ns") or 0,
+                                        "usage_in_usermode": s.get("cpu_user_ns") or 0,
+                                        "usage_in_kernelmode": s.get("cpu_system_ns") or 0},
+                          "online_cpus": os.cpu_count(),
+                          "throttling_data": {"periods": s.get("cpu_nr_periods") or 0,
+                                              "throttled_periods": s.get("cpu_nr_throttled") or 0,
+                                              "throttled_time": s.get("cpu_throttled_ns") or 0}},
+            "memory_stats": {"usage": s.get("memory_usage") or 0, "max_usage": s.get("memory_peak") or 0,
+                             "limit": s.get("memory_limit") or 0},
+            "pids_stats": {"current": s.get("pids_current") or 0, "limit": s.get("pids_limit") or 0},
+            "pyrt": s,
+        }
+
+    def top(self):
+        """{"Titles": [...], "Processes": [[...], ...]} like the docker SDK."""
+        from pyrt.lifecycle import processes
+        self.reload()
+        procs = processes(self)
+        return {"Titles": ["UID", "PID", "PPID", "CMD"],
+                "Processes": [[p["UID"], str(p["PID"]), str(p["PPID"]), p["CMD"]] for p in procs]}
+
+    def logs(self, stdout=True, stderr=True, stream=False, timestamps=False, tail="all", since=None,
+             follow=None):
+        """Output of a detached container (bytes; a generator with stream/follow)."""
+        from pyrt import lifecycle
+        if follow or stream:
+            return lifecycle.follow_logs(self, stdout=stdout, stderr=stderr, timestamps=timestamps,
+                                         tail=tail, since=since)
+        return lifecycle.read_logs(self, stdout=stdout, stderr=stderr, timestamps=timestamps,
+                                   tail=tail, since=since)
+
+    def exec_run(self, cmd, stdout=True, stderr=True, stdin=False, tty=False, privileged=False, user="",
+                 detach=False, stream=False, socket=False, environment=None, workdir=None, demux=False):
+        """Run cmd in the running container: ExecResult(exit_code, output) as the
+        docker SDK returns it (output None when detached; (out, err) with demux)."""
+        from pyrt import lifecycle
+        if tty or socket or stream or stdin:
+            raise InvalidArgument("exec_run: stdin, tty, socket and stream are not supported")
+        devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+        out = err = None  # (read end, write end)
+        try:
+            if not detach and (stdout or stderr):
+                out = os.pipe()
+                if demux and stderr and stdout:
+                    err = os.pipe()
+            out_w = out[1] if out and stdout else devnull
+            err_w = (err or out)[1] if (err or out) and stderr else devnull
+            pid, pfd = lifecycle.exec_process(self, cmd, user=user, environment=environment, workdir=workdir,
+                                              privileged=privileged, stdin=devnull, stdout=out_w, stderr=err_w)
+        except BaseException:
+            for p in (out, err):
+                if p:
+                    os.close(p[0])
+            raise
+        finally:
+            os.close(devnull)
+            for p in (out, err):
+                if p:
+                    os.close(p[1])
+        if detach:
+            os.close(pfd)
+            return ExecResult(None, None)
+        data = _read_all([p[0] for p in (out, err) if p])
+        code = lifecycle.wait_pidfd(pfd)
+        if demux:
+            got = iter(data)
+            o = next(got) if out and stdout else None
+            e = next(got) if err else (o if stderr and not stdout else None)
+            return ExecResult(code, (o, e))
+        return ExecResult(code, data[0] if data else None)
 
     def _driver_layers(self) -> list[str]:
         if self.config.get("Driver") == "copy":
@@ -223,16 +443,19 @@ class Container:
         self.state = state
 
     def _refresh_running(self):
-        """A container marked running whose process is gone (its runner was killed)
-        is shown as exited."""
-        if self.status == "running" and not _alive(self.state.get("Pid", 0)):
-            self._set_state(dict(self.state, Status="exited", Pid=0, ExitCode=self.state.get("ExitCode", 0) or 137,
-                                 FinishedAt=time.time()))
-
-    def wait(self):
-        """Exit code as docker's `wait` reports it (only for containers run here)."""
-        self.reload()
-        return {"StatusCode": self.state.get("ExitCode", 0)}
+        """A container marked running whose init has ended is recorded as exited
+        (from its monitor's record; or unknown status if its runner was killed),
+        and its cgroup removed."""
+        from pyrt.lifecycle import exited_state
+        new = exited_state(self)
+        if new is not None:
+            if new.get("Cgroup"):
+                cg = self._open_cgroup()
+                if cg is not None:
+                    if not new.get("OOMKilled"):
+                        new["OOMKilled"] = cg.oom_killed()
+                    cg.remove()
+            self._set_state(new)
 
     # -- changes ---------------------------------------------------------------
     def diff(self) -> list[dict]:
@@ -244,7 +467,7 @@ class Container:
     def _changes(self):
         from pyrt.store import changes
         if self.config.get("Driver") == "copy":
-            return changes.changes_by_compare(os.path.join(self.dir, "rootfs"), self._lowers())
+            return changes.changes_by_compare(os.path.join(self.dir, "rootfs"), self._compare_lowers())
         return changes.changes(self._upper(), self._union_lowers())
 
     def commit(self, repository=None, tag=None, message=None, author=None, changes=None, conf=None,
@@ -260,7 +483,7 @@ class Container:
         try:
             if self.config.get("Driver") == "copy":
                 from pyrt.store.commit import write_layer_blob_by_compare
-                layer = write_layer_blob_by_compare(os.path.join(self.dir, "rootfs"), self._lowers(), tmp,
+                layer = write_layer_blob_by_compare(os.path.join(self.dir, "rootfs"), self._compare_lowers(), tmp,
                                                     compression=compression)
             else:
                 layer = write_layer_blob(self._upper(), tmp, compression=compression)
@@ -283,13 +506,16 @@ class Container:
     def remove(self, force=False, v=False):
         self.reload()
         self._refresh_running()
-        if self.status == "running":
+        if self.status in ("running", "paused"):
             if not force:
-                raise Conflict(f"cannot remove container {self.name}: it is running (stop it first, or use force)")
-            try:
-                os.kill(self.state["Pid"], 9)
-            except ProcessLookupError:
-                pass
+                raise Conflict(f"cannot remove container {self.name}: it is {self.status} (stop it first, "
+                               "or force the removal)")
+            self.kill("SIGKILL")
+            if self.status == "paused":
+                self.unpause()
+        cg = self._open_cgroup()
+        if cg is not None:
+            cg.remove()
         with self._c.store.db.transaction() as tx:
             tx.execute("DELETE FROM containers WHERE id=?", (self.id,))
             tx.after_commit(lambda: _rmtree(self.dir))
@@ -338,6 +564,38 @@ def detect_storage_driver(runtime) -> str:
         f.write(driver + "\n")
     os.rename(memo + ".tmp", memo)
     return driver
+
+
+class ExecResult(tuple):
+    """(exit_code, output), as the docker SDK's exec_run returns it."""
+
+    def __new__(cls, exit_code, output):
+        return super().__new__(cls, (exit_code, output))
+
+    exit_code = property(lambda self: self[0])
+    output = property(lambda self: self[1])
+
+
+def _read_all(fds) -> list[bytes]:
+    """Read several pipes to their ends at once (none may fill up and block the writer)."""
+    import selectors
+    bufs = {fd: [] for fd in fds}
+    sel = selectors.DefaultSelector()
+    try:
+        for fd in fds:
+            sel.register(fd, selectors.EVENT_READ)
+        while sel.get_map():
+            for key, _ in sel.select():
+                chunk = os.read(key.fd, 65536)
+                if chunk:
+                    bufs[key.fd].append(chunk)
+                else:
+                    sel.unregister(key.fd)
+    finally:
+        sel.close()
+        for fd in fds:
+            os.close(fd)
+    return [b"".join(bufs[fd]) for fd in fds]
 
 
 def _alive(pid: int) -> bool:
@@ -445,15 +703,25 @@ class ContainerCollection:
         for row in self.store.db.query("SELECT * FROM containers ORDER BY created DESC"):
             c = Container(self, row)
             c._refresh_running()
-            if all or c.status == "running":
+            if all or c.status in ("running", "paused"):
                 out.append(c)
         return out
 
     def create(self, image, command=None, *, name=None, entrypoint=None, environment=None, working_dir=None,
                user=None, hostname=None, mounts=None, volumes=None, tmpfs=None, volumes_from=None,
                network_mode="none", read_only=False, cap_add=None, cap_drop=None, privileged=False,
-               auto_remove=False) -> Container:
-        """A container of `image` (a reference or an Image), not started."""
+               auto_remove=False, init=False, mem_limit=None, memswap_limit=None, mem_reservation=None,
+               nano_cpus=None, cpus=None, cpu_shares=None, cpuset_cpus=None, cpuset_mems=None,
+               pids_limit=None, stop_signal=None) -> Container:
+        """A container of `image` (a reference or an Image), not started. Limits
+        use the docker SDK's names (mem_limit="256m", nano_cpus or cpus=1.5,
+        cpu_shares, cpuset_cpus="0", pids_limit=100, memswap_limit)."""
+        from pyrt.cgroups import Limits
+        limits = Limits.from_docker(mem_limit=mem_limit, memswap_limit=memswap_limit,
+                                    mem_reservation=mem_reservation,
+                                    nano_cpus=nano_cpus if cpus is None else float(cpus) * 1e9,
+                                    cpu_shares=cpu_shares, cpuset_cpus=cpuset_cpus, cpuset_mems=cpuset_mems,
+                                    pids_limit=pids_limit)
         img = image if hasattr(image, "layers") else self.runtime.images.get(image)
         icfg = (img.config or {}).get("config") or {}
         argv = _command(icfg, command, entrypoint)
@@ -505,7 +773,8 @@ class ContainerCollection:
             "ReadOnly": bool(read_only), "CapAdd": list(cap_add or []), "CapDrop": list(cap_drop or []),
             "Privileged": bool(privileged), "AutoRemove": bool(auto_remove), "Driver": driver,
             "ImageRef": image if isinstance(image, str) else img.id,
-            "StopSignal": icfg.get("StopSignal") or "SIGTERM",
+            "StopSignal": stop_signal or icfg.get("StopSignal") or "SIGTERM",
+            "Limits": limits.to_dict(), "Init": bool(init),
         }
         cdir = os.path.join(self.store.root, "containers", cid)
         os.mkdir(cdir, 0o700)
@@ -522,8 +791,7 @@ class ContainerCollection:
                 os.mkdir(rootfs, 0o755)
                 for layer in img.layers:  # bottom-up, applying whiteouts
                     _core.copy_tree(layer.path, rootfs, whiteouts=True)
-                if config["WorkingDir"]:
-                    os.makedirs(os.path.join(rootfs, config["WorkingDir"].lstrip("/")), exist_ok=True)
+                _make_copy_init(cdir, rootfs, config["WorkingDir"])
             self._prepare_volumes(mount_list, img, new_volumes)
             name = name or self._free_name()
             with self.store.db.transaction() as tx:
@@ -577,7 +845,13 @@ class ContainerCollection:
         """Create and start; wait and return its output (stdout by default), as the
         docker SDK does. Raises ContainerError on a non-zero exit."""
         if detach:
-            raise InvalidArgument("detached containers are not supported yet: run in the foreground")
+            c = self.create(image, command, auto_remove=remove, **kwargs)
+            try:
+                c.start()
+            except BaseException:
+                c.remove(force=True, v=True)
+                raise
+            return c
         import pyrt
         c = self.create(image, command, auto_remove=False, **kwargs)
         try:
@@ -766,3 +1040,63 @@ def _make_init_layer(cdir, workdir, lowers):
         parts = rel.split("/")
         if not any(os.path.islink(os.path.join(lo, *parts[:i + 1])) for lo in lowers for i in range(len(parts))):
             os.makedirs(os.path.join(init, rel), mode=0o755, exist_ok=True)
+
+
+def _make_copy_init(cdir, rootfs, workdir):
+    """The `copy` driver's init layer: the mount points pyrt adds (/proc, /sys, /dev,
+    /etc/hostname, /etc/hosts, /etc/resolv.conf) and the working dir are made in the
+    materialized root when the image lacks them (the times of the dir they are made in
+    kept; never through a symlink: the spawn core resolves those inside the root), and
+    mirrored, with the same metadata, in containers/<id>/init, which `diff` and
+    `commit` compare the root with on top of the image: so they never show there."""
+    made = []
+
+    def make(rel, directory):
+        parts = [p for p in rel.split("/") if p and p != "."]
+        if not parts or ".." in parts:
+            return
+        if any(os.path.islink(os.path.join(rootfs, *parts[:i + 1])) for i in range(len(parts))):
+            return
+        i = 0
+        while os.path.lexists(os.path.join(rootfs, *parts[:i + 1])):
+            i += 1
+            if i == len(parts):
+                return  # the image has it
+        anchor = os.path.join(rootfs, *parts[:i])
+        if not os.path.isdir(anchor):
+            return
+        st = os.lstat(anchor)
+        for j in range(i, len(parts)):
+            path = os.path.join(rootfs, *parts[:j + 1])
+            if j < len(parts) - 1 or directory:
+                os.mkdir(path, 0o755)
+            else:
+                os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644))
+        made.append(parts)
+        os.utime(anchor, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
+
+    for d in ("proc", "sys", "dev"):
+        make(d, True)
+    for name in ("hostname", "hosts", "resolv.conf"):
+        make("etc/" + name, False)
+    make(workdir or "", True)
+    init = os.path.join(cdir, "init")
+    os.mkdir(init, 0o755)
+    entries = set()
+    for parts in made:
+        entries.update(tuple(parts[:k]) for k in range(1, len(parts) + 1))
+    for parts in sorted(entries, key=len):
+        src, dst = os.path.join(rootfs, *parts), os.path.join(init, *parts)
+        if os.path.isdir(src):
+            os.mkdir(dst, 0o755)
+        else:
+            os.close(os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644))
+    for parts in sorted(entries, key=len, reverse=True):  # deepest first: a dir's times after its children
+        src, dst = os.path.join(rootfs, *parts), os.path.join(init, *parts)
+        st = os.lstat(src)
+        for name in os.listxattr(src, follow_symlinks=False):
+            if not name.startswith(("trusted.overlay.", "user.overlay.")):
+                os.setxattr(dst, name, os.getxattr(src, name, follow_symlinks=False), follow_symlinks=False)
+        os.chown(dst, st.st_uid, st.st_gid, follow_symlinks=False)
+        os.chmod(dst, stat.S_IMODE(st.st_mode))
+        os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)

@@ -117,12 +117,13 @@ class SpawnSpec:
         self.stdio = (-1, -1, -1)
         self.cgroup_fd = -1
         self.cgroup_procs_fds = []
+        self.init = False
 
 
 def build_spec(args, rootfs=None, *, env=None, cwd=None, hostname=None, mounts=(), user=None,
                network="none", read_only=False, namespaces=DEFAULT_NAMESPACES, cap_add=(), cap_drop=(),
                privileged=False, no_new_privs=True, rlimits=None, uidmap=None, gidmap=None,
-               umask=None, aslr=True, new_session=False) -> SpawnSpec:
+               umask=None, aslr=True, new_session=False, init=False) -> SpawnSpec:
     """Turn user-facing arguments into a SpawnSpec, validating them."""
     if isinstance(args, (str, bytes, os.PathLike)):
         args = [args]
@@ -195,6 +196,7 @@ def build_spec(args, rootfs=None, *, env=None, cwd=None, hostname=None, mounts=(
     if umask is not None:
         spec.umask = int(umask)
     spec.rlimits = [(r, s, h) for r, (s, h) in (rlimits or {}).items()]
+    spec.init = bool(init)
     return spec
 
 
@@ -204,7 +206,7 @@ class Process:
     Waiting and signalling go through a pidfd, so a reused pid is never hit."""
 
     def __init__(self, args, rootfs=None, *, stdin=None, stdout=None, stderr=None, text=False,
-                 encoding=None, errors=None, cgroup=None, **options):
+                 encoding=None, errors=None, cgroup=None, spec=None, **options):
         self.args = args
         self.returncode = None
         self.usage = None
@@ -214,12 +216,13 @@ class Process:
         self.stdin = self.stdout = self.stderr = None
         self.text_mode = bool(text or encoding or errors)
         self._encoding, self._errors = encoding, errors
-        spec = build_spec(args, rootfs, **options)
-        if cgroup is not None:
-            spec.cgroup_fd, spec.cgroup_procs_fds = cgroup.spawn_fds()
+        if spec is None:  # else an already resolved SpawnSpec (see build_spec)
+            spec = build_spec(args, rootfs, **options)
         _reap_finished()
 
         to_close, parent_ends = [], []
+        if cgroup is not None:  # (v2 dir fd, v1 cgroup.procs fds), held for the spawn only
+            spec.cgroup_fd, spec.cgroup_procs_fds = cgroup.spawn_fds()
         try:
             fds = []
             for i, what in enumerate((stdin, stdout, stderr)):
@@ -232,6 +235,8 @@ class Process:
                 os.close(fd)
             raise
         finally:
+            if cgroup is not None:
+                cgroup.close_fds()
             for fd in to_close:
                 try:
                     os.close(fd)

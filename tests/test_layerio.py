@@ -15,6 +15,7 @@ import pickle
 import shutil
 import stat
 import tarfile
+import tempfile
 import traceback
 
 import pytest
@@ -194,13 +195,10 @@ EXPECTED_TAR = [
 def layer_bytes(tree, **kw) -> bytes:
     """pyrt._core.write_layer into a temp file, returned as bytes."""
     from pyrt import _core
-    with io.BytesIO() as _, open(os.path.join("/dev/shm", f"pyrt-layer-{os.getpid()}"), "w+b") as f:
-        try:
-            _core.write_layer(tree, f.fileno(), **kw)
-            f.seek(0)
-            return f.read()
-        finally:
-            os.unlink(f.name)
+    with tempfile.TemporaryFile(dir="/dev/shm") as f:
+        _core.write_layer(tree, f.fileno(), **kw)
+        f.seek(0)
+        return f.read()
 
 
 def members(data: bytes):
@@ -603,18 +601,19 @@ def test_copy_driver_materializes_the_union(committed, tmp_shm):
     assert strip(helpers.tree_state(rootfs)) == strip(merged_state)
 
 
-def test_copy_tree_errors_name_the_path(tmp_shm):
+def test_copy_tree_bad_arguments(tmp_shm):
     from pyrt import _core
     with pytest.raises(FileNotFoundError):
         _core.copy_tree(os.path.join(tmp_shm, "nope"), os.path.join(tmp_shm, "dst"))
-    src = os.path.join(tmp_shm, "src")
-    _write(f"{src}/d/f", b"x")
-    dst = os.path.join(tmp_shm, "dst")
-    _write(f"{dst}/d/f", b"x")
-    os.chmod(f"{src}/d/f", 0)
-    # an unreadable source file is fine for root; a src that is a file is not a dir
+    _write(f"{tmp_shm}/src/f", b"x")
     with pytest.raises(NotADirectoryError):
-        _core.copy_tree(f"{src}/d/f", dst)
+        _core.copy_tree(f"{tmp_shm}/src/f", os.path.join(tmp_shm, "dst"))
+    with pytest.raises(ValueError):  # into itself
+        _core.copy_tree(f"{tmp_shm}/src", f"{tmp_shm}/src/sub")
+    os.mkdir(f"{tmp_shm}/elsewhere")
+    os.symlink(f"{tmp_shm}/elsewhere", f"{tmp_shm}/dstlink")
+    with pytest.raises(OSError):  # dst itself must not be a symlink
+        _core.copy_tree(f"{tmp_shm}/src", f"{tmp_shm}/dstlink")
 
 
 # ---------------------------------------------------------------- copy driver: diff/commit by comparison
@@ -725,3 +724,42 @@ def test_write_entries_stays_inside(tmp_shm):
     ms = members(open(os.path.join(tmp_shm, "t.tar"), "rb").read())
     assert [(m.name, m.type) for m in ms] == [("ok", tarfile.REGTYPE), ("link", tarfile.SYMTYPE),
                                               (".wh.gone", tarfile.REGTYPE)]
+
+
+@pytest.mark.parametrize("tool", ["tar", "bsdtar"])
+def test_layer_tar_reads_with_other_tools(committed, tmp_shm, tool):
+    """GNU tar and libarchive list the same entries and extract the same content."""
+    import subprocess
+    if not shutil.which(tool):
+        pytest.skip(f"{tool} not installed")
+    _, upper, _ = committed
+    path = os.path.join(tmp_shm, "layer.tar")
+    with open(path, "wb") as f:
+        f.write(layer_bytes(upper))
+    listed = subprocess.run([tool, "-tf", path], check=True, capture_output=True, text=True).stdout
+    assert [n.rstrip("/") for n in listed.splitlines()] == [n for n, _ in EXPECTED_TAR]
+    dest = os.path.join(tmp_shm, "x")
+    os.mkdir(dest)
+    subprocess.run([tool, "-xf", path, "-C", dest], check=True, capture_output=True)
+    assert open(f"{dest}/{LONG}", "rb").read() == b"long name\n"
+    assert os.stat(f"{dest}/data/h1").st_ino == os.stat(f"{dest}/data/h2").st_ino
+    assert os.readlink(f"{dest}/link") == "/etc/passwd"
+    assert os.lstat(f"{dest}/usr/bin/tool").st_mode & 0o7777 == 0o4755
+
+
+def test_many_and_large_xattrs(tmp_shm):
+    """xattr buffers grow as needed: many names, big values, empty values."""
+    from pyrt import _core
+    src = os.path.join(tmp_shm, "src")
+    _write(f"{src}/f", b"x")
+    want = {f"user.attr{i:03d}": bytes([i]) * (i * 37) for i in range(60)}
+    want["user.big"] = b"B" * 3000
+    for k, v in want.items():
+        os.setxattr(f"{src}/f", k, v)
+    dst = os.path.join(tmp_shm, "dst")
+    _core.copy_tree(src, dst)
+    assert {k: os.getxattr(f"{dst}/f", k) for k in os.listxattr(f"{dst}/f")} == want
+    (m,) = members(layer_bytes(src))
+    got = {k[len("SCHILY.xattr."):]: v for k, v in m.pax_headers.items() if k.startswith("SCHILY.xattr.")}
+    assert sorted(got) == sorted(want)
+    assert got["user.big"] == "B" * 3000 and got["user.attr000"] == ""

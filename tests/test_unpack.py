@@ -440,7 +440,9 @@ def test_metadata_never_follows_symlinks(work):
 def test_hostile_hardlinks(work):
     # an absolute target is clamped into the layer, where it does not exist
     reject(make_tar([E("h", "hardlink", link="/etc/passwd")]), work.dest, entry="h",
-           reason="No such file")
+           reason="hardlink target not in layer")
+    reject(make_tar([E("etc", "dir"), E("h", "hardlink", link="/etc/passwd")]), work.dest,
+           entry="h", reason="hardlink target not in layer")
     reject(make_tar([E("h", "hardlink", link="../../x")]), work.dest, entry="h",
            reason="outside layer")
     reject(make_tar([E("h", "hardlink", link="../" + os.path.basename(work.sentinel) +
@@ -576,6 +578,9 @@ def test_sparse_files_stay_sparse(work, fmt):
                   ((32 << 20) - 3, b"end")]
         _sparse_source(f"{src}/sparse", 32 << 20, pieces)
         _sparse_source(f"{src}/holes-only", 5 << 20, [])
+        # many segments: old GNU extension blocks, long PAX maps
+        frag = [(i * 40960 + 8192, bytes([65 + i % 26]) * 100) for i in range(40)]
+        _sparse_source(f"{src}/frag", 2 << 20, frag)
         tarpath = os.path.join(work.base, "sparse.tar")
         gnu_tar(src, tarpath, "--sparse", *fmt)
         with open(tarpath, "rb") as f:
@@ -596,6 +601,14 @@ def test_sparse_files_stay_sparse(work, fmt):
         assert f.read(100) == bytes(100)
     st = os.lstat(f"{work.dest}/holes-only")
     assert st.st_size == 5 << 20 and st.st_blocks == 0
+    st = os.lstat(f"{work.dest}/frag")
+    assert st.st_size == 2 << 20 and st.st_blocks * 512 <= 41 * 4096
+    with open(f"{work.dest}/frag", "rb") as f:
+        content = f.read()
+    expected = bytearray(2 << 20)
+    for off, piece in frag:
+        expected[off:off + len(piece)] = piece
+    assert content == expected
 
 
 def test_zero_runs_of_a_plain_tar_become_holes(work):
@@ -813,6 +826,30 @@ def test_unpack_layers_parallel_reports_the_first_failure(work):
     assert unpack_layers_parallel([]) == []
 
 
+def test_parallel_failure_stops_the_other_layers(work):
+    import threading
+    big = make_tar([E(f"f{i}", data=os.urandom(1 << 20)) for i in range(40)])
+    bad = make_tar([E("a", data=b"a"), E("../evil", data=b"evil")])
+    dests = [os.path.join(work.dest, f"s{i}") for i in range(2)]
+    for d in dests:
+        os.mkdir(d)
+    jobs = [{"source": io.BytesIO(gzip.compress(big, compresslevel=1)), "dest": dests[0]},
+            {"source": io.BytesIO(bad), "dest": dests[1]}]
+    result = []
+
+    def run():
+        try:
+            unpack_layers_parallel(jobs, threads=True)
+        except LayerError as e:
+            result.append(e)
+
+    t = threading.Thread(target=run)
+    t.start()
+    t.join(60)
+    assert not t.is_alive(), "unpack_layers_parallel hangs after a failure"
+    assert result and "../evil" in str(result[0])
+
+
 # ----------------------------------------------------------------- GNU tar layers
 
 @pytest.mark.skipif(not GNU_TAR, reason="GNU tar not installed")
@@ -859,6 +896,32 @@ def test_gnu_tar_tree_roundtrip(work, fmt):
         shutil.rmtree(src, ignore_errors=True)
         if os.path.exists(os.path.join(work.base, "t.tar")):
             os.unlink(os.path.join(work.base, "t.tar"))
+
+
+@pytest.mark.skipif(not shutil.which("bsdtar"), reason="bsdtar not installed")
+def test_bsdtar_pax_layer(work):
+    src = os.path.join(work.base, "src")
+    tarpath = os.path.join(work.base, "b.tar")
+    try:
+        os.makedirs(f"{src}/etc")
+        with open(f"{src}/etc/conf", "w") as f:
+            f.write("conf")
+        os.setxattr(f"{src}/etc/conf", "user.checksum", b"\x00\x01binary")
+        os.symlink("conf", f"{src}/etc/link")
+        os.link(f"{src}/etc/conf", f"{src}/etc/hard")
+        subprocess.run(["bsdtar", "--format=pax", "--xattrs", "-C", src, "-cf", tarpath, "."],
+                       check=True)
+        with open(tarpath, "rb") as f:
+            data = f.read()
+    finally:
+        shutil.rmtree(src, ignore_errors=True)
+        if os.path.exists(tarpath):
+            os.unlink(tarpath)
+    unpack(data, work.dest)
+    assert open(f"{work.dest}/etc/conf").read() == "conf"
+    assert os.getxattr(f"{work.dest}/etc/conf", "user.checksum") == b"\x00\x01binary"
+    assert os.readlink(f"{work.dest}/etc/link") == "conf"
+    assert os.lstat(f"{work.dest}/etc/hard").st_ino == os.lstat(f"{work.dest}/etc/conf").st_ino
 
 
 # ----------------------------------------------------------------- mutated input

@@ -16,6 +16,17 @@ def add_run_image_options(p):
                    help="attach a mount (options: readonly, volume-nocopy, tmpfs-size, tmpfs-mode)")
     p.add_argument("--volumes-from", action="append", default=[], metavar="CONTAINER[:ro|rw]",
                    help="mount the volumes of another container")
+    p.add_argument("-d", "--detach", action="store_true", help="run in the background, print the id")
+    p.add_argument("--init", action="store_true", help="a tiny init as PID 1 (forwards signals, reaps zombies)")
+    p.add_argument("-m", "--memory", metavar="BYTES", help="memory limit (e.g. 256m)")
+    p.add_argument("--memory-swap", metavar="BYTES", help="memory + swap limit (-1: unlimited swap)")
+    p.add_argument("--memory-reservation", metavar="BYTES", help="memory soft limit")
+    p.add_argument("--cpus", metavar="N", help="number of CPUs (e.g. 1.5)")
+    p.add_argument("-c", "--cpu-shares", type=int, metavar="N", help="relative CPU weight")
+    p.add_argument("--cpuset-cpus", metavar="LIST", help="CPUs allowed (e.g. 0-1)")
+    p.add_argument("--cpuset-mems", metavar="LIST", help="memory nodes allowed")
+    p.add_argument("--pids-limit", type=int, metavar="N", help="most processes at once (-1: unlimited)")
+    p.add_argument("--stop-signal", metavar="SIGNAL", help="signal that stops the container")
 
 
 def parse_mount(spec: str) -> dict:
@@ -55,6 +66,10 @@ def _create(args, image, command, rt):
         environment=_env_from_args(args), working_dir=args.workdir, user=args.user, hostname=args.hostname,
         volumes=args.volume or [], tmpfs=args.tmpfs or [], mounts=[parse_mount(m) for m in args.mount],
         volumes_from=args.volumes_from, network_mode=args.network, read_only=args.read_only,
+        init=args.init, mem_limit=args.memory, memswap_limit=args.memory_swap,
+        mem_reservation=args.memory_reservation, cpus=args.cpus, cpu_shares=args.cpu_shares,
+        cpuset_cpus=args.cpuset_cpus, cpuset_mems=args.cpuset_mems, pids_limit=args.pids_limit,
+        stop_signal=args.stop_signal,
         cap_add=args.cap_add, cap_drop=args.cap_drop, privileged=args.privileged,
         auto_remove=getattr(args, "rm", False))
 
@@ -82,6 +97,14 @@ def _run_foreground(container, interactive):
 
 def run_image(args, image, command, rt):
     c = _create(args, image, command, rt)
+    if args.detach:
+        try:
+            c.start()
+        except BaseException:
+            c.remove(force=True, v=True)
+            raise
+        print(c.id)
+        return 0
     try:
         return _run_foreground(c, args.interactive)
     except BaseException:
@@ -102,8 +125,140 @@ def cmd_start(args, rt):
         if args.attach:
             rc = _run_foreground(c, args.interactive)
         else:
-            raise ValueError("start without -a needs detached containers, which pyrt does not support yet: use start -a")
+            c.start()
+            print(ref)
     return rc
+
+
+def _each(args, rt, action):
+    """Apply action to every named container, reporting failures and going on."""
+    from pyrt.cli.main import _message
+    status = 0
+    for ref in args.containers:
+        try:
+            action(rt.containers.get(ref))
+            print(ref)
+        except Exception as e:
+            if not isinstance(e, (OSError, ValueError, LookupError)) and not _is_pyrt_error(e):
+                raise
+            print(f"pyrt: {_message(e)}", file=sys.stderr)
+            status = 1
+    return status
+
+
+def _is_pyrt_error(e):
+    from pyrt.errors import PyrtError
+    return isinstance(e, PyrtError)
+
+
+def cmd_stop(args, rt):
+    return _each(args, rt, lambda c: c.stop(timeout=args.time))
+
+
+def cmd_restart(args, rt):
+    return _each(args, rt, lambda c: c.restart(timeout=args.time))
+
+
+def cmd_kill(args, rt):
+    return _each(args, rt, lambda c: c.kill(args.signal))
+
+
+def cmd_pause(args, rt):
+    return _each(args, rt, lambda c: c.pause())
+
+
+def cmd_unpause(args, rt):
+    return _each(args, rt, lambda c: c.unpause())
+
+
+def cmd_wait(args, rt):
+    status = 0
+    for ref in args.containers:
+        print(rt.containers.get(ref).wait()["StatusCode"])
+    return status
+
+
+def cmd_logs(args, rt):
+    c = rt.containers.get(args.container)
+    out = sys.stdout.buffer
+    kwargs = dict(timestamps=args.timestamps, tail=args.tail)
+    if args.since:
+        kwargs["since"] = _parse_since(args.since)
+    if args.follow:
+        for chunk in c.logs(follow=True, **kwargs):
+            out.write(chunk)
+            out.flush()
+        return 0
+    out.write(c.logs(stdout=True, stderr=False, **kwargs))
+    out.flush()
+    sys.stderr.buffer.write(c.logs(stdout=False, stderr=True, **kwargs))
+    return 0
+
+
+def _parse_since(text: str) -> float:
+    units = {"s": 1, "m": 60, "h": 3600}
+    if text[-1:] in units and text[:-1].replace(".", "", 1).isdigit():
+        return time.time() - float(text[:-1]) * units[text[-1]]
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f"invalid --since {text!r}: use seconds since the epoch or a duration like 10m") from None
+
+
+def cmd_exec(args, rt):
+    from pyrt import lifecycle
+    from pyrt.cli.main import _env_from_args
+    c = rt.containers.get(args.container)
+    if not args.command:
+        raise ValueError("exec needs a command")
+    devnull = None
+    stdin = None
+    if not args.interactive:
+        devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        stdin = devnull
+    try:
+        pid, pfd = lifecycle.exec_process(c, args.command, user=args.user, environment=_env_from_args(args),
+                                          workdir=args.workdir, privileged=args.privileged, stdin=stdin)
+    finally:
+        if devnull is not None:
+            os.close(devnull)
+    if args.detach:
+        os.close(pfd)
+        return 0
+    return lifecycle.wait_pidfd(pfd)
+
+
+def cmd_stats(args, rt):
+    from pyrt.cli.images import human_size
+    cs = [rt.containers.get(r) for r in args.containers] if args.containers else rt.containers.list()
+    first = {}
+    for c in cs:
+        first[c.id] = (time.monotonic(), c.stats()["pyrt"].get("cpu_usage_ns") or 0)
+    time.sleep(0.5)
+    rows = []
+    for c in cs:
+        s = c.stats()
+        p = s["pyrt"]
+        t0, u0 = first[c.id]
+        cpu = ((p.get("cpu_usage_ns") or 0) - u0) / ((time.monotonic() - t0) * 1e9) * 100
+        limit = p.get("memory_limit")
+        mem = p.get("memory_usage") or 0
+        rows.append({"ID": c.short_id, "Name": c.name, "CPUPerc": f"{cpu:.2f}%",
+                     "MemUsage": f"{human_size(mem)} / {human_size(limit) if limit else 'unlimited'}",
+                     "MemPerc": f"{mem / limit * 100:.2f}%" if limit else "--",
+                     "PIDs": str(p.get("pids_current") or 0)})
+    if args.format == "json":
+        import json
+        print(json.dumps(rows, indent=2))
+        return 0
+    _table(["CONTAINER ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %", "PIDS"],
+           [[r["ID"], r["Name"], r["CPUPerc"], r["MemUsage"], r["MemPerc"], r["PIDs"]] for r in rows])
+    return 0
+
+
+def cmd_top(args, rt):
+    t = rt.containers.get(args.container).top()
+    _table(t["Titles"], t["Processes"])
 
 
 def _ago(t: float) -> str:
@@ -117,8 +272,9 @@ def _ago(t: float) -> str:
 
 def _status(c) -> str:
     s = c.state
-    if c.status == "running":
-        return f"Up {int(time.time() - s.get('StartedAt', time.time()))} seconds"
+    if c.status in ("running", "paused"):
+        up = f"Up {_ago(s.get('StartedAt') or time.time())[:-4]}"
+        return up + " (Paused)" if c.status == "paused" else up
     if c.status == "exited":
         return f"Exited ({s.get('ExitCode', 0)}) {_ago(s.get('FinishedAt') or c.created)}"
     return "Created"
@@ -236,11 +392,58 @@ def register(sub):
     p.add_argument("command", nargs=argparse.REMAINDER)
     p.set_defaults(func=cmd_create)
 
-    p = sub.add_parser("start", help="start a created or stopped container")
+    p = sub.add_parser("start", help="start created or stopped containers (in the background)")
     p.add_argument("-a", "--attach", action="store_true", help="attach stdout/stderr and wait")
     p.add_argument("-i", "--interactive", action="store_true")
     p.add_argument("containers", nargs="+")
     p.set_defaults(func=cmd_start)
+
+    for verb, func, helptext in (("stop", cmd_stop, "stop running containers (StopSignal, then SIGKILL)"),
+                                 ("restart", cmd_restart, "stop and start containers")):
+        p = sub.add_parser(verb, help=helptext)
+        p.add_argument("-t", "--time", type=float, default=10, help="seconds to wait before SIGKILL (default 10)")
+        p.add_argument("containers", nargs="+")
+        p.set_defaults(func=func)
+    p = sub.add_parser("kill", help="send a signal to containers (default SIGKILL)")
+    p.add_argument("-s", "--signal", default="SIGKILL")
+    p.add_argument("containers", nargs="+")
+    p.set_defaults(func=cmd_kill)
+    for verb, func, helptext in (("pause", cmd_pause, "freeze every process of containers"),
+                                 ("unpause", cmd_unpause, "thaw paused containers"),
+                                 ("wait", cmd_wait, "wait for containers to stop; print their exit codes")):
+        p = sub.add_parser(verb, help=helptext)
+        p.add_argument("containers", nargs="+")
+        p.set_defaults(func=func)
+
+    p = sub.add_parser("logs", help="output of a detached container")
+    p.add_argument("-f", "--follow", action="store_true", help="keep printing new output until it stops")
+    p.add_argument("-t", "--timestamps", action="store_true")
+    p.add_argument("-n", "--tail", default="all", help="only the last N lines")
+    p.add_argument("--since", help="only output since a time (seconds since the epoch) or a duration (10m)")
+    p.add_argument("container")
+    p.set_defaults(func=cmd_logs)
+
+    p = sub.add_parser("exec", help="run a command in a running container")
+    p.add_argument("-i", "--interactive", action="store_true", help="keep stdin attached")
+    p.add_argument("-d", "--detach", action="store_true", help="do not wait for it")
+    p.add_argument("-e", "--env", action="append", metavar="KEY=VALUE")
+    p.add_argument("--env-file", action="append", metavar="FILE")
+    p.add_argument("-w", "--workdir")
+    p.add_argument("-u", "--user")
+    p.add_argument("--privileged", action="store_true")
+    p.add_argument("container")
+    p.add_argument("command", nargs=argparse.REMAINDER)
+    p.set_defaults(func=cmd_exec)
+
+    p = sub.add_parser("stats", help="CPU, memory and pids use of running containers")
+    p.add_argument("--no-stream", action="store_true", help="one reading (the only mode)")
+    p.add_argument("--format", choices=("table", "json"), default="table")
+    p.add_argument("containers", nargs="*")
+    p.set_defaults(func=cmd_stats)
+
+    p = sub.add_parser("top", help="processes of a running container")
+    p.add_argument("container")
+    p.set_defaults(func=cmd_top)
 
     p = sub.add_parser("ps", help="list containers")
     p.add_argument("-a", "--all", action="store_true", help="also stopped ones")

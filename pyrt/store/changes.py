@@ -85,14 +85,19 @@ class _Lower:
         return self.stack is not None
 
 
+_UNSEEN = object()
+
+
 def _union(stack, userxattr=False):
     """The visible children of a directory of the image's union, given the layer
     dirs merged into it (top-most first): {name: _Lower}."""
     decided: dict = {}
     for layer_dir in stack:
         for name, (e, st) in _scandir(layer_dir).items():
-            d = decided.get(name)
+            d = decided.get(name, _UNSEEN)
             if d is None:
+                continue  # deleted in a layer above
+            if d is _UNSEEN:
                 if _is_whiteout(e, st, userxattr):
                     decided[name] = None  # deleted from this layer down
                 elif stat.S_ISDIR(st.st_mode):

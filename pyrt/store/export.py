@@ -16,7 +16,7 @@ def export_rootfs(fileobj, *, rootfs=None, lowers=None, upper=None, scratch=None
     fileobj.flush()
     fd = fileobj.fileno()
     if rootfs is not None:
-        _core.write_layer(rootfs, fd)
+        _core.write_layer(rootfs, fd, raw=True)
         return
     from pyrt import sys as psys
     r, w = os.pipe()
@@ -33,7 +33,7 @@ def export_rootfs(fileobj, *, rootfs=None, lowers=None, upper=None, scratch=None
             psys.fsconfig(fsfd, psys.FSCONFIG_CMD_CREATE)
             mfd = psys.fsmount(fsfd, psys.FSMOUNT_CLOEXEC, psys.MOUNT_ATTR_RDONLY)
             psys.move_mount(mfd, "", psys.AT_FDCWD, scratch, psys.MOVE_MOUNT_F_EMPTY_PATH)
-            _core.write_layer(scratch, fd)
+            _core.write_layer(scratch, fd, raw=True)
             os._exit(0)
         except BaseException as e:  # noqa: BLE001 - reported to the parent
             try:

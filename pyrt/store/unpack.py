@@ -30,8 +30,8 @@ __all__ = ["unpack_layer", "unpack_layers_parallel", "detect_compression", "gzip
 DEFAULT_MAX_STREAM_BYTES = 64 << 30
 #: bytes handed to the C unpacker at a time
 CHUNK = 1 << 20
-#: chunks in flight between the decompressing thread and the unpacking one
-NBUFS = 4
+#: buffers in flight between the reading, unpacking and hashing threads
+NBUFS = 6
 
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}\Z")
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -170,44 +170,69 @@ def _read_head(f, n):
     return head
 
 
-class _Producer:
-    """Decompresses the blob into a ring of buffers in its own thread; the consumer
-    hashes and unpacks them (decompression, sha256 and the unpacker's writes all
-    release the GIL, so the two threads overlap)."""
+class _Pipeline:
+    """Three stages on a ring of buffers: a thread reads (and decompresses) the
+    blob, the caller unpacks each buffer, and a third thread hashes it at the same
+    time (sha256 is sequential and about as slow as the other two: it gets a thread
+    of its own). A buffer is reused once unpacked and hashed. Decompression,
+    sha256 and the unpacker's writes all release the GIL."""
 
     def __init__(self, reader, kind, hasher, limit, cancel, nbufs, chunk):
-        self.hash_here = False
         self.reader, self.kind, self.hasher, self.limit = reader, kind, hasher, limit
         self.cancel = cancel
-        self.free = queue.SimpleQueue()
-        self.full = queue.SimpleQueue()
-        for _ in range(nbufs):
-            self.free.put(bytearray(chunk))
-        self.total = 0
-        self.thread = threading.Thread(target=self._run, name="pyrt-unpack-read", daemon=True)
+        self.bufs = [bytearray(chunk) for _ in range(nbufs)]
+        self.pending = [0] * nbufs
+        self.lock = threading.Lock()
+        self.free, self.full, self.todo = queue.SimpleQueue(), queue.SimpleQueue(), \
+            queue.SimpleQueue()
+        for i in range(nbufs):
+            self.free.put(i)
+        self.stop = False
+        self.reading = threading.Thread(target=self._read, name="pyrt-unpack-read",
+                                        daemon=True)
+        self.hashing = threading.Thread(target=self._hash, name="pyrt-unpack-sha256",
+                                        daemon=True)
 
-    def _run(self):
+    def _release(self, i):
+        with self.lock:
+            self.pending[i] -= 1
+            if self.pending[i] == 0:
+                self.free.put(i)
+
+    def _read(self):
+        total = 0
         try:
             while True:
-                buf = self.free.get()
-                if buf is None or (self.cancel is not None and self.cancel.is_set()):
+                i = self.free.get()
+                if i is None or self.stop:
                     return
-                n = _read_chunk(self.reader, buf, self.kind)
+                if self.cancel is not None and self.cancel.is_set():
+                    raise _Cancelled()
+                n = _read_chunk(self.reader, self.bufs[i], self.kind)
                 if not n:
                     self.full.put(None)
                     return
-                self.total += n
-                if self.total > self.limit:
+                total += n
+                if total > self.limit:
                     raise LayerError(f"layer: the uncompressed stream exceeds "
                                      f"max_stream_bytes ({self.limit} bytes)")
-                if self.hash_here:
-                    self.hasher.update(memoryview(buf)[:n])
-                self.full.put((buf, n))
-        except BaseException as e:  # handed to the consumer
+                self.pending[i] = 2  # unpacked and hashed
+                self.full.put((i, n))
+        except BaseException as e:  # handed to the caller
             self.full.put(e)
 
+    def _hash(self):
+        while True:
+            item = self.todo.get()
+            if item is None:
+                return
+            i, n = item
+            self.hasher.update(memoryview(self.bufs[i])[:n])
+            self._release(i)
+
     def chunks(self):
-        self.thread.start()
+        self.reading.start()
+        self.hashing.start()
         try:
             while True:
                 item = self.full.get()
@@ -215,63 +240,16 @@ class _Producer:
                     return
                 if isinstance(item, BaseException):
                     raise item
-                buf, n = item
-                view = memoryview(buf)[:n]
-                if not self.hash_here:
-                    self.hasher.update(view)
-                yield view
-                self.free.put(buf)
+                i, n = item
+                self.todo.put(item)
+                yield memoryview(self.bufs[i])[:n]
+                self._release(i)
         finally:
-            self.free.put(None)  # wakes the producer if it waits for a buffer
-            self.thread.join()
-
-
-def _hashed_aside_chunks(reader, kind, hasher, limit, cancel, nbufs, chunk):
-    """A plain tar: read here (a copy from the page cache is cheap) and unpacked
-    by the caller while a second thread hashes the same buffer: sha256 (about
-    1.5 GB/s with SHA-NI) is the slowest step, so it gets a core of its own."""
-    todo, hashed = queue.SimpleQueue(), queue.SimpleQueue()
-    failed = []
-
-    def run():
-        try:
-            while True:
-                item = todo.get()
-                if item is None:
-                    return
-                buf, n = item
-                hasher.update(memoryview(buf)[:n])
-                hashed.put(buf)
-        except BaseException as e:  # pragma: no cover (sha256 does not fail)
-            failed.append(e)
-            hashed.put(None)
-
-    thread = threading.Thread(target=run, name="pyrt-unpack-sha256", daemon=True)
-    thread.start()
-    free = [bytearray(chunk) for _ in range(nbufs)]
-    total = 0
-    try:
-        while True:
-            if cancel is not None and cancel.is_set():
-                raise _Cancelled()
-            # a buffer the hasher is done with (every earlier one is unpacked)
-            buf = free.pop() if free else hashed.get()
-            if buf is None:
-                raise failed[0]
-            n = _read_chunk(reader, buf, kind)
-            if not n:
-                break
-            total += n
-            if total > limit:
-                raise LayerError(f"layer: the uncompressed stream exceeds max_stream_bytes "
-                                 f"({limit} bytes)")
-            todo.put((buf, n))
-            yield memoryview(buf)[:n]
-    finally:
-        todo.put(None)
-        thread.join()
-    if failed:
-        raise failed[0]
+            self.stop = True
+            self.free.put(None)  # wakes the reader if it waits for a buffer
+            self.todo.put(None)  # the hasher ends after what is queued
+            self.reading.join()
+            self.hashing.join()
 
 
 def _inline_chunks(reader, kind, hasher, limit, cancel, chunk, state):
@@ -343,13 +321,9 @@ def unpack_layer(source, dest, *, media_type=None, expected_diff_id=None,
             hasher = _Known(source_digest)
         unpacker = Unpacker(os.fspath(dest) if not isinstance(dest, int) else dest, **limits)
         try:
-            if threads and kind == "tar" and not isinstance(hasher, _Known):
-                chunks = _hashed_aside_chunks(reader, kind, hasher, max_stream_bytes, _cancel,
-                                              NBUFS, CHUNK)
-            elif threads:
-                producer = _Producer(reader, kind, hasher, max_stream_bytes, _cancel, NBUFS,
-                                     CHUNK)
-                chunks = producer.chunks()
+            if threads and not isinstance(hasher, _Known):
+                chunks = _Pipeline(reader, kind, hasher, max_stream_bytes, _cancel, NBUFS,
+                                   CHUNK).chunks()
             else:
                 state = [0]
                 chunks = _inline_chunks(reader, kind, hasher, max_stream_bytes, _cancel, CHUNK,

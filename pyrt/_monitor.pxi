@@ -1,0 +1,270 @@
+# Bindings of csrc/monitor.c (detached containers watched by pyrt-monitor) and
+# csrc/exec.c (exec into a running container). Included by _core.pyx after
+# _spawn.pxi, whose _Arena, _fill_spawn_spec and pyrt_error it uses.
+
+cdef extern from "monitor.h":
+    cdef struct pyrt_monitor_spec:
+        const char *monitor_path
+        const char *log_path
+        const char *exit_path
+        const char *oom_path
+        long long oom_start
+        const char *const *exit_argv
+        int stdin_fd
+
+    int pyrt_monitor_start(const pyrt_spawn_spec *spec, const pyrt_monitor_spec *m,
+                           pid_t *container_pid, pid_t *monitor_pid, pyrt_error *e) nogil
+
+
+cdef extern from "exec.h":
+    cdef struct pyrt_exec_spec:
+        pid_t pid
+        int pidfd
+        unsigned long long start_time
+        uint64_t namespaces
+        const char *const *argv
+        const char *const *envp
+        const char *path
+        const char *cwd
+        int set_user
+        uid_t uid
+        gid_t gid
+        const gid_t *groups
+        size_t ngroups
+        uint64_t caps
+        unsigned int setup
+        int umask
+        const pyrt_rlimit *rlimits
+        size_t nrlimits
+        int stdio[3]
+        int cgroup_fd
+        const int *cgroup_procs_fds
+        size_t ncgroup_procs
+
+    int pyrt_exec(const pyrt_exec_spec *spec, pid_t *pid, int *pidfd, pyrt_error *e) nogil
+
+
+# CLONE_NEW* of the namespaces exec_ can join.
+EXEC_NAMESPACES = {
+    "user": 0x10000000, "mount": 0x00020000, "uts": 0x04000000, "ipc": 0x08000000,
+    "net": 0x40000000, "pid": 0x20000000, "cgroup": 0x02000000,
+}
+EXEC_ALL_NAMESPACES = 0x10000000 | 0x00020000 | 0x04000000 | 0x08000000 | 0x40000000 | 0x20000000 | 0x02000000
+
+
+cdef _raise_spawn_error(pyrt_error *err):
+    from pyrt.errors import SpawnError
+    raise SpawnError(err.err, err.op.decode(errors="replace"),
+                     err.path.decode(errors="surrogateescape"))
+
+
+def _abspath_bytes(p):
+    import os
+    return os.fsencode(os.path.abspath(os.fsdecode(p)))
+
+
+def monitor_start(spec, log_path, exit_path, oom_path=None, exit_argv=None, *, stdin=None,
+                  oom_start=None):
+    """Start a detached container from a SpawnSpec (pyrt.process.build_spec), watched
+    by its own pyrt-monitor process, which outlives the caller. Its stdout and
+    stderr go to log_path (CRI format, appended), its exit record (JSON) to
+    exit_path when it ends; then exit_argv (a list, e.g. a `pyrt rm` command) is
+    run if given. oom_path: the container's cgroup memory.events (v2) or
+    memory.oom_control (v1), for OOMKilled; oom_start: its oom_kill count now (the
+    monitor reads it itself when None). stdin: an fd the container reads (default
+    /dev/null). spec.stdio is ignored; spec's fds stay owned by the caller.
+
+    Returns (container_pid, monitor_pid); neither is the caller's child. Raises
+    SpawnError naming what failed (the container's own start-up error included)."""
+    cdef _Arena arena = _Arena()
+    cdef pyrt_spawn_spec s
+    cdef pyrt_monitor_spec m
+    cdef pid_t cpid = 0
+    cdef pid_t mpid = 0
+    cdef int rc
+    cdef pyrt_error err
+
+    _fill_spawn_spec(spec, arena, &s)
+    m.monitor_path = arena.cstr(_helper_path("pyrt-monitor"))
+    m.log_path = arena.cstr(_abspath_bytes(log_path))
+    m.exit_path = arena.cstr(_abspath_bytes(exit_path))
+    m.oom_path = arena.cstr(_abspath_bytes(oom_path)) if oom_path is not None else NULL
+    m.oom_start = -1 if oom_start is None else int(oom_start)
+    if exit_argv is not None:
+        import os
+        if not exit_argv:
+            raise ValueError("exit_argv is empty")
+        m.exit_argv = arena.strv([os.fsencode(a) for a in exit_argv])
+    else:
+        m.exit_argv = NULL
+    if stdin is None:
+        m.stdin_fd = -1
+    else:
+        m.stdin_fd = stdin if isinstance(stdin, int) else stdin.fileno()
+    with nogil:
+        rc = pyrt_monitor_start(&s, &m, &cpid, &mpid, &err)
+    if rc < 0:
+        _raise_spawn_error(&err)
+    return cpid, mpid
+
+
+class ExecSpec:
+    """What exec_ needs to run a command in a running container. env is a list of
+    b"K=V" (or a dict); user (uid, gid, [groups]), by default root of the container
+    (0, 0, []) when the caller is root, else the caller's ids unchanged (None);
+    namespaces a CLONE_NEW* mask (default: all; those the caller shares are
+    skipped); caps the capability mask (default: docker's set)."""
+
+    def __init__(self, pid, argv, env=(), *, pidfd=-1, start_time=0, namespaces=None,
+                 path=None, cwd=None, user=None, caps=None, no_new_privs=True,
+                 new_session=False, umask=-1, rlimits=(), stdio=(-1, -1, -1), cgroup_fd=-1,
+                 cgroup_procs_fds=()):
+        import os
+        self.pid, self.pidfd, self.start_time = pid, pidfd, start_time
+        self.namespaces = EXEC_ALL_NAMESPACES if namespaces is None else namespaces
+        if isinstance(argv, (str, bytes, os.PathLike)):
+            argv = [argv]
+        self.argv = [os.fsencode(a) for a in argv]
+        if isinstance(env, dict):
+            env = [os.fsencode(f"{k}={v}") for k, v in env.items()]
+        self.env = [os.fsencode(e) for e in env]
+        if path is None:
+            path = next((e[5:] for e in self.env if e.startswith(b"PATH=")), None)
+        self.path = os.fsencode(path) if path is not None else None
+        self.cwd = os.fsencode(cwd) if cwd is not None else None
+        if user is None and os.geteuid() == 0:
+            user = (0, 0, [])
+        self.user = user
+        if caps is None:
+            from pyrt import caps as _caps
+            caps = _caps.resolve()
+        self.caps = caps
+        self.no_new_privs, self.new_session = no_new_privs, new_session
+        self.umask = umask
+        self.rlimits = list(rlimits)
+        self.stdio = tuple(stdio)
+        self.cgroup_fd, self.cgroup_procs_fds = cgroup_fd, list(cgroup_procs_fds)
+
+    @classmethod
+    def from_spawn_spec(cls, spec, pid, *, pidfd=-1, start_time=0, namespaces=None):
+        """The argv, env, PATH, cwd, user, caps, no_new_privs, umask, rlimits,
+        stdio and cgroup fds of a SpawnSpec (pyrt.process.build_spec(...) with no
+        rootfs), for the container whose init is pid."""
+        return cls(pid, spec.argv, spec.env, pidfd=pidfd, start_time=start_time,
+                   namespaces=namespaces, path=spec.path, cwd=spec.cwd, user=spec.user,
+                   caps=spec.caps, no_new_privs=bool(spec.setup & PYRT_SETUP_NO_NEW_PRIVS),
+                   new_session=bool(spec.setup & PYRT_SETUP_SETSID), umask=spec.umask,
+                   rlimits=spec.rlimits, stdio=spec.stdio, cgroup_fd=spec.cgroup_fd,
+                   cgroup_procs_fds=spec.cgroup_procs_fds)
+
+
+def exec_(spec):
+    """Run a command in the namespaces, cgroups, root and working directory of a
+    running container (spec: an ExecSpec, or any object with its attributes).
+    Returns (pid, pidfd) of the new process, the caller's child: wait for it with
+    wait(pidfd), then close the pidfd. Raises SpawnError naming what failed
+    (e.g. `exec "nosuch": No such file or directory`)."""
+    cdef _Arena arena = _Arena()
+    cdef pyrt_exec_spec s
+    cdef pyrt_rlimit *rlimits
+    cdef gid_t *groups
+    cdef int *procs
+    cdef Py_ssize_t i
+    cdef pid_t pid = 0
+    cdef int pidfd = -1
+    cdef int rc
+    cdef pyrt_error err
+
+    s.pid = spec.pid
+    s.pidfd = getattr(spec, "pidfd", -1)
+    s.start_time = getattr(spec, "start_time", 0) or 0
+    ns = getattr(spec, "namespaces", None)
+    s.namespaces = EXEC_ALL_NAMESPACES if ns is None else ns
+    s.argv = arena.strv(spec.argv)
+    s.envp = arena.strv(spec.env)
+    s.path = arena.cstr(getattr(spec, "path", None))
+    s.cwd = arena.cstr(getattr(spec, "cwd", None))
+    s.set_user = 0
+    s.uid = 0
+    s.gid = 0
+    s.groups = NULL
+    s.ngroups = 0
+    user = getattr(spec, "user", None)
+    if user is not None:
+        uid, gid, gids = user
+        s.set_user = 1
+        s.uid = uid
+        s.gid = gid
+        groups = <gid_t *>arena.alloc(len(gids), sizeof(gid_t))
+        for i, g in enumerate(gids):
+            groups[i] = g
+        s.groups = groups
+        s.ngroups = len(gids)
+    s.caps = spec.caps
+    s.setup = 0
+    if getattr(spec, "no_new_privs", True):
+        s.setup |= PYRT_SETUP_NO_NEW_PRIVS
+    if getattr(spec, "new_session", False):
+        s.setup |= PYRT_SETUP_SETSID
+    s.umask = getattr(spec, "umask", -1)
+    rl = list(getattr(spec, "rlimits", ()))
+    rlimits = <pyrt_rlimit *>arena.alloc(len(rl), sizeof(pyrt_rlimit))
+    for i, (res, soft, hard) in enumerate(rl):
+        rlimits[i].resource = res
+        rlimits[i].limit.rlim_cur = soft
+        rlimits[i].limit.rlim_max = hard
+    s.rlimits = rlimits
+    s.nrlimits = len(rl)
+    stdio = getattr(spec, "stdio", (-1, -1, -1))
+    for i in range(3):
+        s.stdio[i] = stdio[i]
+    s.cgroup_fd = getattr(spec, "cgroup_fd", -1)
+    pfds = list(getattr(spec, "cgroup_procs_fds", ()))
+    procs = <int *>arena.alloc(len(pfds), sizeof(int))
+    for i, fd in enumerate(pfds):
+        procs[i] = fd
+    s.cgroup_procs_fds = procs
+    s.ncgroup_procs = len(pfds)
+
+    with nogil:
+        rc = pyrt_exec(&s, &pid, &pidfd, &err)
+    if rc < 0:
+        _raise_spawn_error(&err)
+    return pid, pidfd
+
+
+def read_exit_record(path):
+    """The exit record a monitor wrote (a dict: ExitCode, Signal, OOMKilled,
+    FinishedAt, UserTime, SystemTime, MaxRSS, Pid, CoreDumped), or None while the
+    container has not exited."""
+    import json
+    try:
+        with open(path, "rb") as f:
+            return json.loads(f.read())
+    except FileNotFoundError:
+        return None
+
+
+def parse_log(data):
+    """Records of a CRI log (bytes) as a list of (timestamp, stream, text): partial
+    records (P) are joined to the line they belong to; text ends with b"\\n" except
+    for a stream that ended without one. An incomplete last line is ignored."""
+    out = []
+    pending = {}
+    for line in data.split(b"\n")[:-1]:
+        ts, _, rest = line.partition(b" ")
+        stream, _, rest = rest.partition(b" ")
+        tag, _, text = rest.partition(b" ")
+        key = stream.decode()
+        if tag == b"P":
+            prev = pending.get(key)
+            pending[key] = (prev[0] if prev else ts.decode(), (prev[1] if prev else b"") + text)
+            continue
+        prev = pending.pop(key, None)
+        if prev:
+            out.append((prev[0], key, prev[1] + text + b"\n"))
+        else:
+            out.append((ts.decode(), key, text + b"\n"))
+    for key, (ts, text) in pending.items():
+        out.append((ts, key, text))
+    return out

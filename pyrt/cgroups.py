@@ -1,0 +1,1176 @@
+"""cgroups: resource limits, accounting, freezing and killing, on cgroup v1, v2 and
+hybrid hosts.
+
+    limits = Limits(memory="256m", cpus=1.5, cpuset_cpus="0", pids_limit=100)
+    if not limits.empty():
+        cg = Cgroup.create(container_id, limits)      # pyrt/<id> in every hierarchy it needs
+    p = pyrt.spawn(argv, rootfs, cgroup=cg)           # joined during the spawn
+    cg.stats(); cg.oom_killed(); cg.freeze(); cg.thaw(); cg.kill_all(); cg.remove()
+
+Layouts (detected once per process from /proc/self/mountinfo):
+- v2: one cgroup2 hierarchy; the container's controllers are enabled in the
+  `cgroup.subtree_control` of every ancestor and the child is cloned straight
+  into its cgroup (CLONE_INTO_CGROUP): joining costs nothing.
+- v1: one hierarchy per controller (or group of co-mounted controllers); the
+  parent writes the child's pid into each `cgroup.procs` before it goes on.
+- hybrid: v1 controllers plus a cgroup2 mount (often /sys/fs/cgroup/unified)
+  that holds no (or few) controllers. The cgroup2 part is always used (it is
+  free to join and gives cpu usage, cgroup.kill and cgroup.freeze); a v1
+  hierarchy is joined only for a controller a limit needs (or that `accounting=`
+  asks for).
+
+Joining a v1 cgroup (writing cgroup.procs) makes the kernel wait for an RCU grace
+period (the cgroup_threadgroup_rwsem switches to its slow mode; 5-13 ms on an
+idle machine) unless another migration happened a few ms before, or the cgroup
+hierarchies are mounted with `favordynmods` (`host_favors_dynmods()` tells).
+CLONE_INTO_CGROUP (v2) has no such cost. So no cgroup is made when no limit is
+set (`Limits.empty()`: the caller decides), and on hybrid hosts only the v1
+hierarchies the limits need are joined.
+
+Every path is `<mount>/<parent>/<name>`, relative to the root of each hierarchy as
+this process's mount namespace shows it (docker's cgroupfs driver does the same
+with /docker/<id>). The state lives in the filesystem: `Cgroup.open(name)`
+finds a cgroup another process created.
+"""
+from __future__ import annotations
+
+import errno as _errno
+import math
+import os
+import re
+import signal
+import threading
+import time
+
+from pyrt.errors import Conflict, InvalidArgument, PyrtError
+
+__all__ = [
+    "Limits", "Cgroup", "Layout", "layout", "parse_bytes", "parse_cpuset", "format_cpuset",
+    "CgroupError", "ControllerUnavailable", "cpu_shares_to_weight", "host_favors_dynmods",
+    "prune",
+]
+
+# The controllers pyrt sets limits with or reads accounting from.
+KNOWN_CONTROLLERS = ("cpu", "cpuacct", "cpuset", "memory", "pids", "freezer", "blkio", "io",
+                     "devices", "hugetlb", "net_cls", "net_prio", "perf_event", "rdma", "misc")
+
+MIN_MEMORY = 6 * 1024 * 1024          # docker's linuxMinMemory ("6MB")
+CPU_PERIOD = 100000                   # us, docker's default period for --cpus
+MIN_SHARES, MAX_SHARES = 2, 262144
+_UNLIMITED_V1 = 1 << 62               # v1 memory/limit files say PAGE_COUNTER_MAX*PAGE_SIZE when unset
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:@-]*$")
+
+
+# -- errors --------------------------------------------------------------------------
+
+class CgroupError(PyrtError, OSError):
+    """A cgroup operation failed: `op` on `path` (a cgroup directory or file), with
+    `errno`, and an optional hint on what to do."""
+
+    def __init__(self, err, op, path="", hint=""):
+        OSError.__init__(self, err, os.strerror(err), path or None)
+        self.op, self.path, self.hint = op, path, hint
+
+    def __str__(self):
+        where = f' "{self.path}"' if self.path else ""
+        hint = f" ({self.hint})" if self.hint else ""
+        return f"{self.op}{where}: {self.strerror}{hint}"
+
+    def __reduce__(self):
+        return (type(self), (self.errno, self.op, self.path, self.hint))
+
+
+class ControllerUnavailable(CgroupError):
+    """A limit needs a cgroup controller this host does not offer."""
+
+    def __init__(self, controller, detail=""):
+        CgroupError.__init__(self, _errno.ENODEV, "cgroup", "", detail)
+        self.controller = controller
+
+    def __str__(self):
+        more = f" ({self.hint})" if self.hint else ""
+        return f"cgroup controller '{self.controller}' is not available on this host{more}"
+
+    def __reduce__(self):
+        return (type(self), (self.controller, self.hint))
+
+
+# -- parsing -------------------------------------------------------------------------
+
+_BYTES_RE = re.compile(r"^(\d+(?:\.\d+)?) ?([kmgtp])?(i)?(b)?$", re.IGNORECASE)
+_UNITS = {"b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
+
+
+def parse_bytes(value) -> int:
+    """A size as docker takes it ("256m", "1g", "1.5GiB", "512k", "100b", "4096",
+    an int): bytes, with binary multiples (k = 1024)."""
+    if isinstance(value, bool):
+        raise InvalidArgument(f"invalid size {value!r}")
+    if isinstance(value, int):
+        if value < 0:
+            raise InvalidArgument(f"invalid size {value}: must not be negative")
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value) or value < 0:
+            raise InvalidArgument(f"invalid size {value!r}: must not be negative")
+        return int(value)
+    if not isinstance(value, str):
+        raise InvalidArgument(f"invalid size {value!r}: expected a string like '256m' or a number of bytes")
+    text = value.strip()
+    if text.startswith("-"):
+        raise InvalidArgument(f"invalid size {value!r}: must not be negative")
+    m = _BYTES_RE.match(text)
+    if not m or (m.group(3) and not m.group(2)):
+        raise InvalidArgument(f"invalid size {value!r}: use a number with an optional unit "
+                              "b, k, m, g, t or p (e.g. 256m, 1.5g)")
+    unit = (m.group(2) or "b").lower()
+    return int(float(m.group(1)) * _UNITS[unit]) if "." in m.group(1) else int(m.group(1)) * _UNITS[unit]
+
+
+def parse_cpuset(value, what="cpuset cpus") -> frozenset:
+    """'0-3,5' -> {0, 1, 2, 3, 5}; an int or a list of ints are taken too."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        items = [str(value)]
+    elif isinstance(value, (list, tuple, set, frozenset)):
+        items = [str(v) for v in value]
+    elif isinstance(value, str):
+        items = value.replace(" ", "").split(",")
+    else:
+        raise InvalidArgument(f"invalid value {value!r} for {what}")
+    out = set()
+    for item in items:
+        m = re.fullmatch(r"(\d+)(?:-(\d+))?", item)
+        if not m:
+            raise InvalidArgument(f"invalid value {value!r} for {what}: use a list like 0-3,5")
+        lo = int(m.group(1))
+        hi = int(m.group(2)) if m.group(2) is not None else lo
+        if hi < lo or hi > 65535:
+            raise InvalidArgument(f"invalid value {value!r} for {what}: bad range {item!r}")
+        out.update(range(lo, hi + 1))
+    if not out:
+        raise InvalidArgument(f"invalid value {value!r} for {what}: empty")
+    return frozenset(out)
+
+
+def format_cpuset(cpus) -> str:
+    """{0, 1, 2, 3, 5} -> '0-3,5' (the kernel's own format)."""
+    out, run = [], []
+    for c in sorted(cpus):
+        if run and c == run[-1] + 1:
+            run.append(c)
+            continue
+        if run:
+            out.append(f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]))
+        run = [c]
+    if run:
+        out.append(f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]))
+    return ",".join(out)
+
+
+def cpu_shares_to_weight(shares: int) -> int:
+    """cgroup v1 cpu.shares -> v2 cpu.weight, as runc >= 1.3.2 (and crun >= 1.23)
+    convert it: 2 -> 1, 1024 -> 100 (both defaults), 262144 -> 10000."""
+    if shares <= 0:
+        return 0
+    if shares <= MIN_SHARES:
+        return 1
+    if shares >= MAX_SHARES:
+        return 10000
+    lg = math.log2(shares)
+    return int(math.ceil(round(10 ** ((lg * lg + 125 * lg) / 612.0 - 7.0 / 34.0), 9)))
+
+
+def _host_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def _fmt_size(n: int) -> str:
+    for unit, mult in (("g", 1 << 30), ("m", 1 << 20), ("k", 1 << 10)):
+        if n >= mult and n % mult == 0:
+            return f"{n // mult}{unit}"
+    return str(n)
+
+
+# -- limits --------------------------------------------------------------------------
+
+class Limits:
+    """Resource limits with docker's names and meanings, validated on construction.
+
+    memory              bytes or "256m" (at least 6 MiB, like docker)
+    memory_swap         memory + swap in total; -1 = unlimited swap; equal to memory =
+                        no swap; unset with `memory` set = twice `memory` (docker's default)
+    memory_reservation  soft limit (v1 memory.soft_limit_in_bytes, v2 memory.low)
+    cpus                CPUs of time per period (1.5 -> quota 150000 / period 100000)
+    cpu_shares          relative weight (v1 cpu.shares; v2 cpu.weight converted as runc
+                        does); clamped to 2..262144 like docker
+    cpuset_cpus/mems    "0-3,5": CPUs / memory nodes allowed
+    pids_limit          most tasks at once; 0 or -1 = unlimited
+    """
+
+    __slots__ = ("memory", "memory_swap", "memory_reservation", "cpus", "cpu_shares",
+                 "cpuset_cpus", "cpuset_mems", "pids_limit")
+
+    def __init__(self, memory=None, memory_swap=None, memory_reservation=None, cpus=None,
+                 cpu_shares=None, cpuset_cpus=None, cpuset_mems=None, pids_limit=None):
+        # memory
+        self.memory = None
+        if memory is not None and memory != "":
+            self.memory = parse_bytes(memory)
+            if self.memory == 0:
+                raise InvalidArgument(f"invalid memory limit {memory!r}: must be positive")
+            if self.memory < MIN_MEMORY:
+                raise InvalidArgument(f"invalid memory limit {memory!r}: minimum memory limit allowed is 6MB")
+        self.memory_swap = None
+        if memory_swap is not None and memory_swap != "":
+            if memory_swap in (-1, "-1"):
+                self.memory_swap = -1
+            else:
+                self.memory_swap = parse_bytes(memory_swap)
+                if self.memory_swap == 0:  # docker: 0 means unset
+                    self.memory_swap = None
+        if self.memory_swap is not None and self.memory is None:
+            raise InvalidArgument("a memory_swap limit needs a memory limit too (docker: "
+                                  "you should always set the memory limit when using memoryswap limit)")
+        if self.memory_swap is not None and self.memory_swap != -1 and self.memory_swap < self.memory:
+            raise InvalidArgument(f"invalid memory_swap {memory_swap!r}: memory+swap must be at least "
+                                  f"the memory limit ({_fmt_size(self.memory)})")
+        self.memory_reservation = None
+        if memory_reservation is not None and memory_reservation != "":
+            self.memory_reservation = parse_bytes(memory_reservation)
+            if self.memory_reservation == 0:
+                self.memory_reservation = None
+            elif self.memory_reservation < MIN_MEMORY:
+                raise InvalidArgument(f"invalid memory_reservation {memory_reservation!r}: minimum memory "
+                                      "reservation allowed is 6MB")
+            elif self.memory is not None and self.memory_reservation > self.memory:
+                raise InvalidArgument(f"invalid memory_reservation {memory_reservation!r}: it must not be "
+                                      f"above the memory limit ({_fmt_size(self.memory)})")
+        # cpu
+        self.cpus = None
+        if cpus is not None and cpus != "":
+            try:
+                value = float(cpus)
+            except (TypeError, ValueError):
+                raise InvalidArgument(f"invalid cpus {cpus!r}: use a number like 1.5") from None
+            n = _host_cpus()
+            if not math.isfinite(value) or value < 0.01 or value > n:
+                raise InvalidArgument(f"invalid cpus {cpus!r}: range of CPUs is from 0.01 to {n}.00, "
+                                      f"as there {'is' if n == 1 else 'are'} only {n} "
+                                      f"CPU{'' if n == 1 else 's'} available")
+            self.cpus = value
+        self.cpu_shares = None
+        if cpu_shares is not None and cpu_shares != "":
+            try:
+                shares = int(cpu_shares)
+            except (TypeError, ValueError):
+                raise InvalidArgument(f"invalid cpu_shares {cpu_shares!r}: use an integer") from None
+            if shares < 0:
+                raise InvalidArgument(f"invalid cpu_shares {cpu_shares!r}: must not be negative")
+            if shares:
+                self.cpu_shares = min(MAX_SHARES, max(MIN_SHARES, shares))
+        self.cpuset_cpus = None
+        if cpuset_cpus is not None and cpuset_cpus != "":
+            self.cpuset_cpus = format_cpuset(parse_cpuset(cpuset_cpus, "cpuset cpus"))
+        self.cpuset_mems = None
+        if cpuset_mems is not None and cpuset_mems != "":
+            self.cpuset_mems = format_cpuset(parse_cpuset(cpuset_mems, "cpuset mems"))
+        # pids
+        self.pids_limit = None
+        if pids_limit is not None and pids_limit != "":
+            try:
+                pids = int(pids_limit)
+            except (TypeError, ValueError):
+                raise InvalidArgument(f"invalid pids_limit {pids_limit!r}: use an integer (-1 for unlimited)") \
+                    from None
+            if pids < -1:
+                raise InvalidArgument(f"invalid pids_limit {pids_limit!r}: use a positive number, or -1 "
+                                      "for unlimited")
+            self.pids_limit = pids if pids > 0 else None
+
+    @classmethod
+    def from_docker(cls, mem_limit=None, memswap_limit=None, mem_reservation=None, nano_cpus=None,
+                    cpu_shares=None, cpuset_cpus=None, cpuset_mems=None, pids_limit=None) -> "Limits":
+        """Limits from the docker SDK's keyword names (nano_cpus in 1e-9 CPUs)."""
+        cpus = None if not nano_cpus else int(nano_cpus) / 1e9
+        return cls(memory=mem_limit, memory_swap=memswap_limit, memory_reservation=mem_reservation,
+                   cpus=cpus, cpu_shares=cpu_shares, cpuset_cpus=cpuset_cpus, cpuset_mems=cpuset_mems,
+                   pids_limit=pids_limit)
+
+    def empty(self) -> bool:
+        """True when no limit is set: then no cgroup is needed."""
+        return all(getattr(self, k) is None for k in self.__slots__)
+
+    def controllers(self) -> set:
+        """The controllers these limits need."""
+        need = set()
+        if self.memory is not None or self.memory_reservation is not None:
+            need.add("memory")
+        if self.cpus is not None or self.cpu_shares is not None:
+            need.add("cpu")
+        if self.cpuset_cpus is not None or self.cpuset_mems is not None:
+            need.add("cpuset")
+        if self.pids_limit is not None:
+            need.add("pids")
+        return need
+
+    @property
+    def cpu_quota(self):
+        """cfs quota in us for `cpus` (period CPU_PERIOD), or None."""
+        return None if self.cpus is None else max(1000, int(round(self.cpus * CPU_PERIOD)))
+
+    @property
+    def effective_swap(self):
+        """memory + swap as applied: docker's default (twice memory) when unset."""
+        if self.memory is None:
+            return None
+        return self.memory * 2 if self.memory_swap is None else self.memory_swap
+
+    def v1_settings(self) -> list:
+        """[(controller, file, value, optional)] for cgroup v1, in the order they are
+        written. `optional` files are skipped when the host lacks them (swap accounting)."""
+        out = []
+        if self.cpuset_cpus is not None:
+            out.append(("cpuset", "cpuset.cpus", self.cpuset_cpus, False))
+        if self.cpuset_mems is not None:
+            out.append(("cpuset", "cpuset.mems", self.cpuset_mems, False))
+        if self.memory is not None:
+            out.append(("memory", "memory.limit_in_bytes", str(self.memory), False))
+            out.append(("memory", "memory.memsw.limit_in_bytes", str(self.effective_swap), True))
+        if self.memory_reservation is not None:
+            out.append(("memory", "memory.soft_limit_in_bytes", str(self.memory_reservation), False))
+        if self.cpus is not None:
+            out.append(("cpu", "cpu.cfs_period_us", str(CPU_PERIOD), False))
+            out.append(("cpu", "cpu.cfs_quota_us", str(self.cpu_quota), False))
+        if self.cpu_shares is not None:
+            out.append(("cpu", "cpu.shares", str(self.cpu_shares), False))
+        if self.pids_limit is not None:
+            out.append(("pids", "pids.max", str(self.pids_limit), False))
+        return out
+
+    def v2_settings(self) -> list:
+        """[(controller, file, value, optional)] for cgroup v2 (runc's conversions)."""
+        out = []
+        if self.cpuset_cpus is not None:
+            out.append(("cpuset", "cpuset.cpus", self.cpuset_cpus, False))
+        if self.cpuset_mems is not None:
+            out.append(("cpuset", "cpuset.mems", self.cpuset_mems, False))
+        if self.memory is not None:
+            out.append(("memory", "memory.max", str(self.memory), False))
+            swap = self.effective_swap
+            out.append(("memory", "memory.swap.max", "max" if swap == -1 else str(swap - self.memory), True))
+        if self.memory_reservation is not None:
+            out.append(("memory", "memory.low", str(self.memory_reservation), False))
+        if self.cpus is not None:
+            out.append(("cpu", "cpu.max", f"{self.cpu_quota} {CPU_PERIOD}", False))
+        if self.cpu_shares is not None:
+            out.append(("cpu", "cpu.weight", str(cpu_shares_to_weight(self.cpu_shares)), False))
+        if self.pids_limit is not None:
+            out.append(("pids", "pids.max", str(self.pids_limit), False))
+        return out
+
+    def to_dict(self) -> dict:
+        return {k: getattr(self, k) for k in self.__slots__ if getattr(self, k) is not None}
+
+    def __eq__(self, other):
+        return isinstance(other, Limits) and self.to_dict() == other.to_dict()
+
+    def __repr__(self):
+        return "Limits(" + ", ".join(f"{k}={v!r}" for k, v in self.to_dict().items()) + ")"
+
+
+# -- the host's layout ---------------------------------------------------------------
+
+def _unescape(field: str) -> str:
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
+
+
+class Layout:
+    """Where the cgroup hierarchies are: `unified` is the cgroup2 mount point (or
+    None); `v1` maps each v1 controller to its hierarchy's mount point. `mode` is
+    "v2", "v1", "hybrid" or "none"."""
+
+    def __init__(self, unified=None, v1=None, v2_controllers=None):
+        self.unified = unified
+        self.v1 = dict(v1 or {})
+        self._v2_controllers = None if v2_controllers is None else frozenset(v2_controllers)
+
+    @property
+    def mode(self) -> str:
+        if self.unified and self.v1:
+            return "hybrid"
+        if self.unified:
+            return "v2"
+        return "v1" if self.v1 else "none"
+
+    @property
+    def v2_controllers(self) -> frozenset:
+        """The controllers the cgroup2 hierarchy offers (its root's cgroup.controllers)."""
+        if self._v2_controllers is None:
+            ctrls = frozenset()
+            if self.unified:
+                try:
+                    with open(os.path.join(self.unified, "cgroup.controllers")) as f:
+                        ctrls = frozenset(f.read().split())
+                except OSError:
+                    pass
+            self._v2_controllers = ctrls
+        return self._v2_controllers
+
+    def where(self, controller: str):
+        """"v1", "v2" or None: where `controller` can be used."""
+        if controller in self.v1:
+            return "v1"
+        if controller in self.v2_controllers:
+            return "v2"
+        return None
+
+    def available(self) -> set:
+        return set(self.v1) | set(self.v2_controllers)
+
+    def v1_only(self) -> "Layout":
+        """This layout without its cgroup2 part (as on a v1 host)."""
+        return Layout(None, self.v1)
+
+    def v2_only(self) -> "Layout":
+        """This layout without its v1 hierarchies (as on a v2 host)."""
+        return Layout(self.unified, None, self._v2_controllers)
+
+    def describe(self) -> str:
+        parts = []
+        if self.v1:
+            parts.append("cgroup v1: " + ", ".join(sorted(self.v1)))
+        if self.unified:
+            ctrls = ", ".join(sorted(self.v2_controllers)) or "none"
+            parts.append(f"cgroup2 at {self.unified}: {ctrls}")
+        return "; ".join(parts) or "no cgroup hierarchy is mounted"
+
+    def __repr__(self):
+        return f"<Layout {self.mode}: {self.describe()}>"
+
+
+def parse_mountinfo(text: str, known=None) -> Layout:
+    """A Layout from the text of /proc/self/mountinfo. `known`: the controller names
+    (from /proc/cgroups); v1 super options naming other things are not controllers."""
+    known = set(known) if known else set(KNOWN_CONTROLLERS)
+    unified, v1 = None, {}
+    for line in text.splitlines():
+        fields = line.split()
+        try:
+            sep = fields.index("-")
+        except ValueError:
+            continue
+        if len(fields) < sep + 4:
+            continue
+        fstype, mountpoint, options = fields[sep + 1], _unescape(fields[4]), fields[sep + 3]
+        if fstype == "cgroup2":
+            # the first mount wins, except that one at /sys/fs/cgroup beats others
+            if unified is None or mountpoint == "/sys/fs/cgroup":
+                unified = mountpoint
+        elif fstype == "cgroup":
+            for opt in options.split(","):
+                if opt in known and opt not in v1:
+                    v1[opt] = mountpoint
+    return Layout(unified, v1)
+
+
+_LAYOUT = None
+_layout_lock = threading.Lock()
+
+
+def layout(refresh: bool = False) -> Layout:
+    """This host's layout, detected once per process."""
+    global _LAYOUT
+    if _LAYOUT is None or refresh:
+        with _layout_lock:
+            if _LAYOUT is None or refresh:
+                known = None
+                try:
+                    with open("/proc/cgroups") as f:
+                        known = {ln.split()[0] for ln in f if ln.strip() and not ln.startswith("#")}
+                except OSError:
+                    pass
+                with open("/proc/self/mountinfo") as f:
+                    _LAYOUT = parse_mountinfo(f.read(), known)
+    return _LAYOUT
+
+
+_host_layout = layout  # for functions whose `layout` argument hides the function
+
+
+def host_favors_dynmods(lay: Layout = None) -> bool:
+    """Whether a cgroup hierarchy is mounted with `favordynmods`, which makes joining a
+    v1 cgroup (writing cgroup.procs) cheap: the kernel then keeps its threadgroup
+    lock in the mode where a migration needs no RCU grace period (the option is
+    global in effect). Enable it with `mount -o remount,favordynmods <a cgroup mount>`."""
+    lay = lay or layout()
+    points = set(lay.v1.values()) | ({lay.unified} if lay.unified else set())
+    try:
+        with open("/proc/self/mountinfo") as f:
+            for line in f:
+                fields = line.split()
+                sep = fields.index("-") if "-" in fields else -1
+                if sep > 0 and _unescape(fields[4]) in points and \
+                        "favordynmods" in fields[sep + 3].split(","):
+                    return True
+    except OSError:
+        pass
+    return False
+
+
+# -- file helpers --------------------------------------------------------------------
+
+def _write(path: str, value: str) -> None:
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    except OSError as e:
+        raise CgroupError(e.errno, "open", path) from None
+    try:
+        os.write(fd, value.encode())
+    except OSError as e:
+        raise CgroupError(e.errno, f"write {value!r} to", path) from None
+    finally:
+        os.close(fd)
+
+
+def _read(path: str):
+    """The file's text, or None when it does not exist."""
+    try:
+        with open(path) as f:
+            return f.read()
+    except FileNotFoundError:
+        return None
+
+
+def _read_int(path: str):
+    text = _read(path)
+    if text is None:
+        return None
+    text = text.strip()
+    if text == "max":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        return None
+    return None if value >= _UNLIMITED_V1 else value
+
+
+def _read_keyed(path: str) -> dict:
+    """'key value' lines -> {key: int}; {} when the file does not exist."""
+    text = _read(path)
+    out = {}
+    for line in (text or "").splitlines():
+        parts = line.split()
+        if len(parts) == 2:
+            try:
+                out[parts[0]] = int(parts[1])
+            except ValueError:
+                pass
+    return out
+
+
+def _check_name(name: str, what: str) -> None:
+    if not isinstance(name, str) or not name:
+        raise InvalidArgument(f"invalid cgroup {what} {name!r}")
+    for part in name.split("/"):
+        if not _NAME_RE.match(part) or part in (".", ".."):
+            raise InvalidArgument(f"invalid cgroup {what} {name!r}: use letters, digits and _ . - "
+                                  "(and / between the levels of a parent)")
+
+
+def _rmdir(path: str, deadline: float) -> None:
+    """rmdir, retrying while the cgroup still empties (EBUSY)."""
+    delay = 0.001
+    while True:
+        try:
+            os.rmdir(path)
+            return
+        except FileNotFoundError:
+            return
+        except OSError as e:
+            if e.errno != _errno.EBUSY or time.monotonic() >= deadline:
+                raise CgroupError(e.errno, "remove cgroup", path,
+                                  "it still has processes" if e.errno == _errno.EBUSY else "") from None
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)
+
+
+# -- a cgroup ------------------------------------------------------------------------
+
+STAT_KEYS = (
+    "cpu_usage_ns", "cpu_user_ns", "cpu_system_ns",
+    "cpu_nr_periods", "cpu_nr_throttled", "cpu_throttled_ns",
+    "memory_usage", "memory_peak", "memory_limit", "memory_cache",
+    "pids_current", "pids_limit", "oom_kill",
+)
+
+
+class Cgroup:
+    """One container's cgroup: a directory per hierarchy it uses.
+
+    `v2_dir`: its cgroup2 directory (or None); `v1_dirs`: {controller: directory}
+    for the v1 hierarchies it joined (co-mounted controllers share a directory)."""
+
+    def __init__(self, name, parent, lay, v2_dir, v1_dirs, limits=None):
+        self.name, self.parent, self.layout = name, parent, lay
+        self.path = f"{parent}/{name}"
+        self.v2_dir = v2_dir
+        self.v1_dirs = dict(v1_dirs)
+        self.limits = limits
+        self._lock = threading.Lock()
+        self._fds = None
+        self._fd_users = 0
+
+    # -- making and finding ----------------------------------------------------------
+    @classmethod
+    def create(cls, name, limits=None, parent="pyrt", *, layout=None, accounting=()) -> "Cgroup":
+        """Create `<parent>/<name>` in every hierarchy the limits need (plus the
+        cgroup2 one when there is one, and those named in `accounting`, e.g.
+        ("memory",) for peak memory on a hybrid host) and write the limits. A leftover
+        empty cgroup of that name is replaced; one with processes is a Conflict.
+        Nothing is left behind on failure."""
+        _check_name(name, "name")
+        _check_name(parent, "parent")
+        if "/" in name:
+            raise InvalidArgument(f"invalid cgroup name {name!r}: no '/' (nest with parent=)")
+        limits = limits if limits is not None else Limits()
+        lay = layout or _host_layout()
+        if lay.mode == "none":
+            if limits.controllers():
+                raise ControllerUnavailable(sorted(limits.controllers())[0], "no cgroup hierarchy is mounted")
+            raise CgroupError(_errno.ENODEV, "create cgroup", f"{parent}/{name}", "no cgroup hierarchy is mounted")
+        for c in accounting:
+            if c not in KNOWN_CONTROLLERS:
+                raise InvalidArgument(f"unknown cgroup controller {c!r} in accounting")
+        need = set(limits.controllers()) | set(accounting)
+        v1_ctrls, v2_ctrls = set(), set()
+        for c in sorted(need):
+            where = lay.where(c)
+            if where is None:
+                raise ControllerUnavailable(c, lay.describe())
+            (v1_ctrls if where == "v1" else v2_ctrls).add(c)
+        if lay.unified:
+            # joining v2 is free: account memory, pids and cpu there when it can
+            v2_ctrls |= {"memory", "pids", "cpu"} & set(lay.v2_controllers)
+            v2_ctrls -= set(lay.v1)
+        else:
+            # a v1 host: the join is paid anyway, so track with every useful hierarchy
+            v1_ctrls |= {"cpuacct", "memory", "pids", "freezer"} & set(lay.v1)
+        _check_cpuset(limits, lay, parent)
+
+        made = []  # directories created, for the rollback
+        try:
+            v2_dir = None
+            if lay.unified:
+                v2_dir = _make_v2(lay, parent, name, sorted(v2_ctrls), made)
+            v1_dirs = {}
+            by_mount = {}
+            for c in sorted(v1_ctrls):
+                by_mount.setdefault(lay.v1[c], []).append(c)
+            for mount, ctrls in sorted(by_mount.items()):
+                d = _make_v1(mount, parent, name, "cpuset" in ctrls, made)
+                for c in ctrls:
+                    v1_dirs[c] = d
+            cg = cls(name, parent, lay, v2_dir, v1_dirs, limits)
+            for ctrl, fname, value, optional in limits.v1_settings():
+                if ctrl in v1_dirs:
+                    cg._set(v1_dirs[ctrl], fname, value, optional)
+            for ctrl, fname, value, optional in limits.v2_settings():
+                if ctrl in v2_ctrls:
+                    cg._set(v2_dir, fname, value, optional)
+        except BaseException:
+            for d in reversed(made):
+                try:
+                    os.rmdir(d)
+                except OSError:
+                    pass
+            raise
+        return cg
+
+    @classmethod
+    def open(cls, name, parent="pyrt", *, layout=None) -> "Cgroup":
+        """The existing cgroup `<parent>/<name>` (made by any process)."""
+        _check_name(name, "name")
+        _check_name(parent, "parent")
+        lay = layout or _host_layout()
+        v2_dir = None
+        if lay.unified:
+            d = os.path.join(lay.unified, parent, name)
+            if os.path.isdir(d):
+                v2_dir = d
+        v1_dirs = {}
+        for c, mount in lay.v1.items():
+            d = os.path.join(mount, parent, name)
+            if os.path.isdir(d):
+                v1_dirs[c] = d
+        if v2_dir is None and not v1_dirs:
+            raise CgroupError(_errno.ENOENT, "open cgroup", f"{parent}/{name}")
+        return cls(name, parent, lay, v2_dir, v1_dirs)
+
+    @classmethod
+    def exists(cls, name, parent="pyrt", *, layout=None) -> bool:
+        try:
+            cls.open(name, parent, layout=layout)
+            return True
+        except CgroupError:
+            return False
+
+    def _set(self, d, fname, value, optional):
+        path = os.path.join(d, fname)
+        if optional and not os.path.exists(path):
+            return
+        _write(path, value)
+
+    # -- where things are ------------------------------------------------------------
+    @property
+    def dirs(self) -> list:
+        """Every directory of this cgroup (cgroup2 first)."""
+        out = [self.v2_dir] if self.v2_dir else []
+        for d in self.v1_dirs.values():
+            if d not in out:
+                out.append(d)
+        return out
+
+    @property
+    def _v1_unique(self) -> list:
+        out = []
+        for d in self.v1_dirs.values():
+            if d not in out:
+                out.append(d)
+        return out
+
+    def _v2_has(self, fname) -> bool:
+        return self.v2_dir is not None and os.path.exists(os.path.join(self.v2_dir, fname))
+
+    @property
+    def oom_path(self):
+        """The file that counts OOM kills in this cgroup (the `oom_kill N` line):
+        v1 memory.oom_control or v2 memory.events; None without memory accounting."""
+        if "memory" in self.v1_dirs:
+            return os.path.join(self.v1_dirs["memory"], "memory.oom_control")
+        if self._v2_has("memory.events"):
+            return os.path.join(self.v2_dir, "memory.events")
+        return None
+
+    # -- joining ---------------------------------------------------------------------
+    def spawn_fds(self):
+        """(cgroup2 directory fd or -1, [v1 cgroup.procs fds]) for the spawn core,
+        which clones the child into the cgroup2 directory (CLONE_INTO_CGROUP) and
+        writes its pid into each v1 cgroup.procs. The fds belong to this object: each
+        call must be paired with a close_fds() once the spawn is over (they are
+        shared by concurrent spawns and closed when the last one is done; remove()
+        closes them in any case)."""
+        with self._lock:
+            if self._fds is None:
+                v2 = -1
+                procs = []
+                try:
+                    if self.v2_dir:
+                        v2 = os.open(self.v2_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+                    for d in self._v1_unique:
+                        path = os.path.join(d, "cgroup.procs")
+                        procs.append(os.open(path, os.O_WRONLY | os.O_CLOEXEC))
+                except OSError as e:
+                    for fd in procs + ([v2] if v2 >= 0 else []):
+                        os.close(fd)
+                    raise CgroupError(e.errno, "open cgroup", e.filename or self.path) from None
+                self._fds = (v2, procs)
+            self._fd_users += 1
+            return self._fds[0], list(self._fds[1])
+
+    def close_fds(self, force: bool = False) -> None:
+        """Release the fds of one spawn_fds() call (all of them with force=True)."""
+        with self._lock:
+            self._fd_users = 0 if force else max(0, self._fd_users - 1)
+            if self._fd_users == 0 and self._fds is not None:
+                v2, procs = self._fds
+                self._fds = None
+                for fd in procs + ([v2] if v2 >= 0 else []):
+                    try:
+                        os.close(fd)
+                    except OSError:
+                        pass
+
+    def add(self, pid: int) -> None:
+        """Move an existing process into this cgroup (every hierarchy)."""
+        for d in self.dirs:
+            _write(os.path.join(d, "cgroup.procs"), str(pid))
+
+    # -- looking ---------------------------------------------------------------------
+    def procs(self) -> list:
+        """The pids in this cgroup (from its cgroup2 directory when it has one)."""
+        seen = []
+        for d in ([self.v2_dir] if self.v2_dir else self._v1_unique):
+            text = _read(os.path.join(d, "cgroup.procs"))
+            for line in (text or "").split():
+                pid = int(line)
+                if pid not in seen:
+                    seen.append(pid)
+        return seen
+
+    def oom_kill_count(self):
+        """How many processes the OOM killer ended in this cgroup (None without
+        memory accounting)."""
+        path = self.oom_path
+        if path is None:
+            return None
+        return _read_keyed(path).get("oom_kill", 0)
+
+    def oom_killed(self) -> bool:
+        """Whether the OOM killer ended a process here since the cgroup was made."""
+        return bool(self.oom_kill_count())
+
+    def stats(self) -> dict:
+        """Accounting, as a dict with the keys of STAT_KEYS (None where the host or
+        this cgroup's hierarchies do not tell): cpu_usage_ns/user/system, cpu
+        throttling (nr_periods, nr_throttled, throttled_ns), memory_usage, _peak,
+        _limit (None = unlimited), _cache (inactive file pages, which docker
+        subtracts from usage), pids_current, pids_limit, oom_kill."""
+        s = dict.fromkeys(STAT_KEYS)
+        v1 = self.v1_dirs
+        # cpu usage: v2's cpu.stat needs no controller; else v1 cpuacct
+        cpu2 = _read_keyed(os.path.join(self.v2_dir, "cpu.stat")) if self.v2_dir else {}
+        if "usage_usec" in cpu2:
+            s["cpu_usage_ns"] = cpu2["usage_usec"] * 1000
+            s["cpu_user_ns"] = cpu2.get("user_usec", 0) * 1000
+            s["cpu_system_ns"] = cpu2.get("system_usec", 0) * 1000
+        elif "cpuacct" in v1:
+            d = v1["cpuacct"]
+            s["cpu_usage_ns"] = _read_int(os.path.join(d, "cpuacct.usage"))
+            user = _read_int(os.path.join(d, "cpuacct.usage_user"))
+            system = _read_int(os.path.join(d, "cpuacct.usage_sys"))
+            if user is None:
+                ticks = _read_keyed(os.path.join(d, "cpuacct.stat"))
+                hz = os.sysconf("SC_CLK_TCK")
+                if ticks:
+                    user = ticks.get("user", 0) * 1_000_000_000 // hz
+                    system = ticks.get("system", 0) * 1_000_000_000 // hz
+            total = s["cpu_usage_ns"]
+            if user is not None and system is not None and total is not None:
+                # v1 splits by sampling at ticks: scale the split to the precise total, as
+                # the kernel does for v2's cpu.stat and /proc/PID/stat (cputime_adjust)
+                if user + system > 0:
+                    user = total * user // (user + system)
+                    system = total - user
+                else:
+                    user, system = total, 0
+            s["cpu_user_ns"], s["cpu_system_ns"] = user, system
+        # cpu throttling: where the cpu controller is
+        if "cpu" in v1:
+            st = _read_keyed(os.path.join(v1["cpu"], "cpu.stat"))
+            if st:
+                s["cpu_nr_periods"] = st.get("nr_periods")
+                s["cpu_nr_throttled"] = st.get("nr_throttled")
+                s["cpu_throttled_ns"] = st.get("throttled_time")
+        elif "nr_throttled" in cpu2:
+            s["cpu_nr_periods"] = cpu2.get("nr_periods")
+            s["cpu_nr_throttled"] = cpu2.get("nr_throttled")
+            s["cpu_throttled_ns"] = cpu2.get("throttled_usec", 0) * 1000
+        # memory
+        if "memory" in v1:
+            d = v1["memory"]
+            s["memory_usage"] = _read_int(os.path.join(d, "memory.usage_in_bytes"))
+            s["memory_peak"] = _read_int(os.path.join(d, "memory.max_usage_in_bytes"))
+            s["memory_limit"] = _read_int(os.path.join(d, "memory.limit_in_bytes"))
+            st = _read_keyed(os.path.join(d, "memory.stat"))
+            s["memory_cache"] = st.get("total_inactive_file", st.get("inactive_file"))
+            s["oom_kill"] = _read_keyed(os.path.join(d, "memory.oom_control")).get("oom_kill", 0)
+        elif self._v2_has("memory.current"):
+            d = self.v2_dir
+            s["memory_usage"] = _read_int(os.path.join(d, "memory.current"))
+            s["memory_peak"] = _read_int(os.path.join(d, "memory.peak"))
+            s["memory_limit"] = _read_int(os.path.join(d, "memory.max"))
+            s["memory_cache"] = _read_keyed(os.path.join(d, "memory.stat")).get("inactive_file")
+            s["oom_kill"] = _read_keyed(os.path.join(d, "memory.events")).get("oom_kill", 0)
+        # pids
+        d = v1.get("pids") or (self.v2_dir if self._v2_has("pids.current") else None)
+        if d:
+            s["pids_current"] = _read_int(os.path.join(d, "pids.current"))
+            s["pids_limit"] = _read_int(os.path.join(d, "pids.max"))
+        return s
+
+    # -- freezing --------------------------------------------------------------------
+    def _freezer(self):
+        if self._v2_has("cgroup.freeze"):
+            return "v2"
+        if "freezer" in self.v1_dirs:
+            return "v1"
+        raise ControllerUnavailable("freezer", "this cgroup has no cgroup.freeze and no v1 freezer")
+
+    def frozen(self) -> bool:
+        if self._freezer() == "v2":
+            return _read_keyed(os.path.join(self.v2_dir, "cgroup.events")).get("frozen") == 1
+        return (_read(os.path.join(self.v1_dirs["freezer"], "freezer.state")) or "").strip() == "FROZEN"
+
+    def freeze(self, timeout: float = 10.0) -> None:
+        """Stop every process of the cgroup, and wait until they all are."""
+        self._set_frozen(True, timeout)
+
+    def thaw(self, timeout: float = 10.0) -> None:
+        self._set_frozen(False, timeout)
+
+    def _set_frozen(self, frozen: bool, timeout: float) -> None:
+        kind = self._freezer()
+        if kind == "v2":
+            path = os.path.join(self.v2_dir, "cgroup.freeze")
+            _write(path, "1" if frozen else "0")
+        else:
+            path = os.path.join(self.v1_dirs["freezer"], "freezer.state")
+            _write(path, "FROZEN" if frozen else "THAWED")
+        deadline = time.monotonic() + timeout
+        delay = 0.0005
+        while self.frozen() != frozen:
+            if time.monotonic() >= deadline:
+                raise CgroupError(_errno.ETIMEDOUT, "freeze" if frozen else "thaw", path)
+            if kind == "v1" and frozen:  # v1 retries a freeze that met a busy task on write
+                _write(path, "FROZEN")
+            time.sleep(delay)
+            delay = min(delay * 2, 0.02)
+
+    # -- killing and removing --------------------------------------------------------
+    def kill_all(self, timeout: float = 10.0) -> None:
+        """SIGKILL every process in the cgroup and wait until it is empty (the
+        caller still reaps its own children). Uses cgroup.kill when the kernel has
+        it; else freezes (when it can), signals each pid through a pidfd, thaws, and
+        repeats until none is left."""
+        deadline = time.monotonic() + timeout
+        if self._v2_has("cgroup.kill"):
+            _write(os.path.join(self.v2_dir, "cgroup.kill"), "1")
+        else:
+            self._kill_v1(deadline)
+        delay = 0.0005
+        while self.procs():
+            if time.monotonic() >= deadline:
+                raise CgroupError(_errno.ETIMEDOUT, "kill the processes of", self.dirs[0],
+                                  f"left: {self.procs()[:10]}")
+            if not self._v2_has("cgroup.kill"):
+                self._kill_v1(deadline)
+            time.sleep(delay)
+            delay = min(delay * 2, 0.02)
+
+    def _kill_v1(self, deadline) -> None:
+        can_freeze = "freezer" in self.v1_dirs or self._v2_has("cgroup.freeze")
+        if can_freeze:
+            try:
+                self.freeze(timeout=max(0.1, min(2.0, deadline - time.monotonic())))
+            except CgroupError:
+                pass  # signal them anyway
+        try:
+            for _ in range(100):
+                pids = self.procs()
+                if not pids:
+                    break
+                hit = 0
+                for pid in pids:
+                    try:
+                        pidfd = os.pidfd_open(pid)
+                    except OSError:
+                        continue  # gone already
+                    try:
+                        # still ours? (the pid may have been reused before pidfd_open)
+                        if pid in self.procs():
+                            signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+                            hit += 1
+                    except OSError:
+                        pass
+                    finally:
+                        os.close(pidfd)
+                if not can_freeze or hit == 0:
+                    break
+                if set(self.procs()) <= set(pids):
+                    break  # nothing new forked in; the rest die once thawed
+        finally:
+            if can_freeze:
+                try:
+                    self.thaw(timeout=max(0.1, min(2.0, deadline - time.monotonic())))
+                except CgroupError:
+                    pass
+
+    def remove(self, timeout: float = 10.0) -> None:
+        """Remove the cgroup from every hierarchy (killing what is still in it
+        first). Removing a cgroup that is gone already is not an error."""
+        self.close_fds(force=True)
+        deadline = time.monotonic() + timeout
+        if any(os.path.isdir(d) for d in self.dirs) and self.procs():
+            self.kill_all(timeout)
+        for d in self.dirs:
+            _rmdir(d, deadline)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.remove()
+
+    def __del__(self):
+        if getattr(self, "_fds", None) is not None:
+            self.close_fds(force=True)
+
+    def __repr__(self):
+        return f"<Cgroup {self.parent}/{self.name} ({self.layout.mode}): {', '.join(self.dirs)}>"
+
+
+# -- making directories --------------------------------------------------------------
+
+def _mkdir_parents(mount: str, parent: str, made: list, on_new=None) -> str:
+    """Create each level of `parent` under `mount` (kept afterwards: shared by every
+    cgroup under it); returns its path."""
+    d = mount
+    for part in parent.split("/"):
+        d = os.path.join(d, part)
+        try:
+            os.mkdir(d, 0o755)
+        except FileExistsError:
+            pass
+        except OSError as e:
+            raise CgroupError(e.errno, "create cgroup", d) from None
+        if on_new:
+            on_new(d)
+    return d
+
+
+def _fresh_dir(path: str, made: list) -> None:
+    """mkdir the container's cgroup; an empty leftover of the same name is replaced."""
+    try:
+        os.mkdir(path, 0o755)
+    except FileExistsError:
+        procs = _read(os.path.join(path, "cgroup.procs")) or ""
+        if procs.split():
+            raise Conflict(f"cgroup {path} already exists and has processes") from None
+        try:
+            os.rmdir(path)
+            os.mkdir(path, 0o755)
+        except OSError as e:
+            raise CgroupError(e.errno, "replace leftover cgroup", path) from None
+    except OSError as e:
+        raise CgroupError(e.errno, "create cgroup", path) from None
+    made.append(path)
+
+
+def _cpuset_fill(d: str) -> None:
+    """A v1 cpuset cgroup starts with empty cpus and mems (and then takes no task):
+    copy them from its parent when they are empty."""
+    up = os.path.dirname(d)
+    for fname in ("cpuset.cpus", "cpuset.mems"):
+        path = os.path.join(d, fname)
+        if not (_read(path) or "").strip():
+            _write(path, (_read(os.path.join(up, fname)) or "").strip() or "\n")
+
+
+def _make_v1(mount, parent, name, cpuset, made) -> str:
+    up = _mkdir_parents(mount, parent, made, _cpuset_fill if cpuset else None)
+    d = os.path.join(up, name)
+    _fresh_dir(d, made)
+    if cpuset:
+        _cpuset_fill(d)
+    return d
+
+
+def _make_v2(lay, parent, name, ctrls, made) -> str:
+    """Create the cgroup2 directory with `ctrls` enabled in every ancestor's
+    cgroup.subtree_control."""
+    d = lay.unified
+    levels = [d]
+    for part in parent.split("/"):
+        d = os.path.join(d, part)
+        levels.append(d)
+        try:
+            os.mkdir(d, 0o755)
+        except FileExistsError:
+            pass
+        except OSError as e:
+            raise CgroupError(e.errno, "create cgroup", d) from None
+    if ctrls:
+        for level in levels:
+            path = os.path.join(level, "cgroup.subtree_control")
+            enabled = set((_read(path) or "").split())
+            for c in ctrls:
+                if c in enabled:
+                    continue
+                try:
+                    _write(path, f"+{c}")
+                except CgroupError as e:
+                    if e.errno == _errno.EBUSY:
+                        e.hint = (f"cannot enable the '{c}' controller below {level}: it has processes "
+                                  "of its own (cgroup v2's no-internal-processes rule)")
+                    elif e.errno == _errno.ENOENT or e.errno == _errno.EINVAL:
+                        raise ControllerUnavailable(c, f"not offered to {level}") from None
+                    raise
+    path = os.path.join(d, name)
+    _fresh_dir(path, made)
+    return path
+
+
+def _effective(lay: Layout, parent: str, ctrl_file_v1: str, ctrl_file_v2: str):
+    """The parent's effective cpuset (cpus or mems) as a set, from the nearest
+    existing level of `parent` in the hierarchy that holds cpuset."""
+    where = lay.where("cpuset")
+    if where == "v1":
+        base, fnames = lay.v1["cpuset"], (ctrl_file_v1.replace("cpuset.", "cpuset.effective_"), ctrl_file_v1)
+    elif where == "v2":
+        base, fnames = lay.unified, (ctrl_file_v2 + ".effective",)
+    else:
+        return None
+    parts = parent.split("/")
+    for i in range(len(parts), -1, -1):
+        d = os.path.join(base, *parts[:i])
+        for fname in fnames:
+            text = (_read(os.path.join(d, fname)) or "").strip()
+            if text:
+                return parse_cpuset(text)
+    return None
+
+
+def _check_cpuset(limits: Limits, lay: Layout, parent: str) -> None:
+    for value, kind, f1, f2, label in (
+            (limits.cpuset_cpus, "CPUs", "cpuset.cpus", "cpuset.cpus", "cpuset cpus"),
+            (limits.cpuset_mems, "memory nodes", "cpuset.mems", "cpuset.mems", "cpuset mems")):
+        if value is None:
+            continue
+        available = _effective(lay, parent, f1, f2)
+        if available is None:
+            continue
+        wanted = parse_cpuset(value, label)
+        if not wanted <= available:
+            raise InvalidArgument(f"invalid {label} {value!r}: requested {kind} are not available - "
+                                  f"requested {value}, available: {format_cpuset(available)}")
+
+
+def prune(parent="pyrt", *, layout=None, remove_parent=False, timeout: float = 2.0) -> list:
+    """Remove every cgroup under `parent` that has no process (leftovers of crashed
+    runs), in every hierarchy; with remove_parent=True, the parent levels too
+    when they end up empty. Returns the directories removed. Do not call it while
+    another process may be between creating a cgroup and spawning into it."""
+    _check_name(parent, "parent")
+    lay = layout or _host_layout()
+    mounts = sorted(set(lay.v1.values()) | ({lay.unified} if lay.unified else set()))
+    removed = []
+    deadline = time.monotonic() + timeout
+    for mount in mounts:
+        top = os.path.join(mount, parent)
+        if not os.path.isdir(top):
+            continue
+        for root, dirs, _files in os.walk(top, topdown=False):
+            for dname in dirs:
+                d = os.path.join(root, dname)
+                if (_read(os.path.join(d, "cgroup.procs")) or "").split():
+                    continue
+                try:
+                    _rmdir(d, deadline)
+                    removed.append(d)
+                except CgroupError:
+                    pass
+        if remove_parent:
+            parts = parent.split("/")
+            for i in range(len(parts), 0, -1):
+                d = os.path.join(mount, *parts[:i])
+                try:
+                    os.rmdir(d)
+                    removed.append(d)
+                except OSError:
+                    break
+    return removed

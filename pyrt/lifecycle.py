@@ -1,0 +1,298 @@
+"""Running containers without a daemon: the mechanics behind Container.start,
+stop, kill, wait, logs, exec_run, stats, top, pause.
+
+A detached container is watched by its own small C monitor (pyrt-monitor, see
+csrc/monitor.c): it holds the container's stdout/stderr and writes them to
+containers/<id>/ctr.log, reaps it and writes containers/<id>/exit.json. Any pyrt
+process learns the true state from those files and the container's pid (checked
+against its start time, so a reused pid is never taken for the container)."""
+from __future__ import annotations
+
+import os
+import signal as _signal
+import sys
+import time
+
+from pyrt.errors import Conflict, InvalidArgument
+
+EXIT_FILE = "exit.json"
+LOG_FILE = "ctr.log"
+
+
+def start_time(pid: int) -> int:
+    """The process's start time (clock ticks after boot), 0 when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return 0
+    if fields[0] == b"Z":
+        return 0
+    return int(fields[19])
+
+
+def alive(state: dict) -> bool:
+    pid = state.get("Pid") or 0
+    return pid > 0 and start_time(pid) == state.get("StartTime", -1)
+
+
+def pidfd(state: dict) -> int | None:
+    """A pidfd of the container's init, or None when it has exited."""
+    from pyrt import sys as psys
+    pid = state.get("Pid") or 0
+    if pid <= 0:
+        return None
+    try:
+        fd = psys.pidfd_open(pid)
+    except ProcessLookupError:
+        return None
+    if start_time(pid) != state.get("StartTime", -1):  # the pid is someone else's now
+        os.close(fd)
+        return None
+    return fd
+
+
+def parse_signal(sig) -> int:
+    if isinstance(sig, int):
+        return sig
+    text = str(sig).upper()
+    if text.isdigit():
+        return int(text)
+    name = text if text.startswith("SIG") else "SIG" + text
+    try:
+        return int(getattr(_signal, name))
+    except AttributeError:
+        raise InvalidArgument(f"invalid signal {sig!r}") from None
+
+
+def send_signal(state: dict, sig) -> bool:
+    """Signal the container's init through a pidfd; False when it has exited."""
+    from pyrt import sys as psys
+    fd = pidfd(state)
+    if fd is None:
+        return False
+    try:
+        psys.pidfd_send_signal(fd, parse_signal(sig))
+        return True
+    except ProcessLookupError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def wait_exit(state: dict, timeout: float | None) -> bool:
+    """Wait until the container's init has exited; False on timeout."""
+    import select
+    fd = pidfd(state)
+    if fd is None:
+        return True
+    try:
+        p = select.poll()
+        p.register(fd, select.POLLIN)
+        return bool(p.poll(None if timeout is None else max(0, timeout) * 1000))
+    finally:
+        os.close(fd)
+
+
+def read_exit(cdir: str, wait: float = 0.0) -> dict | None:
+    """The monitor's exit record; waits up to `wait` seconds for it to appear (the
+    monitor writes it just after the container ends)."""
+    from pyrt._core import read_exit_record
+    path = os.path.join(cdir, EXIT_FILE)
+    deadline = time.monotonic() + wait
+    while True:
+        rec = read_exit_record(path)
+        if rec is not None or time.monotonic() >= deadline:
+            return rec
+        time.sleep(0.002)
+
+
+def start_detached(container, spec, cgroup) -> dict:
+    """Start the container under its monitor; returns its new state."""
+    from pyrt import _core
+    cdir = container.dir
+    try:
+        os.unlink(os.path.join(cdir, EXIT_FILE))
+    except FileNotFoundError:
+        pass
+    exit_argv = None
+    if container.config.get("AutoRemove"):
+        exit_argv = [sys.executable, "-m", "pyrt.cli.main", "--root", container._c.store.root, "-q",
+                     "rm", "-f", "-v", container.id]
+    fds = cgroup.spawn_fds() if cgroup is not None else (-1, [])
+    try:
+        spec.cgroup_fd, spec.cgroup_procs_fds = fds
+        cpid, mpid = _core.monitor_start(spec, os.path.join(cdir, LOG_FILE), os.path.join(cdir, EXIT_FILE),
+                                         oom_path=cgroup.oom_path if cgroup is not None else None,
+                                         exit_argv=exit_argv)
+    finally:
+        if cgroup is not None:
+            cgroup.close_fds()
+    return {"Status": "running", "Pid": cpid, "StartTime": start_time(cpid), "MonitorPid": mpid,
+            "StartedAt": time.time(), "ExitCode": 0, "FinishedAt": None, "Detached": True,
+            "Cgroup": cgroup is not None}
+
+
+def exited_state(container) -> dict | None:
+    """If the container (marked running or paused) has ended, its exited state."""
+    st = container.state
+    if st.get("Status") not in ("running", "paused"):
+        return None
+    rec = read_exit(container.dir) if st.get("Detached") else None
+    if rec is None:
+        if alive(st):
+            return None
+        rec = read_exit(container.dir, wait=0.5) if st.get("Detached") else None
+    new = dict(st, Status="exited", Pid=0)
+    if rec is not None:
+        new.update(ExitCode=rec.get("ExitCode", 0), OOMKilled=bool(rec.get("OOMKilled")),
+                   FinishedAt=rec.get("FinishedAt") or time.time())
+    else:  # its runner or monitor was killed: the status is unknown
+        new.update(ExitCode=st.get("ExitCode") or 137, FinishedAt=time.time())
+    return new
+
+
+# -- logs -------------------------------------------------------------------------
+def read_logs(container, *, stdout=True, stderr=True, timestamps=False, tail="all", since=None) -> bytes:
+    from pyrt._core import parse_log
+    try:
+        with open(os.path.join(container.dir, LOG_FILE), "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        return b""
+    return _format_log(parse_log(data), stdout, stderr, timestamps, tail, since)
+
+
+def _format_log(records, stdout, stderr, timestamps, tail, since):
+    want = {"stdout"} if stdout else set()
+    if stderr:
+        want.add("stderr")
+    lines = []
+    for ts, stream, text in records:
+        if stream not in want:
+            continue
+        if since is not None and _ts_seconds(ts) < since:
+            continue
+        if timestamps:
+            text = (ts.encode() if isinstance(ts, str) else ts) + b" " + text
+        lines.append(text)
+    if tail not in ("all", None):
+        n = int(tail)
+        lines = lines[-n:] if n > 0 else []
+    return b"".join(lines)
+
+
+def _ts_seconds(ts) -> float:
+    import calendar
+    text = ts.decode() if isinstance(ts, bytes) else ts
+    main, _, frac = text.rstrip("Z").partition(".")
+    return calendar.timegm(time.strptime(main, "%Y-%m-%dT%H:%M:%S")) + float("0." + (frac or "0"))
+
+
+def follow_logs(container, **kwargs):
+    """Yield what the log shows, then new output as it comes, until the container ends."""
+    from pyrt._core import parse_log
+    path = os.path.join(container.dir, LOG_FILE)
+    pos, pending = 0, b""
+    first = True
+    while True:
+        running = container.reload().status in ("running", "paused")
+        try:
+            with open(path, "rb") as f:
+                f.seek(pos)
+                chunk = f.read()
+        except FileNotFoundError:
+            chunk = b""
+        pos += len(chunk)
+        data = pending + chunk
+        cut = data.rfind(b"\n") + 1
+        pending = data[cut:]
+        if cut:
+            out = _format_log(parse_log(data[:cut]), kwargs.get("stdout", True), kwargs.get("stderr", True),
+                              kwargs.get("timestamps", False), kwargs.get("tail", "all") if first else "all",
+                              kwargs.get("since"))
+            first = False
+            if out:
+                yield out
+        if not running and not chunk:
+            return
+        time.sleep(0.05)
+
+
+# -- exec -------------------------------------------------------------------------
+def exec_process(container, cmd, *, user="", environment=None, workdir=None, privileged=False,
+                 stdin=None, stdout=None, stderr=None):
+    """Start `cmd` inside the running container; returns (pid, pidfd), the caller's child."""
+    from pyrt import _core, caps
+    st = container.reload().state
+    if st.get("Status") == "paused":
+        raise Conflict(f"container {container.name} is paused: unpause it first")
+    if st.get("Status") != "running" or not alive(st):
+        raise Conflict(f"container {container.name} is not running")
+    cfg = container.config
+    if isinstance(cmd, str):
+        cmd = ["/bin/sh", "-c", cmd]
+    if not cmd:
+        raise InvalidArgument("exec needs a command")
+    env = dict(e.partition("=")[::2] for e in cfg["Env"])
+    if isinstance(environment, dict):
+        env.update({k: str(v) for k, v in environment.items()})
+    else:
+        env.update(e.partition("=")[::2] for e in environment or ())
+    ident = None
+    user = user or cfg.get("User")
+    if user:
+        from pyrt.userdb import resolve_user
+        ident = resolve_user(user, container._driver_layers())
+    cgroup = container._open_cgroup()
+    fds = cgroup.spawn_fds() if cgroup is not None else (-1, [])
+    try:
+        spec = _core.ExecSpec(st["Pid"], [os.fsencode(a) for a in cmd], env, start_time=st["StartTime"],
+                              cwd=workdir or cfg.get("WorkingDir") or "/", user=ident,
+                              caps=caps.resolve(cfg.get("CapAdd", []), cfg.get("CapDrop", []),
+                                                privileged or cfg.get("Privileged", False)),
+                              stdio=tuple(-1 if x is None else x for x in (stdin, stdout, stderr)),
+                              cgroup_fd=fds[0], cgroup_procs_fds=fds[1])
+        return _core.exec_(spec)
+    finally:
+        if cgroup is not None:
+            cgroup.close_fds()
+
+
+def wait_pidfd(pidfd: int) -> int:
+    """Wait for our child behind pidfd; its exit code (128+N for signal N)."""
+    from pyrt import _core
+    try:
+        status, _ = _core.wait(pidfd)
+    finally:
+        os.close(pidfd)
+    code = os.waitstatus_to_exitcode(status)
+    return 128 - code if code < 0 else code
+
+
+# -- top ----------------------------------------------------------------------------
+def processes(container) -> list[dict]:
+    """The container's processes (in its pid namespace), as `ps` shows them."""
+    st = container.state
+    if not alive(st):
+        return []
+    try:
+        ns = os.readlink(f"/proc/{st['Pid']}/ns/pid")
+    except FileNotFoundError:
+        return []
+    out = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            if os.readlink(f"/proc/{name}/ns/pid") != ns:
+                continue
+            with open(f"/proc/{name}/status") as f:
+                fields = dict(line.split(":\t", 1) for line in f.read().splitlines() if ":\t" in line)
+            with open(f"/proc/{name}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").strip().decode(errors="replace")
+        except (OSError, ValueError):  # gone meanwhile, or not ours to look at
+            continue
+        out.append({"UID": fields.get("Uid", "0").split()[0], "PID": int(name),
+                    "PPID": int(fields.get("PPid", "0")), "CMD": cmd or f"[{fields.get('Name', '?')}]"})
+    return sorted(out, key=lambda p: p["PID"])
