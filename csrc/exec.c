@@ -93,6 +93,27 @@ static int start_time_of(pid_t pid, unsigned long long *t, struct pyrt_error *e)
     return 0;
 }
 
+/* The pid behind a pidfd (the "Pid:" line of its fdinfo). */
+static pid_t pid_of_pidfd(int pidfd, struct pyrt_error *e)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/self/fdinfo/%d", pidfd);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return pyrt_fail(e, "open", path);
+    ssize_t n = pyrt_read_full(fd, buf, sizeof buf - 1);
+    int err = errno;
+    close(fd);
+    if (n < 0)
+        return pyrt_fail_errno(e, err, "read", path);
+    buf[n] = '\0';
+    char *p = strstr(buf, "\nPid:");
+    long pid = p ? strtol(p + 5, NULL, 10) : 0;
+    if (pid <= 0) /* -1: the process has exited */
+        return pyrt_fail_errno(e, pid < 0 ? ESRCH : EINVAL, "container init (exited?)", "pidfd");
+    return (pid_t)pid;
+}
+
 /* The final child: the container's namespaces are joined but cgroup; the rest. */
 static int final_child(const struct pyrt_exec_spec *s, int pidfd, uint64_t join, struct pyrt_error *e)
 {
@@ -173,27 +194,30 @@ int pyrt_exec(const struct pyrt_exec_spec *s, pid_t *pidp, int *pidfdp, struct p
     if (s->pid <= 0 && s->pidfd < 0)
         return pyrt_fail_errno(e, EINVAL, "exec", "no container process");
 
+    pid_t target_pid = s->pid > 0 ? s->pid : pid_of_pidfd(s->pidfd, e);
+    if (target_pid < 0)
+        return -1;
     char target[64];
-    snprintf(target, sizeof target, "container pid %d", (int)s->pid);
+    snprintf(target, sizeof target, "container pid %d", (int)target_pid);
     int own_pidfd = -1, target_fd = s->pidfd;
     int rp[2] = {-1, -1}, ep[2] = {-1, -1};
     int rc = -1;
     if (target_fd < 0) {
-        if ((own_pidfd = target_fd = pyrt_pidfd_open(s->pid, 0)) < 0)
+        if ((own_pidfd = target_fd = pyrt_pidfd_open(target_pid, 0)) < 0)
             return pyrt_fail(e, "pidfd_open", target);
     }
     /* Once the pidfd is open, a matching start time proves it is the container's. */
     if (s->start_time) {
         unsigned long long t = 0;
-        if (start_time_of(s->pid, &t, e) < 0)
+        if (start_time_of(target_pid, &t, e) < 0)
             goto out;
         if (t != s->start_time) {
-            pyrt_fail_errno(e, ESRCH, "container init (exited, pid reused)", target);
+            pyrt_fail_errno(e, ESRCH, "container init (pid reused)", target);
             goto out;
         }
     }
     uint64_t join = 0;
-    if (namespaces_to_join(s->pid, s->namespaces, &join, e) < 0)
+    if (namespaces_to_join(target_pid, s->namespaces, &join, e) < 0)
         goto out;
     /* The process behind /proc/PID was the pidfd's unless it exited meanwhile:
      * then setns through the pidfd fails (ESRCH). */

@@ -12,7 +12,8 @@
 #include "spawn.h"
 
 struct pyrt_exec_spec {
-    pid_t pid;                     /* the container's init, as the caller sees it */
+    pid_t pid;                     /* the container's init, as the caller sees it (0: the
+                                      pidfd's) */
     int pidfd;                     /* a pidfd for it, or -1: opened here from pid */
     unsigned long long start_time; /* its start time (field 22 of /proc/PID/stat, clock
                                       ticks), checked against pid reuse; 0: not checked */

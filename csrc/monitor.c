@@ -440,7 +440,10 @@ int pyrt_monitor_start(const struct pyrt_spawn_spec *spec, const struct pyrt_mon
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
-    pid_t child = (pid_t)syscall(SYS_clone, (unsigned long)SIGCHLD, NULL, NULL, NULL, 0);
+    struct pyrt_clone_args ca;
+    memset(&ca, 0, sizeof ca);
+    ca.exit_signal = SIGCHLD;
+    pid_t child = (pid_t)pyrt_clone3(&ca, sizeof ca);
     if (child == 0) {
         struct report rec;
         memset(&rec, 0, sizeof rec);
@@ -503,7 +506,7 @@ int pyrt_monitor_start(const struct pyrt_spawn_spec *spec, const struct pyrt_mon
     } else if (got < 0) {
         pyrt_fail_errno(e, read_errno, "read monitor report", m->monitor_path);
     } else {
-        pyrt_fail_errno(e, EPIPE, "start monitor (it exited without a report)", m->monitor_path);
+        pyrt_fail_errno(e, EPIPE, "start monitor (no report)", m->monitor_path);
     }
 
 out:

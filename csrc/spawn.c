@@ -62,7 +62,10 @@ static int run_init(const struct pyrt_spawn_spec *s, int init_fd, struct pyrt_er
         return pyrt_fail(e, "pipe", "init");
     if (sigprocmask(SIG_SETMASK, &all, NULL) < 0)
         return pyrt_fail(e, "sigprocmask", "init");
-    pid_t child = (pid_t)syscall(SYS_clone, (unsigned long)SIGCHLD, NULL, NULL, NULL, 0);
+    struct pyrt_clone_args ca; /* a plain fork, without glibc's atfork handlers */
+    memset(&ca, 0, sizeof ca);
+    ca.exit_signal = SIGCHLD;
+    pid_t child = (pid_t)pyrt_clone3(&ca, sizeof ca);
     if (child < 0)
         return pyrt_fail(e, "fork", "init");
     if (child == 0) {
@@ -118,6 +121,10 @@ static int child_setup(const struct pyrt_spawn_spec *s, int syncfd, struct pyrt_
         if (n != 1)
             return pyrt_fail_errno(e, n < 0 ? errno : EPIPE, "wait for parent", "");
         close(syncfd);
+        /* The cgroup namespace is made only now that the parent has moved us into
+         * the v1 cgroups, so that they are its root (see delayed_flags). */
+        if ((s->clone_flags & CLONE_NEWCGROUP) && s->ncgroup_procs && unshare(CLONE_NEWCGROUP) < 0)
+            return pyrt_fail(e, "unshare", "cgroup namespace");
     }
     /* In a new user namespace the child still has the caller's ids, which are not
      * mapped there (files it creates would fail with EOVERFLOW): become the
@@ -194,11 +201,17 @@ static int parent_prepare(const struct pyrt_spawn_spec *s, pid_t pid, struct pyr
     return 0;
 }
 
+/* Namespaces the child makes itself after the parent's part, rather than at clone. */
+static uint64_t delayed_flags(const struct pyrt_spawn_spec *s)
+{
+    return s->ncgroup_procs ? CLONE_NEWCGROUP : 0;
+}
+
 static pid_t do_clone(const struct pyrt_spawn_spec *s, int *pidfd)
 {
     struct pyrt_clone_args ca;
     memset(&ca, 0, sizeof ca);
-    ca.flags = s->clone_flags | CLONE_PIDFD | CLONE_CLEAR_SIGHAND;
+    ca.flags = (s->clone_flags & ~delayed_flags(s)) | CLONE_PIDFD | CLONE_CLEAR_SIGHAND;
     ca.pidfd = (uint64_t)(uintptr_t)pidfd;
     ca.exit_signal = SIGCHLD;
     if (s->cgroup_fd >= 0) {
@@ -207,8 +220,8 @@ static pid_t do_clone(const struct pyrt_spawn_spec *s, int *pidfd)
     }
     pid_t pid = (pid_t)pyrt_clone3(&ca, sizeof ca);
     if (pid < 0 && errno == ENOSYS && s->cgroup_fd < 0) /* kernel before 5.3 */
-        pid = (pid_t)syscall(SYS_clone, (unsigned long)(s->clone_flags | CLONE_PIDFD | SIGCHLD), NULL, pidfd,
-                             NULL, 0);
+        pid = (pid_t)syscall(SYS_clone, (unsigned long)((s->clone_flags & ~delayed_flags(s)) | CLONE_PIDFD | SIGCHLD),
+                             NULL, pidfd, NULL, 0);
     return pid;
 }
 

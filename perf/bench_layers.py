@@ -398,7 +398,7 @@ def main():
                 b = runner.bench_time_func(name, bench)
                 if b is not None:
                     times[name] = b.mean()
-            if times:
+            if times and not runner.args.worker:
                 report(times)
     finally:
         shutil.rmtree(out, ignore_errors=True)

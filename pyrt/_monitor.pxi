@@ -175,7 +175,7 @@ def exec_(spec):
     cdef int rc
     cdef pyrt_error err
 
-    s.pid = spec.pid
+    s.pid = getattr(spec, "pid", 0) or 0
     s.pidfd = getattr(spec, "pidfd", -1)
     s.start_time = getattr(spec, "start_time", 0) or 0
     ns = getattr(spec, "namespaces", None)

@@ -27,8 +27,6 @@ from pyrt.process import build_spec
 LOG_RE = re.compile(rb"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z) (stdout|stderr) ([FP]) (.*)$")
 DEADLINE = 60.0  # seconds a test waits for something that must happen, before failing
 
-CLONE_NEWUSER = 0x10000000
-
 
 def pidfd_open(pid):
     """A pidfd for pid, or None when it is gone."""
@@ -110,9 +108,12 @@ class Monitored:
             self.cfd = None
         return _core.read_exit_record(self.exit_path)
 
-    def records(self):
+    def raw(self):
         with open(self.log, "rb") as f:
-            lines = f.read().split(b"\n")
+            return f.read()
+
+    def records(self):
+        lines = self.raw().split(b"\n")
         assert lines[-1] == b"", "the log ends with a newline"
         out = []
         for line in lines[:-1]:
@@ -196,7 +197,7 @@ def test_log_lines_and_streams(rootfs, tmp_shm, leak_check):
     assert len(long) >= 3 and all(len(t) <= 8192 for _, t in long)
     assert b"".join(t for _, t in long) == b"x" * 20000
     assert m.text("stdout") == b"out1\nout2\n" + b"x" * 20000 + b"\nno newline"
-    parsed = _core.parse_log(open(m.log, "rb").read())
+    parsed = _core.parse_log(m.raw())
     assert [(s, t) for _, s, t in parsed if s == "stderr"] == [("stderr", b"err1\n"), ("stderr", b"err-partial")]
     leak_check.assert_clean()
 
@@ -230,7 +231,7 @@ def test_container_and_monitor_fds(rootfs, tmp_shm, leak_check):
     try:
         spec = build_spec(["sh", "-c", "ls /proc/self/fd; echo ready; exec sleep 1000"], rootfs)
         with monitored(spec, tmp_shm) as m:
-            wait_until(lambda: b"F ready" in open(m.log, "rb").read(), "the container started")
+            wait_until(lambda: b"F ready" in m.raw(), "the container started")
             targets = sorted(os.readlink(f"/proc/{m.mpid}/fd/{fd}") for fd in os.listdir(f"/proc/{m.mpid}/fd"))
             with open(f"/proc/{m.mpid}/status") as f:
                 status = f.read()
@@ -630,15 +631,22 @@ def test_exec_joins_the_cgroups(rootfs, leak_check):
     finally:
         for fd in fds:
             os.close(fd)
+        errors = []
         for _, d in made:
-            _rmdir_cgroup(d)
+            try:
+                _rmdir_cgroup(d)
+            except OSError as e:
+                errors.append(e)
+        if errors:
+            raise errors[0]
     leak_check.assert_clean()
 
 
 def test_exec_into_a_monitored_container(rootfs, tmp_shm, leak_check):
     spec = build_spec(["sh", "-c", "echo ready; exec sleep 1000"], rootfs, hostname="detached")
     with monitored(spec, tmp_shm) as m:
-        code, out = run_exec(_exec_spec(m.cpid, ["sh", "-c", "hostname; echo in >&2"], pidfd=m.cfd))
+        # by its pidfd alone (pid 0: the pidfd's)
+        code, out = run_exec(_exec_spec(0, ["sh", "-c", "hostname; echo in >&2"], pidfd=m.cfd))
         assert (code, out) == (0, "detached\nin\n")
         m.kill(signal.SIGKILL)
         assert m.wait()["ExitCode"] == 137
@@ -647,15 +655,16 @@ def test_exec_into_a_monitored_container(rootfs, tmp_shm, leak_check):
 
 # -- --init ---------------------------------------------------------------------------
 
-def test_without_init_the_program_is_pid_1(rootfs):
+def test_without_init_the_program_is_pid_1(rootfs, leak_check):
     r = pyrt.run(["sh", "-c", "echo $$; tr '\\0' ' ' < /proc/1/cmdline; echo"], rootfs, capture_output=True,
                  text=True)
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines()[0] == "1"
     assert r.stdout.splitlines()[1].startswith("sh -c echo $$")
+    leak_check.assert_clean()
 
 
-def test_init_is_pid_1(rootfs):
+def test_init_is_pid_1(rootfs, leak_check):
     r = pyrt.run(["sh", "-c", "echo $$; tr '\\0' ' ' < /proc/1/cmdline; echo; cat /proc/1/status"], rootfs,
                  capture_output=True, text=True, init=True)
     assert r.returncode == 0, r.stderr
@@ -665,10 +674,11 @@ def test_init_is_pid_1(rootfs):
     # pyrt-init is small (statically linked C, no Python)
     rss = int(re.search(r"VmRSS:\s+(\d+) kB", r.stdout).group(1))
     assert rss < 4096
+    leak_check.assert_clean()
 
 
 @pytest.mark.parametrize("init", [True, False])
-def test_orphans_do_not_stay_zombies(rootfs, init):
+def test_orphans_do_not_stay_zombies(rootfs, init, leak_check):
     """Three orphans (`sleep 999` whose parent subshell exited) are re-parented to
     pid 1; the test kills them. pyrt-init reaps them; without it, pid 1 is the
     program (`sleep 1000`), which never waits: they stay zombies."""
@@ -696,9 +706,10 @@ def test_orphans_do_not_stay_zombies(rootfs, init):
             assert children_of(c.pid) == orphans  # zombies, not reaped
         c.kill()
         c.wait()
+    leak_check.assert_clean()
 
 
-def test_init_forwards_signals(rootfs):
+def test_init_forwards_signals(rootfs, leak_check):
     script = 'trap "echo got TERM; exit 7" TERM; echo ready; sleep 1000 & wait'
     with spawned(["sh", "-c", script], rootfs, stdout=pyrt.PIPE, init=True) as c:
         assert c.stdout.readline() == b"ready\n"
@@ -710,17 +721,19 @@ def test_init_forwards_signals(rootfs):
         assert c.stdout.readline() == b"ready\n"
         c.terminate()
         assert c.wait() == 128 + signal.SIGTERM
+    leak_check.assert_clean()
 
 
-def test_init_exit_status(rootfs):
+def test_init_exit_status(rootfs, leak_check):
     assert pyrt.run(["sh", "-c", "exit 42"], rootfs, init=True).returncode == 42
     assert pyrt.run(["sh", "-c", "kill -9 $$"], rootfs, init=True).returncode == 128 + 9
     with pytest.raises(SpawnError) as info:
         pyrt.run(["nosuch"], rootfs, init=True)
     assert (info.value.errno, info.value.op) == (errno.ENOENT, "exec")
+    leak_check.assert_clean()
 
 
-def test_init_in_a_user_namespace_and_a_monitored_container(rootfs, tmp_shm):
+def test_init_in_a_user_namespace_and_a_monitored_container(rootfs, tmp_shm, leak_check):
     r = pyrt.run(["sh", "-c", "echo $$; id -u"], rootfs, capture_output=True, text=True, init=True,
                  uidmap=[(0, 100000, 65536)], gidmap=[(0, 100000, 65536)])
     assert (r.returncode, r.stdout.split()) == (0, ["2", "0"]), r.stderr
@@ -728,3 +741,4 @@ def test_init_in_a_user_namespace_and_a_monitored_container(rootfs, tmp_shm):
     with monitored(spec, tmp_shm) as m:
         assert m.wait()["ExitCode"] == 3
     assert m.text("stdout").split()[:2] == [b"2", b"pyrt-init"]
+    leak_check.assert_clean()
