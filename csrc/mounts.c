@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "err.h"
+#include "oci.h"
 #include "resolve.h"
 #include "syscalls.h"
 
@@ -206,11 +207,63 @@ static int overlay_legacy(const struct pyrt_spawn_spec *s, struct pyrt_error *e)
     return 0;
 }
 
+/* A volatile upper: a fresh tmpfs at the anchor (in this mount namespace only)
+ * holds upper/ (with the mode and owner of the top layer's root, which the
+ * container's / shows) and work/; the overlay of the lower dirs over them, with
+ * option volatile (no syncs: the layer dies with the container), is returned
+ * detached (or -3: mounted at the anchor already, by the legacy API). */
+static int overlay_volatile(const struct pyrt_spawn_spec *s, struct pyrt_error *e)
+{
+    int tfd = new_mount("tmpfs", s->upper_tmpfs, 0, e, "volatile upper (tmpfs)");
+    if (tfd < 0)
+        return -1;
+    int rc = pyrt_move_mount(tfd, "", AT_FDCWD, s->anchor, MOVE_MOUNT_F_EMPTY_PATH);
+    int err = errno;
+    close(tfd);
+    if (rc < 0)
+        return pyrt_fail_errno(e, err, "mount volatile upper at", s->anchor);
+    char upper[1024], work[1024], options[1024];
+    size_t n = pyrt_strlcpy(upper, s->anchor, sizeof upper);
+    size_t m = pyrt_strlcpy(work, s->anchor, sizeof work);
+    if (n + sizeof "/upper" > sizeof upper || m + sizeof "/work" > sizeof work)
+        return pyrt_fail_errno(e, ENAMETOOLONG, "volatile upper", s->anchor);
+    pyrt_strlcpy(upper + n, "/upper", sizeof upper - n);
+    pyrt_strlcpy(work + m, "/work", sizeof work - m);
+    struct stat st;
+    if (stat(s->lowerdirs[0], &st) < 0)
+        return pyrt_fail(e, "stat", s->lowerdirs[0]);
+    if (mkdir(upper, st.st_mode & 07777) < 0)
+        return pyrt_fail(e, "mkdir", upper);
+    if ((st.st_uid != 0 || st.st_gid != 0) && chown(upper, st.st_uid, st.st_gid) < 0)
+        return pyrt_fail(e, "chown", upper);
+    if (mkdir(work, 0700) < 0)
+        return pyrt_fail(e, "mkdir", work);
+    n = pyrt_strlcpy(options, "volatile", sizeof options);
+    if (s->overlay_options && *s->overlay_options) {
+        n += pyrt_strlcpy(options + n, ",", sizeof options - n);
+        n += pyrt_strlcpy(options + n, s->overlay_options, sizeof options - n);
+    }
+    if (n + 1 >= sizeof options)
+        return pyrt_fail_errno(e, E2BIG, "overlay options", s->overlay_options);
+    struct pyrt_spawn_spec v = *s;
+    v.upperdir = upper;
+    v.workdir = work;
+    v.overlay_options = options;
+    int mfd = overlay_new_api(&v, e);
+    if (mfd == -2)
+        return overlay_legacy(&v, e) == 0 ? -3 : -1;
+    return mfd;
+}
+
 /* Mount the root at the anchor; returns an O_PATH fd of it. */
 static int mount_root(const struct pyrt_spawn_spec *s, struct pyrt_error *e)
 {
     int mfd = -1;
-    if (s->rootfs) {
+    if (s->upper_tmpfs && s->nlower && !s->upperdir && !s->rootfs) {
+        mfd = overlay_volatile(s, e);
+        if (mfd == -1)
+            return -1;
+    } else if (s->rootfs) {
         mfd = pyrt_open_tree(AT_FDCWD, s->rootfs, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
         if (mfd < 0)
             return pyrt_fail(e, "bind rootfs", s->rootfs);
@@ -389,6 +442,68 @@ static int mask_paths(const struct pyrt_spawn_spec *s, int rootfd, struct pyrt_e
     return rc;
 }
 
+/* A new filesystem named by the spec (PYRT_MOUNT_FS), read-write for now (see
+ * late_attrs). sysfs, which only the owner of the network namespace may mount,
+ * falls back to a bind of the host's /sys (as runc does); devpts to no gid= where
+ * that group is not mapped (a user namespace). */
+static int fs_mount(const struct pyrt_mount *m, unsigned int attrs, struct pyrt_error *e)
+{
+    attrs &= ~(unsigned int)MOUNT_ATTR_RDONLY;
+    int mfd = new_mount(m->fstype, m->data, attrs, e, m->target);
+    if (mfd < 0 && e->err == EPERM && strcmp(m->fstype, "sysfs") == 0) {
+        mfd = pyrt_open_tree(AT_FDCWD, "/sys", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
+        if (mfd < 0 || (attrs && set_attrs(mfd, attrs, 1) < 0))
+            return pyrt_fail(e, "bind", "/sys");
+    } else if (mfd < 0 && e->err == EINVAL && strcmp(m->fstype, "devpts") == 0 && m->data) {
+        char opts[1024], *w = opts;
+        const char *p = m->data;
+        while (*p && (size_t)(w - opts) + 2 < sizeof opts) { /* copy all but gid=N */
+            const char *end = strchr(p, ',');
+            size_t len = end ? (size_t)(end - p) : strlen(p);
+            if (strncmp(p, "gid=", 4) != 0 && (size_t)(w - opts) + len + 2 < sizeof opts) {
+                if (w != opts)
+                    *w++ = ',';
+                memcpy(w, p, len);
+                w += len;
+            }
+            p += len + (end ? 1 : 0);
+        }
+        *w = '\0';
+        mfd = new_mount(m->fstype, opts, attrs, e, m->target);
+    }
+    return mfd;
+}
+
+/* Once everything is mounted: read-only for the new filesystems that asked for it,
+ * propagation for every mount that names one. */
+static int late_attrs(const struct pyrt_spawn_spec *s, int rootfd, struct pyrt_error *e)
+{
+    for (size_t i = 0; i < s->nmounts; i++) {
+        const struct pyrt_mount *m = &s->mounts[i];
+        int ro = m->kind == PYRT_MOUNT_FS && (m->flags & PYRT_MNT_RDONLY);
+        if (!ro && !m->propagation)
+            continue;
+        int fd = pyrt_open_in_root(rootfd, m->target, O_PATH | O_NOFOLLOW);
+        if (fd < 0)
+            return pyrt_fail(e, "open mount", m->target);
+        int rc = 0;
+        if (ro && set_attrs(fd, MOUNT_ATTR_RDONLY, 0) < 0) {
+            rc = pyrt_fail(e, "make read-only", m->target);
+        } else if (m->propagation) {
+            struct pyrt_mount_attr a;
+            memset(&a, 0, sizeof a);
+            a.propagation = m->propagation & ~(unsigned long)MS_REC;
+            if (pyrt_mount_setattr(fd, "", AT_EMPTY_PATH | ((m->propagation & MS_REC) ? AT_RECURSIVE : 0), &a,
+                                   sizeof a) < 0)
+                rc = pyrt_fail(e, "set propagation of", m->target);
+        }
+        close(fd);
+        if (rc < 0)
+            return -1;
+    }
+    return 0;
+}
+
 static int extra_mounts(const struct pyrt_spawn_spec *s, int rootfd, struct pyrt_error *e)
 {
     for (size_t i = 0; i < s->nmounts; i++) {
@@ -396,11 +511,12 @@ static int extra_mounts(const struct pyrt_spawn_spec *s, int rootfd, struct pyrt
         unsigned int attrs = mount_attrs(m->flags);
         int mfd, as_file = 0;
         if (m->kind == PYRT_MOUNT_BIND) {
-            mfd = pyrt_open_tree(AT_FDCWD, m->source, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
+            int rec = (m->flags & PYRT_MNT_NOREC) ? 0 : AT_RECURSIVE;
+            mfd = pyrt_open_tree(AT_FDCWD, m->source, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | rec);
             if (mfd < 0)
                 return pyrt_fail(e, "bind source", m->source);
             struct stat st;
-            if (fstat(mfd, &st) < 0 || (attrs && set_attrs(mfd, attrs, 1) < 0)) {
+            if (fstat(mfd, &st) < 0 || (attrs && set_attrs(mfd, attrs, rec != 0) < 0)) {
                 int err = errno;
                 close(mfd);
                 return pyrt_fail_errno(e, err, "bind", m->source);
@@ -410,19 +526,25 @@ static int extra_mounts(const struct pyrt_spawn_spec *s, int rootfd, struct pyrt
             mfd = new_mount("tmpfs", m->data, attrs, e, m->target);
             if (mfd < 0)
                 return -1;
+        } else if (m->kind == PYRT_MOUNT_FS && m->fstype) {
+            mfd = fs_mount(m, attrs, e);
+            if (mfd < 0)
+                return -1;
         } else {
             return pyrt_fail_errno(e, EINVAL, "mount kind", m->target);
         }
         if (mount_at(rootfd, mfd, m->target, as_file, e) < 0)
             return -1;
     }
-    return 0;
+    return late_attrs(s, rootfd, e);
 }
 
 int pyrt_setup_rootfs(const struct pyrt_spawn_spec *s, struct pyrt_error *e)
 {
-    /* Nothing done here may propagate back to the host. */
-    if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+    /* Nothing done here may propagate back to the host (an OCI bundle asking for
+     * a shared or slave root: host mounts may still propagate in). */
+    unsigned long want = s->oci ? s->oci->root_propagation : 0;
+    if (mount(NULL, "/", NULL, MS_REC | ((want & (MS_SHARED | MS_SLAVE)) ? MS_SLAVE : MS_PRIVATE), NULL) < 0)
         return pyrt_fail(e, "make mounts private", "/");
     int rootfd = mount_root(s, e);
     if (rootfd < 0)
@@ -435,6 +557,8 @@ int pyrt_setup_rootfs(const struct pyrt_spawn_spec *s, struct pyrt_error *e)
     else if ((s->setup & PYRT_SETUP_DEV) && mount_dev(rootfd, e) < 0)
         rc = -1;
     else if (extra_mounts(s, rootfd, e) < 0)
+        rc = -1;
+    else if (s->oci && pyrt_oci_rootfs(s->oci, rootfd, e) < 0)
         rc = -1;
     else if ((s->setup & PYRT_SETUP_MASK) && mask_paths(s, rootfd, e) < 0)
         rc = -1;
@@ -453,6 +577,8 @@ int pyrt_setup_rootfs(const struct pyrt_spawn_spec *s, struct pyrt_error *e)
         rc = pyrt_fail(e, "detach old root", "/");
     else if (chdir("/") < 0)
         rc = pyrt_fail(e, "chdir", "/");
+    else if (want && mount(NULL, "/", NULL, want, NULL) < 0)
+        rc = pyrt_fail(e, "set propagation of", "/");
     close(rootfd);
     return rc;
 }

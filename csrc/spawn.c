@@ -26,6 +26,8 @@
 #include "err.h"
 #include "identity.h"
 #include "mounts.h"
+#include "oci.h"
+#include "pool.h"
 #include "syscalls.h"
 
 static int loopback_up(struct pyrt_error *e)
@@ -92,7 +94,12 @@ static int run_init(const struct pyrt_spawn_spec *s, int init_fd, struct pyrt_er
     return pyrt_fail_errno(e, err, "exec", s->init_path ? s->init_path : "pyrt-init");
 }
 
-static int child_setup(const struct pyrt_spawn_spec *s, int syncfd, struct pyrt_error *e)
+static int child_exec(const struct pyrt_spawn_spec *s, int init_fd, struct pyrt_error *e);
+
+/* parkfd >= 0: park before the command's part (cwd, stdio, identity, exec) and
+ * take argv, env, cwd and stdio from the message (pool.c). */
+static int child_setup(const struct pyrt_spawn_spec *s, int syncfd, int errfd, int parkfd,
+                       struct pyrt_error *e)
 {
     /* Python ignores SIGPIPE and SIGXFSZ; the program gets the defaults (handlers
      * were already reset by CLONE_CLEAR_SIGHAND). */
@@ -126,6 +133,8 @@ static int child_setup(const struct pyrt_spawn_spec *s, int syncfd, struct pyrt_
         if ((s->clone_flags & CLONE_NEWCGROUP) && s->ncgroup_procs && unshare(CLONE_NEWCGROUP) < 0)
             return pyrt_fail(e, "unshare", "cgroup namespace");
     }
+    if (s->oci && pyrt_oci_begin(s->oci, errfd, e) < 0) /* namespaces joined by path */
+        return -1;
     /* In a new user namespace the child still has the caller's ids, which are not
      * mapped there (files it creates would fail with EOVERFLOW): become the
      * namespace's root, keeping its capabilities. */
@@ -147,21 +156,38 @@ static int child_setup(const struct pyrt_spawn_spec *s, int syncfd, struct pyrt_
             return pyrt_fail(e, "setrlimit", "");
     if ((s->setup & PYRT_SETUP_NO_ASLR) && personality(ADDR_NO_RANDOMIZE) < 0)
         return pyrt_fail(e, "personality", "ADDR_NO_RANDOMIZE");
+    if (parkfd >= 0)
+        return pyrt_park(s, errfd, parkfd, init_fd, child_exec, e);
+    return child_exec(s, init_fd, e);
+}
+
+static int child_exec(const struct pyrt_spawn_spec *s, int init_fd, struct pyrt_error *e)
+{
     if (s->cwd && chdir(s->cwd) < 0)
         return pyrt_fail(e, "chdir", s->cwd);
     if (pyrt_setup_stdio(s->stdio, e) < 0)
+        return -1;
+    if (s->oci && (pyrt_oci_console(s->oci, s->uid, s->gid, e) < 0 || pyrt_oci_before_identity(s->oci, e) < 0))
         return -1;
     if (pyrt_setup_identity(s->set_user, s->uid, s->gid, s->groups, s->ngroups, s->caps, e) < 0)
         return -1;
     if ((s->setup & PYRT_SETUP_NO_NEW_PRIVS) && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
         return pyrt_fail(e, "no_new_privs", "");
     umask(s->umask >= 0 ? (mode_t)s->umask : 022);
+    if (s->oci && pyrt_oci_after_identity(s->oci, e) < 0)
+        return -1;
     /* Only stdio survives exec; the error pipe closes on exec, telling the parent. */
     if (pyrt_close_range(3, ~0U, CLOSE_RANGE_CLOEXEC) < 0)
         return pyrt_fail(e, "close_range", "");
+    if (s->oci && pyrt_oci_wait(s, e) < 0) /* create/start: wait for start */
+        goto failed;
     if (s->init)
-        return run_init(s, init_fd, e);
-    pyrt_exec_path(s->argv, s->envp, s->path, e);
+        run_init(s, init_fd, e);
+    else
+        pyrt_exec_path(s->argv, s->envp, s->path, e);
+failed:
+    if (s->oci)
+        pyrt_oci_late_error(e); /* after "waiting" nobody reads the error pipe */
     return -1;
 }
 
@@ -231,17 +257,24 @@ static void reap(pid_t pid)
         ;
 }
 
-int pyrt_spawn(const struct pyrt_spawn_spec *s, pid_t *pidp, int *pidfdp, struct pyrt_error *e)
+/* park != NULL: the child parks before exec (pool.c); park is filled once it has. */
+static int spawn_child(const struct pyrt_spawn_spec *s, struct pyrt_parked *park, pid_t *pidp, int *pidfdp,
+                       struct pyrt_error *e)
 {
     memset(e, 0, sizeof *e);
-    int errpipe[2], syncpipe[2] = {-1, -1};
+    int errpipe[2], syncpipe[2] = {-1, -1}, parksock[2] = {-1, -1};
     int need_sync = s->uid_map || s->gid_map || s->ncgroup_procs;
     if (pipe2(errpipe, O_CLOEXEC) < 0)
         return pyrt_fail(e, "pipe", "");
-    if (need_sync && pipe2(syncpipe, O_CLOEXEC) < 0) {
-        pyrt_fail(e, "pipe", "");
+    if ((need_sync && pipe2(syncpipe, O_CLOEXEC) < 0) ||
+        (park && socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, parksock) < 0)) {
+        pyrt_fail(e, park ? "socketpair" : "pipe", "");
         close(errpipe[0]);
         close(errpipe[1]);
+        if (syncpipe[0] >= 0) {
+            close(syncpipe[0]);
+            close(syncpipe[1]);
+        }
         return -1;
     }
 
@@ -256,9 +289,11 @@ int pyrt_spawn(const struct pyrt_spawn_spec *s, pid_t *pidp, int *pidfdp, struct
         close(errpipe[0]);
         if (syncpipe[1] >= 0)
             close(syncpipe[1]);
+        if (parksock[0] >= 0)
+            close(parksock[0]);
         struct pyrt_error ce;
         memset(&ce, 0, sizeof ce);
-        child_setup(s, syncpipe[0], &ce);
+        child_setup(s, syncpipe[0], errpipe[1], parksock[1], &ce);
         pyrt_write_all(errpipe[1], &ce, sizeof ce);
         _exit(127);
     }
@@ -267,11 +302,15 @@ int pyrt_spawn(const struct pyrt_spawn_spec *s, pid_t *pidp, int *pidfdp, struct
     close(errpipe[1]);
     if (syncpipe[0] >= 0)
         close(syncpipe[0]);
+    if (parksock[1] >= 0)
+        close(parksock[1]);
     if (pid < 0) {
         pyrt_fail_errno(e, clone_errno, "clone", "");
         close(errpipe[0]);
         if (syncpipe[1] >= 0)
             close(syncpipe[1]);
+        if (parksock[0] >= 0)
+            close(parksock[0]);
         return -1;
     }
 
@@ -286,7 +325,9 @@ int pyrt_spawn(const struct pyrt_spawn_spec *s, pid_t *pidp, int *pidfdp, struct
         close(syncpipe[1]);
     }
 
-    /* EOF: the child exec'd. A full record: it failed and is exiting. */
+    /* EOF: the child exec'd. A full record: it failed and is exiting (or, when
+     * parking, it parked). */
+    int parked = 0;
     if (rc == 0) {
         struct pyrt_error ce;
         size_t got = 0;
@@ -298,24 +339,52 @@ int pyrt_spawn(const struct pyrt_spawn_spec *s, pid_t *pidp, int *pidfdp, struct
                 break;
             got += (size_t)n;
         }
-        if (got == sizeof ce) {
+        if (got == sizeof ce && park && ce.err == 0 && strcmp(ce.op, PYRT_PARKED_OP) == 0) {
+            if (pyrt_read_full(errpipe[0], &park->usage, sizeof park->usage) != (ssize_t)sizeof park->usage)
+                rc = pyrt_fail_errno(e, EPIPE, "read child status", "");
+            else
+                parked = 1;
+        } else if (got == sizeof ce && s->oci && ce.err == 0 && strcmp(ce.op, PYRT_WAITING_OP) == 0) {
+            /* set up and waiting for start (oci.h) */
+        } else if (got == sizeof ce) {
             *e = ce;
             e->op[sizeof e->op - 1] = '\0';
             e->path[sizeof e->path - 1] = '\0';
             rc = -1;
-        } else if (got != 0) {
-            rc = pyrt_fail_errno(e, EPIPE, "read child status", "");
+        } else if (got != 0 || park) {
+            rc = pyrt_fail_errno(e, EPIPE, "read child status", park ? "exited before parking" : "");
         }
     }
-    close(errpipe[0]);
     if (rc < 0) {
+        if (parksock[0] >= 0)
+            close(parksock[0]);
+        close(errpipe[0]);
+        pyrt_pidfd_send_signal(pidfd, SIGKILL, NULL, 0); /* a parked one would wait */
         reap(pid);
         close(pidfd);
         return -1;
     }
+    if (parked) {
+        park->sock = parksock[0];
+        park->errfd = errpipe[0];
+    } else {
+        close(errpipe[0]);
+    }
     *pidp = pid;
     *pidfdp = pidfd;
     return 0;
+}
+
+int pyrt_spawn(const struct pyrt_spawn_spec *s, pid_t *pidp, int *pidfdp, struct pyrt_error *e)
+{
+    return spawn_child(s, NULL, pidp, pidfdp, e);
+}
+
+int pyrt_spawn_parked(const struct pyrt_spawn_spec *s, struct pyrt_parked *out, struct pyrt_error *e)
+{
+    memset(out, 0, sizeof *out);
+    out->sock = out->errfd = out->pidfd = -1;
+    return spawn_child(s, out, &out->pid, &out->pidfd, e);
 }
 
 int pyrt_wait(int pidfd, int timeout_ms, int *status, struct rusage *usage)

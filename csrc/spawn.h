@@ -12,6 +12,10 @@
 enum {
     PYRT_MOUNT_BIND = 1,  /* bind a host file or directory (recursively) */
     PYRT_MOUNT_TMPFS = 2, /* a fresh tmpfs; data holds its options ("size=64m,mode=1777") */
+    PYRT_MOUNT_FS = 3,    /* a new filesystem of type fstype (proc, sysfs, devpts, mqueue,
+                             cgroup, cgroup2, tmpfs, ...), data its options; read-only is
+                             applied once every mount of the spec is made (so that mounts
+                             below it can be made first) */
 };
 
 /* Mount flags (pyrt's own, translated to mount attributes in C). */
@@ -20,6 +24,7 @@ enum {
     PYRT_MNT_NOSUID = 2,
     PYRT_MNT_NODEV = 4,
     PYRT_MNT_NOEXEC = 8,
+    PYRT_MNT_NOREC = 16, /* bind: only the mount at source, not those below it */
 };
 
 struct pyrt_mount {
@@ -28,6 +33,9 @@ struct pyrt_mount {
     const char *source; /* host path (bind) */
     const char *target; /* absolute path inside the container */
     const char *data;   /* tmpfs options, comma separated, or NULL */
+    const char *fstype; /* PYRT_MOUNT_FS: the filesystem type */
+    unsigned long propagation; /* MS_SHARED, MS_SLAVE, MS_PRIVATE or MS_UNBINDABLE
+                                  (| MS_REC) set once mounted; 0: left as is */
 };
 
 struct pyrt_rlimit {
@@ -47,6 +55,8 @@ enum {
     PYRT_SETUP_NO_ASLR = 128,   /* personality(ADDR_NO_RANDOMIZE) */
 };
 
+struct pyrt_oci;
+
 struct pyrt_spawn_spec {
     const char *const *argv; /* NULL terminated */
     const char *const *envp; /* NULL terminated */
@@ -63,6 +73,11 @@ struct pyrt_spawn_spec {
     const char *anchor;          /* an empty host directory the root is attached to,
                                     in the child's private mount namespace */
     int readonly_root;
+    const char *upper_tmpfs;     /* non-NULL (with lowerdirs, no upperdir): a volatile
+                                    upper, i.e. a fresh tmpfs with these options ("" for
+                                    the defaults) mounted at the anchor holds upper/ and
+                                    work/ of the overlay (option volatile); it lives and
+                                    dies with the container's mount namespace */
 
     uint64_t clone_flags; /* CLONE_NEW* */
     unsigned int setup;   /* PYRT_SETUP_* */
@@ -97,6 +112,8 @@ struct pyrt_spawn_spec {
     int init;              /* --init: pid 1 is a tiny init that forwards signals to the
                               program and reaps orphans; the program is its child */
     const char *init_path; /* that init's executable (pyrt-init), a host path */
+
+    const struct pyrt_oci *oci; /* what only the OCI runtime asks for (oci.h), or NULL */
 };
 
 /* What failed, where: becomes a Python exception. */
@@ -110,6 +127,19 @@ struct pyrt_error {
  * the pidfd). On failure returns -1 with *error filled; no child is left behind. */
 int pyrt_spawn(const struct pyrt_spawn_spec *spec, pid_t *pid, int *pidfd,
                struct pyrt_error *error);
+
+/* Start a container that parks before exec (see pool.h): it does its whole setup
+ * and waits for its command. Returns 0 once it is parked, with out filled (the
+ * caller owns pidfd, sock and errfd); on failure -1 with *error filled and no
+ * child left behind. */
+struct pyrt_parked {
+    pid_t pid;
+    int pidfd;
+    int sock;            /* the parent's end of the park socket: pyrt_unpark */
+    int errfd;           /* the error pipe: EOF at exec, or an error record */
+    struct rusage usage; /* the child's own usage once parked (its setup) */
+};
+int pyrt_spawn_parked(const struct pyrt_spawn_spec *spec, struct pyrt_parked *out, struct pyrt_error *error);
 
 /* Wait for the process behind pidfd. timeout_ms < 0 waits forever. Returns 1 when it
  * exited (status as for waitpid, rusage filled), 0 on timeout, -1 on error. */

@@ -469,3 +469,80 @@ class Spawner:
         if self._devnull >= 0:
             os.close(self._devnull)
             self._devnull = -1
+
+
+# --- helpers for the lifecycle benchmark -------------------------------------------
+
+def find_pyrt_cli():
+    """The installed `pyrt` script next to this interpreter, not a pyenv shim
+    (a shim is a bash script that runs `pyenv exec`: tens of ms more)."""
+    cand = os.path.join(os.path.dirname(sys.executable), "pyrt")
+    if os.access(cand, os.X_OK):
+        return cand
+    return shutil.which("pyrt")
+
+
+def remove_cgroup_trees(prefix) -> list[str]:
+    """Like remove_cgroups, but for cgroups named prefix* at the top of each
+    hierarchy that have children (e.g. podman's --cgroup-parent with its
+    conmon/ and libpod-<id>/): rmdir every (empty) cgroup in them, deepest
+    first. Only directories below a prefix* one are touched."""
+    if not prefix:
+        raise ValueError("an empty prefix would match every cgroup")
+    removed = []
+    try:
+        tops = [os.path.join(CGROUP_ROOT, d) for d in os.listdir(CGROUP_ROOT)]
+    except OSError:
+        return removed
+    if cgroup_mode() == "v2":
+        tops = [CGROUP_ROOT]
+    for h in tops:
+        if not os.path.isdir(h):
+            continue
+        try:
+            entries = [e for e in os.listdir(h) if e.startswith(prefix)]
+        except OSError:
+            continue
+        for e in entries:
+            top = os.path.join(h, e)
+            if not os.path.isdir(top) or os.path.islink(top):
+                continue
+            for dirpath, _dirs, _files in os.walk(top, topdown=False):
+                try:
+                    os.rmdir(dirpath)
+                    removed.append(dirpath)
+                except OSError:
+                    pass
+    return removed
+
+
+def proc_memory(pid) -> dict:
+    """Memory of a process in kB: VmRSS, RssAnon, RssFile, RssShmem (from
+    /proc/PID/status) and Pss, Pss_Anon, Pss_File (from smaps_rollup), plus
+    its comm. Missing fields are left out."""
+    out = {}
+    with open(f"/proc/{pid}/comm") as f:
+        out["comm"] = f.read().strip()
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            k, _, v = line.partition(":")
+            if k in ("VmRSS", "RssAnon", "RssFile", "RssShmem", "PPid"):
+                out[k] = int(v.split()[0])
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                k, _, v = line.partition(":")
+                if k in ("Pss", "Pss_Anon", "Pss_File"):
+                    out[k] = int(v.split()[0])
+    except OSError:
+        pass
+    return out
+
+
+def parent_pid(pid) -> int:
+    """PPid of a process, from /proc/PID/status."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("PPid:"):
+                return int(line.split()[1])
+    raise OSError(f"no PPid in /proc/{pid}/status")

@@ -31,6 +31,8 @@ cdef extern from "spawn.h":
         const char *source
         const char *target
         const char *data
+        const char *fstype
+        unsigned long propagation
 
     cdef struct pyrt_rlimit:
         int resource
@@ -49,6 +51,7 @@ cdef extern from "spawn.h":
         const char *overlay_options
         const char *anchor
         int readonly_root
+        const char *upper_tmpfs
         uint64_t clone_flags
         unsigned int setup
         const char *hostname
@@ -73,6 +76,7 @@ cdef extern from "spawn.h":
         size_t ncgroup_procs
         int init
         const char *init_path
+        const void *oci
 
     cdef struct pyrt_error:
         int err
@@ -82,14 +86,16 @@ cdef extern from "spawn.h":
     int pyrt_spawn(const pyrt_spawn_spec *spec, pid_t *pid, int *pidfd, pyrt_error *error) nogil
     int pyrt_wait(int pidfd, int timeout_ms, int *status, rusage *usage) nogil
 
-    int PYRT_MOUNT_BIND, PYRT_MOUNT_TMPFS
-    int PYRT_MNT_RDONLY, PYRT_MNT_NOSUID, PYRT_MNT_NODEV, PYRT_MNT_NOEXEC
+    int PYRT_MOUNT_BIND, PYRT_MOUNT_TMPFS, PYRT_MOUNT_FS
+    int PYRT_MNT_RDONLY, PYRT_MNT_NOSUID, PYRT_MNT_NODEV, PYRT_MNT_NOEXEC, PYRT_MNT_NOREC
     int PYRT_SETUP_PROC, PYRT_SETUP_SYS, PYRT_SETUP_DEV, PYRT_SETUP_MASK
     int PYRT_SETUP_LOOPBACK, PYRT_SETUP_NO_NEW_PRIVS, PYRT_SETUP_SETSID, PYRT_SETUP_NO_ASLR
 
 
 MOUNT_BIND = PYRT_MOUNT_BIND
 MOUNT_TMPFS = PYRT_MOUNT_TMPFS
+MOUNT_FS = PYRT_MOUNT_FS
+MNT_NOREC = PYRT_MNT_NOREC
 MNT_RDONLY = PYRT_MNT_RDONLY
 MNT_NOSUID = PYRT_MNT_NOSUID
 MNT_NODEV = PYRT_MNT_NODEV
@@ -169,17 +175,21 @@ cdef int _fill_spawn_spec(object spec, _Arena arena, pyrt_spawn_spec *s) except 
     s.overlay_options = arena.cstr(spec.overlay_options)
     s.anchor = arena.cstr(spec.anchor)
     s.readonly_root = 1 if spec.readonly_root else 0
+    s.upper_tmpfs = arena.cstr(getattr(spec, "upper_tmpfs", None))
     s.clone_flags = spec.clone_flags
     s.setup = spec.setup
     s.hostname = arena.cstr(spec.hostname)
 
     mounts = <pyrt_mount *>arena.alloc(len(spec.mounts), sizeof(pyrt_mount))
-    for i, (kind, flags, source, target, data) in enumerate(spec.mounts):
-        mounts[i].kind = kind
-        mounts[i].flags = flags
-        mounts[i].source = arena.cstr(source)
-        mounts[i].target = arena.cstr(target)
-        mounts[i].data = arena.cstr(data)
+    for i, m in enumerate(spec.mounts):
+        # (kind, flags, source, target, data[, fstype, propagation])
+        mounts[i].kind = m[0]
+        mounts[i].flags = m[1]
+        mounts[i].source = arena.cstr(m[2])
+        mounts[i].target = arena.cstr(m[3])
+        mounts[i].data = arena.cstr(m[4])
+        mounts[i].fstype = arena.cstr(m[5]) if len(m) > 5 else NULL
+        mounts[i].propagation = m[6] if len(m) > 6 else 0
     s.mounts = mounts
     s.nmounts = len(spec.mounts)
     s.masked_paths = arena.strv(spec.masked_paths)
@@ -223,6 +233,8 @@ cdef int _fill_spawn_spec(object spec, _Arena arena, pyrt_spawn_spec *s) except 
     s.ncgroup_procs = len(spec.cgroup_procs_fds)
     s.init = 1 if getattr(spec, "init", False) else 0
     s.init_path = arena.cstr(_helper_path("pyrt-init")) if s.init else NULL
+    oci = getattr(spec, "oci", None)  # OCI runtime options (_oci.pxi)
+    s.oci = _fill_oci(oci, arena) if oci is not None else NULL
     return 0
 
 

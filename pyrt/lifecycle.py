@@ -117,7 +117,7 @@ def start_detached(container, spec, cgroup) -> dict:
         pass
     exit_argv = None
     if container.config.get("AutoRemove"):
-        exit_argv = [sys.executable, "-m", "pyrt.cli.main", "--root", container._c.store.root, "-q",
+        exit_argv = [sys.executable, "-P", "-m", "pyrt.cli.main", "--root", container._c.store.root, "-q",
                      "rm", "-f", "-v", container.id]
     fds = cgroup.spawn_fds() if cgroup is not None else (-1, [])
     try:

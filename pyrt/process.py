@@ -108,6 +108,7 @@ class SpawnSpec:
         self.rootfs = self.upperdir = self.workdir = self.overlay_options = self.anchor = None
         self.lowerdirs, self.mounts, self.masked_paths, self.readonly_paths = [], [], [], []
         self.readonly_root = False
+        self.upper_tmpfs = None
         self.clone_flags = self.setup = 0
         self.hostname = self.user = None
         self.caps = 0
@@ -123,8 +124,12 @@ class SpawnSpec:
 def build_spec(args, rootfs=None, *, env=None, cwd=None, hostname=None, mounts=(), user=None,
                network="none", read_only=False, namespaces=DEFAULT_NAMESPACES, cap_add=(), cap_drop=(),
                privileged=False, no_new_privs=True, rlimits=None, uidmap=None, gidmap=None,
-               umask=None, aslr=True, new_session=False, init=False) -> SpawnSpec:
-    """Turn user-facing arguments into a SpawnSpec, validating them."""
+               umask=None, aslr=True, new_session=False, init=False, upper_tmpfs=None) -> SpawnSpec:
+    """Turn user-facing arguments into a SpawnSpec, validating them.
+
+    upper_tmpfs: a volatile writable layer over a directory rootfs (or an Overlay
+    without upperdir): True, or tmpfs options such as "size=256m". The container
+    mounts a private tmpfs and the overlay over it; writes vanish with it."""
     if isinstance(args, (str, bytes, os.PathLike)):
         args = [args]
     argv = [os.fsencode(a) for a in args]
@@ -171,7 +176,14 @@ def build_spec(args, rootfs=None, *, env=None, cwd=None, hostname=None, mounts=(
             root = os.path.abspath(os.fspath(rootfs))
             if not os.path.isdir(root):
                 raise NotADirectoryError(20, "rootfs is not a directory", root)
-            spec.rootfs = os.fsencode(root)
+            if upper_tmpfs:
+                spec.lowerdirs = [os.fsencode(root)]
+            else:
+                spec.rootfs = os.fsencode(root)
+        if upper_tmpfs:
+            if spec.upperdir is not None:
+                raise ValueError("upper_tmpfs needs an overlay without upperdir (or a directory rootfs)")
+            spec.upper_tmpfs = b"" if upper_tmpfs is True else os.fsencode(upper_tmpfs)
         spec.readonly_root = bool(read_only)
         spec.setup |= _core.SETUP_PROC | _core.SETUP_SYS | _core.SETUP_DEV
         if not privileged:
@@ -179,8 +191,8 @@ def build_spec(args, rootfs=None, *, env=None, cwd=None, hostname=None, mounts=(
             spec.masked_paths = MASKED_PATHS
             spec.readonly_paths = READONLY_PATHS
         spec.mounts = _mounts_to_c(mounts)
-    elif mounts or read_only:
-        raise ValueError("mounts and read_only need a rootfs")
+    elif mounts or read_only or upper_tmpfs:
+        raise ValueError("mounts, read_only and upper_tmpfs need a rootfs")
     spec.clone_flags = flags
 
     if ident is None and (os.geteuid() == 0 or spec.uid_map):

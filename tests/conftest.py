@@ -43,6 +43,10 @@ def _enter_private_mount_ns() -> str:
 
 
 def pytest_configure(config):
+    # Python processes the tests start (`python -c`, `-m pyrt.cli.main`) must import
+    # the installed pyrt, not the source tree in the working directory (it has no
+    # compiled modules): no working directory at the front of their sys.path.
+    os.environ["PYTHONSAFEPATH"] = "1"
     config.addinivalue_line("markers", "no_leak_check: skip the per-test check for leaked mounts and children")
     if os.geteuid() == 0:
         config._pyrt_mount_ns = _enter_private_mount_ns()

@@ -321,7 +321,7 @@ def unpack_layer(source, dest, *, media_type=None, expected_diff_id=None,
             hasher = _Known(source_digest)
         unpacker = Unpacker(os.fspath(dest) if not isinstance(dest, int) else dest, **limits)
         try:
-            if threads and not isinstance(hasher, _Known):
+            if threads:
                 chunks = _Pipeline(reader, kind, hasher, max_stream_bytes, _cancel, NBUFS,
                                    CHUNK).chunks()
             else:

@@ -1,0 +1,408 @@
+/* The OCI runtime's part of the spawn child (see oci.h). Raw syscalls only: this
+ * runs between clone and exec in a child of a possibly threaded process. */
+#include "oci.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <sched.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <sys/uio.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include "err.h"
+#include "identity.h"
+#include "resolve.h"
+#include "syscalls.h"
+
+#ifndef TIOCGPTPEER
+#define TIOCGPTPEER _IO('T', 0x41)
+#endif
+#ifndef PR_CAP_AMBIENT
+#define PR_CAP_AMBIENT 47
+#define PR_CAP_AMBIENT_RAISE 2
+#endif
+
+/* The child's error pipe, and whether the caller was told "waiting" (then
+ * nobody reads that pipe any more). Set in the child only (its own memory). */
+static int oci_errfd = -1;
+static int oci_waited;
+
+static const char *ns_name(int type)
+{
+    switch (type) {
+    case CLONE_NEWUSER:
+        return "user namespace";
+    case CLONE_NEWNS:
+        return "mount namespace";
+    case CLONE_NEWNET:
+        return "network namespace";
+    case CLONE_NEWIPC:
+        return "ipc namespace";
+    case CLONE_NEWUTS:
+        return "uts namespace";
+    case CLONE_NEWPID:
+        return "pid namespace";
+    case CLONE_NEWCGROUP:
+        return "cgroup namespace";
+    default:
+        return "namespace";
+    }
+}
+
+int pyrt_oci_begin(const struct pyrt_oci *o, int errfd, struct pyrt_error *e)
+{
+    oci_errfd = errfd;
+    for (size_t i = 0; i < o->njoins; i++)
+        if (setns(o->joins[i].fd, o->joins[i].type) < 0)
+            return pyrt_fail(e, "join", ns_name(o->joins[i].type));
+    if (o->unshare_flags && unshare((int)o->unshare_flags) < 0)
+        return pyrt_fail(e, "unshare", "namespaces after the joined ones");
+    return 0;
+}
+
+/* -- inside the root ------------------------------------------------------------ */
+
+/* A device node at d->path; where mknod is not allowed (a user namespace), a bind
+ * of the host's node of that path. An existing file is kept. */
+static int make_device(int rootfd, const struct pyrt_device *d, struct pyrt_error *e)
+{
+    char dir[4096];
+    size_t n = pyrt_strlcpy(dir, d->path, sizeof dir);
+    if (n + 1 >= sizeof dir)
+        return pyrt_fail_errno(e, ENAMETOOLONG, "device", d->path);
+    char *slash = strrchr(dir, '/');
+    if (!slash || !slash[1])
+        return pyrt_fail_errno(e, EINVAL, "device path", d->path);
+    const char *name = slash + 1;
+    if (slash == dir)
+        dir[1] = '\0', name = d->path + 1;
+    else
+        *slash = '\0';
+    int dirfd = pyrt_ensure_in_root(rootfd, dir, 0);
+    if (dirfd < 0)
+        return pyrt_fail(e, "device directory", dir);
+    int rc = 0;
+    if (mknodat(dirfd, name, d->mode, makedev(d->major, d->minor)) == 0) {
+        if (fchownat(dirfd, name, d->uid, d->gid, AT_SYMLINK_NOFOLLOW) < 0)
+            rc = pyrt_fail(e, "chown device", d->path);
+    } else if (errno == EEXIST) {
+        rc = 0;
+    } else if (errno == EPERM) {
+        int fd = openat(dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (fd < 0 && errno != EEXIST) {
+            rc = pyrt_fail(e, "create", d->path);
+        } else {
+            if (fd >= 0)
+                close(fd);
+            int mfd = pyrt_open_tree(AT_FDCWD, d->path, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+            if (mfd < 0 || pyrt_move_mount(mfd, "", dirfd, name, MOVE_MOUNT_F_EMPTY_PATH) < 0)
+                rc = pyrt_fail(e, "bind host device", d->path);
+            if (mfd >= 0)
+                close(mfd);
+        }
+    } else {
+        rc = pyrt_fail(e, "mknod", d->path);
+    }
+    close(dirfd);
+    return rc;
+}
+
+static const char *const dev_links[][2] = {
+    {"fd", "/proc/self/fd"},       {"stdin", "/proc/self/fd/0"}, {"stdout", "/proc/self/fd/1"},
+    {"stderr", "/proc/self/fd/2"}, {"ptmx", "pts/ptmx"},
+};
+
+static int write_sysctl(int rootfd, const char *key, const char *value, struct pyrt_error *e)
+{
+    char path[512];
+    size_t n = pyrt_strlcpy(path, "/proc/sys/", sizeof path);
+    if (n + pyrt_strlcpy(path + n, key, sizeof path - n) + 1 >= sizeof path)
+        return pyrt_fail_errno(e, ENAMETOOLONG, "sysctl", key);
+    int fd = pyrt_open_in_root(rootfd, path, O_WRONLY);
+    if (fd < 0)
+        return pyrt_fail(e, "sysctl", path);
+    int rc = pyrt_write_all(fd, value, strlen(value));
+    int err = errno;
+    close(fd);
+    return rc < 0 ? pyrt_fail_errno(e, err, "sysctl", path) : 0;
+}
+
+int pyrt_oci_rootfs(const struct pyrt_oci *o, int rootfd, struct pyrt_error *e)
+{
+    for (size_t i = 0; i < o->ndevices; i++)
+        if (make_device(rootfd, &o->devices[i], e) < 0)
+            return -1;
+    if (o->dev_links) {
+        int devfd = pyrt_open_in_root(rootfd, "/dev", O_PATH | O_DIRECTORY);
+        if (devfd < 0 && errno != ENOENT)
+            return pyrt_fail(e, "open", "/dev");
+        for (size_t i = 0; devfd >= 0 && i < sizeof dev_links / sizeof dev_links[0]; i++)
+            if (symlinkat(dev_links[i][1], devfd, dev_links[i][0]) < 0 && errno != EEXIST) {
+                int err = errno;
+                close(devfd);
+                return pyrt_fail_errno(e, err, "symlink /dev", dev_links[i][0]);
+            }
+        if (devfd >= 0)
+            close(devfd);
+    }
+    for (size_t i = 0; o->sysctls && o->sysctls[i] && o->sysctls[i + 1]; i += 2)
+        if (write_sysctl(rootfd, o->sysctls[i], o->sysctls[i + 1], e) < 0)
+            return -1;
+    return 0;
+}
+
+/* -- the console ---------------------------------------------------------------- */
+
+static int send_fd(int sock, int fd, const char *name)
+{
+    union {
+        struct cmsghdr h;
+        char space[CMSG_SPACE(sizeof(int))];
+    } cbuf;
+    memset(&cbuf, 0, sizeof cbuf);
+    struct iovec iov = {(void *)name, strlen(name)};
+    struct msghdr mh;
+    memset(&mh, 0, sizeof mh);
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    mh.msg_control = cbuf.space;
+    mh.msg_controllen = sizeof cbuf.space;
+    struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(c), &fd, sizeof fd);
+    ssize_t n;
+    do
+        n = sendmsg(sock, &mh, MSG_NOSIGNAL);
+    while (n < 0 && errno == EINTR);
+    return n < 0 ? -1 : 0;
+}
+
+/* Bind the pty's slave over /dev/console (created as an empty file when missing);
+ * skipped where /dev/console cannot be made (a read-only root without /dev). */
+static int bind_console(int slave, struct pyrt_error *e)
+{
+    struct stat st;
+    if (lstat("/dev/console", &st) < 0) {
+        int fd = open("/dev/console", O_WRONLY | O_CREAT | O_EXCL | O_NOCTTY | O_CLOEXEC, 0600);
+        if (fd < 0)
+            return (errno == EROFS || errno == ENOENT) ? 0 : pyrt_fail(e, "create", "/dev/console");
+        close(fd);
+    } else if (S_ISLNK(st.st_mode)) {
+        return 0;
+    }
+    int mfd = pyrt_open_tree(slave, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH);
+    if (mfd < 0)
+        return pyrt_fail(e, "bind the console", "/dev/console");
+    int rc = pyrt_move_mount(mfd, "", AT_FDCWD, "/dev/console", MOVE_MOUNT_F_EMPTY_PATH);
+    int err = errno;
+    close(mfd);
+    return rc < 0 ? pyrt_fail_errno(e, err, "bind the console", "/dev/console") : 0;
+}
+
+int pyrt_oci_console(const struct pyrt_oci *o, uid_t uid, gid_t gid, struct pyrt_error *e)
+{
+    if (o->console_fd < 0)
+        return 0;
+    int master = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (master < 0)
+        master = open("/dev/pts/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (master < 0)
+        return pyrt_fail(e, "open", "/dev/ptmx (a devpts at /dev/pts is needed for a terminal)");
+    int unlock = 0, rc = -1;
+    int slave = -1;
+    if (ioctl(master, TIOCSPTLCK, &unlock) < 0) {
+        pyrt_fail(e, "unlock pty", "/dev/ptmx");
+        goto out;
+    }
+    slave = ioctl(master, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (slave < 0) {
+        pyrt_fail(e, "open pty peer", "/dev/ptmx");
+        goto out;
+    }
+    /* The program's user owns its terminal (ids unmapped in a user namespace: left). */
+    if (fchown(slave, uid, gid) < 0 && errno != EINVAL && errno != EPERM) {
+        pyrt_fail(e, "chown", "the pty");
+        goto out;
+    }
+    if (setsid() < 0 && errno != EPERM) { /* EPERM: a session leader already */
+        pyrt_fail(e, "setsid", "");
+        goto out;
+    }
+    if (ioctl(slave, TIOCSCTTY, 0) < 0) {
+        pyrt_fail(e, "set controlling terminal", "the pty");
+        goto out;
+    }
+    for (int i = 0; i < 3; i++)
+        if (dup2(slave, i) < 0) {
+            pyrt_fail(e, "dup2", "the pty");
+            goto out;
+        }
+    if (bind_console(slave, e) < 0)
+        goto out;
+    if (send_fd(o->console_fd, master, "/dev/ptmx") < 0) {
+        pyrt_fail(e, "send the pty over", "the console socket");
+        goto out;
+    }
+    rc = 0;
+out:
+    if (slave >= 0)
+        close(slave);
+    close(master);
+    close(o->console_fd);
+    return rc;
+}
+
+/* -- identity --------------------------------------------------------------------- */
+
+static int load_seccomp(const struct pyrt_oci *o, struct pyrt_error *e)
+{
+    struct sock_fprog prog;
+    memset(&prog, 0, sizeof prog);
+    prog.len = (unsigned short)o->seccomp_len;
+    prog.filter = (struct sock_filter *)o->seccomp;
+    if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, o->seccomp_flags, &prog) < 0)
+        return pyrt_fail(e, "seccomp", "load the filter");
+    return 0;
+}
+
+int pyrt_oci_before_identity(const struct pyrt_oci *o, struct pyrt_error *e)
+{
+    if (o->cap_sets && prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0)
+        return pyrt_fail(e, "keep capabilities", "");
+    if (o->seccomp && o->seccomp_early)
+        return load_seccomp(o, e);
+    return 0;
+}
+
+int pyrt_oci_after_identity(const struct pyrt_oci *o, struct pyrt_error *e)
+{
+    if (!o->cap_sets)
+        return 0;
+    uint32_t eff[2], prm[2], inh[2];
+    if (pyrt_capget(eff, prm, inh) < 0)
+        return pyrt_fail(e, "capget", "");
+    for (int i = 0; i < 2; i++) {
+        prm[i] &= (uint32_t)(o->cap_permitted >> (32 * i));
+        eff[i] = prm[i] & (uint32_t)(o->cap_effective >> (32 * i));
+        inh[i] = prm[i] & (uint32_t)(o->cap_inheritable >> (32 * i));
+    }
+    if (pyrt_capset(eff, prm, inh) < 0)
+        return pyrt_fail(e, "capset", "");
+    for (int cap = 0; cap < 64; cap++) {
+        if (!(o->cap_ambient & (1ULL << cap)))
+            continue;
+        uint32_t bit = 1U << (cap % 32);
+        if (!(prm[cap / 32] & bit) || !(inh[cap / 32] & bit))
+            continue; /* the kernel allows ambient only within permitted and inheritable */
+        if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0) < 0)
+            return pyrt_fail(e, "raise ambient capability", "");
+    }
+    if (prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0) < 0)
+        return pyrt_fail(e, "keep capabilities", "");
+    return 0;
+}
+
+/* -- waiting for start ------------------------------------------------------------ */
+
+static int is_exec_file(const char *path, int *eacces)
+{
+    struct stat st;
+    if (stat(path, &st) < 0)
+        return 0;
+    if (!S_ISREG(st.st_mode) || access(path, X_OK) < 0) {
+        *eacces = 1;
+        return 0;
+    }
+    return 1;
+}
+
+/* What execve would say about the program, asked before the caller is told all is
+ * set (so that a missing program fails `create`, as with runc). */
+static int check_program(const char *file, const char *path, struct pyrt_error *e)
+{
+    int eacces = 0;
+    if (!*file)
+        return pyrt_fail_errno(e, ENOENT, "exec", file);
+    if (strchr(file, '/')) {
+        if (is_exec_file(file, &eacces))
+            return 0;
+        return pyrt_fail_errno(e, eacces ? EACCES : ENOENT, "exec", file);
+    }
+    const char *p = path ? path : PYRT_DEFAULT_PATH;
+    size_t flen = strlen(file);
+    char buf[4096];
+    while (1) {
+        const char *end = strchr(p, ':');
+        size_t dlen = end ? (size_t)(end - p) : strlen(p);
+        if (dlen + flen + 2 <= sizeof buf) {
+            size_t n = 0;
+            if (dlen == 0)
+                buf[n++] = '.';
+            memcpy(buf + n, p, dlen);
+            n += dlen;
+            buf[n++] = '/';
+            memcpy(buf + n, file, flen + 1);
+            if (is_exec_file(buf, &eacces))
+                return 0;
+        }
+        if (!end)
+            break;
+        p = end + 1;
+    }
+    return pyrt_fail_errno(e, eacces ? EACCES : ENOENT, "exec (not found in the container's PATH)", file);
+}
+
+int pyrt_oci_wait(const struct pyrt_spawn_spec *s, struct pyrt_error *e)
+{
+    const struct pyrt_oci *o = s->oci;
+    if (o->wait_fd >= 0) {
+        if (check_program(s->argv[0], s->path, e) < 0)
+            return -1;
+        struct pyrt_error rec;
+        memset(&rec, 0, sizeof rec);
+        pyrt_strlcpy(rec.op, PYRT_WAITING_OP, sizeof rec.op);
+        if (pyrt_write_all(oci_errfd, &rec, sizeof rec) < 0)
+            return pyrt_fail(e, "report waiting", "");
+        oci_waited = 1;
+        char c;
+        ssize_t n;
+        do
+            n = read(o->wait_fd, &c, 1);
+        while (n < 0 && errno == EINTR);
+        if (n != 1)
+            _exit(n == 0 ? 0 : 127); /* nobody will start it */
+        close(o->wait_fd);
+    }
+    if (o->seccomp && !o->seccomp_early && load_seccomp(o, e) < 0)
+        return -1;
+    return 0;
+}
+
+void pyrt_oci_late_error(const struct pyrt_error *e)
+{
+    if (!oci_waited)
+        return;
+    char num[24];
+    const char *desc = NULL;
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 32))
+    desc = strerrordesc_np(e->err); /* a static string: no locale, no allocation */
+#endif
+    const char *parts[] = {"pyrt-runtime: ", e->op, " ", e->path, ": ", desc ? desc : "errno ",
+                           desc ? "" : pyrt_itoa(e->err, num), "\n"};
+    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++)
+        if (pyrt_write_all(2, parts[i], strlen(parts[i])) < 0)
+            break;
+    _exit(127);
+}

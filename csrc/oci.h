@@ -1,0 +1,97 @@
+/* What only the OCI runtime (pyrt-runtime) asks of the spawn core, as one optional
+ * block of the spawn spec (spec->oci, NULL for pyrt's own containers):
+ *
+ * - wait before exec (runc's exec fifo): once everything is set up (root, mounts,
+ *   cwd, stdio, identity, capabilities), the child checks that the program can be
+ *   executed, writes a record with err 0 and op PYRT_WAITING_OP on the error
+ *   pipe (pyrt_spawn then returns success: the child has not exec'd yet) and
+ *   blocks reading one byte from wait_fd (the caller's O_RDWR fd of a FIFO that
+ *   `start` writes to). A byte: exec (an exec failure now goes to the child's
+ *   stderr, exit status 127); EOF or an error: exit without exec;
+ * - namespaces joined by path (setns, user first) and made after them (unshare);
+ * - a pty made in the container, its master sent over a unix socket (SCM_RIGHTS);
+ * - devices (mknod, or a bind of the host's node where mknod is not allowed),
+ *   the standard /dev symlinks, sysctls;
+ * - capability sets (effective, permitted, inheritable, ambient) besides the
+ *   bounding set of the spec;
+ * - a seccomp filter (classic BPF, compiled by the caller: see seccomp_compile.h).
+ * Everything here runs in the child between clone and exec: raw syscalls only, no
+ * allocation, no locks. */
+#ifndef PYRT_OCI_H
+#define PYRT_OCI_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "spawn.h"
+
+#define PYRT_WAITING_OP "waiting" /* the op of the "set up, waiting for start" record */
+
+struct pyrt_ns_join {
+    int fd;   /* an open namespace file (/proc/PID/ns/net, a bind mount of one, ...) */
+    int type; /* its CLONE_NEW* flag */
+};
+
+struct pyrt_device {
+    const char *path; /* absolute, inside the container */
+    unsigned int mode; /* S_IFCHR, S_IFBLK or S_IFIFO | permissions */
+    unsigned int major, minor;
+    uid_t uid;
+    gid_t gid;
+};
+
+struct pyrt_oci {
+    int wait_fd;    /* >= 0: wait for a byte on it before exec (see above) */
+    int console_fd; /* >= 0: a connected unix socket: the container gets a new pty as
+                       its stdio and controlling terminal, bound over /dev/console,
+                       and the master is sent over this socket */
+
+    const struct pyrt_ns_join *joins; /* joined first, in this order (user first) */
+    size_t njoins;
+    uint64_t unshare_flags; /* CLONE_NEW* made after the joins (no CLONE_NEWPID) */
+
+    const struct pyrt_device *devices;
+    size_t ndevices;
+    int dev_links;              /* /dev/fd, stdin, stdout, stderr, ptmx symlinks (when missing) */
+    const char *const *sysctls; /* "net/ipv4/ip_forward", "1", ... (NULL terminated pairs),
+                                   written under the container's /proc/sys */
+    unsigned long root_propagation; /* MS_* (| MS_REC) for the container's "/" after
+                                       pivot_root; 0: private (pyrt's default) */
+
+    int cap_sets; /* nonzero: apply the four sets below after the identity switch
+                     (PR_SET_KEEPCAPS keeps the permitted set of a non-root user) */
+    uint64_t cap_effective, cap_permitted, cap_inheritable, cap_ambient;
+
+    const void *seccomp;   /* struct sock_filter[seccomp_len], or NULL */
+    size_t seccomp_len;
+    unsigned int seccomp_flags; /* SECCOMP_FILTER_FLAG_* */
+    int seccomp_early;          /* load before the identity switch (needed without
+                                   no_new_privs); else just before exec */
+};
+
+/* Child side, called by spawn.c (each only when spec->oci is set). */
+
+/* First thing after the parent's go: remember the error pipe, join and unshare. */
+int pyrt_oci_begin(const struct pyrt_oci *o, int errfd, struct pyrt_error *e);
+
+/* Inside the root (mounts.c, before masking): devices, /dev links, sysctls. */
+int pyrt_oci_rootfs(const struct pyrt_oci *o, int rootfd, struct pyrt_error *e);
+
+/* After stdio: the pty (console_fd). uid/gid: the owner of the pty's slave. */
+int pyrt_oci_console(const struct pyrt_oci *o, uid_t uid, gid_t gid, struct pyrt_error *e);
+
+/* Just before and just after the identity switch (keepcaps, early seccomp; the
+ * capability sets). */
+int pyrt_oci_before_identity(const struct pyrt_oci *o, struct pyrt_error *e);
+int pyrt_oci_after_identity(const struct pyrt_oci *o, struct pyrt_error *e);
+
+/* The last step before exec: check the program, report "waiting", wait, then the
+ * late seccomp filter. */
+int pyrt_oci_wait(const struct pyrt_spawn_spec *s, struct pyrt_error *e);
+
+/* After a failed exec: once the caller was told "waiting", nobody reads the error
+ * pipe any more; the error goes to stderr instead. */
+void pyrt_oci_late_error(const struct pyrt_error *e);
+
+#endif

@@ -1,0 +1,100 @@
+/* Parked containers (a warm pool's mechanism), plain C.
+ *
+ * pyrt_spawn_parked (spawn.c) starts a child that does its whole setup
+ * (namespaces, root, mounts, pivot_root, hostname, lo, rlimits, cgroups) and then
+ * parks: it writes a "parked" record on the error pipe and waits on its end of a
+ * SOCK_SEQPACKET socketpair for one command (argv, env, PATH, cwd, and stdio fds
+ * passed with SCM_RIGHTS). pyrt_unpark sends that command and waits until the
+ * child has exec'd (EOF on the error pipe) or failed (an error record).
+ *
+ * The message (little-endian host order, one datagram of at most
+ * PYRT_PARK_MSG_MAX bytes): a struct pyrt_park_header, then argc + envc strings,
+ * then PATH and cwd when present, each NUL terminated. */
+#ifndef PYRT_POOL_H
+#define PYRT_POOL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/resource.h>
+#include <sys/types.h>
+
+#include "spawn.h"
+
+#define PYRT_PARK_MAGIC 0x6b726170u /* "park" */
+#define PYRT_PARK_MSG_MAX (128 * 1024)
+#define PYRT_PARK_MAX_STRINGS 4096 /* argv + env entries */
+#define PYRT_PARKED_OP "parked"    /* the op of the parked record */
+
+enum {
+    PYRT_PARK_HAS_PATH = 1,
+    PYRT_PARK_HAS_CWD = 2,
+};
+
+struct pyrt_park_header {
+    uint32_t magic;
+    uint32_t argc;
+    uint32_t envc;
+    uint32_t flags;   /* PYRT_PARK_HAS_* */
+    int32_t stdio[3]; /* index among the passed fds, or -1: keep what the child has */
+    uint32_t nfds;
+};
+
+/* What the parked child writes on the error pipe once it waits, in one write: a
+ * struct pyrt_error with err 0 and op PYRT_PARKED_OP, then (no padding) a struct
+ * rusage, its own usage at that moment (the cost of its setup, which waitid
+ * will count in at its exit). */
+
+/* A command for a parked child. */
+struct pyrt_unpark_cmd {
+    const char *const *argv; /* NULL terminated, at least one */
+    const char *const *envp; /* NULL terminated */
+    const char *path;        /* PATH for the lookup of argv[0]; NULL: the spec's */
+    const char *cwd;         /* NULL: the spec's */
+    int stdio[3];            /* fds for 0, 1, 2; -1: keep the child's */
+};
+
+/* Child side, called by the spawn core between the setup and exec: closes every
+ * fd but 0-2, errfd, sock and keep_fd, reports "parked" on errfd, waits for the
+ * command on sock, then calls finish(spec with the command's argv, env, PATH,
+ * cwd and stdio, keep_fd, e), which execs. Returns only on failure (e filled). */
+typedef int (*pyrt_park_finish_fn)(const struct pyrt_spawn_spec *s, int keep_fd, struct pyrt_error *e);
+int pyrt_park(const struct pyrt_spawn_spec *s, int errfd, int sock, int keep_fd, pyrt_park_finish_fn finish,
+              struct pyrt_error *e);
+
+/* Parent side: hand the command to the child parked behind sock / errfd, and
+ * wait until it has exec'd. 0: exec'd; -1: e filled (the child failed and exits
+ * with 127, or could not be reached). The fds stay open: the caller closes them. */
+int pyrt_unpark(int sock, int errfd, const struct pyrt_unpark_cmd *cmd, struct pyrt_error *e);
+
+/* Only the sending part (for callers that wait for the error pipe themselves). */
+int pyrt_unpark_send(int sock, const struct pyrt_unpark_cmd *cmd, struct pyrt_error *e);
+
+/* A growing output buffer (malloc'd; the caller frees data). */
+struct pyrt_buf {
+    char *data;
+    size_t len, cap;
+};
+
+/* The I/O of one command: input fed to in_fd, out_fd and err_fd read to their
+ * end, the process behind pidfd waited for and reaped. An fd is -1 when there is
+ * none, and is set to -1 once it is closed here (at its end). */
+struct pyrt_io {
+    int pidfd;
+    int in_fd, out_fd, err_fd;
+    const char *input;
+    size_t input_len, input_off;
+    struct pyrt_buf out, err;
+    int exited;          /* reaped: status and usage are set */
+    int status;          /* as for waitpid */
+    struct rusage usage; /* from waitid: the process and its waited-for children */
+};
+
+/* Go on with io until the outputs are at their end and the process exited, or
+ * for at most timeout_ms (< 0: no limit). 1: done; 0: timed out (call again to
+ * go on); -1: errno (EINTR: a signal came, call again). */
+int pyrt_io_run(struct pyrt_io *io, int timeout_ms);
+
+/* Close what io still has open and free its buffers (not the pidfd). */
+void pyrt_io_release(struct pyrt_io *io);
+
+#endif

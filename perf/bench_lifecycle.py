@@ -1,0 +1,794 @@
+#!/usr/bin/env python3
+"""Container lifecycle costs (issue 4, "Speed"): exec, a run -d/stop/rm cycle,
+the cgroup path of `run --rm --memory`, and the memory of the per-container
+monitor, for pyrt against the tools a user would pick instead, in one run.
+
+  exec ...          /bin/true exec'd into a running `sleep 1000` container:
+    exec pyrt API     c.exec_run(["/bin/true"]) (in-process, docker-SDK shaped)
+    exec pyrt API [spaced]  the same with an idle gap before each exec (untimed)
+    exec pyrt CLI     `pyrt --root R exec NAME /bin/true`
+    exec runc         `runc --root R exec ID /bin/true` into a runc container
+                      (bundle from `runc spec`, same busybox rootfs)
+  cycle ...         start a detached `sleep 1000`, stop it (-t 0), remove it:
+    cycle pyrt API    rt.containers.run(img, [...], detach=True, name=X);
+                      c.stop(timeout=0); c.remove()
+    cycle pyrt CLI    pyrt run -d --name X; pyrt stop -t 0 X; pyrt rm X
+    cycle podman      podman run -d --name X; podman stop -t 0 X; podman rm X
+                      (runc runtime, cgroupfs, private --root/--runroot/--tmpdir)
+  run ...           a foreground /bin/true removed on exit, with and without a
+                    memory limit (the cgroup path), pyrt API and CLI:
+    run pyrt API            rt.containers.run(img, ["/bin/true"], remove=True)
+    run --memory pyrt API   ... mem_limit="64m"
+    run pyrt CLI            pyrt run --rm busybox:latest /bin/true
+    run --memory pyrt CLI   pyrt run --rm --memory 64m busybox:latest /bin/true
+                    each measured [spaced] (an untimed idle --gap before each
+                    run, as between two commands of a user) and [b2b] (back to
+                    back). On a v1/hybrid host, a write to a v1 cgroup.procs
+                    waits for an RCU grace period (~10 ms) unless another cgroup
+                    migration happened a few ms before: spaced runs pay it,
+                    back-to-back in-process runs mostly do not.
+  memory            (not pyperf; after the benchmarks) VmRSS, RssAnon, RssFile
+                    and Pss of the process that watches a running container:
+                    pyrt's monitor and podman's conmon, each found as the parent
+                    of the container's init (PPid in /proc/<init>/status).
+
+  python perf/bench_lifecycle.py --quick        # about a minute
+  python perf/bench_lifecycle.py                # pyperf defaults (several minutes)
+  python perf/bench_lifecycle.py --only "exec pyrt API,exec runc" --gap 50
+  python perf/bench_lifecycle.py -o out.json    # any pyperf option works
+
+Options of this script (the rest are pyperf's): --quick, --only NAMES, --gap MS
+(default 20), --no-install (do not apt-get install missing tools),
+--no-breakdown (skip the per-step timing of the cycles in the main process),
+--memory-containers N (containers per tool for the memory figures, default 3).
+
+What is fair, and what is special here:
+- Everything lives in one tmpfs mounted on a directory in /dev/shm: pyrt's store,
+  runc's --root and bundle, podman's --root, --runroot and --tmpdir. Clean-up
+  (also on failure, SIGTERM, SIGHUP) removes every container of the three
+  tools, their cgroups, the mounts and the directory.
+- Launch: every command line (pyrt CLI, runc, podman) is started by the worker
+  with posix_spawn + waitpid, stdio on /dev/null (common.Spawner); the API
+  figures have no launcher. The installed `pyrt` next to sys.executable is run,
+  never a pyenv shim.
+- Network: pyrt's default is `none` (own namespace with lo); podman gets
+  `--network none` too (its default bridge adds netavark and iptables work and
+  would change the host's firewall rules); runc's bundle has a network
+  namespace and nothing in it.
+- podman: `--runtime runc --cgroup-manager cgroupfs --events-backend file`,
+  `--ulimit nofile=1024:1024 --ulimit nproc=1024:1024` (this host lacks
+  CAP_SYS_RESOURCE), `--pull never`, and a private `--cgroup-parent` so its
+  cgroups (container and conmon) can be found and removed. Its image is a
+  `podman import` of a tar of the same busybox rootfs (no registry). A private
+  containers.conf (CONTAINERS_CONF) sets `lock_type = "file"`: podman's default
+  shm lock segment (/dev/shm/libpod_lock) is shared by every podman store on
+  the host, and a fresh --tmpdir makes podman "refresh", which frees all the
+  locks in it -- those of any other podman user too. File locks live in the
+  private --tmpdir.
+- runc: the exec target is `runc run -d` of a bundle whose root is an overlay
+  (mounted once by the benchmark) of the busybox rootfs; runc exec joins the
+  container's cgroups (every v1 hierarchy) like pyrt's exec does.
+- pyrt's detached containers get a cgroup for accounting (memory, pids,
+  cpuacct) even without limits; `run --rm` without limits makes none.
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import secrets
+import signal
+import statistics
+import subprocess
+import sys
+import tarfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import common  # noqa: E402  (perf/common.py)
+
+try:
+    import pyperf
+except ImportError:  # pragma: no cover
+    sys.exit("bench_lifecycle needs pyperf: pip install pyperf")
+
+IMAGE = "busybox:latest"
+PODMAN_IMAGE = "localhost/busybox:latest"
+MEM_LIMIT = "64m"
+
+EXEC_BENCHES = ["exec pyrt API", "exec pyrt API [spaced]", "exec pyrt CLI", "exec runc"]
+CYCLE_BENCHES = ["cycle pyrt API", "cycle pyrt CLI", "cycle podman"]
+RUN_BENCHES = [f"{what} pyrt {face} [{mode}]" for mode in ("spaced", "b2b") for face in ("API", "CLI")
+               for what in ("run", "run --memory")]
+ALL_BENCHES = EXEC_BENCHES + CYCLE_BENCHES + RUN_BENCHES
+
+QUICK_PYPERF_ARGS = ["-p", "1", "-n", "5", "-w", "1", "--min-time", "0.05"]
+
+TARGET_CYCLE = 0.1   # cycle at most 0.1x podman's
+TARGET_EXEC = 0.5    # exec at most 0.5x runc exec's
+TARGET_LIMIT_MS = 2.0
+
+_ids = itertools.count()
+_state_dir = None  # set in the main process; forwarded to the workers with --scratch
+
+
+# --- worker-side helpers -------------------------------------------------------
+
+_rt = _img = _spawner = None
+
+
+def _runtime(st):
+    global _rt, _img
+    if _rt is None:
+        import pyrt
+        _rt = pyrt.Runtime(st["pyrt_store"])
+        _img = _rt.images.get(IMAGE)
+    return _rt, _img
+
+
+def _get_spawner(st):
+    """common.Spawner, but with stderr appended to a file of this worker (in
+    the scratch directory), so that a failure can say why."""
+    global _spawner
+    if _spawner is None:
+        _spawner = common.Spawner()
+        path = os.path.join(st["state_dir"], f"stderr-{os.getpid()}.log")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        _spawner.file_actions = [a if a[2] != 2 else (os.POSIX_SPAWN_DUP2, fd, 2)
+                                 for a in _spawner.file_actions]
+        _spawner.stderr_path = path
+    return _spawner
+
+
+def _stderr_tail(sp, n=600):
+    try:
+        with open(sp.stderr_path, "rb") as f:
+            f.seek(max(0, os.fstat(f.fileno()).st_size - n))
+            return f.read().decode(errors="replace").strip()
+    except (OSError, AttributeError):
+        return ""
+
+
+def _fresh_name(st, tag):
+    return f"{st['prefix']}-{tag}{os.getpid()}-{next(_ids)}"
+
+
+def podman_base(st) -> list[str]:
+    return [st["tools"]["podman"], "--root", st["podman_root"], "--runroot", st["podman_runroot"],
+            "--tmpdir", st["podman_tmpdir"], "--runtime", "runc", "--cgroup-manager", "cgroupfs",
+            "--events-backend", "file"]
+
+
+def podman_run_d(st, name) -> list[str]:
+    return podman_base(st) + ["run", "-d", "--pull", "never", "--name", name, "--network", "none",
+                              "--cgroup-parent", st["podman_cgroup_parent"],
+                              "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024",
+                              PODMAN_IMAGE, "sleep", "1000"]
+
+
+def pyrt_cli(st, *args) -> list[str]:
+    return [st["cli"], "--root", st["pyrt_store"], *args]
+
+
+def cycle_argvs(st, name):
+    """(run -d, stop, rm) command lines of one cycle, for the CLI tools."""
+    if name == "cycle pyrt CLI":
+        n = _fresh_name(st, "c")
+        return [pyrt_cli(st, "run", "-d", "--name", n, IMAGE, "sleep", "1000"),
+                pyrt_cli(st, "stop", "-t", "0", n), pyrt_cli(st, "rm", n)]
+    if name == "cycle podman":
+        n = _fresh_name(st, "p")
+        base = podman_base(st)
+        return [podman_run_d(st, n), base + ["stop", "-t", "0", n], base + ["rm", n]]
+    raise KeyError(name)
+
+
+def _gap(st, name):
+    return st["gap"] if name.endswith("[spaced]") else 0.0
+
+
+# --- the timed loops (pyperf workers) ------------------------------------------
+
+def time_exec_api(loops, st, name):
+    rt, _ = _runtime(st)
+    c = rt.containers.get(st["exec_name"])
+    gap = _gap(st, name)
+    argv = ["/bin/true"]
+    pc = time.perf_counter
+    total = 0.0
+    for _ in range(loops):
+        if gap:
+            time.sleep(gap)
+        t0 = pc()
+        code, _out = c.exec_run(argv)
+        total += pc() - t0
+        if code:
+            raise RuntimeError(f"{name}: /bin/true exited with {code}")
+    return total
+
+
+def time_cycle_api(loops, st, name):
+    rt, img = _runtime(st)
+    run = rt.containers.run
+    cmd = ["sleep", "1000"]
+    pc = time.perf_counter
+    total = 0.0
+    for _ in range(loops):
+        n = _fresh_name(st, "a")
+        t0 = pc()
+        c = run(img, cmd, detach=True, name=n)
+        c.stop(timeout=0)
+        c.remove()
+        total += pc() - t0
+    return total
+
+
+def time_run_api(loops, st, name):
+    rt, img = _runtime(st)
+    run = rt.containers.run
+    kw = {"mem_limit": MEM_LIMIT} if name.startswith("run --memory") else {}
+    gap = _gap(st, name)
+    cmd = ["/bin/true"]
+    pc = time.perf_counter
+    total = 0.0
+    for _ in range(loops):
+        if gap:
+            time.sleep(gap)
+        t0 = pc()
+        run(img, cmd, remove=True, **kw)  # a non-zero exit raises ContainerError
+        total += pc() - t0
+    return total
+
+
+def time_commands(loops, st, name, make_argvs):
+    """Each loop runs the command lines make_argvs() returns, one after the
+    other, timed together (after an untimed gap for [spaced])."""
+    sp = _get_spawner(st)
+    run = sp.run
+    gap = _gap(st, name)
+    pc = time.perf_counter
+    total = 0.0
+    for _ in range(loops):
+        argvs = make_argvs()
+        if gap:
+            time.sleep(gap)
+        t0 = pc()
+        for argv in argvs:
+            rc = run(argv)
+            if rc:
+                raise RuntimeError(f"{name}: exit status {rc}: {' '.join(argv)}\n"
+                                   f"stderr (tail): {_stderr_tail(sp)}")
+        total += pc() - t0
+    return total
+
+
+def argvs_factory(name, st):
+    if name == "exec pyrt CLI":
+        argv = pyrt_cli(st, "exec", st["exec_name"], "/bin/true")
+        return lambda: [argv]
+    if name == "exec runc":
+        argv = [st["tools"]["runc"], "--root", st["runc_root"], "exec", st["runc_id"], "/bin/true"]
+        return lambda: [argv]
+    if name.startswith("cycle "):
+        return lambda: cycle_argvs(st, name)
+    if name.startswith("run") and " CLI " in name:
+        limit = ["--memory", MEM_LIMIT] if name.startswith("run --memory") else []
+        argv = pyrt_cli(st, "run", "--rm", *limit, IMAGE, "/bin/true")
+        return lambda: [argv]
+    raise KeyError(name)
+
+
+def run_benchmarks(runner, st) -> dict:
+    """The same sequence of runner calls in the main process and in every worker
+    (pyperf picks a worker's benchmark by its index in the sequence)."""
+    if st.get("podman_conf"):
+        os.environ["CONTAINERS_CONF"] = st["podman_conf"]  # workers' env is filtered by pyperf
+    results = {}
+    for name in st["benches"]:
+        if name.startswith("exec pyrt API"):
+            results[name] = runner.bench_time_func(name, time_exec_api, st, name)
+        elif name == "cycle pyrt API":
+            results[name] = runner.bench_time_func(name, time_cycle_api, st, name)
+        elif name.startswith("run") and " API " in name:
+            results[name] = runner.bench_time_func(name, time_run_api, st, name)
+        else:
+            results[name] = runner.bench_time_func(name, time_commands, st, name, argvs_factory(name, st))
+    return results
+
+
+# --- setup (main process) -------------------------------------------------------
+
+def _quiet(argv, **kw):
+    return subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL, check=False, **kw)
+
+
+def _output(argv, *, timeout=120):
+    p = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       text=True, timeout=timeout, check=False)
+    if p.returncode:
+        raise RuntimeError(f"`{' '.join(argv)}` exited with {p.returncode}: {p.stderr.strip()[-400:]}")
+    return p.stdout.strip()
+
+
+def setup(args, scratch) -> dict:
+    install = not args.no_install
+    wanted = ALL_BENCHES if not args.only else [n.strip() for n in args.only.split(",") if n.strip()]
+    unknown = [n for n in wanted if n not in ALL_BENCHES]
+    if unknown:
+        raise SystemExit(f"unknown benchmark(s) {unknown}; known: {', '.join(ALL_BENCHES)}")
+    st = {"prefix": f"lcb{secrets.token_hex(3)}", "tools": {}, "skipped": {}, "notes": [],
+          "gap": args.gap / 1e3, "cgroup_mode": common.cgroup_mode()}
+    st["state_dir"] = scratch.path
+
+    def skip(names, why):
+        for n in names:
+            if n in wanted and n not in st["skipped"]:
+                st["skipped"][n] = why
+                common.log(f"[setup] skipping {n}: {why}")
+
+    busybox, why = common.find_static_busybox(install=install)
+    if busybox is None:
+        raise SystemExit(f"bench_lifecycle: {why}")
+    st["lower"] = common.make_busybox_rootfs(scratch.sub("lower"), busybox)
+
+    # pyrt: a store, the busybox image, a running container to exec into
+    pyrt_names = [n for n in ALL_BENCHES if "pyrt" in n]
+    st["pyrt_store"] = scratch.sub("pyrt-store")
+    st["cli"] = common.find_pyrt_cli()
+    try:
+        import pyrt
+        rt = pyrt.Runtime(st["pyrt_store"])
+        rt.images.from_host(IMAGE, ["/bin/busybox"])
+        st["pyrt_ok"] = True
+    except Exception as exc:  # noqa: BLE001 - report, go on with the others
+        skip(pyrt_names, f"pyrt store/image: {type(exc).__name__}: {exc}")
+        rt = None
+    if rt is not None and any(n.startswith("exec pyrt") for n in wanted):
+        st["exec_name"] = f"{st['prefix']}-exec"
+        try:
+            c = rt.containers.run(IMAGE, ["sleep", "1000"], detach=True, name=st["exec_name"])
+            code, out = c.exec_run(["/bin/true"])
+            if code:
+                raise RuntimeError(f"exec_run of /bin/true exited with {code}: {out!r}")
+        except Exception as exc:  # noqa: BLE001
+            skip([n for n in EXEC_BENCHES if "pyrt" in n], f"{type(exc).__name__}: {exc}")
+    if rt is not None and not st["cli"]:
+        skip([n for n in pyrt_names if "CLI" in n], "no `pyrt` script installed (pip install -e .)")
+    elif rt is not None:
+        checks = {"exec pyrt CLI": [pyrt_cli(st, "exec", st.get("exec_name", "-"), "/bin/true")],
+                  "cycle pyrt CLI": cycle_argvs(st, "cycle pyrt CLI"),
+                  "run pyrt CLI": [pyrt_cli(st, "run", "--rm", IMAGE, "/bin/true")],
+                  "run --memory pyrt CLI": [pyrt_cli(st, "run", "--rm", "--memory", MEM_LIMIT, IMAGE,
+                                                     "/bin/true")]}
+        for key, argvs in checks.items():
+            names = [n for n in wanted if n == key or n.startswith(key + " [")]
+            if not names or any(n in st["skipped"] for n in names):
+                continue
+            for argv in argvs:
+                ok, out = common.check_command(argv)
+                if not ok:
+                    skip(names, f"`{' '.join(argv[1:])}` failed: {out}")
+                    break
+    if rt is not None:
+        for key, kw in (("run pyrt API", {}), ("run --memory pyrt API", {"mem_limit": MEM_LIMIT})):
+            names = [n for n in wanted if n.startswith(key + " [")]
+            if names:
+                try:
+                    rt.containers.run(IMAGE, ["/bin/true"], remove=True, **kw)
+                except Exception as exc:  # noqa: BLE001
+                    skip(names, f"{type(exc).__name__}: {exc}")
+
+    # runc: a container running `sleep 1000` on an overlay of the busybox rootfs
+    if "exec runc" in wanted:
+        runc, why = common.find_tool("runc", install=install)
+        if not runc:
+            skip(["exec runc"], why)
+        else:
+            st["tools"]["runc"] = runc
+            st["runc_root"] = scratch.sub("runc-root")
+            st["runc_id"] = f"{st['prefix']}-runc"
+            merged = common.mount_overlay([st["lower"]], scratch.sub("oci-upper"), scratch.sub("oci-work"),
+                                          scratch.sub("merged"))
+            bundle = scratch.sub("bundle")
+            common.make_oci_bundle(bundle, merged, ["sleep", "1000"], spec_tool=runc)
+            # stdio on /dev/null: a pipe would be held open by the detached container
+            p = _quiet([runc, "--root", st["runc_root"], "run", "-d", "--bundle", bundle, st["runc_id"]],
+                       timeout=60)
+            ok, out = (p.returncode == 0, f"runc run -d exited with {p.returncode}")
+            if ok:
+                ok, out = common.check_command([runc, "--root", st["runc_root"], "exec", st["runc_id"],
+                                                "/bin/true"])
+            if not ok:
+                skip(["exec runc"], out)
+
+    # podman: private store, file locks, the busybox rootfs imported as an image
+    podman_names = [n for n in wanted if "podman" in n]
+    if podman_names:
+        podman, why = common.find_tool("podman", install=install, package="podman")
+        conmon = None
+        if podman:
+            conmon, why = common.find_tool("conmon", install=install, package="conmon")
+        runc, why2 = common.find_tool("runc", install=install)
+        if not (podman and conmon and runc):
+            skip(podman_names, why if not (podman and conmon) else why2)
+        else:
+            st["tools"].update(podman=podman, conmon=conmon, runc=runc)
+            # short names: podman refuses a --runroot longer than 50 characters
+            st["podman_root"] = scratch.sub("pm-root")
+            st["podman_runroot"] = scratch.sub("pm-run")
+            st["podman_tmpdir"] = scratch.sub("pm-tmp")
+            st["podman_cgroup_parent"] = f"/{st['prefix']}-podman"
+            st["podman_conf"] = os.path.join(scratch.path, "containers.conf")
+            with open(st["podman_conf"], "w") as f:
+                f.write('[engine]\nlock_type = "file"\n')
+            os.environ["CONTAINERS_CONF"] = st["podman_conf"]
+            tar_path = os.path.join(scratch.path, "busybox-rootfs.tar")
+            with tarfile.open(tar_path, "w") as tf:
+                tf.add(st["lower"], arcname=".")
+            try:
+                _output(podman_base(st) + ["import", "-q", tar_path, PODMAN_IMAGE])
+                for argv in cycle_argvs(st, "cycle podman"):
+                    _output(argv)
+            except Exception as exc:  # noqa: BLE001
+                skip(podman_names, str(exc))
+            finally:
+                os.unlink(tar_path)
+            try:
+                st["podman_version"] = _output([podman, "--version"])
+            except Exception:  # noqa: BLE001
+                pass
+
+    st["benches"] = [n for n in wanted if n not in st["skipped"]]
+    with open(os.path.join(scratch.path, "state.json"), "w") as f:
+        json.dump(st, f)
+    return st
+
+
+# --- memory of the monitors (main process) --------------------------------------
+
+def _wait_for(pred, timeout=5.0):
+    end = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v or time.monotonic() > end:
+            return v
+        time.sleep(0.01)
+
+
+def measure_memory(st, k) -> dict:
+    """Start k containers with each tool, read the memory of the process that
+    watches each (the parent of its init), remove them. Returns
+    {label: [proc_memory dicts]} plus "_errors"."""
+    out = {"_errors": []}
+    if not st.get("pyrt_ok"):
+        out["_errors"].append("pyrt: no store")
+    else:
+        import pyrt
+        rt = pyrt.Runtime(st["pyrt_store"])
+        made = []
+        try:
+            for i in range(k):
+                made.append(rt.containers.run(IMAGE, ["sleep", "1000"], detach=True,
+                                              name=_fresh_name(st, "m")).name)
+            if st.get("cli"):
+                n = _fresh_name(st, "mc")
+                _output(pyrt_cli(st, "run", "-d", "--name", n, IMAGE, "sleep", "1000"))
+                made.append(n)
+            time.sleep(0.2)  # let each settle (the monitor's first log write, etc.)
+            for i, n in enumerate(made):
+                label = "pyrt monitor (API)" if i < k else "pyrt monitor (CLI)"
+                try:
+                    c = rt.containers.get(n)
+                    pid = c.attrs["State"]["Pid"]
+                    mon = common.parent_pid(pid)
+                    out.setdefault(label, []).append(common.proc_memory(mon))
+                except Exception as exc:  # noqa: BLE001
+                    out["_errors"].append(f"{label}: {type(exc).__name__}: {exc}")
+        except Exception as exc:  # noqa: BLE001
+            out["_errors"].append(f"pyrt: {type(exc).__name__}: {exc}")
+        finally:
+            for n in made:
+                try:
+                    rt.containers.get(n).remove(force=True)
+                except Exception as exc:  # noqa: BLE001
+                    out["_errors"].append(f"pyrt rm {n}: {exc}")
+    if "cycle podman" in st["benches"]:
+        base = podman_base(st)
+        made = []
+        try:
+            for i in range(k):
+                n = _fresh_name(st, "mp")
+                _output(podman_run_d(st, n))
+                made.append(n)
+            time.sleep(0.2)
+            for n in made:
+                try:
+                    pid, conmon_pid = (int(x) for x in _output(
+                        base + ["inspect", "--format", "{{.State.Pid}} {{.State.ConmonPid}}", n]).split())
+                    mon = common.parent_pid(pid)
+                    m = common.proc_memory(mon)
+                    if mon != conmon_pid:
+                        out["_errors"].append(f"podman {n}: parent of init is {mon} ({m['comm']}), "
+                                              f"ConmonPid is {conmon_pid}")
+                    out.setdefault("podman conmon", []).append(m)
+                except Exception as exc:  # noqa: BLE001
+                    out["_errors"].append(f"podman {n}: {type(exc).__name__}: {exc}")
+        except Exception as exc:  # noqa: BLE001
+            out["_errors"].append(f"podman: {type(exc).__name__}: {exc}")
+        finally:
+            for n in made:
+                _quiet(base + ["rm", "-f", "-t", "0", n], timeout=60)
+    return out
+
+
+# --- per-step breakdown of the cycles (main process) ------------------------------
+
+def breakdown(st, n) -> dict:
+    """Median time of each step of the run -d / stop / rm cycle, n cycles each."""
+    rows = {}
+    pc = time.perf_counter
+    sp = common.Spawner()
+    try:
+        for name in ("cycle pyrt API", "cycle pyrt CLI", "cycle podman"):
+            if name not in st["benches"]:
+                continue
+            steps = ([], [], [])
+            if name == "cycle pyrt API":
+                import pyrt
+                rt = pyrt.Runtime(st["pyrt_store"])
+                img = rt.images.get(IMAGE)
+                for _ in range(n):
+                    t0 = pc()
+                    c = rt.containers.run(img, ["sleep", "1000"], detach=True, name=_fresh_name(st, "b"))
+                    t1 = pc()
+                    c.stop(timeout=0)
+                    t2 = pc()
+                    c.remove()
+                    t3 = pc()
+                    for lst, d in zip(steps, (t1 - t0, t2 - t1, t3 - t2)):
+                        lst.append(d)
+            else:
+                for _ in range(n):
+                    for lst, argv in zip(steps, cycle_argvs(st, name)):
+                        t0 = pc()
+                        rc = sp.run(argv)
+                        lst.append(pc() - t0)
+                        if rc:
+                            raise RuntimeError(f"exit status {rc}: {' '.join(argv)}")
+            rows[name] = [statistics.median(s) for s in steps]
+    except Exception as exc:  # noqa: BLE001
+        rows["_error"] = f"{type(exc).__name__}: {exc}"
+    finally:
+        sp.close()
+    return rows
+
+
+# --- clean-up (main process) --------------------------------------------------------
+
+def _pyrt_cgroup_children():
+    """Names of the cgroups below pyrt/ in the memory hierarchy (or v2 root)."""
+    for base in ("/sys/fs/cgroup/memory/pyrt", "/sys/fs/cgroup/pyrt", "/sys/fs/cgroup/unified/pyrt"):
+        try:
+            return {e for e in os.listdir(base) if os.path.isdir(os.path.join(base, e))}
+        except OSError:
+            continue
+    return set()
+
+
+def cleanup(scratch, st, cgroups_before):
+    problems = []
+    if st:
+        prefix = st["prefix"]
+        if st.get("pyrt_ok"):
+            try:
+                import pyrt
+                rt = pyrt.Runtime(st["pyrt_store"])
+                left = rt.containers.list(all=True)
+                for c in left:
+                    try:
+                        c.remove(force=True)
+                    except Exception as exc:  # noqa: BLE001
+                        problems.append(f"pyrt rm -f {c.name}: {exc}")
+                stray = [c.name for c in left if c.name != st.get("exec_name")]
+                if stray:
+                    problems.append(f"removed {len(stray)} leftover pyrt container(s): {stray[:4]}")
+            except Exception as exc:  # noqa: BLE001
+                problems.append(f"pyrt clean-up: {type(exc).__name__}: {exc}")
+        if st["tools"].get("runc") and st.get("runc_root"):
+            common.oci_delete_all(st["tools"]["runc"], st["runc_root"], prefix)
+        if st["tools"].get("podman") and st.get("podman_root") and os.path.isdir(st["podman_root"]):
+            base = podman_base(st)
+            p = subprocess.run(base + ["ps", "-a", "-q"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                               text=True, check=False)
+            if p.stdout.split():
+                problems.append(f"removed {len(p.stdout.split())} leftover podman container(s)")
+            _quiet(base + ["rm", "-a", "-f", "-t", "0"], timeout=120)
+            _quiet(base + ["rmi", "-a", "-f"], timeout=120)
+        removed = common.remove_cgroups(prefix) + common.remove_cgroup_trees(prefix)
+        leftover = [d for d in removed if not d.endswith(f"{prefix}-podman") and "/conmon" not in d]
+        if leftover:
+            problems.append(f"removed {len(leftover)} leftover cgroup(s): {leftover[:4]}")
+    if cgroups_before is not None:
+        # pyrt's cgroups live in the shared pyrt/ parent (other sessions use it
+        # too): report, do not touch, new ones that are empty
+        new = {e for e in _pyrt_cgroup_children() - cgroups_before
+               if len(e) == 64 and all(ch in "0123456789abcdef" for ch in e)}  # container ids only
+        empty = []
+        for e in new:
+            try:
+                with open(f"/sys/fs/cgroup/memory/pyrt/{e}/cgroup.procs") as f:
+                    if not f.read().strip():
+                        empty.append(e)
+            except OSError:
+                pass
+        if empty:
+            problems.append(f"{len(empty)} new empty cgroup(s) under memory/pyrt/ (ours or another "
+                            f"session's; not removed): {sorted(empty)[:3]}")
+    if scratch is not None:
+        problems += scratch.cleanup()
+    for p in problems:
+        common.log(f"[cleanup] {p}")
+
+
+# --- report -----------------------------------------------------------------------
+
+def _ms(s):
+    return f"{s * 1e3:8.2f} ms"
+
+
+def print_summary(results, st, mem, steps):
+    med = {}
+    print()
+    print(f"Container lifecycle, busybox, stores on tmpfs, cgroups {st['cgroup_mode']}; "
+          f"[spaced] = {st['gap'] * 1e3:g} ms idle before each, untimed")
+    print(f"{'benchmark':<34} {'median':>11} {'stdev':>10} {'values':>7}")
+    for name in ALL_BENCHES:
+        b = results.get(name)
+        if b is None:
+            if name in st["skipped"]:
+                print(f"{name:<34} {'skipped':>11}  ({st['skipped'][name][:110]})")
+            continue
+        med[name] = m = b.median()
+        sd = b.stdev() if b.get_nvalue() > 1 else 0.0
+        print(f"{name:<34} {_ms(m):>11} {sd * 1e3:7.2f} ms {b.get_nvalue():>7}")
+
+    def ratio(a, b, target=None):
+        if a not in med or b not in med:
+            return None
+        r = med[a] / med[b]
+        line = f"  {a} / {b} = {r:.3f}x"
+        if target is not None:
+            line += f"  (target <= {target}x: {'met' if r <= target else 'NOT met'})"
+        print(line)
+        return r
+
+    print()
+    print("Ratios and targets:")
+    ratio("exec pyrt API", "exec runc", TARGET_EXEC)
+    ratio("exec pyrt API [spaced]", "exec runc", TARGET_EXEC)
+    ratio("exec pyrt CLI", "exec runc", TARGET_EXEC)
+    ratio("cycle pyrt API", "cycle podman", TARGET_CYCLE)
+    ratio("cycle pyrt CLI", "cycle podman", TARGET_CYCLE)
+    for face in ("API", "CLI"):
+        for mode in ("spaced", "b2b"):
+            a, b = f"run --memory pyrt {face} [{mode}]", f"run pyrt {face} [{mode}]"
+            if a in med and b in med:
+                d = (med[a] - med[b]) * 1e3
+                print(f"  run --rm --memory {MEM_LIMIT} minus run --rm, pyrt {face} [{mode}]: {d:+.2f} ms  "
+                      f"(target <= {TARGET_LIMIT_MS:g} ms: {'met' if d <= TARGET_LIMIT_MS else 'NOT met'})")
+
+    if steps:
+        print()
+        print("Cycle steps (main process, medians):       run -d        stop          rm")
+        for name, v in steps.items():
+            if name == "_error":
+                print(f"  breakdown failed: {v}")
+                continue
+            print(f"  {name:<38} {_ms(v[0])}  {_ms(v[1])}  {_ms(v[2])}")
+
+    if mem:
+        print()
+        print("Memory of the process watching one running container, kB (median over containers):")
+        fields = ("VmRSS", "RssAnon", "RssFile", "Pss", "Pss_Anon")
+        print(f"  {'process':<22} {'n':>3} " + " ".join(f"{f:>9}" for f in fields) + "  comm")
+        meds = {}
+        for label, rows in mem.items():
+            if label.startswith("_"):
+                continue
+            vals = {f: statistics.median([r[f] for r in rows if f in r]) for f in fields
+                    if any(f in r for r in rows)}
+            meds[label] = vals
+            comm = ",".join(sorted({r["comm"] for r in rows}))
+            print(f"  {label:<22} {len(rows):>3} " + " ".join(f"{vals.get(f, float('nan')):>9.0f}"
+                                                             for f in fields) + f"  {comm}")
+        con = meds.get("podman conmon")
+        for label in ("pyrt monitor (API)", "pyrt monitor (CLI)"):
+            if con and label in meds:
+                a, b = meds[label]["VmRSS"], con["VmRSS"]
+                print(f"  {label} VmRSS / conmon VmRSS = {a / b:.3f}x (target: no larger: "
+                      f"{'met' if a <= b else 'NOT met'})")
+        for e in mem.get("_errors", []):
+            print(f"  note: {e}")
+
+    print()
+    print(f"note: pyrt CLI is {st.get('cli')}; every command line started with posix_spawn + waitpid")
+    if st.get("podman_version"):
+        print(f"note: {st['podman_version']}, runc runtime, cgroupfs, --network none, file locks "
+              f"(private containers.conf), --cgroup-parent {st.get('podman_cgroup_parent')}")
+    for n in st["notes"]:
+        print(f"note: {n}")
+
+
+# --- main --------------------------------------------------------------------------
+
+def _add_worker_args(cmd, args):
+    cmd.extend(("--scratch", _state_dir))
+
+
+def _raise_exit(signum, frame):
+    raise SystemExit(128 + signum)
+
+
+def main():
+    argv = sys.argv[1:]
+    quick = "--quick" in argv
+    if quick:
+        argv = [a for a in argv if a != "--quick"]
+        long_opts = {"-p": "--processes", "-n": "--values", "-w": "--warmups", "--min-time": "--min-time"}
+        extra = []
+        for i in range(0, len(QUICK_PYPERF_ARGS), 2):
+            opt, val = QUICK_PYPERF_ARGS[i:i + 2]
+            lo = long_opts.get(opt, opt)
+            if not any(a in (opt, lo) or a.startswith(lo + "=") for a in argv):
+                extra += [opt, val]
+        argv = extra + argv
+    sys.argv[1:] = argv
+
+    runner = pyperf.Runner(add_cmdline_args=_add_worker_args)
+    ap = runner.argparser
+    ap.add_argument("--scratch", help=argparse.SUPPRESS)
+    ap.add_argument("--only", help="comma-separated benchmarks among: " + ", ".join(ALL_BENCHES))
+    ap.add_argument("--gap", type=float, default=20.0,
+                    help="idle ms before each iteration of the [spaced] benchmarks, untimed (default 20)")
+    ap.add_argument("--no-install", action="store_true", help="do not apt-get install missing tools")
+    ap.add_argument("--no-breakdown", action="store_true", help="skip the per-step timing of the cycles")
+    ap.add_argument("--memory-containers", type=int, default=3,
+                    help="containers per tool for the memory figures (default 3; 0: skip)")
+    args = runner.parse_args()
+
+    if args.worker:
+        if not args.scratch:
+            raise SystemExit("bench_lifecycle worker started without --scratch")
+        common.die_with_parent()
+        with open(os.path.join(args.scratch, "state.json")) as f:
+            st = json.load(f)
+        run_benchmarks(runner, st)
+        return
+
+    if os.geteuid() != 0:
+        raise SystemExit("bench_lifecycle needs root (namespaces, mounts, cgroups)")
+    global _state_dir
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _raise_exit)
+    scratch = st = None
+    cgroups_before = _pyrt_cgroup_children()
+    try:
+        scratch = common.Scratch(prefix="pyrt-lc-", size="1g", base="/dev/shm")
+        _state_dir = scratch.path
+        st = setup(args, scratch)
+        if not st["benches"]:
+            print("nothing to measure:", st["skipped"])
+            return
+        results = run_benchmarks(runner, st)
+        steps = {} if args.no_breakdown else breakdown(st, 5 if quick else 20)
+        mem = measure_memory(st, args.memory_containers) if args.memory_containers > 0 else {}
+        print_summary(results, st, mem, steps)
+    finally:
+        cleanup(scratch, st, cgroups_before)
+
+
+if __name__ == "__main__":
+    main()
