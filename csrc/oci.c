@@ -67,6 +67,9 @@ int pyrt_oci_begin(const struct pyrt_oci *o, int errfd, struct pyrt_error *e)
             return pyrt_fail(e, "join", ns_name(o->joins[i].type));
     if (o->unshare_flags && unshare((int)o->unshare_flags) < 0)
         return pyrt_fail(e, "unshare", "namespaces after the joined ones");
+    /* KEYCTL_JOIN_SESSION_KEYRING (1) with no name: a new anonymous one */
+    if (o->new_keyring && syscall(SYS_keyctl, 1, 0, 0, 0, 0) < 0 && errno != ENOSYS)
+        return pyrt_fail(e, "join a new session keyring", "");
     return 0;
 }
 

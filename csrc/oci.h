@@ -50,6 +50,8 @@ struct pyrt_oci {
     const struct pyrt_ns_join *joins; /* joined first, in this order (user first) */
     size_t njoins;
     uint64_t unshare_flags; /* CLONE_NEW* made after the joins (no CLONE_NEWPID) */
+    int new_keyring;        /* join a new anonymous session keyring (as runc, unless
+                               --no-new-keyring): the caller's keys stay out of reach */
 
     const struct pyrt_device *devices;
     size_t ndevices;

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -282,9 +283,9 @@ int pyrt_unpark_send(int sock, const struct pyrt_unpark_cmd *cmd, struct pyrt_er
     int err = errno;
     free(msg);
     if (n < 0)
-        return pyrt_fail_errno(e, err, "hand command to parked container", "");
+        return pyrt_fail_errno(e, err, "hand over command", "");
     if ((size_t)n != size)
-        return pyrt_fail_errno(e, EPIPE, "hand command to parked container", "short send");
+        return pyrt_fail_errno(e, EPIPE, "hand over command", "short send");
     return 0;
 }
 
@@ -433,4 +434,504 @@ void pyrt_io_release(struct pyrt_io *io)
     free(io->err.data);
     io->out.data = io->err.data = NULL;
     io->out.len = io->out.cap = io->err.len = io->err.cap = 0;
+}
+
+/* -- the zygote ------------------------------------------------------------- */
+
+/* pyrt_spec_pack must know every pointer of the spec: these mirrors of the
+ * structs as pack knows them make the build fail when a field is added (a new
+ * pointer always changes the size) until pack and unpack learn it. */
+struct spec_layout {
+    const char *const *argv, *const *envp;
+    const char *path, *cwd, *rootfs;
+    const char *const *lowerdirs;
+    size_t nlower;
+    const char *upperdir, *workdir, *overlay_options, *anchor;
+    int readonly_root;
+    const char *upper_tmpfs;
+    uint64_t clone_flags;
+    unsigned int setup;
+    const char *hostname;
+    const struct pyrt_mount *mounts;
+    size_t nmounts;
+    const char *const *masked_paths, *const *readonly_paths;
+    int set_user;
+    uid_t uid;
+    gid_t gid;
+    const gid_t *groups;
+    size_t ngroups;
+    uint64_t caps;
+    int umask;
+    const struct pyrt_rlimit *rlimits;
+    size_t nrlimits;
+    const char *uid_map, *gid_map;
+    int stdio[3];
+    int cgroup_fd;
+    const int *cgroup_procs_fds;
+    size_t ncgroup_procs;
+    int init;
+    const char *init_path;
+    const struct pyrt_oci *oci;
+};
+struct mount_layout {
+    int kind;
+    unsigned int flags;
+    const char *source, *target, *data, *fstype;
+    unsigned long propagation;
+};
+_Static_assert(sizeof(struct spec_layout) == sizeof(struct pyrt_spawn_spec),
+               "struct pyrt_spawn_spec changed: teach pyrt_spec_pack/unpack (csrc/pool.c) its new fields");
+_Static_assert(sizeof(struct mount_layout) == sizeof(struct pyrt_mount),
+               "struct pyrt_mount changed: teach pyrt_spec_pack/unpack (csrc/pool.c) its new fields");
+
+struct packer {
+    char *buf;
+    size_t cap, len;
+    int overflow;
+};
+
+/* Copy n bytes in (aligned); returns offset + 1 (0 stands for NULL). */
+static uintptr_t put(struct packer *p, const void *src, size_t n)
+{
+    size_t at = (p->len + 7) & ~(size_t)7;
+    if (at + n > p->cap || at + n < at) {
+        p->overflow = 1;
+        return 0;
+    }
+    if (src)
+        memcpy(p->buf + at, src, n);
+    else
+        memset(p->buf + at, 0, n);
+    p->len = at + n;
+    return (uintptr_t)at + 1;
+}
+
+static uintptr_t put_str(struct packer *p, const char *s)
+{
+    return s ? put(p, s, strlen(s) + 1) : 0;
+}
+
+static uintptr_t put_strv(struct packer *p, const char *const *v)
+{
+    if (!v)
+        return 0;
+    size_t n = 0;
+    while (v[n])
+        n++;
+    uintptr_t at = put(p, NULL, (n + 1) * sizeof(uintptr_t));
+    if (!at)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        uintptr_t s = put_str(p, v[i]);
+        memcpy(p->buf + at - 1 + i * sizeof s, &s, sizeof s);
+    }
+    return at;
+}
+
+#define AS_PTR(type, off) ((type)(uintptr_t)(off))
+
+ssize_t pyrt_spec_pack(const struct pyrt_spawn_spec *s, char *buf, size_t cap, struct pyrt_error *e)
+{
+    if (s->oci)
+        return pyrt_fail_errno(e, EINVAL, "pack spec", "OCI options cannot go through the zygote");
+    struct packer p = {buf, cap, 0, 0};
+    uintptr_t at = put(&p, s, sizeof *s);
+    if (!at)
+        return pyrt_fail_errno(e, E2BIG, "pack spec", "");
+    struct pyrt_spawn_spec c = *s;
+    c.argv = AS_PTR(const char *const *, put_strv(&p, s->argv));
+    c.envp = AS_PTR(const char *const *, put_strv(&p, s->envp));
+    c.path = AS_PTR(const char *, put_str(&p, s->path));
+    c.cwd = AS_PTR(const char *, put_str(&p, s->cwd));
+    c.rootfs = AS_PTR(const char *, put_str(&p, s->rootfs));
+    c.lowerdirs = AS_PTR(const char *const *, put_strv(&p, s->lowerdirs));
+    c.upperdir = AS_PTR(const char *, put_str(&p, s->upperdir));
+    c.workdir = AS_PTR(const char *, put_str(&p, s->workdir));
+    c.overlay_options = AS_PTR(const char *, put_str(&p, s->overlay_options));
+    c.anchor = AS_PTR(const char *, put_str(&p, s->anchor));
+    c.upper_tmpfs = AS_PTR(const char *, put_str(&p, s->upper_tmpfs));
+    c.hostname = AS_PTR(const char *, put_str(&p, s->hostname));
+    uintptr_t m = s->nmounts ? put(&p, s->mounts, s->nmounts * sizeof *s->mounts) : 0;
+    for (size_t i = 0; m && i < s->nmounts; i++) {
+        struct pyrt_mount mm = s->mounts[i];
+        mm.source = AS_PTR(const char *, put_str(&p, s->mounts[i].source));
+        mm.target = AS_PTR(const char *, put_str(&p, s->mounts[i].target));
+        mm.data = AS_PTR(const char *, put_str(&p, s->mounts[i].data));
+        mm.fstype = AS_PTR(const char *, put_str(&p, s->mounts[i].fstype));
+        if (!p.overflow)
+            memcpy(p.buf + m - 1 + i * sizeof mm, &mm, sizeof mm);
+    }
+    c.mounts = AS_PTR(const struct pyrt_mount *, m);
+    c.masked_paths = AS_PTR(const char *const *, put_strv(&p, s->masked_paths));
+    c.readonly_paths = AS_PTR(const char *const *, put_strv(&p, s->readonly_paths));
+    c.groups = AS_PTR(const gid_t *, s->ngroups ? put(&p, s->groups, s->ngroups * sizeof *s->groups) : 0);
+    c.rlimits = AS_PTR(const struct pyrt_rlimit *,
+                       s->nrlimits ? put(&p, s->rlimits, s->nrlimits * sizeof *s->rlimits) : 0);
+    c.uid_map = AS_PTR(const char *, put_str(&p, s->uid_map));
+    c.gid_map = AS_PTR(const char *, put_str(&p, s->gid_map));
+    c.init_path = AS_PTR(const char *, put_str(&p, s->init_path));
+    c.cgroup_fd = -1; /* per spawn */
+    c.cgroup_procs_fds = NULL;
+    c.ncgroup_procs = 0;
+    if (p.overflow)
+        return pyrt_fail_errno(e, E2BIG, "pack spec", "");
+    memcpy(p.buf + at - 1, &c, sizeof c);
+    return (ssize_t)p.len;
+}
+
+/* Offset + 1 back to a pointer into buf (checked to lie inside it). */
+static int fix(void *field, char *buf, size_t len, size_t need)
+{
+    uintptr_t off;
+    memcpy(&off, field, sizeof off);
+    void *ptr = NULL;
+    if (off) {
+        if (off - 1 > len || need > len - (off - 1))
+            return -1;
+        ptr = buf + off - 1;
+    }
+    memcpy(field, &ptr, sizeof ptr);
+    return 0;
+}
+
+static int fix_str(const char **field, char *buf, size_t len)
+{
+    if (fix(field, buf, len, 1) < 0)
+        return -1;
+    return *field && !memchr(*field, '\0', len - (size_t)(*field - buf)) ? -1 : 0;
+}
+
+static int fix_strv(const char *const **field, char *buf, size_t len)
+{
+    if (fix(field, buf, len, sizeof(uintptr_t)) < 0)
+        return -1;
+    const char **v = (const char **)*field;
+    for (size_t i = 0; v; i++) {
+        if ((size_t)((char *)(v + i) - buf) + sizeof *v > len)
+            return -1;
+        uintptr_t off;
+        memcpy(&off, &v[i], sizeof off);
+        if (!off)
+            break;
+        if (fix_str(&v[i], buf, len) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+int pyrt_spec_unpack(char *buf, size_t len, struct pyrt_spawn_spec **out)
+{
+    if (len < sizeof(struct pyrt_spawn_spec) || ((uintptr_t)buf & 7))
+        return -1;
+    struct pyrt_spawn_spec *s = (struct pyrt_spawn_spec *)buf;
+    int bad = 0;
+    bad |= fix_strv(&s->argv, buf, len) | fix_strv(&s->envp, buf, len);
+    bad |= fix_str(&s->path, buf, len) | fix_str(&s->cwd, buf, len) | fix_str(&s->rootfs, buf, len);
+    bad |= fix_strv(&s->lowerdirs, buf, len);
+    bad |= fix_str(&s->upperdir, buf, len) | fix_str(&s->workdir, buf, len);
+    bad |= fix_str(&s->overlay_options, buf, len) | fix_str(&s->anchor, buf, len);
+    bad |= fix_str(&s->upper_tmpfs, buf, len) | fix_str(&s->hostname, buf, len);
+    bad |= fix(&s->mounts, buf, len, s->nmounts * sizeof *s->mounts);
+    for (size_t i = 0; !bad && i < s->nmounts; i++) {
+        struct pyrt_mount *m = (struct pyrt_mount *)&s->mounts[i];
+        bad |= fix_str(&m->source, buf, len) | fix_str(&m->target, buf, len);
+        bad |= fix_str(&m->data, buf, len) | fix_str(&m->fstype, buf, len);
+    }
+    bad |= fix_strv(&s->masked_paths, buf, len) | fix_strv(&s->readonly_paths, buf, len);
+    bad |= fix(&s->groups, buf, len, s->ngroups * sizeof *s->groups);
+    bad |= fix(&s->rlimits, buf, len, s->nrlimits * sizeof *s->rlimits);
+    bad |= fix_str(&s->uid_map, buf, len) | fix_str(&s->gid_map, buf, len);
+    bad |= fix_str(&s->init_path, buf, len);
+    s->oci = NULL;
+    s->cgroup_fd = -1;
+    s->cgroup_procs_fds = NULL;
+    s->ncgroup_procs = 0;
+    if (bad || !s->argv || !s->envp)
+        return -1;
+    *out = s;
+    return 0;
+}
+
+/* Messages between the pool (client) and its zygote, on a SOCK_SEQPACKET pair. */
+enum { ZY_SPEC = 1, ZY_SPAWN = 2, ZY_PARKED = 3, ZY_FAILED = 4 };
+
+struct zy_request {
+    uint32_t op;
+    uint32_t ncgroup_procs; /* fds after the cgroup dir fd (when has_cgroup_fd) */
+    int32_t has_cgroup_fd;
+};
+
+struct zy_reply {
+    uint32_t op;
+    int32_t pid; /* ZY_FAILED: a dead child to reap (the client's), or 0 */
+    struct rusage usage;
+    struct pyrt_error error;
+};
+
+#define ZY_MAX_FDS 16
+
+static ssize_t recv_fds(int sock, void *buf, size_t len, int *fds, size_t *nfds)
+{
+    union {
+        struct cmsghdr h;
+        char space[CMSG_SPACE(ZY_MAX_FDS * sizeof(int))];
+    } cbuf;
+    struct iovec iov = {buf, len};
+    struct msghdr mh;
+    memset(&mh, 0, sizeof mh);
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    mh.msg_control = cbuf.space;
+    mh.msg_controllen = sizeof cbuf.space;
+    ssize_t n;
+    do
+        n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
+    while (n < 0 && errno == EINTR);
+    *nfds = 0;
+    if (n < 0)
+        return -1;
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
+        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+            continue;
+        size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (size_t i = 0; i < k; i++) {
+            int fd;
+            memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
+            if (*nfds < ZY_MAX_FDS)
+                fds[(*nfds)++] = fd;
+            else
+                close(fd);
+        }
+    }
+    if (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) {
+        errno = EMSGSIZE;
+        return -1;
+    }
+    return n;
+}
+
+static int send_fds(int sock, const void *buf, size_t len, const int *fds, size_t nfds)
+{
+    union {
+        struct cmsghdr h;
+        char space[CMSG_SPACE(ZY_MAX_FDS * sizeof(int))];
+    } cbuf;
+    memset(&cbuf, 0, sizeof cbuf);
+    struct iovec iov = {(void *)buf, len};
+    struct msghdr mh;
+    memset(&mh, 0, sizeof mh);
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    if (nfds) {
+        if (nfds > ZY_MAX_FDS) {
+            errno = EINVAL;
+            return -1;
+        }
+        mh.msg_control = cbuf.space;
+        mh.msg_controllen = CMSG_SPACE(nfds * sizeof(int));
+        struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(nfds * sizeof(int));
+        memcpy(CMSG_DATA(c), fds, nfds * sizeof(int));
+    }
+    ssize_t n;
+    do
+        n = sendmsg(sock, &mh, MSG_NOSIGNAL);
+    while (n < 0 && errno == EINTR);
+    if (n < 0)
+        return -1;
+    if ((size_t)n != len) {
+        errno = EPIPE;
+        return -1;
+    }
+    return 0;
+}
+
+#define ZY_SPEC_MAX (1024 * 1024)
+
+int pyrt_zygote_serve(int ctl)
+{
+    char *specbuf = NULL;
+    struct pyrt_spawn_spec *spec = NULL;
+    int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (devnull < 0)
+        return 1;
+    char *msg = malloc(ZY_SPEC_MAX);
+    if (!msg)
+        return 1;
+    for (;;) {
+        int fds[ZY_MAX_FDS];
+        size_t nfds;
+        ssize_t n = recv_fds(ctl, msg, ZY_SPEC_MAX, fds, &nfds);
+        if (n <= 0) { /* the pool is gone (EOF) or the socket broke */
+            for (size_t i = 0; i < nfds; i++)
+                close(fds[i]);
+            return n == 0 ? 0 : 1;
+        }
+        struct zy_reply r;
+        memset(&r, 0, sizeof r);
+        uint32_t op = 0;
+        if ((size_t)n >= sizeof op)
+            memcpy(&op, msg, sizeof op);
+        if (op == ZY_SPEC) {
+            free(specbuf);
+            specbuf = malloc((size_t)n);
+            spec = NULL;
+            if (specbuf) {
+                memcpy(specbuf, msg + 8, (size_t)n - 8);
+                if (pyrt_spec_unpack(specbuf, (size_t)n - 8, &spec) < 0)
+                    spec = NULL;
+            }
+            if (spec) {
+                spec->clone_flags |= CLONE_PARENT; /* the pool's process reaps its containers */
+                for (int i = 0; i < 3; i++)
+                    spec->stdio[i] = devnull;
+                r.op = ZY_SPEC;
+            } else {
+                r.op = ZY_FAILED;
+                pyrt_fail_errno(&r.error, specbuf ? EPROTO : ENOMEM, "zygote", "bad spec");
+            }
+        } else if (op == ZY_SPAWN && (size_t)n >= sizeof(struct zy_request)) {
+            struct zy_request q;
+            memcpy(&q, msg, sizeof q);
+            size_t want = (q.has_cgroup_fd ? 1 : 0) + q.ncgroup_procs;
+            r.op = ZY_FAILED;
+            if (!spec) {
+                pyrt_fail_errno(&r.error, EINVAL, "zygote", "no spec");
+            } else if (want != nfds) {
+                pyrt_fail_errno(&r.error, EPROTO, "zygote", "fds missing");
+            } else {
+                spec->cgroup_fd = q.has_cgroup_fd ? fds[0] : -1;
+                spec->cgroup_procs_fds = fds + (q.has_cgroup_fd ? 1 : 0);
+                spec->ncgroup_procs = q.ncgroup_procs;
+                struct pyrt_parked pk;
+                if (pyrt_spawn_parked(spec, &pk, &r.error) == 0) {
+                    r.op = ZY_PARKED;
+                    r.pid = pk.pid;
+                    r.usage = pk.usage;
+                    /* its mount namespace: held by the pool until the run is over, so
+                     * that unmounting it is not part of the container's exit */
+                    char path[64] = "/proc/";
+                    char num[24];
+                    pyrt_strlcpy(path + 6, pyrt_itoa(pk.pid, num), sizeof path - 6);
+                    size_t l = strlen(path);
+                    pyrt_strlcpy(path + l, "/ns/mnt", sizeof path - l);
+                    int mntns = open(path, O_RDONLY | O_CLOEXEC);
+                    int out[4] = {pk.pidfd, pk.sock, pk.errfd, mntns};
+                    int rc = send_fds(ctl, &r, sizeof r, out, mntns >= 0 ? 4 : 3);
+                    for (int i = 0; i < 4; i++)
+                        if (out[i] >= 0)
+                            close(out[i]);
+                    if (rc < 0) { /* the pool is gone: its child too, once its socket closes */
+                        for (size_t i = 0; i < nfds; i++)
+                            close(fds[i]);
+                        return 1;
+                    }
+                    r.op = 0;
+                } else {
+                    r.pid = pk.pid;
+                }
+                spec->cgroup_fd = -1;
+                spec->cgroup_procs_fds = NULL;
+                spec->ncgroup_procs = 0;
+            }
+        } else {
+            r.op = ZY_FAILED;
+            pyrt_fail_errno(&r.error, EPROTO, "zygote", "unknown request");
+        }
+        for (size_t i = 0; i < nfds; i++)
+            close(fds[i]);
+        if (r.op && send_fds(ctl, &r, sizeof r, NULL, 0) < 0)
+            return 1;
+    }
+}
+
+int pyrt_zygote_send_spec(int ctl, const struct pyrt_spawn_spec *s, struct pyrt_error *e)
+{
+    memset(e, 0, sizeof *e);
+    char *buf = malloc(ZY_SPEC_MAX);
+    if (!buf)
+        return pyrt_fail(e, "malloc", "spec");
+    uint32_t op = ZY_SPEC;
+    memcpy(buf, &op, sizeof op);
+    memset(buf + sizeof op, 0, 8 - sizeof op);
+    ssize_t n = pyrt_spec_pack(s, buf + 8, ZY_SPEC_MAX - 8, e);
+    int rc = 0;
+    if (n < 0)
+        rc = -1;
+    else if (send_fds(ctl, buf, (size_t)n + 8, NULL, 0) < 0)
+        rc = pyrt_fail(e, "send spec to zygote", "");
+    free(buf);
+    if (rc < 0)
+        return -1;
+    struct zy_reply r;
+    int got[ZY_MAX_FDS];
+    size_t ngot;
+    ssize_t k = recv_fds(ctl, &r, sizeof r, got, &ngot);
+    for (size_t i = 0; i < ngot; i++)
+        close(got[i]);
+    if (k < 0)
+        return pyrt_fail(e, "receive from zygote", "");
+    if (k != (ssize_t)sizeof r)
+        return pyrt_fail_errno(e, k == 0 ? EPIPE : EPROTO, "receive from zygote", k == 0 ? "zygote exited" : "");
+    if (r.op != ZY_SPEC) {
+        *e = r.error;
+        e->op[sizeof e->op - 1] = '\0';
+        e->path[sizeof e->path - 1] = '\0';
+        return -1;
+    }
+    return 0;
+}
+
+int pyrt_zygote_spawn(int ctl, int cgroup_fd, const int *procs_fds, size_t nprocs, struct pyrt_parked *out,
+                      int *mntns, struct pyrt_error *e)
+{
+    memset(e, 0, sizeof *e);
+    memset(out, 0, sizeof *out);
+    out->pidfd = out->sock = out->errfd = -1;
+    *mntns = -1;
+    struct zy_request q = {ZY_SPAWN, (uint32_t)nprocs, cgroup_fd >= 0};
+    int fds[ZY_MAX_FDS];
+    size_t nfds = 0;
+    if (cgroup_fd >= 0)
+        fds[nfds++] = cgroup_fd;
+    for (size_t i = 0; i < nprocs && nfds < ZY_MAX_FDS; i++)
+        fds[nfds++] = procs_fds[i];
+    if (nfds != (cgroup_fd >= 0 ? 1 : 0) + nprocs)
+        return pyrt_fail_errno(e, E2BIG, "zygote", "too many cgroups");
+    if (send_fds(ctl, &q, sizeof q, fds, nfds) < 0)
+        return pyrt_fail(e, "send to zygote", "");
+    struct zy_reply r;
+    int got[ZY_MAX_FDS];
+    size_t ngot;
+    ssize_t n = recv_fds(ctl, &r, sizeof r, got, &ngot);
+    if (n < 0)
+        return pyrt_fail(e, "receive from zygote", "");
+    if (n != (ssize_t)sizeof r || (r.op == ZY_PARKED && ngot != 3 && ngot != 4)) {
+        for (size_t i = 0; i < ngot; i++)
+            close(got[i]);
+        return pyrt_fail_errno(e, n == 0 ? EPIPE : EPROTO, "receive from zygote", n == 0 ? "zygote exited" : "");
+    }
+    if (r.op != ZY_PARKED) {
+        for (size_t i = 0; i < ngot; i++)
+            close(got[i]);
+        if (r.pid > 0) /* a child that failed: ours to reap (CLONE_PARENT) */
+            while (waitpid(r.pid, NULL, __WALL) < 0 && errno == EINTR)
+                ;
+        *e = r.error;
+        e->op[sizeof e->op - 1] = '\0';
+        e->path[sizeof e->path - 1] = '\0';
+        if (e->err == 0)
+            e->err = EPROTO;
+        return -1;
+    }
+    out->pid = r.pid;
+    out->pidfd = got[0];
+    out->sock = got[1];
+    out->errfd = got[2];
+    if (ngot == 4)
+        *mntns = got[3];
+    out->usage = r.usage;
+    return 0;
 }

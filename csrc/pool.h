@@ -97,4 +97,31 @@ int pyrt_io_run(struct pyrt_io *io, int timeout_ms);
 /* Close what io still has open and free its buffers (not the pidfd). */
 void pyrt_io_release(struct pyrt_io *io);
 
+/* -- the zygote --------------------------------------------------------------
+ * A small single-threaded process (pyrt-zygote) that parks containers for a pool:
+ * cloning from it copies a few page tables where cloning from a big Python
+ * process copies all of its own (and makes its pages copy-on-write). Its children
+ * are cloned with CLONE_PARENT: the pool's process is their parent, reaps them
+ * and gets their rusage. It exits when its control socket closes. */
+
+/* Serialize a spec (pointers turned into offsets) into buf; its length, or -1.
+ * Per-spawn fields (cgroup fds) are left out; OCI options are refused. */
+ssize_t pyrt_spec_pack(const struct pyrt_spawn_spec *s, char *buf, size_t cap, struct pyrt_error *e);
+/* The spec in buf (8-aligned), its pointers fixed in place; 0, or -1 when malformed. */
+int pyrt_spec_unpack(char *buf, size_t len, struct pyrt_spawn_spec **out);
+
+/* The zygote's loop on its control socket (returns its exit status). */
+int pyrt_zygote_serve(int ctl);
+
+/* Client side: give the zygote its spec (once, or to change it). */
+int pyrt_zygote_send_spec(int ctl, const struct pyrt_spawn_spec *s, struct pyrt_error *e);
+
+/* Client side: have one container parked, in the given cgroups (fds as for the
+ * spec's cgroup_fd / cgroup_procs_fds; they stay the caller's). 0 with out
+ * filled (the caller owns its fds and is the child's parent) and *mntns an fd
+ * of the container's mount namespace (or -1): holding it until the run is over
+ * keeps the unmounting out of the container's exit. -1 with e on failure. */
+int pyrt_zygote_spawn(int ctl, int cgroup_fd, const int *procs_fds, size_t nprocs, struct pyrt_parked *out,
+                      int *mntns, struct pyrt_error *e);
+
 #endif

@@ -239,7 +239,8 @@ static pid_t do_clone(const struct pyrt_spawn_spec *s, int *pidfd)
     memset(&ca, 0, sizeof ca);
     ca.flags = (s->clone_flags & ~delayed_flags(s)) | CLONE_PIDFD | CLONE_CLEAR_SIGHAND;
     ca.pidfd = (uint64_t)(uintptr_t)pidfd;
-    ca.exit_signal = SIGCHLD;
+    /* CLONE_PARENT (pool.c's zygote) takes the caller's own exit signal */
+    ca.exit_signal = (s->clone_flags & CLONE_PARENT) ? 0 : SIGCHLD;
     if (s->cgroup_fd >= 0) {
         ca.flags |= CLONE_INTO_CGROUP;
         ca.cgroup = (uint64_t)s->cgroup_fd;
@@ -362,6 +363,8 @@ static int spawn_child(const struct pyrt_spawn_spec *s, struct pyrt_parked *park
         pyrt_pidfd_send_signal(pidfd, SIGKILL, NULL, 0); /* a parked one would wait */
         reap(pid);
         close(pidfd);
+        if (park) /* with CLONE_PARENT (pool.c's zygote) it is our parent's to reap */
+            park->pid = pid;
         return -1;
     }
     if (parked) {

@@ -427,7 +427,7 @@ static int apply_pax(struct pyrt_unpacker *u, struct entry *e, const char *buf, 
         /* "%d %s=%s\n", the length counting itself */
         size_t i = pos;
         uint64_t rlen = 0;
-        while (i < len && buf[i] >= '0' && buf[i] <= '9' && i - pos < 20) {
+        while (i < len && buf[i] >= '0' && buf[i] <= '9' && i - pos < 18) {
             rlen = rlen * 10 + (uint64_t)(buf[i] - '0');
             i++;
         }
@@ -439,7 +439,7 @@ static int apply_pax(struct pyrt_unpacker *u, struct entry *e, const char *buf, 
         }
         const char *rec = buf + pos;
         const char *end = rec + rlen - 1; /* the '\n' */
-        if (*end != '\n')
+        if (buf + i + 1 > end || *end != '\n')
             return reject(u, "invalid PAX header", "record at byte %zu not terminated", pos);
         const char *key = buf + i + 1;
         const char *eq = memchr(key, '=', (size_t)(end - key));
@@ -771,13 +771,15 @@ static void entry_times(struct pyrt_unpacker *u, struct timespec ts[2])
     }
 }
 
-static int want_chown(struct pyrt_unpacker *u)
+/* Whether to chown: always for what existed before (fresh == 0); a node this
+ * entry just created already belongs to us (no setgid directory is made before
+ * the end, so no group is inherited, unless the root itself is setgid). */
+static int want_chown(struct pyrt_unpacker *u, int fresh)
 {
     if (u->lim.flags & PYRT_UNPACK_NO_CHOWN)
         return 0;
-    /* a new file already belongs to us (no setgid directory is made before the
-     * end, so nothing is inherited), unless the root itself is setgid */
-    return !((uid_t)u->e.uid == u->euid && (gid_t)u->e.gid == u->egid && !u->root_setgid);
+    return !fresh || u->root_setgid || (uid_t)u->e.uid != u->euid ||
+           (gid_t)u->e.gid != u->egid;
 }
 
 static int remember_dir(struct pyrt_unpacker *u, const char *path, size_t len, mode_t mode)
@@ -847,7 +849,7 @@ static int finish_file(struct pyrt_unpacker *u)
     u->carry = 0; /* trailing zeros: the ftruncate below makes them a hole */
     if (u->written_end < u->file_size && ftruncate(fd, (off_t)u->file_size) < 0)
         return sysfail(u, "ftruncate");
-    if (want_chown(u) && fchown(fd, (uid_t)u->e.uid, (gid_t)u->e.gid) < 0)
+    if (want_chown(u, 1) && fchown(fd, (uid_t)u->e.uid, (gid_t)u->e.gid) < 0)
         return sysfail(u, "fchown");
     if (u->e.nxattrs && apply_xattrs(u, fd, -1, NULL) < 0)
         return -1;
@@ -1100,17 +1102,20 @@ static int open_regular(struct pyrt_unpacker *u, int pfd, const char *base)
 
 static int do_dir(struct pyrt_unpacker *u, int pfd, const char *base, mode_t mode)
 {
+    /* the owner can always create inside until the mode is applied, at the end
+     * (the special bits too, so that nothing inherits a setgid group meanwhile) */
+    mode_t initial = (mode & 0777) | 0700;
     int kept = 0;
-    if (mkdirat(pfd, base, 0700) < 0) {
+    if (mkdirat(pfd, base, initial) < 0) {
         if (errno != EEXIST)
             return sysfail(u, "mkdirat");
         kept = make_room(u, pfd, base, 1);
         if (kept < 0)
             return -1;
-        if (!kept && mkdirat(pfd, base, 0700) < 0)
+        if (!kept && mkdirat(pfd, base, initial) < 0)
             return sysfail(u, "mkdirat");
     }
-    if (want_chown(u) &&
+    if (want_chown(u, !kept) &&
         fchownat(pfd, base, (uid_t)u->e.uid, (gid_t)u->e.gid, AT_SYMLINK_NOFOLLOW) < 0)
         return sysfail(u, "fchownat");
     if (u->e.nxattrs) {
@@ -1138,7 +1143,7 @@ static int node_meta(struct pyrt_unpacker *u, int pfd, const char *base, mode_t 
                      int is_link)
 {
     struct timespec ts[2];
-    if (want_chown(u) &&
+    if (want_chown(u, 1) &&
         fchownat(pfd, base, (uid_t)u->e.uid, (gid_t)u->e.gid, AT_SYMLINK_NOFOLLOW) < 0)
         return sysfail(u, "fchownat");
     if (u->e.nxattrs && apply_xattrs(u, -1, pfd, base) < 0)
@@ -1285,7 +1290,7 @@ static int do_whiteout(struct pyrt_unpacker *u, int pfd, const char *base)
  * times at the end. */
 static int do_root(struct pyrt_unpacker *u, mode_t mode)
 {
-    if (want_chown(u) && fchown(u->rootfd, (uid_t)u->e.uid, (gid_t)u->e.gid) < 0)
+    if (want_chown(u, 0) && fchown(u->rootfd, (uid_t)u->e.uid, (gid_t)u->e.gid) < 0)
         return sysfail(u, "fchown");
     if (u->e.nxattrs && apply_xattrs(u, u->rootfd, -1, NULL) < 0)
         return -1;

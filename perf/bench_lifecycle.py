@@ -27,6 +27,11 @@ monitor, for pyrt against the tools a user would pick instead, in one run.
                     waits for an RCU grace period (~10 ms) unless another cgroup
                     migration happened a few ms before: spaced runs pay it,
                     back-to-back in-process runs mostly do not.
+  interleaved       (not pyperf; after the benchmarks) the same run / run
+                    --memory pairs alternated in one process, so that the load
+                    of a busy machine weighs on both alike: the difference the
+                    target is about, with less noise than two separate
+                    pyperf benchmarks.
   memory            (not pyperf; after the benchmarks) VmRSS, RssAnon, RssFile
                     and Pss of the process that watches a running container:
                     pyrt's monitor and podman's conmon, each found as the parent
@@ -128,17 +133,28 @@ def _runtime(st):
     return _rt, _img
 
 
+def _logging_spawner(st, tag):
+    """common.Spawner, but with stderr appended to a file in the scratch
+    directory, so that a failure can say why (see _stderr_tail)."""
+    sp = common.Spawner()
+    path = os.path.join(st["state_dir"], f"stderr-{tag}-{os.getpid()}.log")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+    sp.file_actions = [a if a[2] != 2 else (os.POSIX_SPAWN_DUP2, fd, 2) for a in sp.file_actions]
+    sp.stderr_path, sp.stderr_fd = path, fd
+    return sp
+
+
+def _close_spawner(sp):
+    sp.close()
+    if getattr(sp, "stderr_fd", -1) >= 0:
+        os.close(sp.stderr_fd)
+        sp.stderr_fd = -1
+
+
 def _get_spawner(st):
-    """common.Spawner, but with stderr appended to a file of this worker (in
-    the scratch directory), so that a failure can say why."""
     global _spawner
     if _spawner is None:
-        _spawner = common.Spawner()
-        path = os.path.join(st["state_dir"], f"stderr-{os.getpid()}.log")
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
-        _spawner.file_actions = [a if a[2] != 2 else (os.POSIX_SPAWN_DUP2, fd, 2)
-                                 for a in _spawner.file_actions]
-        _spawner.stderr_path = path
+        _spawner = _logging_spawner(st, "worker")
     return _spawner
 
 
@@ -287,15 +303,43 @@ def run_benchmarks(runner, st) -> dict:
         os.environ["CONTAINERS_CONF"] = st["podman_conf"]  # workers' env is filtered by pyperf
     results = {}
     for name in st["benches"]:
-        if name.startswith("exec pyrt API"):
-            results[name] = runner.bench_time_func(name, time_exec_api, st, name)
-        elif name == "cycle pyrt API":
-            results[name] = runner.bench_time_func(name, time_cycle_api, st, name)
-        elif name.startswith("run") and " API " in name:
-            results[name] = runner.bench_time_func(name, time_run_api, st, name)
-        else:
-            results[name] = runner.bench_time_func(name, time_commands, st, name, argvs_factory(name, st))
+        try:
+            if name.startswith("exec pyrt API"):
+                results[name] = runner.bench_time_func(name, time_exec_api, st, name)
+            elif name == "cycle pyrt API":
+                results[name] = runner.bench_time_func(name, time_cycle_api, st, name)
+            elif name.startswith("run") and " API " in name:
+                results[name] = runner.bench_time_func(name, time_run_api, st, name)
+            else:
+                results[name] = runner.bench_time_func(name, time_commands, st, name, argvs_factory(name, st))
+        except Exception as exc:  # noqa: BLE001
+            if runner.args.worker:
+                raise
+            # the main process: note it and go on with the others (the worker's
+            # traceback is above)
+            st["skipped"][name] = f"FAILED: {exc}"
+            common.log(f"[run] {name} failed: {exc}")
+            results[name] = None
     return results
+
+
+def pyrt_fingerprint() -> dict:
+    """mtime of the installed pyrt files a run depends on: a change during the
+    run means someone reinstalled pyrt meanwhile (the figures mix two builds)."""
+    out = {}
+    try:
+        import pyrt
+        pkg = os.path.dirname(pyrt.__file__)
+        for d in {pkg, *getattr(pyrt, "__path__", [])}:
+            for e in os.listdir(d):
+                if e.endswith(".so") or e.startswith("pyrt-"):
+                    out[os.path.join(d, e)] = os.stat(os.path.join(d, e)).st_mtime_ns
+    except Exception:  # noqa: BLE001
+        pass
+    cli = common.find_pyrt_cli()
+    if cli:
+        out[cli] = os.stat(cli).st_mtime_ns
+    return out
 
 
 # --- setup (main process) -------------------------------------------------------
@@ -530,7 +574,7 @@ def breakdown(st, n) -> dict:
     """Median time of each step of the run -d / stop / rm cycle, n cycles each."""
     rows = {}
     pc = time.perf_counter
-    sp = common.Spawner()
+    sp = _logging_spawner(st, "breakdown")
     try:
         for name in ("cycle pyrt API", "cycle pyrt CLI", "cycle podman"):
             if name not in st["benches"]:
@@ -557,13 +601,71 @@ def breakdown(st, n) -> dict:
                         rc = sp.run(argv)
                         lst.append(pc() - t0)
                         if rc:
-                            raise RuntimeError(f"exit status {rc}: {' '.join(argv)}")
+                            raise RuntimeError(f"exit status {rc}: {' '.join(argv)}: {_stderr_tail(sp)}")
             rows[name] = [statistics.median(s) for s in steps]
     except Exception as exc:  # noqa: BLE001
         rows["_error"] = f"{type(exc).__name__}: {exc}"
     finally:
-        sp.close()
+        _close_spawner(sp)
     return rows
+
+
+# --- interleaved A/B of the limit (main process) -------------------------------------
+
+def interleaved_limits(st, n) -> dict:
+    """run --rm vs run --rm --memory, alternating between the two in one process
+    so that a change of the machine's load hits both alike (the pyperf figures
+    are taken one benchmark after the other). [spaced]: one run at a time, each
+    after the idle gap; [b2b]: blocks of 5 back-to-back runs of each. The order
+    inside each round alternates. Returns {(face, mode): (median without,
+    median with, n each)}."""
+    out = {}
+    sp = _logging_spawner(st, "interleaved")
+    pc = time.perf_counter
+    try:
+        import pyrt
+        rt = pyrt.Runtime(st["pyrt_store"])
+        img = rt.images.get(IMAGE)
+    except Exception as exc:  # noqa: BLE001
+        _close_spawner(sp)
+        return {"_error": f"{type(exc).__name__}: {exc}"}
+    try:
+        for face in ("API", "CLI"):
+            if not all(f"{w} pyrt {face} [{m}]" in st["benches"] for w in ("run", "run --memory")
+                       for m in ("spaced", "b2b")):
+                continue
+            if face == "API":
+                def one(limit):
+                    kw = {"mem_limit": MEM_LIMIT} if limit else {}
+                    rt.containers.run(img, ["/bin/true"], remove=True, **kw)
+            else:
+                argvs = {False: pyrt_cli(st, "run", "--rm", IMAGE, "/bin/true"),
+                         True: pyrt_cli(st, "run", "--rm", "--memory", MEM_LIMIT, IMAGE, "/bin/true")}
+
+                def one(limit):
+                    rc = sp.run(argvs[limit])
+                    if rc:
+                        raise RuntimeError(f"exit status {rc}: {' '.join(argvs[limit])}: {_stderr_tail(sp)}")
+            for mode, block, gap in (("spaced", 1, st["gap"]), ("b2b", 5, 0.0)):
+                vals = {False: [], True: []}
+                try:
+                    one(False), one(True)  # warm-up
+                    for r in range(max(2, n // block)):
+                        for limit in ((False, True) if r % 2 == 0 else (True, False)):
+                            for _ in range(block):
+                                if gap:
+                                    time.sleep(gap)
+                                t0 = pc()
+                                one(limit)
+                                vals[limit].append(pc() - t0)
+                except Exception as exc:  # noqa: BLE001
+                    out[f"_error {face} {mode}"] = f"{type(exc).__name__}: {exc}"
+                    continue
+                out[(face, mode)] = (statistics.median(vals[False]), statistics.median(vals[True]),
+                                     len(vals[False]))
+    finally:
+        _close_spawner(sp)
+    return out
 
 
 # --- clean-up (main process) --------------------------------------------------------
@@ -639,7 +741,7 @@ def _ms(s):
     return f"{s * 1e3:8.2f} ms"
 
 
-def print_summary(results, st, mem, steps):
+def print_summary(results, st, mem, steps, ab):
     med = {}
     print()
     print(f"Container lifecycle, busybox, stores on tmpfs, cgroups {st['cgroup_mode']}; "
@@ -679,6 +781,18 @@ def print_summary(results, st, mem, steps):
                 d = (med[a] - med[b]) * 1e3
                 print(f"  run --rm --memory {MEM_LIMIT} minus run --rm, pyrt {face} [{mode}]: {d:+.2f} ms  "
                       f"(target <= {TARGET_LIMIT_MS:g} ms: {'met' if d <= TARGET_LIMIT_MS else 'NOT met'})")
+
+    if ab:
+        print()
+        print(f"run --rm vs run --rm --memory {MEM_LIMIT}, interleaved in the main process (medians):")
+        for key, v in ab.items():
+            if isinstance(key, str):
+                print(f"  interleaved runs failed ({key[7:] or 'setup'}): {v}")
+                continue
+            face, mode = key
+            d = (v[1] - v[0]) * 1e3
+            print(f"  pyrt {face} [{mode}]: {_ms(v[0])} without, {_ms(v[1])} with ({v[2]} each): "
+                  f"{d:+.2f} ms  (target <= {TARGET_LIMIT_MS:g} ms: {'met' if d <= TARGET_LIMIT_MS else 'NOT met'})")
 
     if steps:
         print()
@@ -782,10 +896,19 @@ def main():
         if not st["benches"]:
             print("nothing to measure:", st["skipped"])
             return
+        fp = pyrt_fingerprint()
+        load0 = os.getloadavg()
         results = run_benchmarks(runner, st)
+        load1 = os.getloadavg()
         steps = {} if args.no_breakdown else breakdown(st, 5 if quick else 20)
+        ab = interleaved_limits(st, 10 if quick else 40)
         mem = measure_memory(st, args.memory_containers) if args.memory_containers > 0 else {}
-        print_summary(results, st, mem, steps)
+        st["notes"].append(f"load average (1 min) {load0[0]:.2f} before the benchmarks, {load1[0]:.2f} after, "
+                           f"on {os.cpu_count()} CPUs")
+        if pyrt_fingerprint() != fp:
+            st["notes"].append("pyrt was reinstalled during the run (its .so / scripts changed): "
+                               "the figures may mix two builds")
+        print_summary(results, st, mem, steps, ab)
     finally:
         cleanup(scratch, st, cgroups_before)
 

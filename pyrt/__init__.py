@@ -13,6 +13,7 @@ _LAZY = {
     "CalledProcessError": "pyrt.process",
     "Overlay": "pyrt.mounts", "Bind": "pyrt.mounts", "Tmpfs": "pyrt.mounts",
     "Runtime": "pyrt.runtime",
+    "Pool": "pyrt.pool", "arun": "pyrt.pool", "Usage": "pyrt.pool",
     "SpawnError": "pyrt.errors", "PyrtError": "pyrt.errors",
 }
 

@@ -28,6 +28,7 @@ cdef extern from "oci.h":
         const pyrt_ns_join *joins
         size_t njoins
         uint64_t unshare_flags
+        int new_keyring
         const pyrt_device *devices
         size_t ndevices
         int dev_links
@@ -83,6 +84,7 @@ class OciOptions:
         self.console_fd = -1
         self.joins = []
         self.unshare_flags = 0
+        self.new_keyring = False
         self.devices = []
         self.dev_links = False
         self.sysctls = []
@@ -108,6 +110,7 @@ cdef const void *_fill_oci(object o, _Arena arena) except NULL:
     c.joins = joins
     c.njoins = len(o.joins)
     c.unshare_flags = o.unshare_flags
+    c.new_keyring = 1 if getattr(o, "new_keyring", False) else 0
     devs = <pyrt_device *>arena.alloc(len(o.devices), sizeof(pyrt_device))
     for i, (path, mode, major, minor, uid, gid) in enumerate(o.devices):
         devs[i].path = arena.cstr(path)

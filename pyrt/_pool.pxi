@@ -44,6 +44,9 @@ cdef extern from "pool.h":
 
     int pyrt_unpark(int sock, int errfd, const pyrt_unpark_cmd *cmd, pyrt_error *e) nogil
     int pyrt_unpark_send(int sock, const pyrt_unpark_cmd *cmd, pyrt_error *e) nogil
+    int pyrt_zygote_send_spec(int ctl, const pyrt_spawn_spec *s, pyrt_error *e) nogil
+    int pyrt_zygote_spawn(int ctl, int cgroup_fd, const int *procs_fds, _size_t nprocs, pyrt_parked *out,
+                          int *mntns, pyrt_error *e) nogil
     int pyrt_io_run(pyrt_io *io, int timeout_ms) nogil
     void pyrt_io_release(pyrt_io *io) nogil
     int PYRT_PARK_MSG_MAX
@@ -102,6 +105,42 @@ def unpark(int sock, int errfd, argv, env, path=None, cwd=None, stdio=(-1, -1, -
             rc = pyrt_unpark_send(sock, &cmd, &err)
     if rc < 0:
         raise _spawn_error(&err)
+
+
+def zygote_send_spec(int ctl, spec):
+    """Give the zygote behind ctl (pyrt-zygote, see pool.h) the spec of the
+    containers it parks."""
+    cdef _Arena arena = _Arena()
+    cdef pyrt_spawn_spec s
+    cdef pyrt_error err
+    cdef int rc
+    _fill_spawn_spec(spec, arena, &s)
+    with nogil:
+        rc = pyrt_zygote_send_spec(ctl, &s, &err)
+    if rc < 0:
+        raise _spawn_error(&err)
+
+
+def zygote_spawn(int ctl, int cgroup_fd=-1, procs_fds=()):
+    """Have the zygote park one container (in the given cgroups). Returns what
+    spawn_parked returns plus an fd of its mount namespace (or -1); this process
+    is the container's parent."""
+    cdef int procs[16]
+    cdef _size_t n = len(procs_fds)
+    cdef pyrt_parked out
+    cdef pyrt_error err
+    cdef int rc
+    cdef int mntns = -1
+    cdef Py_ssize_t i
+    if n > 16:
+        raise ValueError("too many cgroup fds")
+    for i in range(<Py_ssize_t>n):
+        procs[i] = procs_fds[i]
+    with nogil:
+        rc = pyrt_zygote_spawn(ctl, cgroup_fd, procs, n, &out, &mntns, &err)
+    if rc < 0:
+        raise _spawn_error(&err)
+    return out.pid, out.pidfd, out.sock, out.errfd, _usage_tuple(&out.usage), mntns
 
 
 STATUS_RECORD_SIZE = sizeof(pyrt_error)

@@ -272,18 +272,72 @@ class Container:
             self.remove(force=True, v=True)
 
     def start(self):
-        """Start in the background, watched by its monitor (docker's `start`)."""
-        from pyrt.lifecycle import start_detached
-        self._check_startable()
-        spec = self._spawn_spec()
-        cgroup = self._make_cgroup(detached=True)
+        """Start in the background, watched by its monitor (docker's `start`). From
+        before the container runs until its state is recorded, its start mark is
+        held: if this process dies in between, the next one to look resolves it."""
+        from pyrt import lifecycle
+        mark = self._take_start_mark()
         try:
-            state = start_detached(self, spec, cgroup)
-        except BaseException:
-            if cgroup is not None:
-                cgroup.remove()
-            raise
-        self._set_state(state)
+            self._check_startable()
+            lifecycle.clear_exit(self.dir)  # a record found from here on is this run's
+            spec = self._spawn_spec()
+            cgroup = self._make_cgroup(detached=True)
+            try:
+                state = lifecycle.start_detached(self, spec, cgroup)
+            except BaseException:
+                if cgroup is not None:
+                    cgroup.remove()
+                raise
+            self._set_state(state)
+        finally:
+            lifecycle.end_start_mark(self.dir, mark)
+
+    def _take_start_mark(self):
+        """Hold the start mark (waiting for another process's start or removal to
+        end), having resolved an abandoned start; returns its fd (None when the
+        container's directory is missing)."""
+        from pyrt import lifecycle
+        try:
+            fd, abandoned = lifecycle.take_start_mark(self.dir, wait=30.0, what=f"container {self.name}")
+        except (FileNotFoundError, NotADirectoryError):
+            if self._c._row(self.id) is None:
+                raise ContainerNotFound(f"no such container: {self.name}") from None
+            return None  # its directory is gone (a damaged store): nothing to mark, it can still be removed
+        if abandoned:
+            try:
+                self._recover_start()
+            except BaseException:
+                lifecycle.end_start_mark(self.dir, fd)
+                raise
+        return fd
+
+    def _recover_start(self):
+        """A pyrt process died while starting this container (its start mark is
+        ours now): record what it left, a running container (its init found in its
+        cgroup), an exited one (its monitor's record), or nothing started."""
+        from pyrt import lifecycle
+        row = self._c._row(self.id)
+        if row is None:
+            return
+        self._load(row)
+        if self.status in ("running", "paused"):
+            return  # it recorded the start before it died
+        cg = self._open_cgroup()
+        init = lifecycle.find_init(cg.procs()) if cg is not None else None
+        if init is not None:
+            st = lifecycle.start_time(init)
+            if st:
+                self._set_state({"Status": "running", "Pid": init, "StartTime": st,
+                                 "MonitorPid": lifecycle.parent_pid(init),
+                                 "StartedAt": lifecycle.started_at(init) or time.time(),
+                                 "ExitCode": 0, "FinishedAt": None, "Detached": True, "Cgroup": True})
+                return
+        rec = lifecycle.read_exit(self.dir, wait=0.5)
+        if rec is not None:  # it ran and ended: recorded as exited by _refresh_running
+            self._set_state(dict(self.state, Status="running", Pid=rec.get("Pid") or 0, StartTime=-1,
+                                 Detached=True, Cgroup=cg is not None))
+        elif cg is not None:  # it never ran
+            cg.remove()
 
     def stop(self, timeout=10):
         """The image's StopSignal (default SIGTERM), then SIGKILL after `timeout` s."""
@@ -301,6 +355,7 @@ class Container:
 
     def kill(self, signal="SIGKILL"):
         from pyrt import lifecycle
+        lifecycle.parse_signal(signal)  # a bad signal is an error whatever the state
         self.reload()
         if self.status not in ("running", "paused"):
             raise Conflict(f"container {self.name} is not running")
@@ -446,7 +501,14 @@ class Container:
         """A container marked running whose init has ended is recorded as exited
         (from its monitor's record; or unknown status if its runner was killed),
         and its cgroup removed."""
+        from pyrt import lifecycle
         from pyrt.lifecycle import exited_state
+        mark = lifecycle.abandoned_start(self.dir)
+        if mark is not None:
+            try:
+                self._recover_start()
+            finally:
+                lifecycle.end_start_mark(self.dir, mark)
         new = exited_state(self)
         if new is not None:
             if new.get("Cgroup"):
@@ -504,21 +566,29 @@ class Container:
                           scratch=self._c.store.mkdtemp("export-"))
 
     def remove(self, force=False, v=False):
+        from pyrt import lifecycle
         self.reload()
-        self._refresh_running()
-        if self.status in ("running", "paused"):
-            if not force:
-                raise Conflict(f"cannot remove container {self.name}: it is {self.status} (stop it first, "
-                               "or force the removal)")
-            self.kill("SIGKILL")
-            if self.status == "paused":
-                self.unpause()
-        cg = self._open_cgroup()
-        if cg is not None:
-            cg.remove()
-        with self._c.store.db.transaction() as tx:
-            tx.execute("DELETE FROM containers WHERE id=?", (self.id,))
-            tx.after_commit(lambda: _rmtree(self.dir))
+        mark = self._take_start_mark()  # not while another process starts it
+        try:
+            self.reload()
+            if self.status in ("running", "paused"):
+                if not force:
+                    raise Conflict(f"cannot remove container {self.name}: it is {self.status} (stop it first, "
+                                   "or force the removal)")
+                try:
+                    self.kill("SIGKILL")
+                except Conflict:  # it ended by itself meanwhile
+                    self.reload()
+                if self.status == "paused":
+                    self.unpause()
+            cg = self._open_cgroup()
+            if cg is not None:
+                cg.remove()
+            with self._c.store.db.transaction() as tx:
+                tx.execute("DELETE FROM containers WHERE id=?", (self.id,))
+                tx.after_commit(lambda: _rmtree(self.dir))
+        finally:
+            lifecycle.end_start_mark(self.dir, mark)
         if v:  # its anonymous volumes go with it (named ones stay, as in docker)
             vols = self._c.runtime.volumes
             for m in self.config.get("Mounts", []):

@@ -17,6 +17,7 @@ from pyrt.errors import Conflict, InvalidArgument
 
 EXIT_FILE = "exit.json"
 LOG_FILE = "ctr.log"
+START_MARK = "starting"
 
 
 def start_time(pid: int) -> int:
@@ -107,14 +108,125 @@ def read_exit(cdir: str, wait: float = 0.0) -> dict | None:
         time.sleep(0.002)
 
 
-def start_detached(container, spec, cgroup) -> dict:
-    """Start the container under its monitor; returns its new state."""
-    from pyrt import _core
-    cdir = container.dir
+def take_start_mark(cdir: str, wait: float = 0.0, what: str = "the container") -> tuple[int, bool]:
+    """Lock the container's start mark, containers/<id>/starting: a file that exists,
+    locked, while a pyrt process starts the container (or removes it), so that a
+    starter killed midway leaves a trace later processes can resolve. Returns (fd,
+    abandoned): `abandoned` when the mark was there already, unlocked: left by a
+    process that died while starting the container. Waits up to `wait` s while
+    another process holds it, then raises Conflict. end_start_mark releases it."""
+    import fcntl
+    path = os.path.join(cdir, START_MARK)
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            fd, existed = os.open(path, os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW), True
+        except FileNotFoundError:
+            try:
+                fd, existed = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW,
+                                      0o600), False
+            except FileExistsError:
+                continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            if time.monotonic() >= deadline:
+                raise Conflict(f"{what} is being started or removed by another pyrt process") from None
+            time.sleep(0.005)
+            continue
+        if _same_file(path, fd):  # not removed by its previous holder meanwhile
+            return fd, existed
+        os.close(fd)
+
+
+def abandoned_start(cdir: str) -> int | None:
+    """The start mark's fd, locked, when a pyrt process died while starting the
+    container (the mark is there and nobody holds it); None otherwise."""
+    import fcntl
+    path = os.path.join(cdir, START_MARK)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:  # being started right now
+        os.close(fd)
+        return None
+    if not _same_file(path, fd):
+        os.close(fd)
+        return None
+    return fd
+
+
+def end_start_mark(cdir: str, fd: int | None) -> None:
+    if fd is None:
+        return
+    try:
+        os.unlink(os.path.join(cdir, START_MARK))
+    except FileNotFoundError:
+        pass
+    os.close(fd)
+
+
+def _same_file(path: str, fd: int) -> bool:
+    try:
+        st = os.stat(path, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    fst = os.fstat(fd)
+    return (st.st_ino, st.st_dev) == (fst.st_ino, fst.st_dev)
+
+
+def find_init(pids) -> int | None:
+    """The container's init among the pids of its cgroup: PID 1 of its pid namespace."""
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                for line in f:
+                    if line.startswith("NSpid:"):
+                        if line.split()[-1] == "1" and len(line.split()) > 2:
+                            return pid
+                        break
+        except OSError:
+            continue
+    return None
+
+
+def started_at(pid: int) -> float | None:
+    """When the process started (seconds since the epoch), from its start time."""
+    ticks = start_time(pid)
+    if not ticks:
+        return None
+    try:
+        with open("/proc/stat") as f:
+            btime = next(int(line.split()[1]) for line in f if line.startswith("btime "))
+    except (OSError, StopIteration, ValueError):
+        return None
+    return btime + ticks / os.sysconf("SC_CLK_TCK")
+
+
+def parent_pid(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return int(f.read().rsplit(b")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def clear_exit(cdir: str) -> None:
     try:
         os.unlink(os.path.join(cdir, EXIT_FILE))
     except FileNotFoundError:
         pass
+
+
+def start_detached(container, spec, cgroup) -> dict:
+    """Start the container under its monitor; returns its new state."""
+    from pyrt import _core
+    cdir = container.dir
+    clear_exit(cdir)
     exit_argv = None
     if container.config.get("AutoRemove"):
         exit_argv = [sys.executable, "-P", "-m", "pyrt.cli.main", "--root", container._c.store.root, "-q",
@@ -153,17 +265,24 @@ def exited_state(container) -> dict | None:
 
 
 # -- logs -------------------------------------------------------------------------
-def read_logs(container, *, stdout=True, stderr=True, timestamps=False, tail="all", since=None) -> bytes:
+def log_records(container, *, stdout=True, stderr=True, timestamps=False, tail="all", since=None) -> list:
+    """The log as [(stream, line)] in the order the lines were written; `tail`
+    counts lines of both streams together, as docker does."""
     from pyrt._core import parse_log
     try:
         with open(os.path.join(container.dir, LOG_FILE), "rb") as f:
             data = f.read()
     except FileNotFoundError:
-        return b""
-    return _format_log(parse_log(data), stdout, stderr, timestamps, tail, since)
+        return []
+    return _select_log(parse_log(data), stdout, stderr, timestamps, tail, since)
 
 
-def _format_log(records, stdout, stderr, timestamps, tail, since):
+def read_logs(container, *, stdout=True, stderr=True, timestamps=False, tail="all", since=None) -> bytes:
+    return b"".join(text for _, text in log_records(container, stdout=stdout, stderr=stderr,
+                                                       timestamps=timestamps, tail=tail, since=since))
+
+
+def _select_log(records, stdout, stderr, timestamps, tail, since) -> list:
     want = {"stdout"} if stdout else set()
     if stderr:
         want.add("stderr")
@@ -175,11 +294,11 @@ def _format_log(records, stdout, stderr, timestamps, tail, since):
             continue
         if timestamps:
             text = (ts.encode() if isinstance(ts, str) else ts) + b" " + text
-        lines.append(text)
+        lines.append((stream, text))
     if tail not in ("all", None):
         n = int(tail)
         lines = lines[-n:] if n > 0 else []
-    return b"".join(lines)
+    return lines
 
 
 def _ts_seconds(ts) -> float:
@@ -189,8 +308,9 @@ def _ts_seconds(ts) -> float:
     return calendar.timegm(time.strptime(main, "%Y-%m-%dT%H:%M:%S")) + float("0." + (frac or "0"))
 
 
-def follow_logs(container, **kwargs):
-    """Yield what the log shows, then new output as it comes, until the container ends."""
+def follow_logs(container, *, records=False, **kwargs):
+    """Yield what the log shows, then new output as it comes, until the container
+    ends: bytes, or with `records` lists of (stream, line) in the order written."""
     from pyrt._core import parse_log
     path = os.path.join(container.dir, LOG_FILE)
     pos, pending = 0, b""
@@ -208,12 +328,12 @@ def follow_logs(container, **kwargs):
         cut = data.rfind(b"\n") + 1
         pending = data[cut:]
         if cut:
-            out = _format_log(parse_log(data[:cut]), kwargs.get("stdout", True), kwargs.get("stderr", True),
+            out = _select_log(parse_log(data[:cut]), kwargs.get("stdout", True), kwargs.get("stderr", True),
                               kwargs.get("timestamps", False), kwargs.get("tail", "all") if first else "all",
                               kwargs.get("since"))
             first = False
             if out:
-                yield out
+                yield out if records else b"".join(text for _, text in out)
         if not running and not chunk:
             return
         time.sleep(0.05)

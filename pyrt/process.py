@@ -450,9 +450,14 @@ def spawn(args, rootfs=None, **kwargs) -> Process:
     return Process(args, rootfs, **kwargs)
 
 
-def run(args, rootfs=None, *, input=None, capture_output=False, timeout=None, check=False,
+def run(args, rootfs=None, *, input=None, capture_output=False, timeout=None, check=False, profile=None,
         **kwargs) -> CompletedProcess:
-    """Run `args` in a new container and wait for it (like subprocess.run)."""
+    """Run `args` in a new container and wait for it (like subprocess.run).
+    profile="bench": a measured run (pyrt.pool.run; `usage` is then a pyrt.pool.Usage)."""
+    if profile is not None:
+        from pyrt.pool import run as measured_run
+        return measured_run(args, rootfs, profile=profile, input=input, capture_output=capture_output,
+                            timeout=timeout, check=check, **kwargs)
     if input is not None:
         if kwargs.get("stdin") is not None:
             raise ValueError("stdin and input arguments may not both be used")

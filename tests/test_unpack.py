@@ -237,6 +237,16 @@ def test_later_entries_replace_earlier_ones(work):
     assert os.lstat(f"{d}/h").st_ino == os.lstat(f"{d}/g").st_ino
 
 
+def test_repeated_directory_and_root_get_the_last_owner(work):
+    os.chown(work.dest, 1000, 1000)
+    unpack(make_tar([E("./", "dir", uid=0, gid=0), E("a", "dir", uid=5, gid=5, mode=0o555),
+                     E("a/f", data=b"f"), E("a", "dir", uid=0, gid=0, mode=0o500)]), work.dest)
+    st = os.lstat(work.dest)
+    assert (st.st_uid, st.st_gid) == (0, 0)
+    st = os.lstat(f"{work.dest}/a")
+    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (0, 0, 0o500)
+
+
 def test_hardlink_keeps_sharing_after_replacement(work):
     data = make_tar([E("a", data=b"shared"), E("b", "hardlink", link="a"),
                      E("a", data=b"new a")])
@@ -483,6 +493,17 @@ def test_forbidden_xattrs_are_dropped(work):
     assert names == ["user.ok"], names
     assert not any(n.startswith("trusted.overlay") for n in os.listxattr(f"{work.dest}/d"))
     assert st["skipped"] == 6
+
+
+@pytest.mark.parametrize("record", [b"18446744073709551621 path=x\n", b"99999999999999999999 a=b\n",
+                                    b"5 a=b\n", b"12 path=abc", b"0 x=y\n", b"8 =abc\n"])
+def test_malformed_pax_records(work, record):
+    ti = tarfile.TarInfo("pax")
+    ti.type = tarfile.XHDTYPE
+    ti.size = len(record)
+    body = ti.tobuf(tarfile.USTAR_FORMAT) + record + bytes(-len(record) % 512)
+    data = body + make_tar([E("f", data=b"1")])
+    reject(data, work.dest, reason="invalid PAX header")
 
 
 def test_nul_in_names_rejected(work):

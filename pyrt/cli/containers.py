@@ -179,19 +179,23 @@ def cmd_wait(args, rt):
 
 
 def cmd_logs(args, rt):
+    from pyrt import lifecycle
     c = rt.containers.get(args.container)
-    out = sys.stdout.buffer
+    streams = {"stdout": sys.stdout.buffer, "stderr": sys.stderr.buffer}
     kwargs = dict(timestamps=args.timestamps, tail=args.tail)
     if args.since:
         kwargs["since"] = _parse_since(args.since)
-    if args.follow:
-        for chunk in c.logs(follow=True, **kwargs):
-            out.write(chunk)
+    # each line to its own stream, in the order the container wrote them
+    chunks = lifecycle.follow_logs(c, records=True, **kwargs) if args.follow else [lifecycle.log_records(c, **kwargs)]
+    last = None
+    for records in chunks:
+        for stream, text in records:
+            if last is not None and stream != last:
+                streams[last].flush()
+            streams[stream].write(text)
+            last = stream
+        for out in streams.values():
             out.flush()
-        return 0
-    out.write(c.logs(stdout=True, stderr=False, **kwargs))
-    out.flush()
-    sys.stderr.buffer.write(c.logs(stdout=False, stderr=True, **kwargs))
     return 0
 
 
@@ -207,6 +211,7 @@ def _parse_since(text: str) -> float:
 
 def cmd_exec(args, rt):
     from pyrt import lifecycle
+    from pyrt.errors import SpawnError
     from pyrt.cli.main import _env_from_args
     c = rt.containers.get(args.container)
     if not args.command:
@@ -219,6 +224,12 @@ def cmd_exec(args, rt):
     try:
         pid, pfd = lifecycle.exec_process(c, args.command, user=args.user, environment=_env_from_args(args),
                                           workdir=args.workdir, privileged=args.privileged, stdin=stdin)
+    except SpawnError as e:
+        if e.op != "exec":
+            raise
+        from pyrt.cli.main import _error_status, _message
+        print(f"pyrt: {_message(e)}", file=sys.stderr)
+        return _error_status(e)  # as docker exec: 127 not found, 126 not executable
     finally:
         if devnull is not None:
             os.close(devnull)

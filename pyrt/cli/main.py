@@ -91,6 +91,9 @@ def mounts_from_args(args):
 
 
 def cmd_run(args, runtime_factory):
+    if getattr(args, "profile", None):  # a measured run (pyrt/cli/bench.py)
+        from pyrt.cli.bench import cmd_run_profile
+        return cmd_run_profile(args, runtime_factory)
     command = list(args.command)
     if command and command[0] == "--":
         command = command[1:]
@@ -142,6 +145,8 @@ def build_parser(verb=None):
     add_run_options(run)
     from pyrt.cli import containers
     containers.add_run_image_options(run)
+    from pyrt.cli import bench
+    bench.add_profile_option(run)
     run.add_argument("command", nargs=argparse.REMAINDER, help="image and command (or command with --rootfs)")
     run.set_defaults(func=cmd_run)
     if verb == "run":
@@ -150,6 +155,7 @@ def build_parser(verb=None):
     from pyrt.cli import images, volumes
     images.register(sub)
     volumes.register(sub)
+    bench.register(sub)
     return parser
 
 

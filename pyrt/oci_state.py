@@ -1,0 +1,215 @@
+"""The state directory of `pyrt-runtime` (--root, default /run/pyrt-runtime): one
+directory per container, which outlives every pyrt-runtime process.
+
+    <root>/<id>/state.json   the record (written whole, atomically)
+    <root>/<id>/exec.fifo    while created: `start` writes one byte to it and the
+                             container's process, waiting on it, execs its program
+
+A container's status is derived, never trusted from the record alone: its init
+process (pid + start time, so a reused pid is never taken for it) alive or not,
+started or not, its cgroup frozen or not.
+"""
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+import re
+import time
+
+from pyrt.errors import Conflict, ContainerNotFound, InvalidArgument
+
+DEFAULT_ROOT = "/run/pyrt-runtime"
+STATE_FILE = "state.json"
+FIFO = "exec.fifo"
+_ID_RE = re.compile(r"^[\w+\-.]+$")
+
+
+def check_id(cid: str) -> str:
+    if not cid or not _ID_RE.match(cid) or cid in (".", ".."):
+        raise InvalidArgument(f"invalid container id {cid!r}: use letters, digits and _ + - .")
+    return cid
+
+
+def rfc3339(t: float) -> str:
+    frac = f"{t % 1:.9f}"[1:]
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + frac + "Z"
+
+
+def start_time(pid: int) -> int:
+    """The process's start time (clock ticks after boot); 0 when it is gone or a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return 0
+    if fields[0] in (b"Z", b"X"):
+        return 0
+    return int(fields[19])
+
+
+class Container:
+    """One container's directory and record."""
+
+    def __init__(self, root: str, cid: str):
+        self.root, self.id = root, check_id(cid)
+        self.dir = os.path.join(root, cid)
+        self.rec: dict = {}
+        self._lockfd = -1
+
+    # -- files ----------------------------------------------------------------
+    @property
+    def fifo(self) -> str:
+        return os.path.join(self.dir, FIFO)
+
+    def create_dir(self) -> None:
+        os.makedirs(self.root, mode=0o700, exist_ok=True)
+        try:
+            os.mkdir(self.dir, 0o700)
+        except FileExistsError:
+            raise Conflict(f"container {self.id!r} already exists (in {self.root})") from None
+
+    def exists(self) -> bool:
+        return os.path.isfile(os.path.join(self.dir, STATE_FILE))
+
+    def load(self) -> "Container":
+        try:
+            with open(os.path.join(self.dir, STATE_FILE), "rb") as f:
+                self.rec = json.loads(f.read())
+        except FileNotFoundError:
+            raise ContainerNotFound(f"container {self.id!r} does not exist (in {self.root})") from None
+        except ValueError as e:
+            raise Conflict(f"container {self.id!r}: broken state file: {e}") from None
+        return self
+
+    def save(self) -> None:
+        path = os.path.join(self.dir, STATE_FILE)
+        tmp = path + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(self.rec, f)
+        os.replace(tmp, path)
+
+    def lock(self) -> "Container":
+        """An exclusive lock on the container (held until unlock or exit)."""
+        try:
+            self._lockfd = os.open(self.dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise ContainerNotFound(f"container {self.id!r} does not exist (in {self.root})") from None
+        fcntl.flock(self._lockfd, fcntl.LOCK_EX)
+        return self
+
+    def unlock(self) -> None:
+        if self._lockfd >= 0:
+            os.close(self._lockfd)
+            self._lockfd = -1
+
+    def remove(self) -> None:
+        import shutil
+        self.unlock()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    # -- status ---------------------------------------------------------------
+    def alive(self) -> bool:
+        pid = self.rec.get("pid") or 0
+        return pid > 0 and start_time(pid) == self.rec.get("start_time", -1)
+
+    def cgroup(self):
+        """The container's Cgroup, or None."""
+        name, parent = self.rec.get("cgroup_name"), self.rec.get("cgroup_parent")
+        if not name:
+            return None
+        from pyrt.cgroups import Cgroup, CgroupError
+        try:
+            return Cgroup.open(name, parent)
+        except CgroupError:
+            return None
+
+    def status(self) -> str:
+        st = self.rec.get("status")
+        if st == "creating":
+            return "creating"
+        if not self.alive():
+            return "stopped"
+        if not self.rec.get("started"):
+            return "created"
+        cg = self.cgroup()
+        if cg is not None:
+            try:
+                if cg.frozen():
+                    return "paused"
+            except OSError:
+                pass
+        return "running"
+
+    def oci_state(self) -> dict:
+        """The state as the runtime spec (and runc) give it."""
+        status = self.status()
+        return {
+            "ociVersion": self.rec.get("oci_version", "1.1.0"),
+            "id": self.id,
+            "pid": self.rec.get("pid", 0) if status != "stopped" else 0,
+            "status": status,
+            "bundle": self.rec.get("bundle", ""),
+            "rootfs": self.rec.get("rootfs", ""),
+            "created": self.rec.get("created", ""),
+            "owner": self.rec.get("owner", ""),
+            "annotations": self.rec.get("annotations") or {},
+        }
+
+    def pidfd(self):
+        """A pidfd of the container's init, or None when it has exited."""
+        pid = self.rec.get("pid") or 0
+        if pid <= 0:
+            return None
+        try:
+            fd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            return None
+        if start_time(pid) != self.rec.get("start_time", -1):
+            os.close(fd)
+            return None
+        return fd
+
+
+def list_containers(root: str) -> list:
+    try:
+        names = sorted(os.listdir(root))
+    except FileNotFoundError:
+        return []
+    out = []
+    for name in names:
+        try:
+            c = Container(root, name)
+        except InvalidArgument:
+            continue
+        if c.exists():
+            try:
+                out.append(c.load())
+            except (ContainerNotFound, Conflict):
+                continue
+    return out
+
+
+def wait_exit(fd: int, timeout: float) -> bool:
+    """Wait until the process behind the pidfd has exited; False on timeout."""
+    import select
+    p = select.poll()
+    p.register(fd, select.POLLIN)
+    try:
+        return bool(p.poll(max(0, timeout) * 1000))
+    except InterruptedError:
+        return False
+
+
+def write_pid_file(path: str, pid: int) -> None:
+    """As runc: the pid, no newline, written to a temporary file then renamed."""
+    path = os.path.abspath(path)
+    tmp = os.path.join(os.path.dirname(path), "." + os.path.basename(path) + ".pyrt-tmp")
+    with open(tmp, "w") as f:
+        f.write(str(pid))
+    os.replace(tmp, path)
+
+
+def is_enxio(e: OSError) -> bool:
+    return e.errno == errno.ENXIO

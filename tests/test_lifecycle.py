@@ -1,0 +1,881 @@
+"""Containers that live on: detached containers watched by their monitor and managed
+by later pyrt processes (ps, logs, exec, stop, kill, start, restart, wait, pause,
+stats, top, rm), --init, cgroup limits (memory, pids, cpus, cpuset), and what must
+hold after many of them: no mounts, cgroups, processes, zombies or fds left, and a
+store as it was. Through the Python API and the `pyrt` command (run as a subprocess).
+
+Every store lives on /dev/shm. Every test removes its containers (rm -f) even when it
+fails, and checks that their cgroups went with them (the `store` fixture). No timing
+is asserted: waits are polls with generous deadlines, only there to never hang."""
+from __future__ import annotations
+
+import errno
+import json
+import os
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+import pyrt
+from pyrt.errors import Conflict, ContainerNotFound, InvalidArgument, SpawnError
+from test_containers import write_base_tar
+
+PYRT = os.path.join(os.path.dirname(sys.executable), "pyrt")  # the installed entry point
+HEX64 = re.compile(r"\b[0-9a-f]{64}\b")
+CGROUP_ROOT = "/sys/fs/cgroup"
+DEADLINE = 30.0  # seconds: never hang, never assert on time
+
+
+# -- helpers shared with test_volumes.py -----------------------------------------------------------
+
+def wait_for(pred, timeout=DEADLINE, what="a condition", interval=0.02):
+    """Poll `pred` until it returns something true; fail after `timeout` s."""
+    end = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.monotonic() > end:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(interval)
+
+
+def cgroup_dirs(cid: str) -> list[str]:
+    """The pyrt/<cid> directories of a container in every cgroup hierarchy (the v1
+    ones under /sys/fs/cgroup/* and the cgroup2 one at /sys/fs/cgroup/unified)."""
+    out = []
+    for h in sorted(os.listdir(CGROUP_ROOT)):
+        d = os.path.join(CGROUP_ROOT, h, "pyrt", cid)
+        if os.path.isdir(d):
+            out.append(d)
+    return out
+
+
+def procs_holding(path: str) -> list[int]:
+    """Pids of the processes with an open fd or cwd at or below `path` (a monitor
+    keeps its container's log open)."""
+    prefix = os.path.realpath(path).rstrip("/") + "/"
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            targets = [os.readlink(f"/proc/{pid}/cwd")]
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                try:
+                    targets.append(os.readlink(f"/proc/{pid}/fd/{fd}"))
+                except OSError:
+                    pass
+        except OSError:
+            continue
+        if any((t + "/").startswith(prefix) for t in targets):
+            found.append(int(pid))
+    return found
+
+
+def proc_state(pid: int) -> str | None:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return None
+
+
+class Store:
+    """A store on /dev/shm with base:1 (the busybox rootfs plus test files) imported,
+    an open Runtime (`rt`) and the `pyrt` command on it (`cli`). It remembers every
+    container id it sees (API creates, ids the CLI prints, hostnames) so that the
+    cleanup can check their cgroups are gone."""
+
+    def __init__(self, root: str, base_tar: str):
+        self.root = root
+        self.rt = pyrt.Runtime(root, quiet=True)
+        self.rt.images.import_image(base_tar, "base", "1")
+        self.ids: set[str] = set()
+        self.prefixes: set[str] = set()
+        cc = self.rt.containers
+        orig = cc.create
+
+        def create(*a, **kw):
+            c = orig(*a, **kw)
+            self.ids.add(c.id)
+            return c
+
+        cc.create = create  # run() calls self.create: ids of run() are seen too
+
+    def cli(self, *argv, input=None, timeout=60) -> subprocess.CompletedProcess:
+        r = subprocess.run([PYRT, "--root", self.root, *map(str, argv)], capture_output=True, cwd="/",
+                           input=input, timeout=timeout, env={**os.environ, "PYRT_ROOT": "/nonexistent-on-purpose"})
+        self.ids.update(HEX64.findall(r.stdout.decode(errors="replace")))
+        return r
+
+    def popen(self, *argv, **kw) -> subprocess.Popen:
+        return subprocess.Popen([PYRT, "--root", self.root, *map(str, argv)], cwd="/",
+                                env={**os.environ, "PYRT_ROOT": "/nonexistent-on-purpose"}, **kw)
+
+    def get(self, ref):
+        return self.rt.containers.get(ref)
+
+    def db_rows(self):
+        return [dict(r) for r in self.rt.store.db.query("SELECT id, name, state FROM containers ORDER BY id")]
+
+    def snapshot(self) -> dict:
+        """What bad input must not change: container rows and their states, the
+        containers/ and volumes/ dirs, their cgroups, the tmp dir."""
+        rows = self.db_rows()
+        vols = os.path.join(self.root, "volumes")
+        return {
+            "rows": rows,
+            "containers": sorted(os.listdir(os.path.join(self.root, "containers"))),
+            "volumes": sorted(os.listdir(vols)) if os.path.isdir(vols) else [],
+            "cgroups": {r["id"]: cgroup_dirs(r["id"]) for r in rows},
+            "tmp": sorted(os.listdir(os.path.join(self.root, "tmp"))),
+        }
+
+    def cleanup(self) -> list[str]:
+        """rm -f -v every container; returns what was left behind."""
+        problems = []
+        for c in self.rt.containers.list(all=True):
+            self.ids.add(c.id)
+            try:
+                c.remove(force=True, v=True)
+            except ContainerNotFound:
+                pass  # removed meanwhile (--rm)
+            except Exception as e:  # go on cleaning, report it
+                problems.append(f"rm -f {c.name}: {e!r}")
+        for cid in sorted(self.ids):
+            if cgroup_dirs(cid):
+                problems.append(f"cgroup left: {cgroup_dirs(cid)}")
+        for prefix in sorted(self.prefixes):
+            for h in os.listdir(CGROUP_ROOT):
+                d = os.path.join(CGROUP_ROOT, h, "pyrt")
+                if os.path.isdir(d) and any(n.startswith(prefix) for n in os.listdir(d)):
+                    problems.append(f"cgroup left in {d} for {prefix}")
+        # the monitors end with their containers: wait for them (then end the stragglers)
+        end = time.monotonic() + 10
+        while procs_holding(self.root) and time.monotonic() < end:
+            time.sleep(0.02)
+        for pid in procs_holding(self.root):
+            problems.append(f"process {pid} still holds files of the store")
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        return problems
+
+
+@pytest.fixture(scope="session")
+def base_tar(rootfs, shm_base):
+    path = os.path.join(shm_base, "lifecycle-base.tar")
+    if not os.path.exists(path):
+        write_base_tar(rootfs, path + ".tmp")
+        os.rename(path + ".tmp", path)
+    return path
+
+
+@pytest.fixture
+def store(tmp_shm, base_tar):
+    s = Store(os.path.join(tmp_shm, "store"), base_tar)
+    try:
+        yield s
+    finally:
+        problems = s.cleanup()
+        s.rt.close()
+        assert not problems, problems
+
+
+def ok(r) -> str:
+    """stdout of a command that must succeed."""
+    assert r.returncode == 0, (r.args, r.returncode, r.stdout, r.stderr)
+    return r.stdout.decode()
+
+
+def error(r, status=1, match=None) -> str:
+    """The message of a command that must fail: one line on stderr, no traceback."""
+    err = r.stderr.decode()
+    assert r.returncode == status, (r.args, r.returncode, r.stdout, err)
+    assert err.startswith("pyrt: ") and err.endswith("\n") and err.count("\n") == 1, (r.args, err)
+    assert "Traceback" not in err
+    if match:
+        assert re.search(match, err), (r.args, err)
+    return err
+
+
+def ps(store, all=True) -> dict:
+    """`pyrt ps [-a] --format json` by name."""
+    rows = json.loads(ok(store.cli("ps", *(["-a"] if all else []), "--format", "json")))
+    return {r["Names"]: r for r in rows}
+
+
+def log_has(c, text: bytes):
+    return lambda: text in c.logs()
+
+
+# A shell that says it is ready once its traps are set (a signal sent before that
+# would be lost: PID 1 ignores signals it has no handler for).
+TRAP_TERM = "trap 'echo got TERM; exit 0' TERM; echo ready; while :; do sleep 0.05; done"
+
+
+# -- run -d, ps, logs ------------------------------------------------------------------------------
+
+def test_run_detached_ps_and_logs(store, tmp_shm):
+    flags = os.path.join(tmp_shm, "flags")
+    os.mkdir(flags)
+    # (the pauses let the monitor read each line before the next one, on the other pipe, is written)
+    script = ("echo out1; sleep 0.2; echo err1 >&2; sleep 0.2; echo out2; sleep 0.2; echo err2 >&2; "
+              "while [ ! -e /f/go ]; do sleep 0.05; done; echo bye; exit 3")
+    cid = ok(store.cli("run", "-d", "--name", "web", "-v", f"{flags}:/f", "base:1", "sh", "-c", script)).strip()
+    assert HEX64.fullmatch(cid)
+    c = store.get("web")
+    assert c.id == cid and store.get(cid[:12]).id == cid  # id prefixes are accepted
+    wait_for(log_has(c, b"err2\n"), what="the first lines in the log")
+
+    running = ps(store, all=False)
+    assert list(running) == ["web"]
+    assert running["web"]["Status"].startswith("Up "), running
+    assert running["web"]["ID"] == cid[:12] and running["web"]["Image"] == "base:1"
+    table = ok(store.cli("ps"))
+    assert table.splitlines()[0].split()[:2] == ["CONTAINER", "ID"] and "web" in table and "Up " in table
+    st = c.attrs["State"]
+    assert st["Status"] == "running" and st["Running"] and st["Pid"] > 0
+
+    # the API: both streams, in the order they were written; one stream; tail; timestamps
+    assert c.logs() == b"out1\nerr1\nout2\nerr2\n"
+    assert c.logs(stderr=False) == b"out1\nout2\n"
+    assert c.logs(stdout=False) == b"err1\nerr2\n"
+    assert c.logs(tail=1) == b"err2\n" and c.logs(tail=3) == b"err1\nout2\nerr2\n"
+    stamped = c.logs(timestamps=True).splitlines()
+    assert [line.split(b" ", 1)[1] for line in stamped] == [b"out1", b"err1", b"out2", b"err2"]
+    stamps = [line.split(b" ", 1)[0].decode() for line in stamped]
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z", t) for t in stamps), stamps
+    assert stamps == sorted(stamps)
+
+    # the CLI: each line on its stream, in order when both go to one pipe
+    r = store.cli("logs", "web")
+    assert (r.returncode, r.stdout, r.stderr) == (0, b"out1\nout2\n", b"err1\nerr2\n")
+    merged = subprocess.run([PYRT, "--root", store.root, "logs", "web"], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, timeout=60)
+    assert merged.stdout == b"out1\nerr1\nout2\nerr2\n"
+    r = store.cli("logs", "--tail", "2", "web")
+    assert (r.stdout, r.stderr) == (b"out2\n", b"err2\n")
+    r = store.cli("logs", "-t", "--tail", "1", "web")
+    assert r.stdout == b"" and re.fullmatch(rb"\d{4}-\S+Z err2\n", r.stderr), r
+
+    open(os.path.join(flags, "go"), "w").close()
+    assert ok(store.cli("wait", "web")).strip() == "3"
+    assert ps(store, all=False) == {}
+    exited = ps(store)["web"]
+    assert re.fullmatch(r"Exited \(3\) .*ago", exited["Status"]), exited
+    assert "Exited (3)" in ok(store.cli("ps", "-a"))
+    assert c.reload().attrs["State"]["Status"] == "exited" and c.attrs["State"]["ExitCode"] == 3
+    assert c.attrs["State"]["Pid"] == 0 and not c.attrs["State"]["OOMKilled"]
+    assert c.logs().endswith(b"err2\nbye\n")
+    inspected = json.loads(ok(store.cli("inspect", cid[:10])))[0]
+    assert inspected["Id"] == cid and inspected["State"]["ExitCode"] == 3 and inspected["Name"] == "/web"
+    assert cgroup_dirs(cid) == []  # the cgroup goes as soon as the exit is seen
+    assert ok(store.cli("rm", "web")).split() == ["web"]
+    assert not os.path.exists(c.dir) and store.db_rows() == []
+
+
+def test_logs_follow_ends_when_the_container_stops(store, tmp_shm):
+    flags = os.path.join(tmp_shm, "flags")
+    os.mkdir(flags)
+    script = "echo first; echo oops >&2; while [ ! -e /f/go ]; do sleep 0.05; done; echo last"
+    c = store.rt.containers.run("base:1", ["sh", "-c", script], detach=True, name="talk",
+                                volumes=[f"{flags}:/f"])
+    wait_for(log_has(c, b"oops"), what="the first lines")
+    p = store.popen("logs", "-f", "talk", stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert p.stdout.readline() == b"first\n"  # printed while the container still runs
+        assert p.poll() is None
+        open(os.path.join(flags, "go"), "w").close()
+        out, err = p.communicate(timeout=DEADLINE)  # ends by itself when the container stops
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.communicate()
+    assert p.returncode == 0 and out == b"last\n" and err == b"oops\n"
+    # the API's generator ends too, and sees everything
+    assert b"".join(c.logs(follow=True)) == b"first\noops\nlast\n"
+    assert b"".join(c.logs(stream=True, tail=1)) == b"last\n"
+
+
+# -- exec ------------------------------------------------------------------------------------------
+
+def test_exec(store):
+    c = store.rt.containers.run("base:1", ["sleep", "600"], detach=True, name="box",
+                                environment={"IMG": "from-run"})
+    code, out = c.exec_run(["sh", "-c", "exit 42"])
+    assert code == 42 and out == b""
+    code, out = c.exec_run("echo $IMG $FOO; pwd; id -un", environment={"FOO": "bar"}, workdir="/data/sub")
+    assert (code, out) == (0, b"from-run bar\n/data/sub\nroot\n")
+    code, out = c.exec_run(["id"], user="user")  # a name from the image's /etc/passwd
+    assert code == 0 and out.startswith(b"uid=1000(user) gid=1000(user)"), out
+    code, out = c.exec_run(["sh", "-c", "echo $HOME; whoami"], user="1000:1000", environment=["HOME=/home/user"])
+    assert (code, out) == (0, b"/home/user\nuser\n")
+    code, (out, err) = c.exec_run(["sh", "-c", "echo to-out; echo to-err >&2; exit 1"], demux=True)
+    assert (code, out, err) == (1, b"to-out\n", b"to-err\n")
+    with pytest.raises(SpawnError, match="/no/such/program") as e:
+        c.exec_run(["/no/such/program"])
+    assert e.value.errno == errno.ENOENT
+    with pytest.raises(InvalidArgument, match="unable to find user nobody-here"):
+        c.exec_run(["true"], user="nobody-here")
+    # the exec'd process is in the container: same pid namespace (pid 1 is the command)
+    code, out = c.exec_run(["ps", "-o", "pid,args"])
+    assert code == 0 and re.search(rb"^\s*1 sleep 600$", out, re.M), out
+
+    # the CLI
+    r = store.cli("exec", "-e", "K=V", "-w", "/data", "-u", "user", "box", "sh", "-c", "echo $K; pwd; id -u; exit 7")
+    assert (r.returncode, r.stdout) == (7, b"V\n/data\n1000\n"), r
+    r = store.cli("exec", "-i", "box", "sh", "-c", "tr a-z A-Z", input=b"hello\n")
+    assert (r.returncode, r.stdout) == (0, b"HELLO\n"), r
+    error(store.cli("exec", "box", "/no/such/program"), status=127, match="/no/such/program")
+    error(store.cli("exec", "box", "/etc/passwd"), status=126, match="Permission denied")
+    r = store.cli("exec", "box", "cat")  # without -i: stdin is empty
+    assert (r.returncode, r.stdout) == (0, b"")
+    assert ok(store.cli("exec", c.id[:12], "hostname")).strip() == c.id[:12]
+
+    # into a stopped container: a clear error, for both
+    c.stop(timeout=0)
+    with pytest.raises(Conflict, match="box is not running"):
+        c.exec_run(["true"])
+    error(store.cli("exec", "box", "true"), match="box is not running")
+    error(store.cli("exec", "nothere", "true"), match="no such container: nothere")
+
+
+# -- stop, kill, restart, wait ---------------------------------------------------------------------
+
+def test_stop_sends_the_stop_signal(store, base_tar):
+    c = store.rt.containers.run("base:1", ["sh", "-c", TRAP_TERM], detach=True, name="polite")
+    wait_for(log_has(c, b"ready"), what="the trap")
+    ok(store.cli("stop", "-t", "60", "polite"))  # the trap ends it long before the SIGKILL
+    c.reload()
+    assert c.status == "exited" and c.attrs["State"]["ExitCode"] == 0
+    assert c.logs() == b"ready\ngot TERM\n"
+
+    # an image's STOPSIGNAL is what stop sends; --stop-signal overrides it
+    store.rt.images.import_image(base_tar, "usr1", "1", changes=["STOPSIGNAL SIGUSR1"])
+    script = "trap 'echo got USR1; exit 0' USR1; trap 'echo got TERM; exit 1' TERM; echo ready; " \
+             "while :; do sleep 0.05; done"
+    u = store.rt.containers.run("usr1:1", ["sh", "-c", script], detach=True)
+    wait_for(log_has(u, b"ready"), what="the traps")
+    u.stop(timeout=60)
+    assert u.attrs["State"]["ExitCode"] == 0 and u.logs() == b"ready\ngot USR1\n"
+    t = store.get(ok(store.cli("run", "-d", "--stop-signal", "TERM", "usr1:1", "sh", "-c", script)).strip())
+    wait_for(log_has(t, b"ready"), what="the traps")
+    ok(store.cli("stop", t.id))
+    assert t.reload().attrs["State"]["ExitCode"] == 1 and t.logs() == b"ready\ngot TERM\n"
+
+
+def test_stop_kills_what_ignores_sigterm_after_the_timeout(store):
+    script = "trap '' TERM; echo ready; while :; do sleep 0.05; done"
+    c = store.rt.containers.run("base:1", ["sh", "-c", script], detach=True, name="stubborn")
+    wait_for(log_has(c, b"ready"), what="the trap")
+    r = store.cli("stop", "-t", "1", "stubborn")
+    assert r.returncode == 0 and r.stdout == b"stubborn\n", r
+    c.reload()
+    assert c.status == "exited" and c.attrs["State"]["ExitCode"] == 137
+    assert "Exited (137)" in ps(store)["stubborn"]["Status"]
+    assert cgroup_dirs(c.id) == []
+    # stopping a stopped container is fine (docker too)
+    assert store.cli("stop", "stubborn").returncode == 0
+
+
+def test_kill_restart_start_wait(store):
+    script = "trap 'echo usr1; exit 5' USR1; echo ready; while :; do sleep 0.05; done"
+    c = store.rt.containers.run("base:1", ["sh", "-c", script], detach=True, name="k")
+    wait_for(log_has(c, b"ready"), what="the trap")
+    pid = c.attrs["State"]["Pid"]
+    ok(store.cli("kill", "-s", "USR1", "k"))
+    assert ok(store.cli("wait", "k")).strip() == "5"
+    assert c.wait() == {"StatusCode": 5, "Error": None}
+
+    ok(store.cli("start", "k"))  # a stopped container starts again: same container, new process
+    c.reload()
+    assert c.status == "running" and c.attrs["State"]["Pid"] != pid
+    wait_for(lambda: c.logs().count(b"ready") == 2, what="the second start")
+    assert c.logs() == b"ready\nusr1\nready\n"  # the log goes on
+    error(store.cli("start", "k"), match="already running")
+
+    pid = c.reload().attrs["State"]["Pid"]
+    ok(store.cli("restart", "-t", "1", "k"))  # TERM is ignored by this PID 1: killed after 1 s
+    c.reload()
+    assert c.status == "running" and c.attrs["State"]["Pid"] not in (0, pid)
+    wait_for(lambda: c.logs().count(b"ready") == 3, what="the restart")
+
+    ok(store.cli("kill", "k"))  # SIGKILL by default
+    c.reload()
+    assert c.status == "exited" and c.attrs["State"]["ExitCode"] == 137
+    error(store.cli("kill", "k"), match="k is not running")
+
+    c.start()
+    wait_for(lambda: c.logs().count(b"ready") == 4, what="the API start")
+    c.kill("SIGUSR1")
+    assert c.wait(timeout=DEADLINE)["StatusCode"] == 5
+    c.restart(timeout=1)
+    assert c.reload().status == "running"
+    c.kill(9)
+    assert c.wait()["StatusCode"] == 137
+
+    short = store.rt.containers.run("base:1", ["sh", "-c", "exit 9"], detach=True)
+    assert short.wait(timeout=DEADLINE)["StatusCode"] == 9
+    assert ok(store.cli("wait", short.id)).strip() == "9"  # again, once it has exited
+
+
+# -- the starter dies, the container lives on -----------------------------------------------------
+
+def test_kill_9_of_the_cli_right_after_start(store, tmp_shm):
+    flags = os.path.join(tmp_shm, "flags")
+    os.mkdir(flags)
+    script = "while [ ! -e /f/go ]; do sleep 0.05; done; exit 7"
+    p = store.popen("run", "-d", "--name", "orphan", "-v", f"{flags}:/f", "--memory", "64m", "base:1",
+                    "sh", "-c", script, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    line = p.stdout.readline()
+    p.kill()  # kill -9, right after it printed the id
+    p.communicate()
+    cid = line.decode().strip()
+    assert HEX64.fullmatch(cid), line
+    store.ids.add(cid)
+
+    rows = ps(store, all=False)
+    assert rows["orphan"]["Status"].startswith("Up"), rows
+    c = store.get("orphan")
+    pid = c.attrs["State"]["Pid"]
+    assert proc_state(pid) in ("S", "R")
+    assert c.exec_run(["true"])[0] == 0  # it is really running
+    open(os.path.join(flags, "go"), "w").close()
+    wait_for(lambda: proc_state(pid) in (None, "Z"), what="the container to end")
+    assert re.match(r"Exited \(7\)", ps(store)["orphan"]["Status"])  # a new process sees the truth
+    assert ok(store.cli("wait", "orphan")).strip() == "7"
+    # and it stays right: the monitor's record is read once and kept
+    for _ in range(3):
+        st = store.get("orphan").attrs["State"]
+        assert (st["Status"], st["ExitCode"], st["Pid"]) == ("exited", 7, 0)
+    assert cgroup_dirs(cid) == []
+
+
+CHILD_START = """
+import sys, pyrt
+rt = pyrt.Runtime(sys.argv[1], quiet=True)
+c = rt.containers.get(sys.argv[2])
+print("ready", flush=True)
+sys.stdin.readline()
+c.start()
+print("started", flush=True)
+"""
+
+
+def test_starter_killed_between_spawn_and_recording_the_state(store, tmp_shm):
+    """A pyrt process killed after the container started but before it recorded
+    that (here: while it waits for the store's database, which the test holds):
+    later pyrt processes still see the container as it is."""
+    flags = os.path.join(tmp_shm, "flags")
+    os.mkdir(flags)
+    script = "touch /f/up; while [ ! -e /f/go ]; do sleep 0.05; done; exit 7"
+    c = store.rt.containers.create("base:1", ["sh", "-c", script], name="limbo", volumes=[f"{flags}:/f"],
+                                   pids_limit=20)
+    child = subprocess.Popen([sys.executable, "-c", CHILD_START, store.root, "limbo"], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, cwd="/")
+    db = sqlite3.connect(os.path.join(store.root, "pyrt.db"), isolation_level=None, timeout=60)
+    try:
+        assert child.stdout.readline() == b"ready\n"
+        db.execute("BEGIN IMMEDIATE")  # every writer of the store waits for us now
+        child.stdin.write(b"go\n")
+        child.stdin.flush()
+        wait_for(lambda: os.path.exists(os.path.join(flags, "up")) or child.poll() is not None,
+                 what="the container to start")
+        child.kill()
+        child.wait()
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        db.close()
+    assert os.path.exists(os.path.join(flags, "up")), "the container did not start"
+    assert ps(store, all=False)["limbo"]["Status"].startswith("Up")
+    c.reload()
+    assert c.status == "running" and proc_state(c.attrs["State"]["Pid"]) in ("S", "R")
+    assert c.exec_run(["cat", "/proc/1/cmdline"]) == (0, b"sh\0-c\0" + script.encode() + b"\0")
+    assert c.stats()["pids_stats"]["limit"] == 20
+    open(os.path.join(flags, "go"), "w").close()
+    assert c.wait(timeout=DEADLINE)["StatusCode"] == 7
+    assert re.match(r"Exited \(7\)", ps(store)["limbo"]["Status"])
+    assert cgroup_dirs(c.id) == []
+    os.unlink(os.path.join(flags, "up"))
+    c.start()  # and it can be started again (it ends at once: /f/go is there)
+    assert c.wait(timeout=DEADLINE)["StatusCode"] == 7 and os.path.exists(os.path.join(flags, "up"))
+    c.remove(force=True)
+    assert cgroup_dirs(c.id) == []
+
+
+def test_start_abandoned_before_the_container_ran(store):
+    """What a pyrt process killed while starting, before the container ran, leaves:
+    its start mark (unlocked, as the dead leave it) and an empty cgroup. The
+    container is not shown running; the next pyrt process to look clears both, and
+    it starts and is removed as any other."""
+    from pyrt import lifecycle
+    from pyrt.cgroups import Cgroup
+    c = store.rt.containers.create("base:1", ["sleep", "600"], name="never")
+    open(os.path.join(c.dir, lifecycle.START_MARK), "w").close()
+    Cgroup.create(c.id, accounting=("memory", "pids"))
+    assert cgroup_dirs(c.id)
+    assert ps(store)["never"]["Status"] == "Created"
+    assert not os.path.exists(os.path.join(c.dir, lifecycle.START_MARK)) and cgroup_dirs(c.id) == []
+    ok(store.cli("start", "never"))
+    assert c.reload().status == "running" and not os.path.exists(os.path.join(c.dir, lifecycle.START_MARK))
+    # a start mark held by a live process: others wait for it, then go on
+    fd, abandoned = lifecycle.take_start_mark(c.dir)
+    assert not abandoned
+    p = store.popen("rm", "-f", "never", stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        time.sleep(0.3)
+        assert p.poll() is None and c.reload().status == "running"  # rm waits for the mark
+    finally:
+        lifecycle.end_start_mark(c.dir, fd)
+    out, err = p.communicate(timeout=DEADLINE)
+    assert p.returncode == 0, err
+    assert store.db_rows() == [] and cgroup_dirs(c.id) == []
+
+
+# -- --init, PID 1 ---------------------------------------------------------------------------------
+
+ORPHANS = "(sleep 0.2 &) ; (sleep 0.2 &) ; (sleep 0.3 &) ; sleep 600"
+
+
+def _ps_lines(c):
+    code, out = c.exec_run(["ps", "-o", "pid,stat,args"])
+    assert code == 0
+    return [line for line in out.decode().splitlines()[1:] if not line.endswith(" ps -o pid,stat,args")]
+
+
+def _zombies(lines):
+    return [line for line in lines if line.split()[1].startswith("Z")]
+
+
+def _orphans_gone(c, zombies_ok):
+    """ps inside the container once the orphans have ended (a zombie shows as [sleep])."""
+    def settled():
+        lines = _ps_lines(c)
+        if any("sleep 0." in line for line in lines) or (not zombies_ok and _zombies(lines)):
+            return None
+        return lines
+    return wait_for(settled, what="the orphans to end" + ("" if zombies_ok else " and be reaped"))
+
+
+def test_init_reaps_orphans_and_forwards_signals(store):
+    c = store.rt.containers.run("base:1", ["sh", "-c", ORPHANS], detach=True, init=True)
+    lines = _orphans_gone(c, zombies_ok=False)  # fails (after a long wait) if they stay zombies
+    assert len(lines) == 2, lines
+    assert re.match(r"\s*1\s+S\S*\s+\S*init", lines[0]), lines  # the init is PID 1, the command below it
+    top = c.top()
+    assert top["Titles"] == ["UID", "PID", "PPID", "CMD"]
+    assert any(p[3] == "sleep 600" for p in top["Processes"]), top
+    c.stop(timeout=60)  # SIGTERM reaches sleep through the init: 143, no SIGKILL needed
+    assert c.attrs["State"]["ExitCode"] == 143
+
+    # SIGTERM to a program with a trap under --init: the program handles it
+    t = store.get(ok(store.cli("run", "-d", "--init", "base:1", "sh", "-c", TRAP_TERM)).strip())
+    wait_for(log_has(t, b"ready"), what="the trap")
+    ok(store.cli("stop", t.id))
+    assert t.reload().attrs["State"]["ExitCode"] == 0 and t.logs() == b"ready\ngot TERM\n"
+    ok(store.cli("rm", t.id))
+
+
+def test_without_init_the_command_is_pid_1(store):
+    c = store.rt.containers.run("base:1", ["sh", "-c", ORPHANS], detach=True)
+    lines = _orphans_gone(c, zombies_ok=True)
+    zombies = _zombies(lines)
+    # sh exec'd sleep as PID 1, which reaps nobody: the orphans stay zombies (what --init is for)
+    assert re.match(r"\s*1\s+S\S*\s+sleep 600$", lines[0]), lines
+    assert len(zombies) == 3, lines
+    code, out = c.exec_run(["cat", "/proc/1/cmdline"])
+    assert out == b"sleep\x00600\x00"
+    c.remove(force=True)
+
+
+# -- cgroups ---------------------------------------------------------------------------------------
+
+HOG = "x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo survived"
+
+
+def test_memory_hog_is_oom_killed(store):
+    c = store.rt.containers.run("base:1", ["sh", "-c", HOG], detach=True, name="hog", mem_limit="32m")
+    assert c.wait(timeout=120)["StatusCode"] == 137
+    st = c.attrs["State"]
+    assert st["Status"] == "exited" and st["ExitCode"] == 137 and st["OOMKilled"] is True, st
+    assert b"survived" not in c.logs()
+    assert json.loads(ok(store.cli("inspect", "hog")))[0]["State"]["OOMKilled"] is True
+    assert "Exited (137)" in ps(store)["hog"]["Status"]
+    assert cgroup_dirs(c.id) == []
+    # the same through the CLI, foreground: exit status 137
+    r = store.cli("run", "--rm", "--memory", "32m", "base:1", "sh", "-c", HOG, timeout=120)
+    assert r.returncode == 137 and b"survived" not in r.stdout, r
+    # a container that stays below its limit is not OOMKilled
+    fine = store.rt.containers.run("base:1", ["sh", "-c", "x=$(head -c 1000000 /dev/zero | tr '\\0' a)"],
+                                   detach=True, mem_limit="32m")
+    assert fine.wait(timeout=DEADLINE)["StatusCode"] == 0 and fine.attrs["State"]["OOMKilled"] is False
+
+
+def test_fork_bomb_is_contained_by_the_pids_limit(store):
+    bomb = "b() { b | b & }; b; sleep 600"
+    c = store.rt.containers.run("base:1", ["sh", "-c", bomb], detach=True, name="bomb", pids_limit=50)
+    try:
+        def full():
+            s = c.stats()["pids_stats"]
+            assert s["limit"] == 50 and s["current"] <= 50, s
+            return s["current"] >= 45
+        wait_for(full, what="the bomb to fill its pids limit")
+        assert len(c.top()["Processes"]) <= 50
+    finally:
+        r = store.cli("rm", "-f", "bomb", timeout=120)  # bounded: the test does not hang on it
+    assert r.returncode == 0, r
+    assert cgroup_dirs(c.id) == []
+    # the host is fine: it can start a container (and fork) as before
+    assert store.rt.containers.run("base:1", ["sh", "-c", "echo $((6*7))"], remove=True) == b"42\n"
+    assert ok(store.cli("run", "--rm", "--pids-limit", "50", "base:1", "echo", "still-fine")) == "still-fine\n"
+
+
+def _cgroup_file(cid, hierarchy, name):
+    with open(os.path.join(CGROUP_ROOT, hierarchy, "pyrt", cid, name)) as f:
+        return f.read().strip()
+
+
+def test_stats_top_limits_and_cgroup_removal(store):
+    c = store.rt.containers.run("base:1", ["sh", "-c", "sleep 600 & sleep 600"], detach=True, name="lim",
+                                mem_limit="64m", pids_limit=50, cpus=0.5, cpuset_cpus="0")
+    wait_for(lambda: len(c.top()["Processes"]) == 2, what="both processes")
+    dirs = cgroup_dirs(c.id)
+    hierarchies = {d.split("/")[4] for d in dirs}
+    assert {"memory", "pids", "cpu", "cpuset"} <= hierarchies, dirs
+    assert _cgroup_file(c.id, "memory", "memory.limit_in_bytes") == str(64 << 20)
+    assert _cgroup_file(c.id, "pids", "pids.max") == "50"
+    assert _cgroup_file(c.id, "cpu", "cpu.cfs_quota_us") == "50000"
+    assert _cgroup_file(c.id, "cpu", "cpu.cfs_period_us") == "100000"
+    assert _cgroup_file(c.id, "cpuset", "cpuset.cpus") == "0"
+    code, out = c.exec_run(["grep", "Cpus_allowed_list", "/proc/self/status"])
+    assert out.split() == [b"Cpus_allowed_list:", b"0"]
+
+    s = c.stats()
+    assert s["memory_stats"]["limit"] == 64 << 20 and 0 < s["memory_stats"]["usage"] < 64 << 20, s
+    assert s["pids_stats"] == {"current": 2, "limit": 50}, s
+    assert s["name"] == "/lim" and s["id"] == c.id
+    rows = json.loads(ok(store.cli("stats", "--no-stream", "--format", "json", "lim")))
+    assert len(rows) == 1 and rows[0]["Name"] == "lim" and rows[0]["PIDs"] == "2", rows
+    usage, limit = rows[0]["MemUsage"].split(" / ")
+    assert limit == "67.1MB" and re.fullmatch(r"[\d.]+[kM]?B", usage), rows  # 64 MiB, in docker's units
+    assert rows[0]["MemPerc"].endswith("%") and rows[0]["CPUPerc"].endswith("%")
+    table = ok(store.cli("stats", "--no-stream", "lim")).splitlines()
+    assert "MEM USAGE / LIMIT" in table[0] and "PIDS" in table[0] and table[1].split()[1] == "lim"
+    top = ok(store.cli("top", "lim")).splitlines()
+    assert top[0].split() == ["UID", "PID", "PPID", "CMD"] and sum("sleep 600" in t for t in top) == 2
+
+    # a container without limits still gets a cgroup when detached (stats, pause, OOM)
+    plain = store.rt.containers.run("base:1", ["sleep", "600"], detach=True)
+    assert cgroup_dirs(plain.id)
+    s = plain.stats()
+    assert s["memory_stats"]["usage"] > 0 and s["memory_stats"]["limit"] == 0 and s["pids_stats"] == \
+        {"current": 1, "limit": 0}, s  # 0: no limit
+    assert "unlimited" in ok(store.cli("stats", "--no-stream", plain.id))
+
+    ok(store.cli("rm", "-f", "lim", plain.id))
+    assert cgroup_dirs(c.id) == [] and cgroup_dirs(plain.id) == []
+    # and no pyrt/<id> dir in any hierarchy, v1 or cgroup2
+    for h in os.listdir(CGROUP_ROOT):
+        for cid in (c.id, plain.id):
+            assert not os.path.exists(os.path.join(CGROUP_ROOT, h, "pyrt", cid))
+    assert not os.path.exists(os.path.join(CGROUP_ROOT, "unified", "pyrt", c.id))
+
+
+def frozen(cid) -> bool:
+    """The container's cgroup is frozen (cgroup2's cgroup.freeze, else the v1 freezer)."""
+    events = os.path.join(CGROUP_ROOT, "unified", "pyrt", cid, "cgroup.events")
+    if os.path.exists(events):
+        with open(events) as f:
+            return "frozen 1" in f.read().splitlines()
+    return _cgroup_file(cid, "freezer", "freezer.state") == "FROZEN"
+
+
+def test_pause_unpause(store):
+    script = "i=0; while :; do i=$((i+1)); echo $i > /tmp/n; sleep 0.02; done"
+    c = store.rt.containers.run("base:1", ["sh", "-c", script], detach=True, name="p")
+    wait_for(lambda: c.exec_run(["cat", "/tmp/n"])[1].strip().isdigit(), what="the counter")
+    ok(store.cli("pause", "p"))
+    c.reload()
+    assert c.status == "paused" and c.attrs["State"]["Status"] == "paused"
+    assert ps(store, all=False)["p"]["Status"].endswith("(Paused)")
+    assert frozen(c.id)
+    n = open(os.path.join(c._upper(), "tmp", "n")).read()
+    # frozen: the counter does not move (checked on the file, from the host)
+    for _ in range(5):
+        time.sleep(0.05)
+        assert open(os.path.join(c._upper(), "tmp", "n")).read() == n
+    with pytest.raises(Conflict, match="paused"):
+        c.exec_run(["true"])
+    error(store.cli("exec", "p", "true"), match="paused")
+    error(store.cli("pause", "p"), match="not running")
+    ok(store.cli("unpause", "p"))
+    assert c.reload().status == "running" and not frozen(c.id)
+    wait_for(lambda: open(os.path.join(c._upper(), "tmp", "n")).read() != n, what="the counter to move again")
+    error(store.cli("unpause", "p"), match="not paused")
+    c.pause()
+    c.stop(timeout=1)  # a paused container can be stopped
+    assert c.reload().status == "exited"
+    c.start()
+    c.pause()
+    ok(store.cli("rm", "-f", "p"))  # and removed
+    assert cgroup_dirs(c.id) == []
+
+
+# -- many cycles, two processes at once, bad input -------------------------------------------------
+
+def test_200_cycles_leave_nothing_behind(store, leak_check):
+    rt = store.rt
+    rt.containers.run("base:1", ["true"], remove=True)  # warm up: lazily opened things stay open
+    before = {
+        "containers": os.listdir(os.path.join(store.root, "containers")),
+        "volumes": sorted(os.listdir(os.path.join(store.root, "volumes"))),
+        "images": [i.id for i in rt.images.list(all=True)],
+    }
+    leak_check.reset()
+    ids = []
+    for i in range(200):
+        if i % 2:  # a short command, waited for
+            c = rt.containers.create("base:1", ["true"], pids_limit=20 if i % 4 == 1 else None)
+            c.start()
+            assert c.wait(timeout=DEADLINE)["StatusCode"] == 0
+        else:  # a long one, stopped (SIGTERM reaches sleep through the init)
+            c = rt.containers.create("base:1", ["sleep", "60"], init=True, mem_limit="64m" if i % 4 == 0 else None)
+            c.start()
+            c.stop(timeout=10)
+            assert c.attrs["State"]["Status"] == "exited" and c.attrs["State"]["ExitCode"] == 143
+        ids.append(c.id)
+        c.remove()
+    assert len(set(ids)) == 200
+    assert [cid for cid in ids if cgroup_dirs(cid)] == []
+    wait_for(lambda: not procs_holding(store.root), what="the monitors to end")
+    leak_check.assert_clean(fds=True)  # no mounts, children (zombies included) or fds
+    assert store.db_rows() == []
+    assert os.listdir(os.path.join(store.root, "containers")) == before["containers"] == []
+    assert sorted(os.listdir(os.path.join(store.root, "volumes"))) == before["volumes"]
+    assert os.listdir(os.path.join(store.root, "tmp")) == []
+    assert [i.id for i in rt.images.list(all=True)] == before["images"]
+    from test_containers import check_store
+    check_store(rt)
+
+
+def test_rm_force_of_containers_ending_at_that_moment(store):
+    """rm -f races with a container that ends by itself: whichever wins, the
+    removal succeeds (it used to fail now and then with "is not running")."""
+    for i in range(100):
+        c = store.rt.containers.run("base:1", ["sh", "-c", "exit 3"], detach=True, pids_limit=10 if i % 2 else None)
+        c.remove(force=True)
+        assert cgroup_dirs(c.id) == []
+    assert store.db_rows() == [] and os.listdir(os.path.join(store.root, "containers")) == []
+
+
+def test_two_cli_processes_at_once(store):
+    """Two streams of `pyrt` commands on one store at the same time, 50 containers
+    each: one runs `run --rm` in the foreground (with a cgroup), the other `run -d`
+    then `rm -f`. Every command succeeds."""
+    results = {"a": [], "b": []}
+
+    def worker_a():
+        for i in range(50):
+            r = store.cli("run", "--rm", "--pids-limit", "30", "base:1", "hostname")
+            results["a"].append(r)
+
+    def worker_b():
+        for i in range(50):
+            r = store.cli("run", "-d", "--name", f"b{i}", "base:1", "sleep", "600")
+            results["b"].append(r)
+            if r.returncode == 0:
+                results["b"].append(store.cli("rm", "-f", r.stdout.decode().strip()))
+
+    threads = [threading.Thread(target=worker_a), threading.Thread(target=worker_b)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    assert not any(t.is_alive() for t in threads)
+    failed = [(r.args[3:], r.returncode, r.stderr) for r in results["a"] + results["b"] if r.returncode != 0]
+    assert failed == []
+    assert len(results["a"]) == 50 and len(results["b"]) == 100
+    hostnames = [r.stdout.decode().strip() for r in results["a"]]
+    assert len(set(hostnames)) == 50 and all(re.fullmatch(r"[0-9a-f]{12}", h) for h in hostnames)
+    store.prefixes.update(hostnames)  # the id starts with the hostname: the cleanup checks their cgroups
+    assert store.db_rows() == [] and os.listdir(os.path.join(store.root, "containers")) == []
+    from test_containers import check_store
+    check_store(store.rt)
+
+
+def test_bad_input_is_one_line_and_changes_nothing(store):
+    c = store.rt.containers.run("base:1", ["sleep", "600"], detach=True, name="taken", mem_limit="64m")
+    store.rt.volumes.create("keep")
+    before = store.snapshot()
+    cases = [
+        (("stop", "nosuch"), 1, "no such container: nosuch"),
+        (("logs", "nosuch"), 1, "no such container"),
+        (("rm", "-f", "nosuch"), 1, "no such container"),
+        (("kill", "nosuch"), 1, "no such container"),
+        (("wait", "nosuch"), 1, "no such container"),
+        (("start", "nosuch"), 1, "no such container"),
+        (("stats", "--no-stream", "nosuch"), 1, "no such container"),
+        (("run", "-d", "--name", "taken", "base:1", "true"), 125, "name 'taken' is already in use"),
+        (("create", "--name", "taken", "base:1", "true"), 1, "already in use"),
+        (("run", "-d", "--memory", "12qb", "base:1", "true"), 125, "invalid size '12qb'"),
+        (("run", "-d", "-v", "newvol:relative/dir", "base:1", "true"), 125, "must be an absolute path"),
+        (("run", "-d", "-v", "/tmp:relative", "base:1", "true"), 125, "must be an absolute path"),
+        (("run", "-d", "--mount", "type=volume,src=newvol,dst=rel", "base:1", "true"), 125, "absolute path"),
+        (("run", "-d", "--cpus", str(os.cpu_count() + 1), "base:1", "true"), 125, "invalid cpus"),
+        (("run", "-d", "--cpus", "0.5", "--cpuset-cpus", str(os.cpu_count() + 3), "base:1", "true"), 125,
+         "cpuset"),
+        (("run", "-d", "-v", "newvol:/data", "--memory", "12qb", "base:1", "true"), 125, "invalid size"),
+        (("run", "-d", "-v", "newvol:/data", "--name", "taken", "base:1", "true"), 125, "already in use"),
+        (("kill", "-s", "NOSUCHSIG", "taken"), 1, "invalid signal 'NOSUCHSIG'"),
+        (("kill", "-s", "99", "taken"), 1, None),
+        (("pause", "nosuch"), 1, "no such container"),
+        (("unpause", "taken"), 1, "not paused"),
+        (("run", "-d", "--volumes-from", "nosuch", "base:1", "true"), 125, "no such container"),
+        (("run", "-d", "nosuch:image", "true"), 125, None),
+    ]
+    for argv, status, match in cases:
+        error(store.cli(*argv), status=status, match=match)
+        assert store.snapshot() == before, argv
+    # the API raises, and changes nothing either
+    for kwargs, exc in ((dict(name="taken"), Conflict), (dict(mem_limit="12qb"), InvalidArgument),
+                        (dict(volumes=["newvol:rel"]), InvalidArgument),
+                        (dict(cpus=os.cpu_count() + 1), InvalidArgument)):
+        with pytest.raises(exc):
+            store.rt.containers.run("base:1", ["true"], detach=True, **kwargs)
+        assert store.snapshot() == before, kwargs
+    with pytest.raises(InvalidArgument, match="invalid signal"):
+        c.kill("SIGNOPE")
+    with pytest.raises(ContainerNotFound):
+        store.get("nosuch")
+    assert c.reload().status == "running" and store.snapshot() == before
+
+
+def test_detached_rm_flag_removes_it_when_it_exits(store):
+    cid = ok(store.cli("run", "-d", "--rm", "--memory", "64m", "base:1", "sh", "-c", "exit 4")).strip()
+    wait_for(lambda: store.db_rows() == [], what="the container to remove itself")
+    wait_for(lambda: not os.path.exists(os.path.join(store.root, "containers", cid)), what="its directory")
+    assert cgroup_dirs(cid) == []
+    c = store.rt.containers.run("base:1", ["true"], detach=True, remove=True, mem_limit="64m")  # the API's
+    wait_for(lambda: store.db_rows() == [] and not os.path.exists(c.dir), what="the container to remove itself")
+    assert cgroup_dirs(c.id) == []
+    # created then started, the docker way
+    cid = ok(store.cli("create", "--name", "later", "base:1", "sh", "-c", "echo hi")).strip()
+    assert ps(store)["later"]["Status"] == "Created"
+    assert ok(store.cli("start", "later")).strip() == "later"
+    assert ok(store.cli("wait", cid)).strip() == "0"
+    assert ok(store.cli("logs", "later")) == "hi\n"
+    error(store.cli("rm", "-f", "later", "nosuch"), match="no such container: nosuch")  # the others go on
+    assert store.db_rows() == []
