@@ -776,7 +776,7 @@ int pyrt_zygote_serve(int ctl)
             memcpy(&op, msg, sizeof op);
         if (op == ZY_SPEC) {
             free(specbuf);
-            specbuf = malloc((size_t)n);
+            specbuf = (size_t)n > 8 ? malloc((size_t)n) : NULL;
             spec = NULL;
             if (specbuf) {
                 memcpy(specbuf, msg + 8, (size_t)n - 8);

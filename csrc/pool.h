@@ -7,7 +7,7 @@
  * passed with SCM_RIGHTS). pyrt_unpark sends that command and waits until the
  * child has exec'd (EOF on the error pipe) or failed (an error record).
  *
- * The message (little-endian host order, one datagram of at most
+ * The message (host byte order, one datagram of at most
  * PYRT_PARK_MSG_MAX bytes): a struct pyrt_park_header, then argc + envc strings,
  * then PATH and cwd when present, each NUL terminated. */
 #ifndef PYRT_POOL_H
@@ -66,7 +66,9 @@ int pyrt_park(const struct pyrt_spawn_spec *s, int errfd, int sock, int keep_fd,
  * with 127, or could not be reached). The fds stay open: the caller closes them. */
 int pyrt_unpark(int sock, int errfd, const struct pyrt_unpark_cmd *cmd, struct pyrt_error *e);
 
-/* Only the sending part (for callers that wait for the error pipe themselves). */
+/* Only the sending part, for callers that read the error pipe themselves: a pool
+ * reads it once the process is gone (EOF: it exec'd; a record: it did not),
+ * which spares a wake-up on the way to its exit. */
 int pyrt_unpark_send(int sock, const struct pyrt_unpark_cmd *cmd, struct pyrt_error *e);
 
 /* A growing output buffer (malloc'd; the caller frees data). */

@@ -680,6 +680,37 @@ def _pyrt_cgroup_children():
     return set()
 
 
+def _stray_processes(path) -> set[int]:
+    """Processes holding a file, cwd or root below `path` (the scratch
+    directory, which nothing but this benchmark uses: a monitor, a conmon or a
+    container left behind), with their descendants."""
+    me = os.getpid()
+    found, parents = set(), {}
+    for e in os.listdir("/proc"):
+        if not e.isdigit() or int(e) == me:
+            continue
+        pid = int(e)
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                parents[pid] = int(f.read().rsplit(")", 1)[1].split()[1])
+            links = [os.readlink(f"/proc/{pid}/cwd"), os.readlink(f"/proc/{pid}/root")]
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                try:
+                    links.append(os.readlink(f"/proc/{pid}/fd/{fd}"))
+                except OSError:
+                    pass
+        except (OSError, IndexError, ValueError):
+            continue
+        if any(ln == path or ln.startswith(path + "/") for ln in links):
+            found.add(pid)
+    grew = True
+    while grew:
+        more = {p for p, pp in parents.items() if pp in found and p not in found and p != me}
+        grew = bool(more)
+        found |= more
+    return found
+
+
 def cleanup(scratch, st, cgroups_before):
     problems = []
     if st:
@@ -730,6 +761,16 @@ def cleanup(scratch, st, cgroups_before):
             problems.append(f"{len(empty)} new empty cgroup(s) under memory/pyrt/ (ours or another "
                             f"session's; not removed): {sorted(empty)[:3]}")
     if scratch is not None:
+        stray = _stray_processes(os.path.realpath(scratch.path))
+        if stray:
+            problems.append(f"killed {len(stray)} leftover process(es) using the scratch directory: "
+                            f"{sorted(stray)[:8]}")
+            for pid in stray:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+            time.sleep(0.2)
         problems += scratch.cleanup()
     for p in problems:
         common.log(f"[cleanup] {p}")

@@ -341,11 +341,12 @@ def cleanup(scratch, st):
 
 def paired(st, rounds, n, cpu):
     """Alternate rounds of n containers: the C loop, then the pool (this process,
-    pinned like the workers). Returns [(C loop rate, pool rate)]."""
+    pinned like the workers). Returns [(C loop rate, pool rate)] and the pool's
+    per-run latencies."""
     import pyrt
     if cpu is not None:
         os.sched_setaffinity(0, {int(c) for c in str(cpu).split(",")})
-    out = []
+    out, walls = [], []
     with pyrt.Pool(rootfs=st["lower"], size=POOL_SIZE, measure=False) as pool:
         pool.wait_ready(30)
         for _ in range(20):
@@ -354,9 +355,9 @@ def paired(st, rounds, n, cpu):
             c = n / time_c_loop(n, st)
             t0 = time.perf_counter()
             for _ in range(n):
-                pool.run(["/bin/true"], capture_output=False)
+                walls.append(pool.run(["/bin/true"], capture_output=False).usage.wall)
             out.append((c, n / (time.perf_counter() - t0)))
-    return out
+    return out, walls
 
 
 # --- report -----------------------------------------------------------------------------
@@ -471,7 +472,7 @@ def main():
             print_summary(results, st, pinned)
         if args.paired and {"C loop", "pool"} <= set(st["benches"]):
             import statistics
-            rows = paired(st, args.paired, 300, pinned)
+            rows, walls = paired(st, args.paired, 300, pinned)
             print()
             print(f"Paired rounds of 300 containers, {'CPU ' + pinned if pinned else 'all CPUs'} "
                   "(C loop, then the pool):")
@@ -481,6 +482,10 @@ def main():
             print(f"  median ratio pool / C loop: {r:.2f} (target >= {TARGET_RATE_FRACTION:.2f}: "
                   f"{'met' if r >= TARGET_RATE_FRACTION else 'NOT met'}); pool / the issue's reference "
                   f"({C_LOOP_REFERENCE_RATE:.0f}/s): {statistics.median(p for _, p in rows) / C_LOOP_REFERENCE_RATE:.2f}")
+            walls.sort()
+            q = lambda f: walls[min(len(walls) - 1, int(f * len(walls)))] * 1e3  # noqa: E731
+            print(f"  pool per-run latency in these rounds: median {q(0.5):.3f} ms, p10 {q(0.1):.3f}, "
+                  f"p90 {q(0.9):.3f}, p99 {q(0.99):.3f} ms (target < {TARGET_LATENCY * 1e3:.1f} ms)")
     finally:
         cleanup(scratch, st)
 

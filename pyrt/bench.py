@@ -103,12 +103,13 @@ def bench(argv, *, image=None, rootfs=None, root=None, runs=20, warmups=1, pool_
         md["duration"] = float(u.wall)
         warmups_list = [(1, _value(w, metric)) for w in warm] if i == 0 else None
         if system is None:
-            first = pyperf.Run([_value(u, metric)], warmups=warmups_list, metadata=md, collect_metadata=True)
-            system = {k: v for k, v in first.get_metadata().items() if k not in md}
-            pyperf_runs.append(first)
-        else:
-            pyperf_runs.append(pyperf.Run([_value(u, metric)], warmups=warmups_list,
-                                          metadata=dict(system, **md), collect_metadata=False))
+            # pyperf's description of this machine, once; without mem_max_rss, which
+            # would be this Python process's (the container's is command_max_rss)
+            probe = pyperf.Run([_value(u, metric)], metadata={"name": name}, collect_metadata=True)
+            system = {k: v for k, v in probe.get_metadata().items()
+                      if k not in md and k not in ("mem_max_rss", "name")}
+        pyperf_runs.append(pyperf.Run([_value(u, metric)], warmups=warmups_list,
+                                      metadata=dict(system, **md), collect_metadata=False))
     return pyperf.BenchmarkSuite([pyperf.Benchmark(pyperf_runs)])
 
 

@@ -11,7 +11,6 @@ started or not, its cgroup frozen or not.
 """
 from __future__ import annotations
 
-import errno
 import fcntl
 import json
 import os
@@ -210,6 +209,3 @@ def write_pid_file(path: str, pid: int) -> None:
         f.write(str(pid))
     os.replace(tmp, path)
 
-
-def is_enxio(e: OSError) -> bool:
-    return e.errno == errno.ENXIO

@@ -88,7 +88,9 @@ class Usage:
     (or the pool's settings) cannot tell.
 
     wall            hand-over of the command to its exit seen by the caller
-    user, system    CPU time of the command and all its children
+    user, system    CPU time of the command and all its children (the split is
+                    sampled at clock ticks, as the kernel does: for runs of a few
+                    ms it may all land on one side; the sum is exact)
     cpu             user + system
     peak_memory     the container's memory peak (its cgroup's)
     nvcsw, nivcsw   voluntary and involuntary context switches (of the waited-for
@@ -97,7 +99,8 @@ class Usage:
                     without a quota
     throttled_time  time stopped by the quota
     cpu_wait        time the container's tasks were runnable but waited for a CPU
-                    (its cgroup's cpu.pressure), where the kernel tells
+                    (its cgroup's cpu.pressure; read with noise notes, i.e. in the
+                    bench profile), where the kernel tells
     oom_killed      whether the OOM killer ended a process of the container
     source          "cgroup" or "rusage": where the CPU times come from
     noise           notes on what may have disturbed the run (profile "bench"),
@@ -483,8 +486,22 @@ class Pool:
                     rusage (no memory peak)
     upper_size      size of each container's tmpfs upper ("256m"; default: the
                     memory limit, else the kernel's default)
+    noise           add noise notes to each run's usage (on in the bench profile)
+    zygote          park through pyrt-zygote processes (default; see below)
+    parallel        how many children are parked at once (default: one per CPU,
+                    at most 4 and at most size)
     env, cwd, hostname, user, aslr, mounts, read_only, cap_add, cap_drop, ...
                     as for pyrt.run (the spawn options of pyrt.process.build_spec)
+
+    Children are cloned by small pyrt-zygote helper processes (one per parallel
+    refill), not by this process: a clone copies the page tables of its parent,
+    which for a Python process with a big heap costs more than the container's
+    own setup, and makes this process's pages copy-on-write. This process is
+    still each container's parent (CLONE_PARENT): it waits for them and gets
+    their rusage. Each container's cgroup (when there is one) is reused by the
+    next container once emptied, its accounting taken afresh; its mount
+    namespace is held until the run is over, so that the unmounting happens in
+    the refill thread rather than in the container's exit.
 
     Thread-safe: many threads may call run() at once. close() (or leaving the
     `with` block) kills what is parked or still running and removes every cgroup,
@@ -530,7 +547,19 @@ class Pool:
         self._zygotes = []       # _Zygote: the pyrt-zygote processes parking for us
         self._free_slots = []    # cgroups ready for the next child
         self._all_cpus = None    # cpuset.cpus of the pool's cgroup parent
+        self._use_cgroup = False
+        self._runtime = None
+        self._cg_parent = f"pyrt/pool-{self._id}"
+        try:
+            self._setup(image, rootfs, network, memory, memory_swap, cpuset, cpus, pids_limit, root, measure,
+                        upper_size, env, cwd, hostname, user, noise, zygote, parallel, spawn_options)
+        except BaseException:
+            self.close()
+            raise
 
+    def _setup(self, image, rootfs, network, memory, memory_swap, cpuset, cpus, pids_limit, root, measure,
+               upper_size, env, cwd, hostname, user, noise, zygote, parallel, spawn_options):
+        size = self.size
         from pyrt.cgroups import Limits, format_cpuset, parse_cpuset
         from pyrt.mounts import Overlay
         from pyrt.process import DEFAULT_PATH, build_spec
@@ -589,7 +618,6 @@ class Pool:
         self._path = os.fsencode(self._env["PATH"])
         self._cwd = os.fsencode(cwd) if cwd else None
         self._spec.stdio = (_devnull(),) * 3
-        self._cg_parent = f"pyrt/pool-{self._id}"
         self._refill_affinity = None
         if self._pinned:
             try:
@@ -600,28 +628,24 @@ class Pool:
             except OSError:
                 pass
 
-        try:
-            if size > 0:
-                if parallel is None:
-                    ncpu = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-                    parallel = max(1, min(size, ncpu or 1, 4))
-                if zygote:
-                    for _ in range(max(1, int(parallel))):
-                        z = self._start_zygote()
-                        if z is None:
-                            break
-                        self._zygotes.append(z)
-                # the first child now: a bad rootfs, image or limit fails here
-                child = self._new_child(self._zygotes[0] if self._zygotes else None)
-                with self._lock:
-                    self._ready.append(child)
-                for z in self._zygotes or [None]:
-                    t = threading.Thread(target=self._refill, args=(z,), name=f"pyrt-pool-{self._id}", daemon=True)
-                    self._threads.append(t)
-                    t.start()
-        except BaseException:
-            self.close()
-            raise
+        if size > 0:
+            if parallel is None:
+                ncpu = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+                parallel = max(1, min(size, ncpu or 1, 4))
+            if zygote:
+                for _ in range(max(1, int(parallel))):
+                    z = self._start_zygote()
+                    if z is None:
+                        break
+                    self._zygotes.append(z)
+            # the first child now: a bad rootfs, image or limit fails here
+            child = self._new_child(self._zygotes[0] if self._zygotes else None)
+            with self._lock:
+                self._ready.append(child)
+            for z in self._zygotes or [None]:
+                t = threading.Thread(target=self._refill, args=(z,), name=f"pyrt-pool-{self._id}", daemon=True)
+                self._threads.append(t)
+                t.start()
 
     # -- children ---------------------------------------------------------------
     def _start_zygote(self):
@@ -1049,11 +1073,11 @@ class Pool:
                 for fd in fds:
                     if fd >= 0:
                         os.close(fd)
-            await _aio_exec_status(loop, child.errfd)
             status, ru, out, err = await _aio_command(loop, child.pidfd, in_w, input, out_r, err_r, timeout,
                                                       argv, ends)
             child.done = True
             wall = time.perf_counter() - t0
+            self._raise_exec_error(child)  # EOF on the error pipe: it exec'd
             usage = self._usage(child, ru, wall, before)
         except BaseException as e:
             if getattr(e, "pyrt_reaped", None):
@@ -1136,6 +1160,9 @@ class Pool:
         for slot in free:
             slot.remove()
         self._remove_cgroup_parent()
+        if self._runtime is not None:
+            self._runtime.close()
+            self._runtime = None
 
     def _remove_cgroup_parent(self):
         if not self._use_cgroup:
@@ -1181,30 +1208,6 @@ def _plain_notes(u: Usage) -> list:
 
 
 # -- asyncio -------------------------------------------------------------------------
-
-async def _aio_exec_status(loop, errfd):
-    """Wait (through the loop) until the child exec'd: EOF on its error pipe, or
-    raise its error record."""
-    import asyncio
-    fut = loop.create_future()
-
-    def ready():
-        if not fut.done():
-            fut.set_result(None)
-    loop.add_reader(errfd, ready)
-    try:
-        await fut
-    finally:
-        loop.remove_reader(errfd)
-    data = b""
-    while len(data) < _core.STATUS_RECORD_SIZE:
-        chunk = os.read(errfd, _core.STATUS_RECORD_SIZE - len(data))
-        if not chunk:
-            break
-        data += chunk
-    if data:
-        raise _core.parse_status(data)
-
 
 async def _aio_command(loop, pidfd, in_w, input, out_r, err_r, timeout, args, ends):
     """Feed input, read the outputs to their end and wait for the exit, all

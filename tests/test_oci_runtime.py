@@ -15,7 +15,6 @@ import os
 import shutil
 import signal
 import socket
-import stat
 import subprocess
 import sys
 import tarfile
@@ -329,6 +328,11 @@ def test_pause_resume(rt, make_bundle):
     assert rt("resume", cid).returncode == 0
     assert rt.state(cid)["status"] == "running"
     assert rt("resume", cid).returncode == 1
+    pid = rt.state(cid)["pid"]
+    assert rt("pause", cid).returncode == 0
+    assert rt("delete", "--force", cid).returncode == 0  # a frozen container goes too
+    _wait_for(lambda: b"sleep" not in _cmdline(pid), "the process to go")
+    assert _cgroup_dirs(cid) == []
 
 
 def test_state_survives_and_start_from_another_process(rt, make_bundle, tmp_shm):

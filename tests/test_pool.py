@@ -308,6 +308,8 @@ def test_pool_arun(rootfs):
                                          for i in range(12)))
         with pytest.raises(subprocess.TimeoutExpired):
             await pool.arun(["sleep", "60"], timeout=0.3)
+        with pytest.raises(SpawnError):
+            await pool.arun(["/no/such/program"])
         return results
 
     with Pool(rootfs=rootfs, size=3) as pool:

@@ -17,6 +17,19 @@ pyrt's C core.
 before the program (on the exec FIFO in the state directory) until `start`; a set-up
 error fails `create` itself. The process outlives `create` (engines adopt it as a
 subreaper). Options are taken with one or two dashes and `--opt=value`, as runc's.
+
+Where pyrt-runtime differs from runc:
+- cgroups are written directly (cgroupfs); --systemd-cgroup is refused with an
+  error. On a cgroup v2 host linux.resources.devices is not enforced (v2 needs an
+  eBPF program; on v1 and hybrid hosts the devices controller is used).
+- prestart and createRuntime hooks run once the container is fully set up (after
+  pivot_root, in its waiting state), in the runtime's namespaces; createContainer
+  hooks run in the container's namespaces except its mount namespace (so their
+  path resolves on the host), startContainer hooks in all of them.
+- processes started by `exec` join the container's namespaces and cgroups but get
+  no seccomp filter, and with -t the pty is their stdio without being their
+  controlling terminal. --preserve-fds is refused; --no-pivot is accepted and
+  ignored (pivot_root is always used).
 """
 from __future__ import annotations
 
@@ -655,7 +668,7 @@ def cmd_exec(g, args):
         if o.get("no_new_privs"):
             proc["noNewPrivileges"] = True
     # the process through the same validation as a config's
-    fake = {"ociVersion": "1.1.0", "process": proc, "root": {"path": c.rec.get("rootfs") or "/"},
+    fake = {"ociVersion": "1.1.0", "process": proc, "root": {"path": "/"},
             "linux": {"namespaces": [{"type": "mount"}]}}
     plan = rs.parse(fake, "/")
     spec = plan.spec
