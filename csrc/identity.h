@@ -36,6 +36,10 @@ int pyrt_setup_stdio(const int stdio[3], struct pyrt_error *e);
 int pyrt_setup_identity(int set_user, uid_t uid, gid_t gid, const gid_t *groups, size_t ngroups,
                         uint64_t caps, struct pyrt_error *e);
 
+/* The candidates for `file` along PATH (a "dir:dir" string, advanced in place), one
+ * per call into buf: 1 while there is one, 0 at the end. */
+int pyrt_path_next(const char **p, const char *file, char *buf, size_t cap);
+
 /* execvp, with the given PATH (NULL: PYRT_DEFAULT_PATH) rather than the caller's
  * environment. Returns only on failure, with e filled. */
 void pyrt_exec_path(const char *const *argv, const char *const *envp, const char *path,

@@ -344,26 +344,10 @@ static int check_program(const char *file, const char *path, struct pyrt_error *
         return pyrt_fail_errno(e, eacces ? EACCES : ENOENT, "exec", file);
     }
     const char *p = path ? path : PYRT_DEFAULT_PATH;
-    size_t flen = strlen(file);
     char buf[4096];
-    while (1) {
-        const char *end = strchr(p, ':');
-        size_t dlen = end ? (size_t)(end - p) : strlen(p);
-        if (dlen + flen + 2 <= sizeof buf) {
-            size_t n = 0;
-            if (dlen == 0)
-                buf[n++] = '.';
-            memcpy(buf + n, p, dlen);
-            n += dlen;
-            buf[n++] = '/';
-            memcpy(buf + n, file, flen + 1);
-            if (is_exec_file(buf, &eacces))
-                return 0;
-        }
-        if (!end)
-            break;
-        p = end + 1;
-    }
+    while (pyrt_path_next(&p, file, buf, sizeof buf))
+        if (is_exec_file(buf, &eacces))
+            return 0;
     return pyrt_fail_errno(e, eacces ? EACCES : ENOENT, "exec (not found in the container's PATH)", file);
 }
 
