@@ -630,9 +630,10 @@ def detect_storage_driver(runtime) -> str:
     if reason is not None and not runtime.quiet:
         print(f"pyrt: overlay is not usable for the store {runtime.store.root} ({reason}): "
               "using the copy storage driver", file=sys.stderr)
-    with open(memo + ".tmp", "w") as f:
+    tmp = f"{memo}.{os.getpid()}.tmp"  # two processes may probe at once: same answer
+    with open(tmp, "w") as f:
         f.write(driver + "\n")
-    os.rename(memo + ".tmp", memo)
+    os.rename(tmp, memo)
     return driver
 
 
