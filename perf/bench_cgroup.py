@@ -37,11 +37,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import common  # noqa: E402  (perf/common.py)
 
-try:
-    import pyperf
-except ImportError:  # pragma: no cover
-    sys.exit("bench_cgroup needs pyperf: pip install pyperf")
-
 ALL_BENCHES = ["run", "run+cgroup2", "run --memory", "run --all-limits", "join v1 (pre-made)"]
 QUICK_PYPERF_ARGS = ["-p", "2", "-n", "10", "-w", "1", "-l", "4"]
 TARGET_MS = 2.0
@@ -138,82 +133,65 @@ def set_favordynmods(lay):
 # --- main ------------------------------------------------------------------------
 
 def main():
-    runner = pyperf.Runner(add_cmdline_args=lambda cmd, args: cmd.extend(
-        ["--gap", str(args.gap)] + (["--state", args.state] if args.state else [])))
-    runner.argparser.add_argument("--quick", action="store_true", help="a short run (< 1 min)")
-    runner.argparser.add_argument("--gap", type=float, default=20.0,
-                                  help="idle ms before each iteration, untimed (default 20)")
-    runner.argparser.add_argument("--only", help="comma-separated benchmark names")
-    runner.argparser.add_argument("--favordynmods", action="store_true",
-                                  help="remount a cgroup hierarchy with favordynmods during the run")
-    runner.argparser.add_argument("--state", help=argparse_suppress())
-    if "--quick" in sys.argv:
-        sys.argv.remove("--quick")
-        sys.argv[1:1] = QUICK_PYPERF_ARGS
+    argv, _quick = common.pyperf_argv(sys.argv[1:], QUICK_PYPERF_ARGS)
+    runner = common.make_runner("bench_cgroup", argv)
+    ap = runner.argparser
+    ap.add_argument("--quick", action="store_true", help="a short run (< 1 min)")
+    ap.add_argument("--gap", type=float, default=20.0, help="idle ms before each iteration, untimed (default 20)")
+    ap.add_argument("--only", help="comma-separated benchmark names")
+    ap.add_argument("--favordynmods", action="store_true",
+                    help="remount a cgroup hierarchy with favordynmods during the run")
     args = runner.parse_args()
+    lay = None
 
-    if args.worker:
-        import json
-        with open(args.state) as f:
-            st = json.load(f)
-        run_benchmarks(runner, st)
-        return
-
-    if os.geteuid() != 0:
-        sys.exit("bench_cgroup needs root")
-    from pyrt import cgroups
-    lay = cgroups.layout()
-    wanted = ALL_BENCHES if not args.only else [n.strip() for n in args.only.split(",")]
-    skipped = {}
-    if not lay.unified:
-        skipped["run+cgroup2"] = "no cgroup2 hierarchy"
-    for name in ("run --memory", "run --all-limits"):
-        missing = [c for c in _limits(name).controllers() if lay.where(c) is None]
-        if missing:
-            skipped[name] = f"no {', '.join(missing)} controller"
-    if lay.where("memory") is None:
-        skipped["join v1 (pre-made)"] = "no memory controller"
-    elif lay.where("memory") == "v2":
-        skipped["join v1 (pre-made)"] = "memory is a cgroup2 controller here: nothing to join in v1"
-
-    scratch = st = None
-    restore = None
-    parent = f"pyrt-bench-{secrets.token_hex(3)}"
-    try:
-        scratch = common.Scratch(prefix="pyrt-bench-cgroup-")
+    def setup(args, scratch):
+        nonlocal lay
+        from pyrt import cgroups
+        lay = cgroups.layout()
+        wanted = ALL_BENCHES if not args.only else [n.strip() for n in args.only.split(",")]
+        skipped = {}
+        if not lay.unified:
+            skipped["run+cgroup2"] = "no cgroup2 hierarchy"
+        for name in ("run --memory", "run --all-limits"):
+            missing = [c for c in _limits(name).controllers() if lay.where(c) is None]
+            if missing:
+                skipped[name] = f"no {', '.join(missing)} controller"
+        if lay.where("memory") is None:
+            skipped["join v1 (pre-made)"] = "no memory controller"
+        elif lay.where("memory") == "v2":
+            skipped["join v1 (pre-made)"] = "memory is a cgroup2 controller here: nothing to join in v1"
         busybox, why = common.find_static_busybox()
         if busybox is None:
             sys.exit(f"bench_cgroup: {why}")
         st = {"lower": common.make_busybox_rootfs(scratch.sub("lower"), busybox),
               "upper": scratch.sub("upper"), "work": scratch.sub("work"), "gap": args.gap / 1e3,
-              "parent": parent, "benches": [n for n in wanted if n not in skipped]}
-        import json
-        args.state = os.path.join(scratch.path, "state.json")
-        with open(args.state, "w") as f:
-            json.dump(st, f)
-        runner.args.state = args.state
+              "parent": f"pyrt-bench-{secrets.token_hex(3)}", "skipped": skipped,
+              "benches": [n for n in wanted if n not in skipped]}
         if args.favordynmods:
-            restore = set_favordynmods(lay)
-            common.log(f"[setup] favordynmods on {restore[0]} (was: {restore[1]})")
-        fdm = cgroups.host_favors_dynmods(lay)
-        results = run_benchmarks(runner, st)
-        print_summary(results, st, skipped, lay, fdm, args.gap)
-    finally:
-        if restore is not None:
-            point, before = restore
+            st["restore"] = set_favordynmods(lay)  # last: cleanup() puts it back
+            common.log(f"[setup] favordynmods on {st['restore'][0]} (was: {st['restore'][1]})")
+        return st
+
+    def report(results, st):
+        from pyrt import cgroups
+        print_summary(results, st, st["skipped"], lay, cgroups.host_favors_dynmods(lay), args.gap)
+
+    def cleanup(scratch, st):
+        from pyrt import cgroups
+        if st and st.get("restore"):
+            point, before = st["restore"]
             remount(point, before)
             common.log(f"[cleanup] {point} back to: {_mount_fields(point)[1]}")
-        left = cgroups.prune(parent, remove_parent=True)
-        if any(not d.endswith(parent) for d in left):
-            common.log(f"[cleanup] removed leftover cgroups: {left}")
+        if st:
+            left = cgroups.prune(st["parent"], remove_parent=True)
+            if any(not d.endswith(st["parent"]) for d in left):
+                common.log(f"[cleanup] removed leftover cgroups: {left}")
         if scratch is not None:
             for p in scratch.cleanup():
                 common.log(f"[cleanup] {p}")
 
-
-def argparse_suppress():
-    import argparse
-    return argparse.SUPPRESS
+    common.run_main(runner, args, name="bench_cgroup", setup=setup, run_benchmarks=run_benchmarks,
+                    report=report, cleanup=cleanup, scratch_prefix="pyrt-bench-cgroup-")
 
 
 def print_summary(results, st, skipped, lay, fdm, gap):

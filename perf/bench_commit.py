@@ -28,7 +28,10 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import common  # noqa: E402  (perf/common.py)
 
 SEED = 20240607
 SOURCES = ("/usr/lib", "/usr/share", "/usr/bin", "/usr/libexec", "/usr/sbin")
@@ -178,17 +181,9 @@ def _report(times, size):
 
 
 def _quick(upper, out_dir, size, repeat):
-    times = {}
-    for name, fn in _cases(upper, out_dir):
-        fn()  # warm the page cache and the code paths
-        best = None
-        for _ in range(repeat):
-            t0 = time.perf_counter()
-            fn()
-            dt = time.perf_counter() - t0
-            best = dt if best is None else min(best, dt)
-        times[name] = best
-    _report(times, size)
+    # (best_of's warm-up call warms the page cache and the code paths)
+    _report({name: common.best_of(lambda: common.timed(fn), repeat) for name, fn in _cases(upper, out_dir)},
+            size)
 
 
 def main():
@@ -211,21 +206,17 @@ def main():
         return
 
     # pyperf: the manager builds the data once; its worker processes (this script
-    # again, with --data) only time.
-    import pyperf
-    sys.argv = [sys.argv[0]] + rest
-    runner = pyperf.Runner(values=3, warmups=1, processes=2, loops=1,
-                           add_cmdline_args=lambda cmd, a: cmd.extend(["--data", a.data]))
-    runner.argparser.add_argument("--data", help=argparse.SUPPRESS)
+    # again, with --scratch) only time.
+    runner = common.make_runner("bench_commit", rest, values=3, warmups=1, processes=2, loops=1)
     ns = runner.parse_args()
     base = None
-    if not ns.worker and not ns.data:
+    if not ns.worker and not ns.scratch:
         base = tempfile.mkdtemp(prefix="pyrt-bench-commit-", dir=args.dir)
         os.mkdir(os.path.join(base, "out"))
         make_changeset(os.path.join(base, "upper"))
-        ns.data = base
+        ns.scratch = base
     try:
-        upper, out_dir = os.path.join(ns.data, "upper"), os.path.join(ns.data, "out")
+        upper, out_dir = os.path.join(ns.scratch, "upper"), os.path.join(ns.scratch, "out")
         results = {}
         for name, fn in _cases(upper, out_dir):
             b = runner.bench_func(name, fn)

@@ -30,11 +30,10 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import find_tool, log  # noqa: E402
+from common import best_of, find_tool, log, timed  # noqa: E402
 
 FULL_MB = 180
 QUICK_MB = 50
@@ -345,9 +344,7 @@ GROUPS = {"unpack": add_unpack_benchmarks}
 def _timed(fn, dests):
     dest = dests.new()
     try:
-        t0 = time.perf_counter()
-        fn(dest)
-        return time.perf_counter() - t0
+        return timed(lambda: fn(dest))
     finally:
         Dest.drop(dest)
 
@@ -375,8 +372,7 @@ def main():
             for _, (cases, report) in groups:
                 times = {}
                 for _, name, fn, _ in cases:
-                    _timed(fn, dests)  # warm-up
-                    times[name] = min(_timed(fn, dests) for _ in range(3))
+                    times[name] = best_of(lambda: _timed(fn, dests))
                     log(f"  {name}: {times[name] * 1000:.0f} ms")
                 report(times)
             return

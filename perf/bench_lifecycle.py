@@ -78,9 +78,7 @@ What is fair, and what is special here:
 """
 from __future__ import annotations
 
-import argparse
 import itertools
-import json
 import os
 import secrets
 import signal
@@ -93,11 +91,6 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import common  # noqa: E402  (perf/common.py)
-
-try:
-    import pyperf
-except ImportError:  # pragma: no cover
-    sys.exit("bench_lifecycle needs pyperf: pip install pyperf")
 
 IMAGE = "busybox:latest"
 PODMAN_IMAGE = "localhost/busybox:latest"
@@ -116,7 +109,6 @@ TARGET_EXEC = 0.5    # exec at most 0.5x runc exec's
 TARGET_LIMIT_MS = 2.0
 
 _ids = itertools.count()
-_state_dir = None  # set in the main process; forwarded to the workers with --scratch
 
 
 # --- worker-side helpers -------------------------------------------------------
@@ -486,8 +478,6 @@ def setup(args, scratch) -> dict:
                 pass
 
     st["benches"] = [n for n in wanted if n not in st["skipped"]]
-    with open(os.path.join(scratch.path, "state.json"), "w") as f:
-        json.dump(st, f)
     return st
 
 
@@ -783,38 +773,18 @@ def _ms(s):
 
 
 def print_summary(results, st, mem, steps, ab):
-    med = {}
     print()
     print(f"Container lifecycle, busybox, stores on tmpfs, cgroups {st['cgroup_mode']}; "
           f"[spaced] = {st['gap'] * 1e3:g} ms idle before each, untimed")
-    print(f"{'benchmark':<34} {'median':>11} {'stdev':>10} {'values':>7}")
-    for name in ALL_BENCHES:
-        b = results.get(name)
-        if b is None:
-            if name in st["skipped"]:
-                print(f"{name:<34} {'skipped':>11}  ({st['skipped'][name][:110]})")
-            continue
-        med[name] = m = b.median()
-        sd = b.stdev() if b.get_nvalue() > 1 else 0.0
-        print(f"{name:<34} {_ms(m):>11} {sd * 1e3:7.2f} ms {b.get_nvalue():>7}")
-
-    def ratio(a, b, target=None):
-        if a not in med or b not in med:
-            return None
-        r = med[a] / med[b]
-        line = f"  {a} / {b} = {r:.3f}x"
-        if target is not None:
-            line += f"  (target <= {target}x: {'met' if r <= target else 'NOT met'})"
-        print(line)
-        return r
+    med = common.print_table(results, ALL_BENCHES, st["skipped"], width=34, why_width=110)
 
     print()
     print("Ratios and targets:")
-    ratio("exec pyrt API", "exec runc", TARGET_EXEC)
-    ratio("exec pyrt API [spaced]", "exec runc", TARGET_EXEC)
-    ratio("exec pyrt CLI", "exec runc", TARGET_EXEC)
-    ratio("cycle pyrt API", "cycle podman", TARGET_CYCLE)
-    ratio("cycle pyrt CLI", "cycle podman", TARGET_CYCLE)
+    line = "  {a} / {b} = {r:.3f}x"
+    common.print_ratios(med, [(f"exec pyrt {x}", "exec runc") for x in ("API", "API [spaced]", "CLI")], line,
+                        target=TARGET_EXEC)
+    common.print_ratios(med, [(f"cycle pyrt {x}", "cycle podman") for x in ("API", "CLI")], line,
+                        target=TARGET_CYCLE)
     for face in ("API", "CLI"):
         for mode in ("spaced", "b2b"):
             a, b = f"run --memory pyrt {face} [{mode}]", f"run pyrt {face} [{mode}]"
@@ -879,32 +849,10 @@ def print_summary(results, st, mem, steps, ab):
 
 # --- main --------------------------------------------------------------------------
 
-def _add_worker_args(cmd, args):
-    cmd.extend(("--scratch", _state_dir))
-
-
-def _raise_exit(signum, frame):
-    raise SystemExit(128 + signum)
-
-
 def main():
-    argv = sys.argv[1:]
-    quick = "--quick" in argv
-    if quick:
-        argv = [a for a in argv if a != "--quick"]
-        long_opts = {"-p": "--processes", "-n": "--values", "-w": "--warmups", "--min-time": "--min-time"}
-        extra = []
-        for i in range(0, len(QUICK_PYPERF_ARGS), 2):
-            opt, val = QUICK_PYPERF_ARGS[i:i + 2]
-            lo = long_opts.get(opt, opt)
-            if not any(a in (opt, lo) or a.startswith(lo + "=") for a in argv):
-                extra += [opt, val]
-        argv = extra + argv
-    sys.argv[1:] = argv
-
-    runner = pyperf.Runner(add_cmdline_args=_add_worker_args)
+    argv, quick = common.pyperf_argv(sys.argv[1:], QUICK_PYPERF_ARGS)
+    runner = common.make_runner("bench_lifecycle", argv)
     ap = runner.argparser
-    ap.add_argument("--scratch", help=argparse.SUPPRESS)
     ap.add_argument("--only", help="comma-separated benchmarks among: " + ", ".join(ALL_BENCHES))
     ap.add_argument("--gap", type=float, default=20.0,
                     help="idle ms before each iteration of the [spaced] benchmarks, untimed (default 20)")
@@ -913,45 +861,29 @@ def main():
     ap.add_argument("--memory-containers", type=int, default=3,
                     help="containers per tool for the memory figures (default 3; 0: skip)")
     args = runner.parse_args()
+    cgroups_before = None if args.worker else _pyrt_cgroup_children()
+    before = {}
 
-    if args.worker:
-        if not args.scratch:
-            raise SystemExit("bench_lifecycle worker started without --scratch")
-        common.die_with_parent()
-        with open(os.path.join(args.scratch, "state.json")) as f:
-            st = json.load(f)
-        run_benchmarks(runner, st)
-        return
+    def measure(runner, st):
+        before["fp"], before["load"] = pyrt_fingerprint(), os.getloadavg()
+        return run_benchmarks(runner, st)
 
-    if os.geteuid() != 0:
-        raise SystemExit("bench_lifecycle needs root (namespaces, mounts, cgroups)")
-    global _state_dir
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, _raise_exit)
-    scratch = st = None
-    cgroups_before = _pyrt_cgroup_children()
-    try:
-        scratch = common.Scratch(prefix="pyrt-lc-", size="1g", base="/dev/shm")
-        _state_dir = scratch.path
-        st = setup(args, scratch)
-        if not st["benches"]:
-            print("nothing to measure:", st["skipped"])
-            return
-        fp = pyrt_fingerprint()
-        load0 = os.getloadavg()
-        results = run_benchmarks(runner, st)
+    def report(results, st):
         load1 = os.getloadavg()
         steps = {} if args.no_breakdown else breakdown(st, 5 if quick else 20)
         ab = interleaved_limits(st, 10 if quick else 40)
         mem = measure_memory(st, args.memory_containers) if args.memory_containers > 0 else {}
-        st["notes"].append(f"load average (1 min) {load0[0]:.2f} before the benchmarks, {load1[0]:.2f} after, "
-                           f"on {os.cpu_count()} CPUs")
-        if pyrt_fingerprint() != fp:
+        st["notes"].append(f"load average (1 min) {before['load'][0]:.2f} before the benchmarks, {load1[0]:.2f} "
+                           f"after, on {os.cpu_count()} CPUs")
+        if pyrt_fingerprint() != before["fp"]:
             st["notes"].append("pyrt was reinstalled during the run (its .so / scripts changed): "
                                "the figures may mix two builds")
         print_summary(results, st, mem, steps, ab)
-    finally:
-        cleanup(scratch, st, cgroups_before)
+
+    common.run_main(runner, args, name="bench_lifecycle", why_root="namespaces, mounts, cgroups", setup=setup,
+                    run_benchmarks=run_benchmarks if args.worker else measure, report=report,
+                    cleanup=lambda scratch, st: cleanup(scratch, st, cgroups_before),
+                    scratch_prefix="pyrt-lc-", scratch_size="1g", scratch_base="/dev/shm")
 
 
 if __name__ == "__main__":

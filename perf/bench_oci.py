@@ -46,13 +46,10 @@ What is fair about it:
 """
 from __future__ import annotations
 
-import argparse
 import itertools
-import json
 import os
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import sysconfig
@@ -63,18 +60,12 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import common  # noqa: E402  (perf/common.py)
 
-try:
-    import pyperf
-except ImportError:  # pragma: no cover
-    sys.exit("bench_oci needs pyperf: pip install pyperf")
-
 RUNTIMES = ["pyrt-runtime", "pyrt-runtime -S", "runc", "crun"]
 PODMAN = ["podman/pyrt-runtime", "podman/runc", "podman/crun"]
 ALL_BENCHES = RUNTIMES + PODMAN + ["python -c pass"]
 QUICK_PYPERF_ARGS = ["-p", "1", "-n", "5", "-w", "1", "--min-time", "0.05"]
 PODMAN_ULIMITS = ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"]
 _ids = itertools.count()
-_state_dir = None
 
 
 # --- the timed loops (pyperf workers) ----------------------------------------------
@@ -252,8 +243,6 @@ def setup(args, scratch) -> dict:
                 if not ok:
                     skip(n, out[-300:])
     st["benches"] = [n for n in wanted if n not in st["skipped"]]
-    with open(os.path.join(scratch.path, "state.json"), "w") as f:
-        json.dump(st, f)
     return st
 
 
@@ -311,25 +300,14 @@ def cleanup(scratch, st):
 # --- report ----------------------------------------------------------------------------
 
 def print_summary(results, st):
-    med = {n: b.median() for n, b in results.items() if b is not None}
     print()
     print("OCI runtimes: /bin/true (busybox), mount+pid+uts+ipc+net namespaces, bundle from `runc spec`")
-    print(f"{'benchmark':<22} {'median':>11} {'stdev':>10} {'values':>7}")
-    for n, b in results.items():
-        if b is None:
-            continue
-        print(f"{n:<22} {b.median() * 1e3:8.2f} ms {b.stdev() * 1e3 if b.get_nvalue() > 1 else 0:7.2f} ms "
-              f"{b.get_nvalue():>7}")
+    med = common.print_table(results, list(results), {}, width=22)
     print()
-
-    def ratio(a, b):
-        if a in med and b in med:
-            print(f"  {a} / {b}: {med[a] / med[b]:.2f}x")
     print("ratios (below 1: the first is faster):")
-    for a, b in (("pyrt-runtime", "runc"), ("pyrt-runtime", "crun"), ("pyrt-runtime -S", "runc"),
-                 ("pyrt-runtime -S", "crun"), ("podman/pyrt-runtime", "podman/runc"),
-                 ("podman/pyrt-runtime", "podman/crun")):
-        ratio(a, b)
+    common.print_ratios(med, (("pyrt-runtime", "runc"), ("pyrt-runtime", "crun"), ("pyrt-runtime -S", "runc"),
+                              ("pyrt-runtime -S", "crun"), ("podman/pyrt-runtime", "podman/runc"),
+                              ("podman/pyrt-runtime", "podman/crun")))
     if "pyrt-runtime" in med and "runc" in med:
         verdict = "met" if med["pyrt-runtime"] <= med["runc"] else "NOT met"
         print(f"target pyrt-runtime no slower than runc: {verdict}")
@@ -385,58 +363,23 @@ def cpu_per_run(st, n):
     return out
 
 
-def _add_worker_args(cmd, args):
-    cmd.extend(("--scratch", _state_dir))
-
-
-def _raise_exit(signum, frame):
-    raise SystemExit(128 + signum)
-
-
 def main():
-    argv = sys.argv[1:]
-    quick = "--quick" in argv
-    if quick:
-        argv = [a for a in argv if a != "--quick"]
-        argv = QUICK_PYPERF_ARGS + argv
-    sys.argv[1:] = argv
-    runner = pyperf.Runner(add_cmdline_args=_add_worker_args)
+    argv, quick = common.pyperf_argv(sys.argv[1:], QUICK_PYPERF_ARGS)
+    runner = common.make_runner("bench_oci", argv)
     ap = runner.argparser
-    ap.add_argument("--scratch", help=argparse.SUPPRESS)
     ap.add_argument("--only", help="comma-separated benchmarks among: " + ", ".join(ALL_BENCHES))
     ap.add_argument("--no-podman", action="store_true", help="leave out the podman benchmarks")
     ap.add_argument("--no-install", action="store_true", help="do not apt-get install missing tools")
     ap.add_argument("--no-cpu", action="store_true", help="leave out the CPU-time table")
     args = runner.parse_args()
 
-    if args.worker:
-        if not args.scratch:
-            raise SystemExit("bench_oci worker started without --scratch")
-        common.die_with_parent()
-        with open(os.path.join(args.scratch, "state.json")) as f:
-            st = json.load(f)
-        run_benchmarks(runner, st)
-        return
-
-    if os.geteuid() != 0:
-        raise SystemExit("bench_oci needs root")
-    global _state_dir
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, _raise_exit)
-    scratch = st = None
-    try:
-        scratch = common.Scratch(prefix="pyrt-bench-oci-", size="1g")
-        _state_dir = scratch.path
-        st = setup(args, scratch)
-        if not st["benches"]:
-            print("nothing to measure:", st["skipped"])
-            return
-        results = run_benchmarks(runner, st)
+    def report(results, st):
         print_summary(results, st)
         if not args.no_cpu:
             cpu_per_run(st, 10 if quick else 30)
-    finally:
-        cleanup(scratch, st)
+
+    common.run_main(runner, args, name="bench_oci", setup=setup, run_benchmarks=run_benchmarks, report=report,
+                    cleanup=cleanup, scratch_prefix="pyrt-bench-oci-", scratch_size="1g")
 
 
 if __name__ == "__main__":

@@ -32,13 +32,10 @@ capabilities and no_new_privs. Needs root.
 """
 from __future__ import annotations
 
-import argparse
 import atexit
-import json
 import os
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -46,11 +43,6 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import common  # noqa: E402  (perf/common.py)
-
-try:
-    import pyperf
-except ImportError:  # pragma: no cover
-    sys.exit("bench_pool needs pyperf: pip install pyperf")
 
 C_LOOP_REFERENCE_RATE = 410.0  # containers/s of the reference C loop on one core (issue 7)
 TARGET_RATE_FRACTION = 0.90    # pool >= 90 % of the C loop per core
@@ -116,8 +108,6 @@ int main(int argc, char **argv)
     return 0;
 }
 """
-
-_state_dir = None  # set in the main process by setup(); forwarded to the workers
 
 
 # --- the timed loops (pyperf workers) --------------------------------------------------
@@ -314,8 +304,6 @@ def setup(args, scratch) -> dict:
                 skip("crun", out)
 
     st["benches"] = [n for n in wanted if n not in st["skipped"]]
-    with open(os.path.join(scratch.path, "state.json"), "w") as f:
-        json.dump(st, f)
     return st
 
 
@@ -379,10 +367,8 @@ def print_summary(results, st, pinned):
         print(f"{name:<14} {med[name] * 1e3:7.3f} ms {rate:>12} {b.get_nvalue():>7}")
     print()
     print("Ratios (rates):")
-    for a, b in (("pool", "C loop"), ("pool+measure", "C loop"), ("pool", "pyrt.run"), ("pool", "crun"),
-                 ("C loop", "crun")):
-        if a in med and b in med:
-            print(f"  {a} / {b}: {med[b] / med[a]:.2f}")
+    common.print_ratios(med, (("pool", "C loop"), ("pool+measure", "C loop"), ("pool", "pyrt.run"),
+                              ("pool", "crun"), ("C loop", "crun")), "  {a} / {b}: {r:.2f}", rates=True)
     if "pool" in med:
         if "C loop" in med:
             f = med["C loop"] / med["pool"]
@@ -401,29 +387,10 @@ def print_summary(results, st, pinned):
 
 # --- main -------------------------------------------------------------------------------
 
-def _add_worker_args(cmd, args):
-    cmd.extend(("--scratch", _state_dir))
-
-
-def _raise_exit(signum, frame):
-    raise SystemExit(128 + signum)
-
-
 def main():
-    argv = sys.argv[1:]
-    quick = "--quick" in argv
+    argv, _quick = common.pyperf_argv(sys.argv[1:], QUICK_PYPERF_ARGS)
     all_cpus = "--all-cpus" in argv
-    argv = [a for a in argv if a not in ("--quick", "--all-cpus")]
-    if quick:
-        given = set(argv)
-        long_opts = {"-p": "--processes", "-n": "--values", "-w": "--warmups", "--min-time": "--min-time"}
-        extra = []
-        for i in range(0, len(QUICK_PYPERF_ARGS), 2):
-            opt, val = QUICK_PYPERF_ARGS[i:i + 2]
-            if opt not in given and long_opts.get(opt) not in given and \
-                    not any(a.startswith(long_opts.get(opt, opt) + "=") for a in argv):
-                extra += [opt, val]
-        argv = extra + argv
+    argv = [a for a in argv if a != "--all-cpus"]
     pinned = None
     if not all_cpus and "--worker" not in argv and not any(a.startswith("--affinity") for a in argv):
         pinned = str(sorted(os.sched_getaffinity(0))[-1])
@@ -434,40 +401,15 @@ def main():
                 pinned = a.split("=", 1)[1]
             elif a == "--affinity" and i + 1 < len(argv):
                 pinned = argv[i + 1]
-    sys.argv[1:] = argv
-
-    runner = pyperf.Runner(add_cmdline_args=_add_worker_args)
+    runner = common.make_runner("bench_pool", argv)
     ap = runner.argparser
-    ap.add_argument("--scratch", help=argparse.SUPPRESS)
     ap.add_argument("--only", help="comma-separated benchmarks among: " + ", ".join(ALL_BENCHES))
     ap.add_argument("--no-install", action="store_true", help="do not apt-get install missing tools")
     ap.add_argument("--paired", type=int, default=5, metavar="ROUNDS",
                     help="rounds of the paired C loop / pool comparison (0: none)")
     args = runner.parse_args()
 
-    if args.worker:
-        if not args.scratch:
-            raise SystemExit("bench_pool worker started without --scratch")
-        common.die_with_parent()
-        with open(os.path.join(args.scratch, "state.json")) as f:
-            st = json.load(f)
-        run_benchmarks(runner, st)
-        return
-
-    if os.geteuid() != 0:
-        raise SystemExit("bench_pool needs root (namespaces, mounts)")
-    global _state_dir
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, _raise_exit)
-    scratch = st = None
-    try:
-        scratch = common.Scratch(prefix="pyrt-bench-pool-")
-        _state_dir = scratch.path
-        st = setup(args, scratch)
-        if not st["benches"]:
-            print("nothing to measure:", st["skipped"])
-            return
-        results = run_benchmarks(runner, st)
+    def report(results, st):
         if any(v is not None for v in results.values()):
             print_summary(results, st, pinned)
         if args.paired and {"C loop", "pool"} <= set(st["benches"]):
@@ -486,8 +428,10 @@ def main():
             q = lambda f: walls[min(len(walls) - 1, int(f * len(walls)))] * 1e3  # noqa: E731
             print(f"  pool per-run latency in these rounds: median {q(0.5):.3f} ms, p10 {q(0.1):.3f}, "
                   f"p90 {q(0.9):.3f}, p99 {q(0.99):.3f} ms (target < {TARGET_LATENCY * 1e3:.1f} ms)")
-    finally:
-        cleanup(scratch, st)
+
+    common.run_main(runner, args, name="bench_pool", why_root="namespaces, mounts", setup=setup,
+                    run_benchmarks=run_benchmarks, report=report, cleanup=cleanup,
+                    scratch_prefix="pyrt-bench-pool-")
 
 
 if __name__ == "__main__":

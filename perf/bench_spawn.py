@@ -56,23 +56,15 @@ What each one does, and what is fair about the comparison:
 """
 from __future__ import annotations
 
-import argparse
 import itertools
-import json
 import os
 import secrets
-import signal
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import common  # noqa: E402  (perf/common.py)
-
-try:
-    import pyperf
-except ImportError:  # pragma: no cover
-    sys.exit("bench_spawn needs pyperf: pip install pyperf")
 
 C_LOOP_REFERENCE = 2.4e-3  # a minimal C loop doing the same work, this kind of machine
 TARGET_RUN_FACTOR = 1.5    # pyrt.run within 1.5x of it
@@ -81,7 +73,6 @@ ALL_BENCHES = ["pyrt.run", "pyrt CLI", "runc", "crun", "crun+unshare", "bwrap"]
 QUICK_PYPERF_ARGS = ["-p", "1", "-n", "5", "-w", "1", "--min-time", "0.05"]
 
 _ids = itertools.count()
-_state_dir = None  # set in the main process by setup(); forwarded to the workers
 
 
 # --- the timed loops (they run in pyperf worker processes) ---------------------
@@ -167,16 +158,6 @@ def run_benchmarks(runner, st) -> dict:
 
 # --- setup and clean-up (main process) -----------------------------------------
 
-def find_pyrt_cli():
-    """The installed `pyrt` script next to this interpreter, not a pyenv shim
-    (a shim is a bash script that runs `pyenv exec`: tens of ms more)."""
-    cand = os.path.join(os.path.dirname(sys.executable), "pyrt")
-    if os.access(cand, os.X_OK):
-        return cand
-    import shutil
-    return shutil.which("pyrt")
-
-
 def setup(args, scratch) -> dict:
     install = not args.no_install
     wanted = ALL_BENCHES if not args.only else [n.strip() for n in args.only.split(",") if n.strip()]
@@ -185,7 +166,6 @@ def setup(args, scratch) -> dict:
         raise SystemExit(f"unknown benchmark(s) {unknown}; known: {', '.join(ALL_BENCHES)}")
 
     st = {"prefix": f"pyrtbench-{secrets.token_hex(3)}", "tools": {}, "skipped": {}, "notes": []}
-    st["state_dir"] = scratch.path
     busybox, why = common.find_static_busybox(install=install)
     if busybox is None:
         raise SystemExit(f"bench_spawn: {why}")
@@ -218,7 +198,7 @@ def setup(args, scratch) -> dict:
 
     # pyrt CLI
     if "pyrt CLI" in wanted:
-        cli = find_pyrt_cli()
+        cli = common.find_pyrt_cli()
         env = dict(os.environ, PYRT_ROOT=st["pyrt_store"])
         if not cli:
             skip("pyrt CLI", "no `pyrt` script installed (pip install -e .)")
@@ -316,8 +296,6 @@ def setup(args, scratch) -> dict:
                 skip("bwrap", out)
 
     st["benches"] = [n for n in wanted if n not in st["skipped"]]
-    with open(os.path.join(scratch.path, "state.json"), "w") as f:
-        json.dump(st, f)
     return st
 
 
@@ -348,31 +326,19 @@ def cleanup(scratch, st):
 
 # --- report ----------------------------------------------------------------------
 
-def fmt_ms(seconds):
-    return f"{seconds * 1e3:8.2f} ms"
-
-
 def print_summary(results, st):
-    med = {}
     print()
     print("Container start-up, /bin/true (busybox) on a tmpfs rootfs; "
           "mount+pid+uts+ipc+net namespaces")
-    print(f"{'benchmark':<14} {'median':>11} {'stdev':>10} {'values':>7}  {'/ pyrt.run':>10}")
     base = None
     if results.get("pyrt.run") is not None:
         base = results["pyrt.run"].median()
-    for name in ALL_BENCHES:
-        bench = results.get(name)
-        if bench is None:
-            why = st["skipped"].get(name)
-            if why:
-                print(f"{name:<14} {'skipped':>11}  ({why[:100]})")
-            continue
-        m = bench.median()
-        med[name] = m
-        sd = bench.stdev() if bench.get_nvalue() > 1 else 0.0
-        ratio = f"{m / base:9.2f}x" if base else ""
-        print(f"{name:<14} {fmt_ms(m):>11} {sd * 1e3:7.2f} ms {bench.get_nvalue():>7}  {ratio:>10}")
+
+    def ratio(name, m):
+        return f"  {f'{m / base:9.2f}x' if base else '':>10}"
+    med = common.print_table(results, ALL_BENCHES, st["skipped"], width=14, extra=ratio,
+                             extra_header=f"  {'/ pyrt.run':>10}")
+
     def compare(a, b):
         r = med[b] / med[a]
         return f"{r:6.2f}x faster than" if r >= 1 else f"{1 / r:6.2f}x slower than"
@@ -449,67 +415,24 @@ def breakdown(st, n):
 
 # --- main --------------------------------------------------------------------------
 
-def _add_worker_args(cmd, args):
-    cmd.extend(("--scratch", _state_dir))
-
-
-def _raise_exit(signum, frame):
-    raise SystemExit(128 + signum)
-
-
 def main():
-    argv = sys.argv[1:]
-    quick = "--quick" in argv
-    if quick:
-        argv = [a for a in argv if a != "--quick"]
-        given = set(argv)
-        extra = []
-        for i in range(0, len(QUICK_PYPERF_ARGS), 2):
-            opt, val = QUICK_PYPERF_ARGS[i:i + 2]
-            long_opts = {"-p": "--processes", "-n": "--values", "-w": "--warmups"}
-            if opt not in given and long_opts.get(opt) not in given and not any(
-                    a.startswith((long_opts.get(opt, opt) + "=")) for a in argv):
-                extra += [opt, val]
-        argv = extra + argv
-    sys.argv[1:] = argv
-
-    runner = pyperf.Runner(add_cmdline_args=_add_worker_args)
+    argv, quick = common.pyperf_argv(sys.argv[1:], QUICK_PYPERF_ARGS)
+    runner = common.make_runner("bench_spawn", argv)
     ap = runner.argparser
-    ap.add_argument("--scratch", help=argparse.SUPPRESS)
     ap.add_argument("--only", help="comma-separated benchmarks among: " + ", ".join(ALL_BENCHES))
     ap.add_argument("--no-install", action="store_true", help="do not apt-get install missing tools")
     ap.add_argument("--breakdown", action="store_true", help="also time pyrt.run's parts (main process)")
     args = runner.parse_args()
 
-    if args.worker:
-        if not args.scratch:
-            raise SystemExit("bench_spawn worker started without --scratch")
-        common.die_with_parent()
-        with open(os.path.join(args.scratch, "state.json")) as f:
-            st = json.load(f)
-        run_benchmarks(runner, st)
-        return
-
-    if os.geteuid() != 0:
-        raise SystemExit("bench_spawn needs root (namespaces, mounts)")
-    global _state_dir
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, _raise_exit)
-    scratch = st = None
-    try:
-        scratch = common.Scratch(prefix="pyrt-bench-spawn-")
-        _state_dir = scratch.path
-        st = setup(args, scratch)
-        if not st["benches"]:
-            print("nothing to measure:", st["skipped"])
-            return
-        results = run_benchmarks(runner, st)
+    def report(results, st):
         if any(v is not None for v in results.values()):
             print_summary(results, st)
         if args.breakdown:
             breakdown(st, 50 if quick else 300)
-    finally:
-        cleanup(scratch, st)
+
+    common.run_main(runner, args, name="bench_spawn", why_root="namespaces, mounts", setup=setup,
+                    run_benchmarks=run_benchmarks, report=report, cleanup=cleanup,
+                    scratch_prefix="pyrt-bench-spawn-")
 
 
 if __name__ == "__main__":

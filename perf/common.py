@@ -9,21 +9,29 @@
   over cgroup.controllers) in a private mount namespace makes it work;
 - Spawner: start a command and wait for it with as little launcher cost as
   possible (posix_spawn + waitpid), the same for every tool compared;
-- clean-up of containers and cgroups that runc/crun could leave behind.
+- clean-up of containers and cgroups that runc/crun could leave behind;
+- the pyperf scaffolding of the benchmarks: --quick (pyperf_argv), a Runner
+  whose workers get the scratch directory (make_runner), and the main process
+  with its Scratch, set-up, clean-up and summary (run_main); the summary table
+  of medians (print_table) and ratio lines (print_ratios); best_of for the
+  plain (non-pyperf) quick modes.
 
 Everything here needs root, as the benchmarks do.
 """
 from __future__ import annotations
 
+import argparse
 import ctypes
 import ctypes.util
 import json
 import os
 import shutil
+import signal
 import struct
 import subprocess
 import sys
 import tempfile
+import time
 
 # --- tools ---------------------------------------------------------------
 
@@ -546,3 +554,141 @@ def parent_pid(pid) -> int:
             if line.startswith("PPid:"):
                 return int(line.split()[1])
     raise OSError(f"no PPid in /proc/{pid}/status")
+
+
+# --- pyperf scaffolding ----------------------------------------------------------
+
+# pyperf's short options -> their long spelling (for "did the user give it?")
+_PYPERF_LONG = {"-p": "--processes", "-n": "--values", "-w": "--warmups", "-l": "--loops"}
+
+
+def pyperf_argv(argv, quick_args) -> tuple[list[str], bool]:
+    """Take --quick out of argv; with it, put the (option, value) pairs of
+    quick_args in front, except those the user gave (as -p, --processes or
+    --processes=N). Returns (argv, quick)."""
+    quick = "--quick" in argv
+    argv = [a for a in argv if a != "--quick"]
+    if quick:
+        extra = []
+        for i in range(0, len(quick_args), 2):
+            opt, val = quick_args[i:i + 2]
+            lo = _PYPERF_LONG.get(opt, opt)
+            if not any(a in (opt, lo) or a.startswith(lo + "=") for a in argv):
+                extra += [opt, val]
+        argv = extra + argv
+    return argv, quick
+
+
+def _add_scratch_arg(cmd, args):
+    cmd.extend(("--scratch", args.scratch))
+
+
+def make_runner(name, argv, **runner_kwargs):
+    """A pyperf.Runner for the options argv (set as sys.argv[1:]), with a
+    hidden --scratch option that every worker gets: the main process's scratch
+    directory, where run_main leaves state.json."""
+    try:
+        import pyperf
+    except ImportError:  # pragma: no cover
+        sys.exit(f"{name} needs pyperf: pip install pyperf")
+    sys.argv[1:] = argv
+    runner = pyperf.Runner(add_cmdline_args=_add_scratch_arg, **runner_kwargs)
+    runner.argparser.add_argument("--scratch", help=argparse.SUPPRESS)
+    return runner
+
+
+def _raise_exit(signum, frame):
+    raise SystemExit(128 + signum)
+
+
+def exit_on_signals():
+    """SIGTERM and SIGHUP raise SystemExit, so that the finally: clean-up runs."""
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _raise_exit)
+
+
+def run_main(runner, args, *, name, setup, run_benchmarks, report, cleanup, why_root=None,
+             scratch_prefix=None, scratch_size="512m", scratch_base=None):
+    """The body of a benchmark's main() once runner.parse_args() is done.
+
+    A worker (pyperf started it): load the state of the main process from
+    --scratch/state.json, die with the parent, run_benchmarks(runner, st).
+
+    The main process (root only): a Scratch; st = setup(args, scratch), a
+    JSON-able dict whose "benches" lists what to run (its "skipped" is printed
+    when there is nothing), saved as state.json for the workers; results =
+    run_benchmarks(runner, st); report(results, st); and in any case
+    cleanup(scratch, st) (scratch and st may be None), also on SIGTERM/SIGHUP."""
+    if args.worker:
+        if not args.scratch:
+            raise SystemExit(f"{name} worker started without --scratch")
+        die_with_parent()
+        with open(os.path.join(args.scratch, "state.json")) as f:
+            st = json.load(f)
+        run_benchmarks(runner, st)
+        return
+    if os.geteuid() != 0:
+        raise SystemExit(f"{name} needs root" + (f" ({why_root})" if why_root else ""))
+    exit_on_signals()
+    scratch = st = None
+    try:
+        scratch = Scratch(prefix=scratch_prefix or f"pyrt-{name.replace('_', '-')}-", size=scratch_size,
+                          base=scratch_base)
+        args.scratch = scratch.path  # for the workers' command line
+        st = setup(args, scratch)
+        if not st["benches"]:
+            print("nothing to measure:", st["skipped"])
+            return
+        with open(os.path.join(scratch.path, "state.json"), "w") as f:
+            json.dump(st, f)
+        report(run_benchmarks(runner, st), st)
+    finally:
+        cleanup(scratch, st)
+
+
+# --- summaries -------------------------------------------------------------------
+
+def print_table(results, names, skipped, *, width, why_width=100, extra=None, extra_header=""):
+    """One line per benchmark of `names`: median and stdev in ms, number of
+    values, and extra(name, median) when given; "skipped (why)" for a name in
+    `skipped` without a result. Returns {name: median}."""
+    med = {}
+    print(f"{'benchmark':<{width}} {'median':>11} {'stdev':>10} {'values':>7}{extra_header}")
+    for name in names:
+        b = results.get(name)
+        if b is None:
+            if name in skipped:
+                print(f"{name:<{width}} {'skipped':>11}  ({skipped[name][:why_width]})")
+            continue
+        med[name] = m = b.median()
+        sd = b.stdev() if b.get_nvalue() > 1 else 0.0
+        line = f"{name:<{width}} {m * 1e3:8.2f} ms {sd * 1e3:7.2f} ms {b.get_nvalue():>7}"
+        print(line + (extra(name, m) if extra else ""))
+    return med
+
+
+def print_ratios(med, pairs, line="  {a} / {b}: {r:.2f}x", *, rates=False, target=None):
+    """For each (a, b) of pairs measured both: `line` with r = med[a] / med[b]
+    (med[b] / med[a], the ratio of the rates, when rates), followed by
+    "(target <= T: met)" when a target is given."""
+    for a, b in pairs:
+        if a in med and b in med:
+            r = med[b] / med[a] if rates else med[a] / med[b]
+            out = line.format(a=a, b=b, r=r)
+            if target is not None:
+                out += f"  (target <= {target}x: {'met' if r <= target else 'NOT met'})"
+            print(out)
+
+
+def best_of(time_once, repeat=3) -> float:
+    """A warm-up call of time_once() (which returns seconds), then the smallest
+    of `repeat` more."""
+    time_once()
+    return min(time_once() for _ in range(repeat))
+
+
+def timed(fn) -> float:
+    """Seconds that fn() takes."""
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
