@@ -535,11 +535,12 @@ class Container:
     def commit(self, repository=None, tag=None, message=None, author=None, changes=None, conf=None,
                compression="gzip"):
         """A new image: this container's changes as one layer on top of its image."""
+        from pyrt.oci.config import normalize_changes
         from pyrt.store.commit import write_layer_blob
         image = self.image
-        config_changes = dict(conf or {})
-        for line in ([changes] if isinstance(changes, str) else (changes or [])):
-            apply_change(config_changes, line, image.config.get("config", {}))
+        config_changes = ([dict(conf)] if conf else []) + ([changes] if isinstance(changes, str) else
+                                                           list(changes or []))
+        normalize_changes(config_changes)  # a bad --change fails before any layer is written
         store = self._c.store
         tmp = store.mkdtemp("commit-")
         try:
@@ -682,68 +683,6 @@ def _alive(pid: int) -> bool:
 def _rmtree(path):
     from pyrt.store.layers import rmtree
     rmtree(path)
-
-
-def apply_change(cfg: dict, line: str, base: dict) -> None:
-    """One Dockerfile-style `--change` (CMD, ENTRYPOINT, ENV, WORKDIR, USER, LABEL,
-    EXPOSE, VOLUME, STOPSIGNAL) applied to the config overrides `cfg`."""
-    word, _, rest = line.strip().partition(" ")
-    word, rest = word.upper(), rest.strip()
-    if not rest:
-        raise InvalidArgument(f"invalid change {line!r}: {word} needs a value")
-
-    def json_or_shell(text):
-        if text.startswith("["):
-            try:
-                v = json.loads(text)
-            except ValueError:
-                raise InvalidArgument(f"invalid change {line!r}: bad JSON array") from None
-            if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
-                raise InvalidArgument(f"invalid change {line!r}: expected a JSON array of strings")
-            return v
-        return ["/bin/sh", "-c", text]
-
-    if word == "CMD":
-        cfg["Cmd"] = json_or_shell(rest)
-    elif word == "ENTRYPOINT":
-        cfg["Entrypoint"] = json_or_shell(rest)
-    elif word == "ENV":
-        env = _env_list_to_dict(cfg.get("Env", base.get("Env")))
-        if "=" in rest.split(" ", 1)[0]:
-            import shlex
-            for item in shlex.split(rest):
-                k, _, v = item.partition("=")
-                env[k] = v
-        else:
-            k, _, v = rest.partition(" ")
-            env[k] = v.strip()
-        cfg["Env"] = [f"{k}={v}" for k, v in env.items()]
-    elif word == "WORKDIR":
-        cfg["WorkingDir"] = rest
-    elif word == "USER":
-        cfg["User"] = rest
-    elif word == "LABEL":
-        import shlex
-        labels = dict(cfg.get("Labels", base.get("Labels") or {}))
-        for item in shlex.split(rest):
-            k, _, v = item.partition("=")
-            labels[k] = v
-        cfg["Labels"] = labels
-    elif word == "EXPOSE":
-        ports = dict(cfg.get("ExposedPorts", base.get("ExposedPorts") or {}))
-        for p in rest.split():
-            ports[p if "/" in p else p + "/tcp"] = {}
-        cfg["ExposedPorts"] = ports
-    elif word == "VOLUME":
-        vols = dict(cfg.get("Volumes", base.get("Volumes") or {}))
-        for v in (json.loads(rest) if rest.startswith("[") else rest.split()):
-            vols[v] = {}
-        cfg["Volumes"] = vols
-    elif word == "STOPSIGNAL":
-        cfg["StopSignal"] = rest
-    else:
-        raise InvalidArgument(f"invalid change {line!r}: {word} is not one of CMD, ENTRYPOINT, ENV, "
-                              "WORKDIR, USER, LABEL, EXPOSE, VOLUME, STOPSIGNAL")
 
 
 class ContainerCollection:

@@ -55,7 +55,7 @@ def parse_change(line: str) -> dict:
     instr = instr.upper()
     rest = rest.strip()
     if instr not in _INSTRUCTIONS:
-        raise InvalidArgument(f"unsupported --change instruction {instr!r}: expected one of "
+        raise InvalidArgument(f"invalid change {line.strip()!r}: {instr} is not one of "
                               + ", ".join(sorted(_INSTRUCTIONS)))
     if instr in ("CMD", "ENTRYPOINT"):
         if not rest:
