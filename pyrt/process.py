@@ -8,7 +8,7 @@ import threading
 import time
 
 from pyrt import _core, caps
-from pyrt.mounts import Bind, Overlay, Tmpfs, to_c as _mounts_to_c
+from pyrt.mounts import Overlay, to_c as _mounts_to_c
 
 # The values subprocess uses, so either module's constants work with both.
 PIPE = -1
@@ -451,7 +451,7 @@ def spawn(args, rootfs=None, **kwargs) -> Process:
 
 
 def run(args, rootfs=None, *, input=None, capture_output=False, timeout=None, check=False, profile=None,
-        **kwargs) -> CompletedProcess:
+        **kwargs):
     """Run `args` in a new container and wait for it (like subprocess.run).
     profile="bench": a measured run (pyrt.pool.run; `usage` is then a pyrt.pool.Usage)."""
     if profile is not None:
