@@ -962,14 +962,17 @@ def _unpack_jobs(jobs, progress=None):
     """Unpacks [(LayerPlan, blob path, dest dir)] in parallel; returns [(diff_id, size)].
     A rejected layer raises ImageFormatError naming it."""
     from .store import unpack as _u
-    specs = [{"source": src, "dest": dest, "media_type": lp.media_type, "expected_diff_id": lp.diff_id}
-             for lp, src, dest in jobs]
+    # the blob was verified against its digest when stored: for an uncompressed layer
+    # that digest is the diff_id, so the unpacker need not hash it again
+    specs = [{"source": src, "dest": dest, "media_type": lp.media_type, "expected_diff_id": lp.diff_id,
+              "source_digest": lp.digest} for lp, src, dest in jobs]
     try:
         if len(jobs) > 1 and hasattr(_u, "unpack_layers_parallel"):
             results = _u.unpack_layers_parallel(specs)
         else:
             results = [_u.unpack_layer(s["source"], s["dest"], media_type=s["media_type"],
-                                       expected_diff_id=s["expected_diff_id"]) for s in specs]
+                                       expected_diff_id=s["expected_diff_id"], source_digest=s["source_digest"])
+                       for s in specs]
     except LayerError as e:
         msg = str(e)
         if msg.startswith("layer: "):
