@@ -26,11 +26,12 @@
 
 #include "err.h"
 #include "identity.h"
+#include "specpack.h"
 #include "syscalls.h"
 
 extern char **environ;
 
-#define SPEC_MAGIC "PYRTMON1"
+#define SPEC_MAGIC "PYRTMON2"
 
 /* What the monitor (or the child that execs it) tells the caller. */
 struct report {
@@ -44,7 +45,8 @@ struct report {
 /* -- the serialized spec -------------------------------------------------------
  * A flat little-endian-host stream of u64s and strings (u64 length with the NUL,
  * 0 for NULL, then the bytes); string vectors as a u64 count (UINT64_MAX for
- * NULL) then the strings. Written and read on the same machine by the same build. */
+ * NULL) then the strings. Written and read on the same machine by the same build.
+ * The spec itself is in it as pyrt_spec_pack (specpack.h) makes it. */
 
 struct wbuf {
     char *p;
@@ -198,56 +200,42 @@ struct monitor_cfg {
     int stdin_fd;
 };
 
-static void serialize(struct wbuf *b, const struct pyrt_spawn_spec *s, int cgroup_fd,
-                      const int *procs, const struct pyrt_monitor_spec *m, int stdin_fd)
+/* The stream: SPEC_MAGIC, the spec as pyrt_spec_pack makes it (a u64 length,
+ * then the bytes, 8-aligned in the file), then what pack leaves out: the cgroup
+ * fds (numbers valid in the monitor), then the monitor's own settings. */
+static int serialize(struct wbuf *b, const struct pyrt_spawn_spec *s, int cgroup_fd, const int *procs,
+                     const struct pyrt_monitor_spec *m, int stdin_fd, struct pyrt_error *e)
 {
+    if (s->oci) /* only the OCI runtime sets it, and it runs no monitor */
+        return pyrt_fail_errno(e, EINVAL, "start monitor", "OCI options cannot go through the monitor");
+    char *packed = NULL;
+    ssize_t n = -1;
+    for (size_t cap = 64 * 1024; n < 0 && cap <= ((size_t)1 << 30); cap *= 2) {
+        char *q = realloc(packed, cap);
+        if (!q) {
+            free(packed);
+            return pyrt_fail_errno(e, ENOMEM, "start monitor", "");
+        }
+        packed = q;
+        n = pyrt_spec_pack(s, packed, cap, e);
+        if (n < 0 && e->err != E2BIG) {
+            free(packed);
+            return -1;
+        }
+    }
+    if (n < 0) {
+        free(packed);
+        return -1;
+    }
     wput(b, SPEC_MAGIC, 8);
-    wstrv(b, s->argv);
-    wstrv(b, s->envp);
-    wstr(b, s->path);
-    wstr(b, s->cwd);
-    wstr(b, s->rootfs);
-    wstrn(b, s->lowerdirs, s->nlower);
-    wstr(b, s->upperdir);
-    wstr(b, s->workdir);
-    wstr(b, s->overlay_options);
-    wstr(b, s->anchor);
-    wi64(b, s->readonly_root);
-    wu64(b, s->clone_flags);
-    wu64(b, s->setup);
-    wstr(b, s->hostname);
-    wu64(b, s->nmounts);
-    for (size_t i = 0; i < s->nmounts; i++) {
-        wi64(b, s->mounts[i].kind);
-        wu64(b, s->mounts[i].flags);
-        wstr(b, s->mounts[i].source);
-        wstr(b, s->mounts[i].target);
-        wstr(b, s->mounts[i].data);
-    }
-    wstrv(b, s->masked_paths);
-    wstrv(b, s->readonly_paths);
-    wi64(b, s->set_user);
-    wu64(b, s->uid);
-    wu64(b, s->gid);
-    wu64(b, s->ngroups);
-    for (size_t i = 0; i < s->ngroups; i++)
-        wu64(b, s->groups[i]);
-    wu64(b, s->caps);
-    wi64(b, s->umask);
-    wu64(b, s->nrlimits);
-    for (size_t i = 0; i < s->nrlimits; i++) {
-        wi64(b, s->rlimits[i].resource);
-        wu64(b, s->rlimits[i].limit.rlim_cur);
-        wu64(b, s->rlimits[i].limit.rlim_max);
-    }
-    wstr(b, s->uid_map);
-    wstr(b, s->gid_map);
+    wu64(b, (uint64_t)n);
+    wput(b, packed, (size_t)n);
+    free(packed);
+
     wi64(b, cgroup_fd);
     wu64(b, s->ncgroup_procs);
     for (size_t i = 0; i < s->ncgroup_procs; i++)
         wi64(b, procs[i]);
-    wi64(b, s->init);
-    wstr(b, s->init_path);
 
     wstr(b, m->log_path);
     wstr(b, m->exit_path);
@@ -255,80 +243,46 @@ static void serialize(struct wbuf *b, const struct pyrt_spawn_spec *s, int cgrou
     wi64(b, m->oom_start);
     wstrv(b, m->exit_argv);
     wi64(b, stdin_fd);
+    if (b->failed)
+        return pyrt_fail_errno(e, ENOMEM, "start monitor", "");
+    return 0;
 }
 
-static int deserialize(struct rbuf *r, struct pyrt_spawn_spec *s, struct monitor_cfg *c)
+/* data: the whole stream, 8-aligned (malloc'd); the spec and cfg point into it. */
+static int deserialize(char *data, size_t len, struct pyrt_spawn_spec **out, struct monitor_cfg *c)
 {
-    memset(s, 0, sizeof *s);
     memset(c, 0, sizeof *c);
-    if (r->left < 8 || memcmp(r->p, SPEC_MAGIC, 8) != 0)
+    struct rbuf r = {data, len, 0};
+    if (r.left < 8 || memcmp(r.p, SPEC_MAGIC, 8) != 0)
         return -1;
-    r->p += 8;
-    r->left -= 8;
-    s->argv = rstrv(r, NULL);
-    s->envp = rstrv(r, NULL);
-    s->path = rstr(r);
-    s->cwd = rstr(r);
-    s->rootfs = rstr(r);
-    s->lowerdirs = rstrv(r, &s->nlower);
-    s->upperdir = rstr(r);
-    s->workdir = rstr(r);
-    s->overlay_options = rstr(r);
-    s->anchor = rstr(r);
-    s->readonly_root = (int)ri64(r);
-    s->clone_flags = ru64(r);
-    s->setup = (unsigned int)ru64(r);
-    s->hostname = rstr(r);
-    s->nmounts = ru64(r);
-    struct pyrt_mount *mounts = rarray(r, s->nmounts, sizeof *mounts);
-    for (size_t i = 0; mounts && i < s->nmounts; i++) {
-        mounts[i].kind = (int)ri64(r);
-        mounts[i].flags = (unsigned int)ru64(r);
-        mounts[i].source = rstr(r);
-        mounts[i].target = rstr(r);
-        mounts[i].data = rstr(r);
-    }
-    s->mounts = mounts;
-    s->masked_paths = rstrv(r, NULL);
-    s->readonly_paths = rstrv(r, NULL);
-    s->set_user = (int)ri64(r);
-    s->uid = (uid_t)ru64(r);
-    s->gid = (gid_t)ru64(r);
-    s->ngroups = ru64(r);
-    gid_t *groups = rarray(r, s->ngroups, sizeof *groups);
-    for (size_t i = 0; groups && i < s->ngroups; i++)
-        groups[i] = (gid_t)ru64(r);
-    s->groups = groups;
-    s->caps = ru64(r);
-    s->umask = (int)ri64(r);
-    s->nrlimits = ru64(r);
-    struct pyrt_rlimit *rl = rarray(r, s->nrlimits, sizeof *rl);
-    for (size_t i = 0; rl && i < s->nrlimits; i++) {
-        rl[i].resource = (int)ri64(r);
-        rl[i].limit.rlim_cur = (rlim_t)ru64(r);
-        rl[i].limit.rlim_max = (rlim_t)ru64(r);
-    }
-    s->rlimits = rl;
-    s->uid_map = rstr(r);
-    s->gid_map = rstr(r);
-    s->cgroup_fd = (int)ri64(r);
-    s->ncgroup_procs = ru64(r);
-    int *procs = rarray(r, s->ncgroup_procs, sizeof *procs);
-    for (size_t i = 0; procs && i < s->ncgroup_procs; i++)
-        procs[i] = (int)ri64(r);
-    s->cgroup_procs_fds = procs;
-    s->init = (int)ri64(r);
-    s->init_path = rstr(r);
+    r.p += 8;
+    r.left -= 8;
+    uint64_t n = ru64(&r);
+    if (r.bad || n > r.left)
+        return -1;
+    struct pyrt_spawn_spec *s;
+    if (pyrt_spec_unpack(data + (r.p - data), (size_t)n, &s) < 0)
+        return -1;
+    r.p += n;
+    r.left -= n;
     s->stdio[0] = s->stdio[1] = s->stdio[2] = -1;
 
-    c->log_path = rstr(r);
-    c->exit_path = rstr(r);
-    c->oom_path = rstr(r);
-    c->oom_start = ri64(r);
-    c->exit_argv = rstrv(r, NULL);
-    c->stdin_fd = (int)ri64(r);
-    if (r->bad || !s->argv || !s->argv[0] || !s->envp || !c->log_path || !c->exit_path)
+    s->cgroup_fd = (int)ri64(&r);
+    s->ncgroup_procs = ru64(&r);
+    int *procs = rarray(&r, s->ncgroup_procs, sizeof *procs);
+    for (size_t i = 0; procs && i < s->ncgroup_procs; i++)
+        procs[i] = (int)ri64(&r);
+    s->cgroup_procs_fds = procs;
+
+    c->log_path = rstr(&r);
+    c->exit_path = rstr(&r);
+    c->oom_path = rstr(&r);
+    c->oom_start = ri64(&r);
+    c->exit_argv = rstrv(&r, NULL);
+    c->stdin_fd = (int)ri64(&r);
+    if (r.bad || !s->argv[0] || !c->log_path || !c->exit_path)
         return -1;
+    *out = s;
     return 0;
 }
 
@@ -422,11 +376,8 @@ int pyrt_monitor_start(const struct pyrt_spawn_spec *spec, const struct pyrt_mon
         goto out;
     }
     keep[nkeep++] = memfd;
-    serialize(&b, spec, cgroup_fd, procs, m, stdin_fd);
-    if (b.failed) {
-        pyrt_fail_errno(e, ENOMEM, "start monitor", "");
+    if (serialize(&b, spec, cgroup_fd, procs, m, stdin_fd, e) < 0)
         goto out;
-    }
     if (pyrt_write_all(memfd, b.p, b.len) < 0) {
         pyrt_fail(e, "write", "monitor spec");
         goto out;
@@ -869,24 +820,23 @@ int pyrt_monitor_main(int argc, char **argv)
         got += (size_t)n;
     }
     close(memfd);
-    struct pyrt_spawn_spec spec;
+    struct pyrt_spawn_spec *spec = NULL;
     struct monitor_cfg cfg;
-    struct rbuf r = {data, got, 0};
-    if (!data || got != size || deserialize(&r, &spec, &cfg) < 0) {
+    if (!data || got != size || deserialize(data, got, &spec, &cfg) < 0) {
         pyrt_fail_errno(&err, EINVAL, "read", "monitor spec");
         report(report_fd, 0, &err);
         return 1;
     }
     /* Mark the inherited fds close-on-exec: the container and exit_argv get none. */
-    int inherited[] = {spec.cgroup_fd, cfg.stdin_fd};
+    int inherited[] = {spec->cgroup_fd, cfg.stdin_fd};
     for (size_t i = 0; i < 2; i++)
         if (inherited[i] >= 0 && fcntl(inherited[i], F_SETFD, FD_CLOEXEC) < 0) {
             pyrt_fail(&err, "fcntl", "monitor fds");
             report(report_fd, 0, &err);
             return 1;
         }
-    for (size_t i = 0; i < spec.ncgroup_procs; i++)
-        if (fcntl(spec.cgroup_procs_fds[i], F_SETFD, FD_CLOEXEC) < 0) {
+    for (size_t i = 0; i < spec->ncgroup_procs; i++)
+        if (fcntl(spec->cgroup_procs_fds[i], F_SETFD, FD_CLOEXEC) < 0) {
             pyrt_fail(&err, "fcntl", "monitor fds");
             report(report_fd, 0, &err);
             return 1;
@@ -907,5 +857,5 @@ int pyrt_monitor_main(int argc, char **argv)
     }
     if (pid > 0)
         _exit(0);
-    return monitor(&spec, &cfg, report_fd);
+    return monitor(spec, &cfg, report_fd);
 }

@@ -106,11 +106,7 @@ void pyrt_io_release(struct pyrt_io *io);
  * are cloned with CLONE_PARENT: the pool's process is their parent, reaps them
  * and gets their rusage. It exits when its control socket closes. */
 
-/* Serialize a spec (pointers turned into offsets) into buf; its length, or -1.
- * Per-spawn fields (cgroup fds) are left out; OCI options are refused. */
-ssize_t pyrt_spec_pack(const struct pyrt_spawn_spec *s, char *buf, size_t cap, struct pyrt_error *e);
-/* The spec in buf (8-aligned), its pointers fixed in place; 0, or -1 when malformed. */
-int pyrt_spec_unpack(char *buf, size_t len, struct pyrt_spawn_spec **out);
+/* The spec goes to the zygote packed by pyrt_spec_pack (specpack.h). */
 
 /* The zygote's loop on its control socket (returns its exit status). */
 int pyrt_zygote_serve(int ctl);

@@ -251,7 +251,9 @@ def parse_log(data):
     for a stream that ended without one. An incomplete last line is ignored."""
     out = []
     pending = {}
-    for line in data.split(b"\n")[:-1]:
+    lines = data.split(b"\n")
+    lines.pop()  # the incomplete last line, or the empty rest after the last newline
+    for line in lines:
         ts, _, rest = line.partition(b" ")
         stream, _, rest = rest.partition(b" ")
         tag, _, text = rest.partition(b" ")
