@@ -64,6 +64,50 @@ static const char *next_string(const char **p, const char *end)
     return s;
 }
 
+#define ZY_MAX_FDS 16
+
+/* One datagram and the fds that ride along (at most ZY_MAX_FDS; extra ones are
+ * closed). No allocation: also used by parked children, before exec. */
+static ssize_t recv_fds(int sock, void *buf, size_t len, int *fds, size_t *nfds)
+{
+    union {
+        struct cmsghdr h;
+        char space[CMSG_SPACE(ZY_MAX_FDS * sizeof(int))];
+    } cbuf;
+    struct iovec iov = {buf, len};
+    struct msghdr mh;
+    memset(&mh, 0, sizeof mh);
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    mh.msg_control = cbuf.space;
+    mh.msg_controllen = sizeof cbuf.space;
+    ssize_t n;
+    do
+        n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
+    while (n < 0 && errno == EINTR);
+    *nfds = 0;
+    if (n < 0)
+        return -1;
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
+        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+            continue;
+        size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (size_t i = 0; i < k; i++) {
+            int fd;
+            memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
+            if (*nfds < ZY_MAX_FDS)
+                fds[(*nfds)++] = fd;
+            else
+                close(fd);
+        }
+    }
+    if (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) {
+        errno = EMSGSIZE;
+        return -1;
+    }
+    return n;
+}
+
 int pyrt_park(const struct pyrt_spawn_spec *s, int errfd, int sock, int keep_fd, pyrt_park_finish_fn finish,
               struct pyrt_error *e)
 {
@@ -89,38 +133,15 @@ int pyrt_park(const struct pyrt_spawn_spec *s, int errfd, int sock, int keep_fd,
 
     /* One datagram: the header and the strings; the fds ride along. */
     char buf[PYRT_PARK_MSG_MAX] __attribute__((aligned(8)));
-    union {
-        struct cmsghdr h;
-        char space[CMSG_SPACE(3 * sizeof(int))];
-    } cbuf;
-    struct iovec iov = {buf, sizeof buf};
-    struct msghdr mh;
-    memset(&mh, 0, sizeof mh);
-    mh.msg_iov = &iov;
-    mh.msg_iovlen = 1;
-    mh.msg_control = cbuf.space;
-    mh.msg_controllen = sizeof cbuf.space;
-    ssize_t n;
-    do
-        n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
-    while (n < 0 && errno == EINTR);
+    int fds[ZY_MAX_FDS];
+    size_t nfds = 0;
+    ssize_t n = recv_fds(sock, buf, sizeof buf, fds, &nfds);
     if (n < 0)
-        return pyrt_fail(e, "wait for command", "");
+        return errno == EMSGSIZE ? pyrt_fail_errno(e, E2BIG, "command", "too large for a parked container")
+                                 : pyrt_fail(e, "wait for command", "");
     if (n == 0) /* the pool went away: nothing to run */
         return pyrt_fail_errno(e, ECANCELED, "wait for command", "the parent closed the park socket");
-
-    int fds[3] = {-1, -1, -1};
-    unsigned int nfds = 0;
-    for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
-        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
-            continue;
-        size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-        for (size_t i = 0; i < k && nfds < 3; i++)
-            memcpy(&fds[nfds++], CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-    }
     close(sock);
-    if (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC))
-        return pyrt_fail_errno(e, E2BIG, "command", "too large for a parked container");
 
     struct pyrt_park_header h;
     if ((size_t)n < sizeof h)
@@ -454,48 +475,6 @@ struct zy_reply {
     struct rusage usage;
     struct pyrt_error error;
 };
-
-#define ZY_MAX_FDS 16
-
-static ssize_t recv_fds(int sock, void *buf, size_t len, int *fds, size_t *nfds)
-{
-    union {
-        struct cmsghdr h;
-        char space[CMSG_SPACE(ZY_MAX_FDS * sizeof(int))];
-    } cbuf;
-    struct iovec iov = {buf, len};
-    struct msghdr mh;
-    memset(&mh, 0, sizeof mh);
-    mh.msg_iov = &iov;
-    mh.msg_iovlen = 1;
-    mh.msg_control = cbuf.space;
-    mh.msg_controllen = sizeof cbuf.space;
-    ssize_t n;
-    do
-        n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
-    while (n < 0 && errno == EINTR);
-    *nfds = 0;
-    if (n < 0)
-        return -1;
-    for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
-        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
-            continue;
-        size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-        for (size_t i = 0; i < k; i++) {
-            int fd;
-            memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
-            if (*nfds < ZY_MAX_FDS)
-                fds[(*nfds)++] = fd;
-            else
-                close(fd);
-        }
-    }
-    if (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) {
-        errno = EMSGSIZE;
-        return -1;
-    }
-    return n;
-}
 
 static int send_fds(int sock, const void *buf, size_t len, const int *fds, size_t nfds)
 {

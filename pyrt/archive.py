@@ -774,33 +774,21 @@ def decompress_chunks(f, comp, what):
 
 
 def _write_atomic(path, data: bytes):
-    d = os.path.dirname(path)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=d)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644 & ~_umask())
-        os.rename(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    _copy_atomic(data, path)
 
 
 def _copy_atomic(src, path):
-    if isinstance(src, bytes):
-        _write_atomic(path, src)
-        return
-    d = os.path.dirname(path)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=d)
+    """Write `src` (bytes, or the path of a file to copy) to `path` through a
+    fsync'd temp file renamed into place: `path` is never seen half-written."""
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=os.path.dirname(path))
     try:
-        with os.fdopen(fd, "wb") as w, open(src, "rb") as r:
-            import shutil
-            shutil.copyfileobj(r, w, 1 << 20)
+        with os.fdopen(fd, "wb") as w:
+            if isinstance(src, bytes):
+                w.write(src)
+            else:
+                import shutil
+                with open(src, "rb") as r:
+                    shutil.copyfileobj(r, w, 1 << 20)
             w.flush()
             os.fsync(w.fileno())
         os.chmod(tmp, 0o644 & ~_umask())
