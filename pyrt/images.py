@@ -392,7 +392,7 @@ class ImageCollection:
                 if plan.config_digest in existing:
                     continue
                 for lp in plan.layers:
-                    if lp.digest is not None and (lp.digest in st.blobs or store.blobs.exists(lp.digest)):
+                    if lp.digest is not None and st.hold_blob(lp.digest):
                         continue
                     key = ("member", lp.member) if lp.digest is None else lp.digest
                     if key in by_member:
@@ -444,9 +444,14 @@ class ImageCollection:
             needed_chains = {lp.chain_id for plan in plans if plan.config_digest not in existing
                              for lp in plan.layers}
             now = time.time()
+            from .store import StoreChanged
             try:
                 with store.transaction() as tx:
                     try:
+                        for image_id in existing:
+                            if tx.query_one("SELECT 1 FROM images WHERE id=?", (image_id,)) is None:
+                                raise StoreChanged(f"image {image_id} was removed from the store while "
+                                                   "loading: try again")
                         st.place(tx, needed_blobs, needed_chains)
                         for plan in plans:
                             self._record(tx, plan, sizes, now)
@@ -454,7 +459,6 @@ class ImageCollection:
                         st.undo()
                         raise
             except _sqlite_errors() as e:
-                from .store import StoreChanged
                 raise StoreChanged(f"the store changed while loading ({e}): try again") from None
         return [plan.config_digest for plan in plans]
 

@@ -152,6 +152,20 @@ class Staging:
         self.blobs[digest] = sb
         return sb
 
+    def hold_blob(self, digest: str) -> bool:
+        """Keeps a blob the store has now from vanishing while this change is prepared
+        (another process may drop its last reference): a hard link in the staging dir,
+        put back by `place` if it went meanwhile. False if the store does not have it."""
+        if digest in self.blobs:
+            return True
+        dest = os.path.join(self.dir, "held-" + digest[7:])
+        try:
+            os.link(self.store.blobs.path(digest), dest)
+        except FileNotFoundError:
+            return False
+        self.blobs[digest] = StagedBlob(digest, os.stat(dest).st_size, dest)
+        return True
+
     def blob_path(self, digest: str) -> str:
         """Where a blob can be read now: staged, else in the store."""
         sb = self.blobs.get(digest)
