@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -138,6 +139,10 @@ static int final_child(const struct pyrt_exec_spec *s, int pidfd, uint64_t join,
         return pyrt_fail(e, "chdir", s->cwd ? s->cwd : "/");
     if (pyrt_setup_stdio(s->stdio, e) < 0)
         return -1;
+    /* A new session whose stdin is a terminal (exec -t): make it the controlling
+     * one, so ^C and job control reach the program. */
+    if ((s->setup & PYRT_SETUP_SETSID) && isatty(0) && ioctl(0, TIOCSCTTY, 0) < 0)
+        return pyrt_fail(e, "set controlling terminal", "stdin");
     if (pyrt_setup_identity(s->set_user, s->uid, s->gid, s->groups, s->ngroups, s->caps, e) < 0)
         return -1;
     if ((s->setup & PYRT_SETUP_NO_NEW_PRIVS) && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)

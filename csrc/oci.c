@@ -234,6 +234,13 @@ int pyrt_oci_console(const struct pyrt_oci *o, uid_t uid, gid_t gid, struct pyrt
         pyrt_fail(e, "open pty peer", "/dev/ptmx");
         goto out;
     }
+    /* A usable size from the first instruction on (the caller resizes it to the
+     * user's terminal when it has one). */
+    struct winsize ws = {.ws_row = 24, .ws_col = 80};
+    if (ioctl(master, TIOCSWINSZ, &ws) < 0) {
+        pyrt_fail(e, "set the window size of", "the pty");
+        goto out;
+    }
     /* The program's user owns its terminal (ids unmapped in a user namespace: left). */
     if (fchown(slave, uid, gid) < 0 && errno != EINVAL && errno != EPERM) {
         pyrt_fail(e, "chown", "the pty");

@@ -238,16 +238,17 @@ class Container:
         if self.status in ("running", "paused"):
             raise Conflict(f"container {self.name} is already running")
 
-    def start_process(self, *, stdin=None, stdout=None, stderr=None):
+    def start_process(self, *, stdin=None, stdout=None, stderr=None, tty=False):
         """Start the container's command in the foreground; returns the
-        pyrt.Process (the caller waits, then calls `finished`)."""
+        pyrt.Process (the caller waits, then calls `finished`). tty=True: its stdio
+        is a new terminal whose master is the Process's `pty`."""
         import pyrt
         self._check_startable()
         spec = self._spawn_spec()
         cgroup = self._make_cgroup(detached=False)
         try:
             proc = pyrt.spawn(self.config["Cmd"], spec=spec, cgroup=cgroup, stdin=stdin, stdout=stdout,
-                              stderr=stderr)
+                              stderr=stderr, tty=tty)
         except BaseException:
             if cgroup is not None:
                 cgroup.remove()
@@ -277,6 +278,9 @@ class Container:
         before the container runs until its state is recorded, its start mark is
         held: if this process dies in between, the next one to look resolves it."""
         from pyrt import lifecycle
+        if self.config.get("Tty"):
+            raise InvalidArgument(f"container {self.name} has a terminal (-t): a detached start cannot "
+                                  "keep one; start it attached (pyrt start -a) or create it without -t")
         mark = self._take_start_mark()
         try:
             self._check_startable()
@@ -453,8 +457,11 @@ class Container:
         """Run cmd in the running container: ExecResult(exit_code, output) as the
         docker SDK returns it (output None when detached; (out, err) with demux)."""
         from pyrt import lifecycle
-        if tty or socket or stream or stdin:
-            raise InvalidArgument("exec_run: stdin, tty, socket and stream are not supported")
+        if socket or stream or stdin:
+            raise InvalidArgument("exec_run: stdin, socket and stream are not supported")
+        if tty:
+            return self._exec_tty(cmd, user=user, environment=environment, workdir=workdir,
+                                  privileged=privileged, detach=detach)
         devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
         out = err = None  # (read end, write end)
         try:
@@ -487,6 +494,25 @@ class Container:
             e = next(got) if err else (o if stderr and not stdout else None)
             return ExecResult(code, (o, e))
         return ExecResult(code, data[0] if data else None)
+
+    def _exec_tty(self, cmd, detach=False, **options):
+        """exec_run with a terminal: the output is what the terminal showed."""
+        from pyrt import lifecycle
+        from pyrt.tty import open_pty_in, read_until_closed
+        master, slave = open_pty_in(self.reload().state["Pid"])
+        try:
+            try:
+                pid, pfd = lifecycle.exec_process(self, cmd, stdin=slave, stdout=slave, stderr=slave,
+                                                  new_session=True, **options)
+            finally:
+                os.close(slave)
+            if detach:
+                os.close(pfd)
+                return ExecResult(None, None)
+            data = read_until_closed(master, pfd)
+        finally:
+            os.close(master)
+        return ExecResult(lifecycle.wait_pidfd(pfd), data)
 
     def _driver_layers(self) -> list[str]:
         if self.config.get("Driver") == "copy":
@@ -723,10 +749,11 @@ class ContainerCollection:
                network_mode="none", read_only=False, cap_add=None, cap_drop=None, privileged=False,
                auto_remove=False, init=False, mem_limit=None, memswap_limit=None, mem_reservation=None,
                nano_cpus=None, cpus=None, cpu_shares=None, cpuset_cpus=None, cpuset_mems=None,
-               pids_limit=None, stop_signal=None) -> Container:
+               pids_limit=None, stop_signal=None, tty=False) -> Container:
         """A container of `image` (a reference or an Image), not started. Limits
         use the docker SDK's names (mem_limit="256m", nano_cpus or cpus=1.5,
-        cpu_shares, cpuset_cpus="0", pids_limit=100, memswap_limit)."""
+        cpu_shares, cpuset_cpus="0", pids_limit=100, memswap_limit). tty=True: it
+        runs on a terminal of its own (in the foreground only: start_process)."""
         from pyrt.cgroups import Limits
         limits = Limits.from_docker(mem_limit=mem_limit, memswap_limit=memswap_limit,
                                     mem_reservation=mem_reservation,
@@ -766,6 +793,8 @@ class ContainerCollection:
         else:
             env.update(_env_list_to_dict(environment))
         env.setdefault("PATH", DEFAULT_PATH)
+        if tty:
+            env.setdefault("TERM", "xterm")
         env["HOSTNAME"] = hostname
         user = user if user is not None else icfg.get("User", "")
         layers_top_first = _layer_paths(img)
@@ -785,7 +814,7 @@ class ContainerCollection:
             "Privileged": bool(privileged), "AutoRemove": bool(auto_remove), "Driver": driver,
             "ImageRef": image if isinstance(image, str) else img.id,
             "StopSignal": stop_signal or icfg.get("StopSignal") or "SIGTERM",
-            "Limits": limits.to_dict(), "Init": bool(init),
+            "Limits": limits.to_dict(), "Init": bool(init), "Tty": bool(tty),
         }
         cdir = os.path.join(self.store.root, "containers", cid)
         os.mkdir(cdir, 0o700)

@@ -341,8 +341,9 @@ def follow_logs(container, *, records=False, **kwargs):
 
 # -- exec -------------------------------------------------------------------------
 def exec_process(container, cmd, *, user="", environment=None, workdir=None, privileged=False,
-                 stdin=None, stdout=None, stderr=None):
-    """Start `cmd` inside the running container; returns (pid, pidfd), the caller's child."""
+                 stdin=None, stdout=None, stderr=None, new_session=False):
+    """Start `cmd` inside the running container; returns (pid, pidfd), the caller's child.
+    new_session: its own session, with stdin (a terminal) as controlling terminal."""
     from pyrt import _core, caps
     st = container.reload().state
     if st.get("Status") == "paused":
@@ -372,7 +373,7 @@ def exec_process(container, cmd, *, user="", environment=None, workdir=None, pri
                               caps=caps.resolve(cfg.get("CapAdd", []), cfg.get("CapDrop", []),
                                                 privileged or cfg.get("Privileged", False)),
                               stdio=tuple(-1 if x is None else x for x in (stdin, stdout, stderr)),
-                              cgroup_fd=fds[0], cgroup_procs_fds=fds[1])
+                              new_session=new_session, cgroup_fd=fds[0], cgroup_procs_fds=fds[1])
         return _core.exec_(spec)
     finally:
         if cgroup is not None:

@@ -218,8 +218,12 @@ class Process:
     Waiting and signalling go through a pidfd, so a reused pid is never hit."""
 
     def __init__(self, args, rootfs=None, *, stdin=None, stdout=None, stderr=None, text=False,
-                 encoding=None, errors=None, cgroup=None, spec=None, **options):
+                 encoding=None, errors=None, cgroup=None, spec=None, tty=False, **options):
+        """tty=True: the container gets a new pty of its own devpts as its stdio and
+        controlling terminal; `pty` is then the master's fd, owned by this object
+        (see pyrt.tty.relay)."""
         self.args = args
+        self.pty = None
         self.returncode = None
         self.usage = None
         self.pid = None
@@ -233,6 +237,17 @@ class Process:
         _reap_finished()
 
         to_close, parent_ends = [], []
+        console = None
+        if tty:
+            if stdin is not None or stdout is not None or stderr is not None:
+                raise ValueError("tty=True gives the container a terminal as stdio: "
+                                 "stdin, stdout and stderr must be None")
+            from pyrt.tty import console_socket
+            console, theirs = console_socket()
+            to_close.append(theirs.detach())
+            if getattr(spec, "oci", None) is None:
+                spec.oci = _core.OciOptions()
+            spec.oci.console_fd = to_close[-1]
         if cgroup is not None:  # (v2 dir fd, v1 cgroup.procs fds), held for the spawn only
             spec.cgroup_fd, spec.cgroup_procs_fds = cgroup.spawn_fds()
         try:
@@ -245,6 +260,8 @@ class Process:
         except BaseException:
             for _, fd in parent_ends:
                 os.close(fd)
+            if console is not None:
+                console.close()
             raise
         finally:
             if cgroup is not None:
@@ -254,6 +271,9 @@ class Process:
                     os.close(fd)
                 except OSError:
                     pass
+        if console is not None:
+            from pyrt.tty import receive_master
+            self.pty = receive_master(console)
         for i, fd in parent_ends:
             f = io.open(fd, "wb" if i == 0 else "rb", buffering=-1)
             if self.text_mode:
@@ -281,6 +301,11 @@ class Process:
         if isinstance(what, int):
             return what
         return what.fileno()
+
+    @property
+    def pidfd(self) -> int:
+        """The pidfd (readable once the process has exited; -1 after it is reaped)."""
+        return self._pidfd
 
     # -- waiting ------------------------------------------------------------
     def _finish(self, result):
@@ -349,6 +374,9 @@ class Process:
                     f.close()
                 except OSError:
                     pass
+        if self.pty is not None:
+            os.close(self.pty)
+            self.pty = None
         self.wait()
 
     def __del__(self):

@@ -69,16 +69,26 @@ def _create(args, image, command, rt):
         init=args.init, mem_limit=args.memory, memswap_limit=args.memory_swap,
         mem_reservation=args.memory_reservation, cpus=args.cpus, cpu_shares=args.cpu_shares,
         cpuset_cpus=args.cpuset_cpus, cpuset_mems=args.cpuset_mems, pids_limit=args.pids_limit,
-        stop_signal=args.stop_signal,
+        stop_signal=args.stop_signal, tty=args.tty,
         cap_add=args.cap_add, cap_drop=args.cap_drop, privileged=args.privileged,
         auto_remove=getattr(args, "rm", False))
 
 
 def _run_foreground(container, interactive):
-    """Start with the terminal's stdio; forward SIGINT/SIGTERM/SIGHUP to it."""
-    import signal
+    """Start with the terminal's stdio (or a terminal of its own: created with -t)."""
     import pyrt
-    proc = container.start_process(stdin=None if interactive else pyrt.DEVNULL)
+    tty = bool(container.config.get("Tty"))
+    stdin = None if interactive or tty else pyrt.DEVNULL
+    proc = container.start_process(stdin=stdin, tty=tty)
+    rc = wait_foreground(proc, interactive)
+    container.finished(rc)
+    return 128 - rc if rc < 0 else rc
+
+
+def wait_foreground(proc, interactive):
+    """Wait for a foreground container, relaying its terminal if it has one;
+    SIGINT/SIGTERM/SIGHUP sent to pyrt are passed on to it."""
+    import signal
     old = {}
 
     def forward(sig, _frame):
@@ -87,15 +97,23 @@ def _run_foreground(container, interactive):
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         old[sig] = signal.signal(sig, forward)
     try:
-        rc = proc.wait()
+        if proc.pty is not None:
+            from pyrt.tty import relay
+            try:
+                relay(proc.pty, proc.pidfd, interactive)
+            finally:
+                os.close(proc.pty)
+                proc.pty = None
+        return proc.wait()
     finally:
         for sig, handler in old.items():
             signal.signal(sig, handler)
-    container.finished(rc)
-    return 128 - rc if rc < 0 else rc
 
 
 def run_image(args, image, command, rt):
+    if args.detach and args.tty:
+        raise ValueError("-t with -d is not supported: a detached container's output goes to its log "
+                         "through pipes; run it in the foreground for a terminal")
     c = _create(args, image, command, rt)
     if args.detach:
         try:
@@ -216,26 +234,41 @@ def cmd_exec(args, rt):
     c = rt.containers.get(args.container)
     if not args.command:
         raise ValueError("exec needs a command")
-    devnull = None
-    stdin = None
-    if not args.interactive:
-        devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
-        stdin = devnull
+    if args.detach and args.tty:
+        raise ValueError("exec -t with -d is not supported: nothing would hold the terminal")
+    to_close, master = [], None
+    stdio = {}
+    if args.tty:
+        from pyrt.tty import open_pty_in
+        master, slave = open_pty_in(c.reload().state["Pid"])
+        to_close.append(slave)
+        stdio = dict(stdin=slave, stdout=slave, stderr=slave, new_session=True)
+    elif not args.interactive:
+        to_close.append(os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC))
+        stdio = dict(stdin=to_close[-1])
     try:
         pid, pfd = lifecycle.exec_process(c, args.command, user=args.user, environment=_env_from_args(args),
-                                          workdir=args.workdir, privileged=args.privileged, stdin=stdin)
+                                          workdir=args.workdir, privileged=args.privileged, **stdio)
     except SpawnError as e:
+        if master is not None:
+            os.close(master)
         if e.op != "exec":
             raise
         from pyrt.cli.main import _error_status, _message
         print(f"pyrt: {_message(e)}", file=sys.stderr)
         return _error_status(e)  # as docker exec: 127 not found, 126 not executable
     finally:
-        if devnull is not None:
-            os.close(devnull)
+        for fd in to_close:
+            os.close(fd)
     if args.detach:
         os.close(pfd)
         return 0
+    if master is not None:
+        from pyrt.tty import relay
+        try:
+            relay(master, pfd, args.interactive)
+        finally:
+            os.close(master)
     return lifecycle.wait_pidfd(pfd)
 
 
@@ -436,6 +469,7 @@ def register(sub):
 
     p = sub.add_parser("exec", help="run a command in a running container")
     p.add_argument("-i", "--interactive", action="store_true", help="keep stdin attached")
+    p.add_argument("-t", "--tty", action="store_true", help="give the command a terminal")
     p.add_argument("-d", "--detach", action="store_true", help="do not wait for it")
     p.add_argument("-e", "--env", action="append", metavar="KEY=VALUE")
     p.add_argument("--env-file", action="append", metavar="FILE")

@@ -44,6 +44,7 @@ def add_run_options(p):
     p.add_argument("--cap-drop", action="append", default=[], metavar="CAP", help="drop a capability")
     p.add_argument("--privileged", action="store_true", help="all capabilities, no masked paths")
     p.add_argument("-i", "--interactive", action="store_true", help="keep stdin attached")
+    p.add_argument("-t", "--tty", action="store_true", help="give the container a terminal of its own")
     p.add_argument("--rootfs", metavar="DIR", help="run in this root directory instead of an image")
 
 
@@ -105,12 +106,16 @@ def cmd_run(args, runtime_factory):
     if not command:
         raise ValueError("run --rootfs needs a command")
     import pyrt
-    r = pyrt.spawn(command, args.rootfs, env=_env_from_args(args), cwd=args.workdir,
+    env = _env_from_args(args)
+    if args.tty:
+        env.setdefault("TERM", "xterm")
+    r = pyrt.spawn(command, args.rootfs, env=env, cwd=args.workdir,
                    hostname=args.hostname, mounts=mounts_from_args(args), user=args.user,
                    network=args.network, read_only=args.read_only, cap_add=args.cap_add,
-                   cap_drop=args.cap_drop, privileged=args.privileged,
-                   stdin=None if args.interactive else pyrt.DEVNULL)
-    return exit_status(r.wait())
+                   cap_drop=args.cap_drop, privileged=args.privileged, tty=args.tty,
+                   stdin=None if args.interactive or args.tty else pyrt.DEVNULL)
+    from pyrt.cli.containers import wait_foreground
+    return exit_status(wait_foreground(r, args.interactive))
 
 
 def exit_status(returncode: int) -> int:

@@ -583,28 +583,6 @@ def cmd_delete(g, args):
 
 # -- exec ------------------------------------------------------------------------------
 
-def _open_pty(pid: int):
-    """A pty of the container's devpts instance (opened through its root):
-    (master, slave)."""
-    import fcntl
-    from pyrt import sys as psys
-    rootfd = os.open(f"/proc/{pid}/root", os.O_PATH | os.O_CLOEXEC)
-    try:
-        try:
-            master = psys.openat2(rootfd, "/dev/ptmx", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC, 0, 0x10)
-        except OSError:
-            master = psys.openat2(rootfd, "/dev/pts/ptmx", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC, 0, 0x10)
-    finally:
-        os.close(rootfd)
-    try:
-        fcntl.ioctl(master, 0x40045431, b"\0\0\0\0")  # TIOCSPTLCK: unlock
-        slave = fcntl.ioctl(master, 0x5441, os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)  # TIOCGPTPEER
-    except OSError:
-        os.close(master)
-        raise
-    return master, slave
-
-
 def _send_fd(path: str, fd: int) -> None:
     import socket
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -682,7 +660,8 @@ def cmd_exec(g, args):
     try:
         stdio = (-1, -1, -1)
         if terminal:
-            master, slave = _open_pty(c.rec["pid"])
+            from pyrt.tty import open_pty_in
+            master, slave = open_pty_in(c.rec["pid"])
             stdio = (slave, slave, slave)
         es = _core.ExecSpec(c.rec["pid"], spec.argv, spec.env, start_time=c.rec["start_time"],
                             path=spec.path, cwd=spec.cwd, user=user, caps=spec.caps,
