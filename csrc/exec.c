@@ -143,13 +143,20 @@ static int final_child(const struct pyrt_exec_spec *s, int pidfd, uint64_t join,
      * one, so ^C and job control reach the program. */
     if ((s->setup & PYRT_SETUP_SETSID) && isatty(0) && ioctl(0, TIOCSCTTY, 0) < 0)
         return pyrt_fail(e, "set controlling terminal", "stdin");
+    /* Without no_new_privs a filter needs CAP_SYS_ADMIN: load it while we have it. */
+    int nnp = (s->setup & PYRT_SETUP_NO_NEW_PRIVS) != 0;
+    if (s->seccomp && !nnp && pyrt_load_seccomp(s->seccomp, s->seccomp_len, s->seccomp_flags, e) < 0)
+        return -1;
     if (pyrt_setup_identity(s->set_user, s->uid, s->gid, s->groups, s->ngroups, s->caps, e) < 0)
         return -1;
-    if ((s->setup & PYRT_SETUP_NO_NEW_PRIVS) && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+    if (nnp && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
         return pyrt_fail(e, "no_new_privs", "");
     umask(s->umask >= 0 ? (mode_t)s->umask : 022);
     if (pyrt_close_range(3, ~0U, CLOSE_RANGE_CLOEXEC) < 0)
         return pyrt_fail(e, "close_range", "");
+    /* Last, so the filter only ever sees the program's own system calls. */
+    if (s->seccomp && nnp && pyrt_load_seccomp(s->seccomp, s->seccomp_len, s->seccomp_flags, e) < 0)
+        return -1;
     pyrt_exec_path(s->argv, s->envp, s->path, e);
     return -1;
 }

@@ -42,6 +42,12 @@ struct pyrt_exec_spec {
     int cgroup_fd;               /* cgroup v2 directory: CLONE_INTO_CGROUP, or -1 */
     const int *cgroup_procs_fds; /* cgroup v1 cgroup.procs files the new process joins */
     size_t ncgroup_procs;
+
+    const void *seccomp; /* a seccomp filter (struct sock_filter[seccomp_len]) or NULL:
+                            loaded last before exec (with no_new_privs), else before
+                            the identity switch */
+    size_t seccomp_len;
+    unsigned int seccomp_flags;
 };
 
 /* On success returns 0, *pid and *pidfd set (the caller owns the pidfd and must

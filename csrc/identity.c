@@ -2,6 +2,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
@@ -117,6 +119,17 @@ int pyrt_setup_identity(int set_user, uid_t uid, gid_t gid, const gid_t *groups,
     }
     if (pyrt_capset(eff, prm, inh) < 0)
         return pyrt_fail(e, "capset", "");
+    return 0;
+}
+
+int pyrt_load_seccomp(const void *filter, size_t len, unsigned int flags, struct pyrt_error *e)
+{
+    struct sock_fprog prog;
+    memset(&prog, 0, sizeof prog);
+    prog.len = (unsigned short)len;
+    prog.filter = (struct sock_filter *)filter;
+    if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, flags, &prog) < 0)
+        return pyrt_fail(e, "seccomp", "load the filter");
     return 0;
 }
 

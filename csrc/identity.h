@@ -38,6 +38,10 @@ int pyrt_setup_identity(int set_user, uid_t uid, gid_t gid, const gid_t *groups,
 
 /* The candidates for `file` along PATH (a "dir:dir" string, advanced in place), one
  * per call into buf: 1 while there is one, 0 at the end. */
+/* Installs a classic-BPF seccomp filter (len instructions; flags SECCOMP_FILTER_FLAG_*).
+ * Needs no_new_privs or CAP_SYS_ADMIN. */
+int pyrt_load_seccomp(const void *filter, size_t len, unsigned int flags, struct pyrt_error *e);
+
 int pyrt_path_next(const char **p, const char *file, char *buf, size_t cap);
 
 /* execvp, with the given PATH (NULL: PYRT_DEFAULT_PATH) rather than the caller's

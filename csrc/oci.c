@@ -4,8 +4,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <linux/filter.h>
-#include <linux/seccomp.h>
 #include <sched.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -276,23 +274,12 @@ out:
 
 /* -- identity --------------------------------------------------------------------- */
 
-static int load_seccomp(const struct pyrt_oci *o, struct pyrt_error *e)
-{
-    struct sock_fprog prog;
-    memset(&prog, 0, sizeof prog);
-    prog.len = (unsigned short)o->seccomp_len;
-    prog.filter = (struct sock_filter *)o->seccomp;
-    if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, o->seccomp_flags, &prog) < 0)
-        return pyrt_fail(e, "seccomp", "load the filter");
-    return 0;
-}
-
 int pyrt_oci_before_identity(const struct pyrt_oci *o, struct pyrt_error *e)
 {
     if (o->cap_sets && prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0)
         return pyrt_fail(e, "keep capabilities", "");
     if (o->seccomp && o->seccomp_early)
-        return load_seccomp(o, e);
+        return pyrt_load_seccomp(o->seccomp, o->seccomp_len, o->seccomp_flags, e);
     return 0;
 }
 
@@ -379,7 +366,7 @@ int pyrt_oci_wait(const struct pyrt_spawn_spec *s, struct pyrt_error *e)
             _exit(n == 0 ? 0 : 127); /* nobody will start it */
         close(o->wait_fd);
     }
-    if (o->seccomp && !o->seccomp_early && load_seccomp(o, e) < 0)
+    if (o->seccomp && !o->seccomp_early && pyrt_load_seccomp(o->seccomp, o->seccomp_len, o->seccomp_flags, e) < 0)
         return -1;
     return 0;
 }

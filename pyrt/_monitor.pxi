@@ -40,6 +40,9 @@ cdef extern from "exec.h":
         int cgroup_fd
         const int *cgroup_procs_fds
         size_t ncgroup_procs
+        const void *seccomp
+        size_t seccomp_len
+        unsigned int seccomp_flags
 
     int pyrt_exec(const pyrt_exec_spec *spec, pid_t *pid, int *pidfd, pyrt_error *e) nogil
 
@@ -113,12 +116,13 @@ class ExecSpec:
     b"K=V" (or a dict); user (uid, gid, [groups]), by default root of the container
     (0, 0, []) when the caller is root, else the caller's ids unchanged (None);
     namespaces a CLONE_NEW* mask (default: all; those the caller shares are
-    skipped); caps the capability mask (default: docker's set)."""
+    skipped); caps the capability mask (default: docker's set); seccomp a BPF
+    program (bytes, 8 per instruction) with seccomp_flags, or None."""
 
     def __init__(self, pid, argv, env=(), *, pidfd=-1, start_time=0, namespaces=None,
                  path=None, cwd=None, user=None, caps=None, no_new_privs=True,
                  new_session=False, umask=-1, rlimits=(), stdio=(-1, -1, -1), cgroup_fd=-1,
-                 cgroup_procs_fds=()):
+                 cgroup_procs_fds=(), seccomp=None, seccomp_flags=0):
         import os
         self.pid, self.pidfd, self.start_time = pid, pidfd, start_time
         self.namespaces = EXEC_ALL_NAMESPACES if namespaces is None else namespaces
@@ -144,6 +148,7 @@ class ExecSpec:
         self.rlimits = list(rlimits)
         self.stdio = tuple(stdio)
         self.cgroup_fd, self.cgroup_procs_fds = cgroup_fd, list(cgroup_procs_fds)
+        self.seccomp, self.seccomp_flags = seccomp, seccomp_flags
 
     @classmethod
     def from_spawn_spec(cls, spec, pid, *, pidfd=-1, start_time=0, namespaces=None):
@@ -174,6 +179,7 @@ def exec_(spec):
     cdef int pidfd = -1
     cdef int rc
     cdef pyrt_error err
+    cdef bytes prog = getattr(spec, "seccomp", None)
 
     s.pid = getattr(spec, "pid", 0) or 0
     s.pidfd = getattr(spec, "pidfd", -1)
@@ -225,6 +231,14 @@ def exec_(spec):
         procs[i] = fd
     s.cgroup_procs_fds = procs
     s.ncgroup_procs = len(pfds)
+    s.seccomp = NULL
+    s.seccomp_len = 0
+    s.seccomp_flags = getattr(spec, "seccomp_flags", 0)
+    if prog is not None:
+        if not prog or len(prog) % 8:
+            raise ValueError("seccomp: a BPF program is a non-empty multiple of 8 bytes")
+        s.seccomp = <const char *>prog
+        s.seccomp_len = len(prog) // 8
 
     with nogil:
         rc = pyrt_exec(&s, &pid, &pidfd, &err)

@@ -568,6 +568,20 @@ def test_seccomp_profile(rt, make_bundle):
         out = _run(rt, make_bundle(["sh", "-c", "mkdir /tmp/d 2>&1; grep Seccomp: /proc/self/status"],
                                    edit, readonly=False))
         assert "Operation not permitted" in out and "Seccomp:\t2" in out
+    # exec'd processes are bound by the container's filter too (with and without no_new_privs)
+    for nnp in (True, False):
+        def edit(c, nnp=nnp):
+            c["linux"]["seccomp"] = profile
+            c["process"]["noNewPrivileges"] = nnp
+        cid = rt.new_id()
+        assert rt.create(cid, make_bundle(["sleep", "1000"], edit, readonly=False)).returncode == 0
+        try:
+            assert rt("start", cid).returncode == 0
+            p = rt("exec", cid, "sh", "-c", "mkdir /tmp/e 2>&1; grep Seccomp: /proc/self/status")
+            out = p.stdout.decode()
+            assert "Operation not permitted" in out and "Seccomp:\t2" in out, (p.stdout, p.stderr)
+        finally:
+            rt("delete", "--force", cid)
     bad = make_bundle(["true"], lambda c: c["linux"].update(seccomp={"defaultAction": "SCMP_ACT_NOPE"}))
     p = rt.create(rt.new_id(), bad)
     assert p.returncode == 1 and b"SCMP_ACT_NOPE" in p.stderr
@@ -710,7 +724,8 @@ def test_exec_with_terminal(rt, make_bundle, tmp_shm):
     sock = os.path.join(tmp_shm, "exec-console.sock")
     srv, t, got = _console_listener(sock)
     try:
-        p = rt("exec", "-t", "--console-socket", sock, cid, "sh", "-c", "tty; test -t 1 && echo isatty")
+        p = rt("exec", "-t", "--console-socket", sock, cid, "sh", "-c",
+               "tty; test -t 1 && echo isatty; set -- $(cat /proc/self/stat); echo ctty=$7")
         assert p.returncode == 0, p.stderr
         t.join(30)
         master = got["fds"][0]
@@ -718,7 +733,9 @@ def test_exec_with_terminal(rt, make_bundle, tmp_shm):
             out = _read_all(master).replace(b"\r\n", b"\n")
         finally:
             os.close(master)
-        assert out.split(b"\n")[:2] == [b"/dev/pts/0", b"isatty"]
+        lines = out.split(b"\n")
+        assert lines[:2] == [b"/dev/pts/0", b"isatty"]
+        assert lines[2].startswith(b"ctty=") and lines[2] != b"ctty=0"  # its controlling terminal
     finally:
         srv.close()
 

@@ -26,10 +26,8 @@ Where pyrt-runtime differs from runc:
   pivot_root, in its waiting state), in the runtime's namespaces; createContainer
   hooks run in the container's namespaces except its mount namespace (so their
   path resolves on the host), startContainer hooks in all of them.
-- processes started by `exec` join the container's namespaces and cgroups but get
-  no seccomp filter, and with -t the pty is their stdio without being their
-  controlling terminal. --preserve-fds is refused; --no-pivot is accepted and
-  ignored (pivot_root is always used).
+- --preserve-fds is refused; --no-pivot is accepted and ignored (pivot_root is
+  always used).
 """
 from __future__ import annotations
 
@@ -295,7 +293,8 @@ def _create(g, o, cid, *, foreground=False):
              "rootfs": os.path.realpath(os.path.join(bundle, cfg["root"]["path"])),
              "created": rfc3339(time.time()), "owner": "", "annotations": plan.annotations,
              "oci_version": cfg.get("ociVersion"), "hooks": plan.hooks, "process": plan.process,
-             "pid": 0, "start_time": 0, "started": False}
+             "pid": 0, "start_time": 0, "started": False,
+             "seccomp": (cfg.get("linux") or {}).get("seccomp")}  # for exec'd processes too
     fds, cg, pidfd, pid, wait_fd = [], None, -1, 0, -1
     ok = False
     try:
@@ -651,6 +650,8 @@ def cmd_exec(g, args):
     plan = rs.parse(fake, "/")
     spec = plan.spec
     user = spec.user
+    # the container's seccomp profile binds its exec'd processes too (as in runc)
+    seccomp, seccomp_flags = rs.compile_seccomp(c.rec["seccomp"]) if c.rec.get("seccomp") else (None, 0)
     terminal = bool(proc.get("terminal"))
     if terminal and not o.get("console_socket"):
         raise Failure("exec with a terminal needs --console-socket")
@@ -667,7 +668,8 @@ def cmd_exec(g, args):
                             path=spec.path, cwd=spec.cwd, user=user, caps=spec.caps,
                             no_new_privs=bool(spec.setup & _core.SETUP_NO_NEW_PRIVS),
                             new_session=terminal, umask=spec.umask, rlimits=spec.rlimits, stdio=stdio,
-                            cgroup_fd=cfds[0], cgroup_procs_fds=cfds[1])
+                            cgroup_fd=cfds[0], cgroup_procs_fds=cfds[1], seccomp=seccomp,
+                            seccomp_flags=seccomp_flags)
         try:
             pid, pidfd = _core.exec_(es)
         except OSError as e:
@@ -680,8 +682,6 @@ def cmd_exec(g, args):
         for fd in (master, slave):
             if fd >= 0:
                 os.close(fd)
-    if plan.oci.seccomp is not None:
-        LOG.dbg("exec: the container's seccomp profile is not applied to exec'd processes")
     if o.get("pid_file"):
         from pyrt.oci_state import write_pid_file
         write_pid_file(o["pid_file"], pid)
