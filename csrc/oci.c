@@ -278,8 +278,6 @@ int pyrt_oci_before_identity(const struct pyrt_oci *o, struct pyrt_error *e)
 {
     if (o->cap_sets && prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0)
         return pyrt_fail(e, "keep capabilities", "");
-    if (o->seccomp && o->seccomp_early)
-        return pyrt_load_seccomp(o->seccomp, o->seccomp_len, o->seccomp_flags, e);
     return 0;
 }
 
@@ -366,8 +364,6 @@ int pyrt_oci_wait(const struct pyrt_spawn_spec *s, struct pyrt_error *e)
             _exit(n == 0 ? 0 : 127); /* nobody will start it */
         close(o->wait_fd);
     }
-    if (o->seccomp && !o->seccomp_early && pyrt_load_seccomp(o->seccomp, o->seccomp_len, o->seccomp_flags, e) < 0)
-        return -1;
     return 0;
 }
 

@@ -14,7 +14,6 @@
  *   the standard /dev symlinks, sysctls;
  * - capability sets (effective, permitted, inheritable, ambient) besides the
  *   bounding set of the spec;
- * - a seccomp filter (classic BPF, compiled by the caller: see seccomp_compile.h).
  * Everything here runs in the child between clone and exec: raw syscalls only, no
  * allocation, no locks. */
 #ifndef PYRT_OCI_H
@@ -64,12 +63,6 @@ struct pyrt_oci {
     int cap_sets; /* nonzero: apply the four sets below after the identity switch
                      (PR_SET_KEEPCAPS keeps the permitted set of a non-root user) */
     uint64_t cap_effective, cap_permitted, cap_inheritable, cap_ambient;
-
-    const void *seccomp;   /* struct sock_filter[seccomp_len], or NULL */
-    size_t seccomp_len;
-    unsigned int seccomp_flags; /* SECCOMP_FILTER_FLAG_* */
-    int seccomp_early;          /* load before the identity switch (needed without
-                                   no_new_privs); else just before exec */
 };
 
 /* Child side, called by spawn.c (each only when spec->oci is set). */
@@ -83,13 +76,12 @@ int pyrt_oci_rootfs(const struct pyrt_oci *o, int rootfd, struct pyrt_error *e);
 /* After stdio: the pty (console_fd). uid/gid: the owner of the pty's slave. */
 int pyrt_oci_console(const struct pyrt_oci *o, uid_t uid, gid_t gid, struct pyrt_error *e);
 
-/* Just before and just after the identity switch (keepcaps, early seccomp; the
- * capability sets). */
+/* Just before and just after the identity switch (keepcaps; the capability sets). */
 int pyrt_oci_before_identity(const struct pyrt_oci *o, struct pyrt_error *e);
 int pyrt_oci_after_identity(const struct pyrt_oci *o, struct pyrt_error *e);
 
-/* The last step before exec: check the program, report "waiting", wait, then the
- * late seccomp filter. */
+/* The last step before exec (and the seccomp filter): check the program, report
+ * "waiting", wait. */
 int pyrt_oci_wait(const struct pyrt_spawn_spec *s, struct pyrt_error *e);
 
 /* After a failed exec: once the caller was told "waiting", nobody reads the error

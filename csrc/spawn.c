@@ -64,10 +64,7 @@ static int run_init(const struct pyrt_spawn_spec *s, int init_fd, struct pyrt_er
         return pyrt_fail(e, "pipe", "init");
     if (sigprocmask(SIG_SETMASK, &all, NULL) < 0)
         return pyrt_fail(e, "sigprocmask", "init");
-    struct pyrt_clone_args ca; /* a plain fork, without glibc's atfork handlers */
-    memset(&ca, 0, sizeof ca);
-    ca.exit_signal = SIGCHLD;
-    pid_t child = (pid_t)pyrt_clone3(&ca, sizeof ca);
+    pid_t child = (pid_t)pyrt_fork(); /* without glibc's atfork handlers */
     if (child < 0)
         return pyrt_fail(e, "fork", "init");
     if (child == 0) {
@@ -169,9 +166,12 @@ static int child_exec(const struct pyrt_spawn_spec *s, int init_fd, struct pyrt_
         return -1;
     if (s->oci && (pyrt_oci_console(s->oci, s->uid, s->gid, e) < 0 || pyrt_oci_before_identity(s->oci, e) < 0))
         return -1;
+    int nnp = (s->setup & PYRT_SETUP_NO_NEW_PRIVS) != 0;
+    if (s->seccomp && !nnp && pyrt_load_seccomp(s->seccomp, s->seccomp_len, s->seccomp_flags, e) < 0)
+        return -1;
     if (pyrt_setup_identity(s->set_user, s->uid, s->gid, s->groups, s->ngroups, s->caps, e) < 0)
         return -1;
-    if ((s->setup & PYRT_SETUP_NO_NEW_PRIVS) && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+    if (nnp && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
         return pyrt_fail(e, "no_new_privs", "");
     umask(s->umask >= 0 ? (mode_t)s->umask : 022);
     if (s->oci && pyrt_oci_after_identity(s->oci, e) < 0)
@@ -180,6 +180,9 @@ static int child_exec(const struct pyrt_spawn_spec *s, int init_fd, struct pyrt_
     if (pyrt_close_range(3, ~0U, CLOSE_RANGE_CLOEXEC) < 0)
         return pyrt_fail(e, "close_range", "");
     if (s->oci && pyrt_oci_wait(s, e) < 0) /* create/start: wait for start */
+        goto failed;
+    /* Last, so the filter only ever sees the program's (or its init's) calls. */
+    if (s->seccomp && nnp && pyrt_load_seccomp(s->seccomp, s->seccomp_len, s->seccomp_flags, e) < 0)
         goto failed;
     if (s->init)
         run_init(s, init_fd, e);

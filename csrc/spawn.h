@@ -113,6 +113,12 @@ struct pyrt_spawn_spec {
                               program and reaps orphans; the program is its child */
     const char *init_path; /* that init's executable (pyrt-init), a host path */
 
+    const void *seccomp;        /* a seccomp filter (struct sock_filter[seccomp_len]) or
+                                   NULL: loaded just before exec with no_new_privs, else
+                                   before the identity switch (it needs CAP_SYS_ADMIN then) */
+    size_t seccomp_len;
+    unsigned int seccomp_flags; /* SECCOMP_FILTER_FLAG_* */
+
     const struct pyrt_oci *oci; /* what only the OCI runtime asks for (oci.h), or NULL */
 };
 

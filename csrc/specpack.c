@@ -40,6 +40,9 @@ struct spec_layout {
     size_t ncgroup_procs;
     int init;
     const char *init_path;
+    const void *seccomp;
+    size_t seccomp_len;
+    unsigned int seccomp_flags;
     const struct pyrt_oci *oci;
 };
 struct mount_layout {
@@ -139,6 +142,7 @@ ssize_t pyrt_spec_pack(const struct pyrt_spawn_spec *s, char *buf, size_t cap, s
     c.uid_map = AS_PTR(const char *, put_str(&p, s->uid_map));
     c.gid_map = AS_PTR(const char *, put_str(&p, s->gid_map));
     c.init_path = AS_PTR(const char *, put_str(&p, s->init_path));
+    c.seccomp = AS_PTR(const void *, s->seccomp_len ? put(&p, s->seccomp, s->seccomp_len * 8) : 0);
     c.cgroup_fd = -1; /* per spawn */
     c.cgroup_procs_fds = NULL;
     c.ncgroup_procs = 0;
@@ -211,6 +215,7 @@ int pyrt_spec_unpack(char *buf, size_t len, struct pyrt_spawn_spec **out)
     bad |= fix(&s->rlimits, buf, len, s->nrlimits * sizeof *s->rlimits);
     bad |= fix_str(&s->uid_map, buf, len) | fix_str(&s->gid_map, buf, len);
     bad |= fix_str(&s->init_path, buf, len);
+    bad |= fix(&s->seccomp, buf, len, s->seccomp_len * 8);
     s->oci = NULL;
     s->cgroup_fd = -1;
     s->cgroup_procs_fds = NULL;

@@ -1,6 +1,9 @@
 #include "syscalls.h"
 
+#include <errno.h>
 #include <linux/capability.h>
+#include <signal.h>
+#include <string.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -37,6 +40,17 @@
 long pyrt_clone3(struct pyrt_clone_args *args, size_t size)
 {
     return syscall(SYS_clone3, args, size);
+}
+
+long pyrt_fork(void)
+{
+    struct pyrt_clone_args ca;
+    memset(&ca, 0, sizeof ca);
+    ca.exit_signal = SIGCHLD;
+    long pid = pyrt_clone3(&ca, sizeof ca);
+    if (pid < 0 && errno == ENOSYS)
+        pid = syscall(SYS_clone, SIGCHLD, 0, NULL, NULL, 0);
+    return pid;
 }
 
 int pyrt_pivot_root(const char *new_root, const char *put_old)

@@ -36,6 +36,9 @@ struct pyrt_mount_attr {
 };
 
 long pyrt_clone3(struct pyrt_clone_args *args, size_t size);
+/* A plain fork (SIGCHLD, no glibc atfork handlers): clone3, or clone where clone3 is
+ * not available (ENOSYS: an old kernel, or a seccomp filter that hides it). */
+long pyrt_fork(void);
 int pyrt_pivot_root(const char *new_root, const char *put_old);
 int pyrt_openat2(int dirfd, const char *path, struct pyrt_open_how *how, size_t size);
 int pyrt_pidfd_open(pid_t pid, unsigned int flags);

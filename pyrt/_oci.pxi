@@ -1,12 +1,11 @@
 # Bindings of what only the OCI runtime (pyrt-runtime) asks of the spawn core:
 # csrc/oci.h (spec.oci: wait before exec, joined namespaces, console, devices,
-# sysctls, capability sets, a seccomp filter) and csrc/seccomp.c (profiles compiled
-# with libseccomp). Included by _core.pyx after _spawn.pxi, whose _Arena and
+# sysctls, capability sets) and csrc/seccomp.c (seccomp profiles compiled with
+# libseccomp). Included by _core.pyx after _spawn.pxi, whose _Arena and
 # pyrt_error it uses; _fill_spawn_spec calls _fill_oci when the spec has `oci`.
 
 from libc.stdint cimport uint32_t
 from libc.stdlib cimport free as _free
-from libc.string cimport memcpy
 
 
 cdef extern from "oci.h":
@@ -39,10 +38,6 @@ cdef extern from "oci.h":
         uint64_t cap_permitted
         uint64_t cap_inheritable
         uint64_t cap_ambient
-        const void *seccomp
-        size_t seccomp_len
-        unsigned int seccomp_flags
-        int seccomp_early
 
 
 cdef extern from "seccomp_compile.h":
@@ -76,8 +71,7 @@ class OciOptions:
     CLONE_NEW*)] in order; unshare_flags; devices: [(path bytes, mode, major, minor,
     uid, gid)]; dev_links; sysctls: [(key path under /proc/sys, value)] as bytes;
     root_propagation (MS_*); cap_sets: None or (effective, permitted, inheritable,
-    ambient) masks; seccomp: the BPF program (bytes, 8 per instruction) or None,
-    seccomp_flags, seccomp_early."""
+    ambient) masks. (A seccomp filter is the spec's own: spec.seccomp.)"""
 
     def __init__(self):
         self.wait_fd = -1
@@ -90,9 +84,6 @@ class OciOptions:
         self.sysctls = []
         self.root_propagation = 0
         self.cap_sets = None
-        self.seccomp = None
-        self.seccomp_flags = 0
-        self.seccomp_early = False
 
 
 cdef const void *_fill_oci(object o, _Arena arena) except NULL:
@@ -132,19 +123,6 @@ cdef const void *_fill_oci(object o, _Arena arena) except NULL:
         c.cap_effective, c.cap_permitted, c.cap_inheritable, c.cap_ambient = o.cap_sets
     else:
         c.cap_sets = 0
-    if o.seccomp is not None:
-        data = bytes(o.seccomp)
-        if not data or len(data) % 8 or len(data) // 8 > 65535:
-            raise ValueError("invalid seccomp program")
-        prog = <char *>arena.alloc(len(data), 1)
-        memcpy(prog, <const char *>data, len(data))
-        c.seccomp = prog
-        c.seccomp_len = len(data) // 8
-    else:
-        c.seccomp = NULL
-        c.seccomp_len = 0
-    c.seccomp_flags = o.seccomp_flags
-    c.seccomp_early = 1 if o.seccomp_early else 0
     return c
 
 

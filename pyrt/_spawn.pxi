@@ -1,6 +1,6 @@
 from libc.stdint cimport uint64_t
 from libc.stdlib cimport calloc, free
-from libc.string cimport strerror
+from libc.string cimport memcpy, strerror
 from posix.types cimport gid_t, pid_t, uid_t
 from cpython.exc cimport PyErr_CheckSignals
 from libc.errno cimport errno, EINTR
@@ -76,6 +76,9 @@ cdef extern from "spawn.h":
         size_t ncgroup_procs
         int init
         const char *init_path
+        const void *seccomp
+        size_t seccomp_len
+        unsigned int seccomp_flags
         const void *oci
 
     cdef struct pyrt_error:
@@ -161,6 +164,7 @@ cdef int _fill_spawn_spec(object spec, _Arena arena, pyrt_spawn_spec *s) except 
     cdef pyrt_rlimit *rlimits
     cdef gid_t *groups
     cdef int *procs
+    cdef char *buf
     cdef Py_ssize_t i
 
     s.argv = arena.strv(spec.argv)
@@ -233,6 +237,19 @@ cdef int _fill_spawn_spec(object spec, _Arena arena, pyrt_spawn_spec *s) except 
     s.ncgroup_procs = len(spec.cgroup_procs_fds)
     s.init = 1 if getattr(spec, "init", False) else 0
     s.init_path = arena.cstr(_helper_path("pyrt-init")) if s.init else NULL
+    prog = getattr(spec, "seccomp", None)  # a BPF program (pyrt.seccomp)
+    if prog is not None:
+        data = bytes(prog)
+        if not data or len(data) % 8 or len(data) // 8 > 65535:
+            raise ValueError("invalid seccomp program: a non-empty multiple of 8 bytes")
+        buf = <char *>arena.alloc(len(data), 1)
+        memcpy(buf, <const char *>data, len(data))
+        s.seccomp = buf
+        s.seccomp_len = len(data) // 8
+    else:
+        s.seccomp = NULL
+        s.seccomp_len = 0
+    s.seccomp_flags = getattr(spec, "seccomp_flags", 0)
     oci = getattr(spec, "oci", None)  # OCI runtime options (_oci.pxi)
     s.oci = _fill_oci(oci, arena) if oci is not None else NULL
     return 0

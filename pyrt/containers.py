@@ -51,6 +51,31 @@ def _env_list_to_dict(items) -> dict:
     return out
 
 
+def _seccomp_option(security_opt, cap_add, privileged):
+    """The container's seccomp setting from docker's --security-opt: "default",
+    "unconfined" or a profile (a dict, checked by compiling it now)."""
+    value = "default"
+    for opt in security_opt or ():
+        key, sep, v = str(opt).partition("=")
+        if key == "no-new-privileges" and v in ("", "true"):
+            continue  # always so
+        if key != "seccomp" or not sep or not v:
+            raise InvalidArgument(f"unsupported --security-opt {opt!r}: use seccomp=unconfined or "
+                                  "seccomp=PROFILE.json")
+        value = v
+    if value not in ("default", "unconfined"):
+        try:
+            with open(value, "rb") as f:
+                value = json.loads(f.read())
+        except OSError as e:
+            raise InvalidArgument(f"seccomp profile {value}: {e.strerror}") from None
+        except ValueError as e:
+            raise InvalidArgument(f"seccomp profile {value}: not JSON ({e})") from None
+    from pyrt.seccomp import filter_for
+    filter_for(cap_add or (), privileged, None if value == "default" else value)  # errors now
+    return value
+
+
 def _command(image_cfg: dict, command, entrypoint) -> list[str]:
     """Docker's rule: an entrypoint given here resets the image's Cmd; a command
     given here replaces the image's Cmd; argv = entrypoint + cmd."""
@@ -210,7 +235,7 @@ class Container:
                           mounts=self._mounts(), user=user, network=cfg.get("NetworkMode", "none"),
                           read_only=cfg.get("ReadOnly", False), cap_add=cfg.get("CapAdd", []),
                           cap_drop=cfg.get("CapDrop", []), privileged=cfg.get("Privileged", False),
-                          init=cfg.get("Init", False))
+                          init=cfg.get("Init", False), seccomp=cfg.get("Seccomp", "default"))
 
     def _limits(self):
         from pyrt.cgroups import Limits
@@ -749,17 +774,20 @@ class ContainerCollection:
                network_mode="none", read_only=False, cap_add=None, cap_drop=None, privileged=False,
                auto_remove=False, init=False, mem_limit=None, memswap_limit=None, mem_reservation=None,
                nano_cpus=None, cpus=None, cpu_shares=None, cpuset_cpus=None, cpuset_mems=None,
-               pids_limit=None, stop_signal=None, tty=False) -> Container:
+               pids_limit=None, stop_signal=None, tty=False, security_opt=None) -> Container:
         """A container of `image` (a reference or an Image), not started. Limits
         use the docker SDK's names (mem_limit="256m", nano_cpus or cpus=1.5,
         cpu_shares, cpuset_cpus="0", pids_limit=100, memswap_limit). tty=True: it
-        runs on a terminal of its own (in the foreground only: start_process)."""
+        runs on a terminal of its own (in the foreground only: start_process).
+        security_opt: ["seccomp=unconfined"] or ["seccomp=/path/profile.json"] (the
+        default is pyrt's profile, pyrt/seccomp.py)."""
         from pyrt.cgroups import Limits
         limits = Limits.from_docker(mem_limit=mem_limit, memswap_limit=memswap_limit,
                                     mem_reservation=mem_reservation,
                                     nano_cpus=nano_cpus if cpus is None else float(cpus) * 1e9,
                                     cpu_shares=cpu_shares, cpuset_cpus=cpuset_cpus, cpuset_mems=cpuset_mems,
                                     pids_limit=pids_limit)
+        seccomp = _seccomp_option(security_opt, cap_add, privileged)
         img = image if hasattr(image, "layers") else self.runtime.images.get(image)
         icfg = (img.config or {}).get("config") or {}
         argv = _command(icfg, command, entrypoint)
@@ -814,7 +842,7 @@ class ContainerCollection:
             "Privileged": bool(privileged), "AutoRemove": bool(auto_remove), "Driver": driver,
             "ImageRef": image if isinstance(image, str) else img.id,
             "StopSignal": stop_signal or icfg.get("StopSignal") or "SIGTERM",
-            "Limits": limits.to_dict(), "Init": bool(init), "Tty": bool(tty),
+            "Limits": limits.to_dict(), "Init": bool(init), "Tty": bool(tty), "Seccomp": seccomp,
         }
         cdir = os.path.join(self.store.root, "containers", cid)
         os.mkdir(cdir, 0o700)

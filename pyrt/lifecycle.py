@@ -365,6 +365,10 @@ def exec_process(container, cmd, *, user="", environment=None, workdir=None, pri
     if user:
         from pyrt.userdb import resolve_user
         ident = resolve_user(user, container._driver_layers())
+    from pyrt.seccomp import filter_for
+    profile = cfg.get("Seccomp", "default")
+    bpf = filter_for(cfg.get("CapAdd", []), privileged or cfg.get("Privileged", False),
+                     None if profile == "default" else profile) or (None, 0)
     cgroup = container._open_cgroup()
     fds = cgroup.spawn_fds() if cgroup is not None else (-1, [])
     try:
@@ -373,7 +377,8 @@ def exec_process(container, cmd, *, user="", environment=None, workdir=None, pri
                               caps=caps.resolve(cfg.get("CapAdd", []), cfg.get("CapDrop", []),
                                                 privileged or cfg.get("Privileged", False)),
                               stdio=tuple(-1 if x is None else x for x in (stdin, stdout, stderr)),
-                              new_session=new_session, cgroup_fd=fds[0], cgroup_procs_fds=fds[1])
+                              new_session=new_session, cgroup_fd=fds[0], cgroup_procs_fds=fds[1],
+                              seccomp=bpf[0], seccomp_flags=bpf[1])
         return _core.exec_(spec)
     finally:
         if cgroup is not None:

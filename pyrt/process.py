@@ -119,13 +119,19 @@ class SpawnSpec:
         self.cgroup_fd = -1
         self.cgroup_procs_fds = []
         self.init = False
+        self.seccomp, self.seccomp_flags = None, 0  # a BPF program (bytes) and its flags
 
 
 def build_spec(args, rootfs=None, *, env=None, cwd=None, hostname=None, mounts=(), user=None,
                network="none", read_only=False, namespaces=DEFAULT_NAMESPACES, cap_add=(), cap_drop=(),
                privileged=False, no_new_privs=True, rlimits=None, uidmap=None, gidmap=None,
-               umask=None, aslr=True, new_session=False, init=False, upper_tmpfs=None) -> SpawnSpec:
+               umask=None, aslr=True, new_session=False, init=False, upper_tmpfs=None,
+               seccomp=None) -> SpawnSpec:
     """Turn user-facing arguments into a SpawnSpec, validating them.
+
+    seccomp: None (no filter), "default" (pyrt's default profile, see pyrt.seccomp,
+    as containers from images get it), "unconfined", or a profile dict in the OCI /
+    docker JSON form.
 
     upper_tmpfs: a volatile writable layer over a directory rootfs (or an Overlay
     without upperdir): True, or tmpfs options such as "size=256m". The container
@@ -209,6 +215,11 @@ def build_spec(args, rootfs=None, *, env=None, cwd=None, hostname=None, mounts=(
         spec.umask = int(umask)
     spec.rlimits = [(r, s, h) for r, (s, h) in (rlimits or {}).items()]
     spec.init = bool(init)
+    if seccomp is not None:
+        from pyrt import seccomp as _seccomp
+        bpf = _seccomp.filter_for(cap_add, privileged, None if seccomp == "default" else seccomp)
+        if bpf is not None:
+            spec.seccomp, spec.seccomp_flags = bpf
     return spec
 
 

@@ -27,6 +27,8 @@ def add_run_image_options(p):
     p.add_argument("--cpuset-mems", metavar="LIST", help="memory nodes allowed")
     p.add_argument("--pids-limit", type=int, metavar="N", help="most processes at once (-1: unlimited)")
     p.add_argument("--stop-signal", metavar="SIGNAL", help="signal that stops the container")
+    p.add_argument("--security-opt", action="append", default=[], metavar="seccomp=unconfined|PROFILE.json",
+                   help="seccomp profile (default: pyrt's, see pyrt/seccomp.py)")
 
 
 def parse_mount(spec: str) -> dict:
@@ -69,7 +71,7 @@ def _create(args, image, command, rt):
         init=args.init, mem_limit=args.memory, memswap_limit=args.memory_swap,
         mem_reservation=args.memory_reservation, cpus=args.cpus, cpu_shares=args.cpu_shares,
         cpuset_cpus=args.cpuset_cpus, cpuset_mems=args.cpuset_mems, pids_limit=args.pids_limit,
-        stop_signal=args.stop_signal, tty=args.tty,
+        stop_signal=args.stop_signal, tty=args.tty, security_opt=args.security_opt,
         cap_add=args.cap_add, cap_drop=args.cap_drop, privileged=args.privileged,
         auto_remove=getattr(args, "rm", False))
 

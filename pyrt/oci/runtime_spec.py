@@ -436,8 +436,7 @@ def parse(cfg: dict, bundle: str, *, container_id: str = "", systemd_cgroup: boo
 
     # -- seccomp ------------------------------------------------------------------
     if linux.get("seccomp"):
-        oci.seccomp, oci.seccomp_flags = compile_seccomp(linux["seccomp"])
-        oci.seccomp_early = not (spec.setup & _core.SETUP_NO_NEW_PRIVS)
+        spec.seccomp, spec.seccomp_flags = compile_seccomp(linux["seccomp"])
 
     # -- hooks, annotations -------------------------------------------------------
     hooks = cfg.get("hooks") or {}
