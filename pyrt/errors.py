@@ -51,3 +51,13 @@ class InvalidArgument(PyrtError, ValueError):
 class ImageFormatError(PyrtError, ValueError):
     """An image archive, manifest or config is invalid (digest or size mismatch,
     missing blob, unknown media type, bad JSON, ...)."""
+
+
+class BuildError(PyrtError):
+    """`pyrt build` failed: a bad Dockerfile, context or build argument, or a failing
+    step (named `Dockerfile:LINE: ...`). `output` holds the last lines a failing
+    RUN printed."""
+
+    def __init__(self, message, output=()):
+        super().__init__(message)
+        self.output = list(output)

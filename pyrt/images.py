@@ -500,8 +500,9 @@ class ImageCollection:
         """A new image: `parent`'s layers (an Image, a reference, or None for none)
         plus `layer` on top, a dict {digest, diff_id, size, media_type, path} as
         `pyrt.store.commit.write_layer_blob` returns it (the temp blob at `path` is
-        moved into the store). Its snapshot is unpacked from the blob, or taken from
-        `snapshot_dir` (moved) when the caller has it ready. The config is the
+        moved into the store), or None for a config-only image (its history entry
+        says `empty_layer`). The layer's snapshot is unpacked from the blob, or taken
+        from `snapshot_dir` (moved) when the caller has it ready. The config is the
         parent's with the diff_id and a history entry appended, `created` set and
         `config_changes` applied (a dict of Cmd/Entrypoint/Env/WorkingDir/User/
         ExposedPorts/Volumes/Labels/StopSignal, or docker `--change` lines). One
@@ -519,15 +520,16 @@ class ImageCollection:
         if parent is not None:
             parent_img = parent if isinstance(parent, Image) else self.get(parent)
             parent_img.reload()
-        for key in ("digest", "diff_id", "size", "path"):
-            if key not in layer:
-                raise InvalidArgument(f"layer description lacks {key!r}")
-        digest, diff_id = layer["digest"], layer["diff_id"]
-        if not is_digest(digest) or not is_digest(diff_id):
-            raise InvalidArgument(f"invalid layer digest {digest!r} or diff_id {diff_id!r}")
-        media_type = layer.get("media_type") or mt.OCI_LAYER_GZIP
-        if mt.layer_compression(media_type) is None:
-            raise InvalidArgument(f"unknown layer media type {media_type!r}")
+        if layer is not None:
+            for key in ("digest", "diff_id", "size", "path"):
+                if key not in layer:
+                    raise InvalidArgument(f"layer description lacks {key!r}")
+            digest, diff_id = layer["digest"], layer["diff_id"]
+            if not is_digest(digest) or not is_digest(diff_id):
+                raise InvalidArgument(f"invalid layer digest {digest!r} or diff_id {diff_id!r}")
+            media_type = layer.get("media_type") or mt.OCI_LAYER_GZIP
+            if mt.layer_compression(media_type) is None:
+                raise InvalidArgument(f"unknown layer media type {media_type!r}")
         now = time.time()
         created = rfc3339(now)
         if parent_img is not None:
@@ -542,7 +544,7 @@ class ImageCollection:
             cfg["author"] = author
         cfg["config"] = apply_changes(cfg.get("config"), config_changes)
         cfg.setdefault("rootfs", {"type": "layers", "diff_ids": []})
-        cfg["rootfs"]["diff_ids"] = list(cfg["rootfs"].get("diff_ids") or []) + [diff_id]
+        cfg["rootfs"]["diff_ids"] = list(cfg["rootfs"].get("diff_ids") or []) + ([diff_id] if layer else [])
         hist = {"created": created}
         if author:
             hist["author"] = author
@@ -550,15 +552,18 @@ class ImageCollection:
             hist["created_by"] = created_by
         if comment:
             hist["comment"] = comment
+        if layer is None:
+            hist["empty_layer"] = True
         cfg["history"] = list(cfg.get("history") or []) + [hist]
         config_bytes = dumps(cfg)
         config_digest = sha256_bytes(config_bytes)
         layer_descs = [{"mediaType": lyr["media_type"], "digest": lyr["digest"], "size": lyr["size"]}
                        for lyr in parent_layers]
-        layer_descs.append({"mediaType": media_type, "digest": digest, "size": layer["size"]})
+        if layer is not None:
+            layer_descs.append({"mediaType": media_type, "digest": digest, "size": layer["size"]})
+            top_chain = _chain_id(parent_layers[-1]["chain_id"] if parent_layers else None, diff_id)
         manifest = manifest_json({"mediaType": mt.OCI_CONFIG, "digest": config_digest,
                                   "size": len(config_bytes)}, layer_descs)
-        top_chain = _chain_id(parent_layers[-1]["chain_id"] if parent_layers else None, diff_id)
 
         plan = _archive.ImagePlan(config=config_bytes, config_digest=config_digest,
                                   config_media_type=mt.OCI_CONFIG, layers=[],
@@ -569,14 +574,17 @@ class ImageCollection:
             plan.layers.append(_archive.LayerPlan(member="", media_type=lyr["media_type"],
                                                   diff_id=lyr["diff_id"], digest=lyr["digest"],
                                                   size=lyr["size"], chain_id=lyr["chain_id"]))
-        plan.layers.append(_archive.LayerPlan(member="", media_type=media_type, diff_id=diff_id,
-                                              digest=digest, size=layer["size"], chain_id=top_chain))
+        if layer is not None:
+            plan.layers.append(_archive.LayerPlan(member="", media_type=media_type, diff_id=diff_id,
+                                                  digest=digest, size=layer["size"], chain_id=top_chain))
         with store.staging() as st:
-            _adopt_blob(st, layer["path"], digest, layer["size"])
+            if layer is not None:
+                _adopt_blob(st, layer["path"], digest, layer["size"])
             st.write_blob(config_bytes, expected_digest=config_digest, what="image config")
             st.write_blob(manifest, expected_digest=plan.manifest_digest, what="manifest")
             sizes = {}
-            have = store.db.query_one("SELECT 1 FROM layers WHERE chain_id=?", (top_chain,)) is not None
+            have = layer is None or store.db.query_one("SELECT 1 FROM layers WHERE chain_id=?",
+                                                       (top_chain,)) is not None
             if not have:
                 if snapshot_dir is not None:
                     st.adopt_snapshot(top_chain, snapshot_dir)
@@ -605,6 +613,16 @@ class ImageCollection:
             from .store.layers import rmtree
             rmtree(snapshot_dir)  # the store has this layer already; the caller gave it away
         return Image(self, config_digest)
+
+    def build(self, path, tag=None, dockerfile="Dockerfile", buildargs=None, nocache=False, target=None,
+              quiet=False, rm=True, log=None):
+        """docker build (see pyrt.build): the Dockerfile (relative to the context
+        `path`) run step by step; `tag` a name or a list of names. Returns (Image,
+        [{"stream": text}, ...]); `log`, if given, is called with each of those
+        as the build goes."""
+        from .build import build
+        return build(self.runtime, path, tags=tag, dockerfile=dockerfile, buildargs=buildargs,
+                     nocache=nocache, target=target, quiet=quiet, rm=rm, log=log)
 
     def import_image(self, src, repository=None, tag=None, changes=(), message=None, progress=None) -> Image:
         """A rootfs tar (plain, gzip, zstd, bzip2 or xz; a path or a binary file object)

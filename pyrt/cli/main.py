@@ -157,10 +157,11 @@ def build_parser(verb=None):
     if verb == "run":
         return parser
     containers.register(sub)
-    from pyrt.cli import images, volumes
+    from pyrt.cli import build, images, volumes
     images.register(sub)
     volumes.register(sub)
     bench.register(sub)
+    build.register(sub)
     return parser
 
 

@@ -1,7 +1,7 @@
 """Image config changes: docker's `--change` instructions (`CMD`, `ENTRYPOINT`, `ENV`,
 `EXPOSE`, `LABEL`, `STOPSIGNAL`, `USER`, `VOLUME`, `WORKDIR`) and dicts of config keys
 (`Cmd`, `Entrypoint`, `Env`, `WorkingDir`, `User`, `ExposedPorts`, `Volumes`, `Labels`,
-`StopSignal`), applied to the `config` section of an image config."""
+`StopSignal`, `Shell`), applied to the `config` section of an image config."""
 from __future__ import annotations
 
 import json
@@ -10,7 +10,7 @@ import shlex
 from ..errors import InvalidArgument
 
 CONFIG_KEYS = ("Cmd", "Entrypoint", "Env", "WorkingDir", "User", "ExposedPorts", "Volumes",
-               "Labels", "StopSignal")
+               "Labels", "StopSignal", "Shell")
 _INSTRUCTIONS = {"CMD": "Cmd", "ENTRYPOINT": "Entrypoint", "ENV": "Env", "EXPOSE": "ExposedPorts",
                  "LABEL": "Labels", "STOPSIGNAL": "StopSignal", "USER": "User", "VOLUME": "Volumes",
                  "WORKDIR": "WorkingDir"}
@@ -122,7 +122,7 @@ def apply_changes(config: dict | None, changes) -> dict:
     ExposedPorts, Volumes merge; the rest replace)."""
     out = dict(config or {})
     for key, value in normalize_changes(changes).items():
-        if key in ("Cmd", "Entrypoint"):
+        if key in ("Cmd", "Entrypoint", "Shell"):
             if isinstance(value, str):
                 value = ["/bin/sh", "-c", value]
             out[key] = list(value) if value is not None else None

@@ -67,6 +67,16 @@ CREATE INDEX IF NOT EXISTS containers_image ON containers(image_id);
 CREATE VIEW IF NOT EXISTS layer_refcounts AS
     SELECT l.chain_id AS chain_id, COUNT(il.image_id) AS refs
     FROM layers l LEFT JOIN image_layers il ON il.chain_id = l.chain_id GROUP BY l.chain_id;
+-- pyrt build's cache: the image a build step made, by the sha256 of its parent image,
+-- its text, build args and sources; rows go with either image
+CREATE TABLE IF NOT EXISTS build_cache (
+    key      TEXT PRIMARY KEY,
+    parent   TEXT REFERENCES images(id) ON DELETE CASCADE,
+    image_id TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+    created  REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS build_cache_image ON build_cache(image_id);
+CREATE INDEX IF NOT EXISTS build_cache_parent ON build_cache(parent);
 """
 
 
