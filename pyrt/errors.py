@@ -53,6 +53,15 @@ class ImageFormatError(PyrtError, ValueError):
     missing blob, unknown media type, bad JSON, ...)."""
 
 
+class RegistryError(PyrtError):
+    """A registry could not be reached, refused a request or sent something wrong
+    (`status`: the HTTP status when there was one)."""
+
+    def __init__(self, message, status=None):
+        super().__init__(message)
+        self.status = status
+
+
 class BuildError(PyrtError):
     """`pyrt build` failed: a bad Dockerfile, context or build argument, or a failing
     step (named `Dockerfile:LINE: ...`). `output` holds the last lines a failing

@@ -821,6 +821,29 @@ class ImageCollection:
             "GROUP BY il.image_id")
         return {r["image_id"]: r["s"] or 0 for r in rows}
 
+    # -- registry (pyrt.registry does the work; imported on use, it needs httpx) ----------
+
+    def pull(self, repository, tag=None, platform=None, tls_verify=None, auth_config=None, progress=None) -> Image:
+        """docker SDK's pull: `repository` (`host[:port]/name`, or a Docker Hub name;
+        it may carry the tag or `@sha256:...`) at `tag`; an index resolved for
+        `platform` ("os/arch[/variant]", default linux/amd64). `auth_config`
+        {"username", "password"}, else the Runtime's login, else the stored
+        credentials. `progress`: a pyrt.registry.progress reporter. Returns the Image."""
+        from .registry import credentials_from, with_tag
+        from .registry.pull import pull
+        return pull(self, with_tag(repository, tag), platform=platform, tls_verify=tls_verify,
+                    credentials=credentials_from(auth_config), progress=progress)
+
+    def push(self, repository, tag=None, destination=None, tls_verify=None, auth_config=None,
+             progress=None) -> str:
+        """docker SDK's push of image `repository[:tag]` to the registry its name
+        names, or to `destination` (`host[:port]/name[:tag]`). Returns the pushed
+        manifest's digest (the SDK returns the daemon's progress text instead)."""
+        from .registry import credentials_from, with_tag
+        from .registry.push import push
+        return push(self, with_tag(repository, tag), destination, tls_verify=tls_verify,
+                    credentials=credentials_from(auth_config), progress=progress)
+
 
 # -- helpers -------------------------------------------------------------------------------------
 

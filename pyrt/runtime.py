@@ -24,6 +24,7 @@ class Runtime:
         self._store = None
         self._lock = threading.Lock()
         self._images = self._containers = self._volumes = None
+        self.logins = {}  # registry host -> (user, password), set by login()
 
     def __repr__(self):
         return f"Runtime(root={self.root!r})"
@@ -98,6 +99,15 @@ class Runtime:
             names = []
         out["volumes"] = {"count": len(names), "size": sum(_du(os.path.join(vdir, n)) for n in names)}
         return out
+
+    def login(self, username, password=None, email=None, registry=None, reauth=False, tls_verify=None):
+        """docker SDK's client.login: checks the credentials against `registry`
+        (default Docker Hub) and keeps them for this Runtime's pulls and pushes (in
+        memory: `pyrt login` is what saves them). Returns {"Status": "Login Succeeded"}."""
+        from .registry import login
+        host = login(registry or "docker.io", username, password or "", tls_verify=tls_verify)
+        self.logins[host] = (username, password or "")
+        return {"Status": "Login Succeeded"}
 
     def close(self):
         if self._store is not None:

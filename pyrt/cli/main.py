@@ -162,6 +162,8 @@ def build_parser(verb=None):
     volumes.register(sub)
     bench.register(sub)
     build.register(sub)
+    from pyrt.cli import registry
+    registry.register(sub)
     return parser
 
 

@@ -77,6 +77,14 @@ CREATE TABLE IF NOT EXISTS build_cache (
 );
 CREATE INDEX IF NOT EXISTS build_cache_image ON build_cache(image_id);
 CREATE INDEX IF NOT EXISTS build_cache_parent ON build_cache(parent);
+-- registry repositories known to hold a blob (pulled from or pushed to): push mounts
+-- a blob from one of them instead of uploading it again
+CREATE TABLE IF NOT EXISTS blob_sources (
+    digest     TEXT NOT NULL,
+    registry   TEXT NOT NULL,                -- host[:port] as in the reference
+    repository TEXT NOT NULL,                -- the path inside that registry
+    PRIMARY KEY (digest, registry, repository)
+);
 """
 
 
