@@ -536,3 +536,25 @@ def test_progress_bars_on_a_terminal_plain_lines_in_a_pipe_nothing_when_quiet(fa
     out = ok(cli(os.path.join(tmp_shm, "s2"), "pull", ref))
     assert "\x1b" not in out and out.count(": Pull complete\n") == 2
     assert ok(cli(os.path.join(tmp_shm, "s3"), "-q", "pull", ref)) == info["id"] + "\n"
+
+
+def test_build_pulls_a_missing_base_image(registry, tmp_shm, rootfs):
+    a, b = os.path.join(tmp_shm, "a"), os.path.join(tmp_shm, "b")
+    name = f"{registry.host}/rt/base:1"
+    with pyrt.Runtime(a) as rt:
+        rt.images.import_image(rootfs, name, changes=["ENV PATH=/bin:/usr/bin"])
+    ok(cli(a, "push", name))
+    ctx = os.path.join(tmp_shm, "ctx")
+    os.mkdir(ctx)
+    with open(os.path.join(ctx, "Dockerfile"), "w") as f:
+        f.write(f"FROM {name}\nRUN echo built > /built\n")
+    out = ok(cli(b, "build", "-t", "child:1", ctx))
+    assert f"Pulling {name} (not in the store)" in out and "Successfully tagged child:1" in out
+    with pyrt.Runtime(b) as rt:
+        assert rt.images.get(name).id == image(a, name)[0]
+        assert rt.containers.run("child:1", ["cat", "/built"], remove=True) == b"built\n"
+    # a base that is neither in the store nor in the registry: one clear line
+    with open(os.path.join(ctx, "Dockerfile"), "w") as f:
+        f.write(f"FROM {registry.host}/rt/nosuch:1\n")
+    err = error(cli(b, "build", ctx), match="is not in the store and could not be pulled")
+    assert "manifest unknown" in err

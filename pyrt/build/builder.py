@@ -217,15 +217,23 @@ class Builder:
             stage.image_id, stage.config = earlier.image_id, dict(earlier.config)
             stage.shell = list(earlier.shell)
         elif ref.lower() != "scratch":
-            try:
-                img = self.images.get(ref)
-            except ImageNotFound:
-                raise BuildError(f"image {ref!r} not found in the store (pyrt build does not pull: "
-                                 "pull or load it first)") from None
+            img = self._base_image(ref)
             stage.image_id, stage.config = img.id, (img.config.get("config") or {})
             stage.shell = list(stage.config.get("Shell") or DEFAULT_SHELL)
         if stage.image_id is not None:
             self._log(f" ---> {stage.image_id[7:19]}\n")
+
+    def _base_image(self, ref):
+        """A FROM image: the store's, else pulled (as docker build does)."""
+        try:
+            return self.images.get(ref)
+        except ImageNotFound:
+            pass
+        self._log(f"Pulling {ref} (not in the store)\n")
+        try:
+            return self.images.pull(ref)
+        except PyrtError as e:
+            raise BuildError(f"image {ref!r} is not in the store and could not be pulled: {e}") from None
 
     def _stage_named(self, ref, current):
         for s in self.stages:
