@@ -305,7 +305,7 @@ def test_failing_run_and_bad_sources(rt, tmp_shm):
         ("FROM busybox\nCOPY *.nothing /x/\n", "no source files were specified"),
         ("FROM busybox\nADD http://example.com/x /x\n", "URLs are not supported"),
         ("FROM busybox\nUSER nobody-here\nRUN true\n", "Dockerfile:3: RUN: unable to find user nobody-here"),
-        ("FROM nosuchimage\n", "Dockerfile:1: FROM: image 'nosuchimage' not found in the store"),
+        ("FROM nosuchimage\n", "Dockerfile:1: FROM: image 'nosuchimage' is not in the store and could not be pulled"),
         ("FROM busybox\nCOPY --from=nostage /x /\n", "--from=nostage: no such stage or image"),
         ("ENV A=1\n", "ENV before any FROM"),
         ("# only a comment\n", "the Dockerfile has no instructions"),
