@@ -48,8 +48,7 @@ def test_parse_escape_directive_and_errors():
         parse("FROM x\n\nfoo bar\n")
     with pytest.raises(BuildError, match=r"Dockerfile:2: RUN does not support the option --mount"):
         parse("FROM x\nRUN --mount=type=cache,target=/x true\n")
-    with pytest.raises(BuildError, match="ONBUILD is not supported"):
-        parse("FROM x\nONBUILD RUN true\n")
+    assert parse("FROM x\nonbuild RUN true\n")[0][1].cmd == "ONBUILD"
     with pytest.raises(BuildError, match="requires at least one argument"):
         parse("FROM x\nWORKDIR\n")
 
@@ -380,3 +379,44 @@ def test_cli_interrupted_build_removes_its_container(rt, tmp_shm):
         p.stdout.close()
         p.stderr.close()
     assert not rt.images.exists("never:1")
+
+
+def test_healthcheck_onbuild_and_dockerfile_on_stdin(rt, tmp_shm):
+    img, _ = build(rt, tmp_shm, """\
+FROM busybox
+HEALTHCHECK --interval=30s --timeout=1m30s --start-period=500ms --retries=3 CMD wget -q localhost || exit 1
+""", tag="hc:1")
+    assert img.attrs["Config"]["Healthcheck"] == {
+        "Test": ["CMD-SHELL", "wget -q localhost || exit 1"], "Interval": 30_000_000_000,
+        "Timeout": 90_000_000_000, "StartPeriod": 500_000_000, "Retries": 3}
+    img, _ = build(rt, tmp_shm, 'FROM hc:1\nHEALTHCHECK CMD ["/bin/true"]\n')
+    assert img.attrs["Config"]["Healthcheck"] == {"Test": ["CMD", "/bin/true"]}
+    img, _ = build(rt, tmp_shm, "FROM hc:1\nHEALTHCHECK NONE\n")
+    assert img.attrs["Config"]["Healthcheck"] == {"Test": ["NONE"]}
+    for bad, match in (("HEALTHCHECK --interval=5x CMD true", "invalid --interval"),
+                       ("HEALTHCHECK --retries=0 CMD true", "invalid --retries"),
+                       ("HEALTHCHECK true", "NONE, or"), ("HEALTHCHECK --bogus=1 CMD true", "--bogus"),
+                       ("ONBUILD FROM busybox", "not allowed as an ONBUILD trigger"),
+                       ("ONBUILD NOPE x", "unknown instruction")):
+        with pytest.raises(BuildError, match=match):
+            build(rt, tmp_shm, f"FROM busybox\n{bad}\n", tag="never:1")
+    assert not rt.images.exists("never:1")
+
+    # ONBUILD: recorded in the base; run (in the child's context) right after FROM base
+    base, _ = build(rt, tmp_shm, "FROM busybox\nONBUILD COPY app.txt /app/\nONBUILD RUN cat /app/app.txt > /seen\n",
+                    tag="onb:1")
+    assert base.attrs["Config"]["OnBuild"] == ["COPY app.txt /app/", "RUN cat /app/app.txt > /seen"]
+    assert tree(base).lstat("seen") is None
+    child, log = build(rt, tmp_shm, "FROM onb:1\nCMD [\"cat\", \"/seen\"]\n", {"app.txt": "from the child\n"},
+                       tag="onb-child:1")
+    assert "# Executing 2 build triggers" in log
+    assert not child.attrs["Config"].get("OnBuild")  # a grandchild does not run them again
+    assert rt.containers.run("onb-child:1", remove=True) == b"from the child\n"
+
+    # -f - : the Dockerfile on standard input
+    ctx = context(tmp_shm, "FROM nosuch-not-used\n", name="stdin-ctx")
+    r = subprocess.run([PYRT, "--root", rt.root, "build", "-q", "-t", "stdin:1", "-f", "-", ctx],
+                       input=b"FROM busybox\nLABEL from=stdin\n", capture_output=True)
+    assert r.returncode == 0, r.stderr
+    assert rt.images.get("stdin:1").attrs["Config"]["Labels"] == {"from": "stdin"}
+    assert r.stdout.decode().strip() == rt.images.get("stdin:1").id

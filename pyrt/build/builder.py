@@ -14,7 +14,9 @@ COPY and ADD, a hash of its sources' names, modes and contents. A step whose key
 is known reuses the image without running anything.
 
 Stages are built in order up to --target (or the last one), as the classic
-builder does. Not supported: ONBUILD, HEALTHCHECK, heredocs, RUN --mount.
+builder does. HEALTHCHECK is recorded in the config (pyrt does not run health
+checks); ONBUILD triggers are recorded, and run right after a FROM of their image.
+Not supported: heredocs, RUN --mount.
 """
 from __future__ import annotations
 
@@ -29,7 +31,7 @@ import time
 
 from ..errors import BuildError, ImageNotFound, PyrtError
 from .context import ContextTree, IgnoreRules, ImageTree, Writer, digest_sources
-from .dockerfile import expand, expand_words, parse, split_raw
+from .dockerfile import expand, expand_words, json_form, parse, split_raw
 
 DEFAULT_SHELL = ["/bin/sh", "-c"]
 # build args docker accepts without an ARG line (never reported as unused)
@@ -222,6 +224,7 @@ class Builder:
             stage.shell = list(stage.config.get("Shell") or DEFAULT_SHELL)
         if stage.image_id is not None:
             self._log(f" ---> {stage.image_id[7:19]}\n")
+            self._run_triggers(stage)
 
     def _base_image(self, ref):
         """A FROM image: the store's, else pulled (as docker build does)."""
@@ -310,6 +313,48 @@ class Builder:
     def _stopsignal(self, stage, ins):
         sig = expand(ins.args, self._vars(stage), self.escape).strip()
         self._config_step(stage, f"STOPSIGNAL {sig}", {"StopSignal": sig})
+
+    def _healthcheck(self, stage, ins):
+        words = ins.args.split(None, 1)
+        kind = words[0].upper()
+        if kind == "NONE" and len(words) == 1 and not ins.flags:
+            check = {"Test": ["NONE"]}
+        elif kind == "CMD" and len(words) == 2:
+            rest = words[1]
+            form = json_form(rest)
+            check = {"Test": ["CMD", *form] if form is not None else ["CMD-SHELL", rest]}
+            for flag, key in (("interval", "Interval"), ("timeout", "Timeout"),
+                              ("start-period", "StartPeriod"), ("start-interval", "StartInterval")):
+                if flag in ins.flags:
+                    check[key] = _duration_ns(ins.flags[flag], flag)
+            if "retries" in ins.flags:
+                if not ins.flags["retries"].isdigit() or int(ins.flags["retries"]) < 1:
+                    raise BuildError(f"invalid --retries {ins.flags['retries']!r}: a positive number")
+                check["Retries"] = int(ins.flags["retries"])
+        else:
+            raise BuildError("HEALTHCHECK takes NONE, or [OPTIONS] CMD command")
+        self._config_step(stage, "HEALTHCHECK " + json.dumps(check), {"Healthcheck": check})
+
+    def _onbuild(self, stage, ins):
+        trigger = ins.args.strip()
+        word = trigger.split(None, 1)[0].upper()
+        if word in ("ONBUILD", "FROM", "MAINTAINER"):
+            raise BuildError(f"{word} is not allowed as an ONBUILD trigger")
+        parse(trigger, "ONBUILD")  # a bad trigger fails now, not in a later build
+        triggers = list(stage.config.get("OnBuild") or []) + [trigger]
+        self._config_step(stage, "ONBUILD " + trigger, {"OnBuild": triggers})
+
+    def _run_triggers(self, stage):
+        """The ONBUILD triggers of the stage's base image, as docker runs them right
+        after FROM; the image they make has none left."""
+        triggers = list(stage.config.get("OnBuild") or [])
+        if not triggers:
+            return
+        self._log(f"# Executing {len(triggers)} build trigger{'s' if len(triggers) > 1 else ''}\n")
+        for trigger in triggers:
+            (ins,), _ = parse(trigger, "ONBUILD")
+            getattr(self, "_" + ins.cmd.lower())(stage, ins)
+        self._config_step(stage, "ONBUILD (triggers done)", {"OnBuild": None})
 
     def _maintainer(self, stage, ins):
         self._config_step(stage, f"MAINTAINER {ins.args}", {}, author=ins.args)
@@ -521,6 +566,18 @@ class Builder:
 
 
 # -- helpers -------------------------------------------------------------------------------------
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
+_NS = {"ns": 1, "us": 1e3, "µs": 1e3, "ms": 1e6, "s": 1e9, "m": 60e9, "h": 3600e9}
+
+
+def _duration_ns(text, flag) -> int:
+    """A Go duration ("30s", "1m30s", "500ms") in nanoseconds, as docker stores them."""
+    parts = _DURATION.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise BuildError(f"invalid --{flag} {text!r}: a duration such as 30s, 1m30s or 500ms")
+    return int(sum(float(n) * _NS[u] for n, u in parts))
+
 
 def _parse_tag(ref) -> tuple[str, str]:
     from ..oci.reference import parse_reference

@@ -15,10 +15,11 @@ from dataclasses import dataclass, field
 from ..errors import BuildError
 
 INSTRUCTIONS = {"FROM", "RUN", "CMD", "ENTRYPOINT", "ENV", "ARG", "LABEL", "EXPOSE", "VOLUME",
-                "WORKDIR", "USER", "STOPSIGNAL", "SHELL", "COPY", "ADD", "MAINTAINER"}
-UNSUPPORTED = {"ONBUILD", "HEALTHCHECK"}
+                "WORKDIR", "USER", "STOPSIGNAL", "SHELL", "COPY", "ADD", "MAINTAINER", "HEALTHCHECK",
+                "ONBUILD"}
 # the options each instruction takes (others are refused, not ignored)
-FLAGS = {"FROM": {"platform"}, "COPY": {"from", "chown", "chmod"}, "ADD": {"chown", "chmod"}}
+FLAGS = {"FROM": {"platform"}, "COPY": {"from", "chown", "chmod"}, "ADD": {"chown", "chmod"},
+         "HEALTHCHECK": {"interval", "timeout", "start-period", "start-interval", "retries"}}
 
 _DIRECTIVE = re.compile(r"#[ \t]*([a-zA-Z][a-zA-Z0-9]*)[ \t]*=[ \t]*(.+?)[ \t]*")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -43,14 +44,12 @@ def parse(text: str, filename: str = "Dockerfile") -> tuple[list[Instruction], s
         word, rest = re.fullmatch(r"(\S+)\s*(.*)", line.strip(), re.S).groups()
         cmd = word.upper()
         where = f"{filename}:{lineno}"
-        if cmd in UNSUPPORTED:
-            raise BuildError(f"{where}: {cmd} is not supported by pyrt build")
         if cmd not in INSTRUCTIONS:
             raise BuildError(f"{where}: unknown instruction: {cmd}")
         flags, rest = _flags(cmd, rest, where)
         if not rest and cmd not in ("CMD", "ENTRYPOINT"):
             raise BuildError(f"{where}: {cmd} requires at least one argument")
-        out.append(Instruction(cmd, rest, lineno, line.strip(), flags, _json_form(rest)))
+        out.append(Instruction(cmd, rest, lineno, line.strip(), flags, json_form(rest)))
     return out, escape
 
 
@@ -114,7 +113,7 @@ def _flags(cmd, rest, where) -> tuple[dict, str]:
     return flags, rest
 
 
-def _json_form(text) -> list | None:
+def json_form(text) -> list | None:
     if not text.startswith("["):
         return None
     try:

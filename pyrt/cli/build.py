@@ -25,6 +25,12 @@ def cmd_build(args, rt):
         sys.stdout.write(item["stream"])
         sys.stdout.flush()
     dockerfile = args.file or os.path.join(args.context, "Dockerfile")
+    tmp = None
+    if dockerfile == "-":  # the Dockerfile on stdin (docker build -f -)
+        tmp = rt.store.mkdtemp("dockerfile-")
+        dockerfile = os.path.join(tmp, "Dockerfile")
+        with open(dockerfile, "wb") as f:
+            f.write(sys.stdin.buffer.read())
     try:
         img, _ = rt.images.build(args.context, tag=args.tag, dockerfile=os.path.abspath(dockerfile),
                                  buildargs=_buildargs(args.build_arg), nocache=args.no_cache,
@@ -33,6 +39,10 @@ def cmd_build(args, rt):
         if args.quiet and e.output:  # the failing RUN's last lines, not shown as it ran
             sys.stderr.write("\n".join(e.output) + "\n")
         raise
+    finally:
+        if tmp is not None:
+            import shutil
+            shutil.rmtree(tmp, ignore_errors=True)
     return 0
 
 
@@ -40,7 +50,7 @@ def register(subparsers):
     p = subparsers.add_parser("build", help="build an image from a Dockerfile")
     p.add_argument("-t", "--tag", action="append", default=[], metavar="NAME[:TAG]",
                    help="name the final image (repeatable)")
-    p.add_argument("-f", "--file", metavar="FILE", help="the Dockerfile (default CONTEXT/Dockerfile)")
+    p.add_argument("-f", "--file", metavar="FILE", help="the Dockerfile (default CONTEXT/Dockerfile; - for standard input)")
     p.add_argument("--build-arg", action="append", default=[], metavar="NAME=VALUE", help="set a build arg")
     p.add_argument("--no-cache", action="store_true", help="run every step, ignoring the cache")
     p.add_argument("--target", metavar="STAGE", help="build up to this stage")

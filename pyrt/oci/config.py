@@ -1,7 +1,8 @@
 """Image config changes: docker's `--change` instructions (`CMD`, `ENTRYPOINT`, `ENV`,
 `EXPOSE`, `LABEL`, `STOPSIGNAL`, `USER`, `VOLUME`, `WORKDIR`) and dicts of config keys
 (`Cmd`, `Entrypoint`, `Env`, `WorkingDir`, `User`, `ExposedPorts`, `Volumes`, `Labels`,
-`StopSignal`, `Shell`), applied to the `config` section of an image config."""
+`StopSignal`, `Shell`, `Healthcheck`, `OnBuild`), applied to the `config` section of an
+image config."""
 from __future__ import annotations
 
 import json
@@ -10,7 +11,7 @@ import shlex
 from ..errors import InvalidArgument
 
 CONFIG_KEYS = ("Cmd", "Entrypoint", "Env", "WorkingDir", "User", "ExposedPorts", "Volumes",
-               "Labels", "StopSignal", "Shell")
+               "Labels", "StopSignal", "Shell", "Healthcheck", "OnBuild")
 _INSTRUCTIONS = {"CMD": "Cmd", "ENTRYPOINT": "Entrypoint", "ENV": "Env", "EXPOSE": "ExposedPorts",
                  "LABEL": "Labels", "STOPSIGNAL": "StopSignal", "USER": "User", "VOLUME": "Volumes",
                  "WORKDIR": "WorkingDir"}
