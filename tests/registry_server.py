@@ -5,10 +5,11 @@
   storage under `base` (on /dev/shm); with (user, password), behind htpasswd Basic
   auth. A context manager: always terminated and waited for. `.log()` is its
   access log, one `METHOD PATH STATUS` line per request.
-- `FakeRegistry`: a small scriptable read-only registry (http.server in a thread)
-  that pyrt pulls from, for what a real one will not do: serve wrong bytes, cut a
-  blob mid-way, demand Bearer tokens from its token endpoint, answer 404/401. It
-  records every request (method, path, headers)."""
+- `FakeRegistry`: a small scriptable registry (http.server in a thread) for what a
+  real one will not do: serve wrong bytes, cut a blob mid-way, break an upload,
+  demand Bearer tokens from its token endpoint, answer 404/401. It takes uploads
+  (monolithic and chunked) and manifests, and records every request (method,
+  path, headers)."""
 from __future__ import annotations
 
 import base64
@@ -109,7 +110,9 @@ class FakeRegistry:
     - status[path] = code: that path answers `code` with a registry error body;
     - bearer = (user, password) or "anonymous": /v2/ demands a Bearer token from /token
       (given for those Basic credentials, or to anyone);
-    - ignore_range: answer a Range request with the whole blob (200).
+    - ignore_range: answer a Range request with the whole blob (200);
+    - cut_uploads = n: the next n upload requests (PATCH, PUT of a blob) are read, then
+      the connection is closed without an answer.
     `requests`: [(method, path, headers dict)] of every request, token requests included."""
 
     def __init__(self, address="127.0.0.1"):
@@ -117,6 +120,8 @@ class FakeRegistry:
         self.stall = {}
         self.bearer = None
         self.ignore_range = False
+        self.cut_uploads = 0
+        self.uploads = {}  # upload id -> bytes so far
         self.requests = []
         self.tokens_issued = []
         self._lock = threading.Lock()
@@ -133,6 +138,11 @@ class FakeRegistry:
 
             def do_HEAD(self):
                 fake._handle(self, body=False)
+
+            def do_POST(self):
+                fake._upload(self)
+
+            do_PATCH = do_PUT = do_POST
 
         self.server = http.server.ThreadingHTTPServer((address, 0), Handler)
         self.server.daemon_threads = True
@@ -189,7 +199,8 @@ class FakeRegistry:
         for k, v in (extra or {}).items():
             h.send_header(k, v)
         h.end_headers()
-        h.wfile.write(body)
+        if h.command != "HEAD":
+            h.wfile.write(body)
 
     def _authorized(self, h) -> bool:
         if self.bearer is None:
@@ -247,6 +258,46 @@ class FakeRegistry:
         if ref not in self.blobs:
             return self._error(h, 404, "BLOB_UNKNOWN", "blob unknown to registry")
         self._blob(h, ref, self.wrong.get(ref, self.blobs[ref]), body)
+
+    def _upload(self, h):
+        """POST .../blobs/uploads/ starts an upload, PATCH appends, PUT ?digest= ends
+        it (with a last chunk); PUT .../manifests/TAG stores a manifest."""
+        path, _, query = h.path.partition("?")
+        data = h.rfile.read(int(h.headers.get("Content-Length") or 0))
+        with self._lock:
+            self.requests.append((h.command, h.path, dict(h.headers)))
+            cut = h.command in ("PATCH", "PUT") and "/blobs/uploads/" in path and self.cut_uploads > 0
+            if cut:
+                self.cut_uploads -= 1
+        if cut:
+            h.close_connection = True
+            h.connection.shutdown(socket.SHUT_RDWR)
+            return
+        if not self._authorized(h):
+            return
+        m = re.fullmatch(r"/v2/(.+)/manifests/([^/]+)", path)
+        if m and h.command == "PUT":
+            digest = self.add_manifest(m.group(1), m.group(2), data, h.headers.get("Content-Type", ""))
+            return self._send(h, b"", "text/plain", 201, {"Docker-Content-Digest": digest})
+        m = re.fullmatch(r"/v2/(.+)/blobs/uploads/([^/]*)", path)
+        if m is None:
+            return self._error(h, 404, "NAME_UNKNOWN", "repository name not known to registry")
+        repo, uid = m.groups()
+        if h.command == "POST":
+            uid = f"u{len(self.uploads)}"
+            self.uploads[uid] = data
+            return self._send(h, b"", "text/plain", 202, {"Location": f"/v2/{repo}/blobs/uploads/{uid}"})
+        if uid not in self.uploads:
+            return self._error(h, 404, "BLOB_UPLOAD_UNKNOWN", "blob upload unknown to registry")
+        self.uploads[uid] += data
+        if h.command == "PATCH":
+            return self._send(h, b"", "text/plain", 202, {"Location": f"/v2/{repo}/blobs/uploads/{uid}"})
+        want = dict(p.split("=", 1) for p in query.split("&") if "=" in p).get("digest", "").replace("%3A", ":")
+        got = self.uploads.pop(uid)
+        if sha(got) != want:
+            return self._error(h, 400, "DIGEST_INVALID", "provided digest did not match uploaded content")
+        self.blobs[want] = got
+        return self._send(h, b"", "text/plain", 201, {"Docker-Content-Digest": want})
 
     def _blob(self, h, digest, data, body):
         start = 0

@@ -558,3 +558,21 @@ def test_build_pulls_a_missing_base_image(registry, tmp_shm, rootfs):
         f.write(f"FROM {registry.host}/rt/nosuch:1\n")
     err = error(cli(b, "build", ctx), match="is not in the store and could not be pulled")
     assert "manifest unknown" in err
+
+
+def test_broken_uploads_are_retried(fake, tmp_shm, monkeypatch):
+    a = os.path.join(tmp_shm, "a")
+    name = f"{fake.host}/up/img:1"
+    info = load_image(a, tmp_shm, name, [1, 2])
+    monkeypatch.setenv("PYRT_PUSH_CHUNK_SIZE", "64000")  # chunked: PATCHes, then a PUT
+    fake.cut_uploads = 2  # two uploads break mid-way: their blobs start over
+    out = ok(cli(a, "push", name))
+    assert out.endswith(f"1: digest: {info['manifest']} size: {len(fake.manifests[('up/img', '1')][0])}\n")
+    assert set(info["layers"]) <= set(fake.blobs) and info["id"] in fake.blobs
+    assert fake.manifests[("up/img", "1")][0] == open(
+        os.path.join(info["layout"], "blobs", "sha256", info["manifest"][7:]), "rb").read()
+    # a registry that keeps breaking: a clear error after the retries
+    fake.blobs.clear()
+    fake.cut_uploads = 100
+    err = error(cli(a, "push", name, f"{fake.host}/up/other:1"), match=f"push {fake.host}/up/other:1: ")
+    assert "cannot reach registry" in err

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 
 import httpx
@@ -22,6 +23,7 @@ from .client import Client
 from .progress import Silent
 
 WORKERS = 4
+RETRIES = 3             # a blob whose upload broke (connection, 5xx) starts over this many times
 CHUNK_SIZE = 32 << 20   # blobs up to this size go in one PUT; $PYRT_PUSH_CHUNK_SIZE overrides
 READ_SIZE = 1 << 20
 
@@ -57,8 +59,8 @@ def push(images, ref: str, dest: str | None = None, *, tls_verify=None, credenti
             cancel = threading.Event()
             pool = ThreadPoolExecutor(WORKERS, thread_name_prefix="pyrt-push")
             try:
-                futures = [pool.submit(_push_blob, client, target, d, store, scope, limit, progress, cancel)
-                           for d in blobs]
+                futures = [pool.submit(_push_blob_retrying, client, target, d, store, scope, limit, progress,
+                                       cancel) for d in blobs]
                 for fut in as_completed(futures):
                     fut.result()
             finally:
@@ -75,6 +77,20 @@ def push(images, ref: str, dest: str | None = None, *, tls_verify=None, credenti
             record_sources(tx, [d["digest"] for d in blobs], target.host, target.path)
     progress.message(f"{target.tag}: digest: {img.manifest_digest} size: {len(manifest)}")
     return img.manifest_digest
+
+
+def _push_blob_retrying(client, target, desc, store, scope, limit, progress, cancel) -> None:
+    """_push_blob, started over (in a new upload) after a broken connection or a
+    server error, RETRIES times."""
+    for attempt in range(RETRIES + 1):
+        try:
+            return _push_blob(client, target, desc, store, scope, limit, progress, cancel)
+        except RegistryError as e:
+            transient = e.status is None or e.status >= 500
+            if not transient or attempt == RETRIES or cancel.is_set():
+                raise
+            progress.layer(desc["digest"], f"Retrying ({attempt + 1}/{RETRIES}): {e}")
+            time.sleep(0.2 * (attempt + 1))
 
 
 def _push_blob(client, target, desc, store, scope, limit, progress, cancel) -> None:
