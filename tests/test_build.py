@@ -420,3 +420,22 @@ HEALTHCHECK --interval=30s --timeout=1m30s --start-period=500ms --retries=3 CMD 
     assert r.returncode == 0, r.stderr
     assert rt.images.get("stdin:1").attrs["Config"]["Labels"] == {"from": "stdin"}
     assert r.stdout.decode().strip() == rt.images.get("stdin:1").id
+
+
+def test_copy_from_a_hostile_image_never_reads_host_files(rt, tmp_shm):
+    """A lower layer's `etc -> /etc` symlink under an upper layer's real `etc/`
+    directory: overlay shows only the upper directory, and a COPY --from must too
+    (following the lower symlink would read the host's /etc)."""
+    from test_images import OCIBuilder, make_tar
+    b = OCIBuilder(os.path.join(tmp_shm, "evil"))
+    b.image([make_tar([("symlink", "etc", "/etc"), ("symlink", "up", "../../../../../../etc")]),
+             make_tar([("dir", "etc"), ("file", "etc/mine", "image file\n"), ("dir", "up")])], ref="evil:1")
+    b.write()
+    rt.images.load(b.path)
+    for src in ("/etc/hostname", "/up/hostname", "/etc/passwd"):
+        with pytest.raises(BuildError, match="no such file"):
+            build(rt, tmp_shm, f"FROM busybox\nCOPY --from=evil:1 {src} /leak\n", tag="never:1")
+    img, _ = build(rt, tmp_shm, "FROM busybox\nCOPY --from=evil:1 /etc/ /copied/\n")
+    t = tree(img)
+    assert t.listdir("copied") == ["mine"]  # the image's directory, nothing of the host's
+    assert not rt.images.exists("never:1")
