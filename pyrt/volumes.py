@@ -169,10 +169,11 @@ def populate(volume: Volume, layers: list[str], path: str) -> bool:
         return False
     rel = path.strip("/")
     copied = False
+    from pyrt.store.layers import lstat_beneath
     for layer in layers:
         src = os.path.join(layer, rel)
         try:
-            st = os.lstat(src)
+            st = lstat_beneath(layer, rel)  # a layer's symlinked parent may point anywhere on the host
         except (FileNotFoundError, NotADirectoryError):
             continue
         if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:  # deleted in this layer

@@ -380,3 +380,19 @@ def test_mount_errors_leave_no_volume(store):
     assert store.db_rows() == [] and os.listdir(os.path.join(store.root, "containers")) == []
     r = store.cli("run", "--rm", "-v", "fresh:/data", "base:1", "sh", "-c", "exit 3")
     assert r.returncode == 3 and volume_names(store) == ["fresh"]  # the container ran: the volume stays
+
+
+def test_filling_a_volume_never_follows_an_image_symlink_to_the_host(store, tmp_shm):
+    """An image whose /x is a symlink to an absolute host path: a new volume on
+    /x/secret is filled from the image (where nothing is there), never from the
+    host directory the symlink names."""
+    host = os.path.join(tmp_shm, "hostdir")
+    os.makedirs(os.path.join(host, "secret"))
+    with open(os.path.join(host, "secret", "key"), "w") as f:
+        f.write("host only\n")
+    c = store.rt.containers.create("base:1", ["sh", "-c", f"ln -s {host} /x"])
+    c.start()
+    assert c.wait()["StatusCode"] == 0
+    c.commit("evil", "1")
+    store.rt.containers.create("evil:1", ["true"], volumes=["vv:/x/secret"])  # fills the new volume
+    assert os.listdir(vol_dir(store, "vv")) == []

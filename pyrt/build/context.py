@@ -15,7 +15,6 @@
 """
 from __future__ import annotations
 
-import errno
 import fnmatch
 import hashlib
 import os
@@ -24,6 +23,7 @@ import shutil
 import stat
 
 from ..errors import BuildError
+from ..store.layers import lstat_beneath
 from ..userdb import _layer_hides
 
 _MAX_LINKS = 40
@@ -201,29 +201,6 @@ class ContextTree(Tree):
         return self.ignore.has_exceptions and stat.S_ISDIR(st.st_mode)
 
 
-def _lstat_beneath(layer: str, rel: str):
-    """lstat of `rel` in the layer directory with no symlink followed on the way: a
-    layer's symlinked parent (which may point anywhere on the host) is not a
-    directory of the image, so it raises NotADirectoryError as a file would."""
-    parts = _parts(rel)
-    if not parts:
-        return os.lstat(layer)
-    fd = os.open(layer, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        for name in parts[:-1]:
-            try:
-                nxt = os.open(name, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
-            except OSError as e:
-                if e.errno == errno.ELOOP:  # a symlink where a directory should be
-                    raise NotADirectoryError(errno.ENOTDIR, "not a directory", os.path.join(layer, rel)) from None
-                raise
-            os.close(fd)
-            fd = nxt
-        return os.stat(parts[-1], dir_fd=fd, follow_symlinks=False)
-    finally:
-        os.close(fd)
-
-
 def _is_whiteout(st) -> bool:
     return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
 
@@ -246,7 +223,7 @@ class ImageTree(Tree):
         for layer in self.layers:
             path = os.path.join(layer, rel) if rel else layer
             try:
-                st = _lstat_beneath(layer, rel)
+                st = lstat_beneath(layer, rel)
             except (FileNotFoundError, NotADirectoryError):
                 if rel and _layer_hides(layer, rel):
                     return None
@@ -267,7 +244,7 @@ class ImageTree(Tree):
         for layer in self.layers:
             path = os.path.join(layer, rel) if rel else layer
             try:
-                st = _lstat_beneath(layer, rel)
+                st = lstat_beneath(layer, rel)
             except (FileNotFoundError, NotADirectoryError):
                 if rel and _layer_hides(layer, rel):
                     break

@@ -3,6 +3,7 @@ A snapshot is unpacked into a temp dir under snapshots/ (`new_temp`) and renamed
 its name only when complete (`place`, inside the write transaction that records it)."""
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import stat
@@ -102,3 +103,28 @@ class SnapshotStore:
             return [n for n in os.listdir(self.dir) if len(n) == 64 and not n.startswith(".")]
         except FileNotFoundError:
             return []
+
+
+def lstat_beneath(layer: str, rel: str):
+    """lstat of `rel` in the layer directory with no symlink followed on the way: a
+    layer's symlinked parent (which may point anywhere on the host) is not a
+    directory of the image, so it raises NotADirectoryError as a file would."""
+    parts = [p for p in rel.split("/") if p not in ("", ".")]
+    if ".." in parts:  # never above the layer
+        raise FileNotFoundError(errno.ENOENT, "no such file in the layer", os.path.join(layer, rel))
+    if not parts:
+        return os.lstat(layer)
+    fd = os.open(layer, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for name in parts[:-1]:
+            try:
+                nxt = os.open(name, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+            except OSError as e:
+                if e.errno == errno.ELOOP:  # a symlink where a directory should be
+                    raise NotADirectoryError(errno.ENOTDIR, "not a directory", os.path.join(layer, rel)) from None
+                raise
+            os.close(fd)
+            fd = nxt
+        return os.stat(parts[-1], dir_fd=fd, follow_symlinks=False)
+    finally:
+        os.close(fd)
