@@ -618,6 +618,18 @@ class Container:
             export_rootfs(fileobj, lowers=self._union_lowers(), upper=self._upper(),
                           scratch=self._c.store.mkdtemp("export-"))
 
+    def rename(self, name: str) -> None:
+        """docker's rename: a new unique name (running or not)."""
+        _check_name(name)
+        with self._c.store.db.transaction() as tx:
+            row = tx.query_one("SELECT id FROM containers WHERE name=?", (name,))
+            if row is not None and row["id"] != self.id:
+                raise Conflict(f"the container name {name!r} is already in use: remove that container "
+                               "or choose another name")
+            if tx.execute("UPDATE containers SET name=? WHERE id=?", (name, self.id)).rowcount != 1:
+                raise ContainerNotFound(f"no such container: {self.name}")
+        self.name = name
+
     def remove(self, force=False, v=False):
         from pyrt import lifecycle
         self.reload()
@@ -792,9 +804,7 @@ class ContainerCollection:
         icfg = (img.config or {}).get("config") or {}
         argv = _command(icfg, command, entrypoint)
         if name is not None:
-            import re
-            if not re.fullmatch(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*", name):
-                raise InvalidArgument(f"invalid container name {name!r}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+            _check_name(name)
         if network_mode not in ("none", "host"):
             raise InvalidArgument(f"unknown network {network_mode!r}: use none or host")
         inherited = []
@@ -935,13 +945,29 @@ class ContainerCollection:
             if remove:
                 c.remove(force=True)
 
-    def prune(self):
-        removed = []
+    def prune(self, filters=None):
+        """Removes every stopped container (created, exited or dead; running and
+        paused ones stay). docker SDK's result: {"ContainersDeleted", "SpaceReclaimed"}."""
+        if filters:
+            raise InvalidArgument("container prune: filters are not supported")
+        from pyrt.store.layers import tree_size
+        removed, freed = [], 0
         for c in self.list(all=True):
-            if c.status != "running":
-                c.remove()
+            if c.status in ("created", "exited", "dead"):
+                size = tree_size(c.dir)
+                try:
+                    c.remove()
+                except (Conflict, ContainerNotFound):  # started or removed meanwhile
+                    continue
                 removed.append(c.id)
-        return {"ContainersDeleted": removed}
+                freed += size
+        return {"ContainersDeleted": removed, "SpaceReclaimed": freed}
+
+
+def _check_name(name) -> None:
+    import re
+    if not isinstance(name, str) or not re.fullmatch(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*", name):
+        raise InvalidArgument(f"invalid container name {name!r}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
 
 
 def _write_etc_files(cdir, hostname, network_mode):

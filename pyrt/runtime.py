@@ -90,14 +90,33 @@ class Runtime:
         cdir = os.path.join(self.store.root, "containers")
         csize = 0
         for r in rows:
-            csize += _du(os.path.join(cdir, r["id"]))
+            csize += _disk_use(os.path.join(cdir, r["id"]))
         out["containers"] = {"count": len(rows), "size": csize}
         vdir = os.path.join(self.store.root, "volumes")
         try:
             names = [n for n in os.listdir(vdir) if not n.startswith(".")]
         except FileNotFoundError:
             names = []
-        out["volumes"] = {"count": len(names), "size": sum(_du(os.path.join(vdir, n)) for n in names)}
+        out["volumes"] = {"count": len(names), "size": sum(_disk_use(os.path.join(vdir, n)) for n in names)}
+        return out
+
+    def prune(self, images_all=False, volumes=False) -> dict:
+        """`pyrt system prune`: stopped containers, dangling (images_all: unused)
+        images, the build cache, partial downloads and (volumes) unused volumes."""
+        out = {"ContainersDeleted": [], "ImagesDeleted": [], "VolumesDeleted": [], "SpaceReclaimed": 0}
+        r = self.containers.prune()
+        out["ContainersDeleted"], out["SpaceReclaimed"] = r["ContainersDeleted"], r["SpaceReclaimed"]
+        with self.store.db.transaction() as tx:
+            tx.execute("DELETE FROM build_cache")
+        r = self.images.prune(all=images_all)
+        out["ImagesDeleted"] = r["ImagesDeleted"]
+        out["SpaceReclaimed"] += r["SpaceReclaimed"]
+        from .registry import prune_downloads
+        out["SpaceReclaimed"] += prune_downloads(self.store.root)
+        if volumes:
+            r = self.volumes.prune()
+            out["VolumesDeleted"] = r["VolumesDeleted"]
+            out["SpaceReclaimed"] += r["SpaceReclaimed"]
         return out
 
     def login(self, username, password=None, email=None, registry=None, reauth=False, tls_verify=None):
@@ -115,16 +134,6 @@ class Runtime:
             self._store = None
 
 
-def _du(path: str) -> int:
-    import stat
-    total, seen = 0, set()
-    for dirpath, dirnames, filenames in os.walk(path):
-        for n in filenames:
-            try:
-                st = os.lstat(os.path.join(dirpath, n))
-            except OSError:
-                continue
-            if stat.S_ISREG(st.st_mode) and (st.st_dev, st.st_ino) not in seen:
-                seen.add((st.st_dev, st.st_ino))
-                total += st.st_blocks * 512
-    return total
+def _disk_use(path: str) -> int:
+    from .store.layers import tree_size
+    return tree_size(path, disk=True)

@@ -296,9 +296,11 @@ def test_volume_prune_removes_unused_ones_only(store):
     anon = next(m["Name"] for m in c.attrs["Mounts"] if m["Destination"] == "/anon-used")
     with open(os.path.join(vol_dir(store, "unused"), "f"), "w") as f:
         f.write("12345")
+    error(store.cli("volume", "prune"), match="confirm with -f")  # no terminal to ask on
     out = ok(store.cli("volume", "prune", "-f"))
-    assert sorted(out.splitlines()[:-1]) == ["anon-unused", "unused"]
-    assert out.splitlines()[-1] == "Total reclaimed space: 5 B"
+    lines = out.splitlines()
+    assert lines[0] == "Deleted Volumes:" and sorted(lines[1:3]) == ["anon-unused", "unused"]
+    assert lines[-1] == "Total reclaimed space: 5B"
     assert volume_names(store) == sorted([anon, "used", "used-by-stopped"])
     c.remove(force=True, v=True)
     stopped.remove()

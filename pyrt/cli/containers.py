@@ -367,6 +367,18 @@ def cmd_rm(args, rt):
     return failed
 
 
+def cmd_rename(args, rt):
+    rt.containers.get(args.container).rename(args.name)
+
+
+def cmd_container_prune(args, rt):
+    from pyrt.cli.images import confirm, report_prune
+    if not confirm("container prune removes all stopped containers", args.force):
+        return 0
+    report_prune(rt.containers.prune())
+    return 0
+
+
 def cmd_diff(args, rt):
     kinds = {0: "C", 1: "A", 2: "D"}
     for d in rt.containers.get(args.container).diff():
@@ -426,6 +438,26 @@ def cmd_inspect(args, rt):
     import json
     print(json.dumps(out, indent=4))
     return status
+
+
+def _add_ps(p):
+    p.add_argument("-a", "--all", action="store_true", help="also stopped ones")
+    p.add_argument("-q", "--quiet", action="store_true", dest="only_ids", help="only ids")
+    p.add_argument("--format", choices=("table", "json"), default="table")
+    p.set_defaults(func=cmd_ps)
+
+
+def _add_rm(p):
+    p.add_argument("-f", "--force", action="store_true", help="kill it first if running")
+    p.add_argument("-v", "--volumes", action="store_true", help="also its anonymous volumes")
+    p.add_argument("containers", nargs="+")
+    p.set_defaults(func=cmd_rm)
+
+
+def _add_rename(p):
+    p.add_argument("container")
+    p.add_argument("name", metavar="NEW_NAME")
+    p.set_defaults(func=cmd_rename)
 
 
 def register(sub):
@@ -492,17 +524,22 @@ def register(sub):
     p.add_argument("container")
     p.set_defaults(func=cmd_top)
 
-    p = sub.add_parser("ps", help="list containers")
-    p.add_argument("-a", "--all", action="store_true", help="also stopped ones")
-    p.add_argument("-q", "--quiet", action="store_true", dest="only_ids", help="only ids")
-    p.add_argument("--format", choices=("table", "json"), default="table")
-    p.set_defaults(func=cmd_ps)
+    _add_ps(sub.add_parser("ps", help="list containers"))
+    _add_rm(sub.add_parser("rm", help="remove containers"))
+    _add_rename(sub.add_parser("rename", help="give a container a new name"))
 
-    p = sub.add_parser("rm", help="remove containers")
-    p.add_argument("-f", "--force", action="store_true", help="kill it first if running")
-    p.add_argument("-v", "--volumes", action="store_true", help="also its anonymous volumes")
-    p.add_argument("containers", nargs="+")
-    p.set_defaults(func=cmd_rm)
+    group = sub.add_parser("container", help="manage containers")
+    csub = group.add_subparsers(dest="container_verb", metavar="COMMAND", parser_class=type(group))
+    _add_ps(csub.add_parser("ls", aliases=["list", "ps"], help="list containers"))
+    _add_rm(csub.add_parser("rm", aliases=["remove"], help="remove containers"))
+    _add_rename(csub.add_parser("rename", help="give a container a new name"))
+    p = csub.add_parser("prune", help="remove all stopped containers")
+    p.add_argument("-f", "--force", action="store_true", help="do not ask for confirmation")
+    p.set_defaults(func=cmd_container_prune)
+    p = csub.add_parser("inspect", help="a container's details (JSON)")
+    p.add_argument("objects", nargs="+", metavar="CONTAINER")
+    p.set_defaults(func=cmd_inspect, type="container")
+    group.set_defaults(func=lambda args, rt: (group.print_help(), 2)[1])
 
     p = sub.add_parser("diff", help="changes of a container's filesystem (A added, C changed, D deleted)")
     p.add_argument("container")

@@ -208,26 +208,40 @@ def cmd_rmi(args, rt):
     return status
 
 
+def confirm(what: str, force: bool) -> bool:
+    """True when the user means it: -f given, or yes at the prompt on a terminal
+    (without a terminal, an error asking for -f)."""
+    if force:
+        return True
+    if not sys.stdin.isatty():
+        from pyrt.errors import InvalidArgument
+        raise InvalidArgument(f"{what}: confirm with -f/--force")
+    sys.stderr.write(f"WARNING! {what[0].upper() + what[1:]}.\nAre you sure you want to continue? [y/N] ")
+    sys.stderr.flush()
+    return sys.stdin.readline().strip().lower() in ("y", "yes")
+
+
 def cmd_prune(args, rt):
-    if not args.force:
-        what = "all images without at least one container associated to them" if args.all \
-            else "all dangling images"
-        if not sys.stdin.isatty():
-            from pyrt.errors import InvalidArgument
-            raise InvalidArgument(f"image prune removes {what}: confirm with -f/--force")
-        sys.stderr.write(f"WARNING! This will remove {what}.\nAre you sure you want to continue? [y/N] ")
-        sys.stderr.flush()
-        if sys.stdin.readline().strip().lower() not in ("y", "yes"):
-            return 0
-    r = rt.images.prune(all=args.all)
-    if r["ImagesDeleted"]:
+    what = "all images without at least one container associated to them" if args.all else "all dangling images"
+    if not confirm(f"image prune removes {what}", args.force):
+        return 0
+    report_prune(rt.images.prune(all=args.all))
+    return 0
+
+
+def report_prune(r: dict) -> None:
+    """What a prune removed, as docker prints it."""
+    if r.get("ContainersDeleted"):
+        print("Deleted Containers:\n" + "\n".join(r["ContainersDeleted"]) + "\n")
+    if r.get("VolumesDeleted"):
+        print("Deleted Volumes:\n" + "\n".join(r["VolumesDeleted"]) + "\n")
+    if r.get("ImagesDeleted"):
         print("Deleted Images:")
         for item in r["ImagesDeleted"]:
             for k, v in item.items():
                 print(f"{k.lower()}: {v}")
         print()
     print(f"Total reclaimed space: {human_size(r['SpaceReclaimed'])}")
-    return 0
 
 
 def cmd_history(args, rt):
@@ -358,6 +372,17 @@ def _add_history(p):
     p.set_defaults(func=cmd_history)
 
 
+def cmd_system_prune(args, rt):
+    what = ["all stopped containers", "all unused images" if args.all else "all dangling images",
+            "the build cache and partial downloads"]
+    if args.volumes:
+        what.append("all volumes not used by at least one container")
+    if not confirm("system prune removes " + ", ".join(what), args.force):
+        return 0
+    report_prune(rt.prune(images_all=args.all, volumes=args.volumes))
+    return 0
+
+
 def _add_prune(p):
     p.add_argument("-a", "--all", action="store_true", help="all unused images, not just dangling ones")
     p.add_argument("-f", "--force", action="store_true", help="do not ask for confirmation")
@@ -406,5 +431,11 @@ def register(subparsers) -> dict:
     df.add_argument("--format", choices=("table", "json"), default="table")
     df.add_argument("-v", "--verbose", action="store_true", help="per-image sizes")
     df.set_defaults(func=cmd_df)
+    p = ssub.add_parser("prune", help="remove stopped containers, dangling (-a: unused) images, "
+                                      "build cache and (--volumes) unused volumes")
+    p.add_argument("-a", "--all", action="store_true", help="all unused images, not just dangling ones")
+    p.add_argument("--volumes", action="store_true", help="also unused volumes")
+    p.add_argument("-f", "--force", action="store_true", help="do not ask for confirmation")
+    p.set_defaults(func=cmd_system_prune)
     system.set_defaults(func=lambda args, rt: (system.print_help(), 2)[1])
     return {"image": isub, "system": ssub}

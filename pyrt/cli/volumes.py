@@ -54,10 +54,10 @@ def cmd_rm(args, rt):
 
 
 def cmd_prune(args, rt):
-    result = rt.volumes.prune(all=True)
-    for name in result["VolumesDeleted"]:
-        print(name)
-    print(f"Total reclaimed space: {result['SpaceReclaimed']} B")
+    from pyrt.cli.images import confirm, report_prune
+    if not confirm("volume prune removes all volumes not used by at least one container", args.force):
+        return 0
+    report_prune(rt.volumes.prune(all=True))
 
 
 def register(sub):
@@ -82,5 +82,5 @@ def register(sub):
     p.add_argument("volumes", nargs="+")
     p.set_defaults(func=cmd_rm)
     p = vs.add_parser("prune", help="remove every volume no container uses")
-    p.add_argument("-f", "--force", action="store_true", help="do not ask (pyrt never asks)")
+    p.add_argument("-f", "--force", action="store_true", help="do not ask for confirmation")
     p.set_defaults(func=cmd_prune)

@@ -11,6 +11,8 @@ httpx is imported only by client.py, so nothing here slows `pyrt run` down."""
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import os
 from dataclasses import dataclass
 
 from ..errors import Conflict, ImageFormatError, InvalidArgument, LayerError, RegistryError
@@ -116,3 +118,30 @@ def login(registry: str, username: str, password: str, tls_verify=None) -> str:
                                              credentials=(username, password)) as client:
         client.login()
     return host
+
+
+def lock_partial(f, path) -> bool:
+    """An exclusive lock on a partial download, still named `path` once locked (a
+    pull holds it while it writes the file)."""
+    try:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return os.fstat(f.fileno()).st_ino == os.stat(path).st_ino
+    except (BlockingIOError, FileNotFoundError):
+        return False
+
+
+def prune_downloads(root: str) -> int:
+    """Removes the partial downloads of the store at `root` that no pull is writing;
+    returns the bytes freed."""
+    d = os.path.join(root, "downloads")
+    freed = 0
+    for name in os.listdir(d) if os.path.isdir(d) else ():
+        path = os.path.join(d, name)
+        try:
+            with open(path, "rb") as f:
+                if lock_partial(f, path):
+                    freed += os.fstat(f.fileno()).st_size
+                    os.unlink(path)
+        except FileNotFoundError:
+            pass
+    return freed

@@ -14,7 +14,6 @@ retried the same way, RETRIES times."""
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import os
 import sqlite3
@@ -32,7 +31,7 @@ from ..oci import mediatypes as mt
 from ..oci.digest import chain_ids, is_digest, sha256_bytes
 from ..oci.image import load_json, parse_config, parse_index, parse_manifest, platform_matches
 from ..store import StoreChanged
-from . import auth, failing_as, record_sources, remote_reference
+from . import auth, failing_as, lock_partial, record_sources, remote_reference
 from .client import Client, reason
 from .progress import Silent
 
@@ -308,7 +307,7 @@ def _download(client, rref, lp, scope, downloads, stage_dir, progress, cancel) -
     path = os.path.join(downloads, lp.digest[7:] + ".partial")
     f = open(path, "a+b")
     try:
-        if not _lock(f, path):  # another pull is fetching this blob: fetch a private copy
+        if not lock_partial(f, path):  # another pull is fetching this blob: fetch a private copy
             f.close()
             fd, path = tempfile.mkstemp(prefix="download-", dir=stage_dir)
             f = os.fdopen(fd, "w+b")
@@ -341,15 +340,6 @@ def _fetch_retrying(client, rref, lp, scope, part, progress, cancel) -> None:
                 raise ImageFormatError(f"blob {lp.digest}: connection broken {RETRIES + 1} times, "
                                        f"last: {e}") from None
             time.sleep(0.2 * (attempt + 1))
-
-
-def _lock(f, path) -> bool:
-    """An exclusive lock on the partial file, still named `path` once locked."""
-    try:
-        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return os.fstat(f.fileno()).st_ino == os.stat(path).st_ino
-    except (BlockingIOError, FileNotFoundError):
-        return False
 
 
 def _fetch(client, rref, lp, scope, part, progress, cancel) -> None:

@@ -40,8 +40,9 @@ def rmtree(path: str) -> None:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def tree_size(path: str) -> int:
-    """Bytes used by the regular files of a tree (hardlinks counted once)."""
+def tree_size(path: str, disk: bool = False) -> int:
+    """Bytes of the regular files of a tree (hardlinks counted once): their sizes, or
+    with `disk` the space their blocks take."""
     total, seen = 0, set()
     for dirpath, dirnames, filenames in os.walk(path):
         for n in filenames:
@@ -54,7 +55,7 @@ def tree_size(path: str) -> int:
                     if (st.st_dev, st.st_ino) in seen:
                         continue
                     seen.add((st.st_dev, st.st_ino))
-                total += st.st_size
+                total += st.st_blocks * 512 if disk else st.st_size
     return total
 
 
