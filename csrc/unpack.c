@@ -1457,7 +1457,8 @@ static int begin_entry(struct pyrt_unpacker *u, const unsigned char *b)
     const char *last = strrchr(u->path.p, '/');
     last = last ? last + 1 : u->path.p;
     int skip = 0, whiteout = 0;
-    for (const char *c = u->path.p; c; c = strchr(c, '/')) {
+    const int plain = (u->lim.flags & PYRT_UNPACK_PLAIN) != 0;
+    for (const char *c = plain ? NULL : u->path.p; c; c = strchr(c, '/')) {
         if (*c == '/')
             c++;
         if (strncmp(c, ".wh.", 4) != 0)

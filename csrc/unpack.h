@@ -52,6 +52,8 @@ enum {
     PYRT_UNPACK_DETECT_HOLES = 1, /* write aligned 4 KiB runs of zeros in plain
                                      regular files as holes */
     PYRT_UNPACK_NO_CHOWN = 2,     /* keep the unpacking user as owner */
+    PYRT_UNPACK_PLAIN = 4,        /* a plain tar, not a layer: ".wh." names are
+                                     ordinary files (no whiteouts, no opaque dirs) */
 };
 
 /* Resource bounds; UINT64_MAX means unlimited. pyrt_unpack_limits_init() fills

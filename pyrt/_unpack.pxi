@@ -33,7 +33,7 @@ cdef extern from "unpack.h":
     cdef struct pyrt_unpacker:
         pass
 
-    int PYRT_UNPACK_DETECT_HOLES, PYRT_UNPACK_NO_CHOWN
+    int PYRT_UNPACK_DETECT_HOLES, PYRT_UNPACK_NO_CHOWN, PYRT_UNPACK_PLAIN
 
     void pyrt_unpack_limits_init(pyrt_unpack_limits *lim)
     pyrt_unpacker *pyrt_unpacker_new(int destfd, const pyrt_unpack_limits *lim,
@@ -101,7 +101,8 @@ cdef class Unpacker:
     max_path, max_xattr_size, max_header_size (one PAX header or GNU long name),
     max_sparse_segments, max_meta_memory (kept for the directories' metadata).
     detect_holes writes aligned 4 KiB zero runs as holes; chown=False keeps the
-    caller as owner of everything."""
+    caller as owner of everything; whiteouts=False reads a plain tar (`.wh.` names
+    are ordinary files)."""
     cdef pyrt_unpacker *u
     cdef bint busy
     cdef readonly object dest
@@ -109,7 +110,7 @@ cdef class Unpacker:
     def __init__(self, dest, *, max_bytes=64 << 30, max_entries=1000000,
                  max_file_size=16 << 30, max_path=4096, max_xattr_size=65536,
                  max_header_size=1 << 20, max_sparse_segments=1 << 20,
-                 max_meta_memory=64 << 20, detect_holes=True, chown=True):
+                 max_meta_memory=64 << 20, detect_holes=True, chown=True, whiteouts=True):
         cdef pyrt_unpack_limits lim = _default_limits()
         cdef pyrt_error err
         cdef int fd
@@ -129,6 +130,8 @@ cdef class Unpacker:
             lim.flags |= PYRT_UNPACK_DETECT_HOLES
         if not chown:
             lim.flags |= PYRT_UNPACK_NO_CHOWN
+        if not whiteouts:
+            lim.flags |= PYRT_UNPACK_PLAIN
         self.dest = dest
         if isinstance(dest, int):
             fd = os.dup(dest)

@@ -618,6 +618,19 @@ class Container:
             export_rootfs(fileobj, lowers=self._union_lowers(), upper=self._upper(),
                           scratch=self._c.store.mkdtemp("export-"))
 
+    def get_archive(self, path, chunk_size=2 << 20, encode_stream=False):
+        """docker SDK's get_archive: (the tar of `path` in chunks, its stat dict).
+        Paths are resolved in the container's root; see pyrt.cp."""
+        from pyrt.cp import get_archive
+        data, info = get_archive(self, path)
+        return (data[i:i + chunk_size] for i in range(0, len(data), chunk_size)), info
+
+    def put_archive(self, path, data) -> bool:
+        """docker SDK's put_archive: unpacks the tar `data` (bytes or a binary file)
+        into the existing directory `path` of the container."""
+        from pyrt.cp import put_archive
+        return put_archive(self, path, data)
+
     def rename(self, name: str) -> None:
         """docker's rename: a new unique name (running or not)."""
         _check_name(name)

@@ -367,6 +367,25 @@ def cmd_rm(args, rt):
     return failed
 
 
+def cmd_cp(args, rt):
+    """docker cp: exactly one side names a container (CONTAINER:PATH)."""
+    from pyrt import cp
+
+    def split(arg):
+        name, sep, path = arg.partition(":")
+        if not sep or "/" in name or not name:  # a host path (absolute, or ./x:y)
+            return None, arg
+        return name, path or "/"
+    (sc, src), (dc, dest) = split(args.src), split(args.dest)
+    if (sc is None) == (dc is None):
+        raise ValueError("cp copies between a container and the host: one of SRC and DEST is CONTAINER:PATH")
+    if sc is not None:
+        cp.copy_out(rt.containers.get(sc), src if src.startswith("/") else "/" + src, dest,
+                    follow=args.follow_link, archive=args.archive)
+    else:
+        cp.copy_in(rt.containers.get(dc), src, dest if dest.startswith("/") else "/" + dest, archive=args.archive)
+
+
 def cmd_rename(args, rt):
     rt.containers.get(args.container).rename(args.name)
 
@@ -454,6 +473,14 @@ def _add_rm(p):
     p.set_defaults(func=cmd_rm)
 
 
+def _add_cp(p):
+    p.add_argument("-a", "--archive", action="store_true", help="keep owners (default: the copy is root's)")
+    p.add_argument("-L", "--follow-link", action="store_true", help="copy what a symlink SRC points to")
+    p.add_argument("src", metavar="SRC")
+    p.add_argument("dest", metavar="DEST")
+    p.set_defaults(func=cmd_cp)
+
+
 def _add_rename(p):
     p.add_argument("container")
     p.add_argument("name", metavar="NEW_NAME")
@@ -527,12 +554,15 @@ def register(sub):
     _add_ps(sub.add_parser("ps", help="list containers"))
     _add_rm(sub.add_parser("rm", help="remove containers"))
     _add_rename(sub.add_parser("rename", help="give a container a new name"))
+    _add_cp(sub.add_parser("cp", help="copy files between a container and the host",
+                           usage="pyrt cp [-a] [-L] CONTAINER:SRC DEST|-  or  pyrt cp [-a] SRC|- CONTAINER:DEST"))
 
     group = sub.add_parser("container", help="manage containers")
     csub = group.add_subparsers(dest="container_verb", metavar="COMMAND", parser_class=type(group))
     _add_ps(csub.add_parser("ls", aliases=["list", "ps"], help="list containers"))
     _add_rm(csub.add_parser("rm", aliases=["remove"], help="remove containers"))
     _add_rename(csub.add_parser("rename", help="give a container a new name"))
+    _add_cp(csub.add_parser("cp", help="copy files between a container and the host"))
     p = csub.add_parser("prune", help="remove all stopped containers")
     p.add_argument("-f", "--force", action="store_true", help="do not ask for confirmation")
     p.set_defaults(func=cmd_container_prune)

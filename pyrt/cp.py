@@ -1,0 +1,325 @@
+"""Copying files in and out of containers: `pyrt cp`, and the docker SDK's
+`get_archive` and `put_archive`.
+
+A container's files are reached through its root: /proc/PID/root while it runs
+(what its processes see, volumes included), else a private mount of its overlay
+that is attached nowhere (fsmount: in no mount namespace, gone with its fd), or
+the root directory of the copy driver. Every path inside is resolved in that root
+(openat2 RESOLVE_IN_ROOT: a symlink to /etc means the container's /etc), and trees
+are walked with directory fds, never by path, so a container that swaps a
+directory for a symlink meanwhile cannot lead a copy onto the host's files.
+Archives are plain tars (no whiteouts); what comes in is unpacked by the C
+unpacker, confined to the destination directory. Device nodes are not copied
+out of a container."""
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+import tarfile
+import threading
+
+from .errors import Conflict, InvalidArgument
+
+CHUNK = 1 << 20
+
+
+# -- the root of a container ------------------------------------------------------------
+
+@contextlib.contextmanager
+def container_root(container):
+    """An O_PATH fd of the container's root directory, for the copy's duration."""
+    from . import lifecycle
+    st = container.reload().state
+    if st.get("Status") in ("running", "paused") and lifecycle.alive(st):
+        fd = os.open(f"/proc/{st['Pid']}/root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            if lifecycle.start_time(st["Pid"]) != st.get("StartTime"):  # the pid was reused
+                raise Conflict(f"container {container.name} stopped during the copy")
+            yield fd
+        finally:
+            os.close(fd)
+        return
+    mark = container._take_start_mark()  # it must not start on a root we have mounted
+    try:
+        root = container._rootfs()
+        fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC) if isinstance(root, str) \
+            else _mount_detached(root)
+        try:
+            yield fd
+        finally:
+            os.close(fd)
+    finally:
+        lifecycle.end_start_mark(container.dir, mark)
+
+
+def _mount_detached(overlay) -> int:
+    """The overlay mounted nowhere: a mount fd (closing it unmounts)."""
+    from . import sys as psys
+    fs = psys.fsopen("overlay")
+    try:
+        try:
+            for layer in overlay.lowerdirs:
+                psys.fsconfig(fs, psys.FSCONFIG_SET_STRING, "lowerdir+", layer)
+        except OSError:  # a kernel before lowerdir+ (6.8): one list
+            fs2 = psys.fsopen("overlay")
+            os.close(fs)
+            fs = fs2
+            psys.fsconfig(fs, psys.FSCONFIG_SET_STRING, "lowerdir", ":".join(overlay.lowerdirs))
+        psys.fsconfig(fs, psys.FSCONFIG_SET_STRING, "upperdir", overlay.upperdir)
+        psys.fsconfig(fs, psys.FSCONFIG_SET_STRING, "workdir", overlay.workdir)
+        for opt in overlay.options:
+            key, _, value = opt.partition("=")
+            psys.fsconfig(fs, psys.FSCONFIG_SET_STRING, key, value)
+        psys.fsconfig(fs, psys.FSCONFIG_CMD_CREATE)
+        return psys.fsmount(fs)
+    finally:
+        os.close(fs)
+
+
+def resolve(rootfd: int, path: str, follow: bool = True, flags: int = os.O_PATH) -> int:
+    """An fd of `path` inside the root (symlinks resolved in it; the last one only
+    when `follow`)."""
+    from . import sys as psys
+    if not follow:
+        flags |= os.O_NOFOLLOW
+    try:
+        return psys.openat2(rootfd, path or "/", flags | os.O_CLOEXEC, 0,
+                            psys.RESOLVE_IN_ROOT | psys.RESOLVE_NO_MAGICLINKS)
+    except FileNotFoundError:
+        raise FileNotFoundError(2, "no such file or directory in the container", path) from None
+
+
+# -- tars of trees, walked by fd ----------------------------------------------------------
+
+def write_tree(out, fd: int, arcname: str, *, devices: bool = True) -> None:
+    """A tar of the entry behind the O_PATH fd (and what is below it, for a
+    directory) named `arcname` (`.`: its children at the top) into the binary
+    file `out`. Owners, modes, times, symlinks and hard links kept."""
+    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+        _add(tar, fd, arcname, {}, devices)
+
+
+def _reopen(fd: int, flags: int) -> int:
+    return os.open(f"/proc/self/fd/{fd}", flags | os.O_CLOEXEC)
+
+
+def _add(tar, fd, arcname, hardlinks, devices):
+    st = os.fstat(fd)
+    ti = tarfile.TarInfo(arcname)
+    ti.mode, ti.uid, ti.gid, ti.mtime = stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, st.st_mtime
+    ti.uname = ti.gname = ""
+    kind = stat.S_IFMT(st.st_mode)
+    if kind == stat.S_IFDIR:
+        ti.type = tarfile.DIRTYPE
+        tar.addfile(ti)
+        dfd = _reopen(fd, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            for name in sorted(os.listdir(dfd)):
+                child = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
+                try:
+                    _add(tar, child, name if arcname == "." else f"{arcname}/{name}", hardlinks, devices)
+                finally:
+                    os.close(child)
+        finally:
+            os.close(dfd)
+    elif kind == stat.S_IFREG:
+        key = (st.st_dev, st.st_ino)
+        if st.st_nlink > 1 and key in hardlinks:
+            ti.type, ti.linkname = tarfile.LNKTYPE, hardlinks[key]
+            tar.addfile(ti)
+            return
+        hardlinks[key] = arcname
+        with os.fdopen(_reopen(fd, os.O_RDONLY | os.O_NONBLOCK), "rb") as f:
+            ti.size = os.fstat(f.fileno()).st_size
+            tar.addfile(ti, f)
+    elif kind == stat.S_IFLNK:
+        ti.type, ti.linkname = tarfile.SYMTYPE, os.readlink("", dir_fd=fd)
+        tar.addfile(ti)
+    elif kind == stat.S_IFIFO:
+        ti.type = tarfile.FIFOTYPE
+        tar.addfile(ti)
+    elif kind in (stat.S_IFCHR, stat.S_IFBLK) and devices:
+        ti.type = tarfile.CHRTYPE if kind == stat.S_IFCHR else tarfile.BLKTYPE
+        ti.devmajor, ti.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
+        tar.addfile(ti)
+    # sockets (and devices, when not wanted) have no place in a copy
+
+
+def unpack_into(dirfd: int, source, *, owners: bool = True) -> None:
+    """Unpacks a plain tar (bytes or a binary file object) into the directory fd,
+    confined to it; `owners=False` makes everything the caller's."""
+    from . import _core
+    u = _core.Unpacker(dirfd, whiteouts=False, chown=owners, detect_holes=False)
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        u.feed(source)
+    else:
+        while True:
+            chunk = source.read(CHUNK)
+            if not chunk:
+                break
+            u.feed(chunk)
+    u.finish()
+
+
+def _piped(write) -> "os.PathLike":
+    """Runs write(out) in a thread into a pipe; returns the reading end (a file)."""
+    r, w = os.pipe()
+    failure = []
+
+    def run():
+        try:
+            with os.fdopen(w, "wb") as out:
+                write(out)
+        except BaseException as e:  # the reader sees a short tar, then this
+            failure.append(e)
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    reader = os.fdopen(r, "rb")
+    reader.writer_failure, reader.writer_thread = failure, t
+    return reader
+
+
+def _finish_pipe(reader) -> None:
+    reader.close()
+    reader.writer_thread.join()
+    if reader.writer_failure:
+        raise reader.writer_failure[0]
+
+
+# -- what the SDK and the CLI call --------------------------------------------------------
+
+def stat_of(fd: int, name: str) -> dict:
+    """docker's path stat: name, size, mode (Go's FileMode bits), mtime, linkTarget."""
+    st = os.fstat(fd)
+    mode = stat.S_IMODE(st.st_mode)
+    if stat.S_ISDIR(st.st_mode):
+        mode |= 1 << 31
+    elif stat.S_ISLNK(st.st_mode):
+        mode |= 1 << 27
+    link = os.readlink("", dir_fd=fd) if stat.S_ISLNK(st.st_mode) else ""
+    from .oci.image import rfc3339
+    return {"name": name, "size": st.st_size, "mode": mode, "mtime": rfc3339(st.st_mtime), "linkTarget": link}
+
+
+def get_archive(container, path: str, follow: bool = False) -> tuple[bytes, dict]:
+    """A tar of `path` in the container (named by its last component) and its stat."""
+    name = os.path.basename(path.rstrip("/")) or "/"
+    with container_root(container) as root:
+        fd = resolve(root, path, follow=follow)
+        try:
+            info = stat_of(fd, name)
+            import io
+            buf = io.BytesIO()
+            write_tree(buf, fd, name if name != "/" else ".", devices=False)
+        finally:
+            os.close(fd)
+    return buf.getvalue(), info
+
+
+def put_archive(container, path: str, data) -> bool:
+    """Unpacks a tar into the directory `path` of the container (which must exist)."""
+    with container_root(container) as root:
+        fd = resolve(root, path, flags=os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            unpack_into(fd, data)
+        finally:
+            os.close(fd)
+    return True
+
+
+def _target(parent_exists_dir, dest_is_dir, dest_exists, src_is_dir, src_contents, src_name, dest):
+    """docker cp's naming: (directory to unpack into, name of the copy in it)."""
+    base = os.path.basename(dest.rstrip("/"))
+    if dest_exists and dest_is_dir:
+        return dest, "." if src_contents else src_name
+    if dest_exists and src_is_dir:
+        raise InvalidArgument(f"cannot copy a directory to a file: {dest}")
+    if not dest_exists and dest.endswith("/") and not src_is_dir:
+        raise InvalidArgument(f"the destination directory {dest} must exist")
+    if not parent_exists_dir:
+        raise FileNotFoundError(2, "no such directory", os.path.dirname(dest.rstrip("/")) or "/")
+    return os.path.dirname(dest.rstrip("/")) or "/", base
+
+
+def _source_name(path: str) -> tuple[bool, str]:
+    """(whether `path` means a directory's contents ("DIR/."), the copy's name)."""
+    contents = path.endswith("/.") or path == "."
+    base = path[:-2] if path.endswith("/.") else path
+    return contents, os.path.basename(os.path.normpath(base)) if base.strip("/") else "root"
+
+
+def copy_out(container, src: str, dest: str, *, follow: bool = False, archive: bool = False) -> None:
+    """`pyrt cp CONTAINER:SRC DEST` (DEST "-": a tar on stdout). Paths in the
+    container are from its root."""
+    import sys
+    src_contents, src_name = _source_name(src)
+    if dest != "-":
+        dest = os.path.abspath(dest) + ("/" if dest.endswith("/") else "")
+    with container_root(container) as root:
+        fd = resolve(root, src, follow=follow)
+        try:
+            if dest == "-":
+                write_tree(sys.stdout.buffer, fd, "." if src_contents else src_name, devices=False)
+                return
+            src_is_dir = stat.S_ISDIR(os.fstat(fd).st_mode)
+            dest_is_dir, dest_exists = os.path.isdir(dest), os.path.lexists(dest)
+            parent = os.path.dirname(os.path.abspath(dest.rstrip("/"))) or "/"
+            into, name = _target(os.path.isdir(parent), dest_is_dir, dest_exists, src_is_dir, src_contents,
+                                 src_name, dest)
+            dfd = os.open(into, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            try:
+                reader = _piped(lambda out: write_tree(out, fd, name, devices=False))
+                try:
+                    unpack_into(dfd, reader, owners=archive)
+                finally:
+                    _finish_pipe(reader)
+            finally:
+                os.close(dfd)
+        finally:
+            os.close(fd)
+
+
+def copy_in(container, src: str, dest: str, *, archive: bool = False) -> None:
+    """`pyrt cp SRC CONTAINER:DEST` (SRC "-": a tar on stdin, unpacked into DEST)."""
+    import sys
+    with container_root(container) as root:
+        if src == "-":
+            dfd = resolve(root, dest, flags=os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                unpack_into(dfd, sys.stdin.buffer)
+            finally:
+                os.close(dfd)
+            return
+        src_contents, src_name = _source_name(os.path.abspath(src) + ("/." if src.endswith("/.") else ""))
+        sfd = os.open(src, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            src_is_dir = stat.S_ISDIR(os.fstat(sfd).st_mode)
+            dest_st = _lstat_in(root, dest)
+            parent_st = _lstat_in(root, os.path.dirname(dest.rstrip("/")) or "/")
+            into, name = _target(parent_st is not None and stat.S_ISDIR(parent_st.st_mode),
+                                 dest_st is not None and stat.S_ISDIR(dest_st.st_mode), dest_st is not None,
+                                 src_is_dir, src_contents, src_name, dest)
+            dfd = resolve(root, into, flags=os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                reader = _piped(lambda out: write_tree(out, sfd, name))
+                try:
+                    unpack_into(dfd, reader, owners=archive)
+                finally:
+                    _finish_pipe(reader)
+            finally:
+                os.close(dfd)
+        finally:
+            os.close(sfd)
+
+
+def _lstat_in(root: int, path: str):
+    """The stat of `path` in the root (its symlinks followed in the root), or None."""
+    try:
+        fd = resolve(root, path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    try:
+        return os.fstat(fd)
+    finally:
+        os.close(fd)
