@@ -267,15 +267,8 @@ def copy_out(container, src: str, dest: str, *, follow: bool = False, archive: b
             parent = os.path.dirname(os.path.abspath(dest.rstrip("/"))) or "/"
             into, name = _target(os.path.isdir(parent), dest_is_dir, dest_exists, src_is_dir, src_contents,
                                  src_name, dest)
-            dfd = os.open(into, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-            try:
-                reader = _piped(lambda out: write_tree(out, fd, name, devices=False))
-                try:
-                    unpack_into(dfd, reader, owners=archive)
-                finally:
-                    _finish_pipe(reader)
-            finally:
-                os.close(dfd)
+            _transfer(fd, name, os.open(into, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC),
+                      owners=archive, devices=False)
         finally:
             os.close(fd)
 
@@ -300,17 +293,22 @@ def copy_in(container, src: str, dest: str, *, archive: bool = False) -> None:
             into, name = _target(parent_st is not None and stat.S_ISDIR(parent_st.st_mode),
                                  dest_st is not None and stat.S_ISDIR(dest_st.st_mode), dest_st is not None,
                                  src_is_dir, src_contents, src_name, dest)
-            dfd = resolve(root, into, flags=os.O_RDONLY | os.O_DIRECTORY)
-            try:
-                reader = _piped(lambda out: write_tree(out, sfd, name))
-                try:
-                    unpack_into(dfd, reader, owners=archive)
-                finally:
-                    _finish_pipe(reader)
-            finally:
-                os.close(dfd)
+            _transfer(sfd, name, resolve(root, into, flags=os.O_RDONLY | os.O_DIRECTORY), owners=archive)
         finally:
             os.close(sfd)
+
+
+def _transfer(src_fd: int, name: str, dest_dir_fd: int, *, owners: bool, devices: bool = True) -> None:
+    """The tree behind src_fd, named `name`, unpacked into the directory fd (which
+    this closes): a tar written in a thread, unpacked as it comes."""
+    try:
+        reader = _piped(lambda out: write_tree(out, src_fd, name, devices=devices))
+        try:
+            unpack_into(dest_dir_fd, reader, owners=owners)
+        finally:
+            _finish_pipe(reader)
+    finally:
+        os.close(dest_dir_fd)
 
 
 def _lstat_in(root: int, path: str):
