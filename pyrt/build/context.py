@@ -218,18 +218,22 @@ class ImageTree(Tree):
     def __init__(self, layers: list[str]):
         self.layers = layers
 
-    def _find(self, rel):
-        """(host path, stat) of the entry the union shows at `rel`, or None."""
+    def _entries(self, rel):
+        """(host path, stat) of `rel` in each layer that has it, top-most first,
+        down to the first layer that hides the ones below it."""
         for layer in self.layers:
-            path = os.path.join(layer, rel) if rel else layer
             try:
                 st = lstat_beneath(layer, rel)
             except (FileNotFoundError, NotADirectoryError):
                 if rel and _layer_hides(layer, rel):
-                    return None
+                    return
                 continue
-            return None if _is_whiteout(st) else (path, st)
-        return None
+            yield (os.path.join(layer, rel) if rel else layer), st
+
+    def _find(self, rel):
+        """(host path, stat) of the entry the union shows at `rel`, or None."""
+        found = next(self._entries(rel), None)
+        return None if found is None or _is_whiteout(found[1]) else found
 
     def host_path(self, rel):
         found = self._find(rel)
@@ -241,14 +245,7 @@ class ImageTree(Tree):
 
     def listdir(self, rel):
         seen = {}  # name -> visible (a whiteout hides the layers below)
-        for layer in self.layers:
-            path = os.path.join(layer, rel) if rel else layer
-            try:
-                st = lstat_beneath(layer, rel)
-            except (FileNotFoundError, NotADirectoryError):
-                if rel and _layer_hides(layer, rel):
-                    break
-                continue
+        for path, st in self._entries(rel):
             if not stat.S_ISDIR(st.st_mode):
                 break
             with os.scandir(path) as it:
