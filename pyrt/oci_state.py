@@ -15,9 +15,10 @@ import fcntl
 import json
 import os
 import re
-import time
 
 from pyrt.errors import Conflict, ContainerNotFound, InvalidArgument
+from pyrt.lifecycle import start_time  # noqa: F401  (re-exported: the runtime uses both from here)
+from pyrt.oci.image import rfc3339  # noqa: F401
 
 DEFAULT_ROOT = "/run/pyrt-runtime"
 STATE_FILE = "state.json"
@@ -29,23 +30,6 @@ def check_id(cid: str) -> str:
     if not cid or not _ID_RE.match(cid) or cid in (".", ".."):
         raise InvalidArgument(f"invalid container id {cid!r}: use letters, digits and _ + - .")
     return cid
-
-
-def rfc3339(t: float) -> str:
-    frac = f"{t % 1:.9f}"[1:]
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + frac + "Z"
-
-
-def start_time(pid: int) -> int:
-    """The process's start time (clock ticks after boot); 0 when it is gone or a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            fields = f.read().rsplit(b")", 1)[1].split()
-    except (FileNotFoundError, ProcessLookupError, IndexError):
-        return 0
-    if fields[0] in (b"Z", b"X"):
-        return 0
-    return int(fields[19])
 
 
 class Container:
