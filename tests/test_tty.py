@@ -9,7 +9,7 @@ import os
 import pytest
 
 import pyrt
-from test_lifecycle import base_tar, error, ok, store, wait_for  # noqa: F401  (fixtures)
+from test_lifecycle import base_tar, error, ok, store  # noqa: F401  (fixtures)
 
 # field 7 of /proc/self/stat is the controlling terminal (0: none)
 CTTY = "set -- $(cat /proc/self/stat); echo ctty=$7"
