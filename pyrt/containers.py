@@ -785,12 +785,25 @@ class ContainerCollection:
         c._refresh_running()
         return c
 
-    def list(self, all=False) -> list[Container]:
+    FILTERS = ("id", "name", "status", "exited", "ancestor")
+
+    def list(self, all=False, filters=None) -> list[Container]:
+        """Running containers (`all`: every one), newest first. `filters` as the
+        docker SDK takes them: {"status": "exited", "name": "web", "id": prefix,
+        "exited": code, "ancestor": image}; a list of values matches any of them,
+        and a status filter looks at every container."""
+        wanted = {k: v if isinstance(v, (list, tuple)) else [v] for k, v in (filters or {}).items()}
+        unknown = set(wanted) - set(self.FILTERS)
+        if unknown:
+            raise InvalidArgument(f"unknown container filter {sorted(unknown)[0]!r} (known: {', '.join(self.FILTERS)})")
+        ancestors = {self.runtime.images.get(ref).id for ref in wanted.get("ancestor", ())}
         out = []
         for row in self.store.db.query("SELECT * FROM containers ORDER BY created DESC"):
             c = Container(self, row)
             c._refresh_running()
-            if all or c.status in ("running", "paused"):
+            if not (all or "status" in wanted or c.status in ("running", "paused")):
+                continue
+            if _matches(c, wanted, ancestors):
                 out.append(c)
         return out
 
@@ -975,6 +988,18 @@ class ContainerCollection:
                 removed.append(c.id)
                 freed += size
         return {"ContainersDeleted": removed, "SpaceReclaimed": freed}
+
+
+def _matches(c, wanted: dict, ancestors: set) -> bool:
+    import re
+    checks = {
+        "id": lambda v: c.id.startswith(v),
+        "name": lambda v: re.search(v, c.name) is not None,
+        "status": lambda v: c.status == v,
+        "exited": lambda v: c.status == "exited" and str(c.state.get("ExitCode")) == str(v),
+        "ancestor": lambda v: c.image_id in ancestors,
+    }
+    return all(any(checks[k](v) for v in values) for k, values in wanted.items())
 
 
 def _check_name(name) -> None:

@@ -206,23 +206,40 @@ class ImageCollection:
         except (ImageNotFound, InvalidArgument):
             return False
 
+    FILTERS = ("dangling", "reference", "label", "before", "since")
+
     def list(self, all=False, name=None, filters=None) -> list:
         """Tagged images and dangling ones (untagged leaves); `all` adds intermediate
         images (untagged parents of other images). `name` filters by repository (or
-        repository:tag, shell wildcards allowed). Newest first."""
+        repository:tag, shell wildcards allowed). `filters` as the docker SDK takes
+        them: {"dangling": True, "reference": "app:*", "label": "k" or "k=v",
+        "before": image, "since": image}. Newest first."""
+        wanted = {k: v if isinstance(v, (list, tuple)) else [v] for k, v in (filters or {}).items()}
+        unknown = set(wanted) - set(self.FILTERS)
+        if unknown:
+            raise InvalidArgument(f"unknown image filter {sorted(unknown)[0]!r} (known: {', '.join(self.FILTERS)})")
+        dangling = {str(v).lower() in ("1", "true") for v in wanted.get("dangling", ())}
+        before = min((self.get(r).created for r in wanted.get("before", ())), default=None)
+        since = max((self.get(r).created for r in wanted.get("since", ())), default=None)
         db = self.store.db
         rows = db.query("SELECT i.id, i.created, (SELECT COUNT(*) FROM images c WHERE c.parent = i.id) AS children, "
                         "(SELECT COUNT(*) FROM tags t WHERE t.image_id = i.id) AS ntags "
                         "FROM images i ORDER BY i.created DESC, i.id")
-        dangling_only = bool((filters or {}).get("dangling"))
         out = []
         for r in rows:
-            if dangling_only and (r["ntags"] or r["children"]):
+            is_dangling = not r["ntags"] and not r["children"]
+            if dangling and is_dangling not in dangling:
                 continue
             if not all and not r["ntags"] and r["children"]:
                 continue
+            if (before is not None and r["created"] >= before) or (since is not None and r["created"] <= since):
+                continue
             img = Image(self, r["id"])
             if name and not _name_matches(img.tags, name):
+                continue
+            if "reference" in wanted and not any(_name_matches(img.tags, p) for p in wanted["reference"]):
+                continue
+            if "label" in wanted and not all_labels_match(img.labels, wanted["label"]):
                 continue
             out.append(img)
         return out
@@ -846,6 +863,15 @@ class ImageCollection:
 
 
 # -- helpers -------------------------------------------------------------------------------------
+
+def all_labels_match(labels: dict, wanted) -> bool:
+    """docker's label filters: each of `wanted` ("key" or "key=value") holds."""
+    for item in wanted:
+        key, eq, value = str(item).partition("=")
+        if key not in labels or (eq and labels[key] != value):
+            return False
+    return True
+
 
 def _sqlite_errors():
     import sqlite3

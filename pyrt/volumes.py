@@ -114,17 +114,30 @@ class VolumeCollection:
             meta = {}
         return Volume(self, name, meta)
 
+    FILTERS = ("dangling", "name", "label")
+
     def list(self, filters=None) -> list[Volume]:
+        """Every volume, by name. `filters` as the docker SDK takes them:
+        {"dangling": True, "name": substring, "label": "k" or "k=v"}."""
+        from .images import all_labels_match
+        wanted = {k: v if isinstance(v, (list, tuple)) else [v] for k, v in (filters or {}).items()}
+        unknown = set(wanted) - set(self.FILTERS)
+        if unknown:
+            raise InvalidArgument(f"unknown volume filter {sorted(unknown)[0]!r} (known: {', '.join(self.FILTERS)})")
         out = []
         for name in sorted(os.listdir(self.dir)):
             try:
                 out.append(self.get(name))
             except VolumeNotFound:
                 continue  # being created or removed right now
-        if filters and "dangling" in filters:
+        if "dangling" in wanted:
             used = self.users()
-            want = str(filters["dangling"]).lower() in ("1", "true")
-            out = [v for v in out if (v.name not in used) == want]
+            want = {str(v).lower() in ("1", "true") for v in wanted["dangling"]}
+            out = [v for v in out if (v.name not in used) in want]
+        if "name" in wanted:
+            out = [v for v in out if any(s in v.name for s in wanted["name"])]
+        if "label" in wanted:
+            out = [v for v in out if all_labels_match(v.attrs.get("Labels") or {}, wanted["label"])]
         return out
 
     def users(self) -> dict[str, list[str]]:

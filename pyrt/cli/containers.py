@@ -293,18 +293,16 @@ def cmd_stats(args, rt):
                      "MemUsage": f"{human_size(mem)} / {human_size(limit) if limit else 'unlimited'}",
                      "MemPerc": f"{mem / limit * 100:.2f}%" if limit else "--",
                      "PIDs": str(p.get("pids_current") or 0)})
-    if args.format == "json":
-        import json
-        print(json.dumps(rows, indent=2))
-        return 0
-    _table(["CONTAINER ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %", "PIDS"],
-           [[r["ID"], r["Name"], r["CPUPerc"], r["MemUsage"], r["MemPerc"], r["PIDs"]] for r in rows])
+    from pyrt.cli.output import print_rows
+    print_rows(rows, args.format, [("ID", "CONTAINER ID"), ("Name", "NAME"), ("CPUPerc", "CPU %"),
+                                   ("MemUsage", "MEM USAGE / LIMIT"), ("MemPerc", "MEM %"), ("PIDs", "PIDS")])
     return 0
 
 
 def cmd_top(args, rt):
+    from pyrt.cli.output import table
     t = rt.containers.get(args.container).top()
-    _table(t["Titles"], t["Processes"])
+    print(table(t["Titles"], t["Processes"]))
 
 
 def _ago(t: float) -> str:
@@ -326,32 +324,28 @@ def _status(c) -> str:
     return "Created"
 
 
+PS_COLUMNS = [("ID", "CONTAINER ID"), ("Image", "IMAGE"), ("Command", "COMMAND"), ("RunningFor", "CREATED"),
+              ("Status", "STATUS"), ("Names", "NAMES")]
+
+
 def cmd_ps(args, rt):
-    cs = rt.containers.list(all=args.all)
+    from pyrt.cli.output import parse_filters, print_rows
+    cs = rt.containers.list(all=args.all, filters=parse_filters(args.filter, rt.containers.FILTERS))
     if args.only_ids:
         for c in cs:
             print(c.short_id)
         return
     rows = [{"ID": c.short_id, "Image": c.config.get("ImageRef", c.image_id[7:19]),
-             "Command": " ".join(c.config["Cmd"]), "CreatedAt": _ago(c.created), "Status": _status(c),
-             "Names": c.name} for c in cs]
-    if args.format == "json":
-        import json
-        print(json.dumps(rows, indent=2))
-        return
-    _table(["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES"],
-           [[r["ID"], r["Image"], _trunc(r["Command"], 22), r["CreatedAt"], r["Status"], r["Names"]] for r in rows])
+             "Command": " ".join(c.config["Cmd"]), "CreatedAt": _ago(c.created), "RunningFor": _ago(c.created),
+             "Status": _status(c), "State": c.status, "Names": c.name} for c in cs]
+    if args.format == "table":  # the command quoted and cut, as docker shows it
+        rows = [dict(r, Command=_trunc(r["Command"], 22)) for r in rows]
+    print_rows(rows, args.format, PS_COLUMNS)
 
 
 def _trunc(s, n):
     import json
     return json.dumps(s if len(s) <= n else s[: n - 1] + "…", ensure_ascii=False)
-
-
-def _table(header, rows):
-    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)] if rows else [len(h) for h in header]
-    for row in [header] + rows:
-        print("   ".join(str(x).ljust(w) for x, w in zip(row, widths)).rstrip())
 
 
 def cmd_rm(args, rt):
@@ -462,7 +456,10 @@ def cmd_inspect(args, rt):
 def _add_ps(p):
     p.add_argument("-a", "--all", action="store_true", help="also stopped ones")
     p.add_argument("-q", "--quiet", action="store_true", dest="only_ids", help="only ids")
-    p.add_argument("--format", choices=("table", "json"), default="table")
+    p.add_argument("-f", "--filter", action="append", default=[], metavar="KEY=VALUE",
+                   help="id, name, status, exited or ancestor (repeatable)")
+    p.add_argument("--format", default="table", metavar="table|json|TEMPLATE",
+                   help="e.g. '{{.Names}}' or 'table {{.ID}}\\t{{.Status}}'")
     p.set_defaults(func=cmd_ps)
 
 
@@ -543,7 +540,7 @@ def register(sub):
 
     p = sub.add_parser("stats", help="CPU, memory and pids use of running containers")
     p.add_argument("--no-stream", action="store_true", help="one reading (the only mode)")
-    p.add_argument("--format", choices=("table", "json"), default="table")
+    p.add_argument("--format", default="table", metavar="table|json|TEMPLATE")
     p.add_argument("containers", nargs="*")
     p.set_defaults(func=cmd_stats)
 

@@ -36,13 +36,8 @@ def ago(t) -> str:
 
 
 def _table(rows, headers):
-    widths = [len(h) for h in headers]
-    for r in rows:
-        widths = [max(w, len(str(c))) for w, c in zip(widths, r)]
-    lines = ["   ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip()]
-    for r in rows:
-        lines.append("   ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip())
-    return "\n".join(lines)
+    from pyrt.cli.output import table
+    return table(headers, rows)
 
 
 def _json(obj):
@@ -91,8 +86,13 @@ class Progress:
 
 # -- handlers ----------------------------------------------------------------------------------
 
+IMAGE_COLUMNS = [("Repository", "REPOSITORY"), ("Tag", "TAG"), ("ID", "IMAGE ID"), ("CreatedSince", "CREATED"),
+                 ("Size", "SIZE")]
+
+
 def cmd_images(args, rt):
-    images = rt.images.list(all=args.all, name=args.name)
+    from pyrt.cli.output import parse_filters, print_rows
+    images = rt.images.list(all=args.all, name=args.name, filters=parse_filters(args.filter, rt.images.FILTERS))
     shared = rt.images.shared_sizes() if args.format == "json" else {}
     if args.only_ids:
         seen = set()
@@ -115,9 +115,11 @@ def cmd_images(args, rt):
                       "SharedSize": shared.get(img.id, 0), "Parent": img.parent or ""}
                      for repo, tag, img in rows]))
         return 0
-    table = [(repo, tag, img.id if args.no_trunc else img.id[7:19], ago(img.created), human_size(img.size))
-             for repo, tag, img in rows]
-    print(_table(table, ("REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE")))
+    print_rows([{"Repository": repo, "Tag": tag, "ID": img.id if args.no_trunc else img.id[7:19],
+                 "CreatedSince": ago(img.created), "CreatedAt": _rfc3339(img.created), "Size": human_size(img.size),
+                 "Digest": img.manifest_digest} for repo, tag, img in rows], args.format, IMAGE_COLUMNS)
+    if args.format != "table":
+        return 0
     df = rt.images.df()
     n = len({img.id for _, _, img in rows})
     print(f"Total: {n} image{'s' if n != 1 else ''}, {human_size(df['images']['size'])} "
@@ -321,7 +323,10 @@ def _add_images(p):
     p.add_argument("-a", "--all", action="store_true", help="also intermediate images")
     p.add_argument("-q", "--quiet", dest="only_ids", action="store_true", help="only image ids")
     p.add_argument("--no-trunc", action="store_true", help="full image ids")
-    p.add_argument("--format", choices=("table", "json"), default="table")
+    p.add_argument("-f", "--filter", action="append", default=[], metavar="KEY=VALUE",
+                   help="dangling=true|false, reference=PATTERN, label=KEY[=VALUE], before=IMAGE, since=IMAGE")
+    p.add_argument("--format", default="table", metavar="table|json|TEMPLATE",
+                   help="e.g. '{{.Repository}}:{{.Tag}}'")
     p.add_argument("name", nargs="?", metavar="REPOSITORY[:TAG]", help="only images of this name")
     p.set_defaults(func=cmd_images)
 
@@ -439,3 +444,8 @@ def register(subparsers) -> dict:
     p.set_defaults(func=cmd_system_prune)
     system.set_defaults(func=lambda args, rt: (system.print_help(), 2)[1])
     return {"image": isub, "system": ssub}
+
+
+def _rfc3339(t):
+    from pyrt.oci.image import rfc3339
+    return rfc3339(t)

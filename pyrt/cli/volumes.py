@@ -10,7 +10,11 @@ def cmd_create(args, rt):
 
 
 def cmd_ls(args, rt):
-    vols = rt.volumes.list(filters={"dangling": True} if args.dangling else None)
+    from pyrt.cli.output import parse_filters, print_rows
+    filters = parse_filters(args.filter, rt.volumes.FILTERS)
+    if args.dangling:
+        filters["dangling"] = [True]
+    vols = rt.volumes.list(filters=filters)
     if args.only_names:
         for v in vols:
             print(v.name)
@@ -18,9 +22,9 @@ def cmd_ls(args, rt):
         import json
         print(json.dumps([v.attrs for v in vols], indent=2))
     else:
-        print("DRIVER    VOLUME NAME")
-        for v in vols:
-            print(f"local     {v.name}")
+        print_rows([{"Driver": "local", "Name": v.name, "Mountpoint": v.mountpoint,
+                     "Labels": v.attrs.get("Labels") or {}} for v in vols], args.format,
+                   [("Driver", "DRIVER"), ("Name", "VOLUME NAME")])
 
 
 def cmd_inspect(args, rt):
@@ -71,7 +75,9 @@ def register(sub):
     p.set_defaults(func=cmd_create)
     p = vs.add_parser("ls", aliases=["list"], help="list volumes")
     p.add_argument("-q", "--quiet", action="store_true", dest="only_names")
-    p.add_argument("--format", choices=("table", "json"), default="table")
+    p.add_argument("--format", default="table", metavar="table|json|TEMPLATE", help="e.g. '{{.Name}}'")
+    p.add_argument("-f", "--filter", action="append", default=[], metavar="KEY=VALUE",
+                   help="dangling=true|false, name=SUBSTRING, label=KEY[=VALUE]")
     p.add_argument("--dangling", action="store_true", help="only volumes no container uses")
     p.set_defaults(func=cmd_ls)
     p = vs.add_parser("inspect", help="show volumes as JSON")

@@ -1,0 +1,89 @@
+"""Listings as scripts use them: `ps`, `images` and `volume ls` with -f KEY=VALUE
+filters and --format templates (`{{.Names}}`, `table {{.ID}}\\t{{.Status}}`,
+`{{json .}}`), through the CLI and the API."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pyrt.cli.output import parse_filters, print_template, table
+from pyrt.errors import InvalidArgument
+from test_lifecycle import base_tar, error, ok, store  # noqa: F401  (fixtures)
+
+
+def test_templates_and_tables(capsys):
+    rows = [{"ID": "abc", "Names": "web", "Labels": {"a": "1"}}, {"ID": "defg", "Names": "db", "Labels": {}}]
+    print_template(rows, "{{.Names}}:{{ .ID }}", {})
+    print_template(rows, "table {{.ID}}\\t{{.Names}}", {"ID": "CONTAINER ID"})
+    print_template(rows[:1], "{{json .Labels}}|{{json .}}", {})
+    out = capsys.readouterr().out.split("\n")
+    assert out[:2] == ["web:abc", "db:defg"]
+    assert out[2:5] == ["CONTAINER ID   NAMES", "abc            web", "defg           db"]
+    labels, row = out[5].split("|")
+    assert json.loads(labels) == {"a": "1"} and json.loads(row)["ID"] == "abc"
+    with pytest.raises(InvalidArgument, match="no field 'Nope'"):
+        print_template(rows, "{{.Nope}}", {})
+    with pytest.raises(InvalidArgument, match="unsupported template action"):
+        print_template(rows, "{{range .}}x{{end}}", {})
+    assert table(["A", "LONGER"], [["x", "y"]]) == "A   LONGER\nx   y"
+    assert parse_filters(["name=a", "name=b", "status=exited"], ("name", "status")) == \
+        {"name": ["a", "b"], "status": ["exited"]}
+    with pytest.raises(InvalidArgument, match="invalid filter"):
+        parse_filters(["nope=1"], ("name",))
+
+
+def test_ps_filters_and_formats(store):
+    ok(store.cli("run", "-d", "--name", "web1", "base:1", "sleep", "100"))
+    ok(store.cli("run", "--name", "job-ok", "base:1", "true"))
+    assert store.cli("run", "--name", "job-bad", "base:1", "sh", "-c", "exit 3").returncode == 3
+    ok(store.cli("create", "--name", "fresh", "base:1", "true"))
+
+    def names(*args):
+        return sorted(ok(store.cli("ps", *args, "--format", "{{.Names}}")).split())
+    assert names() == ["web1"]
+    assert names("-a") == ["fresh", "job-bad", "job-ok", "web1"]
+    assert names("-f", "status=exited") == ["job-bad", "job-ok"]  # a status filter looks at all
+    assert names("-f", "status=exited", "-f", "status=created") == ["fresh", "job-bad", "job-ok"]
+    assert names("-a", "-f", "exited=3") == ["job-bad"]
+    assert names("-a", "-f", "name=^job") == ["job-bad", "job-ok"]
+    assert names("-a", "-f", "name=job", "-f", "exited=0") == ["job-ok"]
+    assert names("-a", "-f", "ancestor=base:1") == ["fresh", "job-bad", "job-ok", "web1"]
+    web = store.get("web1")
+    assert ok(store.cli("ps", "-q", "-f", f"id={web.id[:6]}")).split() == [web.short_id]
+    out = ok(store.cli("ps", "-a", "--format", "table {{.Names}}\\t{{.State}}", "-f", "name=web"))
+    assert out.split("\n")[:2] == ["NAMES   STATE", "web1    running"]
+    assert json.loads(ok(store.cli("ps", "--format", "{{json .}}")))["Names"] == "web1"
+    error(store.cli("ps", "-f", "label=x"), match="invalid filter")
+    error(store.cli("ps", "--format", "{{.Nope}}"), match="no field 'Nope'")
+    assert [c.name for c in store.rt.containers.list(filters={"status": "exited", "exited": 3})] == ["job-bad"]
+
+
+def test_images_and_volumes(store, tmp_shm):
+    rt = store.rt
+    c = rt.containers.create("base:1", ["true"])
+    child = c.commit("app", "1", changes=["LABEL team=a"])
+    dangling = c.commit("app", "2")
+    newer = c.commit("app", "2")  # takes the tag: the first app:2 dangles
+    c.remove()
+
+    def refs(*args):
+        return ok(store.cli("images", *args, "--format", "{{.Repository}}:{{.Tag}}")).split()
+    assert refs("-f", "reference=app") == ["app:2", "app:1"]
+    assert refs("-f", "label=team=a") == ["app:1"] and refs("-f", "label=team=b") == []
+    assert refs("-f", "dangling=true") == ["<none>:<none>"]
+    assert "<none>:<none>" not in refs("-f", "dangling=false")
+    assert refs("-f", f"before={newer.id}") == ["<none>:<none>", "app:1", "base:1"]
+    assert refs("-f", f"since={child.id}") == ["app:2", "<none>:<none>"]
+    assert ok(store.cli("images", "--format", "{{.ID}}", "-f", "dangling=true")).strip() == dangling.id[7:19]
+    assert ok(store.cli("images", "--format", "{{.ID}}", "app:1")).strip() == child.id[7:19]
+    error(store.cli("images", "-f", "nope=1"), match="invalid filter")
+
+    rt.volumes.create("keep-a", labels={"k": "v"})
+    rt.volumes.create("keep-b")
+    store.rt.containers.create("base:1", ["true"], volumes=["used-c:/u"])
+    assert ok(store.cli("volume", "ls", "--format", "{{.Name}}", "-f", "dangling=true")).split() == \
+        ["keep-a", "keep-b"]
+    assert ok(store.cli("volume", "ls", "-q", "-f", "name=keep", "-f", "label=k=v")).split() == ["keep-a"]
+    out = ok(store.cli("volume", "ls"))
+    assert out.split("\n")[0].split() == ["DRIVER", "VOLUME", "NAME"] and "used-c" in out
