@@ -18,7 +18,50 @@ int pyrt_open_in_root(int rootfd, const char *path, int flags)
     return pyrt_openat2(rootfd, path, &how, sizeof how);
 }
 
+#define MAX_LINKS 40 /* symlinks followed while creating one path (as the kernel's) */
+
+static int ensure(int rootfd, const char *path, int as_file, int links);
+
+/* `name` below pfd (reached as `parent`) is a symlink whose target is missing:
+ * create that target, as docker does for a mount destination through it. */
+static int ensure_link_target(int rootfd, int pfd, const char *parent, const char *name, int as_file,
+                              int links)
+{
+    char target[4096], next[4096];
+    ssize_t n = readlinkat(pfd, name, target, sizeof target - 1);
+    if (n < 0)
+        return -1;
+    target[n] = '\0';
+    if (links >= MAX_LINKS) {
+        errno = ELOOP;
+        return -1;
+    }
+    size_t len;
+    if (target[0] == '/') /* absolute: from the root (RESOLVE_IN_ROOT reads it so too) */
+        len = pyrt_strlcpy(next, target, sizeof next);
+    else {
+        len = pyrt_strlcpy(next, parent[0] ? parent : "/", sizeof next);
+        if (len + 1 < sizeof next)
+            len += pyrt_strlcpy(next + len, "/", sizeof next - len);
+        if (len < sizeof next)
+            len += pyrt_strlcpy(next + len, target, sizeof next - len);
+    }
+    if (len >= sizeof next) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    int fd = ensure(rootfd, next, as_file, links + 1);
+    if (fd >= 0)
+        close(fd);
+    return fd < 0 ? -1 : 0;
+}
+
 int pyrt_ensure_in_root(int rootfd, const char *path, int as_file)
+{
+    return ensure(rootfd, path, as_file, 0);
+}
+
+static int ensure(int rootfd, const char *path, int as_file, int links)
 {
     int fd = pyrt_open_in_root(rootfd, path, O_PATH);
     if (fd >= 0 || errno != ENOENT)
@@ -42,7 +85,7 @@ int pyrt_ensure_in_root(int rootfd, const char *path, int as_file)
     int pfd;
     if (slash) {
         *slash = '\0';
-        pfd = pyrt_ensure_in_root(rootfd, parent[0] ? parent : "/", 0);
+        pfd = ensure(rootfd, parent[0] ? parent : "/", 0, links);
         *slash = '/';
     } else {
         pfd = dup(rootfd);
@@ -66,6 +109,17 @@ int pyrt_ensure_in_root(int rootfd, const char *path, int as_file)
         errno = saved;
         return -1;
     }
+    fd = pyrt_open_in_root(rootfd, path, O_PATH);
+    if (fd < 0 && errno == ENOENT && rc < 0) { /* it exists, yet does not resolve: a dangling symlink */
+        if (slash)
+            *slash = '\0';
+        rc = ensure_link_target(rootfd, pfd, slash ? parent : "", name, as_file, links);
+        if (slash)
+            *slash = '/';
+        fd = rc < 0 ? -1 : pyrt_open_in_root(rootfd, path, O_PATH);
+    }
+    int saved = errno;
     close(pfd);
-    return pyrt_open_in_root(rootfd, path, O_PATH);
+    errno = saved;
+    return fd;
 }

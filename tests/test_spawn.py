@@ -552,3 +552,20 @@ def test_200_spawns_leave_nothing_behind(rootfs, tmp_shm, leak_check):
         ok_runs += 1
     assert (ok_runs, failures) == (150, 50)
     leak_check.assert_clean(fds=True)
+
+
+def test_mount_destination_through_a_dangling_symlink_is_made_in_the_root(rootfs_copy):
+    """As docker does: the symlink's target is created inside the container's root
+    (an absolute target from that root, a relative one from the link's directory)."""
+    os.symlink("/made/abs", os.path.join(rootfs_copy, "abs"))
+    os.symlink("../made/rel", os.path.join(rootfs_copy, "tmp", "rel"))
+    os.symlink("loop2", os.path.join(rootfs_copy, "loop1"))
+    os.symlink("loop1", os.path.join(rootfs_copy, "loop2"))
+    r = pyrt.run(["/bin/sh", "-c", "ls -d /made/abs/in /made/rel; mount | grep -c ' /made/'"], rootfs_copy,
+                 mounts=[pyrt.Tmpfs("/abs/in"), pyrt.Tmpfs("/tmp/rel")], capture_output=True)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == [b"/made/abs/in", b"/made/rel", b"2"]
+    assert os.path.isdir(os.path.join(rootfs_copy, "made", "abs", "in"))  # in the root, not on the host
+    assert not os.path.exists("/made")
+    with pytest.raises(pyrt.SpawnError, match="loop1/x.*Too many levels of symbolic links"):
+        pyrt.run(["/bin/true"], rootfs_copy, mounts=[pyrt.Tmpfs("/loop1/x")])
