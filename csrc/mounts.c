@@ -123,7 +123,7 @@ static int is_root(int rootfd, int fd)
 /* Attach mfd at `target` inside the root (created when missing). Closes mfd. */
 static int mount_at(int rootfd, int mfd, const char *target, int as_file, struct pyrt_error *e)
 {
-    int tfd = pyrt_ensure_in_root(rootfd, target, as_file);
+    int tfd = pyrt_make_mount_target(rootfd, target, as_file);
     if (tfd < 0) {
         int err = errno;
         close(mfd);

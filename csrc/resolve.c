@@ -20,7 +20,7 @@ int pyrt_open_in_root(int rootfd, const char *path, int flags)
 
 #define MAX_LINKS 40 /* symlinks followed while creating one path (as the kernel's) */
 
-static int ensure(int rootfd, const char *path, int as_file, int links);
+static int ensure(int rootfd, const char *path, int as_file, int links, int targets);
 
 /* `name` below pfd (reached as `parent`) is a symlink whose target is missing:
  * create that target, as docker does for a mount destination through it. */
@@ -50,7 +50,7 @@ static int ensure_link_target(int rootfd, int pfd, const char *parent, const cha
         errno = ENAMETOOLONG;
         return -1;
     }
-    int fd = ensure(rootfd, next, as_file, links + 1);
+    int fd = ensure(rootfd, next, as_file, links + 1, 1);
     if (fd >= 0)
         close(fd);
     return fd < 0 ? -1 : 0;
@@ -58,10 +58,16 @@ static int ensure_link_target(int rootfd, int pfd, const char *parent, const cha
 
 int pyrt_ensure_in_root(int rootfd, const char *path, int as_file)
 {
-    return ensure(rootfd, path, as_file, 0);
+    return ensure(rootfd, path, as_file, 0, 0);
 }
 
-static int ensure(int rootfd, const char *path, int as_file, int links)
+int pyrt_make_mount_target(int rootfd, const char *path, int as_file)
+{
+    return ensure(rootfd, path, as_file, 0, 1);
+}
+
+/* targets: also create what a dangling symlink on the way points to. */
+static int ensure(int rootfd, const char *path, int as_file, int links, int targets)
 {
     int fd = pyrt_open_in_root(rootfd, path, O_PATH);
     if (fd >= 0 || errno != ENOENT)
@@ -85,7 +91,7 @@ static int ensure(int rootfd, const char *path, int as_file, int links)
     int pfd;
     if (slash) {
         *slash = '\0';
-        pfd = ensure(rootfd, parent[0] ? parent : "/", 0, links);
+        pfd = ensure(rootfd, parent[0] ? parent : "/", 0, links, targets);
         *slash = '/';
     } else {
         pfd = dup(rootfd);
@@ -110,7 +116,7 @@ static int ensure(int rootfd, const char *path, int as_file, int links)
         return -1;
     }
     fd = pyrt_open_in_root(rootfd, path, O_PATH);
-    if (fd < 0 && errno == ENOENT && rc < 0) { /* it exists, yet does not resolve: a dangling symlink */
+    if (targets && fd < 0 && errno == ENOENT && rc < 0) { /* there, yet unresolved: a dangling symlink */
         if (slash)
             *slash = '\0';
         rc = ensure_link_target(rootfd, pfd, slash ? parent : "", name, as_file, links);

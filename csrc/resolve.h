@@ -11,4 +11,8 @@ int pyrt_open_in_root(int rootfd, const char *path, int flags);
  * directories, and for the last one a directory or (as_file) an empty file. */
 int pyrt_ensure_in_root(int rootfd, const char *path, int as_file);
 
+/* pyrt_ensure_in_root for a mount destination: a dangling symlink on the way has
+ * its target created (inside the root), as docker does. */
+int pyrt_make_mount_target(int rootfd, const char *path, int as_file);
+
 #endif

@@ -16,6 +16,7 @@ import base64
 import contextlib
 import hashlib
 import http.server
+import itertools
 import json
 import os
 import re
@@ -122,6 +123,7 @@ class FakeRegistry:
         self.ignore_range = False
         self.cut_uploads = 0
         self.uploads = {}  # upload id -> bytes so far
+        self._upload_ids = itertools.count()
         self.requests = []
         self.tokens_issued = []
         self._lock = threading.Lock()
@@ -284,7 +286,7 @@ class FakeRegistry:
             return self._error(h, 404, "NAME_UNKNOWN", "repository name not known to registry")
         repo, uid = m.groups()
         if h.command == "POST":
-            uid = f"u{len(self.uploads)}"
+            uid = f"u{next(self._upload_ids)}"
             self.uploads[uid] = data
             return self._send(h, b"", "text/plain", 202, {"Location": f"/v2/{repo}/blobs/uploads/{uid}"})
         if uid not in self.uploads:
