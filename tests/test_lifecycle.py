@@ -695,6 +695,17 @@ def test_stats_top_limits_and_cgroup_removal(store):
     assert s["memory_stats"]["usage"] > 0 and s["memory_stats"]["limit"] == 0 and s["pids_stats"] == \
         {"current": 1, "limit": 0}, s  # 0: no limit
     assert "unlimited" in ok(store.cli("stats", "--no-stream", plain.id))
+    # without --no-stream: a reading a second until ^C (plain tables in a pipe)
+    p = store.popen("stats", "--format", "{{.Name}} {{.PIDs}}", "lim", stdout=subprocess.PIPE, text=True)
+    try:
+        assert [p.stdout.readline(), p.stdout.readline()] == ["lim 2\n", "lim 2\n"]
+        p.send_signal(signal.SIGINT)
+        assert p.wait(timeout=DEADLINE) == 0
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        p.stdout.close()
 
     ok(store.cli("rm", "-f", "lim", plain.id))
     assert cgroup_dirs(c.id) == [] and cgroup_dirs(plain.id) == []

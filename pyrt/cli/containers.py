@@ -274,29 +274,48 @@ def cmd_exec(args, rt):
     return lifecycle.wait_pidfd(pfd)
 
 
+STATS_COLUMNS = [("ID", "CONTAINER ID"), ("Name", "NAME"), ("CPUPerc", "CPU %"), ("MemUsage", "MEM USAGE / LIMIT"),
+                 ("MemPerc", "MEM %"), ("PIDs", "PIDS")]
+
+
 def cmd_stats(args, rt):
-    from pyrt.cli.images import human_size
-    cs = [rt.containers.get(r) for r in args.containers] if args.containers else rt.containers.list()
-    first = {}
-    for c in cs:
-        first[c.id] = (time.monotonic(), c.stats()["pyrt"].get("cpu_usage_ns") or 0)
-    time.sleep(0.5)
-    rows = []
-    for c in cs:
-        s = c.stats()
-        p = s["pyrt"]
-        t0, u0 = first[c.id]
-        cpu = ((p.get("cpu_usage_ns") or 0) - u0) / ((time.monotonic() - t0) * 1e9) * 100
-        limit = p.get("memory_limit")
-        mem = p.get("memory_usage") or 0
-        rows.append({"ID": c.short_id, "Name": c.name, "CPUPerc": f"{cpu:.2f}%",
-                     "MemUsage": f"{human_size(mem)} / {human_size(limit) if limit else 'unlimited'}",
-                     "MemPerc": f"{mem / limit * 100:.2f}%" if limit else "--",
-                     "PIDs": str(p.get("pids_current") or 0)})
+    """One reading (--no-stream), else a new one every second until ^C (redrawn in
+    place on a terminal), as docker stats."""
     from pyrt.cli.output import print_rows
-    print_rows(rows, args.format, [("ID", "CONTAINER ID"), ("Name", "NAME"), ("CPUPerc", "CPU %"),
-                                   ("MemUsage", "MEM USAGE / LIMIT"), ("MemPerc", "MEM %"), ("PIDs", "PIDS")])
-    return 0
+    named = [rt.containers.get(r) for r in args.containers]
+    prev = {}
+    interval = 0.5  # the first CPU reading is over half a second
+    try:
+        while True:
+            cs = named or rt.containers.list()
+            for c in cs:
+                prev.setdefault(c.id, (time.monotonic(), c.stats()["pyrt"].get("cpu_usage_ns") or 0))
+            time.sleep(interval)
+            rows = [_stats_row(c, prev) for c in cs if named or c.reload().status in ("running", "paused")]
+            if not args.no_stream and sys.stdout.isatty():
+                sys.stdout.write("\x1b[H\x1b[2J")  # redraw in place
+            print_rows(rows, args.format, STATS_COLUMNS)
+            sys.stdout.flush()
+            if args.no_stream:
+                return 0
+            interval = 1.0
+    except KeyboardInterrupt:
+        return 0
+
+
+def _stats_row(c, prev) -> dict:
+    """A row of `stats`; the CPU % over the time since the previous reading."""
+    from pyrt.cli.images import human_size
+    p = c.stats()["pyrt"]
+    t0, u0 = prev[c.id]
+    now, used = time.monotonic(), p.get("cpu_usage_ns") or 0
+    prev[c.id] = (now, used)
+    cpu = (used - u0) / max(now - t0, 1e-6) / 1e9 * 100
+    limit = p.get("memory_limit")
+    mem = p.get("memory_usage") or 0
+    return {"ID": c.short_id, "Name": c.name, "CPUPerc": f"{cpu:.2f}%",
+            "MemUsage": f"{human_size(mem)} / {human_size(limit) if limit else 'unlimited'}",
+            "MemPerc": f"{mem / limit * 100:.2f}%" if limit else "--", "PIDs": str(p.get("pids_current") or 0)}
 
 
 def cmd_top(args, rt):
@@ -539,7 +558,7 @@ def register(sub):
     p.set_defaults(func=cmd_exec)
 
     p = sub.add_parser("stats", help="CPU, memory and pids use of running containers")
-    p.add_argument("--no-stream", action="store_true", help="one reading (the only mode)")
+    p.add_argument("--no-stream", action="store_true", help="one reading, then exit (default: one a second)")
     p.add_argument("--format", default="table", metavar="table|json|TEMPLATE")
     p.add_argument("containers", nargs="*")
     p.set_defaults(func=cmd_stats)
