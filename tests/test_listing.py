@@ -87,3 +87,19 @@ def test_images_and_volumes(store, tmp_shm):
     assert ok(store.cli("volume", "ls", "-q", "-f", "name=keep", "-f", "label=k=v")).split() == ["keep-a"]
     out = ok(store.cli("volume", "ls"))
     assert out.split("\n")[0].split() == ["DRIVER", "VOLUME", "NAME"] and "used-c" in out
+
+
+def test_inspect_formats(store):
+    ok(store.cli("run", "-d", "--name", "i1", "base:1", "sleep", "100"))
+    c = store.get("i1")
+    assert ok(store.cli("inspect", "-f", "{{.State.Status}} {{.State.Running}} {{.Name}}", "i1")) == \
+        "running true /i1\n"
+    assert ok(store.cli("container", "inspect", "--format", "{{.State.Pid}}", "i1")) == f"{c.state['Pid']}\n"
+    assert json.loads(ok(store.cli("inspect", "--format", "{{json .Config.Cmd}}", "i1"))) == ["sleep", "100"]
+    img = store.rt.images.get("base:1")
+    assert ok(store.cli("image", "inspect", "-f", "{{.Id}}", "base:1")) == img.id + "\n"
+    store.rt.volumes.create("iv")
+    assert ok(store.cli("volume", "inspect", "-f", "{{.Name}}:{{.Driver}}", "iv")) == "iv:local\n"
+    assert json.loads(ok(store.cli("inspect", "i1")))[0]["Id"] == c.id  # no format: the JSON list
+    error(store.cli("inspect", "-f", "{{.State.Nope}}", "i1"), match="no field 'State.Nope'")
+    error(store.cli("inspect", "-f", "{{range .Mounts}}{{end}}", "i1"), match="unsupported template action")

@@ -467,8 +467,8 @@ def cmd_inspect(args, rt):
             status = 1
         else:
             out.append(obj)
-    import json
-    print(json.dumps(out, indent=4))
+    from pyrt.cli.output import print_inspected
+    print_inspected(out, args.format)
     return status
 
 
@@ -583,6 +583,7 @@ def register(sub):
     p.add_argument("-f", "--force", action="store_true", help="do not ask for confirmation")
     p.set_defaults(func=cmd_container_prune)
     p = csub.add_parser("inspect", help="a container's details (JSON)")
+    p.add_argument("-f", "--format", metavar="TEMPLATE", help="e.g. '{{.State.Status}}'")
     p.add_argument("objects", nargs="+", metavar="CONTAINER")
     p.set_defaults(func=cmd_inspect, type="container")
     group.set_defaults(func=lambda args, rt: (group.print_help(), 2)[1])
@@ -608,5 +609,6 @@ def register(sub):
 
     p = sub.add_parser("inspect", help="low-level information on containers or images (JSON)")
     p.add_argument("--type", choices=("container", "image"))
+    p.add_argument("-f", "--format", metavar="TEMPLATE", help="e.g. '{{.State.Status}}' or '{{json .Config}}'")
     p.add_argument("objects", nargs="+")
     p.set_defaults(func=cmd_inspect)

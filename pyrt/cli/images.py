@@ -282,7 +282,8 @@ def cmd_inspect(args, rt):
                 raise
             print(f"pyrt: {e}", file=sys.stderr)
             status = 1
-    print(_json(out))
+    from pyrt.cli.output import print_inspected
+    print_inspected(out, args.format)
     return status
 
 
@@ -395,6 +396,7 @@ def _add_prune(p):
 
 
 def _add_inspect(p):
+    p.add_argument("-f", "--format", metavar="TEMPLATE", help="e.g. '{{.Id}}' or '{{json .Config.Env}}'")
     p.add_argument("images", nargs="+", metavar="IMAGE")
     p.set_defaults(func=cmd_inspect)
 

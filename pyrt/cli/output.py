@@ -1,7 +1,8 @@
-"""How listings print: an aligned table, JSON, or a template as docker takes them
-with --format: `{{.Names}}`, `table {{.ID}}\\t{{.Status}}` (a table of those
-columns), `{{json .}}` (a row as JSON), `{{json .Labels}}`. Rows are dicts with
-docker's field names. Filters (-f KEY=VALUE) are parsed here too."""
+"""How listings and inspect print: an aligned table, JSON, or a template as docker
+takes them with --format: `{{.Names}}`, `table {{.ID}}\\t{{.Status}}` (a table of
+those columns), `{{json .}}` (a row as JSON), `{{json .Labels}}`, `{{.State.Status}}`
+(a path into nested objects). Rows are dicts with docker's field names. Filters
+(-f KEY=VALUE) are parsed here too."""
 from __future__ import annotations
 
 import json
@@ -9,7 +10,7 @@ import re
 
 from pyrt.errors import InvalidArgument
 
-_FIELD = re.compile(r"{{\s*(json\s+)?\.(\w*)\s*}}")
+_FIELD = re.compile(r"{{\s*(json\s+)?\.((?:\w+(?:\.\w+)*)?)\s*}}")
 _LEFTOVER = re.compile(r"{{.*?}}")
 
 
@@ -35,14 +36,7 @@ def print_template(rows: list[dict], template: str, headers: dict) -> None:
     as_table = template.startswith("table ")
     if as_table:
         template = template[len("table "):]
-    left = _LEFTOVER.search(_FIELD.sub("", template))
-    if left:
-        raise InvalidArgument(f"--format: unsupported template action {left.group(0)!r} "
-                              "(use {{.Field}}, {{json .}} or {{json .Field}})")
-    known = set(rows[0]) if rows else None  # (no rows: nothing to check the names against)
-    for m in _FIELD.finditer(template):
-        if known is not None and m.group(2) and m.group(2) not in known:
-            raise InvalidArgument(f"--format: no field {m.group(2)!r} (fields: {', '.join(sorted(known))})")
+    _check_template(template)
     lines = [_render(template, r) for r in rows]
     if not as_table:
         for line in lines:
@@ -53,10 +47,37 @@ def print_template(rows: list[dict], template: str, headers: dict) -> None:
     print(table(cells[0], cells[1:]))
 
 
+def print_inspected(objects: list, template: str | None) -> None:
+    """`inspect`: the objects as a JSON list, or the template once per object."""
+    if not template:
+        print(json.dumps(objects, indent=4))
+        return
+    template = template.replace("\\t", "\t").replace("\\n", "\n")
+    _check_template(template)
+    for obj in objects:
+        print(_render(template, obj))
+
+
+def _check_template(template: str) -> None:
+    left = _LEFTOVER.search(_FIELD.sub("", template))
+    if left:
+        raise InvalidArgument(f"--format: unsupported template action {left.group(0)!r} "
+                              "(use {{.Field}}, {{.Field.Sub}}, {{json .}} or {{json .Field}})")
+
+
 def _render(template: str, row: dict) -> str:
     def value(m):
-        v = row if not m.group(2) else row[m.group(2)]
-        return json.dumps(v) if m.group(1) else str(v)
+        v = row
+        for key in m.group(2).split(".") if m.group(2) else ():
+            if not isinstance(v, dict) or key not in v:
+                known = ", ".join(sorted(v)) if isinstance(v, dict) else "none"
+                raise InvalidArgument(f"--format: no field {m.group(2)!r} (at {key!r}; fields there: {known})")
+            v = v[key]
+        if m.group(1):
+            return json.dumps(v)
+        if isinstance(v, bool):
+            return "true" if v else "false"  # as Go prints them
+        return "<no value>" if v is None else str(v) if not isinstance(v, (dict, list)) else json.dumps(v)
     return _FIELD.sub(value, template)
 
 

@@ -28,7 +28,7 @@ def cmd_ls(args, rt):
 
 
 def cmd_inspect(args, rt):
-    import json
+    from pyrt.cli.output import print_inspected
     out, status = [], 0
     for name in args.volumes:
         try:
@@ -36,7 +36,7 @@ def cmd_inspect(args, rt):
         except LookupError as e:
             print(f"pyrt: {e}", file=sys.stderr)
             status = 1
-    print(json.dumps(out, indent=4))
+    print_inspected(out, args.format)
     return status
 
 
@@ -81,6 +81,7 @@ def register(sub):
     p.add_argument("--dangling", action="store_true", help="only volumes no container uses")
     p.set_defaults(func=cmd_ls)
     p = vs.add_parser("inspect", help="show volumes as JSON")
+    p.add_argument("-f", "--format", metavar="TEMPLATE", help="e.g. '{{.Mountpoint}}'")
     p.add_argument("volumes", nargs="+")
     p.set_defaults(func=cmd_inspect)
     p = vs.add_parser("rm", aliases=["remove"], help="remove volumes (refused while a container uses one)")
