@@ -100,6 +100,36 @@ class Runtime:
         out["volumes"] = {"count": len(names), "size": sum(_disk_use(os.path.join(vdir, n)) for n in names)}
         return out
 
+    def version(self) -> dict:
+        """docker SDK's client.version(), for pyrt."""
+        import platform
+        from . import __version__, _core
+        return {"Version": __version__, "ApiVersion": "pyrt", "Os": "linux", "Arch": platform.machine(),
+                "KernelVersion": platform.release(), "PythonVersion": platform.python_version(),
+                "Seccomp": bool(_core.seccomp_available())}
+
+    def info(self) -> dict:
+        """docker SDK's client.info(): the store, its contents, and what the host
+        offers (cgroup layout, seccomp, overlay)."""
+        import platform
+        from . import __version__, _core
+        from .cgroups import layout
+        states = [c.status for c in self.containers.list(all=True)]
+        lay = layout()
+        return {
+            "ServerVersion": __version__, "Driver": self.storage_driver, "DockerRootDir": self.root,
+            "Containers": len(states), "ContainersRunning": states.count("running"),
+            "ContainersPaused": states.count("paused"),
+            "ContainersStopped": len(states) - states.count("running") - states.count("paused"),
+            "Images": len(self.images.list(all=True)), "Volumes": len(self.volumes.list()),
+            "CgroupDriver": "cgroupfs", "CgroupVersion": {"v1": "1", "v2": "2"}.get(lay.mode, lay.mode),
+            "CgroupControllers": sorted(set(lay.v1) | set(lay.v2_controllers)),
+            "SecurityOptions": ["name=seccomp,profile=default"] if _core.seccomp_available() else [],
+            "KernelVersion": platform.release(), "OperatingSystem": _os_name(), "Architecture": platform.machine(),
+            "NCPU": os.cpu_count(), "MemTotal": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"),
+            "DefaultRuntime": "pyrt", "Runtimes": {"pyrt-runtime": {"path": "pyrt-runtime"}},
+        }
+
     def prune(self, images_all=False, volumes=False) -> dict:
         """`pyrt system prune`: stopped containers, dangling (images_all: unused)
         images, the build cache, partial downloads and (volumes) unused volumes."""
@@ -137,3 +167,12 @@ class Runtime:
 def _disk_use(path: str) -> int:
     from .store.layers import tree_size
     return tree_size(path, disk=True)
+
+
+def _os_name() -> str:
+    try:
+        with open("/etc/os-release") as f:
+            fields = dict(line.rstrip("\n").split("=", 1) for line in f if "=" in line)
+        return fields.get("PRETTY_NAME", "").strip('"') or "Linux"
+    except OSError:
+        return "Linux"

@@ -103,3 +103,18 @@ def test_inspect_formats(store):
     assert json.loads(ok(store.cli("inspect", "i1")))[0]["Id"] == c.id  # no format: the JSON list
     error(store.cli("inspect", "-f", "{{.State.Nope}}", "i1"), match="no field 'State.Nope'")
     error(store.cli("inspect", "-f", "{{range .Mounts}}{{end}}", "i1"), match="unsupported template action")
+
+
+def test_info_and_version(store):
+    ok(store.cli("run", "-d", "--name", "v1", "base:1", "sleep", "100"))
+    store.rt.volumes.create("vv")
+    info = json.loads(ok(store.cli("info", "--format", "json")))
+    assert info["DockerRootDir"] == store.root and info["Driver"] in ("overlay", "copy")
+    assert (info["Containers"], info["ContainersRunning"], info["Volumes"]) == (1, 1, 1)
+    assert info["Images"] == len(store.rt.images.list(all=True)) and info["NCPU"] >= 1
+    text = ok(store.cli("system", "info"))
+    assert "Containers: 1 (running 1, paused 0, stopped 0)" in text and "Cgroup Version:" in text
+    assert ok(store.cli("info", "-f", "{{.ContainersRunning}}")) == "1\n"
+    import pyrt
+    assert ok(store.cli("version", "-f", "{{.Version}}")) == pyrt.__version__ + "\n"
+    assert json.loads(ok(store.cli("version", "--format", "json")))["Os"] == "linux"

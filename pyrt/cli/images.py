@@ -378,6 +378,47 @@ def _add_history(p):
     p.set_defaults(func=cmd_history)
 
 
+def _print_object(obj: dict, fmt: str) -> None:
+    """One object as JSON (--format json) or through a template."""
+    from pyrt.cli.output import print_inspected
+    if fmt == "json":
+        print(_json(obj))
+    else:
+        print_inspected([obj], fmt)
+
+
+def cmd_info(args, rt):
+    info = rt.info()
+    if args.format:
+        _print_object(info, args.format)
+        return 0
+    i = info
+    lines = [("Server Version", i["ServerVersion"]), ("Storage Driver", i["Driver"]), ("Root Dir", i["DockerRootDir"]),
+             ("Containers", f"{i['Containers']} (running {i['ContainersRunning']}, paused {i['ContainersPaused']}, "
+                            f"stopped {i['ContainersStopped']})"),
+             ("Images", i["Images"]), ("Volumes", i["Volumes"]),
+             ("Cgroup Version", f"{i['CgroupVersion']} ({i['CgroupDriver']})"),
+             ("Cgroup Controllers", " ".join(i["CgroupControllers"])),
+             ("Security Options", ", ".join(i["SecurityOptions"]) or "none (pyrt built without libseccomp)"),
+             ("Kernel Version", i["KernelVersion"]), ("Operating System", i["OperatingSystem"]),
+             ("Architecture", i["Architecture"]), ("CPUs", i["NCPU"]),
+             ("Total Memory", f"{i['MemTotal'] / 2**30:.1f}GiB"), ("Runtimes", " ".join(i["Runtimes"]))]
+    for key, value in lines:
+        print(f"{key}: {value}")
+    return 0
+
+
+def cmd_version(args, rt):
+    v = rt.version()
+    if args.format:
+        _print_object(v, args.format)
+        return 0
+    for key in ("Version", "PythonVersion", "KernelVersion", "Os", "Arch"):
+        print(f"{key}: {v[key]}")
+    print(f"Seccomp: {'yes' if v['Seccomp'] else 'no'}")
+    return 0
+
+
 def cmd_system_prune(args, rt):
     what = ["all stopped containers", "all unused images" if args.all else "all dangling images",
             "the build cache and partial downloads"]
@@ -438,6 +479,13 @@ def register(subparsers) -> dict:
     df.add_argument("--format", choices=("table", "json"), default="table")
     df.add_argument("-v", "--verbose", action="store_true", help="per-image sizes")
     df.set_defaults(func=cmd_df)
+    for group in (subparsers, ssub):
+        p = group.add_parser("info", help="the store, its contents and what this host offers")
+        p.add_argument("-f", "--format", metavar="json|TEMPLATE", help="e.g. '{{.Driver}}'")
+        p.set_defaults(func=cmd_info)
+    p = subparsers.add_parser("version", help="pyrt's version and the host's")
+    p.add_argument("-f", "--format", metavar="json|TEMPLATE", help="e.g. '{{.Version}}'")
+    p.set_defaults(func=cmd_version)
     p = ssub.add_parser("prune", help="remove stopped containers, dangling (-a: unused) images, "
                                       "build cache and (--volumes) unused volumes")
     p.add_argument("-a", "--all", action="store_true", help="all unused images, not just dangling ones")
