@@ -962,6 +962,11 @@ class ContainerCollection:
             proc = c.start_process(stdin=pyrt.DEVNULL, stdout=pyrt.PIPE,
                                    stderr=pyrt.PIPE)
             out, err = proc.communicate()
+            from pyrt.lifecycle import LogWriter
+            log = LogWriter(c)  # `logs` shows what a foreground run printed too
+            log.write("stdout", out)
+            log.write("stderr", err)
+            log.close()
             c.finished(proc.returncode)
             code = c.state["ExitCode"]
             if code != 0:

@@ -277,6 +277,35 @@ def log_records(container, *, stdout=True, stderr=True, timestamps=False, tail="
     return _select_log(parse_log(data), stdout, stderr, timestamps, tail, since)
 
 
+class LogWriter:
+    """Appends a foreground container's output to its log, in the CRI format the
+    monitor writes for detached ones (`<time> <stream> F|P <text>`), so `logs`
+    shows every container's output."""
+
+    def __init__(self, container):
+        self.f = open(os.path.join(container.dir, LOG_FILE), "ab")
+        self.pending = {}
+
+    def write(self, stream: str, data: bytes) -> None:
+        buf = self.pending.get(stream, b"") + data
+        *done, rest = buf.split(b"\n")
+        self.pending[stream] = rest
+        if done:
+            self._emit(stream, b"F", done)
+
+    def close(self) -> None:
+        for stream, rest in self.pending.items():
+            if rest:
+                self._emit(stream, b"P", [rest])
+        self.f.close()
+
+    def _emit(self, stream, tag, lines) -> None:
+        from pyrt.oci.image import rfc3339
+        head = rfc3339().encode() + b" " + stream.encode() + b" " + tag + b" "
+        self.f.write(b"".join(head + line + b"\n" for line in lines))
+        self.f.flush()
+
+
 def read_logs(container, *, stdout=True, stderr=True, timestamps=False, tail="all", since=None) -> bytes:
     return b"".join(text for _, text in log_records(container, stdout=stdout, stderr=stderr,
                                                        timestamps=timestamps, tail=tail, since=since))

@@ -70,11 +70,12 @@ def copy_window_size(src_fd: int, master: int) -> None:
         pass
 
 
-def relay(master: int, pidfd: int, interactive: bool, stdin: int = 0, stdout: int = 1) -> None:
+def relay(master: int, pidfd: int, interactive: bool, stdin: int = 0, stdout: int = 1, tap=None) -> None:
     """Copies the user's input to the container's terminal (when interactive) and the
     terminal's output to stdout until the process behind `pidfd` has exited and its
     output is drained. A user's terminal is raw meanwhile (keys such as ^C reach the
-    container's line discipline) and its window size changes are passed on."""
+    container's line discipline) and its window size changes are passed on. `tap`,
+    if given, sees the output too (for the container's log)."""
     import termios
     import tty as _tty
     on_tty = os.isatty(stdin)
@@ -85,7 +86,11 @@ def relay(master: int, pidfd: int, interactive: bool, stdin: int = 0, stdout: in
     copy_window_size(stdin if on_tty else stdout, master)
     old_winch = signal.signal(signal.SIGWINCH, lambda *_: copy_window_size(stdin, master)) if on_tty else None
     try:
-        _pump(master, pidfd, lambda data: _write_all(stdout, data), stdin if interactive else None)
+        def out(data):
+            write_all(stdout, data)
+            if tap:
+                tap(data)
+        _pump(master, pidfd, out, stdin if interactive else None)
     finally:
         if old_winch is not None:
             signal.signal(signal.SIGWINCH, old_winch)
@@ -129,15 +134,16 @@ def _pump(master: int, pidfd: int, write, stdin) -> None:
                 else:
                     data = os.read(stdin, 65536)
                     if data:
-                        _write_all(master, data)
+                        write_all(master, data)
                     else:  # end of input: end of file for the container too
                         sel.unregister(stdin)
-                        _write_all(master, b"\x04")
+                        write_all(master, b"\x04")
     finally:
         sel.close()
 
 
-def _write_all(fd: int, data: bytes) -> None:
+def write_all(fd: int, data: bytes) -> None:
+    """All of data to the fd (a blocking one)."""
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view):]

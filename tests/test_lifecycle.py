@@ -901,3 +901,27 @@ def test_detached_rm_flag_removes_it_when_it_exits(store):
     assert ok(store.cli("logs", "later")) == "hi\n"
     error(store.cli("rm", "-f", "later", "nosuch"), match="no such container: nosuch")  # the others go on
     assert store.db_rows() == []
+
+
+def test_logs_of_foreground_containers(store):
+    """A foreground run prints as it runs and keeps its output in the log, as docker
+    does: `logs` shows every container's output, whatever way it ran."""
+    r = store.cli("run", "--name", "fg", "base:1", "sh", "-c", "echo out1; echo err1 >&2; printf partial; exit 4")
+    assert r.returncode == 4 and r.stdout == b"out1\npartial" and r.stderr == b"err1\n"
+    assert store.cli("logs", "fg").stdout == b"out1\npartial"
+    assert store.cli("logs", "fg").stderr == b"err1\n"
+    stamped = ok(store.cli("logs", "-t", "--tail", "1", "fg"))
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT[\d:.]+Z partial", stamped), stamped
+    ok(store.cli("run", "-t", "--name", "fgt", "base:1", "echo", "on a tty"))
+    assert ok(store.cli("logs", "fgt")) == "on a tty\r\n"
+    assert store.rt.containers.run("base:1", ["echo", "api"], name="fga") == b"api\n"
+    assert store.get("fga").logs() == b"api\n"
+    # output is relayed as it comes, not at the end
+    p = store.popen("run", "--rm", "--init", "base:1", "sh", "-c", "echo first; sleep 600",
+                    stdout=subprocess.PIPE)
+    try:
+        assert p.stdout.readline() == b"first\n"
+    finally:
+        p.send_signal(signal.SIGTERM)  # passed on to the container (its init, then sh)
+        assert p.wait(timeout=DEADLINE) == 128 + signal.SIGTERM
+        p.stdout.close()

@@ -77,19 +77,27 @@ def _create(args, image, command, rt):
 
 
 def _run_foreground(container, interactive):
-    """Start with the terminal's stdio (or a terminal of its own: created with -t)."""
+    """Start with the terminal's stdin (or a terminal of its own: created with -t);
+    its output is relayed to ours and kept in its log, as docker does."""
     import pyrt
+    from pyrt.lifecycle import LogWriter
     tty = bool(container.config.get("Tty"))
     stdin = None if interactive or tty else pyrt.DEVNULL
-    proc = container.start_process(stdin=stdin, tty=tty)
-    rc = wait_foreground(proc, interactive)
+    out = None if tty else pyrt.PIPE
+    proc = container.start_process(stdin=stdin, stdout=out, stderr=out, tty=tty)
+    log = LogWriter(container)
+    try:
+        rc = wait_foreground(proc, interactive, log)
+    finally:
+        log.close()
     container.finished(rc)
     return 128 - rc if rc < 0 else rc
 
 
-def wait_foreground(proc, interactive):
-    """Wait for a foreground container, relaying its terminal if it has one;
-    SIGINT/SIGTERM/SIGHUP sent to pyrt are passed on to it."""
+def wait_foreground(proc, interactive, log=None):
+    """Wait for a foreground container, relaying its terminal if it has one, or its
+    stdout/stderr pipes (to ours, and to `log`, a pyrt.lifecycle.LogWriter); SIGINT,
+    SIGTERM and SIGHUP sent to pyrt are passed on to it."""
     import signal
     old = {}
 
@@ -102,14 +110,55 @@ def wait_foreground(proc, interactive):
         if proc.pty is not None:
             from pyrt.tty import relay
             try:
-                relay(proc.pty, proc.pidfd, interactive)
+                relay(proc.pty, proc.pidfd, interactive, tap=log and (lambda data: log.write("stdout", data)))
             finally:
                 os.close(proc.pty)
                 proc.pty = None
+        elif proc.stdout is not None:
+            _relay_pipes(proc, log)
         return proc.wait()
     finally:
         for sig, handler in old.items():
             signal.signal(sig, handler)
+
+
+def _relay_pipes(proc, log) -> None:
+    """Copies the container's stdout and stderr to ours (and to the log) as they
+    come, until both end or the container has exited and they are drained."""
+    import selectors
+    from pyrt.tty import write_all
+    sel = selectors.DefaultSelector()
+    streams = {proc.stdout.fileno(): ("stdout", 1), proc.stderr.fileno(): ("stderr", 2)}
+    for fd in streams:
+        os.set_blocking(fd, False)
+        sel.register(fd, selectors.EVENT_READ)
+    sel.register(proc.pidfd, selectors.EVENT_READ)
+    exited = False
+    try:
+        while len(sel.get_map()) > (0 if exited else 1):
+            events = sel.select(0 if exited else None)
+            if exited and not events:
+                return  # exited, and nothing more to read
+            for key, _ in events:
+                if key.fd == proc.pidfd:
+                    exited = True
+                    sel.unregister(key.fd)
+                    continue
+                try:
+                    data = os.read(key.fd, 65536)
+                except BlockingIOError:
+                    continue
+                if not data:
+                    sel.unregister(key.fd)
+                    continue
+                name, ours = streams[key.fd]
+                write_all(ours, data)
+                if log is not None:
+                    log.write(name, data)
+    finally:
+        sel.close()
+        proc.stdout.close()
+        proc.stderr.close()
 
 
 def run_image(args, image, command, rt):
