@@ -9,7 +9,6 @@
  *   `start` writes to). A byte: exec (an exec failure now goes to the child's
  *   stderr, exit status 127); EOF or an error: exit without exec;
  * - namespaces joined by path (setns, user first) and made after them (unshare);
- * - a pty made in the container, its master sent over a unix socket (SCM_RIGHTS);
  * - devices (mknod, or a bind of the host's node where mknod is not allowed),
  *   the standard /dev symlinks, sysctls;
  * - capability sets (effective, permitted, inheritable, ambient) besides the
@@ -42,9 +41,6 @@ struct pyrt_device {
 
 struct pyrt_oci {
     int wait_fd;    /* >= 0: wait for a byte on it before exec (see above) */
-    int console_fd; /* >= 0: a connected unix socket: the container gets a new pty as
-                       its stdio and controlling terminal, bound over /dev/console,
-                       and the master is sent over this socket */
 
     const struct pyrt_ns_join *joins; /* joined first, in this order (user first) */
     size_t njoins;
@@ -72,9 +68,6 @@ int pyrt_oci_begin(const struct pyrt_oci *o, int errfd, struct pyrt_error *e);
 
 /* Inside the root (mounts.c, before masking): devices, /dev links, sysctls. */
 int pyrt_oci_rootfs(const struct pyrt_oci *o, int rootfd, struct pyrt_error *e);
-
-/* After stdio: the pty (console_fd). uid/gid: the owner of the pty's slave. */
-int pyrt_oci_console(const struct pyrt_oci *o, uid_t uid, gid_t gid, struct pyrt_error *e);
 
 /* Just before and just after the identity switch (keepcaps; the capability sets). */
 int pyrt_oci_before_identity(const struct pyrt_oci *o, struct pyrt_error *e);

@@ -23,6 +23,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "console.h"
 #include "err.h"
 #include "identity.h"
 #include "mounts.h"
@@ -164,7 +165,9 @@ static int child_exec(const struct pyrt_spawn_spec *s, int init_fd, struct pyrt_
         return pyrt_fail(e, "chdir", s->cwd);
     if (pyrt_setup_stdio(s->stdio, e) < 0)
         return -1;
-    if (s->oci && (pyrt_oci_console(s->oci, s->uid, s->gid, e) < 0 || pyrt_oci_before_identity(s->oci, e) < 0))
+    if (pyrt_setup_console(s->console_fd, s->uid, s->gid, e) < 0)
+        return -1;
+    if (s->oci && pyrt_oci_before_identity(s->oci, e) < 0)
         return -1;
     int nnp = (s->setup & PYRT_SETUP_NO_NEW_PRIVS) != 0;
     if (s->seccomp && !nnp && pyrt_load_seccomp(s->seccomp, s->seccomp_len, s->seccomp_flags, e) < 0)

@@ -104,6 +104,8 @@ struct pyrt_spawn_spec {
     const char *gid_map;
 
     int stdio[3]; /* -1: inherit */
+    int console_fd; /* >= 0: a connected unix socket: the container gets a terminal as
+                       stdio, whose master is sent over it (console.h) */
 
     int cgroup_fd;               /* cgroup v2 directory: CLONE_INTO_CGROUP, or -1 */
     const int *cgroup_procs_fds; /* cgroup v1 cgroup.procs files the parent writes the pid to */

@@ -35,6 +35,7 @@ struct spec_layout {
     size_t nrlimits;
     const char *uid_map, *gid_map;
     int stdio[3];
+    int console_fd;
     int cgroup_fd;
     const int *cgroup_procs_fds;
     size_t ncgroup_procs;
@@ -144,6 +145,7 @@ ssize_t pyrt_spec_pack(const struct pyrt_spawn_spec *s, char *buf, size_t cap, s
     c.init_path = AS_PTR(const char *, put_str(&p, s->init_path));
     c.seccomp = AS_PTR(const void *, s->seccomp_len ? put(&p, s->seccomp, s->seccomp_len * 8) : 0);
     c.cgroup_fd = -1; /* per spawn */
+    c.console_fd = -1;
     c.cgroup_procs_fds = NULL;
     c.ncgroup_procs = 0;
     if (p.overflow)
@@ -217,6 +219,7 @@ int pyrt_spec_unpack(char *buf, size_t len, struct pyrt_spawn_spec **out)
     bad |= fix_str(&s->init_path, buf, len);
     bad |= fix(&s->seccomp, buf, len, s->seccomp_len * 8);
     s->oci = NULL;
+    s->console_fd = -1;
     s->cgroup_fd = -1;
     s->cgroup_procs_fds = NULL;
     s->ncgroup_procs = 0;

@@ -1,5 +1,5 @@
 # Bindings of what only the OCI runtime (pyrt-runtime) asks of the spawn core:
-# csrc/oci.h (spec.oci: wait before exec, joined namespaces, console, devices,
+# csrc/oci.h (spec.oci: wait before exec, joined namespaces, devices,
 # sysctls, capability sets) and csrc/seccomp.c (seccomp profiles compiled with
 # libseccomp). Included by _core.pyx after _spawn.pxi, whose _Arena and
 # pyrt_error it uses; _fill_spawn_spec calls _fill_oci when the spec has `oci`.
@@ -23,7 +23,6 @@ cdef extern from "oci.h":
 
     cdef struct pyrt_oci:
         int wait_fd
-        int console_fd
         const pyrt_ns_join *joins
         size_t njoins
         uint64_t unshare_flags
@@ -67,15 +66,14 @@ cdef extern from "seccomp_compile.h":
 class OciOptions:
     """The spawn spec's OCI block (spec.oci; see csrc/oci.h). wait_fd: an fd the
     child reads one byte from before exec (pyrt.spawn returns once it waits);
-    console_fd: a connected unix socket that gets the pty master; joins: [(fd,
-    CLONE_NEW*)] in order; unshare_flags; devices: [(path bytes, mode, major, minor,
-    uid, gid)]; dev_links; sysctls: [(key path under /proc/sys, value)] as bytes;
-    root_propagation (MS_*); cap_sets: None or (effective, permitted, inheritable,
-    ambient) masks. (A seccomp filter is the spec's own: spec.seccomp.)"""
+    joins: [(fd, CLONE_NEW*)] in order; unshare_flags; devices: [(path bytes, mode,
+    major, minor, uid, gid)]; dev_links; sysctls: [(key path under /proc/sys,
+    value)] as bytes; root_propagation (MS_*); cap_sets: None or (effective,
+    permitted, inheritable, ambient) masks. (A seccomp filter and a terminal are
+    the spec's own: spec.seccomp, spec.console_fd.)"""
 
     def __init__(self):
         self.wait_fd = -1
-        self.console_fd = -1
         self.joins = []
         self.unshare_flags = 0
         self.new_keyring = False
@@ -93,7 +91,6 @@ cdef const void *_fill_oci(object o, _Arena arena) except NULL:
     cdef char *prog
     cdef Py_ssize_t i
     c.wait_fd = o.wait_fd
-    c.console_fd = o.console_fd
     joins = <pyrt_ns_join *>arena.alloc(len(o.joins), sizeof(pyrt_ns_join))
     for i, (fd, kind) in enumerate(o.joins):
         joins[i].fd = fd

@@ -120,6 +120,7 @@ class SpawnSpec:
         self.cgroup_procs_fds = []
         self.init = False
         self.seccomp, self.seccomp_flags = None, 0  # a BPF program (bytes) and its flags
+        self.console_fd = -1  # a socket that gets the master of the container's terminal
 
 
 def build_spec(args, rootfs=None, *, env=None, cwd=None, hostname=None, mounts=(), user=None,
@@ -256,9 +257,7 @@ class Process:
             from pyrt.tty import console_socket
             console, theirs = console_socket()
             to_close.append(theirs.detach())
-            if getattr(spec, "oci", None) is None:
-                spec.oci = _core.OciOptions()
-            spec.oci.console_fd = to_close[-1]
+            spec.console_fd = to_close[-1]
         if cgroup is not None:  # (v2 dir fd, v1 cgroup.procs fds), held for the spawn only
             spec.cgroup_fd, spec.cgroup_procs_fds = cgroup.spawn_fds()
         try:

@@ -14,7 +14,7 @@ TIOCSWINSZ = 0x5414
 
 
 def console_socket():
-    """(ours, the container's): the container's end goes in spec.oci.console_fd;
+    """(ours, the container's): the container's end goes in spec.console_fd;
     the child opens a pty in its devpts, makes it its terminal and sends the master
     back over it (csrc/oci.c)."""
     a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)

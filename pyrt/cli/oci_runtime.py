@@ -325,7 +325,7 @@ def _create(g, o, cid, *, foreground=False):
                 raise Failure(f"connect to the console socket {o['console_socket']}: {e.strerror}") from None
             fds.append(s.detach())
             if plan.terminal:
-                plan.oci.console_fd = fds[-1]
+                plan.spec.console_fd = fds[-1]
         for kind, path in plan.joins:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
             fds.append(fd)
