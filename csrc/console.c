@@ -7,44 +7,17 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/uio.h>
 #include <termios.h>
 #include <unistd.h>
 
 #include "err.h"
+#include "fdpass.h"
 #include "syscalls.h"
 
 #ifndef TIOCGPTPEER
 #define TIOCGPTPEER _IO('T', 0x41)
 #endif
-
-static int send_fd(int sock, int fd, const char *name)
-{
-    union {
-        struct cmsghdr h;
-        char space[CMSG_SPACE(sizeof(int))];
-    } cbuf;
-    memset(&cbuf, 0, sizeof cbuf);
-    struct iovec iov = {(void *)name, strlen(name)};
-    struct msghdr mh;
-    memset(&mh, 0, sizeof mh);
-    mh.msg_iov = &iov;
-    mh.msg_iovlen = 1;
-    mh.msg_control = cbuf.space;
-    mh.msg_controllen = sizeof cbuf.space;
-    struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(c), &fd, sizeof fd);
-    ssize_t n;
-    do
-        n = sendmsg(sock, &mh, MSG_NOSIGNAL);
-    while (n < 0 && errno == EINTR);
-    return n < 0 ? -1 : 0;
-}
 
 /* Bind the pty's slave over /dev/console (created as an empty file when missing);
  * skipped where /dev/console cannot be made (a read-only root without /dev). */
@@ -115,7 +88,7 @@ int pyrt_setup_console(int console_fd, uid_t uid, gid_t gid, struct pyrt_error *
         }
     if (bind_console(slave, e) < 0)
         goto out;
-    if (send_fd(console_fd, master, "/dev/ptmx") < 0) {
+    if (pyrt_send_fds(console_fd, "/dev/ptmx", 9, &master, 1) < 0) {
         pyrt_fail(e, "send the pty over", "the console socket");
         goto out;
     }

@@ -18,6 +18,8 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -25,6 +27,7 @@
 #include <unistd.h>
 
 #include "err.h"
+#include "fdpass.h"
 #include "identity.h"
 #include "specpack.h"
 #include "syscalls.h"
@@ -198,6 +201,8 @@ struct monitor_cfg {
     long long oom_start;
     const char **exit_argv;
     int stdin_fd;
+    int tty;
+    const char *attach_path;
 };
 
 /* The stream: SPEC_MAGIC, the spec as pyrt_spec_pack makes it (a u64 length,
@@ -243,6 +248,8 @@ static int serialize(struct wbuf *b, const struct pyrt_spawn_spec *s, int cgroup
     wi64(b, m->oom_start);
     wstrv(b, m->exit_argv);
     wi64(b, stdin_fd);
+    wi64(b, m->tty);
+    wstr(b, m->attach_path);
     if (b->failed)
         return pyrt_fail_errno(e, ENOMEM, "start monitor", "");
     return 0;
@@ -280,6 +287,8 @@ static int deserialize(char *data, size_t len, struct pyrt_spawn_spec **out, str
     c->oom_start = ri64(&r);
     c->exit_argv = rstrv(&r, NULL);
     c->stdin_fd = (int)ri64(&r);
+    c->tty = (int)ri64(&r);
+    c->attach_path = rstr(&r);
     if (r.bad || !s->argv[0] || !c->log_path || !c->exit_path)
         return -1;
     *out = s;
@@ -553,6 +562,110 @@ static void lines(struct stream *s, int final)
     s->len -= start;
 }
 
+/* -- attached clients (monitor.h) -- */
+
+#define MAX_CLIENTS 8
+
+static int clients[MAX_CLIENTS];
+static int nclients;
+static int master_fd = -1; /* the terminal's master, or -1 */
+
+static int attach_dirfd = -1;     /* the socket's directory */
+static const char *attach_name;   /* its name there */
+
+/* A socket path may be longer than sun_path holds: it is bound through an fd of
+ * its directory (/proc/self/fd/N/NAME). */
+static int listen_attach(const char *path, struct pyrt_error *e)
+{
+    const char *slash = strrchr(path, '/');
+    if (!slash || !slash[1])
+        return pyrt_fail_errno(e, EINVAL, "attach socket", path);
+    char dir[4096];
+    size_t dlen = (size_t)(slash - path);
+    if (dlen >= sizeof dir)
+        return pyrt_fail_errno(e, ENAMETOOLONG, "attach socket", path);
+    memcpy(dir, path, dlen);
+    dir[dlen ? dlen : 1] = '\0';
+    if (!dlen)
+        dir[0] = '/';
+    attach_dirfd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (attach_dirfd < 0)
+        return pyrt_fail(e, "open", dir);
+    attach_name = slash + 1;
+    struct sockaddr_un sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sun_family = AF_UNIX;
+    int len = snprintf(sa.sun_path, sizeof sa.sun_path, "/proc/self/fd/%d/%s", attach_dirfd, attach_name);
+    if (len < 0 || (size_t)len >= sizeof sa.sun_path)
+        return pyrt_fail_errno(e, ENAMETOOLONG, "attach socket", path);
+    int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0)
+        return pyrt_fail(e, "socket", "attach");
+    unlinkat(attach_dirfd, attach_name, 0); /* a stale one from an earlier run */
+    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(fd, MAX_CLIENTS) < 0) {
+        int err = errno;
+        close(fd);
+        return pyrt_fail_errno(e, err, "listen", path);
+    }
+    return fd;
+}
+
+static void unlink_attach(void)
+{
+    if (attach_dirfd >= 0) {
+        unlinkat(attach_dirfd, attach_name, 0);
+        close(attach_dirfd);
+        attach_dirfd = -1;
+    }
+}
+
+static void accept_client(int lfd)
+{
+    int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    if (fd < 0)
+        return;
+    if (nclients == MAX_CLIENTS) {
+        close(fd);
+        return;
+    }
+    char kind = master_fd >= 0 ? 't' : 'p';
+    if (pyrt_send_fds(fd, &kind, 1, &master_fd, master_fd >= 0 ? 1 : 0) < 0) {
+        close(fd);
+        return;
+    }
+    clients[nclients++] = fd;
+}
+
+static void drop_client(int i)
+{
+    close(clients[i]);
+    clients[i] = clients[--nclients];
+}
+
+/* Output to every client; one that cannot keep up (a full socket) is dropped. */
+static void broadcast(char stream, const char *data, size_t n)
+{
+    char msg[1 + LINE_BUF];
+    msg[0] = stream;
+    memcpy(msg + 1, data, n);
+    for (int i = nclients - 1; i >= 0; i--)
+        if (send(clients[i], msg, n + 1, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
+            drop_client(i);
+}
+
+/* The master fd the container sent over the console socket, or -1. */
+static int recv_master(int sock)
+{
+    char name[64];
+    int fds[PYRT_MAX_PASSED_FDS];
+    size_t nfds = 0;
+    if (pyrt_recv_fds(sock, name, sizeof name, fds, &nfds) < 0 || nfds == 0)
+        return -1;
+    for (size_t i = 1; i < nfds; i++)
+        close(fds[i]);
+    return fds[0];
+}
+
 /* Read what is there (everything, until EAGAIN, when draining). */
 static void pump(struct stream *s, int drain)
 {
@@ -562,12 +675,16 @@ static void pump(struct stream *s, int drain)
             continue;
         if (n < 0 && errno == EAGAIN)
             return;
-        if (n <= 0) { /* EOF (or a broken pipe): the stream has ended */
+        if (n <= 0) { /* EOF (or a broken pipe, or EIO: a terminal whose container ended) */
             lines(s, 1);
+            if (s->fd == master_fd)
+                master_fd = -1;
             close(s->fd);
             s->fd = -1;
             return;
         }
+        if (nclients)
+            broadcast(s == &streams[0] ? '1' : '2', s->buf + s->len, (size_t)n);
         s->len += (size_t)n;
         lines(s, 0);
         if (!drain)
@@ -658,44 +775,61 @@ static int monitor(struct pyrt_spawn_spec *spec, struct monitor_cfg *c, int repo
 {
     struct pyrt_error err;
     memset(&err, 0, sizeof err);
-    int outp[2] = {-1, -1}, errp[2] = {-1, -1}, in = c->stdin_fd;
+    int outp[2] = {-1, -1}, errp[2] = {-1, -1}, console[2] = {-1, -1}, in = c->stdin_fd, lfd = -1;
     logfd = open(c->log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0600);
     if (logfd < 0) {
         pyrt_fail(&err, "open log", c->log_path);
         goto fail;
     }
     long long oom_start = c->oom_start >= 0 ? c->oom_start : read_oom_kills(c->oom_path);
-    if (pipe2(outp, O_CLOEXEC) < 0 || pipe2(errp, O_CLOEXEC) < 0) {
-        pyrt_fail(&err, "pipe", "stdout/stderr");
+    if (c->attach_path && (lfd = listen_attach(c->attach_path, &err)) < 0)
         goto fail;
+    if (c->tty) { /* the container makes its terminal and sends the master here */
+        if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, console) < 0) {
+            pyrt_fail(&err, "socketpair", "console");
+            goto fail;
+        }
+        spec->console_fd = console[1];
+    } else {
+        if (pipe2(outp, O_CLOEXEC) < 0 || pipe2(errp, O_CLOEXEC) < 0) {
+            pyrt_fail(&err, "pipe", "stdout/stderr");
+            goto fail;
+        }
+        if (in < 0 && (in = open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0) {
+            pyrt_fail(&err, "open", "/dev/null");
+            goto fail;
+        }
+        spec->stdio[0] = in;
+        spec->stdio[1] = outp[1];
+        spec->stdio[2] = errp[1];
     }
-    if (in < 0 && (in = open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0) {
-        pyrt_fail(&err, "open", "/dev/null");
-        goto fail;
-    }
-    spec->stdio[0] = in;
-    spec->stdio[1] = outp[1];
-    spec->stdio[2] = errp[1];
     pid_t cpid = 0;
     int pidfd = -1;
     int rc = pyrt_spawn(spec, &cpid, &pidfd, &err);
-    close(in);
-    close(outp[1]);
-    close(errp[1]);
+    int child_ends[] = {in, outp[1], errp[1], console[1]};
+    close_fds(child_ends, 4);
     if (spec->cgroup_fd >= 0)
         close(spec->cgroup_fd);
     for (size_t i = 0; i < spec->ncgroup_procs; i++)
         close(spec->cgroup_procs_fds[i]);
+    if (rc == 0 && c->tty && (master_fd = recv_master(console[0])) < 0) {
+        pyrt_fail(&err, "receive the terminal of", "the container");
+        pyrt_pidfd_send_signal(pidfd, SIGKILL, NULL, 0);
+        rc = -1;
+    }
     if (rc < 0) {
-        close(outp[0]);
-        close(errp[0]);
+        int ours[] = {outp[0], errp[0], console[0], lfd};
+        close_fds(ours, 4);
+        unlink_attach();
         report(report_fd, 0, &err);
         return 1;
     }
+    if (console[0] >= 0)
+        close(console[0]);
     report(report_fd, cpid, NULL);
     close(report_fd);
 
-    streams[0].fd = outp[0];
+    streams[0].fd = c->tty ? master_fd : outp[0];
     streams[0].name = "stdout";
     streams[1].fd = errp[0];
     streams[1].name = "stderr";
@@ -709,17 +843,28 @@ static int monitor(struct pyrt_spawn_spec *spec, struct monitor_cfg *c, int repo
 
     struct timespec finished = {0, 0};
     for (;;) {
-        struct pollfd p[3] = {{streams[0].fd, POLLIN, 0}, {streams[1].fd, POLLIN, 0}, {pidfd, POLLIN, 0}};
-        int n = poll(p, 3, -1);
+        /* streams, the container, the attach socket, then the clients (whose only
+         * message is their end) */
+        struct pollfd p[4 + MAX_CLIENTS] = {{streams[0].fd, POLLIN, 0}, {streams[1].fd, POLLIN, 0},
+                                            {pidfd, POLLIN, 0}, {lfd, POLLIN, 0}};
+        int nc = nclients;
+        for (int i = 0; i < nc; i++)
+            p[4 + i] = (struct pollfd){clients[i], POLLIN, 0};
+        int n = poll(p, (nfds_t)(4 + nc), -1);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
             break; /* cannot happen with valid fds; fall through to the wait */
         }
+        for (int i = nc - 1; i >= 0; i--)
+            if (p[4 + i].revents)
+                drop_client(i);
         for (int i = 0; i < 2; i++)
             if (p[i].revents)
                 pump(&streams[i], 0);
         out_flush();
+        if (p[3].revents)
+            accept_client(lfd);
         if (p[2].revents)
             break;
     }
@@ -737,6 +882,12 @@ static int monitor(struct pyrt_spawn_spec *spec, struct monitor_cfg *c, int repo
         }
     }
     out_flush();
+    /* attached clients see the end (before the exit record: they then read it) */
+    if (lfd >= 0)
+        close(lfd);
+    unlink_attach();
+    while (nclients)
+        drop_client(nclients - 1);
 
     /* Status and rusage without reaping: the pid stays the container's until the
      * exit record exists. */
@@ -768,6 +919,7 @@ static int monitor(struct pyrt_spawn_spec *spec, struct monitor_cfg *c, int repo
     return wrote < 0 ? 1 : 0;
 
 fail:
+    unlink_attach();
     report(report_fd, 0, &err);
     return 1;
 }

@@ -32,7 +32,18 @@ struct pyrt_monitor_spec {
     long long oom_start;          /* its oom_kill count before the start, or -1: read by the monitor */
     const char *const *exit_argv; /* run after the exit record (NULL terminated), or NULL */
     int stdin_fd;                 /* the container's stdin, or -1 for /dev/null */
+    int tty;                      /* the container gets a terminal (console.h): its
+                                     output goes to the log as stdout */
+    const char *attach_path;      /* a unix socket (SOCK_SEQPACKET) the monitor listens on
+                                     while the container runs, or NULL: see below */
 };
+
+/* Attaching: a client that connects to attach_path gets one message with the
+ * terminal's master fd (SCM_RIGHTS; payload "t") for a terminal, or the payload
+ * "p" without one; then every chunk of the container's output as it comes, one
+ * message each: '1' (stdout) or '2' (stderr), then the bytes. It writes input and
+ * sets the window size on the master itself. The socket closes when the
+ * container has ended and its output is drained. */
 
 /* Start a detached, monitored container. spec->stdio is ignored (stdin from
  * m->stdin_fd, stdout and stderr to the log); the fds in spec (cgroup) and

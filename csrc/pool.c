@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "err.h"
+#include "fdpass.h"
 #include "identity.h"
 #include "specpack.h"
 #include "syscalls.h"
@@ -64,49 +65,6 @@ static const char *next_string(const char **p, const char *end)
     return s;
 }
 
-#define ZY_MAX_FDS 16
-
-/* One datagram and the fds that ride along (at most ZY_MAX_FDS; extra ones are
- * closed). No allocation: also used by parked children, before exec. */
-static ssize_t recv_fds(int sock, void *buf, size_t len, int *fds, size_t *nfds)
-{
-    union {
-        struct cmsghdr h;
-        char space[CMSG_SPACE(ZY_MAX_FDS * sizeof(int))];
-    } cbuf;
-    struct iovec iov = {buf, len};
-    struct msghdr mh;
-    memset(&mh, 0, sizeof mh);
-    mh.msg_iov = &iov;
-    mh.msg_iovlen = 1;
-    mh.msg_control = cbuf.space;
-    mh.msg_controllen = sizeof cbuf.space;
-    ssize_t n;
-    do
-        n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
-    while (n < 0 && errno == EINTR);
-    *nfds = 0;
-    if (n < 0)
-        return -1;
-    for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
-        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
-            continue;
-        size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-        for (size_t i = 0; i < k; i++) {
-            int fd;
-            memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
-            if (*nfds < ZY_MAX_FDS)
-                fds[(*nfds)++] = fd;
-            else
-                close(fd);
-        }
-    }
-    if (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) {
-        errno = EMSGSIZE;
-        return -1;
-    }
-    return n;
-}
 
 int pyrt_park(const struct pyrt_spawn_spec *s, int errfd, int sock, int keep_fd, pyrt_park_finish_fn finish,
               struct pyrt_error *e)
@@ -133,9 +91,9 @@ int pyrt_park(const struct pyrt_spawn_spec *s, int errfd, int sock, int keep_fd,
 
     /* One datagram: the header and the strings; the fds ride along. */
     char buf[PYRT_PARK_MSG_MAX] __attribute__((aligned(8)));
-    int fds[ZY_MAX_FDS];
+    int fds[PYRT_MAX_PASSED_FDS];
     size_t nfds = 0;
-    ssize_t n = recv_fds(sock, buf, sizeof buf, fds, &nfds);
+    ssize_t n = pyrt_recv_fds(sock, buf, sizeof buf, fds, &nfds);
     if (n < 0)
         return errno == EMSGSIZE ? pyrt_fail_errno(e, E2BIG, "command", "too large for a parked container")
                                  : pyrt_fail(e, "wait for command", "");
@@ -476,43 +434,6 @@ struct zy_reply {
     struct pyrt_error error;
 };
 
-static int send_fds(int sock, const void *buf, size_t len, const int *fds, size_t nfds)
-{
-    union {
-        struct cmsghdr h;
-        char space[CMSG_SPACE(ZY_MAX_FDS * sizeof(int))];
-    } cbuf;
-    memset(&cbuf, 0, sizeof cbuf);
-    struct iovec iov = {(void *)buf, len};
-    struct msghdr mh;
-    memset(&mh, 0, sizeof mh);
-    mh.msg_iov = &iov;
-    mh.msg_iovlen = 1;
-    if (nfds) {
-        if (nfds > ZY_MAX_FDS) {
-            errno = EINVAL;
-            return -1;
-        }
-        mh.msg_control = cbuf.space;
-        mh.msg_controllen = CMSG_SPACE(nfds * sizeof(int));
-        struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-        c->cmsg_level = SOL_SOCKET;
-        c->cmsg_type = SCM_RIGHTS;
-        c->cmsg_len = CMSG_LEN(nfds * sizeof(int));
-        memcpy(CMSG_DATA(c), fds, nfds * sizeof(int));
-    }
-    ssize_t n;
-    do
-        n = sendmsg(sock, &mh, MSG_NOSIGNAL);
-    while (n < 0 && errno == EINTR);
-    if (n < 0)
-        return -1;
-    if ((size_t)n != len) {
-        errno = EPIPE;
-        return -1;
-    }
-    return 0;
-}
 
 #define ZY_SPEC_MAX (1024 * 1024)
 
@@ -527,9 +448,9 @@ int pyrt_zygote_serve(int ctl)
     if (!msg)
         return 1;
     for (;;) {
-        int fds[ZY_MAX_FDS];
+        int fds[PYRT_MAX_PASSED_FDS];
         size_t nfds;
-        ssize_t n = recv_fds(ctl, msg, ZY_SPEC_MAX, fds, &nfds);
+        ssize_t n = pyrt_recv_fds(ctl, msg, ZY_SPEC_MAX, fds, &nfds);
         if (n <= 0) { /* the pool is gone (EOF) or the socket broke */
             for (size_t i = 0; i < nfds; i++)
                 close(fds[i]);
@@ -585,7 +506,7 @@ int pyrt_zygote_serve(int ctl)
                     pyrt_strlcpy(path + l, "/ns/mnt", sizeof path - l);
                     int mntns = open(path, O_RDONLY | O_CLOEXEC);
                     int out[4] = {pk.pidfd, pk.sock, pk.errfd, mntns};
-                    int rc = send_fds(ctl, &r, sizeof r, out, mntns >= 0 ? 4 : 3);
+                    int rc = pyrt_send_fds(ctl, &r, sizeof r, out, mntns >= 0 ? 4 : 3);
                     for (int i = 0; i < 4; i++)
                         if (out[i] >= 0)
                             close(out[i]);
@@ -608,7 +529,7 @@ int pyrt_zygote_serve(int ctl)
         }
         for (size_t i = 0; i < nfds; i++)
             close(fds[i]);
-        if (r.op && send_fds(ctl, &r, sizeof r, NULL, 0) < 0)
+        if (r.op && pyrt_send_fds(ctl, &r, sizeof r, NULL, 0) < 0)
             return 1;
     }
 }
@@ -626,15 +547,15 @@ int pyrt_zygote_send_spec(int ctl, const struct pyrt_spawn_spec *s, struct pyrt_
     int rc = 0;
     if (n < 0)
         rc = -1;
-    else if (send_fds(ctl, buf, (size_t)n + 8, NULL, 0) < 0)
+    else if (pyrt_send_fds(ctl, buf, (size_t)n + 8, NULL, 0) < 0)
         rc = pyrt_fail(e, "send spec to zygote", "");
     free(buf);
     if (rc < 0)
         return -1;
     struct zy_reply r;
-    int got[ZY_MAX_FDS];
+    int got[PYRT_MAX_PASSED_FDS];
     size_t ngot;
-    ssize_t k = recv_fds(ctl, &r, sizeof r, got, &ngot);
+    ssize_t k = pyrt_recv_fds(ctl, &r, sizeof r, got, &ngot);
     for (size_t i = 0; i < ngot; i++)
         close(got[i]);
     if (k < 0)
@@ -658,20 +579,20 @@ int pyrt_zygote_spawn(int ctl, int cgroup_fd, const int *procs_fds, size_t nproc
     out->pidfd = out->sock = out->errfd = -1;
     *mntns = -1;
     struct zy_request q = {ZY_SPAWN, (uint32_t)nprocs, cgroup_fd >= 0};
-    int fds[ZY_MAX_FDS];
+    int fds[PYRT_MAX_PASSED_FDS];
     size_t nfds = 0;
     if (cgroup_fd >= 0)
         fds[nfds++] = cgroup_fd;
-    for (size_t i = 0; i < nprocs && nfds < ZY_MAX_FDS; i++)
+    for (size_t i = 0; i < nprocs && nfds < PYRT_MAX_PASSED_FDS; i++)
         fds[nfds++] = procs_fds[i];
     if (nfds != (cgroup_fd >= 0 ? 1 : 0) + nprocs)
         return pyrt_fail_errno(e, E2BIG, "zygote", "too many cgroups");
-    if (send_fds(ctl, &q, sizeof q, fds, nfds) < 0)
+    if (pyrt_send_fds(ctl, &q, sizeof q, fds, nfds) < 0)
         return pyrt_fail(e, "send to zygote", "");
     struct zy_reply r;
-    int got[ZY_MAX_FDS];
+    int got[PYRT_MAX_PASSED_FDS];
     size_t ngot;
-    ssize_t n = recv_fds(ctl, &r, sizeof r, got, &ngot);
+    ssize_t n = pyrt_recv_fds(ctl, &r, sizeof r, got, &ngot);
     if (n < 0)
         return pyrt_fail(e, "receive from zygote", "");
     if (n != (ssize_t)sizeof r || (r.op == ZY_PARKED && ngot != 3 && ngot != 4)) {

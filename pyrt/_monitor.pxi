@@ -11,6 +11,8 @@ cdef extern from "monitor.h":
         long long oom_start
         const char *const *exit_argv
         int stdin_fd
+        int tty
+        const char *attach_path
 
     int pyrt_monitor_start(const pyrt_spawn_spec *spec, const pyrt_monitor_spec *m,
                            pid_t *container_pid, pid_t *monitor_pid, pyrt_error *e) nogil
@@ -67,7 +69,7 @@ def _abspath_bytes(p):
 
 
 def monitor_start(spec, log_path, exit_path, oom_path=None, exit_argv=None, *, stdin=None,
-                  oom_start=None):
+                  oom_start=None, tty=False, attach_path=None):
     """Start a detached container from a SpawnSpec (pyrt.process.build_spec), watched
     by its own pyrt-monitor process, which outlives the caller. Its stdout and
     stderr go to log_path (CRI format, appended), its exit record (JSON) to
@@ -75,7 +77,10 @@ def monitor_start(spec, log_path, exit_path, oom_path=None, exit_argv=None, *, s
     run if given. oom_path: the container's cgroup memory.events (v2) or
     memory.oom_control (v1), for OOMKilled; oom_start: its oom_kill count now (the
     monitor reads it itself when None). stdin: an fd the container reads (default
-    /dev/null). spec.stdio is ignored; spec's fds stay owned by the caller.
+    /dev/null). tty: the container gets a terminal, which the monitor holds (its
+    output is logged as stdout). attach_path: a socket clients attach to while the
+    container runs (csrc/monitor.h). spec.stdio is ignored; spec's fds stay owned
+    by the caller.
 
     Returns (container_pid, monitor_pid); neither is the caller's child. Raises
     SpawnError naming what failed (the container's own start-up error included)."""
@@ -104,6 +109,8 @@ def monitor_start(spec, log_path, exit_path, oom_path=None, exit_argv=None, *, s
         m.stdin_fd = -1
     else:
         m.stdin_fd = stdin if isinstance(stdin, int) else stdin.fileno()
+    m.tty = 1 if tty else 0
+    m.attach_path = arena.cstr(_abspath_bytes(attach_path)) if attach_path is not None else NULL
     with nogil:
         rc = pyrt_monitor_start(&s, &m, &cpid, &mpid, &err)
     if rc < 0:

@@ -303,9 +303,6 @@ class Container:
         before the container runs until its state is recorded, its start mark is
         held: if this process dies in between, the next one to look resolves it."""
         from pyrt import lifecycle
-        if self.config.get("Tty"):
-            raise InvalidArgument(f"container {self.name} has a terminal (-t): a detached start cannot "
-                                  "keep one; start it attached (pyrt start -a) or create it without -t")
         mark = self._take_start_mark()
         try:
             self._check_startable()
@@ -816,7 +813,7 @@ class ContainerCollection:
         """A container of `image` (a reference or an Image), not started. Limits
         use the docker SDK's names (mem_limit="256m", nano_cpus or cpus=1.5,
         cpu_shares, cpuset_cpus="0", pids_limit=100, memswap_limit). tty=True: it
-        runs on a terminal of its own (in the foreground only: start_process).
+        runs on a terminal of its own (detached, its monitor holds it: see attach).
         security_opt: ["seccomp=unconfined"] or ["seccomp=/path/profile.json"] (the
         default is pyrt's profile, pyrt/seccomp.py)."""
         from pyrt.cgroups import Limits

@@ -17,6 +17,7 @@ from pyrt.errors import Conflict, InvalidArgument
 
 EXIT_FILE = "exit.json"
 LOG_FILE = "ctr.log"
+ATTACH_SOCKET = "attach.sock"  # a detached container's monitor listens there (csrc/monitor.h)
 START_MARK = "starting"
 
 
@@ -236,7 +237,8 @@ def start_detached(container, spec, cgroup) -> dict:
         spec.cgroup_fd, spec.cgroup_procs_fds = fds
         cpid, mpid = _core.monitor_start(spec, os.path.join(cdir, LOG_FILE), os.path.join(cdir, EXIT_FILE),
                                          oom_path=cgroup.oom_path if cgroup is not None else None,
-                                         exit_argv=exit_argv)
+                                         exit_argv=exit_argv, tty=bool(container.config.get("Tty")),
+                                         attach_path=os.path.join(cdir, ATTACH_SOCKET))
     finally:
         if cgroup is not None:
             cgroup.close_fds()

@@ -1,6 +1,6 @@
-"""Terminals for containers (`run -t`, `exec -t`): a pty of the container's own
-devpts instance, whose master the caller holds, and the relay between the user's
-terminal and that master."""
+"""Terminals for containers (`run -t`, `exec -t`, `attach`): a pty of the
+container's own devpts instance, whose master the caller (or a detached
+container's monitor) holds, and the relay between the user's terminal and it."""
 from __future__ import annotations
 
 import os
@@ -147,3 +147,86 @@ def write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view):]
+
+
+def attach(container, *, stdin: bool = True, detach_keys: bytes = b"\x10\x11", stdin_fd: int = 0,
+           stdout_fd: int = 1, stderr_fd: int = 2) -> bool:
+    """Attaches to a running detached container through its monitor (see
+    csrc/monitor.h): its output as it comes; for one with a terminal, our input
+    goes to it (raw, when ours is a terminal too) and our window size follows.
+    Returns True when the detach keys ended it (the container runs on), False when
+    the container ended."""
+    import array
+    import os as _os
+    from pyrt import lifecycle
+    from pyrt.errors import Conflict
+    if container.reload().status not in ("running", "paused"):
+        raise Conflict(f"container {container.name} is not running: attach to a running container")
+    dfd = _os.open(container.dir, _os.O_PATH | _os.O_DIRECTORY | _os.O_CLOEXEC)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    try:
+        try:
+            sock.connect(f"/proc/self/fd/{dfd}/{lifecycle.ATTACH_SOCKET}")
+        except (FileNotFoundError, ConnectionRefusedError):
+            raise Conflict(f"container {container.name} cannot be attached to (it has no monitor socket: "
+                           "it ran in the foreground, or was started by an older pyrt)") from None
+        fds = array.array("i")
+        kind, anc, _, _ = sock.recvmsg(1, socket.CMSG_SPACE(fds.itemsize))
+        for level, typ, data in anc:
+            if level == socket.SOL_SOCKET and typ == socket.SCM_RIGHTS:
+                fds.frombytes(data[:fds.itemsize])
+        master = fds[0] if fds else None
+        try:
+            return _attached(sock, master, stdin and master is not None, detach_keys, stdin_fd, stdout_fd,
+                             stderr_fd)
+        finally:
+            if master is not None:
+                _os.close(master)
+    finally:
+        sock.close()
+        _os.close(dfd)
+
+
+def _attached(sock, master, with_input, detach_keys, stdin_fd, stdout_fd, stderr_fd) -> bool:
+    import selectors
+    import termios
+    import tty as _tty
+    on_tty = with_input and os.isatty(stdin_fd)
+    saved = termios.tcgetattr(stdin_fd) if on_tty else None
+    if on_tty:
+        _tty.setraw(stdin_fd)
+    old_winch = None
+    if master is not None and os.isatty(stdin_fd):
+        copy_window_size(stdin_fd, master)
+        old_winch = signal.signal(signal.SIGWINCH, lambda *_: copy_window_size(stdin_fd, master))
+    sel = selectors.DefaultSelector()
+    sel.register(sock, selectors.EVENT_READ)
+    if with_input:
+        sel.register(stdin_fd, selectors.EVENT_READ)
+    typed = b""  # the end of what was typed, to see the detach keys
+    try:
+        while True:
+            for key, _ in sel.select():
+                if key.fileobj is sock:
+                    msg = sock.recv(1 << 16)
+                    if not msg:
+                        return False  # the container has ended
+                    write_all(stderr_fd if msg[:1] == b"2" else stdout_fd, msg[1:])
+                    continue
+                data = os.read(stdin_fd, 4096)
+                if not data:
+                    sel.unregister(stdin_fd)
+                    continue
+                typed = (typed + data)[-len(detach_keys):] if detach_keys else b""
+                if detach_keys and typed == detach_keys:
+                    head = data[:-len(detach_keys)] if data.endswith(detach_keys) else b""
+                    if head:
+                        write_all(master, head)
+                    return True
+                write_all(master, data)
+    finally:
+        sel.close()
+        if old_winch is not None:
+            signal.signal(signal.SIGWINCH, old_winch)
+        if saved is not None:
+            termios.tcsetattr(stdin_fd, termios.TCSADRAIN, saved)

@@ -1,15 +1,17 @@
-"""Terminals: `pyrt run -t`, `run -it`, `exec -t`, `pyrt.spawn(tty=True)` and
-`exec_run(tty=True)`. The container gets a pty of its own devpts instance as stdio
-and controlling terminal; pyrt relays it. No terminal is needed to run these: the
-relay works with pipes on pyrt's side too."""
+"""Terminals: `pyrt run -t`, `run -it`, `run -dit` + `attach`, `exec -t`,
+`pyrt.spawn(tty=True)` and `exec_run(tty=True)`. The container gets a pty of its
+own devpts instance as stdio and controlling terminal; pyrt (or a detached
+container's monitor) relays it. No terminal is needed to run these: the relay
+works with pipes on pyrt's side too."""
 from __future__ import annotations
 
 import os
+import subprocess
 
 import pytest
 
 import pyrt
-from test_lifecycle import base_tar, error, ok, store  # noqa: F401  (fixtures)
+from test_lifecycle import DEADLINE, base_tar, error, ok, store, wait_for  # noqa: F401  (fixtures)
 
 # field 7 of /proc/self/stat is the controlling terminal (0: none)
 CTTY = "set -- $(cat /proc/self/stat); echo ctty=$7"
@@ -81,13 +83,45 @@ def test_exec_run_tty(store):
     assert res.output.startswith(b"/dev/pts/") and res.output.endswith(b"\r\n")
 
 
-def test_detached_terminal_is_refused(store):
-    before = store.snapshot()
-    error(store.cli("run", "-d", "-t", "base:1", "true"), status=125, match="-t with -d")
-    assert store.snapshot() == before
-    c = store.rt.containers.create("base:1", ["true"], tty=True)
-    with pytest.raises(pyrt.errors.InvalidArgument, match="has a terminal"):
-        c.start()
-    # attached, it runs
-    r = store.cli("start", "-a", c.id)
-    assert r.returncode == 0, r.stderr
+def test_detached_terminal_and_attach(store):
+    """run -dit: the monitor holds the terminal; attach relays it (input included)
+    until the detach keys or the container's end; the log keeps what it showed."""
+    ok(store.cli("run", "-dit", "--name", "dt", "base:1", "sh"))
+    p = store.popen("attach", "dt", stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        p.stdin.write(b"echo $((6*7))-attached\n")
+        p.stdin.flush()
+        wait_for(lambda: b"42-attached" in store.cli("logs", "dt").stdout, what="the command's output")
+        p.stdin.write(b"\x10\x11")  # ctrl-p ctrl-q: detach
+        p.stdin.close()
+        assert p.wait(timeout=DEADLINE) == 0, p.stderr.read()
+        assert b"42-attached" in p.stdout.read()
+    finally:
+        _reap(p)
+    assert store.get("dt").status == "running"  # detaching leaves it running
+    # attached again, the container's end ends the attach, with its status
+    r = store.cli("attach", "--detach-keys", "ctrl-x", "dt", input=b"exit 5\n")
+    assert r.returncode == 5, r.stderr
+    assert store.get("dt").status == "exited"
+    error(store.cli("attach", "dt"), match="not running")
+
+
+def test_attach_without_a_terminal_streams_output(store):
+    ok(store.cli("run", "-d", "--name", "dn", "base:1", "sh", "-c",
+                 "sleep 1; for i in 1 2 3; do echo tick$i; sleep 0.2; done; echo err >&2; exit 3"))
+    p = store.popen("attach", "--no-stdin", "dn", stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        out, err = p.communicate(timeout=DEADLINE)
+    finally:
+        _reap(p)
+    assert p.returncode == 3 and b"tick3\n" in out and err == b"err\n"
+    error(store.cli("attach", "--detach-keys", "ctrl-", "dn"), match="invalid detach key")
+
+
+def _reap(p):
+    if p.poll() is None:
+        p.kill()
+        p.wait()
+    for f in (p.stdin, p.stdout, p.stderr):
+        if f:
+            f.close()

@@ -162,9 +162,6 @@ def _relay_pipes(proc, log) -> None:
 
 
 def run_image(args, image, command, rt):
-    if args.detach and args.tty:
-        raise ValueError("-t with -d is not supported: a detached container's output goes to its log "
-                         "through pipes; run it in the foreground for a terminal")
     c = _create(args, image, command, rt)
     if args.detach:
         try:
@@ -448,6 +445,31 @@ def cmd_cp(args, rt):
         cp.copy_in(rt.containers.get(dc), src, dest if dest.startswith("/") else "/" + dest, archive=args.archive)
 
 
+def cmd_attach(args, rt):
+    """docker attach: the running container's output as it comes (and, for one with
+    a terminal, our input to it) until it ends, or until the detach keys."""
+    from pyrt.tty import attach
+    c = rt.containers.get(args.container)
+    keys = _detach_keys(args.detach_keys)
+    if attach(c, stdin=not args.no_stdin, detach_keys=keys):
+        return 0  # detached: it runs on
+    return c.wait()["StatusCode"]
+
+
+def _detach_keys(spec: str) -> bytes:
+    """docker's --detach-keys: "ctrl-p,ctrl-q" style, as the bytes they send."""
+    out = b""
+    for key in spec.split(","):
+        key = key.strip().lower()
+        if key.startswith("ctrl-") and len(key) == 6 and "a" <= key[5] <= "z":
+            out += bytes([ord(key[5]) - ord("a") + 1])
+        elif len(key) == 1:
+            out += key.encode()
+        else:
+            raise ValueError(f"invalid detach key {key!r}: use a letter or ctrl-LETTER, comma separated")
+    return out
+
+
 def cmd_rename(args, rt):
     rt.containers.get(args.container).rename(args.name)
 
@@ -619,6 +641,11 @@ def register(sub):
     _add_ps(sub.add_parser("ps", help="list containers"))
     _add_rm(sub.add_parser("rm", help="remove containers"))
     _add_rename(sub.add_parser("rename", help="give a container a new name"))
+    p = sub.add_parser("attach", help="the output of a running container, and input to its terminal")
+    p.add_argument("--no-stdin", action="store_true", help="output only")
+    p.add_argument("--detach-keys", default="ctrl-p,ctrl-q", help="keys that detach (default ctrl-p,ctrl-q)")
+    p.add_argument("container")
+    p.set_defaults(func=cmd_attach)
     _add_cp(sub.add_parser("cp", help="copy files between a container and the host",
                            usage="pyrt cp [-a] [-L] CONTAINER:SRC DEST|-  or  pyrt cp [-a] SRC|- CONTAINER:DEST"))
 
