@@ -615,6 +615,30 @@ class Container:
             export_rootfs(fileobj, lowers=self._union_lowers(), upper=self._upper(),
                           scratch=self._c.store.mkdtemp("export-"))
 
+    def attach(self, stdout=True, stderr=True, stream=False, logs=False):
+        """docker SDK's attach: the output of this running detached container from
+        now on (with `logs`, what it printed before first) until it ends; bytes, or
+        a generator of chunks with `stream`."""
+        from pyrt import tty
+        sock, master = tty.connect(self)
+        if master is not None:
+            os.close(master)
+        before = self.logs(stdout=stdout, stderr=stderr) if logs else b""
+        want = {"stdout"} if stdout else set()
+        if stderr:
+            want.add("stderr")
+
+        def chunks():
+            try:
+                if before:
+                    yield before
+                for name, data in tty.output(sock):
+                    if name in want:
+                        yield data
+            finally:
+                sock.close()
+        return chunks() if stream else b"".join(chunks())
+
     def get_archive(self, path, chunk_size=2 << 20, encode_stream=False):
         """docker SDK's get_archive: (the tar of `path` in chunks, its stat dict).
         Paths are resolved in the container's root; see pyrt.cp."""

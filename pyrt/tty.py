@@ -149,42 +149,57 @@ def write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view):]
 
 
-def attach(container, *, stdin: bool = True, detach_keys: bytes = b"\x10\x11", stdin_fd: int = 0,
-           stdout_fd: int = 1, stderr_fd: int = 2) -> bool:
-    """Attaches to a running detached container through its monitor (see
-    csrc/monitor.h): its output as it comes; for one with a terminal, our input
-    goes to it (raw, when ours is a terminal too) and our window size follows.
-    Returns True when the detach keys ended it (the container runs on), False when
-    the container ended."""
+def connect(container):
+    """(socket, master fd or None): attached to a running detached container's
+    monitor (csrc/monitor.h); the master only for one with a terminal."""
     import array
-    import os as _os
     from pyrt import lifecycle
     from pyrt.errors import Conflict
     if container.reload().status not in ("running", "paused"):
         raise Conflict(f"container {container.name} is not running: attach to a running container")
-    dfd = _os.open(container.dir, _os.O_PATH | _os.O_DIRECTORY | _os.O_CLOEXEC)
+    dfd = os.open(container.dir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     try:
-        try:
-            sock.connect(f"/proc/self/fd/{dfd}/{lifecycle.ATTACH_SOCKET}")
-        except (FileNotFoundError, ConnectionRefusedError):
-            raise Conflict(f"container {container.name} cannot be attached to (it has no monitor socket: "
-                           "it ran in the foreground, or was started by an older pyrt)") from None
+        sock.connect(f"/proc/self/fd/{dfd}/{lifecycle.ATTACH_SOCKET}")
         fds = array.array("i")
-        kind, anc, _, _ = sock.recvmsg(1, socket.CMSG_SPACE(fds.itemsize))
-        for level, typ, data in anc:
-            if level == socket.SOL_SOCKET and typ == socket.SCM_RIGHTS:
-                fds.frombytes(data[:fds.itemsize])
-        master = fds[0] if fds else None
-        try:
-            return _attached(sock, master, stdin and master is not None, detach_keys, stdin_fd, stdout_fd,
-                             stderr_fd)
-        finally:
-            if master is not None:
-                _os.close(master)
+        _, anc, _, _ = sock.recvmsg(1, socket.CMSG_SPACE(fds.itemsize))
+    except (FileNotFoundError, ConnectionRefusedError):
+        sock.close()
+        raise Conflict(f"container {container.name} cannot be attached to (it has no monitor socket: it ran "
+                       "in the foreground, or was started by an older pyrt)") from None
+    except BaseException:
+        sock.close()
+        raise
+    finally:
+        os.close(dfd)
+    for level, typ, data in anc:
+        if level == socket.SOL_SOCKET and typ == socket.SCM_RIGHTS:
+            fds.frombytes(data[:fds.itemsize])
+    return sock, (fds[0] if fds else None)
+
+
+def output(sock):
+    """(stream, bytes) of each chunk of output the monitor sends, until the end."""
+    while True:
+        msg = sock.recv(1 << 16)
+        if not msg:
+            return
+        yield ("stderr" if msg[:1] == b"2" else "stdout"), msg[1:]
+
+
+def attach(container, *, stdin: bool = True, detach_keys: bytes = b"\x10\x11", stdin_fd: int = 0,
+           stdout_fd: int = 1, stderr_fd: int = 2) -> bool:
+    """Attaches to a running detached container: its output as it comes; for one
+    with a terminal, our input goes to it (raw, when ours is a terminal too) and our
+    window size follows. Returns True when the detach keys ended it (the container
+    runs on), False when the container ended."""
+    sock, master = connect(container)
+    try:
+        return _attached(sock, master, stdin and master is not None, detach_keys, stdin_fd, stdout_fd, stderr_fd)
     finally:
         sock.close()
-        _os.close(dfd)
+        if master is not None:
+            os.close(master)
 
 
 def _attached(sock, master, with_input, detach_keys, stdin_fd, stdout_fd, stderr_fd) -> bool:

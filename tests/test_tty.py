@@ -125,3 +125,15 @@ def _reap(p):
     for f in (p.stdin, p.stdout, p.stderr):
         if f:
             f.close()
+
+
+def test_attach_from_python(store):
+    c = store.rt.containers.run("base:1", ["sh", "-c", "echo early; sleep 1; echo late; echo oops >&2"],
+                                detach=True)
+    wait_for(lambda: b"early" in c.logs(), what="the first line")
+    assert c.attach(logs=True) == b"early\nlate\noops\n"
+    assert c.wait()["StatusCode"] == 0
+    d = store.rt.containers.run("base:1", ["sh", "-c", "sleep 1; echo a; echo b >&2"], detach=True)
+    assert b"".join(d.attach(stream=True, stderr=False)) == b"a\n"
+    with pytest.raises(pyrt.errors.Conflict, match="not running"):
+        d.attach()
