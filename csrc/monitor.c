@@ -28,6 +28,7 @@
 
 #include "err.h"
 #include "fdpass.h"
+#include "portfwd.h"
 #include "identity.h"
 #include "specpack.h"
 #include "syscalls.h"
@@ -203,6 +204,7 @@ struct monitor_cfg {
     int stdin_fd;
     int tty;
     const char *attach_path;
+    const char *ports;
 };
 
 /* The stream: SPEC_MAGIC, the spec as pyrt_spec_pack makes it (a u64 length,
@@ -250,6 +252,7 @@ static int serialize(struct wbuf *b, const struct pyrt_spawn_spec *s, int cgroup
     wi64(b, stdin_fd);
     wi64(b, m->tty);
     wstr(b, m->attach_path);
+    wstr(b, m->ports);
     if (b->failed)
         return pyrt_fail_errno(e, ENOMEM, "start monitor", "");
     return 0;
@@ -289,6 +292,7 @@ static int deserialize(char *data, size_t len, struct pyrt_spawn_spec **out, str
     c->stdin_fd = (int)ri64(&r);
     c->tty = (int)ri64(&r);
     c->attach_path = rstr(&r);
+    c->ports = rstr(&r);
     if (r.bad || !s->argv[0] || !c->log_path || !c->exit_path)
         return -1;
     *out = s;
@@ -776,6 +780,7 @@ static int monitor(struct pyrt_spawn_spec *spec, struct monitor_cfg *c, int repo
     struct pyrt_error err;
     memset(&err, 0, sizeof err);
     int outp[2] = {-1, -1}, errp[2] = {-1, -1}, console[2] = {-1, -1}, in = c->stdin_fd, lfd = -1;
+    struct pyrt_portfwd *ports = NULL; /* bound before the start: a port in use fails it */
     logfd = open(c->log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0600);
     if (logfd < 0) {
         pyrt_fail(&err, "open log", c->log_path);
@@ -783,6 +788,8 @@ static int monitor(struct pyrt_spawn_spec *spec, struct monitor_cfg *c, int repo
     }
     long long oom_start = c->oom_start >= 0 ? c->oom_start : read_oom_kills(c->oom_path);
     if (c->attach_path && (lfd = listen_attach(c->attach_path, &err)) < 0)
+        goto fail;
+    if (c->ports && c->ports[0] && !(ports = pyrt_portfwd_listen(c->ports, &err)))
         goto fail;
     if (c->tty) { /* the container makes its terminal and sends the master here */
         if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, console) < 0) {
@@ -820,12 +827,15 @@ static int monitor(struct pyrt_spawn_spec *spec, struct monitor_cfg *c, int repo
     if (rc < 0) {
         int ours[] = {outp[0], errp[0], console[0], lfd};
         close_fds(ours, 4);
+        pyrt_portfwd_close(ports);
         unlink_attach();
         report(report_fd, 0, &err);
         return 1;
     }
     if (console[0] >= 0)
         close(console[0]);
+    if (ports)
+        pyrt_portfwd_target(ports, pidfd);
     report(report_fd, cpid, NULL);
     close(report_fd);
 
@@ -845,12 +855,13 @@ static int monitor(struct pyrt_spawn_spec *spec, struct monitor_cfg *c, int repo
     for (;;) {
         /* streams, the container, the attach socket, then the clients (whose only
          * message is their end) */
-        struct pollfd p[4 + MAX_CLIENTS] = {{streams[0].fd, POLLIN, 0}, {streams[1].fd, POLLIN, 0},
-                                            {pidfd, POLLIN, 0}, {lfd, POLLIN, 0}};
+        struct pollfd p[4 + MAX_CLIENTS + PYRT_PORTFWD_MAX_POLL] = {
+            {streams[0].fd, POLLIN, 0}, {streams[1].fd, POLLIN, 0}, {pidfd, POLLIN, 0}, {lfd, POLLIN, 0}};
         int nc = nclients;
         for (int i = 0; i < nc; i++)
             p[4 + i] = (struct pollfd){clients[i], POLLIN, 0};
-        int n = poll(p, (nfds_t)(4 + nc), -1);
+        size_t np = ports ? pyrt_portfwd_poll(ports, p + 4 + nc) : 0;
+        int n = poll(p, (nfds_t)(4 + nc) + np, -1);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -865,6 +876,8 @@ static int monitor(struct pyrt_spawn_spec *spec, struct monitor_cfg *c, int repo
         out_flush();
         if (p[3].revents)
             accept_client(lfd);
+        if (np)
+            pyrt_portfwd_handle(ports, p + 4 + nc, np);
         if (p[2].revents)
             break;
     }
@@ -886,6 +899,7 @@ static int monitor(struct pyrt_spawn_spec *spec, struct monitor_cfg *c, int repo
     if (lfd >= 0)
         close(lfd);
     unlink_attach();
+    pyrt_portfwd_close(ports);
     while (nclients)
         drop_client(nclients - 1);
 
@@ -920,6 +934,7 @@ static int monitor(struct pyrt_spawn_spec *spec, struct monitor_cfg *c, int repo
 
 fail:
     unlink_attach();
+    pyrt_portfwd_close(ports);
     report(report_fd, 0, &err);
     return 1;
 }

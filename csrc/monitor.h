@@ -36,6 +36,8 @@ struct pyrt_monitor_spec {
                                      output goes to the log as stdout */
     const char *attach_path;      /* a unix socket (SOCK_SEQPACKET) the monitor listens on
                                      while the container runs, or NULL: see below */
+    const char *ports;            /* published ports, "IP:HOSTPORT:CONTAINERPORT,..."
+                                     (portfwd.h), or NULL */
 };
 
 /* Attaching: a client that connects to attach_path gets one message with the

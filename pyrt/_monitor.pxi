@@ -13,6 +13,7 @@ cdef extern from "monitor.h":
         int stdin_fd
         int tty
         const char *attach_path
+        const char *ports
 
     int pyrt_monitor_start(const pyrt_spawn_spec *spec, const pyrt_monitor_spec *m,
                            pid_t *container_pid, pid_t *monitor_pid, pyrt_error *e) nogil
@@ -69,7 +70,7 @@ def _abspath_bytes(p):
 
 
 def monitor_start(spec, log_path, exit_path, oom_path=None, exit_argv=None, *, stdin=None,
-                  oom_start=None, tty=False, attach_path=None):
+                  oom_start=None, tty=False, attach_path=None, ports=None):
     """Start a detached container from a SpawnSpec (pyrt.process.build_spec), watched
     by its own pyrt-monitor process, which outlives the caller. Its stdout and
     stderr go to log_path (CRI format, appended), its exit record (JSON) to
@@ -79,8 +80,9 @@ def monitor_start(spec, log_path, exit_path, oom_path=None, exit_argv=None, *, s
     monitor reads it itself when None). stdin: an fd the container reads (default
     /dev/null). tty: the container gets a terminal, which the monitor holds (its
     output is logged as stdout). attach_path: a socket clients attach to while the
-    container runs (csrc/monitor.h). spec.stdio is ignored; spec's fds stay owned
-    by the caller.
+    container runs (csrc/monitor.h). ports: [(host ip, host port, container port)]
+    the monitor forwards into the container's network namespace (csrc/portfwd.h).
+    spec.stdio is ignored; spec's fds stay owned by the caller.
 
     Returns (container_pid, monitor_pid); neither is the caller's child. Raises
     SpawnError naming what failed (the container's own start-up error included)."""
@@ -111,6 +113,7 @@ def monitor_start(spec, log_path, exit_path, oom_path=None, exit_argv=None, *, s
         m.stdin_fd = stdin if isinstance(stdin, int) else stdin.fileno()
     m.tty = 1 if tty else 0
     m.attach_path = arena.cstr(_abspath_bytes(attach_path)) if attach_path is not None else NULL
+    m.ports = arena.cstr(",".join(f"{ip}:{hp}:{cp}" for ip, hp, cp in ports).encode()) if ports else NULL
     with nogil:
         rc = pyrt_monitor_start(&s, &m, &cpid, &mpid, &err)
     if rc < 0:

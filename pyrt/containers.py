@@ -166,7 +166,9 @@ class Container:
                 "WorkingDir": self.config.get("WorkingDir", ""),
                 "Image": self.config.get("ImageRef", self.image_id),
             },
+            "NetworkSettings": {"Ports": port_map(self.config.get("Ports", []))},
             "HostConfig": {
+                "PortBindings": port_map(self.config.get("Ports", [])),
                 "NetworkMode": self.config.get("NetworkMode", "none"),
                 "ReadonlyRootfs": self.config.get("ReadOnly", False),
                 "AutoRemove": self.config.get("AutoRemove", False),
@@ -268,6 +270,9 @@ class Container:
         pyrt.Process (the caller waits, then calls `finished`). tty=True: its stdio
         is a new terminal whose master is the Process's `pty`."""
         import pyrt
+        if self.config.get("Ports"):
+            raise InvalidArgument(f"container {self.name} publishes ports: start it detached (its monitor "
+                                  "forwards them)")
         self._check_startable()
         spec = self._spawn_spec()
         cgroup = self._make_cgroup(detached=False)
@@ -833,13 +838,15 @@ class ContainerCollection:
                network_mode="none", read_only=False, cap_add=None, cap_drop=None, privileged=False,
                auto_remove=False, init=False, mem_limit=None, memswap_limit=None, mem_reservation=None,
                nano_cpus=None, cpus=None, cpu_shares=None, cpuset_cpus=None, cpuset_mems=None,
-               pids_limit=None, stop_signal=None, tty=False, security_opt=None) -> Container:
+               pids_limit=None, stop_signal=None, tty=False, security_opt=None, ports=None) -> Container:
         """A container of `image` (a reference or an Image), not started. Limits
         use the docker SDK's names (mem_limit="256m", nano_cpus or cpus=1.5,
         cpu_shares, cpuset_cpus="0", pids_limit=100, memswap_limit). tty=True: it
         runs on a terminal of its own (detached, its monitor holds it: see attach).
         security_opt: ["seccomp=unconfined"] or ["seccomp=/path/profile.json"] (the
-        default is pyrt's profile, pyrt/seccomp.py)."""
+        default is pyrt's profile, pyrt/seccomp.py). ports: the docker SDK's
+        {"80/tcp": 8080 | ("127.0.0.1", 8080) | None (a free port)}, forwarded while
+        the container runs detached."""
         from pyrt.cgroups import Limits
         limits = Limits.from_docker(mem_limit=mem_limit, memswap_limit=memswap_limit,
                                     mem_reservation=mem_reservation,
@@ -854,6 +861,10 @@ class ContainerCollection:
             _check_name(name)
         if network_mode not in ("none", "host"):
             raise InvalidArgument(f"unknown network {network_mode!r}: use none or host")
+        published = parse_ports(ports)
+        if published and network_mode == "host":
+            raise InvalidArgument("published ports with the host network: the container already uses the "
+                                  "host's ports")
         inherited = []
         for ref in volumes_from or ():
             ref, _, mode = ref.partition(":")
@@ -900,6 +911,7 @@ class ContainerCollection:
             "ImageRef": image if isinstance(image, str) else img.id,
             "StopSignal": stop_signal or icfg.get("StopSignal") or "SIGTERM",
             "Limits": limits.to_dict(), "Init": bool(init), "Tty": bool(tty), "Seccomp": seccomp,
+            "Ports": published,
         }
         cdir = os.path.join(self.store.root, "containers", cid)
         os.mkdir(cdir, 0o700)
@@ -978,6 +990,9 @@ class ContainerCollection:
                 raise
             return c
         import pyrt
+        if kwargs.get("ports"):
+            raise InvalidArgument("published ports need a detached container (detach=True): its monitor "
+                                  "forwards them")
         c = self.create(image, command, auto_remove=False, **kwargs)
         try:
             proc = c.start_process(stdin=pyrt.DEVNULL, stdout=pyrt.PIPE,
@@ -1026,6 +1041,44 @@ def _matches(c, wanted: dict, ancestors: set) -> bool:
         "ancestor": lambda v: c.image_id in ancestors,
     }
     return all(any(checks[k](v) for v in values) for k, values in wanted.items())
+
+
+def parse_ports(ports) -> list[dict]:
+    """docker SDK's ports {"80/tcp": 8080 | ("ip", port) | None} as the config's
+    [{"HostIp", "HostPort", "ContainerPort", "Protocol"}]; a free host port for None."""
+    import ipaddress
+    import socket
+    out = []
+    for key, host in (ports or {}).items():
+        cport, _, proto = str(key).partition("/")
+        proto = proto or "tcp"
+        if proto != "tcp":
+            raise InvalidArgument(f"publish {key}: only TCP ports can be published")
+        ip, hport = host if isinstance(host, (tuple, list)) else ("0.0.0.0", host)
+        try:
+            cport = int(cport)
+            ipaddress.IPv4Address(ip)
+            if hport is None or hport == "":
+                with socket.socket() as s:  # a free port now (docker picks one the same way)
+                    s.bind((ip, 0))
+                    hport = s.getsockname()[1]
+            hport = int(hport)
+        except ValueError:
+            raise InvalidArgument(f"invalid port mapping {key!r}: {host!r} (an IPv4 address and ports 1-65535)") \
+                from None
+        if not (0 < cport < 65536 and 0 < hport < 65536):
+            raise InvalidArgument(f"invalid port mapping {key!r}: {host!r} (ports are 1-65535)")
+        out.append({"HostIp": ip, "HostPort": hport, "ContainerPort": cport, "Protocol": proto})
+    return out
+
+
+def port_map(published: list) -> dict:
+    """docker's {"80/tcp": [{"HostIp": ..., "HostPort": "8080"}]}."""
+    out: dict = {}
+    for p in published:
+        out.setdefault(f"{p['ContainerPort']}/{p['Protocol']}", []).append(
+            {"HostIp": p["HostIp"], "HostPort": str(p["HostPort"])})
+    return out
 
 
 def _check_name(name) -> None:

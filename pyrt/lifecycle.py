@@ -238,7 +238,9 @@ def start_detached(container, spec, cgroup) -> dict:
         cpid, mpid = _core.monitor_start(spec, os.path.join(cdir, LOG_FILE), os.path.join(cdir, EXIT_FILE),
                                          oom_path=cgroup.oom_path if cgroup is not None else None,
                                          exit_argv=exit_argv, tty=bool(container.config.get("Tty")),
-                                         attach_path=os.path.join(cdir, ATTACH_SOCKET))
+                                         attach_path=os.path.join(cdir, ATTACH_SOCKET),
+                                         ports=[(p["HostIp"], p["HostPort"], p["ContainerPort"])
+                                                for p in container.config.get("Ports", [])])
     finally:
         if cgroup is not None:
             cgroup.close_fds()

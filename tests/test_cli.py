@@ -126,7 +126,7 @@ def test_container_lifecycle(base, tmp_shm):
     r = cli(root, "run", "--name", "c1", "layered:3", "sh", "-c", CHANGES)
     assert r.returncode == 0, r.stderr
 
-    assert ok(cli(root, "ps")).splitlines() == ["CONTAINER ID   IMAGE   COMMAND   CREATED   STATUS   NAMES"]
+    assert ok(cli(root, "ps")).splitlines() == ["CONTAINER ID   IMAGE   COMMAND   CREATED   STATUS   PORTS   NAMES"]
     lines = ok(cli(root, "ps", "-a")).splitlines()
     assert len(lines) == 2 and lines[1].endswith("   c1") and "Exited (0)" in lines[1]
     (row,) = json.loads(ok(cli(root, "ps", "-a", "--format", "json")))

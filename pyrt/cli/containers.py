@@ -29,6 +29,8 @@ def add_run_image_options(p):
     p.add_argument("--stop-signal", metavar="SIGNAL", help="signal that stops the container")
     p.add_argument("--security-opt", action="append", default=[], metavar="seccomp=unconfined|PROFILE.json",
                    help="seccomp profile (default: pyrt's, see pyrt/seccomp.py)")
+    p.add_argument("-p", "--publish", action="append", default=[], metavar="[IP:][HOSTPORT:]PORT[/tcp]",
+                   help="forward a host port to the container's (TCP, detached containers)")
 
 
 def parse_mount(spec: str) -> dict:
@@ -72,6 +74,7 @@ def _create(args, image, command, rt):
         mem_reservation=args.memory_reservation, cpus=args.cpus, cpu_shares=args.cpu_shares,
         cpuset_cpus=args.cpuset_cpus, cpuset_mems=args.cpuset_mems, pids_limit=args.pids_limit,
         stop_signal=args.stop_signal, tty=args.tty, security_opt=args.security_opt,
+        ports=parse_publish(args.publish),
         cap_add=args.cap_add, cap_drop=args.cap_drop, privileged=args.privileged,
         auto_remove=getattr(args, "rm", False))
 
@@ -161,7 +164,23 @@ def _relay_pipes(proc, log) -> None:
         proc.stderr.close()
 
 
+def parse_publish(items) -> dict:
+    """docker's -p [IP:][HOSTPORT:]PORT[/PROTO] as the SDK's ports dict."""
+    out = {}
+    for item in items:
+        spec, _, proto = item.partition("/")
+        parts = spec.split(":")
+        if len(parts) > 3 or not parts[-1]:
+            raise ValueError(f"invalid -p {item!r}: use [IP:][HOSTPORT:]PORT[/tcp]")
+        ip = parts[0] if len(parts) == 3 else "0.0.0.0"
+        host = parts[-2] if len(parts) >= 2 else ""
+        out[f"{parts[-1]}/{proto or 'tcp'}"] = (ip or "0.0.0.0", host or None)
+    return out
+
+
 def run_image(args, image, command, rt):
+    if args.publish and not args.detach:
+        raise ValueError("-p needs -d: a detached container's monitor forwards its ports")
     c = _create(args, image, command, rt)
     if args.detach:
         try:
@@ -390,7 +409,12 @@ def _status(c) -> str:
 
 
 PS_COLUMNS = [("ID", "CONTAINER ID"), ("Image", "IMAGE"), ("Command", "COMMAND"), ("RunningFor", "CREATED"),
-              ("Status", "STATUS"), ("Names", "NAMES")]
+              ("Status", "STATUS"), ("Ports", "PORTS"), ("Names", "NAMES")]
+
+
+def _ports_text(c) -> str:
+    return ", ".join(f"{p['HostIp']}:{p['HostPort']}->{p['ContainerPort']}/{p['Protocol']}"
+                     for p in c.config.get("Ports", []))
 
 
 def cmd_ps(args, rt):
@@ -402,7 +426,7 @@ def cmd_ps(args, rt):
         return
     rows = [{"ID": c.short_id, "Image": c.config.get("ImageRef", c.image_id[7:19]),
              "Command": " ".join(c.config["Cmd"]), "CreatedAt": _ago(c.created), "RunningFor": _ago(c.created),
-             "Status": _status(c), "State": c.status, "Names": c.name} for c in cs]
+             "Status": _status(c), "State": c.status, "Ports": _ports_text(c), "Names": c.name} for c in cs]
     if args.format == "table":  # the command quoted and cut, as docker shows it
         rows = [dict(r, Command=_trunc(r["Command"], 22)) for r in rows]
     print_rows(rows, args.format, PS_COLUMNS)
@@ -468,6 +492,19 @@ def _detach_keys(spec: str) -> bytes:
         else:
             raise ValueError(f"invalid detach key {key!r}: use a letter or ctrl-LETTER, comma separated")
     return out
+
+
+def cmd_port(args, rt):
+    """docker port: the container's published ports (or where one of them goes)."""
+    c = rt.containers.get(args.container)
+    found = 0
+    for p in c.config.get("Ports", []):
+        key = f"{p['ContainerPort']}/{p['Protocol']}"
+        if args.port in (None, key, str(p["ContainerPort"])):
+            print(f"{p['HostIp']}:{p['HostPort']}" if args.port else f"{key} -> {p['HostIp']}:{p['HostPort']}")
+            found += 1
+    if args.port and not found:
+        raise ValueError(f"no public port {args.port!r} published for {c.name}")
 
 
 def cmd_rename(args, rt):
@@ -641,6 +678,10 @@ def register(sub):
     _add_ps(sub.add_parser("ps", help="list containers"))
     _add_rm(sub.add_parser("rm", help="remove containers"))
     _add_rename(sub.add_parser("rename", help="give a container a new name"))
+    p = sub.add_parser("port", help="a container's published ports")
+    p.add_argument("container")
+    p.add_argument("port", nargs="?", metavar="PORT[/PROTO]")
+    p.set_defaults(func=cmd_port)
     p = sub.add_parser("attach", help="the output of a running container, and input to its terminal")
     p.add_argument("--no-stdin", action="store_true", help="output only")
     p.add_argument("--detach-keys", default="ctrl-p,ctrl-q", help="keys that detach (default ctrl-p,ctrl-q)")
