@@ -205,6 +205,8 @@ struct monitor_cfg {
     int tty;
     const char *attach_path;
     const char *ports;
+    long long log_max_size;
+    int log_max_files;
 };
 
 /* The stream: SPEC_MAGIC, the spec as pyrt_spec_pack makes it (a u64 length,
@@ -253,6 +255,8 @@ static int serialize(struct wbuf *b, const struct pyrt_spawn_spec *s, int cgroup
     wi64(b, m->tty);
     wstr(b, m->attach_path);
     wstr(b, m->ports);
+    wi64(b, m->log_max_size);
+    wi64(b, m->log_max_files);
     if (b->failed)
         return pyrt_fail_errno(e, ENOMEM, "start monitor", "");
     return 0;
@@ -293,6 +297,8 @@ static int deserialize(char *data, size_t len, struct pyrt_spawn_spec **out, str
     c->tty = (int)ri64(&r);
     c->attach_path = rstr(&r);
     c->ports = rstr(&r);
+    c->log_max_size = ri64(&r);
+    c->log_max_files = (int)ri64(&r);
     if (r.bad || !s->argv[0] || !c->log_path || !c->exit_path)
         return -1;
     *out = s;
@@ -500,13 +506,40 @@ static struct stream streams[2];
 static char outbuf[OUT_BUF];
 static size_t outlen;
 static int logfd = -1;
+static const char *log_path;
+static long long log_size, log_max_size;
+static int log_max_files = 1;
+
+/* The log as docker's json-file driver rotates it: LOG becomes LOG.1, LOG.1 LOG.2,
+ * ... and the oldest beyond max_files goes; a fresh LOG takes the new records. */
+static void rotate(void)
+{
+    char from[4096], to[4096];
+    for (int i = log_max_files - 1; i >= 1; i--) {
+        if (i == 1)
+            snprintf(from, sizeof from, "%s", log_path);
+        else
+            snprintf(from, sizeof from, "%s.%d", log_path, i - 1);
+        snprintf(to, sizeof to, "%s.%d", log_path, i);
+        rename(from, to); /* a missing one is fine */
+    }
+    int fd = open(log_path, O_WRONLY | O_APPEND | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOCTTY, 0600);
+    if (fd >= 0) {
+        close(logfd);
+        logfd = fd;
+        log_size = 0;
+    }
+}
 
 static void out_flush(void)
 {
+    if (!outlen)
+        return;
+    if (log_max_size > 0 && log_size > 0 && log_size + (long long)outlen > log_max_size)
+        rotate();
     /* A log that cannot be written (disk full) loses lines; the container goes on. */
-    if (outlen && pyrt_write_all(logfd, outbuf, outlen) < 0) {
-        /* nothing to report to: dropped */
-    }
+    if (pyrt_write_all(logfd, outbuf, outlen) == 0)
+        log_size += (long long)outlen;
     outlen = 0;
 }
 
@@ -786,6 +819,11 @@ static int monitor(struct pyrt_spawn_spec *spec, struct monitor_cfg *c, int repo
         pyrt_fail(&err, "open log", c->log_path);
         goto fail;
     }
+    struct stat lst;
+    log_path = c->log_path;
+    log_size = fstat(logfd, &lst) == 0 ? (long long)lst.st_size : 0;
+    log_max_size = c->log_max_size;
+    log_max_files = c->log_max_files >= 1 ? c->log_max_files : 1;
     long long oom_start = c->oom_start >= 0 ? c->oom_start : read_oom_kills(c->oom_path);
     if (c->attach_path && (lfd = listen_attach(c->attach_path, &err)) < 0)
         goto fail;

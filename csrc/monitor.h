@@ -38,6 +38,8 @@ struct pyrt_monitor_spec {
                                      while the container runs, or NULL: see below */
     const char *ports;            /* published ports, "IP:HOSTPORT:CONTAINERPORT,..."
                                      (portfwd.h), or NULL */
+    long long log_max_size;       /* > 0: rotate the log when a write would pass this */
+    int log_max_files;            /* files kept: log_path and log_path.1 .. .N-1 (>= 1) */
 };
 
 /* Attaching: a client that connects to attach_path gets one message with the

@@ -14,6 +14,8 @@ cdef extern from "monitor.h":
         int tty
         const char *attach_path
         const char *ports
+        long long log_max_size
+        int log_max_files
 
     int pyrt_monitor_start(const pyrt_spawn_spec *spec, const pyrt_monitor_spec *m,
                            pid_t *container_pid, pid_t *monitor_pid, pyrt_error *e) nogil
@@ -70,7 +72,7 @@ def _abspath_bytes(p):
 
 
 def monitor_start(spec, log_path, exit_path, oom_path=None, exit_argv=None, *, stdin=None,
-                  oom_start=None, tty=False, attach_path=None, ports=None):
+                  oom_start=None, tty=False, attach_path=None, ports=None, log_max_size=0, log_max_files=1):
     """Start a detached container from a SpawnSpec (pyrt.process.build_spec), watched
     by its own pyrt-monitor process, which outlives the caller. Its stdout and
     stderr go to log_path (CRI format, appended), its exit record (JSON) to
@@ -82,6 +84,7 @@ def monitor_start(spec, log_path, exit_path, oom_path=None, exit_argv=None, *, s
     output is logged as stdout). attach_path: a socket clients attach to while the
     container runs (csrc/monitor.h). ports: [(host ip, host port, container port)]
     the monitor forwards into the container's network namespace (csrc/portfwd.h).
+    log_max_size (bytes, 0: unlimited) and log_max_files: the log's rotation.
     spec.stdio is ignored; spec's fds stay owned by the caller.
 
     Returns (container_pid, monitor_pid); neither is the caller's child. Raises
@@ -113,6 +116,8 @@ def monitor_start(spec, log_path, exit_path, oom_path=None, exit_argv=None, *, s
         m.stdin_fd = stdin if isinstance(stdin, int) else stdin.fileno()
     m.tty = 1 if tty else 0
     m.attach_path = arena.cstr(_abspath_bytes(attach_path)) if attach_path is not None else NULL
+    m.log_max_size = log_max_size
+    m.log_max_files = log_max_files
     m.ports = arena.cstr(",".join(f"{ip}:{hp}:{cp}" for ip, hp, cp in ports).encode()) if ports else NULL
     with nogil:
         rc = pyrt_monitor_start(&s, &m, &cpid, &mpid, &err)

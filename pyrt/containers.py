@@ -838,7 +838,8 @@ class ContainerCollection:
                network_mode="none", read_only=False, cap_add=None, cap_drop=None, privileged=False,
                auto_remove=False, init=False, mem_limit=None, memswap_limit=None, mem_reservation=None,
                nano_cpus=None, cpus=None, cpu_shares=None, cpuset_cpus=None, cpuset_mems=None,
-               pids_limit=None, stop_signal=None, tty=False, security_opt=None, ports=None) -> Container:
+               pids_limit=None, stop_signal=None, tty=False, security_opt=None, ports=None,
+               log_config=None) -> Container:
         """A container of `image` (a reference or an Image), not started. Limits
         use the docker SDK's names (mem_limit="256m", nano_cpus or cpus=1.5,
         cpu_shares, cpuset_cpus="0", pids_limit=100, memswap_limit). tty=True: it
@@ -846,7 +847,8 @@ class ContainerCollection:
         security_opt: ["seccomp=unconfined"] or ["seccomp=/path/profile.json"] (the
         default is pyrt's profile, pyrt/seccomp.py). ports: the docker SDK's
         {"80/tcp": 8080 | ("127.0.0.1", 8080) | None (a free port)}, forwarded while
-        the container runs detached."""
+        the container runs detached. log_config: the SDK's {"Config": {"max-size":
+        "10m", "max-file": "3"}}: the log rotates (as docker's json-file driver)."""
         from pyrt.cgroups import Limits
         limits = Limits.from_docker(mem_limit=mem_limit, memswap_limit=memswap_limit,
                                     mem_reservation=mem_reservation,
@@ -862,6 +864,7 @@ class ContainerCollection:
         if network_mode not in ("none", "host"):
             raise InvalidArgument(f"unknown network {network_mode!r}: use none or host")
         published = parse_ports(ports)
+        log_opts = parse_log_config(log_config)
         if published and network_mode == "host":
             raise InvalidArgument("published ports with the host network: the container already uses the "
                                   "host's ports")
@@ -911,7 +914,7 @@ class ContainerCollection:
             "ImageRef": image if isinstance(image, str) else img.id,
             "StopSignal": stop_signal or icfg.get("StopSignal") or "SIGTERM",
             "Limits": limits.to_dict(), "Init": bool(init), "Tty": bool(tty), "Seccomp": seccomp,
-            "Ports": published,
+            "Ports": published, "LogConfig": log_opts,
         }
         cdir = os.path.join(self.store.root, "containers", cid)
         os.mkdir(cdir, 0o700)
@@ -1069,6 +1072,37 @@ def parse_ports(ports) -> list[dict]:
         if not (0 < cport < 65536 and 0 < hport < 65536):
             raise InvalidArgument(f"invalid port mapping {key!r}: {host!r} (ports are 1-65535)")
         out.append({"HostIp": ip, "HostPort": hport, "ContainerPort": cport, "Protocol": proto})
+    return out
+
+
+def parse_log_config(log_config) -> dict:
+    """The SDK's log_config ({"Type": "json-file", "Config": {"max-size", "max-file"}})
+    as {"MaxSize": bytes, "MaxFiles": n}; {} for no rotation."""
+    if not log_config:
+        return {}
+    cfg = log_config.get("Config", log_config.get("config", {})) if isinstance(log_config, dict) else None
+    kind = log_config.get("Type", log_config.get("type", "json-file")) if isinstance(log_config, dict) else None
+    if not isinstance(cfg, dict) or kind not in ("json-file", "k8s-file", "local"):
+        raise InvalidArgument(f"unsupported log config {log_config!r}: pyrt keeps one log per container "
+                              "(options max-size and max-file)")
+    unknown = set(cfg) - {"max-size", "max-file"}
+    if unknown:
+        raise InvalidArgument(f"unsupported log option {sorted(unknown)[0]!r}: use max-size and max-file")
+    out = {}
+    if cfg.get("max-size") not in (None, "", "-1"):
+        from pyrt.cgroups import parse_bytes
+        out["MaxSize"] = parse_bytes(cfg["max-size"])
+        if out["MaxSize"] <= 0:
+            raise InvalidArgument(f"invalid log max-size {cfg['max-size']!r}")
+    if "max-file" in cfg:
+        try:
+            out["MaxFiles"] = int(cfg["max-file"])
+        except (TypeError, ValueError):
+            out["MaxFiles"] = 0
+        if out["MaxFiles"] < 1:
+            raise InvalidArgument(f"invalid log max-file {cfg['max-file']!r}: a number, at least 1")
+        if "MaxSize" not in out:
+            raise InvalidArgument("log max-file needs max-size")
     return out
 
 

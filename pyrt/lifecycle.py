@@ -232,6 +232,7 @@ def start_detached(container, spec, cgroup) -> dict:
     if container.config.get("AutoRemove"):
         exit_argv = [sys.executable, "-P", "-m", "pyrt.cli.main", "--root", container._c.store.root, "-q",
                      "rm", "-f", "-v", container.id]
+    logs = container.config.get("LogConfig") or {}
     fds = cgroup.spawn_fds() if cgroup is not None else (-1, [])
     try:
         spec.cgroup_fd, spec.cgroup_procs_fds = fds
@@ -240,7 +241,8 @@ def start_detached(container, spec, cgroup) -> dict:
                                          exit_argv=exit_argv, tty=bool(container.config.get("Tty")),
                                          attach_path=os.path.join(cdir, ATTACH_SOCKET),
                                          ports=[(p["HostIp"], p["HostPort"], p["ContainerPort"])
-                                                for p in container.config.get("Ports", [])])
+                                                for p in container.config.get("Ports", [])],
+                                         log_max_size=logs.get("MaxSize", 0), log_max_files=logs.get("MaxFiles", 1))
     finally:
         if cgroup is not None:
             cgroup.close_fds()
@@ -269,15 +271,28 @@ def exited_state(container) -> dict | None:
 
 
 # -- logs -------------------------------------------------------------------------
+def log_files(container) -> list[str]:
+    """The log's files, oldest first: the rotated ones (LOG.N .. LOG.1), then LOG."""
+    base = os.path.join(container.dir, LOG_FILE)
+    rotated = []
+    for name in os.listdir(container.dir):
+        head, dot, n = name.rpartition(".")
+        if head == LOG_FILE and dot and n.isdigit():
+            rotated.append((int(n), os.path.join(container.dir, name)))
+    return [p for _, p in sorted(rotated, reverse=True)] + [base]
+
+
 def log_records(container, *, stdout=True, stderr=True, timestamps=False, tail="all", since=None) -> list:
     """The log as [(stream, line)] in the order the lines were written; `tail`
     counts lines of both streams together, as docker does."""
     from pyrt._core import parse_log
-    try:
-        with open(os.path.join(container.dir, LOG_FILE), "rb") as f:
-            data = f.read()
-    except FileNotFoundError:
-        return []
+    data = b""
+    for path in log_files(container):
+        try:
+            with open(path, "rb") as f:
+                data += f.read()
+        except FileNotFoundError:  # rotated away meanwhile
+            continue
     return _select_log(parse_log(data), stdout, stderr, timestamps, tail, since)
 
 
@@ -343,33 +358,51 @@ def _ts_seconds(ts) -> float:
 
 def follow_logs(container, *, records=False, **kwargs):
     """Yield what the log shows, then new output as it comes, until the container
-    ends: bytes, or with `records` lists of (stream, line) in the order written."""
+    ends: bytes, or with `records` lists of (stream, line) in the order written.
+    The current file is held open: after a rotation its end is read, then the new
+    file from its start."""
     from pyrt._core import parse_log
     path = os.path.join(container.dir, LOG_FILE)
-    pos, pending = 0, b""
+    pending, f = b"", None
     first = True
-    while True:
-        running = container.reload().status in ("running", "paused")
-        try:
-            with open(path, "rb") as f:
-                f.seek(pos)
-                chunk = f.read()
-        except FileNotFoundError:
+    try:
+        while True:
+            running = container.reload().status in ("running", "paused")
             chunk = b""
-        pos += len(chunk)
-        data = pending + chunk
-        cut = data.rfind(b"\n") + 1
-        pending = data[cut:]
-        if cut:
-            out = _select_log(parse_log(data[:cut]), kwargs.get("stdout", True), kwargs.get("stderr", True),
-                              kwargs.get("timestamps", False), kwargs.get("tail", "all") if first else "all",
-                              kwargs.get("since"))
+            if first:  # what was rotated away before we came
+                for old in log_files(container)[:-1]:
+                    try:
+                        with open(old, "rb") as r:
+                            chunk += r.read()
+                    except FileNotFoundError:
+                        pass
+            if f is not None:
+                chunk += f.read()
+            try:
+                if f is None or os.stat(path).st_ino != os.fstat(f.fileno()).st_ino:
+                    if f is not None:
+                        chunk += f.read()  # the rest of the rotated one
+                        f.close()
+                    f = open(path, "rb")
+                    chunk += f.read()
+            except FileNotFoundError:
+                pass
+            data = pending + chunk
+            cut = data.rfind(b"\n") + 1
+            pending = data[cut:]
+            if cut:
+                out = _select_log(parse_log(data[:cut]), kwargs.get("stdout", True), kwargs.get("stderr", True),
+                                  kwargs.get("timestamps", False), kwargs.get("tail", "all") if first else "all",
+                                  kwargs.get("since"))
+                if out:
+                    yield out if records else b"".join(text for _, text in out)
             first = False
-            if out:
-                yield out if records else b"".join(text for _, text in out)
-        if not running and not chunk:
-            return
-        time.sleep(0.05)
+            if not running and not chunk:
+                return
+            time.sleep(0.05)
+    finally:
+        if f is not None:
+            f.close()
 
 
 # -- exec -------------------------------------------------------------------------

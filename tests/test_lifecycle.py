@@ -925,3 +925,30 @@ def test_logs_of_foreground_containers(store):
         p.send_signal(signal.SIGTERM)  # passed on to the container (its init, then sh)
         assert p.wait(timeout=DEADLINE) == 128 + signal.SIGTERM
         p.stdout.close()
+
+
+def test_log_rotation(store):
+    """--log-opt max-size/max-file, as docker's json-file driver: the log rotates to
+    LOG.1, LOG.2; the oldest goes; logs (and logs -f) read across the files."""
+    ok(store.cli("run", "-d", "--name", "rot", "--log-opt", "max-size=64k", "--log-opt", "max-file=3", "base:1",
+                 "sh", "-c", "i=0; while [ $i -lt 20000 ]; do echo line-$i; i=$((i+1)); done"))
+    c = store.get("rot")
+    follow = store.popen("logs", "-f", "rot", stdout=subprocess.PIPE)
+    try:
+        followed, _ = follow.communicate(timeout=DEADLINE)
+    finally:
+        if follow.poll() is None:
+            follow.kill()
+            follow.wait()
+    c.wait()
+    files = sorted(n for n in os.listdir(c.dir) if n.startswith("ctr.log"))
+    assert files == ["ctr.log", "ctr.log.1", "ctr.log.2"]
+    assert all(os.path.getsize(os.path.join(c.dir, n)) <= (64 + 32) * 1024 for n in files)  # 32 KiB: one write
+    lines = store.cli("logs", "rot").stdout.decode().split()
+    assert lines[-1] == "line-19999" and "line-0" not in lines  # the oldest records were dropped
+    numbers = [int(x.split("-")[1]) for x in lines]
+    assert numbers == list(range(numbers[0], 20000))  # in order, none missing from what is kept
+    assert followed.decode().split()[-1] == "line-19999"
+    error(store.cli("run", "-d", "--log-opt", "max-file=2", "base:1", "true"), status=125, match="needs max-size")
+    error(store.cli("run", "-d", "--log-opt", "compress=true", "base:1", "true"), status=125,
+          match="unsupported log option")

@@ -31,6 +31,8 @@ def add_run_image_options(p):
                    help="seccomp profile (default: pyrt's, see pyrt/seccomp.py)")
     p.add_argument("-p", "--publish", action="append", default=[], metavar="[IP:][HOSTPORT:]PORT[/tcp]",
                    help="forward a host port to the container's (TCP, detached containers)")
+    p.add_argument("--log-opt", action="append", default=[], metavar="max-size=10m|max-file=3",
+                   help="rotate a detached container's log")
 
 
 def parse_mount(spec: str) -> dict:
@@ -75,6 +77,7 @@ def _create(args, image, command, rt):
         cpuset_cpus=args.cpuset_cpus, cpuset_mems=args.cpuset_mems, pids_limit=args.pids_limit,
         stop_signal=args.stop_signal, tty=args.tty, security_opt=args.security_opt,
         ports=parse_publish(args.publish),
+        log_config={"Config": dict(o.partition("=")[::2] for o in args.log_opt)} if args.log_opt else None,
         cap_add=args.cap_add, cap_drop=args.cap_drop, privileged=args.privileged,
         auto_remove=getattr(args, "rm", False))
 
