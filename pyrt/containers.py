@@ -169,6 +169,10 @@ class Container:
             "NetworkSettings": {"Ports": port_map(self.config.get("Ports", []))},
             "HostConfig": {
                 "PortBindings": port_map(self.config.get("Ports", [])),
+                "LogConfig": {"Type": "json-file", "Config": {
+                    k: str(v) for k, v in (("max-size", self.config.get("LogConfig", {}).get("MaxSize")),
+                                           ("max-file", self.config.get("LogConfig", {}).get("MaxFiles")))
+                    if v is not None}},
                 "NetworkMode": self.config.get("NetworkMode", "none"),
                 "ReadonlyRootfs": self.config.get("ReadOnly", False),
                 "AutoRemove": self.config.get("AutoRemove", False),

@@ -949,6 +949,8 @@ def test_log_rotation(store):
     numbers = [int(x.split("-")[1]) for x in lines]
     assert numbers == list(range(numbers[0], 20000))  # in order, none missing from what is kept
     assert followed.decode().split()[-1] == "line-19999"
+    assert c.attrs["HostConfig"]["LogConfig"] == {"Type": "json-file",
+                                                  "Config": {"max-size": "65536", "max-file": "3"}}
     error(store.cli("run", "-d", "--log-opt", "max-file=2", "base:1", "true"), status=125, match="needs max-size")
     error(store.cli("run", "-d", "--log-opt", "compress=true", "base:1", "true"), status=125,
           match="unsupported log option")
