@@ -165,6 +165,7 @@ class Container:
                 "Cmd": self.config["Cmd"],
                 "WorkingDir": self.config.get("WorkingDir", ""),
                 "Image": self.config.get("ImageRef", self.image_id),
+                "Labels": self.config.get("Labels", {}),
             },
             "NetworkSettings": {"Ports": port_map(self.config.get("Ports", []))},
             "HostConfig": {
@@ -815,13 +816,14 @@ class ContainerCollection:
         c._refresh_running()
         return c
 
-    FILTERS = ("id", "name", "status", "exited", "ancestor")
+    FILTERS = ("id", "name", "status", "exited", "ancestor", "label")
 
     def list(self, all=False, filters=None) -> list[Container]:
         """Running containers (`all`: every one), newest first. `filters` as the
         docker SDK takes them: {"status": "exited", "name": "web", "id": prefix,
         "exited": code, "ancestor": image}; a list of values matches any of them,
-        and a status filter looks at every container."""
+        and a status filter looks at every container; label filters ("key" or
+        "key=value") must all hold."""
         wanted = {k: v if isinstance(v, (list, tuple)) else [v] for k, v in (filters or {}).items()}
         unknown = set(wanted) - set(self.FILTERS)
         if unknown:
@@ -843,7 +845,7 @@ class ContainerCollection:
                auto_remove=False, init=False, mem_limit=None, memswap_limit=None, mem_reservation=None,
                nano_cpus=None, cpus=None, cpu_shares=None, cpuset_cpus=None, cpuset_mems=None,
                pids_limit=None, stop_signal=None, tty=False, security_opt=None, ports=None,
-               log_config=None) -> Container:
+               log_config=None, labels=None) -> Container:
         """A container of `image` (a reference or an Image), not started. Limits
         use the docker SDK's names (mem_limit="256m", nano_cpus or cpus=1.5,
         cpu_shares, cpuset_cpus="0", pids_limit=100, memswap_limit). tty=True: it
@@ -852,7 +854,8 @@ class ContainerCollection:
         default is pyrt's profile, pyrt/seccomp.py). ports: the docker SDK's
         {"80/tcp": 8080 | ("127.0.0.1", 8080) | None (a free port)}, forwarded while
         the container runs detached. log_config: the SDK's {"Config": {"max-size":
-        "10m", "max-file": "3"}}: the log rotates (as docker's json-file driver)."""
+        "10m", "max-file": "3"}}: the log rotates (as docker's json-file driver).
+        labels: a dict, or a list of "key=value" (added to the image's)."""
         from pyrt.cgroups import Limits
         limits = Limits.from_docker(mem_limit=mem_limit, memswap_limit=memswap_limit,
                                     mem_reservation=mem_reservation,
@@ -919,6 +922,7 @@ class ContainerCollection:
             "StopSignal": stop_signal or icfg.get("StopSignal") or "SIGTERM",
             "Limits": limits.to_dict(), "Init": bool(init), "Tty": bool(tty), "Seccomp": seccomp,
             "Ports": published, "LogConfig": log_opts,
+            "Labels": {**(icfg.get("Labels") or {}), **_labels(labels)},
         }
         cdir = os.path.join(self.store.root, "containers", cid)
         os.mkdir(cdir, 0o700)
@@ -1047,7 +1051,9 @@ def _matches(c, wanted: dict, ancestors: set) -> bool:
         "exited": lambda v: c.status == "exited" and str(c.state.get("ExitCode")) == str(v),
         "ancestor": lambda v: c.image_id in ancestors,
     }
-    return all(any(checks[k](v) for v in values) for k, values in wanted.items())
+    from pyrt.images import all_labels_match
+    return all(all_labels_match(c.config.get("Labels", {}), values) if k == "label"
+               else any(checks[k](v) for v in values) for k, values in wanted.items())
 
 
 def parse_ports(ports) -> list[dict]:
@@ -1076,6 +1082,19 @@ def parse_ports(ports) -> list[dict]:
         if not (0 < cport < 65536 and 0 < hport < 65536):
             raise InvalidArgument(f"invalid port mapping {key!r}: {host!r} (ports are 1-65535)")
         out.append({"HostIp": ip, "HostPort": hport, "ContainerPort": cport, "Protocol": proto})
+    return out
+
+
+def _labels(labels) -> dict:
+    """A dict, or docker's ["key=value", "key"] list."""
+    if isinstance(labels, dict):
+        return {str(k): str(v) for k, v in labels.items()}
+    out = {}
+    for item in labels or ():
+        key, _, value = str(item).partition("=")
+        if not key:
+            raise InvalidArgument(f"invalid label {item!r}: use key=value")
+        out[key] = value
     return out
 
 

@@ -54,7 +54,12 @@ def test_ps_filters_and_formats(store):
     out = ok(store.cli("ps", "-a", "--format", "table {{.Names}}\\t{{.State}}", "-f", "name=web"))
     assert out.split("\n")[:2] == ["NAMES   STATE", "web1    running"]
     assert json.loads(ok(store.cli("ps", "--format", "{{json .}}")))["Names"] == "web1"
-    error(store.cli("ps", "-f", "label=x"), match="invalid filter")
+    error(store.cli("ps", "-f", "bogus=x"), match="invalid filter")
+    ok(store.cli("create", "--name", "labelled", "-l", "team=a", "-l", "tier", "base:1", "true"))
+    assert names("-a", "-f", "label=team=a") == ["labelled"] and names("-a", "-f", "label=tier") == ["labelled"]
+    assert names("-a", "-f", "label=team=a", "-f", "label=nope") == []  # every label filter must hold
+    assert json.loads(ok(store.cli("inspect", "-f", "{{json .Config.Labels}}", "labelled"))) == \
+        {"team": "a", "tier": ""}
     error(store.cli("ps", "--format", "{{.Nope}}"), match="no field 'Nope'")
     assert [c.name for c in store.rt.containers.list(filters={"status": "exited", "exited": 3})] == ["job-bad"]
 

@@ -33,6 +33,7 @@ def add_run_image_options(p):
                    help="forward a host port to the container's (TCP, detached containers)")
     p.add_argument("--log-opt", action="append", default=[], metavar="max-size=10m|max-file=3",
                    help="rotate a detached container's log")
+    p.add_argument("-l", "--label", action="append", default=[], metavar="KEY=VALUE", help="a container label")
 
 
 def parse_mount(spec: str) -> dict:
@@ -76,7 +77,7 @@ def _create(args, image, command, rt):
         mem_reservation=args.memory_reservation, cpus=args.cpus, cpu_shares=args.cpu_shares,
         cpuset_cpus=args.cpuset_cpus, cpuset_mems=args.cpuset_mems, pids_limit=args.pids_limit,
         stop_signal=args.stop_signal, tty=args.tty, security_opt=args.security_opt,
-        ports=parse_publish(args.publish),
+        ports=parse_publish(args.publish), labels=args.label,
         log_config={"Config": dict(o.partition("=")[::2] for o in args.log_opt)} if args.log_opt else None,
         cap_add=args.cap_add, cap_drop=args.cap_drop, privileged=args.privileged,
         auto_remove=getattr(args, "rm", False))
@@ -429,7 +430,8 @@ def cmd_ps(args, rt):
         return
     rows = [{"ID": c.short_id, "Image": c.config.get("ImageRef", c.image_id[7:19]),
              "Command": " ".join(c.config["Cmd"]), "CreatedAt": _ago(c.created), "RunningFor": _ago(c.created),
-             "Status": _status(c), "State": c.status, "Ports": _ports_text(c), "Names": c.name} for c in cs]
+             "Status": _status(c), "State": c.status, "Ports": _ports_text(c), "Names": c.name,
+             "Labels": ",".join(f"{k}={v}" for k, v in c.config.get("Labels", {}).items())} for c in cs]
     if args.format == "table":  # the command quoted and cut, as docker shows it
         rows = [dict(r, Command=_trunc(r["Command"], 22)) for r in rows]
     print_rows(rows, args.format, PS_COLUMNS)
@@ -587,7 +589,7 @@ def _add_ps(p):
     p.add_argument("-a", "--all", action="store_true", help="also stopped ones")
     p.add_argument("-q", "--quiet", action="store_true", dest="only_ids", help="only ids")
     p.add_argument("-f", "--filter", action="append", default=[], metavar="KEY=VALUE",
-                   help="id, name, status, exited or ancestor (repeatable)")
+                   help="id, name, status, exited, ancestor or label (repeatable)")
     p.add_argument("--format", default="table", metavar="table|json|TEMPLATE",
                    help="e.g. '{{.Names}}' or 'table {{.ID}}\\t{{.Status}}'")
     p.set_defaults(func=cmd_ps)
