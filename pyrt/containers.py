@@ -845,7 +845,7 @@ class ContainerCollection:
                auto_remove=False, init=False, mem_limit=None, memswap_limit=None, mem_reservation=None,
                nano_cpus=None, cpus=None, cpu_shares=None, cpuset_cpus=None, cpuset_mems=None,
                pids_limit=None, stop_signal=None, tty=False, security_opt=None, ports=None,
-               log_config=None, labels=None) -> Container:
+               log_config=None, labels=None, extra_hosts=None, dns=None, dns_search=None) -> Container:
         """A container of `image` (a reference or an Image), not started. Limits
         use the docker SDK's names (mem_limit="256m", nano_cpus or cpus=1.5,
         cpu_shares, cpuset_cpus="0", pids_limit=100, memswap_limit). tty=True: it
@@ -855,7 +855,9 @@ class ContainerCollection:
         {"80/tcp": 8080 | ("127.0.0.1", 8080) | None (a free port)}, forwarded while
         the container runs detached. log_config: the SDK's {"Config": {"max-size":
         "10m", "max-file": "3"}}: the log rotates (as docker's json-file driver).
-        labels: a dict, or a list of "key=value" (added to the image's)."""
+        labels: a dict, or a list of "key=value" (added to the image's).
+        extra_hosts ({"name": "ip"} or ["name:ip"]), dns (["1.1.1.1"]) and
+        dns_search: lines of the container's /etc/hosts and /etc/resolv.conf."""
         from pyrt.cgroups import Limits
         limits = Limits.from_docker(mem_limit=mem_limit, memswap_limit=memswap_limit,
                                     mem_reservation=mem_reservation,
@@ -872,6 +874,7 @@ class ContainerCollection:
             raise InvalidArgument(f"unknown network {network_mode!r}: use none or host")
         published = parse_ports(ports)
         log_opts = parse_log_config(log_config)
+        hosts_extra, dns_servers = _extra_hosts(extra_hosts), _addresses(dns, "dns")
         if published and network_mode == "host":
             raise InvalidArgument("published ports with the host network: the container already uses the "
                                   "host's ports")
@@ -930,7 +933,7 @@ class ContainerCollection:
         try:
             os.mkdir(os.path.join(cdir, "upper"), 0o755)
             os.mkdir(os.path.join(cdir, "work"), 0o700)
-            _write_etc_files(cdir, hostname, network_mode)
+            _write_etc_files(cdir, hostname, network_mode, hosts_extra, dns_servers, list(dns_search or ()))
             if driver != "copy":
                 _make_init_layer(cdir, config["WorkingDir"], layers_top_first)
             if driver == "copy":
@@ -1085,6 +1088,32 @@ def parse_ports(ports) -> list[dict]:
     return out
 
 
+def _extra_hosts(extra) -> list:
+    """[(name, ip)] of docker's extra_hosts ({"name": "ip"} or ["name:ip"])."""
+    import ipaddress
+    pairs = extra.items() if isinstance(extra, dict) else [str(e).partition(":")[::2] for e in extra or ()]
+    out = []
+    for name, ip in pairs:
+        try:
+            ipaddress.ip_address(ip)
+        except ValueError:
+            raise InvalidArgument(f"invalid --add-host {name}:{ip}: use NAME:IP") from None
+        if not name or any(c.isspace() for c in name):
+            raise InvalidArgument(f"invalid --add-host {name}:{ip}: use NAME:IP")
+        out.append((name, ip))
+    return out
+
+
+def _addresses(values, what) -> list:
+    import ipaddress
+    for v in values or ():
+        try:
+            ipaddress.ip_address(v)
+        except ValueError:
+            raise InvalidArgument(f"invalid --{what} {v!r}: an IP address") from None
+    return list(values or ())
+
+
 def _labels(labels) -> dict:
     """A dict, or docker's ["key=value", "key"] list."""
     if isinstance(labels, dict):
@@ -1144,7 +1173,9 @@ def _check_name(name) -> None:
         raise InvalidArgument(f"invalid container name {name!r}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
 
 
-def _write_etc_files(cdir, hostname, network_mode):
+def _write_etc_files(cdir, hostname, network_mode, extra_hosts=(), dns=(), dns_search=()):
+    """/etc/hostname, /etc/hosts (plus --add-host lines) and /etc/resolv.conf (the
+    host's, or --dns/--dns-search) of a container."""
     with open(os.path.join(cdir, "hostname"), "w") as f:
         f.write(hostname + "\n")
     hosts = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
@@ -1156,6 +1187,7 @@ def _write_etc_files(cdir, hostname, network_mode):
             pass
     else:
         hosts += f"127.0.1.1\t{hostname}\n"
+    hosts += "".join(f"{ip}\t{name}\n" for name, ip in extra_hosts)
     with open(os.path.join(cdir, "hosts"), "w") as f:
         f.write(hosts)
     try:
@@ -1163,6 +1195,11 @@ def _write_etc_files(cdir, hostname, network_mode):
             resolv = f.read()
     except OSError:
         resolv = ""
+    if dns or dns_search:
+        kept = [ln for ln in resolv.splitlines() if not ln.startswith("nameserver" if dns else "search")
+                and not (dns_search and ln.startswith("search"))]
+        resolv = "\n".join(kept + [f"search {' '.join(dns_search)}"] * bool(dns_search)
+                           + [f"nameserver {ip}" for ip in dns]) + "\n"
     with open(os.path.join(cdir, "resolv.conf"), "w") as f:
         f.write(resolv)
 

@@ -954,3 +954,19 @@ def test_log_rotation(store):
     error(store.cli("run", "-d", "--log-opt", "max-file=2", "base:1", "true"), status=125, match="needs max-size")
     error(store.cli("run", "-d", "--log-opt", "compress=true", "base:1", "true"), status=125,
           match="unsupported log option")
+
+
+def test_extra_hosts_and_dns(store):
+    out = ok(store.cli("run", "--rm", "--add-host", "db:10.0.0.5", "--add-host", "v6:fd00::1", "--dns", "9.9.9.9",
+                       "--dns-search", "corp.example", "base:1", "sh", "-c", "cat /etc/hosts /etc/resolv.conf"))
+    lines = out.splitlines()
+    assert "10.0.0.5\tdb" in lines and "fd00::1\tv6" in lines
+    assert "nameserver 9.9.9.9" in lines and "search corp.example" in lines
+    assert not any(ln.startswith("nameserver") and ln != "nameserver 9.9.9.9" for ln in lines)
+    c = store.rt.containers.create("base:1", ["true"], extra_hosts={"api": "192.0.2.1"}, dns=["1.1.1.1"])
+    with open(os.path.join(c.dir, "hosts")) as f:
+        assert "192.0.2.1\tapi\n" in f.read()
+    before = store.snapshot()
+    error(store.cli("run", "--rm", "--add-host", "nohost", "base:1", "true"), status=125, match="--add-host")
+    error(store.cli("run", "--rm", "--dns", "x.y", "base:1", "true"), status=125, match="--dns")
+    assert store.snapshot() == before

@@ -34,6 +34,9 @@ def add_run_image_options(p):
     p.add_argument("--log-opt", action="append", default=[], metavar="max-size=10m|max-file=3",
                    help="rotate a detached container's log")
     p.add_argument("-l", "--label", action="append", default=[], metavar="KEY=VALUE", help="a container label")
+    p.add_argument("--add-host", action="append", default=[], metavar="NAME:IP", help="a line of /etc/hosts")
+    p.add_argument("--dns", action="append", default=[], metavar="IP", help="a nameserver of /etc/resolv.conf")
+    p.add_argument("--dns-search", action="append", default=[], metavar="DOMAIN", help="a search domain")
 
 
 def parse_mount(spec: str) -> dict:
@@ -77,7 +80,8 @@ def _create(args, image, command, rt):
         mem_reservation=args.memory_reservation, cpus=args.cpus, cpu_shares=args.cpu_shares,
         cpuset_cpus=args.cpuset_cpus, cpuset_mems=args.cpuset_mems, pids_limit=args.pids_limit,
         stop_signal=args.stop_signal, tty=args.tty, security_opt=args.security_opt,
-        ports=parse_publish(args.publish), labels=args.label,
+        ports=parse_publish(args.publish), labels=args.label, extra_hosts=args.add_host, dns=args.dns,
+        dns_search=args.dns_search,
         log_config={"Config": dict(o.partition("=")[::2] for o in args.log_opt)} if args.log_opt else None,
         cap_add=args.cap_add, cap_drop=args.cap_drop, privileged=args.privileged,
         auto_remove=getattr(args, "rm", False))
