@@ -956,6 +956,14 @@ def test_log_rotation(store):
           match="unsupported log option")
 
 
+def test_restart_policies_are_refused_clearly(store):
+    before = store.snapshot()
+    error(store.cli("run", "-d", "--restart", "always", "base:1", "true"), status=125, match="not supported")
+    error(store.cli("create", "--restart", "on-failure:3", "base:1", "true"), match="not supported")
+    assert store.snapshot() == before
+    ok(store.cli("run", "--rm", "--restart", "no", "base:1", "true"))
+
+
 def test_extra_hosts_and_dns(store):
     out = ok(store.cli("run", "--rm", "--add-host", "db:10.0.0.5", "--add-host", "v6:fd00::1", "--dns", "9.9.9.9",
                        "--dns-search", "corp.example", "base:1", "sh", "-c", "cat /etc/hosts /etc/resolv.conf"))
