@@ -34,7 +34,7 @@ def add_run_image_options(p):
     p.add_argument("--log-opt", action="append", default=[], metavar="max-size=10m|max-file=3",
                    help="rotate a detached container's log")
     p.add_argument("-l", "--label", action="append", default=[], metavar="KEY=VALUE", help="a container label")
-    p.add_argument("--restart", default="no", metavar="no", help="restart policy: only 'no' (see pyrt run --help)")
+    p.add_argument("--restart", default="no", metavar="no", help="only 'no': pyrt has no daemon to restart containers")
     p.add_argument("--add-host", action="append", default=[], metavar="NAME:IP", help="a line of /etc/hosts")
     p.add_argument("--dns", action="append", default=[], metavar="IP", help="a nameserver of /etc/resolv.conf")
     p.add_argument("--dns-search", action="append", default=[], metavar="DOMAIN", help="a search domain")
