@@ -207,6 +207,8 @@ struct monitor_cfg {
     const char *ports;
     long long log_max_size;
     int log_max_files;
+    int restart, restart_max;
+    const char *run_path, *stop_path;
 };
 
 /* The stream: SPEC_MAGIC, the spec as pyrt_spec_pack makes it (a u64 length,
@@ -257,6 +259,10 @@ static int serialize(struct wbuf *b, const struct pyrt_spawn_spec *s, int cgroup
     wstr(b, m->ports);
     wi64(b, m->log_max_size);
     wi64(b, m->log_max_files);
+    wi64(b, m->restart);
+    wi64(b, m->restart_max);
+    wstr(b, m->run_path);
+    wstr(b, m->stop_path);
     if (b->failed)
         return pyrt_fail_errno(e, ENOMEM, "start monitor", "");
     return 0;
@@ -299,6 +305,10 @@ static int deserialize(char *data, size_t len, struct pyrt_spawn_spec **out, str
     c->ports = rstr(&r);
     c->log_max_size = ri64(&r);
     c->log_max_files = (int)ri64(&r);
+    c->restart = (int)ri64(&r);
+    c->restart_max = (int)ri64(&r);
+    c->run_path = rstr(&r);
+    c->stop_path = rstr(&r);
     if (r.bad || !s->argv[0] || !c->log_path || !c->exit_path)
         return -1;
     *out = s;
@@ -766,6 +776,60 @@ static void report(int fd, pid_t cpid, const struct pyrt_error *e)
     }
 }
 
+/* path's content replaced at once (a temp file renamed over it). */
+static int write_atomically(const char *path, const char *data, size_t n)
+{
+    char tmp[PATH_MAX];
+    int t = snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    if (t <= 0 || (size_t)t >= sizeof tmp)
+        return -1;
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
+    if (fd < 0)
+        return -1;
+    int rc = pyrt_write_all(fd, data, n);
+    if (close(fd) < 0)
+        rc = -1;
+    if (rc == 0 && rename(tmp, path) < 0)
+        rc = -1;
+    if (rc < 0)
+        unlink(tmp);
+    return rc;
+}
+
+/* Field 22 of /proc/PID/stat (clock ticks after boot), as pyrt's Python reads it. */
+static unsigned long long proc_start_time(pid_t pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    ssize_t n = pyrt_read_full(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return 0;
+    buf[n] = '\0';
+    char *p = strrchr(buf, ')');
+    for (int field = 2; p && field < 22; field++)
+        p = strchr(p + 1, ' ');
+    return p ? strtoull(p + 1, NULL, 10) : 0;
+}
+
+/* With a restart policy, where later `pyrt` processes find the current run. */
+static void write_run_record(const char *path, pid_t cpid, int restarts)
+{
+    char json[160];
+    int n = snprintf(json, sizeof json, "{\"Pid\": %d, \"StartTime\": %llu, \"RestartCount\": %d}\n",
+                     (int)cpid, proc_start_time(cpid), restarts);
+    if (path && n > 0 && (size_t)n < sizeof json)
+        write_atomically(path, json, (size_t)n);
+}
+
+static int exit_code(const siginfo_t *info)
+{
+    return info->si_code == CLD_EXITED ? (info->si_status & 0xff) : 128 + (info->si_status & 0x7f);
+}
+
 static int write_exit_record(const char *path, pid_t cpid, const siginfo_t *info, const struct rusage *ru,
                              const struct timespec *finished, int oom)
 {
@@ -791,21 +855,32 @@ static int write_exit_record(const char *path, pid_t cpid, const siginfo_t *info
                      (long long)finished->tv_sec, (long)finished->tv_nsec, (long)ru->ru_utime.tv_sec,
                      (long)ru->ru_utime.tv_usec, (long)ru->ru_stime.tv_sec, (long)ru->ru_stime.tv_usec,
                      (long)ru->ru_maxrss);
-    char tmp[PATH_MAX];
-    int t = snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    if (n <= 0 || (size_t)n >= sizeof json || t <= 0 || (size_t)t >= sizeof tmp)
+    if (n <= 0 || (size_t)n >= sizeof json)
         return -1;
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
-    if (fd < 0)
-        return -1;
-    int rc = pyrt_write_all(fd, json, (size_t)n);
-    if (close(fd) < 0)
-        rc = -1;
-    if (rc == 0 && rename(tmp, path) < 0)
-        rc = -1;
-    if (rc < 0)
-        unlink(tmp);
-    return rc;
+    return write_atomically(path, json, (size_t)n);
+}
+
+/* Whether an ended run is started again: its policy, and no stop by hand. */
+static int restart_wanted(const struct monitor_cfg *c, const siginfo_t *info, int restarts)
+{
+    if (c->restart == PYRT_RESTART_NO || (c->stop_path && access(c->stop_path, F_OK) == 0))
+        return 0;
+    if (c->restart == PYRT_RESTART_ON_FAILURE)
+        return exit_code(info) != 0 && (c->restart_max <= 0 || restarts < c->restart_max);
+    return 1;
+}
+
+/* docker's back-off between restarts: 100 ms, doubling, at most 1.6 s; cut short
+ * (returning 0) when the container is stopped by hand meanwhile. */
+static int back_off(const struct monitor_cfg *c, int restarts)
+{
+    for (int slice = 0; slice < (2 << (restarts < 4 ? restarts : 4)); slice++) {
+        if (c->stop_path && access(c->stop_path, F_OK) == 0)
+            return 0;
+        struct timespec ts = {0, 50 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    return 1;
 }
 
 static int monitor(struct pyrt_spawn_spec *spec, struct monitor_cfg *c, int report_fd)
@@ -814,6 +889,8 @@ static int monitor(struct pyrt_spawn_spec *spec, struct monitor_cfg *c, int repo
     memset(&err, 0, sizeof err);
     int outp[2] = {-1, -1}, errp[2] = {-1, -1}, console[2] = {-1, -1}, in = c->stdin_fd, lfd = -1;
     struct pyrt_portfwd *ports = NULL; /* bound before the start: a port in use fails it */
+    /* with a restart policy the pipes and the cgroup fds serve every run */
+    const int keep = c->restart != PYRT_RESTART_NO;
     logfd = open(c->log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0600);
     if (logfd < 0) {
         pyrt_fail(&err, "open log", c->log_path);
@@ -829,13 +906,7 @@ static int monitor(struct pyrt_spawn_spec *spec, struct monitor_cfg *c, int repo
         goto fail;
     if (c->ports && c->ports[0] && !(ports = pyrt_portfwd_listen(c->ports, &err)))
         goto fail;
-    if (c->tty) { /* the container makes its terminal and sends the master here */
-        if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, console) < 0) {
-            pyrt_fail(&err, "socketpair", "console");
-            goto fail;
-        }
-        spec->console_fd = console[1];
-    } else {
+    if (!c->tty) {
         if (pipe2(outp, O_CLOEXEC) < 0 || pipe2(errp, O_CLOEXEC) < 0) {
             pyrt_fail(&err, "pipe", "stdout/stderr");
             goto fail;
@@ -848,82 +919,140 @@ static int monitor(struct pyrt_spawn_spec *spec, struct monitor_cfg *c, int repo
         spec->stdio[1] = outp[1];
         spec->stdio[2] = errp[1];
     }
+
+    int restarts = 0, reaped = 0;
     pid_t cpid = 0;
     int pidfd = -1;
-    int rc = pyrt_spawn(spec, &cpid, &pidfd, &err);
-    int child_ends[] = {in, outp[1], errp[1], console[1]};
-    close_fds(child_ends, 4);
-    if (spec->cgroup_fd >= 0)
-        close(spec->cgroup_fd);
-    for (size_t i = 0; i < spec->ncgroup_procs; i++)
-        close(spec->cgroup_procs_fds[i]);
-    if (rc == 0 && c->tty && (master_fd = recv_master(console[0])) < 0) {
-        pyrt_fail(&err, "receive the terminal of", "the container");
-        pyrt_pidfd_send_signal(pidfd, SIGKILL, NULL, 0);
-        rc = -1;
-    }
-    if (rc < 0) {
-        int ours[] = {outp[0], errp[0], console[0], lfd};
-        close_fds(ours, 4);
-        pyrt_portfwd_close(ports);
-        unlink_attach();
-        report(report_fd, 0, &err);
-        return 1;
-    }
-    if (console[0] >= 0)
-        close(console[0]);
-    if (ports)
-        pyrt_portfwd_target(ports, pidfd);
-    report(report_fd, cpid, NULL);
-    close(report_fd);
-
-    streams[0].fd = c->tty ? master_fd : outp[0];
-    streams[0].name = "stdout";
-    streams[1].fd = errp[0];
-    streams[1].name = "stderr";
-    for (int i = 0; i < 2; i++) {
-        int fl = fcntl(streams[i].fd, F_GETFL);
-        if (fl < 0 || fcntl(streams[i].fd, F_SETFL, fl | O_NONBLOCK) < 0) {
-            /* blocking reads still work while the container runs; the final drain
-             * then stops at EOF */
-        }
-    }
-
+    siginfo_t info;
+    struct rusage ru;
+    memset(&info, 0, sizeof info);
+    memset(&ru, 0, sizeof ru);
     struct timespec finished = {0, 0};
     for (;;) {
-        /* streams, the container, the attach socket, then the clients (whose only
-         * message is their end) */
-        struct pollfd p[4 + MAX_CLIENTS + PYRT_PORTFWD_MAX_POLL] = {
-            {streams[0].fd, POLLIN, 0}, {streams[1].fd, POLLIN, 0}, {pidfd, POLLIN, 0}, {lfd, POLLIN, 0}};
-        int nc = nclients;
-        for (int i = 0; i < nc; i++)
-            p[4 + i] = (struct pollfd){clients[i], POLLIN, 0};
-        size_t np = ports ? pyrt_portfwd_poll(ports, p + 4 + nc) : 0;
-        int n = poll(p, (nfds_t)(4 + nc) + np, -1);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            break; /* cannot happen with valid fds; fall through to the wait */
+        if (c->tty) { /* the container makes its terminal and sends the master here */
+            if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, console) < 0) {
+                pyrt_fail(&err, "socketpair", "console");
+                goto fail;
+            }
+            spec->console_fd = console[1];
         }
-        for (int i = nc - 1; i >= 0; i--)
-            if (p[4 + i].revents)
-                drop_client(i);
-        for (int i = 0; i < 2; i++)
-            if (p[i].revents)
-                pump(&streams[i], 0);
-        out_flush();
-        if (p[3].revents)
-            accept_client(lfd);
-        if (np)
-            pyrt_portfwd_handle(ports, p + 4 + nc, np);
-        if (p[2].revents)
+        int rc = pyrt_spawn(spec, &cpid, &pidfd, &err);
+        int child_ends[] = {console[1], keep ? -1 : in, keep ? -1 : outp[1], keep ? -1 : errp[1]};
+        close_fds(child_ends, 4);
+        console[1] = -1;
+        if (!keep) {
+            if (spec->cgroup_fd >= 0)
+                close(spec->cgroup_fd);
+            for (size_t i = 0; i < spec->ncgroup_procs; i++)
+                close(spec->cgroup_procs_fds[i]);
+        }
+        if (rc == 0 && c->tty && (master_fd = recv_master(console[0])) < 0) {
+            pyrt_fail(&err, "receive the terminal of", "the container");
+            pyrt_pidfd_send_signal(pidfd, SIGKILL, NULL, 0);
+            rc = -1;
+        }
+        if (console[0] >= 0) {
+            close(console[0]);
+            console[0] = -1;
+        }
+        if (rc < 0 && restarts == 0) {
+            int ours[] = {outp[0], errp[0], lfd, in, outp[1], errp[1]};
+            close_fds(ours, 6);
+            pyrt_portfwd_close(ports);
+            unlink_attach();
+            report(report_fd, 0, &err);
+            return 1;
+        }
+        if (rc < 0)
+            break; /* a restart that failed: the last run's end is the record */
+        reaped = 0;
+        if (ports)
+            pyrt_portfwd_target(ports, pidfd);
+        if (restarts == 0) {
+            report(report_fd, cpid, NULL);
+            close(report_fd);
+        }
+        if (keep)
+            write_run_record(c->run_path, cpid, restarts);
+
+        streams[0].fd = c->tty ? master_fd : outp[0];
+        streams[0].name = "stdout";
+        streams[1].fd = errp[0];
+        streams[1].name = "stderr";
+        for (int i = 0; i < 2; i++) {
+            int fl = fcntl(streams[i].fd, F_GETFL);
+            if (fl < 0 || fcntl(streams[i].fd, F_SETFL, fl | O_NONBLOCK) < 0) {
+                /* blocking reads still work while the container runs; the final drain
+                 * then stops at EOF */
+            }
+        }
+
+        for (;;) {
+            /* streams, the container, the attach socket, then the clients (whose only
+             * message is their end) */
+            struct pollfd p[4 + MAX_CLIENTS + PYRT_PORTFWD_MAX_POLL] = {
+                {streams[0].fd, POLLIN, 0}, {streams[1].fd, POLLIN, 0}, {pidfd, POLLIN, 0}, {lfd, POLLIN, 0}};
+            int nc = nclients;
+            for (int i = 0; i < nc; i++)
+                p[4 + i] = (struct pollfd){clients[i], POLLIN, 0};
+            size_t np = ports ? pyrt_portfwd_poll(ports, p + 4 + nc) : 0;
+            int n = poll(p, (nfds_t)(4 + nc) + np, -1);
+            if (n < 0) {
+                if (errno == EINTR)
+                    continue;
+                break; /* cannot happen with valid fds; fall through to the wait */
+            }
+            for (int i = nc - 1; i >= 0; i--)
+                if (p[4 + i].revents)
+                    drop_client(i);
+            for (int i = 0; i < 2; i++)
+                if (p[i].revents)
+                    pump(&streams[i], 0);
+            out_flush();
+            if (p[3].revents)
+                accept_client(lfd);
+            if (np)
+                pyrt_portfwd_handle(ports, p + 4 + nc, np);
+            if (p[2].revents)
+                break;
+        }
+        if (clock_gettime(CLOCK_REALTIME, &finished) < 0)
+            finished.tv_sec = time(NULL);
+
+        /* Status and rusage without reaping: the pid stays the container's until the
+         * exit record exists. */
+        memset(&info, 0, sizeof info);
+        memset(&ru, 0, sizeof ru);
+        while (syscall(SYS_waitid, P_PIDFD, pidfd, &info, WEXITED | WNOWAIT, &ru) < 0) {
+            if (errno != EINTR)
+                return 1;
+        }
+        if (!restart_wanted(c, &info, restarts))
             break;
+        /* this run's output, then its end; a terminal of it is gone, and so are
+         * the clients attached to it */
+        for (int i = 0; i < 2; i++)
+            pump(&streams[i], 1);
+        out_flush();
+        if (c->tty)
+            while (nclients)
+                drop_client(nclients - 1);
+        siginfo_t gone;
+        while (syscall(SYS_waitid, P_PIDFD, pidfd, &gone, WEXITED, NULL) < 0 && errno == EINTR)
+            ;
+        close(pidfd);
+        pidfd = -1;
+        reaped = 1;
+        if (!back_off(c, restarts))
+            break;
+        oom_start = read_oom_kills(c->oom_path);
+        restarts++;
     }
-    if (clock_gettime(CLOCK_REALTIME, &finished) < 0)
-        finished.tv_sec = time(NULL);
 
     /* The init has exited: what it wrote is in the pipes. Processes it left behind
      * (without a pid namespace) may keep them open: take what is there, no more. */
+    int held[] = {in, outp[1], errp[1]};
+    close_fds(held, 3);
     for (int i = 0; i < 2; i++) {
         pump(&streams[i], 1);
         if (streams[i].fd >= 0) {
@@ -933,6 +1062,12 @@ static int monitor(struct pyrt_spawn_spec *spec, struct monitor_cfg *c, int repo
         }
     }
     out_flush();
+    if (keep) {
+        if (spec->cgroup_fd >= 0)
+            close(spec->cgroup_fd);
+        for (size_t i = 0; i < spec->ncgroup_procs; i++)
+            close(spec->cgroup_procs_fds[i]);
+    }
     /* attached clients see the end (before the exit record: they then read it) */
     if (lfd >= 0)
         close(lfd);
@@ -941,24 +1076,16 @@ static int monitor(struct pyrt_spawn_spec *spec, struct monitor_cfg *c, int repo
     while (nclients)
         drop_client(nclients - 1);
 
-    /* Status and rusage without reaping: the pid stays the container's until the
-     * exit record exists. */
-    siginfo_t info;
-    struct rusage ru;
-    memset(&info, 0, sizeof info);
-    memset(&ru, 0, sizeof ru);
-    while (syscall(SYS_waitid, P_PIDFD, pidfd, &info, WEXITED | WNOWAIT, &ru) < 0) {
-        if (errno != EINTR)
-            return 1;
-    }
     long long oom_end = read_oom_kills(c->oom_path);
     int oom = oom_end > (oom_start > 0 ? oom_start : 0);
     int wrote = write_exit_record(c->exit_path, cpid, &info, &ru, &finished, oom);
-    siginfo_t reaped;
-    memset(&reaped, 0, sizeof reaped);
-    while (syscall(SYS_waitid, P_PIDFD, pidfd, &reaped, WEXITED, NULL) < 0 && errno == EINTR)
-        ;
-    close(pidfd);
+    if (!reaped) {
+        siginfo_t gone;
+        memset(&gone, 0, sizeof gone);
+        while (syscall(SYS_waitid, P_PIDFD, pidfd, &gone, WEXITED, NULL) < 0 && errno == EINTR)
+            ;
+        close(pidfd);
+    }
     close(logfd);
 
     if (c->exit_argv && c->exit_argv[0]) {

@@ -40,7 +40,14 @@ struct pyrt_monitor_spec {
                                      (portfwd.h), or NULL */
     long long log_max_size;       /* > 0: rotate the log when a write would pass this */
     int log_max_files;            /* files kept: log_path and log_path.1 .. .N-1 (>= 1) */
+    int restart;                  /* PYRT_RESTART_*: start the container again when it ends */
+    int restart_max;              /* on-failure: at most this many times (0: no limit) */
+    const char *run_path;         /* with a restart policy: the current run's record
+                                     ({"Pid", "StartTime", "RestartCount"}), rewritten */
+    const char *stop_path;        /* a file whose presence means "stopped by hand": no restart */
 };
+
+enum { PYRT_RESTART_NO = 0, PYRT_RESTART_ON_FAILURE = 1, PYRT_RESTART_ALWAYS = 2 };
 
 /* Attaching: a client that connects to attach_path gets one message with the
  * terminal's master fd (SCM_RIGHTS; payload "t") for a terminal, or the payload

@@ -16,6 +16,10 @@ cdef extern from "monitor.h":
         const char *ports
         long long log_max_size
         int log_max_files
+        int restart
+        int restart_max
+        const char *run_path
+        const char *stop_path
 
     int pyrt_monitor_start(const pyrt_spawn_spec *spec, const pyrt_monitor_spec *m,
                            pid_t *container_pid, pid_t *monitor_pid, pyrt_error *e) nogil
@@ -72,7 +76,8 @@ def _abspath_bytes(p):
 
 
 def monitor_start(spec, log_path, exit_path, oom_path=None, exit_argv=None, *, stdin=None,
-                  oom_start=None, tty=False, attach_path=None, ports=None, log_max_size=0, log_max_files=1):
+                  oom_start=None, tty=False, attach_path=None, ports=None, log_max_size=0, log_max_files=1,
+                  restart=None, run_path=None, stop_path=None):
     """Start a detached container from a SpawnSpec (pyrt.process.build_spec), watched
     by its own pyrt-monitor process, which outlives the caller. Its stdout and
     stderr go to log_path (CRI format, appended), its exit record (JSON) to
@@ -85,6 +90,9 @@ def monitor_start(spec, log_path, exit_path, oom_path=None, exit_argv=None, *, s
     container runs (csrc/monitor.h). ports: [(host ip, host port, container port)]
     the monitor forwards into the container's network namespace (csrc/portfwd.h).
     log_max_size (bytes, 0: unlimited) and log_max_files: the log's rotation.
+    restart: None, or ("on-failure", max tries or 0) / ("always", 0): the monitor
+    starts the container again (csrc/monitor.h), recording each run in run_path,
+    unless stop_path exists.
     spec.stdio is ignored; spec's fds stay owned by the caller.
 
     Returns (container_pid, monitor_pid); neither is the caller's child. Raises
@@ -118,6 +126,11 @@ def monitor_start(spec, log_path, exit_path, oom_path=None, exit_argv=None, *, s
     m.attach_path = arena.cstr(_abspath_bytes(attach_path)) if attach_path is not None else NULL
     m.log_max_size = log_max_size
     m.log_max_files = log_max_files
+    modes = {None: 0, "no": 0, "on-failure": 1, "always": 2, "unless-stopped": 2}
+    m.restart = modes[restart[0] if restart else None]
+    m.restart_max = restart[1] if restart else 0
+    m.run_path = arena.cstr(_abspath_bytes(run_path)) if run_path is not None else NULL
+    m.stop_path = arena.cstr(_abspath_bytes(stop_path)) if stop_path is not None else NULL
     m.ports = arena.cstr(",".join(f"{ip}:{hp}:{cp}" for ip, hp, cp in ports).encode()) if ports else NULL
     with nogil:
         rc = pyrt_monitor_start(&s, &m, &cpid, &mpid, &err)

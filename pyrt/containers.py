@@ -156,6 +156,7 @@ class Container:
             },
             "Image": self.image_id,
             "Name": "/" + self.name,
+            "RestartCount": s.get("RestartCount", 0),
             "Driver": self.config.get("Driver", "overlay"),
             "Mounts": self.config.get("Mounts", []),
             "Config": {
@@ -170,6 +171,7 @@ class Container:
             "NetworkSettings": {"Ports": port_map(self.config.get("Ports", []))},
             "HostConfig": {
                 "PortBindings": port_map(self.config.get("Ports", [])),
+                "RestartPolicy": self.config.get("RestartPolicy") or {"Name": "no", "MaximumRetryCount": 0},
                 "LogConfig": {"Type": "json-file", "Config": {
                     k: str(v) for k, v in (("max-size", self.config.get("LogConfig", {}).get("MaxSize")),
                                            ("max-file", self.config.get("LogConfig", {}).get("MaxFiles")))
@@ -377,13 +379,15 @@ class Container:
             cg.remove()
 
     def stop(self, timeout=10):
-        """The image's StopSignal (default SIGTERM), then SIGKILL after `timeout` s."""
+        """The image's StopSignal (default SIGTERM), then SIGKILL after `timeout` s.
+        A restart policy does not start it again (until `start`)."""
         from pyrt import lifecycle
         self.reload()
         if self.status == "paused":
             self.unpause()
         if self.status != "running":
             return
+        lifecycle.mark_stopped(self)
         if lifecycle.send_signal(self.state, self.config.get("StopSignal") or "SIGTERM"):
             if not lifecycle.wait_exit(self.state, timeout):
                 lifecycle.send_signal(self.state, "SIGKILL")
@@ -396,6 +400,8 @@ class Container:
         self.reload()
         if self.status not in ("running", "paused"):
             raise Conflict(f"container {self.name} is not running")
+        if lifecycle.parse_signal(signal) in (9, 15):  # killed by hand: not restarted
+            lifecycle.mark_stopped(self)
         lifecycle.send_signal(self.state, signal)
         if lifecycle.parse_signal(signal) == 9:
             lifecycle.wait_exit(self.state, 10)
@@ -409,15 +415,22 @@ class Container:
         """After the init has died: wait for the monitor's record and store it."""
         from pyrt import lifecycle
         if self.state.get("Detached"):
+            if self._restarts():
+                lifecycle.wait_monitor(self.state, 5.0)
             lifecycle.read_exit(self.dir, wait=5.0)
         self._refresh_running()
+
+    def _restarts(self) -> bool:
+        return (self.config.get("RestartPolicy") or {}).get("Name", "no") != "no"
 
     def wait(self, timeout=None, condition="not-running"):
         """Block until the container stops; {"StatusCode": exit code, "Error": None}."""
         from pyrt import lifecycle
         self.reload()
         if self.status in ("running", "paused"):
-            if not lifecycle.wait_exit(self.state, timeout):
+            done = lifecycle.wait_monitor(self.state, timeout) if self._restarts() else \
+                lifecycle.wait_exit(self.state, timeout)  # a restarted run is not its end
+            if not done:
                 from pyrt.errors import PyrtError
                 raise PyrtError(f"timed out waiting for container {self.name}")
             self._settle()
@@ -569,7 +582,10 @@ class Container:
             finally:
                 lifecycle.end_start_mark(self.dir, mark)
         new = exited_state(self)
-        if new is not None:
+        if new is not None and new["Status"] != "exited":  # restarted by its monitor
+            if new != self.state:
+                self._set_state(new)
+        elif new is not None:
             if new.get("Cgroup"):
                 cg = self._open_cgroup()
                 if cg is not None:
@@ -845,7 +861,8 @@ class ContainerCollection:
                auto_remove=False, init=False, mem_limit=None, memswap_limit=None, mem_reservation=None,
                nano_cpus=None, cpus=None, cpu_shares=None, cpuset_cpus=None, cpuset_mems=None,
                pids_limit=None, stop_signal=None, tty=False, security_opt=None, ports=None,
-               log_config=None, labels=None, extra_hosts=None, dns=None, dns_search=None) -> Container:
+               log_config=None, labels=None, extra_hosts=None, dns=None, dns_search=None,
+               restart_policy=None) -> Container:
         """A container of `image` (a reference or an Image), not started. Limits
         use the docker SDK's names (mem_limit="256m", nano_cpus or cpus=1.5,
         cpu_shares, cpuset_cpus="0", pids_limit=100, memswap_limit). tty=True: it
@@ -857,7 +874,10 @@ class ContainerCollection:
         "10m", "max-file": "3"}}: the log rotates (as docker's json-file driver).
         labels: a dict, or a list of "key=value" (added to the image's).
         extra_hosts ({"name": "ip"} or ["name:ip"]), dns (["1.1.1.1"]) and
-        dns_search: lines of the container's /etc/hosts and /etc/resolv.conf."""
+        dns_search: lines of the container's /etc/hosts and /etc/resolv.conf.
+        restart_policy: {"Name": "on-failure"|"always"|"unless-stopped", "MaximumRetryCount":
+        n}: its monitor starts a detached container again when it ends (not when
+        stopped or killed by hand)."""
         from pyrt.cgroups import Limits
         limits = Limits.from_docker(mem_limit=mem_limit, memswap_limit=memswap_limit,
                                     mem_reservation=mem_reservation,
@@ -875,6 +895,9 @@ class ContainerCollection:
         published = parse_ports(ports)
         log_opts = parse_log_config(log_config)
         hosts_extra, dns_servers = _extra_hosts(extra_hosts), _addresses(dns, "dns")
+        policy = _restart_policy(restart_policy)
+        if policy and auto_remove:
+            raise InvalidArgument("a restart policy and --rm (auto_remove) conflict: choose one")
         if published and network_mode == "host":
             raise InvalidArgument("published ports with the host network: the container already uses the "
                                   "host's ports")
@@ -926,6 +949,7 @@ class ContainerCollection:
             "Limits": limits.to_dict(), "Init": bool(init), "Tty": bool(tty), "Seccomp": seccomp,
             "Ports": published, "LogConfig": log_opts,
             "Labels": {**(icfg.get("Labels") or {}), **_labels(labels)},
+            "RestartPolicy": policy,
         }
         cdir = os.path.join(self.store.root, "containers", cid)
         os.mkdir(cdir, 0o700)
@@ -1086,6 +1110,18 @@ def parse_ports(ports) -> list[dict]:
             raise InvalidArgument(f"invalid port mapping {key!r}: {host!r} (ports are 1-65535)")
         out.append({"HostIp": ip, "HostPort": hport, "ContainerPort": cport, "Protocol": proto})
     return out
+
+
+def _restart_policy(policy) -> dict:
+    """The SDK's {"Name", "MaximumRetryCount"}, checked; {} for none."""
+    if not policy or policy.get("Name", "no") in ("", "no"):
+        return {}
+    name, tries = policy.get("Name"), policy.get("MaximumRetryCount", 0)
+    if name not in ("on-failure", "always", "unless-stopped"):
+        raise InvalidArgument(f"invalid restart policy {name!r}: no, on-failure[:N], always or unless-stopped")
+    if not isinstance(tries, int) or tries < 0 or (tries and name != "on-failure"):
+        raise InvalidArgument(f"invalid restart policy {name}:{tries}: a count only with on-failure")
+    return {"Name": name, "MaximumRetryCount": tries}
 
 
 def _extra_hosts(extra) -> list:

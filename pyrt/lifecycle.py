@@ -18,6 +18,8 @@ from pyrt.errors import Conflict, InvalidArgument
 EXIT_FILE = "exit.json"
 LOG_FILE = "ctr.log"
 ATTACH_SOCKET = "attach.sock"  # a detached container's monitor listens there (csrc/monitor.h)
+RUN_FILE = "run.json"          # with a restart policy: the monitor's record of the current run
+STOP_FILE = "stopping"         # stopped by hand: the monitor does not restart it
 START_MARK = "starting"
 
 
@@ -84,8 +86,12 @@ def send_signal(state: dict, sig) -> bool:
 
 def wait_exit(state: dict, timeout: float | None) -> bool:
     """Wait until the container's init has exited; False on timeout."""
+    return _wait_gone(pidfd(state), timeout)
+
+
+def _wait_gone(fd: int | None, timeout: float | None) -> bool:
+    """Wait until the process behind the pidfd (closed here) has exited; None: it has."""
     import select
-    fd = pidfd(state)
     if fd is None:
         return True
     try:
@@ -233,6 +239,12 @@ def start_detached(container, spec, cgroup) -> dict:
         exit_argv = [sys.executable, "-P", "-m", "pyrt.cli.main", "--root", container._c.store.root, "-q",
                      "rm", "-f", "-v", container.id]
     logs = container.config.get("LogConfig") or {}
+    policy = container.config.get("RestartPolicy") or {}
+    for name in (RUN_FILE, STOP_FILE):
+        try:
+            os.unlink(os.path.join(cdir, name))
+        except FileNotFoundError:
+            pass
     fds = cgroup.spawn_fds() if cgroup is not None else (-1, [])
     try:
         spec.cgroup_fd, spec.cgroup_procs_fds = fds
@@ -242,11 +254,15 @@ def start_detached(container, spec, cgroup) -> dict:
                                          attach_path=os.path.join(cdir, ATTACH_SOCKET),
                                          ports=[(p["HostIp"], p["HostPort"], p["ContainerPort"])
                                                 for p in container.config.get("Ports", [])],
-                                         log_max_size=logs.get("MaxSize", 0), log_max_files=logs.get("MaxFiles", 1))
+                                         log_max_size=logs.get("MaxSize", 0), log_max_files=logs.get("MaxFiles", 1),
+                                         restart=(policy["Name"], policy.get("MaximumRetryCount", 0))
+                                         if policy.get("Name", "no") != "no" else None,
+                                         run_path=os.path.join(cdir, RUN_FILE), stop_path=os.path.join(cdir, STOP_FILE))
     finally:
         if cgroup is not None:
             cgroup.close_fds()
     return {"Status": "running", "Pid": cpid, "StartTime": start_time(cpid), "MonitorPid": mpid,
+            "MonitorStartTime": start_time(mpid), "RestartCount": 0,
             "StartedAt": time.time(), "ExitCode": 0, "FinishedAt": None, "Detached": True,
             "Cgroup": cgroup is not None}
 
@@ -260,14 +276,71 @@ def exited_state(container) -> dict | None:
     if rec is None:
         if alive(st):
             return None
+        restarted = current_run(container)
+        if restarted is not None:
+            return restarted
         rec = read_exit(container.dir, wait=0.5) if st.get("Detached") else None
     new = dict(st, Status="exited", Pid=0)
+    run = _read_run(container)
+    if run:
+        new["RestartCount"] = run.get("RestartCount", 0)
     if rec is not None:
         new.update(ExitCode=rec.get("ExitCode", 0), OOMKilled=bool(rec.get("OOMKilled")),
                    FinishedAt=rec.get("FinishedAt") or time.time())
     else:  # its runner or monitor was killed: the status is unknown
         new.update(ExitCode=st.get("ExitCode") or 137, FinishedAt=time.time())
     return new
+
+
+def monitor_alive(state: dict) -> bool:
+    pid = state.get("MonitorPid") or 0
+    return pid > 0 and start_time(pid) == state.get("MonitorStartTime", -1)
+
+
+def current_run(container) -> dict | None:
+    """For a container with a restart policy whose recorded init has ended while
+    its monitor goes on: its state with the monitor's current run (a new init), or
+    as it is while the monitor waits to restart it. None otherwise."""
+    st = container.state
+    policy = (container.config.get("RestartPolicy") or {}).get("Name", "no")
+    if policy == "no" or not monitor_alive(st):
+        return None
+    run = _read_run(container)
+    if run is None:
+        return dict(st)
+    new = {"Pid": run.get("Pid", 0), "StartTime": run.get("StartTime", 0)}
+    if alive(new):
+        return dict(st, **new, RestartCount=run.get("RestartCount", 0))
+    return dict(st, RestartCount=run.get("RestartCount", 0))  # between two runs
+
+
+def _read_run(container) -> dict | None:
+    import json
+    try:
+        with open(os.path.join(container.dir, RUN_FILE)) as f:
+            return json.load(f)
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def wait_monitor(state: dict, timeout: float | None) -> bool:
+    """Wait until a detached container's monitor has ended (after its exit record);
+    False on timeout."""
+    from pyrt import sys as psys
+    if not monitor_alive(state):
+        return True
+    try:
+        fd = psys.pidfd_open(state["MonitorPid"])
+    except ProcessLookupError:
+        return True
+    return _wait_gone(fd, timeout)
+
+
+def mark_stopped(container) -> None:
+    """Stopped by hand: its monitor does not restart it."""
+    if (container.config.get("RestartPolicy") or {}).get("Name", "no") != "no":
+        with open(os.path.join(container.dir, STOP_FILE), "w"):
+            pass
 
 
 # -- logs -------------------------------------------------------------------------

@@ -956,14 +956,6 @@ def test_log_rotation(store):
           match="unsupported log option")
 
 
-def test_restart_policies_are_refused_clearly(store):
-    before = store.snapshot()
-    error(store.cli("run", "-d", "--restart", "always", "base:1", "true"), status=125, match="not supported")
-    error(store.cli("create", "--restart", "on-failure:3", "base:1", "true"), match="not supported")
-    assert store.snapshot() == before
-    ok(store.cli("run", "--rm", "--restart", "no", "base:1", "true"))
-
-
 def test_extra_hosts_and_dns(store):
     out = ok(store.cli("run", "--rm", "--add-host", "db:10.0.0.5", "--add-host", "v6:fd00::1", "--dns", "9.9.9.9",
                        "--dns-search", "corp.example", "base:1", "sh", "-c", "cat /etc/hosts /etc/resolv.conf"))
@@ -977,4 +969,39 @@ def test_extra_hosts_and_dns(store):
     before = store.snapshot()
     error(store.cli("run", "--rm", "--add-host", "nohost", "base:1", "true"), status=125, match="--add-host")
     error(store.cli("run", "--rm", "--dns", "x.y", "base:1", "true"), status=125, match="--dns")
+    assert store.snapshot() == before
+
+
+def test_restart_policies(store):
+    """--restart: the monitor starts the container again when it ends (on-failure
+    up to N times, always), with docker's growing back-off; a stop or a kill by hand
+    ends it for good, until `start`."""
+    ok(store.cli("run", "-d", "--name", "fail", "--restart", "on-failure:2", "base:1", "sh", "-c",
+                 "echo run; exit 3"))
+    c = store.get("fail")
+    assert c.wait(timeout=DEADLINE)["StatusCode"] == 3
+    assert store.cli("logs", "fail").stdout == b"run\n" * 3  # the first run and two restarts
+    assert c.attrs["RestartCount"] == 2 and c.attrs["HostConfig"]["RestartPolicy"]["Name"] == "on-failure"
+    ok(store.cli("run", "-d", "--name", "fine", "--restart", "on-failure", "base:1", "echo", "once"))
+    assert store.get("fine").wait(timeout=DEADLINE)["StatusCode"] == 0  # a success is not restarted
+    assert store.cli("logs", "fine").stdout == b"once\n"
+
+    ok(store.cli("run", "-d", "--name", "loop", "--restart", "always", "base:1", "sh", "-c", "echo run; sleep 0.1"))
+    wait_for(lambda: store.cli("logs", "loop").stdout.count(b"run") >= 3, what="two restarts")
+    assert store.get("loop").status == "running"
+    ok(store.cli("stop", "-t", "2", "loop"))
+    loop = store.get("loop")
+    assert loop.status == "exited" and loop.attrs["RestartCount"] >= 2
+    runs = store.cli("logs", "loop").stdout.count(b"run")
+    time.sleep(0.5)
+    assert store.cli("logs", "loop").stdout.count(b"run") == runs  # stopped by hand: not restarted
+    ok(store.cli("start", "loop"))
+    assert store.get("loop").status == "running"
+    ok(store.cli("rm", "-f", "loop"))
+
+    before = store.snapshot()
+    error(store.cli("run", "--restart", "always", "base:1", "true"), status=125, match="needs -d")
+    error(store.cli("run", "-d", "--rm", "--restart", "always", "base:1", "true"), status=125, match="conflict")
+    error(store.cli("run", "-d", "--restart", "sometimes", "base:1", "true"), status=125, match="restart policy")
+    error(store.cli("run", "-d", "--restart", "always:3", "base:1", "true"), status=125, match="only with on-failure")
     assert store.snapshot() == before

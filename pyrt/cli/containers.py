@@ -34,7 +34,9 @@ def add_run_image_options(p):
     p.add_argument("--log-opt", action="append", default=[], metavar="max-size=10m|max-file=3",
                    help="rotate a detached container's log")
     p.add_argument("-l", "--label", action="append", default=[], metavar="KEY=VALUE", help="a container label")
-    p.add_argument("--restart", default="no", metavar="no", help="only 'no': pyrt has no daemon to restart containers")
+    p.add_argument("--restart", default="no", metavar="POLICY",
+                   help="no, on-failure[:N], always or unless-stopped (detached containers; a stop or kill by "
+                        "hand ends it)")
     p.add_argument("--add-host", action="append", default=[], metavar="NAME:IP", help="a line of /etc/hosts")
     p.add_argument("--dns", action="append", default=[], metavar="IP", help="a nameserver of /etc/resolv.conf")
     p.add_argument("--dns-search", action="append", default=[], metavar="DOMAIN", help="a search domain")
@@ -72,9 +74,9 @@ def parse_mount(spec: str) -> dict:
 
 def _create(args, image, command, rt):
     from pyrt.cli.main import _env_from_args
-    if args.restart != "no":
-        raise ValueError(f"--restart {args.restart}: restart policies are not supported (pyrt has no daemon to "
-                         "restart containers; run it from a systemd unit with Restart=)")
+    name, _, tries = args.restart.partition(":")
+    if tries and not tries.isdigit():
+        raise ValueError(f"invalid --restart {args.restart!r}: no, on-failure[:N], always or unless-stopped")
     return rt.containers.create(
         image, command or None, name=args.name, entrypoint=[args.entrypoint] if args.entrypoint else None,
         environment=_env_from_args(args), working_dir=args.workdir, user=args.user, hostname=args.hostname,
@@ -86,6 +88,7 @@ def _create(args, image, command, rt):
         stop_signal=args.stop_signal, tty=args.tty, security_opt=args.security_opt,
         ports=parse_publish(args.publish), labels=args.label, extra_hosts=args.add_host, dns=args.dns,
         dns_search=args.dns_search,
+        restart_policy={"Name": name, "MaximumRetryCount": int(tries or 0)},
         log_config={"Config": dict(o.partition("=")[::2] for o in args.log_opt)} if args.log_opt else None,
         cap_add=args.cap_add, cap_drop=args.cap_drop, privileged=args.privileged,
         auto_remove=getattr(args, "rm", False))
@@ -193,6 +196,8 @@ def parse_publish(items) -> dict:
 def run_image(args, image, command, rt):
     if args.publish and not args.detach:
         raise ValueError("-p needs -d: a detached container's monitor forwards its ports")
+    if args.restart != "no" and not args.detach:
+        raise ValueError("--restart needs -d: a detached container's monitor restarts it")
     c = _create(args, image, command, rt)
     if args.detach:
         try:
