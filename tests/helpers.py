@@ -288,3 +288,10 @@ class LeakCheck:
     def assert_clean(self, fds: bool = True) -> None:
         leaks = self.leaks(fds)
         assert not leaks, f"leaked since the snapshot: {leaks}"
+
+
+def default_sigint() -> None:
+    """preexec_fn for a child the test sends ^C (SIGINT) to: a test run started in the
+    background inherits SIGINT ignored, which Python (and so pyrt) would keep."""
+    import signal
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

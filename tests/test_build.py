@@ -21,6 +21,7 @@ import pyrt
 from pyrt.build.context import IgnoreRules, ImageTree
 from pyrt.build.dockerfile import expand, expand_words, parse, split_raw
 from pyrt.errors import BuildError
+import helpers
 from test_containers import check_store
 
 PYRT = os.path.join(os.path.dirname(sys.executable), "pyrt")
@@ -365,7 +366,7 @@ def test_cli_errors(rt, tmp_shm, dockerfile, args, message):
 def test_cli_interrupted_build_removes_its_container(rt, tmp_shm):
     ctx = context(tmp_shm, "FROM busybox\nRUN echo started; sleep 30\n")
     p = subprocess.Popen([PYRT, "--root", rt.root, "build", "-t", "never:1", ctx], stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, cwd="/")
+                         stderr=subprocess.PIPE, cwd="/", preexec_fn=helpers.default_sigint)
     try:
         for line in p.stdout:
             if line == b"started\n":

@@ -24,6 +24,7 @@ import pytest
 
 import pyrt
 from pyrt.errors import Conflict, ContainerNotFound, InvalidArgument, SpawnError
+import helpers
 from test_containers import write_base_tar
 
 PYRT = os.path.join(os.path.dirname(sys.executable), "pyrt")  # the installed entry point
@@ -696,7 +697,8 @@ def test_stats_top_limits_and_cgroup_removal(store):
         {"current": 1, "limit": 0}, s  # 0: no limit
     assert "unlimited" in ok(store.cli("stats", "--no-stream", plain.id))
     # without --no-stream: a reading a second until ^C (plain tables in a pipe)
-    p = store.popen("stats", "--format", "{{.Name}} {{.PIDs}}", "lim", stdout=subprocess.PIPE, text=True)
+    p = store.popen("stats", "--format", "{{.Name}} {{.PIDs}}", "lim", stdout=subprocess.PIPE, text=True,
+                    preexec_fn=helpers.default_sigint)
     try:
         assert [p.stdout.readline(), p.stdout.readline()] == ["lim 2\n", "lim 2\n"]
         p.send_signal(signal.SIGINT)

@@ -20,6 +20,7 @@ import time
 import httpx
 import pytest
 
+import helpers
 from registry_server import OCI_INDEX, FakeRegistry, docker_registry, sha
 from test_cli import PYRT, cli, error, ok
 from test_images import OCIBuilder, check_consistent, compress, make_tar, store_state
@@ -471,7 +472,7 @@ def test_ctrl_c_leaves_the_store_unchanged(fake, tmp_shm):
     fake.stall[sha(slow[0])] = 1.5
     before = state(root)
     p = subprocess.Popen([PYRT, "--root", root, "pull", f"{fake.host}/c/img:1"], stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE)
+                         stderr=subprocess.PIPE, preexec_fn=helpers.default_sigint)
     try:
         deadline = time.monotonic() + 10
         while not any(m == "GET" for m, _, _ in fake.blob_requests(sha(slow[0]))):
