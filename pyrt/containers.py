@@ -669,8 +669,16 @@ class Container:
         """docker SDK's get_archive: (the tar of `path` in chunks, its stat dict).
         Paths are resolved in the container's root; see pyrt.cp."""
         from pyrt.cp import get_archive
-        data, info = get_archive(self, path)
-        return (data[i:i + chunk_size] for i in range(0, len(data), chunk_size)), info
+        tar, info = get_archive(self, path)
+
+        def chunks():
+            with tar:
+                while True:
+                    data = tar.read(chunk_size)
+                    if not data:
+                        return
+                    yield data
+        return chunks(), info
 
     def put_archive(self, path, data) -> bool:
         """docker SDK's put_archive: unpacks the tar `data` (bytes or a binary file)

@@ -22,6 +22,7 @@ import threading
 from .errors import Conflict, InvalidArgument
 
 CHUNK = 1 << 20
+SPOOL = 16 << 20  # a get_archive tar kept in memory up to this size
 
 
 # -- the root of a container ------------------------------------------------------------
@@ -202,19 +203,26 @@ def stat_of(fd: int, name: str) -> dict:
     return {"name": name, "size": st.st_size, "mode": mode, "mtime": rfc3339(st.st_mtime), "linkTarget": link}
 
 
-def get_archive(container, path: str, follow: bool = False) -> tuple[bytes, dict]:
-    """A tar of `path` in the container (named by its last component) and its stat."""
+def get_archive(container, path: str, follow: bool = False):
+    """A tar of `path` in the container (named by its last component), as a binary
+    file positioned at its start (in memory up to SPOOL bytes, then in a temp file:
+    the container's root is held only while it is written), and its stat."""
+    import tempfile
     name = os.path.basename(path.rstrip("/")) or "/"
-    with container_root(container) as root:
-        fd = resolve(root, path, follow=follow)
-        try:
-            info = stat_of(fd, name)
-            import io
-            buf = io.BytesIO()
-            write_tree(buf, fd, name if name != "/" else ".", devices=False)
-        finally:
-            os.close(fd)
-    return buf.getvalue(), info
+    out = tempfile.SpooledTemporaryFile(max_size=SPOOL)
+    try:
+        with container_root(container) as root:
+            fd = resolve(root, path, follow=follow)
+            try:
+                info = stat_of(fd, name)
+                write_tree(out, fd, name if name != "/" else ".", devices=False)
+            finally:
+                os.close(fd)
+        out.seek(0)
+    except BaseException:
+        out.close()
+        raise
+    return out, info
 
 
 def put_archive(container, path: str, data) -> bool:
