@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
@@ -154,7 +155,9 @@ static int overlay_new_api(const struct pyrt_spawn_spec *s, struct pyrt_error *e
         return fs_fail(e, fsfd, "mount overlay", "source");
     for (size_t i = 0; i < s->nlower; i++) {
         if (pyrt_fsconfig(fsfd, FSCONFIG_SET_STRING, "lowerdir+", s->lowerdirs[i], 0) < 0) {
-            if (i == 0 && errno == EINVAL) { /* kernel before 6.8: no "lowerdir+" */
+            /* Before 6.8 there is no "lowerdir+": 6.5-6.7 refuse the key, older
+             * kernels' generic context takes it until the options fill a page. */
+            if (errno == EINVAL) {
                 close(fsfd);
                 errno = ENOSYS;
                 return -2;
@@ -170,8 +173,16 @@ static int overlay_new_api(const struct pyrt_spawn_spec *s, struct pyrt_error *e
     }
     if (fs_options(fsfd, s->overlay_options, e, "overlay") < 0)
         return -1;
-    if (pyrt_fsconfig(fsfd, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0)
+    if (pyrt_fsconfig(fsfd, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0) {
+        /* Before 6.5 overlay has no fs_context of its own: the generic one takes any
+         * key, "lowerdir+" included, and the filesystem refuses it only here. */
+        if (errno == EINVAL && s->nlower) {
+            close(fsfd);
+            errno = ENOSYS;
+            return -2;
+        }
         return fs_fail(e, fsfd, "mount overlay", s->upperdir ? s->upperdir : s->lowerdirs[0]);
+    }
     int mfd = pyrt_fsmount(fsfd, FSMOUNT_CLOEXEC, 0);
     int err = errno;
     close(fsfd);
@@ -180,31 +191,63 @@ static int overlay_new_api(const struct pyrt_spawn_spec *s, struct pyrt_error *e
     return mfd;
 }
 
-/* Older kernels: mount(2) with the layers in one option string (one page at most). */
+/* Older kernels (before 6.8): mount(2) with the layers in one option string of one
+ * page. Each layer is named by a short relative path, an fd number in
+ * /proc/self/fd as the cwd (as containers/storage does with short link names), so
+ * that overlay's limit of 500 layers fits in a page whatever the store's path. */
 static int overlay_legacy(const struct pyrt_spawn_spec *s, struct pyrt_error *e)
 {
     char data[4096];
+    int fds[PYRT_MAX_LAYERS], rc = -1, oldcwd = -1;
+    size_t nfds = 0;
+    if (s->nlower > PYRT_MAX_LAYERS)
+        return pyrt_fail_errno(e, E2BIG, "mount overlay (more layers than overlay stacks)", s->anchor);
     size_t n = pyrt_strlcpy(data, "lowerdir=", sizeof data);
-    for (size_t i = 0; i < s->nlower; i++) {
-        if (i)
-            n += pyrt_strlcpy(data + n, ":", sizeof data - n);
-        n += pyrt_strlcpy(data + n, s->lowerdirs[i], sizeof data - n);
+    for (; nfds < s->nlower; nfds++) {
+        fds[nfds] = open(s->lowerdirs[nfds], O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (fds[nfds] < 0) {
+            pyrt_fail(e, "mount overlay lowerdir", s->lowerdirs[nfds]);
+            goto out;
+        }
+        char name[16];
+        snprintf(name, sizeof name, "%s%d", nfds ? ":" : "", fds[nfds]);
+        n += pyrt_strlcpy(data + n, name, n < sizeof data ? sizeof data - n : 0);
     }
     if (s->upperdir) {
-        n += pyrt_strlcpy(data + n, ",upperdir=", sizeof data - n);
-        n += pyrt_strlcpy(data + n, s->upperdir, sizeof data - n);
-        n += pyrt_strlcpy(data + n, ",workdir=", sizeof data - n);
-        n += pyrt_strlcpy(data + n, s->workdir, sizeof data - n);
+        n += pyrt_strlcpy(data + n, ",upperdir=", n < sizeof data ? sizeof data - n : 0);
+        n += pyrt_strlcpy(data + n, s->upperdir, n < sizeof data ? sizeof data - n : 0);
+        n += pyrt_strlcpy(data + n, ",workdir=", n < sizeof data ? sizeof data - n : 0);
+        n += pyrt_strlcpy(data + n, s->workdir, n < sizeof data ? sizeof data - n : 0);
     }
     if (s->overlay_options && *s->overlay_options) {
-        n += pyrt_strlcpy(data + n, ",", sizeof data - n);
-        n += pyrt_strlcpy(data + n, s->overlay_options, sizeof data - n);
+        n += pyrt_strlcpy(data + n, ",", n < sizeof data ? sizeof data - n : 0);
+        n += pyrt_strlcpy(data + n, s->overlay_options, n < sizeof data ? sizeof data - n : 0);
     }
-    if (n + 1 >= sizeof data)
-        return pyrt_fail_errno(e, E2BIG, "mount overlay (too many layers for this kernel)", s->anchor);
+    if (n + 1 >= sizeof data) {
+        pyrt_fail_errno(e, E2BIG, "mount overlay (options longer than a page)", s->anchor);
+        goto out;
+    }
+    oldcwd = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (oldcwd < 0) {
+        pyrt_fail(e, "open", "current directory");
+        goto out;
+    }
+    if (chdir("/proc/self/fd") < 0) {
+        pyrt_fail(e, "mount overlay: chdir", "/proc/self/fd");
+        goto out;
+    }
     if (mount("overlay", s->anchor, "overlay", 0, data) < 0)
-        return pyrt_fail(e, "mount overlay", s->anchor);
-    return 0;
+        pyrt_fail(e, "mount overlay", s->anchor);
+    else
+        rc = 0;
+    if (fchdir(oldcwd) < 0 && rc == 0)
+        rc = pyrt_fail(e, "fchdir", "previous directory");
+out:
+    if (oldcwd >= 0)
+        close(oldcwd);
+    while (nfds > 0)
+        close(fds[--nfds]);
+    return rc;
 }
 
 /* A volatile upper: a fresh tmpfs at the anchor (in this mount namespace only)
@@ -402,13 +445,18 @@ static int mask_paths(const struct pyrt_spawn_spec *s, int rootfd, struct pyrt_e
         int src = -1;
         if (fstat(fd, &st) < 0) {
             rc = pyrt_fail(e, "mask", p);
-        } else if (S_ISDIR(st.st_mode)) {
-            if (emptyfd < 0)
-                emptyfd = new_mount("tmpfs", "size=0,mode=555", MOUNT_ATTR_RDONLY, e, p);
+        } else if (S_ISDIR(st.st_mode) && emptyfd < 0) {
+            /* The first masked directory gets a new empty tmpfs; the others get clones of
+             * it once it is attached: before 6.15 a detached mount cannot be cloned. */
+            emptyfd = new_mount("tmpfs", "size=0,mode=555", MOUNT_ATTR_RDONLY, e, p);
             if (emptyfd < 0)
                 rc = -1;
-            else
-                src = pyrt_open_tree(emptyfd, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH);
+            else if (attach(emptyfd, fd) < 0)
+                rc = pyrt_fail(e, "mask", p);
+            close(fd);
+            continue;
+        } else if (S_ISDIR(st.st_mode)) {
+            src = pyrt_open_tree(emptyfd, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH);
         } else {
             int devfd = pyrt_open_in_root(rootfd, "/dev/null", O_PATH);
             src = devfd < 0 ? -1 : pyrt_open_tree(devfd, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH);

@@ -57,6 +57,9 @@ enum {
 
 struct pyrt_oci;
 
+/* overlayfs stacks at most this many lower layers (OVL_MAX_STACK). */
+#define PYRT_MAX_LAYERS 500
+
 struct pyrt_spawn_spec {
     const char *const *argv; /* NULL terminated */
     const char *const *envp; /* NULL terminated */

@@ -646,7 +646,9 @@ class Cgroup:
         for c in accounting:
             if c not in KNOWN_CONTROLLERS:
                 raise InvalidArgument(f"unknown cgroup controller {c!r} in accounting")
-        need = set(limits.controllers()) | set(accounting)
+        # Accounting is read where the host has it, never a reason to refuse: on
+        # cgroup2 cpu.stat is in every cgroup, so "cpuacct" (a v1 name) needs nothing.
+        need = set(limits.controllers()) | {c for c in accounting if lay.where(c) is not None}
         v1_ctrls, v2_ctrls = set(), set()
         for c in sorted(need):
             where = lay.where(c)

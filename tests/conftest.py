@@ -29,6 +29,9 @@ CLONE_NEWNS = 0x00020000
 
 _SESSION_BASE = None
 
+# tests/vm/guest runs inside the VM guest (tests/vm/run.sh), not in this suite.
+collect_ignore = ["vm"]
+
 
 def _enter_private_mount_ns() -> str:
     if os.environ.get("PYRT_TESTS_HOST_MOUNTNS") == "1":
