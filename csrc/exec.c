@@ -30,6 +30,7 @@
 #include "err.h"
 #include "identity.h"
 #include "syscalls.h"
+#include "tail.h"
 
 /* What the intermediate tells the caller. */
 struct inter_report {
@@ -116,7 +117,8 @@ static pid_t pid_of_pidfd(int pidfd, struct pyrt_error *e)
 }
 
 /* The final child: the container's namespaces are joined but cgroup; the rest. */
-static int final_child(const struct pyrt_exec_spec *s, int pidfd, uint64_t join, struct pyrt_error *e)
+static int final_child(const struct pyrt_exec_spec *s, int pidfd, uint64_t join, int errfd,
+                       struct pyrt_error *e)
 {
     signal(SIGPIPE, SIG_DFL);
     signal(SIGXFSZ, SIG_DFL);
@@ -130,41 +132,30 @@ static int final_child(const struct pyrt_exec_spec *s, int pidfd, uint64_t join,
     /* After the cgroups: the cgroup namespace's root is the container's cgroup. */
     if ((join & CLONE_NEWCGROUP) && setns(pidfd, CLONE_NEWCGROUP) < 0)
         return pyrt_fail(e, "setns", "cgroup namespace");
-    if ((s->setup & PYRT_SETUP_SETSID) && setsid() < 0)
-        return pyrt_fail(e, "setsid", "");
     for (size_t i = 0; i < s->nrlimits; i++)
         if (setrlimit(s->rlimits[i].resource, &s->rlimits[i].limit) < 0)
             return pyrt_fail(e, "setrlimit", "");
-    if (chdir(s->cwd ? s->cwd : "/") < 0)
-        return pyrt_fail(e, "chdir", s->cwd ? s->cwd : "/");
-    if (pyrt_setup_stdio(s->stdio, e) < 0)
-        return -1;
-    /* A new session whose stdin is a terminal (exec -t): make it the controlling
-     * one, so ^C and job control reach the program. */
-    if ((s->setup & PYRT_SETUP_SETSID) && isatty(0) && ioctl(0, TIOCSCTTY, 0) < 0)
-        return pyrt_fail(e, "set controlling terminal", "stdin");
-    /* Without no_new_privs a filter needs CAP_SYS_ADMIN: load it while we have it. */
-    int nnp = (s->setup & PYRT_SETUP_NO_NEW_PRIVS) != 0;
-    if (s->seccomp && !nnp && pyrt_load_seccomp(s->seccomp, s->seccomp_len, s->seccomp_flags, e) < 0)
-        return -1;
-    if (pyrt_setup_identity(s->set_user, s->uid, s->gid, s->groups, s->ngroups, s->caps, e) < 0)
-        return -1;
-    if (nnp && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
-        return pyrt_fail(e, "no_new_privs", "");
-    umask(s->umask >= 0 ? (mode_t)s->umask : 022);
-    if (pyrt_close_range(3, ~0U, CLOSE_RANGE_CLOEXEC) < 0)
-        return pyrt_fail(e, "close_range", "");
-    /* Last, so the filter only ever sees the program's own system calls. */
-    if (s->seccomp && nnp && pyrt_load_seccomp(s->seccomp, s->seccomp_len, s->seccomp_flags, e) < 0)
-        return -1;
-    pyrt_exec_path(s->argv, s->envp, s->path, e);
-    return -1;
+    struct pyrt_tail t = {
+        .argv = s->argv, .envp = s->envp, .path = s->path, .cwd = s->cwd, .stdio = s->stdio,
+        .console_fd = -1, .ctty = (s->setup & PYRT_SETUP_SETSID) != 0, .set_user = s->set_user,
+        .uid = s->uid, .gid = s->gid, .groups = s->groups, .ngroups = s->ngroups, .caps = s->caps,
+        .no_new_privs = (s->setup & PYRT_SETUP_NO_NEW_PRIVS) != 0, .umask = s->umask,
+        .seccomp = s->seccomp, .seccomp_len = s->seccomp_len, .seccomp_flags = s->seccomp_flags,
+        .errfd = errfd, .init_fd = -1, .oci = NULL,
+    };
+    return pyrt_tail(&t, e);
 }
 
 /* The intermediate: returns the final child's pid, or -1 with e filled. */
 static pid_t intermediate(const struct pyrt_exec_spec *s, int pidfd, uint64_t join, int errfd,
                           const char *target, struct pyrt_error *e)
 {
+    /* From here until the final child's execve, nothing in the container may open
+     * these processes' /proc/PID/exe (the host's interpreter), fds or memory. */
+    if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0) {
+        pyrt_fail(e, "prctl", "PR_SET_DUMPABLE");
+        return -1;
+    }
     uint64_t now = join & ~(uint64_t)CLONE_NEWCGROUP;
     if (now && setns(pidfd, (int)now) < 0) {
         pyrt_fail(e, "setns", target);
@@ -185,7 +176,7 @@ static pid_t intermediate(const struct pyrt_exec_spec *s, int pidfd, uint64_t jo
     if (pid == 0) {
         struct pyrt_error ce;
         memset(&ce, 0, sizeof ce);
-        final_child(s, pidfd, join, &ce);
+        final_child(s, pidfd, join, errfd, &ce);
         pyrt_write_all(errfd, &ce, sizeof ce);
         _exit(127);
     }

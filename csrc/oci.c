@@ -233,11 +233,10 @@ static int check_program(const char *file, const char *path, struct pyrt_error *
     return pyrt_fail_errno(e, eacces ? EACCES : ENOENT, "exec (not found in the container's PATH)", file);
 }
 
-int pyrt_oci_wait(const struct pyrt_spawn_spec *s, struct pyrt_error *e)
+int pyrt_oci_wait(const struct pyrt_oci *o, const char *program, const char *path, struct pyrt_error *e)
 {
-    const struct pyrt_oci *o = s->oci;
     if (o->wait_fd >= 0) {
-        if (check_program(s->argv[0], s->path, e) < 0)
+        if (check_program(program, path, e) < 0)
             return -1;
         struct pyrt_error rec;
         memset(&rec, 0, sizeof rec);

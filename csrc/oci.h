@@ -75,7 +75,7 @@ int pyrt_oci_after_identity(const struct pyrt_oci *o, struct pyrt_error *e);
 
 /* The last step before exec (and the seccomp filter): check the program, report
  * "waiting", wait. */
-int pyrt_oci_wait(const struct pyrt_spawn_spec *s, struct pyrt_error *e);
+int pyrt_oci_wait(const struct pyrt_oci *o, const char *program, const char *path, struct pyrt_error *e);
 
 /* After a failed exec: once the caller was told "waiting", nobody reads the error
  * pipe any more; the error goes to stderr instead. */

@@ -22,34 +22,9 @@
 #include "identity.h"
 #include "specpack.h"
 #include "syscalls.h"
+#include "tail.h"
 
 /* -- the child ------------------------------------------------------------- */
-
-/* Close every fd from 3 up but the (up to three) given ones: a parked child must
- * not hold copies of other children's pipes and sockets (it would keep their
- * parent from seeing EOF) while it waits. */
-static int close_all_but(int a, int b, int c, struct pyrt_error *e)
-{
-    int keep[3] = {a, b, c};
-    for (int i = 0; i < 3; i++) /* sort, three elements */
-        for (int j = i + 1; j < 3; j++)
-            if (keep[j] < keep[i]) {
-                int t = keep[i];
-                keep[i] = keep[j];
-                keep[j] = t;
-            }
-    unsigned int next = 3;
-    for (int i = 0; i < 3; i++) {
-        if (keep[i] < (int)next)
-            continue;
-        if ((unsigned int)keep[i] > next && pyrt_close_range(next, (unsigned int)keep[i] - 1, 0) < 0)
-            return pyrt_fail(e, "close_range", "");
-        next = (unsigned int)keep[i] + 1;
-    }
-    if (pyrt_close_range(next, ~0U, 0) < 0)
-        return pyrt_fail(e, "close_range", "");
-    return 0;
-}
 
 /* The NUL-terminated string at *p (advanced past it), or NULL when it does not
  * end before `end`. */
@@ -73,7 +48,9 @@ int pyrt_park(const struct pyrt_spawn_spec *s, int errfd, int sock, int keep_fd,
      * command's own stdio replaces it. */
     if (pyrt_setup_stdio(s->stdio, e) < 0)
         return -1;
-    if (close_all_but(errfd, sock, keep_fd, e) < 0)
+    /* A parked child must not hold copies of other children's pipes and sockets
+     * (it would keep their parent from seeing EOF) while it waits. */
+    if (pyrt_close_fds_except(errfd, sock, keep_fd, -1, e) < 0)
         return -1;
 
     /* One write (atomic on a pipe): the marker record, then the usage. */
@@ -141,7 +118,7 @@ int pyrt_park(const struct pyrt_spawn_spec *s, int errfd, int sock, int keep_fd,
         run.cwd = cwd;
     for (int i = 0; i < 3; i++)
         run.stdio[i] = h.stdio[i] >= 0 ? fds[h.stdio[i]] : -1;
-    return finish(&run, keep_fd, e);
+    return finish(&run, errfd, keep_fd, e);
 }
 
 /* -- the parent: hand-over -------------------------------------------------- */

@@ -57,7 +57,7 @@ struct pyrt_unpark_cmd {
  * fd but 0-2, errfd, sock and keep_fd, reports "parked" on errfd, waits for the
  * command on sock, then calls finish(spec with the command's argv, env, PATH,
  * cwd and stdio, keep_fd, e), which execs. Returns only on failure (e filled). */
-typedef int (*pyrt_park_finish_fn)(const struct pyrt_spawn_spec *s, int keep_fd, struct pyrt_error *e);
+typedef int (*pyrt_park_finish_fn)(const struct pyrt_spawn_spec *s, int errfd, int keep_fd, struct pyrt_error *e);
 int pyrt_park(const struct pyrt_spawn_spec *s, int errfd, int sock, int keep_fd, pyrt_park_finish_fn finish,
               struct pyrt_error *e);
 

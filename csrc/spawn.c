@@ -30,6 +30,7 @@
 #include "oci.h"
 #include "pool.h"
 #include "syscalls.h"
+#include "tail.h"
 
 static int loopback_up(struct pyrt_error *e)
 {
@@ -49,50 +50,7 @@ static int loopback_up(struct pyrt_error *e)
     return rc < 0 ? pyrt_fail_errno(e, err, "bring up", "lo") : 0;
 }
 
-/* --init: this process (the container's pid 1) forks; the child execs the
- * program, this process execs the tiny init (pyrt-init, opened on the host before
- * pivot_root), which forwards signals to the program and reaps every child.
- * Signals stay blocked from before the fork until the init waits for them, so none
- * sent to pid 1 in between is lost. The program starts once pid 1 is pyrt-init
- * (the close-on-exec pipe `gate` closes on that exec). */
-static int run_init(const struct pyrt_spawn_spec *s, int init_fd, struct pyrt_error *e)
-{
-    sigset_t all, none;
-    sigfillset(&all);
-    sigemptyset(&none);
-    int gate[2];
-    if (pipe2(gate, O_CLOEXEC) < 0)
-        return pyrt_fail(e, "pipe", "init");
-    if (sigprocmask(SIG_SETMASK, &all, NULL) < 0)
-        return pyrt_fail(e, "sigprocmask", "init");
-    pid_t child = (pid_t)pyrt_fork(); /* without glibc's atfork handlers */
-    if (child < 0)
-        return pyrt_fail(e, "fork", "init");
-    if (child == 0) {
-        close(gate[1]);
-        char c;
-        ssize_t n;
-        while ((n = read(gate[0], &c, 1)) < 0 && errno == EINTR)
-            ;
-        if (n != 0) /* pid 1 never writes: EOF is its exec (if that fails, it kills us) */
-            return pyrt_fail_errno(e, n < 0 ? errno : EPROTO, "wait for init", "");
-        close(gate[0]);
-        if (sigprocmask(SIG_SETMASK, &none, NULL) < 0)
-            return pyrt_fail(e, "sigprocmask", "");
-        pyrt_exec_path(s->argv, s->envp, s->path, e);
-        return -1;
-    }
-    close(gate[0]);
-    char num[24];
-    char *const argv[] = {"pyrt-init", pyrt_itoa(child, num), NULL};
-    char *const envp[] = {NULL};
-    syscall(SYS_execveat, init_fd, "", argv, envp, AT_EMPTY_PATH);
-    int err = errno;
-    kill(child, SIGKILL);
-    return pyrt_fail_errno(e, err, "exec", s->init_path ? s->init_path : "pyrt-init");
-}
-
-static int child_exec(const struct pyrt_spawn_spec *s, int init_fd, struct pyrt_error *e);
+static int child_exec(const struct pyrt_spawn_spec *s, int errfd, int init_fd, struct pyrt_error *e);
 
 /* parkfd >= 0: park before the command's part (cwd, stdio, identity, exec) and
  * take argv, env, cwd and stdio from the message (pool.c). */
@@ -107,16 +65,6 @@ static int child_setup(const struct pyrt_spawn_spec *s, int syncfd, int errfd, i
     sigemptyset(&none);
     if (sigprocmask(SIG_SETMASK, &none, NULL) < 0)
         return pyrt_fail(e, "sigprocmask", "");
-    int init_fd = -1; /* the init binary, a host file: opened before pivot_root,
-                       * and with the caller's ids (before a user namespace's) */
-    if (s->init) {
-        if (!s->init_path)
-            return pyrt_fail_errno(e, EINVAL, "init", "no init program given");
-        init_fd = open(s->init_path, O_PATH | O_CLOEXEC);
-        if (init_fd < 0)
-            return pyrt_fail(e, "open init", s->init_path);
-    }
-
     if (syncfd >= 0) { /* the parent writes id maps / joins cgroups first */
         char c;
         ssize_t n;
@@ -131,6 +79,20 @@ static int child_setup(const struct pyrt_spawn_spec *s, int syncfd, int errfd, i
         if ((s->clone_flags & CLONE_NEWCGROUP) && s->ncgroup_procs && unshare(CLONE_NEWCGROUP) < 0)
             return pyrt_fail(e, "unshare", "cgroup namespace");
     }
+    /* Until execve no process of the container may open this one's /proc/PID/exe
+     * (the host's interpreter), fds or memory (after the parent wrote the id maps,
+     * which a non-dumpable process's /proc files would refuse a rootless parent). */
+    if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
+        return pyrt_fail(e, "prctl", "PR_SET_DUMPABLE");
+    int init_fd = -1; /* a sealed copy of the init, made from the host file before
+                       * pivot_root and with the caller's ids */
+    if (s->init) {
+        if (!s->init_path)
+            return pyrt_fail_errno(e, EINVAL, "init", "no init program given");
+        init_fd = pyrt_sealed_copy(s->init_path, e);
+        if (init_fd < 0)
+            return -1;
+    }
     if (s->oci && pyrt_oci_begin(s->oci, errfd, e) < 0) /* namespaces joined by path */
         return -1;
     /* In a new user namespace the child still has the caller's ids, which are not
@@ -141,8 +103,6 @@ static int child_setup(const struct pyrt_spawn_spec *s, int syncfd, int errfd, i
     if (s->uid_map && pyrt_raw_setresuid(0) < 0)
         return pyrt_fail(e, "setresuid", "0 in the user namespace");
     umask(0);
-    if ((s->setup & PYRT_SETUP_SETSID) && setsid() < 0)
-        return pyrt_fail(e, "setsid", "");
     if ((s->rootfs || s->nlower) && pyrt_setup_rootfs(s, e) < 0)
         return -1;
     if (s->hostname && sethostname(s->hostname, strlen(s->hostname)) < 0)
@@ -156,45 +116,20 @@ static int child_setup(const struct pyrt_spawn_spec *s, int syncfd, int errfd, i
         return pyrt_fail(e, "personality", "ADDR_NO_RANDOMIZE");
     if (parkfd >= 0)
         return pyrt_park(s, errfd, parkfd, init_fd, child_exec, e);
-    return child_exec(s, init_fd, e);
+    return child_exec(s, errfd, init_fd, e);
 }
 
-static int child_exec(const struct pyrt_spawn_spec *s, int init_fd, struct pyrt_error *e)
+static int child_exec(const struct pyrt_spawn_spec *s, int errfd, int init_fd, struct pyrt_error *e)
 {
-    if (s->cwd && chdir(s->cwd) < 0)
-        return pyrt_fail(e, "chdir", s->cwd);
-    if (pyrt_setup_stdio(s->stdio, e) < 0)
-        return -1;
-    if (pyrt_setup_console(s->console_fd, s->uid, s->gid, e) < 0)
-        return -1;
-    if (s->oci && pyrt_oci_before_identity(s->oci, e) < 0)
-        return -1;
-    int nnp = (s->setup & PYRT_SETUP_NO_NEW_PRIVS) != 0;
-    if (s->seccomp && !nnp && pyrt_load_seccomp(s->seccomp, s->seccomp_len, s->seccomp_flags, e) < 0)
-        return -1;
-    if (pyrt_setup_identity(s->set_user, s->uid, s->gid, s->groups, s->ngroups, s->caps, e) < 0)
-        return -1;
-    if (nnp && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
-        return pyrt_fail(e, "no_new_privs", "");
-    umask(s->umask >= 0 ? (mode_t)s->umask : 022);
-    if (s->oci && pyrt_oci_after_identity(s->oci, e) < 0)
-        return -1;
-    /* Only stdio survives exec; the error pipe closes on exec, telling the parent. */
-    if (pyrt_close_range(3, ~0U, CLOSE_RANGE_CLOEXEC) < 0)
-        return pyrt_fail(e, "close_range", "");
-    if (s->oci && pyrt_oci_wait(s, e) < 0) /* create/start: wait for start */
-        goto failed;
-    /* Last, so the filter only ever sees the program's (or its init's) calls. */
-    if (s->seccomp && nnp && pyrt_load_seccomp(s->seccomp, s->seccomp_len, s->seccomp_flags, e) < 0)
-        goto failed;
-    if (s->init)
-        run_init(s, init_fd, e);
-    else
-        pyrt_exec_path(s->argv, s->envp, s->path, e);
-failed:
-    if (s->oci)
-        pyrt_oci_late_error(e); /* after "waiting" nobody reads the error pipe */
-    return -1;
+    struct pyrt_tail t = {
+        .argv = s->argv, .envp = s->envp, .path = s->path, .cwd = s->cwd, .stdio = s->stdio,
+        .console_fd = s->console_fd, .ctty = 0, .set_user = s->set_user, .uid = s->uid, .gid = s->gid,
+        .groups = s->groups, .ngroups = s->ngroups, .caps = s->caps,
+        .no_new_privs = (s->setup & PYRT_SETUP_NO_NEW_PRIVS) != 0, .umask = s->umask,
+        .seccomp = s->seccomp, .seccomp_len = s->seccomp_len, .seccomp_flags = s->seccomp_flags,
+        .errfd = errfd, .init_fd = init_fd, .oci = s->oci,
+    };
+    return pyrt_tail(&t, e);
 }
 
 static int write_file(const char *path, const char *data, struct pyrt_error *e)
