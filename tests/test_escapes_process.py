@@ -211,6 +211,11 @@ def test_tiocsti_cannot_type_into_the_callers_terminal(store, probes, tmp_shm):
                             volumes={probes: {"bind": "/probe", "mode": "ro"}, out: {"bind": "/out"}})
     ex = [PYRT, "--root", store.root, "exec", "tty", "/probe/tiocsti", "/out/exec"]
     assert _in_a_terminal_session(ex, probes, os.path.join(out, "exec")) in ("1", "25")
+    ex = [PYRT, "--root", store.root, "exec", "-i", "tty", "/probe/tiocsti", "/out/exec-i"]
+    assert _in_a_terminal_session(ex, probes, os.path.join(out, "exec-i")) in ("1", "25")
+    run = [PYRT, "run", "--rootfs", "/", "-v", f"{out}:/out", "-v", f"{probes}:/probe:ro", "/probe/tiocsti",
+           "/out/rootfs"]
+    assert _in_a_terminal_session(run, probes, os.path.join(out, "rootfs")) in ("1", "25")
 
 
 def test_every_container_process_leads_its_own_session(rootfs):

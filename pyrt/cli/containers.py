@@ -102,7 +102,16 @@ def _run_foreground(container, interactive):
     tty = bool(container.config.get("Tty"))
     stdin = None if interactive or tty else pyrt.DEVNULL
     out = None if tty else pyrt.PIPE
-    proc = container.start_process(stdin=stdin, stdout=out, stderr=out, tty=tty)
+    shield = None
+    if interactive and not tty:
+        from pyrt.cli.shield import Shield
+        shield = Shield(stdin=True)
+        stdin = shield.stdio().get("stdin", stdin)
+    try:
+        proc = container.start_process(stdin=stdin, stdout=out, stderr=out, tty=tty)
+    finally:
+        if shield is not None:
+            shield.started()
     log = LogWriter(container)
     try:
         rc = wait_foreground(proc, interactive, log)
@@ -320,16 +329,20 @@ def cmd_exec(args, rt):
         raise ValueError("exec needs a command")
     if args.detach and args.tty:
         raise ValueError("exec -t with -d is not supported: nothing would hold the terminal")
-    to_close, master = [], None
+    to_close, master, shield = [], None, None
     stdio = {}
     if args.tty:
         from pyrt.tty import open_pty_in
         master, slave = open_pty_in(c.reload().state["Pid"])
         to_close.append(slave)
         stdio = dict(stdin=slave, stdout=slave, stderr=slave, new_session=True)
-    elif not args.interactive:
-        to_close.append(os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC))
-        stdio = dict(stdin=to_close[-1])
+    else:
+        from pyrt.cli.shield import Shield
+        shield = Shield(stdin=args.interactive)
+        stdio = shield.stdio()
+        if not args.interactive:
+            to_close.append(os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC))
+            stdio["stdin"] = to_close[-1]
     try:
         pid, pfd = lifecycle.exec_process(c, args.command, user=args.user, environment=_env_from_args(args),
                                           workdir=args.workdir, privileged=args.privileged, **stdio)
@@ -344,6 +357,8 @@ def cmd_exec(args, rt):
     finally:
         for fd in to_close:
             os.close(fd)
+        if shield is not None:
+            shield.started()
     if args.detach:
         os.close(pfd)
         return 0
@@ -353,7 +368,10 @@ def cmd_exec(args, rt):
             relay(master, pfd, args.interactive)
         finally:
             os.close(master)
-    return lifecycle.wait_pidfd(pfd)
+    rc = lifecycle.wait_pidfd(pfd)
+    if shield is not None:
+        shield.finish()
+    return rc
 
 
 STATS_COLUMNS = [("ID", "CONTAINER ID"), ("Name", "NAME"), ("CPUPerc", "CPU %"), ("MemUsage", "MEM USAGE / LIMIT"),

@@ -109,13 +109,25 @@ def cmd_run(args, runtime_factory):
     env = _env_from_args(args)
     if args.tty:
         env.setdefault("TERM", "xterm")
-    r = pyrt.spawn(command, args.rootfs, env=env, cwd=args.workdir,
-                   hostname=args.hostname, mounts=mounts_from_args(args), user=args.user,
-                   network=args.network, read_only=args.read_only, cap_add=args.cap_add,
-                   cap_drop=args.cap_drop, privileged=args.privileged, tty=args.tty,
-                   stdin=None if args.interactive or args.tty else pyrt.DEVNULL)
+    stdio = {"stdin": None if args.interactive or args.tty else pyrt.DEVNULL}
+    shield = None
+    if not args.tty:
+        from pyrt.cli.shield import Shield
+        shield = Shield(stdin=args.interactive)
+        stdio.update(shield.stdio())
+    try:
+        r = pyrt.spawn(command, args.rootfs, env=env, cwd=args.workdir,
+                       hostname=args.hostname, mounts=mounts_from_args(args), user=args.user,
+                       network=args.network, read_only=args.read_only, cap_add=args.cap_add,
+                       cap_drop=args.cap_drop, privileged=args.privileged, tty=args.tty, **stdio)
+    finally:
+        if shield is not None:
+            shield.started()
     from pyrt.cli.containers import wait_foreground
-    return exit_status(wait_foreground(r, args.interactive))
+    rc = wait_foreground(r, args.interactive)
+    if shield is not None:
+        shield.finish()
+    return exit_status(rc)
 
 
 def exit_status(returncode: int) -> int:
