@@ -191,3 +191,14 @@ def test_cpu_usage_from_cpu_stat(pyrt):
     stats = pyrt.out("stats", "--no-stream", "--format", "{{.CPUPerc}} {{.MemUsage}} {{.PIDs}}", "busy")
     assert stats and "--" not in stats, stats
     pyrt("rm", "-f", "busy")
+
+
+def test_init_from_a_sealed_copy(pyrt):
+    # 6.1 knows no MFD_EXEC (6.3): the memfd is made without it
+    out = pyrt.out("run", "--rm", "--init", "busybox:latest", "readlink", "/proc/1/exe")
+    assert out.startswith("/memfd:pyrt-init"), out
+
+
+def test_workdir_through_an_fd_is_refused(pyrt):
+    p = pyrt("run", "--rm", "-w", "/proc/self/fd/3", "busybox:latest", "ls", "../../..", check=False)
+    assert p.returncode != 0 and "chdir" in p.stderr, p
