@@ -69,7 +69,7 @@ _PROCESSES = """
     setfsgid32 getgroups setgroups getgroups32 setgroups32 capget capset prctl arch_prctl
     set_tid_address set_thread_area get_thread_area rseq seccomp restart_syscall
     landlock_create_ruleset landlock_add_rule landlock_restrict_self
-    getpriority setpriority ioprio_get ioprio_set sched_yield sched_getaffinity
+    getpriority setpriority nice ioprio_get ioprio_set sched_yield sched_getaffinity
     sched_setaffinity sched_getparam sched_setparam sched_getscheduler sched_setscheduler
     sched_get_priority_max sched_get_priority_min sched_rr_get_interval
     sched_rr_get_interval_time64 sched_getattr sched_setattr getcpu
