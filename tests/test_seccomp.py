@@ -104,8 +104,10 @@ def test_low_level_api(rootfs):
 
 
 ATTACKS = ["io_uring_setup", "vsock", "vsock_high_bits", "personality_no_aslr", "unshare_user", "clone_newuser",
-           "clone3", "syscall_1000", "mount_tmpfs"]
-ORDINARY = ["files", "fork", "thread", "unix_socket", "personality_query"]
+           "clone3", "syscall_1000", "mount_tmpfs",
+           # the same through the 32-bit and x32 entries (other syscall numbers)
+           "i386_io_uring_setup", "i386_1000", "x32_io_uring_setup", "x32_1000"]
+ORDINARY = ["files", "fork", "thread", "unix_socket", "personality_query", "i386_getpid"]
 
 
 def test_attacks_fail_under_the_default_profile(probe_rootfs):
@@ -120,8 +122,10 @@ def test_attacks_fail_under_the_default_profile(probe_rootfs):
         "clone3": errno.ENOSYS,  # so that the C library falls back to clone
         "syscall_1000": errno.ENOSYS,  # unknown to the profile: ENOSYS, not EPERM
         "mount_tmpfs": errno.EPERM,
+        "i386_io_uring_setup": errno.EPERM, "i386_1000": errno.ENOSYS,
+        "x32_io_uring_setup": errno.EPERM, "x32_1000": errno.ENOSYS,
         # the ordinary work goes on (threads: glibc's clone3 -> clone fallback)
-        "files": 0, "fork": 0, "thread": 0, "unix_socket": 0, "personality_query": 0}
+        "files": 0, "fork": 0, "thread": 0, "unix_socket": 0, "personality_query": 0, "i386_getpid": 0}
     # so does a shell's (busybox or the host's binaries)
     r = pyrt.run(["/bin/sh", "-c", "echo a | cat > /dev/null && ls / > /dev/null && echo done"], probe_rootfs,
                  capture_output=True)
@@ -133,6 +137,23 @@ def test_probe_detects_what_an_unfiltered_container_may_do(probe_rootfs):
     # the EPERMs above are the filter's (and an unknown syscall is ENOSYS anyway)
     got = probe(probe_rootfs, "io_uring_setup", "personality_no_aslr", "syscall_1000", "clone3", seccomp=None)
     assert got == {"io_uring_setup": 0, "personality_no_aslr": 0, "syscall_1000": errno.ENOSYS, "clone3": 0}
+
+
+def test_unknown_syscalls_get_enosys_from_the_filter(probe_rootfs):
+    # a profile that denies with EACCES: what is denied says EACCES, what is newer
+    # than every syscall the profile names says ENOSYS, on each architecture (the
+    # stub before libseccomp's program, csrc/seccomp.c); so for OCI bundles' profiles
+    profile = dict(seccomp.default_profile(), defaultErrnoRet=errno.EACCES)
+    got = probe(probe_rootfs, "io_uring_setup", "syscall_1000", "i386_io_uring_setup", "i386_1000",
+                "x32_io_uring_setup", "x32_1000", "thread", seccomp=profile)
+    assert got == {"io_uring_setup": errno.EACCES, "syscall_1000": errno.ENOSYS,
+                   "i386_io_uring_setup": errno.EACCES, "i386_1000": errno.ENOSYS,
+                   "x32_io_uring_setup": errno.EACCES, "x32_1000": errno.ENOSYS, "thread": 0}
+    # a profile that allows by default is left as it is
+    profile = {"defaultAction": "SCMP_ACT_ALLOW",
+               "syscalls": [{"names": ["io_uring_setup"], "action": "SCMP_ACT_ERRNO", "errnoRet": errno.EACCES}]}
+    assert probe(probe_rootfs, "io_uring_setup", "syscall_1000", seccomp=profile) == {
+        "io_uring_setup": errno.EACCES, "syscall_1000": errno.ENOSYS}
 
 
 def test_cap_add_allows_the_calls_of_the_capability(probe_rootfs):
