@@ -78,7 +78,8 @@ struct stub {
 
 static void emit(struct stub *s, uint16_t code, uint32_t k, size_t jt, size_t jf)
 {
-    /* jt, jf: absolute targets, made relative to the next instruction */
+    /* jt, jf: absolute targets (0: the next instruction), made relative to the next
+     * instruction; the stub is short enough that every offset fits their 8 bits */
     size_t at = s->n++;
     s->ins[at] = (struct sock_filter){code, (uint8_t)(jt ? jt - at - 1 : 0), (uint8_t)(jf ? jf - at - 1 : 0), k};
 }
