@@ -490,8 +490,10 @@ class Pool:
     zygote          park through pyrt-zygote processes (default; see below)
     parallel        how many children are parked at once (default: one per CPU,
                     at most 4 and at most size)
-    env, cwd, hostname, user, aslr, mounts, read_only, cap_add, cap_drop, ...
-                    as for pyrt.run (the spawn options of pyrt.process.build_spec)
+    env, cwd, hostname, user, aslr, mounts, read_only, cap_add, cap_drop, seccomp, ...
+                    as for pyrt.run (the spawn options of pyrt.process.build_spec;
+                    containers run under pyrt's default seccomp profile unless
+                    seccomp=None)
 
     Children are cloned by small pyrt-zygote helper processes (one per parallel
     refill), not by this process: a clone copies the page tables of its parent,

@@ -127,12 +127,13 @@ def build_spec(args, rootfs=None, *, env=None, cwd=None, hostname=None, mounts=(
                network="none", read_only=False, namespaces=DEFAULT_NAMESPACES, cap_add=(), cap_drop=(),
                privileged=False, no_new_privs=True, rlimits=None, uidmap=None, gidmap=None,
                umask=None, aslr=True, new_session=False, init=False, upper_tmpfs=None,
-               seccomp=None) -> SpawnSpec:
+               seccomp="default") -> SpawnSpec:
     """Turn user-facing arguments into a SpawnSpec, validating them.
 
-    seccomp: None (no filter), "default" (pyrt's default profile, see pyrt.seccomp,
-    as containers from images get it), "unconfined", or a profile dict in the OCI /
-    docker JSON form.
+    seccomp: "default" (pyrt's default profile, an allow-list, see pyrt.seccomp; the
+    one containers from images get; none when privileged), a profile dict in the OCI
+    / docker JSON form, or None (or "unconfined") for no filter: an explicit opt-out,
+    for code that is trusted.
 
     upper_tmpfs: a volatile writable layer over a directory rootfs (or an Overlay
     without upperdir): True, or tmpfs options such as "size=256m". The container
@@ -484,13 +485,17 @@ def _completed_process_class():
 
 
 def spawn(args, rootfs=None, **kwargs) -> Process:
-    """Start `args` in a new container and return at once (like subprocess.Popen)."""
+    """Start `args` in a new container and return at once (like subprocess.Popen).
+    The container runs under pyrt's default seccomp profile unless `seccomp=None`
+    (or a profile of its own) is given: see build_spec for every option."""
     return Process(args, rootfs, **kwargs)
 
 
 def run(args, rootfs=None, *, input=None, capture_output=False, timeout=None, check=False, profile=None,
         **kwargs):
     """Run `args` in a new container and wait for it (like subprocess.run).
+    The container runs under pyrt's default seccomp profile unless `seccomp=None`
+    (or a profile of its own) is given: see build_spec for every option.
     profile="bench": a measured run (pyrt.pool.run; `usage` is then a pyrt.pool.Usage)."""
     if profile is not None:
         from pyrt.pool import run as measured_run

@@ -106,6 +106,8 @@ def cmd_run(args, runtime_factory):
     if not command:
         raise ValueError("run --rootfs needs a command")
     import pyrt
+    from pyrt.containers import _seccomp_option
+    seccomp = _seccomp_option(getattr(args, "security_opt", None), args.cap_add, args.privileged)
     env = _env_from_args(args)
     if args.tty:
         env.setdefault("TERM", "xterm")
@@ -119,7 +121,8 @@ def cmd_run(args, runtime_factory):
         r = pyrt.spawn(command, args.rootfs, env=env, cwd=args.workdir,
                        hostname=args.hostname, mounts=mounts_from_args(args), user=args.user,
                        network=args.network, read_only=args.read_only, cap_add=args.cap_add,
-                       cap_drop=args.cap_drop, privileged=args.privileged, tty=args.tty, **stdio)
+                       cap_drop=args.cap_drop, privileged=args.privileged, tty=args.tty, seccomp=seccomp,
+                       **stdio)
     finally:
         if shield is not None:
             shield.started()
