@@ -53,3 +53,55 @@ def test_cp_in_never_makes_a_setuid_root_file(store, tmp_shm):
     chunks, _ = c.get_archive("/tmp/suid")
     m = tarfile.open(fileobj=io.BytesIO(b"".join(chunks))).getmember("suid")
     assert m.uid == 0 and m.mode == 0o755, oct(m.mode)
+
+
+# -- pyrt-runtime: mounts over /proc, the pid file -----------------------------------------
+
+from test_oci_runtime import make_bundle, rt, runtime_bin  # noqa: E402,F401  (fixtures)
+
+
+def test_runtime_refuses_mounts_over_proc(rt, make_bundle, rootfs_copy, tmp_shm):
+    """A bind mount at /proc (or below it) would hide the container's own /proc
+    (and its masked paths) behind whatever the bundle names: refused, as runc
+    does, also when a symlink in the rootfs leads there."""
+    fake = os.path.join(tmp_shm, "fakeproc")
+    os.mkdir(fake)
+    os.symlink("/proc/sys", os.path.join(rootfs_copy, "sneaky"))
+    for dest in ("/proc", "/proc/", "proc", "/proc/sys/kernel", "/proc/self/../sys", "/sneaky/kernel"):
+        bundle = make_bundle(["true"], lambda c: c["mounts"].append(
+            {"destination": dest, "type": "bind", "source": fake, "options": ["rbind"]}), root=rootfs_copy)
+        cid = rt.new_id()
+        p = rt("run", "--bundle", bundle, cid)
+        assert p.returncode == 1, (dest, p.stdout, p.stderr)
+        assert b"cannot be mounted because it is" in p.stderr, (dest, p.stderr)
+        assert not os.path.exists(os.path.join(rt.root, cid))
+    bundle = make_bundle(["true"], lambda c: c["mounts"].append(
+        {"destination": "/proc", "type": "tmpfs", "source": "tmpfs"}))
+    p = rt("run", "--bundle", bundle, rt.new_id())
+    assert p.returncode == 1 and b"not of type proc" in p.stderr, p.stderr
+    # what lxcfs does stays allowed: a file over /proc/meminfo
+    meminfo = os.path.join(tmp_shm, "meminfo")
+    with open(meminfo, "w") as f:
+        f.write("MemTotal: 1 kB\n")
+    bundle = make_bundle(["cat", "/proc/meminfo"], lambda c: c["mounts"].append(
+        {"destination": "/proc/meminfo", "type": "bind", "source": meminfo, "options": ["bind"]}))
+    p = rt("run", "--bundle", bundle, rt.new_id())
+    assert p.returncode == 0 and p.stdout == b"MemTotal: 1 kB\n", p.stderr
+
+
+def test_runtime_pid_file_never_writes_through_a_planted_file(rt, make_bundle, tmp_shm):
+    """The pid file goes through a temporary file: one with a name that can be
+    guessed, opened without O_EXCL, writes through a symlink planted there."""
+    victim = os.path.join(tmp_shm, "victim")
+    with open(victim, "w") as f:
+        f.write("precious\n")
+    piddir = os.path.join(tmp_shm, "piddir")
+    os.mkdir(piddir)
+    pidfile = os.path.join(piddir, "pid")
+    os.symlink(victim, os.path.join(piddir, ".pid.pyrt-tmp"))  # the name used before
+    bundle = make_bundle(["true"])
+    p = rt("run", "--bundle", bundle, "--pid-file", pidfile, rt.new_id())
+    assert p.returncode == 0, p.stderr
+    assert open(victim).read() == "precious\n"
+    assert not os.path.islink(pidfile) and int(open(pidfile).read()) > 0
+    assert sorted(os.listdir(piddir)) == [".pid.pyrt-tmp", "pid"]  # no temp file left
