@@ -105,3 +105,55 @@ def test_runtime_pid_file_never_writes_through_a_planted_file(rt, make_bundle, t
     assert open(victim).read() == "precious\n"
     assert not os.path.islink(pidfile) and int(open(pidfile).read()) > 0
     assert sorted(os.listdir(piddir)) == [".pid.pyrt-tmp", "pid"]  # no temp file left
+
+
+# -- images for another platform ----------------------------------------------------------
+
+def _foreign_image(store, tmp_shm, base_tar, name, **config):
+    from test_images import OCIBuilder
+    b = OCIBuilder(os.path.join(tmp_shm, f"layout-{name}"))
+    with open(base_tar, "rb") as f:
+        b.image([f.read()], compression=None, ref=f"{name}:1", config=config)
+    b.write()
+    out = b.tar(os.path.join(tmp_shm, f"{name}.tar"))
+    ok(store.cli("load", "-i", out))
+    return out
+
+
+def test_image_for_another_os_is_refused(store, tmp_shm, base_tar):  # noqa: F811
+    """An image for windows loads (and saves), as docker's pull and save do, but
+    never runs: neither create nor run, CLI or API."""
+    import pytest
+    from pyrt.errors import InvalidArgument
+    _foreign_image(store, tmp_shm, base_tar, "win", os="windows")
+    msg = 'image operating system "windows" cannot be used on this platform'
+    error(store.cli("create", "--name", "w1", "win:1", "true"), match=msg)
+    r = store.cli("run", "--rm", "win:1", "true")
+    assert r.returncode == 125 and msg in r.stderr.decode(), r
+    with pytest.raises(InvalidArgument, match=msg):
+        store.rt.containers.run("win:1", ["true"])
+    assert store.rt.containers.list(all=True) == []
+    ok(store.cli("save", "-o", os.path.join(tmp_shm, "saved.tar"), "win:1"))
+
+
+def test_image_for_another_architecture_warns(store, tmp_shm, base_tar):  # noqa: F811
+    """An arm64 image on this amd64 host runs (it may under emulation) with a
+    warning on stderr from the CLI, a PlatformWarning from the API."""
+    import warnings
+
+    import pytest
+    from pyrt.errors import PlatformWarning
+    from pyrt.oci.image import host_arch
+    other = "arm64" if host_arch() != "arm64" else "amd64"
+    _foreign_image(store, tmp_shm, base_tar, "arm", architecture=other)
+    r = store.cli("run", "--rm", "arm:1", "echo", "ran")
+    assert r.returncode == 0 and r.stdout == b"ran\n", r
+    err = r.stderr.decode()
+    assert err.startswith("pyrt: WARNING: ") and f"linux/{other}" in err and err.count("\n") == 1, err
+    with pytest.warns(PlatformWarning, match=f"linux/{other}"):
+        store.rt.containers.run("arm:1", ["true"], remove=True)
+    with warnings.catch_warnings():  # the host's own architecture: nothing said
+        warnings.simplefilter("error")
+        store.rt.containers.run("base:1", ["true"], remove=True)
+    r = store.cli("run", "--rm", "base:1", "true")
+    assert r.returncode == 0 and r.stderr == b"", r
