@@ -732,6 +732,17 @@ class Container:
                         pass
 
 
+def _check_platform(img) -> None:
+    """An image for another OS is refused; one for another architecture gives a
+    PlatformWarning (Python's warnings)."""
+    from pyrt.oci.image import check_runnable
+    note = check_runnable(img.config)
+    if note:
+        import warnings
+        from pyrt.errors import PlatformWarning
+        warnings.warn(PlatformWarning(note), stacklevel=3)
+
+
 def detect_storage_driver(runtime) -> str:
     """overlay when the store's filesystem can hold overlay upper dirs, else copy
     (with a one-line notice). Probed once per store by mounting a tiny overlay in a
@@ -894,6 +905,7 @@ class ContainerCollection:
                                     pids_limit=pids_limit)
         seccomp = _seccomp_option(security_opt, cap_add, privileged)
         img = image if hasattr(image, "layers") else self.runtime.images.get(image)
+        _check_platform(img)
         icfg = (img.config or {}).get("config") or {}
         argv = _command(icfg, command, entrypoint)
         if name is not None:

@@ -108,22 +108,29 @@ def resolve(rootfd: int, path: str, follow: bool = True, flags: int = os.O_PATH)
 
 # -- tars of trees, walked by fd ----------------------------------------------------------
 
-def write_tree(out, fd: int, arcname: str, *, devices: bool = True) -> None:
+SETID = stat.S_ISUID | stat.S_ISGID
+
+
+def write_tree(out, fd: int, arcname: str, *, devices: bool = True, setid: bool = True) -> None:
     """A tar of the entry behind the O_PATH fd (and what is below it, for a
     directory) named `arcname` (`.`: its children at the top) into the binary
-    file `out`. Owners, modes, times, symlinks and hard links kept."""
+    file `out`. Owners, modes, times, symlinks and hard links kept;
+    `setid=False` clears the setuid and setgid bits (for a copy whose owner
+    changes on the way, as cp does: a setuid file of uid 1000 must not become
+    a setuid file of root)."""
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-        _add(tar, fd, arcname, {}, devices)
+        _add(tar, fd, arcname, {}, devices, 0 if setid else SETID)
 
 
 def _reopen(fd: int, flags: int) -> int:
     return os.open(f"/proc/self/fd/{fd}", flags | os.O_CLOEXEC)
 
 
-def _add(tar, fd, arcname, hardlinks, devices):
+def _add(tar, fd, arcname, hardlinks, devices, clear=0):
     st = os.fstat(fd)
     ti = tarfile.TarInfo(arcname)
     ti.mode, ti.uid, ti.gid, ti.mtime = stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, st.st_mtime
+    ti.mode &= ~clear
     ti.uname = ti.gname = ""
     kind = stat.S_IFMT(st.st_mode)
     if kind == stat.S_IFDIR:
@@ -134,7 +141,8 @@ def _add(tar, fd, arcname, hardlinks, devices):
             for name in sorted(os.listdir(dfd)):
                 child = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
                 try:
-                    _add(tar, child, name if arcname == "." else f"{arcname}/{name}", hardlinks, devices)
+                    _add(tar, child, name if arcname == "." else f"{arcname}/{name}", hardlinks, devices,
+                         clear)
                 finally:
                     os.close(child)
         finally:
@@ -323,9 +331,10 @@ def copy_in(container, src: str, dest: str, *, archive: bool = False) -> None:
 
 def _transfer(src_fd: int, name: str, dest_dir_fd: int, *, owners: bool, devices: bool = True) -> None:
     """The tree behind src_fd, named `name`, unpacked into the directory fd (which
-    this closes): a tar written in a thread, unpacked as it comes."""
+    this closes): a tar written in a thread, unpacked as it comes. Without
+    `owners` the copy is the caller's, and loses its setuid and setgid bits."""
     try:
-        reader = _piped(lambda out: write_tree(out, src_fd, name, devices=devices))
+        reader = _piped(lambda out: write_tree(out, src_fd, name, devices=devices, setid=owners))
         try:
             unpack_into(dest_dir_fd, reader, owners=owners)
         finally:

@@ -53,6 +53,12 @@ class ImageFormatError(PyrtError, ValueError):
     missing blob, unknown media type, bad JSON, ...)."""
 
 
+class PlatformWarning(UserWarning):
+    """An image made for another architecture than this machine's is being run
+    (Python's `warnings`: the CLI prints it as a one-line warning; filter it
+    with warnings.simplefilter("ignore", PlatformWarning))."""
+
+
 class RegistryError(PyrtError):
     """A registry could not be reached, refused a request or sent something wrong
     (`status`: the HTTP status when there was one)."""

@@ -632,14 +632,15 @@ class ImageCollection:
         return Image(self, config_digest)
 
     def build(self, path, tag=None, dockerfile="Dockerfile", buildargs=None, nocache=False, target=None,
-              quiet=False, rm=True, log=None):
+              quiet=False, rm=True, log=None, network_mode=None):
         """docker build (see pyrt.build): the Dockerfile (relative to the context
         `path`) run step by step; `tag` a name or a list of names. Returns (Image,
         [{"stream": text}, ...]); `log`, if given, is called with each of those
-        as the build goes."""
+        as the build goes. RUN steps have no network (`network_mode` "none", as a
+        default container) unless network_mode="host"."""
         from .build import build
         return build(self.runtime, path, tags=tag, dockerfile=dockerfile, buildargs=buildargs,
-                     nocache=nocache, target=target, quiet=quiet, rm=rm, log=log)
+                     nocache=nocache, target=target, quiet=quiet, rm=rm, log=log, network_mode=network_mode)
 
     def import_image(self, src, repository=None, tag=None, changes=(), message=None, progress=None) -> Image:
         """A rootfs tar (plain, gzip, zstd, bzip2 or xz; a path or a binary file object)

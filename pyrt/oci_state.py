@@ -11,6 +11,7 @@ started or not, its cgroup frozen or not.
 """
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -186,10 +187,19 @@ def wait_exit(fd: int, timeout: float) -> bool:
 
 
 def write_pid_file(path: str, pid: int) -> None:
-    """As runc: the pid, no newline, written to a temporary file then renamed."""
+    """As runc: the pid, no newline, written to a temporary file then renamed. The
+    temporary file has a random name and is created new (O_EXCL, O_NOFOLLOW): a
+    file or symlink planted in the directory is never written through."""
+    import secrets
     path = os.path.abspath(path)
-    tmp = os.path.join(os.path.dirname(path), "." + os.path.basename(path) + ".pyrt-tmp")
-    with open(tmp, "w") as f:
-        f.write(str(pid))
-    os.replace(tmp, path)
+    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.{secrets.token_hex(8)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(str(pid))
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 

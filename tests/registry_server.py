@@ -113,7 +113,10 @@ class FakeRegistry:
       (given for those Basic credentials, or to anyone);
     - ignore_range: answer a Range request with the whole blob (200);
     - cut_uploads = n: the next n upload requests (PATCH, PUT of a blob) are read, then
-      the connection is closed without an answer.
+      the connection is closed without an answer;
+    - upload_host = "host:port": upload Locations name that host (another registry);
+    - redirect[digest] = url: GETs of that blob answer 307 to `url`;
+    - realm = url: the token server the Bearer challenge names (default its /token).
     `requests`: [(method, path, headers dict)] of every request, token requests included."""
 
     def __init__(self, address="127.0.0.1"):
@@ -122,6 +125,9 @@ class FakeRegistry:
         self.bearer = None
         self.ignore_range = False
         self.cut_uploads = 0
+        self.upload_host = None
+        self.redirect = {}
+        self.realm = None
         self.uploads = {}  # upload id -> bytes so far
         self._upload_ids = itertools.count()
         self.requests = []
@@ -210,7 +216,7 @@ class FakeRegistry:
         got = h.headers.get("Authorization", "")
         if got.startswith("Bearer ") and got[7:] in self.tokens_issued:
             return True
-        realm = f"http://{self.host}/token"
+        realm = self.realm or f"http://{self.host}/token"
         self._error(h, 401, "UNAUTHORIZED", "authentication required",
                     {"WWW-Authenticate": f'Bearer realm="{realm}",service="fake",scope="repository:x:pull"'})
         return False
@@ -257,6 +263,8 @@ class FakeRegistry:
             if found is None:
                 return self._error(h, 404, "MANIFEST_UNKNOWN", "manifest unknown")
             return self._send(h, found[0], found[1], extra={"Docker-Content-Digest": sha(found[0])}, body=body)
+        if ref in self.redirect and h.command == "GET":
+            return self._send(h, b"", "text/plain", 307, {"Location": self.redirect[ref]})
         if ref not in self.blobs:
             return self._error(h, 404, "BLOB_UNKNOWN", "blob unknown to registry")
         self._blob(h, ref, self.wrong.get(ref, self.blobs[ref]), body)
@@ -288,7 +296,8 @@ class FakeRegistry:
         if h.command == "POST":
             uid = f"u{next(self._upload_ids)}"
             self.uploads[uid] = data
-            return self._send(h, b"", "text/plain", 202, {"Location": f"/v2/{repo}/blobs/uploads/{uid}"})
+            where = f"http://{self.upload_host}" if self.upload_host else ""
+            return self._send(h, b"", "text/plain", 202, {"Location": f"{where}/v2/{repo}/blobs/uploads/{uid}"})
         if uid not in self.uploads:
             return self._error(h, 404, "BLOB_UPLOAD_UNKNOWN", "blob upload unknown to registry")
         self.uploads[uid] += data

@@ -440,3 +440,47 @@ def test_copy_from_a_hostile_image_never_reads_host_files(rt, tmp_shm):
     t = tree(img)
     assert t.listdir("copied") == ["mine"]  # the image's directory, nothing of the host's
     assert not rt.images.exists("never:1")
+
+
+def test_run_steps_have_no_host_network_unless_asked(rt, tmp_shm, rootfs_kind):
+    """A RUN step gets a network namespace of its own (as a default `pyrt run`):
+    a Dockerfile cannot reach a service on the host's loopback. network_mode="host"
+    (`--network host`) is the explicit opt-in, as docker's."""
+    import socket
+    import threading
+    if rootfs_kind != "busybox":
+        pytest.skip("needs busybox's nc")
+    got = []
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(8)
+    srv.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve():
+        while not stop.is_set():
+            try:
+                conn, _ = srv.accept()
+            except OSError:
+                continue
+            with conn:
+                conn.settimeout(5)
+                got.append(conn.recv(100))
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    dockerfile = f"FROM busybox\nRUN echo from-the-build | nc -w 2 127.0.0.1 {srv.getsockname()[1]}; true\n"
+    try:
+        build(rt, tmp_shm, dockerfile, nocache=True)
+        assert got == []
+        with pytest.raises(BuildError, match="unknown network"):
+            build(rt, tmp_shm, dockerfile, nocache=True, network_mode="bridge")
+        build(rt, tmp_shm, dockerfile, nocache=True, network_mode="host")
+        assert got == [b"from-the-build\n"]
+        r = subprocess.run([PYRT, "--root", rt.root, "build", "-q", "--no-cache", "--network", "host",
+                            context(tmp_shm, dockerfile, name="ctx2")], capture_output=True)
+        assert r.returncode == 0, r.stderr
+        assert got == [b"from-the-build\n"] * 2
+    finally:
+        stop.set()
+        t.join()
+        srv.close()

@@ -1,9 +1,11 @@
 """`pyrt build`: a Dockerfile run step by step, as docker's classic builder does.
 
 Each instruction after FROM makes an image whose parent is the previous step's:
-RUN runs the command in a container of that image (network "host": pyrt has no
-bridge network, and builds, as docker's, need the network to fetch packages) and
-commits its changes as a layer; COPY, ADD and a WORKDIR that does not exist yet
+RUN runs the command in a container of that image (with the network of a default
+`pyrt run`, "none": a network namespace of its own, so a Dockerfile cannot reach
+the host's loopback services; network_mode="host", `--network host`, is the
+explicit opt-in a step that fetches packages needs) and commits its changes as a
+layer; COPY, ADD and a WORKDIR that does not exist yet
 write their files into a fresh directory committed as a layer; the other
 instructions make a config-only image (same layers, an `empty_layer` history
 entry). Only the final image gets the tags, once every step has succeeded.
@@ -57,8 +59,9 @@ class _Stage:
 
 class Builder:
     def __init__(self, runtime, path, dockerfile="Dockerfile", tags=(), buildargs=None, nocache=False,
-                 target=None, quiet=False, rm=True, log=None):
+                 target=None, quiet=False, rm=True, log=None, network_mode=None):
         self.rt, self.images = runtime, runtime.images
+        self.network_mode = _network_mode(network_mode)
         self.context_dir = os.path.abspath(os.fspath(path))
         if not os.path.isdir(self.context_dir):
             raise BuildError(f"build context {path}: not a directory")
@@ -409,7 +412,7 @@ class Builder:
         env_names = {item.partition("=")[0] for item in stage.config.get("Env") or ()}
         build_env = {k: v for k, v in stage.args.items() if k not in env_names}
         c = self.rt.containers.create(stage.image_id, argv, entrypoint=[], environment=build_env,
-                                      network_mode="host")
+                                      network_mode=self.network_mode)
         keep = False
         try:
             self._log(f" ---> Running in {c.short_id}\n")
@@ -585,6 +588,15 @@ def _parse_tag(ref) -> tuple[str, str]:
     if r.digest:
         raise BuildError(f"invalid tag {ref!r}: a digest cannot be a tag")
     return r.repository, r.tag
+
+
+def _network_mode(mode) -> str:
+    """The network of RUN steps: "none" (also for None and docker's "default") or "host"."""
+    if mode in (None, "", "default", "none"):
+        return "none"
+    if mode == "host":
+        return "host"
+    raise BuildError(f"unknown network {mode!r} for the build: use none or host")
 
 
 def _check_buildargs(args) -> dict:

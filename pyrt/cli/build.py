@@ -34,7 +34,8 @@ def cmd_build(args, rt):
     try:
         img, _ = rt.images.build(args.context, tag=args.tag, dockerfile=os.path.abspath(dockerfile),
                                  buildargs=_buildargs(args.build_arg), nocache=args.no_cache,
-                                 target=args.target, quiet=args.quiet, rm=args.rm == "true", log=show)
+                                 target=args.target, quiet=args.quiet, rm=args.rm == "true", log=show,
+                                 network_mode=args.network)
     except BuildError as e:
         if args.quiet and e.output:  # the failing RUN's last lines, not shown as it ran
             sys.stderr.write("\n".join(e.output) + "\n")
@@ -57,5 +58,8 @@ def register(subparsers):
     p.add_argument("-q", "--quiet", action="store_true", help="print only the image id")
     p.add_argument("--rm", choices=("true", "false"), nargs="?", const="true", default="true",
                    help="remove the containers of successful RUN steps (default true)")
+    p.add_argument("--network", choices=("none", "host", "default"), default="none",
+                   help="the network of RUN steps: none (default: a network namespace of their own) "
+                        "or host")
     p.add_argument("context", metavar="CONTEXT", help="the build context directory")
     p.set_defaults(func=cmd_build)

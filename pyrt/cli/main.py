@@ -192,6 +192,7 @@ def main(argv=None):
         return 2
 
     runtime = None
+    _print_warnings()
 
     def runtime_factory():
         nonlocal runtime
@@ -219,6 +220,21 @@ def main(argv=None):
         print(f"pyrt: {_message(e)}", file=sys.stderr)
         return 125 if args.func is cmd_run else 1
     return rc or 0
+
+
+def _print_warnings() -> None:
+    """pyrt's warnings (PlatformWarning, ...) as one line on stderr each."""
+    import warnings
+    from pyrt.errors import PlatformWarning
+    shown = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, PlatformWarning):
+            print(f"pyrt: WARNING: {message}", file=sys.stderr)
+        else:
+            shown(message, category, filename, lineno, file, line)
+    warnings.showwarning = show
+    warnings.simplefilter("always", PlatformWarning)
 
 
 def _error_status(e) -> int:

@@ -122,6 +122,35 @@ def parse_config(data, what: str = "image config") -> dict:
     return obj
 
 
+# platform.machine() -> the GOARCH names image configs use
+GOARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64", "armv7l": "arm",
+          "armv6l": "arm", "i386": "386", "i686": "386", "ppc64le": "ppc64le", "s390x": "s390x",
+          "riscv64": "riscv64", "mips64": "mips64", "loongarch64": "loong64"}
+
+
+def host_arch() -> str:
+    import platform
+    m = platform.machine()
+    return GOARCH.get(m, m)
+
+
+def check_runnable(cfg) -> str | None:
+    """Whether an image (its config) can run here: an image for another OS is an
+    error (docker's message); one for another architecture gives a note (the
+    returned text), as it may still run (binfmt_misc emulation)."""
+    cfg = cfg or {}
+    os_ = cfg.get("os")
+    if os_ and os_ != "linux":
+        from pyrt.errors import InvalidArgument
+        raise InvalidArgument(f'image operating system "{os_}" cannot be used on this platform')
+    arch, host = cfg.get("architecture"), host_arch()
+    if arch and arch != host:
+        variant = f"/{cfg['variant']}" if cfg.get("variant") else ""
+        return (f"the image's platform (linux/{arch}{variant}) does not match the host platform "
+                f"(linux/{host}): it may not run")
+    return None
+
+
 def platform_matches(platform, os_="linux", arch="amd64", variant=None) -> bool:
     if not isinstance(platform, dict):
         return False

@@ -377,6 +377,7 @@ def parse(cfg: dict, bundle: str, *, container_id: str = "", systemd_cgroup: boo
         dev_is_fs = False
         for i, m in enumerate(cfg.get("mounts") or []):
             c, is_cgroup, opts = _mount(m, f"mounts[{i}]", bundle)
+            _check_proc_mount(c, f"mounts[{i}]", spec.rootfs.decode(errors="surrogateescape"))
             if is_cgroup:
                 plan.cgroup_mounts.append((len(mounts), opts))
             if c[3] == b"/dev":
@@ -577,6 +578,57 @@ def _mount(m, where, bundle):
     if kind == "cgroup":
         return (_core.MOUNT_FS, flags, None, _b(dest), None, b"cgroup", prop), True, opts
     return (_core.MOUNT_FS, flags, None, _b(dest), ",".join(data).encode() or None, _b(kind), prop), False, opts
+
+
+# Files below /proc a bind mount may cover (what lxcfs emulates; runc's list).
+PROC_MOUNT_OK = ("/proc/cpuinfo", "/proc/diskstats", "/proc/meminfo", "/proc/stat", "/proc/swaps",
+                 "/proc/uptime", "/proc/loadavg", "/proc/slabinfo", "/proc/net/dev",
+                 "/proc/sys/kernel/ns_last_pid")
+
+
+def _in_root(rootfs: str, dest: str) -> str:
+    """Where `dest` lands in the rootfs, its symlinks resolved in it as the mount
+    will resolve them (a path that does not exist yet is taken as it is)."""
+    parts = dest.split("/")
+    done: list[str] = []
+    links = 0
+    while parts:
+        p = parts.pop(0)
+        if p in ("", "."):
+            continue
+        if p == "..":
+            if done:
+                done.pop()
+            continue
+        try:
+            target = os.readlink(os.path.join(rootfs, *done, p))
+        except OSError:  # not a symlink, or not there
+            done.append(p)
+            continue
+        links += 1
+        if links > 40:
+            break
+        if target.startswith("/"):
+            done = []
+        parts[:0] = target.split("/")
+    return "/" + "/".join(done)
+
+
+def _check_proc_mount(c, where, rootfs):
+    """As runc (CVE-2019-19921): at /proc only a proc filesystem (or a bind of
+    the host's /proc), below it only binds of the few files lxcfs emulates; a
+    symlink in the rootfs that leads there counts as there."""
+    from pyrt import _core
+    kind, src, dest = c[0], c[2], c[3].decode(errors="surrogateescape")
+    for d in dict.fromkeys((dest, _in_root(rootfs, dest))):
+        if d == "/proc":
+            if kind == _core.MOUNT_FS and c[5] == b"proc":
+                continue
+            if kind == _core.MOUNT_BIND and os.path.realpath(src) == b"/proc":
+                continue
+            raise _err(where + ".destination", f"{dest!r} cannot be mounted because it is not of type proc")
+        if d.startswith("/proc/") and d not in PROC_MOUNT_OK:
+            raise _err(where + ".destination", f"{dest!r} cannot be mounted because it is inside /proc")
 
 
 def _check_sysctl(key, namespaces):

@@ -4,7 +4,13 @@ and errors turned into one-line RegistryErrors.
 
 Scheme: https, verified. A registry that may be reached insecurely (tls_verify
 False, a loopback host, or one listed in the insecure-registries setting) is tried
-over https without verification first, then over plain http, as docker does."""
+over https without verification first, then over plain http, as docker does.
+
+Credentials go to the registry itself (the scheme and host /v2/ answered on) and
+to the token server its own challenge names, nowhere else: an upload Location or
+a redirect to another host gets no Authorization header, a challenge from another
+host is not followed, and a token server reached over plain http gets no
+credentials unless the registry may be reached insecurely."""
 from __future__ import annotations
 
 import base64
@@ -55,6 +61,12 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(name).is_loopback
     except ValueError:
         return False
+
+
+def origin(url) -> tuple:
+    """(scheme, host, port) of a URL, the port filled in."""
+    u = httpx.URL(str(url))
+    return u.scheme, u.host, u.port or {"https": 443, "http": 80}.get(u.scheme)
 
 
 def parse_challenge(header: str):
@@ -133,9 +145,13 @@ class Client:
             return
         raise RegistryError(f"cannot reach registry {self.host}: {reason(last)}")
 
+    def _own(self, url) -> bool:
+        """Whether `url` is the registry's own (where its credentials may go)."""
+        return self.base is not None and origin(url) == origin(self.base)
+
     def _learn(self, r) -> None:
         header = r.headers.get("www-authenticate")
-        if r.status_code == 401 and header:
+        if r.status_code == 401 and header and self._own(r.url):  # not another host's (a redirect's)
             self._challenge = parse_challenge(header)
 
     # -- requests ----------------------------------------------------------------------
@@ -147,9 +163,10 @@ class Client:
         self.connect()
         if url.startswith("/"):
             url = self.base + url
+        own = self._own(url)  # an upload Location may name another host: no credentials there
         for attempt in (0, 1):
             h = dict(headers or {})
-            auth = self._authorization(tuple(scope))
+            auth = self._authorization(tuple(scope)) if own else None
             if auth:
                 h["Authorization"] = auth
             body = content() if callable(content) else content
@@ -158,7 +175,8 @@ class Client:
                 r = self._http.send(req, stream=stream)
             except httpx.TransportError as e:
                 raise RegistryError(f"cannot reach registry {self.host}: {reason(e)}") from None
-            if r.status_code == 401 and attempt == 0 and self._renew(r, tuple(scope), bool(auth)):
+            if r.status_code == 401 and attempt == 0 and own and self._own(r.url) and \
+                    self._renew(r, tuple(scope), bool(auth)):
                 r.close()
                 continue
             return r
@@ -205,6 +223,12 @@ class Client:
         realm = params.get("realm")
         if not realm:
             raise RegistryError(f"registry {self.host}: its Bearer challenge names no realm")
+        scheme = origin(realm)[0] if "://" in realm else ""
+        if scheme not in ("https", "http"):
+            raise RegistryError(f"registry {self.host}: its token server {realm!r} is not an http(s) URL")
+        if scheme == "http" and self.credentials and not self.insecure:
+            raise RegistryError(f"registry {self.host}: its token server {realm} is plain http: credentials "
+                                "are sent only over https (unless the registry is marked insecure)")
         query = [("service", params["service"])] if params.get("service") else []
         query += [("scope", s) for s in scope]
         if self.credentials:
