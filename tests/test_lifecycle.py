@@ -29,7 +29,6 @@ from test_containers import write_base_tar
 
 PYRT = os.path.join(os.path.dirname(sys.executable), "pyrt")  # the installed entry point
 HEX64 = re.compile(r"\b[0-9a-f]{64}\b")
-CGROUP_ROOT = "/sys/fs/cgroup"
 DEADLINE = 30.0  # seconds: never hang, never assert on time
 
 
@@ -47,15 +46,32 @@ def wait_for(pred, timeout=DEADLINE, what="a condition", interval=0.02):
         time.sleep(interval)
 
 
-def cgroup_dirs(cid: str) -> list[str]:
-    """The pyrt/<cid> directories of a container in every cgroup hierarchy (the v1
-    ones under /sys/fs/cgroup/* and the cgroup2 one at /sys/fs/cgroup/unified)."""
-    out = []
-    for h in sorted(os.listdir(CGROUP_ROOT)):
-        d = os.path.join(CGROUP_ROOT, h, "pyrt", cid)
-        if os.path.isdir(d):
-            out.append(d)
+def cgroup_mounts() -> list[str]:
+    """Every cgroup hierarchy's mount point on this host, whatever its layout (v1,
+    hybrid, pure v2): the cgroup2 one first."""
+    from pyrt import cgroups
+    lay = cgroups.layout(refresh=True)
+    out = [lay.unified] if lay.unified else []
+    for mount in sorted(set(lay.v1.values())):
+        out.append(mount)
+    assert out, "no cgroup hierarchy is mounted"
     return out
+
+
+def cgroup_dirs(cid: str) -> list[str]:
+    """The pyrt/<cid> directories of a container in every cgroup hierarchy."""
+    return [d for d in (os.path.join(m, "pyrt", cid) for m in cgroup_mounts()) if os.path.isdir(d)]
+
+
+def cgroup_file(cid: str, controller: str, v1_name: str, v2_name: str) -> str:
+    """A container's control file: `v1_name` in the v1 hierarchy of `controller`
+    when the host has one, else `v2_name` in its cgroup2 directory."""
+    from pyrt import cgroups
+    lay = cgroups.layout()
+    path = os.path.join(lay.v1[controller], "pyrt", cid, v1_name) if controller in lay.v1 else \
+        os.path.join(lay.unified, "pyrt", cid, v2_name)
+    with open(path) as f:
+        return f.read().strip()
 
 
 def procs_holding(path: str) -> list[int]:
@@ -154,8 +170,8 @@ class Store:
             if cgroup_dirs(cid):
                 problems.append(f"cgroup left: {cgroup_dirs(cid)}")
         for prefix in sorted(self.prefixes):
-            for h in os.listdir(CGROUP_ROOT):
-                d = os.path.join(CGROUP_ROOT, h, "pyrt")
+            for m in cgroup_mounts():
+                d = os.path.join(m, "pyrt")
                 if os.path.isdir(d) and any(n.startswith(prefix) for n in os.listdir(d)):
                     problems.append(f"cgroup left in {d} for {prefix}")
         # the monitors end with their containers: wait for them (then end the stragglers)
@@ -655,23 +671,21 @@ def _pids_limit_hits(cid) -> int:
     return 0
 
 
-def _cgroup_file(cid, hierarchy, name):
-    with open(os.path.join(CGROUP_ROOT, hierarchy, "pyrt", cid, name)) as f:
-        return f.read().strip()
-
-
 def test_stats_top_limits_and_cgroup_removal(store):
     c = store.rt.containers.run("base:1", ["sh", "-c", "sleep 600 & sleep 600"], detach=True, name="lim",
                                 mem_limit="64m", pids_limit=50, cpus=0.5, cpuset_cpus="0")
     wait_for(lambda: len(c.top()["Processes"]) == 2, what="both processes")
-    dirs = cgroup_dirs(c.id)
-    hierarchies = {d.split("/")[4] for d in dirs}
-    assert {"memory", "pids", "cpu", "cpuset"} <= hierarchies, dirs
-    assert _cgroup_file(c.id, "memory", "memory.limit_in_bytes") == str(64 << 20)
-    assert _cgroup_file(c.id, "pids", "pids.max") == "50"
-    assert _cgroup_file(c.id, "cpu", "cpu.cfs_quota_us") == "50000"
-    assert _cgroup_file(c.id, "cpu", "cpu.cfs_period_us") == "100000"
-    assert _cgroup_file(c.id, "cpuset", "cpuset.cpus") == "0"
+    assert cgroup_dirs(c.id)
+    assert cgroup_file(c.id, "memory", "memory.limit_in_bytes", "memory.max") == str(64 << 20)
+    assert cgroup_file(c.id, "pids", "pids.max", "pids.max") == "50"
+    quota = cgroup_file(c.id, "cpu", "cpu.cfs_quota_us", "cpu.max").split()[0]
+    assert quota == "50000"
+    from pyrt import cgroups
+    if "cpu" in cgroups.layout().v1:
+        assert cgroup_file(c.id, "cpu", "cpu.cfs_period_us", "") == "100000"
+    else:
+        assert cgroup_file(c.id, "cpu", "", "cpu.max") == "50000 100000"
+    assert cgroup_file(c.id, "cpuset", "cpuset.cpus", "cpuset.cpus") == "0"
     code, out = c.exec_run(["grep", "Cpus_allowed_list", "/proc/self/status"])
     assert out.split() == [b"Cpus_allowed_list:", b"0"]
 
@@ -712,19 +726,20 @@ def test_stats_top_limits_and_cgroup_removal(store):
     ok(store.cli("rm", "-f", "lim", plain.id))
     assert cgroup_dirs(c.id) == [] and cgroup_dirs(plain.id) == []
     # and no pyrt/<id> dir in any hierarchy, v1 or cgroup2
-    for h in os.listdir(CGROUP_ROOT):
+    for m in cgroup_mounts():
         for cid in (c.id, plain.id):
-            assert not os.path.exists(os.path.join(CGROUP_ROOT, h, "pyrt", cid))
-    assert not os.path.exists(os.path.join(CGROUP_ROOT, "unified", "pyrt", c.id))
+            assert not os.path.exists(os.path.join(m, "pyrt", cid))
 
 
 def frozen(cid) -> bool:
     """The container's cgroup is frozen (cgroup2's cgroup.freeze, else the v1 freezer)."""
-    events = os.path.join(CGROUP_ROOT, "unified", "pyrt", cid, "cgroup.events")
-    if os.path.exists(events):
+    from pyrt import cgroups
+    lay = cgroups.layout()
+    events = os.path.join(lay.unified, "pyrt", cid, "cgroup.events") if lay.unified else None
+    if events and os.path.exists(events):
         with open(events) as f:
             return "frozen 1" in f.read().splitlines()
-    return _cgroup_file(cid, "freezer", "freezer.state") == "FROZEN"
+    return cgroup_file(cid, "freezer", "freezer.state", "") == "FROZEN"
 
 
 def test_pause_unpause(store):

@@ -814,9 +814,12 @@ def test_podman_run_options(podman, podman_mounts, tmp_shm):
     with open(os.path.join(vol, "data"), "w") as f:
         f.write("volume data\n")
     script = ("echo $FOO; pwd; hostname; id -u; id -g; cat /data/data; touch /data/new && echo vol-rw; "
-              "touch /root/x 2>/dev/null || echo root-ro; cat /sys/fs/cgroup/memory/memory.limit_in_bytes "
-              "/sys/fs/cgroup/unified/memory.max 2>/dev/null | head -1; "
-              "cat /sys/fs/cgroup/pids/pids.max /sys/fs/cgroup/unified/pids.max 2>/dev/null | head -1")
+              "touch /root/x 2>/dev/null || echo root-ro; "
+              # the limits where this host's layout puts them: v1, hybrid or pure cgroup2
+              "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/unified/memory.max "
+              "/sys/fs/cgroup/memory.max 2>/dev/null | head -1; "
+              "cat /sys/fs/cgroup/pids/pids.max /sys/fs/cgroup/unified/pids.max /sys/fs/cgroup/pids.max "
+              "2>/dev/null | head -1")
     p = _prun(podman, "-e", "FOO=bar", "-w", "/tmp", "--hostname", "podhost", "--user", "1000:1000",
               "-v", f"{vol}:/data", "--read-only", "--memory", "64m", "--pids-limit", "50",
               "localhost/busybox:test", "sh", "-c", script)

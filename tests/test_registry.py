@@ -534,12 +534,53 @@ def test_ctrl_c_leaves_the_store_unchanged(fake, tmp_shm):
     assert state(root) == before
 
 
-def test_plain_http_only_for_loopback_insecure_or_tls_verify_false(tmp_shm):
-    address = "192.0.2.2"  # this machine's non-loopback address, when it has it
-    r = subprocess.run(["ip", "-4", "-o", "addr"], capture_output=True, text=True)
-    if f"inet {address}/" not in r.stdout:
-        pytest.skip(f"no {address} on this machine")
-    with FakeRegistry(address) as far:
+@pytest.fixture
+def netns_with_address():
+    """A network namespace of the test's own with a non-loopback address (a veth
+    pair in it, one end 192.0.2.2, TEST-NET-1), and a context manager that makes the
+    calling thread's new sockets in it."""
+    import contextlib
+    from pyrt import sys as psys
+    name, address = f"pyrt-test-{os.getpid()}", "192.0.2.2"
+    def netns_mounts():  # a bind of a directory onto itself: os.path.ismount cannot tell
+        return helpers.mount_points(helpers.mountinfo()).count("/run/netns")
+    mounted_before = netns_mounts()
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        for cmd in (["link", "set", "lo", "up"], ["link", "add", "v0", "type", "veth", "peer", "name", "v1"],
+                    ["addr", "add", f"{address}/24", "dev", "v0"], ["link", "set", "v1", "up"],
+                    ["link", "set", "v0", "up"]):
+            subprocess.run(["ip", "-n", name, *cmd], check=True)
+
+        @contextlib.contextmanager
+        def inside():
+            own = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+            ns = os.open(f"/run/netns/{name}", os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                psys.setns(ns, 0x40000000)  # CLONE_NEWNET, this thread only
+                try:
+                    yield
+                finally:
+                    psys.setns(own, 0x40000000)
+            finally:
+                os.close(ns)
+                os.close(own)
+        yield name, address, inside
+    finally:
+        subprocess.run(["ip", "netns", "del", name])
+        for _ in range(netns_mounts() - mounted_before):  # ip's own bind mounts of /run/netns
+            subprocess.run(["umount", "/run/netns"])
+
+
+def test_plain_http_only_for_loopback_insecure_or_tls_verify_false(tmp_shm, netns_with_address):
+    name, address, inside = netns_with_address
+    with inside():  # the registry's socket lives in that namespace; pyrt runs there too
+        far = FakeRegistry(address)
+
+    def cli(root, *argv):
+        return subprocess.run(["ip", "netns", "exec", name, PYRT, "--root", root, *argv], capture_output=True,
+                              cwd="/", env={**os.environ, "PYRT_ROOT": "/nonexistent-on-purpose"})
+    with far:
         info = far.add_image("i/img", "1", [gz_layer(80)])
         ref = f"{far.host}/i/img:1"
         root = os.path.join(tmp_shm, "s")

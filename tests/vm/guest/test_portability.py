@@ -1,0 +1,112 @@
+"""Beyond the quick start, on Debian 12's kernel and systemd: the OCI runtime with
+cgroup2 resources, containers across `systemctl daemon-reload`, and the copy
+storage driver with reflinks on xfs and btrfs."""
+import json
+import os
+import subprocess
+import time
+import uuid
+
+import pytest
+
+from guestlib import cgroup_dir, read
+
+
+def sh(cmd, **kw):
+    return subprocess.run(cmd, shell=True, check=True, capture_output=True, text=True, **kw).stdout
+
+
+def test_containers_survive_daemon_reload_with_their_limits(pyrt):
+    pyrt("run", "-d", "--name", "keep", "--memory", "48m", "--pids-limit", "25", "busybox:latest", "sleep", "1000")
+    cg = cgroup_dir(pyrt.inspect("keep")["State"]["Pid"])
+    sh("systemctl daemon-reload")
+    time.sleep(1)
+    assert pyrt.inspect("keep")["State"]["Running"]
+    assert cgroup_dir(pyrt.inspect("keep")["State"]["Pid"]) == cg
+    assert read(os.path.join(cg, "memory.max")) == str(48 << 20)
+    assert read(os.path.join(cg, "pids.max")) == "25"
+    assert pyrt.out("exec", "keep", "echo", "alive") == "alive"
+    pyrt("rm", "-f", "keep")
+
+
+@pytest.fixture
+def bundle(tmp_path, pyrt):
+    """An OCI bundle: the busybox image's rootfs and pyrt-runtime's default config."""
+    b = tmp_path / "bundle"
+    (b / "rootfs").mkdir(parents=True)
+    cid = pyrt.out("create", "busybox:latest", "true")
+    pyrt("export", "-o", str(tmp_path / "rootfs.tar"), cid)
+    pyrt("rm", cid)
+    sh(f"tar -xf {tmp_path}/rootfs.tar -C {b}/rootfs")
+    sh(f"cd {b} && pyrt-runtime spec")
+    return b
+
+
+def test_oci_runtime_lifecycle_with_cgroup2_resources(bundle, tmp_path):
+    cfg = json.loads((bundle / "config.json").read_text())
+    cfg["process"]["args"] = ["sleep", "1000"]
+    cfg["process"]["terminal"] = False
+    cfg["linux"]["resources"] = {"memory": {"limit": 64 << 20}, "pids": {"limit": 30},
+                                 "cpu": {"quota": 25000, "period": 100000}}
+    cfg["linux"]["cgroupsPath"] = "/pyrt-guest/oci-" + uuid.uuid4().hex[:8]
+    (bundle / "config.json").write_text(json.dumps(cfg))
+    root = str(tmp_path / "state")
+    cid = "oci-" + uuid.uuid4().hex[:8]
+    rt = ["pyrt-runtime", "--root", root]
+    # the calls an engine makes (runc's command line)
+    subprocess.run(rt + ["create", "--bundle", str(bundle), "--pid-file", str(tmp_path / "pid"), cid],
+                   check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                   timeout=120)
+    try:
+        state = json.loads(sh(" ".join(rt + ["state", cid])))
+        assert state["status"] == "created"
+        pid = int((tmp_path / "pid").read_text())
+        cg = cgroup_dir(pid)
+        assert cg.endswith(cfg["linux"]["cgroupsPath"])
+        assert read(os.path.join(cg, "memory.max")) == str(64 << 20)
+        assert read(os.path.join(cg, "pids.max")) == "30"
+        assert read(os.path.join(cg, "cpu.max")) == "25000 100000"
+        sh(" ".join(rt + ["start", cid]))
+        assert json.loads(sh(" ".join(rt + ["state", cid])))["status"] == "running"
+        sh(" ".join(rt + ["kill", cid, "KILL"]))
+        for _ in range(100):
+            if json.loads(sh(" ".join(rt + ["state", cid])))["status"] == "stopped":
+                break
+            time.sleep(0.1)
+        assert json.loads(sh(" ".join(rt + ["state", cid])))["status"] == "stopped"
+    finally:
+        subprocess.run(rt + ["delete", "--force", cid], capture_output=True)
+    assert not os.path.exists(cg)
+
+
+@pytest.fixture(params=["xfs", "btrfs"])
+def reflink_fs(request, tmp_path):
+    """A scratch filesystem that shares extents, on a loop device."""
+    img = tmp_path / f"{request.param}.img"
+    mnt = tmp_path / request.param
+    mnt.mkdir()
+    with open(img, "wb") as f:
+        f.truncate(512 << 20)
+    sh(f"mkfs.{request.param} -q {img}" if request.param == "xfs" else f"mkfs.btrfs -q {img}")
+    sh(f"mount -o loop {img} {mnt}")
+    try:
+        yield str(mnt)
+    finally:
+        subprocess.run(["umount", str(mnt)])
+
+
+def test_copy_driver_reflinks(reflink_fs):
+    from pyrt import _core
+    src = os.path.join(reflink_fs, "src")
+    os.makedirs(src)
+    with open(os.path.join(src, "big"), "wb") as f:
+        f.write(os.urandom(1 << 20) * 16)
+    st = _core.copy_tree(src, os.path.join(reflink_fs, "dst"))
+    assert st["files"] == 1 and st["reflinked"] == 1, st
+    # and a whole container on a store there with the copy driver
+    root = os.path.join(reflink_fs, "store")
+    base = ["pyrt", "--root", root, "--storage-driver", "copy"]
+    subprocess.run(base + ["image", "from-host", "bb:1", "/bin/busybox"], check=True, capture_output=True)
+    out = subprocess.run(base + ["run", "--rm", "bb:1", "sh", "-c", "echo copy > /f; cat /f"], check=True,
+                         capture_output=True, text=True).stdout
+    assert out == "copy\n"
