@@ -108,11 +108,19 @@ int pyrt_devices_program(const struct pyrt_dev_rule *rules, size_t nrules, void 
     p[n++] = ALU_K(BPF_RSH, BPF_REG_3, 16);
     p[n++] = LDX_W(BPF_REG_4, BPF_REG_1, offsetof(struct bpf_cgroup_dev_ctx, major));
     p[n++] = LDX_W(BPF_REG_5, BPF_REG_1, offsetof(struct bpf_cgroup_dev_ctx, minor));
-    /* the last matching rule decides: test them from the last one back */
-    for (size_t i = nrules; i-- > 0;)
-        n += rule_block(&rules[i], p + n);
-    p[n++] = ALU_K(BPF_MOV, BPF_REG_0, 0); /* no rule matched: deny */
-    p[n++] = EXIT();
+    /* the last matching rule decides: test them from the last one back; a rule
+     * that matches everything ends the program (the verifier refuses code that
+     * cannot be reached) */
+    int open_end = 1;
+    for (size_t i = nrules; open_end && i-- > 0;) {
+        size_t len = rule_block(&rules[i], p + n);
+        n += len;
+        open_end = len > 2;
+    }
+    if (open_end) {
+        p[n++] = ALU_K(BPF_MOV, BPF_REG_0, 0); /* no rule matched: deny */
+        p[n++] = EXIT();
+    }
     *insns = p;
     *ninsns = n;
     return 0;
