@@ -374,3 +374,21 @@ def test_pyrt_runtime_enforces_devices(probe_root, tmp_shm):
     finally:
         subprocess.run([binary, "--root", state, "delete", "--force", cid], capture_output=True)
     assert_defaults_enforced(res, allowed=["open:/dev/p_kmsg:w"])
+
+
+# -- the warm pool ---------------------------------------------------------------------
+
+@needs_root
+@pytest.mark.parametrize("zygote", [False, True], ids=["in-process", "zygote"])
+@pytest.mark.parametrize("measure", [False, True], ids=["shared-cgroup", "cgroup-each"])
+def test_pool_default_rules(probe_root, measure, zygote):
+    """Pool children: in a cgroup each when measured (or limited), else in one
+    shared device cgroup where cgroup2 is mounted."""
+    from pyrt.pool import Pool
+    lay = layout()
+    if lay.mode == "none" or (not measure and not lay.unified):
+        pytest.skip("no cgroup2 (the shared device cgroup) or no cgroup at all")
+    with Pool(rootfs=probe_root, size=1, measure=measure, zygote=zygote) as pool:
+        r = pool.run(["/devprobe", *attack_steps()])
+    assert r.returncode == 0, r.stderr
+    assert_defaults_enforced(parse(r.stdout.decode()))
