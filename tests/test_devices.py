@@ -392,3 +392,16 @@ def test_pool_default_rules(probe_root, measure, zygote):
         r = pool.run(["/devprobe", *attack_steps()])
     assert r.returncode == 0, r.stderr
     assert_defaults_enforced(parse(r.stdout.decode()))
+
+
+@needs_root
+def test_cli_run_rootfs_with_device(probe_root):
+    import sys
+    if layout().mode == "none":
+        pytest.skip("no cgroup hierarchy")
+    cmd = [sys.executable, "-m", "pyrt.cli.main", "run", "--rootfs", probe_root, "--device", "/dev/kmsg:w",
+           "/devprobe", "open:/dev/kmsg:w", "open:/dev/kmsg:rw", "mk:/dev/p_kvm:c:10:232", "open:/dev/p_kvm:rw"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=dict(os.environ, PYTHONSAFEPATH="1"))
+    assert r.returncode == 0, r.stderr
+    assert parse(r.stdout) == {"open:/dev/kmsg:w": 0, "open:/dev/kmsg:rw": errno.EPERM,
+                               "mk:/dev/p_kvm:c:10:232": 0, "open:/dev/p_kvm:rw": errno.EPERM}
