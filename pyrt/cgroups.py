@@ -706,9 +706,13 @@ class Cgroup:
                 try:
                     cg.set_devices(rules)
                 except CgroupError as e:
-                    # a kernel without cgroup bpf: the v1 devices controller, when there is one
+                    # no cgroup bpf (an old kernel, or bpf() refused): the v1 devices
+                    # controller, when there is one
                     if "devices" in v1_dirs or "devices" not in lay.v1 or \
-                            e.errno not in (_errno.EINVAL, _errno.ENOSYS, _errno.EOPNOTSUPP):
+                            e.errno not in (_errno.EINVAL, _errno.ENOSYS, _errno.EOPNOTSUPP, _errno.EPERM):
+                        if not e.hint:
+                            e.hint = ("the device allow-list is an eBPF program on cgroup2; "
+                                      "devices=None makes the cgroup without it")
                         raise
                     cg.v1_dirs["devices"] = v1_dirs["devices"] = _make_v1(lay.v1["devices"], parent, name,
                                                                         False, made)

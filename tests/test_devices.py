@@ -405,3 +405,20 @@ def test_cli_run_rootfs_with_device(probe_root):
     assert r.returncode == 0, r.stderr
     assert parse(r.stdout) == {"open:/dev/kmsg:w": 0, "open:/dev/kmsg:rw": errno.EPERM,
                                "mk:/dev/p_kvm:c:10:232": 0, "open:/dev/p_kvm:rw": errno.EPERM}
+
+
+@needs_root
+def test_hybrid_falls_back_to_v1_without_cgroup_bpf(probe_root, cgroups, monkeypatch):
+    """Where the eBPF program cannot be loaded (a kernel without cgroup bpf) a
+    hybrid host uses its v1 devices controller."""
+    lay = layout()
+    if lay.mode != "hybrid" or "devices" not in lay.v1:
+        pytest.skip("needs a hybrid host with the v1 devices controller")
+
+    def no_bpf(fd, path, rules):
+        raise SpawnError(errno.EINVAL, "load device filter", path)
+    monkeypatch.setattr(_core, "devices_attach", no_bpf)
+    cg = Cgroup.create("fallback", parent=PARENT)
+    cgroups.append(cg)
+    assert cg.v2_dir and "devices" in cg.v1_dirs
+    assert_defaults_enforced(run_probe(probe_root, attack_steps(), cgroup=cg))
