@@ -268,8 +268,16 @@ class Container:
         mounted (and nothing asks for one)."""
         from pyrt.cgroups import Cgroup, layout
         limits = self._limits()
-        if layout().mode == "none" and limits.empty() and not detached:
-            return None
+        if limits.empty() and not detached:
+            # only for the devices: where it cannot be made (no cgroup hierarchy, not
+            # root, a read-only cgroupfs) the container runs without one, as before
+            if layout().mode == "none" or os.geteuid() != 0:
+                return None
+            from pyrt.errors import PyrtError
+            try:
+                return Cgroup.create(self.id, limits, devices=self._device_rules())
+            except (OSError, PyrtError):
+                return None
         return Cgroup.create(self.id, limits, accounting=("memory", "pids", "cpuacct") if detached else (),
                              devices=self._device_rules())
 
