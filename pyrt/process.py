@@ -262,8 +262,9 @@ class Process:
                 Bind(d.host_path, d.container_path) for d in devices]
         if spec is None:  # else an already resolved SpawnSpec (see build_spec)
             spec = build_spec(args, rootfs, **options)
-            if cgroup is None and rootfs is not None and not options.get("privileged"):
-                cgroup = self._own_cgroup = _device_cgroup(devices)
+            own = cgroup is None and rootfs is not None and not options.get("privileged")
+        else:
+            own = False
         _reap_finished()
 
         to_close, parent_ends = [], []
@@ -276,8 +277,14 @@ class Process:
             console, theirs = console_socket()
             to_close.append(theirs.detach())
             spec.console_fd = to_close[-1]
+        if own:
+            cgroup = self._own_cgroup = _device_cgroup(devices)
         if cgroup is not None:  # (v2 dir fd, v1 cgroup.procs fds), held for the spawn only
-            spec.cgroup_fd, spec.cgroup_procs_fds = cgroup.spawn_fds()
+            try:
+                spec.cgroup_fd, spec.cgroup_procs_fds = cgroup.spawn_fds()
+            except BaseException:
+                self._remove_own_cgroup()
+                raise
         try:
             fds = []
             for i, what in enumerate((stdin, stdout, stderr)):
@@ -423,6 +430,9 @@ class Process:
     def __del__(self):
         if getattr(self, "_pidfd", -1) >= 0 and self.returncode is None:
             _unreaped.append(self._pidfd)  # reaped later, like subprocess does
+            if getattr(self, "_own_cgroup", None) is not None:
+                _unreaped_cgroups[self._pidfd] = self._own_cgroup
+                self._own_cgroup = None
             self._pidfd = -1
 
     def __repr__(self):
@@ -430,6 +440,7 @@ class Process:
 
 
 _unreaped: list[int] = []
+_unreaped_cgroups: dict = {}  # pidfd -> the device cgroup to remove once it is reaped
 _device_cgroups = None
 
 
@@ -465,6 +476,12 @@ def _reap_finished():
         if done is not None:
             _unreaped.remove(pidfd)
             os.close(pidfd)
+            cg = _unreaped_cgroups.pop(pidfd, None)
+            if cg is not None:
+                try:
+                    cg.remove()
+                except OSError:
+                    pass  # left for pyrt.cgroups.prune
 
 
 def _pump(proc, input, deadline, timeout):

@@ -422,3 +422,19 @@ def test_hybrid_falls_back_to_v1_without_cgroup_bpf(probe_root, cgroups, monkeyp
     cgroups.append(cg)
     assert cg.v2_dir and "devices" in cg.v1_dirs
     assert_defaults_enforced(run_probe(probe_root, attack_steps(), cgroup=cg))
+
+
+@needs_root
+def test_run_device_cgroup_not_left_behind_on_errors(probe_root):
+    lay = layout()
+    if lay.mode == "none":
+        pytest.skip("no cgroup hierarchy")
+    top = os.path.join(lay.unified or lay.v1["devices"], "pyrt")
+
+    def mine():
+        return [n for n in (os.listdir(top) if os.path.isdir(top) else ()) if n.startswith(f"run-{os.getpid()}-")]
+    with pytest.raises(ValueError):
+        pyrt.spawn(["/devprobe"], probe_root, tty=True, stdout=pyrt.PIPE)
+    with pytest.raises(pyrt.errors.SpawnError):
+        pyrt.run(["/no/such/program"], probe_root)
+    assert not mine()
