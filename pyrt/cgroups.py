@@ -627,12 +627,21 @@ class Cgroup:
 
     # -- making and finding ----------------------------------------------------------
     @classmethod
-    def create(cls, name, limits=None, parent="pyrt", *, layout=None, accounting=()) -> "Cgroup":
+    def create(cls, name, limits=None, parent="pyrt", *, layout=None, accounting=(),
+               devices="default") -> "Cgroup":
         """Create `<parent>/<name>` in every hierarchy the limits need (plus the
         cgroup2 one when there is one, and those named in `accounting`, e.g.
         ("memory",) for peak memory on a hybrid host) and write the limits. A leftover
         empty cgroup of that name is replaced; one with processes is a Conflict.
-        Nothing is left behind on failure."""
+        Nothing is left behind on failure.
+
+        devices: the device allow-list (see pyrt.devices): "default" (docker's
+        list, pyrt.devices.DEFAULT_RULES), a list of rules, or None to leave
+        devices alone. Where the cgroup has a cgroup2 directory (v2 and hybrid
+        hosts) an eBPF program enforces it (free to join; on a hybrid host the v1
+        devices controller is used instead only when the eBPF program cannot be
+        loaded, or when "devices" is in `accounting`); on a v1 host the devices
+        controller does."""
         _check_name(name, "name")
         _check_name(parent, "parent")
         if "/" in name:
@@ -663,6 +672,15 @@ class Cgroup:
             # a v1 host: the join is paid anyway, so track with every useful hierarchy
             v1_ctrls |= {"cpuacct", "memory", "pids", "freezer"} & set(lay.v1)
         _check_cpuset(limits, lay, parent)
+        if isinstance(devices, str):
+            if devices != "default":
+                raise InvalidArgument(f"invalid devices {devices!r}: 'default', a list of rules or None")
+            from pyrt.devices import DEFAULT_RULES
+            rules = list(DEFAULT_RULES)
+        else:
+            rules = None if devices is None else list(devices)
+        if rules is not None and not lay.unified and "devices" in lay.v1:
+            v1_ctrls.add("devices")
 
         made = []  # directories created, for the rollback
         try:
@@ -684,6 +702,21 @@ class Cgroup:
             for ctrl, fname, value, optional in limits.v2_settings():
                 if ctrl in v2_ctrls:
                     cg._set(v2_dir, fname, value, optional)
+            if rules is not None:
+                try:
+                    cg.set_devices(rules)
+                except CgroupError as e:
+                    # no cgroup bpf (an old kernel, or bpf() refused): the v1 devices
+                    # controller, when there is one
+                    if "devices" in v1_dirs or "devices" not in lay.v1 or \
+                            e.errno not in (_errno.EINVAL, _errno.ENOSYS, _errno.EOPNOTSUPP, _errno.EPERM):
+                        if not e.hint:
+                            e.hint = ("the device allow-list is an eBPF program on cgroup2; "
+                                      "devices=None makes the cgroup without it")
+                        raise
+                    cg.v1_dirs["devices"] = v1_dirs["devices"] = _make_v1(lay.v1["devices"], parent, name,
+                                                                        False, made)
+                    cg.set_devices(rules)
         except BaseException:
             for d in reversed(made):
                 try:
@@ -726,6 +759,40 @@ class Cgroup:
         if optional and not os.path.exists(path):
             return
         _write(path, value)
+
+    def set_devices(self, rules):
+        """Enforce a device allow-list (rules as in pyrt.devices) on this cgroup:
+        through the v1 devices controller when it joined that hierarchy, else by
+        an eBPF program attached to its cgroup2 directory (programs attached
+        earlier stay: every one of them must allow). Returns "v1", "bpf", or None
+        when neither is possible (no devices hierarchy and no cgroup2; or an
+        unprivileged user, who may not load the program, but then the container
+        is in a user namespace where device nodes cannot be made)."""
+        if "devices" in self.v1_dirs:
+            from pyrt.devices import v1_lines
+            d = self.v1_dirs["devices"]
+            for fname, line in v1_lines(rules):
+                _write(os.path.join(d, fname), line)
+            return "v1"
+        if not self.v2_dir:
+            return None
+        from pyrt import _core
+        from pyrt.errors import SpawnError
+        try:
+            fd = os.open(self.v2_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError as e:
+            raise CgroupError(e.errno, "open cgroup", self.v2_dir) from None
+        try:
+            _core.devices_attach(fd, self.v2_dir, [tuple(r) for r in rules])
+        except SpawnError as e:
+            if e.errno == _errno.EPERM and os.geteuid() != 0:
+                return None
+            raise CgroupError(e.errno, e.op, e.path) from None
+        except ValueError as e:
+            raise InvalidArgument(str(e)) from None
+        finally:
+            os.close(fd)
+        return "bpf"
 
     # -- where things are ------------------------------------------------------------
     @property

@@ -227,7 +227,17 @@ class Container:
             elif m["Type"] == "tmpfs":
                 out.append(Tmpfs(m["Destination"], size=m.get("Size"), mode=m.get("Mode"),
                                  options=tuple(m.get("Options", ("nosuid", "nodev", "noexec")))))
+        for d in self.config.get("Devices") or ():  # --device: the host's node, bound in
+            out.append(Bind(d["PathOnHost"], d["PathInContainer"]))
         return out
+
+    def _device_rules(self):
+        """The container's device allow-list (pyrt.devices): docker's defaults plus
+        its --device nodes; None (no restriction) when privileged."""
+        if self.config.get("Privileged"):
+            return None
+        from pyrt.devices import parse_device, rules_with
+        return rules_with([parse_device(d) for d in self.config.get("Devices") or ()])
 
     # -- lifecycle --------------------------------------------------------------
     def _spawn_spec(self, **stdio):
@@ -251,14 +261,25 @@ class Container:
         return Limits(**(self.config.get("Limits") or {}))
 
     def _make_cgroup(self, detached: bool):
-        """The container's cgroup: made when limits are set, and for every detached
-        container (for stats, pause and OOM reports); None otherwise (a foreground
-        container without limits starts faster without one)."""
-        from pyrt.cgroups import Cgroup
+        """The container's cgroup, with its limits and its device allow-list
+        (pyrt.devices): made for every container (a foreground one without limits
+        too, for the devices; detached ones also account memory, pids and cpu for
+        stats, pause and OOM reports). None only where no cgroup hierarchy is
+        mounted (and nothing asks for one)."""
+        from pyrt.cgroups import Cgroup, layout
         limits = self._limits()
         if limits.empty() and not detached:
-            return None
-        return Cgroup.create(self.id, limits, accounting=("memory", "pids", "cpuacct") if detached else ())
+            # only for the devices: where it cannot be made (no cgroup hierarchy, not
+            # root, a read-only cgroupfs) the container runs without one, as before
+            if layout().mode == "none" or os.geteuid() != 0:
+                return None
+            from pyrt.errors import PyrtError
+            try:
+                return Cgroup.create(self.id, limits, devices=self._device_rules())
+            except (OSError, PyrtError):
+                return None
+        return Cgroup.create(self.id, limits, accounting=("memory", "pids", "cpuacct") if detached else (),
+                             devices=self._device_rules())
 
     def _open_cgroup(self):
         from pyrt.cgroups import Cgroup, CgroupError
@@ -881,7 +902,7 @@ class ContainerCollection:
                nano_cpus=None, cpus=None, cpu_shares=None, cpuset_cpus=None, cpuset_mems=None,
                pids_limit=None, stop_signal=None, tty=False, security_opt=None, ports=None,
                log_config=None, labels=None, extra_hosts=None, dns=None, dns_search=None,
-               restart_policy=None) -> Container:
+               restart_policy=None, devices=None) -> Container:
         """A container of `image` (a reference or an Image), not started. Limits
         use the docker SDK's names (mem_limit="256m", nano_cpus or cpus=1.5,
         cpu_shares, cpuset_cpus="0", pids_limit=100, memswap_limit). tty=True: it
@@ -896,8 +917,14 @@ class ContainerCollection:
         dns_search: lines of the container's /etc/hosts and /etc/resolv.conf.
         restart_policy: {"Name": "on-failure"|"always"|"unless-stopped", "MaximumRetryCount":
         n}: its monitor starts a detached container again when it ends (not when
-        stopped or killed by hand)."""
+        stopped or killed by hand).
+        devices: host device nodes to give it, as docker's --device
+        ("/dev/kvm", "/dev/sda:/dev/xvda:r", or the SDK's "HOST:CONTAINER:rwm"
+        strings): each is bound in and allowed; every other device but docker's
+        default list (pyrt.devices.DEFAULT_RULES) can be made but not opened."""
         from pyrt.cgroups import Limits
+        from pyrt.devices import parse_device
+        device_list = [parse_device(d).to_dict() for d in devices or ()]
         limits = Limits.from_docker(mem_limit=mem_limit, memswap_limit=memswap_limit,
                                     mem_reservation=mem_reservation,
                                     nano_cpus=nano_cpus if cpus is None else float(cpus) * 1e9,
@@ -969,7 +996,7 @@ class ContainerCollection:
             "Limits": limits.to_dict(), "Init": bool(init), "Tty": bool(tty), "Seccomp": seccomp,
             "Ports": published, "LogConfig": log_opts,
             "Labels": {**(icfg.get("Labels") or {}), **_labels(labels)},
-            "RestartPolicy": policy,
+            "RestartPolicy": policy, "Devices": device_list,
         }
         cdir = os.path.join(self.store.root, "containers", cid)
         os.mkdir(cdir, 0o700)

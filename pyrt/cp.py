@@ -14,7 +14,6 @@ out of a container."""
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import stat
 import tarfile
@@ -57,40 +56,8 @@ def container_root(container):
 
 def _mount_detached(overlay) -> int:
     """The overlay mounted nowhere: a mount fd (closing it unmounts)."""
-    try:
-        return _overlay_fsmount(overlay, [("lowerdir+", layer) for layer in overlay.lowerdirs])
-    except OSError as e:
-        # Before 6.8 overlay has no "lowerdir+" (before 6.5 the generic mount context
-        # takes it and the filesystem refuses it at create): one list of layers, each
-        # named by a short /proc/self/fd path so that many fit in the one-page limit.
-        if e.errno != errno.EINVAL:
-            raise
-    fds = []
-    try:
-        for layer in overlay.lowerdirs:
-            fds.append(os.open(layer, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC))
-        lower = ":".join(f"/proc/self/fd/{fd}" for fd in fds)
-        return _overlay_fsmount(overlay, [("lowerdir", lower)])
-    finally:
-        for fd in fds:
-            os.close(fd)
-
-
-def _overlay_fsmount(overlay, lower) -> int:
-    from . import sys as psys
-    fs = psys.fsopen("overlay")
-    try:
-        for key, value in lower:
-            psys.fsconfig(fs, psys.FSCONFIG_SET_STRING, key, value)
-        psys.fsconfig(fs, psys.FSCONFIG_SET_STRING, "upperdir", overlay.upperdir)
-        psys.fsconfig(fs, psys.FSCONFIG_SET_STRING, "workdir", overlay.workdir)
-        for opt in overlay.options:
-            key, _, value = opt.partition("=")
-            psys.fsconfig(fs, psys.FSCONFIG_SET_STRING, key, value)
-        psys.fsconfig(fs, psys.FSCONFIG_CMD_CREATE)
-        return psys.fsmount(fs)
-    finally:
-        os.close(fs)
+    from .mounts import mount_overlay
+    return mount_overlay(overlay.lowerdirs, overlay.upperdir, overlay.workdir, overlay.options)
 
 
 def resolve(rootfd: int, path: str, follow: bool = True, flags: int = os.O_PATH) -> int:

@@ -95,3 +95,48 @@ def to_c(mounts) -> list:
     out = [m.to_c() for m in mounts]
     out.sort(key=lambda m: os.path.normpath(m[3]).count(b"/"))
     return out
+
+
+def mount_overlay(lowerdirs, upperdir=None, workdir=None, options=(), attrs=0) -> int:
+    """An overlay mounted nowhere yet: a mount fd (move_mount attaches it; closing
+    an unattached one unmounts it). Layers top-most first; without an upper dir the
+    union is read-only and needs two layers at least. Every kernel pyrt supports:
+    one "lowerdir+" per layer (6.8+), else one list, each layer named by a short
+    /proc/self/fd path so that many fit in the one-page option limit of kernels
+    whose overlay has no mount context of its own (before 6.5)."""
+    import errno
+    try:
+        return _overlay_fsmount([("lowerdir+", os.fspath(d)) for d in lowerdirs], upperdir, workdir, options, attrs)
+    except OSError as e:
+        # 6.5-6.7 refuse "lowerdir+"; older kernels take it and refuse it at create
+        if e.errno != errno.EINVAL:
+            raise
+    fds = []
+    try:
+        for d in lowerdirs:
+            fds.append(os.open(d, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC))
+        lower = ":".join(f"/proc/self/fd/{fd}" for fd in fds)
+        return _overlay_fsmount([("lowerdir", lower)], upperdir, workdir, options, attrs)
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+def _overlay_fsmount(lower, upperdir, workdir, options, attrs) -> int:
+    from pyrt import sys as psys
+    fs = psys.fsopen("overlay")
+    try:
+        # kernels before 6.5 (the generic mount context) refuse a mount with no source
+        psys.fsconfig(fs, psys.FSCONFIG_SET_STRING, "source", "overlay")
+        for key, value in lower:
+            psys.fsconfig(fs, psys.FSCONFIG_SET_STRING, key, value)
+        if upperdir is not None:
+            psys.fsconfig(fs, psys.FSCONFIG_SET_STRING, "upperdir", os.fspath(upperdir))
+            psys.fsconfig(fs, psys.FSCONFIG_SET_STRING, "workdir", os.fspath(workdir))
+        for opt in options:
+            key, _, value = opt.partition("=")
+            psys.fsconfig(fs, psys.FSCONFIG_SET_STRING, key, value)
+        psys.fsconfig(fs, psys.FSCONFIG_CMD_CREATE)
+        return psys.fsmount(fs, psys.FSMOUNT_CLOEXEC, attrs)
+    finally:
+        os.close(fs)

@@ -294,6 +294,29 @@ class _Meter:
         self.cpu_fd = self.cpuacct_fd = self.mem_fd = self.oom_fd = self.thr_fd = self.psi_fd = -1
 
 
+def _shared_device_cgroup(parent):
+    """For a pool whose children need no cgroup each (no limits, not measured): one
+    cgroup they all start in, for docker's device allow-list (pyrt.devices).
+    Made only where it is free to join (a cgroup2 hierarchy: the children are
+    cloned into it) and by root; else None, and the children have no device
+    restriction (as before). Returns (Cgroup, its spawn fds)."""
+    if os.geteuid() != 0:
+        return None
+    from pyrt.cgroups import Cgroup, layout
+    from pyrt.errors import PyrtError
+    if not layout().unified:
+        return None
+    try:
+        cg = Cgroup.create("shared", parent=parent)
+    except (OSError, PyrtError):
+        return None
+    try:
+        return cg, cg.spawn_fds()
+    except BaseException:
+        cg.remove()
+        raise
+
+
 # -- noise ---------------------------------------------------------------------------
 
 def _cpu_busy(cpus) -> tuple:
@@ -550,6 +573,8 @@ class Pool:
         self._free_slots = []    # cgroups ready for the next child
         self._all_cpus = None    # cpuset.cpus of the pool's cgroup parent
         self._use_cgroup = False
+        self._shared = None      # (Cgroup, spawn fds): the device cgroup of children without one of their own
+        self._devices = "default"
         self._runtime = None
         self._cg_parent = f"pyrt/pool-{self._id}"
         try:
@@ -573,6 +598,9 @@ class Pool:
         self._cpuset = format_cpuset(self._pinned) if self._pinned else None
         self.measure = bool(measure)
         self._use_cgroup = self.measure or not self._limits.empty() or self._cpuset is not None
+        self._devices = None if spawn_options.get("privileged") else "default"
+        if not self._use_cgroup and self._devices is not None:
+            self._shared = _shared_device_cgroup(self._cg_parent)
         self._noise = _Noise(self._pinned) if noise and self._pinned else None
         self._noise_on = bool(noise)
 
@@ -702,7 +730,8 @@ class Pool:
         accounting = ("memory",) if self.measure else ()
         if self._cpuset is not None:
             accounting += ("cpuset",)  # joined with every CPU; pinned once the child parked
-        cg = Cgroup.create(f"c{next(self._counter)}", self._limits, parent=self._cg_parent, accounting=accounting)
+        cg = Cgroup.create(f"c{next(self._counter)}", self._limits, parent=self._cg_parent, accounting=accounting,
+                           devices=self._devices)
         try:
             fds = cg.spawn_fds()  # kept open while the slot lives
             meter = _Meter(cg, quota=self._limits.cpus is not None, pressure=self._noise_on) \
@@ -739,8 +768,8 @@ class Pool:
         """Spawn and park one child (in its own cgroup when needed)."""
         spec = self._spec
         slot = self._take_slot() if self._use_cgroup else None
-        cgroup_fd, procs_fds = slot.fds if slot is not None else (-1, [])
-        if slot is not None:
+        cgroup_fd, procs_fds = slot.fds if slot is not None else self._shared[1] if self._shared else (-1, [])
+        if slot is not None or self._shared is not None:
             import copy
             spec = copy.copy(self._spec)  # an in-process spawn sets the cgroup fds on it
         try:
@@ -1163,13 +1192,20 @@ class Pool:
             child.finish()
         for slot in free:
             slot.remove()
-        self._remove_cgroup_parent()
+        shared, self._shared = self._shared, None
+        if shared is not None:
+            shared[0].close_fds(force=True)
+            try:
+                shared[0].remove(timeout)
+            except OSError:
+                pass  # left for prune
+        self._remove_cgroup_parent(shared is not None)
         if self._runtime is not None:
             self._runtime.close()
             self._runtime = None
 
-    def _remove_cgroup_parent(self):
-        if not self._use_cgroup:
+    def _remove_cgroup_parent(self, had_shared=False):
+        if not self._use_cgroup and not had_shared:
             return
         from pyrt.cgroups import prune
         try:

@@ -231,10 +231,17 @@ class Process:
     Waiting and signalling go through a pidfd, so a reused pid is never hit."""
 
     def __init__(self, args, rootfs=None, *, stdin=None, stdout=None, stderr=None, text=False,
-                 encoding=None, errors=None, cgroup=None, spec=None, tty=False, **options):
+                 encoding=None, errors=None, cgroup=None, spec=None, tty=False, devices=(), **options):
         """tty=True: the container gets a new pty of its own devpts as its stdio and
         controlling terminal; `pty` is then the master's fd, owned by this object
-        (see pyrt.tty.relay)."""
+        (see pyrt.tty.relay).
+
+        devices: host device nodes to give the container (docker's --device forms,
+        see pyrt.devices.parse_device): bound in and allowed. A container with a
+        rootfs that is given no `cgroup` (and no `spec`) gets one of its own for
+        its device allow-list (pyrt.devices), removed when it is reaped; where
+        that cgroup cannot be made (not root, no writable cgroup hierarchy) it
+        runs without one, as before, with no device restriction."""
         self.args = args
         self.pty = None
         self.returncode = None
@@ -242,11 +249,23 @@ class Process:
         self.pid = None
         self._pidfd = -1
         self._lock = threading.Lock()
+        self._own_cgroup = None
         self.stdin = self.stdout = self.stderr = None
         self.text_mode = bool(text or encoding or errors)
         self._encoding, self._errors = encoding, errors
+        if devices:
+            from pyrt.devices import parse_device
+            from pyrt.mounts import Bind
+            devices = [parse_device(d) for d in devices]
+            if spec is not None or rootfs is None:
+                raise ValueError("devices need a rootfs (and no prepared spec)")
+            options["mounts"] = list(options.get("mounts") or ()) + [
+                Bind(d.host_path, d.container_path) for d in devices]
         if spec is None:  # else an already resolved SpawnSpec (see build_spec)
             spec = build_spec(args, rootfs, **options)
+            own = cgroup is None and rootfs is not None and not options.get("privileged")
+        else:
+            own = False
         _reap_finished()
 
         to_close, parent_ends = [], []
@@ -259,8 +278,14 @@ class Process:
             console, theirs = console_socket()
             to_close.append(theirs.detach())
             spec.console_fd = to_close[-1]
+        if own:
+            cgroup = self._own_cgroup = _device_cgroup(devices)
         if cgroup is not None:  # (v2 dir fd, v1 cgroup.procs fds), held for the spawn only
-            spec.cgroup_fd, spec.cgroup_procs_fds = cgroup.spawn_fds()
+            try:
+                spec.cgroup_fd, spec.cgroup_procs_fds = cgroup.spawn_fds()
+            except BaseException:
+                self._remove_own_cgroup()
+                raise
         try:
             fds = []
             for i, what in enumerate((stdin, stdout, stderr)):
@@ -273,6 +298,10 @@ class Process:
                 os.close(fd)
             if console is not None:
                 console.close()
+            if self._own_cgroup is not None:
+                self._own_cgroup.close_fds()
+                self._remove_own_cgroup()
+                cgroup = None
             raise
         finally:
             if cgroup is not None:
@@ -324,7 +353,16 @@ class Process:
         self.returncode = os.waitstatus_to_exitcode(status)
         os.close(self._pidfd)
         self._pidfd = -1
+        self._remove_own_cgroup()
         return self.returncode
+
+    def _remove_own_cgroup(self):
+        cg, self._own_cgroup = self._own_cgroup, None
+        if cg is not None:
+            try:
+                cg.remove()
+            except OSError:
+                pass  # left for pyrt.cgroups.prune
 
     def poll(self):
         with self._lock:
@@ -393,6 +431,9 @@ class Process:
     def __del__(self):
         if getattr(self, "_pidfd", -1) >= 0 and self.returncode is None:
             _unreaped.append(self._pidfd)  # reaped later, like subprocess does
+            if getattr(self, "_own_cgroup", None) is not None:
+                _unreaped_cgroups[self._pidfd] = self._own_cgroup
+                self._own_cgroup = None
             self._pidfd = -1
 
     def __repr__(self):
@@ -400,6 +441,31 @@ class Process:
 
 
 _unreaped: list[int] = []
+_unreaped_cgroups: dict = {}  # pidfd -> the device cgroup to remove once it is reaped
+_device_cgroups = None
+
+
+def _device_cgroup(devices):
+    """A cgroup of its own for a container started without one, for its device
+    allow-list (docker's defaults plus `devices`): pyrt/run-<pid>-<n>. Only root
+    can make it; None when it cannot be made (then nothing changes). Cheap where
+    there is cgroup2 (a mkdir and an eBPF program; the child is cloned into it);
+    on a pure v1 host it costs a v1 join."""
+    global _device_cgroups
+    if os.geteuid() != 0:
+        return None
+    from pyrt.cgroups import Cgroup, layout
+    from pyrt.devices import rules_with
+    from pyrt.errors import PyrtError
+    if layout().mode == "none":
+        return None
+    if _device_cgroups is None:
+        import itertools
+        _device_cgroups = itertools.count()
+    try:
+        return Cgroup.create(f"run-{os.getpid()}-{next(_device_cgroups)}", devices=rules_with(devices))
+    except (OSError, PyrtError):
+        return None
 
 
 def _reap_finished():
@@ -411,6 +477,12 @@ def _reap_finished():
         if done is not None:
             _unreaped.remove(pidfd)
             os.close(pidfd)
+            cg = _unreaped_cgroups.pop(pidfd, None)
+            if cg is not None:
+                try:
+                    cg.remove()
+                except OSError:
+                    pass  # left for pyrt.cgroups.prune
 
 
 def _pump(proc, input, deadline, timeout):

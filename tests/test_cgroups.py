@@ -707,6 +707,11 @@ def fake_v2(tmp_path, monkeypatch):
         with open(path, "w") as f:
             f.write(value)
     monkeypatch.setattr(cgroups, "_write", write)
+
+    def set_devices(self, rules):  # a directory is no cgroup2 to attach the eBPF device filter to
+        writes.append((os.path.relpath(self.v2_dir, root) + "/<device filter>", tuple(rules)))
+        return "bpf"
+    monkeypatch.setattr(Cgroup, "set_devices", set_devices)
     return Layout(str(root), None), root, writes
 
 
@@ -719,12 +724,14 @@ def test_v2_enables_controllers_and_writes_limits(fake_v2):
     enabling = [(p, v) for p, v in writes if p.endswith("subtree_control")]
     for level in ("cgroup.subtree_control", "pyrt/cgroup.subtree_control", "pyrt/sub/cgroup.subtree_control"):
         assert {v for p, v in enabling if p == level} == {"+cpu", "+cpuset", "+memory", "+pids"}, level
-    limits = {p.split("/")[-1]: v for p, v in writes if p.startswith("pyrt/sub/box/")}
+    from pyrt.devices import DEFAULT_RULES
+    assert writes[-1] == ("pyrt/sub/box/<device filter>", DEFAULT_RULES)  # docker's devices, last
+    limits = {p.split("/")[-1]: v for p, v in writes[:-1] if p.startswith("pyrt/sub/box/")}
     assert limits == {"cpuset.cpus": "1-2", "memory.max": str(64 * MiB), "memory.low": str(32 * MiB),
                       "cpu.max": "150000 100000", "cpu.weight": str(cpu_shares_to_weight(2048)),
                       "pids.max": "100"}  # memory.swap.max: absent here (no swap accounting), skipped
     writes.clear()
-    Cgroup.create("box2", Limits(pids_limit=5), "pyrt/sub", layout=lay)
+    Cgroup.create("box2", Limits(pids_limit=5), "pyrt/sub", layout=lay, devices=None)
     assert writes == [("pyrt/sub/box2/pids.max", "5")]  # already enabled: not written again
     with pytest.raises(InvalidArgument, match="requested 7, available: 0-3"):
         Cgroup.create("box3", Limits(cpuset_cpus="7"), "pyrt/sub", layout=lay)

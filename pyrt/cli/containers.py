@@ -91,7 +91,7 @@ def _create(args, image, command, rt):
         restart_policy={"Name": name, "MaximumRetryCount": int(tries or 0)},
         log_config={"Config": dict(o.partition("=")[::2] for o in args.log_opt)} if args.log_opt else None,
         cap_add=args.cap_add, cap_drop=args.cap_drop, privileged=args.privileged,
-        auto_remove=getattr(args, "rm", False))
+        auto_remove=getattr(args, "rm", False), devices=args.device)
 
 
 def _run_foreground(container, interactive):

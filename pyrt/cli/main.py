@@ -42,7 +42,10 @@ def add_run_options(p):
                    help="network: none (own namespace with lo, the default) or host")
     p.add_argument("--cap-add", action="append", default=[], metavar="CAP", help="add a capability")
     p.add_argument("--cap-drop", action="append", default=[], metavar="CAP", help="drop a capability")
-    p.add_argument("--privileged", action="store_true", help="all capabilities, no masked paths")
+    p.add_argument("--privileged", action="store_true",
+                   help="all capabilities and devices, no masked paths")
+    p.add_argument("--device", action="append", default=[], metavar="HOST[:CONTAINER][:rwm]",
+                   help="give the container a host device node (docker's default devices only, else)")
     p.add_argument("-i", "--interactive", action="store_true", help="keep stdin attached")
     p.add_argument("-t", "--tty", action="store_true", help="give the container a terminal of its own")
     p.add_argument("--rootfs", metavar="DIR", help="run in this root directory instead of an image")
@@ -122,7 +125,7 @@ def cmd_run(args, runtime_factory):
                        hostname=args.hostname, mounts=mounts_from_args(args), user=args.user,
                        network=args.network, read_only=args.read_only, cap_add=args.cap_add,
                        cap_drop=args.cap_drop, privileged=args.privileged, tty=args.tty, seccomp=seccomp,
-                       **stdio)
+                       devices=args.device, **stdio)
     finally:
         if shield is not None:
             shield.started()

@@ -20,8 +20,8 @@ subreaper). Options are taken with one or two dashes and `--opt=value`, as runc'
 
 Where pyrt-runtime differs from runc:
 - cgroups are written directly (cgroupfs); --systemd-cgroup is refused with an
-  error. On a cgroup v2 host linux.resources.devices is not enforced (v2 needs an
-  eBPF program; on v1 and hybrid hosts the devices controller is used).
+  error. linux.resources.devices is enforced by the devices controller on v1 and
+  hybrid hosts and by an eBPF program attached to the container's cgroup on v2.
 - prestart and createRuntime hooks run once the container is fully set up (after
   pivot_root, in its waiting state), in the runtime's namespaces; createContainer
   hooks run in the container's namespaces except its mount namespace (so their
@@ -302,7 +302,7 @@ def _create(g, o, cid, *, foreground=False):
         from pyrt.cgroups import Cgroup, Limits, layout
         if layout().mode != "none" and plan.cgroup_name:
             cg = Cgroup.create(plan.cgroup_name, Limits(), plan.cgroup_parent,
-                               accounting=rs.resource_controllers(plan.resources))
+                               accounting=rs.resource_controllers(plan.resources), devices=None)
             c.rec.update(cgroup_name=plan.cgroup_name, cgroup_parent=plan.cgroup_parent)
             rs.apply_resources(cg, plan.resources)
             plan.spec.cgroup_fd, plan.spec.cgroup_procs_fds = cg.spawn_fds()

@@ -702,17 +702,20 @@ def _resources(res, devices):
             raise _err(where + ".access", f"invalid access {access!r}")
         major = d.get("major")
         minor = d.get("minor")
-        mj = "*" if major is None or major == -1 else str(_int(major, where + ".major", 0))
-        mn = "*" if minor is None or minor == -1 else str(_int(minor, where + ".minor", 0))
-        rule = "a" if kind == "a" else f"{kind} {mj}:{mn} {access}"
-        rules.append((bool(d.get("allow")), rule))
+        mj = -1 if major is None or major == -1 else _int(major, where + ".major", 0)
+        mn = -1 if minor is None or minor == -1 else _int(minor, where + ".minor", 0)
+        access = "".join(ch for ch in "rwm" if ch in access)
+        if kind == "a":
+            mj = mn = -1
+        rules.append((kind, mj, mn, access, bool(d.get("allow"))))
     if rules:
         # as runc: the devices the container gets are allowed after the spec's rules
         for path, mode, major, minor, _, _ in devices:
             kind = {0o020000: "c", 0o060000: "b"}.get(mode & 0o170000)
             if kind:
-                rules.append((True, f"{kind} {major}:{minor} rwm"))
-        rules += [(True, r) for r in DEFAULT_DEVICE_RULES]
+                rules.append((kind, major, minor, "rwm", True))
+        from pyrt.devices import parse_rule
+        rules += [parse_rule(r) for r in DEFAULT_DEVICE_RULES]
         out["devices"] = rules
     uni = res.get("unified") or {}
     _type(uni, dict, "linux.resources.unified", "an object")
@@ -805,11 +808,19 @@ def apply_resources(cg, resources) -> None:
         limit = resources["pids"]
         put(d, "pids.max", "max" if limit < 0 else str(limit))
     if "devices" in resources:
+        rules = resources["devices"]
         if "devices" in cg.v1_dirs:
+            from pyrt.devices import format_rule
             d = cg.v1_dirs["devices"]
-            for allow, rule in resources["devices"]:
-                put(d, "devices.allow" if allow else "devices.deny", rule)
-        # cgroup v2 has no devices files (it takes an eBPF program): not enforced there
+            for rule in rules:
+                put(d, "devices.allow" if rule[4] else "devices.deny", format_rule(rule))
+        elif cg.v2_dir:
+            # cgroup2: an eBPF program. A new v1 devices cgroup starts allowing
+            # everything, then takes the rules in order: the same here.
+            cg.set_devices([("a", -1, -1, "rwm", True)] + list(rules))
+        else:
+            raise CgroupError(19, "linux.resources.devices needs the devices controller or cgroup2",
+                              cg.path)
     for k, v in (resources.get("unified") or {}).items():
         if not cg.v2_dir:
             raise CgroupError(2, "linux.resources.unified needs cgroup v2", k)

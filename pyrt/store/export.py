@@ -26,12 +26,8 @@ def export_rootfs(fileobj, *, rootfs=None, lowers=None, upper=None, scratch=None
             os.close(r)
             psys.unshare(psys.CLONE_NEWNS)
             psys.mount(None, "/", None, psys.MS_REC | psys.MS_PRIVATE)
-            fsfd = psys.fsopen("overlay")
-            psys.fsconfig(fsfd, psys.FSCONFIG_SET_STRING, "source", "overlay")
-            for layer in [upper] + list(lowers):
-                psys.fsconfig(fsfd, psys.FSCONFIG_SET_STRING, "lowerdir+", layer)
-            psys.fsconfig(fsfd, psys.FSCONFIG_CMD_CREATE)
-            mfd = psys.fsmount(fsfd, psys.FSMOUNT_CLOEXEC, psys.MOUNT_ATTR_RDONLY)
+            from pyrt.mounts import mount_overlay
+            mfd = mount_overlay([upper] + list(lowers), attrs=psys.MOUNT_ATTR_RDONLY)
             psys.move_mount(mfd, "", psys.AT_FDCWD, scratch, psys.MOVE_MOUNT_F_EMPTY_PATH)
             _core.write_layer(scratch, fd, raw=True)
             os._exit(0)

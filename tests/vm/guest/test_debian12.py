@@ -147,6 +147,18 @@ def test_run_rm_leaves_nothing(pyrt):
     assert after <= before
 
 
+def test_device_allow_list_by_ebpf(pyrt):
+    # pure cgroup v2: docker's device list is an eBPF program on the container's own
+    # cgroup (a foreground container without limits too): nodes can be made, not opened
+    out = pyrt.out("run", "--rm", "busybox:latest", "sh", "-c",
+                   "mknod /dev/k c 10 232 && echo made; (: < /dev/k) 2>&1; (: > /dev/null) && echo null-ok")
+    made, refused, null = out.splitlines()
+    assert made == "made" and "Operation not permitted" in refused and null == "null-ok"
+    out = pyrt.out("run", "--rm", "--device", "/dev/kmsg:w", "busybox:latest", "sh", "-c",
+                   "(: > /dev/kmsg) && echo kmsg-ok")
+    assert out == "kmsg-ok"
+
+
 def test_limits_written_to_cgroup2(pyrt):
     pyrt("run", "-d", "--name", "lim", "--memory", "64m", "--cpus", "0.5", "--pids-limit", "20",
          "busybox:latest", "sleep", "1000")
