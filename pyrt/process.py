@@ -278,8 +278,10 @@ class Process:
             console, theirs = console_socket()
             to_close.append(theirs.detach())
             spec.console_fd = to_close[-1]
-        if own:
+        if own and devices:
             cgroup = self._own_cgroup = _device_cgroup(devices)
+        elif own:
+            cgroup = _default_device_cgroup()
         if cgroup is not None:  # (v2 dir fd, v1 cgroup.procs fds), held for the spawn only
             try:
                 spec.cgroup_fd, spec.cgroup_procs_fds = cgroup.spawn_fds()
@@ -445,7 +447,7 @@ _unreaped_cgroups: dict = {}  # pidfd -> the device cgroup to remove once it is 
 _device_cgroups = None
 
 
-def _device_cgroup(devices):
+def _device_cgroup(devices, name=None):
     """A cgroup of its own for a container started without one, for its device
     allow-list (docker's defaults plus `devices`): pyrt/run-<pid>-<n>. Only root
     can make it; None when it cannot be made (then nothing changes). Cheap where
@@ -463,9 +465,39 @@ def _device_cgroup(devices):
         import itertools
         _device_cgroups = itertools.count()
     try:
-        return Cgroup.create(f"run-{os.getpid()}-{next(_device_cgroups)}", devices=rules_with(devices))
+        return Cgroup.create(name or f"run-{os.getpid()}-{next(_device_cgroups)}", devices=rules_with(devices))
     except (OSError, PyrtError):
         return None
+
+
+_default_devices = None  # (pid, Cgroup): this process's shared cgroup with docker's device list
+_default_devices_lock = threading.Lock()
+
+
+def _default_device_cgroup():
+    """The cgroup every container this process starts without a cgroup (and without
+    extra devices) shares for docker's device allow-list: pyrt/run-<pid>, made on
+    first use and removed at exit. One per process rather than one per container:
+    a run then costs no cgroup of its own (a mkdir, an eBPF program, an rmdir)."""
+    global _default_devices
+    with _default_devices_lock:
+        if _default_devices is None or _default_devices[0] != os.getpid():
+            cg = _device_cgroup((), name=f"run-{os.getpid()}")
+            if cg is None:
+                return None
+            _default_devices = (os.getpid(), cg)
+            import atexit
+            atexit.register(_remove_default_device_cgroup, os.getpid())
+        return _default_devices[1]
+
+
+def _remove_default_device_cgroup(pid):
+    if _default_devices is not None and _default_devices[0] == pid == os.getpid():
+        for d in _default_devices[1].dirs:  # only when empty: containers may outlive us, as subprocesses do
+            try:
+                os.rmdir(d)
+            except OSError:
+                pass
 
 
 def _reap_finished():
