@@ -6,8 +6,10 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
+#include <linux/magic.h>
 
 #include "err.h"
 #include "oci.h"
@@ -121,6 +123,29 @@ static int is_root(int rootfd, int fd)
     return a.st_dev == b.st_dev && a.st_ino == b.st_ino;
 }
 
+/* Files under /proc a bind may cover (lxcfs's, as runc allows). */
+static const char *const proc_bind_ok[] = {
+    "/proc/cpuinfo", "/proc/diskstats", "/proc/meminfo", "/proc/stat", "/proc/swaps", "/proc/uptime",
+    "/proc/loadavg", "/proc/slabinfo", "/proc/net/dev", "/proc/sys/kernel/ns_last_pid",
+    "/proc/sys/crypto/fips_enabled",
+};
+
+/* Nothing but a proc filesystem goes onto the container's proc (the CVE-2019-19921
+ * class: a bind over /proc/self/attr or /proc/sys hides what the kernel enforces),
+ * wherever the destination resolved, through symlinks of the image too. */
+static int proc_target_ok(int tfd, int mfd, const char *target)
+{
+    struct statfs t, m;
+    if (fstatfs(tfd, &t) < 0 || t.f_type != PROC_SUPER_MAGIC)
+        return 1;
+    if (fstatfs(mfd, &m) == 0 && m.f_type == PROC_SUPER_MAGIC)
+        return 1;
+    for (size_t i = 0; i < sizeof proc_bind_ok / sizeof proc_bind_ok[0]; i++)
+        if (strcmp(target, proc_bind_ok[i]) == 0)
+            return 1;
+    return 0;
+}
+
 /* Attach mfd at `target` inside the root (created when missing). Closes mfd. */
 static int mount_at(int rootfd, int mfd, const char *target, int as_file, struct pyrt_error *e)
 {
@@ -129,6 +154,11 @@ static int mount_at(int rootfd, int mfd, const char *target, int as_file, struct
         int err = errno;
         close(mfd);
         return pyrt_fail_errno(e, err, "mount destination", target);
+    }
+    if (!proc_target_ok(tfd, mfd, target)) {
+        close(tfd);
+        close(mfd);
+        return pyrt_fail_errno(e, EPERM, "mount destination inside /proc", target);
     }
     if (is_root(rootfd, tfd)) {
         close(tfd);

@@ -237,3 +237,31 @@ def test_init_is_a_sealed_copy_not_a_host_file(rootfs):
     lines = r.stdout.decode().splitlines()
     assert lines[0].startswith("/memfd:pyrt-init"), lines
     assert "WROTE" not in lines
+
+
+# -- mounts onto the container's /proc (CVE-2019-19921 class) ---------------------------
+
+def test_nothing_but_proc_is_mounted_onto_proc(rootfs_copy, tmp_shm, store):
+    hostdir = os.path.join(tmp_shm, "d")
+    os.mkdir(hostdir)
+    for target in ("/proc/sys", "/proc/self/attr", "/proc/1"):
+        with pytest.raises(SpawnError) as e:
+            pyrt.run(["true"], rootfs_copy, mounts=[pyrt.Bind(hostdir, target)])
+        assert e.value.op == "mount destination inside /proc" and e.value.errno == 1, e.value
+    with pytest.raises(SpawnError):
+        pyrt.run(["true"], rootfs_copy, mounts=[pyrt.Tmpfs("/proc/sys")])
+    # through a symlink the image ships: the destination is where it resolves
+    os.symlink("/proc/sys", os.path.join(rootfs_copy, "data"))
+    with pytest.raises(SpawnError) as e:
+        pyrt.run(["true"], rootfs_copy, mounts=[pyrt.Bind(hostdir, "/data")])
+    assert e.value.op == "mount destination inside /proc"
+    # lxcfs's files stay allowed (as runc allows them)
+    fake = os.path.join(tmp_shm, "meminfo")
+    with open(fake, "w") as f:
+        f.write("MemTotal: 1 kB\n")
+    r = pyrt.run(["head", "-1", "/proc/meminfo"], rootfs_copy, mounts=[pyrt.Bind(fake, "/proc/meminfo")],
+                 capture_output=True)
+    assert r.stdout == b"MemTotal: 1 kB\n"
+    # the CLI: one line, non-zero
+    r = store.cli("run", "--rm", "-v", f"{hostdir}:/proc/sys", "base:1", "true")
+    assert r.returncode != 0 and b"inside /proc" in r.stderr, r
