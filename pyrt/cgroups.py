@@ -1068,6 +1068,10 @@ class Cgroup:
             self.kill_all(timeout)
         for d in self.dirs:
             _rmdir(d, deadline)
+        from pyrt import cgroup_systemd
+        if cgroup_systemd.is_scope(self.parent):  # and the scope systemd made for it
+            cid = self.parent.rsplit("/pyrt-", 1)[1][:-len(".scope")]
+            cgroup_systemd.stop(cid, self.layout.unified)
 
     def __enter__(self):
         return self

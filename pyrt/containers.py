@@ -275,16 +275,36 @@ class Container:
                 return None
             from pyrt.errors import PyrtError
             try:
-                return Cgroup.create(self.id, limits, devices=self._device_rules())
+                return self._create_cgroup(limits, ())
             except (OSError, PyrtError):
                 return None
-        return Cgroup.create(self.id, limits, accounting=("memory", "pids", "cpuacct") if detached else (),
-                             devices=self._device_rules())
+        return self._create_cgroup(limits, ("memory", "pids", "cpuacct") if detached else ())
+
+    def _create_cgroup(self, limits, accounting):
+        """pyrt/<id> (cgroupfs), or where systemd owns the tree the container/ leaf
+        of a scope of its own (pyrt.cgroup_systemd)."""
+        from pyrt import cgroup_systemd
+        from pyrt.cgroups import Cgroup, layout
+        lay = layout()
+        if cgroup_systemd.manager(lay) != "systemd":
+            return Cgroup.create(self.id, limits, accounting=accounting, devices=self._device_rules())
+        scope = cgroup_systemd.start(self.id, lay.unified)
+        try:
+            return Cgroup.create(cgroup_systemd.LEAF, limits, parent=scope, accounting=accounting,
+                                 devices=self._device_rules())
+        except BaseException:
+            cgroup_systemd.stop(self.id, lay.unified)
+            raise
 
     def _open_cgroup(self):
+        from pyrt import cgroup_systemd
         from pyrt.cgroups import Cgroup, CgroupError
         try:
             return Cgroup.open(self.id)
+        except CgroupError:
+            pass
+        try:  # made by the systemd cgroup manager
+            return Cgroup.open(cgroup_systemd.LEAF, parent=cgroup_systemd.scope_of(self.id))
         except CgroupError:
             return None
 

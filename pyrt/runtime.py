@@ -122,7 +122,7 @@ class Runtime:
             "ContainersPaused": states.count("paused"),
             "ContainersStopped": len(states) - states.count("running") - states.count("paused"),
             "Images": len(self.images.list(all=True)), "Volumes": len(self.volumes.list()),
-            "CgroupDriver": "cgroupfs", "CgroupVersion": {"v1": "1", "v2": "2"}.get(lay.mode, lay.mode),
+            "CgroupDriver": _cgroup_manager(lay), "CgroupVersion": {"v1": "1", "v2": "2"}.get(lay.mode, lay.mode),
             "CgroupControllers": sorted(set(lay.v1) | set(lay.v2_controllers)),
             "SecurityOptions": ["name=seccomp,profile=default"] if _core.seccomp_available() else [],
             "KernelVersion": platform.release(), "OperatingSystem": _os_name(), "Architecture": platform.machine(),
@@ -176,3 +176,11 @@ def _os_name() -> str:
         return fields.get("PRETTY_NAME", "").strip('"') or "Linux"
     except OSError:
         return "Linux"
+
+
+def _cgroup_manager(lay) -> str:
+    from pyrt import cgroup_systemd
+    try:
+        return cgroup_systemd.manager(lay)
+    except ValueError:
+        return "cgroupfs"

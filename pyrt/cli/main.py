@@ -144,7 +144,7 @@ def _verb(argv) -> str | None:
     """The command word of argv (skipping the global options and their values)."""
     it = iter(argv)
     for word in it:
-        if word in ("--root", "--storage-driver"):
+        if word in ("--root", "--storage-driver", "--cgroup-manager"):
             next(it, None)
         elif not word.startswith("-"):
             return word
@@ -160,6 +160,9 @@ def build_parser(verb=None):
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     parser.add_argument("--storage-driver", choices=("overlay", "copy"), default=None,
                         help="how container roots are made (default: overlay when the store's filesystem allows)")
+    parser.add_argument("--cgroup-manager", choices=("systemd", "cgroupfs"), default=None,
+                        help="who makes containers' cgroups (default: systemd where it runs the machine "
+                             "on pure cgroup v2, else cgroupfs; $PYRT_CGROUP_MANAGER)")
     parser.add_argument("--version", action="version", version="pyrt 0.1.0")
     sub = parser.add_subparsers(dest="verb", metavar="COMMAND", parser_class=_Parser)
 
@@ -196,6 +199,8 @@ def main(argv=None):
 
     runtime = None
     _print_warnings()
+    if args.cgroup_manager:  # for this process and those it starts (a container's monitor)
+        os.environ["PYRT_CGROUP_MANAGER"] = args.cgroup_manager
 
     def runtime_factory():
         nonlocal runtime

@@ -16,9 +16,17 @@ def sh(cmd, **kw):
     return subprocess.run(cmd, shell=True, check=True, capture_output=True, text=True, **kw).stdout
 
 
-def test_containers_survive_daemon_reload_with_their_limits(pyrt):
-    pyrt("run", "-d", "--name", "keep", "--memory", "48m", "--pids-limit", "25", "busybox:latest", "sleep", "1000")
+@pytest.mark.parametrize("manager", ["systemd", "cgroupfs"])
+def test_containers_survive_daemon_reload_with_their_limits(pyrt, manager):
+    pyrt("--cgroup-manager", manager, "run", "-d", "--name", "keep", "--memory", "48m", "--pids-limit", "25",
+         "busybox:latest", "sleep", "1000")
+    cid = pyrt.inspect("keep")["Id"]
     cg = cgroup_dir(pyrt.inspect("keep")["State"]["Pid"])
+    if manager == "systemd":  # a delegated scope of its own, the container in its leaf
+        assert cg == f"/sys/fs/cgroup/machine.slice/pyrt-{cid}.scope/container"
+        assert sh(f"systemctl show -p Delegate --value pyrt-{cid}.scope").strip() == "yes"
+    else:
+        assert cg == f"/sys/fs/cgroup/pyrt/{cid}"
     sh("systemctl daemon-reload")
     time.sleep(1)
     assert pyrt.inspect("keep")["State"]["Running"]
@@ -26,7 +34,20 @@ def test_containers_survive_daemon_reload_with_their_limits(pyrt):
     assert read(os.path.join(cg, "memory.max")) == str(48 << 20)
     assert read(os.path.join(cg, "pids.max")) == "25"
     assert pyrt.out("exec", "keep", "echo", "alive") == "alive"
+    assert pyrt.out("stats", "--no-stream", "--format", "{{.PIDs}}", "keep") == "1"
     pyrt("rm", "-f", "keep")
+    assert not os.path.exists(cg)
+    if manager == "systemd":
+        assert not os.path.exists(os.path.dirname(cg))
+        assert subprocess.run(["systemctl", "is-active", f"pyrt-{cid}.scope"], capture_output=True,
+                              text=True).stdout.strip() != "active"
+
+
+def test_systemd_is_the_default_cgroup_manager_here(pyrt):
+    assert "(systemd)" in pyrt.out("info")
+    out = pyrt.out("run", "--rm", "--memory", "32m", "busybox:latest", "cat", "/proc/self/cgroup")
+    assert out == "0::/"  # its own cgroup namespace, rooted at its leaf
+    assert not [d for d in os.listdir("/sys/fs/cgroup/machine.slice") if d.startswith("pyrt-")]
 
 
 @pytest.fixture

@@ -1,0 +1,113 @@
+"""Container cgroups where systemd owns the cgroup tree (pure cgroup v2 under
+systemd: Debian 12, Ubuntu, Fedora, RHEL 9), as podman's systemd cgroup manager
+does: each container's cgroup is in a transient scope of its own,
+machine.slice/pyrt-<id>.scope, made through systemd's D-Bus API with
+Delegate=yes. What is below a delegated scope is pyrt's: systemd never moves,
+kills or resets it (daemon-reload included), so pyrt writes the container's limits
+there itself, in the scope's container/ leaf.
+
+A scope must hold a process when it is made: a placeholder (`sleep infinity`,
+reparented to init) starts it and then waits in the scope's supervisor/ leaf until
+the container is removed (stopping the scope ends it); until then the container's
+cgroup, its accounting and OOM record outlive the container's processes, as they
+do with cgroupfs. D-Bus is spoken through `busctl`, which ships with systemd."""
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+
+SLICE = "machine.slice"
+LEAF = "container"  # the container's own cgroup, below its scope
+
+
+def manager(lay) -> str:
+    """"systemd" or "cgroupfs": PYRT_CGROUP_MANAGER (set by `--cgroup-manager`), else
+    systemd where systemd runs the machine on a pure cgroup2 tree and we are root
+    (the default of podman there), else cgroupfs."""
+    want = os.environ.get("PYRT_CGROUP_MANAGER", "")
+    if want in ("systemd", "cgroupfs"):
+        return want
+    if want:
+        from pyrt.errors import InvalidArgument
+        raise InvalidArgument(f"invalid cgroup manager {want!r}: use systemd or cgroupfs")
+    if lay.mode == "v2" and os.geteuid() == 0 and os.path.isdir("/run/systemd/system"):
+        return "systemd"
+    return "cgroupfs"
+
+
+def scope_of(cid: str) -> str:
+    """The container's scope, as a path below the cgroup2 mount."""
+    return f"{SLICE}/pyrt-{cid}.scope"
+
+
+def is_scope(parent: str) -> bool:
+    return parent.startswith(SLICE + "/pyrt-") and parent.endswith(".scope")
+
+
+def _busctl(method: str, signature: str, *args) -> str:
+    from pyrt.cgroups import CgroupError
+    cmd = ["busctl", "--system", "call", "org.freedesktop.systemd1", "/org/freedesktop/systemd1",
+           "org.freedesktop.systemd1.Manager", method, signature, *map(str, args)]
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+    except FileNotFoundError:
+        raise CgroupError(2, "systemd cgroup manager", "busctl",
+                          "busctl not found: use --cgroup-manager cgroupfs") from None
+    if p.returncode != 0:
+        raise CgroupError(5, f"systemd {method}", args[0] if args else "", p.stderr.strip())
+    return p.stdout
+
+
+def _placeholder() -> int:
+    """A process that sleeps until killed, already reparented away from us."""
+    p = subprocess.run(["sh", "-c", "sleep infinity </dev/null >/dev/null 2>&1 & echo $!"], capture_output=True,
+                       text=True, check=True, start_new_session=True)
+    return int(p.stdout.strip())
+
+
+def start(cid: str, unified: str) -> str:
+    """Make the container's scope (placeholder inside, moved to supervisor/ so the
+    scope can hand controllers down); returns its path below the cgroup2 mount."""
+    from pyrt.cgroups import CgroupError
+    scope = scope_of(cid)
+    pid = _placeholder()
+    try:
+        _busctl("StartTransientUnit", "ssa(sv)a(sa(sv))", f"pyrt-{cid}.scope", "fail", 4,
+                "Description", "s", f"pyrt container {cid[:12]}", "Slice", "s", SLICE,
+                "Delegate", "b", "true", "PIDs", "au", 1, pid, 0)
+        want = "0::/" + scope + "\n"
+        deadline = time.monotonic() + 10
+        while True:  # the job runs asynchronously: done once the placeholder is in
+            with open(f"/proc/{pid}/cgroup") as f:
+                if f.read() == want:
+                    break
+            if time.monotonic() > deadline:
+                raise CgroupError(110, "systemd start scope", scope, "the placeholder never moved in")
+            time.sleep(0.002)
+        sup = os.path.join(unified, scope, "supervisor")
+        os.mkdir(sup, 0o755)
+        with open(os.path.join(sup, "cgroup.procs"), "w") as f:
+            f.write(str(pid))
+    except BaseException:
+        stop(cid, unified)
+        try:
+            os.kill(pid, 9)
+        except ProcessLookupError:
+            pass
+        raise
+    return scope
+
+
+def stop(cid: str, unified: str) -> None:
+    """Stop the scope (its placeholder, and anything left in it, is killed; systemd
+    removes the cgroups) and wait until it is gone."""
+    try:
+        _busctl("StopUnit", "ss", f"pyrt-{cid}.scope", "replace")
+    except OSError as e:
+        if "not loaded" not in str(e) and "NoSuchUnit" not in str(e):
+            raise
+    d = os.path.join(unified, scope_of(cid))
+    deadline = time.monotonic() + 10
+    while os.path.isdir(d) and time.monotonic() < deadline:
+        time.sleep(0.005)
