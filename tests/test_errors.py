@@ -250,6 +250,17 @@ def test_enospc_unpacking_during_load(small_store):
     _check_enospc(rt, layout)
 
 
+def test_enospc_spooling_a_compressed_archive(small_store):
+    rt, base = small_store
+    layout = _oci_layout(os.path.join(base, "big"), [_tar([("random", os.urandom(3 << 20))])])
+    archive = os.path.join(base, "big.tar.gz")
+    with tarfile.open(archive, "w:gz", compresslevel=1) as tf:
+        for n in sorted(os.listdir(layout)):
+            tf.add(os.path.join(layout, n), n)
+    e = _check_enospc(rt, archive)
+    assert e.op.startswith("spool") or e.op.startswith("write"), e
+
+
 def test_cli_load_says_no_space_left(small_store):
     rt, base = small_store
     layout = _oci_layout(os.path.join(base, "bomb"), [_tar([(f"f{i}", b"pyrt" * (1 << 18)) for i in range(3)])])

@@ -76,7 +76,7 @@ class BlobStore:
                 data = bytes(src)
                 h.update(data)
                 size = len(data)
-                _write_all(fd, data, what, fd_path)
+                _write_all(fd, data, what, self.dir)
             else:
                 close = False
                 if isinstance(src, (str, os.PathLike)):
@@ -93,7 +93,7 @@ class BlobStore:
                         if not n:
                             break
                         h.update(view[:n])
-                        _write_all(fd, view[:n], what, fd_path)
+                        _write_all(fd, view[:n], what, self.dir)
                         size += n
                 finally:
                     if close:
@@ -109,7 +109,7 @@ class BlobStore:
             try:
                 os.fsync(fd)
             except OSError as e:
-                raise SyscallError(e.errno, f"write {what}", fd_path) from None
+                raise SyscallError(e.errno, f"write {what}", self.dir) from None
             ok = True
             return StagedBlob(digest, size, fd_path)
         finally:
