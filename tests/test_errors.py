@@ -272,3 +272,21 @@ def test_cli_load_says_no_space_left(small_store):
     assert len(lines) == 1 and lines[0].startswith("pyrt: ") and "No space left on device" in lines[0], r.stderr
     assert "rejected" not in r.stderr
     assert _store_view(rt) == before
+
+
+# -- pyrt's own failures are pyrt.errors classes, still caught as before -----------------------
+
+def test_user_errors_are_invalid_argument_and_still_value_errors(tmp_path):
+    for call in (lambda: pyrt.run([]), lambda: pyrt.run(["true"], namespaces=["nosuch"]),
+                 lambda: pyrt.run(["true"], hostname="x", namespaces=[])):
+        with pytest.raises(InvalidArgument) as info:
+            call()
+        assert isinstance(info.value, ValueError) and isinstance(info.value, PyrtError)
+    from pyrt import caps
+    with pytest.raises(InvalidArgument):
+        caps.number("CAP_NO_SUCH_THING")
+
+
+def test_pool_closed_is_a_pyrt_error_and_a_runtime_error():
+    assert issubclass(pyrt.errors.PoolClosed, PyrtError) and issubclass(pyrt.errors.PoolClosed, RuntimeError)
+    assert issubclass(pyrt.errors.Unsupported, PyrtError) and issubclass(pyrt.errors.Unsupported, RuntimeError)
