@@ -3,6 +3,7 @@
 operations (unpack, write, copy). Converts Python values to the plain-C specs and
 releases the GIL around every blocking call."""
 
+include "_errors.pxi"
 include "_spawn.pxi"
 include "_unpack.pxi"
 include "_layerio.pxi"

@@ -50,8 +50,7 @@ cdef pyrt_dev_rule *_dev_rules(object rules, _Arena arena) except NULL:
 
 cdef object _dev_error(pyrt_error *err):
     from pyrt.errors import SpawnError
-    return SpawnError(err.err, err.op.decode(errors="replace"),
-                      err.path.decode(errors="surrogateescape"))
+    return _error_from_c(err, SpawnError)
 
 
 def devices_program(rules):

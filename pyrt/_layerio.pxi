@@ -1,7 +1,6 @@
 # Bindings of csrc/tarwrite.c and csrc/copy.c: layer tar writer and tree copy.
 from libc.stdint cimport uint64_t
 from libc.stdlib cimport calloc, free
-from libc.string cimport strerror
 import os as _os
 
 
@@ -57,20 +56,6 @@ _ENTRY_KINDS = {"path": PYRT_ENTRY_PATH, "whiteout": PYRT_ENTRY_WHITEOUT,
                 PYRT_ENTRY_WHITEOUT: PYRT_ENTRY_WHITEOUT, PYRT_ENTRY_OPAQUE: PYRT_ENTRY_OPAQUE}
 
 
-cdef object _io_error(pyrt_error *err, object root, object root2=None):
-    """OSError (its errno subclass) naming the operation and the full path(s)."""
-    rel = err.path.decode(errors="surrogateescape")
-    paths = []
-    for r in (root, root2):
-        if r is not None:
-            p = _os.fsdecode(r)
-            paths.append(_os.path.join(p, rel) if rel and rel != "." else p)
-    msg = f"{err.op.decode(errors='replace')}: {strerror(err.err).decode()}"
-    if len(paths) == 2:
-        return OSError(err.err, msg, paths[0], None, paths[1])
-    return OSError(err.err, msg, paths[0])
-
-
 cdef int _open_dir(object path) except -1:
     return _os.open(path, _os.O_RDONLY | _os.O_DIRECTORY | _os.O_CLOEXEC)
 
@@ -99,7 +84,7 @@ def write_layer(upperdir, int fd, *, bint userxattr=False, bint raw=False,
     finally:
         _os.close(dfd)
     if rc < 0:
-        raise _io_error(&err, upperdir)
+        raise _error_from_c(&err, None, upperdir)
     return {"entries": st.entries, "whiteouts": st.whiteouts, "bytes": st.bytes}
 
 
@@ -143,7 +128,7 @@ def write_entries(rootdir, entries, int fd, *, bint trailer=True):
     finally:
         free(v)
     if rc < 0:
-        raise _io_error(&err, rootdir)
+        raise _error_from_c(&err, None, rootdir)
     return {"entries": st.entries, "whiteouts": st.whiteouts, "bytes": st.bytes}
 
 
@@ -206,6 +191,6 @@ def copy_tree(src, dst, *, bint whiteouts=False, bint overlay_xattrs=False,
     finally:
         _os.close(sfd)
     if rc < 0:
-        raise _io_error(&err, src, dst)
+        raise _error_from_c(&err, None, src, dst)
     return {"files": st.files, "reflinked": st.reflinked, "bytes": st.bytes,
             "links": st.links, "removed": st.removed}

@@ -66,8 +66,7 @@ EXEC_ALL_NAMESPACES = 0x10000000 | 0x00020000 | 0x04000000 | 0x08000000 | 0x4000
 
 cdef _raise_spawn_error(pyrt_error *err):
     from pyrt.errors import SpawnError
-    raise SpawnError(err.err, err.op.decode(errors="replace"),
-                     err.path.decode(errors="surrogateescape"))
+    raise _error_from_c(err, SpawnError)
 
 
 def _abspath_bytes(p):

@@ -162,8 +162,7 @@ def seccomp_compile(uint32_t default_action, archs, rules):
         rc = pyrt_seccomp_compile(&p, &filt, &n, &err)
     if rc < 0:
         from pyrt.errors import SpawnError
-        raise SpawnError(err.err, err.op.decode(errors="replace"),
-                         err.path.decode(errors="surrogateescape"))
+        raise _error_from_c(&err, SpawnError)
     try:
         return (<char *>filt)[:n * 8]
     finally:

@@ -57,7 +57,7 @@ PARK_MSG_MAX = PYRT_PARK_MSG_MAX
 
 cdef _spawn_error(pyrt_error *err):
     from pyrt.errors import SpawnError
-    return SpawnError(err.err, err.op.decode(errors="replace"), err.path.decode(errors="surrogateescape"))
+    return _error_from_c(err, SpawnError)
 
 
 cdef tuple _usage_tuple(rusage *ru):
@@ -192,8 +192,7 @@ cdef class CommandIO:
             if rc >= 0:
                 return rc == 1
             if errno != EINTR:
-                e = errno
-                raise OSError(e, strerror(e).decode())
+                raise _errno_error(errno, "poll")
             PyErr_CheckSignals()
 
     @property

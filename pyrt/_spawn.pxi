@@ -82,11 +82,6 @@ cdef extern from "spawn.h":
         unsigned int seccomp_flags
         const void *oci
 
-    cdef struct pyrt_error:
-        int err
-        char op[32]
-        char path[480]
-
     int pyrt_spawn(const pyrt_spawn_spec *spec, pid_t *pid, int *pidfd, pyrt_error *error) nogil
     int pyrt_wait(int pidfd, int timeout_ms, int *status, rusage *usage) nogil
 
@@ -271,8 +266,7 @@ def spawn(spec):
         rc = pyrt_spawn(&s, &pid, &pidfd, &err)
     if rc < 0:
         from pyrt.errors import SpawnError
-        raise SpawnError(err.err, err.op.decode(errors="replace"),
-                         err.path.decode(errors="surrogateescape"))
+        raise _error_from_c(&err, SpawnError)
     return pid, pidfd
 
 
@@ -289,8 +283,7 @@ def wait(int pidfd, timeout=None):
         if rc >= 0:
             break
         if errno != EINTR:
-            e = errno
-            raise OSError(e, strerror(e).decode())
+            raise _errno_error(errno, "wait")
         PyErr_CheckSignals()
     if rc == 0:
         return None

@@ -2,6 +2,8 @@
 from libc.stdint cimport uint64_t as _u64
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
 from libc.string cimport strerror
+import errno as _errno_mod
+from os import PathLike as _os_pathlike
 
 
 cdef extern from "unpack.h":
@@ -71,8 +73,18 @@ cdef _u64 _limit(object value, _u64 default) except? 0:
     return <_u64>value
 
 
-cdef object _layer_error(pyrt_error *err, const char *detail):
+# errnos that say the host ran out of something (space, memory, fds) or its disk
+# failed: a SyscallError, never a rejected layer
+_HOST_ERRNOS = frozenset((_errno_mod.ENOSPC, _errno_mod.EDQUOT, _errno_mod.ENOMEM, _errno_mod.EIO,
+                          _errno_mod.EROFS, _errno_mod.EMFILE, _errno_mod.ENFILE))
+
+
+cdef object _layer_error(pyrt_error *err, const char *detail, object dest=None):
+    """LayerError for a layer the unpacker rejected; for a failure of the host (a
+    full disk, ...) the SyscallError of that errno (naming the path under dest)."""
     from pyrt.errors import LayerError
+    if err.err in _HOST_ERRNOS:
+        return _error_from_c(err, None, dest if isinstance(dest, (str, bytes, _os_pathlike)) else None)
     path = err.path.decode(errors="surrogateescape")
     op = err.op.decode(errors="replace")
     if err.err:
@@ -143,8 +155,7 @@ cdef class Unpacker:
         finally:
             os.close(fd)
         if self.u == NULL:
-            raise OSError(err.err, strerror(err.err).decode(), os.fsdecode(dest)
-                          if not isinstance(dest, int) else None)
+            raise _error_from_c(&err, None, dest if not isinstance(dest, int) else None)
 
     cdef pyrt_unpacker *_take(self) except NULL:
         if self.u == NULL:
@@ -172,7 +183,7 @@ cdef class Unpacker:
         finally:
             PyBuffer_Release(&view)
         if rc < 0:
-            raise _layer_error(&err, pyrt_unpacker_detail(self.u))
+            raise _layer_error(&err, pyrt_unpacker_detail(self.u), self.dest)
 
     def finish(self):
         """The stream has ended: check it was complete and apply the directories'
@@ -187,7 +198,7 @@ cdef class Unpacker:
         finally:
             self.busy = False
         if rc < 0:
-            raise _layer_error(&err, pyrt_unpacker_detail(self.u))
+            raise _layer_error(&err, pyrt_unpacker_detail(self.u), self.dest)
         return self.stats()
 
     def stats(self):

@@ -19,7 +19,7 @@ import tarfile
 import tempfile
 from dataclasses import dataclass, field
 
-from .errors import ImageFormatError, InvalidArgument
+from .errors import ImageFormatError, InvalidArgument, SyscallError
 from .oci import mediatypes as mt
 from .oci.digest import digest_hex, is_hex64, sha256_bytes
 from .oci.image import (dumps, load_json, manifest_json, parse_config, parse_index,
@@ -300,12 +300,20 @@ def open_archive(path_or_fileobj, tmp_dir: str):
 def _spool(f, tmp_dir, label):
     fd, p = tempfile.mkstemp(prefix="spool-", dir=tmp_dir)
     try:
-        with os.fdopen(fd, "wb") as out:
+        try:
             while True:
                 chunk = f.read(1 << 20)
                 if not chunk:
                     break
-                out.write(chunk)
+                view = memoryview(chunk)
+                while view:
+                    try:
+                        n = os.write(fd, view)
+                    except OSError as e:  # a full disk: say so (never "bad archive")
+                        raise SyscallError(e.errno, f"spool {label}", tmp_dir) from None
+                    view = view[n:]
+        finally:
+            os.close(fd)
     except BaseException:
         os.unlink(p)
         raise

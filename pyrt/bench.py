@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pyrt.errors import InvalidArgument, Unsupported
 
 __all__ = ["bench", "usage_metadata"]
 
@@ -47,7 +48,7 @@ def usage_metadata(usage) -> dict:
 def _value(usage, metric):
     v = usage.wall if metric == "wall" else usage.cpu
     if v is None:
-        raise RuntimeError(f"this host cannot measure the {metric} time of a run")
+        raise Unsupported(f"this host cannot measure the {metric} time of a run")
     return max(v, 1e-9)  # pyperf wants values > 0
 
 
@@ -62,9 +63,9 @@ def bench(argv, *, image=None, rootfs=None, root=None, runs=20, warmups=1, pool_
 
     from pyrt.pool import Pool
     if metric not in METRICS:
-        raise ValueError(f"unknown metric {metric!r}: use one of {', '.join(METRICS)}")
+        raise InvalidArgument(f"unknown metric {metric!r}: use one of {', '.join(METRICS)}")
     if runs < 1 or warmups < 0:
-        raise ValueError("bench needs at least one run (and no negative warmups)")
+        raise InvalidArgument("bench needs at least one run (and no negative warmups)")
     argv = [os.fsdecode(a) for a in ([argv] if isinstance(argv, (str, bytes)) else argv)]
     name = name or " ".join(argv)
     total = runs + warmups

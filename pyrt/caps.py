@@ -1,5 +1,6 @@
 """Linux capabilities by name, and the default set containers get (Docker's)."""
 from __future__ import annotations
+from pyrt.errors import InvalidArgument
 
 NAMES = [
     "CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID",
@@ -23,7 +24,7 @@ def number(name: str) -> int:
     try:
         return NUMBERS[key]
     except KeyError:
-        raise ValueError(f"unknown capability {name!r}") from None
+        raise InvalidArgument(f"unknown capability {name!r}") from None
 
 
 def mask(names) -> int:

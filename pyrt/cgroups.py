@@ -42,7 +42,7 @@ import signal
 import threading
 import time
 
-from pyrt.errors import Conflict, InvalidArgument, PyrtError
+from pyrt.errors import CgroupError, Conflict, ControllerUnavailable, InvalidArgument  # noqa: F401  (re-exported)
 
 __all__ = [
     "Limits", "Cgroup", "Layout", "layout", "parse_bytes", "parse_cpuset", "format_cpuset",
@@ -64,36 +64,7 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:@-]*$")
 
 # -- errors --------------------------------------------------------------------------
 
-class CgroupError(PyrtError, OSError):
-    """A cgroup operation failed: `op` on `path` (a cgroup directory or file), with
-    `errno`, and an optional hint on what to do."""
-
-    def __init__(self, err, op, path="", hint=""):
-        OSError.__init__(self, err, os.strerror(err), path or None)
-        self.op, self.path, self.hint = op, path, hint
-
-    def __str__(self):
-        where = f' "{self.path}"' if self.path else ""
-        hint = f" ({self.hint})" if self.hint else ""
-        return f"{self.op}{where}: {self.strerror}{hint}"
-
-    def __reduce__(self):
-        return (type(self), (self.errno, self.op, self.path, self.hint))
-
-
-class ControllerUnavailable(CgroupError):
-    """A limit needs a cgroup controller this host does not offer."""
-
-    def __init__(self, controller, detail=""):
-        CgroupError.__init__(self, _errno.ENODEV, "cgroup", "", detail)
-        self.controller = controller
-
-    def __str__(self):
-        more = f" ({self.hint})" if self.hint else ""
-        return f"cgroup controller '{self.controller}' is not available on this host{more}"
-
-    def __reduce__(self):
-        return (type(self), (self.controller, self.hint))
+# CgroupError and ControllerUnavailable live in pyrt.errors (imported above).
 
 
 # -- parsing -------------------------------------------------------------------------

@@ -14,7 +14,7 @@ import stat
 import time
 
 from pyrt.container_mounts import collect_mounts
-from pyrt.errors import Conflict, ContainerNotFound, InvalidArgument, PyrtError
+from pyrt.errors import Conflict, ContainerError, ContainerNotFound, InvalidArgument, PyrtError  # noqa: F401
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -22,16 +22,6 @@ _ADJECTIVES = ("brave", "calm", "eager", "fond", "gentle", "happy", "jolly", "ke
                "merry", "nifty", "proud", "quiet", "sharp", "tender", "vivid", "witty", "zen")
 _NAMES = ("babbage", "curie", "dijkstra", "euler", "fermi", "gauss", "hopper", "knuth",
           "lamport", "lovelace", "noether", "pascal", "ritchie", "shannon", "thompson", "turing")
-
-
-class ContainerError(PyrtError):
-    """A container run by `containers.run` (not detached) exited non-zero."""
-
-    def __init__(self, container, exit_status, command, image, stderr):
-        self.container, self.exit_status, self.command, self.image = container, exit_status, command, image
-        self.stderr = stderr
-        tail = f": {stderr.decode(errors='replace').strip()}" if stderr else ""
-        super().__init__(f"command {command!r} in image {image!r} returned non-zero exit status {exit_status}{tail}")
 
 
 def _now_iso(t: float) -> str:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 from pyrt import _core
+from pyrt.errors import InvalidArgument
 
 
 def _path(p) -> bytes:
@@ -12,7 +13,7 @@ def _path(p) -> bytes:
 def _absolute(target, what: str) -> bytes:
     t = _path(target)
     if not t.startswith(b"/"):
-        raise ValueError(f"{what} destination must be an absolute path: {os.fsdecode(t)!r}")
+        raise InvalidArgument(f"{what} destination must be an absolute path: {os.fsdecode(t)!r}")
     return t
 
 
@@ -44,9 +45,9 @@ class Overlay(_Value):
         self.lowerdirs = list(lowerdirs)
         self.upperdir, self.workdir, self.options = upperdir, workdir, tuple(options)
         if not self.lowerdirs:
-            raise ValueError("an overlay needs at least one lower dir")
+            raise InvalidArgument("an overlay needs at least one lower dir")
         if (self.upperdir is None) != (self.workdir is None):
-            raise ValueError("an overlay upperdir needs a workdir, and the reverse")
+            raise InvalidArgument("an overlay upperdir needs a workdir, and the reverse")
 
 
 class Bind(_Value):

@@ -29,7 +29,7 @@ import threading
 import time
 
 from pyrt import _core
-from pyrt.errors import InvalidArgument, SpawnError
+from pyrt.errors import InvalidArgument, PoolClosed, SpawnError
 
 __all__ = ["Pool", "Usage", "arun", "run", "PROFILES"]
 
@@ -866,7 +866,7 @@ class Pool:
         with self._lock:
             while True:
                 if self._closed:
-                    raise RuntimeError("the pool is closed")
+                    raise PoolClosed("the pool is closed")
                 if self._ready:
                     child = self._ready.popleft()
                     self._running.add(child)
@@ -886,7 +886,7 @@ class Pool:
                 self._running.add(child)
         if closed:
             self._discard(child)
-            raise RuntimeError("the pool is closed")
+            raise PoolClosed("the pool is closed")
         return child
 
     def _release(self, child: _Child) -> None:
@@ -906,7 +906,7 @@ class Pool:
             argv = [argv]
         argv_b = [os.fsencode(a) for a in argv]
         if not argv_b:
-            raise ValueError("no command given")
+            raise InvalidArgument("no command given")
         if env is None:
             return argv_b, self._env_bytes, self._path, os.fsencode(cwd) if cwd else self._cwd
         merged = dict(self._env)
@@ -925,9 +925,9 @@ class Pool:
         stdin is given (as `docker run` without -i)."""
         argv_b, env_b, path, cwd_b = self._command(argv, env, cwd)
         if input is not None and stdin is not None:
-            raise ValueError("stdin and input arguments may not both be used")
+            raise InvalidArgument("stdin and input arguments may not both be used")
         if capture_output and (stdout is not None or stderr is not None):
-            raise ValueError("stdout and stderr arguments may not be used with capture_output")
+            raise InvalidArgument("stdout and stderr arguments may not be used with capture_output")
         if text and isinstance(input, str):
             input = input.encode()
         to_close = []
@@ -966,7 +966,7 @@ class Pool:
                 _core.unpark(child.sock, child.errfd, argv_b, env_b, path, cwd_b, tuple(fds), wait=False)
             except SpawnError as e:
                 if self._closed:
-                    raise RuntimeError("the pool was closed before the command was handed over") from e
+                    raise PoolClosed("the pool was closed before the command was handed over") from e
                 raise
             finally:
                 for fd in to_close:

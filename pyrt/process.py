@@ -9,6 +9,7 @@ import time
 
 from pyrt import _core, caps
 from pyrt.mounts import Overlay, to_c as _mounts_to_c
+from pyrt.errors import InvalidArgument
 
 # The values subprocess uses, so either module's constants work with both.
 PIPE = -1
@@ -86,9 +87,9 @@ def parse_user(user) -> tuple[int, int, list[int]] | None:
         u = int(uid)
         g = int(gid) if gid else 0
     except ValueError:
-        raise ValueError(f"invalid user {user!r}: names need an image (use numeric UID[:GID] with a rootfs)") from None
+        raise InvalidArgument(f"invalid user {user!r}: names need an image (use numeric UID[:GID] with a rootfs)") from None
     if u < 0 or g < 0:
-        raise ValueError(f"invalid user {user!r}")
+        raise InvalidArgument(f"invalid user {user!r}")
     return (u, g, [])
 
 
@@ -142,7 +143,7 @@ def build_spec(args, rootfs=None, *, env=None, cwd=None, hostname=None, mounts=(
         args = [args]
     argv = [os.fsencode(a) for a in args]
     if not argv:
-        raise ValueError("no command given")
+        raise InvalidArgument("no command given")
     env = dict(env) if env is not None else {}
     env.setdefault("PATH", DEFAULT_PATH)
     if hostname:
@@ -157,18 +158,18 @@ def build_spec(args, rootfs=None, *, env=None, cwd=None, hostname=None, mounts=(
         try:
             flags |= NAMESPACES[ns]
         except KeyError:
-            raise ValueError(f"unknown namespace {ns!r} (known: {', '.join(NAMESPACES)})") from None
+            raise InvalidArgument(f"unknown namespace {ns!r} (known: {', '.join(NAMESPACES)})") from None
     if network == "none":
         flags |= NAMESPACES["net"]
         spec.setup |= _core.SETUP_LOOPBACK
     elif network != "host":
-        raise ValueError(f"unknown network {network!r}: use 'none' or 'host'")
+        raise InvalidArgument(f"unknown network {network!r}: use 'none' or 'host'")
     if uidmap is not None or gidmap is not None:
         flags |= NAMESPACES["user"]
         spec.uid_map, spec.gid_map = _idmap(uidmap), _idmap(gidmap)
     if hostname:
         if not flags & NAMESPACES["uts"]:
-            raise ValueError("hostname needs the uts namespace")
+            raise InvalidArgument("hostname needs the uts namespace")
         spec.hostname = hostname.encode()
 
     if rootfs is not None:
@@ -190,7 +191,7 @@ def build_spec(args, rootfs=None, *, env=None, cwd=None, hostname=None, mounts=(
                 spec.rootfs = os.fsencode(root)
         if upper_tmpfs:
             if spec.upperdir is not None:
-                raise ValueError("upper_tmpfs needs an overlay without upperdir (or a directory rootfs)")
+                raise InvalidArgument("upper_tmpfs needs an overlay without upperdir (or a directory rootfs)")
             spec.upper_tmpfs = b"" if upper_tmpfs is True else os.fsencode(upper_tmpfs)
         spec.readonly_root = bool(read_only)
         spec.setup |= _core.SETUP_PROC | _core.SETUP_SYS | _core.SETUP_DEV
@@ -200,7 +201,7 @@ def build_spec(args, rootfs=None, *, env=None, cwd=None, hostname=None, mounts=(
             spec.readonly_paths = READONLY_PATHS
         spec.mounts = _mounts_to_c(mounts)
     elif mounts or read_only or upper_tmpfs:
-        raise ValueError("mounts, read_only and upper_tmpfs need a rootfs")
+        raise InvalidArgument("mounts, read_only and upper_tmpfs need a rootfs")
     spec.clone_flags = flags
 
     if ident is None and (os.geteuid() == 0 or spec.uid_map):
@@ -258,7 +259,7 @@ class Process:
             from pyrt.mounts import Bind
             devices = [parse_device(d) for d in devices]
             if spec is not None or rootfs is None:
-                raise ValueError("devices need a rootfs (and no prepared spec)")
+                raise InvalidArgument("devices need a rootfs (and no prepared spec)")
             options["mounts"] = list(options.get("mounts") or ()) + [
                 Bind(d.host_path, d.container_path) for d in devices]
         if spec is None:  # else an already resolved SpawnSpec (see build_spec)
@@ -272,7 +273,7 @@ class Process:
         console = None
         if tty:
             if stdin is not None or stdout is not None or stderr is not None:
-                raise ValueError("tty=True gives the container a terminal as stdio: "
+                raise InvalidArgument("tty=True gives the container a terminal as stdio: "
                                  "stdin, stdout and stderr must be None")
             from pyrt.tty import console_socket
             console, theirs = console_socket()
@@ -338,7 +339,7 @@ class Process:
             return fd
         if what == STDOUT:
             if i != 2:
-                raise ValueError("STDOUT is only valid for stderr")
+                raise InvalidArgument("STDOUT is only valid for stderr")
             return fds[1] if fds[1] >= 0 else 1
         if isinstance(what, int):
             return what
@@ -607,11 +608,11 @@ def run(args, rootfs=None, *, input=None, capture_output=False, timeout=None, ch
                             timeout=timeout, check=check, **kwargs)
     if input is not None:
         if kwargs.get("stdin") is not None:
-            raise ValueError("stdin and input arguments may not both be used")
+            raise InvalidArgument("stdin and input arguments may not both be used")
         kwargs["stdin"] = PIPE
     if capture_output:
         if kwargs.get("stdout") is not None or kwargs.get("stderr") is not None:
-            raise ValueError("stdout and stderr arguments may not be used with capture_output")
+            raise InvalidArgument("stdout and stderr arguments may not be used with capture_output")
         kwargs["stdout"] = kwargs["stderr"] = PIPE
     with Process(args, rootfs, **kwargs) as p:
         try:

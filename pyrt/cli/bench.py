@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pyrt.errors import InvalidArgument
 
 
 def register(sub):
@@ -38,12 +39,12 @@ def _image_and_command(args):
     image = None
     if args.rootfs is None:
         if not words or words[0] == "--":
-            raise ValueError("bench needs an image (or --rootfs DIR) and a command")
+            raise InvalidArgument("bench needs an image (or --rootfs DIR) and a command")
         image, words = words[0], words[1:]
     if words and words[0] == "--":
         words = words[1:]
     if not words:
-        raise ValueError("bench needs a command (after --)")
+        raise InvalidArgument("bench needs a command (after --)")
     return image, words
 
 
@@ -93,16 +94,16 @@ def cmd_run_profile(args, runtime_factory):
     image = None
     if args.rootfs is None:
         if not words:
-            raise ValueError("run needs an image (or --rootfs DIR) and optionally a command")
+            raise InvalidArgument("run needs an image (or --rootfs DIR) and optionally a command")
         image, words = words[0], words[1:]
         if words and words[0] == "--":
             words = words[1:]
         if not words:
-            raise ValueError("run --profile needs a command")
+            raise InvalidArgument("run --profile needs a command")
     elif not words:
-        raise ValueError("run --rootfs needs a command")
+        raise InvalidArgument("run --rootfs needs a command")
     if getattr(args, "cpus", None):
-        raise ValueError("--profile bench runs without a CPU quota: pin with --cpuset-cpus instead of --cpus")
+        raise InvalidArgument("--profile bench runs without a CPU quota: pin with --cpuset-cpus instead of --cpus")
     kwargs = {}
     for opt, key in (("memory", "memory"), ("memory_swap", "memory_swap"), ("cpuset_cpus", "cpuset"),
                      ("pids_limit", "pids_limit")):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from pyrt.errors import InvalidArgument
 
 
 def add_run_image_options(p):
@@ -66,9 +67,9 @@ def parse_mount(spec: str) -> dict:
         elif key in ("bind-propagation", "consistency"):
             pass
         else:
-            raise ValueError(f"invalid --mount option {key!r} in {spec!r}")
+            raise InvalidArgument(f"invalid --mount option {key!r} in {spec!r}")
     if not m.get("Target"):
-        raise ValueError(f"invalid --mount {spec!r}: dst= is required")
+        raise InvalidArgument(f"invalid --mount {spec!r}: dst= is required")
     return m
 
 
@@ -76,7 +77,7 @@ def _create(args, image, command, rt):
     from pyrt.cli.main import _env_from_args
     name, _, tries = args.restart.partition(":")
     if tries and not tries.isdigit():
-        raise ValueError(f"invalid --restart {args.restart!r}: no, on-failure[:N], always or unless-stopped")
+        raise InvalidArgument(f"invalid --restart {args.restart!r}: no, on-failure[:N], always or unless-stopped")
     return rt.containers.create(
         image, command or None, name=args.name, entrypoint=[args.entrypoint] if args.entrypoint else None,
         environment=_env_from_args(args), working_dir=args.workdir, user=args.user, hostname=args.hostname,
@@ -195,7 +196,7 @@ def parse_publish(items) -> dict:
         spec, _, proto = item.partition("/")
         parts = spec.split(":")
         if len(parts) > 3 or not parts[-1]:
-            raise ValueError(f"invalid -p {item!r}: use [IP:][HOSTPORT:]PORT[/tcp]")
+            raise InvalidArgument(f"invalid -p {item!r}: use [IP:][HOSTPORT:]PORT[/tcp]")
         ip = parts[0] if len(parts) == 3 else "0.0.0.0"
         host = parts[-2] if len(parts) >= 2 else ""
         out[f"{parts[-1]}/{proto or 'tcp'}"] = (ip or "0.0.0.0", host or None)
@@ -204,9 +205,9 @@ def parse_publish(items) -> dict:
 
 def run_image(args, image, command, rt):
     if args.publish and not args.detach:
-        raise ValueError("-p needs -d: a detached container's monitor forwards its ports")
+        raise InvalidArgument("-p needs -d: a detached container's monitor forwards its ports")
     if args.restart != "no" and not args.detach:
-        raise ValueError("--restart needs -d: a detached container's monitor restarts it")
+        raise InvalidArgument("--restart needs -d: a detached container's monitor restarts it")
     c = _create(args, image, command, rt)
     if args.detach:
         try:
@@ -317,7 +318,7 @@ def _parse_since(text: str) -> float:
     try:
         return float(text)
     except ValueError:
-        raise ValueError(f"invalid --since {text!r}: use seconds since the epoch or a duration like 10m") from None
+        raise InvalidArgument(f"invalid --since {text!r}: use seconds since the epoch or a duration like 10m") from None
 
 
 def cmd_exec(args, rt):
@@ -326,9 +327,9 @@ def cmd_exec(args, rt):
     from pyrt.cli.main import _env_from_args
     c = rt.containers.get(args.container)
     if not args.command:
-        raise ValueError("exec needs a command")
+        raise InvalidArgument("exec needs a command")
     if args.detach and args.tty:
-        raise ValueError("exec -t with -d is not supported: nothing would hold the terminal")
+        raise InvalidArgument("exec -t with -d is not supported: nothing would hold the terminal")
     to_close, master, shield = [], None, None
     stdio = {}
     if args.tty:
@@ -497,7 +498,7 @@ def cmd_cp(args, rt):
         return name, path or "/"
     (sc, src), (dc, dest) = split(args.src), split(args.dest)
     if (sc is None) == (dc is None):
-        raise ValueError("cp copies between a container and the host: one of SRC and DEST is CONTAINER:PATH")
+        raise InvalidArgument("cp copies between a container and the host: one of SRC and DEST is CONTAINER:PATH")
     if sc is not None:
         cp.copy_out(rt.containers.get(sc), src if src.startswith("/") else "/" + src, dest,
                     follow=args.follow_link, archive=args.archive)
@@ -526,7 +527,7 @@ def _detach_keys(spec: str) -> bytes:
         elif len(key) == 1:
             out += key.encode()
         else:
-            raise ValueError(f"invalid detach key {key!r}: use a letter or ctrl-LETTER, comma separated")
+            raise InvalidArgument(f"invalid detach key {key!r}: use a letter or ctrl-LETTER, comma separated")
     return out
 
 
@@ -540,7 +541,7 @@ def cmd_port(args, rt):
             print(f"{p['HostIp']}:{p['HostPort']}" if args.port else f"{key} -> {p['HostIp']}:{p['HostPort']}")
             found += 1
     if args.port and not found:
-        raise ValueError(f"no public port {args.port!r} published for {c.name}")
+        raise InvalidArgument(f"no public port {args.port!r} published for {c.name}")
 
 
 def cmd_rename(args, rt):
@@ -587,7 +588,7 @@ def cmd_export(args, rt):
             raise
     else:
         if sys.stdout.isatty():
-            raise ValueError("refusing to write a tar to a terminal: use -o FILE or redirect the output")
+            raise InvalidArgument("refusing to write a tar to a terminal: use -o FILE or redirect the output")
         c.export(sys.stdout.buffer)
 
 

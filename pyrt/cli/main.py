@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pyrt.errors import InvalidArgument
 
 
 class _Parser(argparse.ArgumentParser):
@@ -19,7 +20,7 @@ def _split_kv(items, what):
     for item in items or ():
         key, sep, value = item.partition("=")
         if not key:
-            raise ValueError(f"invalid {what} {item!r}: expected KEY=VALUE")
+            raise InvalidArgument(f"invalid {what} {item!r}: expected KEY=VALUE")
         if not sep:  # `-e NAME` takes the value from pyrt's own environment, as docker does
             if key not in os.environ:
                 continue
@@ -67,12 +68,12 @@ def mounts_from_args(args):
     for spec in args.volume or ():
         parts = spec.split(":")
         if len(parts) not in (2, 3) or not parts[0] or not parts[1]:
-            raise ValueError(f"invalid volume {spec!r}: expected SRC:DST[:ro|rw]")
+            raise InvalidArgument(f"invalid volume {spec!r}: expected SRC:DST[:ro|rw]")
         mode = parts[2] if len(parts) == 3 else "rw"
         if mode not in ("ro", "rw"):
-            raise ValueError(f"invalid volume mode {mode!r} in {spec!r}: expected ro or rw")
+            raise InvalidArgument(f"invalid volume mode {mode!r} in {spec!r}: expected ro or rw")
         if not parts[1].startswith("/"):
-            raise ValueError(f"invalid volume {spec!r}: the destination must be an absolute path")
+            raise InvalidArgument(f"invalid volume {spec!r}: the destination must be an absolute path")
         mounts.append(Bind(parts[0], parts[1], readonly=mode == "ro"))
     for spec in args.tmpfs or ():
         dst, _, opts = spec.partition(":")
@@ -103,11 +104,11 @@ def cmd_run(args, runtime_factory):
         command = command[1:]
     if args.rootfs is None:
         if not command:
-            raise ValueError("run needs an image (or --rootfs DIR) and optionally a command")
+            raise InvalidArgument("run needs an image (or --rootfs DIR) and optionally a command")
         from pyrt.cli.containers import run_image
         return run_image(args, command[0], command[1:], runtime_factory())
     if not command:
-        raise ValueError("run --rootfs needs a command")
+        raise InvalidArgument("run --rootfs needs a command")
     import pyrt
     from pyrt.containers import _seccomp_option
     seccomp = _seccomp_option(getattr(args, "security_opt", None), args.cap_add, args.privileged)

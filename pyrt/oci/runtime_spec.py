@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 
-from pyrt.errors import InvalidArgument
+from pyrt.errors import ConfigError, InvalidArgument  # noqa: F401 (re-exported)
 
 SPEC_VERSION = "1.1.0"
 
@@ -74,10 +74,6 @@ SECCOMP_ARCHS = {
 # sysctls that belong to a namespace (runc's list): only those may be set
 _IPC_SYSCTLS = {"kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall",
                 "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced"}
-
-
-class ConfigError(InvalidArgument):
-    """config.json is not a valid runtime spec (or asks for what pyrt cannot do)."""
 
 
 def _err(where, msg):

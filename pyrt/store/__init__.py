@@ -14,7 +14,7 @@ import contextlib
 import os
 import tempfile
 
-from ..errors import Conflict
+from ..errors import Conflict, StoreChanged  # noqa: F401 (re-exported)
 from .blobs import BlobStore, StagedBlob
 from .db import Database
 from .layers import TEMP_PREFIX, TRASH_PREFIX, SnapshotStore, rmtree
@@ -114,10 +114,6 @@ class Store:
 
     def transaction(self):
         return self.db.transaction()
-
-
-class StoreChanged(Conflict):
-    """Another process removed something this change counted on: redo it."""
 
 
 class Staging:

@@ -8,7 +8,7 @@ import hashlib
 import os
 from dataclasses import dataclass
 
-from ..errors import ImageFormatError
+from ..errors import ImageFormatError, SyscallError
 from ..oci.digest import digest_hex, validate_digest
 
 CHUNK = 1 << 20
@@ -76,7 +76,7 @@ class BlobStore:
                 data = bytes(src)
                 h.update(data)
                 size = len(data)
-                _write_all(fd, data)
+                _write_all(fd, data, what, self.dir)
             else:
                 close = False
                 if isinstance(src, (str, os.PathLike)):
@@ -93,7 +93,7 @@ class BlobStore:
                         if not n:
                             break
                         h.update(view[:n])
-                        _write_all(fd, view[:n])
+                        _write_all(fd, view[:n], what, self.dir)
                         size += n
                 finally:
                     if close:
@@ -106,7 +106,10 @@ class BlobStore:
             if expected_digest is not None and digest != expected_digest:
                 raise ImageFormatError(f"digest mismatch for {what}: expected {expected_digest}, "
                                        f"got {digest}")
-            os.fsync(fd)
+            try:
+                os.fsync(fd)
+            except OSError as e:
+                raise SyscallError(e.errno, f"write {what}", self.dir) from None
             ok = True
             return StagedBlob(digest, size, fd_path)
         finally:
@@ -158,8 +161,13 @@ def _readinto(f, view) -> int:
     return len(data)
 
 
-def _write_all(fd, data):
+def _write_all(fd, data, what="blob", path=""):
+    """Writes all of data; a failure (a full disk, ...) is the SyscallError of
+    writing `what` to `path`."""
     view = memoryview(data)
-    while view:
-        n = os.write(fd, view)
-        view = view[n:]
+    try:
+        while view:
+            n = os.write(fd, view)
+            view = view[n:]
+    except OSError as e:
+        raise SyscallError(e.errno, f"write {what}", path) from None
