@@ -3,10 +3,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
+#include <sys/utsname.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
 #include <linux/magic.h>
@@ -174,6 +176,18 @@ static int mount_at(int rootfd, int mfd, const char *target, int as_file, struct
     return 0;
 }
 
+/* Whether overlay takes "lowerdir+" (6.8+). Asked of uname rather than tried:
+ * every refused try writes a line to the kernel log. */
+static int has_lowerdir_plus(void)
+{
+    struct utsname u;
+    if (uname(&u) < 0)
+        return 1; /* try, and fall back on EINVAL */
+    char *p = u.release;
+    long major = strtol(p, &p, 10), minor = *p == '.' ? strtol(p + 1, NULL, 10) : 0;
+    return major > 6 || (major == 6 && minor >= 8);
+}
+
 /* The overlay with the new mount API: one fsconfig per layer, so the number of
  * layers is not limited by the one-page mount data of mount(2). */
 static int overlay_new_api(const struct pyrt_spawn_spec *s, struct pyrt_error *e)
@@ -322,7 +336,7 @@ static int overlay_volatile(const struct pyrt_spawn_spec *s, struct pyrt_error *
     v.upperdir = upper;
     v.workdir = work;
     v.overlay_options = options;
-    int mfd = overlay_new_api(&v, e);
+    int mfd = has_lowerdir_plus() ? overlay_new_api(&v, e) : -2;
     if (mfd == -2)
         return overlay_legacy(&v, e) == 0 ? -3 : -1;
     return mfd;
@@ -346,7 +360,7 @@ static int mount_root(const struct pyrt_spawn_spec *s, struct pyrt_error *e)
         if (mfd < 0)
             return pyrt_fail(e, "bind rootfs", s->lowerdirs[0]);
     } else {
-        mfd = overlay_new_api(s, e);
+        mfd = has_lowerdir_plus() ? overlay_new_api(s, e) : -2;
         if (mfd == -2 && overlay_legacy(s, e) == 0)
             mfd = -3; /* already mounted at the anchor */
         else if (mfd < 0)

@@ -106,12 +106,14 @@ def mount_overlay(lowerdirs, upperdir=None, workdir=None, options=(), attrs=0) -
     /proc/self/fd path so that many fit in the one-page option limit of kernels
     whose overlay has no mount context of its own (before 6.5)."""
     import errno
-    try:
-        return _overlay_fsmount([("lowerdir+", os.fspath(d)) for d in lowerdirs], upperdir, workdir, options, attrs)
-    except OSError as e:
-        # 6.5-6.7 refuse "lowerdir+"; older kernels take it and refuse it at create
-        if e.errno != errno.EINVAL:
-            raise
+    if _has_lowerdir_plus():  # asked of the version: each refused try logs a kernel line
+        try:
+            return _overlay_fsmount([("lowerdir+", os.fspath(d)) for d in lowerdirs], upperdir, workdir,
+                                    options, attrs)
+        except OSError as e:
+            # 6.5-6.7 refuse "lowerdir+"; older kernels take it and refuse it at create
+            if e.errno != errno.EINVAL:
+                raise
     fds = []
     try:
         for d in lowerdirs:
@@ -121,6 +123,14 @@ def mount_overlay(lowerdirs, upperdir=None, workdir=None, options=(), attrs=0) -
     finally:
         for fd in fds:
             os.close(fd)
+
+
+def _has_lowerdir_plus() -> bool:
+    try:
+        major, minor = (int(x) for x in os.uname().release.split(".")[:2])
+    except ValueError:
+        return True
+    return (major, minor) >= (6, 8)
 
 
 def _overlay_fsmount(lower, upperdir, workdir, options, attrs) -> int:
