@@ -75,9 +75,10 @@ def test_oci_runtime_lifecycle_with_cgroup2_resources(bundle, tmp_path):
     cid = "oci-" + uuid.uuid4().hex[:8]
     rt = ["pyrt-runtime", "--root", root]
     # the calls an engine makes (runc's command line)
-    subprocess.run(rt + ["create", "--bundle", str(bundle), "--pid-file", str(tmp_path / "pid"), cid],
-                   check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                   timeout=120)
+    # the container's stdio: files (a pipe would stay open as long as the container runs)
+    with open(tmp_path / "out", "wb") as out:
+        subprocess.run(rt + ["create", "--bundle", str(bundle), "--pid-file", str(tmp_path / "pid"), cid],
+                       check=True, stdin=subprocess.DEVNULL, stdout=out, stderr=out, timeout=120)
     try:
         state = json.loads(sh(" ".join(rt + ["state", cid])))
         assert state["status"] == "created"
