@@ -9,7 +9,6 @@ layouts written by hand."""
 from __future__ import annotations
 
 import gzip
-import hashlib
 import io
 import json
 import os
@@ -22,111 +21,8 @@ import helpers
 import pyrt
 from pyrt.containers import ContainerError
 from pyrt.errors import Conflict, ContainerNotFound, ImageNotFound, InvalidArgument
-
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
-OCI_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
-MTIME = 1700000000
-
-
-# -- building test images --------------------------------------------------------------------------
-
-def sha(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
-def _add(tf, kind, name, data=b"", mode=None, uid=0, gid=0, link="", xattrs=None):
-    ti = tarfile.TarInfo(name)
-    ti.mtime = MTIME
-    ti.uid, ti.gid, ti.uname, ti.gname = uid, gid, "", ""
-    if xattrs:
-        ti.pax_headers = {f"SCHILY.xattr.{k}": v for k, v in xattrs.items()}
-    payload = None
-    if kind == "file":
-        payload = data if isinstance(data, bytes) else data.encode()
-        ti.size = len(payload)
-        ti.mode = 0o644 if mode is None else mode
-    elif kind == "dir":
-        ti.type, ti.mode = tarfile.DIRTYPE, 0o755 if mode is None else mode
-    elif kind == "symlink":
-        ti.type, ti.linkname, ti.mode = tarfile.SYMTYPE, link, 0o777
-    elif kind == "hardlink":
-        ti.type, ti.linkname, ti.mode = tarfile.LNKTYPE, link, 0o644
-    elif kind == "whiteout":
-        d, _, base = name.rpartition("/")
-        ti.name = (d + "/" if d else "") + ".wh." + base
-        ti.mode, payload = 0o644, b""
-    elif kind == "opaque":
-        ti.name, ti.mode, payload = name.rstrip("/") + "/.wh..wh..opq", 0o644, b""
-    else:
-        raise ValueError(kind)
-    tf.addfile(ti, io.BytesIO(payload) if payload is not None else None)
-
-
-def layer_tar(entries) -> bytes:
-    """A layer tar: entries are (kind, name, **options) tuples for `_add`."""
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
-        for kind, name, *rest in entries:
-            _add(tf, kind, name, **(rest[0] if rest else {}))
-    return buf.getvalue()
-
-
-# Files the base image adds to the busybox rootfs (paths relative to /).
-BASE_EXTRA = [
-    ("dir", "data"),
-    ("file", "data/a", {"data": "a\n"}),
-    ("file", "data/b", {"data": "b\n"}),
-    ("file", "data/hl1", {"data": "shared\n"}),
-    ("hardlink", "data/hl2", {"link": "data/hl1"}),
-    ("file", "data/owned", {"data": "o\n", "mode": 0o640, "uid": 1000, "gid": 1000}),
-    ("file", "data/suid", {"data": "s\n", "mode": 0o4755}),
-    ("file", "data/xattr", {"data": "x\n", "xattrs": {"user.test": "hello"}}),
-    ("symlink", "data/link", {"link": "a"}),
-    ("dir", "data/sub"),
-    ("file", "data/sub/x", {"data": "x\n"}),
-    ("file", "data/sub/y", {"data": "y\n"}),
-    ("dir", "data/sub/deep"),
-    ("file", "data/sub/deep/z", {"data": "z\n"}),
-    ("dir", "keep"),
-    ("file", "keep/k1", {"data": "k1\n"}),
-    ("file", "keep/k2", {"data": "k2\n"}),
-    ("dir", "gone"),
-    ("file", "gone/g1", {"data": "g1\n"}),
-    ("file", "gone/g2", {"data": "g2\n"}),
-    ("dir", "tree"),
-    ("file", "tree/t1", {"data": "t1\n"}),
-    ("dir", "tree/t2"),
-    ("file", "tree/t2/t3", {"data": "t3\n"}),
-]
-
-
-def write_base_tar(rootfs: str, out: str) -> str:
-    """The busybox rootfs (entries without a ./ prefix, owners kept) plus BASE_EXTRA."""
-    with tarfile.open(out, "w", format=tarfile.PAX_FORMAT) as tf:
-        for dirpath, dirnames, filenames in os.walk(rootfs):
-            dirnames.sort()
-            for name in sorted(dirnames) + sorted(filenames):
-                full = os.path.join(dirpath, name)
-                ti = tf.gettarinfo(full, arcname=os.path.relpath(full, rootfs))
-                ti.uname = ti.gname = ""
-                if ti.isfile():
-                    with open(full, "rb") as f:
-                        tf.addfile(ti, f)
-                else:
-                    tf.addfile(ti)
-        for kind, name, *rest in BASE_EXTRA:
-            _add(tf, kind, name, **(rest[0] if rest else {}))
-    return out
-
-
-@pytest.fixture(scope="module")
-def base_tar(rootfs, shm_base):
-    path = os.path.join(shm_base, "containers-base.tar")
-    if not os.path.exists(path):
-        write_base_tar(rootfs, path)
-    return path
+from imagetools import (CHANGES, CHANGES_DIFF, LAYER2, LAYER3, OCI_CONFIG, OCI_INDEX, OCI_LAYER_GZIP, OCI_MANIFEST,
+                        check_store, layer_tar, sha)
 
 
 @pytest.fixture
@@ -162,11 +58,6 @@ def sh(rt, image, script, name=None, **kw):
     rc, out, err = run_in(c)
     assert rc == 0, f"{script!r} failed ({rc}): {err}"
     return c
-
-
-LAYER2 = "set -e; echo l2 > /data/l2new; echo b2 > /data/b; rm /data/a; mkdir /l2dir; echo f > /l2dir/f"
-LAYER3 = ("set -e; rm -rf /gone; rm -rf /data/sub; mkdir /data/sub; echo n > /data/sub/n; "
-          "chmod 600 /keep/k2")
 
 
 def build_layered(rt, base_tar):
@@ -266,25 +157,6 @@ def blob_members(rt, image, index=-1) -> dict:
         data = gzip.decompress(data)
     with tarfile.open(fileobj=io.BytesIO(data)) as tf:
         return {m.name.rstrip("/"): m for m in tf.getmembers()}
-
-
-def check_store(rt):
-    """The store is consistent: rows point at files and every file has a row; no
-    container dir without a row; no temp files left."""
-    store, db = rt.store, rt.store.db
-    layers = {r["chain_id"] for r in db.query("SELECT chain_id FROM layers")}
-    assert {"sha256:" + n for n in store.snapshots.names()} == layers
-    for r in db.query("SELECT id, manifest_digest FROM images"):
-        assert store.blobs.exists(r["id"]) and store.blobs.exists(r["manifest_digest"])
-        assert sha(store.blobs.read(r["id"])) == r["id"]
-    for r in db.query("SELECT digest FROM image_layers UNION SELECT digest FROM layers"):
-        assert store.blobs.exists(r["digest"]), r["digest"]
-    for r in db.query("SELECT image_id FROM containers"):
-        assert db.query_one("SELECT 1 FROM images WHERE id=?", (r["image_id"],))
-    rows = {r["id"] for r in db.query("SELECT id FROM containers")}
-    cdir = os.path.join(store.root, "containers")
-    assert set(os.listdir(cdir) if os.path.isdir(cdir) else ()) == rows
-    assert os.listdir(os.path.join(store.root, "tmp")) == []
 
 
 def is_whiteout(path):
@@ -412,26 +284,6 @@ def test_layered_image_snapshots(drt, base_tar):
         "/data/sub:", "n", "ls: /gone: No such file or directory", "b2", ""]
 
 
-# Run in containers of the layered image: writes, deletes, renames, chmod, chown,
-# hardlinks, removes whole dirs and recreates one (an opaque dir in overlay mode).
-CHANGES = """set -e
-echo new > /data/added
-echo more >> /data/b
-rm /data/l2new
-mv /keep/k1 /keep/k1-renamed
-chmod 700 /data/suid
-chown 1000:1000 /data/xattr
-ln /data/added /data/added-link
-rm -rf /tree
-rm -rf /l2dir
-mkdir /l2dir
-echo fresh > /l2dir/fresh
-mkdir /gone
-echo back > /gone/back
-"""
-CHANGES_DIFF = ["C /data", "A /data/added", "A /data/added-link", "C /data/b", "D /data/l2new",
-                "C /data/suid", "C /data/xattr", "A /gone", "A /gone/back", "C /keep", "D /keep/k1",
-                "A /keep/k1-renamed", "C /l2dir", "D /l2dir/f", "A /l2dir/fresh", "D /tree"]
 # Writing through a hardlink of the image and linking an image file: overlay copies
 # the file up (the link is broken, the linked file is changed); the copy driver keeps
 # the image's hardlinks in the container's root (both names change, the linked file
