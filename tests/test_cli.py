@@ -7,10 +7,13 @@ import io
 import json
 import os
 import re
+import shutil
 import tarfile
+import tempfile
 
 import pytest
 
+import helpers
 import pyrt
 from clitools import cli, error, ok_quiet
 from imagetools import CHANGES, CHANGES_DIFF, LAYER2, LAYER3, check_store
@@ -86,12 +89,29 @@ def test_run_image_config_and_overrides(base):
 
 # -- containers: run, ps, diff, commit, history, inspect, export, rm -------------------------------------
 
-def test_container_lifecycle(base, tmp_shm):
-    root = base
-    layered_id = layered(root)
-    r = cli(root, "run", "--name", "c1", "layered:3", "sh", "-c", CHANGES)
-    assert r.returncode == 0, r.stderr
+@pytest.fixture(scope="module")
+def c1_store(shm_base, base_tar):
+    """A store of this module's own (made once): base:1, base:2 and layered:3, the
+    container c1 of layered:3 that ran CHANGES, and committed:1 committed from it
+    with the CLI. {"root", "layered_id", "new_id"}. The tests only look at it,
+    except test_container_lifecycle_rm (the last of them), which removes c1."""
+    root = os.path.join(tempfile.mkdtemp(prefix="c1-store-", dir=shm_base), "store")
+    try:
+        image_id = ok_quiet(cli(root, "import", base_tar, "base:1")).strip()
+        assert image_id.startswith("sha256:") and HEX64.fullmatch(image_id[7:])
+        layered_id = layered(root)
+        r = cli(root, "run", "--name", "c1", "layered:3", "sh", "-c", CHANGES)
+        assert r.returncode == 0, r.stderr
+        new_id = ok_quiet(cli(root, "commit", "-m", "my changes", "-c", 'CMD ["cat", "/data/added"]', "-c", "ENV A=b",
+                              "-c", "WORKDIR /l2dir", "c1", "committed:1")).strip()
+        yield {"root": root, "layered_id": layered_id, "new_id": new_id}
+    finally:
+        helpers.detach_mounts_under(os.path.dirname(root))
+        shutil.rmtree(os.path.dirname(root), ignore_errors=True)
 
+
+def test_container_lifecycle_ps(c1_store):
+    root = c1_store["root"]
     assert ok_quiet(cli(root, "ps")).splitlines() == ["CONTAINER ID   IMAGE   COMMAND   CREATED   STATUS   PORTS   NAMES"]
     lines = ok_quiet(cli(root, "ps", "-a")).splitlines()
     assert len(lines) == 2 and lines[1].endswith("   c1") and "Exited (0)" in lines[1]
@@ -100,11 +120,16 @@ def test_container_lifecycle(base, tmp_shm):
     cid = ok_quiet(cli(root, "ps", "-a", "-q")).strip()
     assert cid == row["ID"] and len(cid) == 12
 
+
+def test_container_lifecycle_diff(c1_store):
+    root = c1_store["root"]
+    cid = ok_quiet(cli(root, "ps", "-a", "-q")).strip()
     assert ok_quiet(cli(root, "diff", "c1")).splitlines() == CHANGES_DIFF
     assert ok_quiet(cli(root, "diff", cid)).splitlines() == CHANGES_DIFF
 
-    new_id = ok_quiet(cli(root, "commit", "-m", "my changes", "-c", 'CMD ["cat", "/data/added"]', "-c", "ENV A=b",
-                    "-c", "WORKDIR /l2dir", "c1", "committed:1")).strip()
+
+def test_container_lifecycle_commit_inspect_history(c1_store):
+    root, layered_id, new_id = c1_store["root"], c1_store["layered_id"], c1_store["new_id"]
     assert new_id.startswith("sha256:") and HEX64.fullmatch(new_id[7:])
     (info,) = json.loads(ok_quiet(cli(root, "inspect", "committed:1")))
     assert info["Id"] == new_id and info["Parent"] == layered_id and info["Comment"] == "my changes"
@@ -120,6 +145,9 @@ def test_container_lifecycle(base, tmp_shm):
     assert [x["Comment"] for x in rows] == ["my changes", "", "layer 2", "Imported"]
     assert rows[0]["Tags"] == ["committed:1"] and rows[1]["Tags"] == ["layered:3"]
 
+
+def test_container_lifecycle_run_committed(c1_store):
+    root = c1_store["root"]
     assert ok_quiet(cli(root, "run", "--rm", "committed:1")) == "new\n"
     out = ok_quiet(cli(root, "run", "--rm", "committed:1", "sh", "-c",
                  "ls /data/l2new /tree /keep/k1 2>&1; ls -A /l2dir /gone /keep; pwd; echo $A; true"))
@@ -128,12 +156,18 @@ def test_container_lifecycle(base, tmp_shm):
         "ls: /keep/k1: No such file or directory", "/gone:", "back", "", "/keep:", "k1-renamed", "k2", "",
         "/l2dir:", "fresh", "/l2dir", "b"]
 
+
+def test_container_lifecycle_inspect_container(c1_store):
+    root, layered_id, new_id = c1_store["root"], c1_store["layered_id"], c1_store["new_id"]
     (cinfo,) = json.loads(ok_quiet(cli(root, "inspect", "c1")))
     assert cinfo["Name"] == "/c1" and cinfo["State"]["Status"] == "exited" and cinfo["Image"] == layered_id
     both = json.loads(ok_quiet(cli(root, "inspect", "c1", "committed:1")))
     assert [x["Id"] for x in both] == [cinfo["Id"], new_id]
 
-    # export: the whole filesystem as the container sees it, to a file or a pipe
+
+def test_container_lifecycle_export(c1_store, tmp_shm):
+    """export: the whole filesystem as the container sees it, to a file or a pipe."""
+    root = c1_store["root"]
     out_tar = os.path.join(tmp_shm, "c1.tar")
     assert ok_quiet(cli(root, "export", "-o", out_tar, "c1")) == ""
     with tarfile.open(out_tar) as tf:
@@ -148,9 +182,16 @@ def test_container_lifecycle(base, tmp_shm):
     with tarfile.open(fileobj=io.BytesIO(r.stdout)) as tf:
         assert {m.name.strip("./").rstrip("/") for m in tf.getmembers()} == names
 
+
+def test_container_lifecycle_system_df(c1_store):
+    root = c1_store["root"]
     df = ok_quiet(cli(root, "system", "df")).splitlines()
     assert df[1].split()[:3] == ["Images", "4", "1"] and df[2].split()[:2] == ["Containers", "1"]
 
+
+def test_container_lifecycle_rm(c1_store):
+    """Removes c1: the last test of c1_store."""
+    root = c1_store["root"]
     assert ok_quiet(cli(root, "rm", "c1")) == "c1\n"
     assert ok_quiet(cli(root, "ps", "-a", "-q")) == ""
     assert os.listdir(os.path.join(root, "containers")) == []
