@@ -12,8 +12,11 @@ import gzip
 import io
 import json
 import os
+import shutil
 import stat
 import tarfile
+import tempfile
+import types
 
 import pytest
 
@@ -367,17 +370,41 @@ def test_restarted_container_keeps_its_changes(drt, base_tar):
     check_store(rt)
 
 
-def test_diff_and_commit(drt, base_tar, tmp_shm):
-    rt = drt
-    driver = rt.storage_driver
-    img = build_layered(rt, base_tar)
-    before = snapshots_state([img])
-    c = sh(rt, img, CHANGES + HARDLINKS, name="c1")
-    assert diff_lines(c) == sorted(CHANGES_DIFF + HARDLINKS_DIFF[driver], key=lambda x: x[2:])
-    assert c.diff()[0] == {"Path": "/data", "Kind": 0}
+@pytest.fixture(scope="module", params=["overlay", "copy"])
+def committed(request, shm_base, base_tar):
+    """With each storage driver, a store of its own (made once for the tests below):
+    the layered image, a container c1 of it that ran CHANGES + HARDLINKS, and
+    committed:1 committed from c1. A namespace: rt, driver, img, before (the image's
+    snapshots before), c, diff (c's diff before the commit: lines, entries), new.
+    The last test (..._again_...) removes c and checks the store."""
+    base = tempfile.mkdtemp(prefix=f"committed-{request.param}-", dir=shm_base)
+    rt = pyrt.Runtime(os.path.join(base, "store"), storage_driver=request.param, quiet=True)
+    try:
+        img = build_layered(rt, base_tar)
+        before = snapshots_state([img])
+        c = sh(rt, img, CHANGES + HARDLINKS, name="c1")
+        diff = (diff_lines(c), c.diff())
+        new = c.commit("committed", "1", message="my changes",
+                       changes=['CMD ["/bin/sh", "-c", "cat /data/added"]', "ENV A=b", "WORKDIR /l2dir"])
+        yield types.SimpleNamespace(rt=rt, driver=rt.storage_driver, img=img, before=before, c=c, diff=diff,
+                                    new=new)
+        try:
+            c.remove()  # (removed by the last test, unless it did not run)
+        except ContainerNotFound:
+            pass
+    finally:
+        rt.close()
+        helpers.detach_mounts_under(base)
+        shutil.rmtree(base, ignore_errors=True)
 
-    new = c.commit("committed", "1", message="my changes",
-                   changes=['CMD ["/bin/sh", "-c", "cat /data/added"]', "ENV A=b", "WORKDIR /l2dir"])
+
+def test_diff_and_commit(committed):
+    """The container's diff (taken before the commit) and the committed image."""
+    driver, img, new = committed.driver, committed.img, committed.new
+    lines, diff = committed.diff
+    assert lines == sorted(CHANGES_DIFF + HARDLINKS_DIFF[driver], key=lambda x: x[2:])
+    assert diff[0] == {"Path": "/data", "Kind": 0}
+
     assert new.tags == ["committed:1"] and new.parent == img.id
     assert [layer.chain_id for layer in new.layers[:3]] == [layer.chain_id for layer in img.layers]
     assert len(new.layers) == 4
@@ -390,6 +417,9 @@ def test_diff_and_commit(drt, base_tar, tmp_shm):
     assert cfg["Cmd"] == ["/bin/sh", "-c", "cat /data/added"] and cfg["WorkingDir"] == "/l2dir"
     assert "A=b" in cfg["Env"]
 
+
+def test_diff_and_commit_layer_contents(committed):
+    rt, new = committed.rt, committed.new
     # the committed layer: whiteouts for deletions, an opaque dir (overlay) or
     # whiteouts of its old content (copy), a hardlink kept
     members = blob_members(rt, new)
@@ -406,6 +436,9 @@ def test_diff_and_commit(drt, base_tar, tmp_shm):
     assert is_whiteout(os.path.join(snap, "data/l2new")) and is_whiteout(os.path.join(snap, "tree"))
     assert os.getxattr(os.path.join(snap, "data/xattr"), "user.test") == b"hello"
 
+
+def test_diff_and_commit_image_runs_with_the_changes(committed):
+    rt, driver = committed.rt, committed.driver
     # a container of the new image sees the changes, deletions included
     assert rt.containers.run("committed:1", remove=True) == b"new\n"
     c2 = rt.containers.create("committed:1", ["sh", "-c", "pwd; echo $A" + VIEW])
@@ -415,13 +448,16 @@ def test_diff_and_commit(drt, base_tar, tmp_shm):
     assert c2.diff() == []
     c2.remove()
 
+
+def test_diff_and_commit_again_gives_the_same_layer(committed):
+    rt, img, c, new = committed.rt, committed.img, committed.c, committed.new
     # the same container committed again: the same layer
     again = c.commit(message="again")
     assert again.layers[-1].diff_id == new.layers[-1].diff_id
     assert again.layers[-1].digest == new.layers[-1].digest
     assert again.id != new.id and again.parent == img.id and again.tags == []
     assert rt.store.db.query_one("SELECT COUNT(*) FROM layers")[0] == 4
-    assert snapshots_state([img]) == before
+    assert snapshots_state([img]) == committed.before
     c.remove()
     check_store(rt)
 
