@@ -66,7 +66,11 @@ TRAP_TERM = "trap 'echo got TERM; exit 0' TERM; echo ready; while :; do sleep 0.
 
 # -- run -d, ps, logs ------------------------------------------------------------------------------
 
-def test_run_detached_ps_and_logs(store, tmp_shm):
+@pytest.fixture
+def web(store, tmp_shm):
+    """A detached container "web" (started with the CLI) that wrote out1, err1, out2,
+    err2 (stdout, stderr, ...) and waits for FLAGS/go to write bye and exit 3.
+    Returns (container, id, flags dir)."""
     flags = os.path.join(tmp_shm, "flags")
     os.mkdir(flags)
     # (the pauses let the monitor read each line before the next one, on the other pipe, is written)
@@ -77,7 +81,11 @@ def test_run_detached_ps_and_logs(store, tmp_shm):
     c = store.get("web")
     assert c.id == cid and store.get(cid[:12]).id == cid  # id prefixes are accepted
     wait_for(log_has(c, b"err2\n"), what="the first lines in the log")
+    return c, cid, flags
 
+
+def test_run_detached_and_ps(store, web):
+    c, cid, flags = web
     running = ps(store, all=False)
     assert list(running) == ["web"]
     assert running["web"]["Status"].startswith("Up "), running
@@ -87,6 +95,9 @@ def test_run_detached_ps_and_logs(store, tmp_shm):
     st = c.attrs["State"]
     assert st["Status"] == "running" and st["Running"] and st["Pid"] > 0
 
+
+def test_logs_of_a_running_container_api(web):
+    c, cid, flags = web
     # the API: both streams, in the order they were written; one stream; tail; timestamps
     assert c.logs() == b"out1\nerr1\nout2\nerr2\n"
     assert c.logs(stderr=False) == b"out1\nout2\n"
@@ -98,6 +109,8 @@ def test_run_detached_ps_and_logs(store, tmp_shm):
     assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z", t) for t in stamps), stamps
     assert stamps == sorted(stamps)
 
+
+def test_logs_of_a_running_container_cli(store, web):
     # the CLI: each line on its stream, in order when both go to one pipe
     r = store.cli("logs", "web")
     assert (r.returncode, r.stdout, r.stderr) == (0, b"out1\nout2\n", b"err1\nerr2\n")
@@ -109,6 +122,9 @@ def test_run_detached_ps_and_logs(store, tmp_shm):
     r = store.cli("logs", "-t", "--tail", "1", "web")
     assert r.stdout == b"" and re.fullmatch(rb"\d{4}-\S+Z err2\n", r.stderr), r
 
+
+def test_run_detached_exit_wait_inspect_rm(store, web):
+    c, cid, flags = web
     open(os.path.join(flags, "go"), "w").close()
     assert ok(store.cli("wait", "web")).strip() == "3"
     assert ps(store, all=False) == {}
@@ -496,11 +512,19 @@ def _pids_limit_hits(cid) -> int:
     return 0
 
 
-def test_stats_top_limits_and_cgroup_removal(store):
+@pytest.fixture
+def lim(store):
+    """A detached container "lim" with memory, pids, cpus and cpuset limits, running
+    two sleeps."""
     c = store.rt.containers.run("base:1", ["sh", "-c", "sleep 600 & sleep 600"], detach=True, name="lim",
                                 mem_limit="64m", pids_limit=50, cpus=0.5, cpuset_cpus="0")
     wait_for(lambda: len(c.top()["Processes"]) == 2, what="both processes")
     assert cgroup_dirs(c.id)
+    return c
+
+
+def test_limits_in_the_cgroup_files(lim):
+    c = lim
     assert cgroup_file(c.id, "memory", "memory.limit_in_bytes", "memory.max") == str(64 << 20)
     assert cgroup_file(c.id, "pids", "pids.max", "pids.max") == "50"
     quota = cgroup_file(c.id, "cpu", "cpu.cfs_quota_us", "cpu.max").split()[0]
@@ -514,6 +538,9 @@ def test_stats_top_limits_and_cgroup_removal(store):
     code, out = c.exec_run(["grep", "Cpus_allowed_list", "/proc/self/status"])
     assert out.split() == [b"Cpus_allowed_list:", b"0"]
 
+
+def test_stats_and_top(store, lim):
+    c = lim
     s = c.stats()
     assert s["memory_stats"]["limit"] == 64 << 20 and 0 < s["memory_stats"]["usage"] < 64 << 20, s
     assert s["pids_stats"] == {"current": 2, "limit": 50}, s
@@ -528,13 +555,6 @@ def test_stats_top_limits_and_cgroup_removal(store):
     top = ok(store.cli("top", "lim")).splitlines()
     assert top[0].split() == ["UID", "PID", "PPID", "CMD"] and sum("sleep 600" in t for t in top) == 2
 
-    # a container without limits still gets a cgroup when detached (stats, pause, OOM)
-    plain = store.rt.containers.run("base:1", ["sleep", "600"], detach=True)
-    assert cgroup_dirs(plain.id)
-    s = plain.stats()
-    assert s["memory_stats"]["usage"] > 0 and s["memory_stats"]["limit"] == 0 and s["pids_stats"] == \
-        {"current": 1, "limit": 0}, s  # 0: no limit
-    assert "unlimited" in ok(store.cli("stats", "--no-stream", plain.id))
     # without --no-stream: a reading a second until ^C (plain tables in a pipe)
     p = store.popen("stats", "--format", "{{.Name}} {{.PIDs}}", "lim", stdout=subprocess.PIPE, text=True,
                     preexec_fn=helpers.default_sigint)
@@ -548,6 +568,16 @@ def test_stats_top_limits_and_cgroup_removal(store):
             p.wait()
         p.stdout.close()
 
+
+def test_stats_without_limits_and_cgroup_removal(store, lim):
+    c = lim
+    # a container without limits still gets a cgroup when detached (stats, pause, OOM)
+    plain = store.rt.containers.run("base:1", ["sleep", "600"], detach=True)
+    assert cgroup_dirs(plain.id)
+    s = plain.stats()
+    assert s["memory_stats"]["usage"] > 0 and s["memory_stats"]["limit"] == 0 and s["pids_stats"] == \
+        {"current": 1, "limit": 0}, s  # 0: no limit
+    assert "unlimited" in ok(store.cli("stats", "--no-stream", plain.id))
     ok(store.cli("rm", "-f", "lim", plain.id))
     assert cgroup_dirs(c.id) == [] and cgroup_dirs(plain.id) == []
     # and no pyrt/<id> dir in any hierarchy, v1 or cgroup2
