@@ -627,8 +627,13 @@ def test_export_has_the_whole_filesystem(drt, base_tar, tmp_shm):
     added_link = members["data/added-link"] if members["data/added-link"].islnk() else members["data/added"]
     assert added_link.islnk()
     c.remove()
+    check_store(rt)
 
-    # an image with whiteouts and an opaque dir, exported as it is
+
+def test_export_of_an_image_with_whiteouts_and_an_opaque_dir(drt, base_tar, tmp_shm):
+    """An image with whiteouts and an opaque dir, exported as it is."""
+    rt = drt
+    out = os.path.join(tmp_shm, "export.tar")
     oci = load_oci_image(rt, base_tar, tmp_shm)
     c = rt.containers.create(oci, ["true"])
     with open(out, "wb") as f:
