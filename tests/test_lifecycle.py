@@ -708,10 +708,17 @@ def test_two_cli_processes_at_once(store):
     check_store(store.rt)
 
 
-def test_bad_input_is_one_line_and_changes_nothing(store):
+@pytest.fixture
+def taken(store):
+    """A running container "taken" (with a memory limit) and a volume "keep";
+    returns (the container, store.snapshot())."""
     c = store.rt.containers.run("base:1", ["sleep", "600"], detach=True, name="taken", mem_limit="64m")
     store.rt.volumes.create("keep")
-    before = store.snapshot()
+    return c, store.snapshot()
+
+
+def test_bad_input_is_one_line_and_changes_nothing(store, taken):
+    c, before = taken
     cases = [
         (("stop", "nosuch"), 1, "no such container: nosuch"),
         (("logs", "nosuch"), 1, "no such container"),
@@ -741,6 +748,11 @@ def test_bad_input_is_one_line_and_changes_nothing(store):
     for argv, status, match in cases:
         error(store.cli(*argv), status=status, match=match)
         assert store.snapshot() == before, argv
+    assert c.reload().status == "running"
+
+
+def test_bad_input_to_the_api_raises_and_changes_nothing(store, taken):
+    c, before = taken
     # the API raises, and changes nothing either
     for kwargs, exc in ((dict(name="taken"), Conflict), (dict(mem_limit="12qb"), InvalidArgument),
                         (dict(volumes=["newvol:rel"]), InvalidArgument),
