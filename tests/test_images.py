@@ -226,9 +226,11 @@ def _upper_with_changes(path):
     return path
 
 
-def test_create_from_parent_commit_semantics(rt, two_images, tmp_shm):
+@pytest.fixture
+def created(rt, two_images, tmp_shm):
+    """myos:2, created from base:1 with a layer written from an upper dir (with a
+    whiteout and an opaque dir) and config changes: (parent, layer, image)."""
     from pyrt.store.commit import write_layer_blob
-    a, c, _ = two_images
     parent = rt.images.get("base:1")
     upper = _upper_with_changes(os.path.join(tmp_shm, "upper"))
     out = rt.store.mkdtemp("t-")
@@ -238,6 +240,11 @@ def test_create_from_parent_commit_semantics(rt, two_images, tmp_shm):
                                                           "ExposedPorts": ["80"], "User": "1000"},
                            comment="add new", created_by="sh -c edit", author="me", repository="myos", tag="2")
     os.rmdir(out)
+    return parent, layer, img
+
+
+def test_create_from_parent_commit_semantics(rt, created):
+    parent, layer, img = created
     assert not os.path.exists(layer["path"])  # moved into the store
     assert img.parent == parent.id and img.tags == ["myos:2"]
     cfg = img.config
@@ -255,6 +262,12 @@ def test_create_from_parent_commit_semantics(rt, two_images, tmp_shm):
     assert img.manifest["layers"][-1]["digest"] == layer["digest"]
     h = img.history()
     assert h[0]["Id"] == img.id and h[0]["Comment"] == "add new" and h[1]["Id"] == parent.id
+    check_consistent(rt)
+
+
+def test_create_untagged_intermediate_is_listed_with_all_only(rt, created, tmp_shm):
+    from pyrt.store.commit import write_layer_blob
+    parent, layer, img = created
     # an untagged intermediate: listed with all=True only
     out = rt.store.mkdtemp("t-")
     os.makedirs(os.path.join(tmp_shm, "u2"))
