@@ -428,50 +428,86 @@ def test_bearer_token_auth(fake, tmp_shm):
         assert rt.images.pull(f"{fake.host}/b/img:1", auth_config={"username": "x", "password": "y"}).id == info["id"]
 
 
-def test_credentials_go_to_the_registry_and_its_realm_only(fake, tmp_shm):
-    """A hostile registry must not lead pyrt into sending its credentials (or the
-    tokens they buy) to another host: an upload Location or a blob redirect on
-    another host gets no Authorization header, a 401 from that other host naming
-    a realm of its own is not followed, and a token realm over plain http gets no
-    credentials from a registry that is not insecure."""
-    creds = {"username": "bob", "password": "pw"}
-    basic = "Basic " + base64.b64encode(b"bob:pw").decode()
+# A hostile registry must not lead pyrt into sending its credentials (or the tokens
+# they buy) to another host: an upload Location or a blob redirect on another host
+# gets no Authorization header, a 401 from that other host naming a realm of its own
+# is not followed, and a token realm over plain http gets no credentials from a
+# registry that is not insecure.
 
-    def authorized(reg):
-        return [(m, p) for m, p, h in reg.requests if "Authorization" in h]
-    with FakeRegistry("127.0.0.2") as other, FakeRegistry("127.0.0.3") as evil:
-        fake.bearer, evil.bearer = ("bob", "pw"), "anonymous"
-        # an upload Location on another host
-        fake.upload_host = other.host
-        root = os.path.join(tmp_shm, "s")
-        load_image(root, tmp_shm, f"{fake.host}/up/img:1", [70])
-        with pyrt.Runtime(root) as rt, pytest.raises(RegistryError):
-            rt.images.push(f"{fake.host}/up/img", tag="1", auth_config=creds)
-        assert [m for m, p, h in other.requests] and authorized(other) == []
-        # a blob redirected to another host
-        layer = gz_layer(71)
-        info = fake.add_image("b/img", "1", [gz_layer(72), layer])
-        digest = sha(layer[0])
-        other.blobs[digest] = layer[0]
-        fake.redirect[digest] = f"http://{other.host}/v2/b/img/blobs/{digest}"
-        other.requests.clear()
-        with pyrt.Runtime(os.path.join(tmp_shm, "s2")) as rt:
-            assert rt.images.pull(f"{fake.host}/b/img:1", auth_config=creds).id == info["id"]
-        assert other.blob_requests(digest) and authorized(other) == []
-        # ... where that other host asks for a token from a realm of its own
-        other.bearer, other.realm = "anonymous", f"http://{evil.host}/token"
-        with pyrt.Runtime(os.path.join(tmp_shm, "s3")) as rt, pytest.raises(RegistryError, match="401"):
-            rt.images.pull(f"{fake.host}/b/img:1", auth_config=creds)
-        assert evil.requests == []
-        assert all(h.get("Authorization") != basic for m, p, h in other.requests)
-        # a token realm over plain http, for a registry reached over https
-        from pyrt.registry.client import Client
-        with Client("registry.example", tls_verify=True, credentials=("bob", "pw")) as client:
-            client.base = "https://registry.example"
-            client._challenge = ("bearer", {"realm": f"http://{evil.host}/token", "service": "x"})
-            with pytest.raises(RegistryError, match="plain http"):
-                client._fetch_token(("repository:x:pull",))
-        assert evil.requests == []
+CREDS = {"username": "bob", "password": "pw"}
+BASIC = "Basic " + base64.b64encode(b"bob:pw").decode()
+
+
+def authorized(reg):
+    return [(m, p) for m, p, h in reg.requests if "Authorization" in h]
+
+
+@pytest.fixture
+def other():
+    """Another registry, on another host (127.0.0.2)."""
+    with FakeRegistry("127.0.0.2") as r:
+        yield r
+
+
+@pytest.fixture
+def evil():
+    """A third registry (127.0.0.3), anonymous, that no request may reach."""
+    with FakeRegistry("127.0.0.3") as r:
+        r.bearer = "anonymous"
+        yield r
+
+
+@pytest.fixture
+def redirected(fake, other):
+    """b/img:1 on `fake` (bob's, with a bearer token), its top layer's blob
+    redirected to `other`: (image info, that blob's digest)."""
+    fake.bearer = ("bob", "pw")
+    layer = gz_layer(71)
+    info = fake.add_image("b/img", "1", [gz_layer(72), layer])
+    digest = sha(layer[0])
+    other.blobs[digest] = layer[0]
+    fake.redirect[digest] = f"http://{other.host}/v2/b/img/blobs/{digest}"
+    other.requests.clear()
+    return info, digest
+
+
+def test_credentials_not_sent_to_an_upload_location_on_another_host(fake, other, evil, tmp_shm):
+    fake.bearer = ("bob", "pw")
+    fake.upload_host = other.host
+    root = os.path.join(tmp_shm, "s")
+    load_image(root, tmp_shm, f"{fake.host}/up/img:1", [70])
+    with pyrt.Runtime(root) as rt, pytest.raises(RegistryError):
+        rt.images.push(f"{fake.host}/up/img", tag="1", auth_config=CREDS)
+    assert [m for m, p, h in other.requests] and authorized(other) == []
+    assert evil.requests == []
+
+
+def test_credentials_not_sent_with_a_blob_redirected_to_another_host(fake, other, evil, redirected, tmp_shm):
+    info, digest = redirected
+    with pyrt.Runtime(os.path.join(tmp_shm, "s2")) as rt:
+        assert rt.images.pull(f"{fake.host}/b/img:1", auth_config=CREDS).id == info["id"]
+    assert other.blob_requests(digest) and authorized(other) == []
+    assert evil.requests == []
+
+
+def test_credentials_not_sent_to_the_realm_of_the_redirect_host(fake, other, evil, redirected, tmp_shm):
+    """... where that other host asks for a token from a realm of its own."""
+    other.bearer, other.realm = "anonymous", f"http://{evil.host}/token"
+    with pyrt.Runtime(os.path.join(tmp_shm, "s3")) as rt, pytest.raises(RegistryError, match="401"):
+        rt.images.pull(f"{fake.host}/b/img:1", auth_config=CREDS)
+    assert evil.requests == []
+    assert all(h.get("Authorization") != BASIC for m, p, h in other.requests)
+
+
+def test_credentials_not_sent_to_a_token_realm_over_plain_http(evil):
+    """A token realm over plain http, for a registry reached over https."""
+    from pyrt.registry.client import Client
+    with Client("registry.example", tls_verify=True, credentials=("bob", "pw")) as client:
+        client.base = "https://registry.example"
+        client._challenge = ("bearer", {"realm": f"http://{evil.host}/token", "service": "x"})
+        with pytest.raises(RegistryError, match="plain http"):
+            client._fetch_token(("repository:x:pull",))
+    assert evil.requests == []
 
 
 def test_failed_pulls_are_one_line_and_leave_the_store_unchanged(fake, tmp_shm):
