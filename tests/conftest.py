@@ -12,17 +12,31 @@
 - `tmp_shm`: a per-test directory on /dev/shm, removed after the test.
 - Every test is checked for leaked mounts and children (autouse, see
   `_no_leaked_mounts_or_children`); `leak_check` adds open fds on demand.
+- Stores and images: `base_tar` (the test rootfs plus test files as one tar, made
+  once a session), `store` (a clitools.Store with base:1, cleaned and checked after
+  the test), `rt` and `rt2` (pyrt.Runtime on empty stores; modules that need another
+  kind of `rt` define their own).
+- The OCI runtime command: `runtime_bin`, `oci_rt` (an ocitools.Runtime, its
+  containers force-deleted after the test), `make_bundle`.
+
+Plain helper functions and classes live in helpers.py, clitools.py (the `pyrt`
+command, Store), imagetools.py (test images) and ocitools.py (`pyrt-runtime`);
+test modules never import from each other.
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
+import subprocess
 import tempfile
 
 import pytest
 
 import helpers
+import imagetools
+import ocitools
 
 MS_REC, MS_PRIVATE, MS_SHARED = 0x4000, 0x40000, 0x100000
 CLONE_NEWNS = 0x00020000
@@ -142,3 +156,94 @@ def _no_leaked_mounts_or_children(request):
         for line in reversed(leaks.get("mounts", ())):
             lib.umount2(os.fsencode(helpers.mount_points([line])[0]), 2)  # MNT_DETACH
         pytest.fail(f"the test leaked: {leaks}", pytrace=False)
+
+
+# -- stores and images --------------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def base_tar(rootfs, shm_base) -> str:
+    """imagetools.write_base_tar of the test rootfs (base:1 in a `store`), written
+    once a session."""
+    path = os.path.join(shm_base, "base.tar")
+    if not os.path.exists(path):
+        imagetools.write_base_tar(rootfs, path + ".tmp")
+        os.rename(path + ".tmp", path)
+    return path
+
+
+@pytest.fixture
+def store(tmp_shm, base_tar):
+    """A clitools.Store on /dev/shm with base:1; after the test every container is
+    removed (rm -f -v) and nothing may be left (cgroups, monitors)."""
+    import clitools  # imports pyrt: not before pytest_configure has made the mount namespace
+    s = clitools.Store(os.path.join(tmp_shm, "store"), base_tar)
+    try:
+        yield s
+    finally:
+        problems = s.cleanup()
+        s.rt.close()
+        assert not problems, problems
+
+
+@pytest.fixture
+def rt(tmp_shm):
+    """A pyrt.Runtime on an empty store."""
+    from pyrt.runtime import Runtime
+    r = Runtime(os.path.join(tmp_shm, "store"))
+    try:
+        yield r
+    finally:
+        r.close()
+
+
+@pytest.fixture
+def rt2(tmp_shm):
+    """A second pyrt.Runtime on another empty store."""
+    from pyrt.runtime import Runtime
+    r = Runtime(os.path.join(tmp_shm, "store2"))
+    try:
+        yield r
+    finally:
+        r.close()
+
+
+# -- the OCI runtime command ------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def runtime_bin():
+    if not os.path.exists(ocitools.RUNTIME):
+        pytest.skip(f"{ocitools.RUNTIME} is not installed (pip install -e .)")
+    return ocitools.RUNTIME
+
+
+@pytest.fixture
+def oci_rt(runtime_bin, tmp_shm):
+    r = ocitools.Runtime(runtime_bin, os.path.join(tmp_shm, "state"), tmp_shm)
+    try:
+        yield r
+    finally:
+        r.cleanup()
+
+
+@pytest.fixture
+def make_bundle(runtime_bin, rootfs, tmp_shm):
+    """make_bundle(args, edit=None, root=None) -> bundle dir: `pyrt-runtime spec`,
+    then root.path (the shared test rootfs, read-only), the args, no terminal."""
+    n = [0]
+
+    def make(args, edit=None, root=None, readonly=True):
+        n[0] += 1
+        bundle = os.path.join(tmp_shm, f"bundle{n[0]}")
+        os.mkdir(bundle)
+        subprocess.run([runtime_bin, "spec", "--bundle", bundle], check=True)
+        with open(os.path.join(bundle, "config.json")) as f:
+            cfg = json.load(f)
+        cfg["root"] = {"path": root or rootfs, "readonly": readonly}
+        cfg["process"]["args"] = list(args)
+        cfg["process"]["terminal"] = False
+        if edit:
+            edit(cfg)
+        with open(os.path.join(bundle, "config.json"), "w") as f:
+            json.dump(cfg, f, indent=1)
+        return bundle
+    return make

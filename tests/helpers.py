@@ -12,6 +12,7 @@ import re
 import shutil
 import stat
 import subprocess
+import time
 
 BUSYBOX = "/usr/bin/busybox"
 
@@ -295,3 +296,25 @@ def default_sigint() -> None:
     background inherits SIGINT ignored, which Python (and so pyrt) would keep."""
     import signal
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+# -- waiting ------------------------------------------------------------------------------------------
+
+DEADLINE = 30.0  # seconds: never hang, never assert on time
+
+
+def wait_for(pred, timeout=DEADLINE, what="a condition", interval=0.02, max_interval=None):
+    """Poll `pred` until it returns something true (and return that); fail the test
+    after `timeout` s (a bound, not a measurement). With `max_interval`, the interval
+    doubles after each poll up to that."""
+    import pytest
+    end = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.monotonic() > end:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(interval)
+        if max_interval is not None:
+            interval = min(interval * 2, max_interval)

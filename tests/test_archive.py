@@ -15,8 +15,8 @@ import tarfile
 import pytest
 
 from pyrt.errors import ImageFormatError
-from test_images import (OCI_INDEX, OCI_MANIFEST, OCIBuilder, base_entries, check_consistent,  # noqa: F401
-                         make_tar, rt, rt2, sha, store_state, tar_dir)
+from imagetools import (OCIBuilder, OCI_INDEX, OCI_MANIFEST, base_entries, check_consistent, make_tar, sha, store_state,
+                        tar_dir)
 
 
 def _tool(name):

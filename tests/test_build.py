@@ -11,7 +11,6 @@ import lzma
 import os
 import stat
 import subprocess
-import sys
 import tarfile
 
 import pytest
@@ -22,10 +21,8 @@ from pyrt.build.context import IgnoreRules, ImageTree
 from pyrt.build.dockerfile import expand, expand_words, parse, split_raw
 from pyrt.errors import BuildError
 import helpers
-from test_containers import check_store
-
-PYRT = os.path.join(os.path.dirname(sys.executable), "pyrt")
-
+from clitools import PYRT, cli
+from imagetools import OCIBuilder, check_store, make_tar
 
 # -- parser ------------------------------------------------------------------------------------
 
@@ -317,10 +314,6 @@ def test_failing_run_and_bad_sources(rt, tmp_shm):
 
 # -- the command line --------------------------------------------------------------------------------
 
-def cli(root, *argv, cwd="/"):
-    return subprocess.run([PYRT, "--root", root, *argv], capture_output=True, cwd=cwd)
-
-
 def test_cli_build_images_tag_history(rt, tmp_shm):
     root = rt.root
     ctx = context(tmp_shm, "FROM busybox\nRUN echo built | tee /f\nLABEL step=3\n", {"Dockerfile.alt": "FROM busybox\n"})
@@ -427,7 +420,6 @@ def test_copy_from_a_hostile_image_never_reads_host_files(rt, tmp_shm):
     """A lower layer's `etc -> /etc` symlink under an upper layer's real `etc/`
     directory: overlay shows only the upper directory, and a COPY --from must too
     (following the lower symlink would read the host's /etc)."""
-    from test_images import OCIBuilder, make_tar
     b = OCIBuilder(os.path.join(tmp_shm, "evil"))
     b.image([make_tar([("symlink", "etc", "/etc"), ("symlink", "up", "../../../../../../etc")]),
              make_tar([("dir", "etc"), ("file", "etc/mine", "image file\n"), ("dir", "up")])], ref="evil:1")

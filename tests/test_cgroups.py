@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import os
 import subprocess
 import sys
@@ -16,6 +17,7 @@ import time
 
 import pytest
 
+import helpers
 import pyrt
 from pyrt import cgroups
 from pyrt.cgroups import (Cgroup, CgroupError, ControllerUnavailable, Layout, Limits, cpu_shares_to_weight,
@@ -25,19 +27,8 @@ from pyrt.errors import Conflict, InvalidArgument
 PARENT = f"pyrt-tests-{os.getpid()}/cg"
 MiB = 1 << 20
 
-
-def wait_for(check, timeout=30.0, what="condition"):
-    """Poll `check()` until it returns a true value (a bound, not a measurement)."""
-    deadline = time.monotonic() + timeout
-    delay = 0.005
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(delay)
-        delay = min(delay * 2, 0.1)
+# polls from 5 ms, doubling up to 100 ms
+wait_for = functools.partial(helpers.wait_for, interval=0.005, max_interval=0.1)
 
 
 # -- pure parts: parsing, validation, conversion ----------------------------------------

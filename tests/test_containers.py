@@ -9,12 +9,14 @@ layouts written by hand."""
 from __future__ import annotations
 
 import gzip
-import hashlib
 import io
 import json
 import os
+import shutil
 import stat
 import tarfile
+import tempfile
+import types
 
 import pytest
 
@@ -22,111 +24,8 @@ import helpers
 import pyrt
 from pyrt.containers import ContainerError
 from pyrt.errors import Conflict, ContainerNotFound, ImageNotFound, InvalidArgument
-
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
-OCI_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
-MTIME = 1700000000
-
-
-# -- building test images --------------------------------------------------------------------------
-
-def sha(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
-def _add(tf, kind, name, data=b"", mode=None, uid=0, gid=0, link="", xattrs=None):
-    ti = tarfile.TarInfo(name)
-    ti.mtime = MTIME
-    ti.uid, ti.gid, ti.uname, ti.gname = uid, gid, "", ""
-    if xattrs:
-        ti.pax_headers = {f"SCHILY.xattr.{k}": v for k, v in xattrs.items()}
-    payload = None
-    if kind == "file":
-        payload = data if isinstance(data, bytes) else data.encode()
-        ti.size = len(payload)
-        ti.mode = 0o644 if mode is None else mode
-    elif kind == "dir":
-        ti.type, ti.mode = tarfile.DIRTYPE, 0o755 if mode is None else mode
-    elif kind == "symlink":
-        ti.type, ti.linkname, ti.mode = tarfile.SYMTYPE, link, 0o777
-    elif kind == "hardlink":
-        ti.type, ti.linkname, ti.mode = tarfile.LNKTYPE, link, 0o644
-    elif kind == "whiteout":
-        d, _, base = name.rpartition("/")
-        ti.name = (d + "/" if d else "") + ".wh." + base
-        ti.mode, payload = 0o644, b""
-    elif kind == "opaque":
-        ti.name, ti.mode, payload = name.rstrip("/") + "/.wh..wh..opq", 0o644, b""
-    else:
-        raise ValueError(kind)
-    tf.addfile(ti, io.BytesIO(payload) if payload is not None else None)
-
-
-def layer_tar(entries) -> bytes:
-    """A layer tar: entries are (kind, name, **options) tuples for `_add`."""
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
-        for kind, name, *rest in entries:
-            _add(tf, kind, name, **(rest[0] if rest else {}))
-    return buf.getvalue()
-
-
-# Files the base image adds to the busybox rootfs (paths relative to /).
-BASE_EXTRA = [
-    ("dir", "data"),
-    ("file", "data/a", {"data": "a\n"}),
-    ("file", "data/b", {"data": "b\n"}),
-    ("file", "data/hl1", {"data": "shared\n"}),
-    ("hardlink", "data/hl2", {"link": "data/hl1"}),
-    ("file", "data/owned", {"data": "o\n", "mode": 0o640, "uid": 1000, "gid": 1000}),
-    ("file", "data/suid", {"data": "s\n", "mode": 0o4755}),
-    ("file", "data/xattr", {"data": "x\n", "xattrs": {"user.test": "hello"}}),
-    ("symlink", "data/link", {"link": "a"}),
-    ("dir", "data/sub"),
-    ("file", "data/sub/x", {"data": "x\n"}),
-    ("file", "data/sub/y", {"data": "y\n"}),
-    ("dir", "data/sub/deep"),
-    ("file", "data/sub/deep/z", {"data": "z\n"}),
-    ("dir", "keep"),
-    ("file", "keep/k1", {"data": "k1\n"}),
-    ("file", "keep/k2", {"data": "k2\n"}),
-    ("dir", "gone"),
-    ("file", "gone/g1", {"data": "g1\n"}),
-    ("file", "gone/g2", {"data": "g2\n"}),
-    ("dir", "tree"),
-    ("file", "tree/t1", {"data": "t1\n"}),
-    ("dir", "tree/t2"),
-    ("file", "tree/t2/t3", {"data": "t3\n"}),
-]
-
-
-def write_base_tar(rootfs: str, out: str) -> str:
-    """The busybox rootfs (entries without a ./ prefix, owners kept) plus BASE_EXTRA."""
-    with tarfile.open(out, "w", format=tarfile.PAX_FORMAT) as tf:
-        for dirpath, dirnames, filenames in os.walk(rootfs):
-            dirnames.sort()
-            for name in sorted(dirnames) + sorted(filenames):
-                full = os.path.join(dirpath, name)
-                ti = tf.gettarinfo(full, arcname=os.path.relpath(full, rootfs))
-                ti.uname = ti.gname = ""
-                if ti.isfile():
-                    with open(full, "rb") as f:
-                        tf.addfile(ti, f)
-                else:
-                    tf.addfile(ti)
-        for kind, name, *rest in BASE_EXTRA:
-            _add(tf, kind, name, **(rest[0] if rest else {}))
-    return out
-
-
-@pytest.fixture(scope="module")
-def base_tar(rootfs, shm_base):
-    path = os.path.join(shm_base, "containers-base.tar")
-    if not os.path.exists(path):
-        write_base_tar(rootfs, path)
-    return path
+from imagetools import (CHANGES, CHANGES_DIFF, LAYER2, LAYER3, OCI_CONFIG, OCI_INDEX, OCI_LAYER_GZIP, OCI_MANIFEST,
+                        check_store, layer_tar, sha)
 
 
 @pytest.fixture
@@ -162,11 +61,6 @@ def sh(rt, image, script, name=None, **kw):
     rc, out, err = run_in(c)
     assert rc == 0, f"{script!r} failed ({rc}): {err}"
     return c
-
-
-LAYER2 = "set -e; echo l2 > /data/l2new; echo b2 > /data/b; rm /data/a; mkdir /l2dir; echo f > /l2dir/f"
-LAYER3 = ("set -e; rm -rf /gone; rm -rf /data/sub; mkdir /data/sub; echo n > /data/sub/n; "
-          "chmod 600 /keep/k2")
 
 
 def build_layered(rt, base_tar):
@@ -266,25 +160,6 @@ def blob_members(rt, image, index=-1) -> dict:
         data = gzip.decompress(data)
     with tarfile.open(fileobj=io.BytesIO(data)) as tf:
         return {m.name.rstrip("/"): m for m in tf.getmembers()}
-
-
-def check_store(rt):
-    """The store is consistent: rows point at files and every file has a row; no
-    container dir without a row; no temp files left."""
-    store, db = rt.store, rt.store.db
-    layers = {r["chain_id"] for r in db.query("SELECT chain_id FROM layers")}
-    assert {"sha256:" + n for n in store.snapshots.names()} == layers
-    for r in db.query("SELECT id, manifest_digest FROM images"):
-        assert store.blobs.exists(r["id"]) and store.blobs.exists(r["manifest_digest"])
-        assert sha(store.blobs.read(r["id"])) == r["id"]
-    for r in db.query("SELECT digest FROM image_layers UNION SELECT digest FROM layers"):
-        assert store.blobs.exists(r["digest"]), r["digest"]
-    for r in db.query("SELECT image_id FROM containers"):
-        assert db.query_one("SELECT 1 FROM images WHERE id=?", (r["image_id"],))
-    rows = {r["id"] for r in db.query("SELECT id FROM containers")}
-    cdir = os.path.join(store.root, "containers")
-    assert set(os.listdir(cdir) if os.path.isdir(cdir) else ()) == rows
-    assert os.listdir(os.path.join(store.root, "tmp")) == []
 
 
 def is_whiteout(path):
@@ -412,26 +287,6 @@ def test_layered_image_snapshots(drt, base_tar):
         "/data/sub:", "n", "ls: /gone: No such file or directory", "b2", ""]
 
 
-# Run in containers of the layered image: writes, deletes, renames, chmod, chown,
-# hardlinks, removes whole dirs and recreates one (an opaque dir in overlay mode).
-CHANGES = """set -e
-echo new > /data/added
-echo more >> /data/b
-rm /data/l2new
-mv /keep/k1 /keep/k1-renamed
-chmod 700 /data/suid
-chown 1000:1000 /data/xattr
-ln /data/added /data/added-link
-rm -rf /tree
-rm -rf /l2dir
-mkdir /l2dir
-echo fresh > /l2dir/fresh
-mkdir /gone
-echo back > /gone/back
-"""
-CHANGES_DIFF = ["C /data", "A /data/added", "A /data/added-link", "C /data/b", "D /data/l2new",
-                "C /data/suid", "C /data/xattr", "A /gone", "A /gone/back", "C /keep", "D /keep/k1",
-                "A /keep/k1-renamed", "C /l2dir", "D /l2dir/f", "A /l2dir/fresh", "D /tree"]
 # Writing through a hardlink of the image and linking an image file: overlay copies
 # the file up (the link is broken, the linked file is changed); the copy driver keeps
 # the image's hardlinks in the container's root (both names change, the linked file
@@ -515,17 +370,41 @@ def test_restarted_container_keeps_its_changes(drt, base_tar):
     check_store(rt)
 
 
-def test_diff_and_commit(drt, base_tar, tmp_shm):
-    rt = drt
-    driver = rt.storage_driver
-    img = build_layered(rt, base_tar)
-    before = snapshots_state([img])
-    c = sh(rt, img, CHANGES + HARDLINKS, name="c1")
-    assert diff_lines(c) == sorted(CHANGES_DIFF + HARDLINKS_DIFF[driver], key=lambda x: x[2:])
-    assert c.diff()[0] == {"Path": "/data", "Kind": 0}
+@pytest.fixture(scope="module", params=["overlay", "copy"])
+def committed(request, shm_base, base_tar):
+    """With each storage driver, a store of its own (made once for the tests below):
+    the layered image, a container c1 of it that ran CHANGES + HARDLINKS, and
+    committed:1 committed from c1. A namespace: rt, driver, img, before (the image's
+    snapshots before), c, diff (c's diff before the commit: lines, entries), new.
+    The last test (..._again_...) removes c and checks the store."""
+    base = tempfile.mkdtemp(prefix=f"committed-{request.param}-", dir=shm_base)
+    rt = pyrt.Runtime(os.path.join(base, "store"), storage_driver=request.param, quiet=True)
+    try:
+        img = build_layered(rt, base_tar)
+        before = snapshots_state([img])
+        c = sh(rt, img, CHANGES + HARDLINKS, name="c1")
+        diff = (diff_lines(c), c.diff())
+        new = c.commit("committed", "1", message="my changes",
+                       changes=['CMD ["/bin/sh", "-c", "cat /data/added"]', "ENV A=b", "WORKDIR /l2dir"])
+        yield types.SimpleNamespace(rt=rt, driver=rt.storage_driver, img=img, before=before, c=c, diff=diff,
+                                    new=new)
+        try:
+            c.remove()  # (removed by the last test, unless it did not run)
+        except ContainerNotFound:
+            pass
+    finally:
+        rt.close()
+        helpers.detach_mounts_under(base)
+        shutil.rmtree(base, ignore_errors=True)
 
-    new = c.commit("committed", "1", message="my changes",
-                   changes=['CMD ["/bin/sh", "-c", "cat /data/added"]', "ENV A=b", "WORKDIR /l2dir"])
+
+def test_diff_and_commit(committed):
+    """The container's diff (taken before the commit) and the committed image."""
+    driver, img, new = committed.driver, committed.img, committed.new
+    lines, diff = committed.diff
+    assert lines == sorted(CHANGES_DIFF + HARDLINKS_DIFF[driver], key=lambda x: x[2:])
+    assert diff[0] == {"Path": "/data", "Kind": 0}
+
     assert new.tags == ["committed:1"] and new.parent == img.id
     assert [layer.chain_id for layer in new.layers[:3]] == [layer.chain_id for layer in img.layers]
     assert len(new.layers) == 4
@@ -538,6 +417,9 @@ def test_diff_and_commit(drt, base_tar, tmp_shm):
     assert cfg["Cmd"] == ["/bin/sh", "-c", "cat /data/added"] and cfg["WorkingDir"] == "/l2dir"
     assert "A=b" in cfg["Env"]
 
+
+def test_diff_and_commit_layer_contents(committed):
+    rt, new = committed.rt, committed.new
     # the committed layer: whiteouts for deletions, an opaque dir (overlay) or
     # whiteouts of its old content (copy), a hardlink kept
     members = blob_members(rt, new)
@@ -554,6 +436,9 @@ def test_diff_and_commit(drt, base_tar, tmp_shm):
     assert is_whiteout(os.path.join(snap, "data/l2new")) and is_whiteout(os.path.join(snap, "tree"))
     assert os.getxattr(os.path.join(snap, "data/xattr"), "user.test") == b"hello"
 
+
+def test_diff_and_commit_image_runs_with_the_changes(committed):
+    rt, driver = committed.rt, committed.driver
     # a container of the new image sees the changes, deletions included
     assert rt.containers.run("committed:1", remove=True) == b"new\n"
     c2 = rt.containers.create("committed:1", ["sh", "-c", "pwd; echo $A" + VIEW])
@@ -563,13 +448,16 @@ def test_diff_and_commit(drt, base_tar, tmp_shm):
     assert c2.diff() == []
     c2.remove()
 
+
+def test_diff_and_commit_again_gives_the_same_layer(committed):
+    rt, img, c, new = committed.rt, committed.img, committed.c, committed.new
     # the same container committed again: the same layer
     again = c.commit(message="again")
     assert again.layers[-1].diff_id == new.layers[-1].diff_id
     assert again.layers[-1].digest == new.layers[-1].digest
     assert again.id != new.id and again.parent == img.id and again.tags == []
     assert rt.store.db.query_one("SELECT COUNT(*) FROM layers")[0] == 4
-    assert snapshots_state([img]) == before
+    assert snapshots_state([img]) == committed.before
     c.remove()
     check_store(rt)
 
@@ -739,8 +627,13 @@ def test_export_has_the_whole_filesystem(drt, base_tar, tmp_shm):
     added_link = members["data/added-link"] if members["data/added-link"].islnk() else members["data/added"]
     assert added_link.islnk()
     c.remove()
+    check_store(rt)
 
-    # an image with whiteouts and an opaque dir, exported as it is
+
+def test_export_of_an_image_with_whiteouts_and_an_opaque_dir(drt, base_tar, tmp_shm):
+    """An image with whiteouts and an opaque dir, exported as it is."""
+    rt = drt
+    out = os.path.join(tmp_shm, "export.tar")
     oci = load_oci_image(rt, base_tar, tmp_shm)
     c = rt.containers.create(oci, ["true"])
     with open(out, "wb") as f:

@@ -13,7 +13,7 @@ import tarfile
 import pytest
 
 from pyrt.errors import InvalidArgument
-from test_lifecycle import PYRT, base_tar, error, ok, store  # noqa: F401  (fixtures)
+from clitools import PYRT, error, ok
 
 
 @pytest.fixture

@@ -9,7 +9,11 @@ import os
 import stat
 import tarfile
 
-from test_lifecycle import PYRT, base_tar, error, ok, store  # noqa: F401  (fixtures)
+import pytest
+
+from clitools import error, ok
+from imagetools import OCIBuilder
+
 
 
 def _setuid_tar(uid: int) -> bytes:
@@ -57,7 +61,10 @@ def test_cp_in_never_makes_a_setuid_root_file(store, tmp_shm):
 
 # -- pyrt-runtime: mounts over /proc, the pid file -----------------------------------------
 
-from test_oci_runtime import make_bundle, rt, runtime_bin  # noqa: E402,F401  (fixtures)
+@pytest.fixture
+def rt(oci_rt):
+    """The `pyrt-runtime` command on a state root of the test's own (conftest's `oci_rt`)."""
+    return oci_rt
 
 
 def test_runtime_refuses_mounts_over_proc(rt, make_bundle, rootfs_copy, tmp_shm):
@@ -110,7 +117,6 @@ def test_runtime_pid_file_never_writes_through_a_planted_file(rt, make_bundle, t
 # -- images for another platform ----------------------------------------------------------
 
 def _foreign_image(store, tmp_shm, base_tar, name, **config):
-    from test_images import OCIBuilder
     b = OCIBuilder(os.path.join(tmp_shm, f"layout-{name}"))
     with open(base_tar, "rb") as f:
         b.image([f.read()], compression=None, ref=f"{name}:1", config=config)

@@ -14,7 +14,7 @@ import pytest
 
 import pyrt
 from pyrt.errors import SpawnError
-from test_lifecycle import PYRT, Store, base_tar, store  # noqa: F401  (fixtures)
+from clitools import PYRT
 
 PROBES = {
     # Watches /proc for processes and, for each, opens /proc/PID/exe and its fd

@@ -12,239 +12,14 @@ import os
 import stat
 import subprocess
 import sys
-import tarfile
 import time
 
 import pytest
 
 from pyrt.errors import Conflict, ImageFormatError, ImageNotFound, InvalidArgument, PyrtError
-
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
-LAYER_TYPES = {None: "application/vnd.oci.image.layer.v1.tar",
-               "gzip": "application/vnd.oci.image.layer.v1.tar+gzip",
-               "zstd": "application/vnd.oci.image.layer.v1.tar+zstd"}
-
-
-# -- helpers shared with test_archive.py ---------------------------------------------------------
-
-def sha(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
-def make_tar(entries) -> bytes:
-    """A layer tar from entries:
-    ("file", name, data[, mode]) ("dir", name[, mode]) ("symlink", name, target)
-    ("hardlink", name, target) ("whiteout", path) ("opaque", dir)."""
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
-        for e in entries:
-            kind, name = e[0], e[1]
-            ti = tarfile.TarInfo(name)
-            ti.mtime = 1700000000
-            ti.uid = ti.gid = 0
-            data = None
-            if kind == "file":
-                data = e[2] if isinstance(e[2], bytes) else e[2].encode()
-                ti.size = len(data)
-                ti.mode = e[3] if len(e) > 3 else 0o644
-            elif kind == "dir":
-                ti.type = tarfile.DIRTYPE
-                ti.mode = e[2] if len(e) > 2 else 0o755
-            elif kind == "symlink":
-                ti.type = tarfile.SYMTYPE
-                ti.linkname = e[2]
-                ti.mode = 0o777
-            elif kind == "hardlink":
-                ti.type = tarfile.LNKTYPE
-                ti.linkname = e[2]
-                ti.mode = 0o644
-            elif kind == "whiteout":
-                d, _, base = name.rpartition("/")
-                ti.name = (d + "/" if d else "") + ".wh." + base
-                ti.size = 0
-                ti.mode = 0o644
-                data = b""
-            elif kind == "opaque":
-                ti.name = name.rstrip("/") + "/.wh..wh..opq"
-                ti.size = 0
-                ti.mode = 0o644
-                data = b""
-            else:
-                raise ValueError(kind)
-            tf.addfile(ti, io.BytesIO(data) if data is not None else None)
-    return buf.getvalue()
-
-
-def compress(data: bytes, compression) -> bytes:
-    if compression is None:
-        return data
-    if compression == "gzip":
-        return gzip.compress(data, mtime=0)
-    if compression == "zstd":
-        import zstandard
-        return zstandard.ZstdCompressor().compress(data)
-    raise ValueError(compression)
-
-
-def tar_dir(path: str, out: str) -> str:
-    """A tar of a directory tree (as `tar -C path -cf out .`)."""
-    with tarfile.open(out, "w", format=tarfile.PAX_FORMAT) as tf:
-        tf.add(path, arcname=".")
-    return out
-
-
-class OCIBuilder:
-    """Writes an OCI image layout by hand (so tests control every byte)."""
-
-    def __init__(self, path):
-        self.path = path
-        os.makedirs(os.path.join(path, "blobs", "sha256"), exist_ok=True)
-        with open(os.path.join(path, "oci-layout"), "w") as f:
-            json.dump({"imageLayoutVersion": "1.0.0"}, f)
-        self.entries = []
-
-    def blob(self, data: bytes) -> str:
-        d = sha(data)
-        with open(os.path.join(self.path, "blobs", "sha256", d[7:]), "wb") as f:
-            f.write(data)
-        return d
-
-    def blob_path(self, digest):
-        return os.path.join(self.path, "blobs", "sha256", digest[7:])
-
-    def image(self, layers, compression="gzip", ref=None, config=None, manifest_hook=None,
-              config_hook=None, add_entry=True, platform=None):
-        """layers: list of uncompressed tar bytes. Returns a dict describing it."""
-        descs, diff_ids = [], []
-        for tar in layers:
-            comp = compress(tar, compression)
-            descs.append({"mediaType": LAYER_TYPES[compression], "digest": self.blob(comp), "size": len(comp)})
-            diff_ids.append(sha(tar))
-        cfg = {"created": "2024-01-02T03:04:05Z", "architecture": "amd64", "os": "linux",
-               "config": {"Cmd": ["/bin/sh"], "Env": ["PATH=/bin"]},
-               "rootfs": {"type": "layers", "diff_ids": diff_ids},
-               "history": [{"created": "2024-01-02T03:04:05Z", "created_by": f"layer {i}"}
-                           for i in range(len(layers))]}
-        cfg.update(config or {})
-        if config_hook:
-            config_hook(cfg)
-        cfg_bytes = json.dumps(cfg).encode()
-        manifest = {"schemaVersion": 2, "mediaType": OCI_MANIFEST,
-                    "config": {"mediaType": OCI_CONFIG, "digest": self.blob(cfg_bytes), "size": len(cfg_bytes)},
-                    "layers": descs}
-        if manifest_hook:
-            manifest_hook(manifest)
-        mbytes = json.dumps(manifest).encode()
-        entry = {"mediaType": OCI_MANIFEST, "digest": self.blob(mbytes), "size": len(mbytes)}
-        if platform:
-            entry["platform"] = platform
-        if ref:
-            entry["annotations"] = {"org.opencontainers.image.ref.name": ref}
-        if add_entry:
-            self.entries.append(entry)
-        return {"id": sha(cfg_bytes), "manifest": entry["digest"], "entry": entry,
-                "layers": [d["digest"] for d in descs], "diff_ids": diff_ids, "config": cfg}
-
-    def index_blob(self, entries, ref=None):
-        idx = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries}
-        data = json.dumps(idx).encode()
-        e = {"mediaType": OCI_INDEX, "digest": self.blob(data), "size": len(data)}
-        if ref:
-            e["annotations"] = {"org.opencontainers.image.ref.name": ref}
-        self.entries.append(e)
-        return e
-
-    def write(self, index_hook=None):
-        idx = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": self.entries}
-        if index_hook:
-            index_hook(idx)
-        with open(os.path.join(self.path, "index.json"), "w") as f:
-            json.dump(idx, f)
-        return self.path
-
-    def tar(self, out):
-        names = []
-        for dirpath, dirnames, filenames in os.walk(self.path):
-            for n in filenames:
-                names.append(os.path.relpath(os.path.join(dirpath, n), self.path))
-        with tarfile.open(out, "w") as tf:
-            for n in sorted(names):
-                tf.add(os.path.join(self.path, n), arcname=n)
-        return out
-
-
-def store_state(rt):
-    """Everything in the store but the database files (listed with mode and size,
-    files hashed), plus every row of the database."""
-    root = rt.store.root
-    files = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        for n in sorted(dirnames + filenames):
-            p = os.path.join(dirpath, n)
-            rel = os.path.relpath(p, root)
-            if rel.startswith("pyrt.db"):
-                continue
-            st = os.lstat(p)
-            extra = None
-            if stat.S_ISREG(st.st_mode):
-                with open(p, "rb") as f:
-                    extra = hashlib.sha256(f.read()).hexdigest()
-            elif stat.S_ISLNK(st.st_mode):
-                extra = os.readlink(p)
-            files.append((rel, st.st_mode, st.st_uid, st.st_gid, extra))
-    return sorted(files), rt.store.db.dump()
-
-
-def check_consistent(rt):
-    """Every row points at files that exist; every snapshot and blob has a row."""
-    store = rt.store
-    db = store.db
-    layers = {r["chain_id"] for r in db.query("SELECT chain_id FROM layers")}
-    for cid in layers:
-        assert os.path.isdir(store.snapshots.path(cid)), cid
-    assert {"sha256:" + n for n in store.snapshots.names()} == layers
-    for r in db.query("SELECT id, manifest_digest FROM images"):
-        assert store.blobs.exists(r["id"]) and store.blobs.exists(r["manifest_digest"])
-        assert sha(store.blobs.read(r["id"])) == r["id"]
-    for r in db.query("SELECT digest FROM image_layers UNION SELECT digest FROM layers"):
-        assert store.blobs.exists(r["digest"]), r["digest"]
-    for d in store.blobs.digests():
-        with open(store.blobs.path(d), "rb") as f:
-            assert sha(f.read()) == d
-    assert os.listdir(os.path.join(store.root, "tmp")) == []
-    assert not [n for n in os.listdir(store.snapshots.dir) if n.startswith(".")]
-
-
-def base_entries(tag="base"):
-    return [("dir", "bin"), ("file", "bin/hello", f"#!/bin/sh\necho {tag}\n", 0o755),
-            ("dir", "etc"), ("file", "etc/os-release", f"NAME={tag}\n"),
-            ("file", "etc/motd", "hello\n"), ("dir", "data"), ("file", "data/a", "a\n"),
-            ("file", "data/b", "b\n")]
-
+from imagetools import OCIBuilder, base_entries, check_consistent, make_tar, sha, store_state, tar_dir
 
 # -- fixtures --------------------------------------------------------------------------------------
-
-@pytest.fixture
-def rt(tmp_shm):
-    from pyrt.runtime import Runtime
-    r = Runtime(os.path.join(tmp_shm, "store"))
-    try:
-        yield r
-    finally:
-        r.close()
-
-
-@pytest.fixture
-def rt2(tmp_shm):
-    from pyrt.runtime import Runtime
-    r = Runtime(os.path.join(tmp_shm, "store2"))
-    try:
-        yield r
-    finally:
-        r.close()
-
 
 @pytest.fixture
 def rootfs_tar(rootfs, tmp_shm):
@@ -451,9 +226,11 @@ def _upper_with_changes(path):
     return path
 
 
-def test_create_from_parent_commit_semantics(rt, two_images, tmp_shm):
+@pytest.fixture
+def created(rt, two_images, tmp_shm):
+    """myos:2, created from base:1 with a layer written from an upper dir (with a
+    whiteout and an opaque dir) and config changes: (parent, layer, image)."""
     from pyrt.store.commit import write_layer_blob
-    a, c, _ = two_images
     parent = rt.images.get("base:1")
     upper = _upper_with_changes(os.path.join(tmp_shm, "upper"))
     out = rt.store.mkdtemp("t-")
@@ -463,6 +240,11 @@ def test_create_from_parent_commit_semantics(rt, two_images, tmp_shm):
                                                           "ExposedPorts": ["80"], "User": "1000"},
                            comment="add new", created_by="sh -c edit", author="me", repository="myos", tag="2")
     os.rmdir(out)
+    return parent, layer, img
+
+
+def test_create_from_parent_commit_semantics(rt, created):
+    parent, layer, img = created
     assert not os.path.exists(layer["path"])  # moved into the store
     assert img.parent == parent.id and img.tags == ["myos:2"]
     cfg = img.config
@@ -480,6 +262,12 @@ def test_create_from_parent_commit_semantics(rt, two_images, tmp_shm):
     assert img.manifest["layers"][-1]["digest"] == layer["digest"]
     h = img.history()
     assert h[0]["Id"] == img.id and h[0]["Comment"] == "add new" and h[1]["Id"] == parent.id
+    check_consistent(rt)
+
+
+def test_create_untagged_intermediate_is_listed_with_all_only(rt, created, tmp_shm):
+    from pyrt.store.commit import write_layer_blob
+    parent, layer, img = created
     # an untagged intermediate: listed with all=True only
     out = rt.store.mkdtemp("t-")
     os.makedirs(os.path.join(tmp_shm, "u2"))

@@ -625,15 +625,20 @@ def _materialize(lowers, rootfs):
         _core.copy_tree(layer, rootfs, whiteouts=True)
 
 
-def test_changes_by_compare(tmp_shm):
-    from pyrt.store.changes import changes_by_compare, compare_entries
+@pytest.fixture
+def materialized(tmp_shm):
+    """(rootfs, lowers): the two layers of make_image copied into one rootfs."""
     l1, l2 = make_image(tmp_shm)
     lowers = [l2, l1]
     rootfs = os.path.join(tmp_shm, "rootfs")
     _materialize(lowers, rootfs)
-    assert changes_by_compare(rootfs, lowers) == []
-    assert compare_entries(rootfs, lowers) == []
+    return rootfs, lowers
 
+
+@pytest.fixture
+def changed(materialized):
+    """(rootfs, lowers) after changes of every kind to the materialized rootfs."""
+    rootfs, lowers = materialized
     r = rootfs
     _write(f"{r}/new.txt", b"new", mtime=T0 + 100)
     os.unlink(f"{r}/etc/motd")
@@ -651,6 +656,19 @@ def test_changes_by_compare(tmp_shm):
     for d in ("etc", "data", "old"):  # the dirs' own mtimes are back as they were
         os.utime(f"{r}/{d}", (T0 + 10 if d in ("etc", "data") else T0,) * 2)
     os.utime(f"{r}/old/name.txt", (T0, T0))
+    return rootfs, lowers
+
+
+def test_changes_by_compare_of_an_unchanged_rootfs_is_empty(materialized):
+    from pyrt.store.changes import changes_by_compare, compare_entries
+    rootfs, lowers = materialized
+    assert changes_by_compare(rootfs, lowers) == []
+    assert compare_entries(rootfs, lowers) == []
+
+
+def test_changes_by_compare(changed):
+    from pyrt.store.changes import changes_by_compare, compare_entries
+    rootfs, lowers = changed
     assert changes_by_compare(rootfs, lowers) == [
         ("C", "/chmodme"),
         ("C", "/data"),
@@ -672,10 +690,19 @@ def test_changes_by_compare(tmp_shm):
     entries = compare_entries(rootfs, lowers)
     assert ("data/dir1", "whiteout") in entries and ("etc/motd", "whiteout") in entries
 
+
+@pytest.fixture
+def blob_by_compare(changed, tmp_shm):
+    """The layer blob (uncompressed) written by compare for the `changed` rootfs."""
     from pyrt.store.commit import write_layer_blob_by_compare
+    rootfs, lowers = changed
     out = os.path.join(tmp_shm, "out")
     os.mkdir(out)
-    blob = write_layer_blob_by_compare(rootfs, lowers, out, compression=None)
+    return write_layer_blob_by_compare(rootfs, lowers, out, compression=None)
+
+
+def test_layer_blob_by_compare_entries(blob_by_compare):
+    blob = blob_by_compare
     names = [(m.name, m.type) for m in members(open(blob["path"], "rb").read())]
     assert names == [
         ("chmodme", tarfile.REGTYPE),
@@ -693,7 +720,11 @@ def test_changes_by_compare(tmp_shm):
         ("old/name.txt", tarfile.DIRTYPE),
         ("old/name.txt/inner", tarfile.REGTYPE),
     ]
-    # applying that layer on the image gives the rootfs back
+
+
+def test_layer_blob_by_compare_on_the_image_gives_the_rootfs_back(changed, blob_by_compare, tmp_shm):
+    rootfs, lowers = changed
+    blob = blob_by_compare
     again = os.path.join(tmp_shm, "again")
     unpack = pytest.importorskip("pyrt.store.unpack")
     top = os.path.join(tmp_shm, "top")

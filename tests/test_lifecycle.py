@@ -22,46 +22,13 @@ import time
 
 import pytest
 
-import pyrt
 from pyrt.errors import Conflict, ContainerNotFound, InvalidArgument, SpawnError
 import helpers
-from test_containers import write_base_tar
-
-PYRT = os.path.join(os.path.dirname(sys.executable), "pyrt")  # the installed entry point
-HEX64 = re.compile(r"\b[0-9a-f]{64}\b")
-DEADLINE = 30.0  # seconds: never hang, never assert on time
-
+from clitools import HEX64, PYRT, cgroup_dirs, cgroup_mounts, error, ok, procs_holding
+from helpers import DEADLINE, wait_for
+from imagetools import check_store
 
 # -- helpers shared with test_volumes.py -----------------------------------------------------------
-
-def wait_for(pred, timeout=DEADLINE, what="a condition", interval=0.02):
-    """Poll `pred` until it returns something true; fail after `timeout` s."""
-    end = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() > end:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(interval)
-
-
-def cgroup_mounts() -> list[str]:
-    """Every cgroup hierarchy's mount point on this host, whatever its layout (v1,
-    hybrid, pure v2): the cgroup2 one first."""
-    from pyrt import cgroups
-    lay = cgroups.layout(refresh=True)
-    out = [lay.unified] if lay.unified else []
-    for mount in sorted(set(lay.v1.values())):
-        out.append(mount)
-    assert out, "no cgroup hierarchy is mounted"
-    return out
-
-
-def cgroup_dirs(cid: str) -> list[str]:
-    """The pyrt/<cid> directories of a container in every cgroup hierarchy."""
-    return [d for d in (os.path.join(m, "pyrt", cid) for m in cgroup_mounts()) if os.path.isdir(d)]
-
 
 def cgroup_file(cid: str, controller: str, v1_name: str, v2_name: str) -> str:
     """A container's control file: `v1_name` in the v1 hierarchy of `controller`
@@ -74,154 +41,12 @@ def cgroup_file(cid: str, controller: str, v1_name: str, v2_name: str) -> str:
         return f.read().strip()
 
 
-def procs_holding(path: str) -> list[int]:
-    """Pids of the processes with an open fd or cwd at or below `path` (a monitor
-    keeps its container's log open)."""
-    prefix = os.path.realpath(path).rstrip("/") + "/"
-    found = []
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit() or int(pid) == os.getpid():
-            continue
-        try:
-            targets = [os.readlink(f"/proc/{pid}/cwd")]
-            for fd in os.listdir(f"/proc/{pid}/fd"):
-                try:
-                    targets.append(os.readlink(f"/proc/{pid}/fd/{fd}"))
-                except OSError:
-                    pass
-        except OSError:
-            continue
-        if any((t + "/").startswith(prefix) for t in targets):
-            found.append(int(pid))
-    return found
-
-
 def proc_state(pid: int) -> str | None:
     try:
         with open(f"/proc/{pid}/stat") as f:
             return f.read().rsplit(")", 1)[1].split()[0]
     except (OSError, IndexError):
         return None
-
-
-class Store:
-    """A store on /dev/shm with base:1 (the busybox rootfs plus test files) imported,
-    an open Runtime (`rt`) and the `pyrt` command on it (`cli`). It remembers every
-    container id it sees (API creates, ids the CLI prints, hostnames) so that the
-    cleanup can check their cgroups are gone."""
-
-    def __init__(self, root: str, base_tar: str):
-        self.root = root
-        self.rt = pyrt.Runtime(root, quiet=True)
-        self.rt.images.import_image(base_tar, "base", "1")
-        self.ids: set[str] = set()
-        self.prefixes: set[str] = set()
-        cc = self.rt.containers
-        orig = cc.create
-
-        def create(*a, **kw):
-            c = orig(*a, **kw)
-            self.ids.add(c.id)
-            return c
-
-        cc.create = create  # run() calls self.create: ids of run() are seen too
-
-    def cli(self, *argv, input=None, timeout=60) -> subprocess.CompletedProcess:
-        r = subprocess.run([PYRT, "--root", self.root, *map(str, argv)], capture_output=True, cwd="/",
-                           input=input, timeout=timeout, env={**os.environ, "PYRT_ROOT": "/nonexistent-on-purpose"})
-        self.ids.update(HEX64.findall(r.stdout.decode(errors="replace")))
-        return r
-
-    def popen(self, *argv, **kw) -> subprocess.Popen:
-        return subprocess.Popen([PYRT, "--root", self.root, *map(str, argv)], cwd="/",
-                                env={**os.environ, "PYRT_ROOT": "/nonexistent-on-purpose"}, **kw)
-
-    def get(self, ref):
-        return self.rt.containers.get(ref)
-
-    def db_rows(self):
-        return [dict(r) for r in self.rt.store.db.query("SELECT id, name, state FROM containers ORDER BY id")]
-
-    def snapshot(self) -> dict:
-        """What bad input must not change: container rows and their states, the
-        containers/ and volumes/ dirs, their cgroups, the tmp dir."""
-        rows = self.db_rows()
-        vols = os.path.join(self.root, "volumes")
-        return {
-            "rows": rows,
-            "containers": sorted(os.listdir(os.path.join(self.root, "containers"))),
-            "volumes": sorted(os.listdir(vols)) if os.path.isdir(vols) else [],
-            "cgroups": {r["id"]: cgroup_dirs(r["id"]) for r in rows},
-            "tmp": sorted(os.listdir(os.path.join(self.root, "tmp"))),
-        }
-
-    def cleanup(self) -> list[str]:
-        """rm -f -v every container; returns what was left behind."""
-        problems = []
-        for c in self.rt.containers.list(all=True):
-            self.ids.add(c.id)
-            try:
-                c.remove(force=True, v=True)
-            except ContainerNotFound:
-                pass  # removed meanwhile (--rm)
-            except Exception as e:  # go on cleaning, report it
-                problems.append(f"rm -f {c.name}: {e!r}")
-        for cid in sorted(self.ids):
-            if cgroup_dirs(cid):
-                problems.append(f"cgroup left: {cgroup_dirs(cid)}")
-        for prefix in sorted(self.prefixes):
-            for m in cgroup_mounts():
-                d = os.path.join(m, "pyrt")
-                if os.path.isdir(d) and any(n.startswith(prefix) for n in os.listdir(d)):
-                    problems.append(f"cgroup left in {d} for {prefix}")
-        # the monitors end with their containers: wait for them (then end the stragglers)
-        end = time.monotonic() + 10
-        while procs_holding(self.root) and time.monotonic() < end:
-            time.sleep(0.02)
-        for pid in procs_holding(self.root):
-            problems.append(f"process {pid} still holds files of the store")
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        return problems
-
-
-@pytest.fixture(scope="session")
-def base_tar(rootfs, shm_base):
-    path = os.path.join(shm_base, "lifecycle-base.tar")
-    if not os.path.exists(path):
-        write_base_tar(rootfs, path + ".tmp")
-        os.rename(path + ".tmp", path)
-    return path
-
-
-@pytest.fixture
-def store(tmp_shm, base_tar):
-    s = Store(os.path.join(tmp_shm, "store"), base_tar)
-    try:
-        yield s
-    finally:
-        problems = s.cleanup()
-        s.rt.close()
-        assert not problems, problems
-
-
-def ok(r) -> str:
-    """stdout of a command that must succeed."""
-    assert r.returncode == 0, (r.args, r.returncode, r.stdout, r.stderr)
-    return r.stdout.decode()
-
-
-def error(r, status=1, match=None) -> str:
-    """The message of a command that must fail: one line on stderr, no traceback."""
-    err = r.stderr.decode()
-    assert r.returncode == status, (r.args, r.returncode, r.stdout, err)
-    assert err.startswith("pyrt: ") and err.endswith("\n") and err.count("\n") == 1, (r.args, err)
-    assert "Traceback" not in err
-    if match:
-        assert re.search(match, err), (r.args, err)
-    return err
 
 
 def ps(store, all=True) -> dict:
@@ -241,7 +66,11 @@ TRAP_TERM = "trap 'echo got TERM; exit 0' TERM; echo ready; while :; do sleep 0.
 
 # -- run -d, ps, logs ------------------------------------------------------------------------------
 
-def test_run_detached_ps_and_logs(store, tmp_shm):
+@pytest.fixture
+def web(store, tmp_shm):
+    """A detached container "web" (started with the CLI) that wrote out1, err1, out2,
+    err2 (stdout, stderr, ...) and waits for FLAGS/go to write bye and exit 3.
+    Returns (container, id, flags dir)."""
     flags = os.path.join(tmp_shm, "flags")
     os.mkdir(flags)
     # (the pauses let the monitor read each line before the next one, on the other pipe, is written)
@@ -252,7 +81,11 @@ def test_run_detached_ps_and_logs(store, tmp_shm):
     c = store.get("web")
     assert c.id == cid and store.get(cid[:12]).id == cid  # id prefixes are accepted
     wait_for(log_has(c, b"err2\n"), what="the first lines in the log")
+    return c, cid, flags
 
+
+def test_run_detached_and_ps(store, web):
+    c, cid, flags = web
     running = ps(store, all=False)
     assert list(running) == ["web"]
     assert running["web"]["Status"].startswith("Up "), running
@@ -262,6 +95,9 @@ def test_run_detached_ps_and_logs(store, tmp_shm):
     st = c.attrs["State"]
     assert st["Status"] == "running" and st["Running"] and st["Pid"] > 0
 
+
+def test_logs_of_a_running_container_api(web):
+    c, cid, flags = web
     # the API: both streams, in the order they were written; one stream; tail; timestamps
     assert c.logs() == b"out1\nerr1\nout2\nerr2\n"
     assert c.logs(stderr=False) == b"out1\nout2\n"
@@ -273,6 +109,8 @@ def test_run_detached_ps_and_logs(store, tmp_shm):
     assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z", t) for t in stamps), stamps
     assert stamps == sorted(stamps)
 
+
+def test_logs_of_a_running_container_cli(store, web):
     # the CLI: each line on its stream, in order when both go to one pipe
     r = store.cli("logs", "web")
     assert (r.returncode, r.stdout, r.stderr) == (0, b"out1\nout2\n", b"err1\nerr2\n")
@@ -284,6 +122,9 @@ def test_run_detached_ps_and_logs(store, tmp_shm):
     r = store.cli("logs", "-t", "--tail", "1", "web")
     assert r.stdout == b"" and re.fullmatch(rb"\d{4}-\S+Z err2\n", r.stderr), r
 
+
+def test_run_detached_exit_wait_inspect_rm(store, web):
+    c, cid, flags = web
     open(os.path.join(flags, "go"), "w").close()
     assert ok(store.cli("wait", "web")).strip() == "3"
     assert ps(store, all=False) == {}
@@ -671,11 +512,19 @@ def _pids_limit_hits(cid) -> int:
     return 0
 
 
-def test_stats_top_limits_and_cgroup_removal(store):
+@pytest.fixture
+def lim(store):
+    """A detached container "lim" with memory, pids, cpus and cpuset limits, running
+    two sleeps."""
     c = store.rt.containers.run("base:1", ["sh", "-c", "sleep 600 & sleep 600"], detach=True, name="lim",
                                 mem_limit="64m", pids_limit=50, cpus=0.5, cpuset_cpus="0")
     wait_for(lambda: len(c.top()["Processes"]) == 2, what="both processes")
     assert cgroup_dirs(c.id)
+    return c
+
+
+def test_limits_in_the_cgroup_files(lim):
+    c = lim
     assert cgroup_file(c.id, "memory", "memory.limit_in_bytes", "memory.max") == str(64 << 20)
     assert cgroup_file(c.id, "pids", "pids.max", "pids.max") == "50"
     quota = cgroup_file(c.id, "cpu", "cpu.cfs_quota_us", "cpu.max").split()[0]
@@ -689,6 +538,9 @@ def test_stats_top_limits_and_cgroup_removal(store):
     code, out = c.exec_run(["grep", "Cpus_allowed_list", "/proc/self/status"])
     assert out.split() == [b"Cpus_allowed_list:", b"0"]
 
+
+def test_stats_and_top(store, lim):
+    c = lim
     s = c.stats()
     assert s["memory_stats"]["limit"] == 64 << 20 and 0 < s["memory_stats"]["usage"] < 64 << 20, s
     assert s["pids_stats"] == {"current": 2, "limit": 50}, s
@@ -703,13 +555,6 @@ def test_stats_top_limits_and_cgroup_removal(store):
     top = ok(store.cli("top", "lim")).splitlines()
     assert top[0].split() == ["UID", "PID", "PPID", "CMD"] and sum("sleep 600" in t for t in top) == 2
 
-    # a container without limits still gets a cgroup when detached (stats, pause, OOM)
-    plain = store.rt.containers.run("base:1", ["sleep", "600"], detach=True)
-    assert cgroup_dirs(plain.id)
-    s = plain.stats()
-    assert s["memory_stats"]["usage"] > 0 and s["memory_stats"]["limit"] == 0 and s["pids_stats"] == \
-        {"current": 1, "limit": 0}, s  # 0: no limit
-    assert "unlimited" in ok(store.cli("stats", "--no-stream", plain.id))
     # without --no-stream: a reading a second until ^C (plain tables in a pipe)
     p = store.popen("stats", "--format", "{{.Name}} {{.PIDs}}", "lim", stdout=subprocess.PIPE, text=True,
                     preexec_fn=helpers.default_sigint)
@@ -723,6 +568,16 @@ def test_stats_top_limits_and_cgroup_removal(store):
             p.wait()
         p.stdout.close()
 
+
+def test_stats_without_limits_and_cgroup_removal(store, lim):
+    c = lim
+    # a container without limits still gets a cgroup when detached (stats, pause, OOM)
+    plain = store.rt.containers.run("base:1", ["sleep", "600"], detach=True)
+    assert cgroup_dirs(plain.id)
+    s = plain.stats()
+    assert s["memory_stats"]["usage"] > 0 and s["memory_stats"]["limit"] == 0 and s["pids_stats"] == \
+        {"current": 1, "limit": 0}, s  # 0: no limit
+    assert "unlimited" in ok(store.cli("stats", "--no-stream", plain.id))
     ok(store.cli("rm", "-f", "lim", plain.id))
     assert cgroup_dirs(c.id) == [] and cgroup_dirs(plain.id) == []
     # and no pyrt/<id> dir in any hierarchy, v1 or cgroup2
@@ -806,7 +661,6 @@ def test_200_cycles_leave_nothing_behind(store, leak_check):
     assert sorted(os.listdir(os.path.join(store.root, "volumes"))) == before["volumes"]
     assert os.listdir(os.path.join(store.root, "tmp")) == []
     assert [i.id for i in rt.images.list(all=True)] == before["images"]
-    from test_containers import check_store
     check_store(rt)
 
 
@@ -851,14 +705,20 @@ def test_two_cli_processes_at_once(store):
     assert len(set(hostnames)) == 50 and all(re.fullmatch(r"[0-9a-f]{12}", h) for h in hostnames)
     store.prefixes.update(hostnames)  # the id starts with the hostname: the cleanup checks their cgroups
     assert store.db_rows() == [] and os.listdir(os.path.join(store.root, "containers")) == []
-    from test_containers import check_store
     check_store(store.rt)
 
 
-def test_bad_input_is_one_line_and_changes_nothing(store):
+@pytest.fixture
+def taken(store):
+    """A running container "taken" (with a memory limit) and a volume "keep";
+    returns (the container, store.snapshot())."""
     c = store.rt.containers.run("base:1", ["sleep", "600"], detach=True, name="taken", mem_limit="64m")
     store.rt.volumes.create("keep")
-    before = store.snapshot()
+    return c, store.snapshot()
+
+
+def test_bad_input_is_one_line_and_changes_nothing(store, taken):
+    c, before = taken
     cases = [
         (("stop", "nosuch"), 1, "no such container: nosuch"),
         (("logs", "nosuch"), 1, "no such container"),
@@ -888,6 +748,11 @@ def test_bad_input_is_one_line_and_changes_nothing(store):
     for argv, status, match in cases:
         error(store.cli(*argv), status=status, match=match)
         assert store.snapshot() == before, argv
+    assert c.reload().status == "running"
+
+
+def test_bad_input_to_the_api_raises_and_changes_nothing(store, taken):
+    c, before = taken
     # the API raises, and changes nothing either
     for kwargs, exc in ((dict(name="taken"), Conflict), (dict(mem_limit="12qb"), InvalidArgument),
                         (dict(volumes=["newvol:rel"]), InvalidArgument),

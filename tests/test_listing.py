@@ -9,7 +9,7 @@ import pytest
 
 from pyrt.cli.output import parse_filters, print_template, table
 from pyrt.errors import InvalidArgument
-from test_lifecycle import base_tar, error, ok, store  # noqa: F401  (fixtures)
+from clitools import error, ok
 
 
 def test_templates_and_tables(capsys):

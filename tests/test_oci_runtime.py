@@ -16,7 +16,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tarfile
 import threading
 import time
@@ -25,9 +24,12 @@ import uuid
 import pytest
 
 import helpers
+from ocitools import TIMEOUT
 
-RUNTIME = os.path.join(os.path.dirname(sys.executable), "pyrt-runtime")
-TIMEOUT = 120
+@pytest.fixture
+def rt(oci_rt):
+    """The `pyrt-runtime` command on a state root of the test's own (conftest's `oci_rt`)."""
+    return oci_rt
 
 
 def _wait_for(cond, what, timeout=30.0):
@@ -39,101 +41,6 @@ def _wait_for(cond, what, timeout=30.0):
             raise AssertionError(f"gave up waiting for {what}")
         time.sleep(delay)
         delay = min(delay * 2, 0.1)
-
-
-@pytest.fixture(scope="module")
-def runtime_bin():
-    if not os.path.exists(RUNTIME):
-        pytest.skip(f"{RUNTIME} is not installed (pip install -e .)")
-    return RUNTIME
-
-
-class Runtime:
-    """`pyrt-runtime --root ROOT ...` with the given state root; remembers every
-    container id it was asked to create, and force-deletes them in cleanup()."""
-
-    def __init__(self, binary, root, base):
-        self.binary, self.root, self.base = binary, root, base
-        self.ids = []
-
-    def new_id(self, prefix="t"):
-        cid = f"{prefix}-{uuid.uuid4().hex[:12]}"
-        self.ids.append(cid)
-        return cid
-
-    def __call__(self, *args, check=False, timeout=TIMEOUT, glob=(), files=False):
-        """files=True: stdout and stderr go through files rather than pipes (for
-        commands that leave a process behind holding them: exec -d)."""
-        argv = [self.binary, "--root", self.root, *glob, *args]
-        if files:
-            import tempfile
-            with tempfile.TemporaryFile(dir=self.base) as out, tempfile.TemporaryFile(dir=self.base) as err:
-                rc = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                                    timeout=timeout).returncode
-                out.seek(0)
-                err.seek(0)
-                p = subprocess.CompletedProcess(argv, rc, out.read(), err.read())
-        else:
-            p = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout)
-        if check and p.returncode != 0:
-            raise AssertionError(f"pyrt-runtime {' '.join(args)}: exit {p.returncode}: "
-                                 f"{p.stderr.decode(errors='replace')}")
-        return p
-
-    def state(self, cid):
-        return json.loads(self("state", cid, check=True).stdout)
-
-    def create(self, cid, bundle, *extra):
-        """create; the container inherits create's stdio: files (cid.out, cid.err in
-        the bundle), never our pipes, which it would hold open."""
-        argv = [self.binary, "--root", self.root, "create", "--bundle", bundle, *extra, cid]
-        with open(os.path.join(bundle, f"{cid}.out"), "wb") as out, \
-                open(os.path.join(bundle, f"{cid}.err"), "w+b") as err:
-            rc = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                                timeout=TIMEOUT).returncode
-            err.seek(0)
-            return subprocess.CompletedProcess(argv, rc, b"", err.read())
-
-    def output(self, cid, bundle):
-        with open(os.path.join(bundle, f"{cid}.out"), "rb") as f:
-            return f.read()
-
-    def cleanup(self):
-        for cid in self.ids:
-            self("delete", "--force", cid)
-
-
-@pytest.fixture
-def rt(runtime_bin, tmp_shm):
-    r = Runtime(runtime_bin, os.path.join(tmp_shm, "state"), tmp_shm)
-    try:
-        yield r
-    finally:
-        r.cleanup()
-
-
-@pytest.fixture
-def make_bundle(runtime_bin, rootfs, tmp_shm):
-    """make_bundle(args, edit=None, root=None) -> bundle dir: `pyrt-runtime spec`,
-    then root.path (the shared test rootfs, read-only), the args, no terminal."""
-    n = [0]
-
-    def make(args, edit=None, root=None, readonly=True):
-        n[0] += 1
-        bundle = os.path.join(tmp_shm, f"bundle{n[0]}")
-        os.mkdir(bundle)
-        subprocess.run([runtime_bin, "spec", "--bundle", bundle], check=True)
-        with open(os.path.join(bundle, "config.json")) as f:
-            cfg = json.load(f)
-        cfg["root"] = {"path": root or rootfs, "readonly": readonly}
-        cfg["process"]["args"] = list(args)
-        cfg["process"]["terminal"] = False
-        if edit:
-            edit(cfg)
-        with open(os.path.join(bundle, "config.json"), "w") as f:
-            json.dump(cfg, f, indent=1)
-        return bundle
-    return make
 
 
 def _cmdline(pid):

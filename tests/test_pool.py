@@ -20,8 +20,7 @@ from pyrt import _core
 from pyrt.cgroups import layout
 from pyrt.errors import SpawnError
 from pyrt.pool import Pool, Usage
-
-PYRT = os.path.join(os.path.dirname(sys.executable), "pyrt")  # the installed entry point
+from clitools import PYRT
 
 # Burns 0.2 s of CPU in a child process (a forked subshell) of the container's
 # shell: it loops until its own utime + stime (/proc/self/stat, in 1/100 s) is 20.

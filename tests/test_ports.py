@@ -12,7 +12,8 @@ import urllib.request
 import pytest
 
 from pyrt.errors import InvalidArgument
-from test_lifecycle import DEADLINE, base_tar, error, ok, store, wait_for  # noqa: F401  (fixtures)
+from clitools import error, ok
+from helpers import DEADLINE, wait_for
 
 SERVE = "mkdir -p /www; head -c 1048576 /dev/urandom > /www/big; echo hello-port > /www/index.html; " \
         "exec httpd -f -p {port} -h /www"

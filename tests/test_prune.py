@@ -10,7 +10,7 @@ import os
 import pytest
 
 from pyrt.errors import Conflict, InvalidArgument
-from test_lifecycle import base_tar, error, ok, store  # noqa: F401  (fixtures)
+from clitools import error, ok
 
 
 def test_rename(store):

@@ -22,11 +22,11 @@ import pytest
 
 import helpers
 from registry_server import OCI_INDEX, FakeRegistry, docker_registry, sha
-from test_cli import PYRT, cli, error, ok
-from test_images import OCIBuilder, check_consistent, compress, make_tar, store_state
 
 import pyrt
 from pyrt.errors import RegistryError
+from clitools import PYRT, cli, error, ok_quiet
+from imagetools import OCIBuilder, check_consistent, compress, make_tar, store_state
 
 pytestmark = pytest.mark.skipif(not os.path.exists("/usr/bin/docker-registry"),
                                 reason="docker-registry is not installed (apt-get install docker-registry)")
@@ -158,16 +158,16 @@ def test_push_pull_round_trip_with_chunked_upload(registry, tmp_shm, monkeypatch
     name = f"{registry.host}/rt/img:1"
     info = load_image(a, tmp_shm, name, [1, 2, 3])
     monkeypatch.setenv("PYRT_PUSH_CHUNK_SIZE", "64000")
-    out = ok(cli(a, "push", name))
+    out = ok_quiet(cli(a, "push", name))
     assert f"The push refers to repository [{registry.host}/rt/img]" in out
     assert out.count(": Pushed\n") == 4 and "Writing manifest" in out
     size = os.path.getsize(os.path.join(info["layout"], "blobs", "sha256", info["manifest"][7:]))
     assert out.endswith(f"1: digest: {info['manifest']} size: {size}\n")
     patches = [line for line in registry.log() if line.startswith("PATCH /v2/rt/img/blobs/uploads/")]
     assert len(patches) >= 3 * 2 and all(line.endswith(" 202") for line in patches)  # every layer chunked
-    assert ok(cli(a, "push", name)).count("Layer already exists") == 4  # pushed again: nothing uploaded
+    assert ok_quiet(cli(a, "push", name)).count("Layer already exists") == 4  # pushed again: nothing uploaded
 
-    out = ok(cli(b, "pull", name))
+    out = ok_quiet(cli(b, "pull", name))
     lines = out.splitlines()
     assert lines[0] == f"Trying to pull {registry.host}/rt/img:1..."
     assert f"Digest: {info['manifest']}" in lines and f"Status: Downloaded newer image for {name}" in lines
@@ -178,7 +178,7 @@ def test_push_pull_round_trip_with_chunked_upload(registry, tmp_shm, monkeypatch
     assert [open(os.path.join(p, f"d{i}", "name")).read() for i, p in zip((1, 2, 3), paths)] == \
         ["layer 1\n", "layer 2\n", "layer 3\n"]
     assert partials(b) == []
-    assert "Image is up to date" in ok(cli(b, "pull", name))
+    assert "Image is up to date" in ok_quiet(cli(b, "pull", name))
 
 
 def test_skopeo_reads_what_pyrt_pushes_and_pyrt_pulls_what_skopeo_pushes(registry, tmp_shm):
@@ -205,7 +205,7 @@ def test_skopeo_reads_what_pyrt_pushes_and_pyrt_pulls_what_skopeo_pushes(registr
     dest = f"{registry.host}/sk/by-skopeo:2"
     subprocess.run(["skopeo", "copy", "-q", "--dest-tls-verify=false", f"oci:{b.path}:v2", f"docker://{dest}"],
                    check=True, capture_output=True)
-    assert ok(cli(os.path.join(tmp_shm, "b"), "pull", dest)).splitlines()[-1] == other["id"]
+    assert ok_quiet(cli(os.path.join(tmp_shm, "b"), "pull", dest)).splitlines()[-1] == other["id"]
     assert image(os.path.join(tmp_shm, "b"), dest)[:2] == (other["id"], other["layers"])
 
 
@@ -225,9 +225,9 @@ def test_index_resolved_for_the_platform_and_pull_by_digest(registry, tmp_shm):
     r = httpx.put(f"{registry.url}/v2/ma/img/manifests/multi", content=index, headers={"Content-Type": OCI_INDEX})
     assert r.status_code == 201, r.text
 
-    out = ok(cli(os.path.join(tmp_shm, "b"), "pull", f"{repo}:multi"))
+    out = ok_quiet(cli(os.path.join(tmp_shm, "b"), "pull", f"{repo}:multi"))
     assert out.splitlines()[-1] == amd["id"] and f"Digest: {sha(index)}" in out
-    out = ok(cli(os.path.join(tmp_shm, "c"), "pull", "--platform", "linux/arm64", f"{repo}:multi"))
+    out = ok_quiet(cli(os.path.join(tmp_shm, "c"), "pull", "--platform", "linux/arm64", f"{repo}:multi"))
     assert out.splitlines()[-1] == arm["id"]
     error(cli(os.path.join(tmp_shm, "c"), "pull", "--platform", "linux/s390x", f"{repo}:multi"),
           match=rf"pyrt: pull {repo}:multi: no image for linux/s390x in the index {sha(index)} "
@@ -235,8 +235,8 @@ def test_index_resolved_for_the_platform_and_pull_by_digest(registry, tmp_shm):
     error(cli(os.path.join(tmp_shm, "c"), "pull", "--platform", "linux", f"{repo}:multi"), match="invalid platform")
 
     d = os.path.join(tmp_shm, "d")  # by digest: the index's, then a manifest's
-    assert ok(cli(d, "pull", f"{repo}@{sha(index)}")).splitlines()[-1] == amd["id"]
-    out = ok(cli(d, "pull", "-q", f"{repo}@{arm['manifest']}"))
+    assert ok_quiet(cli(d, "pull", f"{repo}@{sha(index)}")).splitlines()[-1] == amd["id"]
+    out = ok_quiet(cli(d, "pull", "-q", f"{repo}@{arm['manifest']}"))
     assert out == arm["id"] + "\n"
     with pyrt.Runtime(d) as rt:
         assert rt.images.get(f"{repo}@{arm['manifest']}").id == arm["id"]
@@ -247,17 +247,17 @@ def test_push_mounts_blobs_from_another_repository(registry, tmp_shm):
     a, b = os.path.join(tmp_shm, "a"), os.path.join(tmp_shm, "b")
     one, two, three = (f"{registry.host}/mnt/{n}:1" for n in ("one", "two", "three"))
     info = load_image(a, tmp_shm, one, [10, 11])
-    ok(cli(a, "push", one))
-    ok(cli(a, "tag", one, two))
-    out = ok(cli(a, "push", two))
+    ok_quiet(cli(a, "push", one))
+    ok_quiet(cli(a, "tag", one, two))
+    out = ok_quiet(cli(a, "push", two))
     assert out.count("Mounted from mnt/one") == 3 and "Pushed" not in out
     mounts = [line for line in registry.log() if line.startswith("POST /v2/mnt/two/blobs/uploads/?")]
     assert len(mounts) == 3 and all("mount=sha256" in m and "from=mnt%2Fone" in m and m.endswith(" 201")
                                     for m in mounts)
     # pulled blobs are known to come from their repository too
-    ok(cli(b, "pull", two))
-    ok(cli(b, "tag", two, three))
-    assert ok(cli(b, "push", three)).count("Mounted from mnt/two") == 3
+    ok_quiet(cli(b, "pull", two))
+    ok_quiet(cli(b, "tag", two, three))
+    assert ok_quiet(cli(b, "push", three)).count("Mounted from mnt/two") == 3
     assert image(b, three)[2] == info["manifest"]
 
     # a repository the registry does not have the blob in: it answers 202, pyrt uploads
@@ -267,11 +267,11 @@ def test_push_mounts_blobs_from_another_repository(registry, tmp_shm):
     with pyrt.Runtime(c) as rt, rt.store.transaction() as tx:
         from pyrt.registry import record_sources
         record_sources(tx, [rt.images.get(four).layers[0].digest], registry.host, "mnt/ghost")
-    out = ok(cli(c, "push", four))
+    out = ok_quiet(cli(c, "push", four))
     assert "Mounted" not in out and out.count("Pushed") == 2
     assert any(line.startswith("POST /v2/mnt/four/blobs/uploads/?mount=") and line.endswith(" 202")
                for line in registry.log())
-    assert image(c, four)[0] == ok(cli(os.path.join(tmp_shm, "d"), "pull", four)).splitlines()[-1]
+    assert image(c, four)[0] == ok_quiet(cli(os.path.join(tmp_shm, "d"), "pull", four)).splitlines()[-1]
 
 
 def test_login_push_pull_logout_with_htpasswd(auth_registry, tmp_shm):
@@ -292,19 +292,19 @@ def test_login_push_pull_logout_with_htpasswd(auth_registry, tmp_shm):
     assert os.stat(auth_file).st_mode & 0o777 == 0o600
     with open(auth_file) as f:
         assert json.load(f) == {"auths": {host: {"auth": base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()}}}
-    ok(cli(a, "push", name))
-    assert ok(cli(os.path.join(tmp_shm, "b"), "pull", name)).splitlines()[-1] == info["id"]
+    ok_quiet(cli(a, "push", name))
+    assert ok_quiet(cli(os.path.join(tmp_shm, "b"), "pull", name)).splitlines()[-1] == info["id"]
 
-    assert ok(cli(a, "logout", host)) == f"Removing login credentials for {host}\n"
+    assert ok_quiet(cli(a, "logout", host)) == f"Removing login credentials for {host}\n"
     with open(auth_file) as f:
         assert json.load(f) == {"auths": {}}
-    assert ok(cli(a, "logout", host)) == f"Not logged in to {host}\n"
+    assert ok_quiet(cli(a, "logout", host)) == f"Not logged in to {host}\n"
     error(cli(os.path.join(tmp_shm, "c"), "pull", name), match=r"\(HTTP 401\)")
     # docker's own file is read too
     os.makedirs(os.path.join(tmp_shm, ".docker"))
     with open(os.path.join(tmp_shm, ".docker", "config.json"), "w") as f:
         json.dump({"auths": {host: {"auth": base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()}}}, f)
-    assert ok(cli(os.path.join(tmp_shm, "c"), "pull", name)).splitlines()[-1] == info["id"]
+    assert ok_quiet(cli(os.path.join(tmp_shm, "c"), "pull", name)).splitlines()[-1] == info["id"]
 
 
 def test_python_api(auth_registry, tmp_shm):
@@ -338,15 +338,15 @@ def test_present_layers_and_images_are_not_fetched_again(fake, tmp_shm):
         got = sorted(p.rsplit("/", 1)[1] for m, p, _ in fake.blob_requests() if m == "GET")
         fake.requests.clear()
         return got
-    ok(cli(root, "pull", f"{fake.host}/p/base:1"))
+    ok_quiet(cli(root, "pull", f"{fake.host}/p/base:1"))
     assert blobs_fetched() == sorted([base["id"], *base["layers"]])
-    out = ok(cli(root, "pull", f"{fake.host}/p/child:1"))
+    out = ok_quiet(cli(root, "pull", f"{fake.host}/p/child:1"))
     assert blobs_fetched() == sorted([child["id"], sha(l3[0])])  # the config and the new layer only
     assert out.count("Already exists") == 2
-    out = ok(cli(root, "pull", f"{fake.host}/p/child:1"))
+    out = ok_quiet(cli(root, "pull", f"{fake.host}/p/child:1"))
     assert blobs_fetched() == [child["id"]] and f"Status: Image is up to date for {fake.host}/p/child:1" in out
     fake.manifests[("p/child", "2")] = fake.manifests[("p/child", "1")]
-    ok(cli(root, "pull", f"{fake.host}/p/child:2"))
+    ok_quiet(cli(root, "pull", f"{fake.host}/p/child:2"))
     assert image(root, f"{fake.host}/p/child:2")[0] == child["id"]
     with pyrt.Runtime(root) as rt:
         assert len(rt.store.snapshots.names()) == 3
@@ -358,7 +358,7 @@ def test_broken_connection_is_resumed_with_range(fake, tmp_shm):
     info = fake.add_image("r/img", "1", [gz_layer(30), big])
     digest = sha(big[0])
     fake.cut[digest] = 2  # two answers cut half-way: the pull retries with Range
-    assert ok(cli(root, "pull", f"{fake.host}/r/img:1")).splitlines()[-1] == info["id"]
+    assert ok_quiet(cli(root, "pull", f"{fake.host}/r/img:1")).splitlines()[-1] == info["id"]
     ranges = [h.get("Range") for m, p, h in fake.blob_requests(digest)]
     half = len(big[0]) // 2
     assert ranges == [None, f"bytes={half}-", f"bytes={half + (len(big[0]) - half) // 2}-"]
@@ -388,7 +388,7 @@ def test_interrupted_pull_resumes_in_the_next_one(fake, tmp_shm):
     have = os.path.getsize(os.path.join(root, "downloads", digest[7:] + ".partial"))
     assert 0 < have < len(big[0])
     fake.requests.clear()
-    assert ok(cli(root, "pull", f"{fake.host}/r/img:1")).splitlines()[-1] == info["id"]
+    assert ok_quiet(cli(root, "pull", f"{fake.host}/r/img:1")).splitlines()[-1] == info["id"]
     assert [h.get("Range") for m, p, h in fake.blob_requests(digest)] == [f"bytes={have}-"]
     assert partials(root) == [] and image(root, f"{fake.host}/r/img:1")[0] == info["id"]
 
@@ -418,7 +418,7 @@ def test_bearer_token_auth(fake, tmp_shm):
     with open(os.environ["REGISTRY_AUTH_FILE"], "w") as f:
         json.dump({"auths": {fake.host: {"auth": base64.b64encode(b"bob:pw").decode()}}}, f)
     fake.requests.clear()
-    assert ok(cli(root, "pull", f"{fake.host}/b/img:1")).splitlines()[-1] == info["id"]
+    assert ok_quiet(cli(root, "pull", f"{fake.host}/b/img:1")).splitlines()[-1] == info["id"]
     tokens = [(p, h) for m, p, h in fake.requests if p.startswith("/token")]
     assert len(tokens) == 1 and "scope=repository%3Ab%2Fimg%3Apull" in tokens[0][0]  # cached for the pull
     assert tokens[0][1]["Authorization"] == "Basic " + base64.b64encode(b"bob:pw").decode()
@@ -428,50 +428,86 @@ def test_bearer_token_auth(fake, tmp_shm):
         assert rt.images.pull(f"{fake.host}/b/img:1", auth_config={"username": "x", "password": "y"}).id == info["id"]
 
 
-def test_credentials_go_to_the_registry_and_its_realm_only(fake, tmp_shm):
-    """A hostile registry must not lead pyrt into sending its credentials (or the
-    tokens they buy) to another host: an upload Location or a blob redirect on
-    another host gets no Authorization header, a 401 from that other host naming
-    a realm of its own is not followed, and a token realm over plain http gets no
-    credentials from a registry that is not insecure."""
-    creds = {"username": "bob", "password": "pw"}
-    basic = "Basic " + base64.b64encode(b"bob:pw").decode()
+# A hostile registry must not lead pyrt into sending its credentials (or the tokens
+# they buy) to another host: an upload Location or a blob redirect on another host
+# gets no Authorization header, a 401 from that other host naming a realm of its own
+# is not followed, and a token realm over plain http gets no credentials from a
+# registry that is not insecure.
 
-    def authorized(reg):
-        return [(m, p) for m, p, h in reg.requests if "Authorization" in h]
-    with FakeRegistry("127.0.0.2") as other, FakeRegistry("127.0.0.3") as evil:
-        fake.bearer, evil.bearer = ("bob", "pw"), "anonymous"
-        # an upload Location on another host
-        fake.upload_host = other.host
-        root = os.path.join(tmp_shm, "s")
-        load_image(root, tmp_shm, f"{fake.host}/up/img:1", [70])
-        with pyrt.Runtime(root) as rt, pytest.raises(RegistryError):
-            rt.images.push(f"{fake.host}/up/img", tag="1", auth_config=creds)
-        assert [m for m, p, h in other.requests] and authorized(other) == []
-        # a blob redirected to another host
-        layer = gz_layer(71)
-        info = fake.add_image("b/img", "1", [gz_layer(72), layer])
-        digest = sha(layer[0])
-        other.blobs[digest] = layer[0]
-        fake.redirect[digest] = f"http://{other.host}/v2/b/img/blobs/{digest}"
-        other.requests.clear()
-        with pyrt.Runtime(os.path.join(tmp_shm, "s2")) as rt:
-            assert rt.images.pull(f"{fake.host}/b/img:1", auth_config=creds).id == info["id"]
-        assert other.blob_requests(digest) and authorized(other) == []
-        # ... where that other host asks for a token from a realm of its own
-        other.bearer, other.realm = "anonymous", f"http://{evil.host}/token"
-        with pyrt.Runtime(os.path.join(tmp_shm, "s3")) as rt, pytest.raises(RegistryError, match="401"):
-            rt.images.pull(f"{fake.host}/b/img:1", auth_config=creds)
-        assert evil.requests == []
-        assert all(h.get("Authorization") != basic for m, p, h in other.requests)
-        # a token realm over plain http, for a registry reached over https
-        from pyrt.registry.client import Client
-        with Client("registry.example", tls_verify=True, credentials=("bob", "pw")) as client:
-            client.base = "https://registry.example"
-            client._challenge = ("bearer", {"realm": f"http://{evil.host}/token", "service": "x"})
-            with pytest.raises(RegistryError, match="plain http"):
-                client._fetch_token(("repository:x:pull",))
-        assert evil.requests == []
+CREDS = {"username": "bob", "password": "pw"}
+BASIC = "Basic " + base64.b64encode(b"bob:pw").decode()
+
+
+def authorized(reg):
+    return [(m, p) for m, p, h in reg.requests if "Authorization" in h]
+
+
+@pytest.fixture
+def other():
+    """Another registry, on another host (127.0.0.2)."""
+    with FakeRegistry("127.0.0.2") as r:
+        yield r
+
+
+@pytest.fixture
+def evil():
+    """A third registry (127.0.0.3), anonymous, that no request may reach."""
+    with FakeRegistry("127.0.0.3") as r:
+        r.bearer = "anonymous"
+        yield r
+
+
+@pytest.fixture
+def redirected(fake, other):
+    """b/img:1 on `fake` (bob's, with a bearer token), its top layer's blob
+    redirected to `other`: (image info, that blob's digest)."""
+    fake.bearer = ("bob", "pw")
+    layer = gz_layer(71)
+    info = fake.add_image("b/img", "1", [gz_layer(72), layer])
+    digest = sha(layer[0])
+    other.blobs[digest] = layer[0]
+    fake.redirect[digest] = f"http://{other.host}/v2/b/img/blobs/{digest}"
+    other.requests.clear()
+    return info, digest
+
+
+def test_credentials_not_sent_to_an_upload_location_on_another_host(fake, other, evil, tmp_shm):
+    fake.bearer = ("bob", "pw")
+    fake.upload_host = other.host
+    root = os.path.join(tmp_shm, "s")
+    load_image(root, tmp_shm, f"{fake.host}/up/img:1", [70])
+    with pyrt.Runtime(root) as rt, pytest.raises(RegistryError):
+        rt.images.push(f"{fake.host}/up/img", tag="1", auth_config=CREDS)
+    assert [m for m, p, h in other.requests] and authorized(other) == []
+    assert evil.requests == []
+
+
+def test_credentials_not_sent_with_a_blob_redirected_to_another_host(fake, other, evil, redirected, tmp_shm):
+    info, digest = redirected
+    with pyrt.Runtime(os.path.join(tmp_shm, "s2")) as rt:
+        assert rt.images.pull(f"{fake.host}/b/img:1", auth_config=CREDS).id == info["id"]
+    assert other.blob_requests(digest) and authorized(other) == []
+    assert evil.requests == []
+
+
+def test_credentials_not_sent_to_the_realm_of_the_redirect_host(fake, other, evil, redirected, tmp_shm):
+    """... where that other host asks for a token from a realm of its own."""
+    other.bearer, other.realm = "anonymous", f"http://{evil.host}/token"
+    with pyrt.Runtime(os.path.join(tmp_shm, "s3")) as rt, pytest.raises(RegistryError, match="401"):
+        rt.images.pull(f"{fake.host}/b/img:1", auth_config=CREDS)
+    assert evil.requests == []
+    assert all(h.get("Authorization") != BASIC for m, p, h in other.requests)
+
+
+def test_credentials_not_sent_to_a_token_realm_over_plain_http(evil):
+    """A token realm over plain http, for a registry reached over https."""
+    from pyrt.registry.client import Client
+    with Client("registry.example", tls_verify=True, credentials=("bob", "pw")) as client:
+        client.base = "https://registry.example"
+        client._challenge = ("bearer", {"realm": f"http://{evil.host}/token", "service": "x"})
+        with pytest.raises(RegistryError, match="plain http"):
+            client._fetch_token(("repository:x:pull",))
+    assert evil.requests == []
 
 
 def test_failed_pulls_are_one_line_and_leave_the_store_unchanged(fake, tmp_shm):
@@ -505,7 +541,7 @@ def test_failed_pulls_are_one_line_and_leave_the_store_unchanged(fake, tmp_shm):
         error(cli(root, "pull", ref), match=rf"^pyrt: pull {ref}: {match}")
         assert state(root) == before, ref
     assert partials(root) == [sha(cut[0])[7:] + ".partial"]  # a wrong blob is not kept
-    ok(cli(root, "pull", f"{fake.host}/e/ok:1"))
+    ok_quiet(cli(root, "pull", f"{fake.host}/e/ok:1"))
     with pyrt.Runtime(root) as rt:
         check_consistent(rt)
 
@@ -585,10 +621,10 @@ def test_plain_http_only_for_loopback_insecure_or_tls_verify_false(tmp_shm, netn
         ref = f"{far.host}/i/img:1"
         root = os.path.join(tmp_shm, "s")
         error(cli(root, "pull", ref), match=rf"^pyrt: pull {ref}: cannot reach registry {far.host}: .*SSL")
-        assert ok(cli(root, "pull", "--tls-verify=false", ref)).splitlines()[-1] == info["id"]
+        assert ok_quiet(cli(root, "pull", "--tls-verify=false", ref)).splitlines()[-1] == info["id"]
         with open(os.environ["PYRT_REGISTRIES_CONF"], "w") as f:
             json.dump({"insecure-registries": [far.host]}, f)
-        assert ok(cli(os.path.join(tmp_shm, "s2"), "pull", ref)).splitlines()[-1] == info["id"]
+        assert ok_quiet(cli(os.path.join(tmp_shm, "s2"), "pull", ref)).splitlines()[-1] == info["id"]
         with open(os.environ["PYRT_REGISTRIES_CONF"], "w") as f:
             f.write("{not json")
         error(cli(root, "pull", ref), match="registries configuration .*registries.json")
@@ -621,9 +657,9 @@ def test_progress_bars_on_a_terminal_plain_lines_in_a_pipe_nothing_when_quiet(fa
     assert "Pull complete" not in out and out.splitlines()[-1] == info["id"]
     text = err.decode()
     assert "\x1b[K" in text and "\x1b[2A" in text and text.count("Pull complete") >= 2 and "[===" in text
-    out = ok(cli(os.path.join(tmp_shm, "s2"), "pull", ref))
+    out = ok_quiet(cli(os.path.join(tmp_shm, "s2"), "pull", ref))
     assert "\x1b" not in out and out.count(": Pull complete\n") == 2
-    assert ok(cli(os.path.join(tmp_shm, "s3"), "-q", "pull", ref)) == info["id"] + "\n"
+    assert ok_quiet(cli(os.path.join(tmp_shm, "s3"), "-q", "pull", ref)) == info["id"] + "\n"
 
 
 def test_build_pulls_a_missing_base_image(registry, tmp_shm, rootfs):
@@ -631,12 +667,12 @@ def test_build_pulls_a_missing_base_image(registry, tmp_shm, rootfs):
     name = f"{registry.host}/rt/base:1"
     with pyrt.Runtime(a) as rt:
         rt.images.import_image(rootfs, name, changes=["ENV PATH=/bin:/usr/bin"])
-    ok(cli(a, "push", name))
+    ok_quiet(cli(a, "push", name))
     ctx = os.path.join(tmp_shm, "ctx")
     os.mkdir(ctx)
     with open(os.path.join(ctx, "Dockerfile"), "w") as f:
         f.write(f"FROM {name}\nRUN echo built > /built\n")
-    out = ok(cli(b, "build", "-t", "child:1", ctx))
+    out = ok_quiet(cli(b, "build", "-t", "child:1", ctx))
     assert f"Pulling {name} (not in the store)" in out and "Successfully tagged child:1" in out
     with pyrt.Runtime(b) as rt:
         assert rt.images.get(name).id == image(a, name)[0]
@@ -654,7 +690,7 @@ def test_broken_uploads_are_retried(fake, tmp_shm, monkeypatch):
     info = load_image(a, tmp_shm, name, [1, 2])
     monkeypatch.setenv("PYRT_PUSH_CHUNK_SIZE", "64000")  # chunked: PATCHes, then a PUT
     fake.cut_uploads = 2  # two uploads break mid-way: their blobs start over
-    out = ok(cli(a, "push", name))
+    out = ok_quiet(cli(a, "push", name))
     assert out.endswith(f"1: digest: {info['manifest']} size: {len(fake.manifests[('up/img', '1')][0])}\n")
     assert set(info["layers"]) <= set(fake.blobs) and info["id"] in fake.blobs
     assert fake.manifests[("up/img", "1")][0] == open(

@@ -16,7 +16,7 @@ import pytest
 import helpers
 import pyrt
 from pyrt import seccomp
-from test_lifecycle import base_tar, error, ok, store  # noqa: F401  (fixtures)
+from clitools import error, ok
 
 pytestmark = pytest.mark.skipif(not seccomp.available(), reason="pyrt was built without libseccomp")
 

@@ -27,7 +27,7 @@ def sh(script: str, root, **kwargs) -> pyrt.CompletedProcess:
     return pyrt.run(["sh", "-c", script], root, capture_output=True, text=True, **kwargs)
 
 
-def ok(script: str, root, **kwargs) -> str:
+def sh_ok(script: str, root, **kwargs) -> str:
     """Run a script that must succeed; its stdout."""
     r = sh(script, root, **kwargs)
     assert r.returncode == 0, f"exit {r.returncode}: {r.stderr}"
@@ -83,26 +83,26 @@ def read(path: str) -> str:
 # -- isolation ------------------------------------------------------------------------
 
 def test_pid_1(rootfs):
-    assert ok("echo $$", rootfs) == "1\n"
+    assert sh_ok("echo $$", rootfs) == "1\n"
 
 
 def test_own_hostname(rootfs):
     host = socket.gethostname()
-    out = ok("hostname; cat /proc/sys/kernel/hostname", rootfs, hostname="pyrt-box")
+    out = sh_ok("hostname; cat /proc/sys/kernel/hostname", rootfs, hostname="pyrt-box")
     assert out == "pyrt-box\npyrt-box\n"
     assert socket.gethostname() == host
 
 
 def test_proc_shows_only_the_containers_processes(rootfs):
     # sh is pid 1, the background sleep pid 2, ls pid 3; the host has many more.
-    out = ok("sleep 30 & ls /proc; kill $!", rootfs)
+    out = sh_ok("sleep 30 & ls /proc; kill $!", rootfs)
     pids = {e for e in out.split() if e.isdigit()}
     assert pids == {"1", "2", "3"}
     assert len([e for e in os.listdir("/proc") if e.isdigit()]) > 3
 
 
 def test_no_host_mounts_visible(rootfs):
-    lines = ok("cat /proc/self/mountinfo", rootfs).splitlines()
+    lines = sh_ok("cat /proc/self/mountinfo", rootfs).splitlines()
     points = helpers.mount_points(lines)
     allowed = {"/", "/proc", "/sys", "/dev", "/dev/pts", "/dev/shm", "/dev/mqueue"}
     allowed |= {os.fsdecode(p) for p in MASKED_PATHS + READONLY_PATHS}
@@ -116,7 +116,7 @@ def test_no_host_mounts_visible(rootfs):
 
 
 def test_network_none_has_only_lo_and_it_is_up(rootfs):
-    out = ok("ls /sys/class/net; cat /sys/class/net/lo/flags; cat /proc/net/dev", rootfs, network="none")
+    out = sh_ok("ls /sys/class/net; cat /sys/class/net/lo/flags; cat /proc/net/dev", rootfs, network="none")
     lines = out.splitlines()
     assert lines[0] == "lo"
     assert int(lines[1], 16) & 0x1  # IFF_UP
@@ -127,14 +127,14 @@ def test_network_none_has_only_lo_and_it_is_up(rootfs):
 def test_network_host_shows_the_hosts_interfaces(rootfs):
     host = set(os.listdir("/sys/class/net"))
     assert host - {"lo"}, "this host has no interface but lo"
-    out = ok("ls /sys/class/net", rootfs, network="host")
+    out = sh_ok("ls /sys/class/net", rootfs, network="host")
     assert set(out.split()) == host
 
 
 # -- root filesystems ---------------------------------------------------------------
 
 def test_directory_rootfs_writes_go_to_it(rootfs_copy):
-    ok("echo data > /newfile && mkdir -p /d/e && echo x > /d/e/f && rm /etc/group && chmod 600 /etc/hostname",
+    sh_ok("echo data > /newfile && mkdir -p /d/e && echo x > /d/e/f && rm /etc/group && chmod 600 /etc/hostname",
        rootfs_copy)
     assert read(os.path.join(rootfs_copy, "newfile")) == "data\n"
     assert read(os.path.join(rootfs_copy, "d/e/f")) == "x\n"
@@ -151,7 +151,7 @@ def test_overlay_writes_go_to_the_upper_dir_only(rootfs, tmp_shm):
     before = {"l1": helpers.tree_state(l1), "l2": helpers.tree_state(l2)}
     root = new_overlay(tmp_shm, [l2, l1])
 
-    out = ok("""set -e
+    out = sh_ok("""set -e
         cat /etc/motd
         echo new > /newfile
         echo extra >> /etc/passwd
@@ -183,7 +183,7 @@ def test_overlay_writes_go_to_the_upper_dir_only(rootfs, tmp_shm):
         assert helpers.is_whiteout(os.path.join(upper, gone)), gone
 
     # A second container on the same layers sees the changes.
-    out = ok("""cat /newfile /layer2/renamed
+    out = sh_ok("""cat /newfile /layer2/renamed
         for p in /etc/group /layer2/file /layer2/sub /bin/ls; do [ -e $p ] && echo "still $p"; done
         stat -c %a /etc/motd
         echo done""", root)
@@ -205,7 +205,7 @@ def test_128_overlay_layers(rootfs, tmp_shm):
         layers.append(make_layer(os.path.join(tmp_shm, "layers", f"{i:03d}"),
                                  {f"layers/f{i:03d}": f"{i}\n", "top": f"{i}\n"}))
     root = new_overlay(tmp_shm, layers[::-1] + [rootfs])  # top-most first
-    out = ok("ls /layers | wc -l; cat /top; cat /layers/*", root)
+    out = sh_ok("ls /layers | wc -l; cat /top; cat /layers/*", root)
     lines = out.split()
     assert lines[0] == "128"
     assert lines[1] == "127"  # the top-most layer wins
@@ -290,15 +290,15 @@ def test_env_is_only_what_was_given_plus_defaults(rootfs, monkeypatch):
 
 
 def test_cwd(rootfs):
-    assert ok("pwd", rootfs, cwd="/etc") == "/etc\n"
-    assert ok("pwd", rootfs) == "/\n"
+    assert sh_ok("pwd", rootfs, cwd="/etc") == "/etc\n"
+    assert sh_ok("pwd", rootfs) == "/\n"
 
 
 def test_user(rootfs):
     groups = os.getgroups()
     os.setgroups([4, 27])  # the caller's supplementary groups must not follow
     try:
-        out = ok("id -u; id -g; id -G; echo $HOME; touch /tmp/mine && echo tmp-ok; touch /etc/x || echo etc-denied",
+        out = sh_ok("id -u; id -g; id -G; echo $HOME; touch /tmp/mine && echo tmp-ok; touch /etc/x || echo etc-denied",
                  rootfs, user="1000:1000", mounts=[pyrt.Tmpfs("/tmp")])
     finally:
         os.setgroups(groups)
@@ -403,7 +403,7 @@ def test_mount_on_symlink_stays_inside_the_root(rootfs, tmp_shm, link):
     assert not os.path.lexists("/opt/pyrt-inside")
     layer = make_layer(os.path.join(tmp_shm, "layer"), {}, symlinks={"good": link}, dirs=["opt/pyrt-inside"])
     data = make_layer(os.path.join(tmp_shm, "data"), {"marker": "from host\n"})
-    out = ok("cat /good/marker /opt/pyrt-inside/marker; cat /proc/self/mountinfo",
+    out = sh_ok("cat /good/marker /opt/pyrt-inside/marker; cat /proc/self/mountinfo",
              new_overlay(tmp_shm, [layer, rootfs]), mounts=[pyrt.Bind(data, "/good")])
     lines = out.splitlines()
     assert lines[:2] == ["from host", "from host"]
@@ -421,7 +421,7 @@ def test_no_parent_fds_inside(rootfs):
     for fd in (r, w, d):
         os.set_inheritable(fd, True)  # even inheritable fds stay outside
     try:
-        out = ok("ls /proc/self/fd", rootfs)
+        out = sh_ok("ls /proc/self/fd", rootfs)
     finally:
         for fd in extra + [r, w, d]:
             os.close(fd)
@@ -435,7 +435,7 @@ def _own_status() -> str:
 
 def test_capabilities_are_dockers_default_set(rootfs):
     mine = _own_status()
-    status = ok("cat /proc/self/status", rootfs)
+    status = sh_ok("cat /proc/self/status", rootfs)
     default = caps.mask(caps.DEFAULT)
     want = default & helpers.caps_of(mine, "CapPrm")
     assert want != 0
@@ -447,7 +447,7 @@ def test_capabilities_are_dockers_default_set(rootfs):
 
 
 def test_user_1000_has_no_capabilities(rootfs):
-    status = ok("cat /proc/self/status", rootfs, user="1000:1000")
+    status = sh_ok("cat /proc/self/status", rootfs, user="1000:1000")
     assert helpers.caps_of(status, "CapEff") == 0 and helpers.caps_of(status, "CapPrm") == 0
     assert "\nNoNewPrivs:\t1\n" in status
     assert "\nUid:\t1000\t1000\t1000\t1000\n" in status
@@ -460,7 +460,7 @@ def test_masked_paths(rootfs):
         f'elif [ -e {p} ]; then echo "{p} file $(cat {p} | wc -c)"; else echo "{p} missing"; fi'
         for p in paths)
     seen = {}
-    for line in ok(script, rootfs).splitlines():
+    for line in sh_ok(script, rootfs).splitlines():
         p, kind, *n = line.split()
         seen[p] = (kind, n)
     nonempty_on_host = 0
@@ -488,7 +488,7 @@ def test_dev_has_the_standard_nodes_only(rootfs_copy):
     os.mknod(os.path.join(dev, "mem"), 0o640 | stat.S_IFCHR, os.makedev(1, 1))
     with open(os.path.join(dev, "stale"), "w"):
         pass
-    out = ok("""ls -A /dev
+    out = sh_ok("""ls -A /dev
         echo --
         for n in null zero full random urandom tty pts/ptmx; do [ -c /dev/$n ] && echo chr $n; done
         for d in pts shm mqueue; do [ -d /dev/$d ] && echo dir $d; done
@@ -510,7 +510,7 @@ def test_user_namespace(rootfs, tmp_shm):
     data = os.path.join(tmp_shm, "data")
     os.mkdir(data)
     os.chown(data, 100000, 100000)
-    out = ok("cat /proc/self/uid_map /proc/self/gid_map; id -u; id -g; touch /srv/made-inside",
+    out = sh_ok("cat /proc/self/uid_map /proc/self/gid_map; id -u; id -g; touch /srv/made-inside",
              rootfs, uidmap=[(0, 100000, 65536)], gidmap=[(0, 100000, 65536)],
              mounts=[pyrt.Bind(data, "/srv")])
     lines = [line.split() for line in out.splitlines()]

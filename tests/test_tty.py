@@ -11,7 +11,8 @@ import subprocess
 import pytest
 
 import pyrt
-from test_lifecycle import DEADLINE, base_tar, error, ok, store, wait_for  # noqa: F401  (fixtures)
+from clitools import error, ok
+from helpers import DEADLINE, wait_for
 
 # field 7 of /proc/self/stat is the controlling terminal (0: none)
 CTTY = "set -- $(cat /proc/self/stat); echo ctty=$7"

@@ -124,7 +124,10 @@ def gnu_tar(src_dir, out, *args):
 
 # ----------------------------------------------------------------- entry types
 
-def test_entry_types_and_metadata(work):
+@pytest.fixture
+def entries_unpacked(work):
+    """A layer with one entry of each type (and modes, owners, times, xattrs)
+    unpacked into work.dest: its diff ID and size are checked; returns the dest."""
     data = make_tar([
         E("dir", "dir", mode=0o750, uid=1000, gid=1001, mtime=1600000000),
         E("dir/file", data=b"hello\n", mode=0o640, uid=1000, gid=1001,
@@ -146,8 +149,12 @@ def test_entry_types_and_metadata(work):
     did, size = unpack(data, work.dest)
     assert did == diff_id(data)
     assert size == 6 + 10 + 1 + 6
-    d = work.dest
+    return work.dest
 
+
+def test_entry_types_and_metadata(entries_unpacked):
+    """Directories and regular files: modes (setuid, setgid, sticky), owners, times."""
+    d = entries_unpacked
     st = os.lstat(f"{d}/dir")
     assert stat.S_ISDIR(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o750
     assert (st.st_uid, st.st_gid, st.st_mtime) == (1000, 1001, 1600000000)
@@ -164,6 +171,9 @@ def test_entry_types_and_metadata(work):
     st = os.lstat(f"{d}/sgdir")
     assert stat.S_IMODE(st.st_mode) == 0o2775 and st.st_gid == 50
 
+
+def test_entry_types_symlinks_and_hardlinks(entries_unpacked):
+    d = entries_unpacked
     st = os.lstat(f"{d}/dir/link")
     assert stat.S_ISLNK(st.st_mode) and os.readlink(f"{d}/dir/link") == "file"
     assert (st.st_uid, st.st_gid, st.st_mtime) == (1004, 1005, 1400000000)
@@ -172,6 +182,9 @@ def test_entry_types_and_metadata(work):
     a, b = os.lstat(f"{d}/dir/file"), os.lstat(f"{d}/dir/hard")
     assert (a.st_ino, a.st_dev) == (b.st_ino, b.st_dev) and a.st_nlink == 2
 
+
+def test_entry_types_device_nodes_and_fifos(entries_unpacked):
+    d = entries_unpacked
     st = os.lstat(f"{d}/null")
     assert stat.S_ISCHR(st.st_mode) and st.st_rdev == os.makedev(1, 3)
     assert stat.S_IMODE(st.st_mode) == 0o666
@@ -181,6 +194,9 @@ def test_entry_types_and_metadata(work):
     st = os.lstat(f"{d}/pipe")
     assert stat.S_ISFIFO(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o600 and st.st_uid == 7
 
+
+def test_entry_types_xattrs(entries_unpacked):
+    d = entries_unpacked
     assert os.getxattr(f"{d}/dir/x", "user.foo") == b"bar"
     assert os.getxattr(f"{d}/dir/x", "user.empty") == b""
     assert os.getxattr(f"{d}/xdir", "user.d") == b"dv"

@@ -18,7 +18,8 @@ import pytest
 import helpers
 from pyrt.containers import ContainerError
 from pyrt.errors import Conflict, InvalidArgument, VolumeNotFound
-from test_lifecycle import DEADLINE, base_tar, error, ok, store  # noqa: F401 (base_tar, store: fixtures)
+from clitools import error, ok
+from helpers import DEADLINE
 
 
 # what the base image has in /data (test_containers.BASE_EXTRA), as `ls` lists it
