@@ -49,7 +49,12 @@ echo "guest: \$(uname -r), systemd \$(systemctl --version | head -1 | cut -d' ' 
 python3 -m pip install -q --break-system-packages --no-index --find-links /mnt/host/wheels pyrt pytest-timeout
 cp -r /mnt/host/guest /root/guest
 cd /root/guest
+set +e
 PYRT_GUEST=1 PYRT_README=/mnt/host/README.md python3 -m pytest -q -p no:cacheprovider -o addopts=-ra --timeout 600 $args
+echo \$? > /mnt/host/rc
+sync
+# Off at once: a process a failed test left behind must not hold the shutdown up.
+systemctl poweroff --force --force
 JOB
 
 t2=$(date +%s)
