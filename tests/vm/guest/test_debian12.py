@@ -166,6 +166,17 @@ def test_limits_written_to_cgroup2(pyrt):
     assert read(os.path.join(cg, "memory.max")) == str(64 << 20)
     assert read(os.path.join(cg, "cpu.max")) == "50000 100000"
     assert read(os.path.join(cg, "pids.max")) == "20"
+    pyrt("rm", "-f", "lim")
+    assert not os.path.exists(cg)
+    pyrt("run", "-d", "--name", "lim", "--memory", "64m", "--memory-swap", "96m", "--memory-reservation", "32m",
+         "--cpu-shares", "512", "--cpuset-cpus", "1", "busybox:latest", "sleep", "1000")
+    cg = cgroup_dir(pyrt.inspect("lim")["State"]["Pid"])
+    assert read(os.path.join(cg, "memory.swap.max")) == str(32 << 20)
+    assert read(os.path.join(cg, "memory.low")) == str(32 << 20)
+    assert read(os.path.join(cg, "cpu.weight")) != "100"  # converted from 512 shares, as runc does
+    assert read(os.path.join(cg, "cpuset.cpus")) == "1"
+    assert pyrt.out("exec", "lim", "grep", "Cpus_allowed_list", "/proc/self/status").split() == \
+        ["Cpus_allowed_list:", "1"]
     # the container sees itself at the root of its own cgroup namespace
     assert pyrt.out("exec", "lim", "cat", "/proc/self/cgroup") == "0::/"
     pyrt("rm", "-f", "lim")
