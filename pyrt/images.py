@@ -21,6 +21,7 @@ from .oci.digest import DIGEST_RE, chain_id as _chain_id, chain_ids, is_digest, 
 from .oci.image import dumps, manifest_json, parse_time, rfc3339
 from .oci.reference import (DEFAULT_TAG, equivalent_repositories, parse_reference,
                             validate_repository, validate_tag)
+from .oci.runtime_spec import DEFAULT_PATH
 
 _HEX_PREFIX_RE = re.compile(r"(?:sha256:)?([0-9a-f]{4,64})")
 
@@ -696,7 +697,7 @@ class ImageCollection:
         try:
             root = os.path.join(tmp, "rootfs")
             first = _build_host_rootfs(root, paths)
-            changes = {"Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+            changes = {"Env": ["PATH=" + DEFAULT_PATH],
                        "Cmd": [first]}
             layer = _write_dir_layer(root, tmp)
             return self.create(None, layer, config_changes=changes, comment="from host",
