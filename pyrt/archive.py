@@ -19,6 +19,7 @@ import tarfile
 import tempfile
 from dataclasses import dataclass, field
 
+from . import compression
 from .errors import ImageFormatError, InvalidArgument
 from .oci import mediatypes as mt
 from .oci.digest import digest_hex, is_hex64, sha256_bytes
@@ -267,13 +268,13 @@ def open_archive(path_or_fileobj, tmp_dir: str):
             src = DirSource(path)
         else:
             with open(path, "rb") as f:
-                head = f.read(6)
+                head = f.read(compression.HEAD_SIZE)
             if not head:
                 raise ImageFormatError(f"{label} is empty")
-            comp = mt.sniff_compression(head)
+            comp = compression.sniff(head)
             if comp:
                 with open(path, "rb") as f:
-                    dec = _decompressing_reader(f, comp, label)
+                    dec = decompressed(f, comp, label)
                     spooled = _spool(dec, tmp_dir, label)
                 if spool:
                     os.unlink(spool)
@@ -312,23 +313,14 @@ def _spool(f, tmp_dir, label):
     return p
 
 
-def _decompressing_reader(f, comp, label):
-    if comp == "gzip":
-        import gzip
-        return gzip.GzipFile(fileobj=f)
-    if comp == "bzip2":
-        import bz2
-        return bz2.BZ2File(f)
-    if comp == "xz":
-        import lzma
-        return lzma.LZMAFile(f)
-    if comp == "zstd":
-        try:
-            import zstandard
-        except ImportError:
-            raise ImageFormatError(f"{label} is zstd-compressed: decompress it first (zstd -d)") from None
-        return zstandard.ZstdDecompressor().stream_reader(f)
-    raise ImageFormatError(f"{label}: unsupported compression {comp}")
+def decompressed(f, comp, label):
+    """compression.open_reader(f, comp), its errors an ImageFormatError naming `label`."""
+    try:
+        return compression.open_reader(f, comp)
+    except ImportError as e:
+        raise ImageFormatError(f"{label}: {e}") from None
+    except ValueError:
+        raise ImageFormatError(f"{label}: unsupported compression {comp}") from None
 
 
 # -- OCI layout ------------------------------------------------------------------------------
@@ -496,8 +488,8 @@ def read_docker_archive(src) -> list:
                 raise ImageFormatError(f"missing layer {lname} ({what}) in {src.label}")
             size = src.size(lname)
             with src.open(lname) as f:
-                head = f.read(6)
-            comp = mt.sniff_compression(head)
+                head = f.read(compression.HEAD_SIZE)
+            comp = compression.sniff(head)
             if comp not in ("", "gzip", "zstd"):
                 raise ImageFormatError(f"layer {lname} in {src.label}: unsupported compression {comp}")
             digest = diff_id if comp == "" else None
@@ -711,7 +703,7 @@ def _add_uncompressed_layer(out, name, layer, tmp_dir):
     comp = mt.layer_compression(layer["media_type"])
     if comp is None:
         with open(layer["path"], "rb") as f:
-            comp = mt.sniff_compression(f.read(6))
+            comp = compression.sniff(f.read(compression.HEAD_SIZE))
     if not comp:
         out.add_file(name, layer["path"])
         return
@@ -720,7 +712,8 @@ def _add_uncompressed_layer(out, name, layer, tmp_dir):
     try:
         h = hashlib.sha256()
         with os.fdopen(fd, "wb") as w, open(layer["path"], "rb") as r:
-            for chunk in decompress_chunks(r, comp, layer["digest"]):
+            reader = decompressed(r, comp, f"layer {layer['digest']}")
+            for chunk in iter(lambda: reader.read(compression.CHUNK), b""):
                 h.update(chunk)
                 w.write(chunk)
         got = "sha256:" + h.hexdigest()
@@ -730,47 +723,6 @@ def _add_uncompressed_layer(out, name, layer, tmp_dir):
         out.add_file(name, tmp)
     finally:
         os.unlink(tmp)
-
-
-def decompress_chunks(f, comp, what):
-    """Yields the decompressed bytes of a gzip or zstd stream."""
-    if comp == "gzip":
-        try:
-            from isal import isal_zlib as zlib_mod
-        except ImportError:
-            import zlib as zlib_mod
-        d = zlib_mod.decompressobj(47)
-        while True:
-            chunk = f.read(1 << 20)
-            if not chunk:
-                break
-            while chunk:
-                out = d.decompress(chunk)
-                if out:
-                    yield out
-                if d.eof:
-                    chunk = d.unused_data
-                    d = zlib_mod.decompressobj(47)
-                else:
-                    chunk = b""
-        tail = d.flush()
-        if tail:
-            yield tail
-        return
-    if comp == "zstd":
-        try:
-            import zstandard
-        except ImportError:
-            raise ImageFormatError(f"layer {what} is zstd-compressed: writing it uncompressed needs "
-                                   "the 'zstandard' module") from None
-        reader = zstandard.ZstdDecompressor().stream_reader(f, read_across_frames=True)
-        while True:
-            chunk = reader.read(1 << 20)
-            if not chunk:
-                break
-            yield chunk
-        return
-    raise ImageFormatError(f"layer {what}: unsupported compression {comp}")
 
 
 def _write_atomic(path, data: bytes):

@@ -13,7 +13,7 @@ import os
 import re
 import time
 
-from . import archive as _archive
+from . import archive as _archive, compression
 from .errors import Conflict, ImageFormatError, ImageNotFound, InvalidArgument, LayerError
 from .oci import mediatypes as mt
 from .oci.config import apply_changes
@@ -659,9 +659,9 @@ class ImageCollection:
             f = open(src, "rb") if isinstance(src, (str, os.PathLike)) else src
             try:
                 head = _peek(f)
-                comp = mt.sniff_compression(head)
+                comp = compression.sniff(head)
                 if comp in ("bzip2", "xz"):
-                    f = _archive._decompressing_reader(f, comp, label)
+                    f = _archive.decompressed(f, comp, label)
                     comp = ""
                 blob = store.blobs.write(_Progressed(f, progress, "copying"), tmp, what=f"tar {label}")
             finally:
@@ -992,9 +992,9 @@ def _adopt_blob(st, path, digest, size):
 def _peek(f) -> bytes:
     peek = getattr(f, "peek", None)
     if peek is not None:
-        return peek(6)[:6]
+        return peek(compression.HEAD_SIZE)[:compression.HEAD_SIZE]
     pos = f.tell()
-    head = f.read(6)
+    head = f.read(compression.HEAD_SIZE)
     f.seek(pos)
     return head
 

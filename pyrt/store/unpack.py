@@ -21,6 +21,8 @@ import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+from pyrt import compression
+from pyrt.compression import gzip_backend
 from pyrt.errors import LayerError
 
 __all__ = ["unpack_layer", "unpack_layers_parallel", "detect_compression", "gzip_backend",
@@ -34,8 +36,6 @@ CHUNK = 1 << 20
 NBUFS = 6
 
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}\Z")
-_GZIP_MAGIC = b"\x1f\x8b"
-_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 _PLAIN_TYPES = (
     "application/vnd.oci.image.layer.v1.tar",
     "application/vnd.oci.image.layer.nondistributable.v1.tar",
@@ -58,20 +58,8 @@ def detect_compression(media_type=None, head=b""):
             raise LayerError(f"layer: unsupported media type {media_type!r}")
         # a plain tar type: docker archives sometimes hold compressed "layer.tar"
         # files, so the content decides
-    if head.startswith(_GZIP_MAGIC):
-        return "gzip"
-    if head.startswith(_ZSTD_MAGIC):
-        return "zstd"
-    return "tar"
-
-
-def gzip_backend():
-    """The gzip decompressor used: "isal" (python-isal, about 2.5x faster) or "zlib"."""
-    try:
-        import isal.igzip  # noqa: F401
-        return "isal"
-    except ImportError:
-        return "zlib"
+    kind = compression.sniff(head)
+    return kind if kind in ("gzip", "zstd") else "tar"
 
 
 class _Source(io.RawIOBase):
@@ -107,22 +95,10 @@ class _Source(io.RawIOBase):
 
 
 def _decompressing_reader(kind, raw):
-    if kind == "tar":
-        return raw
-    if kind == "gzip":
-        try:
-            from isal import igzip
-            return igzip.IGzipFile(fileobj=raw, mode="rb")
-        except ImportError:
-            import gzip
-            return gzip.GzipFile(fileobj=raw, mode="rb")
     try:
-        import zstandard
-    except ImportError:
-        raise LayerError("layer: the layer is zstd-compressed and the zstandard package is "
-                         "not installed (pip install zstandard)") from None
-    return zstandard.ZstdDecompressor().stream_reader(raw, read_size=CHUNK,
-                                                      read_across_frames=True, closefd=False)
+        return compression.open_reader(raw, kind, CHUNK)
+    except ImportError as e:
+        raise LayerError(f"layer: {e}") from None
 
 
 class _Cancelled(Exception):
