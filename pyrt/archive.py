@@ -41,6 +41,9 @@ class LayerPlan:
     size: int
     open: object = None           # () -> binary file object
     chain_id: str = ""
+    # () -> (path, "sha256:<hex>") of a file in the store's temp dir that holds the blob and
+    # may be linked into the store (a streamed archive's member), or None: read it with open
+    spooled: object = None
 
 
 @dataclass
@@ -112,7 +115,64 @@ class _Slice(io.RawIOBase):
         super().close()
 
 
-class TarSource:
+class _Members:
+    """Members of a tar by name: {name: (type, where the data is, size, linkname)}, links
+    followed inside the archive. Subclasses say how a member's data is opened."""
+
+    label = ""
+    members: dict
+
+    def _resolve(self, name: str, depth: int = 0):
+        name = _norm_member(name, self.label)
+        m = self.members.get(name)
+        if m is None:
+            return None, name
+        typ = m[0]
+        if typ in (tarfile.SYMTYPE, tarfile.LNKTYPE):
+            if depth > 16:
+                raise ImageFormatError(f"too many levels of links at {name!r} in {self.label}")
+            if typ == tarfile.SYMTYPE:
+                target = posixpath.normpath(posixpath.join(posixpath.dirname(name), m[3]))
+                if target.startswith("../") or target == ".." or target.startswith("/"):
+                    raise ImageFormatError(f"path traversal in {self.label}: {name!r} links to {m[3]!r}")
+            else:
+                target = m[3]
+            return self._resolve(target, depth + 1)
+        return m, name
+
+    def _regular(self, name):
+        m, _ = self._resolve(name)
+        if m is None or m[0] not in (tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.CONTTYPE):
+            return None
+        return m
+
+    def exists(self, name):
+        return self._regular(name) is not None
+
+    def size(self, name):
+        m, _ = self._resolve(name)
+        return m[2]
+
+    def open(self, name):
+        m = self._regular(name)
+        if m is None:
+            raise ImageFormatError(f"missing file {name!r} in {self.label}")
+        return self._open_data(m[1], m[2])
+
+    def spooled(self, name):
+        return None
+
+    def close(self):
+        pass
+
+    @staticmethod
+    def _check_link(ti, label):
+        if ti.issym() and ti.linkname.startswith("/"):
+            raise ImageFormatError(f"path traversal in {label}: member {ti.name!r} "
+                                   f"links to {ti.linkname!r}")
+
+
+class TarSource(_Members):
     """A tar archive indexed by member name (data offsets), read without extracting."""
 
     def __init__(self, path: str, label: str | None = None):
@@ -125,10 +185,7 @@ class TarSource:
                 last_end = 0
                 for ti in tf:
                     name = _norm_member(ti.name, self.label)
-                    if ti.islnk() or ti.issym():
-                        if ti.linkname.startswith("/") and ti.issym():
-                            raise ImageFormatError(f"path traversal in {self.label}: member {ti.name!r} "
-                                                   f"links to {ti.linkname!r}")
+                    self._check_link(ti, self.label)
                     if ti.isreg():
                         end = ti.offset_data + ti.size
                         if end > size:
@@ -150,40 +207,132 @@ class TarSource:
             raise ImageFormatError(f"truncated archive {self.label}: no end-of-archive marker "
                                    f"after the last member")
 
-    def _resolve(self, name: str, depth: int = 0):
-        name = _norm_member(name, self.label)
-        m = self.members.get(name)
-        if m is None:
-            return None, name
-        typ = m[0]
-        if typ in (tarfile.SYMTYPE, tarfile.LNKTYPE):
-            if depth > 16:
-                raise ImageFormatError(f"too many levels of links at {name!r} in {self.label}")
-            if typ == tarfile.SYMTYPE:
-                target = posixpath.normpath(posixpath.join(posixpath.dirname(name), m[3]))
-                if target.startswith("../") or target == ".." or target.startswith("/"):
-                    raise ImageFormatError(f"path traversal in {self.label}: {name!r} links to {m[3]!r}")
-            else:
-                target = m[3]
-            return self._resolve(target, depth + 1)
-        return m, name
+    def _open_data(self, offset, size):
+        return io.BufferedReader(_Slice(self.path, offset, size), 1 << 20)
 
-    def exists(self, name):
-        m, _ = self._resolve(name)
-        return m is not None and m[0] in (tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.CONTTYPE)
 
-    def size(self, name):
-        m, _ = self._resolve(name)
-        return m[2]
+class StreamSource(_Members):
+    """A tar archive read once from a stream (a pipe; compressed or not), as it comes:
+    small members are kept in memory, the others (layers) written once to files in
+    `tmp_dir` and hashed on the way, so that a layer is linked into the store, not
+    copied again (tmp_dir must be on the store's filesystem)."""
 
-    def open(self, name):
-        m, n = self._resolve(name)
-        if m is None or m[0] not in (tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.CONTTYPE):
-            raise ImageFormatError(f"missing file {name!r} in {self.label}")
-        return io.BufferedReader(_Slice(self.path, m[1], m[2]), 1 << 20)
+    SMALL = 256 << 10          # a member this size or smaller stays in memory ...
+    MEMORY = 64 << 20          # ... while they add up to no more than this
+
+    def __init__(self, f, tmp_dir: str, label: str = "<stream>"):
+        self.label = label
+        self.tmp_dir = tmp_dir
+        self.members: dict[str, tuple] = {}
+        self._digests: dict[str, str] = {}
+        self._memory = 0
+        try:
+            self._read(f)
+        except BaseException:
+            self.close()
+            raise
+
+    def _read(self, f):
+        label = self.label
+        head = _read_exactly(f, compression.HEAD_SIZE)
+        if not head:
+            raise ImageFormatError(f"{label} is empty")
+        kind = compression.sniff(head)
+        raw = _Prefixed(head, f)
+        stream = decompressed(raw, kind, label) if kind else raw
+        try:
+            with tarfile.open(fileobj=stream, mode="r|") as tf:
+                for ti in tf:
+                    name = _norm_member(ti.name, label)
+                    self._check_link(ti, label)
+                    where = self._take(tf.extractfile(ti), ti.size) if ti.isreg() else None
+                    if name:
+                        self.members[name] = (ti.type, where, ti.size, ti.linkname)
+                # tar writers end with zero blocks, which the reader consumed without
+                # moving its offset: their absence means the archive was cut
+                ended = tf.fileobj.tell() >= tf.offset + tarfile.BLOCKSIZE
+        except tarfile.TarError as e:
+            raise ImageFormatError(f"truncated or corrupt tar {label}: {e}") from None
+        except (EOFError, OSError, ValueError) as e:  # the decompressor's
+            if isinstance(e, ImageFormatError):
+                raise
+            raise ImageFormatError(f"truncated or corrupt {kind or 'tar'} stream {label}: {e}") from None
+        if not self.members:
+            raise ImageFormatError(f"{label} is empty or not a tar archive")
+        if not ended:
+            raise ImageFormatError(f"truncated archive {label}: no end-of-archive marker "
+                                   f"after the last member")
+
+    def _take(self, data, size):
+        """The member's bytes, or the path of the file they were written to."""
+        if size <= self.SMALL and self._memory + size <= self.MEMORY:
+            self._memory += size
+            return data.read()
+        import hashlib
+        fd, path = tempfile.mkstemp(prefix="member-", dir=self.tmp_dir)
+        self._digests[path] = None  # removed by close() whatever happens next
+        h = hashlib.sha256()
+        buf = bytearray(compression.CHUNK)
+        view = memoryview(buf)
+        with os.fdopen(fd, "wb") as out:
+            while True:
+                n = data.readinto(view)
+                if not n:
+                    break
+                h.update(view[:n])
+                out.write(view[:n])
+        self._digests[path] = "sha256:" + h.hexdigest()
+        return path
+
+    def _open_data(self, where, size):
+        if isinstance(where, bytes):
+            return io.BytesIO(where)
+        return open(where, "rb", buffering=1 << 20)
+
+    def spooled(self, name):
+        m = self._regular(name)
+        if m is None or isinstance(m[1], bytes):
+            return None
+        return m[1], self._digests[m[1]]
 
     def close(self):
-        pass
+        for path in self._digests:
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+        self._digests.clear()
+
+
+class _Prefixed(io.RawIOBase):
+    """The bytes already read from a stream (`head`), then the rest of it."""
+
+    def __init__(self, head, f):
+        self._head, self._f = head, f
+
+    def readable(self):
+        return True
+
+    def readinto(self, b):
+        if self._head:
+            n = min(len(b), len(self._head))
+            b[:n] = self._head[:n]
+            self._head = self._head[n:]
+            return n
+        data = self._f.read(len(b))
+        b[:len(data)] = data
+        return len(data)
+
+
+def _read_exactly(f, n):
+    """Up to n bytes: fewer only at the end of the stream (a pipe returns what it has)."""
+    head = b""
+    while len(head) < n:
+        data = f.read(n - len(head))
+        if not data:
+            break
+        head += data
+    return head
 
 
 class DirSource:
@@ -231,6 +380,9 @@ class DirSource:
             raise ImageFormatError(f"missing file {name!r} in {self.label}: {e.strerror}") from None
         return os.fdopen(fd, "rb", buffering=1 << 20)
 
+    def spooled(self, name):
+        return None
+
     def close(self):
         if self._fd >= 0:
             os.close(self._fd)
@@ -251,66 +403,36 @@ def _read_small(src, name, what, limit=MAX_JSON) -> bytes:
 
 @contextlib.contextmanager
 def open_archive(path_or_fileobj, tmp_dir: str):
-    """Yields (format, [ImagePlan]) for a docker-archive or OCI layout (dir or tar, or a
-    binary file object / compressed tar, spooled to `tmp_dir` first)."""
-    spool = None
-    src = None
-    try:
-        if not isinstance(path_or_fileobj, (str, os.PathLike)):
-            spool = _spool(path_or_fileobj, tmp_dir, "<stream>")
-            path, label = spool, "<stream>"
-        else:
-            path = os.fspath(path_or_fileobj)
-            label = path
-            if not os.path.exists(path):
-                raise InvalidArgument(f"{path}: no such file or directory")
+    """Yields (format, [ImagePlan]) for a docker-archive or OCI layout: a directory or a
+    tar file, read in place; a compressed tar file or a binary file object, read once
+    as a stream (its large members written to `tmp_dir`, on the store's filesystem)."""
+    if not isinstance(path_or_fileobj, (str, os.PathLike)):
+        src = StreamSource(path_or_fileobj, tmp_dir)
+    else:
+        path = label = os.fspath(path_or_fileobj)
+        if not os.path.exists(path):
+            raise InvalidArgument(f"{path}: no such file or directory")
         if os.path.isdir(path):
             src = DirSource(path)
         else:
             with open(path, "rb") as f:
                 head = f.read(compression.HEAD_SIZE)
-            if not head:
-                raise ImageFormatError(f"{label} is empty")
-            comp = compression.sniff(head)
-            if comp:
-                with open(path, "rb") as f:
-                    dec = decompressed(f, comp, label)
-                    spooled = _spool(dec, tmp_dir, label)
-                if spool:
-                    os.unlink(spool)
-                spool = spooled
-                path = spool
-            src = TarSource(path, label)
+                if not head:
+                    raise ImageFormatError(f"{label} is empty")
+                f.seek(0)
+                src = StreamSource(f, tmp_dir, label) if compression.sniff(head) else None
+            if src is None:
+                src = TarSource(path, label)
+    try:
         if src.exists("index.json") and (src.exists("oci-layout") or not src.exists("manifest.json")):
             yield "oci", read_oci(src)
         elif src.exists("manifest.json"):
             yield "docker-archive", read_docker_archive(src)
         else:
-            raise ImageFormatError(f"{label} is neither an OCI image layout (no index.json) nor a "
+            raise ImageFormatError(f"{src.label} is neither an OCI image layout (no index.json) nor a "
                                    "docker-archive (no manifest.json)")
     finally:
-        if src is not None:
-            src.close()
-        if spool:
-            try:
-                os.unlink(spool)
-            except OSError:
-                pass
-
-
-def _spool(f, tmp_dir, label):
-    fd, p = tempfile.mkstemp(prefix="spool-", dir=tmp_dir)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            while True:
-                chunk = f.read(1 << 20)
-                if not chunk:
-                    break
-                out.write(chunk)
-    except BaseException:
-        os.unlink(p)
-        raise
-    return p
+        src.close()
 
 
 def decompressed(f, comp, label):
@@ -434,7 +556,8 @@ def _plan_from_manifest(src, desc, data) -> ImagePlan:
                                    f"descriptor says {ld['size']} bytes, the blob has {size}")
         layers.append(LayerPlan(member=name, media_type=ld["mediaType"], diff_id=diff_id,
                                 digest=ld["digest"], size=ld["size"],
-                                open=(lambda n=name: src.open(n))))
+                                open=(lambda n=name: src.open(n)),
+                                spooled=(lambda n=name: src.spooled(n))))
     return ImagePlan(config=config, config_digest=cdesc["digest"], config_media_type=cdesc["mediaType"],
                      layers=layers, manifest=data, manifest_digest=desc["digest"],
                      manifest_media_type=desc["mediaType"], source=src.label)
@@ -497,7 +620,8 @@ def read_docker_archive(src) -> list:
             if claimed and lname.startswith("blobs/sha256/"):
                 digest = "sha256:" + claimed
             layers.append(LayerPlan(member=lname, media_type=mt.OCI_LAYER_FOR[comp], diff_id=diff_id,
-                                    digest=digest, size=size, open=(lambda n=lname: src.open(n))))
+                                    digest=digest, size=size, open=(lambda n=lname: src.open(n)),
+                                    spooled=(lambda n=lname: src.spooled(n))))
         names = []
         for t in e.get("RepoTags") or []:
             if not isinstance(t, str):

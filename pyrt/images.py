@@ -422,8 +422,13 @@ class ImageCollection:
             copied = {}
             for plan, lp in todo:
                 what = f"layer {lp.member} of {plan.source}"
-                with lp.open() as f:
-                    sb = st.write_blob(f, expected_digest=lp.digest, expected_size=lp.size, what=what)
+                spooled = lp.spooled() if lp.spooled is not None else None
+                if spooled is not None:  # already a file of ours: linked, not copied
+                    sb = _link_blob(st, *spooled, lp, what)
+                else:
+                    with lp.open() as f:
+                        sb = st.write_blob(f, expected_digest=lp.digest, expected_size=lp.size,
+                                           what=what)
                 if lp.digest is None:
                     copied[lp.member] = sb.digest
                 lp.digest = sb.digest
@@ -987,6 +992,24 @@ def _adopt_blob(st, path, digest, size):
         sb = st.write_blob(path, expected_digest=digest, expected_size=size, what=f"layer {path}")
         os.unlink(path)
         return sb
+
+
+def _link_blob(st, path, digest, lp, what):
+    """Stages the file `path` (whose sha256 the caller computed as it wrote it) as the
+    blob of layer `lp`, through a hard link: a retried load can link it again."""
+    if lp.digest is not None and digest != lp.digest:
+        raise ImageFormatError(f"digest mismatch for {what}: expected {lp.digest}, got {digest}")
+    if os.path.getsize(path) != lp.size:
+        raise ImageFormatError(f"wrong size for {what}: the descriptor says {lp.size} bytes, "
+                               f"got {os.path.getsize(path)}")
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)  # as a written blob is: on disk before it is named
+    finally:
+        os.close(fd)
+    link = f"{path}.{len(st.blobs)}"
+    os.link(path, link)
+    return st.adopt_blob(link, digest, lp.size)
 
 
 def _peek(f) -> bytes:
