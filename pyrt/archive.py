@@ -234,11 +234,11 @@ class StreamSource(_Members):
 
     def _read(self, f):
         label = self.label
-        head = _read_exactly(f, compression.HEAD_SIZE)
+        head = compression.read_head(f)
         if not head:
             raise ImageFormatError(f"{label} is empty")
         kind = compression.sniff(head)
-        raw = _Prefixed(head, f)
+        raw = compression.Prefixed(head, f)
         stream = decompressed(raw, kind, label) if kind else raw
         try:
             with tarfile.open(fileobj=stream, mode="r|") as tf:
@@ -302,37 +302,6 @@ class StreamSource(_Members):
             except FileNotFoundError:
                 pass
         self._digests.clear()
-
-
-class _Prefixed(io.RawIOBase):
-    """The bytes already read from a stream (`head`), then the rest of it."""
-
-    def __init__(self, head, f):
-        self._head, self._f = head, f
-
-    def readable(self):
-        return True
-
-    def readinto(self, b):
-        if self._head:
-            n = min(len(b), len(self._head))
-            b[:n] = self._head[:n]
-            self._head = self._head[n:]
-            return n
-        data = self._f.read(len(b))
-        b[:len(data)] = data
-        return len(data)
-
-
-def _read_exactly(f, n):
-    """Up to n bytes: fewer only at the end of the stream (a pipe returns what it has)."""
-    head = b""
-    while len(head) < n:
-        data = f.read(n - len(head))
-        if not data:
-            break
-        head += data
-    return head
 
 
 class DirSource:

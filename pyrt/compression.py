@@ -8,7 +8,10 @@ with this module: the CLI starts without them, and a test can hide them.
 (Compressing lives with the one code that writes layers: pyrt.store.commit.)"""
 from __future__ import annotations
 
-__all__ = ["HEAD_SIZE", "CHUNK", "sniff", "gzip_backend", "open_reader", "read_chunks"]
+import io
+
+__all__ = ["HEAD_SIZE", "CHUNK", "sniff", "read_head", "Prefixed", "gzip_backend", "open_reader",
+           "read_chunks"]
 
 #: how many first bytes sniff() looks at
 HEAD_SIZE = 6
@@ -30,6 +33,51 @@ def sniff(head: bytes) -> str:
         if head.startswith(magic):
             return kind
     return ""
+
+
+def read_head(f, n: int = HEAD_SIZE) -> bytes:
+    """The first n bytes of a stream, fewer only at its end (a pipe may return less
+    than asked): what sniff() looks at. Put them back in front with Prefixed."""
+    head = b""
+    while len(head) < n:
+        data = f.read(n - len(head))
+        if not data:
+            break
+        head += data
+    return head
+
+
+class Prefixed(io.RawIOBase):
+    """A stream whose first bytes were read already (to sniff it, from a pipe that
+    cannot seek back): `head`, then the rest of `f`. Counts the bytes read and calls
+    progress(count) with each read, when given."""
+
+    def __init__(self, head, f, progress=None):
+        self._f = f
+        self._head = head
+        self._progress = progress
+        self.count = 0
+        self._readinto = getattr(f, "readinto", None)
+
+    def readable(self):
+        return True
+
+    def readinto(self, b):
+        if self._head:
+            n = min(len(b), len(self._head))
+            b[:n] = self._head[:n]
+            self._head = self._head[n:]
+        elif self._readinto is not None:
+            n = self._readinto(b) or 0
+        else:
+            data = self._f.read(len(b))
+            n = len(data)
+            b[:n] = data
+        if n:
+            self.count += n
+            if self._progress is not None:
+                self._progress(self.count)
+        return n
 
 
 def gzip_backend() -> str:

@@ -14,7 +14,6 @@ layer leaves a partial tree behind; nothing outside the directory is written).
     diff_id, size = unpack_layer(blob_path, tmpdir, media_type=..., expected_diff_id=...)
 """
 import hashlib
-import io
 import os
 import queue
 import re
@@ -62,38 +61,6 @@ def detect_compression(media_type=None, head=b""):
     return kind if kind in ("gzip", "zstd") else "tar"
 
 
-class _Source(io.RawIOBase):
-    """The blob's bytes: the peeked head first, then the file; counts what is read
-    (for progress reports)."""
-
-    def __init__(self, f, head, progress):
-        self._f = f
-        self._head = head
-        self._progress = progress
-        self.count = 0
-        self._readinto = getattr(f, "readinto", None)
-
-    def readable(self):
-        return True
-
-    def readinto(self, b):
-        if self._head:
-            n = min(len(b), len(self._head))
-            b[:n] = self._head[:n]
-            self._head = self._head[n:]
-        elif self._readinto is not None:
-            n = self._readinto(b) or 0
-        else:
-            data = self._f.read(len(b))
-            n = len(data)
-            b[:n] = data
-        if n:
-            self.count += n
-            if self._progress is not None:
-                self._progress(self.count)
-        return n
-
-
 def _decompressing_reader(kind, raw):
     try:
         return compression.open_reader(raw, kind, CHUNK)
@@ -134,16 +101,6 @@ def _read_chunk(reader, buf, kind):
                                                                          "IsalError"):
             raise LayerError(f"layer: invalid {kind} stream ({e})") from e
         raise
-
-
-def _read_head(f, n):
-    head = b""
-    while len(head) < n:
-        data = f.read(n - len(head))
-        if not data:
-            break
-        head += data
-    return head
 
 
 class _Pipeline:
@@ -283,9 +240,9 @@ def unpack_layer(source, dest, *, media_type=None, expected_diff_id=None,
     own = isinstance(source, (str, bytes, os.PathLike))
     f = open(source, "rb", buffering=0) if own else source
     try:
-        head = _read_head(f, 4)
+        head = compression.read_head(f)
         kind = detect_compression(media_type, head)
-        raw = _Source(f, head, progress)
+        raw = compression.Prefixed(head, f, progress)
         reader = _decompressing_reader(kind, raw)
         hasher = hashlib.sha256()
         if kind == "tar" and source_digest is not None:
