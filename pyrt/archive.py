@@ -5,8 +5,9 @@ RepoTags and Layers, layer tars, config JSON), as `docker save`, `podman save`,
 
 Reading (`open_archive`) validates the structure and yields `ImagePlan`s: the config
 and manifest (read, digest-checked), and for each layer a way to open its blob; the
-caller (pyrt.images) streams the blobs into the store. Nothing is extracted: a tar is
-read in place by offset. Writing (`write_oci`, `write_docker_archive`) goes to a temp
+caller (pyrt.images) streams the blobs into the store. A tar file is read in place by
+offset; a stream (a pipe) or a compressed tar is read once as it comes, its layers
+written to files the store then links (StreamSource). Writing (`write_oci`, `write_docker_archive`) goes to a temp
 name and is renamed when complete."""
 from __future__ import annotations
 
