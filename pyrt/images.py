@@ -1007,8 +1007,15 @@ def _link_blob(st, path, digest, lp, what):
         os.fsync(fd)  # as a written blob is: on disk before it is named
     finally:
         os.close(fd)
-    link = f"{path}.{len(st.blobs)}"
-    os.link(path, link)
+    link = path + ".link"
+    try:
+        os.unlink(link)  # left by an attempt that failed
+    except FileNotFoundError:
+        pass
+    try:
+        os.link(path, link)
+    except OSError:  # the temp dir is on another filesystem: copy
+        return st.write_blob(path, expected_digest=digest, expected_size=lp.size, what=what)
     return st.adopt_blob(link, digest, lp.size)
 
 
