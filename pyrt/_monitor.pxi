@@ -57,11 +57,16 @@ cdef extern from "exec.h":
 
 
 # CLONE_NEW* of the namespaces exec_ can join.
+from pyrt import sys as _psys
 EXEC_NAMESPACES = {
-    "user": 0x10000000, "mount": 0x00020000, "uts": 0x04000000, "ipc": 0x08000000,
-    "net": 0x40000000, "pid": 0x20000000, "cgroup": 0x02000000,
+    "user": _psys.CLONE_NEWUSER, "mount": _psys.CLONE_NEWNS, "uts": _psys.CLONE_NEWUTS,
+    "ipc": _psys.CLONE_NEWIPC, "net": _psys.CLONE_NEWNET, "pid": _psys.CLONE_NEWPID,
+    "cgroup": _psys.CLONE_NEWCGROUP,
 }
-EXEC_ALL_NAMESPACES = 0x10000000 | 0x00020000 | 0x04000000 | 0x08000000 | 0x40000000 | 0x20000000 | 0x02000000
+EXEC_ALL_NAMESPACES = 0
+for _ns in EXEC_NAMESPACES.values():
+    EXEC_ALL_NAMESPACES |= _ns
+del _ns
 
 
 cdef _raise_spawn_error(pyrt_error *err):

@@ -5,6 +5,7 @@ The constants are declared with ``#define NAME ...``: cffi takes their values fr
 the C headers when the module is compiled (csrc/syscalls.h and SOURCE below hold
 fallbacks for the ones an older libc lacks)."""
 import os
+import re
 import sys
 
 import cffi
@@ -44,21 +45,23 @@ CLOSE_RANGE_UNSHARE CLOSE_RANGE_CLOEXEC
 PIDFD_NONBLOCK
 """.split()
 
+
+
+def header_cdef(path=os.path.join(CSRC, "syscalls.h")):
+    """The declarations of csrc/syscalls.h (its structs and pyrt_* prototypes) as cffi
+    reads them: comments and preprocessor lines dropped (the #define fallbacks reach
+    the module through SOURCE's #include instead)."""
+    with open(path) as f:
+        text = f.read()
+    text = re.sub(r"/\*.*?\*/", "", text, flags=re.S)
+    text = re.sub(r"//[^\n]*", "", text)
+    text = re.sub(r"^[ \t]*#(?:[^\n]*\\\n)*[^\n]*", "", text, flags=re.M)
+    return "\n".join(line for line in text.splitlines() if line.strip()) + "\n"
+
+
+# The libc calls pyrt.sys wraps, then csrc/syscalls.h's own, then the constants.
 CDEF = """
 typedef int... pid_t;
-
-struct pyrt_open_how {
-    uint64_t flags;
-    uint64_t mode;
-    uint64_t resolve;
-};
-
-struct pyrt_mount_attr {
-    uint64_t attr_set;
-    uint64_t attr_clr;
-    uint64_t propagation;
-    uint64_t userns_fd;
-};
 
 int unshare(int flags);
 int setns(int fd, int nstype);
@@ -66,23 +69,8 @@ int mount(const char *source, const char *target, const char *fstype,
           unsigned long flags, const void *data);
 int umount2(const char *target, int flags);
 int sethostname(const char *name, size_t len);
+""" + header_cdef() + "".join(f"#define {name} ...\n" for name in CONSTANTS)
 
-int pyrt_pivot_root(const char *new_root, const char *put_old);
-int pyrt_openat2(int dirfd, const char *path, struct pyrt_open_how *how, size_t size);
-int pyrt_pidfd_open(pid_t pid, unsigned int flags);
-int pyrt_pidfd_send_signal(int pidfd, int sig, void *info, unsigned int flags);
-int pyrt_pidfd_getfd(int pidfd, int targetfd, unsigned int flags);
-int pyrt_fsopen(const char *fsname, unsigned int flags);
-int pyrt_fsconfig(int fd, unsigned int cmd, const char *key, const void *value, int aux);
-int pyrt_fsmount(int fd, unsigned int flags, unsigned int attr_flags);
-int pyrt_fspick(int dirfd, const char *path, unsigned int flags);
-int pyrt_move_mount(int from_dirfd, const char *from_path, int to_dirfd, const char *to_path,
-                    unsigned int flags);
-int pyrt_open_tree(int dirfd, const char *path, unsigned int flags);
-int pyrt_mount_setattr(int dirfd, const char *path, unsigned int flags,
-                       struct pyrt_mount_attr *attr, size_t size);
-int pyrt_close_range(unsigned int first, unsigned int last, unsigned int flags);
-""" + "".join(f"#define {name} ...\n" for name in CONSTANTS)
 
 SOURCE = """
 #include <fcntl.h>

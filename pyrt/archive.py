@@ -5,8 +5,9 @@ RepoTags and Layers, layer tars, config JSON), as `docker save`, `podman save`,
 
 Reading (`open_archive`) validates the structure and yields `ImagePlan`s: the config
 and manifest (read, digest-checked), and for each layer a way to open its blob; the
-caller (pyrt.images) streams the blobs into the store. Nothing is extracted: a tar is
-read in place by offset. Writing (`write_oci`, `write_docker_archive`) goes to a temp
+caller (pyrt.images) streams the blobs into the store. A tar file is read in place by
+offset; a stream (a pipe) or a compressed tar is read once as it comes, its layers
+written to files the store then links (StreamSource). Writing (`write_oci`, `write_docker_archive`) goes to a temp
 name and is renamed when complete."""
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import tarfile
 import tempfile
 from dataclasses import dataclass, field
 
+from . import compression
 from .errors import ImageFormatError, InvalidArgument, SyscallError
 from .oci import mediatypes as mt
 from .oci.digest import digest_hex, is_hex64, sha256_bytes
@@ -40,6 +42,9 @@ class LayerPlan:
     size: int
     open: object = None           # () -> binary file object
     chain_id: str = ""
+    # () -> (path, "sha256:<hex>") of a file in the store's temp dir that holds the blob and
+    # may be linked into the store (a streamed archive's member), or None: read it with open
+    spooled: object = None
 
 
 @dataclass
@@ -111,7 +116,64 @@ class _Slice(io.RawIOBase):
         super().close()
 
 
-class TarSource:
+class _Members:
+    """Members of a tar by name: {name: (type, where the data is, size, linkname)}, links
+    followed inside the archive. Subclasses say how a member's data is opened."""
+
+    label = ""
+    members: dict
+
+    def _resolve(self, name: str, depth: int = 0):
+        name = _norm_member(name, self.label)
+        m = self.members.get(name)
+        if m is None:
+            return None, name
+        typ = m[0]
+        if typ in (tarfile.SYMTYPE, tarfile.LNKTYPE):
+            if depth > 16:
+                raise ImageFormatError(f"too many levels of links at {name!r} in {self.label}")
+            if typ == tarfile.SYMTYPE:
+                target = posixpath.normpath(posixpath.join(posixpath.dirname(name), m[3]))
+                if target.startswith("../") or target == ".." or target.startswith("/"):
+                    raise ImageFormatError(f"path traversal in {self.label}: {name!r} links to {m[3]!r}")
+            else:
+                target = m[3]
+            return self._resolve(target, depth + 1)
+        return m, name
+
+    def _regular(self, name):
+        m, _ = self._resolve(name)
+        if m is None or m[0] not in (tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.CONTTYPE):
+            return None
+        return m
+
+    def exists(self, name):
+        return self._regular(name) is not None
+
+    def size(self, name):
+        m, _ = self._resolve(name)
+        return m[2]
+
+    def open(self, name):
+        m = self._regular(name)
+        if m is None:
+            raise ImageFormatError(f"missing file {name!r} in {self.label}")
+        return self._open_data(m[1], m[2])
+
+    def spooled(self, name):
+        return None
+
+    def close(self):
+        pass
+
+    @staticmethod
+    def _check_link(ti, label):
+        if ti.issym() and ti.linkname.startswith("/"):
+            raise ImageFormatError(f"path traversal in {label}: member {ti.name!r} "
+                                   f"links to {ti.linkname!r}")
+
+
+class TarSource(_Members):
     """A tar archive indexed by member name (data offsets), read without extracting."""
 
     def __init__(self, path: str, label: str | None = None):
@@ -124,10 +186,7 @@ class TarSource:
                 last_end = 0
                 for ti in tf:
                     name = _norm_member(ti.name, self.label)
-                    if ti.islnk() or ti.issym():
-                        if ti.linkname.startswith("/") and ti.issym():
-                            raise ImageFormatError(f"path traversal in {self.label}: member {ti.name!r} "
-                                                   f"links to {ti.linkname!r}")
+                    self._check_link(ti, self.label)
                     if ti.isreg():
                         end = ti.offset_data + ti.size
                         if end > size:
@@ -149,40 +208,106 @@ class TarSource:
             raise ImageFormatError(f"truncated archive {self.label}: no end-of-archive marker "
                                    f"after the last member")
 
-    def _resolve(self, name: str, depth: int = 0):
-        name = _norm_member(name, self.label)
-        m = self.members.get(name)
-        if m is None:
-            return None, name
-        typ = m[0]
-        if typ in (tarfile.SYMTYPE, tarfile.LNKTYPE):
-            if depth > 16:
-                raise ImageFormatError(f"too many levels of links at {name!r} in {self.label}")
-            if typ == tarfile.SYMTYPE:
-                target = posixpath.normpath(posixpath.join(posixpath.dirname(name), m[3]))
-                if target.startswith("../") or target == ".." or target.startswith("/"):
-                    raise ImageFormatError(f"path traversal in {self.label}: {name!r} links to {m[3]!r}")
-            else:
-                target = m[3]
-            return self._resolve(target, depth + 1)
-        return m, name
+    def _open_data(self, offset, size):
+        return io.BufferedReader(_Slice(self.path, offset, size), 1 << 20)
 
-    def exists(self, name):
-        m, _ = self._resolve(name)
-        return m is not None and m[0] in (tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.CONTTYPE)
 
-    def size(self, name):
-        m, _ = self._resolve(name)
-        return m[2]
+class StreamSource(_Members):
+    """A tar archive read once from a stream (a pipe; compressed or not), as it comes:
+    small members are kept in memory, the others (layers) written once to files in
+    `tmp_dir` and hashed on the way, so that a layer is linked into the store, not
+    copied again (tmp_dir must be on the store's filesystem)."""
 
-    def open(self, name):
-        m, n = self._resolve(name)
-        if m is None or m[0] not in (tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.CONTTYPE):
-            raise ImageFormatError(f"missing file {name!r} in {self.label}")
-        return io.BufferedReader(_Slice(self.path, m[1], m[2]), 1 << 20)
+    SMALL = 256 << 10          # a member this size or smaller stays in memory ...
+    MEMORY = 64 << 20          # ... while they add up to no more than this
+
+    def __init__(self, f, tmp_dir: str, label: str = "<stream>"):
+        self.label = label
+        self.tmp_dir = tmp_dir
+        self.members: dict[str, tuple] = {}
+        self._digests: dict[str, str] = {}
+        self._memory = 0
+        try:
+            self._read(f)
+        except BaseException:
+            self.close()
+            raise
+
+    def _read(self, f):
+        label = self.label
+        head = compression.read_head(f)
+        if not head:
+            raise ImageFormatError(f"{label} is empty")
+        kind = compression.sniff(head)
+        raw = compression.Prefixed(head, f)
+        stream = decompressed(raw, kind, label) if kind else raw
+        try:
+            with tarfile.open(fileobj=stream, mode="r|") as tf:
+                for ti in tf:
+                    name = _norm_member(ti.name, label)
+                    self._check_link(ti, label)
+                    where = self._take(tf.extractfile(ti), ti.size) if ti.isreg() else None
+                    if name:
+                        self.members[name] = (ti.type, where, ti.size, ti.linkname)
+                # tar writers end with zero blocks, which the reader consumed without
+                # moving its offset: their absence means the archive was cut
+                ended = tf.fileobj.tell() >= tf.offset + tarfile.BLOCKSIZE
+        except tarfile.TarError as e:
+            raise ImageFormatError(f"truncated or corrupt tar {label}: {e}") from None
+        except (EOFError, OSError, ValueError) as e:  # the decompressor's
+            if isinstance(e, ImageFormatError):
+                raise
+            raise ImageFormatError(f"truncated or corrupt {kind or 'tar'} stream {label}: {e}") from None
+        if not self.members:
+            raise ImageFormatError(f"{label} is empty or not a tar archive")
+        if not ended:
+            raise ImageFormatError(f"truncated archive {label}: no end-of-archive marker "
+                                   f"after the last member")
+
+    def _take(self, data, size):
+        """The member's bytes, or the path of the file they were written to."""
+        if size <= self.SMALL and self._memory + size <= self.MEMORY:
+            self._memory += size
+            return data.read()
+        import hashlib
+        fd, path = tempfile.mkstemp(prefix="member-", dir=self.tmp_dir)
+        self._digests[path] = None  # removed by close() whatever happens next
+        h = hashlib.sha256()
+        buf = bytearray(compression.CHUNK)
+        view = memoryview(buf)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                while True:
+                    n = data.readinto(view)
+                    if not n:
+                        break
+                    h.update(view[:n])
+                    out.write(view[:n])
+        except OSError as e:  # a full disk says so (never "bad archive")
+            if isinstance(e, SyscallError) or e.errno is None:
+                raise
+            raise SyscallError(e.errno, "write", self.tmp_dir) from None
+        self._digests[path] = "sha256:" + h.hexdigest()
+        return path
+
+    def _open_data(self, where, size):
+        if isinstance(where, bytes):
+            return io.BytesIO(where)
+        return open(where, "rb", buffering=1 << 20)
+
+    def spooled(self, name):
+        m = self._regular(name)
+        if m is None or isinstance(m[1], bytes):
+            return None
+        return m[1], self._digests[m[1]]
 
     def close(self):
-        pass
+        for path in self._digests:
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+        self._digests.clear()
 
 
 class DirSource:
@@ -230,6 +355,9 @@ class DirSource:
             raise ImageFormatError(f"missing file {name!r} in {self.label}: {e.strerror}") from None
         return os.fdopen(fd, "rb", buffering=1 << 20)
 
+    def spooled(self, name):
+        return None
+
     def close(self):
         if self._fd >= 0:
             os.close(self._fd)
@@ -250,93 +378,46 @@ def _read_small(src, name, what, limit=MAX_JSON) -> bytes:
 
 @contextlib.contextmanager
 def open_archive(path_or_fileobj, tmp_dir: str):
-    """Yields (format, [ImagePlan]) for a docker-archive or OCI layout (dir or tar, or a
-    binary file object / compressed tar, spooled to `tmp_dir` first)."""
-    spool = None
-    src = None
-    try:
-        if not isinstance(path_or_fileobj, (str, os.PathLike)):
-            spool = _spool(path_or_fileobj, tmp_dir, "<stream>")
-            path, label = spool, "<stream>"
-        else:
-            path = os.fspath(path_or_fileobj)
-            label = path
-            if not os.path.exists(path):
-                raise InvalidArgument(f"{path}: no such file or directory")
+    """Yields (format, [ImagePlan]) for a docker-archive or OCI layout: a directory or a
+    tar file, read in place; a compressed tar file or a binary file object, read once
+    as a stream (its large members written to `tmp_dir`, on the store's filesystem)."""
+    if not isinstance(path_or_fileobj, (str, os.PathLike)):
+        src = StreamSource(path_or_fileobj, tmp_dir)
+    else:
+        path = label = os.fspath(path_or_fileobj)
+        if not os.path.exists(path):
+            raise InvalidArgument(f"{path}: no such file or directory")
         if os.path.isdir(path):
             src = DirSource(path)
         else:
             with open(path, "rb") as f:
-                head = f.read(6)
-            if not head:
-                raise ImageFormatError(f"{label} is empty")
-            comp = mt.sniff_compression(head)
-            if comp:
-                with open(path, "rb") as f:
-                    dec = _decompressing_reader(f, comp, label)
-                    spooled = _spool(dec, tmp_dir, label)
-                if spool:
-                    os.unlink(spool)
-                spool = spooled
-                path = spool
-            src = TarSource(path, label)
+                head = f.read(compression.HEAD_SIZE)
+                if not head:
+                    raise ImageFormatError(f"{label} is empty")
+                f.seek(0)
+                src = StreamSource(f, tmp_dir, label) if compression.sniff(head) else None
+            if src is None:
+                src = TarSource(path, label)
+    try:
         if src.exists("index.json") and (src.exists("oci-layout") or not src.exists("manifest.json")):
             yield "oci", read_oci(src)
         elif src.exists("manifest.json"):
             yield "docker-archive", read_docker_archive(src)
         else:
-            raise ImageFormatError(f"{label} is neither an OCI image layout (no index.json) nor a "
+            raise ImageFormatError(f"{src.label} is neither an OCI image layout (no index.json) nor a "
                                    "docker-archive (no manifest.json)")
     finally:
-        if src is not None:
-            src.close()
-        if spool:
-            try:
-                os.unlink(spool)
-            except OSError:
-                pass
+        src.close()
 
 
-def _spool(f, tmp_dir, label):
-    fd, p = tempfile.mkstemp(prefix="spool-", dir=tmp_dir)
+def decompressed(f, comp, label):
+    """compression.open_reader(f, comp), its errors an ImageFormatError naming `label`."""
     try:
-        try:
-            while True:
-                chunk = f.read(1 << 20)
-                if not chunk:
-                    break
-                view = memoryview(chunk)
-                while view:
-                    try:
-                        n = os.write(fd, view)
-                    except OSError as e:  # a full disk: say so (never "bad archive")
-                        raise SyscallError(e.errno, f"spool {label}", tmp_dir) from None
-                    view = view[n:]
-        finally:
-            os.close(fd)
-    except BaseException:
-        os.unlink(p)
-        raise
-    return p
-
-
-def _decompressing_reader(f, comp, label):
-    if comp == "gzip":
-        import gzip
-        return gzip.GzipFile(fileobj=f)
-    if comp == "bzip2":
-        import bz2
-        return bz2.BZ2File(f)
-    if comp == "xz":
-        import lzma
-        return lzma.LZMAFile(f)
-    if comp == "zstd":
-        try:
-            import zstandard
-        except ImportError:
-            raise ImageFormatError(f"{label} is zstd-compressed: decompress it first (zstd -d)") from None
-        return zstandard.ZstdDecompressor().stream_reader(f)
-    raise ImageFormatError(f"{label}: unsupported compression {comp}")
+        return compression.open_reader(f, comp)
+    except ImportError as e:
+        raise ImageFormatError(f"{label}: {e}") from None
+    except ValueError:
+        raise ImageFormatError(f"{label}: unsupported compression {comp}") from None
 
 
 # -- OCI layout ------------------------------------------------------------------------------
@@ -450,7 +531,8 @@ def _plan_from_manifest(src, desc, data) -> ImagePlan:
                                    f"descriptor says {ld['size']} bytes, the blob has {size}")
         layers.append(LayerPlan(member=name, media_type=ld["mediaType"], diff_id=diff_id,
                                 digest=ld["digest"], size=ld["size"],
-                                open=(lambda n=name: src.open(n))))
+                                open=(lambda n=name: src.open(n)),
+                                spooled=(lambda n=name: src.spooled(n))))
     return ImagePlan(config=config, config_digest=cdesc["digest"], config_media_type=cdesc["mediaType"],
                      layers=layers, manifest=data, manifest_digest=desc["digest"],
                      manifest_media_type=desc["mediaType"], source=src.label)
@@ -504,8 +586,8 @@ def read_docker_archive(src) -> list:
                 raise ImageFormatError(f"missing layer {lname} ({what}) in {src.label}")
             size = src.size(lname)
             with src.open(lname) as f:
-                head = f.read(6)
-            comp = mt.sniff_compression(head)
+                head = f.read(compression.HEAD_SIZE)
+            comp = compression.sniff(head)
             if comp not in ("", "gzip", "zstd"):
                 raise ImageFormatError(f"layer {lname} in {src.label}: unsupported compression {comp}")
             digest = diff_id if comp == "" else None
@@ -513,7 +595,8 @@ def read_docker_archive(src) -> list:
             if claimed and lname.startswith("blobs/sha256/"):
                 digest = "sha256:" + claimed
             layers.append(LayerPlan(member=lname, media_type=mt.OCI_LAYER_FOR[comp], diff_id=diff_id,
-                                    digest=digest, size=size, open=(lambda n=lname: src.open(n))))
+                                    digest=digest, size=size, open=(lambda n=lname: src.open(n)),
+                                    spooled=(lambda n=lname: src.spooled(n))))
         names = []
         for t in e.get("RepoTags") or []:
             if not isinstance(t, str):
@@ -719,7 +802,7 @@ def _add_uncompressed_layer(out, name, layer, tmp_dir):
     comp = mt.layer_compression(layer["media_type"])
     if comp is None:
         with open(layer["path"], "rb") as f:
-            comp = mt.sniff_compression(f.read(6))
+            comp = compression.sniff(f.read(compression.HEAD_SIZE))
     if not comp:
         out.add_file(name, layer["path"])
         return
@@ -728,7 +811,8 @@ def _add_uncompressed_layer(out, name, layer, tmp_dir):
     try:
         h = hashlib.sha256()
         with os.fdopen(fd, "wb") as w, open(layer["path"], "rb") as r:
-            for chunk in decompress_chunks(r, comp, layer["digest"]):
+            reader = decompressed(r, comp, f"layer {layer['digest']}")
+            for chunk in iter(lambda: reader.read(compression.CHUNK), b""):
                 h.update(chunk)
                 w.write(chunk)
         got = "sha256:" + h.hexdigest()
@@ -738,47 +822,6 @@ def _add_uncompressed_layer(out, name, layer, tmp_dir):
         out.add_file(name, tmp)
     finally:
         os.unlink(tmp)
-
-
-def decompress_chunks(f, comp, what):
-    """Yields the decompressed bytes of a gzip or zstd stream."""
-    if comp == "gzip":
-        try:
-            from isal import isal_zlib as zlib_mod
-        except ImportError:
-            import zlib as zlib_mod
-        d = zlib_mod.decompressobj(47)
-        while True:
-            chunk = f.read(1 << 20)
-            if not chunk:
-                break
-            while chunk:
-                out = d.decompress(chunk)
-                if out:
-                    yield out
-                if d.eof:
-                    chunk = d.unused_data
-                    d = zlib_mod.decompressobj(47)
-                else:
-                    chunk = b""
-        tail = d.flush()
-        if tail:
-            yield tail
-        return
-    if comp == "zstd":
-        try:
-            import zstandard
-        except ImportError:
-            raise ImageFormatError(f"layer {what} is zstd-compressed: writing it uncompressed needs "
-                                   "the 'zstandard' module") from None
-        reader = zstandard.ZstdDecompressor().stream_reader(f, read_across_frames=True)
-        while True:
-            chunk = reader.read(1 << 20)
-            if not chunk:
-                break
-            yield chunk
-        return
-    raise ImageFormatError(f"layer {what}: unsupported compression {comp}")
 
 
 def _write_atomic(path, data: bytes):

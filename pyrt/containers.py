@@ -15,8 +15,8 @@ import time
 
 from pyrt.container_mounts import collect_mounts
 from pyrt.errors import Conflict, ContainerError, ContainerNotFound, InvalidArgument, PyrtError  # noqa: F401
+from pyrt.oci.runtime_spec import DEFAULT_PATH
 
-DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 _ADJECTIVES = ("brave", "calm", "eager", "fond", "gentle", "happy", "jolly", "keen", "lucid",
                "merry", "nifty", "proud", "quiet", "sharp", "tender", "vivid", "witty", "zen")

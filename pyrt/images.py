@@ -13,7 +13,7 @@ import os
 import re
 import time
 
-from . import archive as _archive
+from . import archive as _archive, compression
 from .errors import Conflict, ImageFormatError, ImageNotFound, InvalidArgument, LayerError
 from .oci import mediatypes as mt
 from .oci.config import apply_changes
@@ -21,6 +21,7 @@ from .oci.digest import DIGEST_RE, chain_id as _chain_id, chain_ids, is_digest, 
 from .oci.image import dumps, manifest_json, parse_time, rfc3339
 from .oci.reference import (DEFAULT_TAG, equivalent_repositories, parse_reference,
                             validate_repository, validate_tag)
+from .oci.runtime_spec import DEFAULT_PATH
 
 _HEX_PREFIX_RE = re.compile(r"(?:sha256:)?([0-9a-f]{4,64})")
 
@@ -421,8 +422,13 @@ class ImageCollection:
             copied = {}
             for plan, lp in todo:
                 what = f"layer {lp.member} of {plan.source}"
-                with lp.open() as f:
-                    sb = st.write_blob(f, expected_digest=lp.digest, expected_size=lp.size, what=what)
+                spooled = lp.spooled() if lp.spooled is not None else None
+                if spooled is not None:  # already a file of ours: linked, not copied
+                    sb = _link_blob(st, *spooled, lp, what)
+                else:
+                    with lp.open() as f:
+                        sb = st.write_blob(f, expected_digest=lp.digest, expected_size=lp.size,
+                                           what=what)
                 if lp.digest is None:
                     copied[lp.member] = sb.digest
                 lp.digest = sb.digest
@@ -658,9 +664,9 @@ class ImageCollection:
             f = open(src, "rb") if isinstance(src, (str, os.PathLike)) else src
             try:
                 head = _peek(f)
-                comp = mt.sniff_compression(head)
+                comp = compression.sniff(head)
                 if comp in ("bzip2", "xz"):
-                    f = _archive._decompressing_reader(f, comp, label)
+                    f = _archive.decompressed(f, comp, label)
                     comp = ""
                 blob = store.blobs.write(_Progressed(f, progress, "copying"), tmp, what=f"tar {label}")
             finally:
@@ -696,7 +702,7 @@ class ImageCollection:
         try:
             root = os.path.join(tmp, "rootfs")
             first = _build_host_rootfs(root, paths)
-            changes = {"Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+            changes = {"Env": ["PATH=" + DEFAULT_PATH],
                        "Cmd": [first]}
             layer = _write_dir_layer(root, tmp)
             return self.create(None, layer, config_changes=changes, comment="from host",
@@ -988,12 +994,37 @@ def _adopt_blob(st, path, digest, size):
         return sb
 
 
+def _link_blob(st, path, digest, lp, what):
+    """Stages the file `path` (whose sha256 the caller computed as it wrote it) as the
+    blob of layer `lp`, through a hard link: a retried load can link it again."""
+    if lp.digest is not None and digest != lp.digest:
+        raise ImageFormatError(f"digest mismatch for {what}: expected {lp.digest}, got {digest}")
+    if os.path.getsize(path) != lp.size:
+        raise ImageFormatError(f"wrong size for {what}: the descriptor says {lp.size} bytes, "
+                               f"got {os.path.getsize(path)}")
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)  # as a written blob is: on disk before it is named
+    finally:
+        os.close(fd)
+    link = path + ".link"
+    try:
+        os.unlink(link)  # left by an attempt that failed
+    except FileNotFoundError:
+        pass
+    try:
+        os.link(path, link)
+    except OSError:  # the temp dir is on another filesystem: copy
+        return st.write_blob(path, expected_digest=digest, expected_size=lp.size, what=what)
+    return st.adopt_blob(link, digest, lp.size)
+
+
 def _peek(f) -> bytes:
     peek = getattr(f, "peek", None)
     if peek is not None:
-        return peek(6)[:6]
+        return peek(compression.HEAD_SIZE)[:compression.HEAD_SIZE]
     pos = f.tell()
-    head = f.read(6)
+    head = f.read(compression.HEAD_SIZE)
     f.seek(pos)
     return head
 

@@ -30,6 +30,7 @@ import time
 
 from pyrt import _core
 from pyrt.errors import InvalidArgument, PoolClosed, SpawnError
+from pyrt.oci.runtime_spec import DEFAULT_PATH
 
 __all__ = ["Pool", "Usage", "arun", "run", "PROFILES"]
 
@@ -50,7 +51,7 @@ def _devnull() -> int:
 # -- profiles ------------------------------------------------------------------------
 
 BENCH_ENV = {
-    "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    "PATH": DEFAULT_PATH,
     "HOME": "/root",
     "LANG": "C.UTF-8",
     "LC_ALL": "C.UTF-8",
@@ -589,7 +590,7 @@ class Pool:
         size = self.size
         from pyrt.cgroups import Limits, format_cpuset, parse_cpuset
         from pyrt.mounts import Overlay
-        from pyrt.process import DEFAULT_PATH, build_spec
+        from pyrt.process import build_spec
         self._pinned = parse_cpuset(cpuset) if cpuset is not None else None
         if self._pinned:
             from pyrt.cgroups import _check_cpuset, layout

@@ -8,6 +8,8 @@ import threading
 import time
 
 from pyrt import _core, caps
+from pyrt import sys as psys
+from pyrt.oci.runtime_spec import DEFAULT_PATH  # noqa: F401  (pyrt.process.DEFAULT_PATH)
 from pyrt.mounts import Overlay, to_c as _mounts_to_c
 from pyrt.errors import InvalidArgument
 
@@ -27,17 +29,14 @@ def __getattr__(name):
         return _completed_process_class()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
-DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-
-# CLONE_NEW* flags.
 NAMESPACES = {
-    "mount": 0x00020000,
-    "uts": 0x04000000,
-    "ipc": 0x08000000,
-    "user": 0x10000000,
-    "pid": 0x20000000,
-    "net": 0x40000000,
-    "cgroup": 0x02000000,
+    "mount": psys.CLONE_NEWNS,
+    "uts": psys.CLONE_NEWUTS,
+    "ipc": psys.CLONE_NEWIPC,
+    "user": psys.CLONE_NEWUSER,
+    "pid": psys.CLONE_NEWPID,
+    "net": psys.CLONE_NEWNET,
+    "cgroup": psys.CLONE_NEWCGROUP,
 }
 DEFAULT_NAMESPACES = ("mount", "pid", "uts", "ipc", "cgroup")
 

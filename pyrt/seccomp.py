@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import functools
 
+from pyrt import sys as psys
+
 EPERM, ENOSYS = 1, 38
-# CLONE_NEWNS | NEWCGROUP | NEWUTS | NEWIPC | NEWUSER | NEWPID | NEWNET
-_CLONE_NS_FLAGS = 0x7E020000
+_CLONE_NS_FLAGS = (psys.CLONE_NEWNS | psys.CLONE_NEWCGROUP | psys.CLONE_NEWUTS | psys.CLONE_NEWIPC
+                   | psys.CLONE_NEWUSER | psys.CLONE_NEWPID | psys.CLONE_NEWNET)
 AF_VSOCK = 40
 AF_MAX = 46  # one past the last address family Linux 6.18 knows (AF_MCTP is 45)
 # persona values a program may set: PER_LINUX, PER_LINUX32 (both with or without

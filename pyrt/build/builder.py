@@ -545,7 +545,7 @@ class Builder:
             out = os.path.join(tmp, "x")
             os.mkdir(out)
             with open(path, "rb") as f:
-                src = archive._decompressing_reader(f, kind, path) if kind in ("bzip2", "xz") else f
+                src = archive.decompressed(f, kind, path) if kind in ("bzip2", "xz") else f
                 unpack_layer(src, out)
             writer.merge(out, dest, owner)
         finally:
@@ -637,12 +637,12 @@ def _archive_kind(path) -> str | None:
     """The compression of a tar archive ("" for none), or None if `path` is not one."""
     import tarfile
     from .. import archive
-    from ..oci.mediatypes import sniff_compression
+    from .. import compression
     with open(path, "rb") as f:
-        kind = sniff_compression(f.read(6))
+        kind = compression.sniff(f.read(compression.HEAD_SIZE))
         f.seek(0)
         try:
-            head = (archive._decompressing_reader(f, kind, path) if kind else f).read(512)
+            head = (archive.decompressed(f, kind, path) if kind else f).read(512)
             tarfile.TarInfo.frombuf(head, "utf-8", "surrogateescape")
         except Exception:  # noqa: BLE001 - anything unreadable is not an archive: copied as is
             return None

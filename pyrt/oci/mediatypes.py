@@ -42,15 +42,3 @@ def layer_compression(media_type: str) -> str | None:
     """"", "gzip" or "zstd" for a known layer media type, None for an unknown one."""
     return LAYER_TYPES.get(media_type)
 
-
-def sniff_compression(head: bytes) -> str:
-    """The compression of a stream from its first bytes: "gzip", "zstd", "bzip2", "xz" or ""."""
-    if head[:2] == b"\x1f\x8b":
-        return "gzip"
-    if head[:4] == b"\x28\xb5\x2f\xfd":
-        return "zstd"
-    if head[:3] == b"BZh":
-        return "bzip2"
-    if head[:6] == b"\xfd7zXZ\x00":
-        return "xz"
-    return ""

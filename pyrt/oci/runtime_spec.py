@@ -19,13 +19,18 @@ from __future__ import annotations
 
 import os
 
+from pyrt import sys as psys
 from pyrt.errors import ConfigError, InvalidArgument  # noqa: F401 (re-exported)
 
 SPEC_VERSION = "1.1.0"
 
+#: a container process's PATH when neither the image nor the caller sets one (docker's and runc's)
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
 CLONE = {
-    "mount": 0x00020000, "uts": 0x04000000, "ipc": 0x08000000, "user": 0x10000000,
-    "pid": 0x20000000, "network": 0x40000000, "cgroup": 0x02000000, "time": 0x00000080,
+    "mount": psys.CLONE_NEWNS, "uts": psys.CLONE_NEWUTS, "ipc": psys.CLONE_NEWIPC,
+    "user": psys.CLONE_NEWUSER, "pid": psys.CLONE_NEWPID, "network": psys.CLONE_NEWNET,
+    "cgroup": psys.CLONE_NEWCGROUP, "time": psys.CLONE_NEWTIME,
 }
 NS_FILES = {"mount": "mnt", "uts": "uts", "ipc": "ipc", "user": "user", "pid": "pid",
             "network": "net", "cgroup": "cgroup", "time": "time"}
@@ -889,7 +894,7 @@ def default_config(rootless: bool = False) -> dict:
             "terminal": True,
             "user": {"uid": 0, "gid": 0},
             "args": ["sh"],
-            "env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "TERM=xterm"],
+            "env": ["PATH=" + DEFAULT_PATH, "TERM=xterm"],
             "cwd": "/",
             "capabilities": {"bounding": caps, "effective": caps, "permitted": caps, "ambient": caps},
             "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],

@@ -14,13 +14,14 @@ layer leaves a partial tree behind; nothing outside the directory is written).
     diff_id, size = unpack_layer(blob_path, tmpdir, media_type=..., expected_diff_id=...)
 """
 import hashlib
-import io
 import os
 import queue
 import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+from pyrt import compression
+from pyrt.compression import gzip_backend
 from pyrt.errors import LayerError
 
 __all__ = ["unpack_layer", "unpack_layers_parallel", "detect_compression", "gzip_backend",
@@ -34,8 +35,6 @@ CHUNK = 1 << 20
 NBUFS = 6
 
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}\Z")
-_GZIP_MAGIC = b"\x1f\x8b"
-_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 _PLAIN_TYPES = (
     "application/vnd.oci.image.layer.v1.tar",
     "application/vnd.oci.image.layer.nondistributable.v1.tar",
@@ -58,71 +57,15 @@ def detect_compression(media_type=None, head=b""):
             raise LayerError(f"layer: unsupported media type {media_type!r}")
         # a plain tar type: docker archives sometimes hold compressed "layer.tar"
         # files, so the content decides
-    if head.startswith(_GZIP_MAGIC):
-        return "gzip"
-    if head.startswith(_ZSTD_MAGIC):
-        return "zstd"
-    return "tar"
-
-
-def gzip_backend():
-    """The gzip decompressor used: "isal" (python-isal, about 2.5x faster) or "zlib"."""
-    try:
-        import isal.igzip  # noqa: F401
-        return "isal"
-    except ImportError:
-        return "zlib"
-
-
-class _Source(io.RawIOBase):
-    """The blob's bytes: the peeked head first, then the file; counts what is read
-    (for progress reports)."""
-
-    def __init__(self, f, head, progress):
-        self._f = f
-        self._head = head
-        self._progress = progress
-        self.count = 0
-        self._readinto = getattr(f, "readinto", None)
-
-    def readable(self):
-        return True
-
-    def readinto(self, b):
-        if self._head:
-            n = min(len(b), len(self._head))
-            b[:n] = self._head[:n]
-            self._head = self._head[n:]
-        elif self._readinto is not None:
-            n = self._readinto(b) or 0
-        else:
-            data = self._f.read(len(b))
-            n = len(data)
-            b[:n] = data
-        if n:
-            self.count += n
-            if self._progress is not None:
-                self._progress(self.count)
-        return n
+    kind = compression.sniff(head)
+    return kind if kind in ("gzip", "zstd") else "tar"
 
 
 def _decompressing_reader(kind, raw):
-    if kind == "tar":
-        return raw
-    if kind == "gzip":
-        try:
-            from isal import igzip
-            return igzip.IGzipFile(fileobj=raw, mode="rb")
-        except ImportError:
-            import gzip
-            return gzip.GzipFile(fileobj=raw, mode="rb")
     try:
-        import zstandard
-    except ImportError:
-        raise LayerError("layer: the layer is zstd-compressed and the zstandard package is "
-                         "not installed (pip install zstandard)") from None
-    return zstandard.ZstdDecompressor().stream_reader(raw, read_size=CHUNK,
-                                                      read_across_frames=True, closefd=False)
+        return compression.open_reader(raw, kind, CHUNK)
+    except ImportError as e:
+        raise LayerError(f"layer: {e}") from None
 
 
 class _Cancelled(Exception):
@@ -158,16 +101,6 @@ def _read_chunk(reader, buf, kind):
                                                                          "IsalError"):
             raise LayerError(f"layer: invalid {kind} stream ({e})") from e
         raise
-
-
-def _read_head(f, n):
-    head = b""
-    while len(head) < n:
-        data = f.read(n - len(head))
-        if not data:
-            break
-        head += data
-    return head
 
 
 class _Pipeline:
@@ -307,9 +240,9 @@ def unpack_layer(source, dest, *, media_type=None, expected_diff_id=None,
     own = isinstance(source, (str, bytes, os.PathLike))
     f = open(source, "rb", buffering=0) if own else source
     try:
-        head = _read_head(f, 4)
+        head = compression.read_head(f)
         kind = detect_compression(media_type, head)
-        raw = _Source(f, head, progress)
+        raw = compression.Prefixed(head, f, progress)
         reader = _decompressing_reader(kind, raw)
         hasher = hashlib.sha256()
         if kind == "tar" and source_digest is not None:
