@@ -255,7 +255,7 @@ class StreamSource(_Members):
         except tarfile.TarError as e:
             raise ImageFormatError(f"truncated or corrupt tar {label}: {e}") from None
         except (EOFError, OSError, ValueError) as e:  # the decompressor's
-            if isinstance(e, ImageFormatError):
+            if isinstance(e, (ImageFormatError, SyscallError)):  # ours: a bad archive, a full disk
                 raise
             raise ImageFormatError(f"truncated or corrupt {kind or 'tar'} stream {label}: {e}") from None
         if not self.members:

@@ -12,7 +12,7 @@ import pytest
 
 from pyrt import archive
 from pyrt.errors import ImageFormatError
-from test_images import OCIBuilder, base_entries, check_consistent, make_tar, rt, store_state  # noqa: F401
+from imagetools import OCIBuilder, base_entries, check_consistent, make_tar, store_state
 
 
 def _compress(data, kind):
