@@ -15,7 +15,7 @@ import time
 
 from pyrt.container_mounts import collect_mounts
 from pyrt.errors import Conflict, ContainerError, ContainerNotFound, InvalidArgument, PyrtError  # noqa: F401
-from pyrt.oci.runtime_spec import DEFAULT_PATH
+from pyrt.process import DEFAULT_PATH
 
 
 _ADJECTIVES = ("brave", "calm", "eager", "fond", "gentle", "happy", "jolly", "keen", "lucid",
@@ -39,31 +39,6 @@ def _env_list_to_dict(items) -> dict:
         k, _, v = item.partition("=")
         out[k] = v
     return out
-
-
-def _seccomp_option(security_opt, cap_add, privileged):
-    """The container's seccomp setting from docker's --security-opt: "default",
-    "unconfined" or a profile (a dict, checked by compiling it now)."""
-    value = "default"
-    for opt in security_opt or ():
-        key, sep, v = str(opt).partition("=")
-        if key == "no-new-privileges" and v in ("", "true"):
-            continue  # always so
-        if key != "seccomp" or not sep or not v:
-            raise InvalidArgument(f"unsupported --security-opt {opt!r}: use seccomp=unconfined or "
-                                  "seccomp=PROFILE.json")
-        value = v
-    if value not in ("default", "unconfined"):
-        try:
-            with open(value, "rb") as f:
-                value = json.loads(f.read())
-        except OSError as e:
-            raise InvalidArgument(f"seccomp profile {value}: {e.strerror}") from None
-        except ValueError as e:
-            raise InvalidArgument(f"seccomp profile {value}: not JSON ({e})") from None
-    from pyrt.seccomp import filter_for
-    filter_for(cap_add or (), privileged, None if value == "default" else value)  # errors now
-    return value
 
 
 def _command(image_cfg: dict, command, entrypoint) -> list[str]:
@@ -940,7 +915,8 @@ class ContainerCollection:
                                     nano_cpus=nano_cpus if cpus is None else float(cpus) * 1e9,
                                     cpu_shares=cpu_shares, cpuset_cpus=cpuset_cpus, cpuset_mems=cpuset_mems,
                                     pids_limit=pids_limit)
-        seccomp = _seccomp_option(security_opt, cap_add, privileged)
+        from pyrt.seccomp import from_security_opt
+        seccomp = from_security_opt(security_opt, cap_add, privileged)
         img = image if hasattr(image, "layers") else self.runtime.images.get(image)
         _check_platform(img)
         icfg = (img.config or {}).get("config") or {}

@@ -21,7 +21,7 @@ from .oci.digest import DIGEST_RE, chain_id as _chain_id, chain_ids, is_digest, 
 from .oci.image import dumps, manifest_json, parse_time, rfc3339
 from .oci.reference import (DEFAULT_TAG, equivalent_repositories, parse_reference,
                             validate_repository, validate_tag)
-from .oci.runtime_spec import DEFAULT_PATH
+from .process import DEFAULT_PATH
 
 _HEX_PREFIX_RE = re.compile(r"(?:sha256:)?([0-9a-f]{4,64})")
 

@@ -30,7 +30,7 @@ import time
 
 from pyrt import _core
 from pyrt.errors import InvalidArgument, PoolClosed, SpawnError
-from pyrt.oci.runtime_spec import DEFAULT_PATH
+from pyrt.process import DEFAULT_PATH
 
 __all__ = ["Pool", "Usage", "arun", "run", "PROFILES"]
 

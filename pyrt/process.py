@@ -9,9 +9,11 @@ import time
 
 from pyrt import _core, caps
 from pyrt import sys as psys
-from pyrt.oci.runtime_spec import DEFAULT_PATH  # noqa: F401  (pyrt.process.DEFAULT_PATH)
 from pyrt.mounts import Overlay, to_c as _mounts_to_c
 from pyrt.errors import InvalidArgument
+
+# The PATH of a container whose image sets none (docker's).
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 # The values subprocess uses, so either module's constants work with both.
 PIPE = -1

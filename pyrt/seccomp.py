@@ -17,6 +17,7 @@ as an OCI bundle's profile (pyrt.oci.runtime_spec.compile_seccomp)."""
 from __future__ import annotations
 
 import functools
+import os
 
 from pyrt import sys as psys
 
@@ -174,8 +175,96 @@ def available() -> bool:
 
 @functools.lru_cache(maxsize=16)
 def _compiled(cap_add: tuple) -> tuple:
+    """The default profile compiled: libseccomp takes some 20 ms for it, which a short
+    `pyrt run` would pay every time, so the program is kept in a cache file keyed by
+    everything that shapes it (see _versions)."""
+    key = "-".join([*cap_add, *map(str, _versions())]) if cap_add else "-".join(map(str, _versions()))
+    path = os.path.join(_cache_dir(), f"seccomp-{key}.bpf")
+    try:
+        if _ours(os.path.dirname(path)):
+            with open(path, "rb") as f:
+                if _ours(f.fileno()):
+                    data = f.read()
+                    flags, prog = int.from_bytes(data[:4], "little"), data[4:]
+                    if prog and len(prog) % 8 == 0:
+                        return prog, flags
+    except OSError:
+        pass
     from pyrt.oci.runtime_spec import compile_seccomp
-    return compile_seccomp(default_profile(cap_add))
+    prog, flags = compile_seccomp(default_profile(cap_add))
+    _write_cache(path, flags.to_bytes(4, "little") + bytes(prog))
+    return prog, flags
+
+
+def _versions() -> list:
+    """What shapes the program besides cap_add, told apart by file identity: this
+    module (the profile), the compiled core (libseccomp, pyrt's filter code), and
+    the machine."""
+    from pyrt import _core
+    out = []
+    for path in (__file__, _core.__file__):
+        st = os.stat(path)
+        out += [st.st_size, st.st_mtime_ns]
+    return out + [os.uname().machine]
+
+
+def _cache_dir() -> str:
+    """Root's /var/cache/pyrt; an ordinary user's $XDG_CACHE_HOME/pyrt (each only
+    writable by its owner: a filter read from there is trusted)."""
+    if os.geteuid() == 0:
+        return "/var/cache/pyrt"
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "pyrt")
+
+
+def _ours(path_or_fd) -> bool:
+    """Owned by us and writable by nobody else: a filter read from it is trusted."""
+    st = os.stat(path_or_fd)
+    return st.st_uid == os.geteuid() and not st.st_mode & 0o022
+
+
+def _write_cache(path: str, data: bytes) -> None:
+    """Atomically, and only into a directory of our own that nobody else can write."""
+    d = os.path.dirname(path)
+    try:
+        os.makedirs(d, mode=0o700, exist_ok=True)
+        if not _ours(d):
+            return
+        tmp = f"{path}.{os.getpid()}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+        try:
+            os.write(fd, data)
+        finally:
+            os.close(fd)
+        os.rename(tmp, path)
+    except OSError:
+        pass  # no cache: compiled again next time
+
+
+def from_security_opt(security_opt, cap_add, privileged):
+    """The container's seccomp setting from docker's --security-opt: "default",
+    "unconfined" or a profile (a dict, checked by compiling it now)."""
+    import json
+    from pyrt.errors import InvalidArgument
+    value = "default"
+    for opt in security_opt or ():
+        key, sep, v = str(opt).partition("=")
+        if key == "no-new-privileges" and v in ("", "true"):
+            continue  # always so
+        if key != "seccomp" or not sep or not v:
+            raise InvalidArgument(f"unsupported --security-opt {opt!r}: use seccomp=unconfined or "
+                                  "seccomp=PROFILE.json")
+        value = v
+    if value not in ("default", "unconfined"):
+        try:
+            with open(value, "rb") as f:
+                value = json.loads(f.read())
+        except OSError as e:
+            raise InvalidArgument(f"seccomp profile {value}: {e.strerror}") from None
+        except ValueError as e:
+            raise InvalidArgument(f"seccomp profile {value}: not JSON ({e})") from None
+    filter_for(cap_add or (), privileged, None if value == "default" else value)  # errors now
+    return value
 
 
 def filter_for(cap_add=(), privileged=False, profile=None):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import stat
 import shutil
 import subprocess
 
@@ -191,3 +192,28 @@ def test_profile_rules():
                  for n in r["names"]}
         assert call in names and call not in allowed, cap
     assert seccomp.filter_for(privileged=True) is None and seccomp.filter_for(profile="unconfined") is None
+
+
+def test_the_compiled_default_profile_is_cached_only_where_nobody_else_writes(tmp_shm, monkeypatch):
+    """The default filter is compiled once and kept in a cache file; a cache directory
+    another user (or everyone) could write is neither read nor written."""
+    from pyrt import seccomp
+    fresh = seccomp.filter_for(("SYS_NICE",), False, None)
+    cache = os.path.join(tmp_shm, "cache")
+    monkeypatch.setattr(seccomp, "_cache_dir", lambda: cache)
+    seccomp._compiled.cache_clear()
+    try:
+        assert seccomp.filter_for(("SYS_NICE",), False, None) == fresh
+        files = os.listdir(cache)
+        assert len(files) == 1 and stat.S_IMODE(os.stat(cache).st_mode) == 0o700
+        # a tampered cache in a directory others can write is ignored
+        path = os.path.join(cache, files[0])
+        with open(path, "r+b") as f:
+            f.seek(4)
+            f.write(b"\x06\x00\x00\x00\x00\x00\xff\x7f")  # "allow everything" first
+        os.chmod(cache, 0o777)
+        seccomp._compiled.cache_clear()
+        assert seccomp.filter_for(("SYS_NICE",), False, None) == fresh
+    finally:
+        os.chmod(cache, 0o700)
+        seccomp._compiled.cache_clear()

@@ -110,8 +110,8 @@ def cmd_run(args, runtime_factory):
     if not command:
         raise InvalidArgument("run --rootfs needs a command")
     import pyrt
-    from pyrt.containers import _seccomp_option
-    seccomp = _seccomp_option(getattr(args, "security_opt", None), args.cap_add, args.privileged)
+    from pyrt.seccomp import from_security_opt
+    seccomp = from_security_opt(getattr(args, "security_opt", None), args.cap_add, args.privileged)
     env = _env_from_args(args)
     if args.tty:
         env.setdefault("TERM", "xterm")

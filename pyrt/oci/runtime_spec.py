@@ -25,7 +25,6 @@ from pyrt.errors import ConfigError, InvalidArgument  # noqa: F401 (re-exported)
 SPEC_VERSION = "1.1.0"
 
 #: a container process's PATH when neither the image nor the caller sets one (docker's and runc's)
-DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 CLONE = {
     "mount": psys.CLONE_NEWNS, "uts": psys.CLONE_NEWUTS, "ipc": psys.CLONE_NEWIPC,
@@ -894,7 +893,7 @@ def default_config(rootless: bool = False) -> dict:
             "terminal": True,
             "user": {"uid": 0, "gid": 0},
             "args": ["sh"],
-            "env": ["PATH=" + DEFAULT_PATH, "TERM=xterm"],
+            "env": ["PATH=" + _default_path(), "TERM=xterm"],
             "cwd": "/",
             "capabilities": {"bounding": caps, "effective": caps, "permitted": caps, "ambient": caps},
             "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
@@ -939,3 +938,8 @@ def default_config(rootless: bool = False) -> dict:
              "options": ["rbind", "nosuid", "noexec", "nodev", "ro"]}]
         cfg["mounts"][2]["options"].remove("gid=5")
     return cfg
+
+
+def _default_path() -> str:
+    from pyrt.process import DEFAULT_PATH  # the one definition (process imports this module's users)
+    return DEFAULT_PATH
