@@ -180,13 +180,22 @@ class Limits:
                         does); clamped to 2..262144 like docker
     cpuset_cpus/mems    "0-3,5": CPUs / memory nodes allowed
     pids_limit          most tasks at once; 0 or -1 = unlimited
+    blkio_weight        relative block I/O weight, 10..1000 (v1 blkio.weight, v2 io.weight
+                        converted as runc does); 0 = unset
+    device_read_bps, device_write_bps, device_read_iops, device_write_iops
+                        per-device throttles: "PATH:RATE" (docker's flags; bytes like "1mb"
+                        for bps), the SDK's {"Path": ..., "Rate": ...}, or ["MAJ:MIN", rate]
+                        as stored; the path must be a block device (v1 blkio.throttle.*,
+                        v2 io.max)
     """
 
     __slots__ = ("memory", "memory_swap", "memory_reservation", "cpus", "cpu_shares",
-                 "cpuset_cpus", "cpuset_mems", "pids_limit")
+                 "cpuset_cpus", "cpuset_mems", "pids_limit", "blkio_weight", "device_read_bps",
+                 "device_write_bps", "device_read_iops", "device_write_iops")
 
     def __init__(self, memory=None, memory_swap=None, memory_reservation=None, cpus=None,
-                 cpu_shares=None, cpuset_cpus=None, cpuset_mems=None, pids_limit=None):
+                 cpu_shares=None, cpuset_cpus=None, cpuset_mems=None, pids_limit=None, blkio_weight=None,
+                 device_read_bps=None, device_write_bps=None, device_read_iops=None, device_write_iops=None):
         # memory
         self.memory = None
         if memory is not None and memory != "":
@@ -261,15 +270,32 @@ class Limits:
                 raise InvalidArgument(f"invalid pids_limit {pids_limit!r}: use a positive number, or -1 "
                                       "for unlimited")
             self.pids_limit = pids if pids > 0 else None
+        # block I/O
+        self.blkio_weight = None
+        if blkio_weight not in (None, "", 0, "0"):
+            try:
+                w = int(blkio_weight)
+            except (TypeError, ValueError):
+                raise InvalidArgument(f"invalid blkio_weight {blkio_weight!r}: use an integer") from None
+            if not 10 <= w <= 1000:
+                raise InvalidArgument(f"invalid blkio_weight {blkio_weight!r}: range is 10 to 1000")
+            self.blkio_weight = w
+        for key, value in (("device_read_bps", device_read_bps), ("device_write_bps", device_write_bps),
+                           ("device_read_iops", device_read_iops), ("device_write_iops", device_write_iops)):
+            setattr(self, key, _throttles(key, value) or None)
 
     @classmethod
     def from_docker(cls, mem_limit=None, memswap_limit=None, mem_reservation=None, nano_cpus=None,
-                    cpu_shares=None, cpuset_cpus=None, cpuset_mems=None, pids_limit=None) -> "Limits":
+                    cpu_shares=None, cpuset_cpus=None, cpuset_mems=None, pids_limit=None, blkio_weight=None,
+                    device_read_bps=None, device_write_bps=None, device_read_iops=None,
+                    device_write_iops=None) -> "Limits":
         """Limits from the docker SDK's keyword names (nano_cpus in 1e-9 CPUs)."""
         cpus = None if not nano_cpus else int(nano_cpus) / 1e9
         return cls(memory=mem_limit, memory_swap=memswap_limit, memory_reservation=mem_reservation,
                    cpus=cpus, cpu_shares=cpu_shares, cpuset_cpus=cpuset_cpus, cpuset_mems=cpuset_mems,
-                   pids_limit=pids_limit)
+                   pids_limit=pids_limit, blkio_weight=blkio_weight, device_read_bps=device_read_bps,
+                   device_write_bps=device_write_bps, device_read_iops=device_read_iops,
+                   device_write_iops=device_write_iops)
 
     def empty(self) -> bool:
         """True when no limit is set: then no cgroup is needed."""
@@ -286,7 +312,17 @@ class Limits:
             need.add("cpuset")
         if self.pids_limit is not None:
             need.add("pids")
+        if self.blkio_weight is not None or self._throttled():
+            need.add("blkio")
         return need
+
+    def _throttled(self) -> list:
+        """[(kind, "MAJ:MIN", rate)] of the per-device throttles."""
+        out = []
+        for key in ("device_read_bps", "device_write_bps", "device_read_iops", "device_write_iops"):
+            for dev, rate in getattr(self, key) or ():
+                out.append((key[len("device_"):], dev, rate))
+        return out
 
     @property
     def cpu_quota(self):
@@ -320,6 +356,10 @@ class Limits:
             out.append(("cpu", "cpu.shares", str(self.cpu_shares), False))
         if self.pids_limit is not None:
             out.append(("pids", "pids.max", str(self.pids_limit), False))
+        if self.blkio_weight is not None:  # only with a scheduler that weighs (BFQ, CFQ)
+            out.append(("blkio", "blkio.weight", str(self.blkio_weight), True))
+        for kind, dev, rate in self._throttled():
+            out.append(("blkio", f"blkio.throttle.{kind}_device", f"{dev} {rate}", False))
         return out
 
     def v2_settings(self) -> list:
@@ -341,6 +381,11 @@ class Limits:
             out.append(("cpu", "cpu.weight", str(cpu_shares_to_weight(self.cpu_shares)), False))
         if self.pids_limit is not None:
             out.append(("pids", "pids.max", str(self.pids_limit), False))
+        if self.blkio_weight is not None:  # 10..1000 -> 1..10000, as runc; only where io.weight is
+            out.append(("io", "io.weight", f"default {1 + (self.blkio_weight - 10) * 9999 // 990}", True))
+        names = {"read_bps": "rbps", "write_bps": "wbps", "read_iops": "riops", "write_iops": "wiops"}
+        for kind, dev, rate in self._throttled():
+            out.append(("io", "io.max", f"{dev} {names[kind]}={rate}", False))
         return out
 
     def to_dict(self) -> dict:
@@ -351,6 +396,40 @@ class Limits:
 
     def __repr__(self):
         return "Limits(" + ", ".join(f"{k}={v!r}" for k, v in self.to_dict().items()) + ")"
+
+
+def _throttles(key: str, value) -> list:
+    """A per-device throttle list in its stored form: [["MAJ:MIN", rate], ...]."""
+    import stat as _stat
+    out = []
+    for item in value or ():
+        if isinstance(item, dict):
+            path, rate = item.get("Path"), item.get("Rate")
+        elif isinstance(item, (list, tuple)) and len(item) == 2:
+            path, rate = item
+        else:
+            path, _, rate = str(item).rpartition(":")
+        if not path or rate in (None, ""):
+            raise InvalidArgument(f"invalid {key} {item!r}: use PATH:RATE")
+        try:
+            rate = parse_bytes(rate) if key.endswith("bps") else int(rate)
+        except (InvalidArgument, TypeError, ValueError):
+            raise InvalidArgument(f"invalid {key} {item!r}: bad rate {rate!r}") from None
+        if rate <= 0:
+            raise InvalidArgument(f"invalid {key} {item!r}: the rate must be positive")
+        path = str(path)
+        if path[:1] != "/" and ":" in path:  # stored as MAJ:MIN already
+            dev = path
+        else:
+            try:
+                st = os.stat(path)
+            except OSError as e:
+                raise InvalidArgument(f"invalid {key} {item!r}: {path}: {e.strerror}") from None
+            if not _stat.S_ISBLK(st.st_mode):
+                raise InvalidArgument(f"invalid {key} {item!r}: {path} is not a block device")
+            dev = f"{os.major(st.st_rdev)}:{os.minor(st.st_rdev)}"
+        out.append([dev, rate])
+    return out
 
 
 # -- the host's layout ---------------------------------------------------------------
@@ -632,6 +711,8 @@ class Cgroup:
         v1_ctrls, v2_ctrls = set(), set()
         for c in sorted(need):
             where = lay.where(c)
+            if where is None and c == "blkio" and lay.where("io") == "v2":
+                c, where = "io", "v2"  # the block I/O controller's cgroup2 name
             if where is None:
                 raise ControllerUnavailable(c, lay.describe())
             (v1_ctrls if where == "v1" else v2_ctrls).add(c)

@@ -887,7 +887,8 @@ class ContainerCollection:
                nano_cpus=None, cpus=None, cpu_shares=None, cpuset_cpus=None, cpuset_mems=None,
                pids_limit=None, stop_signal=None, tty=False, security_opt=None, ports=None,
                log_config=None, labels=None, extra_hosts=None, dns=None, dns_search=None,
-               restart_policy=None, devices=None) -> Container:
+               restart_policy=None, devices=None, blkio_weight=None, device_read_bps=None,
+               device_write_bps=None, device_read_iops=None, device_write_iops=None) -> Container:
         """A container of `image` (a reference or an Image), not started. Limits
         use the docker SDK's names (mem_limit="256m", nano_cpus or cpus=1.5,
         cpu_shares, cpuset_cpus="0", pids_limit=100, memswap_limit). tty=True: it
@@ -906,7 +907,10 @@ class ContainerCollection:
         devices: host device nodes to give it, as docker's --device
         ("/dev/kvm", "/dev/sda:/dev/xvda:r", or the SDK's "HOST:CONTAINER:rwm"
         strings): each is bound in and allowed; every other device but docker's
-        default list (pyrt.devices.DEFAULT_RULES) can be made but not opened."""
+        default list (pyrt.devices.DEFAULT_RULES) can be made but not opened.
+        blkio_weight (10..1000) and device_read_bps / device_write_bps /
+        device_read_iops / device_write_iops (the SDK's [{"Path": "/dev/sda", "Rate":
+        1048576}] or "PATH:RATE" strings): block I/O limits."""
         from pyrt.cgroups import Limits
         from pyrt.devices import parse_device
         device_list = [parse_device(d).to_dict() for d in devices or ()]
@@ -914,7 +918,9 @@ class ContainerCollection:
                                     mem_reservation=mem_reservation,
                                     nano_cpus=nano_cpus if cpus is None else float(cpus) * 1e9,
                                     cpu_shares=cpu_shares, cpuset_cpus=cpuset_cpus, cpuset_mems=cpuset_mems,
-                                    pids_limit=pids_limit)
+                                    pids_limit=pids_limit, blkio_weight=blkio_weight,
+                                    device_read_bps=device_read_bps, device_write_bps=device_write_bps,
+                                    device_read_iops=device_read_iops, device_write_iops=device_write_iops)
         from pyrt.seccomp import from_security_opt
         seccomp = from_security_opt(security_opt, cap_add, privileged)
         img = image if hasattr(image, "layers") else self.runtime.images.get(image)

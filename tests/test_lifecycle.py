@@ -523,6 +523,42 @@ def lim(store):
     return c
 
 
+def _block_device() -> str:
+    """A block device of this machine, for I/O throttles (the root's, else a loop device)."""
+    import stat
+    dev = os.stat("/").st_dev
+    for path in (f"/dev/block/{os.major(dev)}:{os.minor(dev)}", "/dev/loop0", "/dev/vda", "/dev/sda"):
+        try:
+            if stat.S_ISBLK(os.stat(path).st_mode):
+                return os.path.realpath(path)
+        except OSError:
+            pass
+    pytest.skip("no block device on this machine")
+
+
+def test_block_io_limits_in_the_cgroup_files(store):
+    dev = _block_device()
+    st = os.stat(dev)
+    majmin = f"{os.major(st.st_rdev)}:{os.minor(st.st_rdev)}"
+    cid = ok(store.cli("run", "-d", "--device-read-bps", f"{dev}:1mb", "--device-write-iops", f"{dev}:100",
+                       "base:1", "sleep", "600")).strip()
+    from pyrt import cgroups
+    if "blkio" in cgroups.layout().v1:
+        assert cgroup_file(cid, "blkio", "blkio.throttle.read_bps_device", "") == f"{majmin} 1048576"
+        assert cgroup_file(cid, "blkio", "blkio.throttle.write_iops_device", "") == f"{majmin} 100"
+    else:
+        assert cgroup_file(cid, "io", "", "io.max") == f"{majmin} rbps=1048576 wbps=max riops=max wiops=100"
+    # the limits are kept with the container: a restart applies them again
+    ok(store.cli("restart", "-t", "0", cid))
+    if "blkio" in cgroups.layout().v1:
+        assert cgroup_file(cid, "blkio", "blkio.throttle.read_bps_device", "") == f"{majmin} 1048576"
+    # bad input: one line, nothing made
+    error(store.cli("run", "--device-read-bps", "/etc/passwd:1mb", "base:1", "true"), status=125,
+          match="not a block device")
+    error(store.cli("run", "--device-read-bps", f"{dev}:-5", "base:1", "true"), status=125, match="rate")
+    error(store.cli("run", "--blkio-weight", "5", "base:1", "true"), status=125, match="10 to 1000")
+
+
 def test_limits_in_the_cgroup_files(lim):
     c = lim
     assert cgroup_file(c.id, "memory", "memory.limit_in_bytes", "memory.max") == str(64 << 20)

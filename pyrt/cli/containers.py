@@ -27,6 +27,11 @@ def add_run_image_options(p):
     p.add_argument("--cpuset-cpus", metavar="LIST", help="CPUs allowed (e.g. 0-1)")
     p.add_argument("--cpuset-mems", metavar="LIST", help="memory nodes allowed")
     p.add_argument("--pids-limit", type=int, metavar="N", help="most processes at once (-1: unlimited)")
+    p.add_argument("--blkio-weight", type=int, metavar="N", help="relative block I/O weight (10 to 1000)")
+    for what, unit in (("read-bps", "bytes, e.g. 1mb"), ("write-bps", "bytes, e.g. 1mb"),
+                       ("read-iops", "operations"), ("write-iops", "operations")):
+        p.add_argument(f"--device-{what}", action="append", default=[], metavar="PATH:RATE",
+                       help=f"most {what.split('-')[1]} per second from/to a block device ({unit})")
     p.add_argument("--stop-signal", metavar="SIGNAL", help="signal that stops the container")
     p.add_argument("--security-opt", action="append", default=[], metavar="seccomp=unconfined|PROFILE.json",
                    help="seccomp profile (default: pyrt's, see pyrt/seccomp.py)")
@@ -86,7 +91,9 @@ def _create(args, image, command, rt):
         init=args.init, mem_limit=args.memory, memswap_limit=args.memory_swap,
         mem_reservation=args.memory_reservation, cpus=args.cpus, cpu_shares=args.cpu_shares,
         cpuset_cpus=args.cpuset_cpus, cpuset_mems=args.cpuset_mems, pids_limit=args.pids_limit,
-        stop_signal=args.stop_signal, tty=args.tty, security_opt=args.security_opt,
+        blkio_weight=args.blkio_weight, device_read_bps=args.device_read_bps,
+        device_write_bps=args.device_write_bps, device_read_iops=args.device_read_iops,
+        device_write_iops=args.device_write_iops, stop_signal=args.stop_signal, tty=args.tty, security_opt=args.security_opt,
         ports=parse_publish(args.publish), labels=args.label, extra_hosts=args.add_host, dns=args.dns,
         dns_search=args.dns_search,
         restart_policy={"Name": name, "MaximumRetryCount": int(tries or 0)},

@@ -225,3 +225,14 @@ def test_init_from_a_sealed_copy(pyrt):
 def test_workdir_through_an_fd_is_refused(pyrt):
     p = pyrt("run", "--rm", "-w", "/proc/self/fd/3", "busybox:latest", "ls", "../../..", check=False)
     assert p.returncode != 0 and "chdir" in p.stderr, p
+
+
+@pytest.mark.parametrize("manager", ["systemd", "cgroupfs"])
+def test_block_io_limits_in_io_max(pyrt, manager):
+    st = os.stat("/dev/vda")
+    majmin = f"{os.major(st.st_rdev)}:{os.minor(st.st_rdev)}"
+    pyrt("--cgroup-manager", manager, "run", "-d", "--name", "io", "--device-read-bps", "/dev/vda:1mb",
+         "--device-write-iops", "/dev/vda:100", "busybox:latest", "sleep", "1000")
+    cg = cgroup_dir(pyrt.inspect("io")["State"]["Pid"])
+    assert read(os.path.join(cg, "io.max")) == f"{majmin} rbps=1048576 wbps=max riops=max wiops=100"
+    pyrt("rm", "-f", "io")
