@@ -28,10 +28,11 @@ def add_run_image_options(p):
     p.add_argument("--cpuset-mems", metavar="LIST", help="memory nodes allowed")
     p.add_argument("--pids-limit", type=int, metavar="N", help="most processes at once (-1: unlimited)")
     p.add_argument("--blkio-weight", type=int, metavar="N", help="relative block I/O weight (10 to 1000)")
-    for what, unit in (("read-bps", "bytes, e.g. 1mb"), ("write-bps", "bytes, e.g. 1mb"),
-                       ("read-iops", "operations"), ("write-iops", "operations")):
-        p.add_argument(f"--device-{what}", action="append", default=[], metavar="PATH:RATE",
-                       help=f"most {what.split('-')[1]} per second from/to a block device ({unit})")
+    for what, help in (("read-bps", "bytes read per second from a block device (e.g. /dev/sda:10mb)"),
+                       ("write-bps", "bytes written per second to a block device"),
+                       ("read-iops", "read operations per second from a block device"),
+                       ("write-iops", "write operations per second to a block device")):
+        p.add_argument(f"--device-{what}", action="append", default=[], metavar="PATH:RATE", help="most " + help)
     p.add_argument("--stop-signal", metavar="SIGNAL", help="signal that stops the container")
     p.add_argument("--security-opt", action="append", default=[], metavar="seccomp=unconfined|PROFILE.json",
                    help="seccomp profile (default: pyrt's, see pyrt/seccomp.py)")
