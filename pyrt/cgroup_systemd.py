@@ -55,7 +55,10 @@ def _busctl(method: str, signature: str, *args) -> str:
         raise CgroupError(2, "systemd cgroup manager", "busctl",
                           "busctl not found: use --cgroup-manager cgroupfs") from None
     if p.returncode != 0:
-        raise CgroupError(5, f"systemd {method}", args[0] if args else "", p.stderr.strip())
+        why = p.stderr.strip()
+        if "connect to bus" in why:
+            why += "; is systemd running? (--cgroup-manager cgroupfs does without it)"
+        raise CgroupError(5, f"systemd {method}", args[0] if args else "", why)
     return p.stdout
 
 
@@ -90,7 +93,10 @@ def start(cid: str, unified: str) -> str:
         with open(os.path.join(sup, "cgroup.procs"), "w") as f:
             f.write(str(pid))
     except BaseException:
-        stop(cid, unified)
+        try:  # undo what got made; the first failure is the one to report
+            stop(cid, unified)
+        except OSError:
+            pass
         try:
             os.kill(pid, 9)
         except ProcessLookupError:

@@ -231,13 +231,17 @@ class Container:
         too, for the devices; detached ones also account memory, pids and cpu for
         stats, pause and OOM reports). None only where no cgroup hierarchy is
         mounted (and nothing asks for one)."""
-        from pyrt.cgroups import Cgroup, layout
+        from pyrt import cgroup_systemd
+        from pyrt.cgroups import layout
         limits = self._limits()
         if limits.empty() and not detached:
             # only for the devices: where it cannot be made (no cgroup hierarchy, not
-            # root, a read-only cgroupfs) the container runs without one, as before
+            # root, a read-only cgroupfs) the container runs without one, as before;
+            # a systemd manager asked for and failing is an error
             if layout().mode == "none" or os.geteuid() != 0:
                 return None
+            if cgroup_systemd.manager(layout()) == "systemd":
+                return self._create_cgroup(limits, ())
             from pyrt.errors import PyrtError
             try:
                 return self._create_cgroup(limits, ())

@@ -923,3 +923,20 @@ def test_restart_policies(store):
     error(store.cli("run", "-d", "--restart", "sometimes", "base:1", "true"), status=125, match="restart policy")
     error(store.cli("run", "-d", "--restart", "always:3", "base:1", "true"), status=125, match="only with on-failure")
     assert store.snapshot() == before
+
+
+def test_cgroup_manager_systemd_without_systemd_is_a_clear_error(store):
+    if os.path.isdir("/run/systemd/system"):
+        pytest.skip("systemd runs this machine: the guest suite covers the systemd manager")
+
+    def placeholders():
+        r = subprocess.run(["pgrep", "-x", "-f", "sleep infinity"], capture_output=True, text=True)
+        return set(r.stdout.split())
+    before = placeholders()
+    err = error(store.cli("--cgroup-manager", "systemd", "run", "--rm", "base:1", "true"), status=125)
+    assert "systemd" in err and "cgroupfs" in err, err
+    err = error(store.cli("--cgroup-manager", "systemd", "run", "-d", "--memory", "64m", "base:1", "true"),
+                status=125)
+    assert "systemd" in err
+    assert ok(store.cli("ps", "-aq")) == ""
+    assert placeholders() <= before  # none left for a scope that never came to be
