@@ -374,6 +374,11 @@ class LogWriter:
     monitor writes for detached ones (`<time> <stream> F|P <text>`), so `logs`
     shows every container's output."""
 
+    # A line longer than this goes out in partial records of this size, as the
+    # monitor's do (csrc/monitor.c, LINE_BUF): what waits for a newline stays small,
+    # so output without newlines costs no more than any other.
+    MAX_LINE = 8192
+
     def __init__(self, container):
         self.f = open(os.path.join(container.dir, LOG_FILE), "ab")
         self.pending = {}
@@ -381,9 +386,22 @@ class LogWriter:
     def write(self, stream: str, data: bytes) -> None:
         buf = self.pending.get(stream, b"") + data
         *done, rest = buf.split(b"\n")
+        records = []
+        for line in done:
+            records += self._split(line)
+            records[-1] = (b"F", records[-1][1])
+        while len(rest) > self.MAX_LINE:
+            records.append((b"P", rest[:self.MAX_LINE]))
+            rest = rest[self.MAX_LINE:]
         self.pending[stream] = rest
-        if done:
-            self._emit(stream, b"F", done)
+        if records:
+            self._emit_records(stream, records)
+
+    def _split(self, line: bytes) -> list:
+        """[(b"P", piece)...] of a line, MAX_LINE bytes at most each (the last one
+        is turned into the line's F record by the caller)."""
+        out = [(b"P", line[i:i + self.MAX_LINE]) for i in range(0, len(line), self.MAX_LINE)]
+        return out or [(b"P", b"")]
 
     def close(self) -> None:
         for stream, rest in self.pending.items():
@@ -392,9 +410,12 @@ class LogWriter:
         self.f.close()
 
     def _emit(self, stream, tag, lines) -> None:
+        self._emit_records(stream, [(tag, line) for line in lines])
+
+    def _emit_records(self, stream, records) -> None:
         from pyrt.oci.image import rfc3339
-        head = rfc3339().encode() + b" " + stream.encode() + b" " + tag + b" "
-        self.f.write(b"".join(head + line + b"\n" for line in lines))
+        head = rfc3339().encode() + b" " + stream.encode() + b" "
+        self.f.write(b"".join(head + tag + b" " + line + b"\n" for tag, line in records))
         self.f.flush()
 
 

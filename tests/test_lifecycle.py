@@ -940,3 +940,22 @@ def test_cgroup_manager_systemd_without_systemd_is_a_clear_error(store):
     assert "systemd" in err
     assert ok(store.cli("ps", "-aq")) == ""
     assert placeholders() <= before  # none left for a scope that never came to be
+
+
+def test_foreground_output_without_newlines_is_relayed_and_logged_whole(store, tmp_shm):
+    """Long output with no newline goes out in partial log records (as the monitor
+    writes them): relayed and logged in linear time, and `logs` joins them back."""
+    out = os.path.join(tmp_shm, "out")
+    script = "head -c 3000000 /dev/zero | tr '\\0' a; echo; echo second; printf tail"
+    with open(out, "wb") as f:
+        r = subprocess.run([PYRT, "--root", store.root, "run", "--name", "long", "base:1", "sh", "-c", script],
+                           stdout=f, stderr=subprocess.PIPE, timeout=120)
+    assert r.returncode == 0, r.stderr
+    want = b"a" * 3000000 + b"\nsecond\ntail"
+    with open(out, "rb") as f:
+        assert f.read() == want
+    assert store.get("long").logs() == want
+    from pyrt.lifecycle import LOG_FILE
+    with open(os.path.join(store.get("long").dir, LOG_FILE), "rb") as f:
+        longest = max(len(line) for line in f)
+    assert longest < 8192 + 100  # records of at most 8 KiB of text
