@@ -462,6 +462,22 @@ def test_resources_and_cgroups_path(rt, make_bundle):
         prune(parent, remove_parent=True)
 
 
+def test_an_allow_list_profile_that_names_nothing_pyrt_needs(rt, make_bundle):
+    """A default-deny profile without close_range (or anything else of pyrt's): the
+    container's filter is loaded after everything pyrt does but execve, so it runs."""
+    from pyrt.seccomp import default_profile
+    profile = default_profile()
+    profile["defaultAction"] = "SCMP_ACT_ERRNO"
+    for rule in profile["syscalls"]:
+        rule["names"] = [n for n in rule["names"] if n not in ("close_range", "fchdir", "getcwd", "setsid")]
+    for nnp in (True, False):
+        def edit(c, nnp=nnp):
+            c["linux"]["seccomp"] = profile
+            c["process"]["noNewPrivileges"] = nnp
+        out = _run(rt, make_bundle(["sh", "-c", "echo ran; grep Seccomp: /proc/self/status"], edit, readonly=False))
+        assert "ran" in out and "Seccomp:\t2" in out, out
+
+
 def test_seccomp_profile(rt, make_bundle):
     profile = {"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86"],
                "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1},
