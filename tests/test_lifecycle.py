@@ -959,3 +959,14 @@ def test_foreground_output_without_newlines_is_relayed_and_logged_whole(store, t
     with open(os.path.join(store.get("long").dir, LOG_FILE), "rb") as f:
         longest = max(len(line) for line in f)
     assert longest < 8192 + 100  # records of at most 8 KiB of text
+
+
+def test_a_reader_that_goes_away_ends_the_run_as_in_a_pipe(store):
+    """`pyrt run ... | head -n1`: pyrt stops relaying, the container's own write
+    fails as it would in a shell pipe, and pyrt exits with the container's status
+    (yes killed by SIGPIPE under --init: 141), removing a --rm container."""
+    script = f"{PYRT} --root {store.root} run --rm --init base:1 yes | head -n1; echo status=${{PIPESTATUS[0]}}"
+    r = subprocess.run(["bash", "-c", script], capture_output=True, timeout=120)
+    assert r.stdout == b"y\nstatus=141\n", r
+    assert b"Traceback" not in r.stderr and b"BrokenPipe" not in r.stderr, r.stderr
+    assert ok(store.cli("ps", "-aq")) == ""

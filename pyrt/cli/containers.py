@@ -188,9 +188,15 @@ def _relay_pipes(proc, log) -> None:
                     sel.unregister(key.fd)
                     continue
                 name, ours = streams[key.fd]
-                write_all(ours, data)
                 if log is not None:
                     log.write(name, data)
+                try:
+                    write_all(ours, data)
+                except BrokenPipeError:
+                    # our reader went away (`pyrt run ... | head`): so does the
+                    # container's, which then gets SIGPIPE as it would in a pipe
+                    sel.unregister(key.fd)
+                    (proc.stdout if key.fd == proc.stdout.fileno() else proc.stderr).close()
     finally:
         sel.close()
         proc.stdout.close()
