@@ -177,7 +177,9 @@ static int mount_at(int rootfd, int mfd, const char *target, int as_file, struct
 }
 
 /* Whether overlay takes "lowerdir+" (6.8+). Asked of uname rather than tried:
- * every refused try writes a line to the kernel log. */
+ * every refused try writes a line to the kernel log, and before 6.5 the generic
+ * mount context takes the key and the filesystem refuses it only at create, where
+ * it cannot be told from a real error. */
 static int has_lowerdir_plus(void)
 {
     struct utsname u;
@@ -199,9 +201,8 @@ static int overlay_new_api(const struct pyrt_spawn_spec *s, struct pyrt_error *e
         return fs_fail(e, fsfd, "mount overlay", "source");
     for (size_t i = 0; i < s->nlower; i++) {
         if (pyrt_fsconfig(fsfd, FSCONFIG_SET_STRING, "lowerdir+", s->lowerdirs[i], 0) < 0) {
-            /* Before 6.8 there is no "lowerdir+": 6.5-6.7 refuse the key, older
-             * kernels' generic context takes it until the options fill a page. */
-            if (errno == EINVAL) {
+            /* A kernel whose version claims "lowerdir+" (6.8) but lacks it */
+            if (i == 0 && errno == EINVAL) {
                 close(fsfd);
                 errno = ENOSYS;
                 return -2;
@@ -217,16 +218,8 @@ static int overlay_new_api(const struct pyrt_spawn_spec *s, struct pyrt_error *e
     }
     if (fs_options(fsfd, s->overlay_options, e, "overlay") < 0)
         return -1;
-    if (pyrt_fsconfig(fsfd, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0) {
-        /* Before 6.5 overlay has no fs_context of its own: the generic one takes any
-         * key, "lowerdir+" included, and the filesystem refuses it only here. */
-        if (errno == EINVAL && s->nlower) {
-            close(fsfd);
-            errno = ENOSYS;
-            return -2;
-        }
+    if (pyrt_fsconfig(fsfd, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0)
         return fs_fail(e, fsfd, "mount overlay", s->upperdir ? s->upperdir : s->lowerdirs[0]);
-    }
     int mfd = pyrt_fsmount(fsfd, FSMOUNT_CLOEXEC, 0);
     int err = errno;
     close(fsfd);

@@ -172,8 +172,12 @@ int pyrt_tail(const struct pyrt_tail *t, struct pyrt_error *e)
      * init and the OCI start fd, before any path from the image or the user is used. */
     if (pyrt_close_fds_except(t->errfd, t->init_fd, t->oci ? t->oci->wait_fd : -1, -1, e) < 0)
         return -1;
-    if (enter_cwd(t->cwd, e) < 0)
+    if (t->host_root) {
+        if (t->cwd && chdir(t->cwd) < 0)
+            return pyrt_fail(e, "chdir", t->cwd);
+    } else if (enter_cwd(t->cwd, e) < 0) {
         return -1;
+    }
     /* A session of its own: the caller's terminal (if stdio is one) is then not the
      * container's controlling terminal, so TIOCSTI and job control cannot reach it.
      * A process that already leads its session (a parked pool member) keeps it. */

@@ -25,6 +25,8 @@ struct pyrt_tail {
     const char *const *envp;
     const char *path; /* PATH to look argv[0] up with */
     const char *cwd;  /* inside the root; NULL for "/" */
+    int host_root;    /* no root of its own (namespaces only): cwd taken as chdir
+                         does, NULL keeping the caller's, as subprocess does */
     const int *stdio; /* [3], -1: inherit */
     int console_fd;   /* >= 0: the terminal's socket (console.h) */
     int ctty;         /* make stdin, when a terminal, the controlling one */

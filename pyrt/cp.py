@@ -44,20 +44,21 @@ def container_root(container):
     mark = container._take_start_mark()  # it must not start on a root we have mounted
     try:
         root = container._rootfs()
-        fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC) if isinstance(root, str) \
-            else _mount_detached(root)
+        if isinstance(root, str):
+            fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        else:  # the overlay mounted nowhere: closing the fd unmounts it
+            from .mounts import mount_overlay
+            scratch = container._c.store.mkdtemp("cp-")
+            try:
+                fd = mount_overlay(root.lowerdirs, root.upperdir, root.workdir, root.options, scratch=scratch)
+            finally:
+                os.rmdir(scratch)
         try:
             yield fd
         finally:
             os.close(fd)
     finally:
         lifecycle.end_start_mark(container.dir, mark)
-
-
-def _mount_detached(overlay) -> int:
-    """The overlay mounted nowhere: a mount fd (closing it unmounts)."""
-    from .mounts import mount_overlay
-    return mount_overlay(overlay.lowerdirs, overlay.upperdir, overlay.workdir, overlay.options)
 
 
 def resolve(rootfd: int, path: str, follow: bool = True, flags: int = os.O_PATH) -> int:

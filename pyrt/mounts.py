@@ -98,34 +98,43 @@ def to_c(mounts) -> list:
     return out
 
 
-def mount_overlay(lowerdirs, upperdir=None, workdir=None, options=(), attrs=0) -> int:
-    """An overlay mounted nowhere yet: a mount fd (move_mount attaches it; closing
-    an unattached one unmounts it). Layers top-most first; without an upper dir the
-    union is read-only and needs two layers at least. Every kernel pyrt supports:
-    one "lowerdir+" per layer (6.8+), else one list, each layer named by a short
-    /proc/self/fd path so that many fit in the one-page option limit of kernels
-    whose overlay has no mount context of its own (before 6.5)."""
-    import errno
-    if _has_lowerdir_plus():  # asked of the version: each refused try logs a kernel line
-        try:
-            return _overlay_fsmount([("lowerdir+", os.fspath(d)) for d in lowerdirs], upperdir, workdir,
-                                    options, attrs)
-        except OSError as e:
-            # 6.5-6.7 refuse "lowerdir+"; older kernels take it and refuse it at create
-            if e.errno != errno.EINVAL:
-                raise
+def mount_overlay(lowerdirs, upperdir=None, workdir=None, options=(), attrs=0, *, scratch) -> int:
+    """An overlay mounted nowhere: a mount fd (move_mount attaches it; closing an
+    unattached one unmounts it). Layers top-most first; without an upper dir the
+    union is read-only and needs two layers at least. From 6.8 on, one "lowerdir+"
+    per layer. Before, a value given to fsconfig holds 256 bytes at most, so the
+    overlay is mounted with mount(2) on `scratch` (an empty directory of the
+    caller's), each layer named by a short /proc/self/fd path so that about 200 fit
+    in its one-page option limit, then cloned and unmounted again."""
+    if _has_lowerdir_plus():
+        return _overlay_fsmount([("lowerdir+", os.fspath(d)) for d in lowerdirs], upperdir, workdir,
+                                options, attrs)
+    from pyrt import sys as psys
+    from pyrt.errors import SyscallError
     fds = []
     try:
         for d in lowerdirs:
             fds.append(os.open(d, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC))
-        lower = ":".join(f"/proc/self/fd/{fd}" for fd in fds)
-        return _overlay_fsmount([("lowerdir", lower)], upperdir, workdir, options, attrs)
+        data = "lowerdir=" + ":".join(f"/proc/self/fd/{fd}" for fd in fds)
+        if upperdir is not None:
+            data += f",upperdir={os.fspath(upperdir)},workdir={os.fspath(workdir)}"
+        data += "".join("," + o for o in options)
+        if len(data) >= 4096:
+            raise SyscallError(7, f"mount overlay ({len(fds)} layers: more than this kernel's "
+                                  "one-page mount options hold)", os.fspath(scratch))
+        flags = psys.MS_RDONLY if attrs & psys.MOUNT_ATTR_RDONLY else 0
+        psys.mount("overlay", scratch, "overlay", flags, data)
+        try:
+            return psys.open_tree(psys.AT_FDCWD, scratch, psys.OPEN_TREE_CLONE | psys.OPEN_TREE_CLOEXEC)
+        finally:
+            psys.umount2(scratch, psys.MNT_DETACH)
     finally:
         for fd in fds:
             os.close(fd)
 
 
 def _has_lowerdir_plus() -> bool:
+    """By the version, as csrc/mounts.c decides it (a refused try logs a kernel line)."""
     try:
         major, minor = (int(x) for x in os.uname().release.split(".")[:2])
     except ValueError:

@@ -240,10 +240,11 @@ class Process:
 
         devices: host device nodes to give the container (docker's --device forms,
         see pyrt.devices.parse_device): bound in and allowed. A container with a
-        rootfs that is given no `cgroup` (and no `spec`) gets one of its own for
-        its device allow-list (pyrt.devices), removed when it is reaped; where
-        that cgroup cannot be made (not root, no writable cgroup hierarchy) it
-        runs without one, as before, with no device restriction."""
+        rootfs that is given no `cgroup` (and no `spec`) starts in a cgroup that
+        holds docker's device allow-list (pyrt.devices): one this process shares
+        among such containers (pyrt/run-<pid>), or with `devices` one of its own,
+        removed when it is reaped. Where that cgroup cannot be made (not root, no
+        writable cgroup hierarchy) it runs without one, with no device restriction."""
         self.args = args
         self.pty = None
         self.returncode = None

@@ -100,6 +100,16 @@ def test_overlay_legacy_mount_many_layers(pyrt, tmp_path):
     out = pyrt.out("run", "--rm", "deep:1", "sh", "-c",
                    "cat /shadowed; ls /layer | wc -l; echo new > /layer/000; cat /layer/000")
     assert out.split() == ["top", "140", "new"]
+    # cp and export mount a stopped container's overlay themselves (Python, mount(2) on 6.1)
+    pyrt("run", "--name", "deepc", "deep:1", "sh", "-c", "echo mine > /mine")
+    pyrt("cp", "deepc:/mine", str(tmp_path / "mine"))
+    pyrt("cp", "deepc:/layer/139", str(tmp_path / "139"))
+    assert (tmp_path / "mine").read_text() == "mine\n" and (tmp_path / "139").read_text() == "139\n"
+    pyrt("export", "-o", str(tmp_path / "deep.tar"), "deepc")
+    import tarfile as _tar
+    with _tar.open(tmp_path / "deep.tar") as t:
+        names = set(t.getnames())
+    assert "mine" in names and "layer/000" in names and "layer/139" in names
 
 
 def test_cp_from_stopped_container(pyrt, tmp_path):
