@@ -43,7 +43,7 @@ TARGET_MS = 2.0
 
 
 def _limits(name):
-    from pyrt.cgroups import Limits
+    from pyrt.cgroups.cgroup import Limits
     return {
         "run+cgroup2": Limits(),
         "run --memory": Limits(memory="64m"),
@@ -53,7 +53,7 @@ def _limits(name):
 
 def time_bench(loops, st, name):
     import pyrt
-    from pyrt.cgroups import Cgroup, Limits
+    from pyrt.cgroups.cgroup import Cgroup, Limits
     rootfs = pyrt.Overlay([st["lower"]], upperdir=st["upper"], workdir=st["work"])
     argv = ["/bin/true"]
     gap = st["gap"]
@@ -146,7 +146,7 @@ def main():
 
     def setup(args, scratch):
         nonlocal lay
-        from pyrt import cgroups
+        from pyrt.cgroups import cgroup as cgroups
         lay = cgroups.layout()
         wanted = ALL_BENCHES if not args.only else [n.strip() for n in args.only.split(",")]
         skipped = {}
@@ -173,11 +173,11 @@ def main():
         return st
 
     def report(results, st):
-        from pyrt import cgroups
+        from pyrt.cgroups import cgroup as cgroups
         print_summary(results, st, st["skipped"], lay, cgroups.host_favors_dynmods(lay), args.gap)
 
     def cleanup(scratch, st):
-        from pyrt import cgroups
+        from pyrt.cgroups import cgroup as cgroups
         if st and st.get("restore"):
             point, before = st["restore"]
             remount(point, before)

@@ -247,7 +247,7 @@ def setup(args, scratch) -> dict:
 
 
 def _remove_pyrt_cgroups(prefix):
-    from pyrt.cgroups import layout
+    from pyrt.cgroups.cgroup import layout
     lay = layout()
     removed = []
     for mount in set(lay.v1.values()) | ({lay.unified} if lay.unified else set()):

@@ -147,7 +147,7 @@ def time_pool(loops, st, measure):
 def _unpin():
     try:
         with open("/sys/devices/system/cpu/online") as f:
-            from pyrt.cgroups import parse_cpuset
+            from pyrt.cgroups.cgroup import parse_cpuset
             os.sched_setaffinity(0, parse_cpuset(f.read().strip()))
     except OSError:
         pass

@@ -372,7 +372,8 @@ def breakdown(st, n):
     busybox (no namespaces) as the floor."""
     try:
         import pyrt
-        from pyrt import _core, process
+        from pyrt import _core
+        from pyrt.launch import process
     except Exception as exc:  # noqa: BLE001
         print(f"breakdown unavailable: {exc}")
         return

@@ -7,13 +7,13 @@ __version__ = "0.1.0"
 
 # Imported lazily so that `import pyrt` (and the CLI) stays fast.
 _LAZY = {
-    "run": "pyrt.process", "spawn": "pyrt.process", "Process": "pyrt.process",
-    "CompletedProcess": "pyrt.process", "PIPE": "pyrt.process", "STDOUT": "pyrt.process",
-    "DEVNULL": "pyrt.process", "TimeoutExpired": "pyrt.process",
-    "CalledProcessError": "pyrt.process",
-    "Overlay": "pyrt.mounts", "Bind": "pyrt.mounts", "Tmpfs": "pyrt.mounts",
+    "run": "pyrt.launch.process", "spawn": "pyrt.launch.process", "Process": "pyrt.launch.process",
+    "CompletedProcess": "pyrt.launch.process", "PIPE": "pyrt.launch.process", "STDOUT": "pyrt.launch.process",
+    "DEVNULL": "pyrt.launch.process", "TimeoutExpired": "pyrt.launch.process",
+    "CalledProcessError": "pyrt.launch.process",
+    "Overlay": "pyrt.launch.mounts", "Bind": "pyrt.launch.mounts", "Tmpfs": "pyrt.launch.mounts",
     "Runtime": "pyrt.runtime",
-    "Pool": "pyrt.pool", "arun": "pyrt.pool", "Usage": "pyrt.pool",
+    "Pool": "pyrt.pool.pool", "arun": "pyrt.pool.pool", "Usage": "pyrt.pool.pool",
     "SpawnError": "pyrt.errors", "PyrtError": "pyrt.errors",
 }
 

@@ -82,7 +82,7 @@ def _abspath_bytes(p):
 def monitor_start(spec, log_path, exit_path, oom_path=None, exit_argv=None, *, stdin=None,
                   oom_start=None, tty=False, attach_path=None, ports=None, log_max_size=0, log_max_files=1,
                   restart=None, run_path=None, stop_path=None):
-    """Start a detached container from a SpawnSpec (pyrt.process.build_spec), watched
+    """Start a detached container from a SpawnSpec (pyrt.launch.process.build_spec), watched
     by its own pyrt-monitor process, which outlives the caller. Its stdout and
     stderr go to log_path (CRI format, appended), its exit record (JSON) to
     exit_path when it ends; then exit_argv (a list, e.g. a `pyrt rm` command) is
@@ -172,7 +172,7 @@ class ExecSpec:
             user = (0, 0, [])
         self.user = user
         if caps is None:
-            from pyrt import caps as _caps
+            from pyrt.launch import caps as _caps
             caps = _caps.resolve()
         self.caps = caps
         self.no_new_privs, self.new_session = no_new_privs, new_session
@@ -185,7 +185,7 @@ class ExecSpec:
     @classmethod
     def from_spawn_spec(cls, spec, pid, *, pidfd=-1, start_time=0, namespaces=None):
         """The argv, env, PATH, cwd, user, caps, no_new_privs, umask, rlimits,
-        stdio and cgroup fds of a SpawnSpec (pyrt.process.build_spec(...) with no
+        stdio and cgroup fds of a SpawnSpec (pyrt.launch.process.build_spec(...) with no
         rootfs), for the container whose init is pid."""
         return cls(pid, spec.argv, spec.env, pidfd=pidfd, start_time=start_time,
                    namespaces=namespaces, path=spec.path, cwd=spec.cwd, user=spec.user,

@@ -234,7 +234,7 @@ cdef int _fill_spawn_spec(object spec, _Arena arena, pyrt_spawn_spec *s) except 
     s.ncgroup_procs = len(spec.cgroup_procs_fds)
     s.init = 1 if getattr(spec, "init", False) else 0
     s.init_path = arena.cstr(_helper_path("pyrt-init")) if s.init else NULL
-    prog = getattr(spec, "seccomp", None)  # a BPF program (pyrt.seccomp)
+    prog = getattr(spec, "seccomp", None)  # a BPF program (pyrt.launch.seccomp)
     if prog is not None:
         data = bytes(prog)
         if not data or len(data) % 8 or len(data) // 8 > 65535:
@@ -253,7 +253,7 @@ cdef int _fill_spawn_spec(object spec, _Arena arena, pyrt_spawn_spec *s) except 
 
 
 def spawn(spec):
-    """Start a container from a resolved spec (see pyrt.process). Returns (pid, pidfd)."""
+    """Start a container from a resolved spec (see pyrt.launch.process). Returns (pid, pidfd)."""
     cdef _Arena arena = _Arena()
     cdef pyrt_spawn_spec s
     cdef pid_t pid = 0

@@ -40,7 +40,7 @@ class Runtime:
         """How container roots are made: "overlay" or "copy" (detected once if not given)."""
         if self._storage_driver is None:
             try:
-                from .containers import detect_storage_driver
+                from pyrt.containers.model import detect_storage_driver
             except ImportError:
                 self._storage_driver = "overlay"
             else:
@@ -56,28 +56,28 @@ class Runtime:
         if self._store is None:
             with self._lock:
                 if self._store is None:
-                    from .store import Store
+                    from pyrt.store import Store
                     self._store = Store(self.root)
         return self._store
 
     @property
     def images(self):
         if self._images is None:
-            from .images import ImageCollection
+            from pyrt.images.catalog import ImageCollection
             self._images = ImageCollection(self)
         return self._images
 
     @property
     def containers(self):
         if self._containers is None:
-            from .containers import ContainerCollection
+            from pyrt.containers.model import ContainerCollection
             self._containers = ContainerCollection(self)
         return self._containers
 
     @property
     def volumes(self):
         if self._volumes is None:
-            from .volumes import VolumeCollection
+            from pyrt.containers.volumes import VolumeCollection
             self._volumes = VolumeCollection(self)
         return self._volumes
 
@@ -103,7 +103,7 @@ class Runtime:
     def version(self) -> dict:
         """docker SDK's client.version(), for pyrt."""
         import platform
-        from . import __version__, _core
+        from pyrt import __version__, _core
         return {"Version": __version__, "ApiVersion": "pyrt", "Os": "linux", "Arch": platform.machine(),
                 "KernelVersion": platform.release(), "PythonVersion": platform.python_version(),
                 "Seccomp": bool(_core.seccomp_available())}
@@ -112,8 +112,8 @@ class Runtime:
         """docker SDK's client.info(): the store, its contents, and what the host
         offers (cgroup layout, seccomp, overlay)."""
         import platform
-        from . import __version__, _core
-        from .cgroups import layout
+        from pyrt import __version__, _core
+        from pyrt.cgroups.cgroup import layout
         states = [c.status for c in self.containers.list(all=True)]
         lay = layout()
         return {
@@ -141,7 +141,7 @@ class Runtime:
         r = self.images.prune(all=images_all)
         out["ImagesDeleted"] = r["ImagesDeleted"]
         out["SpaceReclaimed"] += r["SpaceReclaimed"]
-        from .registry import prune_downloads
+        from pyrt.registry import prune_downloads
         out["SpaceReclaimed"] += prune_downloads(self.store.root)
         if volumes:
             r = self.volumes.prune()
@@ -153,7 +153,7 @@ class Runtime:
         """docker SDK's client.login: checks the credentials against `registry`
         (default Docker Hub) and keeps them for this Runtime's pulls and pushes (in
         memory: `pyrt login` is what saves them). Returns {"Status": "Login Succeeded"}."""
-        from .registry import login
+        from pyrt.registry import login
         host = login(registry or "docker.io", username, password or "", tls_verify=tls_verify)
         self.logins[host] = (username, password or "")
         return {"Status": "Login Succeeded"}
@@ -165,7 +165,7 @@ class Runtime:
 
 
 def _disk_use(path: str) -> int:
-    from .store.layers import tree_size
+    from pyrt.store.layers import tree_size
     return tree_size(path, disk=True)
 
 
@@ -179,7 +179,7 @@ def _os_name() -> str:
 
 
 def _cgroup_manager(lay) -> str:
-    from pyrt import cgroup_systemd
+    from pyrt.cgroups import systemd as cgroup_systemd
     try:
         return cgroup_systemd.manager(lay)
     except ValueError:

@@ -61,7 +61,7 @@ def error(r, status=1, match=None) -> str:
 def cgroup_mounts() -> list[str]:
     """Every cgroup hierarchy's mount point on this host, whatever its layout (v1,
     hybrid, pure v2): the cgroup2 one first."""
-    from pyrt import cgroups
+    from pyrt.cgroups import cgroup as cgroups
     lay = cgroups.layout(refresh=True)
     out = [lay.unified] if lay.unified else []
     for mount in sorted(set(lay.v1.values())):

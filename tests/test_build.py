@@ -17,8 +17,8 @@ import pytest
 import zstandard
 
 import pyrt
-from pyrt.build.context import IgnoreRules, ImageTree
-from pyrt.build.dockerfile import expand, expand_words, parse, split_raw
+from pyrt.dockerfile.context import IgnoreRules, ImageTree
+from pyrt.dockerfile.parser import expand, expand_words, parse, split_raw
 from pyrt.errors import BuildError
 import helpers
 from clitools import PYRT, cli

@@ -1,4 +1,4 @@
-"""pyrt.cgroups: limits parsing and conversion, layout detection, and real cgroups
+"""pyrt.cgroups.cgroup: limits parsing and conversion, layout detection, and real cgroups
 (created, joined by pyrt.spawn, measured, frozen, killed and removed) on every
 layout this host can show: the host's own (v1, v2 or hybrid), and on a hybrid
 host also its v1 part alone (as on a v1 host) and its cgroup2 part alone.
@@ -19,8 +19,8 @@ import pytest
 
 import helpers
 import pyrt
-from pyrt import cgroups
-from pyrt.cgroups import (Cgroup, CgroupError, ControllerUnavailable, Layout, Limits, cpu_shares_to_weight,
+from pyrt.cgroups import cgroup as cgroups
+from pyrt.cgroups.cgroup import (Cgroup, CgroupError, ControllerUnavailable, Layout, Limits, cpu_shares_to_weight,
                           format_cpuset, parse_bytes, parse_cpuset, parse_mountinfo)
 from pyrt.errors import Conflict, InvalidArgument
 
@@ -615,7 +615,7 @@ def test_open_from_another_process(made, rootfs):
     again = Cgroup.open("shared", PARENT)
     assert sorted(again.dirs) == sorted(cg.dirs)
     assert again.procs() == cg.procs() == [p.pid]
-    code = ("import json, sys; from pyrt.cgroups import Cgroup; "
+    code = ("import json, sys; from pyrt.cgroups.cgroup import Cgroup; "
             f"cg = Cgroup.open('shared', {PARENT!r}); "
             "print(json.dumps([cg.procs(), cg.stats()['pids_limit'], cg.oom_killed()]))")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd="/")
@@ -625,7 +625,7 @@ def test_open_from_another_process(made, rootfs):
     assert procs == [p.pid] and oom is False
     assert pids_limit == (30 if lay.where("pids") else None)
     # another process kills and removes it
-    code = f"from pyrt.cgroups import Cgroup; Cgroup.open('shared', {PARENT!r}).remove()"
+    code = f"from pyrt.cgroups.cgroup import Cgroup; Cgroup.open('shared', {PARENT!r}).remove()"
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd="/")
     assert r.returncode == 0, r.stderr
     assert p.wait() == -9
@@ -715,7 +715,7 @@ def test_v2_enables_controllers_and_writes_limits(fake_v2):
     enabling = [(p, v) for p, v in writes if p.endswith("subtree_control")]
     for level in ("cgroup.subtree_control", "pyrt/cgroup.subtree_control", "pyrt/sub/cgroup.subtree_control"):
         assert {v for p, v in enabling if p == level} == {"+cpu", "+cpuset", "+memory", "+pids"}, level
-    from pyrt.devices import DEFAULT_RULES
+    from pyrt.cgroups.devices import DEFAULT_RULES
     assert writes[-1] == ("pyrt/sub/box/<device filter>", DEFAULT_RULES)  # docker's devices, last
     limits = {p.split("/")[-1]: v for p, v in writes[:-1] if p.startswith("pyrt/sub/box/")}
     assert limits == {"cpuset.cpus": "1-2", "memory.max": str(64 * MiB), "memory.low": str(32 * MiB),

@@ -22,7 +22,7 @@ import pytest
 
 import helpers
 import pyrt
-from pyrt.containers import ContainerError
+from pyrt.containers.model import ContainerError
 from pyrt.errors import Conflict, ContainerNotFound, ImageNotFound, InvalidArgument
 from imagetools import (CHANGES, CHANGES_DIFF, LAYER2, LAYER3, OCI_CONFIG, OCI_INDEX, OCI_LAYER_GZIP, OCI_MANIFEST,
                         check_store, layer_tar, sha)

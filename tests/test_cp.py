@@ -142,9 +142,9 @@ def _tar_of(store, name, path) -> tarfile.TarFile:
 
 
 def test_source_names():
-    from pyrt.cp import _source_name
+    from pyrt.containers.cp import _source_name
     assert _source_name("/a/b") == (False, "b") and _source_name("/a/b/") == (False, "b")
     assert _source_name("/a/b/.") == (True, "b") and _source_name("/") == (False, "root")
     with pytest.raises(InvalidArgument):
-        from pyrt.cp import _target
+        from pyrt.containers.cp import _target
         _target(True, False, True, True, False, "d", "/file")

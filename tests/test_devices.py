@@ -16,8 +16,8 @@ import pytest
 
 import pyrt
 from pyrt import _core
-from pyrt.cgroups import Cgroup, layout, prune
-from pyrt.devices import DEFAULT_RULES, parse_device, parse_rule, rules_with, v1_lines
+from pyrt.cgroups.cgroup import Cgroup, layout, prune
+from pyrt.cgroups.devices import DEFAULT_RULES, parse_device, parse_rule, rules_with, v1_lines
 from pyrt.errors import InvalidArgument, SpawnError
 
 PARENT = "pyrt-test-devices"
@@ -318,7 +318,7 @@ OCI_DEVICES = [{"allow": False, "access": "rwm"},
 def test_oci_resources_devices_on_cgroup2(probe_root, cgroups):
     """linux.resources.devices as pyrt-runtime applies it where the cgroup has no
     v1 devices hierarchy (a cgroup2 host): the eBPF program."""
-    from pyrt.oci import runtime_spec as rs
+    from pyrt.ocirt import spec as rs
     res = rs._resources({"devices": OCI_DEVICES}, [])
     cg = Cgroup.create("oci-v2", parent=PARENT, layout=v2_layout(), devices=None,
                        accounting=rs.resource_controllers(res))
@@ -331,7 +331,7 @@ def test_oci_resources_devices_on_cgroup2(probe_root, cgroups):
 
 @needs_root
 def test_oci_resources_devices_without_rules_change_nothing(probe_root, cgroups):
-    from pyrt.oci import runtime_spec as rs
+    from pyrt.ocirt import spec as rs
     res = rs._resources({}, [])
     assert "devices" not in res
     cg = Cgroup.create("oci-none", parent=PARENT, layout=v2_layout(), devices=None)
@@ -384,7 +384,7 @@ def test_pyrt_runtime_enforces_devices(probe_root, tmp_shm):
 def test_pool_default_rules(probe_root, measure, zygote):
     """Pool children: in a cgroup each when measured (or limited), else in one
     shared device cgroup where cgroup2 is mounted."""
-    from pyrt.pool import Pool
+    from pyrt.pool.pool import Pool
     lay = layout()
     if lay.mode == "none" or (not measure and not lay.unified):
         pytest.skip("no cgroup2 (the shared device cgroup) or no cgroup at all")

@@ -106,12 +106,12 @@ def test_cli_exit_status_and_one_line(tmp_path):
 # -- the classes that moved into pyrt.errors ------------------------------------------------------
 
 def test_moved_classes_are_importable_from_both_places():
-    import pyrt.cgroups
-    import pyrt.containers
-    import pyrt.oci.runtime_spec
+    import pyrt.cgroups.cgroup
+    import pyrt.containers.model
+    import pyrt.ocirt.spec
     import pyrt.store
-    for mod, name in ((pyrt.cgroups, "CgroupError"), (pyrt.cgroups, "ControllerUnavailable"),
-                      (pyrt.containers, "ContainerError"), (pyrt.oci.runtime_spec, "ConfigError"),
+    for mod, name in ((pyrt.cgroups.cgroup, "CgroupError"), (pyrt.cgroups.cgroup, "ControllerUnavailable"),
+                      (pyrt.containers.model, "ContainerError"), (pyrt.ocirt.spec, "ConfigError"),
                       (pyrt.store, "StoreChanged")):
         assert getattr(mod, name) is getattr(pyrt.errors, name), name
         assert issubclass(getattr(pyrt.errors, name), PyrtError)
@@ -282,7 +282,7 @@ def test_user_errors_are_invalid_argument_and_still_value_errors(tmp_path):
         with pytest.raises(InvalidArgument) as info:
             call()
         assert isinstance(info.value, ValueError) and isinstance(info.value, PyrtError)
-    from pyrt import caps
+    from pyrt.launch import caps
     with pytest.raises(InvalidArgument):
         caps.number("CAP_NO_SUCH_THING")
 

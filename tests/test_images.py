@@ -467,7 +467,7 @@ def test_from_host_dynamic_program_gets_its_libraries(rt):
     prog = "/bin/ls" if os.path.exists("/bin/ls") else prog
     img = rt.images.from_host("ls-image", [prog])
     root = img.layers[0]["path"]
-    from pyrt.images import _host_libraries, _elf_info
+    from pyrt.images.catalog import _host_libraries, _elf_info
     libs = _host_libraries(os.path.realpath(prog))
     assert libs, "ls should be dynamically linked"
     for lib in libs:
@@ -524,7 +524,7 @@ def test_failure_inside_the_transaction_rolls_back_files(rt, tmp_shm, monkeypatc
     b = OCIBuilder(os.path.join(tmp_shm, "l"))
     b.image([make_tar(base_entries("x")), make_tar([("file", "y", "y")])], ref="x:1")
     b.write()
-    from pyrt.images import ImageCollection
+    from pyrt.images.catalog import ImageCollection
     real = ImageCollection._record
 
     def failing(self, tx, plan, *a, **kw):

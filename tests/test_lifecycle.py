@@ -33,7 +33,7 @@ from imagetools import check_store
 def cgroup_file(cid: str, controller: str, v1_name: str, v2_name: str) -> str:
     """A container's control file: `v1_name` in the v1 hierarchy of `controller`
     when the host has one, else `v2_name` in its cgroup2 directory."""
-    from pyrt import cgroups
+    from pyrt.cgroups import cgroup as cgroups
     lay = cgroups.layout()
     path = os.path.join(lay.v1[controller], "pyrt", cid, v1_name) if controller in lay.v1 else \
         os.path.join(lay.unified, "pyrt", cid, v2_name)
@@ -379,8 +379,8 @@ def test_start_abandoned_before_the_container_ran(store):
     its start mark (unlocked, as the dead leave it) and an empty cgroup. The
     container is not shown running; the next pyrt process to look clears both, and
     it starts and is removed as any other."""
-    from pyrt import lifecycle
-    from pyrt.cgroups import Cgroup
+    from pyrt.containers import lifecycle
+    from pyrt.cgroups.cgroup import Cgroup
     c = store.rt.containers.create("base:1", ["sleep", "600"], name="never")
     open(os.path.join(c.dir, lifecycle.START_MARK), "w").close()
     Cgroup.create(c.id, accounting=("memory", "pids"))
@@ -542,7 +542,7 @@ def test_block_io_limits_in_the_cgroup_files(store):
     majmin = f"{os.major(st.st_rdev)}:{os.minor(st.st_rdev)}"
     cid = ok(store.cli("run", "-d", "--device-read-bps", f"{dev}:1mb", "--device-write-iops", f"{dev}:100",
                        "base:1", "sleep", "600")).strip()
-    from pyrt import cgroups
+    from pyrt.cgroups import cgroup as cgroups
     if "blkio" in cgroups.layout().v1:
         assert cgroup_file(cid, "blkio", "blkio.throttle.read_bps_device", "") == f"{majmin} 1048576"
         assert cgroup_file(cid, "blkio", "blkio.throttle.write_iops_device", "") == f"{majmin} 100"
@@ -565,7 +565,7 @@ def test_limits_in_the_cgroup_files(lim):
     assert cgroup_file(c.id, "pids", "pids.max", "pids.max") == "50"
     quota = cgroup_file(c.id, "cpu", "cpu.cfs_quota_us", "cpu.max").split()[0]
     assert quota == "50000"
-    from pyrt import cgroups
+    from pyrt.cgroups import cgroup as cgroups
     if "cpu" in cgroups.layout().v1:
         assert cgroup_file(c.id, "cpu", "cpu.cfs_period_us", "") == "100000"
     else:
@@ -624,7 +624,7 @@ def test_stats_without_limits_and_cgroup_removal(store, lim):
 
 def frozen(cid) -> bool:
     """The container's cgroup is frozen (cgroup2's cgroup.freeze, else the v1 freezer)."""
-    from pyrt import cgroups
+    from pyrt.cgroups import cgroup as cgroups
     lay = cgroups.layout()
     events = os.path.join(lay.unified, "pyrt", cid, "cgroup.events") if lay.unified else None
     if events and os.path.exists(events):
@@ -955,7 +955,7 @@ def test_foreground_output_without_newlines_is_relayed_and_logged_whole(store, t
     with open(out, "rb") as f:
         assert f.read() == want
     assert store.get("long").logs() == want
-    from pyrt.lifecycle import LOG_FILE
+    from pyrt.containers.lifecycle import LOG_FILE
     with open(os.path.join(store.get("long").dir, LOG_FILE), "rb") as f:
         longest = max(len(line) for line in f)
     assert longest < 8192 + 100  # records of at most 8 KiB of text

@@ -10,7 +10,7 @@ import threading
 
 import pytest
 
-from pyrt import archive
+from pyrt.images import archive
 from pyrt.errors import ImageFormatError
 from imagetools import OCIBuilder, base_entries, check_consistent, make_tar, store_state
 
@@ -50,7 +50,7 @@ def _pipe(data):
 
 @pytest.mark.parametrize("kind", ["", "gzip", "zstd"])
 def test_load_from_a_pipe(rt, tmp_shm, kind, monkeypatch):
-    from pyrt import images
+    from pyrt.images import catalog as images
     linked = []
     link_blob = images._link_blob
     monkeypatch.setattr(images, "_link_blob", lambda *a: linked.append(a[2]) or link_blob(*a))

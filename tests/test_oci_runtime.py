@@ -52,7 +52,7 @@ def _cmdline(pid):
 
 
 def _cgroup_dirs(name, parent="pyrt-runtime"):
-    from pyrt.cgroups import layout
+    from pyrt.cgroups.cgroup import layout
     lay = layout()
     mounts = set(lay.v1.values()) | ({lay.unified} if lay.unified else set())
     return [os.path.join(m, parent, name) for m in mounts if os.path.isdir(os.path.join(m, parent, name))]
@@ -436,7 +436,7 @@ def test_resources_and_cgroups_path(rt, make_bundle):
     bundle = make_bundle(["sleep", "1000"], edit)
     assert rt.create(cid, bundle).returncode == 0
     try:
-        from pyrt.cgroups import Cgroup
+        from pyrt.cgroups.cgroup import Cgroup
         cg = Cgroup.open(cid, parent)
         pid = rt.state(cid)["pid"]
         assert pid in cg.procs()
@@ -458,14 +458,14 @@ def test_resources_and_cgroups_path(rt, make_bundle):
         assert not Cgroup.exists(cid, parent)
     finally:
         rt("delete", "--force", cid)
-        from pyrt.cgroups import prune
+        from pyrt.cgroups.cgroup import prune
         prune(parent, remove_parent=True)
 
 
 def test_an_allow_list_profile_that_names_nothing_pyrt_needs(rt, make_bundle):
     """A default-deny profile without close_range (or anything else of pyrt's): the
     container's filter is loaded after everything pyrt does but execve, so it runs."""
-    from pyrt.seccomp import default_profile
+    from pyrt.launch.seccomp import default_profile
     profile = default_profile()
     profile["defaultAction"] = "SCMP_ACT_ERRNO"
     for rule in profile["syscalls"]:

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import os
 
-import pyrt.mounts
+import pyrt.launch.mounts
 from pyrt import sys as psys
 
 
 def test_many_layers_with_long_paths_through_the_pre_6_8_mount(tmp_shm, monkeypatch):
-    monkeypatch.setattr(pyrt.mounts, "_has_lowerdir_plus", lambda: False)
+    monkeypatch.setattr(pyrt.launch.mounts, "_has_lowerdir_plus", lambda: False)
     base = os.path.join(tmp_shm, "x" * 100)
     layers = []
     for i in range(200):  # 200 absolute paths of ~160 bytes: about 8 pages
@@ -27,7 +27,7 @@ def test_many_layers_with_long_paths_through_the_pre_6_8_mount(tmp_shm, monkeypa
     for d in (upper, work, target, scratch):
         os.mkdir(d)
     assert sum(len(d) + 1 for d in layers) > 4096
-    mfd = pyrt.mounts.mount_overlay(layers, upper, work, ("redirect_dir=off",), scratch=scratch)
+    mfd = pyrt.launch.mounts.mount_overlay(layers, upper, work, ("redirect_dir=off",), scratch=scratch)
     assert not os.path.ismount(scratch) and not os.listdir(scratch)  # mounted there only for the clone
     try:
         psys.move_mount(mfd, "", psys.AT_FDCWD, target, psys.MOVE_MOUNT_F_EMPTY_PATH)
@@ -46,7 +46,7 @@ def test_many_layers_with_long_paths_through_the_pre_6_8_mount(tmp_shm, monkeypa
 
 def test_more_layers_than_the_pre_6_8_mount_holds_is_a_clear_error(tmp_shm, monkeypatch):
     from pyrt.errors import SyscallError
-    monkeypatch.setattr(pyrt.mounts, "_has_lowerdir_plus", lambda: False)
+    monkeypatch.setattr(pyrt.launch.mounts, "_has_lowerdir_plus", lambda: False)
     layers = []
     for i in range(300):
         layers.append(os.path.join(tmp_shm, f"l{i}"))
@@ -54,7 +54,7 @@ def test_more_layers_than_the_pre_6_8_mount_holds_is_a_clear_error(tmp_shm, monk
     scratch = os.path.join(tmp_shm, "scratch")
     os.mkdir(scratch)
     try:
-        pyrt.mounts.mount_overlay(layers, scratch=scratch)
+        pyrt.launch.mounts.mount_overlay(layers, scratch=scratch)
         raise AssertionError("mounted")
     except SyscallError as e:
         assert e.errno == 7 and "300 layers" in str(e), e

@@ -17,9 +17,9 @@ import pytest
 import helpers
 import pyrt
 from pyrt import _core
-from pyrt.cgroups import layout
+from pyrt.cgroups.cgroup import layout
 from pyrt.errors import SpawnError
-from pyrt.pool import Pool, Usage
+from pyrt.pool.pool import Pool, Usage
 from clitools import PYRT
 
 # Burns 0.2 s of CPU in a child process (a forked subshell) of the container's
@@ -63,7 +63,7 @@ def image(shm_base, rootfs):
 def test_parked_child_runs_the_command_it_is_handed(rootfs):
     """spawn_parked + unpark, at the level of pyrt._core: argv, env, cwd, PATH and
     the three stdio fds all come with the command; the setup was done before."""
-    from pyrt.process import build_spec
+    from pyrt.launch.process import build_spec
     spec = build_spec(["/bin/false"], rootfs, hostname="parked", upper_tmpfs="size=16m")
     devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
     spec.stdio = (devnull,) * 3
@@ -90,7 +90,7 @@ def test_parked_child_runs_the_command_it_is_handed(rootfs):
 
 
 def test_parked_child_reports_exec_failure(rootfs):
-    from pyrt.process import build_spec
+    from pyrt.launch.process import build_spec
     spec = build_spec(["/bin/true"], rootfs, upper_tmpfs=True)
     devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
     spec.stdio = (devnull,) * 3

@@ -16,7 +16,7 @@ import pytest
 
 import helpers
 import pyrt
-from pyrt import seccomp
+from pyrt.launch import seccomp
 from clitools import error, ok
 
 pytestmark = pytest.mark.skipif(not seccomp.available(), reason="pyrt was built without libseccomp")
@@ -197,7 +197,7 @@ def test_profile_rules():
 def test_the_compiled_default_profile_is_cached_only_where_nobody_else_writes(tmp_shm, monkeypatch):
     """The default filter is compiled once and kept in a cache file; a cache directory
     another user (or everyone) could write is neither read nor written."""
-    from pyrt import seccomp
+    from pyrt.launch import seccomp
     fresh = seccomp.filter_for(("SYS_NICE",), False, None)
     cache = os.path.join(tmp_shm, "cache")
     monkeypatch.setattr(seccomp, "_cache_dir", lambda: cache)

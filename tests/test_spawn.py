@@ -15,9 +15,9 @@ import pytest
 
 import helpers
 import pyrt
-from pyrt import caps
+from pyrt.launch import caps
 from pyrt.errors import SpawnError
-from pyrt.process import DEFAULT_PATH, MASKED_PATHS, READONLY_PATHS
+from pyrt.launch.process import DEFAULT_PATH, MASKED_PATHS, READONLY_PATHS
 
 PID_NS_OFF = ("mount", "uts", "ipc", "cgroup")
 

@@ -16,7 +16,7 @@ import stat
 import pytest
 
 import helpers
-from pyrt.containers import ContainerError
+from pyrt.containers.model import ContainerError
 from pyrt.errors import Conflict, InvalidArgument, VolumeNotFound
 from clitools import error, ok
 from helpers import DEADLINE

@@ -49,7 +49,7 @@ def _image_and_command(args):
 
 
 def cmd_bench(args, rt):
-    from pyrt import bench
+    from pyrt.pool import bench
     from pyrt.cli.main import _split_kv
     image, command = _image_and_command(args)
     stdin = None
@@ -87,7 +87,7 @@ def cmd_run_profile(args, runtime_factory):
     """`pyrt run --profile bench ...`: one measured container; its output goes
     through, then one line of usage on stderr; exits with the command's status."""
     from pyrt.cli.main import _env_from_args, exit_status, mounts_from_args
-    from pyrt.pool import run as measured_run
+    from pyrt.pool.pool import run as measured_run
     words = list(args.command)
     if words and words[0] == "--":
         words = words[1:]

@@ -66,7 +66,7 @@ def parse_mount(spec: str) -> dict:
         elif key == "volume-nocopy":
             m["VolumeOptions"] = {"NoCopy": value.lower() in ("", "1", "true")}
         elif key == "tmpfs-size":
-            from pyrt.cgroups import parse_bytes
+            from pyrt.cgroups.cgroup import parse_bytes
             m.setdefault("TmpfsOptions", {})["SizeBytes"] = parse_bytes(value)
         elif key == "tmpfs-mode":
             m.setdefault("TmpfsOptions", {})["Mode"] = int(value, 8)
@@ -107,7 +107,7 @@ def _run_foreground(container, interactive):
     """Start with the terminal's stdin (or a terminal of its own: created with -t);
     its output is relayed to ours and kept in its log, as docker does."""
     import pyrt
-    from pyrt.lifecycle import LogWriter
+    from pyrt.containers.lifecycle import LogWriter
     tty = bool(container.config.get("Tty"))
     stdin = None if interactive or tty else pyrt.DEVNULL
     out = None if tty else pyrt.PIPE
@@ -132,7 +132,7 @@ def _run_foreground(container, interactive):
 
 def wait_foreground(proc, interactive, log=None):
     """Wait for a foreground container, relaying its terminal if it has one, or its
-    stdout/stderr pipes (to ours, and to `log`, a pyrt.lifecycle.LogWriter); SIGINT,
+    stdout/stderr pipes (to ours, and to `log`, a pyrt.containers.lifecycle.LogWriter); SIGINT,
     SIGTERM and SIGHUP sent to pyrt are passed on to it."""
     import signal
     old = {}
@@ -144,7 +144,7 @@ def wait_foreground(proc, interactive, log=None):
         old[sig] = signal.signal(sig, forward)
     try:
         if proc.pty is not None:
-            from pyrt.tty import relay
+            from pyrt.launch.tty import relay
             try:
                 relay(proc.pty, proc.pidfd, interactive, tap=log and (lambda data: log.write("stdout", data)))
             finally:
@@ -162,7 +162,7 @@ def _relay_pipes(proc, log) -> None:
     """Copies the container's stdout and stderr to ours (and to the log) as they
     come, until both end or the container has exited and they are drained."""
     import selectors
-    from pyrt.tty import write_all
+    from pyrt.launch.tty import write_all
     sel = selectors.DefaultSelector()
     streams = {proc.stdout.fileno(): ("stdout", 1), proc.stderr.fileno(): ("stderr", 2)}
     for fd in streams:
@@ -305,7 +305,7 @@ def cmd_wait(args, rt):
 
 
 def cmd_logs(args, rt):
-    from pyrt import lifecycle
+    from pyrt.containers import lifecycle
     c = rt.containers.get(args.container)
     streams = {"stdout": sys.stdout.buffer, "stderr": sys.stderr.buffer}
     kwargs = dict(timestamps=args.timestamps, tail=args.tail)
@@ -336,7 +336,7 @@ def _parse_since(text: str) -> float:
 
 
 def cmd_exec(args, rt):
-    from pyrt import lifecycle
+    from pyrt.containers import lifecycle
     from pyrt.errors import SpawnError
     from pyrt.cli.main import _env_from_args
     c = rt.containers.get(args.container)
@@ -347,7 +347,7 @@ def cmd_exec(args, rt):
     to_close, master, shield = [], None, None
     stdio = {}
     if args.tty:
-        from pyrt.tty import open_pty_in
+        from pyrt.launch.tty import open_pty_in
         master, slave = open_pty_in(c.reload().state["Pid"])
         to_close.append(slave)
         stdio = dict(stdin=slave, stdout=slave, stderr=slave, new_session=True)
@@ -378,7 +378,7 @@ def cmd_exec(args, rt):
         os.close(pfd)
         return 0
     if master is not None:
-        from pyrt.tty import relay
+        from pyrt.launch.tty import relay
         try:
             relay(master, pfd, args.interactive)
         finally:
@@ -503,7 +503,7 @@ def cmd_rm(args, rt):
 
 def cmd_cp(args, rt):
     """docker cp: exactly one side names a container (CONTAINER:PATH)."""
-    from pyrt import cp
+    from pyrt.containers import cp
 
     def split(arg):
         name, sep, path = arg.partition(":")
@@ -523,7 +523,7 @@ def cmd_cp(args, rt):
 def cmd_attach(args, rt):
     """docker attach: the running container's output as it comes (and, for one with
     a terminal, our input to it) until it ends, or until the detach keys."""
-    from pyrt.tty import attach
+    from pyrt.launch.tty import attach
     c = rt.containers.get(args.container)
     keys = _detach_keys(args.detach_keys)
     if attach(c, stdin=not args.no_stdin, detach_keys=keys):

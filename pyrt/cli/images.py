@@ -128,7 +128,7 @@ def cmd_images(args, rt):
 
 
 def _matches(name, pattern):
-    from pyrt.images import _name_matches
+    from pyrt.images.catalog import _name_matches
     return _name_matches([name], pattern)
 
 

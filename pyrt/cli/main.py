@@ -63,7 +63,7 @@ def _env_from_args(args):
 
 
 def mounts_from_args(args):
-    from pyrt.mounts import Bind, Tmpfs
+    from pyrt.launch.mounts import Bind, Tmpfs
     mounts = []
     for spec in args.volume or ():
         parts = spec.split(":")
@@ -110,7 +110,7 @@ def cmd_run(args, runtime_factory):
     if not command:
         raise InvalidArgument("run --rootfs needs a command")
     import pyrt
-    from pyrt.seccomp import from_security_opt
+    from pyrt.launch.seccomp import from_security_opt
     seccomp = from_security_opt(getattr(args, "security_opt", None), args.cap_add, args.privileged)
     env = _env_from_args(args)
     if args.tty:

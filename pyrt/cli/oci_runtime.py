@@ -62,7 +62,7 @@ class Log:
         if self.path is None:
             return
         t = time.time()
-        from pyrt.oci_state import rfc3339
+        from pyrt.ocirt.state import rfc3339
         if self.format == "json":
             line = json.dumps({"level": level, "msg": msg, "time": rfc3339(t)})
         else:
@@ -164,7 +164,7 @@ EXEC = {
 # -- helpers ---------------------------------------------------------------------------
 
 def _container(g, cid, *, lock=False):
-    from pyrt.oci_state import Container
+    from pyrt.ocirt.state import Container
     c = Container(g["root"], cid)
     if lock:
         c.lock()
@@ -260,7 +260,7 @@ def _hooks(c, kind: str, state: dict, *, warn_only=False) -> None:
 
 
 def _signal_number(text) -> int:
-    from pyrt.lifecycle import parse_signal
+    from pyrt.containers.lifecycle import parse_signal
     try:
         return parse_signal(text)
     except Exception:
@@ -273,8 +273,8 @@ def _create(g, o, cid, *, foreground=False):
     """Set the container up and leave it waiting for start. Returns (container,
     pidfd, wait_fd): the pidfd of its process and our fd of its exec FIFO."""
     from pyrt import _core
-    from pyrt.oci import runtime_spec as rs
-    from pyrt.oci_state import Container, rfc3339, start_time, write_pid_file
+    from pyrt.ocirt import spec as rs
+    from pyrt.ocirt.state import Container, rfc3339, start_time, write_pid_file
 
     if o.get("preserve_fds") not in (None, "0"):
         raise Failure("--preserve-fds is not supported by pyrt-runtime")
@@ -299,7 +299,7 @@ def _create(g, o, cid, *, foreground=False):
     ok = False
     try:
         # the cgroup (always: ps, kill --all, pause, delete use it) and its limits
-        from pyrt.cgroups import Cgroup, Limits, layout
+        from pyrt.cgroups.cgroup import Cgroup, Limits, layout
         if layout().mode != "none" and plan.cgroup_name:
             cg = Cgroup.create(plan.cgroup_name, Limits(), plan.cgroup_parent,
                                accounting=rs.resource_controllers(plan.resources), devices=None)
@@ -549,7 +549,7 @@ def _delete(c, force=False):
                     pass
                 if st == "paused":
                     _thaw(c)
-                from pyrt.oci_state import wait_exit
+                from pyrt.ocirt.state import wait_exit
                 if not wait_exit(fd, 10):
                     LOG.warn(f"container {c.id}: its process did not exit after SIGKILL")
             finally:
@@ -568,7 +568,7 @@ def cmd_delete(g, args):
     o, pos = parse_opts(args, {"force": ("force", "flag"), "f": ("force", "flag")})
     cid = _one_id(pos, "delete")
     from pyrt.errors import ContainerNotFound
-    from pyrt.oci_state import Container
+    from pyrt.ocirt.state import Container
     try:
         c = _container(g, cid, lock=True)
     except ContainerNotFound:
@@ -596,7 +596,7 @@ def _send_fd(path: str, fd: int) -> None:
 
 def cmd_exec(g, args):
     from pyrt import _core
-    from pyrt.oci import runtime_spec as rs
+    from pyrt.ocirt import spec as rs
     o, pos = parse_opts(args, EXEC, stop_at_positional=True)
     if not pos:
         raise UsageError("exec takes a container id")
@@ -661,7 +661,7 @@ def cmd_exec(g, args):
     try:
         stdio = (-1, -1, -1)
         if terminal:
-            from pyrt.tty import open_pty_in
+            from pyrt.launch.tty import open_pty_in
             master, slave = open_pty_in(c.rec["pid"])
             stdio = (slave, slave, slave)
         es = _core.ExecSpec(c.rec["pid"], spec.argv, spec.env, start_time=c.rec["start_time"],
@@ -683,7 +683,7 @@ def cmd_exec(g, args):
             if fd >= 0:
                 os.close(fd)
     if o.get("pid_file"):
-        from pyrt.oci_state import write_pid_file
+        from pyrt.ocirt.state import write_pid_file
         write_pid_file(o["pid_file"], pid)
     if o.get("detach"):
         os.close(pidfd)
@@ -734,7 +734,7 @@ def cmd_ps(g, args):
 
 
 def cmd_list(g, args):
-    from pyrt.oci_state import list_containers
+    from pyrt.ocirt.state import list_containers
     o, pos = parse_opts(args, {"format": ("format", "value"), "f": ("format", "value"),
                                "quiet": ("quiet", "flag"), "q": ("quiet", "flag")})
     cs = list_containers(g["root"])
@@ -775,7 +775,7 @@ def cmd_pause(g, args, freeze=True):
 # -- spec / features / version -------------------------------------------------------------
 
 def cmd_spec(g, args):
-    from pyrt.oci import runtime_spec as rs
+    from pyrt.ocirt import spec as rs
     o, pos = parse_opts(args, {"bundle": ("bundle", "value"), "b": ("bundle", "value"),
                                "rootless": ("rootless", "flag")})
     if pos:
@@ -792,9 +792,9 @@ def cmd_spec(g, args):
 
 def cmd_features(g, args):
     from pyrt import _core
-    from pyrt.caps import NAMES
-    from pyrt.oci import runtime_spec as rs
-    from pyrt.cgroups import layout
+    from pyrt.launch.caps import NAMES
+    from pyrt.ocirt import spec as rs
+    from pyrt.cgroups.cgroup import layout
     lay = layout()
     seccomp = _core.seccomp_available()
     out = {
@@ -829,7 +829,7 @@ def cmd_features(g, args):
 
 def version_text() -> str:
     from pyrt import _core
-    from pyrt.oci.runtime_spec import SPEC_VERSION
+    from pyrt.ocirt.spec import SPEC_VERSION
     return (f"{PROG} version {__version__}\nspec: {SPEC_VERSION}\n"
             f"libseccomp: {'yes' if _core.seccomp_available() else 'no'}")
 
@@ -889,7 +889,7 @@ def main(argv=None) -> int:
         LOG.error(f"unknown command {cmd!r} (commands: {', '.join(COMMANDS)})")
         return 2
     if g.get("systemd_cgroup") and cmd in ("create", "run"):
-        from pyrt.oci.runtime_spec import _systemd_message
+        from pyrt.ocirt.spec import _systemd_message
         LOG.error(_systemd_message(""))
         return 1
     from pyrt.errors import PyrtError

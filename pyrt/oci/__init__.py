@@ -4,7 +4,7 @@ Pure Python, no I/O beyond what the caller hands in.
 
 The digest and reference helpers are imported on first use, so that importing a
 submodule (pyrt-runtime imports runtime_spec at every start) stays cheap."""
-from .mediatypes import *  # noqa: F401,F403  (constants only)
+from pyrt.oci.mediatypes import *  # noqa: F401,F403  (constants only)
 
 _LAZY = {
     "DIGEST_RE": "digest", "chain_id": "digest", "chain_ids": "digest", "digest_hex": "digest",

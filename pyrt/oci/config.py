@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import shlex
 
-from ..errors import InvalidArgument
+from pyrt.errors import InvalidArgument
 
 CONFIG_KEYS = ("Cmd", "Entrypoint", "Env", "WorkingDir", "User", "ExposedPorts", "Volumes",
                "Labels", "StopSignal", "Shell", "Healthcheck", "OnBuild")

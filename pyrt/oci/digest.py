@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 
-from ..errors import ImageFormatError
+from pyrt.errors import ImageFormatError
 
 DIGEST_RE = re.compile(r"sha256:[0-9a-f]{64}")
 _HEX_RE = re.compile(r"[0-9a-f]{64}")

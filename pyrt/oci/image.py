@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 import time
 
-from ..errors import ImageFormatError
-from . import mediatypes as mt
-from .digest import validate_digest
+from pyrt.errors import ImageFormatError
+from pyrt.oci import mediatypes as mt
+from pyrt.oci.digest import validate_digest
 
 
 def dumps(obj) -> bytes:

@@ -12,8 +12,8 @@ import json
 import os
 import tempfile
 
-from ..errors import InvalidArgument
-from . import DOCKER_HUB
+from pyrt.errors import InvalidArgument
+from pyrt.registry import DOCKER_HUB
 
 # names Docker Hub goes by in credential files
 _HUB_ALIASES = {"index.docker.io", "registry-1.docker.io", "docker.io"}

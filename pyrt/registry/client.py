@@ -22,7 +22,7 @@ import threading
 
 import httpx
 
-from ..errors import InvalidArgument, RegistryError
+from pyrt.errors import InvalidArgument, RegistryError
 
 REGISTRIES_CONF = "/etc/pyrt/registries.json"
 TIMEOUT = httpx.Timeout(60.0, connect=15.0)

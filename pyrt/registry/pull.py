@@ -24,16 +24,16 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
 import httpx
 
-from ..archive import ImagePlan, LayerPlan
-from ..errors import ImageFormatError, InvalidArgument, RegistryError
-from ..images import Image, _unpack_jobs
-from ..oci import mediatypes as mt
-from ..oci.digest import chain_ids, is_digest, sha256_bytes
-from ..oci.image import load_json, parse_config, parse_index, parse_manifest, platform_matches
-from ..store import StoreChanged
-from . import auth, failing_as, lock_partial, record_sources, remote_reference
-from .client import Client, reason
-from .progress import Silent
+from pyrt.images.archive import ImagePlan, LayerPlan
+from pyrt.errors import ImageFormatError, InvalidArgument, RegistryError
+from pyrt.images.catalog import Image, _unpack_jobs
+from pyrt.oci import mediatypes as mt
+from pyrt.oci.digest import chain_ids, is_digest, sha256_bytes
+from pyrt.oci.image import load_json, parse_config, parse_index, parse_manifest, platform_matches
+from pyrt.store import StoreChanged
+from pyrt.registry import auth, failing_as, lock_partial, record_sources, remote_reference
+from pyrt.registry.client import Client, reason
+from pyrt.registry.progress import Silent
 
 WORKERS = 4                    # blobs downloaded at once
 RETRIES = 3                    # a broken connection is resumed this many times

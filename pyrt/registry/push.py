@@ -16,11 +16,11 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 
 import httpx
 
-from ..errors import ImageFormatError, InvalidArgument, RegistryError
-from ..oci.image import parse_manifest
-from . import auth, failing_as, known_sources, record_sources, remote_reference
-from .client import Client
-from .progress import Silent
+from pyrt.errors import ImageFormatError, InvalidArgument, RegistryError
+from pyrt.oci.image import parse_manifest
+from pyrt.registry import auth, failing_as, known_sources, record_sources, remote_reference
+from pyrt.registry.client import Client
+from pyrt.registry.progress import Silent
 
 WORKERS = 4
 RETRIES = 3             # a blob whose upload broke (connection, 5xx) starts over this many times

@@ -14,10 +14,10 @@ import contextlib
 import os
 import tempfile
 
-from ..errors import Conflict, StoreChanged  # noqa: F401 (re-exported)
-from .blobs import BlobStore, StagedBlob
-from .db import Database
-from .layers import TEMP_PREFIX, TRASH_PREFIX, SnapshotStore, rmtree
+from pyrt.errors import Conflict, StoreChanged  # noqa: F401 (re-exported)
+from pyrt.store.blobs import BlobStore, StagedBlob
+from pyrt.store.db import Database
+from pyrt.store.layers import TEMP_PREFIX, TRASH_PREFIX, SnapshotStore, rmtree
 
 DB_NAME = "pyrt.db"
 
@@ -212,7 +212,7 @@ class Staging:
             if aside:
                 self._aside.append(aside)
         if self._placed_snapshots:
-            from .blobs import _fsync_dir
+            from pyrt.store.blobs import _fsync_dir
             _fsync_dir(store.snapshots.dir)
 
     def undo(self) -> None:

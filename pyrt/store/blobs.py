@@ -8,8 +8,8 @@ import hashlib
 import os
 from dataclasses import dataclass
 
-from ..errors import ImageFormatError, SyscallError
-from ..oci.digest import digest_hex, validate_digest
+from pyrt.errors import ImageFormatError, SyscallError
+from pyrt.oci.digest import digest_hex, validate_digest
 
 CHUNK = 1 << 20
 

@@ -383,7 +383,7 @@ def write_layer_blob_by_compare(rootfs, lowerdirs, out_dir, *, compression="gzip
     rootfs and the image's layer dirs (lowerdirs, top-most first) as a layer blob.
     The comparison is done in Python (pyrt.store.changes.compare_entries); the
     chosen entries are written by the C writer (pyrt._core.write_entries)."""
-    from .changes import compare_entries
+    from pyrt.store.changes import compare_entries
 
     entries = compare_entries(rootfs, lowerdirs, content=content)
     return write_entries_blob(rootfs, entries, out_dir, compression=compression,

@@ -128,7 +128,7 @@ class Database:
         with self.transaction() as tx:
             version = tx.query_one("PRAGMA user_version")[0]
             if version > SCHEMA_VERSION:
-                from ..errors import PyrtError
+                from pyrt.errors import PyrtError
                 raise PyrtError(f"store database {path} has schema version {version}, newer than "
                                 f"this pyrt ({SCHEMA_VERSION}): upgrade pyrt")
             for stmt in _statements(SCHEMA):

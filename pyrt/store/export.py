@@ -26,7 +26,7 @@ def export_rootfs(fileobj, *, rootfs=None, lowers=None, upper=None, scratch=None
             os.close(r)
             psys.unshare(psys.CLONE_NEWNS)
             psys.mount(None, "/", None, psys.MS_REC | psys.MS_PRIVATE)
-            from pyrt.mounts import mount_overlay
+            from pyrt.launch.mounts import mount_overlay
             mfd = mount_overlay([upper] + list(lowers), attrs=psys.MOUNT_ATTR_RDONLY, scratch=scratch)
             psys.move_mount(mfd, "", psys.AT_FDCWD, scratch, psys.MOVE_MOUNT_F_EMPTY_PATH)
             _core.write_layer(scratch, fd, raw=True)

@@ -9,7 +9,7 @@ import shutil
 import stat
 import tempfile
 
-from ..oci.digest import digest_hex
+from pyrt.oci.digest import digest_hex
 
 TEMP_PREFIX = ".tmp-"
 TRASH_PREFIX = ".trash-"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 def build(runtime, path, **options):
-    from .builder import Builder
+    from pyrt.dockerfile.builder import Builder
     b = Builder(runtime, path, **options)
     return b.build(), b.output
 

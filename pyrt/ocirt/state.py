@@ -18,7 +18,7 @@ import os
 import re
 
 from pyrt.errors import Conflict, ContainerNotFound, InvalidArgument
-from pyrt.lifecycle import start_time  # noqa: F401  (re-exported: the runtime uses both from here)
+from pyrt.containers.lifecycle import start_time  # noqa: F401  (re-exported: the runtime uses both from here)
 from pyrt.oci.image import rfc3339  # noqa: F401
 
 DEFAULT_ROOT = "/run/pyrt-runtime"
@@ -103,7 +103,7 @@ class Container:
         name, parent = self.rec.get("cgroup_name"), self.rec.get("cgroup_parent")
         if not name:
             return None
-        from pyrt.cgroups import Cgroup, CgroupError
+        from pyrt.cgroups.cgroup import Cgroup, CgroupError
         try:
             return Cgroup.open(name, parent)
         except CgroupError:

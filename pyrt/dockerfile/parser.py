@@ -12,7 +12,7 @@ import json
 import re
 from dataclasses import dataclass, field
 
-from ..errors import BuildError
+from pyrt.errors import BuildError
 
 INSTRUCTIONS = {"FROM", "RUN", "CMD", "ENTRYPOINT", "ENV", "ARG", "LABEL", "EXPOSE", "VOLUME",
                 "WORKDIR", "USER", "STOPSIGNAL", "SHELL", "COPY", "ADD", "MAINTAINER", "HEALTHCHECK",

@@ -13,15 +13,17 @@ import os
 import re
 import time
 
-from . import archive as _archive, compression
-from .errors import Conflict, ImageFormatError, ImageNotFound, InvalidArgument, LayerError
-from .oci import mediatypes as mt
-from .oci.config import apply_changes
-from .oci.digest import DIGEST_RE, chain_id as _chain_id, chain_ids, is_digest, sha256_bytes
-from .oci.image import dumps, manifest_json, parse_time, rfc3339
-from .oci.reference import (DEFAULT_TAG, equivalent_repositories, parse_reference,
+from pyrt import compression
+
+from pyrt.images import archive as _archive
+from pyrt.errors import Conflict, ImageFormatError, ImageNotFound, InvalidArgument, LayerError
+from pyrt.oci import mediatypes as mt
+from pyrt.oci.config import apply_changes
+from pyrt.oci.digest import DIGEST_RE, chain_id as _chain_id, chain_ids, is_digest, sha256_bytes
+from pyrt.oci.image import dumps, manifest_json, parse_time, rfc3339
+from pyrt.oci.reference import (DEFAULT_TAG, equivalent_repositories, parse_reference,
                             validate_repository, validate_tag)
-from .process import DEFAULT_PATH
+from pyrt.launch.process import DEFAULT_PATH
 
 _HEX_PREFIX_RE = re.compile(r"(?:sha256:)?([0-9a-f]{4,64})")
 
@@ -363,7 +365,7 @@ class ImageCollection:
         tmp = store.mkdtemp("load-")
         try:
             with _archive.open_archive(data, tmp) as (fmt, plans):
-                from .store import StoreChanged
+                from pyrt.store import StoreChanged
                 for attempt in range(5):
                     try:
                         self._ingest(plans, progress)
@@ -372,7 +374,7 @@ class ImageCollection:
                         if attempt == 4:
                             raise
         finally:
-            from .store.layers import rmtree
+            from pyrt.store.layers import rmtree
             rmtree(tmp)
         by_id, out = {}, []
         for plan in plans:
@@ -467,7 +469,7 @@ class ImageCollection:
             needed_chains = {lp.chain_id for plan in plans if plan.config_digest not in existing
                              for lp in plan.layers}
             now = time.time()
-            from .store import StoreChanged
+            from pyrt.store import StoreChanged
             try:
                 with store.transaction() as tx:
                     try:
@@ -612,7 +614,7 @@ class ImageCollection:
                 if snapshot_dir is not None:
                     st.adopt_snapshot(top_chain, snapshot_dir)
                     snapshot_dir = None
-                    from .store.layers import tree_size
+                    from pyrt.store.layers import tree_size
                     sizes[top_chain] = unpacked_size if unpacked_size is not None \
                         else tree_size(st.snapshots[top_chain])
                 else:
@@ -633,18 +635,18 @@ class ImageCollection:
             except _sqlite_errors() as e:
                 raise Conflict(f"the store changed while creating the image ({e}): try again") from None
         if snapshot_dir is not None and os.path.isdir(snapshot_dir):
-            from .store.layers import rmtree
+            from pyrt.store.layers import rmtree
             rmtree(snapshot_dir)  # the store has this layer already; the caller gave it away
         return Image(self, config_digest)
 
     def build(self, path, tag=None, dockerfile="Dockerfile", buildargs=None, nocache=False, target=None,
               quiet=False, rm=True, log=None, network_mode=None):
-        """docker build (see pyrt.build): the Dockerfile (relative to the context
+        """docker build (see pyrt.dockerfile): the Dockerfile (relative to the context
         `path`) run step by step; `tag` a name or a list of names. Returns (Image,
         [{"stream": text}, ...]); `log`, if given, is called with each of those
         as the build goes. RUN steps have no network (`network_mode` "none", as a
         default container) unless network_mode="host"."""
-        from .build import build
+        from pyrt.dockerfile import build
         return build(self.runtime, path, tags=tag, dockerfile=dockerfile, buildargs=buildargs,
                      nocache=nocache, target=target, quiet=quiet, rm=rm, log=log, network_mode=network_mode)
 
@@ -685,7 +687,7 @@ class ImageCollection:
                                created_by=f"pyrt import {label}", repository=repository, tag=tag,
                                snapshot_dir=snap, unpacked_size=size)
         finally:
-            from .store.layers import rmtree
+            from pyrt.store.layers import rmtree
             rmtree(tmp)
 
     def from_host(self, repository_tag, paths, progress=None) -> Image:
@@ -709,7 +711,7 @@ class ImageCollection:
                                created_by="pyrt image from-host " + " ".join(paths),
                                repository=ref.repository, tag=ref.tag)
         finally:
-            from .store.layers import rmtree
+            from pyrt.store.layers import rmtree
             rmtree(tmp)
 
     # -- saving -------------------------------------------------------------------------------
@@ -756,7 +758,7 @@ class ImageCollection:
             try:
                 _archive.write_docker_archive(items, path, tmp, progress=progress)
             finally:
-                from .store.layers import rmtree
+                from pyrt.store.layers import rmtree
                 rmtree(tmp)
 
     # -- history, inspect, df -----------------------------------------------------------
@@ -853,8 +855,8 @@ class ImageCollection:
         `platform` ("os/arch[/variant]", default linux/amd64). `auth_config`
         {"username", "password"}, else the Runtime's login, else the stored
         credentials. `progress`: a pyrt.registry.progress reporter. Returns the Image."""
-        from .registry import credentials_from, with_tag
-        from .registry.pull import pull
+        from pyrt.registry import credentials_from, with_tag
+        from pyrt.registry.pull import pull
         return pull(self, with_tag(repository, tag), platform=platform, tls_verify=tls_verify,
                     credentials=credentials_from(auth_config), progress=progress)
 
@@ -863,8 +865,8 @@ class ImageCollection:
         """docker SDK's push of image `repository[:tag]` to the registry its name
         names, or to `destination` (`host[:port]/name[:tag]`). Returns the pushed
         manifest's digest (the SDK returns the daemon's progress text instead)."""
-        from .registry import credentials_from, with_tag
-        from .registry.push import push
+        from pyrt.registry import credentials_from, with_tag
+        from pyrt.registry.push import push
         return push(self, with_tag(repository, tag), destination, tls_verify=tls_verify,
                     credentials=credentials_from(auth_config), progress=progress)
 
@@ -1052,19 +1054,19 @@ class _Progressed:
 
 def _write_dir_layer(path, out_dir) -> dict:
     """A gzip layer blob of a directory tree (C writer)."""
-    from .store.commit import write_layer_blob
+    from pyrt.store.commit import write_layer_blob
     return write_layer_blob(path, out_dir, compression="gzip")
 
 
 def _unpack_one(src, dest, media_type, expected_diff_id):
-    from .store.unpack import unpack_layer
+    from pyrt.store.unpack import unpack_layer
     return unpack_layer(src, dest, media_type=media_type, expected_diff_id=expected_diff_id)
 
 
 def _unpack_jobs(jobs, progress=None):
     """Unpacks [(LayerPlan, blob path, dest dir)] in parallel; returns [(diff_id, size)].
     A rejected layer raises ImageFormatError naming it."""
-    from .store import unpack as _u
+    from pyrt.store import unpack as _u
     # the blob was verified against its digest when stored: for an uncompressed layer
     # that digest is the diff_id, so the unpacker need not hash it again
     specs = [{"source": src, "dest": dest, "media_type": lp.media_type, "expected_diff_id": lp.diff_id,

@@ -13,7 +13,7 @@ loaded). A capability given with cap_add allows the calls that belong to it, as 
 docker; privileged containers and `seccomp=unconfined` get no filter.
 
 The profile is built in the OCI linux.seccomp form and compiled by the same code
-as an OCI bundle's profile (pyrt.oci.runtime_spec.compile_seccomp)."""
+as an OCI bundle's profile (pyrt.ocirt.spec.compile_seccomp)."""
 from __future__ import annotations
 
 import functools
@@ -190,7 +190,7 @@ def _compiled(cap_add: tuple) -> tuple:
                         return prog, flags
     except OSError:
         pass
-    from pyrt.oci.runtime_spec import compile_seccomp
+    from pyrt.ocirt.spec import compile_seccomp
     prog, flags = compile_seccomp(default_profile(cap_add))
     _write_cache(path, flags.to_bytes(4, "little") + bytes(prog))
     return prog, flags
@@ -274,6 +274,6 @@ def filter_for(cap_add=(), privileged=False, profile=None):
     if privileged or profile == "unconfined" or not available():
         return None
     if profile is not None:
-        from pyrt.oci.runtime_spec import compile_seccomp
+        from pyrt.ocirt.spec import compile_seccomp
         return compile_seccomp(profile)
     return _compiled(tuple(sorted(cap_add)))

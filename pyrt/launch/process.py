@@ -7,9 +7,11 @@ import os
 import threading
 import time
 
-from pyrt import _core, caps
+from pyrt import _core
+
+from pyrt.launch import caps
 from pyrt import sys as psys
-from pyrt.mounts import Overlay, to_c as _mounts_to_c
+from pyrt.launch.mounts import Overlay, to_c as _mounts_to_c
 from pyrt.errors import InvalidArgument
 
 # The PATH of a container whose image sets none (docker's).
@@ -132,7 +134,7 @@ def build_spec(args, rootfs=None, *, env=None, cwd=None, hostname=None, mounts=(
                seccomp="default") -> SpawnSpec:
     """Turn user-facing arguments into a SpawnSpec, validating them.
 
-    seccomp: "default" (pyrt's default profile, an allow-list, see pyrt.seccomp; the
+    seccomp: "default" (pyrt's default profile, an allow-list, see pyrt.launch.seccomp; the
     one containers from images get; none when privileged), a profile dict in the OCI
     / docker JSON form, or None (or "unconfined") for no filter: an explicit opt-out,
     for code that is trusted.
@@ -220,7 +222,7 @@ def build_spec(args, rootfs=None, *, env=None, cwd=None, hostname=None, mounts=(
     spec.rlimits = [(r, s, h) for r, (s, h) in (rlimits or {}).items()]
     spec.init = bool(init)
     if seccomp is not None:
-        from pyrt import seccomp as _seccomp
+        from pyrt.launch import seccomp as _seccomp
         bpf = _seccomp.filter_for(cap_add, privileged, None if seccomp == "default" else seccomp)
         if bpf is not None:
             spec.seccomp, spec.seccomp_flags = bpf
@@ -236,12 +238,12 @@ class Process:
                  encoding=None, errors=None, cgroup=None, spec=None, tty=False, devices=(), **options):
         """tty=True: the container gets a new pty of its own devpts as its stdio and
         controlling terminal; `pty` is then the master's fd, owned by this object
-        (see pyrt.tty.relay).
+        (see pyrt.launch.tty.relay).
 
         devices: host device nodes to give the container (docker's --device forms,
-        see pyrt.devices.parse_device): bound in and allowed. A container with a
+        see pyrt.cgroups.devices.parse_device): bound in and allowed. A container with a
         rootfs that is given no `cgroup` (and no `spec`) starts in a cgroup that
-        holds docker's device allow-list (pyrt.devices): one this process shares
+        holds docker's device allow-list (pyrt.cgroups.devices): one this process shares
         among such containers (pyrt/run-<pid>), or with `devices` one of its own,
         removed when it is reaped. Where that cgroup cannot be made (not root, no
         writable cgroup hierarchy) it runs without one, with no device restriction."""
@@ -257,8 +259,8 @@ class Process:
         self.text_mode = bool(text or encoding or errors)
         self._encoding, self._errors = encoding, errors
         if devices:
-            from pyrt.devices import parse_device
-            from pyrt.mounts import Bind
+            from pyrt.cgroups.devices import parse_device
+            from pyrt.launch.mounts import Bind
             devices = [parse_device(d) for d in devices]
             if spec is not None or rootfs is None:
                 raise InvalidArgument("devices need a rootfs (and no prepared spec)")
@@ -277,7 +279,7 @@ class Process:
             if stdin is not None or stdout is not None or stderr is not None:
                 raise InvalidArgument("tty=True gives the container a terminal as stdio: "
                                  "stdin, stdout and stderr must be None")
-            from pyrt.tty import console_socket
+            from pyrt.launch.tty import console_socket
             console, theirs = console_socket()
             to_close.append(theirs.detach())
             spec.console_fd = to_close[-1]
@@ -317,7 +319,7 @@ class Process:
                 except OSError:
                     pass
         if console is not None:
-            from pyrt.tty import receive_master
+            from pyrt.launch.tty import receive_master
             self.pty = receive_master(console)
         for i, fd in parent_ends:
             f = io.open(fd, "wb" if i == 0 else "rb", buffering=-1)
@@ -367,7 +369,7 @@ class Process:
             try:
                 cg.remove()
             except OSError:
-                pass  # left for pyrt.cgroups.prune
+                pass  # left for pyrt.cgroups.cgroup.prune
 
     def poll(self):
         with self._lock:
@@ -459,8 +461,8 @@ def _device_cgroup(devices, name=None):
     global _device_cgroups
     if os.geteuid() != 0:
         return None
-    from pyrt.cgroups import Cgroup, layout
-    from pyrt.devices import rules_with
+    from pyrt.cgroups.cgroup import Cgroup, layout
+    from pyrt.cgroups.devices import rules_with
     from pyrt.errors import PyrtError
     if layout().mode == "none":
         return None
@@ -517,7 +519,7 @@ def _reap_finished():
                 try:
                     cg.remove()
                 except OSError:
-                    pass  # left for pyrt.cgroups.prune
+                    pass  # left for pyrt.cgroups.cgroup.prune
 
 
 def _pump(proc, input, deadline, timeout):
@@ -603,9 +605,9 @@ def run(args, rootfs=None, *, input=None, capture_output=False, timeout=None, ch
     """Run `args` in a new container and wait for it (like subprocess.run).
     The container runs under pyrt's default seccomp profile unless `seccomp=None`
     (or a profile of its own) is given: see build_spec for every option.
-    profile="bench": a measured run (pyrt.pool.run; `usage` is then a pyrt.pool.Usage)."""
+    profile="bench": a measured run (pyrt.pool.pool.run; `usage` is then a pyrt.pool.pool.Usage)."""
     if profile is not None:
-        from pyrt.pool import run as measured_run
+        from pyrt.pool.pool import run as measured_run
         return measured_run(args, rootfs, profile=profile, input=input, capture_output=capture_output,
                             timeout=timeout, check=check, **kwargs)
     if input is not None:

@@ -119,7 +119,7 @@ class VolumeCollection:
     def list(self, filters=None) -> list[Volume]:
         """Every volume, by name. `filters` as the docker SDK takes them:
         {"dangling": True, "name": substring, "label": "k" or "k=v"}."""
-        from .images import all_labels_match
+        from pyrt.images.catalog import all_labels_match
         wanted = {k: v if isinstance(v, (list, tuple)) else [v] for k, v in (filters or {}).items()}
         unknown = set(wanted) - set(self.FILTERS)
         if unknown:

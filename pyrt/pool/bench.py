@@ -1,7 +1,7 @@
 """`pyrt bench`: run a command many times, each time in a fresh container of a
 warm pool with the "bench" profile, and write the timings as a pyperf file.
 
-    suite = pyrt.bench.bench(["python3", "-c", "pass"], image="py:3", runs=20)
+    suite = pyrt.pool.bench.bench(["python3", "-c", "pass"], image="py:3", runs=20)
     suite.dump("result.json")      # python -m pyperf stats result.json
 
 Each container run becomes one pyperf Run with one value (the wall time from the
@@ -23,7 +23,7 @@ METRICS = ("wall", "cpu")
 
 
 def usage_metadata(usage) -> dict:
-    """pyperf run metadata of a pyrt.pool.Usage (no None values, no empty strings)."""
+    """pyperf run metadata of a pyrt.pool.pool.Usage (no None values, no empty strings)."""
     md = {}
     for key, value in (("usage_wall", usage.wall), ("usage_user", usage.user), ("usage_system", usage.system),
                        ("usage_cpu", usage.cpu), ("usage_cpu_wait", usage.cpu_wait),
@@ -61,7 +61,7 @@ def bench(argv, *, image=None, rootfs=None, root=None, runs=20, warmups=1, pool_
     called with (done, total) after each run."""
     import pyperf
 
-    from pyrt.pool import Pool
+    from pyrt.pool.pool import Pool
     if metric not in METRICS:
         raise InvalidArgument(f"unknown metric {metric!r}: use one of {', '.join(METRICS)}")
     if runs < 1 or warmups < 0:

@@ -30,7 +30,7 @@ import time
 
 from pyrt import _core
 from pyrt.errors import InvalidArgument, PoolClosed, SpawnError
-from pyrt.process import DEFAULT_PATH
+from pyrt.launch.process import DEFAULT_PATH
 
 __all__ = ["Pool", "Usage", "arun", "run", "PROFILES"]
 
@@ -297,13 +297,13 @@ class _Meter:
 
 def _shared_device_cgroup(parent):
     """For a pool whose children need no cgroup each (no limits, not measured): one
-    cgroup they all start in, for docker's device allow-list (pyrt.devices).
+    cgroup they all start in, for docker's device allow-list (pyrt.cgroups.devices).
     Made only where it is free to join (a cgroup2 hierarchy: the children are
     cloned into it) and by root; else None, and the children have no device
     restriction (as before). Returns (Cgroup, its spawn fds)."""
     if os.geteuid() != 0:
         return None
-    from pyrt.cgroups import Cgroup, layout
+    from pyrt.cgroups.cgroup import Cgroup, layout
     from pyrt.errors import PyrtError
     if not layout().unified:
         return None
@@ -515,7 +515,7 @@ class Pool:
     parallel        how many children are parked at once (default: one per CPU,
                     at most 4 and at most size)
     env, cwd, hostname, user, aslr, mounts, read_only, cap_add, cap_drop, seccomp, ...
-                    as for pyrt.run (the spawn options of pyrt.process.build_spec;
+                    as for pyrt.run (the spawn options of pyrt.launch.process.build_spec;
                     containers run under pyrt's default seccomp profile unless
                     seccomp=None)
 
@@ -588,12 +588,12 @@ class Pool:
     def _setup(self, image, rootfs, network, memory, memory_swap, cpuset, cpus, pids_limit, root, measure,
                upper_size, env, cwd, hostname, user, noise, zygote, parallel, spawn_options):
         size = self.size
-        from pyrt.cgroups import Limits, format_cpuset, parse_cpuset
-        from pyrt.mounts import Overlay
-        from pyrt.process import build_spec
+        from pyrt.cgroups.cgroup import Limits, format_cpuset, parse_cpuset
+        from pyrt.launch.mounts import Overlay
+        from pyrt.launch.process import build_spec
         self._pinned = parse_cpuset(cpuset) if cpuset is not None else None
         if self._pinned:
-            from pyrt.cgroups import _check_cpuset, layout
+            from pyrt.cgroups.cgroup import _check_cpuset, layout
             _check_cpuset(Limits(cpuset_cpus=cpuset), layout(), "pyrt")
         self._limits = Limits(memory=memory, memory_swap=memory_swap, cpus=cpus, pids_limit=pids_limit)
         self._cpuset = format_cpuset(self._pinned) if self._pinned else None
@@ -610,7 +610,7 @@ class Pool:
             from pyrt.runtime import Runtime
             self._runtime = Runtime(root)
             img = self._runtime.images.get(image) if isinstance(image, str) else image
-            from pyrt.containers import _check_platform
+            from pyrt.containers.model import _check_platform
             _check_platform(img)
             icfg = (img.config or {}).get("config") or {}
             for item in icfg.get("Env") or ():
@@ -618,7 +618,7 @@ class Pool:
                 base_env[k] = v
             lowers = [layer.path for layer in reversed(img.layers)]
             if user is None and icfg.get("User"):
-                from pyrt.userdb import resolve_user
+                from pyrt.launch.userdb import resolve_user
                 uid, gid, groups = resolve_user(icfg["User"], lowers)
                 user = (uid, gid, *groups)
             if cwd is None and icfg.get("WorkingDir"):
@@ -727,7 +727,7 @@ class Pool:
         with self._lock:
             if self._free_slots:
                 return self._free_slots.pop()
-        from pyrt.cgroups import Cgroup
+        from pyrt.cgroups.cgroup import Cgroup
         accounting = ("memory",) if self.measure else ()
         if self._cpuset is not None:
             accounting += ("cpuset",)  # joined with every CPU; pinned once the child parked
@@ -752,7 +752,7 @@ class Pool:
         if self._closed or slot.killed or slot.cg.procs():
             return False
         if self._cpuset is not None:
-            from pyrt.cgroups import _write
+            from pyrt.cgroups.cgroup import _write
             d = slot.cg.v1_dirs.get("cpuset") or slot.cg.v2_dir
             try:  # the next child's setup runs off the pinned CPUs again
                 _write(os.path.join(d, "cpuset.cpus"), self._all_cpus)
@@ -784,7 +784,7 @@ class Pool:
             try:
                 if self._cpuset is not None:
                     # the setup ran on the refill thread's CPUs; the command runs on the pinned ones
-                    from pyrt.cgroups import _write
+                    from pyrt.cgroups.cgroup import _write
                     d = slot.cg.v1_dirs.get("cpuset") or slot.cg.v2_dir
                     _write(os.path.join(d, "cpuset.cpus"), self._cpuset)
                 if slot.meter is not None:
@@ -1017,7 +1017,7 @@ class Pool:
         if text:
             out = out.decode() if out is not None else None
             err = err.decode() if err is not None else None
-        from pyrt.process import _completed_process_class
+        from pyrt.launch.process import _completed_process_class
         result = _completed_process_class()(argv, os.waitstatus_to_exitcode(status), out, err)
         result.usage = usage
         if check:
@@ -1135,7 +1135,7 @@ class Pool:
             out = err = None
         elif text:
             out, err = out.decode(), err.decode()
-        from pyrt.process import _completed_process_class
+        from pyrt.launch.process import _completed_process_class
         result = _completed_process_class()(argv, os.waitstatus_to_exitcode(status), out, err)
         result.usage = usage
         if check:
@@ -1208,12 +1208,12 @@ class Pool:
     def _remove_cgroup_parent(self, had_shared=False):
         if not self._use_cgroup and not had_shared:
             return
-        from pyrt.cgroups import prune
+        from pyrt.cgroups.cgroup import prune
         try:
             prune(self._cg_parent)
         except Exception:
             pass
-        from pyrt.cgroups import layout
+        from pyrt.cgroups.cgroup import layout
         lay = layout()
         for mount in set(lay.v1.values()) | ({lay.unified} if lay.unified else set()):
             try:
@@ -1350,7 +1350,7 @@ async def arun(args, rootfs=None, *, input=None, capture_output=False, timeout=N
     pidfd and pipes (no thread per container). Returns a CompletedProcess with
     `usage` (the rusage tuple of pyrt.run)."""
     import asyncio
-    from pyrt.process import DEVNULL, PIPE, Process, _completed_process_class
+    from pyrt.launch.process import DEVNULL, PIPE, Process, _completed_process_class
     loop = asyncio.get_running_loop()
     if input is not None:
         kwargs["stdin"] = PIPE

@@ -133,7 +133,7 @@ class Plan:
     """What a bundle's config asks for, resolved (see the module doc)."""
 
     def __init__(self):
-        self.spec = None            # pyrt.process.SpawnSpec
+        self.spec = None            # pyrt.launch.process.SpawnSpec
         self.oci = None             # pyrt._core.OciOptions
         self.joins = []             # [(CLONE_NEW*, path)] joined in the child, user first
         self.pid_join = None        # a pid namespace path: joined by the caller before the spawn
@@ -155,7 +155,7 @@ class Plan:
         cgroup2 filesystems (v1 and hybrid hosts: under a tmpfs, one per hierarchy);
         without one, binds of the container's cgroup directories."""
         from pyrt import _core
-        from pyrt.cgroups import layout as host_layout
+        from pyrt.cgroups.cgroup import layout as host_layout
         if not self.cgroup_mounts:
             return
         lay = layout or host_layout()
@@ -227,7 +227,7 @@ def parse(cfg: dict, bundle: str, *, container_id: str = "", systemd_cgroup: boo
     """Validate a runtime spec and resolve it into a Plan (no fd opened, nothing
     created). Relative paths (root.path, bind sources) are taken from the bundle."""
     from pyrt import _core
-    from pyrt.process import SpawnSpec
+    from pyrt.launch.process import SpawnSpec
 
     bundle = os.path.abspath(bundle)
     plan = Plan()
@@ -369,7 +369,7 @@ def parse(cfg: dict, bundle: str, *, container_id: str = "", systemd_cgroup: boo
     if "mount" in joined:  # the process simply runs in that mount namespace
         plan.warnings.append("a joined mount namespace: root and mounts of the spec are not set up")
     else:
-        from pyrt.process import _anchor
+        from pyrt.launch.process import _anchor
         spec.rootfs = _b(os.path.realpath(rootfs))
         spec.anchor = _anchor()
         spec.readonly_root = bool(root.get("readonly", False))
@@ -471,7 +471,7 @@ def _systemd_message(cpath):
 
 
 def _cap_mask(names, where, plan):
-    from pyrt import caps
+    from pyrt.launch import caps
     _str_list(names, where)
     m = 0
     for n in names:
@@ -679,7 +679,7 @@ def _resources(res, devices):
         c["period"] = _int(cpu["period"], "linux.resources.cpu.period", 1000, 1000000)
     for key in ("cpus", "mems"):
         if cpu.get(key):
-            from pyrt.cgroups import format_cpuset, parse_cpuset
+            from pyrt.cgroups.cgroup import format_cpuset, parse_cpuset
             try:
                 c[key] = format_cpuset(parse_cpuset(cpu[key], f"cpuset {key}"))
             except InvalidArgument as e:
@@ -714,7 +714,7 @@ def _resources(res, devices):
             kind = {0o020000: "c", 0o060000: "b"}.get(mode & 0o170000)
             if kind:
                 rules.append((kind, major, minor, "rwm", True))
-        from pyrt.devices import parse_rule
+        from pyrt.cgroups.devices import parse_rule
         rules += [parse_rule(r) for r in DEFAULT_DEVICE_RULES]
         out["devices"] = rules
     uni = res.get("unified") or {}
@@ -747,7 +747,7 @@ def resource_controllers(resources) -> list:
 def apply_resources(cg, resources) -> None:
     """Write the resources into the container's cgroup (v1 or v2 files, whichever
     hierarchy holds each controller)."""
-    from pyrt.cgroups import CPU_PERIOD, CgroupError, _write, cpu_shares_to_weight
+    from pyrt.cgroups.cgroup import CPU_PERIOD, CgroupError, _write, cpu_shares_to_weight
 
     def where(ctrl):
         if ctrl in cg.v1_dirs:
@@ -810,7 +810,7 @@ def apply_resources(cg, resources) -> None:
     if "devices" in resources:
         rules = resources["devices"]
         if "devices" in cg.v1_dirs:
-            from pyrt.devices import format_rule
+            from pyrt.cgroups.devices import format_rule
             d = cg.v1_dirs["devices"]
             for rule in rules:
                 put(d, "devices.allow" if rule[4] else "devices.deny", format_rule(rule))
@@ -941,5 +941,5 @@ def default_config(rootless: bool = False) -> dict:
 
 
 def _default_path() -> str:
-    from pyrt.process import DEFAULT_PATH  # the one definition (process imports this module's users)
+    from pyrt.launch.process import DEFAULT_PATH  # the one definition (process imports this module's users)
     return DEFAULT_PATH

@@ -685,8 +685,8 @@ class Cgroup:
         empty cgroup of that name is replaced; one with processes is a Conflict.
         Nothing is left behind on failure.
 
-        devices: the device allow-list (see pyrt.devices): "default" (docker's
-        list, pyrt.devices.DEFAULT_RULES), a list of rules, or None to leave
+        devices: the device allow-list (see pyrt.cgroups.devices): "default" (docker's
+        list, pyrt.cgroups.devices.DEFAULT_RULES), a list of rules, or None to leave
         devices alone. Where the cgroup has a cgroup2 directory (v2 and hybrid
         hosts) an eBPF program enforces it (free to join; on a hybrid host the v1
         devices controller is used instead only when the eBPF program cannot be
@@ -727,7 +727,7 @@ class Cgroup:
         if isinstance(devices, str):
             if devices != "default":
                 raise InvalidArgument(f"invalid devices {devices!r}: 'default', a list of rules or None")
-            from pyrt.devices import DEFAULT_RULES
+            from pyrt.cgroups.devices import DEFAULT_RULES
             rules = list(DEFAULT_RULES)
         else:
             rules = None if devices is None else list(devices)
@@ -813,7 +813,7 @@ class Cgroup:
         _write(path, value)
 
     def set_devices(self, rules):
-        """Enforce a device allow-list (rules as in pyrt.devices) on this cgroup:
+        """Enforce a device allow-list (rules as in pyrt.cgroups.devices) on this cgroup:
         through the v1 devices controller when it joined that hierarchy, else by
         an eBPF program attached to its cgroup2 directory (programs attached
         earlier stay: every one of them must allow). Returns "v1", "bpf", or None
@@ -821,7 +821,7 @@ class Cgroup:
         unprivileged user, who may not load the program, but then the container
         is in a user namespace where device nodes cannot be made)."""
         if "devices" in self.v1_dirs:
-            from pyrt.devices import v1_lines
+            from pyrt.cgroups.devices import v1_lines
             d = self.v1_dirs["devices"]
             for fname, line in v1_lines(rules):
                 _write(os.path.join(d, fname), line)
@@ -1120,7 +1120,7 @@ class Cgroup:
             self.kill_all(timeout)
         for d in self.dirs:
             _rmdir(d, deadline)
-        from pyrt import cgroup_systemd
+        from pyrt.cgroups import systemd as cgroup_systemd
         if cgroup_systemd.is_scope(self.parent):  # and the scope systemd made for it
             cid = self.parent.rsplit("/pyrt-", 1)[1][:-len(".scope")]
             cgroup_systemd.stop(cid, self.layout.unified)

@@ -13,9 +13,9 @@ import shutil
 import stat
 import time
 
-from pyrt.container_mounts import collect_mounts
+from pyrt.containers.mounts import collect_mounts
 from pyrt.errors import Conflict, ContainerError, ContainerNotFound, InvalidArgument, PyrtError  # noqa: F401
-from pyrt.process import DEFAULT_PATH
+from pyrt.launch.process import DEFAULT_PATH
 
 
 _ADJECTIVES = ("brave", "calm", "eager", "fond", "gentle", "happy", "jolly", "keen", "lucid",
@@ -172,7 +172,7 @@ class Container:
 
     def _rootfs(self):
         """What the spawn core mounts as root."""
-        from pyrt.mounts import Overlay
+        from pyrt.launch.mounts import Overlay
         if self.config.get("Driver") == "copy":
             return os.path.join(self.dir, "rootfs")
         # diff and commit read the upper dir back as a layer: a renamed image dir
@@ -182,7 +182,7 @@ class Container:
                        workdir=os.path.join(self.dir, "work"), options=("redirect_dir=off", "metacopy=off"))
 
     def _mounts(self):
-        from pyrt.mounts import Bind, Tmpfs
+        from pyrt.launch.mounts import Bind, Tmpfs
         out = []
         for name in ("hostname", "hosts", "resolv.conf"):
             out.append(Bind(os.path.join(self.dir, name), "/etc/" + name))
@@ -197,21 +197,21 @@ class Container:
         return out
 
     def _device_rules(self):
-        """The container's device allow-list (pyrt.devices): docker's defaults plus
+        """The container's device allow-list (pyrt.cgroups.devices): docker's defaults plus
         its --device nodes; None (no restriction) when privileged."""
         if self.config.get("Privileged"):
             return None
-        from pyrt.devices import parse_device, rules_with
+        from pyrt.cgroups.devices import parse_device, rules_with
         return rules_with([parse_device(d) for d in self.config.get("Devices") or ()])
 
     # -- lifecycle --------------------------------------------------------------
     def _spawn_spec(self, **stdio):
-        """The resolved spec of this container's command (pyrt.process.build_spec)."""
-        from pyrt.process import build_spec
+        """The resolved spec of this container's command (pyrt.launch.process.build_spec)."""
+        from pyrt.launch.process import build_spec
         cfg = self.config
         user = None
         if cfg.get("User"):
-            from pyrt.userdb import resolve_user
+            from pyrt.launch.userdb import resolve_user
             uid, gid, groups = resolve_user(cfg["User"], self._driver_layers())
             user = (uid, gid, *groups)  # build_spec takes (uid, gid, *supplementary groups)
         return build_spec(cfg["Cmd"], self._rootfs(), env=_env_list_to_dict(cfg["Env"]),
@@ -222,17 +222,17 @@ class Container:
                           init=cfg.get("Init", False), seccomp=cfg.get("Seccomp", "default"))
 
     def _limits(self):
-        from pyrt.cgroups import Limits
+        from pyrt.cgroups.cgroup import Limits
         return Limits(**(self.config.get("Limits") or {}))
 
     def _make_cgroup(self, detached: bool):
         """The container's cgroup, with its limits and its device allow-list
-        (pyrt.devices): made for every container (a foreground one without limits
+        (pyrt.cgroups.devices): made for every container (a foreground one without limits
         too, for the devices; detached ones also account memory, pids and cpu for
         stats, pause and OOM reports). None only where no cgroup hierarchy is
         mounted (and nothing asks for one)."""
-        from pyrt import cgroup_systemd
-        from pyrt.cgroups import layout
+        from pyrt.cgroups import systemd as cgroup_systemd
+        from pyrt.cgroups.cgroup import layout
         limits = self._limits()
         if limits.empty() and not detached:
             # only for the devices: where it cannot be made (no cgroup hierarchy, not
@@ -251,9 +251,9 @@ class Container:
 
     def _create_cgroup(self, limits, accounting):
         """pyrt/<id> (cgroupfs), or where systemd owns the tree the container/ leaf
-        of a scope of its own (pyrt.cgroup_systemd)."""
-        from pyrt import cgroup_systemd
-        from pyrt.cgroups import Cgroup, layout
+        of a scope of its own (pyrt.cgroups.systemd)."""
+        from pyrt.cgroups import systemd as cgroup_systemd
+        from pyrt.cgroups.cgroup import Cgroup, layout
         lay = layout()
         if cgroup_systemd.manager(lay) != "systemd":
             return Cgroup.create(self.id, limits, accounting=accounting, devices=self._device_rules())
@@ -266,8 +266,8 @@ class Container:
             raise
 
     def _open_cgroup(self):
-        from pyrt import cgroup_systemd
-        from pyrt.cgroups import Cgroup, CgroupError
+        from pyrt.cgroups import systemd as cgroup_systemd
+        from pyrt.cgroups.cgroup import Cgroup, CgroupError
         try:
             return Cgroup.open(self.id)
         except CgroupError:
@@ -300,7 +300,7 @@ class Container:
             if cgroup is not None:
                 cgroup.remove()
             raise
-        from pyrt.lifecycle import start_time
+        from pyrt.containers.lifecycle import start_time
         self._set_state({"Status": "running", "Pid": proc.pid, "StartTime": start_time(proc.pid),
                          "StartedAt": time.time(), "ExitCode": 0, "FinishedAt": None,
                          "Cgroup": cgroup is not None})
@@ -324,7 +324,7 @@ class Container:
         """Start in the background, watched by its monitor (docker's `start`). From
         before the container runs until its state is recorded, its start mark is
         held: if this process dies in between, the next one to look resolves it."""
-        from pyrt import lifecycle
+        from pyrt.containers import lifecycle
         mark = self._take_start_mark()
         try:
             self._check_startable()
@@ -345,7 +345,7 @@ class Container:
         """Hold the start mark (waiting for another process's start or removal to
         end), having resolved an abandoned start; returns its fd (None when the
         container's directory is missing)."""
-        from pyrt import lifecycle
+        from pyrt.containers import lifecycle
         try:
             fd, abandoned = lifecycle.take_start_mark(self.dir, wait=30.0, what=f"container {self.name}")
         except (FileNotFoundError, NotADirectoryError):
@@ -364,7 +364,7 @@ class Container:
         """A pyrt process died while starting this container (its start mark is
         ours now): record what it left, a running container (its init found in its
         cgroup), an exited one (its monitor's record), or nothing started."""
-        from pyrt import lifecycle
+        from pyrt.containers import lifecycle
         row = self._c._row(self.id)
         if row is None:
             return
@@ -391,7 +391,7 @@ class Container:
     def stop(self, timeout=10):
         """The image's StopSignal (default SIGTERM), then SIGKILL after `timeout` s.
         A restart policy does not start it again (until `start`)."""
-        from pyrt import lifecycle
+        from pyrt.containers import lifecycle
         self.reload()
         if self.status == "paused":
             self.unpause()
@@ -405,7 +405,7 @@ class Container:
         self._settle()
 
     def kill(self, signal="SIGKILL"):
-        from pyrt import lifecycle
+        from pyrt.containers import lifecycle
         lifecycle.parse_signal(signal)  # a bad signal is an error whatever the state
         self.reload()
         if self.status not in ("running", "paused"):
@@ -423,7 +423,7 @@ class Container:
 
     def _settle(self):
         """After the init has died: wait for the monitor's record and store it."""
-        from pyrt import lifecycle
+        from pyrt.containers import lifecycle
         if self.state.get("Detached"):
             if self._restarts():
                 lifecycle.wait_monitor(self.state, 5.0)
@@ -435,7 +435,7 @@ class Container:
 
     def wait(self, timeout=None, condition="not-running"):
         """Block until the container stops; {"StatusCode": exit code, "Error": None}."""
-        from pyrt import lifecycle
+        from pyrt.containers import lifecycle
         self.reload()
         if self.status in ("running", "paused"):
             done = lifecycle.wait_monitor(self.state, timeout) if self._restarts() else \
@@ -491,7 +491,7 @@ class Container:
 
     def top(self):
         """{"Titles": [...], "Processes": [[...], ...]} like the docker SDK."""
-        from pyrt.lifecycle import processes
+        from pyrt.containers.lifecycle import processes
         self.reload()
         procs = processes(self)
         return {"Titles": ["UID", "PID", "PPID", "CMD"],
@@ -500,7 +500,7 @@ class Container:
     def logs(self, stdout=True, stderr=True, stream=False, timestamps=False, tail="all", since=None,
              follow=None):
         """Output of a detached container (bytes; a generator with stream/follow)."""
-        from pyrt import lifecycle
+        from pyrt.containers import lifecycle
         if follow or stream:
             return lifecycle.follow_logs(self, stdout=stdout, stderr=stderr, timestamps=timestamps,
                                          tail=tail, since=since)
@@ -511,7 +511,7 @@ class Container:
                  detach=False, stream=False, socket=False, environment=None, workdir=None, demux=False):
         """Run cmd in the running container: ExecResult(exit_code, output) as the
         docker SDK returns it (output None when detached; (out, err) with demux)."""
-        from pyrt import lifecycle
+        from pyrt.containers import lifecycle
         if socket or stream or stdin:
             raise InvalidArgument("exec_run: stdin, socket and stream are not supported")
         if tty:
@@ -552,8 +552,8 @@ class Container:
 
     def _exec_tty(self, cmd, detach=False, **options):
         """exec_run with a terminal: the output is what the terminal showed."""
-        from pyrt import lifecycle
-        from pyrt.tty import open_pty_in, read_until_closed
+        from pyrt.containers import lifecycle
+        from pyrt.launch.tty import open_pty_in, read_until_closed
         master, slave = open_pty_in(self.reload().state["Pid"])
         try:
             try:
@@ -583,8 +583,8 @@ class Container:
         """A container marked running whose init has ended is recorded as exited
         (from its monitor's record; or unknown status if its runner was killed),
         and its cgroup removed."""
-        from pyrt import lifecycle
-        from pyrt.lifecycle import exited_state
+        from pyrt.containers import lifecycle
+        from pyrt.containers.lifecycle import exited_state
         mark = lifecycle.abandoned_start(self.dir)
         if mark is not None:
             try:
@@ -655,7 +655,7 @@ class Container:
         """docker SDK's attach: the output of this running detached container from
         now on (with `logs`, what it printed before first) until it ends; bytes, or
         a generator of chunks with `stream`."""
-        from pyrt import tty
+        from pyrt.launch import tty
         sock, master = tty.connect(self)
         if master is not None:
             os.close(master)
@@ -677,8 +677,8 @@ class Container:
 
     def get_archive(self, path, chunk_size=2 << 20, encode_stream=False):
         """docker SDK's get_archive: (the tar of `path` in chunks, its stat dict).
-        Paths are resolved in the container's root; see pyrt.cp."""
-        from pyrt.cp import get_archive
+        Paths are resolved in the container's root; see pyrt.containers.cp."""
+        from pyrt.containers.cp import get_archive
         tar, info = get_archive(self, path)
 
         def chunks():
@@ -693,7 +693,7 @@ class Container:
     def put_archive(self, path, data) -> bool:
         """docker SDK's put_archive: unpacks the tar `data` (bytes or a binary file)
         into the existing directory `path` of the container."""
-        from pyrt.cp import put_archive
+        from pyrt.containers.cp import put_archive
         return put_archive(self, path, data)
 
     def rename(self, name: str) -> None:
@@ -709,7 +709,7 @@ class Container:
         self.name = name
 
     def remove(self, force=False, v=False):
-        from pyrt import lifecycle
+        from pyrt.containers import lifecycle
         self.reload()
         mark = self._take_start_mark()  # not while another process starts it
         try:
@@ -911,12 +911,12 @@ class ContainerCollection:
         devices: host device nodes to give it, as docker's --device
         ("/dev/kvm", "/dev/sda:/dev/xvda:r", or the SDK's "HOST:CONTAINER:rwm"
         strings): each is bound in and allowed; every other device but docker's
-        default list (pyrt.devices.DEFAULT_RULES) can be made but not opened.
+        default list (pyrt.cgroups.devices.DEFAULT_RULES) can be made but not opened.
         blkio_weight (10..1000) and device_read_bps / device_write_bps /
         device_read_iops / device_write_iops (the SDK's [{"Path": "/dev/sda", "Rate":
         1048576}] or "PATH:RATE" strings): block I/O limits."""
-        from pyrt.cgroups import Limits
-        from pyrt.devices import parse_device
+        from pyrt.cgroups.cgroup import Limits
+        from pyrt.cgroups.devices import parse_device
         device_list = [parse_device(d).to_dict() for d in devices or ()]
         limits = Limits.from_docker(mem_limit=mem_limit, memswap_limit=memswap_limit,
                                     mem_reservation=mem_reservation,
@@ -925,7 +925,7 @@ class ContainerCollection:
                                     pids_limit=pids_limit, blkio_weight=blkio_weight,
                                     device_read_bps=device_read_bps, device_write_bps=device_write_bps,
                                     device_read_iops=device_read_iops, device_write_iops=device_write_iops)
-        from pyrt.seccomp import from_security_opt
+        from pyrt.launch.seccomp import from_security_opt
         seccomp = from_security_opt(security_opt, cap_add, privileged)
         img = image if hasattr(image, "layers") else self.runtime.images.get(image)
         _check_platform(img)
@@ -974,10 +974,10 @@ class ContainerCollection:
         user = user if user is not None else icfg.get("User", "")
         layers_top_first = _layer_paths(img)
         if user:
-            from pyrt.userdb import resolve_user
+            from pyrt.launch.userdb import resolve_user
             resolve_user(user, layers_top_first)  # an unknown user is an error now, not at start
         if "HOME" not in env:
-            from pyrt.userdb import home_of, resolve_user
+            from pyrt.launch.userdb import home_of, resolve_user
             uid = resolve_user(user, layers_top_first)[0] if user else 0
             env["HOME"] = home_of(uid, layers_top_first)
         driver = self.runtime.storage_driver
@@ -1034,7 +1034,7 @@ class ContainerCollection:
         """Create the named volumes that do not exist yet and the anonymous ones,
         and fill new, empty ones with the image's content at their destination."""
         vols = self.runtime.volumes
-        from pyrt.volumes import populate
+        from pyrt.containers.volumes import populate
         for m in mount_list:
             if m["Type"] != "volume":
                 continue
@@ -1079,7 +1079,7 @@ class ContainerCollection:
             proc = c.start_process(stdin=pyrt.DEVNULL, stdout=pyrt.PIPE,
                                    stderr=pyrt.PIPE)
             out, err = proc.communicate()
-            from pyrt.lifecycle import LogWriter
+            from pyrt.containers.lifecycle import LogWriter
             log = LogWriter(c)  # `logs` shows what a foreground run printed too
             log.write("stdout", out)
             log.write("stderr", err)
@@ -1121,7 +1121,7 @@ def _matches(c, wanted: dict, ancestors: set) -> bool:
         "exited": lambda v: c.status == "exited" and str(c.state.get("ExitCode")) == str(v),
         "ancestor": lambda v: c.image_id in ancestors,
     }
-    from pyrt.images import all_labels_match
+    from pyrt.images.catalog import all_labels_match
     return all(all_labels_match(c.config.get("Labels", {}), values) if k == "label"
                else any(checks[k](v) for v in values) for k, values in wanted.items())
 
@@ -1221,7 +1221,7 @@ def parse_log_config(log_config) -> dict:
         raise InvalidArgument(f"unsupported log option {sorted(unknown)[0]!r}: use max-size and max-file")
     out = {}
     if cfg.get("max-size") not in (None, "", "-1"):
-        from pyrt.cgroups import parse_bytes
+        from pyrt.cgroups.cgroup import parse_bytes
         out["MaxSize"] = parse_bytes(cfg["max-size"])
         if out["MaxSize"] <= 0:
             raise InvalidArgument(f"invalid log max-size {cfg['max-size']!r}")

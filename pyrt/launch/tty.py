@@ -153,7 +153,7 @@ def connect(container):
     """(socket, master fd or None): attached to a running detached container's
     monitor (csrc/monitor.h); the master only for one with a terminal."""
     import array
-    from pyrt import lifecycle
+    from pyrt.containers import lifecycle
     from pyrt.errors import Conflict
     if container.reload().status not in ("running", "paused"):
         raise Conflict(f"container {container.name} is not running: attach to a running container")

@@ -5,7 +5,7 @@ RepoTags and Layers, layer tars, config JSON), as `docker save`, `podman save`,
 
 Reading (`open_archive`) validates the structure and yields `ImagePlan`s: the config
 and manifest (read, digest-checked), and for each layer a way to open its blob; the
-caller (pyrt.images) streams the blobs into the store. A tar file is read in place by
+caller (pyrt.images.catalog) streams the blobs into the store. A tar file is read in place by
 offset; a stream (a pipe) or a compressed tar is read once as it comes, its layers
 written to files the store then links (StreamSource). Writing (`write_oci`, `write_docker_archive`) goes to a temp
 name and is renamed when complete."""
@@ -20,13 +20,13 @@ import tarfile
 import tempfile
 from dataclasses import dataclass, field
 
-from . import compression
-from .errors import ImageFormatError, InvalidArgument, SyscallError
-from .oci import mediatypes as mt
-from .oci.digest import digest_hex, is_hex64, sha256_bytes
-from .oci.image import (dumps, load_json, manifest_json, parse_config, parse_index,
+from pyrt import compression
+from pyrt.errors import ImageFormatError, InvalidArgument, SyscallError
+from pyrt.oci import mediatypes as mt
+from pyrt.oci.digest import digest_hex, is_hex64, sha256_bytes
+from pyrt.oci.image import (dumps, load_json, manifest_json, parse_config, parse_index,
                         parse_manifest, platform_matches)
-from .oci.reference import parse_reference
+from pyrt.oci.reference import parse_reference
 
 MAX_JSON = 32 << 20           # a manifest, index or config larger than this is refused
 MAX_INDEX_DEPTH = 4

@@ -9,7 +9,7 @@ Every container pyrt starts with a cgroup gets DEFAULT_RULES (docker's list) plu
 a rule for each device added with `devices=` / `--device`. They are enforced by
 the v1 devices controller (devices.deny "a", then devices.allow lines) or on
 cgroup2 by an eBPF program (csrc/devices.c) attached to the container's cgroup;
-see pyrt.cgroups.Cgroup.set_devices.
+see pyrt.cgroups.cgroup.Cgroup.set_devices.
 """
 from __future__ import annotations
 

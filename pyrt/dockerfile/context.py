@@ -22,9 +22,9 @@ import re
 import shutil
 import stat
 
-from ..errors import BuildError
-from ..store.layers import lstat_beneath
-from ..userdb import _layer_hides
+from pyrt.errors import BuildError
+from pyrt.store.layers import lstat_beneath
+from pyrt.launch.userdb import _layer_hides
 
 _MAX_LINKS = 40
 

@@ -504,7 +504,8 @@ def exec_process(container, cmd, *, user="", environment=None, workdir=None, pri
                  stdin=None, stdout=None, stderr=None, new_session=False):
     """Start `cmd` inside the running container; returns (pid, pidfd), the caller's child.
     new_session: its own session, with stdin (a terminal) as controlling terminal."""
-    from pyrt import _core, caps
+    from pyrt import _core
+    from pyrt.launch import caps
     st = container.reload().state
     if st.get("Status") == "paused":
         raise Conflict(f"container {container.name} is paused: unpause it first")
@@ -523,9 +524,9 @@ def exec_process(container, cmd, *, user="", environment=None, workdir=None, pri
     ident = None
     user = user or cfg.get("User")
     if user:
-        from pyrt.userdb import resolve_user
+        from pyrt.launch.userdb import resolve_user
         ident = resolve_user(user, container._driver_layers())
-    from pyrt.seccomp import filter_for
+    from pyrt.launch.seccomp import filter_for
     profile = cfg.get("Seccomp", "default")
     bpf = filter_for(cfg.get("CapAdd", []), privileged or cfg.get("Privileged", False),
                      None if profile == "default" else profile) or (None, 0)

@@ -1,0 +1,2 @@
+"""Images: the catalog, archive formats (OCI layout, docker-archive) and images made
+from host files."""

@@ -1,0 +1,1 @@
+"""The warm pool, its metering (Usage), bench profiles and pyperf output."""
