@@ -467,7 +467,7 @@ def test_from_host_dynamic_program_gets_its_libraries(rt):
     prog = "/bin/ls" if os.path.exists("/bin/ls") else prog
     img = rt.images.from_host("ls-image", [prog])
     root = img.layers[0]["path"]
-    from pyrt.images.catalog import _host_libraries, _elf_info
+    from pyrt.images.fromhost import _host_libraries, _elf_info
     libs = _host_libraries(os.path.realpath(prog))
     assert libs, "ls should be dynamically linked"
     for lib in libs:
