@@ -184,7 +184,7 @@ def cmd_import(args, rt):
 
 
 def cmd_from_host(args, rt):
-    img = rt.images.from_host(args.name, args.paths)
+    img = rt.images.from_host(args.name, args.paths, venv=args.venv, certs=args.certs, tzdata=args.tzdata)
     print(img.id)
     return 0
 
@@ -444,7 +444,18 @@ def _add_inspect(p):
 
 def _add_from_host(p):
     p.add_argument("name", metavar="NAME[:TAG]")
-    p.add_argument("paths", nargs="+", metavar="PATH", help="host programs (their libraries come along) or dirs")
+    p.add_argument("paths", nargs="*", metavar="PATH",
+                   help="host programs (their libraries come along; the first is the image's command), then "
+                        "files or dirs; a Python gets its standard library and compiled modules")
+    p.add_argument("--venv", metavar="DIR", help="a virtual environment's packages, at the same path "
+                   "(its python is the command when no PATH is given)")
+    certs = p.add_mutually_exclusive_group()
+    certs.add_argument("--with-certs", dest="certs", action="store_const", const=True, default=None,
+                       help="add the host's CA certificates (the default when the image has a Python)")
+    certs.add_argument("--no-certs", dest="certs", action="store_const", const=False,
+                       help="leave the CA certificates out")
+    p.add_argument("--with-tzdata", dest="tzdata", action="store_true",
+                   help="add the time zone database (/usr/share/zoneinfo)")
     p.set_defaults(func=cmd_from_host)
 
 

@@ -522,7 +522,7 @@ class ImageCollection:
     # -- new images ------------------------------------------------------------------------
 
     def create(self, parent, layer, *, config_changes=None, comment=None, created_by=None, author=None,
-               repository=None, tag=None, snapshot_dir=None, unpacked_size=None) -> Image:
+               repository=None, tag=None, snapshot_dir=None, unpacked_size=None, created=None) -> Image:
         """A new image: `parent`'s layers (an Image, a reference, or None for none)
         plus `layer` on top, a dict {digest, diff_id, size, media_type, path} as
         `pyrt.store.commit.write_layer_blob` returns it (the temp blob at `path` is
@@ -532,7 +532,8 @@ class ImageCollection:
         parent's with the diff_id and a history entry appended, `created` set and
         `config_changes` applied (a dict of Cmd/Entrypoint/Env/WorkingDir/User/
         ExposedPorts/Volumes/Labels/StopSignal, or docker `--change` lines). One
-        transaction; tagged repository:tag when given."""
+        transaction; tagged repository:tag when given. `created`: the config's time
+        (seconds; default now), for images that must come out the same each time."""
         store = self.store
         if repository is not None:
             if tag is None:
@@ -557,7 +558,7 @@ class ImageCollection:
             if mt.layer_compression(media_type) is None:
                 raise InvalidArgument(f"unknown layer media type {media_type!r}")
         now = time.time()
-        created = rfc3339(now)
+        created = rfc3339(now if created is None else created)
         if parent_img is not None:
             cfg = copy.deepcopy(parent_img.config)
             parent_layers = parent_img.layers
@@ -691,26 +692,31 @@ class ImageCollection:
             from pyrt.store.layers import rmtree
             rmtree(tmp)
 
-    def from_host(self, repository_tag, paths, progress=None) -> Image:
+    def from_host(self, repository_tag, paths, progress=None, *, venv=None, certs=None, tzdata=False) -> Image:
         """An image made of host programs (and directories) plus the shared libraries
-        they need (ldd, or the ELF DT_NEEDED entries), minimal /etc/passwd and
-        /etc/group, and busybox's applet links when busybox is among them."""
+        they need, what a Python among them needs to run (asked of it), `venv`'s
+        packages at the same path, CA certificates (certs: None = when there is a
+        Python) and time zone data (tzdata=True); see pyrt.images.fromhost. The same
+        host files give the same image id."""
         if isinstance(paths, str):
             paths = [paths]
-        if not paths:
-            raise InvalidArgument("from_host needs at least one host path")
+        paths = list(paths or ())
+        if not paths and venv is None:
+            raise InvalidArgument("from_host needs at least one host path (or a venv)")
         ref = parse_reference(repository_tag)
         store = self.store
         tmp = store.mkdtemp("fromhost-")
         try:
             root = os.path.join(tmp, "rootfs")
-            first = build_host_rootfs(root, paths)
-            changes = {"Env": ["PATH=" + DEFAULT_PATH],
-                       "Cmd": [first]}
+            made = build_host_rootfs(root, paths, venv=venv, certs=certs, tzdata=tzdata)
+            changes = {"Env": [f"{k}={v}" for k, v in made.env.items()], "Cmd": made.cmd}
             layer = _write_dir_layer(root, tmp)
+            words = list(paths) + ([f"--venv {os.fspath(venv)}"] if venv is not None else []) + \
+                (["--with-certs"] if certs else ["--no-certs"] if certs is False else []) + \
+                (["--with-tzdata"] if tzdata else [])
             return self.create(None, layer, config_changes=changes, comment="from host",
-                               created_by="pyrt image from-host " + " ".join(paths),
-                               repository=ref.repository, tag=ref.tag)
+                               created_by="pyrt image from-host " + " ".join(words),
+                               repository=ref.repository, tag=ref.tag, created=made.created)
         finally:
             from pyrt.store.layers import rmtree
             rmtree(tmp)
