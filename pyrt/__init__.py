@@ -12,6 +12,7 @@ _LAZY = {
     "DEVNULL": "pyrt.launch.process", "TimeoutExpired": "pyrt.launch.process",
     "CalledProcessError": "pyrt.launch.process",
     "Overlay": "pyrt.launch.mounts", "Bind": "pyrt.launch.mounts", "Tmpfs": "pyrt.launch.mounts",
+    "HostRoot": "pyrt.launch.hostroot",
     "Runtime": "pyrt.runtime",
     "Pool": "pyrt.pool.pool", "arun": "pyrt.pool.pool", "Usage": "pyrt.pool.pool",
     "SpawnError": "pyrt.errors", "PyrtError": "pyrt.errors",

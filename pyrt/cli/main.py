@@ -102,14 +102,18 @@ def cmd_run(args, runtime_factory):
     command = list(args.command)
     if command and command[0] == "--":
         command = command[1:]
-    if args.rootfs is None:
+    host_root = getattr(args, "host_root", False)
+    if host_root and args.rootfs is not None:
+        raise InvalidArgument("run takes --rootfs DIR or --host-root, not both")
+    if args.rootfs is None and not host_root:
         if not command:
-            raise InvalidArgument("run needs an image (or --rootfs DIR) and optionally a command")
+            raise InvalidArgument("run needs an image (or --rootfs DIR, or --host-root) and optionally a command")
         from pyrt.cli.containers import run_image
         return run_image(args, command[0], command[1:], runtime_factory())
     if not command:
-        raise InvalidArgument("run --rootfs needs a command")
+        raise InvalidArgument(f"run {'--host-root' if host_root else '--rootfs'} needs a command")
     import pyrt
+    root = pyrt.HostRoot() if host_root else args.rootfs
     from pyrt.launch.seccomp import from_security_opt
     seccomp = from_security_opt(getattr(args, "security_opt", None), args.cap_add, args.privileged)
     env = _env_from_args(args)
@@ -122,7 +126,7 @@ def cmd_run(args, runtime_factory):
         shield = Shield(stdin=args.interactive)
         stdio.update(shield.stdio())
     try:
-        r = pyrt.spawn(command, args.rootfs, env=env, cwd=args.workdir,
+        r = pyrt.spawn(command, root, env=env, cwd=args.workdir,
                        hostname=args.hostname, mounts=mounts_from_args(args), user=args.user,
                        network=args.network, read_only=args.read_only, cap_add=args.cap_add,
                        cap_drop=args.cap_drop, privileged=args.privileged, tty=args.tty, seccomp=seccomp,
@@ -168,13 +172,17 @@ def build_parser(verb=None):
     sub = parser.add_subparsers(dest="verb", metavar="COMMAND", parser_class=_Parser)
 
     run = sub.add_parser("run", help="run a command in a new container",
-                         usage="pyrt run [OPTIONS] (IMAGE | --rootfs DIR) [--] [COMMAND [ARG...]]")
+                         usage="pyrt run [OPTIONS] (IMAGE | --rootfs DIR | --host-root) [--] [COMMAND [ARG...]]")
     add_run_options(run)
+    run.add_argument("--host-root", action="store_true",
+                     help="run in the host's own /usr, /bin, /lib* and selected /etc, read-only, with a "
+                          "private /tmp and home, instead of an image (pyrt.HostRoot)")
     from pyrt.cli import containers
     containers.add_run_image_options(run)
     from pyrt.cli import bench
     bench.add_profile_option(run)
-    run.add_argument("command", nargs=argparse.REMAINDER, help="image and command (or command with --rootfs)")
+    run.add_argument("command", nargs=argparse.REMAINDER,
+                     help="image and command (or command with --rootfs or --host-root)")
     run.set_defaults(func=cmd_run)
     if verb == "run":
         return parser

@@ -139,6 +139,9 @@ def build_spec(args, rootfs=None, *, env=None, cwd=None, hostname=None, mounts=(
     / docker JSON form, or None (or "unconfined") for no filter: an explicit opt-out,
     for code that is trusted.
 
+    rootfs: a directory, a pyrt.Overlay, or a pyrt.HostRoot (the host's own
+    programs, read-only, with a private /tmp and home: see pyrt.launch.hostroot).
+
     upper_tmpfs: a volatile writable layer over a directory rootfs (or an Overlay
     without upperdir): True, or tmpfs options such as "size=256m". The container
     mounts a private tmpfs and the overlay over it; writes vanish with it."""
@@ -152,6 +155,12 @@ def build_spec(args, rootfs=None, *, env=None, cwd=None, hostname=None, mounts=(
     if hostname:
         env.setdefault("HOSTNAME", hostname)
     ident = parse_user(user)
+    if getattr(rootfs, "_host_root", False):  # pyrt.HostRoot: a skeleton dir and the host's mounts
+        rootfs, host_mounts, defaults = rootfs.prepare(mounts, ident)
+        mounts = list(host_mounts) + list(mounts)
+        read_only = True
+        for k, v in defaults.items():
+            env.setdefault(k, v)
     env.setdefault("HOME", "/root" if not ident or ident[0] == 0 else "/")
     spec = SpawnSpec(argv=argv, env=[os.fsencode(f"{k}={v}") for k, v in env.items()],
                      path=os.fsencode(env["PATH"]), cwd=os.fsencode(cwd) if cwd else None)

@@ -498,7 +498,8 @@ class Pool:
 
     image / rootfs  what the containers run (an image's Env, WorkingDir and User
                     are the defaults; argv is run as given, without the image's
-                    entrypoint)
+                    entrypoint); rootfs: a directory, an Overlay without upperdir,
+                    or a pyrt.HostRoot (the host's programs, read-only)
     size            children kept parked (0: none; each run then starts its own)
     network         "none" (own namespace with lo) or "host"
     memory, memory_swap, cpuset, cpus, pids_limit
@@ -625,6 +626,10 @@ class Pool:
                 cwd = icfg["WorkingDir"]
             root_arg = Overlay(lowers)
             self.image = img
+        elif getattr(rootfs, "_host_root", False):  # a pyrt.HostRoot: build_spec lays it out
+            self._runtime = None
+            self.image = None
+            root_arg = rootfs
         elif isinstance(rootfs, Overlay):
             if rootfs.upperdir is not None:
                 raise InvalidArgument("a pool gives each container its own tmpfs upper: pass an Overlay "
