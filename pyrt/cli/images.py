@@ -1,6 +1,6 @@
 """The image verbs of the `pyrt` CLI: images, load, save, import, tag, rmi, history,
 system df, and the `pyrt image ...` group (ls, rm, tag, load, save, import, history,
-inspect, prune, from-host). `register(subparsers)` adds them; each handler is
+inspect, prune, from-host, bootstrap). `register(subparsers)` adds them; each handler is
 `func(args, runtime)`. Imports stay lazy: the CLI must start fast."""
 from __future__ import annotations
 
@@ -185,6 +185,17 @@ def cmd_import(args, rt):
 
 def cmd_from_host(args, rt):
     img = rt.images.from_host(args.name, args.paths, venv=args.venv, certs=args.certs, tzdata=args.tzdata)
+    print(img.id)
+    return 0
+
+
+def cmd_bootstrap(args, rt):
+    progress = Progress(args, "bootstrap")
+    try:
+        img = rt.images.bootstrap(args.name, suite=args.suite, include=args.include, variant=args.variant,
+                                  mirror=args.mirror, components=args.components, progress=progress)
+    finally:
+        progress.done()
     print(img.id)
     return 0
 
@@ -459,6 +470,20 @@ def _add_from_host(p):
     p.set_defaults(func=cmd_from_host)
 
 
+def _add_bootstrap(p):
+    p.add_argument("name", metavar="NAME[:TAG]")
+    p.add_argument("--suite", metavar="SUITE", help="the release (default: the host's, e.g. bookworm)")
+    p.add_argument("--include", action="append", default=[], metavar="PKG[,PKG...]",
+                   help="more packages (repeatable)")
+    p.add_argument("--variant", default="minbase", metavar="VARIANT",
+                   help="mmdebstrap's package set (default minbase, as debian:SUITE images)")
+    p.add_argument("--mirror", metavar="URI|'deb ...'",
+                   help="the package mirror (default: the one the host's apt uses)")
+    p.add_argument("--components", action="append", default=None, metavar="C[,C...]",
+                   help="archive components (default main)")
+    p.set_defaults(func=cmd_bootstrap)
+
+
 def register(subparsers) -> dict:
     """Adds the image verbs. Returns {"image": ..., "system": ...}: the subparsers of
     those groups, for other modules to add verbs to."""
@@ -482,6 +507,8 @@ def register(subparsers) -> dict:
     _add_inspect(isub.add_parser("inspect", help="an image's details (JSON)"))
     _add_prune(isub.add_parser("prune", help="remove unused images"))
     _add_from_host(isub.add_parser("from-host", help="an image of host programs and their shared libraries"))
+    _add_bootstrap(isub.add_parser("bootstrap", help="a Debian base image from the host's package mirror "
+                                                     "(mmdebstrap)"))
     image.set_defaults(func=lambda args, rt: (image.print_help(), 2)[1])
 
     system = subparsers.add_parser("system", help="store-wide information")

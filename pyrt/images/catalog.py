@@ -721,6 +721,31 @@ class ImageCollection:
             from pyrt.store.layers import rmtree
             rmtree(tmp)
 
+    def bootstrap(self, repository_tag, suite=None, include=(), variant="minbase", mirror=None,
+                  components=None, progress=None) -> Image:
+        """A Debian base image made by mmdebstrap from the mirror the host's apt uses
+        (pyrt.images.bootstrap): `suite` (default: the host's release), `include`
+        packages, `variant` (minbase: what debian:SUITE images hold). One layer;
+        Env PATH, Cmd /bin/bash; the same mirror state gives the same image id."""
+        from pyrt.images.bootstrap import make_tar
+        from pyrt.store.commit import write_tar_blob
+        ref = parse_reference(repository_tag)
+        tmp = self.store.mkdtemp("bootstrap-")
+        try:
+            made = make_tar(tmp, suite=suite, include=include, variant=variant, mirror=mirror,
+                            components=components, progress=progress)
+            size = os.path.getsize(made.tar)
+            layer = write_tar_blob(made.tar, tmp, progress=(lambda n: progress("compressing", n, size))
+                                   if progress else None)
+            os.unlink(made.tar)
+            changes = {"Env": ["PATH=" + DEFAULT_PATH], "Cmd": ["/bin/bash"]}
+            return self.create(None, layer, config_changes=changes, comment="bootstrapped with mmdebstrap",
+                               created_by="pyrt image bootstrap " + " ".join(made.words),
+                               repository=ref.repository, tag=ref.tag, created=made.created)
+        finally:
+            from pyrt.store.layers import rmtree
+            rmtree(tmp)
+
     # -- saving -------------------------------------------------------------------------------
 
     def save(self, refs, path, format="oci", progress=None) -> None:

@@ -377,6 +377,22 @@ def write_entries_blob(rootdir, entries, out_dir, *, compression="gzip", level=N
                         out_dir, compression, level, progress)
 
 
+def write_tar_blob(tar_path, out_dir, *, compression="gzip", level=None, progress=None) -> dict:
+    """Like write_layer_blob, for a tar file that is already a layer (a rootfs tar):
+    compressed as it is, so the same tar gives the same blob."""
+    def copy(fd):
+        with open(tar_path, "rb", buffering=0) as f:
+            while True:
+                chunk = f.read(1 << 20)
+                if not chunk:
+                    break
+                view = memoryview(chunk)
+                while view:
+                    view = view[os.write(fd, view):]
+
+    return _stream_blob(copy, out_dir, compression, level, progress)
+
+
 def write_layer_blob_by_compare(rootfs, lowerdirs, out_dir, *, compression="gzip",
                                 level=None, content=True, progress=None) -> dict:
     """The `copy` storage driver's commit: the differences between the materialized
@@ -390,5 +406,5 @@ def write_layer_blob_by_compare(rootfs, lowerdirs, out_dir, *, compression="gzip
                               level=level, progress=progress)
 
 
-__all__ = ["write_layer_blob", "write_entries_blob", "write_layer_blob_by_compare",
+__all__ = ["write_layer_blob", "write_entries_blob", "write_tar_blob", "write_layer_blob_by_compare",
            "gzip_backend", "MEDIA_TYPES", "MEDIA_TYPE_TAR"]
