@@ -702,7 +702,7 @@ class ImageCollection:
             paths = [paths]
         paths = list(paths or ())
         if not paths and venv is None:
-            raise InvalidArgument("from_host needs at least one host path (or a venv)")
+            raise InvalidArgument("from-host needs a program (or a venv)")
         ref = parse_reference(repository_tag)
         store = self.store
         tmp = store.mkdtemp("fromhost-")

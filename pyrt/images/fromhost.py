@@ -346,6 +346,34 @@ def _host_libraries(path) -> list:
     return libs
 
 
+def _libraries_of_many(paths) -> list:
+    """The shared libraries the ELF files `paths` need, with one ldd per hundred
+    files (ldd prints a "FILE:" line before each one's list when given several)."""
+    import shutil
+    import subprocess
+    elfs = [p for p in paths if _elf_info(p) is not None]
+    if len(elfs) < 2 or not shutil.which("ldd"):
+        return [lib for p in elfs for lib in _host_libraries(p)]
+    out = []
+    for i in range(0, len(elfs), 100):
+        chunk = elfs[i:i + 100]
+        r = subprocess.run(["ldd", "--", *chunk], capture_output=True, text=True)
+        if r.returncode != 0:  # one of them is not dynamic after all: one at a time
+            out += [lib for p in chunk for lib in _host_libraries(p)]
+            continue
+        for line in r.stdout.splitlines():
+            if not line.startswith(("\t", " ")):
+                continue  # a FILE: header
+            line = line.strip()
+            if "=>" in line:
+                target = line.split("=>", 1)[1].strip().split(" (", 1)[0].strip()
+                if target.startswith("/"):
+                    out.append(target)
+            elif line.startswith("/"):
+                out.append(line.split(" (", 1)[0].strip())
+    return out
+
+
 def _shebang(path):
     """The interpreter a script names in its #! line (through /usr/bin/env, looked
     up in the image's PATH), None for anything else."""
@@ -432,19 +460,18 @@ def build_host_rootfs(root, paths, *, venv=None, certs=None, tzdata=False) -> Ho
         real = cp.copy(p)
         if real is None or not os.path.isfile(real):
             continue
-        info = _elf_info(real)
+        interp = _shebang(real)
+        if interp:
+            queue.extend(interp)
+            continue
+        info = _elf_info(real)  # None for a static program
         if info is not None:
             shared.append(real)
-        else:
-            interp = _shebang(real)
-            if interp:
-                queue.extend(interp)
-            continue
         if os.path.basename(real) == "busybox":
             r = subprocess.run([real, "--list-full"], capture_output=True, text=True)
             if r.returncode == 0:
                 applets += [(p, a) for a in r.stdout.split()]
-        if real not in pythons and hostpython.is_python(real, info[1]):
+        if real not in pythons and hostpython.is_python(real, info[1] if info else ()):
             pythons[real] = hostpython.ask(real)
             _add_python(cp, pythons[real])
     if venv_info is not None:
@@ -460,11 +487,10 @@ def build_host_rootfs(root, paths, *, venv=None, certs=None, tzdata=False) -> Ho
     if tzdata:
         _add_tzdata(cp, pythons.values())
     libs = set()
-    for obj in shared + cp.objects:
-        for lib in _host_libraries(obj):
-            if lib not in libs:
-                libs.add(lib)
-                cp.copy(lib)
+    for lib in _libraries_of_many(shared + cp.objects):
+        if lib not in libs:
+            libs.add(lib)
+            cp.copy(lib)
     for p, applet in applets:
         name = os.path.basename(applet)
         adir = "/" + os.path.dirname(applet.strip("/"))
