@@ -126,18 +126,25 @@ def _make_venv(where) -> tuple:
         os.chmod(p, mode)
         secrets.append(p)
     os.chmod(os.path.join(pkg, "mine"), 0o700)
+    # a .pth file runs at every start of the venv's python: never when pyrt asks it
+    # where its files are (it may belong to someone else, and pyrt runs as root)
+    marker = os.path.join(where, "pth-ran")
+    with open(os.path.join(purelib, "zz-marker.pth"), "w") as f:
+        f.write(f"import os; open({marker!r}, 'w').close()\n")
     return venv, secrets
 
 
 def test_venv_packages_run_in_the_image(rt, host_dir):
     venv, secrets = _make_venv(host_dir)
     img = rt.images.from_host("app:1", [], venv=venv)
+    assert not os.path.exists(os.path.join(host_dir, "pth-ran"))
     cfg = img.config["config"]
     assert cfg["Cmd"] == [os.path.join(venv, "bin", "python3")]
     assert f"VIRTUAL_ENV={venv}" in cfg["Env"]
     assert any(e.startswith(f"PATH={venv}/bin:") for e in cfg["Env"])
     code = "import demo_pkg, _cffi_backend, sys, ssl; print(demo_pkg.VALUE, sys.prefix, _cffi_backend.__version__ != '')"
     assert _run(rt, "app:1", ["python", "-c", code]) == f"42 {venv} True\n"
+    assert not os.path.exists(os.path.join(host_dir, "pth-ran"))  # it ran in the container's own /tmp
     layer = _layer(img)
     for p in secrets:  # only the venv's own parts, only what every host user may read
         assert not os.path.lexists(os.path.join(layer, p.lstrip("/"))), p

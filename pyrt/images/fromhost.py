@@ -443,7 +443,7 @@ def build_host_rootfs(root, paths, *, venv=None, certs=None, tzdata=False) -> Ho
         venv = os.path.abspath(os.fspath(venv))
         _check_visible(venv, "--venv ")
         vpy = hostpython.venv_python(venv)
-        venv_info = hostpython.ask(vpy)
+        venv_info = hostpython.ask(vpy, venv)
         if not programs:
             programs.append(vpy)
         env_path = os.path.join(venv, "bin") + ":" + DEFAULT_PATH

@@ -10,17 +10,24 @@ import re
 
 from pyrt.errors import InvalidArgument
 
-# Run by the interpreter being asked: -I (no user site, no PYTHON* variables) and -B
-# (no bytecode written on the host). site runs, so that a venv's prefix is its own
-# on every version (before 3.11 site.py set it).
+# Run by the interpreter being asked: -I (no user site, no PYTHON* variables), -S
+# (no site: no .pth file or sitecustomize of a venv runs, whoever wrote them) and -B
+# (no bytecode written on the host). A venv's own paths are asked for by its
+# directory (argv[1]), which works on every version (before 3.11, site.py set a
+# venv's prefix).
 _ASK = r"""
 import json, os, sys, sysconfig
+venv = sys.argv[1]
+own = {"base": venv, "platbase": venv} if venv else None
+names = sysconfig.get_scheme_names()
+default = getattr(sysconfig, "get_default_scheme", None)
+scheme = ("venv" if "venv" in names else "posix_prefix") if venv else (default() if default else "posix_prefix")
 info = {"version": "%d.%d" % sys.version_info[:2], "prefix": sys.prefix, "base_prefix": sys.base_prefix,
         "exec_prefix": sys.exec_prefix, "base_exec_prefix": sys.base_exec_prefix,
         "path": [p for p in sys.path if p],
         "stdlib": sysconfig.get_path("stdlib"), "platstdlib": sysconfig.get_path("platstdlib"),
-        "purelib": sysconfig.get_path("purelib"), "platlib": sysconfig.get_path("platlib"),
-        "scripts": sysconfig.get_path("scripts"),
+        "purelib": sysconfig.get_path("purelib", scheme, own), "platlib": sysconfig.get_path("platlib", scheme, own),
+        "scripts": sysconfig.get_path("scripts", scheme, own),
         "dynload": sysconfig.get_config_var("DESTSHARED") or ""}
 try:
     import ssl
@@ -53,11 +60,12 @@ def is_python(real_path: str, needed=()) -> bool:
     return any(n.startswith("libpython") for n in needed)
 
 
-def ask(executable: str) -> dict:
-    """The interpreter's own answer about its files (see _ASK)."""
+def ask(executable: str, venv: str = "") -> dict:
+    """The interpreter's own answer about its files (see _ASK); with `venv`, that
+    venv's site-packages and scripts."""
     import subprocess
     try:
-        r = subprocess.run([executable, "-I", "-B", "-c", _ASK], capture_output=True, timeout=60,
+        r = subprocess.run([executable, "-I", "-S", "-B", "-c", _ASK, venv], capture_output=True, timeout=60,
                            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C.UTF-8"})
     except (OSError, subprocess.TimeoutExpired) as e:
         raise InvalidArgument(f"{executable}: cannot ask this Python where its files are: {e}") from None
