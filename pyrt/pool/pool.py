@@ -610,7 +610,7 @@ class Pool:
             from pyrt.runtime import Runtime
             self._runtime = Runtime(root)
             img = self._runtime.images.get(image) if isinstance(image, str) else image
-            from pyrt.containers.model import _check_platform
+            from pyrt.containers.create import _check_platform
             _check_platform(img)
             icfg = (img.config or {}).get("config") or {}
             for item in icfg.get("Env") or ():
