@@ -21,7 +21,7 @@
 #include <unistd.h>
 
 #include "err.h"
-#include "identity.h"
+#include "fdio.h"
 #include "portfwd.h"
 #include "syscalls.h"
 

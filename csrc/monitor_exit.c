@@ -11,7 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "identity.h"
+#include "fdio.h"
 
 long long pyrt_monitor_oom_kills(const char *path)
 {

@@ -13,7 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "identity.h"
+#include "fdio.h"
 
 #define OUT_BUF (4 * PYRT_MONITOR_LINE_BUF) /* records collected before one write */
 

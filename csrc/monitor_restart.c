@@ -10,7 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "identity.h"
+#include "fdio.h"
 
 /* Field 22 of /proc/PID/stat (clock ticks after boot), as pyrt's Python reads it. */
 static unsigned long long proc_start_time(pid_t pid)

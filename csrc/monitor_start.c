@@ -14,7 +14,7 @@
 #include <unistd.h>
 
 #include "err.h"
-#include "identity.h"
+#include "fdio.h"
 #include "syscalls.h"
 
 extern char **environ;
