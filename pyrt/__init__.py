@@ -14,7 +14,7 @@ _LAZY = {
     "Overlay": "pyrt.launch.mounts", "Bind": "pyrt.launch.mounts", "Tmpfs": "pyrt.launch.mounts",
     "HostRoot": "pyrt.launch.hostroot",
     "Runtime": "pyrt.runtime",
-    "Pool": "pyrt.pool.pool", "arun": "pyrt.pool.pool", "Usage": "pyrt.pool.pool",
+    "Pool": "pyrt.pool.pool", "arun": "pyrt.pool.aio", "Usage": "pyrt.pool.metering",
     "SpawnError": "pyrt.errors", "PyrtError": "pyrt.errors",
 }
 
