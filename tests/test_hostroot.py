@@ -187,10 +187,10 @@ def test_cli_host_root(tmp_shm):
 
 def test_pool_of_1000_runs_leaves_nothing(leak_check):
     """Every tenth run is the host's Python, the others echo (the suite's time)."""
-    from pyrt.pool.pool import _devnull
+    from pyrt.pool.children import devnull
     hostroot = pyrt.HostRoot()
     pyrt.run(["/bin/true"], rootfs=hostroot)  # one-time set-up (device cgroup, skeleton) first
-    _devnull()  # the one /dev/null fd of every pool in this process, kept open by design
+    devnull()  # the one /dev/null fd of every pool in this process, kept open by design
     skeletons = sorted(os.listdir(os.path.dirname(hostroot.prepare()[0])))
     leak_check.reset()
     with pyrt.Pool(rootfs=hostroot, size=4) as pool:
