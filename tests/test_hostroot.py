@@ -182,6 +182,12 @@ def test_cli_host_root(tmp_shm):
     error(cli(os.path.join(tmp_shm, "store"), "run", "--host-root"), status=125, match="needs a command")
     r = cli(os.path.join(tmp_shm, "store"), "run", "--host-root", "/nosuch/program")
     assert r.returncode == 127
+    out = os.path.join(tmp_shm, "bench.json")
+    r = cli(os.path.join(tmp_shm, "store"), "bench", "--host-root", "--runs", "2", "--warmups", "0", "-o", out,
+            "--", "sh", "-c", "touch /usr/x 2>/dev/null || exit 0; exit 1")
+    ok(r)
+    with open(out) as f:
+        assert json.load(f)["metadata"]["pyrt_rootfs"] == "host-root"
     assert not os.path.exists(os.path.join(tmp_shm, "store", "containers"))  # no store needed
 
 

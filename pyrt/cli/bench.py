@@ -8,7 +8,7 @@ from pyrt.errors import InvalidArgument
 
 def register(sub):
     p = sub.add_parser("bench", help="run a command N times in fresh containers, write pyperf JSON",
-                       usage="pyrt bench [OPTIONS] (IMAGE | --rootfs DIR) -- COMMAND [ARG...]",
+                       usage="pyrt bench [OPTIONS] (IMAGE | --rootfs DIR | --host-root) -- COMMAND [ARG...]",
                        description="Runs COMMAND --runs times (after --warmups runs) in fresh containers "
                                    "of a warm pool with the bench profile (pinned with --cpuset, no CPU "
                                    "quota, memory limit without swap, no network, fixed hostname and "
@@ -22,6 +22,8 @@ def register(sub):
     p.add_argument("--cpuset", metavar="CPUS", help="CPUs to pin to (default: the last one)")
     p.add_argument("-m", "--memory", metavar="BYTES", help="memory limit, no swap (default 1g)")
     p.add_argument("--rootfs", metavar="DIR", help="run in this root directory instead of an image")
+    p.add_argument("--host-root", action="store_true",
+                   help="run in the host's own programs, read-only (pyrt.HostRoot), instead of an image")
     p.add_argument("--name", help="benchmark name (default: the command)")
     p.add_argument("--metric", choices=("wall", "cpu"), default="wall",
                    help="the value of a run: wall time (default) or CPU time (user + system)")
@@ -34,10 +36,20 @@ def register(sub):
     return p
 
 
+def _root(args):
+    """--rootfs DIR, --host-root (a pyrt.HostRoot) or None (an image)."""
+    if getattr(args, "host_root", False):
+        if args.rootfs is not None:
+            raise InvalidArgument("--rootfs DIR or --host-root, not both")
+        from pyrt.launch.hostroot import HostRoot
+        return HostRoot()
+    return args.rootfs
+
+
 def _image_and_command(args):
     words = list(args.command)
     image = None
-    if args.rootfs is None:
+    if _root(args) is None:
         if not words or words[0] == "--":
             raise InvalidArgument("bench needs an image (or --rootfs DIR) and a command")
         image, words = words[0], words[1:]
@@ -56,7 +68,7 @@ def cmd_bench(args, rt):
     if args.input:
         with open(args.input, "rb") as f:
             stdin = f.read()
-    suite = bench.bench(command, image=image, rootfs=args.rootfs, root=rt.root if image else None,
+    suite = bench.bench(command, image=image, rootfs=_root(args), root=rt.root if image else None,
                         runs=args.runs, warmups=args.warmups, pool_size=args.pool, cpuset=args.cpuset,
                         memory=args.memory, name=args.name, metric=args.metric, aslr=not args.no_aslr,
                         env=_split_kv(args.env, "env") or None, cwd=args.workdir, input=stdin,
@@ -92,7 +104,8 @@ def cmd_run_profile(args, runtime_factory):
     if words and words[0] == "--":
         words = words[1:]
     image = None
-    if args.rootfs is None:
+    root = _root(args)
+    if root is None:
         if not words:
             raise InvalidArgument("run needs an image (or --rootfs DIR) and optionally a command")
         image, words = words[0], words[1:]
@@ -101,7 +114,7 @@ def cmd_run_profile(args, runtime_factory):
         if not words:
             raise InvalidArgument("run --profile needs a command")
     elif not words:
-        raise InvalidArgument("run --rootfs needs a command")
+        raise InvalidArgument("run --rootfs or --host-root needs a command")
     if getattr(args, "cpus", None):
         raise InvalidArgument("--profile bench runs without a CPU quota: pin with --cpuset-cpus instead of --cpus")
     kwargs = {}
@@ -109,7 +122,7 @@ def cmd_run_profile(args, runtime_factory):
                      ("pids_limit", "pids_limit")):
         if getattr(args, opt, None) is not None:
             kwargs[key] = getattr(args, opt)
-    r = measured_run(words, args.rootfs, image=image, root=runtime_factory().root if image else None,
+    r = measured_run(words, root, image=image, root=runtime_factory().root if image else None,
                      profile=args.profile, env=_env_from_args(args) or None, cwd=args.workdir,
                      hostname=args.hostname, mounts=mounts_from_args(args), user=args.user,
                      network=args.network, read_only=args.read_only, cap_add=args.cap_add,

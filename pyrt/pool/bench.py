@@ -85,8 +85,8 @@ def bench(argv, *, image=None, rootfs=None, root=None, runs=20, warmups=1, pool_
         if image is not None:
             common["pyrt_image"] = str(image) if isinstance(image, str) else pool.image.id
         else:
-            common["pyrt_rootfs"] = os.fspath(rootfs) if not hasattr(rootfs, "lowerdirs") else \
-                ":".join(map(os.fspath, rootfs.lowerdirs))
+            common["pyrt_rootfs"] = "host-root" if getattr(rootfs, "_host_root", False) else \
+                os.fspath(rootfs) if not hasattr(rootfs, "lowerdirs") else ":".join(map(os.fspath, rootfs.lowerdirs))
         common = {k: v for k, v in common.items() if v != ""}
         warm, results = [], []
         for i in range(total):
