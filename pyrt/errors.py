@@ -182,6 +182,11 @@ class BuildError(PyrtError):
         self.output = list(output)
 
 
+class BootstrapError(PyrtError):
+    """`pyrt image bootstrap` failed: the package mirror could not be reached, or
+    mmdebstrap (or apt inside it) failed; the message is the line that says why."""
+
+
 class ContainerError(PyrtError):
     """A container run by `containers.run` (not detached) exited non-zero."""
 

@@ -22,17 +22,13 @@ import re
 import shutil
 import subprocess
 
-from pyrt.errors import InvalidArgument, PyrtError
+from pyrt.errors import BootstrapError, InvalidArgument, Unsupported
 
 MERGED_USR_HOOKS = "/usr/share/mmdebstrap/hooks/maybe-merged-usr"
 VARIANTS = ("extract", "custom", "essential", "apt", "required", "minbase", "buildd", "important",
             "debootstrap", "standard")
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9.+-]*$")
 _SUITE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")
-
-
-class BootstrapError(PyrtError):
-    """mmdebstrap failed (its own message, one line)."""
 
 
 class Bootstrapped:
@@ -179,10 +175,10 @@ def release_date(uri, suite, proxy=None) -> int:
                 break
             except urllib.error.HTTPError as e:
                 if e.code != 404:
-                    raise PyrtError(f"the mirror {uri}: {base + name}: HTTP {e.code} {e.reason}") from None
+                    raise BootstrapError(f"the mirror {uri}: {base + name}: HTTP {e.code} {e.reason}") from None
             except (urllib.error.URLError, OSError) as e:
                 reason = getattr(e, "reason", e)
-                raise PyrtError(f"cannot reach the mirror {uri}: {reason}") from None
+                raise BootstrapError(f"cannot reach the mirror {uri}: {reason}") from None
     else:
         return 0  # another transport (tor+, mirror+): apt will tell
     if text is None:
@@ -201,7 +197,7 @@ def release_date(uri, suite, proxy=None) -> int:
 def find_mmdebstrap() -> str:
     exe = shutil.which("mmdebstrap")
     if exe is None:
-        raise PyrtError("mmdebstrap is not installed (Debian/Ubuntu: apt-get install mmdebstrap)")
+        raise Unsupported("mmdebstrap is not installed (Debian/Ubuntu: apt-get install mmdebstrap)")
     return exe
 
 

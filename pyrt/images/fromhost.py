@@ -17,7 +17,7 @@ import os
 import stat as _stat
 
 from pyrt.errors import InvalidArgument
-from pyrt.images import hostpython
+from pyrt import hostpython
 
 _HOST_PASSWD = "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"
 _HOST_GROUP = "root:x:0:\nnogroup:x:65534:\n"

@@ -241,7 +241,7 @@ class HostRoot:
             prefixes = [sys.base_prefix, sys.base_exec_prefix, sys.prefix, sys.exec_prefix]
             exe = sys.executable
         else:
-            from pyrt.images.hostpython import ask
+            from pyrt.hostpython import ask
             exe = os.fspath(self.python)
             if not os.path.exists(exe):
                 raise InvalidArgument(f"HostRoot python: {exe}: no such file on this host")

@@ -1,7 +1,8 @@
-"""What a host Python interpreter (and a virtual environment of it) needs in an image,
-asked of the interpreter itself rather than guessed from paths: its standard library,
-its compiled modules' directory, a venv's site-packages, and where its OpenSSL looks
-for certificates and zoneinfo for time zones."""
+"""What a host Python interpreter (and a virtual environment of it) is made of, asked
+of the interpreter itself rather than guessed from paths: its standard library, its
+compiled modules' directory, its prefixes, a venv's site-packages, and where its
+OpenSSL looks for certificates and zoneinfo for time zones. Used by from-host images
+(pyrt.images.fromhost) and by the host-root sandbox (pyrt.launch.hostroot)."""
 from __future__ import annotations
 
 import json
