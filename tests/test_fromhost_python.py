@@ -150,6 +150,14 @@ def test_venv_packages_run_in_the_image(rt, host_dir):
         assert not os.path.lexists(os.path.join(layer, p.lstrip("/"))), p
     assert sorted(os.listdir(os.path.join(layer, venv.lstrip("/")))) == sorted(
         n for n in ("bin", "lib", "lib64", "pyvenv.cfg") if os.path.lexists(os.path.join(venv, n)))
+    # another program as the command: the venv still brings its python and its scripts
+    script = os.path.join(venv, "bin", "demo")
+    with open(script, "w") as f:
+        f.write(f"#!{venv}/bin/python\nimport demo_pkg\nprint('demo', demo_pkg.VALUE)\n")
+    os.chmod(script, 0o755)
+    img = rt.images.from_host("app:2", ["/bin/sh"], venv=venv, certs=False)
+    assert img.config["config"]["Cmd"] == ["/bin/sh"]
+    assert _run(rt, "app:2", ["sh", "-c", "demo"]) == "demo 42\n"  # the venv's bin is on PATH
 
 
 def test_no_host_secrets_in_a_python_image(rt):

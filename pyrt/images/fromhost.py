@@ -453,7 +453,7 @@ def build_host_rootfs(root, paths, *, venv=None, certs=None, tzdata=False) -> Ho
 
     applets = []
     pythons = {}      # real path of each interpreter -> what it said
-    queue = list(programs)
+    queue = list(programs) + ([vpy] if venv is not None and vpy not in programs else [])
     shared = []       # ELF files whose libraries come along
     while queue:
         p = queue.pop(0)
@@ -479,9 +479,6 @@ def build_host_rootfs(root, paths, *, venv=None, certs=None, tzdata=False) -> Ho
         for part in hostpython.venv_parts(venv, venv_info):
             cp.copy(part, public=True)
         cp.follow_links(start)
-        for exe in (os.path.join(venv, "bin", n) for n in ("python3", "python")):
-            if os.path.lexists(exe):
-                cp.copy(exe)
     if certs or (certs is None and pythons):
         _add_certs(cp, pythons.values())
     if tzdata:
