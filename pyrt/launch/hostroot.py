@@ -39,19 +39,33 @@ _GROUP = "root:x:0:\nnogroup:x:65534:\n"
 _HOSTS = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
 
 _lock = threading.Lock()
+_layouts = {}  # (HostRoot fields, uid, gid, mount targets) -> (stamp, (skeleton, mounts, env))
 
 
 class _HostBind(Bind):
-    """A read-only, nosuid, nodev bind of a host path."""
+    """A read-only, nosuid, nodev bind of a host path (its C form made once: a
+    HostRoot's mounts serve every container started with it)."""
 
-    __slots__ = ()
+    __slots__ = ("_c",)
 
     def __init__(self, source, target=None):
         super().__init__(source, target or source, readonly=True)
+        self._c = None
+
+    def __eq__(self, other):
+        return type(self) is type(other) and all(getattr(self, f) == getattr(other, f) for f in Bind.__slots__)
+
+    def __hash__(self):
+        return hash((str(self.source), str(self.target)))
+
+    def __repr__(self):
+        return f"HostBind(source={self.source!r}, target={self.target!r})"
 
     def to_c(self):
-        kind, flags, src, dst, data = super().to_c()
-        return (kind, flags | _core.MNT_NOSUID | _core.MNT_NODEV, src, dst, data)
+        if self._c is None:
+            kind, flags, src, dst, data = super().to_c()
+            self._c = (kind, flags | _core.MNT_NOSUID | _core.MNT_NODEV, src, dst, data)
+        return self._c
 
 
 class HostRoot:
@@ -93,13 +107,13 @@ class HostRoot:
             if d.split("/")[1] in ("proc", "sys", "dev", "etc", "tmp", "home", "root"):
                 raise InvalidArgument(f"HostRoot dirs: {d} is not taken from the host (see HostRoot.etc, "
                                       "or bind it with mounts=)")
-        for e in self.etc:
+        for e in (() if etc is HostRoot.ETC else self.etc):  # the default is known to be fine
             e = str(e)
             if e.startswith("/") or ".." in e.split("/") or not e:
                 raise InvalidArgument(f"HostRoot etc entries are names relative to /etc: {e!r}")
             if any(e == f or e.startswith(f + "/") for f in self._FORBIDDEN):
                 raise InvalidArgument(f"HostRoot etc: /etc/{e} is never taken from the host")
-        self._memo = {}
+        self._memo = None  # the directories whose times say the layout is still right
 
     def __eq__(self, other):
         return type(self) is type(other) and all(getattr(self, f) == getattr(other, f) for f in self._FIELDS)
@@ -112,15 +126,36 @@ class HostRoot:
 
     def prepare(self, mounts=(), user=None):
         """(skeleton dir, [the host's mounts], {env defaults}) for a container of
-        user `user` (uid, gid, groups) with the caller's `mounts` on top."""
+        user `user` (uid, gid, groups) with the caller's `mounts` on top. Worked
+        out once per layout and kept while the host's / and /etc (and the /etc
+        directories the entries name) are unchanged, so that a new HostRoot per
+        run costs no more than one kept."""
         uid, gid = (user[0], user[1]) if user else (0, 0)
         targets = tuple(sorted((os.path.normpath(os.fsdecode(_target(m))), _is_dir_mount(m)) for m in mounts))
-        key = (uid, gid, targets)
-        memo = self._memo.get(key)
-        if memo is None:
-            memo = self._layout(uid, gid, targets)
-            self._memo[key] = memo
-        return memo
+        key = (self.dirs, self.etc, str(self.python), self.tmpfs_size, uid, gid, targets)
+        stamp = self._stamp()
+        got = _layouts.get(key)
+        if got is not None and got[0] == stamp and os.path.isdir(got[1][0]):
+            return got[1]
+        result = self._layout(uid, gid, targets)
+        with _lock:
+            if len(_layouts) > 256:
+                _layouts.clear()
+            _layouts[key] = (stamp, result)
+        return result
+
+    def _stamp(self) -> tuple:
+        dirs = self._memo
+        if dirs is None:
+            dirs = {"/", "/etc"} | {os.path.join("/etc", str(e).split("/")[0]) for e in self.etc if "/" in str(e)}
+            self._memo = dirs = tuple(sorted(dirs))
+        out = []
+        for d in dirs:
+            try:
+                out.append(os.stat(d).st_mtime_ns)
+            except OSError:
+                out.append(None)
+        return tuple(out)
 
     # -- the layout ----------------------------------------------------------
     def _layout(self, uid, gid, targets):
