@@ -218,3 +218,14 @@ def pool_cgroup_dirs(pool) -> list:
     lay = layout()
     mounts = set(lay.v1.values()) | ({lay.unified} if lay.unified else set())
     return [os.path.join(m, pool._cg_parent) for m in sorted(mounts)]
+
+
+def test_skeleton_is_remade_when_gone(tmp_shm):
+    import shutil
+    mounts = [pyrt.Bind(tmp_shm, f"/mnt/{os.path.basename(tmp_shm)}")]  # a layout of this test's own
+    skeleton = pyrt.HostRoot().prepare(mounts)[0]
+    assert os.path.isdir(os.path.join(skeleton, "mnt", os.path.basename(tmp_shm)))
+    shutil.rmtree(skeleton)
+    assert run(["/bin/true"], mounts=mounts).returncode == 0
+    assert os.path.isdir(skeleton)  # the same name: made from the same layout
+    shutil.rmtree(skeleton)
