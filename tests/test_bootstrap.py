@@ -117,7 +117,9 @@ def test_bad_input(rt, tmp_shm):
         for argv, match in ((["--include", "bad;name"], "invalid package name"),
                             (["--variant", "tiny"], "unknown variant 'tiny'"),
                             (["--suite", "../x"], "invalid suite"),
-                            (["--mirror", "not a uri"], "invalid mirror")):
+                            (["--mirror", "not a uri"], "invalid mirror"),
+                            (["--suite", "bookworm", "--mirror", "deb http://x.example/debian trixie main"],
+                             "--suite bookworm and the mirror line's suite trixie differ")):
             error(cli(rt.root, "image", "bootstrap", "x:1", *argv), match=match)
         suite, uri = _mirror_or_skip()
         error(cli(rt.root, "image", "bootstrap", "x:1", "--suite", "nosuch-suite-pyrt"),

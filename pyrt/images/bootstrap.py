@@ -220,20 +220,24 @@ def make_tar(work, suite=None, include=(), variant="minbase", mirror=None, compo
     and returns the tar it wrote. progress(stage, n, total) follows its stages."""
     include = [p for item in include or () for p in str(item).replace(",", " ").split() if p]
     components = [c for item in components or ("main",) for c in str(item).replace(",", " ").split() if c]
+    line = None
+    if mirror is not None and str(mirror).startswith("deb "):
+        line = str(mirror)
+        parts = _one_line(line)
+        if not parts:
+            raise InvalidArgument(f"invalid mirror line {mirror!r}")
+        if suite and suite != parts[0]["suites"][0]:
+            raise InvalidArgument(f"--suite {suite} and the mirror line's suite {parts[0]['suites'][0]} differ")
+        suite = parts[0]["suites"][0]
     suite = suite or host_codename()
     if not suite:
         raise InvalidArgument("this host names no release (VERSION_CODENAME): give --suite")
     _check_names(include, components, variant, suite)
     exe = find_mmdebstrap()
     proxy = os.environ.get("http_proxy") or apt_proxy()
-    line = None
     if mirror is None:
         uri = host_mirror(suite)
-    elif str(mirror).startswith("deb "):
-        line = str(mirror)
-        parts = _one_line(line)
-        if not parts:
-            raise InvalidArgument(f"invalid mirror line {mirror!r}")
+    elif line is not None:
         uri = parts[0]["uri"]
     else:
         uri = str(mirror)
