@@ -152,16 +152,25 @@ except OSError:
     reach = False
 status = dict(l.split(":", 1) for l in open("/proc/self/status") if ":" in l)
 userns = subprocess.run(["unshare", "-U", "true"], capture_output=True).returncode == 0
-print(json.dumps({"net": net, "reach": reach, "fds": sorted(os.listdir("/proc/self/fd")),
+fds = sorted(os.listdir("/proc/self/fd"))
+os.mknod("/dev/pyrt-disk", 0o600 | 0o060000, DISK)  # the host's root filesystem's device, as a node
+try:
+    os.close(os.open("/dev/pyrt-disk", os.O_RDONLY))
+    disk = "opened"
+except OSError as e:
+    disk = e.strerror
+print(json.dumps({"net": net, "reach": reach, "fds": fds, "disk": disk,
                   "dev": sorted(os.listdir("/dev")), "seccomp": status["Seccomp"].strip(),
                   "nnp": status["NoNewPrivs"].strip(), "userns": userns}))
-"""))
+""".replace("DISK", str(os.stat("/").st_dev))))
     finally:
         os.close(extra)
     assert out["net"] == ["lo"] and not out["reach"]
+    if os.major(os.stat("/").st_dev):  # a real disk under / (not an overlay's anonymous device)
+        assert out["disk"] == "Operation not permitted"  # docker's device list: no host disk
     assert set(out["fds"]) <= {"0", "1", "2", "3"}
-    assert set(out["dev"]) <= {"fd", "full", "mqueue", "null", "ptmx", "pts", "random", "shm", "stderr", "stdin",
-                               "stdout", "tty", "urandom", "zero", "console"}
+    assert set(out["dev"]) - {"pyrt-disk"} <= {"fd", "full", "mqueue", "null", "ptmx", "pts", "random", "shm",
+                                               "stderr", "stdin", "stdout", "tty", "urandom", "zero", "console"}
     assert out["nnp"] == "1" and not out["userns"]
     from pyrt.launch import seccomp
     if seccomp.available():
