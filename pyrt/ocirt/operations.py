@@ -68,7 +68,7 @@ class Operations:
         cfg = rs.load_config(bundle)
         plan = rs.parse(cfg, bundle, container_id=cid, systemd_cgroup=self.systemd_cgroup)
         for w in plan.warnings:
-            self.debug(w)
+            self.warn(w)
         if plan.terminal and not console_socket:
             raise OciRuntimeError("process.terminal is true: a --console-socket is needed to pass the "
                                   "terminal (set terminal to false to run without one)")
@@ -82,7 +82,7 @@ class Operations:
                  "pid": 0, "start_time": 0, "started": False,
                  "seccomp": (cfg.get("linux") or {}).get("seccomp")}  # for exec'd processes too
         fds, cg, pidfd, pid, wait_fd = [], None, -1, 0, -1
-        ok = False
+        ok = in_hooks = False
         try:
             # the cgroup (always: ps, kill --all, pause, delete use it) and its limits
             from pyrt.cgroups.cgroup import Cgroup, Limits, layout
@@ -127,6 +127,7 @@ class Operations:
                 except OSError as e:
                     raise OciRuntimeError(f"set oom_score_adj to {plan.oom_score_adj}: {e.strerror}") from None
             state = c.oci_state()
+            in_hooks = True  # from here a failure also runs the poststop hooks (the spec's step 12)
             hooks.run_hooks(c, "prestart", state)
             hooks.run_hooks(c, "createRuntime", state)
             hooks.run_hooks(c, "createContainer", state)
@@ -149,6 +150,9 @@ class Operations:
                         cg.remove()
                     except OSError as e:
                         self.warn(f"remove cgroup: {e}")
+                if in_hooks:
+                    hooks.run_hooks(c, "poststop", dict(c.oci_state(), status="stopped", pid=0),
+                                    warn=self.warn)
                 c.remove()
         if not foreground:
             os.close(wait_fd)
@@ -161,7 +165,12 @@ class Operations:
         if st != "created":
             raise OciRuntimeError(f"container {c.id} is {st}: only a created container can be started")
         state = c.oci_state()
-        hooks.run_hooks(c, "startContainer", state)
+        try:
+            hooks.run_hooks(c, "startContainer", state)
+        except OciRuntimeError:
+            # the spec: stop the container, destroy it, run the poststop hooks
+            self._delete(c, force=True)
+            raise
         try:
             fd = wait_fd if wait_fd >= 0 else os.open(c.fifo, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         except OSError as e:
@@ -194,7 +203,8 @@ class Operations:
             try:
                 self._start(c)
             except BaseException:
-                self._delete(c, force=True)
+                if c.exists():
+                    self._delete(c, force=True)
                 raise
             finally:
                 os.close(pidfd)
@@ -211,7 +221,8 @@ class Operations:
         except BaseException:
             _kill_and_reap(pidfd)
             os.close(pidfd)
-            self._delete(c.load(), force=True)
+            if c.exists():  # (a failed startContainer hook deleted it already)
+                self._delete(c.load(), force=True)
             raise
         os.close(pidfd)
         if not keep:

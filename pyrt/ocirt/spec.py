@@ -208,8 +208,6 @@ def parse(cfg: dict, bundle: str, *, container_id: str = "", systemd_cgroup: boo
         else:
             flags |= CLONE[kind]
             plan.new_namespaces.add(kind)
-    if "mount" not in seen:
-        raise _err("linux.namespaces", "a mount namespace is needed (pyrt-runtime never changes the host's mounts)")
     if "pid" in joined:
         plan.pid_join = joined.pop("pid")
     order = ["user"] + [k for k in ("mount", "network", "ipc", "uts", "cgroup", "time") if k in joined]
@@ -231,11 +229,12 @@ def parse(cfg: dict, bundle: str, *, container_id: str = "", systemd_cgroup: boo
             raise _err("linux.uidMappings", "id mappings need a new user namespace")
 
     hostname = cfg.get("hostname")
-    if hostname:
+    if hostname is not None:
         _type(hostname, str, "hostname", "a string")
-        if "uts" not in seen:
+        if hostname and "uts" not in seen:
             raise _err("hostname", "setting the hostname needs a uts namespace")
-        spec.hostname = _b(hostname)
+        if "uts" in seen:  # "" too: the container's hostname is then empty
+            spec.hostname = _b(hostname)
     if cfg.get("domainname"):
         plan.warnings.append("domainname ignored")
 
@@ -244,10 +243,10 @@ def parse(cfg: dict, bundle: str, *, container_id: str = "", systemd_cgroup: boo
     if not isinstance(root, dict) or not isinstance(root.get("path"), str) or not root["path"]:
         raise _err("root.path", "missing")
     rootfs = os.path.join(bundle, root["path"])
-    if not os.path.isdir(rootfs):
+    if "mount" not in joined and not os.path.isdir(rootfs):  # a joined one has its own paths
         raise _err("root.path", f"{rootfs}: not a directory")
-    if "mount" in joined:  # the process simply runs in that mount namespace
-        plan.warnings.append("a joined mount namespace: root and mounts of the spec are not set up")
+    if "mount" not in plan.new_namespaces:
+        _without_mounts(cfg, linux, rootfs, "mount" in joined, plan)
     else:
         from pyrt.launch.process import _anchor
         spec.rootfs = _b(os.path.realpath(rootfs))
@@ -278,6 +277,10 @@ def parse(cfg: dict, bundle: str, *, container_id: str = "", systemd_cgroup: boo
         oci.devices = devices
         masked = _str_list(linux.get("maskedPaths") or [], "linux.maskedPaths")
         ro = _str_list(linux.get("readonlyPaths") or [], "linux.readonlyPaths")
+        for where, paths in (("linux.maskedPaths", masked), ("linux.readonlyPaths", ro)):
+            for i, p in enumerate(paths):
+                if not p.startswith("/"):
+                    raise _err(f"{where}[{i}]", f"{p!r} is not an absolute path")
         if masked or ro:
             spec.setup |= _core.SETUP_MASK
             spec.masked_paths = [_b(p) for p in masked]
@@ -291,6 +294,8 @@ def parse(cfg: dict, bundle: str, *, container_id: str = "", systemd_cgroup: boo
     # -- sysctl -------------------------------------------------------------------
     sysctl = linux.get("sysctl") or {}
     _type(sysctl, dict, "linux.sysctl", "an object")
+    if sysctl and "mount" not in plan.new_namespaces:
+        raise _err("linux.sysctl", NO_MOUNTS_WHY + ": sysctls are written through the container's own /proc")
     for key, value in sysctl.items():
         _type(value, str, f"linux.sysctl.{key}", "a string")
         _check_sysctl(key, seen)
@@ -306,10 +311,16 @@ def parse(cfg: dict, bundle: str, *, container_id: str = "", systemd_cgroup: boo
             raise _err("linux.cgroupsPath", f"{cpath!r} is a systemd slice:prefix:name path; "
                                             "pyrt-runtime manages cgroups itself (cgroupfs): use a "
                                             "path like /parent/name (podman: --cgroup-manager cgroupfs)")
-        parts = [p for p in cpath.strip("/").split("/") if p]
+        # absolute: from the root of each hierarchy; relative: below pyrt-runtime's
+        # own parent (the one containers without a cgroupsPath get)
+        parts = [p for p in cpath.split("/") if p]
         if not parts:
             raise _err("linux.cgroupsPath", f"{cpath!r} names no cgroup")
-        plan.cgroup_parent = "/".join(parts[:-1]) or "pyrt-runtime"
+        if any(p in (".", "..") for p in parts):
+            raise _err("linux.cgroupsPath", f"{cpath!r}: '.' and '..' are not allowed")
+        if not cpath.startswith("/"):
+            parts.insert(0, "pyrt-runtime")
+        plan.cgroup_parent = "/".join(parts[:-1])
         plan.cgroup_name = parts[-1]
     else:
         plan.cgroup_parent, plan.cgroup_name = "pyrt-runtime", container_id or None
@@ -340,6 +351,25 @@ def parse(cfg: dict, bundle: str, *, container_id: str = "", systemd_cgroup: boo
     _type(ann, dict, "annotations", "an object")
     plan.annotations = ann
     return plan
+
+
+NO_MOUNTS_WHY = ("the container has no mount namespace of its own, and pyrt-runtime never mounts in a "
+                 "mount namespace it did not create (the host's, or one joined by path)")
+
+
+def _without_mounts(cfg, linux, rootfs, joined, plan):
+    """A container without a mount namespace of its own (none in the config, or one
+    joined by path): its process is chroot'ed into root.path, resolved in that mount
+    namespace once joined, and nothing is mounted; a config that asks for a mount
+    (mounts, masked or read-only paths, a read-only root, a root propagation,
+    devices) is refused, since it would change a mount table pyrt does not own."""
+    asks = [("mounts", cfg.get("mounts")), ("linux.maskedPaths", linux.get("maskedPaths")),
+            ("linux.readonlyPaths", linux.get("readonlyPaths")), ("root.readonly", cfg["root"].get("readonly")),
+            ("linux.rootfsPropagation", linux.get("rootfsPropagation")), ("linux.devices", linux.get("devices"))]
+    for where, value in asks:
+        if value:
+            raise _err(where, NO_MOUNTS_WHY + ": add a new mount namespace, or leave this out")
+    plan.oci.chroot_path = _b(rootfs if joined else os.path.realpath(rootfs))
 
 
 def _systemd_message(cpath):
