@@ -527,3 +527,17 @@ def test_kill_sends_the_signal(rt, rootfs, tmp_shm):
     wait_stopped(rt, cid)
     assert rt("delete", cid).returncode == 0
     assert rt.output(cid, bundle) == b"ready\ngot-usr1\n"
+
+
+def test_what_pyrt_cannot_apply_is_an_error(rt, rootfs, tmp_shm):
+    """A runtime unable to create the environment the config asks for MUST generate
+    an error (intelRdt: MUST when no resctrl is usable): never silently ignored."""
+    asks = [("intelRdt", {"intelRdt": {"closID": "x"}}), ("blockIO", {"resources": {"blockIO": {"weight": 10}}}),
+            ("hugepageLimits", {"resources": {"hugepageLimits": [{"pageSize": "2MB", "limit": 1 << 21}]}}),
+            ("network", {"resources": {"network": {"classID": 1}}}), ("timeOffsets", {"timeOffsets": {
+                "monotonic": {"secs": 1}}})]
+    for field, linux in asks:
+        cid = rt.new_id()
+        p = rt.create(cid, write_bundle(tmp_shm, spec_config(rootfs, ["true"], linux=linux)))
+        assert p.returncode == 1 and field.encode() in p.stderr, (field, p.stderr)
+        assert rt("state", cid).returncode != 0

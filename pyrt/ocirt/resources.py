@@ -17,6 +17,17 @@ def parse_resources(res, devices):
     """The resources we apply, validated: {memory: {...}, cpu: {...}, pids, devices:
     [rules], unified: {...}}; also the controllers they need."""
     _type(res, dict, "linux.resources", "an object")
+    # what pyrt-runtime cannot apply is an error (the spec: a runtime unable to
+    # create the environment the config asks for MUST say so), never ignored
+    for key in ("blockIO", "hugepageLimits", "network", "rdma"):
+        if res.get(key):
+            raise _err(f"linux.resources.{key}", "not supported by pyrt-runtime")
+    for key in ("kernel", "kernelTCP"):
+        if (res.get("memory") or {}).get(key) not in (None, -1, 0):
+            raise _err(f"linux.resources.memory.{key}", "not supported by pyrt-runtime (nor by cgroup2)")
+    for key in ("realtimeRuntime", "realtimePeriod"):
+        if (res.get("cpu") or {}).get(key):
+            raise _err(f"linux.resources.cpu.{key}", "not supported by pyrt-runtime")
     out = {}
     mem = res.get("memory") or {}
     _type(mem, dict, "linux.resources.memory", "an object")

@@ -326,6 +326,10 @@ def parse(cfg: dict, bundle: str, *, container_id: str = "", systemd_cgroup: boo
         plan.cgroup_parent, plan.cgroup_name = "pyrt-runtime", container_id or None
     plan.resources = _resources(linux.get("resources") or {}, oci.devices)
 
+    for key in ("intelRdt", "timeOffsets", "personality"):
+        if linux.get(key):
+            raise _err(f"linux.{key}", "not supported by pyrt-runtime")
+
     # -- seccomp ------------------------------------------------------------------
     if linux.get("seccomp"):
         spec.seccomp, spec.seccomp_flags = compile_seccomp(linux["seccomp"])
