@@ -28,6 +28,12 @@ Where pyrt-runtime differs from runc:
   path resolves on the host), startContainer hooks in all of them.
 - --preserve-fds is refused; --no-pivot is accepted and ignored (pivot_root is
   always used).
+- without a mount namespace of its own (none in the config, or one joined by
+  path) the process is chroot'ed into root.path and nothing is mounted: a config
+  that asks for mounts there is refused (pyrt never mounts in a mount namespace
+  it did not create).
+
+The mechanics are pyrt.ocirt.operations; this module parses, calls and prints.
 """
 from __future__ import annotations
 

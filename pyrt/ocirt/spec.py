@@ -237,6 +237,8 @@ def parse(cfg: dict, bundle: str, *, container_id: str = "", systemd_cgroup: boo
             spec.hostname = _b(hostname)
     if cfg.get("domainname"):
         plan.warnings.append("domainname ignored")
+    if linux.get("mountLabel"):
+        plan.warnings.append("linux.mountLabel ignored: pyrt-runtime has no LSM support")
 
     # -- root and mounts ----------------------------------------------------------
     root = cfg.get("root")
