@@ -352,6 +352,8 @@ def parse(cfg: dict, bundle: str, *, container_id: str = "", systemd_cgroup: boo
             _str_list(h.get("env") or [], where + ".env")
             if h.get("timeout") is not None and _int(h["timeout"], where + ".timeout") <= 0:
                 raise _err(where + ".timeout", "must be positive")
+            if h.get("timeout") is not None:
+                _int(h["timeout"], where + ".timeout", 1, 2**31 // 1000)  # waits are in int milliseconds
     plan.hooks = hooks
     ann = cfg.get("annotations") or {}
     _type(ann, dict, "annotations", "an object")
