@@ -113,7 +113,7 @@ class Runtime:
         offers (cgroup layout, seccomp, overlay)."""
         import platform
         from pyrt import __version__, _core
-        from pyrt.cgroups.cgroup import layout
+        from pyrt.cgroups.layout import layout
         states = [c.status for c in self.containers.list(all=True)]
         lay = layout()
         return {

@@ -66,7 +66,7 @@ def parse_mount(spec: str) -> dict:
         elif key == "volume-nocopy":
             m["VolumeOptions"] = {"NoCopy": value.lower() in ("", "1", "true")}
         elif key == "tmpfs-size":
-            from pyrt.cgroups.cgroup import parse_bytes
+            from pyrt.cgroups.limits import parse_bytes
             m.setdefault("TmpfsOptions", {})["SizeBytes"] = parse_bytes(value)
         elif key == "tmpfs-mode":
             m.setdefault("TmpfsOptions", {})["Mode"] = int(value, 8)

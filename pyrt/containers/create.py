@@ -56,7 +56,7 @@ def create(collection, image, command=None, *, name=None, entrypoint=None, envir
     blkio_weight (10..1000) and device_read_bps / device_write_bps /
     device_read_iops / device_write_iops (the SDK's [{"Path": "/dev/sda", "Rate":
     1048576}] or "PATH:RATE" strings): block I/O limits."""
-    from pyrt.cgroups.cgroup import Limits
+    from pyrt.cgroups.limits import Limits
     from pyrt.cgroups.devices import parse_device
     device_list = [parse_device(d).to_dict() for d in devices or ()]
     limits = Limits.from_docker(mem_limit=mem_limit, memswap_limit=memswap_limit,

@@ -187,7 +187,7 @@ class Container:
                           init=cfg.get("Init", False), seccomp=cfg.get("Seccomp", "default"))
 
     def _limits(self):
-        from pyrt.cgroups.cgroup import Limits
+        from pyrt.cgroups.limits import Limits
         return Limits(**(self.config.get("Limits") or {}))
 
     def _make_cgroup(self, detached: bool):
@@ -197,7 +197,7 @@ class Container:
         stats, pause and OOM reports). None only where no cgroup hierarchy is
         mounted (and nothing asks for one)."""
         from pyrt.cgroups import systemd as cgroup_systemd
-        from pyrt.cgroups.cgroup import layout
+        from pyrt.cgroups.layout import layout
         limits = self._limits()
         if limits.empty() and not detached:
             # only for the devices: where it cannot be made (no cgroup hierarchy, not

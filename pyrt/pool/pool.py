@@ -172,7 +172,7 @@ class Pool:
     def _setup(self, image, rootfs, network, memory, memory_swap, cpuset, cpus, pids_limit, root, measure,
                upper_size, env, cwd, hostname, user, noise, zygote, parallel, spawn_options):
         size = self.size
-        from pyrt.cgroups.cgroup import Limits, format_cpuset, parse_cpuset
+        from pyrt.cgroups.limits import Limits, format_cpuset, parse_cpuset
         from pyrt.launch.mounts import Overlay
         from pyrt.launch.process import build_spec
         self._pinned = parse_cpuset(cpuset) if cpuset is not None else None
@@ -732,7 +732,7 @@ class Pool:
             prune(self._cg_parent)
         except Exception:
             pass
-        from pyrt.cgroups.cgroup import layout
+        from pyrt.cgroups.layout import layout
         lay = layout()
         for mount in set(lay.v1.values()) | ({lay.unified} if lay.unified else set()):
             try:
