@@ -14,7 +14,7 @@ import time
 
 from pyrt import compression
 
-from pyrt.images import archive as _archive, deletion
+from pyrt.images import archive as _archive, deletion, save as _save
 from pyrt.images.ingest import Ingest, adopt_blob, unpack_one
 from pyrt.errors import Conflict, ImageFormatError, ImageNotFound, InvalidArgument, LayerError
 from pyrt.oci import mediatypes as mt
@@ -531,7 +531,7 @@ class ImageCollection:
             image_id, matched = self._resolve(ref)
             if image_id not in by_id:
                 img = Image(self, image_id)
-                item = _archive.SaveItem(
+                item = _save.SaveItem(
                     image_id=image_id, config=img._row["config"].encode("utf-8"),
                     manifest=self.store.blobs.read(img.manifest_digest),
                     manifest_digest=img.manifest_digest, manifest_media_type=img.manifest_media_type,
@@ -545,12 +545,12 @@ class ImageCollection:
             if sha256_bytes(it.config) != it.image_id:
                 raise ImageFormatError(f"image {it.image_id}: stored config does not match its id")
         if fmt == "oci":
-            _archive.write_oci(items, path.rstrip("/") if as_dir and path != "/" else path, as_dir,
+            _save.write_oci(items, path.rstrip("/") if as_dir and path != "/" else path, as_dir,
                                progress=progress)
         else:
             tmp = self.store.mkdtemp("save-")
             try:
-                _archive.write_docker_archive(items, path, tmp, progress=progress)
+                _save.write_docker_archive(items, path, tmp, progress=progress)
             finally:
                 from pyrt.store.layers import rmtree
                 rmtree(tmp)
