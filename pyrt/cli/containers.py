@@ -107,7 +107,7 @@ def _run_foreground(container, interactive):
     """Start with the terminal's stdin (or a terminal of its own: created with -t);
     its output is relayed to ours and kept in its log, as docker does."""
     import pyrt
-    from pyrt.containers.lifecycle import LogWriter
+    from pyrt.containers.logs import LogWriter
     tty = bool(container.config.get("Tty"))
     stdin = None if interactive or tty else pyrt.DEVNULL
     out = None if tty else pyrt.PIPE
@@ -132,7 +132,7 @@ def _run_foreground(container, interactive):
 
 def wait_foreground(proc, interactive, log=None):
     """Wait for a foreground container, relaying its terminal if it has one, or its
-    stdout/stderr pipes (to ours, and to `log`, a pyrt.containers.lifecycle.LogWriter); SIGINT,
+    stdout/stderr pipes (to ours, and to `log`, a pyrt.containers.logs.LogWriter); SIGINT,
     SIGTERM and SIGHUP sent to pyrt are passed on to it."""
     import signal
     old = {}
@@ -305,14 +305,14 @@ def cmd_wait(args, rt):
 
 
 def cmd_logs(args, rt):
-    from pyrt.containers import lifecycle
+    from pyrt.containers import logs
     c = rt.containers.get(args.container)
     streams = {"stdout": sys.stdout.buffer, "stderr": sys.stderr.buffer}
     kwargs = dict(timestamps=args.timestamps, tail=args.tail)
     if args.since:
         kwargs["since"] = _parse_since(args.since)
     # each line to its own stream, in the order the container wrote them
-    chunks = lifecycle.follow_logs(c, records=True, **kwargs) if args.follow else [lifecycle.log_records(c, **kwargs)]
+    chunks = logs.follow_logs(c, records=True, **kwargs) if args.follow else [logs.log_records(c, **kwargs)]
     last = None
     for records in chunks:
         for stream, text in records:
@@ -336,7 +336,7 @@ def _parse_since(text: str) -> float:
 
 
 def cmd_exec(args, rt):
-    from pyrt.containers import lifecycle
+    from pyrt.containers import processes
     from pyrt.errors import SpawnError
     from pyrt.cli.main import _env_from_args
     c = rt.containers.get(args.container)
@@ -359,7 +359,7 @@ def cmd_exec(args, rt):
             to_close.append(os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC))
             stdio["stdin"] = to_close[-1]
     try:
-        pid, pfd = lifecycle.exec_process(c, args.command, user=args.user, environment=_env_from_args(args),
+        pid, pfd = processes.exec_process(c, args.command, user=args.user, environment=_env_from_args(args),
                                           workdir=args.workdir, privileged=args.privileged, **stdio)
     except SpawnError as e:
         if master is not None:
@@ -383,7 +383,7 @@ def cmd_exec(args, rt):
             relay(master, pfd, args.interactive)
         finally:
             os.close(master)
-    rc = lifecycle.wait_pidfd(pfd)
+    rc = processes.wait_pidfd(pfd)
     if shield is not None:
         shield.finish()
     return rc
@@ -523,7 +523,7 @@ def cmd_cp(args, rt):
 def cmd_attach(args, rt):
     """docker attach: the running container's output as it comes (and, for one with
     a terminal, our input to it) until it ends, or until the detach keys."""
-    from pyrt.launch.tty import attach
+    from pyrt.containers.attach import attach
     c = rt.containers.get(args.container)
     keys = _detach_keys(args.detach_keys)
     if attach(c, stdin=not args.no_stdin, detach_keys=keys):

@@ -75,7 +75,7 @@ class ContainerCollection:
             proc = c.start_process(stdin=pyrt.DEVNULL, stdout=pyrt.PIPE,
                                    stderr=pyrt.PIPE)
             out, err = proc.communicate()
-            from pyrt.containers.lifecycle import LogWriter
+            from pyrt.containers.logs import LogWriter
             log = LogWriter(c)  # `logs` shows what a foreground run printed too
             log.write("stdout", out)
             log.write("stderr", err)
