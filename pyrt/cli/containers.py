@@ -80,13 +80,13 @@ def parse_mount(spec: str) -> dict:
 
 
 def _create(args, image, command, rt):
-    from pyrt.cli.main import _env_from_args
+    from pyrt.cli.common import env_from_args
     name, _, tries = args.restart.partition(":")
     if tries and not tries.isdigit():
         raise InvalidArgument(f"invalid --restart {args.restart!r}: no, on-failure[:N], always or unless-stopped")
     return rt.containers.create(
         image, command or None, name=args.name, entrypoint=[args.entrypoint] if args.entrypoint else None,
-        environment=_env_from_args(args), working_dir=args.workdir, user=args.user, hostname=args.hostname,
+        environment=env_from_args(args), working_dir=args.workdir, user=args.user, hostname=args.hostname,
         volumes=args.volume or [], tmpfs=args.tmpfs or [], mounts=[parse_mount(m) for m in args.mount],
         volumes_from=args.volumes_from, network_mode=args.network, read_only=args.read_only,
         init=args.init, mem_limit=args.memory, memswap_limit=args.memory_swap,
@@ -258,7 +258,7 @@ def cmd_start(args, rt):
 
 def _each(args, rt, action):
     """Apply action to every named container, reporting failures and going on."""
-    from pyrt.cli.main import _message
+    from pyrt.cli.common import message
     status = 0
     for ref in args.containers:
         try:
@@ -267,7 +267,7 @@ def _each(args, rt, action):
         except Exception as e:
             if not isinstance(e, (OSError, ValueError, LookupError)) and not _is_pyrt_error(e):
                 raise
-            print(f"pyrt: {_message(e)}", file=sys.stderr)
+            print(f"pyrt: {message(e)}", file=sys.stderr)
             status = 1
     return status
 
@@ -338,7 +338,7 @@ def _parse_since(text: str) -> float:
 def cmd_exec(args, rt):
     from pyrt.containers import processes
     from pyrt.errors import SpawnError
-    from pyrt.cli.main import _env_from_args
+    from pyrt.cli.common import env_from_args
     c = rt.containers.get(args.container)
     if not args.command:
         raise InvalidArgument("exec needs a command")
@@ -359,16 +359,16 @@ def cmd_exec(args, rt):
             to_close.append(os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC))
             stdio["stdin"] = to_close[-1]
     try:
-        pid, pfd = processes.exec_process(c, args.command, user=args.user, environment=_env_from_args(args),
+        pid, pfd = processes.exec_process(c, args.command, user=args.user, environment=env_from_args(args),
                                           workdir=args.workdir, privileged=args.privileged, **stdio)
     except SpawnError as e:
         if master is not None:
             os.close(master)
         if e.op != "exec":
             raise
-        from pyrt.cli.main import _error_status, _message
-        print(f"pyrt: {_message(e)}", file=sys.stderr)
-        return _error_status(e)  # as docker exec: 127 not found, 126 not executable
+        from pyrt.cli.common import error_status, message
+        print(f"pyrt: {message(e)}", file=sys.stderr)
+        return error_status(e)  # as docker exec: 127 not found, 126 not executable
     finally:
         for fd in to_close:
             os.close(fd)
@@ -495,8 +495,8 @@ def cmd_rm(args, rt):
             rt.containers.get(ref).remove(force=args.force, v=args.volumes)
             print(ref)
         except (LookupError, Exception) as e:  # go on with the others, as docker does
-            from pyrt.cli.main import _message
-            print(f"pyrt: {_message(e)}", file=sys.stderr)
+            from pyrt.cli.common import message
+            print(f"pyrt: {message(e)}", file=sys.stderr)
             failed = 1
     return failed
 
@@ -663,7 +663,7 @@ def _add_rename(p):
 
 
 def register(sub):
-    from pyrt.cli.main import add_run_options
+    from pyrt.cli.common import add_run_options
     import argparse
     p = sub.add_parser("create", help="create a container from an image (not started)")
     add_run_options(p)
