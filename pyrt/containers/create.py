@@ -16,7 +16,8 @@ from pyrt.containers.options import (check_name, container_argv, env_list_to_dic
                                      parse_extra_hosts, parse_labels, parse_log_config, parse_ports,
                                      parse_restart_policy)
 from pyrt.errors import Conflict, InvalidArgument
-from pyrt.launch.process import DEFAULT_PATH
+from pyrt.images.catalog import check_platform
+from pyrt.oci.config import DEFAULT_PATH
 
 
 _ADJECTIVES = ("brave", "calm", "eager", "fond", "gentle", "happy", "jolly", "keen", "lucid",
@@ -69,7 +70,7 @@ def create(collection, image, command=None, *, name=None, entrypoint=None, envir
     from pyrt.launch.seccomp import from_security_opt
     seccomp = from_security_opt(security_opt, cap_add, privileged)
     img = image if hasattr(image, "layers") else collection.runtime.images.get(image)
-    _check_platform(img)
+    check_platform(img)
     icfg = (img.config or {}).get("config") or {}
     argv = container_argv(icfg, command, entrypoint)
     if name is not None:
@@ -201,17 +202,6 @@ def _free_name(collection):
         if not collection.store.db.query_one("SELECT 1 FROM containers WHERE name=?", (n,)):
             return n
     return "pyrt_" + secrets.token_hex(4)
-
-
-def _check_platform(img) -> None:
-    """An image for another OS is refused; one for another architecture gives a
-    PlatformWarning (Python's warnings)."""
-    from pyrt.oci.image import check_runnable
-    note = check_runnable(img.config)
-    if note:
-        import warnings
-        from pyrt.errors import PlatformWarning
-        warnings.warn(PlatformWarning(note), stacklevel=3)
 
 
 def detect_storage_driver(runtime) -> str:
