@@ -18,7 +18,8 @@
 #include <unistd.h>
 
 #include "err.h"
-#include "identity.h"
+#include "execpath.h"
+#include "fdio.h"
 #include "resolve.h"
 #include "syscalls.h"
 

@@ -18,8 +18,8 @@
 #include <unistd.h>
 
 #include "err.h"
+#include "fdio.h"
 #include "fdpass.h"
-#include "identity.h"
 #include "specpack.h"
 #include "syscalls.h"
 #include "tail.h"

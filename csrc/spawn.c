@@ -25,6 +25,7 @@
 
 #include "console.h"
 #include "err.h"
+#include "fdio.h"
 #include "identity.h"
 #include "mounts.h"
 #include "oci.h"
