@@ -15,7 +15,9 @@ from pyrt.containers.model import _layer_paths, _rmtree
 from pyrt.containers.options import (check_name, container_argv, env_list_to_dict, parse_addresses,
                                      parse_extra_hosts, parse_labels, parse_log_config, parse_ports,
                                      parse_restart_policy)
-from pyrt.errors import Conflict, InvalidArgument
+from pyrt.errors import Conflict, InvalidArgument, SpawnError
+from pyrt.launch.mounts import Overlay
+from pyrt.launch import process
 from pyrt.images.catalog import check_platform
 from pyrt.oci.config import DEFAULT_PATH
 
@@ -217,15 +219,13 @@ def detect_storage_driver(runtime) -> str:
             return driver
     except FileNotFoundError:
         pass
-    import pyrt
-    from pyrt.errors import SpawnError
     probe = runtime.store.mkdtemp("probe-")
     try:
         dirs = [os.path.join(probe, d) for d in ("l1", "l2", "upper", "work")]
         for d in dirs:
             os.mkdir(d)
         try:  # the spawn mounts the overlay, then fails to exec the missing program
-            pyrt.run(["/.pyrt-probe"], pyrt.Overlay(dirs[:2], upperdir=dirs[2], workdir=dirs[3]))
+            process.run(["/.pyrt-probe"], Overlay(dirs[:2], upperdir=dirs[2], workdir=dirs[3]))
             reason = None
         except SpawnError as e:
             reason = None if e.op == "exec" else str(e)

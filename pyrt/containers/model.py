@@ -19,6 +19,7 @@ from pyrt.containers.options import check_name, env_list_to_dict, port_map
 from pyrt.containers.processes import exec_process, processes, wait_pidfd
 from pyrt.errors import ContainerError  # noqa: F401 (re-exported)
 from pyrt.errors import Conflict, ContainerNotFound, InvalidArgument, PyrtError
+from pyrt.launch.process import spawn
 
 
 def _now_iso(t: float) -> str:
@@ -254,7 +255,6 @@ class Container:
         """Start the container's command in the foreground; returns the
         pyrt.Process (the caller waits, then calls `finished`). tty=True: its stdio
         is a new terminal whose master is the Process's `pty`."""
-        import pyrt
         if self.config.get("Ports"):
             raise InvalidArgument(f"container {self.name} publishes ports: start it detached (its monitor "
                                   "forwards them)")
@@ -262,7 +262,7 @@ class Container:
         spec = self._spawn_spec()
         cgroup = self._make_cgroup(detached=False)
         try:
-            proc = pyrt.spawn(self.config["Cmd"], spec=spec, cgroup=cgroup, stdin=stdin, stdout=stdout,
+            proc = spawn(self.config["Cmd"], spec=spec, cgroup=cgroup, stdin=stdin, stdout=stdout,
                               stderr=stderr, tty=tty)
         except BaseException:
             if cgroup is not None:
