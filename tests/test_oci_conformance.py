@@ -532,7 +532,7 @@ def test_kill_sends_the_signal(rt, rootfs, tmp_shm):
 def test_what_pyrt_cannot_apply_is_an_error(rt, rootfs, tmp_shm):
     """A runtime unable to create the environment the config asks for MUST generate
     an error (intelRdt: MUST when no resctrl is usable): never silently ignored."""
-    asks = [("intelRdt", {"intelRdt": {"closID": "x"}}), ("blockIO", {"resources": {"blockIO": {"weight": 10}}}),
+    asks = [("intelRdt", {"intelRdt": {"closID": "x"}}), ("blockIO.leafWeight", {"resources": {"blockIO": {"leafWeight": 10}}}),
             ("hugepageLimits", {"resources": {"hugepageLimits": [{"pageSize": "2MB", "limit": 1 << 21}]}}),
             ("network", {"resources": {"network": {"classID": 1}}}), ("timeOffsets", {"timeOffsets": {
                 "monotonic": {"secs": 1}}})]
