@@ -98,12 +98,45 @@ def test_log_file_json(rt, tmp_shm):
 
 
 def test_systemd_cgroup_is_a_clear_error(rt, make_bundle):
-    bundle = make_bundle(["true"])
+    """--systemd-cgroup where systemd does not run the machine on pure cgroup2 (this
+    host): one line saying why, nothing made. (Where it does: tests/vm/guest.)"""
+    from pyrt.ocirt.spec import systemd_unavailable
+    if systemd_unavailable() is None:
+        pytest.skip("systemd runs this host: tests/vm/guest covers --systemd-cgroup")
+    bundle = make_bundle(["true"], lambda c: c["linux"].update(cgroupsPath="machine.slice:pyrt:x"))
     cid = rt.new_id()
     p = rt("create", "--bundle", bundle, cid, glob=("--systemd-cgroup",))
     assert p.returncode == 1
     assert b"systemd cgroups are not available" in p.stderr and b"cgroupfs" in p.stderr
+    assert len(p.stderr.strip().split(b"\n")) == 1
     assert rt("state", cid).returncode == 1
+
+
+@pytest.mark.parametrize("cpath, want", [
+    ("", ("system.slice", "pyrt-runtime-ID.scope")),
+    ("machine.slice:libpod:abc", ("machine.slice", "libpod-abc.scope")),
+    ("machine-pods.slice:crio:abc", ("machine-pods.slice", "crio-abc.scope")),
+    (":pfx:", ("system.slice", "pfx-ID.scope")),
+    ("user.slice::abc", ("user.slice", "abc.scope")),
+    # refused: a path, a part that is not one unit-name word, a slice as the name
+    ("/machine/abc", None), ("machine.slice:a:b:c", None), ("../x.slice:p:n", None),
+    ("machine.slice:p:../../etc", None), ("machine.slice:p/q:n", None), ("machine:p:n", None),
+    ("-.slice:p:n", None), ("a--b.slice:p:n", None), ("machine.slice:p:n.slice", None),
+    ("machine.slice:p:n\n", None), ("machine.slice:p:" + "n" * 300, None), ("machine.slice:-x:n", None),
+])
+def test_systemd_cgroups_path(cpath, want):
+    """--systemd-cgroup's cgroupsPath (slice:prefix:name, as runc and crun take it)
+    becomes a slice and a scope unit of unit-name words only; anything else is
+    refused naming the field."""
+    from pyrt.cgroups.systemd import slice_path
+    from pyrt.errors import ConfigError
+    from pyrt.ocirt.spec import systemd_cgroups_path
+    if want is None:
+        with pytest.raises(ConfigError, match="linux.cgroupsPath"):
+            systemd_cgroups_path(cpath, "ID")
+    else:
+        assert systemd_cgroups_path(cpath, "ID") == want
+    assert slice_path("machine-pods-x.slice") == "machine.slice/machine-pods.slice/machine-pods-x.slice"
 
 
 # -- lifecycle --------------------------------------------------------------------------------

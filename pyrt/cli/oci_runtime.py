@@ -19,8 +19,10 @@ error fails `create` itself. The process outlives `create` (engines adopt it as 
 subreaper). Options are taken with one or two dashes and `--opt=value`, as runc's.
 
 Where pyrt-runtime differs from runc:
-- cgroups are written directly (cgroupfs); --systemd-cgroup is refused with an
-  error. linux.resources.devices is enforced by the devices controller on v1 and
+- cgroups are written directly (cgroupfs); with --systemd-cgroup (cgroupsPath
+  slice:prefix:name) the container's cgroup is the container/ leaf of a delegated
+  transient scope prefix-name.scope made through systemd's D-Bus API (pure
+  cgroup2 under systemd only: elsewhere an error). linux.resources.devices is enforced by the devices controller on v1 and
   hybrid hosts and by an eBPF program attached to the container's cgroup on v2.
 - prestart and createRuntime hooks run once the container is fully set up (after
   pivot_root, in its waiting state), in the runtime's namespaces; createContainer
@@ -422,10 +424,6 @@ def main(argv=None) -> int:
     if fn is None:
         LOG.error(f"unknown command {cmd!r} (commands: {', '.join(COMMANDS)})")
         return 2
-    if g.get("systemd_cgroup") and cmd in ("create", "run"):
-        from pyrt.ocirt.spec import _systemd_message
-        LOG.error(_systemd_message(""))
-        return 1
     from pyrt.errors import PyrtError
     try:
         return fn(g, args) or 0

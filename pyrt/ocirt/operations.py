@@ -64,6 +64,10 @@ class Operations:
 
         if preserve_fds not in (None, 0, "0"):
             raise Unsupported("--preserve-fds is not supported by pyrt-runtime")
+        if self.systemd_cgroup:
+            why = rs.systemd_unavailable()
+            if why:
+                raise Unsupported(why)
         bundle = os.path.abspath(bundle or os.getcwd())
         cfg = rs.load_config(bundle)
         plan = rs.parse(cfg, bundle, container_id=cid, systemd_cgroup=self.systemd_cgroup)
@@ -82,10 +86,16 @@ class Operations:
                  "pid": 0, "start_time": 0, "started": False,
                  "seccomp": (cfg.get("linux") or {}).get("seccomp")}  # for exec'd processes too
         fds, cg, pidfd, pid, wait_fd = [], None, -1, 0, -1
-        ok = in_hooks = False
+        ok = in_hooks = scope = False
         try:
             # the cgroup (always: ps, kill --all, pause, delete use it) and its limits
             from pyrt.cgroups.cgroup import Cgroup, Limits, layout
+            if plan.systemd_unit:  # --systemd-cgroup: in a delegated scope of its own
+                from pyrt.cgroups import systemd as cgroup_systemd
+                cgroup_systemd.start_unit(plan.systemd_unit, plan.systemd_slice, layout().unified,
+                                          f"pyrt-runtime container {cid}")
+                scope = True
+                c.rec.update(systemd_unit=plan.systemd_unit, cgroup_parent=plan.cgroup_parent)
             if layout().mode != "none" and plan.cgroup_name:
                 cg = Cgroup.create(plan.cgroup_name, Limits(), plan.cgroup_parent,
                                    accounting=resource_controllers(plan.resources), devices=None)
@@ -150,6 +160,8 @@ class Operations:
                         cg.remove()
                     except OSError as e:
                         self.warn(f"remove cgroup: {e}")
+                if scope:
+                    self._stop_scope(c)
                 if in_hooks:
                     hooks.run_hooks(c, "poststop", dict(c.oci_state(), status="stopped", pid=0),
                                     warn=self.warn)
@@ -281,9 +293,20 @@ class Operations:
                 cg.remove()
             except OSError as e:
                 self.warn(f"remove cgroup of {c.id}: {e}")
+        if c.rec.get("systemd_unit"):
+            self._stop_scope(c)
         if c.rec.get("status") != "creating":
             hooks.run_hooks(c, "poststop", dict(c.oci_state(), status="stopped"), warn=self.warn)
         c.remove()
+
+    def _stop_scope(self, c) -> None:
+        """Stop the systemd scope create made (--systemd-cgroup); a failure warns."""
+        from pyrt.cgroups import systemd as cgroup_systemd
+        from pyrt.cgroups.cgroup import layout
+        try:
+            cgroup_systemd.stop_unit(c.rec["systemd_unit"], c.rec["cgroup_parent"], layout().unified)
+        except OSError as e:
+            self.warn(f"stop the scope {c.rec['systemd_unit']} of {c.id}: {e}")
 
     def delete(self, cid: str, *, force: bool = False) -> None:
         try:
@@ -477,7 +500,7 @@ def features() -> dict:
     from pyrt.launch.caps import NAMES
     from pyrt.ocirt import mounts
     from pyrt.ocirt.defaults import SPEC_VERSION
-    from pyrt.ocirt.spec import CLONE
+    from pyrt.ocirt.spec import CLONE, systemd_unavailable
     lay = layout()
     have = _core.seccomp_available()
     return {
@@ -489,7 +512,8 @@ def features() -> dict:
         "linux": {
             "namespaces": sorted(CLONE),
             "capabilities": ["CAP_" + n for n in NAMES],
-            "cgroup": {"v1": bool(lay.v1), "v2": bool(lay.unified), "systemd": False, "systemdUser": False,
+            "cgroup": {"v1": bool(lay.v1), "v2": bool(lay.unified),
+                       "systemd": systemd_unavailable() is None, "systemdUser": False,
                        "rdma": False},
             "seccomp": {
                 "enabled": have,
