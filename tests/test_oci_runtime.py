@@ -712,7 +712,7 @@ def test_hooks_in_order_with_state(rt, make_bundle, tmp_shm, rootfs_copy):
     hosts = {e[0]: e[1] for e in entries}
     assert hosts["prestart"] == host and hosts["createContainer"] == "hooked" and hosts["startContainer"] == "hooked"
     states = {e[0]: json.loads(e[2]) for e in entries}
-    assert states["createRuntime"]["status"] == "created" and states["createRuntime"]["id"] == cid
+    assert states["createRuntime"]["status"] == "creating" and states["createRuntime"]["id"] == cid
     assert states["createRuntime"]["annotations"] == {"org.test": "yes"}
     assert states["createRuntime"]["bundle"] == bundle and states["createRuntime"]["pid"] > 0
     assert states["poststop"]["status"] == "stopped"

@@ -24,10 +24,11 @@ Where pyrt-runtime differs from runc:
   transient scope prefix-name.scope made through systemd's D-Bus API (pure
   cgroup2 under systemd only: elsewhere an error). linux.resources.devices is enforced by the devices controller on v1 and
   hybrid hosts and by an eBPF program attached to the container's cgroup on v2.
-- prestart and createRuntime hooks run once the container is fully set up (after
-  pivot_root, in its waiting state), in the runtime's namespaces; createContainer
-  hooks run in the container's namespaces except its mount namespace (so their
-  path resolves on the host), startContainer hooks in all of them.
+- prestart, createRuntime and createContainer hooks run at a stop of the
+  container's set-up, its mounts made and before pivot_root (state "creating");
+  prestart and createRuntime in the runtime's namespaces, createContainer in the
+  container's except its mount namespace (so their path resolves on the host),
+  startContainer hooks in all of them.
 - --preserve-fds is refused; --no-pivot is accepted and ignored (pivot_root is
   always used).
 - without a mount namespace of its own (none in the config, or one joined by

@@ -10,7 +10,8 @@ them; the command line only parses, calls and prints.
 
 `create` sets the container up completely and leaves its process waiting just
 before the program (on the exec FIFO in the state directory) until `start`; a set-up
-error fails `create` itself. The process outlives `create` (engines adopt it as a
+error fails `create` itself. With prestart, createRuntime or createContainer hooks
+the set-up stops once for them, before pivot_root (csrc/oci.h). The process outlives `create` (engines adopt it as a
 subreaper). Errors are pyrt.errors' classes: ContainerNotFound, ConfigError,
 SpawnError, CgroupError, OciRuntimeError (a state that does not allow the
 operation, a failed hook, ...), Unsupported.
@@ -85,7 +86,7 @@ class Operations:
                  "oci_version": cfg.get("ociVersion"), "hooks": plan.hooks, "process": plan.process,
                  "pid": 0, "start_time": 0, "started": False,
                  "seccomp": (cfg.get("linux") or {}).get("seccomp")}  # for exec'd processes too
-        fds, cg, pidfd, pid, wait_fd = [], None, -1, 0, -1
+        fds, cg, pidfd, pid, wait_fd, msgfd, go_fd = [], None, -1, 0, -1, -1, -1
         ok = in_hooks = scope = False
         try:
             # the cgroup (always: ps, kill --all, pause, delete use it) and its limits
@@ -127,9 +128,20 @@ class Operations:
                 finally:
                     os.close(fd)
 
-            pid, pidfd = _core.spawn(plan.spec)
-            c.rec.update(pid=pid, start_time=start_time(pid), status="created")
-            c.save()
+            early = [k for k in ("prestart", "createRuntime", "createContainer") if (plan.hooks or {}).get(k)]
+            if early:
+                # the child stops for these hooks once its mounts are made, before
+                # pivot_root (csrc/oci.h), and goes on to wait for start after them
+                hooks_r, go_fd = os.pipe2(os.O_CLOEXEC)
+                plan.oci.hooks = (hooks_r, go_fd)
+                try:
+                    pid, pidfd, msgfd = _core.spawn_stopped(plan.spec)
+                finally:
+                    os.close(hooks_r)
+            else:
+                pid, pidfd = _core.spawn(plan.spec)
+            c.rec.update(pid=pid, start_time=start_time(pid))
+            c.save()  # still "creating" (the hooks' state says so) until it waits for start
             if plan.oom_score_adj is not None:
                 try:
                     with open(f"/proc/{pid}/oom_score_adj", "w") as f:
@@ -141,13 +153,18 @@ class Operations:
             hooks.run_hooks(c, "prestart", state)
             hooks.run_hooks(c, "createRuntime", state)
             hooks.run_hooks(c, "createContainer", state)
+            if msgfd >= 0:
+                fd, msgfd = msgfd, -1
+                _core.spawn_resume(fd, go_fd)  # pivot_root, the rest of the set-up, the wait
+            c.rec["status"] = "created"
+            c.save()
             if pid_file:
                 write_pid_file(pid_file, pid)
             ok = True
         finally:
             if cg is not None:
                 cg.close_fds(force=True)
-            for fd in fds:
+            for fd in fds + [f for f in (msgfd, go_fd) if f >= 0]:
                 os.close(fd)
             if not ok:
                 if pidfd >= 0:
