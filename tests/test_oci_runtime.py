@@ -608,7 +608,7 @@ def test_block_io_on_cgroup2_files(tmp_path, monkeypatch):
            "throttleReadBpsDevice": [{"major": 8, "minor": 0, "rate": 4096}],
            "throttleWriteIOPSDevice": [{"major": 8, "minor": 0, "rate": 50}]}
     res = parse_resources({"blockIO": bio}, [])
-    assert oci.resource_controllers(res) == ["blkio"]
+    assert oci.resource_controllers(res) == ["blkio", "io"]
     (tmp_path / "io.weight").write_text("")
     (tmp_path / "io.max").write_text("")
     oci.apply_resources(FakeCgroup(), res)

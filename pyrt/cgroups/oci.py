@@ -41,7 +41,7 @@ def resource_controllers(resources) -> list:
     if "devices" in resources:
         need.append("devices")
     if "blockIO" in resources:
-        need.append("blkio")  # "io" on cgroup2
+        need += ["blkio", "io"]  # v1's name and cgroup2's: each counts where the host has it
     return need
 
 

@@ -136,7 +136,7 @@ def test_copy_driver_reflinks(reflink_fs):
 
 def _block_device():
     for name in sorted(os.listdir("/sys/block")):
-        if name.startswith(("loop", "ram", "zram")):
+        if name.startswith(("loop", "ram", "zram", "fd", "sr")):
             continue
         try:
             return read(f"/sys/block/{name}/dev")
