@@ -164,10 +164,11 @@ def test_oci_runtime_systemd_cgroup_scope_and_block_io(bundle, tmp_path):
     rt = ["pyrt-runtime", "--root", str(tmp_path / "state"), "--systemd-cgroup"]
     unit = f"pyrt-guest-{cid}.scope"
     scope = f"/sys/fs/cgroup/machine.slice/{unit}"
+    # the container's stdio: files (a pipe would stay open as long as the container runs)
     with open(tmp_path / "out", "wb") as out:
         p = subprocess.run(rt + ["create", "--bundle", str(bundle), "--pid-file", str(tmp_path / "pid"), cid],
-                           stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.PIPE, timeout=120)
-    assert p.returncode == 0, p.stderr
+                           stdin=subprocess.DEVNULL, stdout=out, stderr=out, timeout=120)
+    assert p.returncode == 0, (tmp_path / "out").read_text()
     try:
         pid = int((tmp_path / "pid").read_text())
         assert cgroup_dir(pid) == scope + "/container"
