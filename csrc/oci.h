@@ -3,8 +3,8 @@
  *
  * - wait before exec (runc's exec fifo): once everything is set up (root, mounts,
  *   cwd, stdio, identity, capabilities), the child checks that the program can be
- *   executed, writes a record with err 0 and op PYRT_WAITING_OP on the error
- *   pipe (pyrt_spawn then returns success: the child has not exec'd yet) and
+ *   executed, sends PYRT_CHILD_WAITING on the error pipe (childmsg.h;
+ *   pyrt_spawn then returns success: the child has not exec'd yet) and
  *   blocks reading one byte from wait_fd (the caller's O_RDWR fd of a FIFO that
  *   `start` writes to). A byte: exec (an exec failure now goes to the child's
  *   stderr, exit status 127); EOF or an error: exit without exec;
@@ -23,8 +23,6 @@
 #include <sys/types.h>
 
 #include "spawn.h"
-
-#define PYRT_WAITING_OP "waiting" /* the op of the "set up, waiting for start" record */
 
 struct pyrt_ns_join {
     int fd;   /* an open namespace file (/proc/PID/ns/net, a bind mount of one, ...) */
@@ -47,6 +45,10 @@ struct pyrt_oci {
     uint64_t unshare_flags; /* CLONE_NEW* made after the joins (no CLONE_NEWPID) */
     int new_keyring;        /* join a new anonymous session keyring (as runc, unless
                                --no-new-keyring): the caller's keys stay out of reach */
+    const char *chroot_path; /* without a mount namespace of the container's own (none,
+                                or one joined by path): chroot here once the namespaces
+                                are joined (the path resolves in the joined one); no
+                                mount is made, no namespace pyrt did not create changed */
 
     const struct pyrt_device *devices;
     size_t ndevices;
@@ -63,7 +65,8 @@ struct pyrt_oci {
 
 /* Child side, called by spawn.c (each only when spec->oci is set). */
 
-/* First thing after the parent's go: remember the error pipe, join and unshare. */
+/* First thing after the parent's go: remember the error pipe, join and unshare,
+ * chroot (chroot_path). */
 int pyrt_oci_begin(const struct pyrt_oci *o, int errfd, struct pyrt_error *e);
 
 /* Inside the root (mounts.c, before masking): devices, /dev links, sysctls. */

@@ -33,9 +33,7 @@ BINDINGS = ("pyrt._core", "pyrt._sys")
 
 # Imports on their way out, left out of the checks below; each must still be there
 # (remove it here once it is gone).
-PENDING = {
-    ("pyrt.launch.seccomp", "pyrt.ocirt.spec"): "the OCI seccomp profile compiler moves to launch/seccomp.py",
-}
+PENDING = {}
 
 
 def _modules() -> dict:

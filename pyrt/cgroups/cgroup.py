@@ -189,7 +189,8 @@ class Cgroup:
         loaded, or when "devices" is in `accounting`); on a v1 host the devices
         controller does."""
         _check_name(name, "name")
-        _check_name(parent, "parent")
+        if parent:  # "": at the root of each hierarchy
+            _check_name(parent, "parent")
         if "/" in name:
             raise InvalidArgument(f"invalid cgroup name {name!r}: no '/' (nest with parent=)")
         limits = limits if limits is not None else Limits()
@@ -277,7 +278,8 @@ class Cgroup:
     def open(cls, name, parent="pyrt", *, layout=None) -> "Cgroup":
         """The existing cgroup `<parent>/<name>` (made by any process)."""
         _check_name(name, "name")
-        _check_name(parent, "parent")
+        if parent:  # "": at the root of each hierarchy
+            _check_name(parent, "parent")
         lay = layout or _host_layout()
         v2_dir = None
         if lay.unified:
