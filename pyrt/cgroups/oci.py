@@ -23,6 +23,7 @@ import errno
 import os
 
 from pyrt.cgroups.cgroup import CPU_PERIOD, _write, cpu_shares_to_weight
+from pyrt.cgroups.limits import Limits, io_weight
 from pyrt.errors import CgroupError
 
 
@@ -135,7 +136,6 @@ def _first(d, names):
 
 
 def _apply_block_io(kind, d, bio) -> None:
-    from pyrt.cgroups.limits import Limits, io_weight
     lim = Limits(blkio_weight=bio.get("weight"), device_read_bps=bio.get("read_bps"),
                  device_write_bps=bio.get("write_bps"), device_read_iops=bio.get("read_iops"),
                  device_write_iops=bio.get("write_iops"))

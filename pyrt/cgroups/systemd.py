@@ -17,6 +17,8 @@ import os
 import subprocess
 import time
 
+from pyrt.errors import CgroupError, InvalidArgument
+
 SLICE = "machine.slice"
 LEAF = "container"  # the container's own cgroup, below its scope
 
@@ -29,7 +31,6 @@ def manager(lay) -> str:
     if want in ("systemd", "cgroupfs"):
         return want
     if want:
-        from pyrt.errors import InvalidArgument
         raise InvalidArgument(f"invalid cgroup manager {want!r}: use systemd or cgroupfs")
     if lay.mode == "v2" and os.geteuid() == 0 and os.path.isdir("/run/systemd/system"):
         return "systemd"
@@ -46,7 +47,6 @@ def is_scope(parent: str) -> bool:
 
 
 def _busctl(method: str, signature: str, *args) -> str:
-    from pyrt.errors import CgroupError
     cmd = ["busctl", "--system", "call", "org.freedesktop.systemd1", "/org/freedesktop/systemd1",
            "org.freedesktop.systemd1.Manager", method, signature, *map(str, args)]
     try:
@@ -87,7 +87,6 @@ def start_unit(unit: str, slice_: str, unified: str, description: str) -> str:
     """A delegated transient scope `unit` in `slice_` (a validated unit and slice
     name), its placeholder in its supervisor/ leaf; returns the scope's path below
     the cgroup2 mount."""
-    from pyrt.errors import CgroupError
     scope = f"{slice_path(slice_)}/{unit}"
     pid = _placeholder()
     try:

@@ -13,13 +13,18 @@ import shutil
 import time
 
 from pyrt.containers import lifecycle
-from pyrt.containers.attach import connect as attach_to_monitor, output as monitor_output
-from pyrt.containers.logs import follow_logs, read_logs
 from pyrt.containers.options import check_name, env_list_to_dict, port_map
-from pyrt.containers.processes import exec_process, processes, wait_pidfd
 from pyrt.errors import ContainerError  # noqa: F401 (re-exported)
 from pyrt.errors import Conflict, ContainerNotFound, InvalidArgument, PyrtError
-from pyrt.launch.process import spawn
+from pyrt.launch.mounts import Bind, Overlay, Tmpfs
+from pyrt.launch.process import build_spec, spawn
+from pyrt.store.layers import rmtree
+
+# Imported where they are used, so that listing containers (`pyrt ps`, which loads this
+# module) does not load them: cgroups (pyrt.cgroups.*), terminals (pyrt.launch.tty,
+# pyrt.containers.attach), users (pyrt.launch.userdb), logs, exec and top
+# (pyrt.containers.logs, .processes), the layer writer and change lists
+# (pyrt.store.commit, .changes, .export, pyrt.oci.config) and pyrt.containers.cp.
 
 
 def _now_iso(t: float) -> str:
@@ -142,7 +147,6 @@ class Container:
 
     def _rootfs(self):
         """What the spawn core mounts as root."""
-        from pyrt.launch.mounts import Overlay
         if self.config.get("Driver") == "copy":
             return os.path.join(self.dir, "rootfs")
         # diff and commit read the upper dir back as a layer: a renamed image dir
@@ -152,7 +156,6 @@ class Container:
                        workdir=os.path.join(self.dir, "work"), options=("redirect_dir=off", "metacopy=off"))
 
     def _mounts(self):
-        from pyrt.launch.mounts import Bind, Tmpfs
         out = []
         for name in ("hostname", "hosts", "resolv.conf"):
             out.append(Bind(os.path.join(self.dir, name), "/etc/" + name))
@@ -169,19 +172,18 @@ class Container:
     def _device_rules(self):
         """The container's device allow-list (pyrt.cgroups.devices): docker's defaults plus
         its --device nodes; None (no restriction) when privileged."""
+        from pyrt.cgroups.devices import parse_device, rules_with
         if self.config.get("Privileged"):
             return None
-        from pyrt.cgroups.devices import parse_device, rules_with
         return rules_with([parse_device(d) for d in self.config.get("Devices") or ()])
 
     # -- lifecycle --------------------------------------------------------------
     def _spawn_spec(self, **stdio):
         """The resolved spec of this container's command (pyrt.launch.process.build_spec)."""
-        from pyrt.launch.process import build_spec
+        from pyrt.launch.userdb import resolve_user
         cfg = self.config
         user = None
         if cfg.get("User"):
-            from pyrt.launch.userdb import resolve_user
             uid, gid, groups = resolve_user(cfg["User"], self._driver_layers())
             user = (uid, gid, *groups)  # build_spec takes (uid, gid, *supplementary groups)
         return build_spec(cfg["Cmd"], self._rootfs(), env=env_list_to_dict(cfg["Env"]),
@@ -450,6 +452,7 @@ class Container:
 
     def top(self):
         """{"Titles": [...], "Processes": [[...], ...]} like the docker SDK."""
+        from pyrt.containers.processes import processes
         self.reload()
         procs = processes(self)
         return {"Titles": ["UID", "PID", "PPID", "CMD"],
@@ -458,16 +461,18 @@ class Container:
     def logs(self, stdout=True, stderr=True, stream=False, timestamps=False, tail="all", since=None,
              follow=None):
         """Output of a detached container (bytes; a generator with stream/follow)."""
+        from pyrt.containers.logs import follow_logs, read_logs
         if follow or stream:
             return follow_logs(self, stdout=stdout, stderr=stderr, timestamps=timestamps,
-                                         tail=tail, since=since)
+                               tail=tail, since=since)
         return read_logs(self, stdout=stdout, stderr=stderr, timestamps=timestamps,
-                                   tail=tail, since=since)
+                         tail=tail, since=since)
 
     def exec_run(self, cmd, stdout=True, stderr=True, stdin=False, tty=False, privileged=False, user="",
                  detach=False, stream=False, socket=False, environment=None, workdir=None, demux=False):
         """Run cmd in the running container: ExecResult(exit_code, output) as the
         docker SDK returns it (output None when detached; (out, err) with demux)."""
+        from pyrt.containers.processes import exec_process, wait_pidfd
         if socket or stream or stdin:
             raise InvalidArgument("exec_run: stdin, socket and stream are not supported")
         if tty:
@@ -508,6 +513,7 @@ class Container:
 
     def _exec_tty(self, cmd, detach=False, **options):
         """exec_run with a terminal: the output is what the terminal showed."""
+        from pyrt.containers.processes import exec_process, wait_pidfd
         from pyrt.launch.tty import open_pty_in, read_until_closed
         master, slave = open_pty_in(self.reload().state["Pid"])
         try:
@@ -608,7 +614,9 @@ class Container:
         """docker SDK's attach: the output of this running detached container from
         now on (with `logs`, what it printed before first) until it ends; bytes, or
         a generator of chunks with `stream`."""
-        sock, master = attach_to_monitor(self)
+        # imported on use: its socket module would slow every command that loads containers
+        from pyrt.containers.attach import connect, output
+        sock, master = connect(self)
         if master is not None:
             os.close(master)
         before = self.logs(stdout=stdout, stderr=stderr) if logs else b""
@@ -620,7 +628,7 @@ class Container:
             try:
                 if before:
                     yield before
-                for name, data in monitor_output(sock):
+                for name, data in output(sock):
                     if name in want:
                         yield data
             finally:
@@ -726,5 +734,4 @@ def _read_all(fds) -> list[bytes]:
 
 
 def _rmtree(path):
-    from pyrt.store.layers import rmtree
     rmtree(path)

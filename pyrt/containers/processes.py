@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import os
 
+from pyrt import _core
 from pyrt.containers.lifecycle import alive
 from pyrt.errors import Conflict, InvalidArgument
+from pyrt.launch import caps
+from pyrt.launch.seccomp import filter_for
+from pyrt.launch.userdb import resolve_user
 
 
 def exec_process(container, cmd, *, user="", environment=None, workdir=None, privileged=False,
                  stdin=None, stdout=None, stderr=None, new_session=False):
     """Start `cmd` inside the running container; returns (pid, pidfd), the caller's child.
     new_session: its own session, with stdin (a terminal) as controlling terminal."""
-    from pyrt import _core
-    from pyrt.launch import caps
     st = container.reload().state
     if st.get("Status") == "paused":
         raise Conflict(f"container {container.name} is paused: unpause it first")
@@ -32,9 +34,7 @@ def exec_process(container, cmd, *, user="", environment=None, workdir=None, pri
     ident = None
     user = user or cfg.get("User")
     if user:
-        from pyrt.launch.userdb import resolve_user
         ident = resolve_user(user, container._driver_layers())
-    from pyrt.launch.seccomp import filter_for
     profile = cfg.get("Seccomp", "default")
     bpf = filter_for(cfg.get("CapAdd", []), privileged or cfg.get("Privileged", False),
                      None if profile == "default" else profile) or (None, 0)
@@ -56,7 +56,6 @@ def exec_process(container, cmd, *, user="", environment=None, workdir=None, pri
 
 def wait_pidfd(pidfd: int) -> int:
     """Wait for our child behind pidfd; its exit code (128+N for signal N)."""
-    from pyrt import _core
     try:
         status, _ = _core.wait(pidfd)
     finally:

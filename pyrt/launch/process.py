@@ -7,13 +7,18 @@ import os
 import threading
 import time
 
-from pyrt import _core
-
+from pyrt import _core, sys as psys
+from pyrt.errors import InvalidArgument, PyrtError
 from pyrt.launch import caps
-from pyrt import sys as psys
-from pyrt.launch.mounts import Overlay, to_c as _mounts_to_c
-from pyrt.errors import InvalidArgument
-from pyrt.oci.config import DEFAULT_PATH
+
+# Imported where they are used: seccomp profiles (pyrt.launch.seccomp), devices and
+# cgroups (pyrt.cgroups.*) and terminals (pyrt.launch.tty). `pyrt ps` and `pyrt images`
+# load this module and start nothing.
+from pyrt.launch.mounts import Bind, Overlay, to_c as _mounts_to_c
+from pyrt.sys import pidfd_send_signal
+
+# The PATH of a container whose image sets none (docker's).
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 # The values subprocess uses, so either module's constants work with both.
@@ -259,7 +264,6 @@ class Process:
         self._encoding, self._errors = encoding, errors
         if devices:
             from pyrt.cgroups.devices import parse_device
-            from pyrt.launch.mounts import Bind
             devices = [parse_device(d) for d in devices]
             if spec is not None or rootfs is None:
                 raise InvalidArgument("devices need a rootfs (and no prepared spec)")
@@ -393,7 +397,6 @@ class Process:
         return self.returncode
 
     def send_signal(self, sig):
-        from pyrt.sys import pidfd_send_signal
         with self._lock:
             if self.returncode is None:
                 try:
@@ -462,7 +465,6 @@ def _device_cgroup(devices, name=None):
         return None
     from pyrt.cgroups.cgroup import Cgroup, layout
     from pyrt.cgroups.devices import rules_with
-    from pyrt.errors import PyrtError
     if layout().mode == "none":
         return None
     if _device_cgroups is None:

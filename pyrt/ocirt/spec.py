@@ -22,6 +22,8 @@ import os
 import re
 
 from pyrt import sys as psys
+from pyrt.cgroups import systemd as cgroup_systemd
+from pyrt.cgroups.cgroup import layout
 from pyrt.cgroups.oci import apply_resources, resource_controllers  # noqa: F401 (importable from here too)
 from pyrt.errors import ConfigError, InvalidArgument  # noqa: F401 (re-exported)
 from pyrt.launch.seccomp import compile_seccomp
@@ -311,7 +313,6 @@ def parse(cfg: dict, bundle: str, *, container_id: str = "", systemd_cgroup: boo
     _type(cpath, str, "linux.cgroupsPath", "a string")
     if systemd_cgroup:
         plan.systemd_slice, plan.systemd_unit = systemd_cgroups_path(cpath, container_id)
-        from pyrt.cgroups import systemd as cgroup_systemd
         # the container's cgroup: the leaf of a delegated scope of its own
         plan.cgroup_parent = f"{cgroup_systemd.slice_path(plan.systemd_slice)}/{plan.systemd_unit}"
         plan.cgroup_name = cgroup_systemd.LEAF
@@ -421,7 +422,6 @@ def systemd_cgroups_path(cpath: str, container_id: str):
 
 def systemd_unavailable():
     """Why --systemd-cgroup cannot be used on this host (one line), or None."""
-    from pyrt.cgroups.cgroup import layout
     if not os.path.isdir("/run/systemd/system"):
         why = "systemd is not running on this host (no /run/systemd/system)"
     elif layout().mode != "v2":
