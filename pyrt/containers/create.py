@@ -19,7 +19,7 @@ from pyrt.containers.options import (check_name, container_argv, env_list_to_dic
 from pyrt.errors import Conflict, InvalidArgument, SpawnError
 from pyrt.launch import process
 from pyrt.launch.mounts import Overlay
-from pyrt.launch.process import DEFAULT_PATH
+from pyrt.launch.spec import DEFAULT_PATH
 from pyrt.oci.image import check_platform
 
 # What making a container needs beyond this (pyrt.cgroups.limits and .devices,

@@ -17,7 +17,8 @@ from pyrt.containers.options import check_name, env_list_to_dict, port_map
 from pyrt.errors import ContainerError  # noqa: F401 (re-exported)
 from pyrt.errors import Conflict, ContainerNotFound, InvalidArgument, PyrtError
 from pyrt.launch.mounts import Bind, Overlay, Tmpfs
-from pyrt.launch.process import build_spec, spawn
+from pyrt.launch.process import spawn
+from pyrt.launch.spec import build_spec
 from pyrt.store.layers import rmtree
 
 # Imported where they are used, so that listing containers (`pyrt ps`, which loads this
@@ -179,7 +180,7 @@ class Container:
 
     # -- lifecycle --------------------------------------------------------------
     def _spawn_spec(self, **stdio):
-        """The resolved spec of this container's command (pyrt.launch.process.build_spec)."""
+        """The resolved spec of this container's command (pyrt.launch.spec.build_spec)."""
         from pyrt.launch.userdb import resolve_user
         cfg = self.config
         user = None

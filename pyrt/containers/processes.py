@@ -7,8 +7,7 @@ import os
 from pyrt import _core
 from pyrt.containers.lifecycle import alive
 from pyrt.errors import Conflict, InvalidArgument
-from pyrt.launch import caps
-from pyrt.launch.seccomp import filter_for
+from pyrt.launch.spec import build_exec_spec
 from pyrt.launch.userdb import resolve_user
 
 
@@ -35,19 +34,15 @@ def exec_process(container, cmd, *, user="", environment=None, workdir=None, pri
     user = user or cfg.get("User")
     if user:
         ident = resolve_user(user, container._driver_layers())
-    profile = cfg.get("Seccomp", "default")
-    bpf = filter_for(cfg.get("CapAdd", []), privileged or cfg.get("Privileged", False),
-                     None if profile == "default" else profile) or (None, 0)
+    privileged = privileged or cfg.get("Privileged", False)
     cgroup = container._open_cgroup()
     fds = cgroup.spawn_fds() if cgroup is not None else (-1, [])
     try:
-        spec = _core.ExecSpec(st["Pid"], [os.fsencode(a) for a in cmd], env, start_time=st["StartTime"],
-                              cwd=workdir or cfg.get("WorkingDir") or "/", user=ident,
-                              caps=caps.resolve(cfg.get("CapAdd", []), cfg.get("CapDrop", []),
-                                                privileged or cfg.get("Privileged", False)),
-                              stdio=tuple(-1 if x is None else x for x in (stdin, stdout, stderr)),
-                              new_session=new_session, cgroup_fd=fds[0], cgroup_procs_fds=fds[1],
-                              seccomp=bpf[0], seccomp_flags=bpf[1])
+        spec = build_exec_spec(st["Pid"], cmd, env, start_time=st["StartTime"],
+                               cwd=workdir or cfg.get("WorkingDir") or "/", user=ident,
+                               cap_add=cfg.get("CapAdd", []), cap_drop=cfg.get("CapDrop", []),
+                               privileged=privileged, seccomp=cfg.get("Seccomp", "default"),
+                               stdio=(stdin, stdout, stderr), new_session=new_session, cgroup_fds=fds)
         return _core.exec_(spec)
     finally:
         if cgroup is not None:

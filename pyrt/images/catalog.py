@@ -25,7 +25,7 @@ from pyrt.oci.image import dumps, manifest_json, parse_time, rfc3339
 from pyrt.images.fromhost import build_host_rootfs
 from pyrt.oci.reference import (DEFAULT_TAG, equivalent_repositories, parse_reference,
                             validate_repository, validate_tag)
-from pyrt.launch.process import DEFAULT_PATH
+from pyrt.launch.spec import DEFAULT_PATH
 from pyrt.filters import all_labels_match, wanted_filters
 from pyrt.store.layers import rmtree, tree_size
 

@@ -34,7 +34,8 @@ from pyrt.cgroups.layout import layout
 from pyrt.cgroups.limits import Limits, format_cpuset, parse_cpuset
 from pyrt.errors import InvalidArgument, PoolClosed, SpawnError
 from pyrt.launch.mounts import Overlay
-from pyrt.launch.process import DEFAULT_PATH, _completed_process_class, build_spec
+from pyrt.launch.process import _completed_process_class
+from pyrt.launch.spec import DEFAULT_PATH, build_spec
 from pyrt.launch.userdb import resolve_user
 from pyrt.oci.image import check_platform
 from pyrt.pool.aio import aio_command
@@ -105,7 +106,7 @@ class Pool:
     parallel        how many children are parked at once (default: one per CPU,
                     at most 4 and at most size)
     env, cwd, hostname, user, aslr, mounts, read_only, cap_add, cap_drop, seccomp, ...
-                    as for pyrt.run (the spawn options of pyrt.launch.process.build_spec;
+                    as for pyrt.run (the spawn options of pyrt.launch.spec.build_spec;
                     containers run under pyrt's default seccomp profile unless
                     seccomp=None)
 
