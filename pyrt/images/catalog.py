@@ -14,9 +14,10 @@ import time
 
 from pyrt import compression
 
-from pyrt.images import archive as _archive, deletion
+from pyrt.images import archive as _archive, deletion, save as _save
 from pyrt.images.ingest import Ingest, adopt_blob, unpack_one
-from pyrt.errors import Conflict, ImageFormatError, ImageNotFound, InvalidArgument, LayerError
+from pyrt.errors import (Conflict, ImageFormatError, ImageNotFound, InvalidArgument, LayerError, StoreChanged,
+                         Unsupported)
 from pyrt.oci import mediatypes as mt
 from pyrt.oci.config import apply_changes
 from pyrt.oci.digest import DIGEST_RE, chain_id as _chain_id, is_digest, sha256_bytes
@@ -24,8 +25,9 @@ from pyrt.oci.image import dumps, manifest_json, parse_time, rfc3339
 from pyrt.images.fromhost import build_host_rootfs
 from pyrt.oci.reference import (DEFAULT_TAG, equivalent_repositories, parse_reference,
                             validate_repository, validate_tag)
-from pyrt.launch.process import DEFAULT_PATH
+from pyrt.launch.spec import DEFAULT_PATH
 from pyrt.filters import all_labels_match, wanted_filters
+from pyrt.store.layers import rmtree, tree_size
 
 _HEX_PREFIX_RE = re.compile(r"(?:sha256:)?([0-9a-f]{4,64})")
 
@@ -145,12 +147,19 @@ class Image:
 
 
 class ImageCollection:
-    def __init__(self, runtime):
+    """The images of a Runtime's store (`Runtime(root).images`), or of `store` alone
+    (no logins for pull and push)."""
+
+    def __init__(self, runtime=None, *, store=None, builder=None):
+        """builder: what `build` calls, (runtime, path, **options) -> (Image, output)
+        (pyrt.dockerfile.build, which runs containers: a layer above the images)."""
         self.runtime = runtime
+        self._store = store
+        self._builder = builder
 
     @property
     def store(self):
-        return self.runtime.store
+        return self._store if self._store is not None else self.runtime.store
 
     # -- lookup --------------------------------------------------------------------------
 
@@ -298,7 +307,6 @@ class ImageCollection:
         tmp = store.mkdtemp("load-")
         try:
             with _archive.open_archive(data, tmp) as (fmt, plans):
-                from pyrt.store import StoreChanged
                 for attempt in range(5):
                     try:
                         Ingest(self.store).load(plans, progress)
@@ -307,7 +315,6 @@ class ImageCollection:
                         if attempt == 4:
                             raise
         finally:
-            from pyrt.store.layers import rmtree
             rmtree(tmp)
         by_id, out = {}, []
         for plan in plans:
@@ -417,7 +424,6 @@ class ImageCollection:
                 if snapshot_dir is not None:
                     st.adopt_snapshot(top_chain, snapshot_dir)
                     snapshot_dir = None
-                    from pyrt.store.layers import tree_size
                     sizes[top_chain] = unpacked_size if unpacked_size is not None \
                         else tree_size(st.snapshots[top_chain])
                 else:
@@ -430,7 +436,6 @@ class ImageCollection:
                 st.place(tx, needed_blobs, needed_chains)
                 ingest.record(tx, plan, sizes, now, parent=parent_img.id if parent_img is not None else None)
         if snapshot_dir is not None and os.path.isdir(snapshot_dir):
-            from pyrt.store.layers import rmtree
             rmtree(snapshot_dir)  # the store has this layer already; the caller gave it away
         return Image(self, config_digest)
 
@@ -441,8 +446,9 @@ class ImageCollection:
         [{"stream": text}, ...]); `log`, if given, is called with each of those
         as the build goes. RUN steps have no network (`network_mode` "none", as a
         default container) unless network_mode="host"."""
-        from pyrt.dockerfile import build
-        return build(self.runtime, path, tags=tag, dockerfile=dockerfile, buildargs=buildargs,
+        if self._builder is None:
+            raise Unsupported("this image collection has no builder: build through Runtime(root).images")
+        return self._builder(self.runtime, path, tags=tag, dockerfile=dockerfile, buildargs=buildargs,
                      nocache=nocache, target=target, quiet=quiet, rm=rm, log=log, network_mode=network_mode)
 
     def import_image(self, src, repository=None, tag=None, changes=(), message=None, progress=None) -> Image:
@@ -482,7 +488,6 @@ class ImageCollection:
                                created_by=f"pyrt import {label}", repository=repository, tag=tag,
                                snapshot_dir=snap, unpacked_size=size)
         finally:
-            from pyrt.store.layers import rmtree
             rmtree(tmp)
 
     def from_host(self, repository_tag, paths, progress=None, *, venv=None, certs=None, tzdata=False) -> Image:
@@ -536,7 +541,6 @@ class ImageCollection:
                                created_by="pyrt image bootstrap " + " ".join(made.words),
                                repository=ref.repository, tag=ref.tag, created=made.created)
         finally:
-            from pyrt.store.layers import rmtree
             rmtree(tmp)
 
     # -- saving -------------------------------------------------------------------------------
@@ -562,7 +566,7 @@ class ImageCollection:
             image_id, matched = self._resolve(ref)
             if image_id not in by_id:
                 img = Image(self, image_id)
-                item = _archive.SaveItem(
+                item = _save.SaveItem(
                     image_id=image_id, config=img._row["config"].encode("utf-8"),
                     manifest=self.store.blobs.read(img.manifest_digest),
                     manifest_digest=img.manifest_digest, manifest_media_type=img.manifest_media_type,
@@ -576,14 +580,13 @@ class ImageCollection:
             if sha256_bytes(it.config) != it.image_id:
                 raise ImageFormatError(f"image {it.image_id}: stored config does not match its id")
         if fmt == "oci":
-            _archive.write_oci(items, path.rstrip("/") if as_dir and path != "/" else path, as_dir,
+            _save.write_oci(items, path.rstrip("/") if as_dir and path != "/" else path, as_dir,
                                progress=progress)
         else:
             tmp = self.store.mkdtemp("save-")
             try:
-                _archive.write_docker_archive(items, path, tmp, progress=progress)
+                _save.write_docker_archive(items, path, tmp, progress=progress)
             finally:
-                from pyrt.store.layers import rmtree
                 rmtree(tmp)
 
     # -- history, inspect, df -----------------------------------------------------------
@@ -698,6 +701,7 @@ class ImageCollection:
 
 # -- helpers -------------------------------------------------------------------------------------
 
+
 def _sqlite_errors():
     import sqlite3
     return sqlite3.IntegrityError
@@ -752,5 +756,5 @@ class _Progressed:
 
 def _write_dir_layer(path, out_dir) -> dict:
     """A gzip layer blob of a directory tree (C writer)."""
-    from pyrt.store.commit import write_layer_blob
+    from pyrt.store.commit import write_layer_blob  # on use: its threads, zlib, ... (`pyrt images` lists)
     return write_layer_blob(path, out_dir, compression="gzip")

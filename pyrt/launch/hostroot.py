@@ -92,7 +92,7 @@ class HostRoot:
            "mime.types", "os-release", "debian_version", "lsb-release", "locale.alias", "locale.conf",
            "python3*", "terminfo", "inputrc", "gai.conf", "host.conf")
     TMPFS = ("/tmp", "/home", "/root")
-    _host_root = True  # what pyrt.launch.process.build_spec looks for (without importing this module)
+    _host_root = True  # what pyrt.launch.spec.build_spec looks for (without importing this module)
     _FORBIDDEN = ("shadow", "gshadow", "shadow-", "gshadow-", "sudoers", "sudoers.d", "ssh", "ssl/private",
                   "security/opasswd", "machine-id", "ld.so.preload")
 
