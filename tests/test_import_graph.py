@@ -25,7 +25,7 @@ LAYERS = [
     ("pyrt.cgroups",),                         # limits, layout, the cgroup handle
     ("pyrt.oci",),                             # pure OCI types
     ("pyrt.filters", "pyrt.compression", "pyrt.errors", "pyrt.sys", "pyrt._core", "pyrt._sys",
-     "pyrt._sys_build"),                       # leaves and the bindings
+     "pyrt._sys_build", "pyrt.hostpython"),    # leaves and the bindings
 ]
 
 # Compiled modules: imported, never read.
