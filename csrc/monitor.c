@@ -215,7 +215,7 @@ struct monitor_cfg {
  * then the bytes, 8-aligned in the file), then what pack leaves out: the cgroup
  * fds (numbers valid in the monitor), then the monitor's own settings. */
 static int serialize(struct wbuf *b, const struct pyrt_spawn_spec *s, int cgroup_fd, const int *procs,
-                     const struct pyrt_monitor_spec *m, int stdin_fd, struct pyrt_error *e)
+                     int netns_fd, const struct pyrt_monitor_spec *m, int stdin_fd, struct pyrt_error *e)
 {
     if (s->oci) /* only the OCI runtime sets it, and it runs no monitor */
         return pyrt_fail_errno(e, EINVAL, "start monitor", "OCI options cannot go through the monitor");
@@ -247,6 +247,7 @@ static int serialize(struct wbuf *b, const struct pyrt_spawn_spec *s, int cgroup
     wu64(b, s->ncgroup_procs);
     for (size_t i = 0; i < s->ncgroup_procs; i++)
         wi64(b, procs[i]);
+    wi64(b, netns_fd);
 
     wstr(b, m->log_path);
     wstr(b, m->exit_path);
@@ -293,6 +294,7 @@ static int deserialize(char *data, size_t len, struct pyrt_spawn_spec **out, str
     for (size_t i = 0; procs && i < s->ncgroup_procs; i++)
         procs[i] = (int)ri64(&r);
     s->cgroup_procs_fds = procs;
+    s->netns_fd = (int)ri64(&r);
 
     c->log_path = rstr(&r);
     c->exit_path = rstr(&r);
@@ -355,7 +357,7 @@ int pyrt_monitor_start(const struct pyrt_spawn_spec *spec, const struct pyrt_mon
 
     /* Every fd the monitor inherits, duplicated to numbers >= 3 (0-2 become
      * /dev/null in the monitor): memfd, report pipe, cgroup fds, stdin. */
-    size_t nkeep = 0, cap = 4 + spec->ncgroup_procs;
+    size_t nkeep = 0, cap = 5 + spec->ncgroup_procs;
     int *keep = malloc(cap * sizeof *keep);
     int *procs = malloc((spec->ncgroup_procs + 1) * sizeof *procs);
     struct wbuf b = {NULL, 0, 0, 0};
@@ -365,7 +367,7 @@ int pyrt_monitor_start(const struct pyrt_spawn_spec *spec, const struct pyrt_mon
         pyrt_fail_errno(e, ENOMEM, "start monitor", "");
         goto out;
     }
-    int cgroup_fd = -1, stdin_fd = -1;
+    int cgroup_fd = -1, stdin_fd = -1, netns_fd = -1;
     if (spec->cgroup_fd >= 0) {
         if ((cgroup_fd = fcntl(spec->cgroup_fd, F_DUPFD_CLOEXEC, 3)) < 0) {
             pyrt_fail(e, "dup", "cgroup directory");
@@ -379,6 +381,13 @@ int pyrt_monitor_start(const struct pyrt_spawn_spec *spec, const struct pyrt_mon
             goto out;
         }
         keep[nkeep++] = procs[i];
+    }
+    if (spec->netns_fd >= 0) {
+        if ((netns_fd = fcntl(spec->netns_fd, F_DUPFD_CLOEXEC, 3)) < 0) {
+            pyrt_fail(e, "dup", "network namespace");
+            goto out;
+        }
+        keep[nkeep++] = netns_fd;
     }
     if (m->stdin_fd >= 0) {
         if ((stdin_fd = fcntl(m->stdin_fd, F_DUPFD_CLOEXEC, 3)) < 0) {
@@ -405,7 +414,7 @@ int pyrt_monitor_start(const struct pyrt_spawn_spec *spec, const struct pyrt_mon
         goto out;
     }
     keep[nkeep++] = memfd;
-    if (serialize(&b, spec, cgroup_fd, procs, m, stdin_fd, e) < 0)
+    if (serialize(&b, spec, cgroup_fd, procs, netns_fd, m, stdin_fd, e) < 0)
         goto out;
     if (pyrt_write_all(memfd, b.p, b.len) < 0) {
         pyrt_fail(e, "write", "monitor spec");
@@ -941,6 +950,8 @@ static int monitor(struct pyrt_spawn_spec *spec, struct monitor_cfg *c, int repo
         close_fds(child_ends, 4);
         console[1] = -1;
         if (!keep) {
+            if (spec->netns_fd >= 0)
+                close(spec->netns_fd);
             if (spec->cgroup_fd >= 0)
                 close(spec->cgroup_fd);
             for (size_t i = 0; i < spec->ncgroup_procs; i++)
@@ -1063,6 +1074,8 @@ static int monitor(struct pyrt_spawn_spec *spec, struct monitor_cfg *c, int repo
     }
     out_flush();
     if (keep) {
+        if (spec->netns_fd >= 0)
+            close(spec->netns_fd);
         if (spec->cgroup_fd >= 0)
             close(spec->cgroup_fd);
         for (size_t i = 0; i < spec->ncgroup_procs; i++)
@@ -1160,8 +1173,8 @@ int pyrt_monitor_main(int argc, char **argv)
         return 1;
     }
     /* Mark the inherited fds close-on-exec: the container and exit_argv get none. */
-    int inherited[] = {spec->cgroup_fd, cfg.stdin_fd};
-    for (size_t i = 0; i < 2; i++)
+    int inherited[] = {spec->cgroup_fd, cfg.stdin_fd, spec->netns_fd};
+    for (size_t i = 0; i < 3; i++)
         if (inherited[i] >= 0 && fcntl(inherited[i], F_SETFD, FD_CLOEXEC) < 0) {
             pyrt_fail(&err, "fcntl", "monitor fds");
             report(report_fd, 0, &err);

@@ -1,5 +1,5 @@
-"""`Runtime(root)`: the docker-SDK-shaped entry point. `.images`, `.containers` and
-`.volumes` collections over one store (`.store`, opened on first use)."""
+"""`Runtime(root)`: the docker-SDK-shaped entry point. `.images`, `.containers`,
+`.volumes` and `.networks` collections over one store (`.store`, opened on first use)."""
 from __future__ import annotations
 
 import os
@@ -23,7 +23,7 @@ class Runtime:
         self._storage_driver = storage_driver or os.environ.get("PYRT_STORAGE_DRIVER") or None
         self._store = None
         self._lock = threading.Lock()
-        self._images = self._containers = self._volumes = None
+        self._images = self._containers = self._volumes = self._networks = None
         self.logins = {}  # registry host -> (user, password), set by login()
 
     def __repr__(self):
@@ -80,6 +80,13 @@ class Runtime:
             from pyrt.containers.volumes import VolumeCollection
             self._volumes = VolumeCollection(self)
         return self._volumes
+
+    @property
+    def networks(self):
+        if self._networks is None:
+            from pyrt.network.model import NetworkCollection
+            self._networks = NetworkCollection(self)
+        return self._networks
 
     def df(self) -> dict:
         """Disk use, as `pyrt system df` shows it: images (shared layers counted once),

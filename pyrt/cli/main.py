@@ -39,8 +39,9 @@ def add_run_options(p):
     p.add_argument("--tmpfs", action="append", metavar="DST[:OPTIONS]", help="mount a tmpfs")
     p.add_argument("--read-only", action="store_true", help="mount the root filesystem read-only")
     p.add_argument("-u", "--user", metavar="UID[:GID]", help="user to run as")
-    p.add_argument("--network", "--net", default="none", choices=("none", "host"),
-                   help="network: none (own namespace with lo, the default) or host")
+    p.add_argument("--network", "--net", default=None, metavar="NETWORK",
+                   help="bridge (an image's default, $PYRT_DEFAULT_NETWORK to change), a network's name, "
+                        "none (a namespace with only lo; --rootfs's default) or host")
     p.add_argument("--cap-add", action="append", default=[], metavar="CAP", help="add a capability")
     p.add_argument("--cap-drop", action="append", default=[], metavar="CAP", help="drop a capability")
     p.add_argument("--privileged", action="store_true",
@@ -124,7 +125,7 @@ def cmd_run(args, runtime_factory):
     try:
         r = pyrt.spawn(command, args.rootfs, env=env, cwd=args.workdir,
                        hostname=args.hostname, mounts=mounts_from_args(args), user=args.user,
-                       network=args.network, read_only=args.read_only, cap_add=args.cap_add,
+                       network=args.network or "none", read_only=args.read_only, cap_add=args.cap_add,
                        cap_drop=args.cap_drop, privileged=args.privileged, tty=args.tty, seccomp=seccomp,
                        devices=args.device, **stdio)
     finally:
@@ -186,6 +187,8 @@ def build_parser(verb=None):
     build.register(sub)
     from pyrt.cli import registry
     registry.register(sub)
+    from pyrt.cli import network
+    network.register(sub)
     return parser
 
 

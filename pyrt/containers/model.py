@@ -133,7 +133,7 @@ class Container:
                 "Image": self.config.get("ImageRef", self.image_id),
                 "Labels": self.config.get("Labels", {}),
             },
-            "NetworkSettings": {"Ports": port_map(self.config.get("Ports", []))},
+            "NetworkSettings": {"Ports": port_map(self.config.get("Ports", [])), **_network_settings(self)},
             "HostConfig": {
                 "PortBindings": port_map(self.config.get("Ports", [])),
                 "RestartPolicy": self.config.get("RestartPolicy") or {"Name": "no", "MaximumRetryCount": 0},
@@ -205,8 +205,9 @@ class Container:
         return rules_with([parse_device(d) for d in self.config.get("Devices") or ()])
 
     # -- lifecycle --------------------------------------------------------------
-    def _spawn_spec(self, **stdio):
-        """The resolved spec of this container's command (pyrt.launch.process.build_spec)."""
+    def _spawn_spec(self, network=None, **stdio):
+        """The resolved spec of this container's command (pyrt.launch.process.build_spec);
+        network: the fd of the namespace pyrt.network wired (for containers on networks)."""
         from pyrt.launch.process import build_spec
         cfg = self.config
         user = None
@@ -216,7 +217,8 @@ class Container:
             user = (uid, gid, *groups)  # build_spec takes (uid, gid, *supplementary groups)
         return build_spec(cfg["Cmd"], self._rootfs(), env=_env_list_to_dict(cfg["Env"]),
                           cwd=cfg.get("WorkingDir") or "/", hostname=cfg["Hostname"],
-                          mounts=self._mounts(), user=user, network=cfg.get("NetworkMode", "none"),
+                          mounts=self._mounts(), user=user,
+                          network=network if network is not None else cfg.get("NetworkMode", "none"),
                           read_only=cfg.get("ReadOnly", False), cap_add=cfg.get("CapAdd", []),
                           cap_drop=cfg.get("CapDrop", []), privileged=cfg.get("Privileged", False),
                           init=cfg.get("Init", False), seccomp=cfg.get("Seccomp", "default"))
@@ -287,19 +289,29 @@ class Container:
         pyrt.Process (the caller waits, then calls `finished`). tty=True: its stdio
         is a new terminal whose master is the Process's `pty`."""
         import pyrt
-        if self.config.get("Ports"):
+        from pyrt.network import endpoints
+        if self.config.get("Ports") and self.config.get("NetworkMode", "none") == "none":
             raise InvalidArgument(f"container {self.name} publishes ports: start it detached (its monitor "
-                                  "forwards them)")
+                                  "forwards them) or on a network")
         self._check_startable()
-        spec = self._spawn_spec()
-        cgroup = self._make_cgroup(detached=False)
+        wiring = endpoints.wire(self)
         try:
-            proc = pyrt.spawn(self.config["Cmd"], spec=spec, cgroup=cgroup, stdin=stdin, stdout=stdout,
-                              stderr=stderr, tty=tty)
+            spec = self._spawn_spec(network=wiring and wiring.fd)
+            cgroup = self._make_cgroup(detached=False)
+            try:
+                proc = pyrt.spawn(self.config["Cmd"], spec=spec, cgroup=cgroup, stdin=stdin, stdout=stdout,
+                                  stderr=stderr, tty=tty)
+            except BaseException:
+                if cgroup is not None:
+                    cgroup.remove()
+                raise
         except BaseException:
-            if cgroup is not None:
-                cgroup.remove()
+            if wiring is not None:
+                endpoints.unwire(self)
             raise
+        finally:
+            if wiring is not None:
+                wiring.close()
         from pyrt.containers.lifecycle import start_time
         self._set_state({"Status": "running", "Pid": proc.pid, "StartTime": start_time(proc.pid),
                          "StartedAt": time.time(), "ExitCode": 0, "FinishedAt": None,
@@ -317,6 +329,7 @@ class Container:
             cg.remove()
         self._set_state(dict(self.state, Status="exited", Pid=0, ExitCode=code, OOMKilled=oom,
                              FinishedAt=time.time()))
+        _unwire(self)
         if self.config.get("AutoRemove"):
             self.remove(force=True, v=True)
 
@@ -325,18 +338,28 @@ class Container:
         before the container runs until its state is recorded, its start mark is
         held: if this process dies in between, the next one to look resolves it."""
         from pyrt.containers import lifecycle
+        from pyrt.network import endpoints
         mark = self._take_start_mark()
         try:
             self._check_startable()
             lifecycle.clear_exit(self.dir)  # a record found from here on is this run's
-            spec = self._spawn_spec()
-            cgroup = self._make_cgroup(detached=True)
+            wiring = endpoints.wire(self)
             try:
-                state = lifecycle.start_detached(self, spec, cgroup)
+                spec = self._spawn_spec(network=wiring and wiring.fd)
+                cgroup = self._make_cgroup(detached=True)
+                try:
+                    state = lifecycle.start_detached(self, spec, cgroup)
+                except BaseException:
+                    if cgroup is not None:
+                        cgroup.remove()
+                    raise
             except BaseException:
-                if cgroup is not None:
-                    cgroup.remove()
+                if wiring is not None:
+                    endpoints.unwire(self)
                 raise
+            finally:
+                if wiring is not None:
+                    wiring.close()
             self._set_state(state)
         finally:
             lifecycle.end_start_mark(self.dir, mark)
@@ -603,6 +626,7 @@ class Container:
                         new["OOMKilled"] = cg.oom_killed()
                     cg.remove()
             self._set_state(new)
+            _unwire(self)
 
     # -- changes ---------------------------------------------------------------
     def diff(self) -> list[dict]:
@@ -727,6 +751,7 @@ class Container:
             cg = self._open_cgroup()
             if cg is not None:
                 cg.remove()
+            _unwire(self)
             with self._c.store.db.transaction() as tx:
                 tx.execute("DELETE FROM containers WHERE id=?", (self.id,))
                 tx.after_commit(lambda: _rmtree(self.dir))
@@ -740,6 +765,18 @@ class Container:
                         vols.get(m["Name"]).remove()
                     except (LookupError, Conflict):
                         pass
+
+
+def _unwire(container) -> None:
+    """The container's network leases, undone (pyrt.network.endpoints)."""
+    from pyrt.network.endpoints import unwire, uses_networks
+    if uses_networks(container.config):
+        unwire(container)
+
+
+def _network_settings(container) -> dict:
+    from pyrt.network.endpoints import settings
+    return settings(container)
 
 
 def _check_platform(img) -> None:
@@ -874,6 +911,8 @@ class ContainerCollection:
         if unknown:
             raise InvalidArgument(f"unknown container filter {sorted(unknown)[0]!r} (known: {', '.join(self.FILTERS)})")
         ancestors = {self.runtime.images.get(ref).id for ref in wanted.get("ancestor", ())}
+        from pyrt.network.endpoints import reconcile
+        reconcile(self.runtime)  # network leases a killed pyrt process left
         out = []
         for row in self.store.db.query("SELECT * FROM containers ORDER BY created DESC"):
             c = Container(self, row)
@@ -886,7 +925,8 @@ class ContainerCollection:
 
     def create(self, image, command=None, *, name=None, entrypoint=None, environment=None, working_dir=None,
                user=None, hostname=None, mounts=None, volumes=None, tmpfs=None, volumes_from=None,
-               network_mode="none", read_only=False, cap_add=None, cap_drop=None, privileged=False,
+               network_mode=None, network=None, networking_config=None, read_only=False, cap_add=None,
+               cap_drop=None, privileged=False,
                auto_remove=False, init=False, mem_limit=None, memswap_limit=None, mem_reservation=None,
                nano_cpus=None, cpus=None, cpu_shares=None, cpuset_cpus=None, cpuset_mems=None,
                pids_limit=None, stop_signal=None, tty=False, security_opt=None, ports=None,
@@ -933,14 +973,16 @@ class ContainerCollection:
         argv = _command(icfg, command, entrypoint)
         if name is not None:
             _check_name(name)
-        if network_mode not in ("none", "host"):
-            raise InvalidArgument(f"unknown network {network_mode!r}: use none or host")
+        from pyrt.network.endpoints import plan as network_plan, resolv_conf
+        network_mode, networks = network_plan(self.runtime, network_mode, network, networking_config)
         published = parse_ports(ports)
         log_opts = parse_log_config(log_config)
         hosts_extra, dns_servers = _extra_hosts(extra_hosts), _addresses(dns, "dns")
         policy = _restart_policy(restart_policy)
         if policy and auto_remove:
             raise InvalidArgument("a restart policy and --rm (auto_remove) conflict: choose one")
+        if any(p["Protocol"] != "tcp" for p in published) and network_mode == "none":
+            raise InvalidArgument("publishing UDP ports needs a network (not none: its monitor forwards TCP only)")
         if published and network_mode == "host":
             raise InvalidArgument("published ports with the host network: the container already uses the "
                                   "host's ports")
@@ -985,6 +1027,7 @@ class ContainerCollection:
             "Cmd": argv, "Env": [f"{k}={v}" for k, v in env.items()],
             "WorkingDir": working_dir if working_dir is not None else icfg.get("WorkingDir", ""),
             "User": user, "Hostname": hostname, "Mounts": mount_list, "NetworkMode": network_mode,
+            "Networks": networks, "Dns": dns_servers,
             "ReadOnly": bool(read_only), "CapAdd": list(cap_add or []), "CapDrop": list(cap_drop or []),
             "Privileged": bool(privileged), "AutoRemove": bool(auto_remove), "Driver": driver,
             "ImageRef": image if isinstance(image, str) else img.id,
@@ -1000,7 +1043,8 @@ class ContainerCollection:
         try:
             os.mkdir(os.path.join(cdir, "upper"), 0o755)
             os.mkdir(os.path.join(cdir, "work"), 0o700)
-            _write_etc_files(cdir, hostname, network_mode, hosts_extra, dns_servers, list(dns_search or ()))
+            _write_etc_files(cdir, hostname, network_mode, hosts_extra, dns_servers, list(dns_search or ()),
+                             resolv=resolv_conf(self.runtime, networks, dns_servers, list(dns_search or ())))
             if driver != "copy":
                 _make_init_layer(cdir, config["WorkingDir"], layers_top_first)
             if driver == "copy":
@@ -1071,9 +1115,10 @@ class ContainerCollection:
                 raise
             return c
         import pyrt
-        if kwargs.get("ports"):
-            raise InvalidArgument("published ports need a detached container (detach=True): its monitor "
-                                  "forwards them")
+        from pyrt.network.model import default_network
+        if kwargs.get("ports") and (kwargs.get("network_mode") or kwargs.get("network") or default_network()) == "none":
+            raise InvalidArgument("published ports without a network need a detached container (detach=True): "
+                                  "its monitor forwards them")
         c = self.create(image, command, auto_remove=False, **kwargs)
         try:
             proc = c.start_process(stdin=pyrt.DEVNULL, stdout=pyrt.PIPE,
@@ -1135,14 +1180,15 @@ def parse_ports(ports) -> list[dict]:
     for key, host in (ports or {}).items():
         cport, _, proto = str(key).partition("/")
         proto = proto or "tcp"
-        if proto != "tcp":
-            raise InvalidArgument(f"publish {key}: only TCP ports can be published")
+        if proto not in ("tcp", "udp"):
+            raise InvalidArgument(f"publish {key}: the protocol is tcp or udp")
         ip, hport = host if isinstance(host, (tuple, list)) else ("0.0.0.0", host)
         try:
             cport = int(cport)
             ipaddress.IPv4Address(ip)
             if hport is None or hport == "":
-                with socket.socket() as s:  # a free port now (docker picks one the same way)
+                with socket.socket(socket.AF_INET, socket.SOCK_DGRAM if proto == "udp" else socket.SOCK_STREAM) as s:
+                    # a free port now (docker picks one the same way)
                     s.bind((ip, 0))
                     hport = s.getsockname()[1]
             hport = int(hport)
@@ -1252,9 +1298,9 @@ def _check_name(name) -> None:
         raise InvalidArgument(f"invalid container name {name!r}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
 
 
-def _write_etc_files(cdir, hostname, network_mode, extra_hosts=(), dns=(), dns_search=()):
+def _write_etc_files(cdir, hostname, network_mode, extra_hosts=(), dns=(), dns_search=(), resolv=None):
     """/etc/hostname, /etc/hosts (plus --add-host lines) and /etc/resolv.conf (the
-    host's, or --dns/--dns-search) of a container."""
+    host's, or --dns/--dns-search; `resolv`: the one pyrt.network made) of a container."""
     with open(os.path.join(cdir, "hostname"), "w") as f:
         f.write(hostname + "\n")
     hosts = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
@@ -1269,6 +1315,10 @@ def _write_etc_files(cdir, hostname, network_mode, extra_hosts=(), dns=(), dns_s
     hosts += "".join(f"{ip}\t{name}\n" for name, ip in extra_hosts)
     with open(os.path.join(cdir, "hosts"), "w") as f:
         f.write(hosts)
+    if resolv is not None:
+        with open(os.path.join(cdir, "resolv.conf"), "w") as f:
+            f.write(resolv)
+        return
     try:
         with open("/etc/resolv.conf") as f:
             resolv = f.read()

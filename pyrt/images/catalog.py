@@ -645,8 +645,9 @@ class ImageCollection:
         """docker build (see pyrt.dockerfile): the Dockerfile (relative to the context
         `path`) run step by step; `tag` a name or a list of names. Returns (Image,
         [{"stream": text}, ...]); `log`, if given, is called with each of those
-        as the build goes. RUN steps have no network (`network_mode` "none", as a
-        default container) unless network_mode="host"."""
+        as the build goes. RUN steps use the network of a default container (the
+        default network, pyrt.network) unless network_mode names another, "none"
+        or "host"."""
         from pyrt.dockerfile import build
         return build(self.runtime, path, tags=tag, dockerfile=dockerfile, buildargs=buildargs,
                      nocache=nocache, target=target, quiet=quiet, rm=rm, log=log, network_mode=network_mode)

@@ -121,6 +121,7 @@ class SpawnSpec:
         self.uid_map = self.gid_map = None
         self.stdio = (-1, -1, -1)
         self.cgroup_fd = -1
+        self.netns_fd = -1  # a network namespace joined instead of a new one (build_spec's network=fd)
         self.cgroup_procs_fds = []
         self.init = False
         self.seccomp, self.seccomp_flags = None, 0  # a BPF program (bytes) and its flags
@@ -165,9 +166,18 @@ def build_spec(args, rootfs=None, *, env=None, cwd=None, hostname=None, mounts=(
     if network == "none":
         flags |= NAMESPACES["net"]
         spec.setup |= _core.SETUP_LOOPBACK
+    elif isinstance(network, int) and not isinstance(network, bool) and network >= 0:
+        # an open network namespace (pyrt.network prepares one per container): joined,
+        # its lo brought up; the caller keeps the fd open until the spawn returns
+        if flags & NAMESPACES["net"]:
+            raise InvalidArgument("a network namespace to join and a new one: choose one")
+        spec.netns_fd = network
+        spec.setup |= _core.SETUP_LOOPBACK
     elif network != "host":
         raise InvalidArgument(f"unknown network {network!r}: use 'none' or 'host'")
     if uidmap is not None or gidmap is not None:
+        if spec.netns_fd >= 0:
+            raise InvalidArgument("joining a network namespace from a new user namespace is not supported")
         flags |= NAMESPACES["user"]
         spec.uid_map, spec.gid_map = _idmap(uidmap), _idmap(gidmap)
     if hostname:
