@@ -465,7 +465,7 @@ def test_run_steps_have_no_host_network_unless_asked(rt, tmp_shm, rootfs_kind):
     try:
         build(rt, tmp_shm, dockerfile, nocache=True)
         assert got == []
-        with pytest.raises(LookupError, match="network nosuch not found"):
+        with pytest.raises(BuildError, match="network nosuch not found"):
             build(rt, tmp_shm, dockerfile, nocache=True, network_mode="nosuch")
         build(rt, tmp_shm, dockerfile, nocache=True, network_mode="host")
         assert got == [b"from-the-build\n"]

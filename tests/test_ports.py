@@ -82,7 +82,7 @@ def test_api_and_a_free_host_port(store):
 
 def test_bad_publish_options(store):
     before = store.snapshot()
-    for args, match in ((["-p", "80"], "-p needs -d"),
+    for args, match in ((["-p", "80"], "needs -d"),
                         (["-d", "-p", "1:2:3:4"], "invalid -p"),
                         (["-d", "-p", "99999:80"], "ports are 1-65535"),
                         (["-d", "--network", "none", "-p", "8080:53/udp"], "UDP ports needs a network"),

@@ -153,13 +153,21 @@ def uses_networks(config: dict) -> bool:
 
 # -- leases ------------------------------------------------------------------------------------
 
+def start_time(pid: int) -> int:
+    """A process's start time (clock ticks after boot), 0 when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0
+    return 0 if fields[0] == b"Z" else int(fields[19])
+
+
 def _holder() -> str:
-    from pyrt.containers.lifecycle import start_time
     return f"{os.getpid()}:{start_time(os.getpid())}"
 
 
 def _holder_alive(holder: str) -> bool:
-    from pyrt.containers.lifecycle import start_time
     pid, _, st = holder.partition(":")
     if not pid.isdigit() or not st.isdigit():
         return False
@@ -319,7 +327,6 @@ def unwire(c, raise_errors=False) -> None:
 def reconcile(runtime) -> None:
     """Unwire leases left behind: their container is not running and the process
     that made them is gone."""
-    from pyrt.containers import lifecycle
     rows = runtime.store.db.query("SELECT * FROM endpoints")
     if not rows:
         return
@@ -333,7 +340,8 @@ def reconcile(runtime) -> None:
         if crow is not None:
             state = json.loads(crow["state"])
             if state.get("Status") in ("running", "paused"):
-                if lifecycle.alive(state):
+                pid = state.get("Pid") or 0
+                if pid > 0 and start_time(pid) == state.get("StartTime", -1):
                     continue
                 try:  # it ended: recording that unwires it (or it was restarted)
                     runtime.containers.get(cid)

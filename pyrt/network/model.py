@@ -279,13 +279,11 @@ class NetworkCollection:
         """Every network, pre-defined ones included (docker's order: by name).
         filters: {"name": [...], "id": [...], "label": ["k" or "k=v"], "driver":
         "bridge", "type": "custom"|"builtin", "dangling": True} (containers-less)."""
+        from pyrt.filters import wanted_filters
         from pyrt.network.endpoints import reconcile
         self.default()
         reconcile(self.runtime)
-        wanted = {k: v if isinstance(v, (list, tuple)) else [v] for k, v in (filters or {}).items()}
-        unknown = set(wanted) - set(self.FILTERS)
-        if unknown:
-            raise InvalidArgument(f"unknown network filter {sorted(unknown)[0]!r} (known: {', '.join(self.FILTERS)})")
+        wanted = wanted_filters(filters, self.FILTERS, "network")
         nets = [Network(self, r) for r in self._rows()] + [_Predefined("host"), _Predefined("none")]
         if names:
             nets = [n for n in nets if n.name in names]
@@ -293,7 +291,7 @@ class NetworkCollection:
             nets = [n for n in nets if any(n.id.startswith(i) for i in ids)]
         used = _used_networks(self.store) if "dangling" in wanted else set()
         out = []
-        from pyrt.images.catalog import all_labels_match
+        from pyrt.filters import all_labels_match
         for n in nets:
             checks = {
                 "name": lambda v: v in n.name,
@@ -314,7 +312,7 @@ class NetworkCollection:
         wanted = {k: v if isinstance(v, (list, tuple)) else [v] for k, v in (filters or {}).items()}
         if set(wanted) - {"label"}:
             raise InvalidArgument("network prune: only label filters are supported")
-        from pyrt.images.catalog import all_labels_match
+        from pyrt.filters import all_labels_match
         used = _used_networks(self.store)
         out = []
         for r in self._rows():
