@@ -138,11 +138,14 @@ class Runtime:
         }
 
     def prune(self, images_all=False, volumes=False) -> dict:
-        """`pyrt system prune`: stopped containers, dangling (images_all: unused)
-        images, the build cache, partial downloads and (volumes) unused volumes."""
-        out = {"ContainersDeleted": [], "ImagesDeleted": [], "VolumesDeleted": [], "SpaceReclaimed": 0}
+        """`pyrt system prune`: stopped containers, networks no container uses,
+        dangling (images_all: unused) images, the build cache, partial downloads and
+        (volumes) unused volumes."""
+        out = {"ContainersDeleted": [], "NetworksDeleted": [], "ImagesDeleted": [], "VolumesDeleted": [],
+               "SpaceReclaimed": 0}
         r = self.containers.prune()
         out["ContainersDeleted"], out["SpaceReclaimed"] = r["ContainersDeleted"], r["SpaceReclaimed"]
+        out["NetworksDeleted"] = self.networks.prune()["NetworksDeleted"]
         with self.store.db.transaction() as tx:
             tx.execute("DELETE FROM build_cache")
         r = self.images.prune(all=images_all)

@@ -179,7 +179,7 @@ class NetStore(clitools.Store):
         for pid in self.ns.pids():
             try:
                 with open(f"/proc/{pid}/cmdline", "rb") as f:
-                    if b"pyrt.network.dns" in f.read():
+                    if b"pyrt/network/dns.py" in f.read():
                         out.append(pid)
             except OSError:
                 pass

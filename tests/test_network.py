@@ -85,7 +85,8 @@ def test_two_containers_talk_tcp_and_udp_by_address_name_and_alias(netstore, pro
     net_id = ok(s.cli("network", "create", "app")).strip()
     assert len(net_id) == 64
     ok(s.cli("run", "-d", "--name", "srv", "--network", "app", "--network-alias", "db", "-v", f"{probe}:/probe:ro",
-             "base:1", "sh", "-c", TCP_SERVER.format(reply="tcp-hello", port=80) + " & exec /probe/udpprobe serve 5000"))
+             "base:1", "sh", "-c",
+             TCP_SERVER.format(reply="tcp-hello", port=80) + " & exec /probe/udpprobe serve 5000"))
     udp_ready(s, "srv")
     listening(s, "srv", 80)
     ep = inspect(s, "srv")["NetworkSettings"]["Networks"]["app"]
@@ -94,8 +95,8 @@ def test_two_containers_talk_tcp_and_udp_by_address_name_and_alias(netstore, pro
     assert ipaddress.IPv4Address(ip) in subnet and ep["Gateway"] == str(subnet.network_address + 1)
     assert ep["MacAddress"] == "02:42:" + ":".join(f"{int(b):02x}" for b in ip.split("."))
     assert ep["Aliases"] == ["db"] and ep["NetworkID"] == net_id and ep["IPPrefixLen"] == subnet.prefixlen
-    out = run_in(s, "app", f"for h in srv db {ip} srv.dns.pyrt; do nc $h 80 </dev/null; /probe/udpprobe send $h 5000 x-$h; done",
-                 "-v", f"{probe}:/probe:ro")
+    out = run_in(s, "app", f"for h in srv db {ip} srv.dns.pyrt; do nc $h 80 </dev/null; "
+                 "/probe/udpprobe send $h 5000 x-$h; done", "-v", f"{probe}:/probe:ro")
     assert out.split() == ["tcp-hello", "echo:x-srv", "tcp-hello", "echo:x-db", "tcp-hello", f"echo:x-{ip}",
                            "tcp-hello", "echo:x-srv.dns.pyrt"]
     members = json.loads(ok(s.cli("network", "inspect", "app")))[0]["Containers"]
@@ -221,8 +222,10 @@ def test_published_tcp_and_udp_ports_through_the_kernel(netstore, netns, probe):
     fg = s.popen("run", "--rm", "--network", "front", "-p", "8081:80", "base:1", "sh", "-c", "echo fg | nc -l -p 80",
                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        got = wait_for(lambda: netns.run("busybox", "nc", "127.0.0.1", "8081", input=b"").stdout, what="the fg port")
-        assert got == b"fg\n"
+        def answer():
+            assert fg.poll() is None, fg.stderr.read()
+            return netns.run("busybox", "nc", "127.0.0.1", "8081", input=b"").stdout
+        assert wait_for(answer, what="the fg port") == b"fg\n"
         assert fg.wait(30) == 0
     finally:
         if fg.poll() is None:
@@ -309,6 +312,10 @@ def test_network_rm_is_refused_while_in_use_and_prune(netstore):
         json.loads(ok(s.cli("network", "inspect", "p1")))[0]["Id"][:12]
     assert ok(s.cli("network", "prune", "-f")) == "Deleted Networks:\np1\n"
     assert ok(s.cli("network", "ls", "--format", "{{.Name}}")).split() == ["bridge", "host", "none", "p2"]
+    ok(s.cli("network", "create", "p3"))
+    # system prune: the stopped container, then the networks nobody uses
+    assert "Deleted Networks:\np2\np3\n" in ok(s.cli("system", "prune", "-f"))
+    assert ok(s.cli("network", "ls", "--format", "{{.Name}}")).split() == ["bridge", "host", "none"]
 
 
 def test_connect_and_disconnect_a_running_container(netstore):

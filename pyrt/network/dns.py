@@ -75,7 +75,7 @@ def _wanted(root) -> set:
         db.close()
 
 
-def ensure(root: str, timeout: float = 5.0) -> None:
+def ensure(root: str, timeout: float = 15.0) -> None:
     """Make sure the store's server runs and listens on every user-defined
     network's gateway (start it, or tell it to look again)."""
     wanted = _wanted(root)
@@ -119,7 +119,8 @@ def _start(root, timeout) -> None:
     try:
         log = os.open(os.path.join(_dir(root), LOG), os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
         try:
-            p = subprocess.Popen([sys.executable, "-P", "-m", "pyrt.network.dns", root, str(w)], pass_fds=(w,),
+            # the file itself, not the package: the server needs only the standard library
+            p = subprocess.Popen([sys.executable, "-P", "-I", os.path.abspath(__file__), root, str(w)], pass_fds=(w,),
                                  stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd="/",
                                  start_new_session=True, close_fds=True)
         finally:

@@ -361,7 +361,8 @@ def check_ports(runtime, c, ports) -> None:
     for r in runtime.store.db.query("SELECT container_id, info FROM endpoints WHERE container_id != ?", (c.id,)):
         info = json.loads(r["info"])
         for p in info.get("Ports") or []:
-            taken[(p["Protocol"], int(p["HostPort"]), p["HostIp"] or "0.0.0.0")] = info.get("Name") or r["container_id"][:12]
+            who = info.get("Name") or r["container_id"][:12]
+            taken[(p["Protocol"], int(p["HostPort"]), p["HostIp"] or "0.0.0.0")] = who
     for p in ports:
         proto, port, ip = p["Protocol"], int(p["HostPort"]), p["HostIp"] or "0.0.0.0"
         for (tproto, tport, tip), who in taken.items():
