@@ -8,7 +8,9 @@ pyrt's networks use the reference plugins (Debian: containernetworking-plugins):
 `bridge` (the bridge, a veth pair, the address, the routes) with `static` IPAM
 (the address pyrt allocated, passed as CNI_ARGS IP and GATEWAY), and `portmap`
 (published ports, DNAT in the kernel). The conflist of each network is also
-written to <root>/networks/<name>.conflist for people to read."""
+written to <root>/networks/<name>.conflist for people to read. DEL is run
+whenever it has something to undo: a published port's rules, or an interface in
+a namespace that is still there (pyrt.network.endpoints)."""
 from __future__ import annotations
 
 import json

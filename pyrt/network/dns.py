@@ -32,6 +32,8 @@ LOCK = "dns.lock"    # held by the server for its life
 LOG = "dns.log"
 IDLE_CHECK = 5.0     # seconds between checks for leases left (it ends without any)
 UPSTREAM_TIMEOUT = 2.0
+MAX_PENDING = 256    # queries forwarded and not answered yet: more are dropped
+MAX_TCP = 64         # TCP clients at once: more are closed at once
 
 _NOERROR, _SERVFAIL, _NXDOMAIN, _REFUSED = 0, 2, 3, 5
 _A, _PTR, _AAAA = 1, 12, 28
@@ -296,6 +298,8 @@ class Server:
         self._send_upstream(client, lsock, data, servers)
 
     def _send_upstream(self, client, lsock, data, servers):
+        if len(self.pending) >= MAX_PENDING:
+            return  # the client asks again
         while servers:
             server = servers.pop(0)
             try:
@@ -333,8 +337,14 @@ class Server:
                 timeout = min(timeout, p[4] - now)
             readable = [wake_r] + list(self.udp.values()) + list(self.tcp.values()) + list(self.pending) \
                 + list(self.conns)
+            poller = select.poll()  # not select(): no limit on fd numbers
+            by_fd = {}
+            for s in readable:
+                fd = s if isinstance(s, int) else s.fileno()
+                by_fd[fd] = s
+                poller.register(fd, select.POLLIN)
             try:
-                ready, _, _ = select.select(readable, [], [], max(0.0, timeout))
+                ready = [by_fd[fd] for fd, _ in poller.poll(max(0.0, timeout) * 1000)]
             except InterruptedError:
                 ready = []
             for s in ready:
@@ -374,6 +384,9 @@ class Server:
             try:
                 conn, _ = s.accept()
             except OSError:
+                return
+            if len(self.conns) >= MAX_TCP:
+                conn.close()
                 return
             conn.setblocking(False)
             self.conns[conn] = [gw, b"", time.monotonic() + 10]

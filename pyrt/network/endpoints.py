@@ -253,10 +253,15 @@ def _unwire_rows(runtime, rows, netns="") -> NetworkError | None:
         if net is None:
             continue
         dns = dns or net.dns
-        try:
-            cni.delete(_attachment(net, row, netns))
-        except NetworkError as e:
-            first = first or e
+        att = _attachment(net, row, netns)
+        # With the namespace gone and no published port there is nothing left for
+        # pyrt's conflist to undo (the veth went with the namespace, static IPAM
+        # holds nothing): DEL would only start two plugins for nothing.
+        if netns or att.ports:
+            try:
+                cni.delete(att)
+            except NetworkError as e:
+                first = first or e
         _drop(runtime, row["container_id"], row["network_id"])
     if dns:
         from pyrt.network import dns as dns_
