@@ -5,7 +5,7 @@ import sys
 
 
 def cmd_create(args, rt):
-    from pyrt.cli.main import _split_kv
+    from pyrt.cli.common import split_kv as _split_kv
     from pyrt.errors import InvalidArgument
     if args.gateway and not args.subnet:
         raise InvalidArgument("--gateway needs --subnet")
@@ -46,7 +46,7 @@ def cmd_ls(args, rt):
 
 
 def cmd_inspect(args, rt):
-    from pyrt.cli.main import _message
+    from pyrt.cli.common import message as _message
     from pyrt.cli.output import print_inspected
     out, status = [], 0
     for ref in args.networks:
@@ -60,7 +60,7 @@ def cmd_inspect(args, rt):
 
 
 def cmd_rm(args, rt):
-    from pyrt.cli.main import _message
+    from pyrt.cli.common import message as _message
     status = 0
     for ref in args.networks:
         try:

@@ -12,9 +12,15 @@ import os
 import shutil
 import time
 
+from pyrt.containers import lifecycle
+from pyrt.containers.attach import connect as attach_to_monitor, output as monitor_output
+from pyrt.containers.logs import follow_logs, read_logs
 from pyrt.containers.options import check_name, env_list_to_dict, port_map
+from pyrt.containers.processes import exec_process, processes, wait_pidfd
 from pyrt.errors import ContainerError  # noqa: F401 (re-exported)
 from pyrt.errors import Conflict, ContainerNotFound, InvalidArgument, PyrtError
+from pyrt.launch.process import spawn
+from pyrt.network import endpoints
 
 
 def _now_iso(t: float) -> str:
@@ -189,7 +195,7 @@ class Container:
                           init=cfg.get("Init", False), seccomp=cfg.get("Seccomp", "default"))
 
     def _limits(self):
-        from pyrt.cgroups.cgroup import Limits
+        from pyrt.cgroups.limits import Limits
         return Limits(**(self.config.get("Limits") or {}))
 
     def _make_cgroup(self, detached: bool):
@@ -199,7 +205,7 @@ class Container:
         stats, pause and OOM reports). None only where no cgroup hierarchy is
         mounted (and nothing asks for one)."""
         from pyrt.cgroups import systemd as cgroup_systemd
-        from pyrt.cgroups.cgroup import layout
+        from pyrt.cgroups.layout import layout
         limits = self._limits()
         if limits.empty() and not detached:
             # only for the devices: where it cannot be made (no cgroup hierarchy, not
@@ -252,8 +258,6 @@ class Container:
         """Start the container's command in the foreground; returns the
         pyrt.Process (the caller waits, then calls `finished`). tty=True: its stdio
         is a new terminal whose master is the Process's `pty`."""
-        import pyrt
-        from pyrt.network import endpoints
         if self.config.get("Ports") and self.config.get("NetworkMode", "none") == "none":
             raise InvalidArgument(f"container {self.name} publishes ports: start it detached (its monitor "
                                   "forwards them) or on a network")
@@ -263,8 +267,8 @@ class Container:
             spec = self._spawn_spec(network=wiring and wiring.fd)
             cgroup = self._make_cgroup(detached=False)
             try:
-                proc = pyrt.spawn(self.config["Cmd"], spec=spec, cgroup=cgroup, stdin=stdin, stdout=stdout,
-                                  stderr=stderr, tty=tty)
+                proc = spawn(self.config["Cmd"], spec=spec, cgroup=cgroup, stdin=stdin, stdout=stdout,
+                             stderr=stderr, tty=tty)
             except BaseException:
                 if cgroup is not None:
                     cgroup.remove()
@@ -276,8 +280,7 @@ class Container:
         finally:
             if wiring is not None:
                 wiring.close()
-        from pyrt.containers.lifecycle import start_time
-        self._set_state({"Status": "running", "Pid": proc.pid, "StartTime": start_time(proc.pid),
+        self._set_state({"Status": "running", "Pid": proc.pid, "StartTime": lifecycle.start_time(proc.pid),
                          "StartedAt": time.time(), "ExitCode": 0, "FinishedAt": None,
                          "Cgroup": cgroup is not None})
         self._cgroup = cgroup
@@ -301,8 +304,6 @@ class Container:
         """Start in the background, watched by its monitor (docker's `start`). From
         before the container runs until its state is recorded, its start mark is
         held: if this process dies in between, the next one to look resolves it."""
-        from pyrt.containers import lifecycle
-        from pyrt.network import endpoints
         mark = self._take_start_mark()
         try:
             self._check_startable()
@@ -332,7 +333,6 @@ class Container:
         """Hold the start mark (waiting for another process's start or removal to
         end), having resolved an abandoned start; returns its fd (None when the
         container's directory is missing)."""
-        from pyrt.containers import lifecycle
         try:
             fd, abandoned = lifecycle.take_start_mark(self.dir, wait=30.0, what=f"container {self.name}")
         except (FileNotFoundError, NotADirectoryError):
@@ -351,7 +351,6 @@ class Container:
         """A pyrt process died while starting this container (its start mark is
         ours now): record what it left, a running container (its init found in its
         cgroup), an exited one (its monitor's record), or nothing started."""
-        from pyrt.containers import lifecycle
         row = self._c._row(self.id)
         if row is None:
             return
@@ -378,7 +377,6 @@ class Container:
     def stop(self, timeout=10):
         """The image's StopSignal (default SIGTERM), then SIGKILL after `timeout` s.
         A restart policy does not start it again (until `start`)."""
-        from pyrt.containers import lifecycle
         self.reload()
         if self.status == "paused":
             self.unpause()
@@ -392,7 +390,6 @@ class Container:
         self._settle()
 
     def kill(self, signal="SIGKILL"):
-        from pyrt.containers import lifecycle
         lifecycle.parse_signal(signal)  # a bad signal is an error whatever the state
         self.reload()
         if self.status not in ("running", "paused"):
@@ -410,7 +407,6 @@ class Container:
 
     def _settle(self):
         """After the init has died: wait for the monitor's record and store it."""
-        from pyrt.containers import lifecycle
         if self.state.get("Detached"):
             if self._restarts():
                 lifecycle.wait_monitor(self.state, 5.0)
@@ -422,7 +418,6 @@ class Container:
 
     def wait(self, timeout=None, condition="not-running"):
         """Block until the container stops; {"StatusCode": exit code, "Error": None}."""
-        from pyrt.containers import lifecycle
         self.reload()
         if self.status in ("running", "paused"):
             done = lifecycle.wait_monitor(self.state, timeout) if self._restarts() else \
@@ -477,7 +472,6 @@ class Container:
 
     def top(self):
         """{"Titles": [...], "Processes": [[...], ...]} like the docker SDK."""
-        from pyrt.containers.lifecycle import processes
         self.reload()
         procs = processes(self)
         return {"Titles": ["UID", "PID", "PPID", "CMD"],
@@ -486,18 +480,16 @@ class Container:
     def logs(self, stdout=True, stderr=True, stream=False, timestamps=False, tail="all", since=None,
              follow=None):
         """Output of a detached container (bytes; a generator with stream/follow)."""
-        from pyrt.containers import lifecycle
         if follow or stream:
-            return lifecycle.follow_logs(self, stdout=stdout, stderr=stderr, timestamps=timestamps,
+            return follow_logs(self, stdout=stdout, stderr=stderr, timestamps=timestamps,
                                          tail=tail, since=since)
-        return lifecycle.read_logs(self, stdout=stdout, stderr=stderr, timestamps=timestamps,
+        return read_logs(self, stdout=stdout, stderr=stderr, timestamps=timestamps,
                                    tail=tail, since=since)
 
     def exec_run(self, cmd, stdout=True, stderr=True, stdin=False, tty=False, privileged=False, user="",
                  detach=False, stream=False, socket=False, environment=None, workdir=None, demux=False):
         """Run cmd in the running container: ExecResult(exit_code, output) as the
         docker SDK returns it (output None when detached; (out, err) with demux)."""
-        from pyrt.containers import lifecycle
         if socket or stream or stdin:
             raise InvalidArgument("exec_run: stdin, socket and stream are not supported")
         if tty:
@@ -512,7 +504,7 @@ class Container:
                     err = os.pipe()
             out_w = out[1] if out and stdout else devnull
             err_w = (err or out)[1] if (err or out) and stderr else devnull
-            pid, pfd = lifecycle.exec_process(self, cmd, user=user, environment=environment, workdir=workdir,
+            pid, pfd = exec_process(self, cmd, user=user, environment=environment, workdir=workdir,
                                               privileged=privileged, stdin=devnull, stdout=out_w, stderr=err_w)
         except BaseException:
             for p in (out, err):
@@ -528,7 +520,7 @@ class Container:
             os.close(pfd)
             return ExecResult(None, None)
         data = _read_all([p[0] for p in (out, err) if p])
-        code = lifecycle.wait_pidfd(pfd)
+        code = wait_pidfd(pfd)
         if demux:
             got = iter(data)
             o = next(got) if out and stdout else None
@@ -538,12 +530,11 @@ class Container:
 
     def _exec_tty(self, cmd, detach=False, **options):
         """exec_run with a terminal: the output is what the terminal showed."""
-        from pyrt.containers import lifecycle
         from pyrt.launch.tty import open_pty_in, read_until_closed
         master, slave = open_pty_in(self.reload().state["Pid"])
         try:
             try:
-                pid, pfd = lifecycle.exec_process(self, cmd, stdin=slave, stdout=slave, stderr=slave,
+                pid, pfd = exec_process(self, cmd, stdin=slave, stdout=slave, stderr=slave,
                                                   new_session=True, **options)
             finally:
                 os.close(slave)
@@ -553,7 +544,7 @@ class Container:
             data = read_until_closed(master, pfd)
         finally:
             os.close(master)
-        return ExecResult(lifecycle.wait_pidfd(pfd), data)
+        return ExecResult(wait_pidfd(pfd), data)
 
     def _driver_layers(self) -> list[str]:
         if self.config.get("Driver") == "copy":
@@ -569,15 +560,13 @@ class Container:
         """A container marked running whose init has ended is recorded as exited
         (from its monitor's record; or unknown status if its runner was killed),
         and its cgroup removed."""
-        from pyrt.containers import lifecycle
-        from pyrt.containers.lifecycle import exited_state
         mark = lifecycle.abandoned_start(self.dir)
         if mark is not None:
             try:
                 self._recover_start()
             finally:
                 lifecycle.end_start_mark(self.dir, mark)
-        new = exited_state(self)
+        new = lifecycle.exited_state(self)
         if new is not None and new["Status"] != "exited":  # restarted by its monitor
             if new != self.state:
                 self._set_state(new)
@@ -642,8 +631,7 @@ class Container:
         """docker SDK's attach: the output of this running detached container from
         now on (with `logs`, what it printed before first) until it ends; bytes, or
         a generator of chunks with `stream`."""
-        from pyrt.launch import tty
-        sock, master = tty.connect(self)
+        sock, master = attach_to_monitor(self)
         if master is not None:
             os.close(master)
         before = self.logs(stdout=stdout, stderr=stderr) if logs else b""
@@ -655,7 +643,7 @@ class Container:
             try:
                 if before:
                     yield before
-                for name, data in tty.output(sock):
+                for name, data in monitor_output(sock):
                     if name in want:
                         yield data
             finally:
@@ -696,7 +684,6 @@ class Container:
         self.name = name
 
     def remove(self, force=False, v=False):
-        from pyrt.containers import lifecycle
         self.reload()
         mark = self._take_start_mark()  # not while another process starts it
         try:
@@ -769,11 +756,9 @@ def _rmtree(path):
 
 def _unwire(container) -> None:
     """The container's network leases, undone (pyrt.network.endpoints)."""
-    from pyrt.network.endpoints import unwire, uses_networks
-    if uses_networks(container.config):
-        unwire(container)
+    if endpoints.uses_networks(container.config):
+        endpoints.unwire(container)
 
 
 def _network_settings(container) -> dict:
-    from pyrt.network.endpoints import settings
-    return settings(container)
+    return endpoints.settings(container)

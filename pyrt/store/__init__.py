@@ -20,6 +20,12 @@ from pyrt.store.db import Database
 from pyrt.store.layers import TEMP_PREFIX, TRASH_PREFIX, SnapshotStore, rmtree
 
 DB_NAME = "pyrt.db"
+DEFAULT_ROOT = "/var/lib/pyrt"
+
+
+def default_root() -> str:
+    """The store's root when none is given: $PYRT_ROOT, else /var/lib/pyrt."""
+    return os.environ.get("PYRT_ROOT") or DEFAULT_ROOT
 
 
 def _pid_alive(pid: int) -> bool:
