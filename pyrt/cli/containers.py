@@ -212,7 +212,7 @@ def _endpoint_config(args):
     """--network-alias and --ip: docker's EndpointSettings of the container's network."""
     if not args.network_alias and not args.ip:
         return None
-    from pyrt.network.model import default_network
+    from pyrt.network.names import default_network
     ep = {"Aliases": list(args.network_alias)}
     if args.ip:
         ep["IPAMConfig"] = {"IPv4Address": args.ip}
@@ -234,7 +234,7 @@ def parse_publish(items) -> dict:
 
 
 def _network_of(args) -> str:
-    from pyrt.network.model import default_network
+    from pyrt.network.names import default_network
     return args.network or default_network()
 
 

@@ -69,7 +69,7 @@ class ContainerCollection:
                 c.remove(force=True, v=True)
                 raise
             return c
-        from pyrt.network.model import default_network
+        from pyrt.network.names import default_network
         if kwargs.get("ports") and (kwargs.get("network_mode") or kwargs.get("network") or default_network()) == "none":
             raise InvalidArgument("published ports without a network need a detached container (detach=True): "
                                   "its monitor forwards them")

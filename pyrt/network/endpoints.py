@@ -39,7 +39,7 @@ def plan(runtime, network_mode=None, network=None, networking_config=None, alias
     pyrt.network.model.default_network()), or network (the SDK's name of the
     network to join), networking_config ({name: {"Aliases": [...], "IPAMConfig":
     {"IPv4Address": ...}}}), aliases and ipv4_address (--network-alias, --ip)."""
-    from pyrt.network.model import DEFAULT, default_network
+    from pyrt.network.names import DEFAULT, default_network
     if network and network_mode and network != network_mode:
         raise InvalidArgument("network and network_mode conflict: give one")
     mode = network_mode or network or default_network()
@@ -175,8 +175,8 @@ def _holder_alive(holder: str) -> bool:
 
 
 def _nets_by_id(runtime) -> dict:
-    from pyrt.network.model import Network
-    return {r["id"]: Network(runtime.networks, r) for r in runtime.store.db.query("SELECT * FROM networks")}
+    nets = runtime.networks
+    return {r["id"]: nets.from_row(r) for r in runtime.store.db.query("SELECT * FROM networks")}
 
 
 def _attachment(net, row, netns=""):

@@ -16,21 +16,9 @@ import secrets
 import time
 
 from pyrt.errors import Conflict, InvalidArgument, NetworkError, NetworkNotFound
+from pyrt.network.names import DEFAULT, DEFAULT_BRIDGE, PREDEFINED, default_network  # noqa: F401 (re-exported)
 
-DEFAULT = "bridge"
-PREDEFINED = ("bridge", "host", "none")
-DEFAULT_BRIDGE = "pyrt0"
 _NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")
-
-
-def default_network() -> str:
-    """The network containers join when none is given: $PYRT_DEFAULT_NETWORK, else
-    "bridge" as root (docker's default) and "none" otherwise (an ordinary user
-    cannot make bridges; published ports then go through the monitor)."""
-    env = os.environ.get("PYRT_DEFAULT_NETWORK")
-    if env:
-        return env
-    return DEFAULT if os.geteuid() == 0 else "none"
 
 
 def _now_iso(t: float) -> str:
@@ -169,6 +157,9 @@ class NetworkCollection:
     def __init__(self, runtime):
         self.runtime = runtime
         self.store = runtime.store
+
+    def from_row(self, row) -> Network:
+        return Network(self, row)
 
     def _rows(self):
         return self.store.db.query("SELECT * FROM networks ORDER BY created")
