@@ -348,6 +348,20 @@ def test_connect_and_disconnect_a_running_container(netstore):
           match="uses network none")
 
 
+def test_a_restarted_container_keeps_its_address(netstore):
+    """Its monitor starts it again in the same namespace: the same address each run,
+    given back when the last run ends."""
+    s = netstore
+    ok(s.cli("network", "create", "again"))
+    ok(s.cli("run", "-d", "--name", "flaky", "--network", "again", "--restart", "on-failure:2", "base:1", "sh", "-c",
+             "ip -4 addr show eth0 | grep -o 'inet [0-9.]*'; sleep 0.2; exit 3"))
+    wait_for(lambda: inspect(s, "flaky")["State"]["Status"] == "exited", what="the last run to end")
+    assert inspect(s, "flaky")["RestartCount"] == 2
+    lines = ok(s.cli("logs", "flaky")).split("\n")
+    assert len([ln for ln in lines if ln]) == 3 and len(set(ln for ln in lines if ln)) == 1, lines
+    assert s.leases() == []
+
+
 # -- attacks ----------------------------------------------------------------------------------------
 
 def test_containers_cannot_spoof_addresses_or_names(netstore, netns, probe):
