@@ -16,7 +16,7 @@ import secrets
 import time
 
 from pyrt.errors import Conflict, InvalidArgument, NetworkError, NetworkNotFound
-from pyrt.network.names import DEFAULT, DEFAULT_BRIDGE, PREDEFINED, default_network  # noqa: F401 (re-exported)
+from pyrt.network.names import DEFAULT, DEFAULT_BRIDGE, PREDEFINED
 
 _NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")
 
