@@ -34,6 +34,11 @@ int pyrt_child_waiting(int fd)
     return send_msg(fd, PYRT_CHILD_WAITING, NULL, NULL);
 }
 
+int pyrt_child_hooks(int fd)
+{
+    return send_msg(fd, PYRT_CHILD_HOOKS, NULL, NULL);
+}
+
 void pyrt_child_msg_error(const struct pyrt_child_msg *m, struct pyrt_error *e)
 {
     if (m->kind != PYRT_CHILD_FAILED) {

@@ -8,7 +8,9 @@
  *                        (pool.h); usage is its own rusage at that moment (the
  *                        cost of its setup, which waitid counts in at its exit);
  *  - PYRT_CHILD_WAITING  an OCI container is set up and waits for `start`
- *                        (oci.h).
+ *                        (oci.h);
+ *  - PYRT_CHILD_HOOKS    an OCI container's mounts are made, before pivot_root:
+ *                        it waits for the runtime's create hooks (oci.h).
  *
  * The child's side is async-signal-safe (no allocation, no stdio, no locks). */
 #ifndef PYRT_CHILDMSG_H
@@ -19,7 +21,7 @@
 
 #include "spawn.h" /* struct pyrt_error */
 
-enum { PYRT_CHILD_FAILED = 1, PYRT_CHILD_PARKED = 2, PYRT_CHILD_WAITING = 3 };
+enum { PYRT_CHILD_FAILED = 1, PYRT_CHILD_PARKED = 2, PYRT_CHILD_WAITING = 3, PYRT_CHILD_HOOKS = 4 };
 
 struct pyrt_child_msg {
     int32_t kind; /* PYRT_CHILD_* */
@@ -32,6 +34,7 @@ struct pyrt_child_msg {
 int pyrt_child_failed(int fd, const struct pyrt_error *e);
 int pyrt_child_parked(int fd, const struct rusage *usage);
 int pyrt_child_waiting(int fd);
+int pyrt_child_hooks(int fd);
 
 /* Parent side: the failure a message reports (its strings terminated): a
  * PYRT_CHILD_FAILED message's error, or EPROTO for any other kind, which the

@@ -646,6 +646,8 @@ int pyrt_setup_rootfs(const struct pyrt_spawn_spec *s, struct pyrt_error *e)
         rc = -1;
     else if (s->oci && pyrt_oci_rootfs(s->oci, rootfd, e) < 0)
         rc = -1;
+    else if (s->oci && pyrt_oci_hooks_stop(s->oci, e) < 0) /* the create hooks run now */
+        rc = -1;
     else if ((s->setup & PYRT_SETUP_MASK) && mask_paths(s, rootfd, e) < 0)
         rc = -1;
     else if (s->readonly_root && set_attrs(rootfd, MOUNT_ATTR_RDONLY, 0) < 0)

@@ -36,6 +36,7 @@
  * nobody reads that pipe any more). Set in the child only (its own memory). */
 static int oci_errfd = -1;
 static int oci_waited;
+static int oci_hooks_done;
 
 static const char *ns_name(int type)
 {
@@ -180,6 +181,29 @@ int pyrt_oci_rootfs(const struct pyrt_oci *o, int rootfd, struct pyrt_error *e)
     for (size_t i = 0; o->sysctls && o->sysctls[i] && o->sysctls[i + 1]; i += 2)
         if (write_sysctl(rootfd, o->sysctls[i], o->sysctls[i + 1], e) < 0)
             return -1;
+    return 0;
+}
+
+/* -- the stop for the create hooks ------------------------------------------------ */
+
+int pyrt_oci_hooks_stop(const struct pyrt_oci *o, struct pyrt_error *e)
+{
+    if (o->hooks_fd < 0 || oci_hooks_done)
+        return 0;
+    oci_hooks_done = 1;
+    if (o->hooks_wfd >= 0 && close(o->hooks_wfd) < 0)
+        return pyrt_fail(e, "close", "the hooks pipe's write end");
+    if (pyrt_child_hooks(oci_errfd) < 0)
+        return pyrt_fail(e, "report the stop for the create hooks", "");
+    char c;
+    ssize_t n;
+    do
+        n = read(o->hooks_fd, &c, 1);
+    while (n < 0 && errno == EINTR);
+    if (n != 1)
+        return pyrt_fail_errno(e, n < 0 ? errno : ECANCELED, "wait for the create hooks", "");
+    if (close(o->hooks_fd) < 0)
+        return pyrt_fail(e, "close", "the hooks pipe");
     return 0;
 }
 

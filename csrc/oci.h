@@ -1,6 +1,14 @@
 /* What only the OCI runtime (pyrt-runtime) asks of the spawn core, as one optional
  * block of the spawn spec (spec->oci, NULL for pyrt's own containers):
  *
+ * - a stop for the create hooks (hooks_fd >= 0): once the runtime environment is
+ *   made (mounts, devices, sysctls: before masked and read-only paths, the
+ *   read-only root and pivot_root; without a mount namespace of its own, after the
+ *   chroot), the child sends PYRT_CHILD_HOOKS and blocks reading one byte from
+ *   hooks_fd (a pipe; its write end hooks_wfd is closed first). pyrt_spawn_oci
+ *   returns there with the child's message pipe; the runtime runs the prestart,
+ *   createRuntime and createContainer hooks and pyrt_spawn_resume lets it go on
+ *   (to the wait before exec). EOF instead of the byte: the child fails;
  * - wait before exec (runc's exec fifo): once everything is set up (root, mounts,
  *   cwd, stdio, identity, capabilities), the child checks that the program can be
  *   executed, sends PYRT_CHILD_WAITING on the error pipe (childmsg.h;
@@ -39,6 +47,8 @@ struct pyrt_device {
 
 struct pyrt_oci {
     int wait_fd;    /* >= 0: wait for a byte on it before exec (see above) */
+    int hooks_fd;   /* >= 0: stop for the create hooks, reading a byte on it (see above) */
+    int hooks_wfd;  /* the write end of hooks_fd's pipe (the runtime's): closed in the child */
 
     const struct pyrt_ns_join *joins; /* joined first, in this order (user first) */
     size_t njoins;
@@ -71,6 +81,19 @@ int pyrt_oci_begin(const struct pyrt_oci *o, int errfd, struct pyrt_error *e);
 
 /* Inside the root (mounts.c, before masking): devices, /dev links, sysctls. */
 int pyrt_oci_rootfs(const struct pyrt_oci *o, int rootfd, struct pyrt_error *e);
+
+/* The stop for the create hooks (hooks_fd): once, at the first call (mounts.c
+ * before pivot_root; spawn.c after the root is set up, for a chroot). */
+int pyrt_oci_hooks_stop(const struct pyrt_oci *o, struct pyrt_error *e);
+
+/* Parent side. pyrt_spawn, except that with spec->oci->hooks_fd >= 0 it returns
+ * once the child stopped for the create hooks, *msgfd its message pipe; the
+ * caller runs the hooks, then pyrt_spawn_resume writes the byte on go_fd (the
+ * hooks pipe's write end) and reads the child's next message: 0 once it waits
+ * for start, else -1 with its error. msgfd is closed either way; on an error the
+ * caller kills and reaps the child (it has its pidfd). */
+int pyrt_spawn_oci(const struct pyrt_spawn_spec *s, pid_t *pid, int *pidfd, int *msgfd, struct pyrt_error *e);
+int pyrt_spawn_resume(int msgfd, int go_fd, struct pyrt_error *e);
 
 /* Just before and just after the identity switch (keepcaps; the capability sets). */
 int pyrt_oci_before_identity(const struct pyrt_oci *o, struct pyrt_error *e);

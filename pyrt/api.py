@@ -11,7 +11,7 @@ def run(args, rootfs=None, *, input=None, capture_output=False, timeout=None, ch
         **kwargs):
     """Run `args` in a new container and wait for it (like subprocess.run).
     The container runs under pyrt's default seccomp profile unless `seccomp=None`
-    (or a profile of its own) is given: see pyrt.launch.process.build_spec for every
+    (or a profile of its own) is given: see pyrt.launch.spec.build_spec for every
     option. profile="bench": a measured run (pyrt.pool.pool.run; `usage` is then a
     pyrt.pool.metering.Usage)."""
     if profile is not None:

@@ -5,8 +5,15 @@ from __future__ import annotations
 import os
 import threading
 
-from pyrt.images.catalog import ImageCollection
+from pyrt import __version__, _core
+from pyrt.cgroups.layout import layout
 from pyrt.store import Store, default_root
+from pyrt.store.layers import tree_size
+
+
+# The collections (and what `build`, `info`, `prune` and `login` need) are imported on
+# first use: `pyrt ps` loads neither the image catalog nor the registry client's
+# package, `pyrt images` not the containers.
 
 
 class Runtime:
@@ -59,7 +66,9 @@ class Runtime:
     @property
     def images(self):
         if self._images is None:
-            self._images = Images(self)
+            from pyrt.dockerfile import build
+            from pyrt.images.catalog import ImageCollection
+            self._images = ImageCollection(self, builder=build)
         return self._images
 
     @property
@@ -105,7 +114,6 @@ class Runtime:
     def version(self) -> dict:
         """docker SDK's client.version(), for pyrt."""
         import platform
-        from pyrt import __version__, _core
         return {"Version": __version__, "ApiVersion": "pyrt", "Os": "linux", "Arch": platform.machine(),
                 "KernelVersion": platform.release(), "PythonVersion": platform.python_version(),
                 "Seccomp": bool(_core.seccomp_available())}
@@ -114,8 +122,6 @@ class Runtime:
         """docker SDK's client.info(): the store, its contents, and what the host
         offers (cgroup layout, seccomp, overlay)."""
         import platform
-        from pyrt import __version__, _core
-        from pyrt.cgroups.layout import layout
         states = [c.status for c in self.containers.list(all=True)]
         lay = layout()
         return {
@@ -169,25 +175,7 @@ class Runtime:
             self._store = None
 
 
-class Images(ImageCollection):
-    """`Runtime(root).images`: the catalog (pyrt.images.catalog) plus `build`, whose
-    builder (pyrt.dockerfile) runs containers, a layer above the images."""
-
-    def build(self, path, tag=None, dockerfile="Dockerfile", buildargs=None, nocache=False, target=None,
-              quiet=False, rm=True, log=None, network_mode=None):
-        """docker build (see pyrt.dockerfile): the Dockerfile (relative to the context
-        `path`) run step by step; `tag` a name or a list of names. Returns (Image,
-        [{"stream": text}, ...]); `log`, if given, is called with each of those
-        as the build goes. RUN steps use the network of a default container (the
-        default network, pyrt.network) unless network_mode names another, "none"
-        or "host"."""
-        from pyrt.dockerfile import build
-        return build(self.runtime, path, tags=tag, dockerfile=dockerfile, buildargs=buildargs,
-                     nocache=nocache, target=target, quiet=quiet, rm=rm, log=log, network_mode=network_mode)
-
-
 def _disk_use(path: str) -> int:
-    from pyrt.store.layers import tree_size
     return tree_size(path, disk=True)
 
 

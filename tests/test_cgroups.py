@@ -448,7 +448,9 @@ def test_fork_bomb_contained_by_pids_limit(made, lay, rootfs):
 @pytest.mark.parametrize("lay", LAYOUTS)
 def test_cpu_quota_throttles(made, lay, rootfs):
     _need(lay, "cpu")
-    cg = made.cgroup(Limits(cpus=0.5), lay)
+    # a quota far below what a busy loop gets even on a loaded machine (1 ms of
+    # every 100 ms period), so that the loop is throttled however busy the host is
+    cg = made.cgroup(Limits(cpus=0.01), lay)
     p = made.spawn("while :; do :; done", rootfs, cg)
     # the throttled time is added when a throttled period ends: wait for both
     s = wait_for(lambda: (lambda s: s if (s["cpu_nr_throttled"] or 0) > 0 and (s["cpu_throttled_ns"] or 0) > 0

@@ -423,8 +423,9 @@ def test_hooks_order_state_and_namespaces(rt, rootfs_copy, tmp_shm):
     cid = rt.new_id()
     assert rt.create(cid, bundle).returncode == 0
     assert [k for k, _ in _log(log)] == ["prestart1", "prestart2", "createRuntime", "createContainer"]
-    for kind, st in _log(log):
-        assert st["id"] == cid and st["status"] == "created" and st["pid"] > 0 and st["bundle"] == bundle
+    for kind, st in _log(log):  # (before pivot_root: the container is not created yet)
+        assert st["id"] == cid and st["status"] == "creating" and st["pid"] > 0 and st["bundle"] == bundle
+    assert rt.state(cid)["status"] == "created"
     assert rt("start", cid).returncode == 0
     assert [k for k, _ in _log(log)][-1] == "poststart" and _log(log)[-1][1]["status"] == "running"
     helpers.wait_for(lambda: b"ONLY=this" in rt.output(cid, bundle), what="the program's output")
@@ -437,6 +438,44 @@ def test_hooks_order_state_and_namespaces(rt, rootfs_copy, tmp_shm):
     assert rt("delete", "--force", cid).returncode == 0
     kinds = [k for k, _ in _log(log)]
     assert kinds[-1] == "poststop" and _log(log)[-1][1]["status"] == "stopped"
+
+
+_AT_THE_STOP = r"""
+import json, os, sys
+pid = json.load(sys.stdin)["pid"]
+with open(f"/proc/{pid}/mountinfo") as f:
+    procs = [ln.split()[4] for ln in f if " - proc " in ln]
+with open(sys.argv[1], "a") as f:
+    r, h = os.stat(f"/proc/{pid}/root"), os.stat("/")
+    f.write(json.dumps([sys.argv[2], (r.st_dev, r.st_ino) == (h.st_dev, h.st_ino), procs]) + "\n")
+"""
+
+
+def test_create_hooks_run_before_pivot_root(rt, rootfs, tmp_shm):
+    """createRuntime, createContainer (and the deprecated prestart) hooks MUST run
+    once the runtime environment is made (the mount namespace and its mounts) but
+    before pivot_root: each sees the container's process with the host's root, its
+    /proc already mounted inside its rootfs; once create returns it has pivoted."""
+    import sys
+    log = os.path.join(tmp_shm, "stop.log")
+    hooks = {kind: [{"path": sys.executable, "args": ["python3", "-c", _AT_THE_STOP, log, kind]}]
+             for kind in ("prestart", "createRuntime", "createContainer")}
+    bundle = write_bundle(tmp_shm, spec_config(rootfs, ["sleep", "1000"], hooks=hooks))
+    cid = rt.new_id()
+    p = rt.create(cid, bundle)
+    try:
+        assert p.returncode == 0, p.stderr
+        with open(log) as f:
+            seen = [json.loads(line) for line in f]
+        assert [k for k, _, _ in seen] == ["prestart", "createRuntime", "createContainer"]
+        for kind, host_root, procs in seen:
+            assert host_root, kind  # not pivoted yet
+            assert any(p.endswith("/proc") and p != "/proc" for p in procs), (kind, procs)  # mounted inside
+        pid = rt.state(cid)["pid"]
+        r, h = os.stat(f"/proc/{pid}/root"), os.stat("/")
+        assert (r.st_dev, r.st_ino) != (h.st_dev, h.st_ino)  # then pivot_root, then waiting for start
+    finally:
+        rt("delete", "--force", cid)
 
 
 @pytest.mark.parametrize("kind", ["prestart", "createRuntime", "createContainer"])
@@ -532,7 +571,7 @@ def test_kill_sends_the_signal(rt, rootfs, tmp_shm):
 def test_what_pyrt_cannot_apply_is_an_error(rt, rootfs, tmp_shm):
     """A runtime unable to create the environment the config asks for MUST generate
     an error (intelRdt: MUST when no resctrl is usable): never silently ignored."""
-    asks = [("intelRdt", {"intelRdt": {"closID": "x"}}), ("blockIO", {"resources": {"blockIO": {"weight": 10}}}),
+    asks = [("intelRdt", {"intelRdt": {"closID": "x"}}), ("blockIO.leafWeight", {"resources": {"blockIO": {"leafWeight": 10}}}),
             ("hugepageLimits", {"resources": {"hugepageLimits": [{"pageSize": "2MB", "limit": 1 << 21}]}}),
             ("network", {"resources": {"network": {"classID": 1}}}), ("timeOffsets", {"timeOffsets": {
                 "monotonic": {"secs": 1}}})]

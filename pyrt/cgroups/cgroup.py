@@ -44,9 +44,12 @@ import signal
 import threading
 import time
 
+from pyrt import _core
+from pyrt.cgroups.devices import DEFAULT_RULES, v1_lines
 from pyrt.cgroups.layout import KNOWN_CONTROLLERS, Layout, host_favors_dynmods, layout
 from pyrt.cgroups.limits import Limits, format_cpuset, parse_cpuset
 from pyrt.errors import CgroupError, Conflict, ControllerUnavailable, InvalidArgument  # noqa: F401  (re-exported)
+from pyrt.errors import SpawnError
 # the rest of the cgroup API, whose home is limits.py
 from pyrt.cgroups.limits import CPU_PERIOD, cpu_shares_to_weight, parse_bytes  # noqa: F401  (re-exported)
 
@@ -221,7 +224,6 @@ class Cgroup:
         if isinstance(devices, str):
             if devices != "default":
                 raise InvalidArgument(f"invalid devices {devices!r}: 'default', a list of rules or None")
-            from pyrt.cgroups.devices import DEFAULT_RULES
             rules = list(DEFAULT_RULES)
         else:
             rules = None if devices is None else list(devices)
@@ -316,15 +318,12 @@ class Cgroup:
         unprivileged user, who may not load the program, but then the container
         is in a user namespace where device nodes cannot be made)."""
         if "devices" in self.v1_dirs:
-            from pyrt.cgroups.devices import v1_lines
             d = self.v1_dirs["devices"]
             for fname, line in v1_lines(rules):
                 _write(os.path.join(d, fname), line)
             return "v1"
         if not self.v2_dir:
             return None
-        from pyrt import _core
-        from pyrt.errors import SpawnError
         try:
             fd = os.open(self.v2_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except OSError as e:
@@ -615,7 +614,7 @@ class Cgroup:
             self.kill_all(timeout)
         for d in self.dirs:
             _rmdir(d, deadline)
-        from pyrt.cgroups import systemd as cgroup_systemd
+        from pyrt.cgroups import systemd as cgroup_systemd  # on use: it loads subprocess
         if cgroup_systemd.is_scope(self.parent):  # and the scope systemd made for it
             cid = self.parent.rsplit("/pyrt-", 1)[1][:-len(".scope")]
             cgroup_systemd.stop(cid, self.layout.unified)

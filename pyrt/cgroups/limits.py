@@ -329,7 +329,7 @@ class Limits:
         if self.pids_limit is not None:
             out.append(("pids", "pids.max", str(self.pids_limit), False))
         if self.blkio_weight is not None:  # 10..1000 -> 1..10000, as runc; only where io.weight is
-            out.append(("io", "io.weight", f"default {1 + (self.blkio_weight - 10) * 9999 // 990}", True))
+            out.append(("io", "io.weight", f"default {io_weight(self.blkio_weight)}", True))
         names = {"read_bps": "rbps", "write_bps": "wbps", "read_iops": "riops", "write_iops": "wiops"}
         for kind, dev, rate in self._throttled():
             out.append(("io", "io.max", f"{dev} {names[kind]}={rate}", False))
@@ -343,6 +343,11 @@ class Limits:
 
     def __repr__(self):
         return "Limits(" + ", ".join(f"{k}={v!r}" for k, v in self.to_dict().items()) + ")"
+
+
+def io_weight(blkio_weight: int) -> int:
+    """A v1 block I/O weight (10..1000) as cgroup2's io.weight (1..10000), as runc."""
+    return 1 + (blkio_weight - 10) * 9999 // 990
 
 
 def _throttles(key: str, value) -> list:

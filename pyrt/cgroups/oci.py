@@ -6,13 +6,24 @@ pyrt.ocirt makes of a config:
 
     {"memory": {"limit", "reservation", "swap", "swappiness", "disableOOMKiller"},
      "cpu": {"shares", "quota", "period", "cpus", "mems"}, "pids": N,
-     "devices": [(type, major, minor, access, allow)], "unified": {file: value}}
+     "devices": [(type, major, minor, access, allow)], "unified": {file: value},
+     "blockIO": {"weight", "leafWeight", "weightDevice", "leafWeightDevice",
+                 "read_bps", "write_bps", "read_iops", "write_iops"}}
+
+blockIO goes through pyrt's own block I/O limits (pyrt.cgroups.limits.Limits:
+blkio_weight and the per-device throttles, v1 blkio.* or v2 io.weight/io.max);
+what Limits has no field for (per-device weights, leaf weights) is written here.
+A weight is written to the file of the scheduler that weighs (blkio.weight, else
+BFQ's blkio.bfq.weight; on cgroup2 io.bfq.weight, else io.weight): a host with
+neither makes it an error, never a setting silently dropped.
 """
 from __future__ import annotations
 
+import errno
 import os
 
 from pyrt.cgroups.cgroup import CPU_PERIOD, _write, cpu_shares_to_weight
+from pyrt.cgroups.limits import Limits, io_weight
 from pyrt.errors import CgroupError
 
 
@@ -30,6 +41,8 @@ def resource_controllers(resources) -> list:
         need.append("pids")
     if "devices" in resources:
         need.append("devices")
+    if "blockIO" in resources:
+        need += ["blkio", "io"]  # v1's name and cgroup2's: each counts where the host has it
     return need
 
 
@@ -108,7 +121,62 @@ def apply_resources(cg, resources) -> None:
         else:
             raise CgroupError(19, "linux.resources.devices needs the devices controller or cgroup2",
                               cg.path)
+    if "blockIO" in resources:
+        kind, d = where("blkio")
+        _apply_block_io(kind, d, resources["blockIO"])
     for k, v in (resources.get("unified") or {}).items():
         if not cg.v2_dir:
             raise CgroupError(2, "linux.resources.unified needs cgroup v2", k)
         put(cg.v2_dir, k, v)
+
+
+def _first(d, names):
+    """The first of the files `names` the cgroup directory has, or None."""
+    return next((n for n in names if os.path.exists(os.path.join(d, n))), None)
+
+
+def _apply_block_io(kind, d, bio) -> None:
+    lim = Limits(blkio_weight=bio.get("weight"), device_read_bps=bio.get("read_bps"),
+                 device_write_bps=bio.get("write_bps"), device_read_iops=bio.get("read_iops"),
+                 device_write_iops=bio.get("write_iops"))
+
+    def missing(what, files):
+        if not files:
+            return CgroupError(errno.EOPNOTSUPP, f"linux.resources.blockIO.{what}: cgroup2 has no leaf weights", d)
+        return CgroupError(errno.ENOENT, f"linux.resources.blockIO.{what}: this host's block I/O controller "
+                           f"has no {' nor '.join(files)} (no scheduler that weighs, such as BFQ)", d)
+
+    def put(what, name, value):  # an error names the config's field
+        try:
+            _write(os.path.join(d, name), value)
+        except CgroupError as e:
+            raise CgroupError(e.errno, f"linux.resources.blockIO.{what}: write {value!r} to",
+                              os.path.join(d, name)) from None
+
+    def weights(what, v1_files, v2_files, values):
+        """Write weights ("default" or a device) to the first file that exists."""
+        files = v1_files if kind == "v1" else v2_files
+        name = _first(d, files)
+        if name is None:
+            raise missing(what, files)
+        for dev, w in values:
+            if kind == "v2" and name == "io.weight":
+                w = io_weight(w)
+            put(what, name, f"{dev} {w}" if dev else (str(w) if kind == "v1" else f"default {w}"))
+
+    if "weight" in bio:
+        weights("weight", ("blkio.weight", "blkio.bfq.weight"), ("io.bfq.weight", "io.weight"),
+                [("", bio["weight"])])
+    if "weightDevice" in bio:
+        weights("weightDevice", ("blkio.weight_device", "blkio.bfq.weight_device"),
+                ("io.bfq.weight", "io.weight"), bio["weightDevice"])
+    if "leafWeight" in bio:  # CFQ's (gone since Linux 5.0); cgroup2 has none
+        weights("leafWeight", ("blkio.leaf_weight",), (), [("", bio["leafWeight"])])
+    if "leafWeightDevice" in bio:
+        weights("weightDevice[].leafWeight", ("blkio.leaf_weight_device",), (), bio["leafWeightDevice"])
+    fields = {"read_bps": "throttleReadBpsDevice", "write_bps": "throttleWriteBpsDevice",
+              "read_iops": "throttleReadIOPSDevice", "write_iops": "throttleWriteIOPSDevice"}
+    settings = lim.v1_settings() if kind == "v1" else lim.v2_settings()
+    throttles = [s for s in settings if s[0] in ("blkio", "io") and s[1] not in ("blkio.weight", "io.weight")]
+    for (_ctrl, name, value, _optional), (what, _dev, _rate) in zip(throttles, lim._throttled()):
+        put(fields[what], name, value)

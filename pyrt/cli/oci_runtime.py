@@ -19,13 +19,16 @@ error fails `create` itself. The process outlives `create` (engines adopt it as 
 subreaper). Options are taken with one or two dashes and `--opt=value`, as runc's.
 
 Where pyrt-runtime differs from runc:
-- cgroups are written directly (cgroupfs); --systemd-cgroup is refused with an
-  error. linux.resources.devices is enforced by the devices controller on v1 and
+- cgroups are written directly (cgroupfs); with --systemd-cgroup (cgroupsPath
+  slice:prefix:name) the container's cgroup is the container/ leaf of a delegated
+  transient scope prefix-name.scope made through systemd's D-Bus API (pure
+  cgroup2 under systemd only: elsewhere an error). linux.resources.devices is enforced by the devices controller on v1 and
   hybrid hosts and by an eBPF program attached to the container's cgroup on v2.
-- prestart and createRuntime hooks run once the container is fully set up (after
-  pivot_root, in its waiting state), in the runtime's namespaces; createContainer
-  hooks run in the container's namespaces except its mount namespace (so their
-  path resolves on the host), startContainer hooks in all of them.
+- prestart, createRuntime and createContainer hooks run at a stop of the
+  container's set-up, its mounts made and before pivot_root (state "creating");
+  prestart and createRuntime in the runtime's namespaces, createContainer in the
+  container's except its mount namespace (so their path resolves on the host),
+  startContainer hooks in all of them.
 - --preserve-fds is refused; --no-pivot is accepted and ignored (pivot_root is
   always used).
 - without a mount namespace of its own (none in the config, or one joined by
@@ -422,10 +425,6 @@ def main(argv=None) -> int:
     if fn is None:
         LOG.error(f"unknown command {cmd!r} (commands: {', '.join(COMMANDS)})")
         return 2
-    if g.get("systemd_cgroup") and cmd in ("create", "run"):
-        from pyrt.ocirt.spec import _systemd_message
-        LOG.error(_systemd_message(""))
-        return 1
     from pyrt.errors import PyrtError
     try:
         return fn(g, args) or 0

@@ -5,8 +5,9 @@ from __future__ import annotations
 from pyrt.containers.create import create as _create
 from pyrt.containers.model import Container
 from pyrt.errors import Conflict, ContainerError, ContainerNotFound, InvalidArgument
-from pyrt.launch.process import DEVNULL, PIPE
 from pyrt.filters import all_labels_match, wanted_filters
+from pyrt.launch.process import DEVNULL, PIPE
+from pyrt.store.layers import tree_size
 
 
 class ContainerCollection:
@@ -77,7 +78,7 @@ class ContainerCollection:
         try:
             proc = c.start_process(stdin=DEVNULL, stdout=PIPE, stderr=PIPE)
             out, err = proc.communicate()
-            from pyrt.containers.logs import LogWriter
+            from pyrt.containers.logs import LogWriter  # on use: `pyrt ps` loads this module
             log = LogWriter(c)  # `logs` shows what a foreground run printed too
             log.write("stdout", out)
             log.write("stderr", err)
@@ -96,7 +97,6 @@ class ContainerCollection:
         paused ones stay). docker SDK's result: {"ContainersDeleted", "SpaceReclaimed"}."""
         if filters:
             raise InvalidArgument("container prune: filters are not supported")
-        from pyrt.store.layers import tree_size
         removed, freed = [], 0
         for c in self.list(all=True):
             if c.status in ("created", "exited", "dead"):

@@ -10,16 +10,21 @@ import secrets
 import stat
 import time
 
-from pyrt.containers.mounts import collect_mounts
+from pyrt import _core
 from pyrt.containers.model import _layer_paths, _rmtree
+from pyrt.containers.mounts import collect_mounts
 from pyrt.containers.options import (check_name, container_argv, env_list_to_dict, parse_addresses,
                                      parse_extra_hosts, parse_labels, parse_log_config, parse_ports,
                                      parse_restart_policy)
 from pyrt.errors import Conflict, InvalidArgument, SpawnError
-from pyrt.launch.mounts import Overlay
 from pyrt.launch import process
-from pyrt.images.catalog import check_platform
-from pyrt.oci.config import DEFAULT_PATH
+from pyrt.launch.mounts import Overlay
+from pyrt.launch.spec import DEFAULT_PATH
+from pyrt.oci.image import check_platform
+
+# What making a container needs beyond this (pyrt.cgroups.limits and .devices,
+# pyrt.launch.seccomp and .userdb, pyrt.containers.volumes) is imported in create():
+# `pyrt ps` loads this module without making a container.
 
 
 _ADJECTIVES = ("brave", "calm", "eager", "fond", "gentle", "happy", "jolly", "keen", "lucid",
@@ -64,8 +69,10 @@ def create(collection, image, command=None, *, name=None, entrypoint=None, envir
     blkio_weight (10..1000) and device_read_bps / device_write_bps /
     device_read_iops / device_write_iops (the SDK's [{"Path": "/dev/sda", "Rate":
     1048576}] or "PATH:RATE" strings): block I/O limits."""
-    from pyrt.cgroups.limits import Limits
     from pyrt.cgroups.devices import parse_device
+    from pyrt.cgroups.limits import Limits
+    from pyrt.launch.seccomp import from_security_opt
+    from pyrt.launch.userdb import home_of, resolve_user
     device_list = [parse_device(d).to_dict() for d in devices or ()]
     limits = Limits.from_docker(mem_limit=mem_limit, memswap_limit=memswap_limit,
                                 mem_reservation=mem_reservation,
@@ -74,10 +81,9 @@ def create(collection, image, command=None, *, name=None, entrypoint=None, envir
                                 pids_limit=pids_limit, blkio_weight=blkio_weight,
                                 device_read_bps=device_read_bps, device_write_bps=device_write_bps,
                                 device_read_iops=device_read_iops, device_write_iops=device_write_iops)
-    from pyrt.launch.seccomp import from_security_opt
     seccomp = from_security_opt(security_opt, cap_add, privileged)
     img = image if hasattr(image, "layers") else collection.runtime.images.get(image)
-    check_platform(img)
+    check_platform(img.config)
     icfg = (img.config or {}).get("config") or {}
     argv = container_argv(icfg, command, entrypoint)
     if name is not None:
@@ -125,10 +131,8 @@ def create(collection, image, command=None, *, name=None, entrypoint=None, envir
     user = user if user is not None else icfg.get("User", "")
     layers_top_first = _layer_paths(img)
     if user:
-        from pyrt.launch.userdb import resolve_user
         resolve_user(user, layers_top_first)  # an unknown user is an error now, not at start
     if "HOME" not in env:
-        from pyrt.launch.userdb import home_of, resolve_user
         uid = resolve_user(user, layers_top_first)[0] if user else 0
         env["HOME"] = home_of(uid, layers_top_first)
     driver = collection.runtime.storage_driver
@@ -157,7 +161,6 @@ def create(collection, image, command=None, *, name=None, entrypoint=None, envir
         if driver != "copy":
             _make_init_layer(cdir, config["WorkingDir"], layers_top_first)
         if driver == "copy":
-            from pyrt import _core
             rootfs = os.path.join(cdir, "rootfs")
             os.mkdir(rootfs, 0o755)
             for layer in img.layers:  # bottom-up, applying whiteouts
@@ -187,8 +190,8 @@ def create(collection, image, command=None, *, name=None, entrypoint=None, envir
 def _prepare_volumes(collection, mount_list, img, new_volumes):
     """Create the named volumes that do not exist yet and the anonymous ones,
     and fill new, empty ones with the image's content at their destination."""
-    vols = collection.runtime.volumes
     from pyrt.containers.volumes import populate
+    vols = collection.runtime.volumes
     for m in mount_list:
         if m["Type"] != "volume":
             continue

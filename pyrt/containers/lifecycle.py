@@ -14,6 +14,8 @@ import signal as _signal
 import sys
 import time
 
+from pyrt import _core, sys as psys
+from pyrt._core import read_exit_record
 from pyrt.errors import Conflict, InvalidArgument
 
 EXIT_FILE = "exit.json"
@@ -43,7 +45,6 @@ def alive(state: dict) -> bool:
 
 def pidfd(state: dict) -> int | None:
     """A pidfd of the container's init, or None when it has exited."""
-    from pyrt import sys as psys
     pid = state.get("Pid") or 0
     if pid <= 0:
         return None
@@ -72,7 +73,6 @@ def parse_signal(sig) -> int:
 
 def send_signal(state: dict, sig) -> bool:
     """Signal the container's init through a pidfd; False when it has exited."""
-    from pyrt import sys as psys
     fd = pidfd(state)
     if fd is None:
         return False
@@ -106,7 +106,6 @@ def _wait_gone(fd: int | None, timeout: float | None) -> bool:
 def read_exit(cdir: str, wait: float = 0.0) -> dict | None:
     """The monitor's exit record; waits up to `wait` seconds for it to appear (the
     monitor writes it just after the container ends)."""
-    from pyrt._core import read_exit_record
     path = os.path.join(cdir, EXIT_FILE)
     deadline = time.monotonic() + wait
     while True:
@@ -232,7 +231,6 @@ def clear_exit(cdir: str) -> None:
 
 def start_detached(container, spec, cgroup) -> dict:
     """Start the container under its monitor; returns its new state."""
-    from pyrt import _core
     cdir = container.dir
     clear_exit(cdir)
     exit_argv = None
@@ -329,7 +327,6 @@ def _read_run(container) -> dict | None:
 def wait_monitor(state: dict, timeout: float | None) -> bool:
     """Wait until a detached container's monitor has ended (after its exit record);
     False on timeout."""
-    from pyrt import sys as psys
     if not monitor_alive(state):
         return True
     try:

@@ -6,7 +6,9 @@ from __future__ import annotations
 import os
 import time
 
+from pyrt._core import parse_log
 from pyrt.containers.lifecycle import LOG_FILE
+from pyrt.oci.image import rfc3339
 
 
 def log_files(container) -> list[str]:
@@ -23,7 +25,6 @@ def log_files(container) -> list[str]:
 def log_records(container, *, stdout=True, stderr=True, timestamps=False, tail="all", since=None) -> list:
     """The log as [(stream, line)] in the order the lines were written; `tail`
     counts lines of both streams together, as docker does."""
-    from pyrt._core import parse_log
     data = b""
     for path in log_files(container):
         try:
@@ -78,7 +79,6 @@ class LogWriter:
         self._emit_records(stream, [(tag, line) for line in lines])
 
     def _emit_records(self, stream, records) -> None:
-        from pyrt.oci.image import rfc3339
         head = rfc3339().encode() + b" " + stream.encode() + b" "
         self.f.write(b"".join(head + tag + b" " + line + b"\n" for tag, line in records))
         self.f.flush()
@@ -120,7 +120,6 @@ def follow_logs(container, *, records=False, **kwargs):
     ends: bytes, or with `records` lists of (stream, line) in the order written.
     The current file is held open: after a rotation its end is read, then the new
     file from its start."""
-    from pyrt._core import parse_log
     path = os.path.join(container.dir, LOG_FILE)
     pending, f = b"", None
     first = True

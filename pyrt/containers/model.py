@@ -13,14 +13,20 @@ import shutil
 import time
 
 from pyrt.containers import lifecycle
-from pyrt.containers.attach import connect as attach_to_monitor, output as monitor_output
-from pyrt.containers.logs import follow_logs, read_logs
 from pyrt.containers.options import check_name, env_list_to_dict, port_map
-from pyrt.containers.processes import exec_process, processes, wait_pidfd
 from pyrt.errors import ContainerError  # noqa: F401 (re-exported)
 from pyrt.errors import Conflict, ContainerNotFound, InvalidArgument, PyrtError
+from pyrt.launch.mounts import Bind, Overlay, Tmpfs
 from pyrt.launch.process import spawn
-from pyrt.network import endpoints
+from pyrt.launch.spec import build_spec
+from pyrt.store.layers import rmtree
+
+# Imported where they are used, so that listing containers (`pyrt ps`, which loads this
+# module) does not load them: cgroups (pyrt.cgroups.*), terminals (pyrt.launch.tty,
+# pyrt.containers.attach), users (pyrt.launch.userdb), logs, exec and top
+# (pyrt.containers.logs, .processes), the layer writer and change lists
+# (pyrt.store.commit, .changes, .export, pyrt.oci.config), pyrt.containers.cp and the
+# network's wiring (pyrt.network.endpoints).
 
 
 def _now_iso(t: float) -> str:
@@ -143,7 +149,6 @@ class Container:
 
     def _rootfs(self):
         """What the spawn core mounts as root."""
-        from pyrt.launch.mounts import Overlay
         if self.config.get("Driver") == "copy":
             return os.path.join(self.dir, "rootfs")
         # diff and commit read the upper dir back as a layer: a renamed image dir
@@ -153,7 +158,6 @@ class Container:
                        workdir=os.path.join(self.dir, "work"), options=("redirect_dir=off", "metacopy=off"))
 
     def _mounts(self):
-        from pyrt.launch.mounts import Bind, Tmpfs
         out = []
         for name in ("hostname", "hosts", "resolv.conf"):
             out.append(Bind(os.path.join(self.dir, name), "/etc/" + name))
@@ -170,20 +174,19 @@ class Container:
     def _device_rules(self):
         """The container's device allow-list (pyrt.cgroups.devices): docker's defaults plus
         its --device nodes; None (no restriction) when privileged."""
+        from pyrt.cgroups.devices import parse_device, rules_with
         if self.config.get("Privileged"):
             return None
-        from pyrt.cgroups.devices import parse_device, rules_with
         return rules_with([parse_device(d) for d in self.config.get("Devices") or ()])
 
     # -- lifecycle --------------------------------------------------------------
     def _spawn_spec(self, network=None, **stdio):
-        """The resolved spec of this container's command (pyrt.launch.process.build_spec);
+        """The resolved spec of this container's command (pyrt.launch.spec.build_spec);
         network: the fd of the namespace pyrt.network wired (for containers on networks)."""
-        from pyrt.launch.process import build_spec
+        from pyrt.launch.userdb import resolve_user
         cfg = self.config
         user = None
         if cfg.get("User"):
-            from pyrt.launch.userdb import resolve_user
             uid, gid, groups = resolve_user(cfg["User"], self._driver_layers())
             user = (uid, gid, *groups)  # build_spec takes (uid, gid, *supplementary groups)
         return build_spec(cfg["Cmd"], self._rootfs(), env=env_list_to_dict(cfg["Env"]),
@@ -258,6 +261,7 @@ class Container:
         """Start the container's command in the foreground; returns the
         pyrt.Process (the caller waits, then calls `finished`). tty=True: its stdio
         is a new terminal whose master is the Process's `pty`."""
+        from pyrt.network import endpoints
         if self.config.get("Ports") and self.config.get("NetworkMode", "none") == "none":
             raise InvalidArgument(f"container {self.name} publishes ports: start it detached (its monitor "
                                   "forwards them) or on a network")
@@ -304,6 +308,7 @@ class Container:
         """Start in the background, watched by its monitor (docker's `start`). From
         before the container runs until its state is recorded, its start mark is
         held: if this process dies in between, the next one to look resolves it."""
+        from pyrt.network import endpoints
         mark = self._take_start_mark()
         try:
             self._check_startable()
@@ -472,6 +477,7 @@ class Container:
 
     def top(self):
         """{"Titles": [...], "Processes": [[...], ...]} like the docker SDK."""
+        from pyrt.containers.processes import processes
         self.reload()
         procs = processes(self)
         return {"Titles": ["UID", "PID", "PPID", "CMD"],
@@ -480,16 +486,18 @@ class Container:
     def logs(self, stdout=True, stderr=True, stream=False, timestamps=False, tail="all", since=None,
              follow=None):
         """Output of a detached container (bytes; a generator with stream/follow)."""
+        from pyrt.containers.logs import follow_logs, read_logs
         if follow or stream:
             return follow_logs(self, stdout=stdout, stderr=stderr, timestamps=timestamps,
-                                         tail=tail, since=since)
+                               tail=tail, since=since)
         return read_logs(self, stdout=stdout, stderr=stderr, timestamps=timestamps,
-                                   tail=tail, since=since)
+                         tail=tail, since=since)
 
     def exec_run(self, cmd, stdout=True, stderr=True, stdin=False, tty=False, privileged=False, user="",
                  detach=False, stream=False, socket=False, environment=None, workdir=None, demux=False):
         """Run cmd in the running container: ExecResult(exit_code, output) as the
         docker SDK returns it (output None when detached; (out, err) with demux)."""
+        from pyrt.containers.processes import exec_process, wait_pidfd
         if socket or stream or stdin:
             raise InvalidArgument("exec_run: stdin, socket and stream are not supported")
         if tty:
@@ -530,6 +538,7 @@ class Container:
 
     def _exec_tty(self, cmd, detach=False, **options):
         """exec_run with a terminal: the output is what the terminal showed."""
+        from pyrt.containers.processes import exec_process, wait_pidfd
         from pyrt.launch.tty import open_pty_in, read_until_closed
         master, slave = open_pty_in(self.reload().state["Pid"])
         try:
@@ -631,7 +640,9 @@ class Container:
         """docker SDK's attach: the output of this running detached container from
         now on (with `logs`, what it printed before first) until it ends; bytes, or
         a generator of chunks with `stream`."""
-        sock, master = attach_to_monitor(self)
+        # imported on use: its socket module would slow every command that loads containers
+        from pyrt.containers.attach import connect, output
+        sock, master = connect(self)
         if master is not None:
             os.close(master)
         before = self.logs(stdout=stdout, stderr=stderr) if logs else b""
@@ -643,7 +654,7 @@ class Container:
             try:
                 if before:
                     yield before
-                for name, data in monitor_output(sock):
+                for name, data in output(sock):
                     if name in want:
                         yield data
             finally:
@@ -750,15 +761,16 @@ def _read_all(fds) -> list[bytes]:
 
 
 def _rmtree(path):
-    from pyrt.store.layers import rmtree
     rmtree(path)
 
 
 def _unwire(container) -> None:
     """The container's network leases, undone (pyrt.network.endpoints)."""
-    if endpoints.uses_networks(container.config):
-        endpoints.unwire(container)
+    if container.config.get("NetworkMode", "none") not in ("none", "host"):
+        from pyrt.network.endpoints import unwire
+        unwire(container)
 
 
 def _network_settings(container) -> dict:
-    return endpoints.settings(container)
+    from pyrt.network.endpoints import settings
+    return settings(container)

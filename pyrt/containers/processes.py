@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import os
 
+from pyrt import _core
 from pyrt.containers.lifecycle import alive
 from pyrt.errors import Conflict, InvalidArgument
+from pyrt.launch.spec import build_exec_spec
+from pyrt.launch.userdb import resolve_user
 
 
 def exec_process(container, cmd, *, user="", environment=None, workdir=None, privileged=False,
                  stdin=None, stdout=None, stderr=None, new_session=False):
     """Start `cmd` inside the running container; returns (pid, pidfd), the caller's child.
     new_session: its own session, with stdin (a terminal) as controlling terminal."""
-    from pyrt import _core
-    from pyrt.launch import caps
     st = container.reload().state
     if st.get("Status") == "paused":
         raise Conflict(f"container {container.name} is paused: unpause it first")
@@ -32,22 +33,16 @@ def exec_process(container, cmd, *, user="", environment=None, workdir=None, pri
     ident = None
     user = user or cfg.get("User")
     if user:
-        from pyrt.launch.userdb import resolve_user
         ident = resolve_user(user, container._driver_layers())
-    from pyrt.launch.seccomp import filter_for
-    profile = cfg.get("Seccomp", "default")
-    bpf = filter_for(cfg.get("CapAdd", []), privileged or cfg.get("Privileged", False),
-                     None if profile == "default" else profile) or (None, 0)
+    privileged = privileged or cfg.get("Privileged", False)
     cgroup = container._open_cgroup()
     fds = cgroup.spawn_fds() if cgroup is not None else (-1, [])
     try:
-        spec = _core.ExecSpec(st["Pid"], [os.fsencode(a) for a in cmd], env, start_time=st["StartTime"],
-                              cwd=workdir or cfg.get("WorkingDir") or "/", user=ident,
-                              caps=caps.resolve(cfg.get("CapAdd", []), cfg.get("CapDrop", []),
-                                                privileged or cfg.get("Privileged", False)),
-                              stdio=tuple(-1 if x is None else x for x in (stdin, stdout, stderr)),
-                              new_session=new_session, cgroup_fd=fds[0], cgroup_procs_fds=fds[1],
-                              seccomp=bpf[0], seccomp_flags=bpf[1])
+        spec = build_exec_spec(st["Pid"], cmd, env, start_time=st["StartTime"],
+                               cwd=workdir or cfg.get("WorkingDir") or "/", user=ident,
+                               cap_add=cfg.get("CapAdd", []), cap_drop=cfg.get("CapDrop", []),
+                               privileged=privileged, seccomp=cfg.get("Seccomp", "default"),
+                               stdio=(stdin, stdout, stderr), new_session=new_session, cgroup_fds=fds)
         return _core.exec_(spec)
     finally:
         if cgroup is not None:
@@ -56,7 +51,6 @@ def exec_process(container, cmd, *, user="", environment=None, workdir=None, pri
 
 def wait_pidfd(pidfd: int) -> int:
     """Wait for our child behind pidfd; its exit code (128+N for signal N)."""
-    from pyrt import _core
     try:
         status, _ = _core.wait(pidfd)
     finally:

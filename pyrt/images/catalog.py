@@ -16,7 +16,8 @@ from pyrt import compression
 
 from pyrt.images import archive as _archive, deletion, save as _save
 from pyrt.images.ingest import Ingest, adopt_blob, unpack_one
-from pyrt.errors import Conflict, ImageFormatError, ImageNotFound, InvalidArgument, LayerError
+from pyrt.errors import (Conflict, ImageFormatError, ImageNotFound, InvalidArgument, LayerError, StoreChanged,
+                         Unsupported)
 from pyrt.oci import mediatypes as mt
 from pyrt.oci.config import apply_changes
 from pyrt.oci.digest import DIGEST_RE, chain_id as _chain_id, is_digest, sha256_bytes
@@ -24,8 +25,9 @@ from pyrt.oci.image import dumps, manifest_json, parse_time, rfc3339
 from pyrt.images.fromhost import build_host_rootfs
 from pyrt.oci.reference import (DEFAULT_TAG, equivalent_repositories, parse_reference,
                             validate_repository, validate_tag)
-from pyrt.oci.config import DEFAULT_PATH
+from pyrt.launch.spec import DEFAULT_PATH
 from pyrt.filters import all_labels_match, wanted_filters
+from pyrt.store.layers import rmtree, tree_size
 
 _HEX_PREFIX_RE = re.compile(r"(?:sha256:)?([0-9a-f]{4,64})")
 
@@ -148,9 +150,12 @@ class ImageCollection:
     """The images of a Runtime's store (`Runtime(root).images`), or of `store` alone
     (no logins for pull and push)."""
 
-    def __init__(self, runtime=None, *, store=None):
+    def __init__(self, runtime=None, *, store=None, builder=None):
+        """builder: what `build` calls, (runtime, path, **options) -> (Image, output)
+        (pyrt.dockerfile.build, which runs containers: a layer above the images)."""
         self.runtime = runtime
         self._store = store
+        self._builder = builder
 
     @property
     def store(self):
@@ -302,7 +307,6 @@ class ImageCollection:
         tmp = store.mkdtemp("load-")
         try:
             with _archive.open_archive(data, tmp) as (fmt, plans):
-                from pyrt.store import StoreChanged
                 for attempt in range(5):
                     try:
                         Ingest(self.store).load(plans, progress)
@@ -311,7 +315,6 @@ class ImageCollection:
                         if attempt == 4:
                             raise
         finally:
-            from pyrt.store.layers import rmtree
             rmtree(tmp)
         by_id, out = {}, []
         for plan in plans:
@@ -420,7 +423,6 @@ class ImageCollection:
                 if snapshot_dir is not None:
                     st.adopt_snapshot(top_chain, snapshot_dir)
                     snapshot_dir = None
-                    from pyrt.store.layers import tree_size
                     sizes[top_chain] = unpacked_size if unpacked_size is not None \
                         else tree_size(st.snapshots[top_chain])
                 else:
@@ -433,9 +435,21 @@ class ImageCollection:
                 st.place(tx, needed_blobs, needed_chains)
                 ingest.record(tx, plan, sizes, now, parent=parent_img.id if parent_img is not None else None)
         if snapshot_dir is not None and os.path.isdir(snapshot_dir):
-            from pyrt.store.layers import rmtree
             rmtree(snapshot_dir)  # the store has this layer already; the caller gave it away
         return Image(self, config_digest)
+
+    def build(self, path, tag=None, dockerfile="Dockerfile", buildargs=None, nocache=False, target=None,
+              quiet=False, rm=True, log=None, network_mode=None):
+        """docker build (see pyrt.dockerfile): the Dockerfile (relative to the context
+        `path`) run step by step; `tag` a name or a list of names. Returns (Image,
+        [{"stream": text}, ...]); `log`, if given, is called with each of those
+        as the build goes. RUN steps use the network of a default container (the
+        default network, pyrt.network) unless network_mode names another, "none"
+        or "host"."""
+        if self._builder is None:
+            raise Unsupported("this image collection has no builder: build through Runtime(root).images")
+        return self._builder(self.runtime, path, tags=tag, dockerfile=dockerfile, buildargs=buildargs,
+                     nocache=nocache, target=target, quiet=quiet, rm=rm, log=log, network_mode=network_mode)
 
     def import_image(self, src, repository=None, tag=None, changes=(), message=None, progress=None) -> Image:
         """A rootfs tar (plain, gzip, zstd, bzip2 or xz; a path or a binary file object)
@@ -474,7 +488,6 @@ class ImageCollection:
                                created_by=f"pyrt import {label}", repository=repository, tag=tag,
                                snapshot_dir=snap, unpacked_size=size)
         finally:
-            from pyrt.store.layers import rmtree
             rmtree(tmp)
 
     def from_host(self, repository_tag, paths, progress=None) -> Image:
@@ -498,7 +511,6 @@ class ImageCollection:
                                created_by="pyrt image from-host " + " ".join(paths),
                                repository=ref.repository, tag=ref.tag)
         finally:
-            from pyrt.store.layers import rmtree
             rmtree(tmp)
 
     # -- saving -------------------------------------------------------------------------------
@@ -545,7 +557,6 @@ class ImageCollection:
             try:
                 _save.write_docker_archive(items, path, tmp, progress=progress)
             finally:
-                from pyrt.store.layers import rmtree
                 rmtree(tmp)
 
     # -- history, inspect, df -----------------------------------------------------------
@@ -660,16 +671,6 @@ class ImageCollection:
 
 # -- helpers -------------------------------------------------------------------------------------
 
-def check_platform(img) -> None:
-    """An image for another OS is refused; one for another architecture gives a
-    PlatformWarning (Python's warnings)."""
-    from pyrt.oci.image import check_runnable
-    note = check_runnable(img.config)
-    if note:
-        import warnings
-        from pyrt.errors import PlatformWarning
-        warnings.warn(PlatformWarning(note), stacklevel=3)
-
 
 def _sqlite_errors():
     import sqlite3
@@ -725,5 +726,5 @@ class _Progressed:
 
 def _write_dir_layer(path, out_dir) -> dict:
     """A gzip layer blob of a directory tree (C writer)."""
-    from pyrt.store.commit import write_layer_blob
+    from pyrt.store.commit import write_layer_blob  # on use: its threads, zlib, ... (`pyrt images` lists)
     return write_layer_blob(path, out_dir, compression="gzip")

@@ -16,6 +16,9 @@ from pyrt.errors import ImageFormatError, InvalidArgument, LayerError, StoreChan
 from pyrt.oci.digest import chain_ids
 from pyrt.oci.image import parse_time
 
+# pyrt.store.unpack (its thread pool: concurrent.futures, logging, queue) is imported
+# where a layer is unpacked, not with this module: `pyrt images` loads it to list.
+
 
 class Ingest:
     """Images into `store` (a pyrt.store.Store)."""
@@ -226,9 +229,9 @@ def unpack_one(src, dest, media_type, expected_diff_id):
 def unpack_jobs(jobs, progress=None):
     """Unpacks [(LayerPlan, blob path, dest dir)] in parallel; returns [(diff_id, size)].
     A rejected layer raises ImageFormatError naming it."""
-    from pyrt.store import unpack as _u
     # the blob was verified against its digest when stored: for an uncompressed layer
     # that digest is the diff_id, so the unpacker need not hash it again
+    from pyrt.store import unpack as _u
     specs = [{"source": src, "dest": dest, "media_type": lp.media_type, "expected_diff_id": lp.diff_id,
               "source_digest": lp.digest} for lp, src, dest in jobs]
     try:

@@ -19,7 +19,8 @@ from __future__ import annotations
 import functools
 import os
 
-from pyrt import sys as psys
+from pyrt import _core, sys as psys
+from pyrt.errors import InvalidArgument
 
 EPERM, ENOSYS = 1, 38
 _CLONE_NS_FLAGS = (psys.CLONE_NEWNS | psys.CLONE_NEWCGROUP | psys.CLONE_NEWUTS | psys.CLONE_NEWIPC
@@ -191,7 +192,6 @@ def default_profile(cap_add=()) -> dict:
 
 
 def available() -> bool:
-    from pyrt import _core
     return bool(_core.seccomp_available())
 
 
@@ -221,7 +221,6 @@ def _versions() -> list:
     """What shapes the program besides cap_add, told apart by file identity: this
     module (the profile), the compiled core (libseccomp, pyrt's filter code), and
     the machine."""
-    from pyrt import _core
     out = []
     for path in (__file__, _core.__file__):
         st = os.stat(path)
@@ -266,7 +265,6 @@ def from_security_opt(security_opt, cap_add, privileged):
     """The container's seccomp setting from docker's --security-opt: "default",
     "unconfined" or a profile (a dict, checked by compiling it now)."""
     import json
-    from pyrt.errors import InvalidArgument
     value = "default"
     for opt in security_opt or ():
         key, sep, v = str(opt).partition("=")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+from pyrt import sys as psys
 
 TIOCSPTLCK = 0x40045431
 TIOCGPTPEER = 0x5441
@@ -36,7 +37,6 @@ def open_pty_in(pid: int):
     """A pty of the devpts instance mounted in process `pid`'s root, opened through
     that root (for exec): (master, slave)."""
     import fcntl
-    from pyrt import sys as psys
     rootfd = os.open(f"/proc/{pid}/root", os.O_PATH | os.O_CLOEXEC)
     flags = os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC
     try:

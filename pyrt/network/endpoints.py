@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import secrets
 import time
 
 from pyrt.errors import Conflict, InvalidArgument, NetworkError, NetworkNotFound
@@ -197,6 +196,7 @@ def _lease(runtime, c, net, ep, ifname, ports) -> str:
         if tx.query_one("SELECT 1 FROM endpoints WHERE container_id=? AND network_id=?", (c.id, net.id)):
             raise Conflict(f"container {c.name} is already wired to network {net.name}")
         ip = ipam.allocate(tx, net, requested)
+        import secrets
         info = {"Aliases": ep.get("Aliases") or [], "Ports": ports, "EndpointID": secrets.token_hex(32),
                 "Name": c.name, "Dns": list(c.config.get("Dns") or [])}
         tx.execute("INSERT INTO endpoints (container_id, network_id, ifname, ip, holder, info, created) "

@@ -10,7 +10,8 @@ them; the command line only parses, calls and prints.
 
 `create` sets the container up completely and leaves its process waiting just
 before the program (on the exec FIFO in the state directory) until `start`; a set-up
-error fails `create` itself. The process outlives `create` (engines adopt it as a
+error fails `create` itself. With prestart, createRuntime or createContainer hooks
+the set-up stops once for them, before pivot_root (csrc/oci.h). The process outlives `create` (engines adopt it as a
 subreaper). Errors are pyrt.errors' classes: ContainerNotFound, ConfigError,
 SpawnError, CgroupError, OciRuntimeError (a state that does not allow the
 operation, a failed hook, ...), Unsupported.
@@ -64,6 +65,10 @@ class Operations:
 
         if preserve_fds not in (None, 0, "0"):
             raise Unsupported("--preserve-fds is not supported by pyrt-runtime")
+        if self.systemd_cgroup:
+            why = rs.systemd_unavailable()
+            if why:
+                raise Unsupported(why)
         bundle = os.path.abspath(bundle or os.getcwd())
         cfg = rs.load_config(bundle)
         plan = rs.parse(cfg, bundle, container_id=cid, systemd_cgroup=self.systemd_cgroup)
@@ -81,11 +86,17 @@ class Operations:
                  "oci_version": cfg.get("ociVersion"), "hooks": plan.hooks, "process": plan.process,
                  "pid": 0, "start_time": 0, "started": False,
                  "seccomp": (cfg.get("linux") or {}).get("seccomp")}  # for exec'd processes too
-        fds, cg, pidfd, pid, wait_fd = [], None, -1, 0, -1
-        ok = in_hooks = False
+        fds, cg, pidfd, pid, wait_fd, msgfd, go_fd = [], None, -1, 0, -1, -1, -1
+        ok = in_hooks = scope = False
         try:
             # the cgroup (always: ps, kill --all, pause, delete use it) and its limits
             from pyrt.cgroups.cgroup import Cgroup, Limits, layout
+            if plan.systemd_unit:  # --systemd-cgroup: in a delegated scope of its own
+                from pyrt.cgroups import systemd as cgroup_systemd
+                cgroup_systemd.start_unit(plan.systemd_unit, plan.systemd_slice, layout().unified,
+                                          f"pyrt-runtime container {cid}")
+                scope = True
+                c.rec.update(systemd_unit=plan.systemd_unit, cgroup_parent=plan.cgroup_parent)
             if layout().mode != "none" and plan.cgroup_name:
                 cg = Cgroup.create(plan.cgroup_name, Limits(), plan.cgroup_parent,
                                    accounting=resource_controllers(plan.resources), devices=None)
@@ -117,9 +128,20 @@ class Operations:
                 finally:
                     os.close(fd)
 
-            pid, pidfd = _core.spawn(plan.spec)
-            c.rec.update(pid=pid, start_time=start_time(pid), status="created")
-            c.save()
+            early = [k for k in ("prestart", "createRuntime", "createContainer") if (plan.hooks or {}).get(k)]
+            if early:
+                # the child stops for these hooks once its mounts are made, before
+                # pivot_root (csrc/oci.h), and goes on to wait for start after them
+                hooks_r, go_fd = os.pipe2(os.O_CLOEXEC)
+                plan.oci.hooks = (hooks_r, go_fd)
+                try:
+                    pid, pidfd, msgfd = _core.spawn_stopped(plan.spec)
+                finally:
+                    os.close(hooks_r)
+            else:
+                pid, pidfd = _core.spawn(plan.spec)
+            c.rec.update(pid=pid, start_time=start_time(pid))
+            c.save()  # still "creating" (the hooks' state says so) until it waits for start
             if plan.oom_score_adj is not None:
                 try:
                     with open(f"/proc/{pid}/oom_score_adj", "w") as f:
@@ -131,13 +153,18 @@ class Operations:
             hooks.run_hooks(c, "prestart", state)
             hooks.run_hooks(c, "createRuntime", state)
             hooks.run_hooks(c, "createContainer", state)
+            if msgfd >= 0:
+                fd, msgfd = msgfd, -1
+                _core.spawn_resume(fd, go_fd)  # pivot_root, the rest of the set-up, the wait
+            c.rec["status"] = "created"
+            c.save()
             if pid_file:
                 write_pid_file(pid_file, pid)
             ok = True
         finally:
             if cg is not None:
                 cg.close_fds(force=True)
-            for fd in fds:
+            for fd in fds + [f for f in (msgfd, go_fd) if f >= 0]:
                 os.close(fd)
             if not ok:
                 if pidfd >= 0:
@@ -150,6 +177,8 @@ class Operations:
                         cg.remove()
                     except OSError as e:
                         self.warn(f"remove cgroup: {e}")
+                if scope:
+                    self._stop_scope(c)
                 if in_hooks:
                     hooks.run_hooks(c, "poststop", dict(c.oci_state(), status="stopped", pid=0),
                                     warn=self.warn)
@@ -281,9 +310,20 @@ class Operations:
                 cg.remove()
             except OSError as e:
                 self.warn(f"remove cgroup of {c.id}: {e}")
+        if c.rec.get("systemd_unit"):
+            self._stop_scope(c)
         if c.rec.get("status") != "creating":
             hooks.run_hooks(c, "poststop", dict(c.oci_state(), status="stopped"), warn=self.warn)
         c.remove()
+
+    def _stop_scope(self, c) -> None:
+        """Stop the systemd scope create made (--systemd-cgroup); a failure warns."""
+        from pyrt.cgroups import systemd as cgroup_systemd
+        from pyrt.cgroups.cgroup import layout
+        try:
+            cgroup_systemd.stop_unit(c.rec["systemd_unit"], c.rec["cgroup_parent"], layout().unified)
+        except OSError as e:
+            self.warn(f"stop the scope {c.rec['systemd_unit']} of {c.id}: {e}")
 
     def delete(self, cid: str, *, force: bool = False) -> None:
         try:
@@ -477,7 +517,7 @@ def features() -> dict:
     from pyrt.launch.caps import NAMES
     from pyrt.ocirt import mounts
     from pyrt.ocirt.defaults import SPEC_VERSION
-    from pyrt.ocirt.spec import CLONE
+    from pyrt.ocirt.spec import CLONE, systemd_unavailable
     lay = layout()
     have = _core.seccomp_available()
     return {
@@ -489,7 +529,8 @@ def features() -> dict:
         "linux": {
             "namespaces": sorted(CLONE),
             "capabilities": ["CAP_" + n for n in NAMES],
-            "cgroup": {"v1": bool(lay.v1), "v2": bool(lay.unified), "systemd": False, "systemdUser": False,
+            "cgroup": {"v1": bool(lay.v1), "v2": bool(lay.unified),
+                       "systemd": systemd_unavailable() is None, "systemdUser": False,
                        "rdma": False},
             "seccomp": {
                 "enabled": have,

@@ -15,11 +15,11 @@ DEFAULT_DEVICE_RULES = [
 
 def parse_resources(res, devices):
     """The resources we apply, validated: {memory: {...}, cpu: {...}, pids, devices:
-    [rules], unified: {...}}; also the controllers they need."""
+    [rules], blockIO: {...} (see block_io), unified: {...}}."""
     _type(res, dict, "linux.resources", "an object")
     # what pyrt-runtime cannot apply is an error (the spec: a runtime unable to
     # create the environment the config asks for MUST say so), never ignored
-    for key in ("blockIO", "hugepageLimits", "network", "rdma"):
+    for key in ("hugepageLimits", "network", "rdma"):
         if res.get(key):
             raise _err(f"linux.resources.{key}", "not supported by pyrt-runtime")
     for key in ("kernel", "kernelTCP"):
@@ -97,6 +97,9 @@ def parse_resources(res, devices):
         from pyrt.cgroups.devices import parse_rule
         rules += [parse_rule(r) for r in DEFAULT_DEVICE_RULES]
         out["devices"] = rules
+    bio = block_io(res.get("blockIO") or {})
+    if bio:
+        out["blockIO"] = bio
     uni = res.get("unified") or {}
     _type(uni, dict, "linux.resources.unified", "an object")
     for k, v in uni.items():
@@ -104,4 +107,51 @@ def parse_resources(res, devices):
             raise _err(f"linux.resources.unified.{k}", "invalid")
     if uni:
         out["unified"] = uni
+    return out
+
+
+# device numbers as the kernel has them (dev_t: a 12-bit major, a 20-bit minor)
+MAJOR_MAX, MINOR_MAX = (1 << 12) - 1, (1 << 20) - 1
+THROTTLES = {"throttleReadBpsDevice": "read_bps", "throttleWriteBpsDevice": "write_bps",
+             "throttleReadIOPSDevice": "read_iops", "throttleWriteIOPSDevice": "write_iops"}
+
+
+def _device(d, where) -> str:
+    """A blockIO entry's device as "MAJ:MIN", made from two integers in the
+    kernel's ranges (nothing else of the config reaches the cgroup file)."""
+    _type(d, dict, where, "an object")
+    major = _int(d.get("major"), where + ".major", 0, MAJOR_MAX)
+    minor = _int(d.get("minor"), where + ".minor", 0, MINOR_MAX)
+    return f"{major}:{minor}"
+
+
+def block_io(bio) -> dict:
+    """linux.resources.blockIO validated: {"weight": 10..1000, "leafWeight": 10..1000,
+    "weightDevice": [("MAJ:MIN", weight)], "leafWeightDevice": [("MAJ:MIN", weight)],
+    "read_bps" / "write_bps" / "read_iops" / "write_iops": [["MAJ:MIN", rate]]}, each
+    key only when set (a weight or a rate of 0 sets nothing)."""
+    _type(bio, dict, "linux.resources.blockIO", "an object")
+    out = {}
+    for key in ("weight", "leafWeight"):
+        v = bio.get(key)
+        if v is not None and v != 0:
+            out[key] = _int(v, f"linux.resources.blockIO.{key}", 10, 1000)
+    wd = bio.get("weightDevice") or []
+    _type(wd, list, "linux.resources.blockIO.weightDevice", "a list")
+    for i, d in enumerate(wd):
+        where = f"linux.resources.blockIO.weightDevice[{i}]"
+        dev = _device(d, where)
+        for key, into in (("weight", "weightDevice"), ("leafWeight", "leafWeightDevice")):
+            v = d.get(key)
+            if v is not None and v != 0:
+                out.setdefault(into, []).append((dev, _int(v, f"{where}.{key}", 10, 1000)))
+    for key, kind in THROTTLES.items():
+        items = bio.get(key) or []
+        _type(items, list, f"linux.resources.blockIO.{key}", "a list")
+        for i, d in enumerate(items):
+            where = f"linux.resources.blockIO.{key}[{i}]"
+            dev = _device(d, where)
+            rate = _int(d.get("rate"), where + ".rate", 0, 2**64 - 1)
+            if rate:
+                out.setdefault(kind, []).append([dev, rate])
     return out

@@ -19,8 +19,11 @@ read-only paths; pyrt's own fixed /proc, /sys and /dev set-up is not used.
 from __future__ import annotations
 
 import os
+import re
 
 from pyrt import sys as psys
+from pyrt.cgroups import systemd as cgroup_systemd
+from pyrt.cgroups.cgroup import layout
 from pyrt.cgroups.oci import apply_resources, resource_controllers  # noqa: F401 (importable from here too)
 from pyrt.errors import ConfigError, InvalidArgument  # noqa: F401 (re-exported)
 from pyrt.launch.seccomp import compile_seccomp
@@ -82,6 +85,8 @@ class Plan:
         self.pid_join = None        # a pid namespace path: joined by the caller before the spawn
         self.cgroup_parent = None
         self.cgroup_name = None
+        self.systemd_slice = None   # --systemd-cgroup: the slice and the scope unit made in it
+        self.systemd_unit = None
         self.resources = {}
         self.hooks = {}
         self.annotations = {}
@@ -307,8 +312,11 @@ def parse(cfg: dict, bundle: str, *, container_id: str = "", systemd_cgroup: boo
     cpath = linux.get("cgroupsPath") or ""
     _type(cpath, str, "linux.cgroupsPath", "a string")
     if systemd_cgroup:
-        raise ConfigError(_systemd_message(cpath))
-    if cpath:
+        plan.systemd_slice, plan.systemd_unit = systemd_cgroups_path(cpath, container_id)
+        # the container's cgroup: the leaf of a delegated scope of its own
+        plan.cgroup_parent = f"{cgroup_systemd.slice_path(plan.systemd_slice)}/{plan.systemd_unit}"
+        plan.cgroup_name = cgroup_systemd.LEAF
+    elif cpath:
         if ":" in cpath and not cpath.startswith("/"):
             raise _err("linux.cgroupsPath", f"{cpath!r} is a systemd slice:prefix:name path; "
                                             "pyrt-runtime manages cgroups itself (cgroupfs): use a "
@@ -324,7 +332,7 @@ def parse(cfg: dict, bundle: str, *, container_id: str = "", systemd_cgroup: boo
             parts.insert(0, "pyrt-runtime")
         plan.cgroup_parent = "/".join(parts[:-1])
         plan.cgroup_name = parts[-1]
-    else:
+    elif not systemd_cgroup:
         plan.cgroup_parent, plan.cgroup_name = "pyrt-runtime", container_id or None
     plan.resources = _resources(linux.get("resources") or {}, oci.devices)
 
@@ -380,10 +388,46 @@ def _without_mounts(cfg, linux, rootfs, joined, plan):
     plan.oci.chroot_path = _b(rootfs if joined else os.path.realpath(rootfs))
 
 
-def _systemd_message(cpath):
-    running = os.path.isdir("/run/systemd/system")
-    why = "systemd is not running on this host" if not running else \
-        "pyrt-runtime does not drive systemd (it writes cgroupfs directly)"
+_UNIT_WORD = re.compile(r"[A-Za-z0-9_.-]+")
+DEFAULT_SLICE, DEFAULT_PREFIX = "system.slice", "pyrt-runtime"
+
+
+def systemd_cgroups_path(cpath: str, container_id: str):
+    """--systemd-cgroup's cgroupsPath, "slice:prefix:name" (empty parts and an empty
+    path: system.slice, pyrt-runtime, the container's id): (slice, unit), the scope
+    unit `prefix-name.scope` in `slice`. Each part is one unit-name word (letters,
+    digits, _ . -): nothing of the config can name a path or another unit type."""
+    where = "linux.cgroupsPath"
+    parts = cpath.split(":") if cpath else ["", "", ""]
+    if len(parts) != 3:
+        raise _err(where, f"{cpath!r}: with --systemd-cgroup it is slice:prefix:name "
+                          "(as machine.slice:libpod:ID), not a path")
+    slice_, prefix, name = parts
+    slice_ = slice_ or DEFAULT_SLICE
+    prefix = prefix if cpath else DEFAULT_PREFIX
+    name = name or container_id
+    if (not _UNIT_WORD.fullmatch(slice_) or not slice_.endswith(".slice") or slice_ == "-.slice"
+            or slice_.startswith("-") or "--" in slice_ or slice_.endswith("-.slice") or slice_.startswith(".")):
+        raise _err(where, f"{slice_!r} is not a systemd slice name (as machine.slice or machine-pods.slice)")
+    for what, word in (("prefix", prefix), ("name", name)):
+        if (word or what == "name") and (not _UNIT_WORD.fullmatch(word) or word.startswith((".", "-"))):
+            raise _err(where, f"invalid {what} {word!r}: letters, digits, '_', '.' and '-' only")
+    if name.endswith(".slice"):
+        raise _err(where, f"{name!r}: pyrt-runtime puts a container in a scope, not a slice")
+    unit = f"{prefix}-{name}.scope" if prefix else f"{name}.scope"
+    if len(unit) > 255 or len(slice_) > 255:
+        raise _err(where, f"{cpath!r}: a systemd unit name is at most 255 characters")
+    return slice_, unit
+
+
+def systemd_unavailable():
+    """Why --systemd-cgroup cannot be used on this host (one line), or None."""
+    if not os.path.isdir("/run/systemd/system"):
+        why = "systemd is not running on this host (no /run/systemd/system)"
+    elif layout().mode != "v2":
+        why = "this host's cgroups are not pure cgroup2 (pyrt-runtime's systemd scopes need it)"
+    else:
+        return None
     return (f"--systemd-cgroup: systemd cgroups are not available: {why}; use cgroupfs "
             f"(podman --cgroup-manager cgroupfs; containerd: SystemdCgroup = false)")
 

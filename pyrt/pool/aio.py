@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from pyrt import _core
+from pyrt.launch.process import DEVNULL, PIPE, Process, _completed_process_class
 
 
 async def aio_command(loop, pidfd, in_w, input, out_r, err_r, timeout, args, ends):
@@ -107,7 +108,6 @@ async def arun(args, rootfs=None, *, input=None, capture_output=False, timeout=N
     pidfd and pipes (no thread per container). Returns a CompletedProcess with
     `usage` (the rusage tuple of pyrt.run)."""
     import asyncio
-    from pyrt.launch.process import DEVNULL, PIPE, Process, _completed_process_class
     loop = asyncio.get_running_loop()
     if input is not None:
         kwargs["stdin"] = PIPE

@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import sys
 from pyrt.errors import InvalidArgument, Unsupported
+from pyrt.pool.pool import Pool
 
 __all__ = ["bench", "usage_metadata"]
 
@@ -61,7 +62,6 @@ def bench(argv, *, image=None, rootfs=None, root=None, runs=20, warmups=1, pool_
     called with (done, total) after each run."""
     import pyperf
 
-    from pyrt.pool.pool import Pool
     if metric not in METRICS:
         raise InvalidArgument(f"unknown metric {metric!r}: use one of {', '.join(METRICS)}")
     if runs < 1 or warmups < 0:

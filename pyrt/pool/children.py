@@ -7,6 +7,8 @@ import os
 import threading
 
 from pyrt import _core
+from pyrt.cgroups.cgroup import Cgroup, layout
+from pyrt.errors import PyrtError
 
 
 _DEVNULL = None
@@ -31,8 +33,6 @@ def shared_device_cgroup(parent):
     restriction (as before). Returns (Cgroup, its spawn fds)."""
     if os.geteuid() != 0:
         return None
-    from pyrt.cgroups.cgroup import Cgroup, layout
-    from pyrt.errors import PyrtError
     if not layout().unified:
         return None
     try:

@@ -29,13 +29,18 @@ import threading
 import time
 
 from pyrt import _core
+from pyrt.cgroups.cgroup import Cgroup, _check_cpuset, _write, prune
+from pyrt.cgroups.layout import layout
+from pyrt.cgroups.limits import Limits, format_cpuset, parse_cpuset
 from pyrt.errors import InvalidArgument, PoolClosed, SpawnError
-from pyrt.images.catalog import ImageCollection, check_platform
-from pyrt.oci.config import DEFAULT_PATH
+from pyrt.launch.mounts import Overlay
+from pyrt.launch.process import _completed_process_class
+from pyrt.launch.spec import DEFAULT_PATH, build_spec
+from pyrt.launch.userdb import resolve_user
+from pyrt.oci.image import check_platform
 from pyrt.pool.aio import aio_command
 from pyrt.pool.children import Child, Slot, Zygote, devnull, shared_device_cgroup
 from pyrt.pool.metering import Meter, Noise, Usage, open_fd, plain_notes
-from pyrt.store import Store, default_root
 
 __all__ = ["Pool", "run", "PROFILES"]
 
@@ -101,7 +106,7 @@ class Pool:
     parallel        how many children are parked at once (default: one per CPU,
                     at most 4 and at most size)
     env, cwd, hostname, user, aslr, mounts, read_only, cap_add, cap_drop, seccomp, ...
-                    as for pyrt.run (the spawn options of pyrt.launch.process.build_spec;
+                    as for pyrt.run (the spawn options of pyrt.launch.spec.build_spec;
                     containers run under pyrt's default seccomp profile unless
                     seccomp=None)
 
@@ -174,12 +179,8 @@ class Pool:
     def _setup(self, image, rootfs, network, memory, memory_swap, cpuset, cpus, pids_limit, root, measure,
                upper_size, env, cwd, hostname, user, noise, zygote, parallel, spawn_options):
         size = self.size
-        from pyrt.cgroups.limits import Limits, format_cpuset, parse_cpuset
-        from pyrt.launch.mounts import Overlay
-        from pyrt.launch.process import build_spec
         self._pinned = parse_cpuset(cpuset) if cpuset is not None else None
         if self._pinned:
-            from pyrt.cgroups.cgroup import _check_cpuset, layout
             _check_cpuset(Limits(cpuset_cpus=cpuset), layout(), "pyrt")
         self._limits = Limits(memory=memory, memory_swap=memory_swap, cpus=cpus, pids_limit=pids_limit)
         self._cpuset = format_cpuset(self._pinned) if self._pinned else None
@@ -194,17 +195,20 @@ class Pool:
         base_env = {}
         if image is not None:
             if isinstance(image, str):
+                # imported on use: a pool of a rootfs (pyrt.run(profile=...), `pyrt run --profile`)
+                # starts without the store and the catalog (some 20 ms of imports)
+                from pyrt.images.catalog import ImageCollection
+                from pyrt.store import Store, default_root
                 self._store = Store(root or default_root())
                 image = ImageCollection(store=self._store).get(image)
             img = image
-            check_platform(img)
+            check_platform(img.config)
             icfg = (img.config or {}).get("config") or {}
             for item in icfg.get("Env") or ():
                 k, _, v = item.partition("=")
                 base_env[k] = v
             lowers = [layer.path for layer in reversed(img.layers)]
             if user is None and icfg.get("User"):
-                from pyrt.launch.userdb import resolve_user
                 uid, gid, groups = resolve_user(icfg["User"], lowers)
                 user = (uid, gid, *groups)
             if cwd is None and icfg.get("WorkingDir"):
@@ -281,7 +285,6 @@ class Pool:
         with self._lock:
             if self._free_slots:
                 return self._free_slots.pop()
-        from pyrt.cgroups.cgroup import Cgroup
         accounting = ("memory",) if self.measure else ()
         if self._cpuset is not None:
             accounting += ("cpuset",)  # joined with every CPU; pinned once the child parked
@@ -306,7 +309,6 @@ class Pool:
         if self._closed or slot.killed or slot.cg.procs():
             return False
         if self._cpuset is not None:
-            from pyrt.cgroups.cgroup import _write
             d = slot.cg.v1_dirs.get("cpuset") or slot.cg.v2_dir
             try:  # the next child's setup runs off the pinned CPUs again
                 _write(os.path.join(d, "cpuset.cpus"), self._all_cpus)
@@ -338,7 +340,6 @@ class Pool:
             try:
                 if self._cpuset is not None:
                     # the setup ran on the refill thread's CPUs; the command runs on the pinned ones
-                    from pyrt.cgroups.cgroup import _write
                     d = slot.cg.v1_dirs.get("cpuset") or slot.cg.v2_dir
                     _write(os.path.join(d, "cpuset.cpus"), self._cpuset)
                 if slot.meter is not None:
@@ -546,7 +547,6 @@ class Pool:
         if text:
             out = out.decode() if out is not None else None
             err = err.decode() if err is not None else None
-        from pyrt.launch.process import _completed_process_class
         result = _completed_process_class()(argv, os.waitstatus_to_exitcode(status), out, err)
         result.usage = usage
         if check:
@@ -654,7 +654,6 @@ class Pool:
             out = err = None
         elif text:
             out, err = out.decode(), err.decode()
-        from pyrt.launch.process import _completed_process_class
         result = _completed_process_class()(argv, os.waitstatus_to_exitcode(status), out, err)
         result.usage = usage
         if check:
@@ -727,12 +726,10 @@ class Pool:
     def _remove_cgroup_parent(self, had_shared=False):
         if not self._use_cgroup and not had_shared:
             return
-        from pyrt.cgroups.cgroup import prune
         try:
             prune(self._cg_parent)
         except Exception:
             pass
-        from pyrt.cgroups.layout import layout
         lay = layout()
         for mount in set(lay.v1.values()) | ({lay.unified} if lay.unified else set()):
             try:

@@ -15,7 +15,7 @@ import os
 import tempfile
 
 from pyrt.errors import Conflict, StoreChanged  # noqa: F401 (re-exported)
-from pyrt.store.blobs import BlobStore, StagedBlob
+from pyrt.store.blobs import BlobStore, StagedBlob, _fsync_dir
 from pyrt.store.db import Database
 from pyrt.store.layers import TEMP_PREFIX, TRASH_PREFIX, SnapshotStore, rmtree
 
@@ -218,7 +218,6 @@ class Staging:
             if aside:
                 self._aside.append(aside)
         if self._placed_snapshots:
-            from pyrt.store.blobs import _fsync_dir
             _fsync_dir(store.snapshots.dir)
 
     def undo(self) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import threading
+from pyrt.errors import PyrtError
 
 SCHEMA_VERSION = 1
 BUSY_TIMEOUT_MS = 30000
@@ -150,7 +151,6 @@ class Database:
         with self.transaction() as tx:
             version = tx.query_one("PRAGMA user_version")[0]
             if version > SCHEMA_VERSION:
-                from pyrt.errors import PyrtError
                 raise PyrtError(f"store database {path} has schema version {version}, newer than "
                                 f"this pyrt ({SCHEMA_VERSION}): upgrade pyrt")
             for stmt in _statements(SCHEMA):
