@@ -95,6 +95,8 @@ static int child_setup(const struct pyrt_spawn_spec *s, int syncfd, int errfd, i
         if (init_fd < 0)
             return -1;
     }
+    if (s->netns_fd >= 0 && setns(s->netns_fd, CLONE_NEWNET) < 0)
+        return pyrt_fail(e, "join", "network namespace");
     if (s->oci && pyrt_oci_begin(s->oci, errfd, e) < 0) /* namespaces joined by path */
         return -1;
     /* In a new user namespace the child still has the caller's ids, which are not

@@ -110,6 +110,10 @@ struct pyrt_spawn_spec {
     int console_fd; /* >= 0: a connected unix socket: the container gets a terminal as
                        stdio, whose master is sent over it (console.h) */
 
+    int netns_fd;                /* a network namespace the child joins (setns) instead of
+                                    making one, or -1; not with CLONE_NEWNET or a new user
+                                    namespace (it would not be allowed to join it) */
+
     int cgroup_fd;               /* cgroup v2 directory: CLONE_INTO_CGROUP, or -1 */
     const int *cgroup_procs_fds; /* cgroup v1 cgroup.procs files the parent writes the pid to */
     size_t ncgroup_procs;

@@ -72,6 +72,7 @@ cdef extern from "spawn.h":
         const char *gid_map
         int stdio[3]
         int console_fd
+        int netns_fd
         int cgroup_fd
         const int *cgroup_procs_fds
         size_t ncgroup_procs
@@ -227,6 +228,7 @@ cdef int _fill_spawn_spec(object spec, _Arena arena, pyrt_spawn_spec *s) except 
     for i in range(3):
         s.stdio[i] = spec.stdio[i]
     s.console_fd = spec.console_fd
+    s.netns_fd = spec.netns_fd
     s.cgroup_fd = spec.cgroup_fd
     procs = <int *>arena.alloc(len(spec.cgroup_procs_fds), sizeof(int))
     for i, fd in enumerate(spec.cgroup_procs_fds):

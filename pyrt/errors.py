@@ -144,6 +144,15 @@ class VolumeNotFound(PyrtError, LookupError):
     """No volume has that name."""
 
 
+class NetworkNotFound(PyrtError, LookupError):
+    """No network matches the name or id."""
+
+
+class NetworkError(PyrtError):
+    """Wiring a container to a network failed (a CNI plugin, the firewall, no free
+    address): names the network and the cause."""
+
+
 class Conflict(PyrtError):
     """The change conflicts with the store's state (name in use, image in use, ...)."""
 

@@ -19,6 +19,7 @@ LAYERS = [
     ("pyrt.runtime", "pyrt.ocirt"),            # Runtime(root); pyrt-runtime's operations
     ("pyrt.pool",),                            # the warm pool, metering, bench
     ("pyrt.containers", "pyrt.dockerfile"),    # containers; build (runs containers)
+    ("pyrt.network",),                         # networks: CNI wiring, addresses, firewall, names
     ("pyrt.images", "pyrt.registry"),          # the catalog and its ingest path; pull and push
     ("pyrt.store",),                           # blobs, SQLite, snapshots, unpack, commit
     ("pyrt.launch",),                          # the spawn spec, run/spawn/Process, mounts, tty

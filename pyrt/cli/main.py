@@ -49,7 +49,7 @@ def cmd_run(args, runtime_factory):
     try:
         r = pyrt.spawn(command, root, env=env, cwd=args.workdir,
                        hostname=args.hostname, mounts=mounts_from_args(args), user=args.user,
-                       network=args.network, read_only=args.read_only, cap_add=args.cap_add,
+                       network=args.network or "none", read_only=args.read_only, cap_add=args.cap_add,
                        cap_drop=args.cap_drop, privileged=args.privileged, tty=args.tty, seccomp=seccomp,
                        devices=args.device, **stdio)
     finally:
@@ -111,6 +111,8 @@ def build_parser(verb=None):
     build.register(sub)
     from pyrt.cli import registry
     registry.register(sub)
+    from pyrt.cli import network
+    network.register(sub)
     return parser
 
 

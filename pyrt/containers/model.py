@@ -25,7 +25,8 @@ from pyrt.store.layers import rmtree
 # module) does not load them: cgroups (pyrt.cgroups.*), terminals (pyrt.launch.tty,
 # pyrt.containers.attach), users (pyrt.launch.userdb), logs, exec and top
 # (pyrt.containers.logs, .processes), the layer writer and change lists
-# (pyrt.store.commit, .changes, .export, pyrt.oci.config) and pyrt.containers.cp.
+# (pyrt.store.commit, .changes, .export, pyrt.oci.config), pyrt.containers.cp and the
+# network's wiring (pyrt.network.endpoints).
 
 
 def _now_iso(t: float) -> str:
@@ -109,7 +110,7 @@ class Container:
                 "Image": self.config.get("ImageRef", self.image_id),
                 "Labels": self.config.get("Labels", {}),
             },
-            "NetworkSettings": {"Ports": port_map(self.config.get("Ports", []))},
+            "NetworkSettings": {"Ports": port_map(self.config.get("Ports", [])), **_network_settings(self)},
             "HostConfig": {
                 "PortBindings": port_map(self.config.get("Ports", [])),
                 "RestartPolicy": self.config.get("RestartPolicy") or {"Name": "no", "MaximumRetryCount": 0},
@@ -179,8 +180,9 @@ class Container:
         return rules_with([parse_device(d) for d in self.config.get("Devices") or ()])
 
     # -- lifecycle --------------------------------------------------------------
-    def _spawn_spec(self, **stdio):
-        """The resolved spec of this container's command (pyrt.launch.spec.build_spec)."""
+    def _spawn_spec(self, network=None, **stdio):
+        """The resolved spec of this container's command (pyrt.launch.spec.build_spec);
+        network: the fd of the namespace pyrt.network wired (for containers on networks)."""
         from pyrt.launch.userdb import resolve_user
         cfg = self.config
         user = None
@@ -189,7 +191,8 @@ class Container:
             user = (uid, gid, *groups)  # build_spec takes (uid, gid, *supplementary groups)
         return build_spec(cfg["Cmd"], self._rootfs(), env=env_list_to_dict(cfg["Env"]),
                           cwd=cfg.get("WorkingDir") or "/", hostname=cfg["Hostname"],
-                          mounts=self._mounts(), user=user, network=cfg.get("NetworkMode", "none"),
+                          mounts=self._mounts(), user=user,
+                          network=network if network is not None else cfg.get("NetworkMode", "none"),
                           read_only=cfg.get("ReadOnly", False), cap_add=cfg.get("CapAdd", []),
                           cap_drop=cfg.get("CapDrop", []), privileged=cfg.get("Privileged", False),
                           init=cfg.get("Init", False), seccomp=cfg.get("Seccomp", "default"))
@@ -258,19 +261,29 @@ class Container:
         """Start the container's command in the foreground; returns the
         pyrt.Process (the caller waits, then calls `finished`). tty=True: its stdio
         is a new terminal whose master is the Process's `pty`."""
-        if self.config.get("Ports"):
+        from pyrt.network import endpoints
+        if self.config.get("Ports") and self.config.get("NetworkMode", "none") == "none":
             raise InvalidArgument(f"container {self.name} publishes ports: start it detached (its monitor "
-                                  "forwards them)")
+                                  "forwards them) or on a network")
         self._check_startable()
-        spec = self._spawn_spec()
-        cgroup = self._make_cgroup(detached=False)
+        wiring = endpoints.wire(self)
         try:
-            proc = spawn(self.config["Cmd"], spec=spec, cgroup=cgroup, stdin=stdin, stdout=stdout,
-                              stderr=stderr, tty=tty)
+            spec = self._spawn_spec(network=wiring and wiring.fd)
+            cgroup = self._make_cgroup(detached=False)
+            try:
+                proc = spawn(self.config["Cmd"], spec=spec, cgroup=cgroup, stdin=stdin, stdout=stdout,
+                             stderr=stderr, tty=tty)
+            except BaseException:
+                if cgroup is not None:
+                    cgroup.remove()
+                raise
         except BaseException:
-            if cgroup is not None:
-                cgroup.remove()
+            if wiring is not None:
+                endpoints.unwire(self)
             raise
+        finally:
+            if wiring is not None:
+                wiring.close()
         self._set_state({"Status": "running", "Pid": proc.pid, "StartTime": lifecycle.start_time(proc.pid),
                          "StartedAt": time.time(), "ExitCode": 0, "FinishedAt": None,
                          "Cgroup": cgroup is not None})
@@ -287,6 +300,7 @@ class Container:
             cg.remove()
         self._set_state(dict(self.state, Status="exited", Pid=0, ExitCode=code, OOMKilled=oom,
                              FinishedAt=time.time()))
+        _unwire(self)
         if self.config.get("AutoRemove"):
             self.remove(force=True, v=True)
 
@@ -294,18 +308,28 @@ class Container:
         """Start in the background, watched by its monitor (docker's `start`). From
         before the container runs until its state is recorded, its start mark is
         held: if this process dies in between, the next one to look resolves it."""
+        from pyrt.network import endpoints
         mark = self._take_start_mark()
         try:
             self._check_startable()
             lifecycle.clear_exit(self.dir)  # a record found from here on is this run's
-            spec = self._spawn_spec()
-            cgroup = self._make_cgroup(detached=True)
+            wiring = endpoints.wire(self)
             try:
-                state = lifecycle.start_detached(self, spec, cgroup)
+                spec = self._spawn_spec(network=wiring and wiring.fd)
+                cgroup = self._make_cgroup(detached=True)
+                try:
+                    state = lifecycle.start_detached(self, spec, cgroup)
+                except BaseException:
+                    if cgroup is not None:
+                        cgroup.remove()
+                    raise
             except BaseException:
-                if cgroup is not None:
-                    cgroup.remove()
+                if wiring is not None:
+                    endpoints.unwire(self)
                 raise
+            finally:
+                if wiring is not None:
+                    wiring.close()
             self._set_state(state)
         finally:
             lifecycle.end_start_mark(self.dir, mark)
@@ -563,6 +587,7 @@ class Container:
                         new["OOMKilled"] = cg.oom_killed()
                     cg.remove()
             self._set_state(new)
+            _unwire(self)
 
     # -- changes ---------------------------------------------------------------
     def diff(self) -> list[dict]:
@@ -687,6 +712,7 @@ class Container:
             cg = self._open_cgroup()
             if cg is not None:
                 cg.remove()
+            _unwire(self)
             with self._c.store.db.transaction() as tx:
                 tx.execute("DELETE FROM containers WHERE id=?", (self.id,))
                 tx.after_commit(lambda: _rmtree(self.dir))
@@ -736,3 +762,15 @@ def _read_all(fds) -> list[bytes]:
 
 def _rmtree(path):
     rmtree(path)
+
+
+def _unwire(container) -> None:
+    """The container's network leases, undone (pyrt.network.endpoints)."""
+    if container.config.get("NetworkMode", "none") not in ("none", "host"):
+        from pyrt.network.endpoints import unwire
+        unwire(container)
+
+
+def _network_settings(container) -> dict:
+    from pyrt.network.endpoints import settings
+    return settings(container)

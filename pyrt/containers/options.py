@@ -43,14 +43,15 @@ def parse_ports(ports) -> list[dict]:
     for key, host in (ports or {}).items():
         cport, _, proto = str(key).partition("/")
         proto = proto or "tcp"
-        if proto != "tcp":
-            raise InvalidArgument(f"publish {key}: only TCP ports can be published")
+        if proto not in ("tcp", "udp"):
+            raise InvalidArgument(f"publish {key}: the protocol is tcp or udp")
         ip, hport = host if isinstance(host, (tuple, list)) else ("0.0.0.0", host)
         try:
             cport = int(cport)
             ipaddress.IPv4Address(ip)
             if hport is None or hport == "":
-                with socket.socket() as s:  # a free port now (docker picks one the same way)
+                kind = socket.SOCK_DGRAM if proto == "udp" else socket.SOCK_STREAM
+                with socket.socket(socket.AF_INET, kind) as s:  # a free port now (docker picks one the same way)
                     s.bind((ip, 0))
                     hport = s.getsockname()[1]
             hport = int(hport)

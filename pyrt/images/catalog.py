@@ -444,8 +444,9 @@ class ImageCollection:
         """docker build (see pyrt.dockerfile): the Dockerfile (relative to the context
         `path`) run step by step; `tag` a name or a list of names. Returns (Image,
         [{"stream": text}, ...]); `log`, if given, is called with each of those
-        as the build goes. RUN steps have no network (`network_mode` "none", as a
-        default container) unless network_mode="host"."""
+        as the build goes. RUN steps use the network of a default container (the
+        default network, pyrt.network) unless network_mode names another, "none"
+        or "host"."""
         if self._builder is None:
             raise Unsupported("this image collection has no builder: build through Runtime(root).images")
         return self._builder(self.runtime, path, tags=tag, dockerfile=dockerfile, buildargs=buildargs,

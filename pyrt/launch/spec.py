@@ -98,7 +98,7 @@ class SpawnSpec:
                  "upper_tmpfs", "anchor", "readonly_root", "mounts", "masked_paths", "readonly_paths",
                  "clone_flags", "setup", "hostname", "user", "uid_map", "gid_map", "caps", "umask", "rlimits",
                  "stdio", "cgroup_fd", "cgroup_procs_fds", "init", "seccomp", "seccomp_flags", "console_fd",
-                 "oci")
+                 "netns_fd", "oci")
 
     def __init__(self, argv, env, path=None, cwd=None):
         self.argv, self.env, self.path, self.cwd = argv, env, path, cwd
@@ -118,6 +118,7 @@ class SpawnSpec:
         self.init = False
         self.seccomp, self.seccomp_flags = None, 0  # a BPF program (bytes) and its flags
         self.console_fd = -1  # a socket that gets the master of the container's terminal
+        self.netns_fd = -1    # a network namespace joined instead of a new one (build_spec's network=fd)
         self.oci = None       # pyrt-runtime's options (pyrt._core.OciOptions)
 
 
@@ -168,9 +169,18 @@ def build_spec(args, rootfs=None, *, env=None, cwd=None, hostname=None, mounts=(
     if network == "none":
         flags |= NAMESPACES["net"]
         spec.setup |= _core.SETUP_LOOPBACK
+    elif isinstance(network, int) and not isinstance(network, bool) and network >= 0:
+        # an open network namespace (pyrt.network prepares one per container): joined,
+        # its lo brought up; the caller keeps the fd open until the spawn returns
+        if flags & NAMESPACES["net"]:
+            raise InvalidArgument("a network namespace to join and a new one: choose one")
+        spec.netns_fd = network
+        spec.setup |= _core.SETUP_LOOPBACK
     elif network != "host":
         raise InvalidArgument(f"unknown network {network!r}: use 'none' or 'host'")
     if uidmap is not None or gidmap is not None:
+        if spec.netns_fd >= 0:
+            raise InvalidArgument("joining a network namespace from a new user namespace is not supported")
         flags |= NAMESPACES["user"]
         spec.uid_map, spec.gid_map = _idmap(uidmap), _idmap(gidmap)
     if hostname:

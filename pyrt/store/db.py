@@ -80,6 +80,28 @@ CREATE INDEX IF NOT EXISTS build_cache_image ON build_cache(image_id);
 CREATE INDEX IF NOT EXISTS build_cache_parent ON build_cache(parent);
 -- registry repositories known to hold a blob (pulled from or pushed to): push mounts
 -- a blob from one of them instead of uploading it again
+-- networks (pyrt/network): their settings as JSON (subnet, gateway, bridge, ...)
+CREATE TABLE IF NOT EXISTS networks (
+    id      TEXT PRIMARY KEY CHECK (length(id) = 64),
+    name    TEXT NOT NULL UNIQUE,
+    created REAL NOT NULL,
+    config  TEXT NOT NULL
+);
+-- a container's address on a network while it is wired to it (its lease): made
+-- before the CNI plugins run, dropped once they have undone their work; `holder`
+-- is the pyrt process wiring it ("pid:start time"), so that a lease a killed
+-- process left is found and undone (pyrt/network/endpoints.py)
+CREATE TABLE IF NOT EXISTS endpoints (
+    container_id TEXT NOT NULL,
+    network_id   TEXT NOT NULL REFERENCES networks(id),
+    ifname       TEXT NOT NULL,
+    ip           TEXT NOT NULL,
+    holder       TEXT NOT NULL DEFAULT '',
+    info         TEXT NOT NULL DEFAULT '{}',
+    created      REAL NOT NULL,
+    PRIMARY KEY (container_id, network_id),
+    UNIQUE (network_id, ip)
+);
 CREATE TABLE IF NOT EXISTS blob_sources (
     digest     TEXT NOT NULL,
     registry   TEXT NOT NULL,                -- host[:port] as in the reference
