@@ -37,6 +37,7 @@ struct spec_layout {
     int stdio[3];
     int console_fd;
     int cgroup_fd;
+    int reaper_fd;
     const int *cgroup_procs_fds;
     size_t ncgroup_procs;
     int init;
@@ -145,6 +146,7 @@ ssize_t pyrt_spec_pack(const struct pyrt_spawn_spec *s, char *buf, size_t cap, s
     c.init_path = AS_PTR(const char *, put_str(&p, s->init_path));
     c.seccomp = AS_PTR(const void *, s->seccomp_len ? put(&p, s->seccomp, s->seccomp_len * 8) : 0);
     c.cgroup_fd = -1; /* per spawn */
+    c.reaper_fd = -1;
     c.console_fd = -1;
     c.cgroup_procs_fds = NULL;
     c.ncgroup_procs = 0;
@@ -221,6 +223,7 @@ int pyrt_spec_unpack(char *buf, size_t len, struct pyrt_spawn_spec **out)
     s->oci = NULL;
     s->console_fd = -1;
     s->cgroup_fd = -1;
+    s->reaper_fd = -1;
     s->cgroup_procs_fds = NULL;
     s->ncgroup_procs = 0;
     if (bad || !s->argv || !s->envp)

@@ -73,6 +73,7 @@ cdef extern from "spawn.h":
         int stdio[3]
         int console_fd
         int cgroup_fd
+        int reaper_fd
         const int *cgroup_procs_fds
         size_t ncgroup_procs
         int init
@@ -227,6 +228,7 @@ cdef int _fill_spawn_spec(object spec, _Arena arena, pyrt_spawn_spec *s) except 
         s.stdio[i] = spec.stdio[i]
     s.console_fd = getattr(spec, "console_fd", -1)
     s.cgroup_fd = spec.cgroup_fd
+    s.reaper_fd = getattr(spec, "reaper_fd", -1)
     procs = <int *>arena.alloc(len(spec.cgroup_procs_fds), sizeof(int))
     for i, fd in enumerate(spec.cgroup_procs_fds):
         procs[i] = fd

@@ -121,17 +121,19 @@ def cmd_run(args, runtime_factory):
         from pyrt.cli.shield import Shield
         shield = Shield(stdin=args.interactive)
         stdio.update(shield.stdio())
-    try:
-        r = pyrt.spawn(command, args.rootfs, env=env, cwd=args.workdir,
-                       hostname=args.hostname, mounts=mounts_from_args(args), user=args.user,
-                       network=args.network, read_only=args.read_only, cap_add=args.cap_add,
-                       cap_drop=args.cap_drop, privileged=args.privileged, tty=args.tty, seccomp=seccomp,
-                       devices=args.device, **stdio)
-    finally:
-        if shield is not None:
-            shield.started()
-    from pyrt.cli.containers import wait_foreground
-    rc = wait_foreground(r, args.interactive)
+    from pyrt.launch.reaper import Reaper
+    with Reaper() as reaper:  # it ends with this process, killed or not: see pyrt.launch.reaper
+        try:
+            r = pyrt.spawn(command, args.rootfs, env=env, cwd=args.workdir,
+                           hostname=args.hostname, mounts=mounts_from_args(args), user=args.user,
+                           network=args.network, read_only=args.read_only, cap_add=args.cap_add,
+                           cap_drop=args.cap_drop, privileged=args.privileged, tty=args.tty, seccomp=seccomp,
+                           devices=args.device, reaper=reaper, **stdio)
+        finally:
+            if shield is not None:
+                shield.started()
+        from pyrt.cli.containers import wait_foreground
+        rc = wait_foreground(r, args.interactive)
     if shield is not None:
         shield.finish()
     return exit_status(rc)

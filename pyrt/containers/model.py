@@ -282,10 +282,11 @@ class Container:
         if self.status in ("running", "paused"):
             raise Conflict(f"container {self.name} is already running")
 
-    def start_process(self, *, stdin=None, stdout=None, stderr=None, tty=False):
+    def start_process(self, *, stdin=None, stdout=None, stderr=None, tty=False, reaper=None):
         """Start the container's command in the foreground; returns the
         pyrt.Process (the caller waits, then calls `finished`). tty=True: its stdio
-        is a new terminal whose master is the Process's `pty`."""
+        is a new terminal whose master is the Process's `pty`. reaper: see
+        pyrt.launch.reaper."""
         import pyrt
         if self.config.get("Ports"):
             raise InvalidArgument(f"container {self.name} publishes ports: start it detached (its monitor "
@@ -295,7 +296,7 @@ class Container:
         cgroup = self._make_cgroup(detached=False)
         try:
             proc = pyrt.spawn(self.config["Cmd"], spec=spec, cgroup=cgroup, stdin=stdin, stdout=stdout,
-                              stderr=stderr, tty=tty)
+                              stderr=stderr, tty=tty, reaper=reaper)
         except BaseException:
             if cgroup is not None:
                 cgroup.remove()
@@ -773,8 +774,9 @@ def detect_storage_driver(runtime) -> str:
         dirs = [os.path.join(probe, d) for d in ("l1", "l2", "upper", "work")]
         for d in dirs:
             os.mkdir(d)
-        try:  # the spawn mounts the overlay, then fails to exec the missing program
-            pyrt.run(["/.pyrt-probe"], pyrt.Overlay(dirs[:2], upperdir=dirs[2], workdir=dirs[3]))
+        try:  # the spawn mounts the overlay, then fails to exec the missing program; privileged:
+            # no device cgroup to make for it (nor to leave behind should this process be killed)
+            pyrt.run(["/.pyrt-probe"], pyrt.Overlay(dirs[:2], upperdir=dirs[2], workdir=dirs[3]), privileged=True)
             reason = None
         except SpawnError as e:
             reason = None if e.op == "exec" else str(e)

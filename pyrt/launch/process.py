@@ -122,6 +122,7 @@ class SpawnSpec:
         self.stdio = (-1, -1, -1)
         self.cgroup_fd = -1
         self.cgroup_procs_fds = []
+        self.reaper_fd = -1  # a pyrt-reaper's socket: told the pidfd before the child goes on
         self.init = False
         self.seccomp, self.seccomp_flags = None, 0  # a BPF program (bytes) and its flags
         self.console_fd = -1  # a socket that gets the master of the container's terminal
@@ -235,7 +236,8 @@ class Process:
     Waiting and signalling go through a pidfd, so a reused pid is never hit."""
 
     def __init__(self, args, rootfs=None, *, stdin=None, stdout=None, stderr=None, text=False,
-                 encoding=None, errors=None, cgroup=None, spec=None, tty=False, devices=(), **options):
+                 encoding=None, errors=None, cgroup=None, spec=None, tty=False, devices=(), reaper=None,
+                 **options):
         """tty=True: the container gets a new pty of its own devpts as its stdio and
         controlling terminal; `pty` is then the master's fd, owned by this object
         (see pyrt.launch.tty.relay).
@@ -246,7 +248,11 @@ class Process:
         holds docker's device allow-list (pyrt.cgroups.devices): one this process shares
         among such containers (pyrt/run-<pid>), or with `devices` one of its own,
         removed when it is reaped. Where that cgroup cannot be made (not root, no
-        writable cgroup hierarchy) it runs without one, with no device restriction."""
+        writable cgroup hierarchy) it runs without one, with no device restriction.
+
+        reaper: a pyrt.launch.reaper.Reaper, handed the container's pidfd before
+        the container may run, and the device cgroup made for it (it ends the
+        container and removes that cgroup should this process die)."""
         self.args = args
         self.pty = None
         self.returncode = None
@@ -271,6 +277,7 @@ class Process:
             own = cgroup is None and rootfs is not None and not options.get("privileged")
         else:
             own = False
+        spec.reaper_fd = reaper.fileno() if reaper is not None else -1
         _reap_finished()
 
         to_close, parent_ends = [], []
@@ -287,6 +294,8 @@ class Process:
             cgroup = self._own_cgroup = _device_cgroup(devices)
         elif own:
             cgroup = _default_device_cgroup()
+        if reaper is not None and own and cgroup is not None:  # made for it (or this process's): empty, it goes
+            reaper.rmdir_on_death(cgroup.dirs)
         if cgroup is not None:  # (v2 dir fd, v1 cgroup.procs fds), held for the spawn only
             try:
                 spec.cgroup_fd, spec.cgroup_procs_fds = cgroup.spawn_fds()
