@@ -34,12 +34,10 @@ finds a cgroup another process created.
 """
 from __future__ import annotations
 
+import _thread
 import errno as _errno
 import math
 import os
-import re
-import signal
-import threading
 import time
 
 from pyrt.errors import CgroupError, Conflict, ControllerUnavailable, InvalidArgument  # noqa: F401  (re-exported)
@@ -59,7 +57,10 @@ CPU_PERIOD = 100000                   # us, docker's default period for --cpus
 MIN_SHARES, MAX_SHARES = 2, 262144
 _UNLIMITED_V1 = 1 << 62               # v1 memory/limit files say PAGE_COUNTER_MAX*PAGE_SIZE when unset
 
-_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:@-]*$")
+# re, signal and threading are imported where needed (or not at all): `pyrt run --rootfs`
+# makes a cgroup without them, and importing them costs more than that run (measured).
+_NAME_FIRST = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_")
+_NAME_REST = _NAME_FIRST | frozenset(".:@-")
 
 
 # -- errors --------------------------------------------------------------------------
@@ -69,7 +70,7 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:@-]*$")
 
 # -- parsing -------------------------------------------------------------------------
 
-_BYTES_RE = re.compile(r"^(\d+(?:\.\d+)?) ?([kmgtp])?(i)?(b)?$", re.IGNORECASE)
+_BYTES_RE = r"^(\d+(?:\.\d+)?) ?([kmgtp])?(i)?(b)?$"  # re.IGNORECASE
 _UNITS = {"b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
 
 
@@ -91,7 +92,8 @@ def parse_bytes(value) -> int:
     text = value.strip()
     if text.startswith("-"):
         raise InvalidArgument(f"invalid size {value!r}: must not be negative")
-    m = _BYTES_RE.match(text)
+    import re
+    m = re.match(_BYTES_RE, text, re.IGNORECASE)
     if not m or (m.group(3) and not m.group(2)):
         raise InvalidArgument(f"invalid size {value!r}: use a number with an optional unit "
                               "b, k, m, g, t or p (e.g. 256m, 1.5g)")
@@ -109,6 +111,7 @@ def parse_cpuset(value, what="cpuset cpus") -> frozenset:
         items = value.replace(" ", "").split(",")
     else:
         raise InvalidArgument(f"invalid value {value!r} for {what}")
+    import re
     out = set()
     for item in items:
         m = re.fullmatch(r"(\d+)(?:-(\d+))?", item)
@@ -435,6 +438,9 @@ def _throttles(key: str, value) -> list:
 # -- the host's layout ---------------------------------------------------------------
 
 def _unescape(field: str) -> str:
+    if "\\" not in field:
+        return field
+    import re
     return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
 
 
@@ -528,7 +534,7 @@ def parse_mountinfo(text: str, known=None) -> Layout:
 
 
 _LAYOUT = None
-_layout_lock = threading.Lock()
+_layout_lock = _thread.allocate_lock()  # threading.Lock
 
 
 def layout(refresh: bool = False) -> Layout:
@@ -627,7 +633,7 @@ def _check_name(name: str, what: str) -> None:
     if not isinstance(name, str) or not name:
         raise InvalidArgument(f"invalid cgroup {what} {name!r}")
     for part in name.split("/"):
-        if not _NAME_RE.match(part) or part in (".", ".."):
+        if not (part and part[0] in _NAME_FIRST and _NAME_REST.issuperset(part)) or part in (".", ".."):
             raise InvalidArgument(f"invalid cgroup {what} {name!r}: use letters, digits and _ . - "
                                   "(and / between the levels of a parent)")
 
@@ -671,7 +677,7 @@ class Cgroup:
         self.v2_dir = v2_dir
         self.v1_dirs = dict(v1_dirs)
         self.limits = limits
-        self._lock = threading.Lock()
+        self._lock = _thread.allocate_lock()  # threading.Lock
         self._fds = None
         self._fd_users = 0
 
@@ -1074,6 +1080,7 @@ class Cgroup:
             delay = min(delay * 2, 0.02)
 
     def _kill_v1(self, deadline) -> None:
+        import signal
         can_freeze = "freezer" in self.v1_dirs or self._v2_has("cgroup.freeze")
         if can_freeze:
             try:

@@ -135,7 +135,7 @@ def wait_foreground(proc, interactive, log=None):
     """Wait for a foreground container, relaying its terminal if it has one, or its
     stdout/stderr pipes (to ours, and to `log`, a pyrt.containers.lifecycle.LogWriter); SIGINT,
     SIGTERM and SIGHUP sent to pyrt are passed on to it."""
-    import signal
+    import _signal as signal  # signal's own module adds enums (and imports enum): measured, not needed here
     old = {}
 
     def forward(sig, _frame):

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
-import shutil
 import stat
 import time
 
@@ -22,6 +20,15 @@ _ADJECTIVES = ("brave", "calm", "eager", "fond", "gentle", "happy", "jolly", "ke
                "merry", "nifty", "proud", "quiet", "sharp", "tender", "vivid", "witty", "zen")
 _NAMES = ("babbage", "curie", "dijkstra", "euler", "fermi", "gauss", "hopper", "knuth",
           "lamport", "lovelace", "noether", "pascal", "ritchie", "shannon", "thompson", "turing")
+
+
+def _pick(seq):
+    """secrets.choice (uniform, from os.urandom) for up to 256 items, without
+    importing secrets (hmac, hashlib, random: measured, more than a run's own work)."""
+    while True:
+        r = os.urandom(1)[0]
+        if r < 256 - 256 % len(seq):
+            return seq[r % len(seq)]
 
 
 def _now_iso(t: float) -> str:
@@ -641,6 +648,7 @@ class Container:
                                                  created_by=created_by, author=author,
                                                  repository=repository, tag=tag)
         finally:
+            import shutil
             shutil.rmtree(tmp, ignore_errors=True)
 
     def export(self, fileobj):
@@ -962,7 +970,7 @@ class ContainerCollection:
         for path in sorted(icfg.get("Volumes") or {}):  # the image's VOLUMEs: anonymous volumes
             if os.path.normpath(path) not in covered:
                 mount_list.append({"Type": "volume", "Name": None, "Destination": path, "RW": True, "NoCopy": False})
-        cid = secrets.token_hex(32)
+        cid = os.urandom(32).hex()  # secrets.token_hex(32), without importing secrets (measured)
         hostname = hostname or cid[:12]
         env = _env_list_to_dict(icfg.get("Env"))
         if isinstance(environment, dict):
@@ -1056,10 +1064,10 @@ class ContainerCollection:
 
     def _free_name(self):
         for _ in range(100):
-            n = f"{secrets.choice(_ADJECTIVES)}_{secrets.choice(_NAMES)}"
+            n = f"{_pick(_ADJECTIVES)}_{_pick(_NAMES)}"
             if not self.store.db.query_one("SELECT 1 FROM containers WHERE name=?", (n,)):
                 return n
-        return "pyrt_" + secrets.token_hex(4)
+        return "pyrt_" + os.urandom(4).hex()
 
     def run(self, image, command=None, *, stdout=True, stderr=False, remove=False, detach=False, **kwargs):
         """Create and start; wait and return its output (stdout by default), as the
@@ -1131,6 +1139,8 @@ def _matches(c, wanted: dict, ancestors: set) -> bool:
 def parse_ports(ports) -> list[dict]:
     """docker SDK's ports {"80/tcp": 8080 | ("ip", port) | None} as the config's
     [{"HostIp", "HostPort", "ContainerPort", "Protocol"}]; a free host port for None."""
+    if not ports:
+        return []  # before the imports: socket and ipaddress cost a plain `pyrt run` more than its work (measured)
     import ipaddress
     import socket
     out = []
@@ -1171,6 +1181,8 @@ def _restart_policy(policy) -> dict:
 
 def _extra_hosts(extra) -> list:
     """[(name, ip)] of docker's extra_hosts ({"name": "ip"} or ["name:ip"])."""
+    if not extra:
+        return []
     import ipaddress
     pairs = extra.items() if isinstance(extra, dict) else [str(e).partition(":")[::2] for e in extra or ()]
     out = []
@@ -1186,6 +1198,8 @@ def _extra_hosts(extra) -> list:
 
 
 def _addresses(values, what) -> list:
+    if not values:
+        return []
     import ipaddress
     for v in values or ():
         try:

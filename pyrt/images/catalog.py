@@ -6,8 +6,6 @@ Every change is one write transaction of the store's database; files are staged
 first and renamed into place inside that transaction (see pyrt.store)."""
 from __future__ import annotations
 
-import copy
-import hashlib
 import json
 import os
 import re
@@ -15,16 +13,18 @@ import time
 
 from pyrt import compression
 
-from pyrt.images import archive as _archive
 from pyrt.errors import Conflict, ImageFormatError, ImageNotFound, InvalidArgument, LayerError
 from pyrt.oci import mediatypes as mt
 from pyrt.oci.config import apply_changes
 from pyrt.oci.digest import DIGEST_RE, chain_id as _chain_id, chain_ids, is_digest, sha256_bytes
 from pyrt.oci.image import dumps, manifest_json, parse_time, rfc3339
-from pyrt.images.fromhost import build_host_rootfs
 from pyrt.oci.reference import (DEFAULT_TAG, equivalent_repositories, parse_reference,
                             validate_repository, validate_tag)
 from pyrt.launch.process import DEFAULT_PATH
+
+# pyrt.images.archive, pyrt.images.fromhost, copy and hashlib are imported in the
+# functions that use them: `pyrt run` needs none of them (measured: tarfile,
+# dataclasses and OpenSSL cost more than the rest of its imports).
 
 _HEX_PREFIX_RE = re.compile(r"(?:sha256:)?([0-9a-f]{4,64})")
 
@@ -362,6 +362,7 @@ class ImageCollection:
         resolved for linux/amd64), from a path or a binary file object. Returns the
         images, each with the names the archive gives it. On any error nothing is left
         in the store."""
+        from pyrt.images import archive as _archive
         store = self.store
         tmp = store.mkdtemp("load-")
         try:
@@ -533,6 +534,8 @@ class ImageCollection:
         `config_changes` applied (a dict of Cmd/Entrypoint/Env/WorkingDir/User/
         ExposedPorts/Volumes/Labels/StopSignal, or docker `--change` lines). One
         transaction; tagged repository:tag when given."""
+        import copy
+        from pyrt.images import archive as _archive
         store = self.store
         if repository is not None:
             if tag is None:
@@ -655,6 +658,7 @@ class ImageCollection:
         """A rootfs tar (plain, gzip, zstd, bzip2 or xz; a path or a binary file object)
         or a directory becomes a one-layer image (docker import). `changes`: docker
         `--change` lines or a dict of config keys."""
+        from pyrt.images import archive as _archive
         store = self.store
         tmp = store.mkdtemp("import-")
         try:
@@ -695,6 +699,7 @@ class ImageCollection:
         """An image made of host programs (and directories) plus the shared libraries
         they need (ldd, or the ELF DT_NEEDED entries), minimal /etc/passwd and
         /etc/group, and busybox's applet links when busybox is among them."""
+        from pyrt.images.fromhost import build_host_rootfs
         if isinstance(paths, str):
             paths = [paths]
         if not paths:
@@ -721,6 +726,7 @@ class ImageCollection:
         """Writes the images to `path`: format "oci" (an OCI image layout: a tar, or a
         directory when `path` is one or ends with '/') or "docker-archive" (a tar).
         Images named by name:tag keep that name; by id, they are saved untagged."""
+        from pyrt.images import archive as _archive
         if isinstance(refs, (str, Image)):
             refs = [refs]
         if not refs:
@@ -975,6 +981,7 @@ def _collect_orphans(store, tx, freed):
 def _adopt_blob(st, path, digest, size):
     """Moves a layer blob made by the caller into the staging area, checking that its
     size and sha256 are what the caller says (a blob's name is always its hash)."""
+    import hashlib
     h = hashlib.sha256()
     n = 0
     if not os.path.isfile(path):

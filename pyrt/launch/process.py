@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import os
-import threading
+import _thread  # threading.Lock is _thread.allocate_lock: threading itself costs a run more (measured)
 import time
 
 from pyrt import _core
@@ -55,7 +55,7 @@ READONLY_PATHS = [
 ]
 
 _ANCHOR = None
-_anchor_lock = threading.Lock()
+_anchor_lock = _thread.allocate_lock()
 
 
 def _anchor() -> bytes:
@@ -259,7 +259,7 @@ class Process:
         self.usage = None
         self.pid = None
         self._pidfd = -1
-        self._lock = threading.Lock()
+        self._lock = _thread.allocate_lock()
         self._own_cgroup = None
         self.stdin = self.stdout = self.stderr = None
         self.text_mode = bool(text or encoding or errors)
@@ -485,7 +485,7 @@ def _device_cgroup(devices, name=None):
 
 
 _default_devices = None  # (pid, Cgroup): this process's shared cgroup with docker's device list
-_default_devices_lock = threading.Lock()
+_default_devices_lock = _thread.allocate_lock()
 
 
 def _default_device_cgroup():

@@ -4,8 +4,9 @@ container's monitor) holds, and the relay between the user's terminal and it."""
 from __future__ import annotations
 
 import os
-import signal
-import socket
+
+# socket and signal are imported in the functions that use them: a foreground run
+# without a terminal only needs write_all (measured: they import enum).
 
 TIOCSPTLCK = 0x40045431
 TIOCGPTPEER = 0x5441
@@ -17,12 +18,14 @@ def console_socket():
     """(ours, the container's): the container's end goes in spec.console_fd;
     the child opens a pty in its devpts, makes it its terminal and sends the master
     back over it (csrc/oci.c)."""
+    import socket
     a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     return a, b
 
 
 def receive_master(sock: socket.socket) -> int:
     """The pty master the container sent (after a successful spawn)."""
+    import socket
     try:
         _, fds, _, _ = socket.recv_fds(sock, 1, 1)
     finally:
@@ -76,6 +79,7 @@ def relay(master: int, pidfd: int, interactive: bool, stdin: int = 0, stdout: in
     output is drained. A user's terminal is raw meanwhile (keys such as ^C reach the
     container's line discipline) and its window size changes are passed on. `tap`,
     if given, sees the output too (for the container's log)."""
+    import signal
     import termios
     import tty as _tty
     on_tty = os.isatty(stdin)
@@ -152,6 +156,7 @@ def write_all(fd: int, data: bytes) -> None:
 def connect(container):
     """(socket, master fd or None): attached to a running detached container's
     monitor (csrc/monitor.h); the master only for one with a terminal."""
+    import socket
     import array
     from pyrt.containers import lifecycle
     from pyrt.errors import Conflict
@@ -203,6 +208,7 @@ def attach(container, *, stdin: bool = True, detach_keys: bytes = b"\x10\x11", s
 
 
 def _attached(sock, master, with_input, detach_keys, stdin_fd, stdout_fd, stderr_fd) -> bool:
+    import signal
     import selectors
     import termios
     import tty as _tty
