@@ -17,8 +17,10 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include "childmsg.h"
 #include "err.h"
-#include "identity.h"
+#include "execpath.h"
+#include "fdio.h"
 #include "resolve.h"
 #include "syscalls.h"
 
@@ -34,6 +36,7 @@
  * nobody reads that pipe any more). Set in the child only (its own memory). */
 static int oci_errfd = -1;
 static int oci_waited;
+static int oci_hooks_done;
 
 static const char *ns_name(int type)
 {
@@ -65,6 +68,18 @@ int pyrt_oci_begin(const struct pyrt_oci *o, int errfd, struct pyrt_error *e)
             return pyrt_fail(e, "join", ns_name(o->joins[i].type));
     if (o->unshare_flags && unshare((int)o->unshare_flags) < 0)
         return pyrt_fail(e, "unshare", "namespaces after the joined ones");
+    if (o->chroot_path) {
+        int fd = open(o->chroot_path, O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0)
+            return pyrt_fail(e, "open root", o->chroot_path);
+        int rc = fchdir(fd);
+        int err = errno;
+        close(fd);
+        if (rc < 0)
+            return pyrt_fail_errno(e, err, "chdir", o->chroot_path);
+        if (chroot(".") < 0)
+            return pyrt_fail(e, "chroot", o->chroot_path);
+    }
     /* KEYCTL_JOIN_SESSION_KEYRING (1) with no name: a new anonymous one */
     if (o->new_keyring && syscall(SYS_keyctl, 1, 0, 0, 0, 0) < 0 && errno != ENOSYS)
         return pyrt_fail(e, "join a new session keyring", "");
@@ -97,7 +112,14 @@ static int make_device(int rootfd, const struct pyrt_device *d, struct pyrt_erro
         if (fchownat(dirfd, name, d->uid, d->gid, AT_SYMLINK_NOFOLLOW) < 0)
             rc = pyrt_fail(e, "chown device", d->path);
     } else if (errno == EEXIST) {
-        rc = 0;
+        /* kept when it is that device already; anything else at the path is an error
+         * (the spec: a file that does not match the requested device) */
+        struct stat st;
+        if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+            rc = pyrt_fail(e, "stat device", d->path);
+        else if ((st.st_mode & S_IFMT) != (d->mode & S_IFMT) ||
+                 (!S_ISFIFO(st.st_mode) && st.st_rdev != makedev(d->major, d->minor)))
+            rc = pyrt_fail_errno(e, EEXIST, "device (another file is at its path)", d->path);
     } else if (errno == EPERM) {
         int fd = openat(dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
         if (fd < 0 && errno != EEXIST) {
@@ -159,6 +181,29 @@ int pyrt_oci_rootfs(const struct pyrt_oci *o, int rootfd, struct pyrt_error *e)
     for (size_t i = 0; o->sysctls && o->sysctls[i] && o->sysctls[i + 1]; i += 2)
         if (write_sysctl(rootfd, o->sysctls[i], o->sysctls[i + 1], e) < 0)
             return -1;
+    return 0;
+}
+
+/* -- the stop for the create hooks ------------------------------------------------ */
+
+int pyrt_oci_hooks_stop(const struct pyrt_oci *o, struct pyrt_error *e)
+{
+    if (o->hooks_fd < 0 || oci_hooks_done)
+        return 0;
+    oci_hooks_done = 1;
+    if (o->hooks_wfd >= 0 && close(o->hooks_wfd) < 0)
+        return pyrt_fail(e, "close", "the hooks pipe's write end");
+    if (pyrt_child_hooks(oci_errfd) < 0)
+        return pyrt_fail(e, "report the stop for the create hooks", "");
+    char c;
+    ssize_t n;
+    do
+        n = read(o->hooks_fd, &c, 1);
+    while (n < 0 && errno == EINTR);
+    if (n != 1)
+        return pyrt_fail_errno(e, n < 0 ? errno : ECANCELED, "wait for the create hooks", "");
+    if (close(o->hooks_fd) < 0)
+        return pyrt_fail(e, "close", "the hooks pipe");
     return 0;
 }
 
@@ -238,10 +283,7 @@ int pyrt_oci_wait(const struct pyrt_oci *o, const char *program, const char *pat
     if (o->wait_fd >= 0) {
         if (check_program(program, path, e) < 0)
             return -1;
-        struct pyrt_error rec;
-        memset(&rec, 0, sizeof rec);
-        pyrt_strlcpy(rec.op, PYRT_WAITING_OP, sizeof rec.op);
-        if (pyrt_write_all(oci_errfd, &rec, sizeof rec) < 0)
+        if (pyrt_child_waiting(oci_errfd) < 0)
             return pyrt_fail(e, "report waiting", "");
         oci_waited = 1;
         char c;

@@ -1,10 +1,18 @@
 /* What only the OCI runtime (pyrt-runtime) asks of the spawn core, as one optional
  * block of the spawn spec (spec->oci, NULL for pyrt's own containers):
  *
+ * - a stop for the create hooks (hooks_fd >= 0): once the runtime environment is
+ *   made (mounts, devices, sysctls: before masked and read-only paths, the
+ *   read-only root and pivot_root; without a mount namespace of its own, after the
+ *   chroot), the child sends PYRT_CHILD_HOOKS and blocks reading one byte from
+ *   hooks_fd (a pipe; its write end hooks_wfd is closed first). pyrt_spawn_oci
+ *   returns there with the child's message pipe; the runtime runs the prestart,
+ *   createRuntime and createContainer hooks and pyrt_spawn_resume lets it go on
+ *   (to the wait before exec). EOF instead of the byte: the child fails;
  * - wait before exec (runc's exec fifo): once everything is set up (root, mounts,
  *   cwd, stdio, identity, capabilities), the child checks that the program can be
- *   executed, writes a record with err 0 and op PYRT_WAITING_OP on the error
- *   pipe (pyrt_spawn then returns success: the child has not exec'd yet) and
+ *   executed, sends PYRT_CHILD_WAITING on the error pipe (childmsg.h;
+ *   pyrt_spawn then returns success: the child has not exec'd yet) and
  *   blocks reading one byte from wait_fd (the caller's O_RDWR fd of a FIFO that
  *   `start` writes to). A byte: exec (an exec failure now goes to the child's
  *   stderr, exit status 127); EOF or an error: exit without exec;
@@ -24,8 +32,6 @@
 
 #include "spawn.h"
 
-#define PYRT_WAITING_OP "waiting" /* the op of the "set up, waiting for start" record */
-
 struct pyrt_ns_join {
     int fd;   /* an open namespace file (/proc/PID/ns/net, a bind mount of one, ...) */
     int type; /* its CLONE_NEW* flag */
@@ -41,12 +47,18 @@ struct pyrt_device {
 
 struct pyrt_oci {
     int wait_fd;    /* >= 0: wait for a byte on it before exec (see above) */
+    int hooks_fd;   /* >= 0: stop for the create hooks, reading a byte on it (see above) */
+    int hooks_wfd;  /* the write end of hooks_fd's pipe (the runtime's): closed in the child */
 
     const struct pyrt_ns_join *joins; /* joined first, in this order (user first) */
     size_t njoins;
     uint64_t unshare_flags; /* CLONE_NEW* made after the joins (no CLONE_NEWPID) */
     int new_keyring;        /* join a new anonymous session keyring (as runc, unless
                                --no-new-keyring): the caller's keys stay out of reach */
+    const char *chroot_path; /* without a mount namespace of the container's own (none,
+                                or one joined by path): chroot here once the namespaces
+                                are joined (the path resolves in the joined one); no
+                                mount is made, no namespace pyrt did not create changed */
 
     const struct pyrt_device *devices;
     size_t ndevices;
@@ -63,11 +75,25 @@ struct pyrt_oci {
 
 /* Child side, called by spawn.c (each only when spec->oci is set). */
 
-/* First thing after the parent's go: remember the error pipe, join and unshare. */
+/* First thing after the parent's go: remember the error pipe, join and unshare,
+ * chroot (chroot_path). */
 int pyrt_oci_begin(const struct pyrt_oci *o, int errfd, struct pyrt_error *e);
 
 /* Inside the root (mounts.c, before masking): devices, /dev links, sysctls. */
 int pyrt_oci_rootfs(const struct pyrt_oci *o, int rootfd, struct pyrt_error *e);
+
+/* The stop for the create hooks (hooks_fd): once, at the first call (mounts.c
+ * before pivot_root; spawn.c after the root is set up, for a chroot). */
+int pyrt_oci_hooks_stop(const struct pyrt_oci *o, struct pyrt_error *e);
+
+/* Parent side. pyrt_spawn, except that with spec->oci->hooks_fd >= 0 it returns
+ * once the child stopped for the create hooks, *msgfd its message pipe; the
+ * caller runs the hooks, then pyrt_spawn_resume writes the byte on go_fd (the
+ * hooks pipe's write end) and reads the child's next message: 0 once it waits
+ * for start, else -1 with its error. msgfd is closed either way; on an error the
+ * caller kills and reaps the child (it has its pidfd). */
+int pyrt_spawn_oci(const struct pyrt_spawn_spec *s, pid_t *pid, int *pidfd, int *msgfd, struct pyrt_error *e);
+int pyrt_spawn_resume(int msgfd, int go_fd, struct pyrt_error *e);
 
 /* Just before and just after the identity switch (keepcaps; the capability sets). */
 int pyrt_oci_before_identity(const struct pyrt_oci *o, struct pyrt_error *e);

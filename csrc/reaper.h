@@ -6,8 +6,8 @@
  * nothing else: without it, the container's output can be neither shown nor
  * logged, and a CI step bounded by `timeout` expects its work gone with it. So a
  * foreground container does not outlive its `pyrt` (unlike docker's, whose daemon
- * keeps it): the reaper kills it, then runs a clean-up command (pyrt.containers.
- * reaper: records the exit, removes the cgroup, and with --rm the container).
+ * keeps it): the reaper kills it, then runs a clean-up command (pyrt.cli.orphan:
+ * records the exit, removes the cgroup, and with --rm the container).
  *
  * pyrt_reaper_start, in the caller, makes a SOCK_SEQPACKET socket pair and
  * starts the small static pyrt-reaper program (vfork + exec) in a session of its own (so a

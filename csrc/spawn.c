@@ -23,8 +23,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "childmsg.h"
 #include "console.h"
 #include "err.h"
+#include "fdio.h"
 #include "fdpass.h"
 #include "identity.h"
 #include "mounts.h"
@@ -104,10 +106,14 @@ static int child_setup(const struct pyrt_spawn_spec *s, int syncfd, int errfd, i
     if (s->uid_map && pyrt_raw_setresuid(0) < 0)
         return pyrt_fail(e, "setresuid", "0 in the user namespace");
     umask(0);
-    if ((s->rootfs || s->nlower) && pyrt_setup_rootfs(s, e) < 0)
-        return -1;
+    /* the hostname before the root: an OCI container's create hooks, which run
+     * before pivot_root (oci.h), see it already */
     if (s->hostname && sethostname(s->hostname, strlen(s->hostname)) < 0)
         return pyrt_fail(e, "sethostname", s->hostname);
+    if ((s->rootfs || s->nlower) && pyrt_setup_rootfs(s, e) < 0)
+        return -1;
+    if (s->oci && pyrt_oci_hooks_stop(s->oci, e) < 0) /* (done already before pivot_root) */
+        return -1;
     if ((s->setup & PYRT_SETUP_LOOPBACK) && loopback_up(e) < 0)
         return -1;
     for (size_t i = 0; i < s->nrlimits; i++)
@@ -124,7 +130,7 @@ static int child_exec(const struct pyrt_spawn_spec *s, int errfd, int init_fd, s
 {
     struct pyrt_tail t = {
         .argv = s->argv, .envp = s->envp, .path = s->path, .cwd = s->cwd,
-        .host_root = !s->rootfs && !s->nlower, .stdio = s->stdio, .console_fd = s->console_fd, .ctty = 0, .set_user = s->set_user, .uid = s->uid, .gid = s->gid,
+        .host_root = !s->rootfs && !s->nlower && !(s->oci && s->oci->chroot_path), .stdio = s->stdio, .console_fd = s->console_fd, .ctty = 0, .set_user = s->set_user, .uid = s->uid, .gid = s->gid,
         .groups = s->groups, .ngroups = s->ngroups, .caps = s->caps,
         .no_new_privs = (s->setup & PYRT_SETUP_NO_NEW_PRIVS) != 0, .umask = s->umask,
         .seccomp = s->seccomp, .seccomp_len = s->seccomp_len, .seccomp_flags = s->seccomp_flags,
@@ -200,10 +206,29 @@ static void reap(pid_t pid)
         ;
 }
 
-/* park != NULL: the child parks before exec (pool.c); park is filled once it has. */
-static int spawn_child(const struct pyrt_spawn_spec *s, struct pyrt_parked *park, pid_t *pidp, int *pidfdp,
-                       struct pyrt_error *e)
+/* One message of a child's error pipe (childmsg.h): the bytes read (0: EOF). */
+static size_t read_msg(int fd, struct pyrt_child_msg *m)
 {
+    size_t got = 0;
+    while (got < sizeof *m) {
+        ssize_t n = read(fd, (char *)m + got, sizeof *m - got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+    }
+    return got;
+}
+
+/* park != NULL: the child parks before exec (pool.c); park is filled once it has.
+ * msgfd != NULL: an OCI child may stop for the create hooks (oci.h); *msgfd is
+ * then its message pipe, else -1. */
+static int spawn_child(const struct pyrt_spawn_spec *s, struct pyrt_parked *park, pid_t *pidp, int *pidfdp,
+                       int *msgfd, struct pyrt_error *e)
+{
+    if (msgfd)
+        *msgfd = -1;
     memset(e, 0, sizeof *e);
     int errpipe[2], syncpipe[2] = {-1, -1}, parksock[2] = {-1, -1};
     int need_sync = s->uid_map || s->gid_map || s->ncgroup_procs || s->reaper_fd >= 0;
@@ -237,7 +262,7 @@ static int spawn_child(const struct pyrt_spawn_spec *s, struct pyrt_parked *park
         struct pyrt_error ce;
         memset(&ce, 0, sizeof ce);
         child_setup(s, syncpipe[0], errpipe[1], parksock[1], &ce);
-        pyrt_write_all(errpipe[1], &ce, sizeof ce);
+        pyrt_child_failed(errpipe[1], &ce);
         _exit(127);
     }
     int clone_errno = errno;
@@ -271,31 +296,21 @@ static int spawn_child(const struct pyrt_spawn_spec *s, struct pyrt_parked *park
         close(syncpipe[1]);
     }
 
-    /* EOF: the child exec'd. A full record: it failed and is exiting (or, when
-     * parking, it parked). */
-    int parked = 0;
+    /* EOF: the child exec'd. A message (childmsg.h): it failed and is exiting, or
+     * (when parking) it parked, or (OCI) it waits for start. */
+    int parked = 0, stopped = 0;
     if (rc == 0) {
-        struct pyrt_error ce;
-        size_t got = 0;
-        while (got < sizeof ce) {
-            ssize_t n = read(errpipe[0], (char *)&ce + got, sizeof ce - got);
-            if (n < 0 && errno == EINTR)
-                continue;
-            if (n <= 0)
-                break;
-            got += (size_t)n;
-        }
-        if (got == sizeof ce && park && ce.err == 0 && strcmp(ce.op, PYRT_PARKED_OP) == 0) {
-            if (pyrt_read_full(errpipe[0], &park->usage, sizeof park->usage) != (ssize_t)sizeof park->usage)
-                rc = pyrt_fail_errno(e, EPIPE, "read child status", "");
-            else
-                parked = 1;
-        } else if (got == sizeof ce && s->oci && ce.err == 0 && strcmp(ce.op, PYRT_WAITING_OP) == 0) {
+        struct pyrt_child_msg m;
+        size_t got = read_msg(errpipe[0], &m);
+        if (got == sizeof m && msgfd && s->oci && s->oci->hooks_fd >= 0 && m.kind == PYRT_CHILD_HOOKS) {
+            stopped = 1; /* waits for the create hooks (oci.h) */
+        } else if (got == sizeof m && park && m.kind == PYRT_CHILD_PARKED) {
+            park->usage = m.usage;
+            parked = 1;
+        } else if (got == sizeof m && s->oci && m.kind == PYRT_CHILD_WAITING) {
             /* set up and waiting for start (oci.h) */
-        } else if (got == sizeof ce) {
-            *e = ce;
-            e->op[sizeof e->op - 1] = '\0';
-            e->path[sizeof e->path - 1] = '\0';
+        } else if (got == sizeof m) {
+            pyrt_child_msg_error(&m, e);
             rc = -1;
         } else if (got != 0 || park) {
             rc = pyrt_fail_errno(e, EPIPE, "read child status", park ? "exited before parking" : "");
@@ -315,6 +330,8 @@ static int spawn_child(const struct pyrt_spawn_spec *s, struct pyrt_parked *park
     if (parked) {
         park->sock = parksock[0];
         park->errfd = errpipe[0];
+    } else if (stopped) {
+        *msgfd = errpipe[0];
     } else {
         close(errpipe[0]);
     }
@@ -325,14 +342,42 @@ static int spawn_child(const struct pyrt_spawn_spec *s, struct pyrt_parked *park
 
 int pyrt_spawn(const struct pyrt_spawn_spec *s, pid_t *pidp, int *pidfdp, struct pyrt_error *e)
 {
-    return spawn_child(s, NULL, pidp, pidfdp, e);
+    return spawn_child(s, NULL, pidp, pidfdp, NULL, e);
+}
+
+int pyrt_spawn_oci(const struct pyrt_spawn_spec *s, pid_t *pidp, int *pidfdp, int *msgfd, struct pyrt_error *e)
+{
+    return spawn_child(s, NULL, pidp, pidfdp, msgfd, e);
+}
+
+int pyrt_spawn_resume(int msgfd, int go_fd, struct pyrt_error *e)
+{
+    memset(e, 0, sizeof *e);
+    int rc = 0;
+    if (pyrt_write_all(go_fd, "g", 1) < 0) {
+        rc = pyrt_fail(e, "resume after the create hooks", "");
+    } else {
+        struct pyrt_child_msg m;
+        size_t got = read_msg(msgfd, &m);
+        if (got == sizeof m && m.kind == PYRT_CHILD_WAITING) {
+            /* set up and waiting for start */
+        } else if (got == sizeof m) {
+            pyrt_child_msg_error(&m, e);
+            rc = -1;
+        } else if (got != 0) { /* EOF: it exec'd (no wait before exec) */
+            rc = pyrt_fail_errno(e, EPIPE, "read child status", "after the create hooks");
+        }
+    }
+    if (close(msgfd) < 0 && rc == 0)
+        rc = pyrt_fail(e, "close", "the child's message pipe");
+    return rc;
 }
 
 int pyrt_spawn_parked(const struct pyrt_spawn_spec *s, struct pyrt_parked *out, struct pyrt_error *e)
 {
     memset(out, 0, sizeof *out);
     out->sock = out->errfd = out->pidfd = -1;
-    return spawn_child(s, out, &out->pid, &out->pidfd, e);
+    return spawn_child(s, out, &out->pid, &out->pidfd, NULL, e);
 }
 
 int pyrt_wait(int pidfd, int timeout_ms, int *status, struct rusage *usage)

@@ -7,13 +7,13 @@ __version__ = "0.1.0"
 
 # Imported lazily so that `import pyrt` (and the CLI) stays fast.
 _LAZY = {
-    "run": "pyrt.launch.process", "spawn": "pyrt.launch.process", "Process": "pyrt.launch.process",
+    "run": "pyrt.api", "spawn": "pyrt.launch.process", "Process": "pyrt.launch.process",
     "CompletedProcess": "pyrt.launch.process", "PIPE": "pyrt.launch.process", "STDOUT": "pyrt.launch.process",
     "DEVNULL": "pyrt.launch.process", "TimeoutExpired": "pyrt.launch.process",
     "CalledProcessError": "pyrt.launch.process",
     "Overlay": "pyrt.launch.mounts", "Bind": "pyrt.launch.mounts", "Tmpfs": "pyrt.launch.mounts",
     "Runtime": "pyrt.runtime",
-    "Pool": "pyrt.pool.pool", "arun": "pyrt.pool.pool", "Usage": "pyrt.pool.pool",
+    "Pool": "pyrt.pool.pool", "arun": "pyrt.pool.aio", "Usage": "pyrt.pool.metering",
     "SpawnError": "pyrt.errors", "PyrtError": "pyrt.errors",
 }
 

@@ -82,7 +82,7 @@ def _abspath_bytes(p):
 def monitor_start(spec, log_path, exit_path, oom_path=None, exit_argv=None, *, stdin=None,
                   oom_start=None, tty=False, attach_path=None, ports=None, log_max_size=0, log_max_files=1,
                   restart=None, run_path=None, stop_path=None):
-    """Start a detached container from a SpawnSpec (pyrt.launch.process.build_spec), watched
+    """Start a detached container from a SpawnSpec (pyrt.launch.spec.build_spec), watched
     by its own pyrt-monitor process, which outlives the caller. Its stdout and
     stderr go to log_path (CRI format, appended), its exit record (JSON) to
     exit_path when it ends; then exit_argv (a list, e.g. a `pyrt rm` command) is
@@ -149,14 +149,19 @@ class ExecSpec:
     (0, 0, []) when the caller is root, else the caller's ids unchanged (None);
     namespaces a CLONE_NEW* mask (default: all; those the caller shares are
     skipped); caps the capability mask (default: docker's set); seccomp a BPF
-    program (bytes, 8 per instruction) with seccomp_flags, or None."""
+    program (bytes, 8 per instruction) with seccomp_flags, or None. Every field is
+    set here; exec_ reads them as they are."""
+
+    __slots__ = ("pid", "pidfd", "start_time", "namespaces", "argv", "env", "path", "cwd", "user", "caps",
+                 "no_new_privs", "new_session", "umask", "rlimits", "stdio", "cgroup_fd", "cgroup_procs_fds",
+                 "seccomp", "seccomp_flags")
 
     def __init__(self, pid, argv, env=(), *, pidfd=-1, start_time=0, namespaces=None,
                  path=None, cwd=None, user=None, caps=None, no_new_privs=True,
                  new_session=False, umask=-1, rlimits=(), stdio=(-1, -1, -1), cgroup_fd=-1,
                  cgroup_procs_fds=(), seccomp=None, seccomp_flags=0):
         import os
-        self.pid, self.pidfd, self.start_time = pid, pidfd, start_time
+        self.pid, self.pidfd, self.start_time = pid or 0, pidfd, start_time or 0
         self.namespaces = EXEC_ALL_NAMESPACES if namespaces is None else namespaces
         if isinstance(argv, (str, bytes, os.PathLike)):
             argv = [argv]
@@ -185,7 +190,7 @@ class ExecSpec:
     @classmethod
     def from_spawn_spec(cls, spec, pid, *, pidfd=-1, start_time=0, namespaces=None):
         """The argv, env, PATH, cwd, user, caps, no_new_privs, umask, rlimits,
-        stdio and cgroup fds of a SpawnSpec (pyrt.launch.process.build_spec(...) with no
+        stdio and cgroup fds of a SpawnSpec (pyrt.launch.spec.build_spec(...) with no
         rootfs), for the container whose init is pid."""
         return cls(pid, spec.argv, spec.env, pidfd=pidfd, start_time=start_time,
                    namespaces=namespaces, path=spec.path, cwd=spec.cwd, user=spec.user,
@@ -197,7 +202,7 @@ class ExecSpec:
 
 def exec_(spec):
     """Run a command in the namespaces, cgroups, root and working directory of a
-    running container (spec: an ExecSpec, or any object with its attributes).
+    running container (spec: an ExecSpec, whose every field is read as it is).
     Returns (pid, pidfd) of the new process, the caller's child: wait for it with
     wait(pidfd), then close the pidfd. Raises SpawnError naming what failed
     (e.g. `exec "nosuch": No such file or directory`)."""
@@ -211,23 +216,22 @@ def exec_(spec):
     cdef int pidfd = -1
     cdef int rc
     cdef pyrt_error err
-    cdef bytes prog = getattr(spec, "seccomp", None)
+    cdef bytes prog = spec.seccomp
 
-    s.pid = getattr(spec, "pid", 0) or 0
-    s.pidfd = getattr(spec, "pidfd", -1)
-    s.start_time = getattr(spec, "start_time", 0) or 0
-    ns = getattr(spec, "namespaces", None)
-    s.namespaces = EXEC_ALL_NAMESPACES if ns is None else ns
+    s.pid = spec.pid
+    s.pidfd = spec.pidfd
+    s.start_time = spec.start_time
+    s.namespaces = spec.namespaces
     s.argv = arena.strv(spec.argv)
     s.envp = arena.strv(spec.env)
-    s.path = arena.cstr(getattr(spec, "path", None))
-    s.cwd = arena.cstr(getattr(spec, "cwd", None))
+    s.path = arena.cstr(spec.path)
+    s.cwd = arena.cstr(spec.cwd)
     s.set_user = 0
     s.uid = 0
     s.gid = 0
     s.groups = NULL
     s.ngroups = 0
-    user = getattr(spec, "user", None)
+    user = spec.user
     if user is not None:
         uid, gid, gids = user
         s.set_user = 1
@@ -240,12 +244,12 @@ def exec_(spec):
         s.ngroups = len(gids)
     s.caps = spec.caps
     s.setup = 0
-    if getattr(spec, "no_new_privs", True):
+    if spec.no_new_privs:
         s.setup |= PYRT_SETUP_NO_NEW_PRIVS
-    if getattr(spec, "new_session", False):
+    if spec.new_session:
         s.setup |= PYRT_SETUP_SETSID
-    s.umask = getattr(spec, "umask", -1)
-    rl = list(getattr(spec, "rlimits", ()))
+    s.umask = spec.umask
+    rl = spec.rlimits
     rlimits = <pyrt_rlimit *>arena.alloc(len(rl), sizeof(pyrt_rlimit))
     for i, (res, soft, hard) in enumerate(rl):
         rlimits[i].resource = res
@@ -253,11 +257,11 @@ def exec_(spec):
         rlimits[i].limit.rlim_max = hard
     s.rlimits = rlimits
     s.nrlimits = len(rl)
-    stdio = getattr(spec, "stdio", (-1, -1, -1))
+    stdio = spec.stdio
     for i in range(3):
         s.stdio[i] = stdio[i]
-    s.cgroup_fd = getattr(spec, "cgroup_fd", -1)
-    pfds = list(getattr(spec, "cgroup_procs_fds", ()))
+    s.cgroup_fd = spec.cgroup_fd
+    pfds = spec.cgroup_procs_fds
     procs = <int *>arena.alloc(len(pfds), sizeof(int))
     for i, fd in enumerate(pfds):
         procs[i] = fd
@@ -265,7 +269,7 @@ def exec_(spec):
     s.ncgroup_procs = len(pfds)
     s.seccomp = NULL
     s.seccomp_len = 0
-    s.seccomp_flags = getattr(spec, "seccomp_flags", 0)
+    s.seccomp_flags = spec.seccomp_flags
     if prog is not None:
         if not prog or len(prog) % 8:
             raise ValueError("seccomp: a BPF program is a non-empty multiple of 8 bytes")

@@ -1,6 +1,6 @@
 # Bindings of what only the OCI runtime (pyrt-runtime) asks of the spawn core:
 # csrc/oci.h (spec.oci: wait before exec, joined namespaces, devices,
-# sysctls, capability sets) and csrc/seccomp.c (seccomp profiles compiled with
+# sysctls, capability sets) and csrc/seccomp_compile.c (seccomp profiles compiled with
 # libseccomp). Included by _core.pyx after _spawn.pxi, whose _Arena and
 # pyrt_error it uses; _fill_spawn_spec calls _fill_oci when the spec has `oci`.
 
@@ -23,10 +23,13 @@ cdef extern from "oci.h":
 
     cdef struct pyrt_oci:
         int wait_fd
+        int hooks_fd
+        int hooks_wfd
         const pyrt_ns_join *joins
         size_t njoins
         uint64_t unshare_flags
         int new_keyring
+        const char *chroot_path
         const pyrt_device *devices
         size_t ndevices
         int dev_links
@@ -37,6 +40,9 @@ cdef extern from "oci.h":
         uint64_t cap_permitted
         uint64_t cap_inheritable
         uint64_t cap_ambient
+
+    int pyrt_spawn_oci(const pyrt_spawn_spec *spec, pid_t *pid, int *pidfd, int *msgfd, pyrt_error *error) nogil
+    int pyrt_spawn_resume(int msgfd, int go_fd, pyrt_error *error) nogil
 
 
 cdef extern from "seccomp_compile.h":
@@ -66,7 +72,10 @@ cdef extern from "seccomp_compile.h":
 class OciOptions:
     """The spawn spec's OCI block (spec.oci; see csrc/oci.h). wait_fd: an fd the
     child reads one byte from before exec (pyrt.spawn returns once it waits);
-    joins: [(fd, CLONE_NEW*)] in order; unshare_flags; devices: [(path bytes, mode,
+    hooks: None or (read fd, write fd) of a pipe: the child stops for the create
+    hooks before pivot_root (spawn_stopped, spawn_resume);
+    joins: [(fd, CLONE_NEW*)] in order; unshare_flags; chroot_path (bytes: no
+    mount namespace of the container's own, chroot there after the joins); devices: [(path bytes, mode,
     major, minor, uid, gid)]; dev_links; sysctls: [(key path under /proc/sys,
     value)] as bytes; root_propagation (MS_*); cap_sets: None or (effective,
     permitted, inheritable, ambient) masks. (A seccomp filter and a terminal are
@@ -74,9 +83,11 @@ class OciOptions:
 
     def __init__(self):
         self.wait_fd = -1
+        self.hooks = None
         self.joins = []
         self.unshare_flags = 0
         self.new_keyring = False
+        self.chroot_path = None
         self.devices = []
         self.dev_links = False
         self.sysctls = []
@@ -91,6 +102,7 @@ cdef const void *_fill_oci(object o, _Arena arena) except NULL:
     cdef char *prog
     cdef Py_ssize_t i
     c.wait_fd = o.wait_fd
+    c.hooks_fd, c.hooks_wfd = o.hooks if o.hooks is not None else (-1, -1)
     joins = <pyrt_ns_join *>arena.alloc(len(o.joins), sizeof(pyrt_ns_join))
     for i, (fd, kind) in enumerate(o.joins):
         joins[i].fd = fd
@@ -99,6 +111,7 @@ cdef const void *_fill_oci(object o, _Arena arena) except NULL:
     c.njoins = len(o.joins)
     c.unshare_flags = o.unshare_flags
     c.new_keyring = 1 if getattr(o, "new_keyring", False) else 0
+    c.chroot_path = arena.cstr(o.chroot_path)
     devs = <pyrt_device *>arena.alloc(len(o.devices), sizeof(pyrt_device))
     for i, (path, mode, major, minor, uid, gid) in enumerate(o.devices):
         devs[i].path = arena.cstr(path)
@@ -121,6 +134,40 @@ cdef const void *_fill_oci(object o, _Arena arena) except NULL:
     else:
         c.cap_sets = 0
     return c
+
+
+def spawn_stopped(spec):
+    """spawn() of a spec whose OCI block has `hooks`: returns (pid, pidfd, msgfd)
+    once the child stopped for the create hooks (before pivot_root; csrc/oci.h);
+    msgfd is -1 when it never stopped (it did not get that far: an error then)."""
+    cdef _Arena arena = _Arena()
+    cdef pyrt_spawn_spec s
+    cdef pid_t pid = 0
+    cdef int pidfd = -1
+    cdef int msgfd = -1
+    cdef int rc
+    cdef pyrt_error err
+
+    _fill_spawn_spec(spec, arena, &s)
+    with nogil:
+        rc = pyrt_spawn_oci(&s, &pid, &pidfd, &msgfd, &err)
+    if rc < 0:
+        from pyrt.errors import SpawnError
+        raise _error_from_c(&err, SpawnError)
+    return pid, pidfd, msgfd
+
+
+def spawn_resume(int msgfd, int go_fd):
+    """Let a child stopped for the create hooks go on (a byte on go_fd, the hooks
+    pipe's write end) and wait until it waits for start; its set-up error raises
+    SpawnError. msgfd is closed."""
+    cdef int rc
+    cdef pyrt_error err
+    with nogil:
+        rc = pyrt_spawn_resume(msgfd, go_fd, &err)
+    if rc < 0:
+        from pyrt.errors import SpawnError
+        raise _error_from_c(&err, SpawnError)
 
 
 def seccomp_available():

@@ -1,6 +1,6 @@
 # Bindings of csrc/reaper.c (pyrt-reaper: ends a foreground container whose pyrt
 # process died). Included by _core.pyx after _spawn.pxi (_helper_path) and
-# _errors.pxi (pyrt_error, _error_from_c). pyrt.containers.reaper uses them.
+# _errors.pxi (pyrt_error, _error_from_c). pyrt.launch.reaper uses them.
 
 cdef extern from "reaper.h":
     int PYRT_REAPER_MAX_MESSAGE

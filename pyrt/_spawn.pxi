@@ -156,7 +156,8 @@ def _helper_path(name):
 
 
 cdef int _fill_spawn_spec(object spec, _Arena arena, pyrt_spawn_spec *s) except -1:
-    """The C spec of a SpawnSpec; the arena owns what it points to."""
+    """The C spec of a SpawnSpec (pyrt.launch.spec: every field is there, none is
+    defaulted here); the arena owns what it points to."""
     cdef pyrt_mount *mounts
     cdef pyrt_rlimit *rlimits
     cdef gid_t *groups
@@ -176,7 +177,7 @@ cdef int _fill_spawn_spec(object spec, _Arena arena, pyrt_spawn_spec *s) except 
     s.overlay_options = arena.cstr(spec.overlay_options)
     s.anchor = arena.cstr(spec.anchor)
     s.readonly_root = 1 if spec.readonly_root else 0
-    s.upper_tmpfs = arena.cstr(getattr(spec, "upper_tmpfs", None))
+    s.upper_tmpfs = arena.cstr(spec.upper_tmpfs)
     s.clone_flags = spec.clone_flags
     s.setup = spec.setup
     s.hostname = arena.cstr(spec.hostname)
@@ -226,17 +227,17 @@ cdef int _fill_spawn_spec(object spec, _Arena arena, pyrt_spawn_spec *s) except 
     s.gid_map = arena.cstr(spec.gid_map)
     for i in range(3):
         s.stdio[i] = spec.stdio[i]
-    s.console_fd = getattr(spec, "console_fd", -1)
+    s.console_fd = spec.console_fd
     s.cgroup_fd = spec.cgroup_fd
-    s.reaper_fd = getattr(spec, "reaper_fd", -1)
+    s.reaper_fd = spec.reaper_fd
     procs = <int *>arena.alloc(len(spec.cgroup_procs_fds), sizeof(int))
     for i, fd in enumerate(spec.cgroup_procs_fds):
         procs[i] = fd
     s.cgroup_procs_fds = procs
     s.ncgroup_procs = len(spec.cgroup_procs_fds)
-    s.init = 1 if getattr(spec, "init", False) else 0
+    s.init = 1 if spec.init else 0
     s.init_path = arena.cstr(_helper_path("pyrt-init")) if s.init else NULL
-    prog = getattr(spec, "seccomp", None)  # a BPF program (pyrt.launch.seccomp)
+    prog = spec.seccomp  # a BPF program (pyrt.launch.seccomp)
     if prog is not None:
         data = bytes(prog)
         if not data or len(data) % 8 or len(data) // 8 > 65535:
@@ -248,8 +249,8 @@ cdef int _fill_spawn_spec(object spec, _Arena arena, pyrt_spawn_spec *s) except 
     else:
         s.seccomp = NULL
         s.seccomp_len = 0
-    s.seccomp_flags = getattr(spec, "seccomp_flags", 0)
-    oci = getattr(spec, "oci", None)  # OCI runtime options (_oci.pxi)
+    s.seccomp_flags = spec.seccomp_flags
+    oci = spec.oci  # OCI runtime options (_oci.pxi)
     s.oci = _fill_oci(oci, arena) if oci is not None else NULL
     return 0
 

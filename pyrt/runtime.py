@@ -5,11 +5,15 @@ from __future__ import annotations
 import _thread  # threading.Lock is _thread.allocate_lock: importing threading costs a run more (measured)
 import os
 
-DEFAULT_ROOT = "/var/lib/pyrt"
+from pyrt import __version__, _core
+from pyrt.cgroups.layout import layout
+from pyrt.store import Store, default_root
+from pyrt.store.layers import tree_size
 
 
-def default_root() -> str:
-    return os.environ.get("PYRT_ROOT") or DEFAULT_ROOT
+# The collections (and what `build`, `info`, `prune` and `login` need) are imported on
+# first use: `pyrt ps` loads neither the image catalog nor the registry client's
+# package, `pyrt images` not the containers.
 
 
 class Runtime:
@@ -40,7 +44,7 @@ class Runtime:
         """How container roots are made: "overlay" or "copy" (detected once if not given)."""
         if self._storage_driver is None:
             try:
-                from pyrt.containers.model import detect_storage_driver
+                from pyrt.containers.create import detect_storage_driver
             except ImportError:
                 self._storage_driver = "overlay"
             else:
@@ -56,21 +60,21 @@ class Runtime:
         if self._store is None:
             with self._lock:
                 if self._store is None:
-                    from pyrt.store import Store
                     self._store = Store(self.root)
         return self._store
 
     @property
     def images(self):
         if self._images is None:
+            from pyrt.dockerfile import build
             from pyrt.images.catalog import ImageCollection
-            self._images = ImageCollection(self)
+            self._images = ImageCollection(self, builder=build)
         return self._images
 
     @property
     def containers(self):
         if self._containers is None:
-            from pyrt.containers.model import ContainerCollection
+            from pyrt.containers.collection import ContainerCollection
             self._containers = ContainerCollection(self)
         return self._containers
 
@@ -103,7 +107,6 @@ class Runtime:
     def version(self) -> dict:
         """docker SDK's client.version(), for pyrt."""
         import platform
-        from pyrt import __version__, _core
         return {"Version": __version__, "ApiVersion": "pyrt", "Os": "linux", "Arch": platform.machine(),
                 "KernelVersion": platform.release(), "PythonVersion": platform.python_version(),
                 "Seccomp": bool(_core.seccomp_available())}
@@ -112,8 +115,6 @@ class Runtime:
         """docker SDK's client.info(): the store, its contents, and what the host
         offers (cgroup layout, seccomp, overlay)."""
         import platform
-        from pyrt import __version__, _core
-        from pyrt.cgroups.cgroup import layout
         states = [c.status for c in self.containers.list(all=True)]
         lay = layout()
         return {
@@ -165,7 +166,6 @@ class Runtime:
 
 
 def _disk_use(path: str) -> int:
-    from pyrt.store.layers import tree_size
     return tree_size(path, disk=True)
 
 

@@ -109,7 +109,7 @@ def assert_nothing_left(root, seen, marker):
     assert seen["first"] == b"streaming\n"
     assert len(seen["reapers"]) == 1
     wait_for(lambda: not _cmdlines_with(marker), what="the container's processes to end")
-    wait_for(lambda: not _alive_as(seen["reapers"][0], (b"pyrt-reaper", b"pyrt.containers.orphan")),
+    wait_for(lambda: not _alive_as(seen["reapers"][0], (b"pyrt-reaper", b"pyrt.cli.orphan")),
              what="the reaper and its clean-up to end")
     assert procs_holding(root) == []
     assert _mounts_anywhere(root) == []
@@ -165,7 +165,7 @@ def test_orphan_clean_up_names_the_container_by_its_full_id(store):
     gone.remove()
     other = store.rt.containers.create("base:1", ["true"], name=gone_id, auto_remove=True)
     store.ids.add(other.id)
-    r = subprocess.run([sys.executable, "-m", "pyrt.containers.orphan", store.root, gone_id],
+    r = subprocess.run([sys.executable, "-m", "pyrt.cli.orphan", store.root, gone_id],
                        capture_output=True, timeout=DEADLINE)
     assert r.returncode == 0, r.stderr
     assert [row["name"] for row in store.db_rows()] == [gone_id]

@@ -1,4 +1,4 @@
-"""A foreground container's log (pyrt.containers.lifecycle.LogWriter): whatever the
+"""A foreground container's log (pyrt.containers.logs.LogWriter): whatever the
 chunks its output comes in (short lines, empty lines, lines longer than a record,
 no newline at all), the records are those of the rule the monitor follows: one F
 record per line of at most MAX_LINE bytes, longer ones cut into P records of
@@ -10,7 +10,8 @@ import random
 
 import pytest
 
-from pyrt.containers.lifecycle import LOG_FILE, LogWriter
+from pyrt.containers.lifecycle import LOG_FILE
+from pyrt.containers.logs import LogWriter
 
 
 class _Container:

@@ -22,7 +22,7 @@ import pyrt
 from pyrt import _core
 from pyrt.errors import SpawnError
 from pyrt.launch.mounts import Bind, Tmpfs
-from pyrt.launch.process import build_spec
+from pyrt.launch.spec import build_spec
 
 LOG_RE = re.compile(rb"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z) (stdout|stderr) ([FP]) (.*)$")
 DEADLINE = 60.0  # seconds a test waits for something that must happen, before failing
@@ -390,7 +390,7 @@ STARTER = r"""
 import os, sys
 from pyrt import _core
 from pyrt.launch.mounts import Bind
-from pyrt.launch.process import build_spec
+from pyrt.launch.spec import build_spec
 rootfs, tmp = sys.argv[1], sys.argv[2]
 spec = build_spec(["sh", "-c", "echo before; cat /srv/fifo; echo after; exit 3"], rootfs,
                   mounts=[Bind(tmp, "/srv")])

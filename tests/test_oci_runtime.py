@@ -98,12 +98,45 @@ def test_log_file_json(rt, tmp_shm):
 
 
 def test_systemd_cgroup_is_a_clear_error(rt, make_bundle):
-    bundle = make_bundle(["true"])
+    """--systemd-cgroup where systemd does not run the machine on pure cgroup2 (this
+    host): one line saying why, nothing made. (Where it does: tests/vm/guest.)"""
+    from pyrt.ocirt.spec import systemd_unavailable
+    if systemd_unavailable() is None:
+        pytest.skip("systemd runs this host: tests/vm/guest covers --systemd-cgroup")
+    bundle = make_bundle(["true"], lambda c: c["linux"].update(cgroupsPath="machine.slice:pyrt:x"))
     cid = rt.new_id()
     p = rt("create", "--bundle", bundle, cid, glob=("--systemd-cgroup",))
     assert p.returncode == 1
     assert b"systemd cgroups are not available" in p.stderr and b"cgroupfs" in p.stderr
+    assert len(p.stderr.strip().split(b"\n")) == 1
     assert rt("state", cid).returncode == 1
+
+
+@pytest.mark.parametrize("cpath, want", [
+    ("", ("system.slice", "pyrt-runtime-ID.scope")),
+    ("machine.slice:libpod:abc", ("machine.slice", "libpod-abc.scope")),
+    ("machine-pods.slice:crio:abc", ("machine-pods.slice", "crio-abc.scope")),
+    (":pfx:", ("system.slice", "pfx-ID.scope")),
+    ("user.slice::abc", ("user.slice", "abc.scope")),
+    # refused: a path, a part that is not one unit-name word, a slice as the name
+    ("/machine/abc", None), ("machine.slice:a:b:c", None), ("../x.slice:p:n", None),
+    ("machine.slice:p:../../etc", None), ("machine.slice:p/q:n", None), ("machine:p:n", None),
+    ("-.slice:p:n", None), ("a--b.slice:p:n", None), ("machine.slice:p:n.slice", None),
+    ("machine.slice:p:n\n", None), ("machine.slice:p:" + "n" * 300, None), ("machine.slice:-x:n", None),
+])
+def test_systemd_cgroups_path(cpath, want):
+    """--systemd-cgroup's cgroupsPath (slice:prefix:name, as runc and crun take it)
+    becomes a slice and a scope unit of unit-name words only; anything else is
+    refused naming the field."""
+    from pyrt.cgroups.systemd import slice_path
+    from pyrt.errors import ConfigError
+    from pyrt.ocirt.spec import systemd_cgroups_path
+    if want is None:
+        with pytest.raises(ConfigError, match="linux.cgroupsPath"):
+            systemd_cgroups_path(cpath, "ID")
+    else:
+        assert systemd_cgroups_path(cpath, "ID") == want
+    assert slice_path("machine-pods-x.slice") == "machine.slice/machine-pods.slice/machine-pods-x.slice"
 
 
 # -- lifecycle --------------------------------------------------------------------------------
@@ -462,6 +495,139 @@ def test_resources_and_cgroups_path(rt, make_bundle):
         prune(parent, remove_parent=True)
 
 
+def _a_block_device():
+    """(major, minor) of a block device of this host, or None."""
+    for name in sorted(os.listdir("/sys/block")):
+        try:
+            with open(f"/sys/block/{name}/dev") as f:
+                major, minor = f.read().split(":")
+            return int(major), int(minor)
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+def test_block_io_throttles_and_weights(rt, make_bundle):
+    """linux.resources.blockIO through pyrt's block I/O limits: the per-device
+    throttles in blkio.throttle.* (v1) or io.max (cgroup2); a weight where the host
+    has a file for it, else an error naming the field (never dropped); a leaf
+    weight is an error on every kernel since 5.0 (and on cgroup2)."""
+    from pyrt.cgroups.cgroup import Cgroup, layout, prune
+    dev = _a_block_device()
+    lay = layout()
+    if dev is None or lay.where("blkio") is None and lay.where("io") is None:
+        pytest.skip("no block device or no block I/O controller")
+    major, minor = dev
+    parent = f"pyrt-test-{uuid.uuid4().hex[:8]}"
+    cid = rt.new_id()
+    throttles = {"throttleReadBpsDevice": [{"major": major, "minor": minor, "rate": 1 << 20}],
+                 "throttleWriteBpsDevice": [{"major": major, "minor": minor, "rate": 2 << 20}],
+                 "throttleReadIOPSDevice": [{"major": major, "minor": minor, "rate": 300}],
+                 "throttleWriteIOPSDevice": [{"major": major, "minor": minor, "rate": 400},
+                                             {"major": major, "minor": minor, "rate": 0}]}  # 0: nothing
+
+    def edit(c):
+        c["linux"]["cgroupsPath"] = f"/{parent}/{cid}"
+        c["linux"]["resources"] = {"blockIO": throttles}
+    bundle = make_bundle(["sleep", "1000"], edit)
+    try:
+        p = rt.create(cid, bundle)
+        assert p.returncode == 0, p.stderr
+        cg = Cgroup.open(cid, parent)
+        d = f"{major}:{minor}"
+        if "blkio" in cg.v1_dirs:
+            for kind, rate in (("read_bps", 1 << 20), ("write_bps", 2 << 20), ("read_iops", 300),
+                               ("write_iops", 400)):
+                with open(os.path.join(cg.v1_dirs["blkio"], f"blkio.throttle.{kind}_device")) as f:
+                    assert f.read().split("\n")[0] == f"{d} {rate}"
+        else:
+            with open(os.path.join(cg.v2_dir, "io.max")) as f:
+                line = next(ln for ln in f.read().splitlines() if ln.startswith(d + " "))
+            assert line.split()[1:] == [f"rbps={1 << 20}", f"wbps={2 << 20}", "riops=300", "wiops=400"]
+        assert rt("delete", "--force", cid).returncode == 0
+    finally:
+        rt("delete", "--force", cid)
+
+    # a weight: written where a weighing scheduler has a file, else refused by name
+    bdir = os.path.join(lay.v1["blkio"], parent) if "blkio" in lay.v1 else None
+    for bio, files in (({"weight": 500}, ("blkio.weight", "blkio.bfq.weight", "io.bfq.weight", "io.weight")),
+                       ({"weightDevice": [{"major": major, "minor": minor, "weight": 500}]},
+                        ("blkio.weight_device", "blkio.bfq.weight_device", "io.bfq.weight", "io.weight")),
+                       ({"leafWeight": 500}, ("blkio.leaf_weight",))):
+        cid = rt.new_id()
+        bundle = make_bundle(["sleep", "1000"], lambda c: (c["linux"].update(cgroupsPath=f"/{parent}/{cid}"),
+                                                           c["linux"].update(resources={"blockIO": bio})))
+        try:
+            p = rt.create(cid, bundle)
+            ctrl = bdir or os.path.join(lay.unified, parent)
+            has = [f for f in files if os.path.exists(os.path.join(ctrl, f))]
+            if has:
+                assert p.returncode == 0, p.stderr
+            else:
+                assert p.returncode == 1 and b"linux.resources.blockIO." + next(iter(bio)).encode() in p.stderr
+                assert rt("state", cid).returncode != 0 and not Cgroup.exists(cid, parent)
+        finally:
+            rt("delete", "--force", cid)
+    prune(parent, remove_parent=True)
+
+
+@pytest.mark.parametrize("bio, field", [
+    ({"throttleReadBpsDevice": [{"major": 4096, "minor": 0, "rate": 1}]}, "throttleReadBpsDevice[0].major"),
+    ({"throttleReadBpsDevice": [{"major": 8, "minor": 1 << 20, "rate": 1}]}, "throttleReadBpsDevice[0].minor"),
+    ({"throttleWriteIOPSDevice": [{"major": "8:0\n1:3", "minor": 0, "rate": 1}]}, "throttleWriteIOPSDevice[0].major"),
+    ({"throttleReadBpsDevice": [{"major": True, "minor": 0, "rate": 1}]}, "throttleReadBpsDevice[0].major"),
+    ({"throttleReadBpsDevice": [{"major": 8, "minor": 0, "rate": -1}]}, "throttleReadBpsDevice[0].rate"),
+    ({"weightDevice": [{"major": -1, "minor": 0, "weight": 100}]}, "weightDevice[0].major"),
+    ({"weight": 5}, "weight"), ({"weight": 1001}, "weight"), ({"leafWeight": "100"}, "leafWeight"),
+    ({"throttleReadBpsDevice": {"major": 8}}, "throttleReadBpsDevice"),
+])
+def test_block_io_hostile_values_are_refused(bio, field):
+    """Device numbers and rates come from two integers in the kernel's ranges, or
+    the config is refused naming the field: nothing else reaches a cgroup file."""
+    from pyrt.errors import ConfigError
+    from pyrt.ocirt.resources import parse_resources
+    with pytest.raises(ConfigError, match=r"linux\.resources\.blockIO\." + field.replace("[", r"\[").replace("]", r"\]")):
+        parse_resources({"blockIO": bio}, [])
+
+
+def test_block_io_on_cgroup2_files(tmp_path, monkeypatch):
+    """The cgroup2 side of blockIO written into a directory standing for a
+    container's cgroup: io.bfq.weight before io.weight (converted as runc), per
+    device weights, io.max lines; no leaf weight on cgroup2."""
+    from pyrt.cgroups import oci
+    from pyrt.errors import CgroupError
+    from pyrt.ocirt.resources import parse_resources
+
+    class FakeCgroup:
+        v1_dirs = {}
+        v2_dir = str(tmp_path)
+        path = str(tmp_path)
+    writes = []
+    monkeypatch.setattr(oci, "_write", lambda path, value: writes.append((os.path.basename(path), value)))
+    bio = {"weight": 1000, "weightDevice": [{"major": 8, "minor": 16, "weight": 10}],
+           "throttleReadBpsDevice": [{"major": 8, "minor": 0, "rate": 4096}],
+           "throttleWriteIOPSDevice": [{"major": 8, "minor": 0, "rate": 50}]}
+    res = parse_resources({"blockIO": bio}, [])
+    assert oci.resource_controllers(res) == ["blkio", "io"]
+    (tmp_path / "io.weight").write_text("")
+    (tmp_path / "io.max").write_text("")
+    oci.apply_resources(FakeCgroup(), res)
+    assert writes == [("io.weight", "default 10000"), ("io.weight", "8:16 1"),
+                      ("io.max", "8:0 rbps=4096"), ("io.max", "8:0 wiops=50")]
+    writes.clear()
+    (tmp_path / "io.bfq.weight").write_text("")
+    oci.apply_resources(FakeCgroup(), parse_resources({"blockIO": {"weight": 300}}, []))
+    assert writes == [("io.bfq.weight", "default 300")]
+    writes.clear()
+    for name in ("io.weight", "io.bfq.weight"):
+        os.unlink(tmp_path / name)
+    with pytest.raises(CgroupError, match=r"blockIO\.weight: .*io\.bfq\.weight nor io\.weight"):
+        oci.apply_resources(FakeCgroup(), parse_resources({"blockIO": {"weight": 300}}, []))
+    with pytest.raises(CgroupError, match=r"blockIO\.leafWeight: cgroup2 has no leaf weights"):
+        oci.apply_resources(FakeCgroup(), parse_resources({"blockIO": {"leafWeight": 300}}, []))
+    assert writes == []
+
+
 def test_an_allow_list_profile_that_names_nothing_pyrt_needs(rt, make_bundle):
     """A default-deny profile without close_range (or anything else of pyrt's): the
     container's filter is loaded after everything pyrt does but execve, so it runs."""
@@ -546,7 +712,7 @@ def test_hooks_in_order_with_state(rt, make_bundle, tmp_shm, rootfs_copy):
     hosts = {e[0]: e[1] for e in entries}
     assert hosts["prestart"] == host and hosts["createContainer"] == "hooked" and hosts["startContainer"] == "hooked"
     states = {e[0]: json.loads(e[2]) for e in entries}
-    assert states["createRuntime"]["status"] == "created" and states["createRuntime"]["id"] == cid
+    assert states["createRuntime"]["status"] == "creating" and states["createRuntime"]["id"] == cid
     assert states["createRuntime"]["annotations"] == {"org.test": "yes"}
     assert states["createRuntime"]["bundle"] == bundle and states["createRuntime"]["pid"] > 0
     assert states["poststop"]["status"] == "stopped"

@@ -63,7 +63,7 @@ def image(shm_base, rootfs):
 def test_parked_child_runs_the_command_it_is_handed(rootfs):
     """spawn_parked + unpark, at the level of pyrt._core: argv, env, cwd, PATH and
     the three stdio fds all come with the command; the setup was done before."""
-    from pyrt.launch.process import build_spec
+    from pyrt.launch.spec import build_spec
     spec = build_spec(["/bin/false"], rootfs, hostname="parked", upper_tmpfs="size=16m")
     devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
     spec.stdio = (devnull,) * 3
@@ -90,7 +90,7 @@ def test_parked_child_runs_the_command_it_is_handed(rootfs):
 
 
 def test_parked_child_reports_exec_failure(rootfs):
-    from pyrt.launch.process import build_spec
+    from pyrt.launch.spec import build_spec
     spec = build_spec(["/bin/true"], rootfs, upper_tmpfs=True)
     devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
     spec.stdio = (devnull,) * 3

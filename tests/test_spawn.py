@@ -17,7 +17,7 @@ import helpers
 import pyrt
 from pyrt.launch import caps
 from pyrt.errors import SpawnError
-from pyrt.launch.process import DEFAULT_PATH, MASKED_PATHS, READONLY_PATHS
+from pyrt.launch.spec import DEFAULT_PATH, MASKED_PATHS, READONLY_PATHS
 
 PID_NS_OFF = ("mount", "uts", "ipc", "cgroup")
 

@@ -16,6 +16,8 @@ from __future__ import annotations
 import os
 import time
 
+from pyrt.errors import CgroupError, InvalidArgument
+
 SLICE = "machine.slice"
 LEAF = "container"  # the container's own cgroup, below its scope
 
@@ -28,7 +30,6 @@ def manager(lay) -> str:
     if want in ("systemd", "cgroupfs"):
         return want
     if want:
-        from pyrt.errors import InvalidArgument
         raise InvalidArgument(f"invalid cgroup manager {want!r}: use systemd or cgroupfs")
     if lay.mode == "v2" and os.geteuid() == 0 and os.path.isdir("/run/systemd/system"):
         return "systemd"
@@ -46,7 +47,6 @@ def is_scope(parent: str) -> bool:
 
 def _busctl(method: str, signature: str, *args) -> str:
     import subprocess  # here, as in _placeholder: every container start asks manager(), few run these (measured)
-    from pyrt.cgroups.cgroup import CgroupError
     cmd = ["busctl", "--system", "call", "org.freedesktop.systemd1", "/org/freedesktop/systemd1",
            "org.freedesktop.systemd1.Manager", method, signature, *map(str, args)]
     try:
@@ -70,15 +70,29 @@ def _placeholder() -> int:
     return int(p.stdout.strip())
 
 
+def slice_path(slice_: str) -> str:
+    """A slice's cgroup below the cgroup2 mount, as systemd nests them:
+    "machine.slice" -> "machine.slice", "a-b.slice" -> "a.slice/a-b.slice"."""
+    stem = slice_[:-len(".slice")]
+    parts = stem.split("-")
+    return "/".join("-".join(parts[:i + 1]) + ".slice" for i in range(len(parts)))
+
+
 def start(cid: str, unified: str) -> str:
     """Make the container's scope (placeholder inside, moved to supervisor/ so the
     scope can hand controllers down); returns its path below the cgroup2 mount."""
-    from pyrt.cgroups.cgroup import CgroupError
-    scope = scope_of(cid)
+    return start_unit(f"pyrt-{cid}.scope", SLICE, unified, f"pyrt container {cid[:12]}")
+
+
+def start_unit(unit: str, slice_: str, unified: str, description: str) -> str:
+    """A delegated transient scope `unit` in `slice_` (a validated unit and slice
+    name), its placeholder in its supervisor/ leaf; returns the scope's path below
+    the cgroup2 mount."""
+    scope = f"{slice_path(slice_)}/{unit}"
     pid = _placeholder()
     try:
-        _busctl("StartTransientUnit", "ssa(sv)a(sa(sv))", f"pyrt-{cid}.scope", "fail", 4,
-                "Description", "s", f"pyrt container {cid[:12]}", "Slice", "s", SLICE,
+        _busctl("StartTransientUnit", "ssa(sv)a(sa(sv))", unit, "fail", 4,
+                "Description", "s", description, "Slice", "s", slice_,
                 "Delegate", "b", "true", "PIDs", "au", 1, pid, 0)
         want = "0::/" + scope + "\n"
         deadline = time.monotonic() + 10
@@ -95,7 +109,7 @@ def start(cid: str, unified: str) -> str:
             f.write(str(pid))
     except BaseException:
         try:  # undo what got made; the first failure is the one to report
-            stop(cid, unified)
+            stop_unit(unit, scope, unified)
         except OSError:
             pass
         try:
@@ -107,14 +121,19 @@ def start(cid: str, unified: str) -> str:
 
 
 def stop(cid: str, unified: str) -> None:
+    """Stop the container's scope (see stop_unit)."""
+    stop_unit(f"pyrt-{cid}.scope", scope_of(cid), unified)
+
+
+def stop_unit(unit: str, scope: str, unified: str) -> None:
     """Stop the scope (its placeholder, and anything left in it, is killed; systemd
-    removes the cgroups) and wait until it is gone."""
+    removes the cgroups) and wait until its cgroup `scope` is gone."""
     try:
-        _busctl("StopUnit", "ss", f"pyrt-{cid}.scope", "replace")
+        _busctl("StopUnit", "ss", unit, "replace")
     except OSError as e:
         if "not loaded" not in str(e) and "NoSuchUnit" not in str(e):
             raise
-    d = os.path.join(unified, scope_of(cid))
+    d = os.path.join(unified, scope)
     deadline = time.monotonic() + 10
     while os.path.isdir(d) and time.monotonic() < deadline:
         time.sleep(0.005)

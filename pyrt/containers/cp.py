@@ -19,7 +19,11 @@ import stat
 import tarfile
 import threading
 
+from pyrt import _core, sys as psys
+from pyrt.containers import lifecycle
 from pyrt.errors import Conflict, InvalidArgument
+from pyrt.launch.mounts import mount_overlay
+from pyrt.oci.image import rfc3339
 
 CHUNK = 1 << 20
 SPOOL = 16 << 20  # a get_archive tar kept in memory up to this size
@@ -30,7 +34,6 @@ SPOOL = 16 << 20  # a get_archive tar kept in memory up to this size
 @contextlib.contextmanager
 def container_root(container):
     """An O_PATH fd of the container's root directory, for the copy's duration."""
-    from pyrt.containers import lifecycle
     st = container.reload().state
     if st.get("Status") in ("running", "paused") and lifecycle.alive(st):
         fd = os.open(f"/proc/{st['Pid']}/root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -47,7 +50,6 @@ def container_root(container):
         if isinstance(root, str):
             fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         else:  # the overlay mounted nowhere: closing the fd unmounts it
-            from pyrt.launch.mounts import mount_overlay
             scratch = container._c.store.mkdtemp("cp-")
             try:
                 fd = mount_overlay(root.lowerdirs, root.upperdir, root.workdir, root.options, scratch=scratch)
@@ -64,7 +66,6 @@ def container_root(container):
 def resolve(rootfd: int, path: str, follow: bool = True, flags: int = os.O_PATH) -> int:
     """An fd of `path` inside the root (symlinks resolved in it; the last one only
     when `follow`)."""
-    from pyrt import sys as psys
     if not follow:
         flags |= os.O_NOFOLLOW
     try:
@@ -141,7 +142,6 @@ def _add(tar, fd, arcname, hardlinks, devices, clear=0):
 def unpack_into(dirfd: int, source, *, owners: bool = True) -> None:
     """Unpacks a plain tar (bytes or a binary file object) into the directory fd,
     confined to it; `owners=False` makes everything the caller's."""
-    from pyrt import _core
     u = _core.Unpacker(dirfd, whiteouts=False, chown=owners, detect_holes=False)
     if isinstance(source, (bytes, bytearray, memoryview)):
         u.feed(source)
@@ -190,7 +190,6 @@ def stat_of(fd: int, name: str) -> dict:
     elif stat.S_ISLNK(st.st_mode):
         mode |= 1 << 27
     link = os.readlink("", dir_fd=fd) if stat.S_ISLNK(st.st_mode) else ""
-    from pyrt.oci.image import rfc3339
     return {"name": name, "size": st.st_size, "mode": mode, "mtime": rfc3339(st.st_mtime), "linkTarget": link}
 
 

@@ -1,5 +1,6 @@
 """Running containers without a daemon: the mechanics behind Container.start,
-stop, kill, wait, logs, exec_run, stats, top, pause.
+stop, kill, wait, restart (state files, start marks, signals, the monitor); the log
+is logs.py's, exec and top are processes.py's.
 
 A detached container is watched by its own small C monitor (pyrt-monitor, see
 csrc/monitor.c): it holds the container's stdout/stderr and writes them to
@@ -13,6 +14,8 @@ import signal as _signal
 import sys
 import time
 
+from pyrt import _core, sys as psys
+from pyrt._core import read_exit_record
 from pyrt.errors import Conflict, InvalidArgument
 
 EXIT_FILE = "exit.json"
@@ -42,7 +45,6 @@ def alive(state: dict) -> bool:
 
 def pidfd(state: dict) -> int | None:
     """A pidfd of the container's init, or None when it has exited."""
-    from pyrt import sys as psys
     pid = state.get("Pid") or 0
     if pid <= 0:
         return None
@@ -71,7 +73,6 @@ def parse_signal(sig) -> int:
 
 def send_signal(state: dict, sig) -> bool:
     """Signal the container's init through a pidfd; False when it has exited."""
-    from pyrt import sys as psys
     fd = pidfd(state)
     if fd is None:
         return False
@@ -105,7 +106,6 @@ def _wait_gone(fd: int | None, timeout: float | None) -> bool:
 def read_exit(cdir: str, wait: float = 0.0) -> dict | None:
     """The monitor's exit record; waits up to `wait` seconds for it to appear (the
     monitor writes it just after the container ends)."""
-    from pyrt._core import read_exit_record
     path = os.path.join(cdir, EXIT_FILE)
     deadline = time.monotonic() + wait
     while True:
@@ -231,7 +231,6 @@ def clear_exit(cdir: str) -> None:
 
 def start_detached(container, spec, cgroup) -> dict:
     """Start the container under its monitor; returns its new state."""
-    from pyrt import _core
     cdir = container.dir
     clear_exit(cdir)
     exit_argv = None
@@ -326,7 +325,6 @@ def _read_run(container) -> dict | None:
 def wait_monitor(state: dict, timeout: float | None) -> bool:
     """Wait until a detached container's monitor has ended (after its exit record);
     False on timeout."""
-    from pyrt import sys as psys
     if not monitor_alive(state):
         return True
     try:
@@ -341,255 +339,3 @@ def mark_stopped(container) -> None:
     if (container.config.get("RestartPolicy") or {}).get("Name", "no") != "no":
         with open(os.path.join(container.dir, STOP_FILE), "w"):
             pass
-
-
-# -- logs -------------------------------------------------------------------------
-def log_files(container) -> list[str]:
-    """The log's files, oldest first: the rotated ones (LOG.N .. LOG.1), then LOG."""
-    base = os.path.join(container.dir, LOG_FILE)
-    rotated = []
-    for name in os.listdir(container.dir):
-        head, dot, n = name.rpartition(".")
-        if head == LOG_FILE and dot and n.isdigit():
-            rotated.append((int(n), os.path.join(container.dir, name)))
-    return [p for _, p in sorted(rotated, reverse=True)] + [base]
-
-
-def log_records(container, *, stdout=True, stderr=True, timestamps=False, tail="all", since=None) -> list:
-    """The log as [(stream, line)] in the order the lines were written; `tail`
-    counts lines of both streams together, as docker does."""
-    from pyrt._core import parse_log
-    data = b""
-    for path in log_files(container):
-        try:
-            with open(path, "rb") as f:
-                data += f.read()
-        except FileNotFoundError:  # rotated away meanwhile
-            continue
-    return _select_log(parse_log(data), stdout, stderr, timestamps, tail, since)
-
-
-class LogWriter:
-    """Appends a foreground container's output to its log, in the CRI format the
-    monitor writes for detached ones (`<time> <stream> F|P <text>`), so `logs`
-    shows every container's output."""
-
-    # A line longer than this goes out in partial records of this size, as the
-    # monitor's do (csrc/monitor.c, LINE_BUF): what waits for a newline stays small,
-    # so output without newlines costs no more than any other.
-    MAX_LINE = 8192
-
-    def __init__(self, container):
-        self.f = open(os.path.join(container.dir, LOG_FILE), "ab")
-        self.pending = {}
-
-    def write(self, stream: str, data: bytes) -> None:
-        from pyrt.containers.logformat import full_records, lines_fit
-        buf = self.pending.get(stream, b"") + data
-        cut = buf.rfind(b"\n") + 1
-        if cut and len(buf) - cut <= self.MAX_LINE and lines_fit(buf, cut, self.MAX_LINE):
-            self.pending[stream] = buf[cut:]  # whole, short lines (the usual): an F record each
-            self.f.write(full_records(self._head(stream), buf[:cut]))
-            self.f.flush()
-            return
-        *done, rest = buf.split(b"\n")
-        records = []
-        for line in done:
-            records += self._split(line)
-            records[-1] = (b"F", records[-1][1])
-        whole = (len(rest) - 1) // self.MAX_LINE * self.MAX_LINE  # what goes out now, in pieces
-        records += [(b"P", rest[i:i + self.MAX_LINE]) for i in range(0, whole, self.MAX_LINE)]
-        self.pending[stream] = rest[whole:] if whole > 0 else rest
-        if records:
-            self._emit_records(stream, records)
-
-    def _split(self, line: bytes) -> list:
-        """[(b"P", piece)...] of a line, MAX_LINE bytes at most each (the last one
-        is turned into the line's F record by the caller)."""
-        out = [(b"P", line[i:i + self.MAX_LINE]) for i in range(0, len(line), self.MAX_LINE)]
-        return out or [(b"P", b"")]
-
-    def close(self) -> None:
-        for stream, rest in self.pending.items():
-            if rest:
-                self._emit(stream, b"P", [rest])
-        self.f.close()
-
-    def _emit(self, stream, tag, lines) -> None:
-        self._emit_records(stream, [(tag, line) for line in lines])
-
-    @staticmethod
-    def _head(stream) -> bytes:
-        from pyrt.oci.image import rfc3339
-        return rfc3339().encode() + b" " + stream.encode() + b" "
-
-    def _emit_records(self, stream, records) -> None:
-        head = self._head(stream)
-        self.f.write(b"".join(head + tag + b" " + line + b"\n" for tag, line in records))
-        self.f.flush()
-
-
-def read_logs(container, *, stdout=True, stderr=True, timestamps=False, tail="all", since=None) -> bytes:
-    return b"".join(text for _, text in log_records(container, stdout=stdout, stderr=stderr,
-                                                       timestamps=timestamps, tail=tail, since=since))
-
-
-def _select_log(records, stdout, stderr, timestamps, tail, since) -> list:
-    want = {"stdout"} if stdout else set()
-    if stderr:
-        want.add("stderr")
-    lines = []
-    for ts, stream, text in records:
-        if stream not in want:
-            continue
-        if since is not None and _ts_seconds(ts) < since:
-            continue
-        if timestamps:
-            text = (ts.encode() if isinstance(ts, str) else ts) + b" " + text
-        lines.append((stream, text))
-    if tail not in ("all", None):
-        n = int(tail)
-        lines = lines[-n:] if n > 0 else []
-    return lines
-
-
-def _ts_seconds(ts) -> float:
-    import calendar
-    text = ts.decode() if isinstance(ts, bytes) else ts
-    main, _, frac = text.rstrip("Z").partition(".")
-    return calendar.timegm(time.strptime(main, "%Y-%m-%dT%H:%M:%S")) + float("0." + (frac or "0"))
-
-
-def follow_logs(container, *, records=False, **kwargs):
-    """Yield what the log shows, then new output as it comes, until the container
-    ends: bytes, or with `records` lists of (stream, line) in the order written.
-    The current file is held open: after a rotation its end is read, then the new
-    file from its start."""
-    from pyrt._core import parse_log
-    path = os.path.join(container.dir, LOG_FILE)
-    pending, f = b"", None
-    first = True
-    try:
-        while True:
-            running = container.reload().status in ("running", "paused")
-            chunk = b""
-            if first:  # what was rotated away before we came
-                for old in log_files(container)[:-1]:
-                    try:
-                        with open(old, "rb") as r:
-                            chunk += r.read()
-                    except FileNotFoundError:
-                        pass
-            if f is not None:
-                chunk += f.read()
-            try:
-                if f is None or os.stat(path).st_ino != os.fstat(f.fileno()).st_ino:
-                    if f is not None:
-                        chunk += f.read()  # the rest of the rotated one
-                        f.close()
-                    f = open(path, "rb")
-                    chunk += f.read()
-            except FileNotFoundError:
-                pass
-            data = pending + chunk
-            cut = data.rfind(b"\n") + 1
-            pending = data[cut:]
-            if cut:
-                out = _select_log(parse_log(data[:cut]), kwargs.get("stdout", True), kwargs.get("stderr", True),
-                                  kwargs.get("timestamps", False), kwargs.get("tail", "all") if first else "all",
-                                  kwargs.get("since"))
-                if out:
-                    yield out if records else b"".join(text for _, text in out)
-            first = False
-            if not running and not chunk:
-                return
-            time.sleep(0.05)
-    finally:
-        if f is not None:
-            f.close()
-
-
-# -- exec -------------------------------------------------------------------------
-def exec_process(container, cmd, *, user="", environment=None, workdir=None, privileged=False,
-                 stdin=None, stdout=None, stderr=None, new_session=False):
-    """Start `cmd` inside the running container; returns (pid, pidfd), the caller's child.
-    new_session: its own session, with stdin (a terminal) as controlling terminal."""
-    from pyrt import _core
-    from pyrt.launch import caps
-    st = container.reload().state
-    if st.get("Status") == "paused":
-        raise Conflict(f"container {container.name} is paused: unpause it first")
-    if st.get("Status") != "running" or not alive(st):
-        raise Conflict(f"container {container.name} is not running")
-    cfg = container.config
-    if isinstance(cmd, str):
-        cmd = ["/bin/sh", "-c", cmd]
-    if not cmd:
-        raise InvalidArgument("exec needs a command")
-    env = dict(e.partition("=")[::2] for e in cfg["Env"])
-    if isinstance(environment, dict):
-        env.update({k: str(v) for k, v in environment.items()})
-    else:
-        env.update(e.partition("=")[::2] for e in environment or ())
-    ident = None
-    user = user or cfg.get("User")
-    if user:
-        from pyrt.launch.userdb import resolve_user
-        ident = resolve_user(user, container._driver_layers())
-    from pyrt.launch.seccomp import filter_for
-    profile = cfg.get("Seccomp", "default")
-    bpf = filter_for(cfg.get("CapAdd", []), privileged or cfg.get("Privileged", False),
-                     None if profile == "default" else profile) or (None, 0)
-    cgroup = container._open_cgroup()
-    fds = cgroup.spawn_fds() if cgroup is not None else (-1, [])
-    try:
-        spec = _core.ExecSpec(st["Pid"], [os.fsencode(a) for a in cmd], env, start_time=st["StartTime"],
-                              cwd=workdir or cfg.get("WorkingDir") or "/", user=ident,
-                              caps=caps.resolve(cfg.get("CapAdd", []), cfg.get("CapDrop", []),
-                                                privileged or cfg.get("Privileged", False)),
-                              stdio=tuple(-1 if x is None else x for x in (stdin, stdout, stderr)),
-                              new_session=new_session, cgroup_fd=fds[0], cgroup_procs_fds=fds[1],
-                              seccomp=bpf[0], seccomp_flags=bpf[1])
-        return _core.exec_(spec)
-    finally:
-        if cgroup is not None:
-            cgroup.close_fds()
-
-
-def wait_pidfd(pidfd: int) -> int:
-    """Wait for our child behind pidfd; its exit code (128+N for signal N)."""
-    from pyrt import _core
-    try:
-        status, _ = _core.wait(pidfd)
-    finally:
-        os.close(pidfd)
-    code = os.waitstatus_to_exitcode(status)
-    return 128 - code if code < 0 else code
-
-
-# -- top ----------------------------------------------------------------------------
-def processes(container) -> list[dict]:
-    """The container's processes (in its pid namespace), as `ps` shows them."""
-    st = container.state
-    if not alive(st):
-        return []
-    try:
-        ns = os.readlink(f"/proc/{st['Pid']}/ns/pid")
-    except FileNotFoundError:
-        return []
-    out = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            if os.readlink(f"/proc/{name}/ns/pid") != ns:
-                continue
-            with open(f"/proc/{name}/status") as f:
-                fields = dict(line.split(":\t", 1) for line in f.read().splitlines() if ":\t" in line)
-            with open(f"/proc/{name}/cmdline", "rb") as f:
-                cmd = f.read().replace(b"\0", b" ").strip().decode(errors="replace")
-        except (OSError, ValueError):  # gone meanwhile, or not ours to look at
-            continue
-        out.append({"UID": fields.get("Uid", "0").split()[0], "PID": int(name),
-                    "PPID": int(fields.get("PPid", "0")), "CMD": cmd or f"[{fields.get('Name', '?')}]"})
-    return sorted(out, key=lambda p: p["PID"])

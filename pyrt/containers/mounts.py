@@ -65,7 +65,7 @@ def _tmpfs_mount(dst: str, opts: str) -> dict:
     m = {"Type": "tmpfs", "Destination": dst, "Options": ["nosuid", "nodev", "noexec"]}
     for o in filter(None, (opts or "").split(",")):
         if o.startswith("size="):
-            from pyrt.cgroups.cgroup import parse_bytes
+            from pyrt.cgroups.limits import parse_bytes  # on use: `pyrt ps` loads this module
             m["Size"] = str(parse_bytes(o[5:]))
         elif o.startswith("mode="):
             try:
@@ -117,6 +117,6 @@ def collect_mounts(volumes, tmpfs, mounts, volumes_from_mounts) -> list[dict]:
                 raise InvalidArgument(f"bind source path does not exist: {src}")
             m["Source"] = os.path.abspath(src)
         elif m["Type"] == "volume" and m["Name"] is not None:
-            from pyrt.containers.volumes import validate_name
+            from pyrt.containers.volumes import validate_name  # on use: `pyrt ps` loads this module
             validate_name(m["Name"])
     return out

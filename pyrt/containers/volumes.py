@@ -13,7 +13,10 @@ import re
 import stat
 import time
 
+from pyrt import _core
 from pyrt.errors import Conflict, InvalidArgument, VolumeNotFound
+from pyrt.filters import all_labels_match, wanted_filters
+from pyrt.store.layers import lstat_beneath, rmtree, tree_size
 
 _NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")
 
@@ -118,11 +121,7 @@ class VolumeCollection:
     def list(self, filters=None) -> list[Volume]:
         """Every volume, by name. `filters` as the docker SDK takes them:
         {"dangling": True, "name": substring, "label": "k" or "k=v"}."""
-        from pyrt.images.catalog import all_labels_match
-        wanted = {k: v if isinstance(v, (list, tuple)) else [v] for k, v in (filters or {}).items()}
-        unknown = set(wanted) - set(self.FILTERS)
-        if unknown:
-            raise InvalidArgument(f"unknown volume filter {sorted(unknown)[0]!r} (known: {', '.join(self.FILTERS)})")
+        wanted = wanted_filters(filters, self.FILTERS, "volume")
         out = []
         for name in sorted(os.listdir(self.dir)):
             try:
@@ -175,13 +174,11 @@ def populate(volume: Volume, layers: list[str], path: str) -> bool:
     """Copy what the image has at `path` into an empty volume (docker's copy-up on
     first mount). `layers` are the image's snapshot dirs, bottom-up; whiteouts and
     opaque dirs are honoured. Returns True when something was copied."""
-    from pyrt import _core
     dst = volume.mountpoint
     if os.listdir(dst):
         return False
     rel = path.strip("/")
     copied = False
-    from pyrt.store.layers import lstat_beneath
     for layer in layers:
         src = os.path.join(layer, rel)
         try:
@@ -214,10 +211,8 @@ def _empty(path):
 
 
 def _rmtree(path):
-    from pyrt.store.layers import rmtree
     rmtree(path)
 
 
 def _tree_size(path) -> int:
-    from pyrt.store.layers import tree_size
     return tree_size(path)

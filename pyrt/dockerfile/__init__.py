@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 def build(runtime, path, **options):
-    from pyrt.dockerfile.builder import Builder
+    from pyrt.dockerfile.builder import Builder  # on use: Runtime.images imports this package
     b = Builder(runtime, path, **options)
     return b.build(), b.output
 

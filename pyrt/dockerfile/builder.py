@@ -31,9 +31,17 @@ import re
 import stat
 import time
 
-from pyrt.errors import BuildError, ImageNotFound, PyrtError
+from pyrt import compression
 from pyrt.dockerfile.context import ContextTree, IgnoreRules, ImageTree, Writer, digest_sources
 from pyrt.dockerfile.parser import expand, expand_words, json_form, parse, split_raw
+from pyrt.errors import BuildError, ImageNotFound, PyrtError
+from pyrt.images import archive
+from pyrt.launch.process import DEVNULL, PIPE, STDOUT
+from pyrt.launch.userdb import resolve_user
+from pyrt.oci.reference import parse_reference
+from pyrt.store.commit import write_layer_blob
+from pyrt.store.layers import rmtree
+from pyrt.store.unpack import unpack_layer
 
 DEFAULT_SHELL = ["/bin/sh", "-c"]
 # build args docker accepts without an ARG line (never reported as unused)
@@ -408,7 +416,6 @@ class Builder:
     def _run_container(self, stage, ins, argv):
         """Runs argv in a container of the stage's image (its output streamed), and
         commits it. The container is removed whatever happens."""
-        import pyrt
         env_names = {item.partition("=")[0] for item in stage.config.get("Env") or ()}
         build_env = {k: v for k, v in stage.args.items() if k not in env_names}
         c = self.rt.containers.create(stage.image_id, argv, entrypoint=[], environment=build_env,
@@ -417,7 +424,7 @@ class Builder:
         try:
             self._log(f" ---> Running in {c.short_id}\n")
             tail = collections.deque(maxlen=_TAIL)
-            proc = c.start_process(stdin=pyrt.DEVNULL, stdout=pyrt.PIPE, stderr=pyrt.STDOUT)
+            proc = c.start_process(stdin=DEVNULL, stdout=PIPE, stderr=STDOUT)
             try:
                 for line in proc.stdout:
                     text = line.decode("utf-8", "replace")
@@ -537,9 +544,6 @@ class Builder:
         writer.copy(tree, src, target, owner, mode)
 
     def _extract(self, writer, path, kind, dest, owner):
-        from pyrt.images import archive
-        from pyrt.store.layers import rmtree
-        from pyrt.store.unpack import unpack_layer
         tmp = self.rt.store.mkdtemp("build-add-")
         try:
             out = os.path.join(tmp, "x")
@@ -554,8 +558,6 @@ class Builder:
     def _commit_files(self, stage, text, fill, changes=None):
         """A layer of the files fill(Writer) puts in a fresh directory, on top of
         the stage's image."""
-        from pyrt.store.commit import write_layer_blob
-        from pyrt.store.layers import rmtree
         tmp = self.rt.store.mkdtemp("build-")
         try:
             root = os.path.join(tmp, "layer")
@@ -583,7 +585,6 @@ def _duration_ns(text, flag) -> int:
 
 
 def _parse_tag(ref) -> tuple[str, str]:
-    from pyrt.oci.reference import parse_reference
     r = parse_reference(ref)
     if r.digest:
         raise BuildError(f"invalid tag {ref!r}: a digest cannot be a tag")
@@ -624,7 +625,6 @@ def _chmod(spec):
 def _chown(spec, image) -> tuple[int, int]:
     """--chown=USER[:GROUP]: names from the image's /etc/passwd and /etc/group;
     without a group, the gid is the uid (as docker documents)."""
-    from pyrt.launch.userdb import resolve_user
     user, _, group = spec.partition(":")
     layers = image.layers
     uid = int(user) if user.isdigit() else resolve_user(user, layers)[0]
@@ -636,8 +636,6 @@ def _chown(spec, image) -> tuple[int, int]:
 def _archive_kind(path) -> str | None:
     """The compression of a tar archive ("" for none), or None if `path` is not one."""
     import tarfile
-    from pyrt.images import archive
-    from pyrt import compression
     with open(path, "rb") as f:
         kind = compression.sniff(f.read(compression.HEAD_SIZE))
         f.seek(0)

@@ -25,6 +25,7 @@ import stat
 from pyrt.errors import BuildError
 from pyrt.store.layers import lstat_beneath
 from pyrt.launch.userdb import _layer_hides
+from pyrt import _core
 
 _MAX_LINKS = 40
 
@@ -352,7 +353,6 @@ class Writer:
 
     def merge(self, src_dir: str, dest: str, owner=None) -> None:
         """Moves a directory tree made on the host (an extracted archive) into `dest`."""
-        from pyrt import _core
         if owner is not None:
             for dirpath, dirnames, filenames in os.walk(src_dir):
                 for name in dirnames + filenames:

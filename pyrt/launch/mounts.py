@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import os
-from pyrt import _core
-from pyrt.errors import InvalidArgument
+from pyrt import _core, sys as psys
+from pyrt.errors import InvalidArgument, SyscallError
 
 
 def _path(p) -> bytes:
@@ -109,8 +109,6 @@ def mount_overlay(lowerdirs, upperdir=None, workdir=None, options=(), attrs=0, *
     if _has_lowerdir_plus():
         return _overlay_fsmount([("lowerdir+", os.fspath(d)) for d in lowerdirs], upperdir, workdir,
                                 options, attrs)
-    from pyrt import sys as psys
-    from pyrt.errors import SyscallError
     fds = []
     try:
         for d in lowerdirs:
@@ -143,7 +141,6 @@ def _has_lowerdir_plus() -> bool:
 
 
 def _overlay_fsmount(lower, upperdir, workdir, options, attrs) -> int:
-    from pyrt import sys as psys
     fs = psys.fsopen("overlay")
     try:
         # kernels before 6.5 (the generic mount context) refuse a mount with no source

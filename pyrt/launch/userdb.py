@@ -8,6 +8,7 @@ import os
 import stat
 
 from pyrt.errors import InvalidArgument
+from pyrt import sys as psys
 
 RESOLVE_IN_ROOT = 0x10
 RESOLVE_NO_MAGICLINKS = 0x02
@@ -16,7 +17,6 @@ _MAX = 1 << 20  # passwd/group files larger than this are not believed
 
 def _read_in_root(root: str, path: str) -> bytes | None:
     """The file at `path` inside `root`, or None if absent; symlinks stay inside."""
-    from pyrt import sys as psys
     try:
         rootfd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     except FileNotFoundError:

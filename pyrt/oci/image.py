@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import time
 
-from pyrt.errors import ImageFormatError
+from pyrt.errors import ImageFormatError, InvalidArgument, PlatformWarning
 from pyrt.oci import mediatypes as mt
 from pyrt.oci.digest import validate_digest
 
@@ -141,7 +141,6 @@ def check_runnable(cfg) -> str | None:
     cfg = cfg or {}
     os_ = cfg.get("os")
     if os_ and os_ != "linux":
-        from pyrt.errors import InvalidArgument
         raise InvalidArgument(f'image operating system "{os_}" cannot be used on this platform')
     arch, host = cfg.get("architecture"), host_arch()
     if arch and arch != host:
@@ -149,6 +148,16 @@ def check_runnable(cfg) -> str | None:
         return (f"the image's platform (linux/{arch}{variant}) does not match the host platform "
                 f"(linux/{host}): it may not run")
     return None
+
+
+def check_platform(cfg) -> None:
+    """check_runnable for the code that starts an image's containers: an image for
+    another OS is refused; one for another architecture gives a PlatformWarning
+    (Python's warnings), pointing at that code's caller."""
+    note = check_runnable(cfg)
+    if note:
+        import warnings
+        warnings.warn(PlatformWarning(note), stacklevel=3)
 
 
 def platform_matches(platform, os_="linux", arch="amd64", variant=None) -> bool:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import sys
 from pyrt.errors import InvalidArgument, Unsupported
+from pyrt.pool.pool import Pool
 
 __all__ = ["bench", "usage_metadata"]
 
@@ -23,7 +24,7 @@ METRICS = ("wall", "cpu")
 
 
 def usage_metadata(usage) -> dict:
-    """pyperf run metadata of a pyrt.pool.pool.Usage (no None values, no empty strings)."""
+    """pyperf run metadata of a pyrt.pool.metering.Usage (no None values, no empty strings)."""
     md = {}
     for key, value in (("usage_wall", usage.wall), ("usage_user", usage.user), ("usage_system", usage.system),
                        ("usage_cpu", usage.cpu), ("usage_cpu_wait", usage.cpu_wait),
@@ -61,7 +62,6 @@ def bench(argv, *, image=None, rootfs=None, root=None, runs=20, warmups=1, pool_
     called with (done, total) after each run."""
     import pyperf
 
-    from pyrt.pool.pool import Pool
     if metric not in METRICS:
         raise InvalidArgument(f"unknown metric {metric!r}: use one of {', '.join(METRICS)}")
     if runs < 1 or warmups < 0:

@@ -14,11 +14,17 @@ import contextlib
 import os
 
 from pyrt.errors import Conflict, StoreChanged  # noqa: F401 (re-exported)
-from pyrt.store.blobs import BlobStore, StagedBlob
+from pyrt.store.blobs import BlobStore, StagedBlob, _fsync_dir
 from pyrt.store.db import Database
 from pyrt.store.layers import TEMP_PREFIX, TRASH_PREFIX, SnapshotStore, rmtree
 
 DB_NAME = "pyrt.db"
+DEFAULT_ROOT = "/var/lib/pyrt"
+
+
+def default_root() -> str:
+    """The store's root when none is given: $PYRT_ROOT, else /var/lib/pyrt."""
+    return os.environ.get("PYRT_ROOT") or DEFAULT_ROOT
 
 
 def _pid_alive(pid: int) -> bool:
@@ -212,7 +218,6 @@ class Staging:
             if aside:
                 self._aside.append(aside)
         if self._placed_snapshots:
-            from pyrt.store.blobs import _fsync_dir
             _fsync_dir(store.snapshots.dir)
 
     def undo(self) -> None:

@@ -39,6 +39,8 @@ import tempfile
 import threading
 import time
 import zlib
+from pyrt._core import write_entries, write_layer
+from pyrt.store.changes import compare_entries
 
 MEDIA_TYPE_TAR = "application/vnd.oci.image.layer.v1.tar"
 MEDIA_TYPES = {
@@ -360,7 +362,6 @@ def write_layer_blob(upperdir, out_dir, *, compression="gzip", level=None, userx
     Returns {"digest", "diff_id", "size", "uncompressed_size", "media_type", "path"}:
     `path` is an fsync'd temp file in out_dir holding the blob, for the caller to
     rename by digest (or remove). On failure nothing is left in out_dir."""
-    from pyrt._core import write_layer
 
     return _stream_blob(lambda fd: write_layer(upperdir, fd, userxattr=userxattr),
                         out_dir, compression, level, progress)
@@ -370,7 +371,6 @@ def write_entries_blob(rootdir, entries, out_dir, *, compression="gzip", level=N
                        progress=None) -> dict:
     """Like write_layer_blob, for an explicit list of (path, kind) entries of the tree
     at rootdir (see pyrt._core.write_entries)."""
-    from pyrt._core import write_entries
 
     entries = list(entries)
     return _stream_blob(lambda fd: write_entries(rootdir, entries, fd),
@@ -383,7 +383,6 @@ def write_layer_blob_by_compare(rootfs, lowerdirs, out_dir, *, compression="gzip
     rootfs and the image's layer dirs (lowerdirs, top-most first) as a layer blob.
     The comparison is done in Python (pyrt.store.changes.compare_entries); the
     chosen entries are written by the C writer (pyrt._core.write_entries)."""
-    from pyrt.store.changes import compare_entries
 
     entries = compare_entries(rootfs, lowerdirs, content=content)
     return write_entries_blob(rootfs, entries, out_dir, compression=compression,

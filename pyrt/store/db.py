@@ -10,6 +10,8 @@ import _thread  # threading.RLock is _thread.RLock: importing threading costs a 
 import contextlib
 import sqlite3
 
+from pyrt.errors import PyrtError
+
 SCHEMA_VERSION = 1
 BUSY_TIMEOUT_MS = 30000
 
@@ -130,7 +132,6 @@ class Database:
         with self.transaction() as tx:
             version = tx.query_one("PRAGMA user_version")[0]
             if version > SCHEMA_VERSION:
-                from pyrt.errors import PyrtError
                 raise PyrtError(f"store database {path} has schema version {version}, newer than "
                                 f"this pyrt ({SCHEMA_VERSION}): upgrade pyrt")
             for stmt in _statements(SCHEMA):

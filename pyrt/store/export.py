@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 
+from pyrt import _core, sys as psys
 from pyrt.errors import PyrtError
+from pyrt.launch.mounts import mount_overlay
 
 
 def export_rootfs(fileobj, *, rootfs=None, lowers=None, upper=None, scratch=None):
@@ -12,13 +14,11 @@ def export_rootfs(fileobj, *, rootfs=None, lowers=None, upper=None, scratch=None
     `upper` over `lowers` (top-most first), to the binary file `fileobj`. The
     overlay is mounted read-only at `scratch` in a private mount namespace of a
     short-lived child process, so nothing is mounted on the host."""
-    from pyrt import _core
     fileobj.flush()
     fd = fileobj.fileno()
     if rootfs is not None:
         _core.write_layer(rootfs, fd, raw=True)
         return
-    from pyrt import sys as psys
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:  # child: only system calls and the C writer
@@ -26,7 +26,6 @@ def export_rootfs(fileobj, *, rootfs=None, lowers=None, upper=None, scratch=None
             os.close(r)
             psys.unshare(psys.CLONE_NEWNS)
             psys.mount(None, "/", None, psys.MS_REC | psys.MS_PRIVATE)
-            from pyrt.launch.mounts import mount_overlay
             mfd = mount_overlay([upper] + list(lowers), attrs=psys.MOUNT_ATTR_RDONLY, scratch=scratch)
             psys.move_mount(mfd, "", psys.AT_FDCWD, scratch, psys.MOVE_MOUNT_F_EMPTY_PATH)
             _core.write_layer(scratch, fd, raw=True)

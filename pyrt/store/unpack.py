@@ -23,6 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pyrt import compression
 from pyrt.compression import gzip_backend
 from pyrt.errors import LayerError
+from pyrt._core import Unpacker
 
 __all__ = ["unpack_layer", "unpack_layers_parallel", "detect_compression", "gzip_backend",
            "DEFAULT_MAX_STREAM_BYTES"]
@@ -231,7 +232,6 @@ def unpack_layer(source, dest, *, media_type=None, expected_diff_id=None,
     hostile, truncated, oversized or mismatching layer; dest is then left partly
     written: remove it.
     """
-    from pyrt._core import Unpacker
 
     if expected_diff_id is not None and not _DIGEST.match(expected_diff_id):
         raise LayerError(f"layer: invalid diff_id {expected_diff_id!r}")

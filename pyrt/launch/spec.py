@@ -1,0 +1,246 @@
+"""The spawn spec: one typed definition of everything a container's first process
+gets (SpawnSpec), and the builder that turns user-facing arguments into one
+(build_spec), which pyrt.run/spawn, containers and the pool go through; a command
+started in a running container (exec) gets its ExecSpec from build_exec_spec, whose
+capabilities and seccomp filter are resolved as build_spec resolves them."""
+from __future__ import annotations
+
+import _thread  # threading.Lock is _thread.allocate_lock: importing threading costs a run more (measured)
+import os
+
+from pyrt import _core, sys as psys
+from pyrt.errors import InvalidArgument
+from pyrt.launch import caps
+from pyrt.launch.mounts import Overlay, to_c as _mounts_to_c
+
+# pyrt.launch.seccomp is imported where a filter is made: `pyrt ps` loads this module.
+
+# The PATH of a container whose image sets none (docker's).
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+NAMESPACES = {
+    "mount": psys.CLONE_NEWNS,
+    "uts": psys.CLONE_NEWUTS,
+    "ipc": psys.CLONE_NEWIPC,
+    "user": psys.CLONE_NEWUSER,
+    "pid": psys.CLONE_NEWPID,
+    "net": psys.CLONE_NEWNET,
+    "cgroup": psys.CLONE_NEWCGROUP,
+}
+DEFAULT_NAMESPACES = ("mount", "pid", "uts", "ipc", "cgroup")
+
+# The OCI runtime defaults (as Docker and podman use them).
+MASKED_PATHS = [
+    b"/proc/acpi", b"/proc/asound", b"/proc/kcore", b"/proc/keys", b"/proc/latency_stats",
+    b"/proc/timer_list", b"/proc/timer_stats", b"/proc/sched_debug", b"/proc/scsi",
+    b"/sys/firmware", b"/sys/devices/virtual/powercap",
+]
+READONLY_PATHS = [
+    b"/proc/bus", b"/proc/fs", b"/proc/irq", b"/proc/sys", b"/proc/sysrq-trigger",
+]
+
+_ANCHOR = None
+_anchor_lock = _thread.allocate_lock()
+
+
+def _anchor() -> bytes:
+    """An empty directory each container's root is attached to, inside the
+    container's own mount namespace (so one directory serves every container)."""
+    global _ANCHOR
+    if _ANCHOR is None:
+        with _anchor_lock:
+            for base in ("/run/pyrt", os.path.join("/tmp", f"pyrt-{os.getuid()}")):
+                path = os.path.join(base, "rootfs")
+                try:
+                    os.makedirs(path, mode=0o700, exist_ok=True)
+                except OSError:
+                    continue
+                _ANCHOR = os.fsencode(path)
+                break
+            else:
+                raise OSError("cannot create the pyrt mount anchor under /run/pyrt or /tmp")
+    return _ANCHOR
+
+
+def parse_user(user) -> tuple[int, int, list[int]] | None:
+    """'UID', 'UID:GID' or (uid, gid) -> (uid, gid, supplementary groups)."""
+    if user is None:
+        return None
+    if isinstance(user, int):
+        return (user, user if user else 0, [])
+    if isinstance(user, tuple):
+        return (int(user[0]), int(user[1]), [int(g) for g in user[2:]])
+    uid, _, gid = str(user).partition(":")
+    try:
+        u = int(uid)
+        g = int(gid) if gid else 0
+    except ValueError:
+        raise InvalidArgument(f"invalid user {user!r}: names need an image (use numeric UID[:GID] with a rootfs)") from None
+    if u < 0 or g < 0:
+        raise InvalidArgument(f"invalid user {user!r}")
+    return (u, g, [])
+
+
+def _idmap(m) -> bytes | None:
+    if m is None:
+        return None
+    if isinstance(m, (str, bytes)):
+        return os.fsencode(m)
+    return "".join(f"{a} {b} {c}\n" for a, b, c in m).encode()
+
+
+class SpawnSpec:
+    """The fully resolved spec handed to the C core (bytes and ints only): every field
+    of a spawn, each with its value for "not asked for". build_spec makes one from
+    user-facing arguments; pyrt-runtime (pyrt.ocirt.spec) fills one from a bundle."""
+
+    __slots__ = ("argv", "env", "path", "cwd", "rootfs", "lowerdirs", "upperdir", "workdir", "overlay_options",
+                 "upper_tmpfs", "anchor", "readonly_root", "mounts", "masked_paths", "readonly_paths",
+                 "clone_flags", "setup", "hostname", "user", "uid_map", "gid_map", "caps", "umask", "rlimits",
+                 "stdio", "cgroup_fd", "cgroup_procs_fds", "init", "seccomp", "seccomp_flags", "console_fd",
+                 "reaper_fd", "oci")
+
+    def __init__(self, argv, env, path=None, cwd=None):
+        self.argv, self.env, self.path, self.cwd = argv, env, path, cwd
+        self.rootfs = self.upperdir = self.workdir = self.overlay_options = self.anchor = None
+        self.lowerdirs, self.mounts, self.masked_paths, self.readonly_paths = [], [], [], []
+        self.readonly_root = False
+        self.upper_tmpfs = None       # bytes: tmpfs options of a volatile upper layer
+        self.clone_flags = self.setup = 0
+        self.hostname = self.user = None
+        self.caps = 0
+        self.umask = -1
+        self.rlimits = []
+        self.uid_map = self.gid_map = None
+        self.stdio = (-1, -1, -1)
+        self.cgroup_fd = -1
+        self.cgroup_procs_fds = []
+        self.init = False
+        self.seccomp, self.seccomp_flags = None, 0  # a BPF program (bytes) and its flags
+        self.console_fd = -1  # a socket that gets the master of the container's terminal
+        self.reaper_fd = -1   # a pyrt-reaper's socket, told the child's pidfd before it goes on
+        self.oci = None       # pyrt-runtime's options (pyrt._core.OciOptions)
+
+
+def build_spec(args, rootfs=None, *, env=None, cwd=None, hostname=None, mounts=(), user=None,
+               network="none", read_only=False, namespaces=DEFAULT_NAMESPACES, cap_add=(), cap_drop=(),
+               privileged=False, no_new_privs=True, rlimits=None, uidmap=None, gidmap=None,
+               umask=None, aslr=True, new_session=False, init=False, upper_tmpfs=None,
+               seccomp="default") -> SpawnSpec:
+    """Turn user-facing arguments into a SpawnSpec, validating them.
+
+    seccomp: "default" (pyrt's default profile, an allow-list, see pyrt.launch.seccomp; the
+    one containers from images get; none when privileged), a profile dict in the OCI
+    / docker JSON form, or None (or "unconfined") for no filter: an explicit opt-out,
+    for code that is trusted.
+
+    upper_tmpfs: a volatile writable layer over a directory rootfs (or an Overlay
+    without upperdir): True, or tmpfs options such as "size=256m". The container
+    mounts a private tmpfs and the overlay over it; writes vanish with it."""
+    if isinstance(args, (str, bytes, os.PathLike)):
+        args = [args]
+    argv = [os.fsencode(a) for a in args]
+    if not argv:
+        raise InvalidArgument("no command given")
+    env = dict(env) if env is not None else {}
+    env.setdefault("PATH", DEFAULT_PATH)
+    if hostname:
+        env.setdefault("HOSTNAME", hostname)
+    ident = parse_user(user)
+    env.setdefault("HOME", "/root" if not ident or ident[0] == 0 else "/")
+    spec = SpawnSpec(argv=argv, env=[os.fsencode(f"{k}={v}") for k, v in env.items()],
+                     path=os.fsencode(env["PATH"]), cwd=os.fsencode(cwd) if cwd else None)
+
+    flags = 0
+    for ns in namespaces:
+        try:
+            flags |= NAMESPACES[ns]
+        except KeyError:
+            raise InvalidArgument(f"unknown namespace {ns!r} (known: {', '.join(NAMESPACES)})") from None
+    if network == "none":
+        flags |= NAMESPACES["net"]
+        spec.setup |= _core.SETUP_LOOPBACK
+    elif network != "host":
+        raise InvalidArgument(f"unknown network {network!r}: use 'none' or 'host'")
+    if uidmap is not None or gidmap is not None:
+        flags |= NAMESPACES["user"]
+        spec.uid_map, spec.gid_map = _idmap(uidmap), _idmap(gidmap)
+    if hostname:
+        if not flags & NAMESPACES["uts"]:
+            raise InvalidArgument("hostname needs the uts namespace")
+        spec.hostname = hostname.encode()
+
+    if rootfs is not None:
+        flags |= NAMESPACES["mount"]
+        spec.anchor = _anchor()
+        if isinstance(rootfs, Overlay):
+            spec.lowerdirs = [os.fsencode(os.path.abspath(p)) for p in rootfs.lowerdirs]
+            if rootfs.upperdir is not None:
+                spec.upperdir = os.fsencode(os.path.abspath(rootfs.upperdir))
+                spec.workdir = os.fsencode(os.path.abspath(rootfs.workdir))
+            spec.overlay_options = ",".join(rootfs.options).encode() or None
+        else:
+            root = os.path.abspath(os.fspath(rootfs))
+            if not os.path.isdir(root):
+                raise NotADirectoryError(20, "rootfs is not a directory", root)
+            if upper_tmpfs:
+                spec.lowerdirs = [os.fsencode(root)]
+            else:
+                spec.rootfs = os.fsencode(root)
+        if upper_tmpfs:
+            if spec.upperdir is not None:
+                raise InvalidArgument("upper_tmpfs needs an overlay without upperdir (or a directory rootfs)")
+            spec.upper_tmpfs = b"" if upper_tmpfs is True else os.fsencode(upper_tmpfs)
+        spec.readonly_root = bool(read_only)
+        spec.setup |= _core.SETUP_PROC | _core.SETUP_SYS | _core.SETUP_DEV
+        if not privileged:
+            spec.setup |= _core.SETUP_MASK
+            spec.masked_paths = MASKED_PATHS
+            spec.readonly_paths = READONLY_PATHS
+        spec.mounts = _mounts_to_c(mounts)
+    elif mounts or read_only or upper_tmpfs:
+        raise InvalidArgument("mounts, read_only and upper_tmpfs need a rootfs")
+    spec.clone_flags = flags
+
+    if ident is None and (os.geteuid() == 0 or spec.uid_map):
+        ident = (0, 0, [])  # root, without the caller's supplementary groups (as docker)
+    spec.user = ident
+    spec.caps = caps.resolve(cap_add, cap_drop, privileged)
+    if no_new_privs and not privileged:
+        spec.setup |= _core.SETUP_NO_NEW_PRIVS
+    if not aslr:
+        spec.setup |= _core.SETUP_NO_ASLR
+    if new_session:
+        spec.setup |= _core.SETUP_SETSID
+    if umask is not None:
+        spec.umask = int(umask)
+    spec.rlimits = [(r, s, h) for r, (s, h) in (rlimits or {}).items()]
+    spec.init = bool(init)
+    spec.seccomp, spec.seccomp_flags = _seccomp_filter(cap_add, privileged, seccomp)
+    return spec
+
+
+def build_exec_spec(pid, argv, env, *, start_time, cwd="/", user=None, cap_add=(), cap_drop=(),
+                    privileged=False, seccomp="default", stdio=(None, None, None), new_session=False,
+                    cgroup_fds=(-1, ())):
+    """The ExecSpec (pyrt._core.exec_ runs it) of `argv` started in the running
+    container whose init is `pid` (checked against its `start_time`), with the
+    container's `env`, `cwd`, `user` ((uid, gid, [groups]) or None) and the
+    capabilities and seccomp filter build_spec would give it (cap_add, cap_drop,
+    privileged, seccomp). stdio: fds, None for none; cgroup_fds: the container's
+    cgroup (Cgroup.spawn_fds()), joined by the new process."""
+    prog, flags = _seccomp_filter(cap_add, privileged, seccomp)
+    return _core.ExecSpec(pid, [os.fsencode(a) for a in argv], env, start_time=start_time, cwd=cwd, user=user,
+                          caps=caps.resolve(cap_add, cap_drop, privileged),
+                          stdio=tuple(-1 if fd is None else fd for fd in stdio), new_session=new_session,
+                          cgroup_fd=cgroup_fds[0], cgroup_procs_fds=cgroup_fds[1], seccomp=prog,
+                          seccomp_flags=flags)
+
+
+def _seccomp_filter(cap_add, privileged, seccomp) -> tuple:
+    """(BPF program, flags) of `seccomp` ("default", a profile dict; None or
+    "unconfined" for none), or (None, 0)."""
+    if seccomp is None:
+        return None, 0
+    from pyrt.launch import seccomp as _seccomp
+    return _seccomp.filter_for(cap_add, privileged, None if seccomp == "default" else seccomp) or (None, 0)
