@@ -27,6 +27,7 @@
 #include "console.h"
 #include "err.h"
 #include "fdio.h"
+#include "fdpass.h"
 #include "identity.h"
 #include "mounts.h"
 #include "oci.h"
@@ -232,7 +233,7 @@ static int spawn_child(const struct pyrt_spawn_spec *s, struct pyrt_parked *park
         *msgfd = -1;
     memset(e, 0, sizeof *e);
     int errpipe[2], syncpipe[2] = {-1, -1}, parksock[2] = {-1, -1};
-    int need_sync = s->uid_map || s->gid_map || s->ncgroup_procs;
+    int need_sync = s->uid_map || s->gid_map || s->ncgroup_procs || s->reaper_fd >= 0;
     if (pipe2(errpipe, O_CLOEXEC) < 0)
         return pyrt_fail(e, "pipe", "");
     if ((need_sync && pipe2(syncpipe, O_CLOEXEC) < 0) ||
@@ -288,6 +289,9 @@ static int spawn_child(const struct pyrt_spawn_spec *s, struct pyrt_parked *park
         if (parent_prepare(s, pid, e) < 0) {
             pyrt_pidfd_send_signal(pidfd, SIGKILL, NULL, 0);
             rc = -1;
+        } else if (s->reaper_fd >= 0 && pyrt_send_fds(s->reaper_fd, "p", 1, &pidfd, 1) < 0) {
+            rc = pyrt_fail(e, "sendmsg", "reaper socket");
+            pyrt_pidfd_send_signal(pidfd, SIGKILL, NULL, 0);
         } else if (pyrt_write_all(syncpipe[1], "g", 1) < 0) {
             rc = pyrt_fail(e, "start child", "");
         }

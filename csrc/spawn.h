@@ -115,6 +115,9 @@ struct pyrt_spawn_spec {
                                     namespace (it would not be allowed to join it) */
 
     int cgroup_fd;               /* cgroup v2 directory: CLONE_INTO_CGROUP, or -1 */
+    int reaper_fd;               /* >= 0: a pyrt-reaper's socket (reaper.h): the child's
+                                    pidfd is sent there ('p') before the child may go on,
+                                    so it never runs unless the reaper can end it */
     const int *cgroup_procs_fds; /* cgroup v1 cgroup.procs files the parent writes the pid to */
     size_t ncgroup_procs;
 

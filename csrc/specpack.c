@@ -38,6 +38,7 @@ struct spec_layout {
     int console_fd;
     int netns_fd;
     int cgroup_fd;
+    int reaper_fd;
     const int *cgroup_procs_fds;
     size_t ncgroup_procs;
     int init;
@@ -147,6 +148,7 @@ ssize_t pyrt_spec_pack(const struct pyrt_spawn_spec *s, char *buf, size_t cap, s
     c.seccomp = AS_PTR(const void *, s->seccomp_len ? put(&p, s->seccomp, s->seccomp_len * 8) : 0);
     c.cgroup_fd = -1; /* per spawn */
     c.netns_fd = -1;
+    c.reaper_fd = -1;
     c.console_fd = -1;
     c.cgroup_procs_fds = NULL;
     c.ncgroup_procs = 0;
@@ -224,6 +226,7 @@ int pyrt_spec_unpack(char *buf, size_t len, struct pyrt_spawn_spec **out)
     s->console_fd = -1;
     s->cgroup_fd = -1;
     s->netns_fd = -1;
+    s->reaper_fd = -1;
     s->cgroup_procs_fds = NULL;
     s->ncgroup_procs = 0;
     if (bad || !s->argv || !s->envp)

@@ -74,6 +74,7 @@ cdef extern from "spawn.h":
         int console_fd
         int netns_fd
         int cgroup_fd
+        int reaper_fd
         const int *cgroup_procs_fds
         size_t ncgroup_procs
         int init
@@ -230,6 +231,7 @@ cdef int _fill_spawn_spec(object spec, _Arena arena, pyrt_spawn_spec *s) except 
     s.console_fd = spec.console_fd
     s.netns_fd = spec.netns_fd
     s.cgroup_fd = spec.cgroup_fd
+    s.reaper_fd = spec.reaper_fd
     procs = <int *>arena.alloc(len(spec.cgroup_procs_fds), sizeof(int))
     for i, fd in enumerate(spec.cgroup_procs_fds):
         procs[i] = fd

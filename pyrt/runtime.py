@@ -2,8 +2,8 @@
 `.volumes` and `.networks` collections over one store (`.store`, opened on first use)."""
 from __future__ import annotations
 
+import _thread  # threading.Lock is _thread.allocate_lock: importing threading costs a run more (measured)
 import os
-import threading
 
 from pyrt import __version__, _core
 from pyrt.cgroups.layout import layout
@@ -26,7 +26,7 @@ class Runtime:
         self.quiet = quiet
         self._storage_driver = storage_driver or os.environ.get("PYRT_STORAGE_DRIVER") or None
         self._store = None
-        self._lock = threading.Lock()
+        self._lock = _thread.allocate_lock()
         self._images = self._containers = self._volumes = self._networks = None
         self.logins = {}  # registry host -> (user, password), set by login()
 

@@ -14,7 +14,6 @@ do with cgroupfs. D-Bus is spoken through `busctl`, which ships with systemd."""
 from __future__ import annotations
 
 import os
-import subprocess
 import time
 
 from pyrt.errors import CgroupError, InvalidArgument
@@ -47,6 +46,7 @@ def is_scope(parent: str) -> bool:
 
 
 def _busctl(method: str, signature: str, *args) -> str:
+    import subprocess  # here, as in _placeholder: every container start asks manager(), few run these (measured)
     cmd = ["busctl", "--system", "call", "org.freedesktop.systemd1", "/org/freedesktop/systemd1",
            "org.freedesktop.systemd1.Manager", method, signature, *map(str, args)]
     try:
@@ -64,6 +64,7 @@ def _busctl(method: str, signature: str, *args) -> str:
 
 def _placeholder() -> int:
     """A process that sleeps until killed, already reparented away from us."""
+    import subprocess
     p = subprocess.run(["sh", "-c", "sleep infinity </dev/null >/dev/null 2>&1 & echo $!"], capture_output=True,
                        text=True, check=True, start_new_session=True)
     return int(p.stdout.strip())

@@ -108,9 +108,10 @@ def _create(args, image, command, rt):
         auto_remove=getattr(args, "rm", False), devices=args.device)
 
 
-def _run_foreground(container, interactive):
+def _run_foreground(container, interactive, reaper):
     """Start with the terminal's stdin (or a terminal of its own: created with -t);
-    its output is relayed to ours and kept in its log, as docker does."""
+    its output is relayed to ours and kept in its log, as docker does. `reaper`
+    (pyrt.launch.reaper) kills it and cleans up should this process die first."""
     import pyrt
     from pyrt.containers.logs import LogWriter
     tty = bool(container.config.get("Tty"))
@@ -122,7 +123,7 @@ def _run_foreground(container, interactive):
         shield = Shield(stdin=True)
         stdin = shield.stdio().get("stdin", stdin)
     try:
-        proc = container.start_process(stdin=stdin, stdout=out, stderr=out, tty=tty)
+        proc = container.start_process(stdin=stdin, stdout=out, stderr=out, tty=tty, reaper=reaper)
     finally:
         if shield is not None:
             shield.started()
@@ -139,7 +140,7 @@ def wait_foreground(proc, interactive, log=None):
     """Wait for a foreground container, relaying its terminal if it has one, or its
     stdout/stderr pipes (to ours, and to `log`, a pyrt.containers.logs.LogWriter); SIGINT,
     SIGTERM and SIGHUP sent to pyrt are passed on to it."""
-    import signal
+    import _signal as signal  # signal's own module adds enums (and imports enum): measured, not needed here
     old = {}
 
     def forward(sig, _frame):
@@ -243,8 +244,8 @@ def run_image(args, image, command, rt):
         raise InvalidArgument("-p with --network none needs -d: a detached container's monitor forwards its ports")
     if args.restart != "no" and not args.detach:
         raise InvalidArgument("--restart needs -d: a detached container's monitor restarts it")
-    c = _create(args, image, command, rt)
     if args.detach:
+        c = _create(args, image, command, rt)
         try:
             c.start()
         except BaseException:
@@ -252,12 +253,22 @@ def run_image(args, image, command, rt):
             raise
         print(c.id)
         return 0
-    try:
-        return _run_foreground(c, args.interactive)
-    except BaseException:
-        if args.rm:
-            c.remove(force=True)
-        raise
+    with _reaper() as reaper:  # started first: from its creation on, the container is cleaned up
+        c = _create(args, image, command, rt)
+        from pyrt.cli.orphan import command as clean_up
+        reaper.run_on_death(clean_up(rt.root, c.id))
+        try:
+            return _run_foreground(c, args.interactive, reaper)
+        except BaseException:
+            if args.rm:
+                c.remove(force=True)
+            raise
+
+
+def _reaper():
+    """A foreground container ends with this process: see pyrt.launch.reaper."""
+    from pyrt.launch.reaper import Reaper
+    return Reaper()
 
 
 def cmd_create(args, rt):
@@ -270,7 +281,10 @@ def cmd_start(args, rt):
     for ref in args.containers:
         c = rt.containers.get(ref)
         if args.attach:
-            rc = _run_foreground(c, args.interactive)
+            with _reaper() as reaper:
+                from pyrt.cli.orphan import command as clean_up
+                reaper.run_on_death(clean_up(rt.root, c.id))
+                rc = _run_foreground(c, args.interactive, reaper)
         else:
             c.start()
             print(ref)

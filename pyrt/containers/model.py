@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import time
 
 from pyrt.containers import lifecycle
@@ -257,10 +256,11 @@ class Container:
         if self.status in ("running", "paused"):
             raise Conflict(f"container {self.name} is already running")
 
-    def start_process(self, *, stdin=None, stdout=None, stderr=None, tty=False):
+    def start_process(self, *, stdin=None, stdout=None, stderr=None, tty=False, reaper=None):
         """Start the container's command in the foreground; returns the
         pyrt.Process (the caller waits, then calls `finished`). tty=True: its stdio
-        is a new terminal whose master is the Process's `pty`."""
+        is a new terminal whose master is the Process's `pty`. reaper: see
+        pyrt.launch.reaper."""
         from pyrt.network import endpoints
         if self.config.get("Ports") and self.config.get("NetworkMode", "none") == "none":
             raise InvalidArgument(f"container {self.name} publishes ports: start it detached (its monitor "
@@ -272,7 +272,7 @@ class Container:
             cgroup = self._make_cgroup(detached=False)
             try:
                 proc = spawn(self.config["Cmd"], spec=spec, cgroup=cgroup, stdin=stdin, stdout=stdout,
-                             stderr=stderr, tty=tty)
+                             stderr=stderr, tty=tty, reaper=reaper)
             except BaseException:
                 if cgroup is not None:
                     cgroup.remove()
@@ -625,6 +625,7 @@ class Container:
                                                  created_by=created_by, author=author,
                                                  repository=repository, tag=tag)
         finally:
+            import shutil  # here: a run loads this module and never commits (measured)
             shutil.rmtree(tmp, ignore_errors=True)
 
     def export(self, fileobj):

@@ -37,6 +37,8 @@ def container_argv(image_cfg: dict, command, entrypoint) -> list[str]:
 def parse_ports(ports) -> list[dict]:
     """docker SDK's ports {"80/tcp": 8080 | ("ip", port) | None} as the config's
     [{"HostIp", "HostPort", "ContainerPort", "Protocol"}]; a free host port for None."""
+    if not ports:
+        return []  # before the imports: socket and ipaddress cost a plain `pyrt run` more than its work (measured)
     import ipaddress
     import socket
     out = []
@@ -78,6 +80,8 @@ def parse_restart_policy(policy) -> dict:
 
 def parse_extra_hosts(extra) -> list:
     """[(name, ip)] of docker's extra_hosts ({"name": "ip"} or ["name:ip"])."""
+    if not extra:
+        return []
     import ipaddress
     pairs = extra.items() if isinstance(extra, dict) else [str(e).partition(":")[::2] for e in extra or ()]
     out = []
@@ -93,6 +97,8 @@ def parse_extra_hosts(extra) -> list:
 
 
 def parse_addresses(values, what) -> list:
+    if not values:
+        return []
     import ipaddress
     for v in values or ():
         try:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import secrets
 import stat
 import time
 
@@ -86,7 +85,7 @@ class VolumeCollection:
         if driver_opts:
             raise InvalidArgument("volume driver options are not supported by the local driver")
         if name is None:
-            name, anonymous = secrets.token_hex(32), True
+            name, anonymous = os.urandom(32).hex(), True  # secrets.token_hex: not imported for this (measured)
         validate_name(name)
         path = os.path.join(self.dir, name)
         try:
@@ -163,7 +162,7 @@ class VolumeCollection:
     def _delete(self, name):
         path = os.path.join(self.dir, name)
         # rename first, so the name is free at once and a half-removed tree is never seen
-        trash = os.path.join(self.dir, f".trash-{os.getpid()}-{secrets.token_hex(4)}")
+        trash = os.path.join(self.dir, f".trash-{os.getpid()}-{os.urandom(4).hex()}")
         try:
             os.rename(path, trash)
         except FileNotFoundError:

@@ -5,8 +5,8 @@ started in a running container (exec) gets its ExecSpec from build_exec_spec, wh
 capabilities and seccomp filter are resolved as build_spec resolves them."""
 from __future__ import annotations
 
+import _thread  # threading.Lock is _thread.allocate_lock: importing threading costs a run more (measured)
 import os
-import threading
 
 from pyrt import _core, sys as psys
 from pyrt.errors import InvalidArgument
@@ -40,7 +40,7 @@ READONLY_PATHS = [
 ]
 
 _ANCHOR = None
-_anchor_lock = threading.Lock()
+_anchor_lock = _thread.allocate_lock()
 
 
 def _anchor() -> bytes:
@@ -98,7 +98,7 @@ class SpawnSpec:
                  "upper_tmpfs", "anchor", "readonly_root", "mounts", "masked_paths", "readonly_paths",
                  "clone_flags", "setup", "hostname", "user", "uid_map", "gid_map", "caps", "umask", "rlimits",
                  "stdio", "cgroup_fd", "cgroup_procs_fds", "init", "seccomp", "seccomp_flags", "console_fd",
-                 "netns_fd", "oci")
+                 "netns_fd", "reaper_fd", "oci")
 
     def __init__(self, argv, env, path=None, cwd=None):
         self.argv, self.env, self.path, self.cwd = argv, env, path, cwd
@@ -119,6 +119,7 @@ class SpawnSpec:
         self.seccomp, self.seccomp_flags = None, 0  # a BPF program (bytes) and its flags
         self.console_fd = -1  # a socket that gets the master of the container's terminal
         self.netns_fd = -1    # a network namespace joined instead of a new one (build_spec's network=fd)
+        self.reaper_fd = -1   # a pyrt-reaper's socket, told the child's pidfd before it goes on
         self.oci = None       # pyrt-runtime's options (pyrt._core.OciOptions)
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 
 from pyrt.errors import Conflict, StoreChanged  # noqa: F401 (re-exported)
 from pyrt.store.blobs import BlobStore, StagedBlob, _fsync_dir
@@ -98,6 +97,7 @@ class Store:
     def mkdtemp(self, prefix: str = "") -> str:
         """A private temp dir in the store (same filesystem as blobs and snapshots),
         removed by `clean_stale` once this process is gone."""
+        import tempfile  # here: a `pyrt run` never needs it (measured: random, shutil, weakref)
         return tempfile.mkdtemp(prefix=f"{os.getpid()}-{prefix}", dir=self.tmp_dir)
 
     def clean_stale(self) -> None:

@@ -6,9 +6,10 @@ is committed are registered with `tx.after_commit(fn)`. Readers use `db.query` /
 `db.query_one` (autocommit reads see the last committed state)."""
 from __future__ import annotations
 
+import _thread  # threading.RLock is _thread.RLock: importing threading costs a run more (measured)
 import contextlib
 import sqlite3
-import threading
+
 from pyrt.errors import PyrtError
 
 SCHEMA_VERSION = 1
@@ -137,7 +138,7 @@ class Transaction:
 class Database:
     def __init__(self, path: str):
         self.path = path
-        self._lock = threading.RLock()
+        self._lock = _thread.RLock()
         self._conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
                                      check_same_thread=False)
         self._conn.row_factory = sqlite3.Row
@@ -148,6 +149,8 @@ class Database:
             pass
         c.execute("PRAGMA synchronous = NORMAL")
         c.execute("PRAGMA foreign_keys = ON")
+        if c.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION:
+            return  # made by this schema (in the transaction that set the version): no write lock to take
         with self.transaction() as tx:
             version = tx.query_one("PRAGMA user_version")[0]
             if version > SCHEMA_VERSION:

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import errno
 import os
-import shutil
 import stat
-import tempfile
 
 from pyrt.oci.digest import digest_hex
 
@@ -35,6 +33,7 @@ def rmtree(path: str) -> None:
     if not stat.S_ISDIR(st.st_mode):
         os.unlink(path)
         return
+    import shutil  # here: opening the store (every command) does not need it (measured)
     shutil.rmtree(path, onerror=onerror)
     if os.path.lexists(path):  # a second pass after the chmods
         shutil.rmtree(path, ignore_errors=True)
@@ -71,6 +70,7 @@ class SnapshotStore:
 
     def new_temp(self) -> str:
         """A fresh empty directory to unpack a layer into (0700)."""
+        import tempfile
         return tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-", dir=self.dir)
 
     def place(self, temp_dir: str, chain_id: str):
@@ -80,6 +80,7 @@ class SnapshotStore:
         dest = self.path(chain_id)
         aside = None
         if os.path.lexists(dest):
+            import tempfile
             aside = tempfile.mkdtemp(prefix=f"{TRASH_PREFIX}{os.getpid()}-", dir=self.dir)
             os.rename(dest, os.path.join(aside, "old"))
         os.rename(temp_dir, dest)
