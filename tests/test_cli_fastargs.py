@@ -42,7 +42,7 @@ TAKEN = [
 DECLINED = [
     ["run", "-h"], ["run", "--help"], ["--version"], ["-h"], ["ps"], ["create", "img"],
     ["run", "--netw", "host", "img"],                  # an abbreviation
-    ["run", "--network", "bad", "img"],                # not a choice
+    ["--storage-driver", "bad", "run", "img"],         # not a choice
     ["--cgroup-manager", "x", "run", "img"],
     ["run", "--profile", "x", "img"],
     ["run", "--cpu-shares", "x", "img"],               # not a number
