@@ -70,6 +70,10 @@ cdef extern from "spawn.h":
         size_t nrlimits
         const char *uid_map
         const char *gid_map
+        const char *uid_map_helper
+        const char *gid_map_helper
+        int setgroups_deny
+        int userns_fd
         int stdio[3]
         int console_fd
         int cgroup_fd
@@ -83,6 +87,9 @@ cdef extern from "spawn.h":
         const void *oci
 
     int pyrt_spawn(const pyrt_spawn_spec *spec, pid_t *pid, int *pidfd, pyrt_error *error) nogil
+
+cdef extern from "userns.h":
+    int pyrt_userns_create(const pyrt_spawn_spec *s, pyrt_error *e) nogil
     int pyrt_wait(int pidfd, int timeout_ms, int *status, rusage *usage) nogil
 
     int PYRT_MOUNT_BIND, PYRT_MOUNT_TMPFS, PYRT_MOUNT_FS
@@ -223,6 +230,11 @@ cdef int _fill_spawn_spec(object spec, _Arena arena, pyrt_spawn_spec *s) except 
 
     s.uid_map = arena.cstr(spec.uid_map)
     s.gid_map = arena.cstr(spec.gid_map)
+    # rootless: the setuid helpers that write the maps (pyrt.launch.userns)
+    s.uid_map_helper = arena.cstr(getattr(spec, "uid_map_helper", None))
+    s.gid_map_helper = arena.cstr(getattr(spec, "gid_map_helper", None))
+    s.setgroups_deny = 1 if getattr(spec, "setgroups_deny", False) else 0
+    s.userns_fd = getattr(spec, "userns_fd", -1)
     for i in range(3):
         s.stdio[i] = spec.stdio[i]
     s.console_fd = getattr(spec, "console_fd", -1)
@@ -291,3 +303,19 @@ def wait(int pidfd, timeout=None):
              ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6,
              ru.ru_maxrss, ru.ru_nvcsw, ru.ru_nivcsw)
     return status, usage
+
+
+def userns_create(spec):
+    """A user namespace with the maps of a SpawnSpec (uid_map, gid_map and how they
+    are written): an fd of it, the caller's to close (pyrt.launch.userns)."""
+    cdef _Arena arena = _Arena()
+    cdef pyrt_spawn_spec s
+    cdef pyrt_error err
+    cdef int fd
+    _fill_spawn_spec(spec, arena, &s)
+    with nogil:
+        fd = pyrt_userns_create(&s, &err)
+    if fd < 0:
+        from pyrt.errors import SpawnError
+        raise _error_from_c(&err, SpawnError)
+    return fd

@@ -119,6 +119,9 @@ class SpawnSpec:
         self.umask = -1
         self.rlimits = []
         self.uid_map = self.gid_map = None
+        self.uid_map_helper = self.gid_map_helper = None  # rootless (pyrt.launch.userns)
+        self.setgroups_deny = False
+        self.userns_fd = -1  # rootless: the process's shared user namespace (per spawn)
         self.stdio = (-1, -1, -1)
         self.cgroup_fd = -1
         self.cgroup_procs_fds = []
@@ -167,7 +170,13 @@ def build_spec(args, rootfs=None, *, env=None, cwd=None, hostname=None, mounts=(
         spec.setup |= _core.SETUP_LOOPBACK
     elif network != "host":
         raise InvalidArgument(f"unknown network {network!r}: use 'none' or 'host'")
-    if uidmap is not None or gidmap is not None:
+    maps = None
+    if os.geteuid() != 0 and (flags or uidmap is not None or gidmap is not None):
+        # an ordinary user: a user namespace of the container's own (pyrt.launch.userns)
+        from pyrt.launch import userns
+        flags |= NAMESPACES["user"]
+        maps = userns.apply(spec, uidmap, gidmap)
+    elif uidmap is not None or gidmap is not None:
         flags |= NAMESPACES["user"]
         spec.uid_map, spec.gid_map = _idmap(uidmap), _idmap(gidmap)
     if hostname:
@@ -209,6 +218,8 @@ def build_spec(args, rootfs=None, *, env=None, cwd=None, hostname=None, mounts=(
 
     if ident is None and (os.geteuid() == 0 or spec.uid_map):
         ident = (0, 0, [])  # root, without the caller's supplementary groups (as docker)
+    if maps is not None:
+        userns.check_user(maps, ident)
     spec.user = ident
     spec.caps = caps.resolve(cap_add, cap_drop, privileged)
     if no_new_privs and not privileged:
