@@ -1173,6 +1173,10 @@ static int do_symlink(struct pyrt_unpacker *u, int pfd, const char *base, const 
 static int do_node(struct pyrt_unpacker *u, int pfd, const char *base, mode_t kind, mode_t mode,
                    dev_t dev)
 {
+    if ((u->lim.flags & PYRT_UNPACK_SKIP_DEVICES) && (kind == S_IFCHR || kind == S_IFBLK)) {
+        u->stats.devices_skipped++;
+        return 0;
+    }
     for (int tries = 0;; tries++) {
         if (mknodat(pfd, base, kind | 0600, dev) == 0)
             break;
@@ -1267,7 +1271,8 @@ static int do_whiteout(struct pyrt_unpacker *u, int pfd, const char *base)
         int dfd = openat(pfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (dfd < 0)
             return sysfail(u, "openat");
-        int rc = fsetxattr(dfd, "trusted.overlay.opaque", "y", 1, 0);
+        const char *xname = (u->lim.flags & PYRT_UNPACK_USERXATTR) ? "user.overlay.opaque" : "trusted.overlay.opaque";
+        int rc = fsetxattr(dfd, xname, "y", 1, 0);
         drop_fd(dfd);
         if (rc < 0)
             return sysfail(u, "setxattr");

@@ -9,11 +9,15 @@ DEFAULT_ROOT = "/var/lib/pyrt"
 
 
 def default_root() -> str:
-    return os.environ.get("PYRT_ROOT") or DEFAULT_ROOT
+    """$PYRT_ROOT, else /var/lib/pyrt for root and ~/.local/share/pyrt (XDG) for
+    an ordinary user (pyrt.paths)."""
+    from pyrt.paths import default_store_root
+    return default_store_root()
 
 
 class Runtime:
-    """`root`: the store (default $PYRT_ROOT or /var/lib/pyrt). `storage_driver`:
+    """`root`: the store (default $PYRT_ROOT, else /var/lib/pyrt, or for an ordinary
+    user $XDG_DATA_HOME/pyrt: see pyrt.paths). `storage_driver`:
     "overlay" or "copy" (default: $PYRT_STORAGE_DRIVER, else detected on first use).
     `quiet`: no progress output from the operations that show some."""
 

@@ -1054,19 +1054,32 @@ class _Progressed:
 
 
 def _write_dir_layer(path, out_dir) -> dict:
-    """A gzip layer blob of a directory tree (C writer)."""
+    """A gzip layer blob of a directory tree (C writer). An ordinary user's is read
+    in its user namespace: its own files become root's (pyrt.launch.userns)."""
+    from pyrt.launch.userns import in_userns
     from pyrt.store.commit import write_layer_blob
-    return write_layer_blob(path, out_dir, compression="gzip")
+    return in_userns(write_layer_blob, path, out_dir, compression="gzip")
 
 
 def _unpack_one(src, dest, media_type, expected_diff_id):
+    from pyrt.launch.userns import in_userns
     from pyrt.store.unpack import unpack_layer
-    return unpack_layer(src, dest, media_type=media_type, expected_diff_id=expected_diff_id)
+    return in_userns(unpack_layer, src, dest, media_type=media_type, expected_diff_id=expected_diff_id)
 
 
 def _unpack_jobs(jobs, progress=None):
     """Unpacks [(LayerPlan, blob path, dest dir)] in parallel; returns [(diff_id, size)].
-    A rejected layer raises ImageFormatError naming it."""
+    A rejected layer raises ImageFormatError naming it. An ordinary user's layers are
+    unpacked in its user namespace, their owners shifted into its range
+    (pyrt.launch.userns.in_userns)."""
+    from pyrt.launch.userns import in_userns
+    results = in_userns(_unpack_jobs_here, jobs)
+    if progress:
+        progress("unpacking", len(jobs), len(jobs))
+    return results
+
+
+def _unpack_jobs_here(jobs):
     from pyrt.store import unpack as _u
     # the blob was verified against its digest when stored: for an uncompressed layer
     # that digest is the diff_id, so the unpacker need not hash it again
@@ -1088,6 +1101,4 @@ def _unpack_jobs(jobs, progress=None):
             culprit = [jobs[0][0]]
         which = f"layer {culprit[0].digest}" if culprit else "a layer"
         raise ImageFormatError(f"{which} rejected: {msg}") from e
-    if progress:
-        progress("unpacking", len(jobs), len(jobs))
     return [tuple(r[:2]) if not isinstance(r, dict) else (r["diff_id"], r["size"]) for r in results]

@@ -64,7 +64,11 @@ def _anchor() -> bytes:
     global _ANCHOR
     if _ANCHOR is None:
         with _anchor_lock:
-            for base in ("/run/pyrt", os.path.join("/tmp", f"pyrt-{os.getuid()}")):
+            bases = ["/run/pyrt", os.path.join("/tmp", f"pyrt-{os.getuid()}")]
+            if os.geteuid() != 0:  # an ordinary user's own runtime directory (pyrt.paths)
+                from pyrt.paths import runtime_dir
+                bases = [runtime_dir()]
+            for base in bases:
                 path = os.path.join(base, "rootfs")
                 try:
                     os.makedirs(path, mode=0o700, exist_ok=True)
@@ -73,7 +77,7 @@ def _anchor() -> bytes:
                 _ANCHOR = os.fsencode(path)
                 break
             else:
-                raise OSError("cannot create the pyrt mount anchor under /run/pyrt or /tmp")
+                raise OSError(f"cannot create the pyrt mount anchor under {' or '.join(bases)}")
     return _ANCHOR
 
 
@@ -205,6 +209,10 @@ def build_spec(args, rootfs=None, *, env=None, cwd=None, hostname=None, mounts=(
             if spec.upperdir is not None:
                 raise InvalidArgument("upper_tmpfs needs an overlay without upperdir (or a directory rootfs)")
             spec.upper_tmpfs = b"" if upper_tmpfs is True else os.fsencode(upper_tmpfs)
+        if spec.lowerdirs and os.geteuid() != 0:
+            from pyrt.launch.userns import overlay_options  # mounted in its user namespace
+            opts = [o for o in (spec.overlay_options or b"").split(b",") if o]
+            spec.overlay_options = b",".join(overlay_options(opts or [b"userxattr"]))
         spec.readonly_root = bool(read_only)
         spec.setup |= _core.SETUP_PROC | _core.SETUP_SYS | _core.SETUP_DEV
         if not privileged:

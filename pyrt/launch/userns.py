@@ -94,11 +94,6 @@ def _span(triples) -> int:
     return max((a + c for a, b, c in triples), default=0)
 
 
-def rootless() -> bool:
-    """Whether pyrt runs as an ordinary user (not root) here."""
-    return os.geteuid() != 0
-
-
 def user_name(uid: int | None = None) -> str:
     uid = os.getuid() if uid is None else uid
     try:
@@ -192,6 +187,8 @@ def maps_for_caller() -> IdMaps:
     """The maps an ordinary user's containers get (see the module's docstring),
     read once and again when /etc/subuid or /etc/subgid change."""
     global _cache
+    if _inside:  # an in_userns child: the maps of the user it works for
+        return _cache[1]
     key = _key()
     c = _cache
     if c is not None and c[0] == key:
@@ -344,3 +341,129 @@ def shared_fd(maps: IdMaps) -> int:
                 pass
         _shared = (os.getpid(), key, fd)
         return fd
+
+
+# -- file work inside the user namespace ----------------------------------------------------------
+
+_inside = False  # this process is in_userns's child: root of the shared namespace
+
+
+def inside() -> bool:
+    """Whether this process is an in_userns child (an ordinary user's store work,
+    done as root of its user namespace)."""
+    return _inside
+
+
+def rootless() -> bool:
+    """Whether pyrt works for an ordinary user here: not root, or root of the user
+    namespace an in_userns child runs in (its store holds user.overlay.* xattrs,
+    no device nodes)."""
+    return os.geteuid() != 0 or _inside
+
+
+def note(message: str) -> None:
+    """One line on stderr (a notice an ordinary user should see: a device node
+    skipped, a fallback taken)."""
+    try:
+        sys.stderr.write(f"pyrt: {message}\n")
+        sys.stderr.flush()
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+def in_userns(fn, *args, **kwargs):
+    """fn(*args, **kwargs), as root of the process's shared user namespace when
+    this process is an ordinary user's (else simply called): for the store's file
+    work, whose files belong to the user's subordinate ids (unpacking layers,
+    removing them, reading a container's changes, copying into volumes). The work
+    runs in a forked child that joins the namespace (and a mount namespace of its
+    own, for the overlays it may mount) and sends back fn's result, or its
+    exception, pickled; stdout and stderr are this process's. The child runs
+    Python after fork: fn must not need locks other threads of this process may
+    hold (the store's database is not used there)."""
+    if os.geteuid() == 0:
+        return fn(*args, **kwargs)
+    import pickle
+    maps = maps_for_caller()
+    fd = shared_fd(maps)
+    r, w = os.pipe()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (OSError, ValueError, AttributeError):
+        pass
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover (the child)
+        status = 0
+        try:
+            os.close(r)
+            _enter(fd, maps)
+            try:
+                payload = pickle.dumps((True, fn(*args, **kwargs)))
+            except BaseException as e:  # noqa: B902 (sent to the parent, re-raised there)
+                try:
+                    payload = pickle.dumps((False, e))
+                except Exception:
+                    payload = pickle.dumps((False, RuntimeError(f"{type(e).__name__}: {e}")))
+            try:
+                sys.stdout.flush()
+                sys.stderr.flush()
+            except (OSError, ValueError, AttributeError):
+                pass
+            with os.fdopen(w, "wb") as f:
+                f.write(payload)
+        except BaseException:  # noqa: B902
+            status = 1
+        finally:
+            os._exit(status)
+    os.close(w)
+    try:
+        with os.fdopen(r, "rb") as f:
+            data = f.read()
+    except BaseException:
+        try:
+            os.kill(pid, 9)
+        except ProcessLookupError:
+            pass
+        os.waitpid(pid, 0)
+        raise
+    _, status = os.waitpid(pid, 0)
+    if not data:
+        raise OSError(f"the user namespace helper (pid {pid}) failed: status {os.waitstatus_to_exitcode(status)}")
+    ok, value = pickle.loads(data)
+    if ok:
+        return value
+    raise value
+
+
+def _enter(fd, maps):
+    """In in_userns's child: join the namespace as its root, with a private mount
+    namespace."""
+    global _inside, _cache
+    from pyrt import sys as psys
+    _cache = (None, maps)
+    psys.setns(fd, psys.CLONE_NEWUSER)
+    psys.unshare(psys.CLONE_NEWNS)
+    psys.mount(None, "/", None, psys.MS_REC | psys.MS_PRIVATE)
+    if not maps.setgroups_deny:
+        os.setgroups([])
+    os.setresgid(0, 0, 0)
+    os.setresuid(0, 0, 0)
+    _inside = True
+
+
+def overlay_options(options) -> list:
+    """An overlay's options as an ordinary user mounts it in its user namespace:
+    with userxattr (user.overlay.* xattrs; Linux 5.11), with which overlay refuses
+    redirect_dir=off (nofollow neither makes redirects nor follows them). Items
+    are str or bytes, as given."""
+    out, has = [], False
+    for o in options:
+        b = o.encode() if isinstance(o, str) else o
+        if b == b"redirect_dir=off":
+            o = "redirect_dir=nofollow" if isinstance(o, str) else b"redirect_dir=nofollow"
+        has |= b == b"userxattr"
+        out.append(o)
+    if not has:
+        out.append(b"userxattr" if out and isinstance(out[0], bytes) else "userxattr")
+    return out

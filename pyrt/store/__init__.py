@@ -71,6 +71,9 @@ def syncfs(path: str) -> None:
 class Store:
     def __init__(self, root: str):
         self.root = os.path.abspath(root)
+        if os.geteuid() != 0:  # an ordinary user's: its own, private (pyrt.paths)
+            from pyrt.paths import check_private_dir
+            check_private_dir(self.root, "store directory")
         os.makedirs(os.path.dirname(self.root) or "/", exist_ok=True)
         _makedir(self.root)
         for d in ("blobs", "blobs/sha256", "snapshots", "tmp", "containers", "volumes"):
