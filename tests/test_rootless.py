@@ -183,8 +183,10 @@ def test_explicit_maps_outside_the_range_are_refused(user, user_rootfs):
                 print("RAN", m)
             except pyrt.errors.InvalidArgument as e:
                 print(e)
+        import os
+        m = [(0, os.getuid(), 1), (1, base, 10)]
         r = pyrt.run(["sh", "-c", "cat /proc/self/uid_map"], rootfs=sys.argv[1], capture_output=True,
-                     uidmap=[(0, base, 10)], gidmap=[(0, base, 10)])
+                     uidmap=m, gidmap=[(0, os.getgid(), 1), (1, base, 10)])
         print(r.stdout.split())
         """, user_rootfs, base)
     assert r.returncode == 0, r.stderr.decode()
@@ -193,7 +195,7 @@ def test_explicit_maps_outside_the_range_are_refused(user, user_rootfs):
                      "ranges in /etc/subuid)"
     assert out[1].startswith(f"uid map 0 {base} 65537: host uids {base}-{base + 65536} are not yours")
     assert out[2].startswith(f"uid map 0 {base - 65536} 10: host uids")
-    assert out[3] == f"[b'0', b'{base}', b'10']"
+    assert out[3] == f"[b'0', b'{user.uid}', b'1', b'1', b'{base}', b'10']"
 
 
 def test_newuidmap_refusal_reaches_python(user, user_rootfs):
