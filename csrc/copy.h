@@ -2,10 +2,7 @@
  * materialization: reflink (FICLONE) where the filesystem can, else
  * copy_file_range, sparse-aware; owners, modes (setuid kept), xattrs, times,
  * hardlinks, symlinks, devices and fifos kept. Every path in the destination is
- * reached with fds and no-follow lookups: nothing outside dst is ever written.
- *
- * Also the small helpers shared with the layer writer (tarwrite.c): an inode map
- * for hardlinks and an xattr reader. */
+ * reached with fds and no-follow lookups: nothing outside dst is ever written. */
 #ifndef PYRT_COPY_H
 #define PYRT_COPY_H
 
@@ -52,62 +49,5 @@ struct pyrt_copy_stats {
  * Returns 0, or -1 with *e filled (path relative to src). */
 int pyrt_copy_tree(int srcfd, int dstfd, unsigned flags, struct pyrt_copy_stats *stats,
                    struct pyrt_error *e);
-
-/* --- helpers shared with tarwrite.c --- */
-
-/* (dev, ino) -> path map for hardlink detection. */
-struct pyrt_inomap {
-    struct pyrt_inomap_slot *slots;
-    size_t cap, used;
-};
-void pyrt_inomap_init(struct pyrt_inomap *m);
-void pyrt_inomap_free(struct pyrt_inomap *m);
-/* The path stored for (dev, ino), or NULL. */
-const char *pyrt_inomap_get(const struct pyrt_inomap *m, dev_t dev, ino_t ino);
-/* Store a copy of path for (dev, ino); -1 (ENOMEM) on failure. */
-int pyrt_inomap_put(struct pyrt_inomap *m, dev_t dev, ino_t ino, const char *path);
-
-/* The xattrs of one file, names sorted bytewise. */
-struct pyrt_xattr {
-    const char *name;
-    const char *value;
-    size_t size;
-};
-struct pyrt_xattrs {
-    struct pyrt_xattr *items;
-    size_t n, cap;
-    char *names;   /* listxattr buffer */
-    size_t names_cap;
-    char *values;  /* all values, back to back */
-    size_t values_cap;
-};
-void pyrt_xattrs_free(struct pyrt_xattrs *x);
-/* Read all xattrs of fd (a regular file or dir opened for reading) or, when fd < 0,
- * of the entry `name` in dirfd without following it (through /proc/self/fd; no
- * xattrs are read when /proc is not mounted). Returns 0 or -1 with errno. */
-int pyrt_xattrs_read(struct pyrt_xattrs *x, int fd, int dirfd, const char *name);
-/* The value of one xattr read by pyrt_xattrs_read, or NULL. */
-const struct pyrt_xattr *pyrt_xattrs_find(const struct pyrt_xattrs *x, const char *name);
-
-/* A growable path buffer: "a/b/c" relative to the tree's root. */
-struct pyrt_path {
-    char *buf;
-    size_t len, cap;
-};
-/* Append "/name" (or "name" at the root); returns the old length for pop, or
- * (size_t)-1 with errno ENOMEM. */
-size_t pyrt_path_push(struct pyrt_path *p, const char *name);
-void pyrt_path_pop(struct pyrt_path *p, size_t oldlen);
-
-/* Names in a directory (without . and ..), sorted bytewise. */
-struct pyrt_names {
-    char **v;
-    size_t n;
-    char *pool;
-};
-/* Read and sort the names of dirfd (the fd itself is not consumed: a duplicate
- * is read). Returns 0 or -1 with errno. */
-int pyrt_names_read(int dirfd, struct pyrt_names *out);
-void pyrt_names_free(struct pyrt_names *names);
 
 #endif

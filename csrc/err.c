@@ -26,3 +26,21 @@ int pyrt_fail(struct pyrt_error *e, const char *op, const char *path)
 {
     return pyrt_fail_errno(e, errno, op, path);
 }
+
+char *pyrt_itoa(long long v, char *buf)
+{
+    char tmp[24];
+    int n = 0, neg = v < 0;
+    unsigned long long u = neg ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+    do {
+        tmp[n++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    char *p = buf;
+    if (neg)
+        *p++ = '-';
+    while (n)
+        *p++ = tmp[--n];
+    *p = '\0';
+    return buf;
+}

@@ -1,5 +1,6 @@
-/* Filling struct pyrt_error: async-signal-safe (no allocation, no stdio), so it can
- * be used in a child between clone and exec. */
+/* Filling struct pyrt_error, and the string helpers its messages need:
+ * async-signal-safe (no allocation, no stdio), so they can be used in a child
+ * between clone and exec. */
 #ifndef PYRT_ERR_H
 #define PYRT_ERR_H
 
@@ -12,5 +13,8 @@ int pyrt_fail_errno(struct pyrt_error *e, int err, const char *op, const char *p
 
 /* Copy src into dst (capacity cap), always terminated; returns the length. */
 size_t pyrt_strlcpy(char *dst, const char *src, size_t cap);
+
+/* Decimal text of v into buf (at least 24 bytes); returns buf. */
+char *pyrt_itoa(long long v, char *buf);
 
 #endif

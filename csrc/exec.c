@@ -28,7 +28,7 @@
 #include <unistd.h>
 
 #include "err.h"
-#include "identity.h"
+#include "fdio.h"
 #include "syscalls.h"
 #include "tail.h"
 

@@ -17,8 +17,10 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include "childmsg.h"
 #include "err.h"
-#include "identity.h"
+#include "execpath.h"
+#include "fdio.h"
 #include "resolve.h"
 #include "syscalls.h"
 
@@ -238,10 +240,7 @@ int pyrt_oci_wait(const struct pyrt_oci *o, const char *program, const char *pat
     if (o->wait_fd >= 0) {
         if (check_program(program, path, e) < 0)
             return -1;
-        struct pyrt_error rec;
-        memset(&rec, 0, sizeof rec);
-        pyrt_strlcpy(rec.op, PYRT_WAITING_OP, sizeof rec.op);
-        if (pyrt_write_all(oci_errfd, &rec, sizeof rec) < 0)
+        if (pyrt_child_waiting(oci_errfd) < 0)
             return pyrt_fail(e, "report waiting", "");
         oci_waited = 1;
         char c;

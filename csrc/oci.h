@@ -3,8 +3,8 @@
  *
  * - wait before exec (runc's exec fifo): once everything is set up (root, mounts,
  *   cwd, stdio, identity, capabilities), the child checks that the program can be
- *   executed, writes a record with err 0 and op PYRT_WAITING_OP on the error
- *   pipe (pyrt_spawn then returns success: the child has not exec'd yet) and
+ *   executed, sends PYRT_CHILD_WAITING on the error pipe (childmsg.h;
+ *   pyrt_spawn then returns success: the child has not exec'd yet) and
  *   blocks reading one byte from wait_fd (the caller's O_RDWR fd of a FIFO that
  *   `start` writes to). A byte: exec (an exec failure now goes to the child's
  *   stderr, exit status 127); EOF or an error: exit without exec;
@@ -23,8 +23,6 @@
 #include <sys/types.h>
 
 #include "spawn.h"
-
-#define PYRT_WAITING_OP "waiting" /* the op of the "set up, waiting for start" record */
 
 struct pyrt_ns_join {
     int fd;   /* an open namespace file (/proc/PID/ns/net, a bind mount of one, ...) */

@@ -17,9 +17,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "childmsg.h"
 #include "err.h"
+#include "fdio.h"
 #include "fdpass.h"
-#include "identity.h"
 #include "specpack.h"
 #include "syscalls.h"
 #include "tail.h"
@@ -53,17 +54,10 @@ int pyrt_park(const struct pyrt_spawn_spec *s, int errfd, int sock, int keep_fd,
     if (pyrt_close_fds_except(errfd, sock, keep_fd, -1, e) < 0)
         return -1;
 
-    /* One write (atomic on a pipe): the marker record, then the usage. */
-    struct pyrt_error marker;
     struct rusage usage;
-    char rec[sizeof marker + sizeof usage];
-    memset(&marker, 0, sizeof marker);
-    pyrt_strlcpy(marker.op, PYRT_PARKED_OP, sizeof marker.op);
     if (getrusage(RUSAGE_SELF, &usage) < 0)
         return pyrt_fail(e, "getrusage", "");
-    memcpy(rec, &marker, sizeof marker);
-    memcpy(rec + sizeof marker, &usage, sizeof usage);
-    if (pyrt_write_all(errfd, rec, sizeof rec) < 0)
+    if (pyrt_child_parked(errfd, &usage) < 0)
         return pyrt_fail(e, "report parked", "");
 
     /* One datagram: the header and the strings; the fds ride along. */
@@ -125,17 +119,15 @@ int pyrt_park(const struct pyrt_spawn_spec *s, int errfd, int sock, int keep_fd,
 
 static int read_record(int errfd, struct pyrt_error *e)
 {
-    struct pyrt_error ce;
-    ssize_t got = pyrt_read_full(errfd, &ce, sizeof ce);
+    struct pyrt_child_msg m;
+    ssize_t got = pyrt_read_full(errfd, &m, sizeof m);
     if (got < 0)
         return pyrt_fail(e, "read child status", "");
     if (got == 0)
         return 0; /* EOF: exec'd */
-    if ((size_t)got != sizeof ce)
+    if ((size_t)got != sizeof m)
         return pyrt_fail_errno(e, EPIPE, "read child status", "");
-    *e = ce;
-    e->op[sizeof e->op - 1] = '\0';
-    e->path[sizeof e->path - 1] = '\0';
+    pyrt_child_msg_error(&m, e);
     if (e->err == 0)
         e->err = EPROTO;
     return -1;

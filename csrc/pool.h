@@ -2,10 +2,10 @@
  *
  * pyrt_spawn_parked (spawn.c) starts a child that does its whole setup
  * (namespaces, root, mounts, pivot_root, hostname, lo, rlimits, cgroups) and then
- * parks: it writes a "parked" record on the error pipe and waits on its end of a
- * SOCK_SEQPACKET socketpair for one command (argv, env, PATH, cwd, and stdio fds
- * passed with SCM_RIGHTS). pyrt_unpark sends that command and waits until the
- * child has exec'd (EOF on the error pipe) or failed (an error record).
+ * parks: it sends PYRT_CHILD_PARKED on the error pipe (childmsg.h) and waits on
+ * its end of a SOCK_SEQPACKET socketpair for one command (argv, env, PATH, cwd,
+ * and stdio fds passed with SCM_RIGHTS). pyrt_unpark sends that command and waits
+ * until the child has exec'd (EOF on the error pipe) or failed (PYRT_CHILD_FAILED).
  *
  * The message (host byte order, one datagram of at most
  * PYRT_PARK_MSG_MAX bytes): a struct pyrt_park_header, then argc + envc strings,
@@ -23,7 +23,6 @@
 #define PYRT_PARK_MAGIC 0x6b726170u /* "park" */
 #define PYRT_PARK_MSG_MAX (128 * 1024)
 #define PYRT_PARK_MAX_STRINGS 4096 /* argv + env entries */
-#define PYRT_PARKED_OP "parked"    /* the op of the parked record */
 
 enum {
     PYRT_PARK_HAS_PATH = 1,
@@ -39,11 +38,6 @@ struct pyrt_park_header {
     uint32_t nfds;
 };
 
-/* What the parked child writes on the error pipe once it waits, in one write: a
- * struct pyrt_error with err 0 and op PYRT_PARKED_OP, then (no padding) a struct
- * rusage, its own usage at that moment (the cost of its setup, which waitid
- * will count in at its exit). */
-
 /* A command for a parked child. */
 struct pyrt_unpark_cmd {
     const char *const *argv; /* NULL terminated, at least one */
@@ -54,8 +48,8 @@ struct pyrt_unpark_cmd {
 };
 
 /* Child side, called by the spawn core between the setup and exec: closes every
- * fd but 0-2, errfd, sock and keep_fd, reports "parked" on errfd, waits for the
- * command on sock, then calls finish(spec with the command's argv, env, PATH,
+ * fd but 0-2, errfd, sock and keep_fd, reports PYRT_CHILD_PARKED on errfd, waits for
+ * the command on sock, then calls finish(spec with the command's argv, env, PATH,
  * cwd and stdio, keep_fd, e), which execs. Returns only on failure (e filled). */
 typedef int (*pyrt_park_finish_fn)(const struct pyrt_spawn_spec *s, int errfd, int keep_fd, struct pyrt_error *e);
 int pyrt_park(const struct pyrt_spawn_spec *s, int errfd, int sock, int keep_fd, pyrt_park_finish_fn finish,

@@ -1,6 +1,6 @@
 /* (Named so as not to hide libseccomp's own <seccomp.h>.)
  * OCI seccomp profiles compiled to a classic BPF program with libseccomp, in the
- * caller (it allocates): the spawn child only loads the result (oci.h). pyrt
+ * caller (it allocates): the spawn child only loads the result (seccomp_load.h). pyrt
  * builds without libseccomp too; then pyrt_seccomp_compile fails with ENOSYS. */
 #ifndef PYRT_SECCOMP_COMPILE_H
 #define PYRT_SECCOMP_COMPILE_H

@@ -23,8 +23,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "childmsg.h"
 #include "console.h"
 #include "err.h"
+#include "fdio.h"
 #include "identity.h"
 #include "mounts.h"
 #include "oci.h"
@@ -169,7 +171,7 @@ static void child_main(void *arg)
     struct pyrt_error ce;
     memset(&ce, 0, sizeof ce);
     child_setup(c->s, c->syncpipe[0], c->errpipe[1], c->parksock[1], &ce);
-    pyrt_write_all(c->errpipe[1], &ce, sizeof ce);
+    pyrt_child_failed(c->errpipe[1], &ce);
     _exit(127);
 }
 
@@ -262,31 +264,27 @@ static int spawn_child(const struct pyrt_spawn_spec *s, struct pyrt_parked *park
         close(syncpipe[1]);
     }
 
-    /* EOF: the child exec'd. A full record: it failed and is exiting (or, when
-     * parking, it parked). */
+    /* EOF: the child exec'd. A message (childmsg.h): it failed and is exiting, or
+     * (when parking) it parked, or (OCI) it waits for start. */
     int parked = 0;
     if (rc == 0) {
-        struct pyrt_error ce;
+        struct pyrt_child_msg m;
         size_t got = 0;
-        while (got < sizeof ce) {
-            ssize_t n = read(errpipe[0], (char *)&ce + got, sizeof ce - got);
+        while (got < sizeof m) {
+            ssize_t n = read(errpipe[0], (char *)&m + got, sizeof m - got);
             if (n < 0 && errno == EINTR)
                 continue;
             if (n <= 0)
                 break;
             got += (size_t)n;
         }
-        if (got == sizeof ce && park && ce.err == 0 && strcmp(ce.op, PYRT_PARKED_OP) == 0) {
-            if (pyrt_read_full(errpipe[0], &park->usage, sizeof park->usage) != (ssize_t)sizeof park->usage)
-                rc = pyrt_fail_errno(e, EPIPE, "read child status", "");
-            else
-                parked = 1;
-        } else if (got == sizeof ce && s->oci && ce.err == 0 && strcmp(ce.op, PYRT_WAITING_OP) == 0) {
+        if (got == sizeof m && park && m.kind == PYRT_CHILD_PARKED) {
+            park->usage = m.usage;
+            parked = 1;
+        } else if (got == sizeof m && s->oci && m.kind == PYRT_CHILD_WAITING) {
             /* set up and waiting for start (oci.h) */
-        } else if (got == sizeof ce) {
-            *e = ce;
-            e->op[sizeof e->op - 1] = '\0';
-            e->path[sizeof e->path - 1] = '\0';
+        } else if (got == sizeof m) {
+            pyrt_child_msg_error(&m, e);
             rc = -1;
         } else if (got != 0 || park) {
             rc = pyrt_fail_errno(e, EPIPE, "read child status", park ? "exited before parking" : "");

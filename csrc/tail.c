@@ -15,9 +15,12 @@
 
 #include "console.h"
 #include "err.h"
+#include "execpath.h"
+#include "fdio.h"
 #include "identity.h"
 #include "oci.h"
 #include "resolve.h"
+#include "seccomp_load.h"
 #include "syscalls.h"
 
 #ifndef MFD_EXEC

@@ -12,9 +12,9 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
-#include "copy.h"
 #include "err.h"
 #include "syscalls.h"
+#include "treewalk.h"
 
 #define TW_BUF (1u << 20)          /* output buffer */
 #define TW_SMALL (128u << 10)      /* files up to this are read into the buffer */
@@ -59,23 +59,6 @@ static int tw_fail(struct tw *t, const char *op)
 static int tw_fail_errno(struct tw *t, int err, const char *op)
 {
     return pyrt_fail_errno(t->e, err, op, t->path.len ? t->path.buf : ".");
-}
-
-static int grow(char **p, size_t *cap, size_t need)
-{
-    if (need <= *cap)
-        return 0;
-    size_t ncap = *cap ? *cap : 256;
-    while (ncap < need)
-        ncap *= 2;
-    char *np = realloc(*p, ncap);
-    if (!np) {
-        errno = ENOMEM;
-        return -1;
-    }
-    *p = np;
-    *cap = ncap;
-    return 0;
 }
 
 /* ------------------------------------------------------------------ output */
@@ -177,7 +160,7 @@ static int pax_add(struct tw *t, const char *key, const char *val, size_t vlen)
     while (ndigits(base + d) > d)
         d++;
     size_t len = base + d;
-    if (grow(&t->pax, &t->pax_cap, t->pax_len + len + 1) < 0)
+    if (pyrt_grow(&t->pax, &t->pax_cap, t->pax_len + len + 1, 1) < 0)
         return tw_fail(t, "pax header");
     char *p = t->pax + t->pax_len;
     p += sprintf(p, "%zu %s=", len, key);
@@ -288,7 +271,7 @@ static int header(struct tw *t, const struct ent *en)
 static const char *make_name(struct tw *t, size_t cut, const char *a, const char *b)
 {
     size_t al = strlen(a), bl = strlen(b);
-    if (grow(&t->name, &t->name_cap, cut + al + bl + 2) < 0)
+    if (pyrt_grow(&t->name, &t->name_cap, cut + al + bl + 2, 1) < 0)
         return NULL;
     memcpy(t->name, t->path.buf, cut);
     size_t n = cut;
@@ -408,20 +391,11 @@ static int file_data(struct tw *t, int fd, uint64_t size)
 
 /* ------------------------------------------------------------------ the walk */
 
-static int has_ovl(struct tw *t, const char *suffix, const char **value, size_t *size)
+/* The overlay xattr trusted.overlay.<suffix> (user.overlay.<suffix> too with
+ * userxattr) of the entry whose xattrs are in t->xa, or NULL. */
+static const struct pyrt_xattr *ovl_xattr(struct tw *t, const char *suffix)
 {
-    char name[64];
-    snprintf(name, sizeof name, "trusted.overlay.%s", suffix);
-    const struct pyrt_xattr *a = pyrt_xattrs_find(&t->xa, name);
-    if (!a && (t->flags & PYRT_LAYER_USERXATTR)) {
-        snprintf(name, sizeof name, "user.overlay.%s", suffix);
-        a = pyrt_xattrs_find(&t->xa, name);
-    }
-    if (a && value) {
-        *value = a->value;
-        *size = a->size;
-    }
-    return a != NULL;
+    return pyrt_xattrs_overlay(&t->xa, (t->flags & PYRT_LAYER_USERXATTR) != 0, suffix);
 }
 
 static int open_nofollow(int dirfd, const char *name, int flags)
@@ -453,13 +427,8 @@ static int entry(struct tw *t, int dirfd, const char *name, size_t cut, int recu
     case S_IFLNK: {
         fill(&en, &st);
         if (S_ISLNK(st.st_mode)) {
-            size_t cap = (size_t)st.st_size + 2;
-            if (grow(&t->link, &t->link_cap, cap < 256 ? 256 : cap) < 0)
+            if (pyrt_readlink_buf(dirfd, name, (size_t)st.st_size, &t->link, &t->link_cap) < 0)
                 return tw_fail(t, "readlink");
-            ssize_t n = readlinkat(dirfd, name, t->link, t->link_cap);
-            if (n < 0 || (size_t)n >= t->link_cap)
-                return tw_fail_errno(t, n < 0 ? errno : EAGAIN, "readlink");
-            t->link[n] = '\0';
             en.type = '2';
             en.link = t->link;
         } else {
@@ -498,11 +467,11 @@ static int entry(struct tw *t, int dirfd, const char *name, size_t cut, int recu
             tw_fail(t, "getxattr");
             goto reg_out;
         }
-        if (!raw && st.st_size == 0 && has_ovl(t, "whiteout", NULL, NULL)) {
+        if (!raw && st.st_size == 0 && ovl_xattr(t, "whiteout")) {
             rc = whiteout(t, cut, name, &st);
             goto reg_out;
         }
-        if (!raw && has_ovl(t, "metacopy", NULL, NULL)) {
+        if (!raw && ovl_xattr(t, "metacopy")) {
             tw_fail_errno(t, EOPNOTSUPP, "overlay metacopy");
             goto reg_out;
         }
@@ -543,18 +512,17 @@ static int entry(struct tw *t, int dirfd, const char *name, size_t cut, int recu
             goto dir_out;
         }
         if (!raw) {
-            const char *v;
-            size_t vs;
-            if (has_ovl(t, "redirect", NULL, NULL)) {
+            if (ovl_xattr(t, "redirect")) {
                 tw_fail_errno(t, EOPNOTSUPP, "overlay redirect_dir");
                 goto dir_out;
             }
-            opaque = has_ovl(t, "opaque", &v, &vs) && vs == 1 && v[0] == 'y';
+            const struct pyrt_xattr *o = ovl_xattr(t, "opaque");
+            opaque = o && o->size == 1 && o->value[0] == 'y';
         }
         fill(&en, &st);
         en.type = '5';
         en.xa = &t->xa;
-        if (grow(&t->name, &t->name_cap, t->path.len + 2) < 0) {
+        if (pyrt_grow(&t->name, &t->name_cap, t->path.len + 2, 1) < 0) {
             tw_fail(t, "name");
             goto dir_out;
         }
@@ -583,25 +551,16 @@ static int entry(struct tw *t, int dirfd, const char *name, size_t cut, int recu
     }
 }
 
+static int walk_child(void *ctx, int dirfd, const char *name, size_t cut)
+{
+    return entry(ctx, dirfd, name, cut, 1);
+}
+
 static int walk_dir(struct tw *t, int dirfd, int opaque, const struct stat *dst)
 {
     if (opaque && opaque_marker(t, dst) < 0)
         return -1;
-    struct pyrt_names names;
-    if (pyrt_names_read(dirfd, &names) < 0)
-        return tw_fail(t, "read dir");
-    int rc = 0;
-    for (size_t i = 0; i < names.n && rc == 0; i++) {
-        size_t old = pyrt_path_push(&t->path, names.v[i]);
-        if (old == (size_t)-1) {
-            rc = tw_fail_errno(t, ENOMEM, "path");
-            break;
-        }
-        rc = entry(t, dirfd, names.v[i], old, 1);
-        pyrt_path_pop(&t->path, old);
-    }
-    pyrt_names_free(&names);
-    return rc;
+    return pyrt_walk_dir(dirfd, &t->path, walk_child, t, t->e);
 }
 
 static int tw_init(struct tw *t, int outfd, unsigned flags, struct pyrt_layer_stats *stats,

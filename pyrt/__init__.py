@@ -13,7 +13,7 @@ _LAZY = {
     "CalledProcessError": "pyrt.launch.process",
     "Overlay": "pyrt.launch.mounts", "Bind": "pyrt.launch.mounts", "Tmpfs": "pyrt.launch.mounts",
     "Runtime": "pyrt.runtime",
-    "Pool": "pyrt.pool.pool", "arun": "pyrt.pool.pool", "Usage": "pyrt.pool.pool",
+    "Pool": "pyrt.pool.pool", "arun": "pyrt.pool.aio", "Usage": "pyrt.pool.metering",
     "SpawnError": "pyrt.errors", "PyrtError": "pyrt.errors",
 }
 

@@ -1,6 +1,6 @@
 # Bindings of what only the OCI runtime (pyrt-runtime) asks of the spawn core:
 # csrc/oci.h (spec.oci: wait before exec, joined namespaces, devices,
-# sysctls, capability sets) and csrc/seccomp.c (seccomp profiles compiled with
+# sysctls, capability sets) and csrc/seccomp_compile.c (seccomp profiles compiled with
 # libseccomp). Included by _core.pyx after _spawn.pxi, whose _Arena and
 # pyrt_error it uses; _fill_spawn_spec calls _fill_oci when the spec has `oci`.
 

@@ -15,6 +15,14 @@ cdef extern from "spawn.h":
     int pyrt_spawn_parked(const pyrt_spawn_spec *spec, pyrt_parked *out, pyrt_error *error) nogil
 
 
+cdef extern from "childmsg.h":
+    cdef struct pyrt_child_msg:
+        int kind
+        pyrt_error error
+
+    void pyrt_child_msg_error(const pyrt_child_msg *m, pyrt_error *e)
+
+
 cdef extern from "pool.h":
     cdef struct pyrt_unpark_cmd:
         const char *const *argv
@@ -143,19 +151,20 @@ def zygote_spawn(int ctl, int cgroup_fd=-1, procs_fds=()):
     return out.pid, out.pidfd, out.sock, out.errfd, _usage_tuple(&out.usage), mntns
 
 
-STATUS_RECORD_SIZE = sizeof(pyrt_error)
+STATUS_RECORD_SIZE = sizeof(pyrt_child_msg)
 
 
 def parse_status(bytes record):
-    """The SpawnError of an error record read from an error pipe."""
+    """The SpawnError of a message read from an error pipe (csrc/childmsg.h): what
+    failed, as the child reported it."""
+    cdef pyrt_child_msg m
     cdef pyrt_error err
-    if len(record) != sizeof(pyrt_error):
+    if len(record) != sizeof(pyrt_child_msg):
         from pyrt.errors import SpawnError
         import errno as _errno
         return SpawnError(_errno.EPIPE, "read child status", "")
-    memcpy(&err, <const char *>record, sizeof(pyrt_error))
-    err.op[sizeof(err.op) - 1] = 0
-    err.path[sizeof(err.path) - 1] = 0
+    memcpy(&m, <const char *>record, sizeof(pyrt_child_msg))
+    pyrt_child_msg_error(&m, &err)
     return _spawn_error(&err)
 
 

@@ -44,7 +44,7 @@ class Runtime:
         """How container roots are made: "overlay" or "copy" (detected once if not given)."""
         if self._storage_driver is None:
             try:
-                from pyrt.containers.model import detect_storage_driver
+                from pyrt.containers.create import detect_storage_driver
             except ImportError:
                 self._storage_driver = "overlay"
             else:
@@ -74,7 +74,7 @@ class Runtime:
     @property
     def containers(self):
         if self._containers is None:
-            from pyrt.containers.model import ContainerCollection
+            from pyrt.containers.collection import ContainerCollection
             self._containers = ContainerCollection(self)
         return self._containers
 

@@ -524,13 +524,13 @@ def test_failure_inside_the_transaction_rolls_back_files(rt, tmp_shm, monkeypatc
     b = OCIBuilder(os.path.join(tmp_shm, "l"))
     b.image([make_tar(base_entries("x")), make_tar([("file", "y", "y")])], ref="x:1")
     b.write()
-    from pyrt.images.catalog import ImageCollection
-    real = ImageCollection._record
+    from pyrt.images.ingest import Ingest
+    real = Ingest.record
 
     def failing(self, tx, plan, *a, **kw):
         real(self, tx, plan, *a, **kw)
         raise RuntimeError("simulated crash after the rows")
-    monkeypatch.setattr(ImageCollection, "_record", failing)
+    monkeypatch.setattr(Ingest, "record", failing)
     with pytest.raises(RuntimeError):
         rt.images.load(b.path)
     assert store_state(rt) == before

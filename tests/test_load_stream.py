@@ -50,7 +50,7 @@ def _pipe(data):
 
 @pytest.mark.parametrize("kind", ["", "gzip", "zstd"])
 def test_load_from_a_pipe(rt, tmp_shm, kind, monkeypatch):
-    from pyrt.images import catalog as images
+    from pyrt.images import ingest as images
     linked = []
     link_blob = images._link_blob
     monkeypatch.setattr(images, "_link_blob", lambda *a: linked.append(a[2]) or link_blob(*a))

@@ -15,6 +15,7 @@ import stat
 import time
 
 from pyrt.errors import Conflict, InvalidArgument, VolumeNotFound
+from pyrt.filters import all_labels_match, wanted_filters
 
 _NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")
 
@@ -119,11 +120,7 @@ class VolumeCollection:
     def list(self, filters=None) -> list[Volume]:
         """Every volume, by name. `filters` as the docker SDK takes them:
         {"dangling": True, "name": substring, "label": "k" or "k=v"}."""
-        from pyrt.images.catalog import all_labels_match
-        wanted = {k: v if isinstance(v, (list, tuple)) else [v] for k, v in (filters or {}).items()}
-        unknown = set(wanted) - set(self.FILTERS)
-        if unknown:
-            raise InvalidArgument(f"unknown volume filter {sorted(unknown)[0]!r} (known: {', '.join(self.FILTERS)})")
+        wanted = wanted_filters(filters, self.FILTERS, "volume")
         out = []
         for name in sorted(os.listdir(self.dir)):
             try:

@@ -7,7 +7,6 @@ first and renamed into place inside that transaction (see pyrt.store)."""
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import os
 import re
@@ -15,16 +14,18 @@ import time
 
 from pyrt import compression
 
-from pyrt.images import archive as _archive
+from pyrt.images import archive as _archive, deletion
+from pyrt.images.ingest import Ingest, adopt_blob, unpack_one
 from pyrt.errors import Conflict, ImageFormatError, ImageNotFound, InvalidArgument, LayerError
 from pyrt.oci import mediatypes as mt
 from pyrt.oci.config import apply_changes
-from pyrt.oci.digest import DIGEST_RE, chain_id as _chain_id, chain_ids, is_digest, sha256_bytes
+from pyrt.oci.digest import DIGEST_RE, chain_id as _chain_id, is_digest, sha256_bytes
 from pyrt.oci.image import dumps, manifest_json, parse_time, rfc3339
 from pyrt.images.fromhost import build_host_rootfs
 from pyrt.oci.reference import (DEFAULT_TAG, equivalent_repositories, parse_reference,
                             validate_repository, validate_tag)
 from pyrt.launch.process import DEFAULT_PATH
+from pyrt.filters import all_labels_match, wanted_filters
 
 _HEX_PREFIX_RE = re.compile(r"(?:sha256:)?([0-9a-f]{4,64})")
 
@@ -218,10 +219,7 @@ class ImageCollection:
         repository:tag, shell wildcards allowed). `filters` as the docker SDK takes
         them: {"dangling": True, "reference": "app:*", "label": "k" or "k=v",
         "before": image, "since": image}. Newest first."""
-        wanted = {k: v if isinstance(v, (list, tuple)) else [v] for k, v in (filters or {}).items()}
-        unknown = set(wanted) - set(self.FILTERS)
-        if unknown:
-            raise InvalidArgument(f"unknown image filter {sorted(unknown)[0]!r} (known: {', '.join(self.FILTERS)})")
+        wanted = wanted_filters(filters, self.FILTERS, "image")
         dangling = {str(v).lower() in ("1", "true") for v in wanted.get("dangling", ())}
         before = min((self.get(r).created for r in wanted.get("before", ())), default=None)
         since = max((self.get(r).created for r in wanted.get("since", ())), default=None)
@@ -271,8 +269,7 @@ class ImageCollection:
         except _sqlite_errors() as e:
             raise Conflict(f"tagging {image_id} as {repository}:{tag}: {e}") from None
         return True
-
-    # -- removal -------------------------------------------------------------------------
+    # -- removal (pyrt.images.deletion) ----------------------------------------------------
 
     def remove(self, ref, force=False, noprune=False) -> list:
         """docker rmi: removing by name untags; the image itself is deleted when no tag
@@ -280,79 +277,14 @@ class ImageCollection:
         deletes it, untagging all its names if `force` when it has several). Untagged
         parents left without children are deleted too (unless `noprune`). Returns
         [{"Untagged": name} | {"Deleted": id}, ...]."""
-        image_id, matched = self._resolve(ref)
-        out = []
-        freed = []
-        with self.store.transaction() as tx:
-            if tx.query_one("SELECT 1 FROM images WHERE id=?", (image_id,)) is None:
-                raise ImageNotFound(f"image {ref!r} not found")
-            tags = [f"{r['repository']}:{r['tag']}" for r in tx.query(
-                "SELECT repository, tag FROM tags WHERE image_id=? ORDER BY repository, tag", (image_id,))]
-            children = [r["id"] for r in tx.query("SELECT id FROM images WHERE parent=?", (image_id,))]
-            users = _containers_using(tx, image_id)
-            if matched is not None:
-                if len(tags) > 1:
-                    _untag(tx, matched)
-                    return [{"Untagged": matched}]
-                if users and not force:
-                    raise Conflict(f"unable to remove {matched}: container {_describe(users[0])} is using "
-                                   f"image {_short(image_id)} (remove the container first, or force to untag)")
-                _untag(tx, matched)
-                out.append({"Untagged": matched})
-                if children or users:
-                    return out
-            else:
-                if children:
-                    raise Conflict(f"unable to delete image {_short(image_id)}: it has dependent child "
-                                   f"images ({', '.join(_short(c) for c in children[:3])})")
-                if users and not force:
-                    raise Conflict(f"unable to delete image {_short(image_id)}: container "
-                                   f"{_describe(users[0])} is using it (remove the container first, or force)")
-                if len(tags) > 1 and not force:
-                    raise Conflict(f"unable to delete image {_short(image_id)}: it is referenced in several "
-                                   f"repositories ({', '.join(tags)}); remove them by name, or force")
-                for t in tags:
-                    _untag(tx, t)
-                    out.append({"Untagged": t})
-                if users:
-                    return out  # forced: untagged, kept while the container needs its layers
-            parent = _delete_image(self.store, tx, image_id, freed)
-            out.append({"Deleted": image_id})
-            while parent and not noprune:
-                if tx.query_one("SELECT 1 FROM tags WHERE image_id=?", (parent,)) or \
-                        tx.query_one("SELECT 1 FROM images WHERE parent=?", (parent,)) or \
-                        _containers_using(tx, parent):
-                    break
-                nxt = _delete_image(self.store, tx, parent, freed)
-                out.append({"Deleted": parent})
-                parent = nxt
-        return out
+        return deletion.remove(self, ref, force=force, noprune=noprune)
 
     def prune(self, all=False, filters=None) -> dict:
         """Deletes dangling images (untagged, no children, no container), or with
         `all` every image no container uses (and no child of a used image depends on).
         Also removes files no row refers to (left by a crash). Returns
         {"ImagesDeleted": [...], "SpaceReclaimed": bytes}."""
-        if filters and filters.get("dangling") is False:
-            all = True
-        deleted, freed = [], []
-        with self.store.transaction() as tx:
-            while True:
-                rows = tx.query(
-                    "SELECT i.id FROM images i WHERE NOT EXISTS (SELECT 1 FROM images c WHERE c.parent = i.id) "
-                    "AND NOT EXISTS (SELECT 1 FROM containers k WHERE k.image_id = i.id)"
-                    + ("" if all else " AND NOT EXISTS (SELECT 1 FROM tags t WHERE t.image_id = i.id)"))
-                if not rows:
-                    break
-                for r in rows:
-                    for t in tx.query("SELECT repository, tag FROM tags WHERE image_id=?", (r["id"],)):
-                        name = f"{t['repository']}:{t['tag']}"
-                        _untag(tx, name)
-                        deleted.append({"Untagged": name})
-                    _delete_image(self.store, tx, r["id"], freed)
-                    deleted.append({"Deleted": r["id"]})
-            _collect_orphans(self.store, tx, freed)
-        return {"ImagesDeleted": deleted, "SpaceReclaimed": sum(freed)}
+        return deletion.prune(self, all=all, filters=filters)
 
     # -- loading ---------------------------------------------------------------------------
 
@@ -369,7 +301,7 @@ class ImageCollection:
                 from pyrt.store import StoreChanged
                 for attempt in range(5):
                     try:
-                        self._ingest(plans, progress)
+                        Ingest(self.store).load(plans, progress)
                         break
                     except StoreChanged:  # another process removed a layer we meant to share
                         if attempt == 4:
@@ -386,138 +318,6 @@ class ImageCollection:
                 out.append(img)
             img.loaded_tags += [n for n in plan.names if n not in img.loaded_tags]
         return out
-
-    def _ingest(self, plans, progress=None) -> list:
-        store = self.store
-        # one plan per image (an index may list one config under several manifests)
-        unique = {}
-        for plan in plans:
-            first = unique.setdefault(plan.config_digest, plan)
-            if first is not plan:
-                first.names += [n for n in plan.names if n not in first.names]
-        plans = list(unique.values())
-        for plan in plans:
-            for lp, cid in zip(plan.layers, chain_ids([lp.diff_id for lp in plan.layers])):
-                lp.chain_id = cid
-        existing = {plan.config_digest for plan in plans
-                    if store.db.query_one("SELECT 1 FROM images WHERE id=?", (plan.config_digest,))}
-        known_chains = set()
-        for plan in plans:
-            for lp in plan.layers:
-                if store.db.query_one("SELECT 1 FROM layers WHERE chain_id=?", (lp.chain_id,)):
-                    known_chains.add(lp.chain_id)
-        with store.staging() as st:
-            # 1. blobs, streamed and verified
-            todo, by_member = [], {}
-            for plan in plans:
-                if plan.config_digest in existing:
-                    continue
-                for lp in plan.layers:
-                    if lp.digest is not None and st.hold_blob(lp.digest):
-                        continue
-                    key = ("member", lp.member) if lp.digest is None else lp.digest
-                    if key in by_member:
-                        continue
-                    by_member[key] = lp
-                    todo.append((plan, lp))
-            total = sum(lp.size for _, lp in todo)
-            done = 0
-            copied = {}
-            for plan, lp in todo:
-                what = f"layer {lp.member} of {plan.source}"
-                spooled = lp.spooled() if lp.spooled is not None else None
-                if spooled is not None:  # already a file of ours: linked, not copied
-                    sb = _link_blob(st, *spooled, lp, what)
-                else:
-                    with lp.open() as f:
-                        sb = st.write_blob(f, expected_digest=lp.digest, expected_size=lp.size,
-                                           what=what)
-                if lp.digest is None:
-                    copied[lp.member] = sb.digest
-                lp.digest = sb.digest
-                done += lp.size
-                if progress:
-                    progress("copying", done, total)
-            for plan in plans:
-                for lp in plan.layers:
-                    if lp.digest is None:
-                        lp.digest = copied.get(lp.member)
-            for plan in plans:
-                if plan.config_digest in existing:
-                    continue
-                if any(lp.digest is None for lp in plan.layers):
-                    raise ImageFormatError(f"{plan.source}: layer digests unknown")  # not reached
-                plan.build_manifest()
-                st.write_blob(plan.config, expected_digest=plan.config_digest, what="image config")
-                st.write_blob(plan.manifest, expected_digest=plan.manifest_digest, what="manifest")
-            # 2. snapshots, unpacked in parallel
-            jobs, sizes = [], {}
-            for plan in plans:
-                if plan.config_digest in existing:
-                    continue
-                for lp in plan.layers:
-                    if lp.chain_id in known_chains or lp.chain_id in st.snapshots:
-                        continue
-                    dest = st.new_snapshot(lp.chain_id)
-                    jobs.append((lp, st.blob_path(lp.digest), dest))
-            if jobs:
-                results = _unpack_jobs(jobs, progress)
-                for (lp, _, _), (diff_id, size) in zip(jobs, results):
-                    sizes[lp.chain_id] = size
-            # 3. one transaction: files into place, then the rows
-            needed_blobs = {lp.digest for plan in plans if plan.config_digest not in existing
-                            for lp in plan.layers}
-            needed_chains = {lp.chain_id for plan in plans if plan.config_digest not in existing
-                             for lp in plan.layers}
-            now = time.time()
-            from pyrt.store import StoreChanged
-            try:
-                with store.transaction() as tx:
-                    try:
-                        for image_id in existing:
-                            if tx.query_one("SELECT 1 FROM images WHERE id=?", (image_id,)) is None:
-                                raise StoreChanged(f"image {image_id} was removed from the store while "
-                                                   "loading: try again")
-                        st.place(tx, needed_blobs, needed_chains)
-                        for plan in plans:
-                            self._record(tx, plan, sizes, now)
-                    except BaseException:
-                        st.undo()
-                        raise
-            except _sqlite_errors() as e:
-                raise StoreChanged(f"the store changed while loading ({e}): try again") from None
-        return [plan.config_digest for plan in plans]
-
-    def _record(self, tx, plan, sizes, now, parent=None):
-        image_id = plan.config_digest
-        if tx.query_one("SELECT 1 FROM images WHERE id=?", (image_id,)) is None:
-            prev = None
-            total = 0
-            for pos, lp in enumerate(plan.layers):
-                row = tx.query_one("SELECT unpacked_size FROM layers WHERE chain_id=?", (lp.chain_id,))
-                if row is None:
-                    usize = sizes.get(lp.chain_id, 0)
-                    tx.execute("INSERT INTO layers (chain_id, diff_id, digest, media_type, size, parent, "
-                               "unpacked_size, created) VALUES (?,?,?,?,?,?,?,?)",
-                               (lp.chain_id, lp.diff_id, lp.digest, lp.media_type, lp.size, prev, usize, now))
-                else:
-                    usize = row[0]
-                total += usize
-                prev = lp.chain_id
-            cfg = json.loads(plan.config)
-            created = parse_time(cfg.get("created")) or now
-            tx.execute("INSERT INTO images (id, config, manifest_digest, manifest_media_type, parent, created, "
-                       "loaded, size) VALUES (?,?,?,?,?,?,?,?)",
-                       (image_id, plan.config.decode("utf-8"), plan.manifest_digest, plan.manifest_media_type,
-                        parent, created, now, total))
-            tx.executemany("INSERT INTO image_layers (image_id, position, chain_id, digest, media_type, size) "
-                           "VALUES (?,?,?,?,?,?)",
-                           [(image_id, pos, lp.chain_id, lp.digest, lp.media_type, lp.size)
-                            for pos, lp in enumerate(plan.layers)])
-        for name in plan.names:
-            repo, _, tag = name.rpartition(":")
-            tx.execute("INSERT OR REPLACE INTO tags (repository, tag, image_id, created) VALUES (?,?,?,?)",
-                       (repo, tag, image_id, now))
 
     # -- new images ------------------------------------------------------------------------
 
@@ -603,9 +403,10 @@ class ImageCollection:
         if layer is not None:
             plan.layers.append(_archive.LayerPlan(member="", media_type=media_type, diff_id=diff_id,
                                                   digest=digest, size=layer["size"], chain_id=top_chain))
+        ingest = Ingest(store)
         with store.staging() as st:
             if layer is not None:
-                _adopt_blob(st, layer["path"], digest, layer["size"])
+                adopt_blob(st, layer["path"], digest, layer["size"])
             st.write_blob(config_bytes, expected_digest=config_digest, what="image config")
             st.write_blob(manifest, expected_digest=plan.manifest_digest, what="manifest")
             sizes = {}
@@ -620,21 +421,13 @@ class ImageCollection:
                         else tree_size(st.snapshots[top_chain])
                 else:
                     dest = st.new_snapshot(top_chain)
-                    got, size = _unpack_one(st.blob_path(digest), dest, media_type, diff_id)
+                    got, size = unpack_one(st.blob_path(digest), dest, media_type, diff_id)
                     sizes[top_chain] = size
             needed_chains = {lp.chain_id for lp in plan.layers}
             needed_blobs = {lp.digest for lp in plan.layers}
-            try:
-                with store.transaction() as tx:
-                    try:
-                        st.place(tx, needed_blobs, needed_chains)
-                        self._record(tx, plan, sizes, now,
-                                     parent=parent_img.id if parent_img is not None else None)
-                    except BaseException:
-                        st.undo()
-                        raise
-            except _sqlite_errors() as e:
-                raise Conflict(f"the store changed while creating the image ({e}): try again") from None
+            with ingest.transaction(st, "while creating the image", Conflict) as tx:
+                st.place(tx, needed_blobs, needed_chains)
+                ingest.record(tx, plan, sizes, now, parent=parent_img.id if parent_img is not None else None)
         if snapshot_dir is not None and os.path.isdir(snapshot_dir):
             from pyrt.store.layers import rmtree
             rmtree(snapshot_dir)  # the store has this layer already; the caller gave it away
@@ -679,7 +472,7 @@ class ImageCollection:
             snap = os.path.join(tmp, "snapshot")
             os.mkdir(snap, 0o700)
             try:
-                diff_id, size = _unpack_one(blob.path, snap, media_type, None)
+                diff_id, size = unpack_one(blob.path, snap, media_type, None)
             except LayerError as e:
                 raise ImageFormatError(f"{label}: {e}") from e
             layer = {"digest": blob.digest, "diff_id": diff_id, "size": blob.size,
@@ -874,15 +667,6 @@ class ImageCollection:
 
 # -- helpers -------------------------------------------------------------------------------------
 
-def all_labels_match(labels: dict, wanted) -> bool:
-    """docker's label filters: each of `wanted` ("key" or "key=value") holds."""
-    for item in wanted:
-        key, eq, value = str(item).partition("=")
-        if key not in labels or (eq and labels[key] != value):
-            return False
-    return True
-
-
 def _sqlite_errors():
     import sqlite3
     return sqlite3.IntegrityError
@@ -902,124 +686,6 @@ def _name_matches(tags, pattern) -> bool:
             if any(fnmatch.fnmatchcase(c, p) for p in pats):
                 return True
     return False
-
-
-def _containers_using(tx, image_id):
-    return tx.query("SELECT id, name FROM containers WHERE image_id=? ORDER BY created", (image_id,))
-
-
-def _describe(row) -> str:
-    return f"{row['name']} ({row['id'][:12]})" if row["name"] else row["id"][:12]
-
-
-def _untag(tx, name):
-    repo, _, tag = name.rpartition(":")
-    tx.execute("DELETE FROM tags WHERE repository=? AND tag=?", (repo, tag))
-
-
-def _blob_referenced(tx, digest) -> bool:
-    return bool(tx.query_one("SELECT 1 FROM images WHERE id=? OR manifest_digest=? LIMIT 1", (digest, digest))
-                or tx.query_one("SELECT 1 FROM image_layers WHERE digest=? LIMIT 1", (digest,))
-                or tx.query_one("SELECT 1 FROM layers WHERE digest=? LIMIT 1", (digest,)))
-
-
-def _delete_image(store, tx, image_id, freed):
-    """Deletes an image's rows and, when no image uses them any more, its layers and
-    blobs (files removed after the commit). Returns its parent id."""
-    row = tx.query_one("SELECT parent, manifest_digest FROM images WHERE id=?", (image_id,))
-    if row is None:
-        return None
-    parent, manifest_digest = row["parent"], row["manifest_digest"]
-    lrows = tx.query("SELECT chain_id, digest FROM image_layers WHERE image_id=? ORDER BY position DESC",
-                     (image_id,))
-    tx.execute("DELETE FROM tags WHERE image_id=?", (image_id,))
-    tx.execute("DELETE FROM image_layers WHERE image_id=?", (image_id,))
-    tx.execute("UPDATE images SET parent=NULL WHERE parent=?", (image_id,))
-    tx.execute("DELETE FROM images WHERE id=?", (image_id,))
-    blobs = [image_id, manifest_digest] + [r["digest"] for r in lrows]
-    for r in lrows:
-        cid = r["chain_id"]
-        if tx.query_one("SELECT 1 FROM image_layers WHERE chain_id=? LIMIT 1", (cid,)):
-            continue
-        lrow = tx.query_one("SELECT digest, unpacked_size FROM layers WHERE chain_id=?", (cid,))
-        if lrow is None:
-            continue
-        tx.execute("UPDATE layers SET parent=NULL WHERE parent=?", (cid,))
-        tx.execute("DELETE FROM layers WHERE chain_id=?", (cid,))
-        blobs.append(lrow["digest"])
-        freed.append(lrow["unpacked_size"])
-        tx.after_commit(lambda c=cid: store.snapshots.remove(c))
-    for d in dict.fromkeys(blobs):
-        if is_digest(d) and not _blob_referenced(tx, d) and store.blobs.exists(d):
-            freed.append(store.blobs.size(d))
-            tx.after_commit(lambda d=d: store.blobs.remove(d))
-    return parent
-
-
-def _collect_orphans(store, tx, freed):
-    """Files no row refers to (a crash between the rename and the commit): removed
-    under the write lock, so no other writer is between those two steps."""
-    for name in store.snapshots.names():
-        cid = "sha256:" + name
-        if tx.query_one("SELECT 1 FROM layers WHERE chain_id=?", (cid,)) is None:
-            tx.after_commit(lambda c=cid: store.snapshots.remove(c))
-    for d in store.blobs.digests():
-        if not _blob_referenced(tx, d):
-            try:
-                freed.append(store.blobs.size(d))
-            except OSError:
-                pass
-            tx.after_commit(lambda d=d: store.blobs.remove(d))
-
-
-def _adopt_blob(st, path, digest, size):
-    """Moves a layer blob made by the caller into the staging area, checking that its
-    size and sha256 are what the caller says (a blob's name is always its hash)."""
-    h = hashlib.sha256()
-    n = 0
-    if not os.path.isfile(path):
-        raise InvalidArgument(f"layer blob {path}: no such file")
-    with open(path, "rb") as f:
-        while True:
-            chunk = f.read(1 << 20)
-            if not chunk:
-                break
-            h.update(chunk)
-            n += len(chunk)
-    got = "sha256:" + h.hexdigest()
-    if n != size or got != digest:
-        raise InvalidArgument(f"layer blob {path}: expected {digest} ({size} bytes), it is {got} ({n} bytes)")
-    try:
-        return st.adopt_blob(path, digest, size)
-    except OSError:  # another filesystem: copy
-        sb = st.write_blob(path, expected_digest=digest, expected_size=size, what=f"layer {path}")
-        os.unlink(path)
-        return sb
-
-
-def _link_blob(st, path, digest, lp, what):
-    """Stages the file `path` (whose sha256 the caller computed as it wrote it) as the
-    blob of layer `lp`, through a hard link: a retried load can link it again."""
-    if lp.digest is not None and digest != lp.digest:
-        raise ImageFormatError(f"digest mismatch for {what}: expected {lp.digest}, got {digest}")
-    if os.path.getsize(path) != lp.size:
-        raise ImageFormatError(f"wrong size for {what}: the descriptor says {lp.size} bytes, "
-                               f"got {os.path.getsize(path)}")
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)  # as a written blob is: on disk before it is named
-    finally:
-        os.close(fd)
-    link = path + ".link"
-    try:
-        os.unlink(link)  # left by an attempt that failed
-    except FileNotFoundError:
-        pass
-    try:
-        os.link(path, link)
-    except OSError:  # the temp dir is on another filesystem: copy
-        return st.write_blob(path, expected_digest=digest, expected_size=lp.size, what=what)
-    return st.adopt_blob(link, digest, lp.size)
 
 
 def _peek(f) -> bytes:
@@ -1059,46 +725,3 @@ def _write_dir_layer(path, out_dir) -> dict:
     from pyrt.launch.userns import in_userns
     from pyrt.store.commit import write_layer_blob
     return in_userns(write_layer_blob, path, out_dir, compression="gzip")
-
-
-def _unpack_one(src, dest, media_type, expected_diff_id):
-    from pyrt.launch.userns import in_userns
-    from pyrt.store.unpack import unpack_layer
-    return in_userns(unpack_layer, src, dest, media_type=media_type, expected_diff_id=expected_diff_id)
-
-
-def _unpack_jobs(jobs, progress=None):
-    """Unpacks [(LayerPlan, blob path, dest dir)] in parallel; returns [(diff_id, size)].
-    A rejected layer raises ImageFormatError naming it. An ordinary user's layers are
-    unpacked in its user namespace, their owners shifted into its range
-    (pyrt.launch.userns.in_userns)."""
-    from pyrt.launch.userns import in_userns
-    results = in_userns(_unpack_jobs_here, jobs)
-    if progress:
-        progress("unpacking", len(jobs), len(jobs))
-    return results
-
-
-def _unpack_jobs_here(jobs):
-    from pyrt.store import unpack as _u
-    # the blob was verified against its digest when stored: for an uncompressed layer
-    # that digest is the diff_id, so the unpacker need not hash it again
-    specs = [{"source": src, "dest": dest, "media_type": lp.media_type, "expected_diff_id": lp.diff_id,
-              "source_digest": lp.digest} for lp, src, dest in jobs]
-    try:
-        if len(jobs) > 1 and hasattr(_u, "unpack_layers_parallel"):
-            results = _u.unpack_layers_parallel(specs)
-        else:
-            results = [_u.unpack_layer(s["source"], s["dest"], media_type=s["media_type"],
-                                       expected_diff_id=s["expected_diff_id"], source_digest=s["source_digest"])
-                       for s in specs]
-    except LayerError as e:
-        msg = str(e)
-        if msg.startswith("layer: "):
-            msg = msg[len("layer: "):]
-        culprit = [lp for lp, _, _ in jobs if lp.diff_id in msg]
-        if len(jobs) == 1:
-            culprit = [jobs[0][0]]
-        which = f"layer {culprit[0].digest}" if culprit else "a layer"
-        raise ImageFormatError(f"{which} rejected: {msg}") from e
-    return [tuple(r[:2]) if not isinstance(r, dict) else (r["diff_id"], r["size"]) for r in results]

@@ -624,7 +624,7 @@ def run(args, rootfs=None, *, input=None, capture_output=False, timeout=None, ch
     """Run `args` in a new container and wait for it (like subprocess.run).
     The container runs under pyrt's default seccomp profile unless `seccomp=None`
     (or a profile of its own) is given: see build_spec for every option.
-    profile="bench": a measured run (pyrt.pool.pool.run; `usage` is then a pyrt.pool.pool.Usage)."""
+    profile="bench": a measured run (pyrt.pool.pool.run; `usage` is then a pyrt.pool.metering.Usage)."""
     if profile is not None:
         from pyrt.pool.pool import run as measured_run
         return measured_run(args, rootfs, profile=profile, input=input, capture_output=capture_output,

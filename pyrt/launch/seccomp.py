@@ -1,7 +1,7 @@
 """pyrt's default seccomp profile for containers, an allow-list as docker's is: the
 system calls an ordinary program needs are allowed, everything else fails with
 EPERM, and a syscall newer than every one the profile names fails with ENOSYS (see
-csrc/seccomp.c), so that C libraries fall back to an older call and a syscall a
+csrc/seccomp_compile.c), so that C libraries fall back to an older call and a syscall a
 future kernel adds is never allowed by accident.
 
 Left out: what reaches kernel state no namespace isolates (keyrings, modules, kexec,

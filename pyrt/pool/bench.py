@@ -23,7 +23,7 @@ METRICS = ("wall", "cpu")
 
 
 def usage_metadata(usage) -> dict:
-    """pyperf run metadata of a pyrt.pool.pool.Usage (no None values, no empty strings)."""
+    """pyperf run metadata of a pyrt.pool.metering.Usage (no None values, no empty strings)."""
     md = {}
     for key, value in (("usage_wall", usage.wall), ("usage_user", usage.user), ("usage_system", usage.system),
                        ("usage_cpu", usage.cpu), ("usage_cpu_wait", usage.cpu_wait),

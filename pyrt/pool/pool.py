@@ -31,22 +31,11 @@ import time
 from pyrt import _core
 from pyrt.errors import InvalidArgument, PoolClosed, SpawnError
 from pyrt.launch.process import DEFAULT_PATH
+from pyrt.pool.aio import aio_command
+from pyrt.pool.children import Child, Slot, Zygote, devnull, shared_device_cgroup
+from pyrt.pool.metering import Meter, Noise, Usage, open_fd, plain_notes
 
-__all__ = ["Pool", "Usage", "arun", "run", "PROFILES"]
-
-_DEVNULL = None
-_devnull_lock = threading.Lock()
-
-
-def _devnull() -> int:
-    """One /dev/null fd for the whole process: the parked children's stdio."""
-    global _DEVNULL
-    if _DEVNULL is None:
-        with _devnull_lock:
-            if _DEVNULL is None:
-                _DEVNULL = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
-    return _DEVNULL
-
+__all__ = ["Pool", "run", "PROFILES"]
 
 # -- profiles ------------------------------------------------------------------------
 
@@ -82,412 +71,7 @@ def _default_bench_cpuset() -> str:
     return str(cpus[-1])
 
 
-# -- usage ---------------------------------------------------------------------------
-
-class Usage:
-    """What one run cost. Times in seconds, memory in bytes; None where the host
-    (or the pool's settings) cannot tell.
-
-    wall            hand-over of the command to its exit seen by the caller
-    user, system    CPU time of the command and all its children (the split is
-                    sampled at clock ticks, as the kernel does: for runs of a few
-                    ms it may all land on one side; the sum is exact)
-    cpu             user + system
-    peak_memory     the container's memory peak (its cgroup's)
-    nvcsw, nivcsw   voluntary and involuntary context switches (of the waited-for
-                    processes, from rusage)
-    throttled       CPU throttling events (periods a CPU quota stopped it); 0
-                    without a quota
-    throttled_time  time stopped by the quota
-    cpu_wait        time the container's tasks were runnable but waited for a CPU
-                    (its cgroup's cpu.pressure; read with noise notes, i.e. in the
-                    bench profile), where the kernel tells
-    oom_killed      whether the OOM killer ended a process of the container
-    source          "cgroup" or "rusage": where the CPU times come from
-    noise           notes on what may have disturbed the run (profile "bench"),
-                    an empty list when nothing was seen
-    """
-
-    __slots__ = ("wall", "user", "system", "peak_memory", "nvcsw", "nivcsw", "throttled", "throttled_time",
-                 "cpu_wait", "oom_killed", "source", "noise")
-
-    def __init__(self, **kw):
-        for k in self.__slots__:
-            setattr(self, k, kw.get(k))
-
-    @property
-    def cpu(self):
-        if self.user is None or self.system is None:
-            return None
-        return self.user + self.system
-
-    def to_dict(self) -> dict:
-        d = {k: getattr(self, k) for k in self.__slots__}
-        d["cpu"] = self.cpu
-        return d
-
-    def __repr__(self):
-        parts = []
-        for k in ("wall", "user", "system"):
-            v = getattr(self, k)
-            if v is not None:
-                parts.append(f"{k}={v * 1e3:.2f}ms")
-        if self.peak_memory is not None:
-            parts.append(f"peak_memory={self.peak_memory / 1048576:.1f}MiB")
-        for k in ("nivcsw", "throttled", "oom_killed"):
-            parts.append(f"{k}={getattr(self, k)}")
-        if self.noise:
-            parts.append(f"noise={self.noise!r}")
-        return "Usage(" + ", ".join(parts) + ")"
-
-
-def _keyed(data: bytes) -> dict:
-    out = {}
-    for line in data.split(b"\n"):
-        k, _, v = line.partition(b" ")
-        if v:
-            try:
-                out[k] = int(v)
-            except ValueError:
-                pass
-    return out
-
-
-def _pressure_total(data: bytes):
-    """`total=` of the "some" line of a cpu.pressure file (microseconds)."""
-    for line in data.split(b"\n"):
-        if line.startswith(b"some "):
-            for field in line.split():
-                if field.startswith(b"total="):
-                    return int(field[6:])
-    return None
-
-
-def _open(path, flags=os.O_RDONLY):
-    try:
-        return os.open(path, flags | os.O_CLOEXEC)
-    except OSError:
-        return -1
-
-
-def _pread(fd) -> bytes:
-    try:
-        return os.pread(fd, 4096, 0)
-    except OSError:
-        return b""
-
-
-class _Meter:
-    """The accounting files of one container's cgroup, opened once (while the
-    child parks, off the run path) and read with pread after its exit. Baselines
-    taken once the child parked leave its own setup out."""
-
-    __slots__ = ("cpu_fd", "cpu_kind", "cpuacct_fd", "mem_fd", "mem_kind", "oom_fd", "thr_fd", "psi_fd",
-                 "cpu0", "thr0", "oom0", "psi0")
-
-    def __init__(self, cg, quota=True, pressure=True):
-        """quota: a CPU quota is set (throttling is read); pressure: read the
-        time spent waiting for a CPU (cpu.pressure)."""
-        self.cpu_fd = self.cpuacct_fd = self.mem_fd = self.oom_fd = self.thr_fd = self.psi_fd = -1
-        self.cpu_kind = self.mem_kind = None
-        v1 = cg.v1_dirs
-        if cg.v2_dir and os.path.exists(os.path.join(cg.v2_dir, "cpu.stat")):
-            self.cpu_fd = _open(os.path.join(cg.v2_dir, "cpu.stat"))
-            self.cpu_kind = "v2"
-        elif "cpuacct" in v1:
-            self.cpu_fd = _open(os.path.join(v1["cpuacct"], "cpuacct.usage"))
-            self.cpuacct_fd = _open(os.path.join(v1["cpuacct"], "cpuacct.stat"))
-            self.cpu_kind = "v1"
-        if "memory" in v1:
-            self.mem_fd = _open(os.path.join(v1["memory"], "memory.max_usage_in_bytes"), os.O_RDWR)
-            self.oom_fd = _open(os.path.join(v1["memory"], "memory.oom_control"))
-            self.mem_kind = "v1"
-        elif cg.v2_dir and os.path.exists(os.path.join(cg.v2_dir, "memory.peak")):
-            self.mem_fd = _open(os.path.join(cg.v2_dir, "memory.peak"), os.O_RDWR)
-            self.oom_fd = _open(os.path.join(cg.v2_dir, "memory.events"))
-            self.mem_kind = "v2"
-        if quota and "cpu" in v1:
-            self.thr_fd = _open(os.path.join(v1["cpu"], "cpu.stat"))
-        elif quota and self.cpu_kind == "v2":
-            self.thr_fd = self.cpu_fd  # nr_throttled is in v2's cpu.stat when the cpu controller is on
-        if pressure and cg.v2_dir:
-            self.psi_fd = _open(os.path.join(cg.v2_dir, "cpu.pressure"))
-        self.cpu0 = self.thr0 = self.oom0 = self.psi0 = None
-
-    def _cpu(self, st):
-        """(user, system) in seconds since the cgroup was made (st: v2 cpu.stat)."""
-        if self.cpu_kind == "v2":
-            if b"usage_usec" in st:
-                return st.get(b"user_usec", 0) / 1e6, st.get(b"system_usec", 0) / 1e6
-        elif self.cpu_kind == "v1":
-            try:
-                total = int(_pread(self.cpu_fd).strip()) / 1e9
-            except ValueError:
-                return None
-            ticks = _keyed(_pread(self.cpuacct_fd))
-            u, s = ticks.get(b"user", 0), ticks.get(b"system", 0)
-            if u + s == 0:
-                return total, 0.0
-            return total * u / (u + s), total * s / (u + s)  # scaled as the kernel does for v2
-        return None
-
-    def _throttle(self, st):
-        if self.thr_fd < 0:
-            return None
-        if self.thr_fd != self.cpu_fd:
-            st = _keyed(_pread(self.thr_fd))
-        if b"nr_throttled" not in st:
-            return None
-        t = st.get(b"throttled_time")
-        if t is None:
-            t = st.get(b"throttled_usec", 0) * 1000
-        return st[b"nr_throttled"], t / 1e9
-
-    def _oom(self):
-        return _keyed(_pread(self.oom_fd)).get(b"oom_kill", 0) if self.oom_fd >= 0 else None
-
-    def _psi(self):
-        return _pressure_total(_pread(self.psi_fd)) if self.psi_fd >= 0 else None
-
-    def baseline(self):
-        """Once the child parked: what its setup used, and a fresh memory peak."""
-        st = _keyed(_pread(self.cpu_fd)) if self.cpu_kind == "v2" else {}
-        self.cpu0 = self._cpu(st)
-        self.thr0 = self._throttle(st)
-        self.oom0 = self._oom()
-        self.psi0 = self._psi()
-        if self.mem_fd >= 0:
-            try:
-                os.pwrite(self.mem_fd, b"0" if self.mem_kind == "v1" else b"reset\n", 0)
-            except OSError:
-                pass  # a kernel that cannot reset the peak: it then includes the setup
-
-    def read(self, u: Usage) -> None:
-        st = _keyed(_pread(self.cpu_fd)) if self.cpu_kind == "v2" else {}
-        cpu = self._cpu(st)
-        if cpu is not None:
-            c0 = self.cpu0 or (0.0, 0.0)
-            u.user, u.system = max(0.0, cpu[0] - c0[0]), max(0.0, cpu[1] - c0[1])
-            u.source = "cgroup"
-        if self.mem_fd >= 0:
-            try:
-                u.peak_memory = int(_pread(self.mem_fd).split()[0])
-            except (ValueError, IndexError):
-                pass
-        thr = self._throttle(st)
-        if thr is not None:
-            t0 = self.thr0 or (0, 0.0)
-            u.throttled, u.throttled_time = thr[0] - t0[0], thr[1] - t0[1]
-        oom = self._oom()
-        if oom is not None:
-            u.oom_killed = oom > (self.oom0 or 0)
-        psi = self._psi()
-        if psi is not None and self.psi0 is not None:
-            u.cpu_wait = (psi - self.psi0) / 1e6
-
-    def close(self):
-        for fd in {self.cpu_fd, self.cpuacct_fd, self.mem_fd, self.oom_fd, self.thr_fd, self.psi_fd}:
-            if fd >= 0:
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
-        self.cpu_fd = self.cpuacct_fd = self.mem_fd = self.oom_fd = self.thr_fd = self.psi_fd = -1
-
-
-def _shared_device_cgroup(parent):
-    """For a pool whose children need no cgroup each (no limits, not measured): one
-    cgroup they all start in, for docker's device allow-list (pyrt.cgroups.devices).
-    Made only where it is free to join (a cgroup2 hierarchy: the children are
-    cloned into it) and by root; else None, and the children have no device
-    restriction (as before). Returns (Cgroup, its spawn fds)."""
-    if os.geteuid() != 0:
-        return None
-    from pyrt.cgroups.cgroup import Cgroup, layout
-    from pyrt.errors import PyrtError
-    if not layout().unified:
-        return None
-    try:
-        cg = Cgroup.create("shared", parent=parent)
-    except (OSError, PyrtError):
-        return None
-    try:
-        return cg, cg.spawn_fds()
-    except BaseException:
-        cg.remove()
-        raise
-
-
-# -- noise ---------------------------------------------------------------------------
-
-def _cpu_busy(cpus) -> tuple:
-    """(busy, steal) jiffies of the given CPUs, from /proc/stat."""
-    busy = steal = 0
-    want = {f"cpu{c}".encode() for c in cpus}
-    try:
-        with open("/proc/stat", "rb") as f:
-            data = f.read()
-    except OSError:
-        return None
-    for line in data.split(b"\n"):
-        fields = line.split()
-        if fields and fields[0] in want:
-            v = [int(x) for x in fields[1:]]
-            # user nice system idle iowait irq softirq steal
-            busy += v[0] + v[1] + v[2] + v[5] + v[6]
-            steal += v[7] if len(v) > 7 else 0
-    return busy, steal
-
-
-def _governors(cpus) -> dict:
-    out = {}
-    for c in cpus:
-        try:
-            with open(f"/sys/devices/system/cpu/cpu{c}/cpufreq/scaling_governor") as f:
-                out[c] = f.read().strip()
-        except OSError:
-            pass
-    return out
-
-
-class _Noise:
-    """What may disturb runs on the pinned CPUs: other tasks running there, CPU
-    steal, throttling, waiting for a CPU, a frequency governor that is not
-    "performance"."""
-
-    def __init__(self, cpus):
-        self.cpus = sorted(cpus)
-        self.hz = os.sysconf("SC_CLK_TCK")
-        gov = _governors(self.cpus)
-        self.governor_note = None
-        bad = {c: g for c, g in gov.items() if g != "performance"}
-        if bad:
-            self.governor_note = "cpu frequency governor " + ", ".join(
-                f"cpu{c}: {g}" for c, g in sorted(bad.items())) + " (not performance)"
-
-    def start(self):
-        return _cpu_busy(self.cpus)
-
-    def notes(self, before, u: Usage) -> list:
-        notes = []
-        after = _cpu_busy(self.cpus)
-        if before is not None and after is not None and u.cpu is not None:
-            busy = (after[0] - before[0]) / self.hz
-            others = busy - u.cpu
-            tick = 1.0 / self.hz
-            if others > 2 * tick:  # /proc/stat counts in ticks
-                notes.append(f"other tasks used ~{others * 1e3:.0f} ms of cpu {','.join(map(str, self.cpus))}")
-            steal = (after[1] - before[1]) / self.hz
-            if steal > 0:
-                notes.append(f"cpu steal {steal * 1e3:.0f} ms (hypervisor)")
-        if u.throttled:
-            notes.append(f"cpu throttled {u.throttled} times ({(u.throttled_time or 0) * 1e3:.1f} ms)")
-        if u.cpu_wait and u.wall and u.cpu_wait > max(0.001, 0.01 * u.wall):
-            notes.append(f"waited {u.cpu_wait * 1e3:.1f} ms for a cpu (runnable, not running)")
-        if u.oom_killed:
-            notes.append("oom killed")
-        if self.governor_note:
-            notes.append(self.governor_note)
-        return notes
-
-
 # -- the pool ------------------------------------------------------------------------
-
-class _Slot:
-    """A cgroup of the pool with its accounting files and spawn fds open, used by
-    one container after another (emptied, pinned and measured afresh each time):
-    no mkdir and rmdir per container."""
-
-    __slots__ = ("cg", "meter", "fds", "killed")
-
-    def __init__(self, cg, meter, fds):
-        self.cg, self.meter, self.fds = cg, meter, fds
-        self.killed = False  # after cgroup.kill, the kernel kills what is cloned into it
-
-    def remove(self):
-        if self.meter is not None:
-            self.meter.close()
-            self.meter = None
-        try:
-            self.cg.remove()  # closes the spawn fds too
-        except Exception:
-            pass
-
-
-class _Child:
-    __slots__ = ("pid", "pidfd", "sock", "errfd", "mntns", "park_usage", "slot", "done")
-
-    def __init__(self, pid, pidfd, sock, errfd, park_usage, slot, mntns=-1):
-        self.pid, self.pidfd, self.sock, self.errfd, self.mntns = pid, pidfd, sock, errfd, mntns
-        self.park_usage, self.slot = park_usage, slot
-        self.done = False
-
-    @property
-    def cgroup(self):
-        return self.slot.cg if self.slot is not None else None
-
-    @property
-    def meter(self):
-        return self.slot.meter if self.slot is not None else None
-
-    def close_fds(self):
-        """Close what the run needed (the mount namespace is dropped later, by
-        finish())."""
-        for name in ("sock", "errfd", "pidfd"):
-            fd = getattr(self, name)
-            if fd >= 0:
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
-                setattr(self, name, -1)
-
-    def finish(self, recycle=None):
-        """Drop the container's last traces: its mount namespace (the unmounting
-        happens here, in the caller), then its cgroup: recycle(slot) keeps it for
-        the next container when it returns True, else it is removed."""
-        self.close_fds()
-        if self.mntns >= 0:
-            try:
-                os.close(self.mntns)
-            except OSError:
-                pass
-            self.mntns = -1
-        slot, self.slot = self.slot, None
-        if slot is not None and not (recycle is not None and recycle(slot)):
-            slot.remove()
-
-    def kill(self):
-        if self.pidfd >= 0 and not self.done:
-            try:
-                _sys_pidfd_kill(self.pidfd)
-            except OSError:
-                pass
-
-
-def _sys_pidfd_kill(pidfd):
-    import signal
-    signal.pidfd_send_signal(pidfd, signal.SIGKILL)
-
-
-class _Zygote:
-    """A pyrt-zygote process and its control socket (one request at a time)."""
-
-    __slots__ = ("pid", "sock", "lock")
-
-    def __init__(self, pid, sock):
-        self.pid, self.sock, self.lock = pid, sock, threading.Lock()
-
-    def stop(self):
-        with self.lock:
-            sock, self.sock = self.sock, None
-        if sock is not None:
-            sock.close()  # it exits at EOF
-            try:
-                os.waitpid(self.pid, 0)
-            except ChildProcessError:
-                pass
-
 
 _pool_ids = itertools.count(1)
 
@@ -570,7 +154,7 @@ class Pool:
         self._error = None
         self._counter = itertools.count()
         self._threads = []       # the refill threads, one per zygote (or one)
-        self._zygotes = []       # _Zygote: the pyrt-zygote processes parking for us
+        self._zygotes = []       # Zygote: the pyrt-zygote processes parking for us
         self._free_slots = []    # cgroups ready for the next child
         self._all_cpus = None    # cpuset.cpus of the pool's cgroup parent
         self._use_cgroup = False
@@ -607,8 +191,8 @@ class Pool:
                 self.measure = self._use_cgroup = False  # usage from rusage
         self._devices = None if spawn_options.get("privileged") else "default"
         if not self._use_cgroup and self._devices is not None:
-            self._shared = _shared_device_cgroup(self._cg_parent)
-        self._noise = _Noise(self._pinned) if noise and self._pinned else None
+            self._shared = shared_device_cgroup(self._cg_parent)
+        self._noise = Noise(self._pinned) if noise and self._pinned else None
         self._noise_on = bool(noise)
 
         base_env = {}
@@ -616,7 +200,7 @@ class Pool:
             from pyrt.runtime import Runtime
             self._runtime = Runtime(root)
             img = self._runtime.images.get(image) if isinstance(image, str) else image
-            from pyrt.containers.model import _check_platform
+            from pyrt.containers.create import _check_platform
             _check_platform(img)
             icfg = (img.config or {}).get("config") or {}
             for item in icfg.get("Env") or ():
@@ -656,7 +240,7 @@ class Pool:
         self._env_bytes = [os.fsencode(f"{k}={v}") for k, v in self._env.items()]
         self._path = os.fsencode(self._env["PATH"])
         self._cwd = os.fsencode(cwd) if cwd else None
-        self._spec.stdio = (_devnull(),) * 3
+        self._spec.stdio = (devnull(),) * 3
         self._refill_affinity = None
         if self._pinned:
             try:
@@ -673,7 +257,7 @@ class Pool:
                 parallel = max(1, min(size, ncpu or 1, 4))
             if zygote:
                 for _ in range(max(1, int(parallel))):
-                    z = self._start_zygote()
+                    z = Zygote.start(self._spec, self._refill_affinity)
                     if z is None:
                         break
                     self._zygotes.append(z)
@@ -687,36 +271,6 @@ class Pool:
                 t.start()
 
     # -- children ---------------------------------------------------------------
-    def _start_zygote(self):
-        """Start a pyrt-zygote (when installed): a small process that parks the
-        children, so that no clone copies this (maybe big) Python process."""
-        path = os.fsdecode(_core._helper_path("pyrt-zygote"))
-        if not os.access(path, os.X_OK):
-            return None
-        import socket
-        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        try:
-            actions = [(os.POSIX_SPAWN_DUP2, theirs.fileno(), 3)]
-            actions += [(os.POSIX_SPAWN_OPEN, fd, os.devnull, os.O_RDWR, 0) for fd in (0, 1, 2)]
-            pid = os.posix_spawn(path, [path, "3"], {}, file_actions=actions)
-        except BaseException:
-            mine.close()
-            raise
-        finally:
-            theirs.close()
-        z = _Zygote(pid, mine)
-        try:
-            if self._refill_affinity:
-                try:
-                    os.sched_setaffinity(pid, self._refill_affinity)  # its children set up off the pinned CPUs
-                except OSError:
-                    pass
-            _core.zygote_send_spec(mine.fileno(), self._spec)
-        except BaseException:
-            z.stop()
-            raise
-        return z
-
     def _spawn(self, spec, cgroup_fd, procs_fds, zygote):
         if zygote is not None:
             with zygote.lock:
@@ -725,10 +279,10 @@ class Pool:
         spec.cgroup_fd, spec.cgroup_procs_fds = cgroup_fd, procs_fds
         pid, pidfd, sock, errfd, usage = _core.spawn_parked(spec)
         # held until the run is over: the unmounting is then not part of its exit
-        mntns = _open(f"/proc/{pid}/ns/mnt")
+        mntns = open_fd(f"/proc/{pid}/ns/mnt")
         return pid, pidfd, sock, errfd, usage, mntns
 
-    def _take_slot(self) -> _Slot:
+    def _take_slot(self) -> Slot:
         """A free cgroup of the pool, or a new one."""
         with self._lock:
             if self._free_slots:
@@ -741,7 +295,7 @@ class Pool:
                            devices=self._devices)
         try:
             fds = cg.spawn_fds()  # kept open while the slot lives
-            meter = _Meter(cg, quota=self._limits.cpus is not None, pressure=self._noise_on) \
+            meter = Meter(cg, quota=self._limits.cpus is not None, pressure=self._noise_on) \
                 if self.measure else None
         except BaseException:
             cg.remove()
@@ -750,9 +304,9 @@ class Pool:
             d = cg.v1_dirs.get("cpuset") or cg.v2_dir
             with open(os.path.join(os.path.dirname(d), "cpuset.cpus")) as f:
                 self._all_cpus = f.read().strip()
-        return _Slot(cg, meter, fds)
+        return Slot(cg, meter, fds)
 
-    def _recycle(self, slot: _Slot) -> bool:
+    def _recycle(self, slot: Slot) -> bool:
         """Keep an emptied cgroup for the next container (True), unless the pool is
         closing or something of the last container is still in it."""
         if self._closed or slot.killed or slot.cg.procs():
@@ -770,8 +324,8 @@ class Pool:
             self._free_slots.append(slot)
         return True
 
-    def _new_child(self, zygote=None) -> _Child:
-        """zygote: the _Zygote to park it (None: cloned by this process)."""
+    def _new_child(self, zygote=None) -> Child:
+        """zygote: the Zygote to park it (None: cloned by this process)."""
         """Spawn and park one child (in its own cgroup when needed)."""
         spec = self._spec
         slot = self._take_slot() if self._use_cgroup else None
@@ -785,7 +339,7 @@ class Pool:
             if slot is not None:
                 slot.remove()
             raise
-        child = _Child(pid, pidfd, sock, errfd, park_usage, slot, mntns)
+        child = Child(pid, pidfd, sock, errfd, park_usage, slot, mntns)
         if slot is not None:
             try:
                 if self._cpuset is not None:
@@ -796,34 +350,9 @@ class Pool:
                 if slot.meter is not None:
                     slot.meter.baseline()
             except BaseException:
-                self._discard(child)
+                child.discard()
                 raise
         return child
-
-    @staticmethod
-    def _kill_container(child: _Child) -> None:
-        """SIGKILL the container's first process (with a pid namespace, that ends
-        them all) and, where the kernel has cgroup.kill, every process of its cgroup."""
-        child.kill()
-        cg = child.cgroup
-        if cg is not None and cg.v2_dir:
-            child.slot.killed = True
-            try:
-                with open(os.path.join(cg.v2_dir, "cgroup.kill"), "w") as f:
-                    f.write("1")
-            except OSError:
-                pass
-
-    def _discard(self, child: _Child) -> None:
-        """Kill (if need be), reap and forget a child; its cgroup is removed."""
-        child.kill()
-        if child.pidfd >= 0 and not child.done:
-            try:
-                _core.wait(child.pidfd)
-            except OSError:
-                pass
-            child.done = True
-        child.finish()
 
     def _refill(self, zygote):
         if self._refill_affinity:
@@ -864,10 +393,10 @@ class Pool:
                     self._ready.append(child)
                     self._lock.notify_all()
                     continue
-            self._discard(child)
+            child.discard()
             return
 
-    def _acquire(self) -> _Child:
+    def _acquire(self) -> Child:
         """A parked child: a ready one; else, with a zygote, the next one it
         parks; else one started now in this thread."""
         with self._lock:
@@ -892,11 +421,11 @@ class Pool:
                 closed = False
                 self._running.add(child)
         if closed:
-            self._discard(child)
+            child.discard()
             raise PoolClosed("the pool is closed")
         return child
 
-    def _release(self, child: _Child) -> None:
+    def _release(self, child: Child) -> None:
         child.close_fds()
         with self._lock:
             self._running.discard(child)
@@ -981,23 +510,23 @@ class Pool:
             io = _core.CommandIO(child.pidfd, in_w, input, out_r, err_r)
             in_w = out_r = err_r = -1
             if not io.run(timeout):
-                self._kill_container(child)
+                child.kill_container()
                 if not io.run(10.0):
                     io.release()  # something outside the container holds the pipes
                     _core.wait(child.pidfd)
                 child.done = True
-                self._raise_exec_error(child)
+                child.raise_exec_error()
                 from subprocess import TimeoutExpired
                 raise TimeoutExpired(argv, timeout, output=io.stdout, stderr=io.stderr)
             wall = time.perf_counter() - t0
             child.done = True
-            self._raise_exec_error(child)
+            child.raise_exec_error()
             status = io.status
             usage = self._usage(child, io.usage, wall, before)
             out, err = (io.stdout, io.stderr) if capture_output else (None, None)
         except BaseException:
             if not child.done:
-                self._kill_container(child)
+                child.kill_container()
                 if io is not None:
                     try:
                         if not io.run(10.0):
@@ -1030,16 +559,6 @@ class Pool:
             result.check_returncode()
         return result
 
-    @staticmethod
-    def _raise_exec_error(child: _Child) -> None:
-        """Once the child is gone: the SpawnError it reported, if it did not exec."""
-        try:
-            data = os.read(child.errfd, _core.STATUS_RECORD_SIZE)
-        except OSError:
-            return
-        if data:
-            raise _core.parse_status(data)
-
     def _usage(self, child, ru, wall, before) -> Usage:
         """ru: (utime, stime, maxrss, nvcsw, nivcsw) of the reaped child."""
         pu = child.park_usage
@@ -1051,7 +570,7 @@ class Pool:
         if self._noise is not None:
             u.noise = self._noise.notes(before, u)
         elif self._noise_on:
-            u.noise = _plain_notes(u)
+            u.noise = plain_notes(u)
         return u
 
     def map(self, argv_or_fn, inputs, *, threads=None, **run_kwargs) -> list:
@@ -1113,17 +632,17 @@ class Pool:
                 for fd in fds:
                     if fd >= 0:
                         os.close(fd)
-            status, ru, out, err = await _aio_command(loop, child.pidfd, in_w, input, out_r, err_r, timeout,
+            status, ru, out, err = await aio_command(loop, child.pidfd, in_w, input, out_r, err_r, timeout,
                                                       argv, ends)
             child.done = True
             wall = time.perf_counter() - t0
-            self._raise_exec_error(child)  # EOF on the error pipe: it exec'd
+            child.raise_exec_error()  # EOF on the error pipe: it exec'd
             usage = self._usage(child, ru, wall, before)
         except BaseException as e:
             if getattr(e, "pyrt_reaped", None):
                 child.done = True
             if not child.done:
-                self._kill_container(child)
+                child.kill_container()
                 try:
                     _core.wait(child.pidfd)
                 except OSError:
@@ -1185,7 +704,7 @@ class Pool:
                 t.join(timeout)
         self._threads = []
         for child in ready:
-            self._discard(child)
+            child.discard()
         zygotes, self._zygotes = self._zygotes, []
         for z in zygotes:
             z.stop()
@@ -1243,161 +762,6 @@ class Pool:
     def __repr__(self):
         what = f"image={self.image.short_id}" if self.image is not None else "rootfs"
         return f"<pyrt.Pool {what} size={self.size} parked={len(self._ready)} running={len(self._running)}>"
-
-
-def _plain_notes(u: Usage) -> list:
-    notes = []
-    if u.throttled:
-        notes.append(f"cpu throttled {u.throttled} times")
-    if u.oom_killed:
-        notes.append("oom killed")
-    return notes
-
-
-# -- asyncio -------------------------------------------------------------------------
-
-async def _aio_command(loop, pidfd, in_w, input, out_r, err_r, timeout, args, ends):
-    """Feed input, read the outputs to their end and wait for the exit, all
-    through the event loop. Returns (status, rusage tuple, stdout, stderr).
-    On timeout the process is killed (and reaped) and TimeoutExpired raised."""
-    import asyncio
-    import signal
-    outs = {out_r: [], err_r: []}
-    open_fds = set()
-    done = loop.create_future()
-    state = {"exited": False, "view": memoryview(input) if input is not None else None}
-
-    def check():
-        if state["exited"] and not open_fds and not done.done():
-            done.set_result(None)
-
-    def finish_fd(fd):
-        loop.remove_reader(fd)
-        loop.remove_writer(fd)
-        open_fds.discard(fd)
-        try:
-            os.close(fd)
-        except OSError:
-            pass
-        if fd in ends:
-            ends.remove(fd)
-        check()
-
-    def on_read(fd):
-        try:
-            chunk = os.read(fd, 65536)
-        except BlockingIOError:
-            return
-        if chunk:
-            outs[fd].append(chunk)
-        else:
-            finish_fd(fd)
-
-    def on_write():
-        view = state["view"]
-        try:
-            n = os.write(in_w, view[:65536])
-        except BlockingIOError:
-            return
-        except (BrokenPipeError, ConnectionResetError):
-            n = len(view)
-        state["view"] = view = view[n:]
-        if not view:
-            finish_fd(in_w)
-
-    def on_exit():
-        loop.remove_reader(pidfd)
-        state["exited"] = True
-        check()
-
-    for fd in (out_r, err_r):
-        if fd >= 0:
-            os.set_blocking(fd, False)
-            open_fds.add(fd)
-            loop.add_reader(fd, on_read, fd)
-    if in_w >= 0:
-        os.set_blocking(in_w, False)
-        open_fds.add(in_w)
-        if input:
-            loop.add_writer(in_w, on_write)
-        else:
-            finish_fd(in_w)
-    loop.add_reader(pidfd, on_exit)
-    try:
-        finished, _ = await asyncio.wait({done}, timeout=timeout)
-        if not finished:
-            signal.pidfd_send_signal(pidfd, signal.SIGKILL)
-            for fd in list(open_fds):
-                finish_fd(fd)
-            if not state["exited"]:
-                await done
-            reaped = _core.wait(pidfd, 0) or _core.wait(pidfd)
-            from subprocess import TimeoutExpired
-            e = TimeoutExpired(args, timeout, output=b"".join(outs.get(out_r, [])),
-                               stderr=b"".join(outs.get(err_r, [])))
-            e.pyrt_reaped = reaped  # (status, rusage): the process is gone and reaped
-            raise e
-    finally:
-        loop.remove_reader(pidfd)
-        for fd in list(open_fds):
-            finish_fd(fd)
-    result = _core.wait(pidfd, 0)
-    if result is None:  # readable pidfd: the exit is there
-        result = _core.wait(pidfd)
-    status, ru = result
-    return status, ru, b"".join(outs[out_r]) if out_r >= 0 else None, \
-        b"".join(outs[err_r]) if err_r >= 0 else None
-
-
-async def arun(args, rootfs=None, *, input=None, capture_output=False, timeout=None, check=False,
-               text=False, **kwargs):
-    """pyrt.run for asyncio: starts `args` in a new container (the start itself
-    takes the few ms of a spawn) and waits for it through the event loop, on its
-    pidfd and pipes (no thread per container). Returns a CompletedProcess with
-    `usage` (the rusage tuple of pyrt.run)."""
-    import asyncio
-    from pyrt.launch.process import DEVNULL, PIPE, Process, _completed_process_class
-    loop = asyncio.get_running_loop()
-    if input is not None:
-        kwargs["stdin"] = PIPE
-    if capture_output:
-        kwargs["stdout"] = kwargs["stderr"] = PIPE
-    kwargs.setdefault("stdin", DEVNULL if input is None else PIPE)
-    if text and isinstance(input, str):
-        input = input.encode()
-    p = Process(args, rootfs, **kwargs)
-    ends = []
-    try:
-        in_w = os.dup(p.stdin.fileno()) if p.stdin else -1
-        out_r = os.dup(p.stdout.fileno()) if p.stdout else -1
-        err_r = os.dup(p.stderr.fileno()) if p.stderr else -1
-        for f in (p.stdin, p.stdout, p.stderr):
-            if f:
-                f.close()
-        ends = [fd for fd in (in_w, out_r, err_r) if fd >= 0]
-        status, ru, out, err = await _aio_command(loop, p._pidfd, in_w, input, out_r, err_r, timeout, args, ends)
-        p._finish((status, ru))
-    except BaseException as e:
-        if p.returncode is None and getattr(e, "pyrt_reaped", None):
-            p._finish(e.pyrt_reaped)
-        if p.returncode is None:
-            p.kill()
-            p.wait()
-        raise
-    finally:
-        for fd in ends:
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-    if text:
-        out = out.decode() if out is not None else None
-        err = err.decode() if err is not None else None
-    result = _completed_process_class()(args, p.returncode, out, err)
-    result.usage = p.usage
-    if check:
-        result.check_returncode()
-    return result
 
 
 def run(args, rootfs=None, *, image=None, profile=None, root=None, input=None, capture_output=False,

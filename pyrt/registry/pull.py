@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import sqlite3
 import tempfile
 import threading
 import time
@@ -26,11 +25,10 @@ import httpx
 
 from pyrt.images.archive import ImagePlan, LayerPlan
 from pyrt.errors import ImageFormatError, InvalidArgument, RegistryError
-from pyrt.images.catalog import Image, _unpack_jobs
+from pyrt.images.ingest import Ingest, unpack_jobs
 from pyrt.oci import mediatypes as mt
 from pyrt.oci.digest import chain_ids, is_digest, sha256_bytes
 from pyrt.oci.image import load_json, parse_config, parse_index, parse_manifest, platform_matches
-from pyrt.store import StoreChanged
 from pyrt.registry import auth, failing_as, lock_partial, record_sources, remote_reference
 from pyrt.registry.client import Client, reason
 from pyrt.registry.progress import Silent
@@ -79,7 +77,7 @@ def pull(images, ref: str, *, platform=None, tls_verify=None, credentials=None, 
                 status = "Downloaded newer image"
     progress.message(f"Digest: {top_digest}")
     progress.message(f"Status: {status} for {name or f'{rref.repository}@{top_digest}'}")
-    return Image(images, plan.config_digest)
+    return images.get(plan.config_digest)
 
 
 # -- manifests -----------------------------------------------------------------------------
@@ -190,18 +188,11 @@ def _store(images, client, rref, plan, scope, progress):
             progress.layer(lp.digest, "Pulling fs layer" if lp.chain_id not in known_chains or not have_blob
                            else "Already exists")
         sizes = _fetch_and_unpack(client, rref, scope, st, downloads, fetch, unpack, progress)
-        try:
-            with store.transaction() as tx:
-                try:
-                    st.place(tx, {lp.digest for lp in plan.layers}, {lp.chain_id for lp in plan.layers})
-                    images._record(tx, plan, sizes, time.time())
-                    record_sources(tx, [lp.digest for lp in plan.layers] + [plan.config_digest],
-                                   rref.host, rref.path)
-                except BaseException:
-                    st.undo()
-                    raise
-        except sqlite3.IntegrityError as e:
-            raise StoreChanged(f"the store changed during the pull ({e}): try again") from None
+        ingest = Ingest(store)
+        with ingest.transaction(st, "during the pull") as tx:
+            st.place(tx, {lp.digest for lp in plan.layers}, {lp.chain_id for lp in plan.layers})
+            ingest.record(tx, plan, sizes, time.time())
+            record_sources(tx, [lp.digest for lp in plan.layers] + [plan.config_digest], rref.host, rref.path)
 
 
 def _fetch_and_unpack(client, rref, scope, st, downloads, fetch, unpack, progress) -> dict:
@@ -218,7 +209,7 @@ def _fetch_and_unpack(client, rref, scope, st, downloads, fetch, unpack, progres
         for lp in unpack.get(digest, ()):
             dest = st.new_snapshot(lp.chain_id)
             progress.layer(lp.digest, "Extracting")
-            fut = up.submit(_unpack_jobs, [(lp, st.blob_path(digest), dest)])
+            fut = up.submit(unpack_jobs, [(lp, st.blob_path(digest), dest)])
             unpacking[fut] = lp
             started.add(fut)
         return started
