@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "err.h"
+#include "fdio.h"
 #include "identity.h"
 #include "syscalls.h"
 
