@@ -248,3 +248,85 @@ def test_container_root_gets_nothing_of_the_hosts(user, user_rootfs, tmp_shm):
     st = os.stat(secret)
     assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (0, 0o600)
     assert os.stat(os.path.join(shared, "mine")).st_uid == usertools.subid_base(user.name) + 999
+
+
+# -- pyrt-runtime as an ordinary user (runc --rootless) ---------------------------------------------
+
+def _bundle(user, user_rootfs, args, edit=None):
+    n = len([d for d in os.listdir(user.base) if d.startswith("bundle")])
+    bundle = user.mkdir(f"bundle{n}", 0o755)
+    r = user.runtime("spec", "--rootless", "--bundle", bundle)
+    assert r.returncode == 0, r.stderr
+    cfg_path = os.path.join(bundle, "config.json")
+    with open(cfg_path) as f:
+        cfg = json.load(f)
+    cfg["root"] = {"path": user_rootfs, "readonly": True}
+    cfg["process"]["args"] = list(args)
+    cfg["process"]["terminal"] = False
+    if edit:
+        edit(cfg)
+    with open(cfg_path, "w") as f:
+        json.dump(cfg, f)
+    return bundle
+
+
+def test_runtime_rootless_run_and_lifecycle(user, user_rootfs):
+    bundle = _bundle(user, user_rootfs, ["sh", "-c", "id -u; cat /proc/self/uid_map; hostname"])
+    r = user.runtime("run", "--bundle", bundle, "r1")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.decode().split() == ["0", "0", str(user.uid), "1", "pyrt"]
+    state_dir = os.path.join(user.runtime_dir, "pyrt-runtime")
+    st = os.stat(state_dir)
+    assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (user.uid, 0o700)
+    bundle = _bundle(user, user_rootfs, ["sleep", "60"])
+    assert user.runtime("create", "--bundle", bundle, "r2", capture=False).returncode == 0
+    try:
+        assert json.loads(user.runtime("state", "r2").stdout)["status"] == "created"
+        assert user.runtime("start", "r2").returncode == 0
+        assert json.loads(user.runtime("state", "r2").stdout)["status"] == "running"
+        assert user.runtime("kill", "r2", "KILL").returncode == 0
+        import helpers
+        helpers.wait_for(lambda: json.loads(user.runtime("state", "r2").stdout)["status"] == "stopped",
+                         what="r2 to stop")
+    finally:
+        r = user.runtime("delete", "--force", "r2")
+    assert r.returncode == 0, r.stderr
+    assert os.listdir(state_dir) == []
+
+
+def test_runtime_rootless_subordinate_mappings(user, user_rootfs):
+    base = usertools.subid_base(user.name)
+
+    def edit(cfg):
+        for k, own in (("uidMappings", user.uid), ("gidMappings", user.gid)):
+            cfg["linux"][k] = [{"containerID": 0, "hostID": own, "size": 1},
+                               {"containerID": 1, "hostID": base, "size": 65536}]
+        cfg["process"]["user"] = {"uid": 1000, "gid": 1000}
+    bundle = _bundle(user, user_rootfs, ["sh", "-c", "id -u; cat /proc/self/uid_map"], edit)
+    r = user.runtime("run", "--bundle", bundle, "r3")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.decode().split() == ["1000", "0", str(user.uid), "1", "1", str(base), "65536"]
+
+    def bad(cfg):
+        cfg["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 0, "size": 1}]
+    bundle = _bundle(user, user_rootfs, ["true"], bad)
+    r = user.runtime("run", "--bundle", bundle, "r4")
+    assert r.returncode != 0
+    assert "host uids 0-0 are not yours" in r.stderr.decode()
+
+
+def test_runtime_rootless_refusals(user, user_rootfs):
+    def limits(cfg):
+        cfg["linux"]["resources"] = {"memory": {"limit": 64 << 20}}
+    bundle = _bundle(user, user_rootfs, ["true"], limits)
+    r = user.runtime("run", "--bundle", bundle, "r5")
+    err = r.stderr.decode()
+    assert r.returncode != 0 and "linux.resources" in err and "loginctl enable-linger" in err, err
+
+    def no_userns(cfg):
+        cfg["linux"]["namespaces"] = [n for n in cfg["linux"]["namespaces"] if n["type"] != "user"]
+        del cfg["linux"]["uidMappings"], cfg["linux"]["gidMappings"]
+    bundle = _bundle(user, user_rootfs, ["true"], no_userns)
+    r = user.runtime("run", "--bundle", bundle, "r6")
+    assert r.returncode != 0 and "an ordinary user needs a user namespace" in r.stderr.decode()
+    assert os.listdir(os.path.join(user.runtime_dir, "pyrt-runtime")) == []

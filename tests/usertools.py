@@ -155,6 +155,15 @@ class UserEnv:
         return self.run([self.python, "-m", "pyrt.cli.main", *argv], env=env, input=input, timeout=timeout)
 
 
+    def runtime(self, *argv, cwd="/", env=None, timeout=120, capture=True) -> subprocess.CompletedProcess:
+        """`pyrt-runtime` (its module run by the user's Python), state in the
+        user's runtime directory unless argv says otherwise. capture=False: stdio
+        on /dev/null (`create`: the container keeps its stdio open)."""
+        io = {"capture_output": True} if capture else {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+        return _as(self.pw, [self.python, "-m", "pyrt.cli.oci_runtime", *argv], dict(self.env, **(env or {})),
+                   timeout=timeout, cwd=cwd, **io)
+
+
 def shifted_copy(src: str, dst: str, uid: int, gid: int, base: int) -> str:
     """Copy the tree `src` to `dst` (modes, symlinks) with its owners as an
     ordinary user's container sees them: 0 -> uid/gid, N -> base + N - 1."""

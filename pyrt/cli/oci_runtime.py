@@ -300,7 +300,13 @@ def _create(g, o, cid, *, foreground=False):
     try:
         # the cgroup (always: ps, kill --all, pause, delete use it) and its limits
         from pyrt.cgroups.cgroup import Cgroup, Limits, layout
-        if layout().mode != "none" and plan.cgroup_name:
+        if os.geteuid() != 0 and not _user_cgroups():
+            # an ordinary user without a delegated subtree (as runc --rootless): no cgroup
+            # (nor device rules); a limit asked for needs one
+            if any(k != "devices" for k in plan.resources):
+                from pyrt.cgroups.delegation import require
+                require("linux.resources")
+        elif layout().mode != "none" and plan.cgroup_name:
             cg = Cgroup.create(plan.cgroup_name, Limits(), plan.cgroup_parent,
                                accounting=rs.resource_controllers(plan.resources), devices=None)
             c.rec.update(cgroup_name=plan.cgroup_name, cgroup_parent=plan.cgroup_parent)
@@ -774,6 +780,23 @@ def cmd_pause(g, args, freeze=True):
 
 # -- spec / features / version -------------------------------------------------------------
 
+def _default_root() -> str:
+    """/run/pyrt-runtime; an ordinary user's $XDG_RUNTIME_DIR/pyrt-runtime (or
+    /tmp/pyrt-runtime-UID), as runc --rootless keeps its state."""
+    if os.geteuid() == 0:
+        return "/run/pyrt-runtime"
+    from pyrt.paths import check_private_dir
+    base = os.environ.get("XDG_RUNTIME_DIR")
+    if base and os.path.isabs(base) and os.path.isdir(base):
+        return check_private_dir(os.path.join(base, "pyrt-runtime"), "state directory")
+    return check_private_dir(f"/tmp/pyrt-runtime-{os.geteuid()}", "state directory")
+
+
+def _user_cgroups() -> bool:
+    from pyrt.cgroups.delegation import usable
+    return usable()
+
+
 def cmd_spec(g, args):
     from pyrt.ocirt import spec as rs
     o, pos = parse_opts(args, {"bundle": ("bundle", "value"), "b": ("bundle", "value"),
@@ -869,7 +892,7 @@ def main(argv=None) -> int:
     except UsageError as e:
         print(f"{PROG}: {e}\n{USAGE}", file=sys.stderr)
         return 2
-    g["root"] = os.path.abspath(g.get("root") or os.environ.get("PYRT_RUNTIME_ROOT") or "/run/pyrt-runtime")
+    g["root"] = os.path.abspath(g.get("root") or os.environ.get("PYRT_RUNTIME_ROOT") or _default_root())
     LOG.path = g.get("log")
     LOG.format = (g.get("log_format") or "text").lower()
     LOG.debug = bool(g.get("debug"))
