@@ -138,7 +138,8 @@ static int child_exec(const struct pyrt_spawn_spec *s, int errfd, int init_fd, s
 /* Parent side, between clone and letting the child go on. */
 static int parent_prepare(const struct pyrt_spawn_spec *s, pid_t pid, struct pyrt_error *e)
 {
-    if ((s->uid_map || s->gid_map) && s->userns_fd < 0 && pyrt_userns_write_maps(s, pid, e) < 0)
+    if ((s->uid_map || s->gid_map) && s->userns_fd < 0 && !pyrt_userns_entered() &&
+        pyrt_userns_write_maps(s, pid, e) < 0)
         return -1;
     char num[24];
     int n = snprintf(num, sizeof num, "%d", (int)pid);
@@ -187,7 +188,9 @@ static pid_t do_clone(const struct pyrt_spawn_spec *s, int *pidfd, struct child_
         ca.flags |= CLONE_INTO_CGROUP;
         ca.cgroup = (uint64_t)s->cgroup_fd;
     }
-    if (s->userns_fd >= 0) { /* rootless, into the process's shared user namespace */
+    if (pyrt_userns_entered()) /* a helper already in the user namespace (pyrt-zygote) */
+        ca.flags &= ~(uint64_t)CLONE_NEWUSER;
+    else if (s->userns_fd >= 0) { /* rootless, into the process's shared user namespace */
         ca.flags &= ~(uint64_t)CLONE_NEWUSER;
         return pyrt_userns_clone(s->userns_fd, &ca, child_main, c, op);
     }
@@ -210,7 +213,7 @@ static int spawn_child(const struct pyrt_spawn_spec *s, struct pyrt_parked *park
 {
     memset(e, 0, sizeof *e);
     int errpipe[2], syncpipe[2] = {-1, -1}, parksock[2] = {-1, -1};
-    int need_sync = ((s->uid_map || s->gid_map) && s->userns_fd < 0) || s->ncgroup_procs;
+    int need_sync = ((s->uid_map || s->gid_map) && s->userns_fd < 0 && !pyrt_userns_entered()) || s->ncgroup_procs;
     if (pipe2(errpipe, O_CLOEXEC) < 0)
         return pyrt_fail(e, "pipe", "");
     if ((need_sync && pipe2(syncpipe, O_CLOEXEC) < 0) ||

@@ -250,6 +250,21 @@ int pyrt_userns_create(const struct pyrt_spawn_spec *s, struct pyrt_error *e)
 
 /* The child runs its whole setup on (a copy of) this stack: a parked one keeps a
  * 128 KiB message on it. Pages are only made when touched. */
+static int entered;
+
+int pyrt_userns_enter(int fd)
+{
+    if (setns(fd, CLONE_NEWUSER) < 0)
+        return -1;
+    entered = 1;
+    return 0;
+}
+
+int pyrt_userns_entered(void)
+{
+    return entered;
+}
+
 #define JOINER_STACK (1024 * 1024)
 
 struct joiner {

@@ -29,6 +29,14 @@ int pyrt_userns_setgroups_denied(void);
  * helper per container (see pyrt_userns_clone). */
 int pyrt_userns_create(const struct pyrt_spawn_spec *s, struct pyrt_error *e);
 
+/* Join the user namespace fd for good (a single-threaded helper such as
+ * pyrt-zygote, for the containers it starts): from then on this process's spawns
+ * clone into it directly, their maps already written. 0, or -1 with errno. */
+int pyrt_userns_enter(int fd);
+
+/* Whether pyrt_userns_enter was called in this process. */
+int pyrt_userns_entered(void);
+
 struct pyrt_clone_args;
 
 /* Clone a child inside the user namespace userns_fd (with the namespaces and
