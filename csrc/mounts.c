@@ -472,13 +472,15 @@ static int mount_dev(int rootfd, struct pyrt_error *e)
 }
 
 /* Masked paths: /dev/null over files, an empty read-only tmpfs over directories.
- * Read-only paths: a read-only bind of themselves. Missing paths are skipped. */
+ * Read-only paths: a read-only bind of themselves. Missing paths are skipped; a
+ * symlink is followed inside the root (what it leads to is masked or made
+ * read-only, as the spec's readers of the path see it). */
 static int mask_paths(const struct pyrt_spawn_spec *s, int rootfd, struct pyrt_error *e)
 {
     int emptyfd = -1, rc = 0;
     for (size_t i = 0; rc == 0 && s->masked_paths && s->masked_paths[i]; i++) {
         const char *p = s->masked_paths[i];
-        int fd = pyrt_open_in_root(rootfd, p, O_PATH | O_NOFOLLOW);
+        int fd = pyrt_open_in_root(rootfd, p, O_PATH);
         if (fd < 0) {
             if (errno != ENOENT)
                 rc = pyrt_fail(e, "mask", p);
@@ -501,10 +503,9 @@ static int mask_paths(const struct pyrt_spawn_spec *s, int rootfd, struct pyrt_e
         } else if (S_ISDIR(st.st_mode)) {
             src = pyrt_open_tree(emptyfd, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH);
         } else {
-            int devfd = pyrt_open_in_root(rootfd, "/dev/null", O_PATH);
-            src = devfd < 0 ? -1 : pyrt_open_tree(devfd, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH);
-            if (devfd >= 0)
-                close(devfd);
+            /* the host's /dev/null (still reachable before pivot_root): the root may
+             * have none, or a file of the image's at that path */
+            src = pyrt_open_tree(AT_FDCWD, "/dev/null", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
         }
         if (rc == 0 && (src < 0 || attach(src, fd) < 0))
             rc = pyrt_fail(e, "mask", p);
@@ -516,7 +517,7 @@ static int mask_paths(const struct pyrt_spawn_spec *s, int rootfd, struct pyrt_e
         close(emptyfd);
     for (size_t i = 0; rc == 0 && s->readonly_paths && s->readonly_paths[i]; i++) {
         const char *p = s->readonly_paths[i];
-        int fd = pyrt_open_in_root(rootfd, p, O_PATH | O_NOFOLLOW);
+        int fd = pyrt_open_in_root(rootfd, p, O_PATH);
         if (fd < 0) {
             if (errno != ENOENT)
                 rc = pyrt_fail(e, "read-only path", p);

@@ -67,6 +67,18 @@ int pyrt_oci_begin(const struct pyrt_oci *o, int errfd, struct pyrt_error *e)
             return pyrt_fail(e, "join", ns_name(o->joins[i].type));
     if (o->unshare_flags && unshare((int)o->unshare_flags) < 0)
         return pyrt_fail(e, "unshare", "namespaces after the joined ones");
+    if (o->chroot_path) {
+        int fd = open(o->chroot_path, O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0)
+            return pyrt_fail(e, "open root", o->chroot_path);
+        int rc = fchdir(fd);
+        int err = errno;
+        close(fd);
+        if (rc < 0)
+            return pyrt_fail_errno(e, err, "chdir", o->chroot_path);
+        if (chroot(".") < 0)
+            return pyrt_fail(e, "chroot", o->chroot_path);
+    }
     /* KEYCTL_JOIN_SESSION_KEYRING (1) with no name: a new anonymous one */
     if (o->new_keyring && syscall(SYS_keyctl, 1, 0, 0, 0, 0) < 0 && errno != ENOSYS)
         return pyrt_fail(e, "join a new session keyring", "");
@@ -99,7 +111,14 @@ static int make_device(int rootfd, const struct pyrt_device *d, struct pyrt_erro
         if (fchownat(dirfd, name, d->uid, d->gid, AT_SYMLINK_NOFOLLOW) < 0)
             rc = pyrt_fail(e, "chown device", d->path);
     } else if (errno == EEXIST) {
-        rc = 0;
+        /* kept when it is that device already; anything else at the path is an error
+         * (the spec: a file that does not match the requested device) */
+        struct stat st;
+        if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+            rc = pyrt_fail(e, "stat device", d->path);
+        else if ((st.st_mode & S_IFMT) != (d->mode & S_IFMT) ||
+                 (!S_ISFIFO(st.st_mode) && st.st_rdev != makedev(d->major, d->minor)))
+            rc = pyrt_fail_errno(e, EEXIST, "device (another file is at its path)", d->path);
     } else if (errno == EPERM) {
         int fd = openat(dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
         if (fd < 0 && errno != EEXIST) {

@@ -45,6 +45,10 @@ struct pyrt_oci {
     uint64_t unshare_flags; /* CLONE_NEW* made after the joins (no CLONE_NEWPID) */
     int new_keyring;        /* join a new anonymous session keyring (as runc, unless
                                --no-new-keyring): the caller's keys stay out of reach */
+    const char *chroot_path; /* without a mount namespace of the container's own (none,
+                                or one joined by path): chroot here once the namespaces
+                                are joined (the path resolves in the joined one); no
+                                mount is made, no namespace pyrt did not create changed */
 
     const struct pyrt_device *devices;
     size_t ndevices;
@@ -61,7 +65,8 @@ struct pyrt_oci {
 
 /* Child side, called by spawn.c (each only when spec->oci is set). */
 
-/* First thing after the parent's go: remember the error pipe, join and unshare. */
+/* First thing after the parent's go: remember the error pipe, join and unshare,
+ * chroot (chroot_path). */
 int pyrt_oci_begin(const struct pyrt_oci *o, int errfd, struct pyrt_error *e);
 
 /* Inside the root (mounts.c, before masking): devices, /dev links, sysctls. */

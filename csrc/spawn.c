@@ -126,7 +126,7 @@ static int child_exec(const struct pyrt_spawn_spec *s, int errfd, int init_fd, s
 {
     struct pyrt_tail t = {
         .argv = s->argv, .envp = s->envp, .path = s->path, .cwd = s->cwd,
-        .host_root = !s->rootfs && !s->nlower, .stdio = s->stdio, .console_fd = s->console_fd, .ctty = 0, .set_user = s->set_user, .uid = s->uid, .gid = s->gid,
+        .host_root = !s->rootfs && !s->nlower && !(s->oci && s->oci->chroot_path), .stdio = s->stdio, .console_fd = s->console_fd, .ctty = 0, .set_user = s->set_user, .uid = s->uid, .gid = s->gid,
         .groups = s->groups, .ngroups = s->ngroups, .caps = s->caps,
         .no_new_privs = (s->setup & PYRT_SETUP_NO_NEW_PRIVS) != 0, .umask = s->umask,
         .seccomp = s->seccomp, .seccomp_len = s->seccomp_len, .seccomp_flags = s->seccomp_flags,

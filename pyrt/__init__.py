@@ -7,7 +7,7 @@ __version__ = "0.1.0"
 
 # Imported lazily so that `import pyrt` (and the CLI) stays fast.
 _LAZY = {
-    "run": "pyrt.launch.process", "spawn": "pyrt.launch.process", "Process": "pyrt.launch.process",
+    "run": "pyrt.api", "spawn": "pyrt.launch.process", "Process": "pyrt.launch.process",
     "CompletedProcess": "pyrt.launch.process", "PIPE": "pyrt.launch.process", "STDOUT": "pyrt.launch.process",
     "DEVNULL": "pyrt.launch.process", "TimeoutExpired": "pyrt.launch.process",
     "CalledProcessError": "pyrt.launch.process",

@@ -27,6 +27,7 @@ cdef extern from "oci.h":
         size_t njoins
         uint64_t unshare_flags
         int new_keyring
+        const char *chroot_path
         const pyrt_device *devices
         size_t ndevices
         int dev_links
@@ -66,7 +67,8 @@ cdef extern from "seccomp_compile.h":
 class OciOptions:
     """The spawn spec's OCI block (spec.oci; see csrc/oci.h). wait_fd: an fd the
     child reads one byte from before exec (pyrt.spawn returns once it waits);
-    joins: [(fd, CLONE_NEW*)] in order; unshare_flags; devices: [(path bytes, mode,
+    joins: [(fd, CLONE_NEW*)] in order; unshare_flags; chroot_path (bytes: no
+    mount namespace of the container's own, chroot there after the joins); devices: [(path bytes, mode,
     major, minor, uid, gid)]; dev_links; sysctls: [(key path under /proc/sys,
     value)] as bytes; root_propagation (MS_*); cap_sets: None or (effective,
     permitted, inheritable, ambient) masks. (A seccomp filter and a terminal are
@@ -77,6 +79,7 @@ class OciOptions:
         self.joins = []
         self.unshare_flags = 0
         self.new_keyring = False
+        self.chroot_path = None
         self.devices = []
         self.dev_links = False
         self.sysctls = []
@@ -99,6 +102,7 @@ cdef const void *_fill_oci(object o, _Arena arena) except NULL:
     c.njoins = len(o.joins)
     c.unshare_flags = o.unshare_flags
     c.new_keyring = 1 if getattr(o, "new_keyring", False) else 0
+    c.chroot_path = arena.cstr(o.chroot_path)
     devs = <pyrt_device *>arena.alloc(len(o.devices), sizeof(pyrt_device))
     for i, (path, mode, major, minor, uid, gid) in enumerate(o.devices):
         devs[i].path = arena.cstr(path)

@@ -196,6 +196,11 @@ class ConfigError(InvalidArgument):
     """config.json is not a valid runtime spec (or asks for what pyrt cannot do)."""
 
 
+class OciRuntimeError(PyrtError):
+    """An OCI runtime operation (pyrt-runtime) that could not be done: a container
+    in the wrong state for it, a hook that failed, a console socket out of reach."""
+
+
 class StoreChanged(Conflict):
     """Another process removed something this change counted on: redo it."""
 

@@ -5,19 +5,12 @@ from __future__ import annotations
 import os
 import threading
 
-DEFAULT_ROOT = "/var/lib/pyrt"
-
-
-def default_root() -> str:
-    """$PYRT_ROOT, else /var/lib/pyrt for root and ~/.local/share/pyrt (XDG) for
-    an ordinary user (pyrt.paths)."""
-    from pyrt.paths import default_store_root
-    return default_store_root()
+from pyrt.images.catalog import ImageCollection
+from pyrt.store import Store, default_root
 
 
 class Runtime:
-    """`root`: the store (default $PYRT_ROOT, else /var/lib/pyrt, or for an ordinary
-    user $XDG_DATA_HOME/pyrt: see pyrt.paths). `storage_driver`:
+    """`root`: the store (default $PYRT_ROOT or /var/lib/pyrt). `storage_driver`:
     "overlay" or "copy" (default: $PYRT_STORAGE_DRIVER, else detected on first use).
     `quiet`: no progress output from the operations that show some."""
 
@@ -60,15 +53,13 @@ class Runtime:
         if self._store is None:
             with self._lock:
                 if self._store is None:
-                    from pyrt.store import Store
                     self._store = Store(self.root)
         return self._store
 
     @property
     def images(self):
         if self._images is None:
-            from pyrt.images.catalog import ImageCollection
-            self._images = ImageCollection(self)
+            self._images = Images(self)
         return self._images
 
     @property
@@ -117,7 +108,7 @@ class Runtime:
         offers (cgroup layout, seccomp, overlay)."""
         import platform
         from pyrt import __version__, _core
-        from pyrt.cgroups.cgroup import layout
+        from pyrt.cgroups.layout import layout
         states = [c.status for c in self.containers.list(all=True)]
         lay = layout()
         return {
@@ -166,6 +157,22 @@ class Runtime:
         if self._store is not None:
             self._store.close()
             self._store = None
+
+
+class Images(ImageCollection):
+    """`Runtime(root).images`: the catalog (pyrt.images.catalog) plus `build`, whose
+    builder (pyrt.dockerfile) runs containers, a layer above the images."""
+
+    def build(self, path, tag=None, dockerfile="Dockerfile", buildargs=None, nocache=False, target=None,
+              quiet=False, rm=True, log=None, network_mode=None):
+        """docker build (see pyrt.dockerfile): the Dockerfile (relative to the context
+        `path`) run step by step; `tag` a name or a list of names. Returns (Image,
+        [{"stream": text}, ...]); `log`, if given, is called with each of those
+        as the build goes. RUN steps have no network (`network_mode` "none", as a
+        default container) unless network_mode="host"."""
+        from pyrt.dockerfile import build
+        return build(self.runtime, path, tags=tag, dockerfile=dockerfile, buildargs=buildargs,
+                     nocache=nocache, target=target, quiet=quiet, rm=rm, log=log, network_mode=network_mode)
 
 
 def _disk_use(path: str) -> int:

@@ -65,3 +65,67 @@ class Runtime:
     def cleanup(self):
         for cid in self.ids:
             self("delete", "--force", cid)
+
+
+# -- bundles straight from the runtime spec's shapes ------------------------------------------
+
+def spec_config(root, args, *, namespaces=("pid", "network", "ipc", "uts", "mount"), mounts=None,
+                **extra) -> dict:
+    """A config.json as config.md and config-linux.md show it (not podman's, not
+    `pyrt-runtime spec`'s): process, root, the default filesystems as mounts, the
+    given namespaces (type only), no terminal. `extra`: top-level keys to set, with
+    `linux` merged into the linux object."""
+    cfg = {
+        "ociVersion": "1.1.0",
+        "process": {"terminal": False, "user": {"uid": 0, "gid": 0}, "args": list(args),
+                    "env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"], "cwd": "/"},
+        "root": {"path": root, "readonly": False},
+        "mounts": [
+            {"destination": "/proc", "type": "proc", "source": "proc"},
+            {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+             "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+            {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
+             "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"]},
+            {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
+             "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
+        ] if mounts is None else mounts,
+        "linux": {"namespaces": [{"type": t} for t in namespaces]},
+    }
+    linux = extra.pop("linux", {})
+    cfg["linux"].update(linux)
+    cfg.update(extra)
+    return cfg
+
+
+def write_bundle(base, cfg) -> str:
+    """A new bundle directory under `base` holding `cfg` as its config.json."""
+    bundle = os.path.join(base, f"bundle-{uuid.uuid4().hex[:8]}")
+    os.mkdir(bundle)
+    with open(os.path.join(bundle, "config.json"), "w") as f:
+        json.dump(cfg, f, indent=1)
+    return bundle
+
+
+def wait_stopped(rt, cid, timeout=60.0) -> dict:
+    """Poll `state` until the container is stopped (a deadline for hangs only)."""
+    import time
+    deadline = time.monotonic() + timeout
+    while True:
+        st = rt.state(cid)
+        if st["status"] == "stopped":
+            return st
+        if time.monotonic() > deadline:
+            raise AssertionError(f"container {cid} did not stop: {st}")
+        time.sleep(0.02)
+
+
+def run_to_end(rt, bundle) -> str:
+    """create, start, wait until stopped, delete: the container's stdout."""
+    cid = rt.new_id()
+    p = rt.create(cid, bundle)
+    if p.returncode != 0:
+        raise AssertionError(f"create: {p.stderr.decode(errors='replace')}")
+    rt("start", cid, check=True)
+    wait_stopped(rt, cid)
+    rt("delete", cid, check=True)
+    return rt.output(cid, bundle).decode()

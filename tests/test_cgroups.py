@@ -21,7 +21,8 @@ import helpers
 import pyrt
 from pyrt.cgroups import cgroup as cgroups
 from pyrt.cgroups.cgroup import (Cgroup, CgroupError, ControllerUnavailable, Layout, Limits, cpu_shares_to_weight,
-                          format_cpuset, parse_bytes, parse_cpuset, parse_mountinfo)
+                          format_cpuset, parse_bytes, parse_cpuset)
+from pyrt.cgroups.layout import parse_mountinfo
 from pyrt.errors import Conflict, InvalidArgument
 
 PARENT = f"pyrt-tests-{os.getpid()}/cg"

@@ -1,2 +1,3 @@
-"""Cgroups: limits, the host's layout (v1, v2, hybrid; systemd scopes), the cgroup
-handle, and device allow-lists."""
+"""Cgroups: limits and their parsing (limits.py), the host's layout (layout.py: v1,
+v2, hybrid), the cgroup handle (cgroup.py), systemd scopes (systemd.py), and device
+allow-lists (devices.py)."""

@@ -46,7 +46,7 @@ def is_scope(parent: str) -> bool:
 
 
 def _busctl(method: str, signature: str, *args) -> str:
-    from pyrt.cgroups.cgroup import CgroupError
+    from pyrt.errors import CgroupError
     cmd = ["busctl", "--system", "call", "org.freedesktop.systemd1", "/org/freedesktop/systemd1",
            "org.freedesktop.systemd1.Manager", method, signature, *map(str, args)]
     try:
@@ -72,7 +72,7 @@ def _placeholder() -> int:
 def start(cid: str, unified: str) -> str:
     """Make the container's scope (placeholder inside, moved to supervisor/ so the
     scope can hand controllers down); returns its path below the cgroup2 mount."""
-    from pyrt.cgroups.cgroup import CgroupError
+    from pyrt.errors import CgroupError
     scope = scope_of(cid)
     pid = _placeholder()
     try:

@@ -50,7 +50,7 @@ def _image_and_command(args):
 
 def cmd_bench(args, rt):
     from pyrt.pool import bench
-    from pyrt.cli.main import _split_kv
+    from pyrt.cli.common import split_kv
     image, command = _image_and_command(args)
     stdin = None
     if args.input:
@@ -59,7 +59,7 @@ def cmd_bench(args, rt):
     suite = bench.bench(command, image=image, rootfs=args.rootfs, root=rt.root if image else None,
                         runs=args.runs, warmups=args.warmups, pool_size=args.pool, cpuset=args.cpuset,
                         memory=args.memory, name=args.name, metric=args.metric, aslr=not args.no_aslr,
-                        env=_split_kv(args.env, "env") or None, cwd=args.workdir, input=stdin,
+                        env=split_kv(args.env, "env") or None, cwd=args.workdir, input=stdin,
                         progress=bench._progress_printer())
     if args.output:
         if args.append:
@@ -86,7 +86,7 @@ def add_profile_option(run_parser):
 def cmd_run_profile(args, runtime_factory):
     """`pyrt run --profile bench ...`: one measured container; its output goes
     through, then one line of usage on stderr; exits with the command's status."""
-    from pyrt.cli.main import _env_from_args, exit_status, mounts_from_args
+    from pyrt.cli.common import env_from_args, exit_status, mounts_from_args
     from pyrt.pool.pool import run as measured_run
     words = list(args.command)
     if words and words[0] == "--":
@@ -110,7 +110,7 @@ def cmd_run_profile(args, runtime_factory):
         if getattr(args, opt, None) is not None:
             kwargs[key] = getattr(args, opt)
     r = measured_run(words, args.rootfs, image=image, root=runtime_factory().root if image else None,
-                     profile=args.profile, env=_env_from_args(args) or None, cwd=args.workdir,
+                     profile=args.profile, env=env_from_args(args) or None, cwd=args.workdir,
                      hostname=args.hostname, mounts=mounts_from_args(args), user=args.user,
                      network=args.network, read_only=args.read_only, cap_add=args.cap_add,
                      cap_drop=args.cap_drop, privileged=args.privileged,

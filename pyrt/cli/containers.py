@@ -66,7 +66,7 @@ def parse_mount(spec: str) -> dict:
         elif key == "volume-nocopy":
             m["VolumeOptions"] = {"NoCopy": value.lower() in ("", "1", "true")}
         elif key == "tmpfs-size":
-            from pyrt.cgroups.cgroup import parse_bytes
+            from pyrt.cgroups.limits import parse_bytes
             m.setdefault("TmpfsOptions", {})["SizeBytes"] = parse_bytes(value)
         elif key == "tmpfs-mode":
             m.setdefault("TmpfsOptions", {})["Mode"] = int(value, 8)
@@ -80,13 +80,13 @@ def parse_mount(spec: str) -> dict:
 
 
 def _create(args, image, command, rt):
-    from pyrt.cli.main import _env_from_args
+    from pyrt.cli.common import env_from_args
     name, _, tries = args.restart.partition(":")
     if tries and not tries.isdigit():
         raise InvalidArgument(f"invalid --restart {args.restart!r}: no, on-failure[:N], always or unless-stopped")
     return rt.containers.create(
         image, command or None, name=args.name, entrypoint=[args.entrypoint] if args.entrypoint else None,
-        environment=_env_from_args(args), working_dir=args.workdir, user=args.user, hostname=args.hostname,
+        environment=env_from_args(args), working_dir=args.workdir, user=args.user, hostname=args.hostname,
         volumes=args.volume or [], tmpfs=args.tmpfs or [], mounts=[parse_mount(m) for m in args.mount],
         volumes_from=args.volumes_from, network_mode=args.network, read_only=args.read_only,
         init=args.init, mem_limit=args.memory, memswap_limit=args.memory_swap,
@@ -107,7 +107,7 @@ def _run_foreground(container, interactive):
     """Start with the terminal's stdin (or a terminal of its own: created with -t);
     its output is relayed to ours and kept in its log, as docker does."""
     import pyrt
-    from pyrt.containers.lifecycle import LogWriter
+    from pyrt.containers.logs import LogWriter
     tty = bool(container.config.get("Tty"))
     stdin = None if interactive or tty else pyrt.DEVNULL
     out = None if tty else pyrt.PIPE
@@ -132,7 +132,7 @@ def _run_foreground(container, interactive):
 
 def wait_foreground(proc, interactive, log=None):
     """Wait for a foreground container, relaying its terminal if it has one, or its
-    stdout/stderr pipes (to ours, and to `log`, a pyrt.containers.lifecycle.LogWriter); SIGINT,
+    stdout/stderr pipes (to ours, and to `log`, a pyrt.containers.logs.LogWriter); SIGINT,
     SIGTERM and SIGHUP sent to pyrt are passed on to it."""
     import signal
     old = {}
@@ -258,7 +258,7 @@ def cmd_start(args, rt):
 
 def _each(args, rt, action):
     """Apply action to every named container, reporting failures and going on."""
-    from pyrt.cli.main import _message
+    from pyrt.cli.common import message
     status = 0
     for ref in args.containers:
         try:
@@ -267,7 +267,7 @@ def _each(args, rt, action):
         except Exception as e:
             if not isinstance(e, (OSError, ValueError, LookupError)) and not _is_pyrt_error(e):
                 raise
-            print(f"pyrt: {_message(e)}", file=sys.stderr)
+            print(f"pyrt: {message(e)}", file=sys.stderr)
             status = 1
     return status
 
@@ -305,14 +305,14 @@ def cmd_wait(args, rt):
 
 
 def cmd_logs(args, rt):
-    from pyrt.containers import lifecycle
+    from pyrt.containers import logs
     c = rt.containers.get(args.container)
     streams = {"stdout": sys.stdout.buffer, "stderr": sys.stderr.buffer}
     kwargs = dict(timestamps=args.timestamps, tail=args.tail)
     if args.since:
         kwargs["since"] = _parse_since(args.since)
     # each line to its own stream, in the order the container wrote them
-    chunks = lifecycle.follow_logs(c, records=True, **kwargs) if args.follow else [lifecycle.log_records(c, **kwargs)]
+    chunks = logs.follow_logs(c, records=True, **kwargs) if args.follow else [logs.log_records(c, **kwargs)]
     last = None
     for records in chunks:
         for stream, text in records:
@@ -336,9 +336,9 @@ def _parse_since(text: str) -> float:
 
 
 def cmd_exec(args, rt):
-    from pyrt.containers import lifecycle
+    from pyrt.containers import processes
     from pyrt.errors import SpawnError
-    from pyrt.cli.main import _env_from_args
+    from pyrt.cli.common import env_from_args
     c = rt.containers.get(args.container)
     if not args.command:
         raise InvalidArgument("exec needs a command")
@@ -359,16 +359,16 @@ def cmd_exec(args, rt):
             to_close.append(os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC))
             stdio["stdin"] = to_close[-1]
     try:
-        pid, pfd = lifecycle.exec_process(c, args.command, user=args.user, environment=_env_from_args(args),
+        pid, pfd = processes.exec_process(c, args.command, user=args.user, environment=env_from_args(args),
                                           workdir=args.workdir, privileged=args.privileged, **stdio)
     except SpawnError as e:
         if master is not None:
             os.close(master)
         if e.op != "exec":
             raise
-        from pyrt.cli.main import _error_status, _message
-        print(f"pyrt: {_message(e)}", file=sys.stderr)
-        return _error_status(e)  # as docker exec: 127 not found, 126 not executable
+        from pyrt.cli.common import error_status, message
+        print(f"pyrt: {message(e)}", file=sys.stderr)
+        return error_status(e)  # as docker exec: 127 not found, 126 not executable
     finally:
         for fd in to_close:
             os.close(fd)
@@ -383,7 +383,7 @@ def cmd_exec(args, rt):
             relay(master, pfd, args.interactive)
         finally:
             os.close(master)
-    rc = lifecycle.wait_pidfd(pfd)
+    rc = processes.wait_pidfd(pfd)
     if shield is not None:
         shield.finish()
     return rc
@@ -495,8 +495,8 @@ def cmd_rm(args, rt):
             rt.containers.get(ref).remove(force=args.force, v=args.volumes)
             print(ref)
         except (LookupError, Exception) as e:  # go on with the others, as docker does
-            from pyrt.cli.main import _message
-            print(f"pyrt: {_message(e)}", file=sys.stderr)
+            from pyrt.cli.common import message
+            print(f"pyrt: {message(e)}", file=sys.stderr)
             failed = 1
     return failed
 
@@ -523,7 +523,7 @@ def cmd_cp(args, rt):
 def cmd_attach(args, rt):
     """docker attach: the running container's output as it comes (and, for one with
     a terminal, our input to it) until it ends, or until the detach keys."""
-    from pyrt.launch.tty import attach
+    from pyrt.containers.attach import attach
     c = rt.containers.get(args.container)
     keys = _detach_keys(args.detach_keys)
     if attach(c, stdin=not args.no_stdin, detach_keys=keys):
@@ -663,7 +663,7 @@ def _add_rename(p):
 
 
 def register(sub):
-    from pyrt.cli.main import add_run_options
+    from pyrt.cli.common import add_run_options
     import argparse
     p = sub.add_parser("create", help="create a container from an image (not started)")
     add_run_options(p)

@@ -41,7 +41,7 @@ def cmd_inspect(args, rt):
 
 
 def cmd_rm(args, rt):
-    from pyrt.cli.main import _message
+    from pyrt.cli.common import message
     status = 0
     for name in args.volumes:
         try:
@@ -49,10 +49,10 @@ def cmd_rm(args, rt):
             print(name)
         except LookupError as e:
             if not args.force:
-                print(f"pyrt: {_message(e)}", file=sys.stderr)
+                print(f"pyrt: {message(e)}", file=sys.stderr)
                 status = 1
         except Exception as e:  # report and go on, as docker does
-            print(f"pyrt: {_message(e)}", file=sys.stderr)
+            print(f"pyrt: {message(e)}", file=sys.stderr)
             status = 1
     return status
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pyrt.containers.create import create as _create
 from pyrt.containers.model import Container
 from pyrt.errors import Conflict, ContainerError, ContainerNotFound, InvalidArgument
+from pyrt.launch.process import DEVNULL, PIPE
 from pyrt.filters import all_labels_match, wanted_filters
 
 
@@ -66,16 +67,14 @@ class ContainerCollection:
                 c.remove(force=True, v=True)
                 raise
             return c
-        import pyrt
         if kwargs.get("ports"):
             raise InvalidArgument("published ports need a detached container (detach=True): its monitor "
                                   "forwards them")
         c = self.create(image, command, auto_remove=False, **kwargs)
         try:
-            proc = c.start_process(stdin=pyrt.DEVNULL, stdout=pyrt.PIPE,
-                                   stderr=pyrt.PIPE)
+            proc = c.start_process(stdin=DEVNULL, stdout=PIPE, stderr=PIPE)
             out, err = proc.communicate()
-            from pyrt.containers.lifecycle import LogWriter
+            from pyrt.containers.logs import LogWriter
             log = LogWriter(c)  # `logs` shows what a foreground run printed too
             log.write("stdout", out)
             log.write("stderr", err)

@@ -15,8 +15,11 @@ from pyrt.containers.model import _layer_paths, _rmtree
 from pyrt.containers.options import (check_name, container_argv, env_list_to_dict, parse_addresses,
                                      parse_extra_hosts, parse_labels, parse_log_config, parse_ports,
                                      parse_restart_policy)
-from pyrt.errors import Conflict, InvalidArgument
-from pyrt.launch.process import DEFAULT_PATH
+from pyrt.errors import Conflict, InvalidArgument, SpawnError
+from pyrt.launch.mounts import Overlay
+from pyrt.launch import process
+from pyrt.images.catalog import check_platform
+from pyrt.oci.config import DEFAULT_PATH
 
 
 _ADJECTIVES = ("brave", "calm", "eager", "fond", "gentle", "happy", "jolly", "keen", "lucid",
@@ -56,7 +59,7 @@ def create(collection, image, command=None, *, name=None, entrypoint=None, envir
     blkio_weight (10..1000) and device_read_bps / device_write_bps /
     device_read_iops / device_write_iops (the SDK's [{"Path": "/dev/sda", "Rate":
     1048576}] or "PATH:RATE" strings): block I/O limits."""
-    from pyrt.cgroups.cgroup import Limits
+    from pyrt.cgroups.limits import Limits
     from pyrt.cgroups.devices import parse_device
     device_list = [parse_device(d).to_dict() for d in devices or ()]
     limits = Limits.from_docker(mem_limit=mem_limit, memswap_limit=memswap_limit,
@@ -69,7 +72,7 @@ def create(collection, image, command=None, *, name=None, entrypoint=None, envir
     from pyrt.launch.seccomp import from_security_opt
     seccomp = from_security_opt(security_opt, cap_add, privileged)
     img = image if hasattr(image, "layers") else collection.runtime.images.get(image)
-    _check_platform(img)
+    check_platform(img)
     icfg = (img.config or {}).get("config") or {}
     argv = container_argv(icfg, command, entrypoint)
     if name is not None:
@@ -203,17 +206,6 @@ def _free_name(collection):
     return "pyrt_" + secrets.token_hex(4)
 
 
-def _check_platform(img) -> None:
-    """An image for another OS is refused; one for another architecture gives a
-    PlatformWarning (Python's warnings)."""
-    from pyrt.oci.image import check_runnable
-    note = check_runnable(img.config)
-    if note:
-        import warnings
-        from pyrt.errors import PlatformWarning
-        warnings.warn(PlatformWarning(note), stacklevel=3)
-
-
 def detect_storage_driver(runtime) -> str:
     """overlay when the store's filesystem can hold overlay upper dirs, else copy
     (with a one-line notice). Probed once per store by mounting a tiny overlay in a
@@ -227,15 +219,13 @@ def detect_storage_driver(runtime) -> str:
             return driver
     except FileNotFoundError:
         pass
-    import pyrt
-    from pyrt.errors import SpawnError
     probe = runtime.store.mkdtemp("probe-")
     try:
         dirs = [os.path.join(probe, d) for d in ("l1", "l2", "upper", "work")]
         for d in dirs:
             os.mkdir(d)
         try:  # the spawn mounts the overlay, then fails to exec the missing program
-            pyrt.run(["/.pyrt-probe"], pyrt.Overlay(dirs[:2], upperdir=dirs[2], workdir=dirs[3]))
+            process.run(["/.pyrt-probe"], Overlay(dirs[:2], upperdir=dirs[2], workdir=dirs[3]))
             reason = None
         except SpawnError as e:
             reason = None if e.op == "exec" else str(e)

@@ -12,9 +12,14 @@ import os
 import shutil
 import time
 
+from pyrt.containers import lifecycle
+from pyrt.containers.attach import connect as attach_to_monitor, output as monitor_output
+from pyrt.containers.logs import follow_logs, read_logs
 from pyrt.containers.options import check_name, env_list_to_dict, port_map
+from pyrt.containers.processes import exec_process, processes, wait_pidfd
 from pyrt.errors import ContainerError  # noqa: F401 (re-exported)
 from pyrt.errors import Conflict, ContainerNotFound, InvalidArgument, PyrtError
+from pyrt.launch.process import spawn
 
 
 def _now_iso(t: float) -> str:
@@ -187,7 +192,7 @@ class Container:
                           init=cfg.get("Init", False), seccomp=cfg.get("Seccomp", "default"))
 
     def _limits(self):
-        from pyrt.cgroups.cgroup import Limits
+        from pyrt.cgroups.limits import Limits
         return Limits(**(self.config.get("Limits") or {}))
 
     def _make_cgroup(self, detached: bool):
@@ -197,7 +202,7 @@ class Container:
         stats, pause and OOM reports). None only where no cgroup hierarchy is
         mounted (and nothing asks for one)."""
         from pyrt.cgroups import systemd as cgroup_systemd
-        from pyrt.cgroups.cgroup import layout
+        from pyrt.cgroups.layout import layout
         limits = self._limits()
         if os.geteuid() != 0:
             from pyrt.cgroups import delegation
@@ -256,7 +261,6 @@ class Container:
         """Start the container's command in the foreground; returns the
         pyrt.Process (the caller waits, then calls `finished`). tty=True: its stdio
         is a new terminal whose master is the Process's `pty`."""
-        import pyrt
         if self.config.get("Ports"):
             raise InvalidArgument(f"container {self.name} publishes ports: start it detached (its monitor "
                                   "forwards them)")
@@ -264,14 +268,13 @@ class Container:
         spec = self._spawn_spec()
         cgroup = self._make_cgroup(detached=False)
         try:
-            proc = pyrt.spawn(self.config["Cmd"], spec=spec, cgroup=cgroup, stdin=stdin, stdout=stdout,
+            proc = spawn(self.config["Cmd"], spec=spec, cgroup=cgroup, stdin=stdin, stdout=stdout,
                               stderr=stderr, tty=tty)
         except BaseException:
             if cgroup is not None:
                 cgroup.remove()
             raise
-        from pyrt.containers.lifecycle import start_time
-        self._set_state({"Status": "running", "Pid": proc.pid, "StartTime": start_time(proc.pid),
+        self._set_state({"Status": "running", "Pid": proc.pid, "StartTime": lifecycle.start_time(proc.pid),
                          "StartedAt": time.time(), "ExitCode": 0, "FinishedAt": None,
                          "Cgroup": cgroup is not None})
         self._cgroup = cgroup
@@ -294,7 +297,6 @@ class Container:
         """Start in the background, watched by its monitor (docker's `start`). From
         before the container runs until its state is recorded, its start mark is
         held: if this process dies in between, the next one to look resolves it."""
-        from pyrt.containers import lifecycle
         mark = self._take_start_mark()
         try:
             self._check_startable()
@@ -315,7 +317,6 @@ class Container:
         """Hold the start mark (waiting for another process's start or removal to
         end), having resolved an abandoned start; returns its fd (None when the
         container's directory is missing)."""
-        from pyrt.containers import lifecycle
         try:
             fd, abandoned = lifecycle.take_start_mark(self.dir, wait=30.0, what=f"container {self.name}")
         except (FileNotFoundError, NotADirectoryError):
@@ -334,7 +335,6 @@ class Container:
         """A pyrt process died while starting this container (its start mark is
         ours now): record what it left, a running container (its init found in its
         cgroup), an exited one (its monitor's record), or nothing started."""
-        from pyrt.containers import lifecycle
         row = self._c._row(self.id)
         if row is None:
             return
@@ -361,7 +361,6 @@ class Container:
     def stop(self, timeout=10):
         """The image's StopSignal (default SIGTERM), then SIGKILL after `timeout` s.
         A restart policy does not start it again (until `start`)."""
-        from pyrt.containers import lifecycle
         self.reload()
         if self.status == "paused":
             self.unpause()
@@ -375,7 +374,6 @@ class Container:
         self._settle()
 
     def kill(self, signal="SIGKILL"):
-        from pyrt.containers import lifecycle
         lifecycle.parse_signal(signal)  # a bad signal is an error whatever the state
         self.reload()
         if self.status not in ("running", "paused"):
@@ -393,7 +391,6 @@ class Container:
 
     def _settle(self):
         """After the init has died: wait for the monitor's record and store it."""
-        from pyrt.containers import lifecycle
         if self.state.get("Detached"):
             if self._restarts():
                 lifecycle.wait_monitor(self.state, 5.0)
@@ -405,7 +402,6 @@ class Container:
 
     def wait(self, timeout=None, condition="not-running"):
         """Block until the container stops; {"StatusCode": exit code, "Error": None}."""
-        from pyrt.containers import lifecycle
         self.reload()
         if self.status in ("running", "paused"):
             done = lifecycle.wait_monitor(self.state, timeout) if self._restarts() else \
@@ -460,7 +456,6 @@ class Container:
 
     def top(self):
         """{"Titles": [...], "Processes": [[...], ...]} like the docker SDK."""
-        from pyrt.containers.lifecycle import processes
         self.reload()
         procs = processes(self)
         return {"Titles": ["UID", "PID", "PPID", "CMD"],
@@ -469,18 +464,16 @@ class Container:
     def logs(self, stdout=True, stderr=True, stream=False, timestamps=False, tail="all", since=None,
              follow=None):
         """Output of a detached container (bytes; a generator with stream/follow)."""
-        from pyrt.containers import lifecycle
         if follow or stream:
-            return lifecycle.follow_logs(self, stdout=stdout, stderr=stderr, timestamps=timestamps,
+            return follow_logs(self, stdout=stdout, stderr=stderr, timestamps=timestamps,
                                          tail=tail, since=since)
-        return lifecycle.read_logs(self, stdout=stdout, stderr=stderr, timestamps=timestamps,
+        return read_logs(self, stdout=stdout, stderr=stderr, timestamps=timestamps,
                                    tail=tail, since=since)
 
     def exec_run(self, cmd, stdout=True, stderr=True, stdin=False, tty=False, privileged=False, user="",
                  detach=False, stream=False, socket=False, environment=None, workdir=None, demux=False):
         """Run cmd in the running container: ExecResult(exit_code, output) as the
         docker SDK returns it (output None when detached; (out, err) with demux)."""
-        from pyrt.containers import lifecycle
         if socket or stream or stdin:
             raise InvalidArgument("exec_run: stdin, socket and stream are not supported")
         if tty:
@@ -495,7 +488,7 @@ class Container:
                     err = os.pipe()
             out_w = out[1] if out and stdout else devnull
             err_w = (err or out)[1] if (err or out) and stderr else devnull
-            pid, pfd = lifecycle.exec_process(self, cmd, user=user, environment=environment, workdir=workdir,
+            pid, pfd = exec_process(self, cmd, user=user, environment=environment, workdir=workdir,
                                               privileged=privileged, stdin=devnull, stdout=out_w, stderr=err_w)
         except BaseException:
             for p in (out, err):
@@ -511,7 +504,7 @@ class Container:
             os.close(pfd)
             return ExecResult(None, None)
         data = _read_all([p[0] for p in (out, err) if p])
-        code = lifecycle.wait_pidfd(pfd)
+        code = wait_pidfd(pfd)
         if demux:
             got = iter(data)
             o = next(got) if out and stdout else None
@@ -521,12 +514,11 @@ class Container:
 
     def _exec_tty(self, cmd, detach=False, **options):
         """exec_run with a terminal: the output is what the terminal showed."""
-        from pyrt.containers import lifecycle
         from pyrt.launch.tty import open_pty_in, read_until_closed
         master, slave = open_pty_in(self.reload().state["Pid"])
         try:
             try:
-                pid, pfd = lifecycle.exec_process(self, cmd, stdin=slave, stdout=slave, stderr=slave,
+                pid, pfd = exec_process(self, cmd, stdin=slave, stdout=slave, stderr=slave,
                                                   new_session=True, **options)
             finally:
                 os.close(slave)
@@ -536,7 +528,7 @@ class Container:
             data = read_until_closed(master, pfd)
         finally:
             os.close(master)
-        return ExecResult(lifecycle.wait_pidfd(pfd), data)
+        return ExecResult(wait_pidfd(pfd), data)
 
     def _driver_layers(self) -> list[str]:
         if self.config.get("Driver") == "copy":
@@ -552,15 +544,13 @@ class Container:
         """A container marked running whose init has ended is recorded as exited
         (from its monitor's record; or unknown status if its runner was killed),
         and its cgroup removed."""
-        from pyrt.containers import lifecycle
-        from pyrt.containers.lifecycle import exited_state
         mark = lifecycle.abandoned_start(self.dir)
         if mark is not None:
             try:
                 self._recover_start()
             finally:
                 lifecycle.end_start_mark(self.dir, mark)
-        new = exited_state(self)
+        new = lifecycle.exited_state(self)
         if new is not None and new["Status"] != "exited":  # restarted by its monitor
             if new != self.state:
                 self._set_state(new)
@@ -629,8 +619,7 @@ class Container:
         """docker SDK's attach: the output of this running detached container from
         now on (with `logs`, what it printed before first) until it ends; bytes, or
         a generator of chunks with `stream`."""
-        from pyrt.launch import tty
-        sock, master = tty.connect(self)
+        sock, master = attach_to_monitor(self)
         if master is not None:
             os.close(master)
         before = self.logs(stdout=stdout, stderr=stderr) if logs else b""
@@ -642,7 +631,7 @@ class Container:
             try:
                 if before:
                     yield before
-                for name, data in tty.output(sock):
+                for name, data in monitor_output(sock):
                     if name in want:
                         yield data
             finally:
@@ -683,7 +672,6 @@ class Container:
         self.name = name
 
     def remove(self, force=False, v=False):
-        from pyrt.containers import lifecycle
         self.reload()
         mark = self._take_start_mark()  # not while another process starts it
         try:

@@ -65,7 +65,7 @@ def _tmpfs_mount(dst: str, opts: str) -> dict:
     m = {"Type": "tmpfs", "Destination": dst, "Options": ["nosuid", "nodev", "noexec"]}
     for o in filter(None, (opts or "").split(",")):
         if o.startswith("size="):
-            from pyrt.cgroups.cgroup import parse_bytes
+            from pyrt.cgroups.limits import parse_bytes
             m["Size"] = str(parse_bytes(o[5:]))
         elif o.startswith("mode="):
             try:

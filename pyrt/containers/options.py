@@ -129,7 +129,7 @@ def parse_log_config(log_config) -> dict:
         raise InvalidArgument(f"unsupported log option {sorted(unknown)[0]!r}: use max-size and max-file")
     out = {}
     if cfg.get("max-size") not in (None, "", "-1"):
-        from pyrt.cgroups.cgroup import parse_bytes
+        from pyrt.cgroups.limits import parse_bytes
         out["MaxSize"] = parse_bytes(cfg["max-size"])
         if out["MaxSize"] <= 0:
             raise InvalidArgument(f"invalid log max-size {cfg['max-size']!r}")

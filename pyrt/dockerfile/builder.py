@@ -32,6 +32,7 @@ import stat
 import time
 
 from pyrt.errors import BuildError, ImageNotFound, PyrtError
+from pyrt.launch.process import DEVNULL, PIPE, STDOUT
 from pyrt.dockerfile.context import ContextTree, IgnoreRules, ImageTree, Writer, digest_sources
 from pyrt.dockerfile.parser import expand, expand_words, json_form, parse, split_raw
 
@@ -408,7 +409,6 @@ class Builder:
     def _run_container(self, stage, ins, argv):
         """Runs argv in a container of the stage's image (its output streamed), and
         commits it. The container is removed whatever happens."""
-        import pyrt
         env_names = {item.partition("=")[0] for item in stage.config.get("Env") or ()}
         build_env = {k: v for k, v in stage.args.items() if k not in env_names}
         c = self.rt.containers.create(stage.image_id, argv, entrypoint=[], environment=build_env,
@@ -417,7 +417,7 @@ class Builder:
         try:
             self._log(f" ---> Running in {c.short_id}\n")
             tail = collections.deque(maxlen=_TAIL)
-            proc = c.start_process(stdin=pyrt.DEVNULL, stdout=pyrt.PIPE, stderr=pyrt.STDOUT)
+            proc = c.start_process(stdin=DEVNULL, stdout=PIPE, stderr=STDOUT)
             try:
                 for line in proc.stdout:
                     text = line.decode("utf-8", "replace")

@@ -14,7 +14,7 @@ import time
 
 from pyrt import compression
 
-from pyrt.images import archive as _archive, deletion
+from pyrt.images import archive as _archive, deletion, save as _save
 from pyrt.images.ingest import Ingest, adopt_blob, unpack_one
 from pyrt.errors import Conflict, ImageFormatError, ImageNotFound, InvalidArgument, LayerError
 from pyrt.oci import mediatypes as mt
@@ -24,7 +24,7 @@ from pyrt.oci.image import dumps, manifest_json, parse_time, rfc3339
 from pyrt.images.fromhost import build_host_rootfs
 from pyrt.oci.reference import (DEFAULT_TAG, equivalent_repositories, parse_reference,
                             validate_repository, validate_tag)
-from pyrt.launch.process import DEFAULT_PATH
+from pyrt.oci.config import DEFAULT_PATH
 from pyrt.filters import all_labels_match, wanted_filters
 
 _HEX_PREFIX_RE = re.compile(r"(?:sha256:)?([0-9a-f]{4,64})")
@@ -145,12 +145,16 @@ class Image:
 
 
 class ImageCollection:
-    def __init__(self, runtime):
+    """The images of a Runtime's store (`Runtime(root).images`), or of `store` alone
+    (no logins for pull and push)."""
+
+    def __init__(self, runtime=None, *, store=None):
         self.runtime = runtime
+        self._store = store
 
     @property
     def store(self):
-        return self.runtime.store
+        return self._store if self._store is not None else self.runtime.store
 
     # -- lookup --------------------------------------------------------------------------
 
@@ -433,17 +437,6 @@ class ImageCollection:
             rmtree(snapshot_dir)  # the store has this layer already; the caller gave it away
         return Image(self, config_digest)
 
-    def build(self, path, tag=None, dockerfile="Dockerfile", buildargs=None, nocache=False, target=None,
-              quiet=False, rm=True, log=None, network_mode=None):
-        """docker build (see pyrt.dockerfile): the Dockerfile (relative to the context
-        `path`) run step by step; `tag` a name or a list of names. Returns (Image,
-        [{"stream": text}, ...]); `log`, if given, is called with each of those
-        as the build goes. RUN steps have no network (`network_mode` "none", as a
-        default container) unless network_mode="host"."""
-        from pyrt.dockerfile import build
-        return build(self.runtime, path, tags=tag, dockerfile=dockerfile, buildargs=buildargs,
-                     nocache=nocache, target=target, quiet=quiet, rm=rm, log=log, network_mode=network_mode)
-
     def import_image(self, src, repository=None, tag=None, changes=(), message=None, progress=None) -> Image:
         """A rootfs tar (plain, gzip, zstd, bzip2 or xz; a path or a binary file object)
         or a directory becomes a one-layer image (docker import). `changes`: docker
@@ -531,7 +524,7 @@ class ImageCollection:
             image_id, matched = self._resolve(ref)
             if image_id not in by_id:
                 img = Image(self, image_id)
-                item = _archive.SaveItem(
+                item = _save.SaveItem(
                     image_id=image_id, config=img._row["config"].encode("utf-8"),
                     manifest=self.store.blobs.read(img.manifest_digest),
                     manifest_digest=img.manifest_digest, manifest_media_type=img.manifest_media_type,
@@ -545,12 +538,12 @@ class ImageCollection:
             if sha256_bytes(it.config) != it.image_id:
                 raise ImageFormatError(f"image {it.image_id}: stored config does not match its id")
         if fmt == "oci":
-            _archive.write_oci(items, path.rstrip("/") if as_dir and path != "/" else path, as_dir,
+            _save.write_oci(items, path.rstrip("/") if as_dir and path != "/" else path, as_dir,
                                progress=progress)
         else:
             tmp = self.store.mkdtemp("save-")
             try:
-                _archive.write_docker_archive(items, path, tmp, progress=progress)
+                _save.write_docker_archive(items, path, tmp, progress=progress)
             finally:
                 from pyrt.store.layers import rmtree
                 rmtree(tmp)
@@ -666,6 +659,17 @@ class ImageCollection:
 
 
 # -- helpers -------------------------------------------------------------------------------------
+
+def check_platform(img) -> None:
+    """An image for another OS is refused; one for another architecture gives a
+    PlatformWarning (Python's warnings)."""
+    from pyrt.oci.image import check_runnable
+    note = check_runnable(img.config)
+    if note:
+        import warnings
+        from pyrt.errors import PlatformWarning
+        warnings.warn(PlatformWarning(note), stacklevel=3)
+
 
 def _sqlite_errors():
     import sqlite3

@@ -13,9 +13,8 @@ from pyrt.launch import caps
 from pyrt import sys as psys
 from pyrt.launch.mounts import Overlay, to_c as _mounts_to_c
 from pyrt.errors import InvalidArgument
+from pyrt.oci.config import DEFAULT_PATH
 
-# The PATH of a container whose image sets none (docker's).
-DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 # The values subprocess uses, so either module's constants work with both.
 PIPE = -1
@@ -619,16 +618,11 @@ def spawn(args, rootfs=None, **kwargs) -> Process:
     return Process(args, rootfs, **kwargs)
 
 
-def run(args, rootfs=None, *, input=None, capture_output=False, timeout=None, check=False, profile=None,
-        **kwargs):
+def run(args, rootfs=None, *, input=None, capture_output=False, timeout=None, check=False, **kwargs):
     """Run `args` in a new container and wait for it (like subprocess.run).
     The container runs under pyrt's default seccomp profile unless `seccomp=None`
     (or a profile of its own) is given: see build_spec for every option.
-    profile="bench": a measured run (pyrt.pool.pool.run; `usage` is then a pyrt.pool.metering.Usage)."""
-    if profile is not None:
-        from pyrt.pool.pool import run as measured_run
-        return measured_run(args, rootfs, profile=profile, input=input, capture_output=capture_output,
-                            timeout=timeout, check=check, **kwargs)
+    (pyrt.run is pyrt.api.run: this, or with `profile=` a measured run of the pool.)"""
     if input is not None:
         if kwargs.get("stdin") is not None:
             raise InvalidArgument("stdin and input arguments may not both be used")

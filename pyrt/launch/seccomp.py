@@ -13,7 +13,7 @@ loaded). A capability given with cap_add allows the calls that belong to it, as 
 docker; privileged containers and `seccomp=unconfined` get no filter.
 
 The profile is built in the OCI linux.seccomp form and compiled by the same code
-as an OCI bundle's profile (pyrt.ocirt.spec.compile_seccomp)."""
+as an OCI bundle's profile (compile_seccomp, below)."""
 from __future__ import annotations
 
 import functools
@@ -30,6 +30,28 @@ AF_MAX = 46  # one past the last address family Linux 6.18 knows (AF_MCTP is 45)
 # UNAME26) and 0xffffffff, which only asks for the current one. Not
 # ADDR_NO_RANDOMIZE, READ_IMPLIES_EXEC and the like.
 _PERSONALITIES = (0x0, 0x0008, 0x20000, 0x20008, 0xffffffff)
+
+# seccomp: the kernel's SECCOMP_RET_* values; operators as libseccomp numbers them
+SECCOMP_ACTIONS = {
+    "SCMP_ACT_KILL": 0x00000000, "SCMP_ACT_KILL_THREAD": 0x00000000, "SCMP_ACT_KILL_PROCESS": 0x80000000,
+    "SCMP_ACT_TRAP": 0x00030000, "SCMP_ACT_ERRNO": 0x00050000, "SCMP_ACT_TRACE": 0x7ff00000,
+    "SCMP_ACT_LOG": 0x7ffc0000, "SCMP_ACT_ALLOW": 0x7fff0000,
+}
+SECCOMP_OPS = {
+    "SCMP_CMP_NE": 1, "SCMP_CMP_LT": 2, "SCMP_CMP_LE": 3, "SCMP_CMP_EQ": 4, "SCMP_CMP_GE": 5,
+    "SCMP_CMP_GT": 6, "SCMP_CMP_MASKED_EQ": 7,
+}
+SECCOMP_FLAGS = {"SECCOMP_FILTER_FLAG_TSYNC": 1, "SECCOMP_FILTER_FLAG_LOG": 2,
+                 "SECCOMP_FILTER_FLAG_SPEC_ALLOW": 4}
+SECCOMP_ARCHS = {
+    "SCMP_ARCH_X86": "x86", "SCMP_ARCH_X86_64": "x86_64", "SCMP_ARCH_X32": "x32",
+    "SCMP_ARCH_ARM": "arm", "SCMP_ARCH_AARCH64": "aarch64", "SCMP_ARCH_MIPS": "mips",
+    "SCMP_ARCH_MIPS64": "mips64", "SCMP_ARCH_MIPS64N32": "mips64n32", "SCMP_ARCH_MIPSEL": "mipsel",
+    "SCMP_ARCH_MIPSEL64": "mipsel64", "SCMP_ARCH_MIPSEL64N32": "mipsel64n32", "SCMP_ARCH_PPC": "ppc",
+    "SCMP_ARCH_PPC64": "ppc64", "SCMP_ARCH_PPC64LE": "ppc64le", "SCMP_ARCH_S390": "s390",
+    "SCMP_ARCH_S390X": "s390x", "SCMP_ARCH_PARISC": "parisc", "SCMP_ARCH_PARISC64": "parisc64",
+    "SCMP_ARCH_RISCV64": "riscv64",
+}
 
 # Allowed for every container, by topic. Names this libseccomp does not know are
 # skipped (and then denied, with ENOSYS when newer than the rest).
@@ -190,7 +212,6 @@ def _compiled(cap_add: tuple) -> tuple:
                         return prog, flags
     except OSError:
         pass
-    from pyrt.ocirt.spec import compile_seccomp
     prog, flags = compile_seccomp(default_profile(cap_add))
     _write_cache(path, flags.to_bytes(4, "little") + bytes(prog))
     return prog, flags
@@ -274,6 +295,63 @@ def filter_for(cap_add=(), privileged=False, profile=None):
     if privileged or profile == "unconfined" or not available():
         return None
     if profile is not None:
-        from pyrt.ocirt.spec import compile_seccomp
         return compile_seccomp(profile)
     return _compiled(tuple(sorted(cap_add)))
+
+
+def compile_seccomp(sc) -> tuple:
+    """A seccomp profile (linux.seccomp) -> (BPF program bytes, seccomp() flags)."""
+    from pyrt import _core
+    from pyrt.errors import SpawnError
+    from pyrt.oci import fields
+    fields.typed(sc, dict, "linux.seccomp", "an object")
+    if not _core.seccomp_available():
+        raise fields.err("linux.seccomp", "this pyrt was built without libseccomp (apt-get install "
+                                    "libseccomp-dev, then reinstall pyrt): the profile cannot be loaded")
+    if sc.get("listenerPath"):
+        raise fields.err("linux.seccomp.listenerPath", "seccomp notify is not supported")
+
+    def action(name, errno_ret, where):
+        if name == "SCMP_ACT_NOTIFY":
+            raise fields.err(where, "SCMP_ACT_NOTIFY is not supported")
+        if name not in SECCOMP_ACTIONS:
+            raise fields.err(where, f"unknown action {name!r}")
+        value = SECCOMP_ACTIONS[name]
+        if name == "SCMP_ACT_ERRNO":
+            value |= (1 if errno_ret is None else fields.integer(errno_ret, where, 0, 0xffff)) & 0xffff
+        elif name == "SCMP_ACT_TRACE":
+            value |= (1 if errno_ret is None else fields.integer(errno_ret, where, 0, 0xffff)) & 0xffff
+        return value
+
+    default = action(sc.get("defaultAction"), sc.get("defaultErrnoRet"), "linux.seccomp.defaultAction")
+    archs = []
+    for a in fields.str_list(sc.get("architectures") or [], "linux.seccomp.architectures"):
+        if a not in SECCOMP_ARCHS:
+            raise fields.err("linux.seccomp.architectures", f"unknown architecture {a!r}")
+        archs.append(SECCOMP_ARCHS[a].encode())
+    flags = 0
+    for f in fields.str_list(sc.get("flags") or [], "linux.seccomp.flags"):
+        if f not in SECCOMP_FLAGS:
+            raise fields.err("linux.seccomp.flags", f"unknown flag {f!r}")
+        flags |= SECCOMP_FLAGS[f]
+    rules = []
+    for i, s in enumerate(sc.get("syscalls") or []):
+        where = f"linux.seccomp.syscalls[{i}]"
+        fields.typed(s, dict, where, "an object")
+        names = fields.str_list(s.get("names") or [], where + ".names")
+        act = action(s.get("action"), s.get("errnoRet"), where + ".action")
+        args = []
+        for j, a in enumerate(s.get("args") or []):
+            w = f"{where}.args[{j}]"
+            fields.typed(a, dict, w, "an object")
+            op = SECCOMP_OPS.get(a.get("op"))
+            if op is None:
+                raise fields.err(w + ".op", f"unknown operator {a.get('op')!r}")
+            args.append((fields.integer(a.get("index", 0), w + ".index", 0, 5), op,
+                         fields.integer(a.get("value", 0), w + ".value", 0, 2**64 - 1),
+                         fields.integer(a.get("valueTwo", 0), w + ".valueTwo", 0, 2**64 - 1)))
+        rules.append((act, [n.encode() for n in names], args))
+    try:
+        return _core.seccomp_compile(default, archs, rules), flags
+    except SpawnError as e:
+        raise fields.err("linux.seccomp", str(e)) from None

@@ -10,6 +10,9 @@ import shlex
 
 from pyrt.errors import InvalidArgument
 
+# The PATH of a container whose image sets none (docker's).
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
 CONFIG_KEYS = ("Cmd", "Entrypoint", "Env", "WorkingDir", "User", "ExposedPorts", "Volumes",
                "Labels", "StopSignal", "Shell", "Healthcheck", "OnBuild")
 _INSTRUCTIONS = {"CMD": "Cmd", "ENTRYPOINT": "Entrypoint", "ENV": "Env", "EXPOSE": "ExposedPorts",

@@ -14,6 +14,7 @@ _DOMAIN_RE = re.compile(_DOMAIN)
 TAG_RE = re.compile(r"[\w][\w.-]{0,127}")
 _DIGEST_RE = re.compile(r"sha256:[0-9a-f]{64}")
 DEFAULT_TAG = "latest"
+DOCKER_HUB = "docker.io"  # the registry of a name without one
 
 
 def _split_domain(name: str):

@@ -30,10 +30,12 @@ import time
 
 from pyrt import _core
 from pyrt.errors import InvalidArgument, PoolClosed, SpawnError
-from pyrt.launch.process import DEFAULT_PATH
+from pyrt.images.catalog import ImageCollection, check_platform
+from pyrt.oci.config import DEFAULT_PATH
 from pyrt.pool.aio import aio_command
 from pyrt.pool.children import Child, Slot, Zygote, devnull, shared_device_cgroup
 from pyrt.pool.metering import Meter, Noise, Usage, open_fd, plain_notes
+from pyrt.store import Store, default_root
 
 __all__ = ["Pool", "run", "PROFILES"]
 
@@ -160,7 +162,7 @@ class Pool:
         self._use_cgroup = False
         self._shared = None      # (Cgroup, spawn fds): the device cgroup of children without one of their own
         self._devices = "default"
-        self._runtime = None
+        self._store = None      # the store of the image, when the pool opened it
         self._cg_parent = f"pyrt/pool-{self._id}"
         try:
             self._setup(image, rootfs, network, memory, memory_swap, cpuset, cpus, pids_limit, root, measure,
@@ -172,7 +174,7 @@ class Pool:
     def _setup(self, image, rootfs, network, memory, memory_swap, cpuset, cpus, pids_limit, root, measure,
                upper_size, env, cwd, hostname, user, noise, zygote, parallel, spawn_options):
         size = self.size
-        from pyrt.cgroups.cgroup import Limits, format_cpuset, parse_cpuset
+        from pyrt.cgroups.limits import Limits, format_cpuset, parse_cpuset
         from pyrt.launch.mounts import Overlay
         from pyrt.launch.process import build_spec
         self._pinned = parse_cpuset(cpuset) if cpuset is not None else None
@@ -197,11 +199,11 @@ class Pool:
 
         base_env = {}
         if image is not None:
-            from pyrt.runtime import Runtime
-            self._runtime = Runtime(root)
-            img = self._runtime.images.get(image) if isinstance(image, str) else image
-            from pyrt.containers.create import _check_platform
-            _check_platform(img)
+            if isinstance(image, str):
+                self._store = Store(root or default_root())
+                image = ImageCollection(store=self._store).get(image)
+            img = image
+            check_platform(img)
             icfg = (img.config or {}).get("config") or {}
             for item in icfg.get("Env") or ():
                 k, _, v = item.partition("=")
@@ -219,11 +221,9 @@ class Pool:
             if rootfs.upperdir is not None:
                 raise InvalidArgument("a pool gives each container its own tmpfs upper: pass an Overlay "
                                       "without upperdir (or a directory)")
-            self._runtime = None
             self.image = None
             root_arg = rootfs
         else:
-            self._runtime = None
             self.image = None
             root_arg = os.path.abspath(os.fspath(rootfs))
         if env is not None:
@@ -726,9 +726,9 @@ class Pool:
             except OSError:
                 pass  # left for prune
         self._remove_cgroup_parent(shared is not None)
-        if self._runtime is not None:
-            self._runtime.close()
-            self._runtime = None
+        if self._store is not None:
+            self._store.close()
+            self._store = None
 
     def _remove_cgroup_parent(self, had_shared=False):
         if not self._use_cgroup and not had_shared:
@@ -738,7 +738,7 @@ class Pool:
             prune(self._cg_parent)
         except Exception:
             pass
-        from pyrt.cgroups.cgroup import layout
+        from pyrt.cgroups.layout import layout
         lay = layout()
         for mount in set(lay.v1.values()) | ({lay.unified} if lay.unified else set()):
             try:

@@ -16,9 +16,9 @@ import os
 from dataclasses import dataclass
 
 from pyrt.errors import Conflict, ImageFormatError, InvalidArgument, LayerError, RegistryError
-from pyrt.oci.reference import parse_reference
+from pyrt.oci.reference import DOCKER_HUB, parse_reference
+from pyrt.registry import auth
 
-DOCKER_HUB = "docker.io"
 DOCKER_HUB_API = "registry-1.docker.io"
 
 
@@ -111,8 +111,7 @@ def credentials_from(auth_config) -> tuple | None:
 def login(registry: str, username: str, password: str, tls_verify=None) -> str:
     """Checks the credentials against the registry (GET /v2/ with them, or a token
     from its token server). Returns the registry host as credentials are keyed."""
-    from pyrt.registry import auth
-    from pyrt.registry.client import Client
+    from pyrt.registry.client import Client  # httpx: imported on use (see above)
     host = auth.host_of(registry)
     with failing_as(f"login {host}"), Client(host, api_host(host), tls_verify=tls_verify,
                                              credentials=(username, password)) as client:

@@ -13,7 +13,7 @@ import os
 import tempfile
 
 from pyrt.errors import InvalidArgument
-from pyrt.registry import DOCKER_HUB
+from pyrt.oci.reference import DOCKER_HUB
 
 # names Docker Hub goes by in credential files
 _HUB_ALIASES = {"index.docker.io", "registry-1.docker.io", "docker.io"}

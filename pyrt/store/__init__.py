@@ -20,6 +20,14 @@ from pyrt.store.db import Database
 from pyrt.store.layers import TEMP_PREFIX, TRASH_PREFIX, SnapshotStore, rmtree
 
 DB_NAME = "pyrt.db"
+DEFAULT_ROOT = "/var/lib/pyrt"
+
+
+def default_root() -> str:
+    """The store's root when none is given: $PYRT_ROOT, else /var/lib/pyrt, or for
+    an ordinary user $XDG_DATA_HOME/pyrt (~/.local/share/pyrt; pyrt.paths)."""
+    from pyrt.paths import default_store_root
+    return default_store_root()
 
 
 def _pid_alive(pid: int) -> bool:

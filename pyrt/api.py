@@ -1,0 +1,23 @@
+"""Entry points of the Python API that reach across layers.
+
+pyrt.run is `run` here: a plain run is pyrt.launch.process.run; with `profile=` it is
+a measured run of the pool's machinery (pyrt.pool.pool.run)."""
+from __future__ import annotations
+
+from pyrt.launch import process
+
+
+def run(args, rootfs=None, *, input=None, capture_output=False, timeout=None, check=False, profile=None,
+        **kwargs):
+    """Run `args` in a new container and wait for it (like subprocess.run).
+    The container runs under pyrt's default seccomp profile unless `seccomp=None`
+    (or a profile of its own) is given: see pyrt.launch.process.build_spec for every
+    option. profile="bench": a measured run (pyrt.pool.pool.run; `usage` is then a
+    pyrt.pool.metering.Usage)."""
+    if profile is not None:
+        # imported on use: a plain run does not load the pool
+        from pyrt.pool.pool import run as measured_run
+        return measured_run(args, rootfs, profile=profile, input=input, capture_output=capture_output,
+                            timeout=timeout, check=check, **kwargs)
+    return process.run(args, rootfs, input=input, capture_output=capture_output, timeout=timeout, check=check,
+                       **kwargs)

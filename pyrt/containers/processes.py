@@ -1,0 +1,92 @@
+"""Processes in a running container: exec (a command started in its namespaces,
+cgroup and root, with its user, capabilities and seccomp profile) and top."""
+from __future__ import annotations
+
+import os
+
+from pyrt.containers.lifecycle import alive
+from pyrt.errors import Conflict, InvalidArgument
+
+
+def exec_process(container, cmd, *, user="", environment=None, workdir=None, privileged=False,
+                 stdin=None, stdout=None, stderr=None, new_session=False):
+    """Start `cmd` inside the running container; returns (pid, pidfd), the caller's child.
+    new_session: its own session, with stdin (a terminal) as controlling terminal."""
+    from pyrt import _core
+    from pyrt.launch import caps
+    st = container.reload().state
+    if st.get("Status") == "paused":
+        raise Conflict(f"container {container.name} is paused: unpause it first")
+    if st.get("Status") != "running" or not alive(st):
+        raise Conflict(f"container {container.name} is not running")
+    cfg = container.config
+    if isinstance(cmd, str):
+        cmd = ["/bin/sh", "-c", cmd]
+    if not cmd:
+        raise InvalidArgument("exec needs a command")
+    env = dict(e.partition("=")[::2] for e in cfg["Env"])
+    if isinstance(environment, dict):
+        env.update({k: str(v) for k, v in environment.items()})
+    else:
+        env.update(e.partition("=")[::2] for e in environment or ())
+    ident = None
+    user = user or cfg.get("User")
+    if user:
+        from pyrt.launch.userdb import resolve_user
+        ident = resolve_user(user, container._driver_layers())
+    from pyrt.launch.seccomp import filter_for
+    profile = cfg.get("Seccomp", "default")
+    bpf = filter_for(cfg.get("CapAdd", []), privileged or cfg.get("Privileged", False),
+                     None if profile == "default" else profile) or (None, 0)
+    cgroup = container._open_cgroup()
+    fds = cgroup.spawn_fds() if cgroup is not None else (-1, [])
+    try:
+        spec = _core.ExecSpec(st["Pid"], [os.fsencode(a) for a in cmd], env, start_time=st["StartTime"],
+                              cwd=workdir or cfg.get("WorkingDir") or "/", user=ident,
+                              caps=caps.resolve(cfg.get("CapAdd", []), cfg.get("CapDrop", []),
+                                                privileged or cfg.get("Privileged", False)),
+                              stdio=tuple(-1 if x is None else x for x in (stdin, stdout, stderr)),
+                              new_session=new_session, cgroup_fd=fds[0], cgroup_procs_fds=fds[1],
+                              seccomp=bpf[0], seccomp_flags=bpf[1])
+        return _core.exec_(spec)
+    finally:
+        if cgroup is not None:
+            cgroup.close_fds()
+
+
+def wait_pidfd(pidfd: int) -> int:
+    """Wait for our child behind pidfd; its exit code (128+N for signal N)."""
+    from pyrt import _core
+    try:
+        status, _ = _core.wait(pidfd)
+    finally:
+        os.close(pidfd)
+    code = os.waitstatus_to_exitcode(status)
+    return 128 - code if code < 0 else code
+
+
+def processes(container) -> list[dict]:
+    """The container's processes (in its pid namespace), as `ps` shows them."""
+    st = container.state
+    if not alive(st):
+        return []
+    try:
+        ns = os.readlink(f"/proc/{st['Pid']}/ns/pid")
+    except FileNotFoundError:
+        return []
+    out = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            if os.readlink(f"/proc/{name}/ns/pid") != ns:
+                continue
+            with open(f"/proc/{name}/status") as f:
+                fields = dict(line.split(":\t", 1) for line in f.read().splitlines() if ":\t" in line)
+            with open(f"/proc/{name}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").strip().decode(errors="replace")
+        except (OSError, ValueError):  # gone meanwhile, or not ours to look at
+            continue
+        out.append({"UID": fields.get("Uid", "0").split()[0], "PID": int(name),
+                    "PPID": int(fields.get("PPid", "0")), "CMD": cmd or f"[{fields.get('Name', '?')}]"})
+    return sorted(out, key=lambda p: p["PID"])
