@@ -1,6 +1,6 @@
 from libc.stdint cimport uint64_t
 from libc.stdlib cimport calloc, free
-from libc.string cimport memcpy, strerror
+from libc.string cimport memcpy, memset, strerror
 from posix.types cimport gid_t, pid_t, uid_t
 from cpython.exc cimport PyErr_CheckSignals
 from libc.errno cimport errno, EINTR
@@ -305,14 +305,21 @@ def wait(int pidfd, timeout=None):
     return status, usage
 
 
-def userns_create(spec):
-    """A user namespace with the maps of a SpawnSpec (uid_map, gid_map and how they
-    are written): an fd of it, the caller's to close (pyrt.launch.userns)."""
+def userns_create(uid_map, gid_map, uid_map_helper=None, gid_map_helper=None, bint setgroups_deny=False):
+    """A user namespace with these maps (bytes, as /proc/PID/uid_map takes them),
+    written directly or by the helpers (newuidmap, newgidmap): an fd of it, the
+    caller's to close (pyrt.launch.userns)."""
     cdef _Arena arena = _Arena()
     cdef pyrt_spawn_spec s
     cdef pyrt_error err
     cdef int fd
-    _fill_spawn_spec(spec, arena, &s)
+    memset(&s, 0, sizeof(s))
+    s.userns_fd = -1
+    s.uid_map = arena.cstr(uid_map)
+    s.gid_map = arena.cstr(gid_map)
+    s.uid_map_helper = arena.cstr(uid_map_helper)
+    s.gid_map_helper = arena.cstr(gid_map_helper)
+    s.setgroups_deny = 1 if setgroups_deny else 0
     with nogil:
         fd = pyrt_userns_create(&s, &err)
     if fd < 0:

@@ -32,6 +32,10 @@ def require(what: str) -> None:
     an ordinary user without a delegated subtree cannot have."""
     if usable():
         return
-    from pyrt.launch.userns import user_name
     import errno
-    raise CgroupError(errno.EPERM, what, "", hint=HOW_TO.format(user=user_name()))
+    import pwd
+    try:
+        name = pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:
+        name = str(os.getuid())
+    raise CgroupError(errno.EPERM, what, "", hint=HOW_TO.format(user=name))

@@ -330,10 +330,9 @@ def shared_fd(maps: IdMaps) -> int:
         if s is not None and s[0] == os.getpid() and s[1] == key:
             return s[2]
         from pyrt import _core
-        from pyrt.launch.process import SpawnSpec
-        spec = SpawnSpec(argv=[b"true"], env=[])
-        maps.apply(spec)
-        fd = _core.userns_create(spec)
+        fd = _core.userns_create(maps.uid_map, maps.gid_map,
+                                 os.fsencode(maps.uid_helper) if maps.uid_helper else None,
+                                 os.fsencode(maps.gid_helper) if maps.gid_helper else None, maps.setgroups_deny)
         if s is not None and s[0] == os.getpid():
             try:
                 os.close(s[2])
