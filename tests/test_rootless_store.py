@@ -293,3 +293,44 @@ def test_api_runtime_as_user(user, base_tar):
         """, base_tar)
     assert r.returncode == 0, r.stderr.decode()
     assert r.stdout.decode().split("\n") == [user.store, "0", "1000", "['/data', '/data/n']", "1000", "hi", ""]
+
+
+def test_cp_and_build_as_user(user, base_tar):
+    """pyrt cp in and out of a stopped and a running container, and a build with
+    RUN and COPY: the container's owners kept, the user's files become root's."""
+    ok(user.pyrt("import", base_tar, "base:1"))
+    r = user.pyrt("run", "--name", "c", "base:1", "sh", "-c", "echo s > /data/secret; chown 1000 /data/secret; "
+                  "chmod 600 /data/secret")
+    assert r.returncode == 0, r.stderr
+    out = ok(user.pyrt("cp", "c:/data/secret", "-"))
+    import tarfile
+    import io
+    with tarfile.open(fileobj=io.BytesIO(out.encode())) as tf:
+        (ti,) = tf.getmembers()
+        assert (ti.name, ti.uid, ti.mode, tf.extractfile(ti).read()) == ("secret", 1000, 0o600, b"s\n")
+    src = os.path.join(user.home, "in.txt")
+    with open(src, "w") as f:
+        f.write("in\n")
+    os.chown(src, user.uid, user.gid)
+    ok(user.pyrt("cp", src, "c:/data/"))
+    dest = os.path.join(user.home, "back")
+    ok(user.pyrt("cp", "c:/data/secret", dest))
+    assert os.stat(dest).st_uid == user.uid and open(dest).read() == "s\n"
+    ok(user.pyrt("run", "-d", "--name", "d", "base:1", "sleep", "300"))
+    try:
+        ok(user.pyrt("cp", src, "d:/tmp/"))
+        assert ok(user.pyrt("exec", "d", "stat", "-c", "%u %n", "/tmp/in.txt")) == "0 /tmp/in.txt\n"
+    finally:
+        user.pyrt("rm", "-f", "d")
+    assert "A /data/in.txt" in ok(user.pyrt("diff", "c"))
+    ok(user.pyrt("rm", "c"))
+    ctx = user.mkdir("ctx", 0o755)
+    with open(os.path.join(ctx, "Dockerfile"), "w") as f:
+        f.write("FROM base:1\nRUN echo built > /built && chown 1000 /built\nCOPY f /f\n")
+    with open(os.path.join(ctx, "f"), "w") as f:
+        f.write("f\n")
+    for n in ("Dockerfile", "f"):
+        os.chown(os.path.join(ctx, n), user.uid, user.gid)
+    r = user.pyrt("build", "-t", "b:1", ctx)
+    assert r.returncode == 0, r.stderr
+    assert ok(user.pyrt("run", "--rm", "b:1", "stat", "-c", "%u %n", "/built", "/f")) == "1000 /built\n0 /f\n"
