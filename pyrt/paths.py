@@ -13,15 +13,10 @@ from __future__ import annotations
 import os
 import stat
 
-from pyrt.errors import PyrtError
+from pyrt.errors import UnsafeDirectory
 
 ROOT_STORE = "/var/lib/pyrt"
 ROOT_RUNTIME = "/run/pyrt"
-
-
-class UnsafeDirectory(PyrtError, PermissionError):
-    """A directory pyrt would keep an ordinary user's data in belongs to someone
-    else, or someone else could replace it."""
 
 
 def default_store_root() -> str:

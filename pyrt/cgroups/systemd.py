@@ -33,21 +33,40 @@ def manager(lay) -> str:
         raise InvalidArgument(f"invalid cgroup manager {want!r}: use systemd or cgroupfs")
     if lay.mode == "v2" and os.geteuid() == 0 and os.path.isdir("/run/systemd/system"):
         return "systemd"
+    if os.geteuid() != 0:  # an ordinary user: its systemd instance, where it delegates a subtree
+        from pyrt.cgroups.delegation import usable
+        return "systemd" if usable() else "cgroupfs"
     return "cgroupfs"
+
+
+def _user_base() -> str | None:
+    """An ordinary user's delegated subtree (pyrt.cgroups.delegation), whose
+    systemd instance makes its containers' scopes in its own user.slice."""
+    if os.geteuid() == 0:
+        return None
+    from pyrt.cgroups.delegation import delegated_root
+    return delegated_root()
 
 
 def scope_of(cid: str) -> str:
     """The container's scope, as a path below the cgroup2 mount."""
+    base = _user_base()
+    if base:
+        return f"{base}/user.slice/pyrt-{cid}.scope"
     return f"{SLICE}/pyrt-{cid}.scope"
 
 
 def is_scope(parent: str) -> bool:
-    return parent.startswith(SLICE + "/pyrt-") and parent.endswith(".scope")
+    if parent.startswith(SLICE + "/pyrt-") and parent.endswith(".scope"):
+        return True
+    base = _user_base()
+    return bool(base) and parent.startswith(f"{base}/user.slice/pyrt-") and parent.endswith(".scope")
 
 
 def _busctl(method: str, signature: str, *args) -> str:
     from pyrt.errors import CgroupError
-    cmd = ["busctl", "--system", "call", "org.freedesktop.systemd1", "/org/freedesktop/systemd1",
+    bus = "--system" if os.geteuid() == 0 else "--user"  # an ordinary user's own instance
+    cmd = ["busctl", bus, "call", "org.freedesktop.systemd1", "/org/freedesktop/systemd1",
            "org.freedesktop.systemd1.Manager", method, signature, *map(str, args)]
     try:
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
@@ -77,7 +96,8 @@ def start(cid: str, unified: str) -> str:
     pid = _placeholder()
     try:
         _busctl("StartTransientUnit", "ssa(sv)a(sa(sv))", f"pyrt-{cid}.scope", "fail", 4,
-                "Description", "s", f"pyrt container {cid[:12]}", "Slice", "s", SLICE,
+                "Description", "s", f"pyrt container {cid[:12]}", "Slice", "s",
+                "user.slice" if _user_base() else SLICE,
                 "Delegate", "b", "true", "PIDs", "au", 1, pid, 0)
         want = "0::/" + scope + "\n"
         deadline = time.monotonic() + 10

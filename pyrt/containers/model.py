@@ -210,6 +210,10 @@ class Container:
                 if not limits.empty():
                     delegation.require("container limits")
                 return None
+            if limits.empty() and not detached:  # no device cgroup for an ordinary user
+                return None
+            # a scope of the user's systemd instance (pyrt.cgroups.systemd)
+            return self._create_cgroup(limits, ("memory", "pids", "cpuacct") if detached else ())
         if limits.empty() and not detached:
             # only for the devices: where it cannot be made (no cgroup hierarchy, not
             # root, a read-only cgroupfs) the container runs without one, as before;

@@ -87,11 +87,11 @@ class Operations:
             # the cgroup (always: ps, kill --all, pause, delete use it) and its limits
             from pyrt.cgroups.cgroup import Cgroup, Limits, layout
             from pyrt.cgroups import delegation
-            if os.geteuid() != 0 and not delegation.usable():
-                # an ordinary user without a delegated subtree (as runc --rootless): no cgroup
-                # (nor device rules); a limit asked for needs one
+            if os.geteuid() != 0:
+                # an ordinary user (as runc --rootless without a cgroup manager): no cgroup
+                # (nor device rules); a limit asked for fails
                 if any(k != "devices" for k in plan.resources):
-                    delegation.require("linux.resources")
+                    delegation.not_yet("linux.resources")
             elif layout().mode != "none" and plan.cgroup_name:
                 cg = Cgroup.create(plan.cgroup_name, Limits(), plan.cgroup_parent,
                                    accounting=resource_controllers(plan.resources), devices=None)

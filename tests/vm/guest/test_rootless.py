@@ -175,3 +175,39 @@ def test_oci_runtime_rootless(user_rootfs):
     assert p.returncode == 0, p.stderr
     assert p.stdout.split() == ["0", "0", "1000", "1", "1", "100000", "65536"]
     shutil.rmtree(bundle, ignore_errors=True)
+
+
+def in_user_manager(argv, timeout=600):
+    """argv as tester inside its systemd instance (a transient service of
+    user@1000.service, the subtree systemd delegates to it), stdio passed through."""
+    return as_tester(["systemd-run", "--user", "--wait", "--pipe", "--quiet", "--collect",
+                      f"--setenv=PATH={ENV['PATH']}", "--", *argv], timeout=timeout)
+
+
+def test_limits_with_systemd_delegation():
+    """Inside its delegated subtree tester's containers get a scope of its systemd
+    instance each, with their limits, stats and OOM record; rm removes it."""
+    tpyrt("image", "from-host", "bb:3", "/bin/busybox")
+    p = in_user_manager(["pyrt", "run", "-d", "--name", "lim", "--memory", "48m", "--pids-limit", "20",
+                         "bb:3", "sleep", "600"])
+    assert p.returncode == 0, p.stderr
+    try:
+        info = json.loads(tpyrt("inspect", "lim").stdout)[0]
+        with open(f"/proc/{info['State']['Pid']}/cgroup") as f:
+            cg = "/sys/fs/cgroup" + f.read().strip()[3:]
+        base = f"/sys/fs/cgroup/user.slice/user-1000.slice/user@1000.service/user.slice/pyrt-{info['Id']}.scope"
+        assert cg == base + "/container", cg
+        assert open(os.path.join(cg, "memory.max")).read().strip() == str(48 << 20)
+        assert open(os.path.join(cg, "pids.max")).read().strip() == "20"
+        p = in_user_manager(["pyrt", "stats", "--no-stream", "--format", "{{.PIDs}}", "lim"])
+        assert p.returncode == 0 and p.stdout.strip() == "1", p.stderr
+        p = in_user_manager(["pyrt", "rm", "-f", "lim"])
+        assert p.returncode == 0, p.stderr
+        assert not os.path.exists(base)
+        # a foreground one, killed by its memory limit
+        p = in_user_manager(["pyrt", "run", "--rm", "--memory", "16m", "bb:3", "sh", "-c",
+                             "head -c 64m /dev/zero | tail > /dev/null"])
+        assert p.returncode == 137, (p.returncode, p.stderr)
+    finally:
+        tpyrt("rm", "-f", "lim", check=False)
+        tpyrt("rmi", "bb:3", check=False)
