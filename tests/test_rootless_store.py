@@ -334,3 +334,16 @@ def test_cp_and_build_as_user(user, base_tar):
     r = user.pyrt("build", "-t", "b:1", ctx)
     assert r.returncode == 0, r.stderr
     assert ok(user.pyrt("run", "--rm", "b:1", "stat", "-c", "%u %n", "/built", "/f")) == "1000 /built\n0 /f\n"
+
+
+def test_image_whose_passwd_is_whited_out(user, base_tar):
+    """The image's /etc/passwd is read from its layers as the user: a whiteout of
+    it (a 0:0 device of mode 0, which the user may not open) means none."""
+    ok(user.pyrt("import", base_tar, "base:1"))
+    r = user.pyrt("run", "--name", "c", "base:1", "sh", "-c", "rm /etc/passwd; rm -rf /data; mkdir /data")
+    assert r.returncode == 0, r.stderr
+    ok(user.pyrt("commit", "c", "nopw:1"))
+    ok(user.pyrt("rm", "c"))
+    r = user.pyrt("run", "--rm", "--user", "1000", "nopw:1", "sh", "-c", "id -u; ls /etc/passwd; ls -A /data")
+    assert (r.returncode, r.stdout) == (1, b"1000\n"), r.stderr
+    assert b"No such file" in r.stderr
