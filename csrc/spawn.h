@@ -105,6 +105,15 @@ struct pyrt_spawn_spec {
     /* User namespace maps, written by the parent ("0 100000 65536\n"). */
     const char *uid_map;
     const char *gid_map;
+    /* Rootless (userns.h): the setuid helpers that write the maps instead
+     * (newuidmap, newgidmap), or NULL to write them directly; setgroups_deny: deny
+     * setgroups before a direct gid map (an ordinary user's map of its own gid). */
+    const char *uid_map_helper;
+    const char *gid_map_helper;
+    int setgroups_deny;
+    int userns_fd; /* >= 0: the container is cloned into this user namespace (made
+                      once by pyrt_userns_create, its maps written then) instead of
+                      a new one; per spawn, like cgroup_fd */
 
     int stdio[3]; /* -1: inherit */
     int console_fd; /* >= 0: a connected unix socket: the container gets a terminal as

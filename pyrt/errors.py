@@ -224,5 +224,10 @@ class Unsupported(PyrtError, RuntimeError):
     an optional package, ...)."""
 
 
+class UnsafeDirectory(PyrtError, PermissionError):
+    """A directory pyrt would keep an ordinary user's data in (its store, its runtime
+    state) belongs to someone else, or someone else could replace it (pyrt.paths)."""
+
+
 class PoolClosed(PyrtError, RuntimeError):
     """The warm pool was closed: it starts no more commands."""

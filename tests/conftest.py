@@ -297,3 +297,47 @@ def netstore(tmp_shm, base_tar, netns):
         problems = s.cleanup()
         s.rt.close()
         assert not problems, problems
+
+# -- an ordinary user (the rootless tests) ------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def test_user(shm_base):
+    """(passwd entry, python, its env): usertools.USER, with a subordinate range,
+    and a Python it can run that imports the installed pyrt."""
+    import usertools
+    if not shutil.which("setpriv") or not shutil.which("useradd"):
+        pytest.skip("setpriv and useradd are needed to run pyrt as an ordinary user")
+    pw = usertools.ensure_user(usertools.USER, subids=True)
+    python, env = usertools.user_python(shm_base, pw)
+    return pw, python, env
+
+
+@pytest.fixture
+def user(test_user, tmp_shm):
+    """A usertools.UserEnv of the test user, with a home, data and runtime
+    directory of this test's own."""
+    import usertools
+    pw, python, env = test_user
+    return usertools.UserEnv(pw, python, env, tmp_shm)
+
+
+@pytest.fixture
+def user_nosub(test_user, tmp_shm):
+    """A usertools.UserEnv of a user without a subordinate range."""
+    import usertools
+    pw = usertools.ensure_user(usertools.USER_NOSUB, subids=False)
+    _, python, env = test_user
+    return usertools.UserEnv(pw, python, env, os.path.join(tmp_shm, "nosub"))
+
+
+@pytest.fixture(scope="session")
+def user_rootfs(shm_base, rootfs, test_user):
+    """The test rootfs as the test user's containers see theirs: owned by the user
+    (container root) and its subordinate ids (0755 directories: shared, read-only
+    by convention)."""
+    import usertools
+    pw = test_user[0]
+    dst = os.path.join(shm_base, "rootfs-user")
+    if not os.path.isdir(dst):
+        usertools.shifted_copy(rootfs, dst, pw.pw_uid, pw.pw_gid, usertools.subid_base(pw.pw_name))
+    return dst

@@ -25,7 +25,7 @@ LAYERS = [
     ("pyrt.launch",),                          # the spawn spec, run/spawn/Process, mounts, tty
     ("pyrt.cgroups",),                         # limits, layout, the cgroup handle
     ("pyrt.oci",),                             # pure OCI types
-    ("pyrt.filters", "pyrt.hostpython", "pyrt.compression", "pyrt.errors", "pyrt.sys", "pyrt._core", "pyrt._sys",
+    ("pyrt.filters", "pyrt.hostpython", "pyrt.compression", "pyrt.errors", "pyrt.paths", "pyrt.sys", "pyrt._core", "pyrt._sys",
      "pyrt._sys_build"),                       # leaves and the bindings
 ]
 

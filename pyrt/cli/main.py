@@ -82,8 +82,10 @@ def _verb(argv) -> str | None:
 
 def declare_globals(parser):
     """The options before the command word (to argparse, or to pyrt.cli.fastargs)."""
-    parser.add_argument("--root", default=os.environ.get("PYRT_ROOT", "/var/lib/pyrt"),
-                        help="store directory (default $PYRT_ROOT or /var/lib/pyrt)")
+    from pyrt.paths import default_store_root
+    parser.add_argument("--root", default=default_store_root(),
+                        help="store directory (default $PYRT_ROOT, else /var/lib/pyrt, or "
+                             "~/.local/share/pyrt for an ordinary user)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     parser.add_argument("--storage-driver", choices=("overlay", "copy"), default=None,
                         help="how container roots are made (default: overlay when the store's filesystem allows)")

@@ -209,6 +209,16 @@ class Container:
         from pyrt.cgroups import systemd as cgroup_systemd
         from pyrt.cgroups.layout import layout
         limits = self._limits()
+        if os.geteuid() != 0:
+            from pyrt.cgroups import delegation
+            if not delegation.usable():  # an ordinary user without a delegated subtree
+                if not limits.empty():
+                    delegation.require("container limits")
+                return None
+            if limits.empty() and not detached:  # no device cgroup for an ordinary user
+                return None
+            # a scope of the user's systemd instance (pyrt.cgroups.systemd)
+            return self._create_cgroup(limits, ("memory", "pids", "cpuacct") if detached else ())
         if limits.empty() and not detached:
             # only for the devices: where it cannot be made (no cgroup hierarchy, not
             # root, a read-only cgroupfs) the container runs without one, as before;
@@ -597,10 +607,11 @@ class Container:
         return [{"Path": p, "Kind": kinds[k]} for k, p in self._changes()]
 
     def _changes(self):
+        from pyrt.launch.userns import in_userns, rootless
         from pyrt.store import changes
         if self.config.get("Driver") == "copy":
-            return changes.changes_by_compare(os.path.join(self.dir, "rootfs"), self._compare_lowers())
-        return changes.changes(self._upper(), self._union_lowers())
+            return in_userns(changes.changes_by_compare, os.path.join(self.dir, "rootfs"), self._compare_lowers())
+        return in_userns(changes.changes, self._upper(), self._union_lowers(), userxattr=rootless())
 
     def commit(self, repository=None, tag=None, message=None, author=None, changes=None, conf=None,
                compression="gzip"):
@@ -613,13 +624,16 @@ class Container:
         normalize_changes(config_changes)  # a bad --change fails before any layer is written
         store = self._c.store
         tmp = store.mkdtemp("commit-")
+        # an ordinary user's container is read in its user namespace: the ids shifted back
+        from pyrt.launch.userns import in_userns, rootless
         try:
             if self.config.get("Driver") == "copy":
                 from pyrt.store.commit import write_layer_blob_by_compare
-                layer = write_layer_blob_by_compare(os.path.join(self.dir, "rootfs"), self._compare_lowers(), tmp,
-                                                    compression=compression)
+                layer = in_userns(write_layer_blob_by_compare, os.path.join(self.dir, "rootfs"),
+                                  self._compare_lowers(), tmp, compression=compression)
             else:
-                layer = write_layer_blob(self._upper(), tmp, compression=compression)
+                layer = in_userns(write_layer_blob, self._upper(), tmp, compression=compression,
+                                  userxattr=rootless())
             created_by = " ".join(self.config["Cmd"])
             return self._c.runtime.images.create(image, layer, config_changes=config_changes, comment=message,
                                                  created_by=created_by, author=author,
@@ -630,12 +644,13 @@ class Container:
 
     def export(self, fileobj):
         """Write the container's whole filesystem as one tar to a binary file."""
+        from pyrt.launch.userns import in_userns
         from pyrt.store.export import export_rootfs
         if self.config.get("Driver") == "copy":
-            export_rootfs(fileobj, rootfs=os.path.join(self.dir, "rootfs"))
+            in_userns(export_rootfs, fileobj, rootfs=os.path.join(self.dir, "rootfs"))
         else:
-            export_rootfs(fileobj, lowers=self._union_lowers(), upper=self._upper(),
-                          scratch=self._c.store.mkdtemp("export-"))
+            in_userns(export_rootfs, fileobj, lowers=self._union_lowers(), upper=self._upper(),
+                      scratch=self._c.store.mkdtemp("export-"))
 
     def attach(self, stdout=True, stderr=True, stream=False, logs=False):
         """docker SDK's attach: the output of this running detached container from

@@ -562,8 +562,13 @@ class Builder:
         try:
             root = os.path.join(tmp, "layer")
             os.mkdir(root, 0o755)
-            fill(Writer(root, ImageTree(self._layers(stage))))
-            layer = write_layer_blob(root, tmp)
+            tree = ImageTree(self._layers(stage))
+
+            def make():  # an ordinary user's files are made as root of its user namespace
+                fill(Writer(root, tree))
+                return write_layer_blob(root, tmp)
+            from pyrt.launch.userns import in_userns
+            layer = in_userns(make)
             return self.images.create(stage.image_id, layer, config_changes=changes, created_by=text,
                                       snapshot_dir=root)
         finally:

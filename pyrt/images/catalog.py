@@ -767,6 +767,8 @@ class _Progressed:
 
 
 def _write_dir_layer(path, out_dir) -> dict:
-    """A gzip layer blob of a directory tree (C writer)."""
+    """A gzip layer blob of a directory tree (C writer). An ordinary user's is read
+    in its user namespace: its own files become root's (pyrt.launch.userns)."""
+    from pyrt.launch.userns import in_userns
     from pyrt.store.commit import write_layer_blob  # on use: its threads, zlib, ... (`pyrt images` lists)
-    return write_layer_blob(path, out_dir, compression="gzip")
+    return in_userns(write_layer_blob, path, out_dir, compression="gzip")

@@ -23,8 +23,10 @@ DEFAULT_ROOT = "/var/lib/pyrt"
 
 
 def default_root() -> str:
-    """The store's root when none is given: $PYRT_ROOT, else /var/lib/pyrt."""
-    return os.environ.get("PYRT_ROOT") or DEFAULT_ROOT
+    """The store's root when none is given: $PYRT_ROOT, else /var/lib/pyrt, or for
+    an ordinary user $XDG_DATA_HOME/pyrt (~/.local/share/pyrt; pyrt.paths)."""
+    from pyrt.paths import default_store_root
+    return default_store_root()
 
 
 def _pid_alive(pid: int) -> bool:
@@ -76,6 +78,9 @@ def syncfs(path: str) -> None:
 class Store:
     def __init__(self, root: str):
         self.root = os.path.abspath(root)
+        if os.geteuid() != 0:  # an ordinary user's: its own, private (pyrt.paths)
+            from pyrt.paths import check_private_dir
+            check_private_dir(self.root, "store directory")
         os.makedirs(os.path.dirname(self.root) or "/", exist_ok=True)
         _makedir(self.root)
         for d in ("blobs", "blobs/sha256", "snapshots", "tmp", "containers", "volumes"):

@@ -14,14 +14,24 @@ TRASH_PREFIX = ".trash-"
 
 
 def rmtree(path: str) -> None:
-    """Removes a tree whatever its modes (read-only dirs of an image, overlay whiteouts)."""
+    """Removes a tree whatever its modes (read-only dirs of an image, overlay whiteouts).
+    An ordinary user's tree may hold directories of its subordinate ids, which only
+    its user namespace's root can empty: what is left is removed there."""
+    _rmtree(path)
+    if os.geteuid() != 0 and os.path.lexists(path):
+        from pyrt.launch.userns import in_userns
+        in_userns(_rmtree, path)
+
+
+def _rmtree(path: str) -> None:
     def onerror(func, p, exc_info):
         try:
             parent = os.path.dirname(p)
             os.chmod(parent, stat.S_IMODE(os.lstat(parent).st_mode) | 0o700)
             if not os.path.islink(p) and os.path.isdir(p):
                 os.chmod(p, 0o700)
-            func(p)
+            if func in (os.rmdir, os.unlink, os.remove):
+                func(p)  # (an os.open or scandir that failed: the second pass goes in)
         except FileNotFoundError:
             pass
         except OSError:
