@@ -25,6 +25,7 @@ TAKEN = [
     ["run", "-itd", "--name", "web", "-p", "8080:80", "--restart", "always", "img", "server"],
     ["run", "-e", "-1", "--memory-swap", "-1", "--cpus", "-.5", "img"],
     ["run", "--network", "host", "--net", "none", "img"],
+    ["run", "--network", "app", "--network-alias", "db", "--ip", "10.9.0.5", "-p", "53:53/udp", "img"],
     ["run", "-c", "10", "--cpu-shares", "20", "--blkio-weight", "300", "img"],
     ["run", "-v", "/a:/b", "-v", "/c:/d:ro", "--tmpfs", "/t", "--mount", "type=tmpfs,dst=/m", "img"],
     ["run", "--init", "--read-only", "-u", "1000", "-w", "/tmp", "--hostname", "h", "--privileged", "img"],
@@ -42,7 +43,7 @@ TAKEN = [
 DECLINED = [
     ["run", "-h"], ["run", "--help"], ["--version"], ["-h"], ["ps"], ["create", "img"],
     ["run", "--netw", "host", "img"],                  # an abbreviation
-    ["--storage-driver", "bad", "run", "img"],         # not a choice
+    ["--storage-driver", "bad", "run", "img"],          # not a choice
     ["--cgroup-manager", "x", "run", "img"],
     ["run", "--profile", "x", "img"],
     ["run", "--cpu-shares", "x", "img"],               # not a number
