@@ -8,6 +8,7 @@
 
 #include "err.h"
 #include "syscalls.h"
+#include "userns.h"
 
 int pyrt_raw_setgroups(size_t n, const gid_t *groups)
 {
@@ -39,7 +40,10 @@ int pyrt_setup_identity(int set_user, uid_t uid, gid_t gid, const gid_t *groups,
     if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL)
         return pyrt_fail(e, "clear ambient capabilities", "");
     if (set_user) {
-        if (pyrt_raw_setgroups(ngroups, groups) < 0)
+        /* An ordinary user's namespace that denies setgroups keeps the caller's
+         * groups (userns.h): asking for none is then not an error. */
+        if (pyrt_raw_setgroups(ngroups, groups) < 0 &&
+            !(errno == EPERM && ngroups == 0 && pyrt_userns_setgroups_denied()))
             return pyrt_fail(e, "setgroups", "");
         if (pyrt_raw_setresgid(gid) < 0)
             return pyrt_fail(e, "setresgid", "");

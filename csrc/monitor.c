@@ -93,6 +93,8 @@ static int monitor(struct pyrt_spawn_spec *spec, struct pyrt_monitor_cfg *c, int
         pyrt_monitor_close_fds(child_ends, 4);
         console[1] = -1;
         if (!keep) {
+            if (spec->netns_fd >= 0)
+                close(spec->netns_fd);
             if (spec->cgroup_fd >= 0)
                 close(spec->cgroup_fd);
             for (size_t i = 0; i < spec->ncgroup_procs; i++)
@@ -213,6 +215,8 @@ static int monitor(struct pyrt_spawn_spec *spec, struct pyrt_monitor_cfg *c, int
     }
     pyrt_monitor_log_flush();
     if (keep) {
+        if (spec->netns_fd >= 0)
+            close(spec->netns_fd);
         if (spec->cgroup_fd >= 0)
             close(spec->cgroup_fd);
         for (size_t i = 0; i < spec->ncgroup_procs; i++)
@@ -309,8 +313,8 @@ int pyrt_monitor_main(int argc, char **argv)
         return 1;
     }
     /* Mark the inherited fds close-on-exec: the container and exit_argv get none. */
-    int inherited[] = {spec->cgroup_fd, cfg.stdin_fd};
-    for (size_t i = 0; i < 2; i++)
+    int inherited[] = {spec->cgroup_fd, cfg.stdin_fd, spec->netns_fd};
+    for (size_t i = 0; i < 3; i++)
         if (inherited[i] >= 0 && fcntl(inherited[i], F_SETFD, FD_CLOEXEC) < 0) {
             pyrt_fail(&err, "fcntl", "monitor fds");
             report(report_fd, 0, &err);

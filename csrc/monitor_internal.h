@@ -72,10 +72,11 @@ struct pyrt_monitor_wbuf {
     int failed;
 };
 
-/* Append the stream for spec (its cgroup fds replaced by cgroup_fd and procs,
- * numbers valid in the monitor), m and stdin_fd to b. 0, or -1 with e filled. */
+/* Append the stream for spec (its cgroup fds replaced by cgroup_fd and procs and
+ * its network namespace by netns_fd, numbers valid in the monitor), m and stdin_fd
+ * to b. 0, or -1 with e filled. */
 int pyrt_monitor_serialize(struct pyrt_monitor_wbuf *b, const struct pyrt_spawn_spec *s,
-                           int cgroup_fd, const int *procs, const struct pyrt_monitor_spec *m,
+                           int cgroup_fd, const int *procs, int netns_fd, const struct pyrt_monitor_spec *m,
                            int stdin_fd, struct pyrt_error *e);
 
 /* data: the whole stream, 8-aligned (malloc'd); the spec and cfg point into it.

@@ -48,7 +48,7 @@ int pyrt_monitor_start(const struct pyrt_spawn_spec *spec, const struct pyrt_mon
 
     /* Every fd the monitor inherits, duplicated to numbers >= 3 (0-2 become
      * /dev/null in the monitor): memfd, report pipe, cgroup fds, stdin. */
-    size_t nkeep = 0, cap = 4 + spec->ncgroup_procs;
+    size_t nkeep = 0, cap = 5 + spec->ncgroup_procs;
     int *keep = malloc(cap * sizeof *keep);
     int *procs = malloc((spec->ncgroup_procs + 1) * sizeof *procs);
     struct pyrt_monitor_wbuf b = {NULL, 0, 0, 0};
@@ -58,7 +58,7 @@ int pyrt_monitor_start(const struct pyrt_spawn_spec *spec, const struct pyrt_mon
         pyrt_fail_errno(e, ENOMEM, "start monitor", "");
         goto out;
     }
-    int cgroup_fd = -1, stdin_fd = -1;
+    int cgroup_fd = -1, stdin_fd = -1, netns_fd = -1;
     if (spec->cgroup_fd >= 0) {
         if ((cgroup_fd = fcntl(spec->cgroup_fd, F_DUPFD_CLOEXEC, 3)) < 0) {
             pyrt_fail(e, "dup", "cgroup directory");
@@ -72,6 +72,13 @@ int pyrt_monitor_start(const struct pyrt_spawn_spec *spec, const struct pyrt_mon
             goto out;
         }
         keep[nkeep++] = procs[i];
+    }
+    if (spec->netns_fd >= 0) {
+        if ((netns_fd = fcntl(spec->netns_fd, F_DUPFD_CLOEXEC, 3)) < 0) {
+            pyrt_fail(e, "dup", "network namespace");
+            goto out;
+        }
+        keep[nkeep++] = netns_fd;
     }
     if (m->stdin_fd >= 0) {
         if ((stdin_fd = fcntl(m->stdin_fd, F_DUPFD_CLOEXEC, 3)) < 0) {
@@ -98,7 +105,7 @@ int pyrt_monitor_start(const struct pyrt_spawn_spec *spec, const struct pyrt_mon
         goto out;
     }
     keep[nkeep++] = memfd;
-    if (pyrt_monitor_serialize(&b, spec, cgroup_fd, procs, m, stdin_fd, e) < 0)
+    if (pyrt_monitor_serialize(&b, spec, cgroup_fd, procs, netns_fd, m, stdin_fd, e) < 0)
         goto out;
     if (pyrt_write_all(memfd, b.p, b.len) < 0) {
         pyrt_fail(e, "write", "monitor spec");

@@ -152,9 +152,10 @@ static void *rarray(struct rbuf *r, uint64_t n, size_t size)
 
 /* The stream: SPEC_MAGIC, the spec as pyrt_spec_pack makes it (a u64 length,
  * then the bytes, 8-aligned in the file), then what pack leaves out: the cgroup
- * fds (numbers valid in the monitor), then the monitor's own settings. */
+ * fds and the network namespace's (numbers valid in the monitor), then the
+ * monitor's own settings. */
 int pyrt_monitor_serialize(struct pyrt_monitor_wbuf *b, const struct pyrt_spawn_spec *s, int cgroup_fd, const int *procs,
-                                  const struct pyrt_monitor_spec *m, int stdin_fd, struct pyrt_error *e)
+                                  int netns_fd, const struct pyrt_monitor_spec *m, int stdin_fd, struct pyrt_error *e)
 {
     if (s->oci) /* only the OCI runtime sets it, and it runs no monitor */
         return pyrt_fail_errno(e, EINVAL, "start monitor", "OCI options cannot go through the monitor");
@@ -186,6 +187,7 @@ int pyrt_monitor_serialize(struct pyrt_monitor_wbuf *b, const struct pyrt_spawn_
     wu64(b, s->ncgroup_procs);
     for (size_t i = 0; i < s->ncgroup_procs; i++)
         wi64(b, procs[i]);
+    wi64(b, netns_fd);
 
     wstr(b, m->log_path);
     wstr(b, m->exit_path);
@@ -231,6 +233,7 @@ int pyrt_monitor_deserialize(char *data, size_t len, struct pyrt_spawn_spec **ou
     int *procs = rarray(&r, s->ncgroup_procs, sizeof *procs);
     for (size_t i = 0; procs && i < s->ncgroup_procs; i++)
         procs[i] = (int)ri64(&r);
+    s->netns_fd = (int)ri64(&r);
     s->cgroup_procs_fds = procs;
 
     c->log_path = rstr(&r);

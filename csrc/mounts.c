@@ -422,6 +422,12 @@ static int make_dev(int devfd, const struct devnode *d, struct pyrt_error *e)
     int mfd = pyrt_open_tree(AT_FDCWD, host, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
     if (mfd < 0)
         return pyrt_fail(e, "bind", host);
+    /* nothing but the node itself: no exec, no setuid through it (as rootless podman) */
+    if (set_attrs(mfd, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC, 0) < 0) {
+        int err = errno;
+        close(mfd);
+        return pyrt_fail_errno(e, err, "bind", host);
+    }
     int rc = pyrt_move_mount(mfd, "", devfd, d->name, MOVE_MOUNT_F_EMPTY_PATH);
     int err = errno;
     close(mfd);

@@ -27,12 +27,14 @@
 #include "console.h"
 #include "err.h"
 #include "fdio.h"
+#include "fdpass.h"
 #include "identity.h"
 #include "mounts.h"
 #include "oci.h"
 #include "pool.h"
 #include "syscalls.h"
 #include "tail.h"
+#include "userns.h"
 
 static int loopback_up(struct pyrt_error *e)
 {
@@ -95,12 +97,14 @@ static int child_setup(const struct pyrt_spawn_spec *s, int syncfd, int errfd, i
         if (init_fd < 0)
             return -1;
     }
+    if (s->netns_fd >= 0 && setns(s->netns_fd, CLONE_NEWNET) < 0)
+        return pyrt_fail(e, "join", "network namespace");
     if (s->oci && pyrt_oci_begin(s->oci, errfd, e) < 0) /* namespaces joined by path */
         return -1;
     /* In a new user namespace the child still has the caller's ids, which are not
      * mapped there (files it creates would fail with EOVERFLOW): become the
      * namespace's root, keeping its capabilities. */
-    if (s->gid_map && (pyrt_raw_setgroups(0, NULL) < 0 || pyrt_raw_setresgid(0) < 0))
+    if (s->gid_map && ((!s->setgroups_deny && pyrt_raw_setgroups(0, NULL) < 0) || pyrt_raw_setresgid(0) < 0))
         return pyrt_fail(e, "setresgid", "0 in the user namespace");
     if (s->uid_map && pyrt_raw_setresuid(0) < 0)
         return pyrt_fail(e, "setresuid", "0 in the user namespace");
@@ -138,34 +142,12 @@ static int child_exec(const struct pyrt_spawn_spec *s, int errfd, int init_fd, s
     return pyrt_tail(&t, e);
 }
 
-static int write_file(const char *path, const char *data, struct pyrt_error *e)
-{
-    int fd = open(path, O_WRONLY | O_CLOEXEC);
-    if (fd < 0)
-        return pyrt_fail(e, "open", path);
-    int rc = pyrt_write_all(fd, data, strlen(data));
-    int err = errno;
-    close(fd);
-    return rc < 0 ? pyrt_fail_errno(e, err, "write", path) : 0;
-}
-
 /* Parent side, between clone and letting the child go on. */
 static int parent_prepare(const struct pyrt_spawn_spec *s, pid_t pid, struct pyrt_error *e)
 {
-    char path[64];
-    if (s->uid_map) {
-        snprintf(path, sizeof path, "/proc/%d/uid_map", (int)pid);
-        if (write_file(path, s->uid_map, e) < 0)
-            return -1;
-    }
-    if (s->gid_map) {
-        snprintf(path, sizeof path, "/proc/%d/setgroups", (int)pid);
-        if (write_file(path, "allow", e) < 0 && e->err != ENOENT)
-            return -1;
-        snprintf(path, sizeof path, "/proc/%d/gid_map", (int)pid);
-        if (write_file(path, s->gid_map, e) < 0)
-            return -1;
-    }
+    if ((s->uid_map || s->gid_map) && s->userns_fd < 0 && !pyrt_userns_entered() &&
+        pyrt_userns_write_maps(s, pid, e) < 0)
+        return -1;
     char num[24];
     int n = snprintf(num, sizeof num, "%d", (int)pid);
     for (size_t i = 0; i < s->ncgroup_procs; i++)
@@ -180,7 +162,28 @@ static uint64_t delayed_flags(const struct pyrt_spawn_spec *s)
     return s->ncgroup_procs ? CLONE_NEWCGROUP : 0;
 }
 
-static pid_t do_clone(const struct pyrt_spawn_spec *s, int *pidfd)
+/* The child, from clone to exec (or to its failure report). */
+struct child_ctx {
+    const struct pyrt_spawn_spec *s;
+    int errpipe[2], syncpipe[2], parksock[2];
+};
+
+static void child_main(void *arg)
+{
+    struct child_ctx *c = arg;
+    close(c->errpipe[0]);
+    if (c->syncpipe[1] >= 0)
+        close(c->syncpipe[1]);
+    if (c->parksock[0] >= 0)
+        close(c->parksock[0]);
+    struct pyrt_error ce;
+    memset(&ce, 0, sizeof ce);
+    child_setup(c->s, c->syncpipe[0], c->errpipe[1], c->parksock[1], &ce);
+    pyrt_child_failed(c->errpipe[1], &ce);
+    _exit(127);
+}
+
+static pid_t do_clone(const struct pyrt_spawn_spec *s, int *pidfd, struct child_ctx *c, const char **op)
 {
     struct pyrt_clone_args ca;
     memset(&ca, 0, sizeof ca);
@@ -191,6 +194,12 @@ static pid_t do_clone(const struct pyrt_spawn_spec *s, int *pidfd)
     if (s->cgroup_fd >= 0) {
         ca.flags |= CLONE_INTO_CGROUP;
         ca.cgroup = (uint64_t)s->cgroup_fd;
+    }
+    if (pyrt_userns_entered()) /* a helper already in the user namespace (pyrt-zygote) */
+        ca.flags &= ~(uint64_t)CLONE_NEWUSER;
+    else if (s->userns_fd >= 0) { /* rootless, into the process's shared user namespace */
+        ca.flags &= ~(uint64_t)CLONE_NEWUSER;
+        return pyrt_userns_clone(s->userns_fd, &ca, child_main, c, op);
     }
     pid_t pid = (pid_t)pyrt_clone3(&ca, sizeof ca);
     if (pid < 0 && errno == ENOSYS && s->cgroup_fd < 0) /* kernel before 5.3 */
@@ -230,7 +239,8 @@ static int spawn_child(const struct pyrt_spawn_spec *s, struct pyrt_parked *park
         *msgfd = -1;
     memset(e, 0, sizeof *e);
     int errpipe[2], syncpipe[2] = {-1, -1}, parksock[2] = {-1, -1};
-    int need_sync = s->uid_map || s->gid_map || s->ncgroup_procs;
+    int need_sync = ((s->uid_map || s->gid_map) && s->userns_fd < 0 && !pyrt_userns_entered()) || s->ncgroup_procs
+                    || s->reaper_fd >= 0;
     if (pipe2(errpipe, O_CLOEXEC) < 0)
         return pyrt_fail(e, "pipe", "");
     if ((need_sync && pipe2(syncpipe, O_CLOEXEC) < 0) ||
@@ -251,19 +261,11 @@ static int spawn_child(const struct pyrt_spawn_spec *s, struct pyrt_parked *park
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
     int pidfd = -1;
-    pid_t pid = do_clone(s, &pidfd);
-    if (pid == 0) {
-        close(errpipe[0]);
-        if (syncpipe[1] >= 0)
-            close(syncpipe[1]);
-        if (parksock[0] >= 0)
-            close(parksock[0]);
-        struct pyrt_error ce;
-        memset(&ce, 0, sizeof ce);
-        child_setup(s, syncpipe[0], errpipe[1], parksock[1], &ce);
-        pyrt_child_failed(errpipe[1], &ce);
-        _exit(127);
-    }
+    struct child_ctx ctx = {s, {errpipe[0], errpipe[1]}, {syncpipe[0], syncpipe[1]}, {parksock[0], parksock[1]}};
+    const char *clone_op = "clone";
+    pid_t pid = do_clone(s, &pidfd, &ctx, &clone_op);
+    if (pid == 0)
+        child_main(&ctx);
     int clone_errno = errno;
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     close(errpipe[1]);
@@ -272,7 +274,7 @@ static int spawn_child(const struct pyrt_spawn_spec *s, struct pyrt_parked *park
     if (parksock[1] >= 0)
         close(parksock[1]);
     if (pid < 0) {
-        pyrt_fail_errno(e, clone_errno, "clone", "");
+        pyrt_fail_errno(e, clone_errno, clone_op, s->userns_fd >= 0 ? "the containers' user namespace" : "");
         close(errpipe[0]);
         if (syncpipe[1] >= 0)
             close(syncpipe[1]);
@@ -286,6 +288,9 @@ static int spawn_child(const struct pyrt_spawn_spec *s, struct pyrt_parked *park
         if (parent_prepare(s, pid, e) < 0) {
             pyrt_pidfd_send_signal(pidfd, SIGKILL, NULL, 0);
             rc = -1;
+        } else if (s->reaper_fd >= 0 && pyrt_send_fds(s->reaper_fd, "p", 1, &pidfd, 1) < 0) {
+            rc = pyrt_fail(e, "sendmsg", "reaper socket");
+            pyrt_pidfd_send_signal(pidfd, SIGKILL, NULL, 0);
         } else if (pyrt_write_all(syncpipe[1], "g", 1) < 0) {
             rc = pyrt_fail(e, "start child", "");
         }

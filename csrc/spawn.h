@@ -105,12 +105,28 @@ struct pyrt_spawn_spec {
     /* User namespace maps, written by the parent ("0 100000 65536\n"). */
     const char *uid_map;
     const char *gid_map;
+    /* Rootless (userns.h): the setuid helpers that write the maps instead
+     * (newuidmap, newgidmap), or NULL to write them directly; setgroups_deny: deny
+     * setgroups before a direct gid map (an ordinary user's map of its own gid). */
+    const char *uid_map_helper;
+    const char *gid_map_helper;
+    int setgroups_deny;
+    int userns_fd; /* >= 0: the container is cloned into this user namespace (made
+                      once by pyrt_userns_create, its maps written then) instead of
+                      a new one; per spawn, like cgroup_fd */
 
     int stdio[3]; /* -1: inherit */
     int console_fd; /* >= 0: a connected unix socket: the container gets a terminal as
                        stdio, whose master is sent over it (console.h) */
 
+    int netns_fd;                /* a network namespace the child joins (setns) instead of
+                                    making one, or -1; not with CLONE_NEWNET or a new user
+                                    namespace (it would not be allowed to join it) */
+
     int cgroup_fd;               /* cgroup v2 directory: CLONE_INTO_CGROUP, or -1 */
+    int reaper_fd;               /* >= 0: a pyrt-reaper's socket (reaper.h): the child's
+                                    pidfd is sent there ('p') before the child may go on,
+                                    so it never runs unless the reaper can end it */
     const int *cgroup_procs_fds; /* cgroup v1 cgroup.procs files the parent writes the pid to */
     size_t ncgroup_procs;
 

@@ -34,9 +34,14 @@ struct spec_layout {
     const struct pyrt_rlimit *rlimits;
     size_t nrlimits;
     const char *uid_map, *gid_map;
+    const char *uid_map_helper, *gid_map_helper;
+    int setgroups_deny;
+    int userns_fd;
     int stdio[3];
     int console_fd;
+    int netns_fd;
     int cgroup_fd;
+    int reaper_fd;
     const int *cgroup_procs_fds;
     size_t ncgroup_procs;
     int init;
@@ -142,9 +147,14 @@ ssize_t pyrt_spec_pack(const struct pyrt_spawn_spec *s, char *buf, size_t cap, s
                        s->nrlimits ? put(&p, s->rlimits, s->nrlimits * sizeof *s->rlimits) : 0);
     c.uid_map = AS_PTR(const char *, put_str(&p, s->uid_map));
     c.gid_map = AS_PTR(const char *, put_str(&p, s->gid_map));
+    c.uid_map_helper = AS_PTR(const char *, put_str(&p, s->uid_map_helper));
+    c.gid_map_helper = AS_PTR(const char *, put_str(&p, s->gid_map_helper));
     c.init_path = AS_PTR(const char *, put_str(&p, s->init_path));
     c.seccomp = AS_PTR(const void *, s->seccomp_len ? put(&p, s->seccomp, s->seccomp_len * 8) : 0);
     c.cgroup_fd = -1; /* per spawn */
+    c.netns_fd = -1;
+    c.reaper_fd = -1;
+    c.userns_fd = -1;
     c.console_fd = -1;
     c.cgroup_procs_fds = NULL;
     c.ncgroup_procs = 0;
@@ -216,11 +226,15 @@ int pyrt_spec_unpack(char *buf, size_t len, struct pyrt_spawn_spec **out)
     bad |= fix(&s->groups, buf, len, s->ngroups * sizeof *s->groups);
     bad |= fix(&s->rlimits, buf, len, s->nrlimits * sizeof *s->rlimits);
     bad |= fix_str(&s->uid_map, buf, len) | fix_str(&s->gid_map, buf, len);
+    bad |= fix_str(&s->uid_map_helper, buf, len) | fix_str(&s->gid_map_helper, buf, len);
     bad |= fix_str(&s->init_path, buf, len);
     bad |= fix(&s->seccomp, buf, len, s->seccomp_len * 8);
     s->oci = NULL;
     s->console_fd = -1;
     s->cgroup_fd = -1;
+    s->netns_fd = -1;
+    s->reaper_fd = -1;
+    s->userns_fd = -1;
     s->cgroup_procs_fds = NULL;
     s->ncgroup_procs = 0;
     if (bad || !s->argv || !s->envp)

@@ -54,6 +54,11 @@ enum {
     PYRT_UNPACK_NO_CHOWN = 2,     /* keep the unpacking user as owner */
     PYRT_UNPACK_PLAIN = 4,        /* a plain tar, not a layer: ".wh." names are
                                      ordinary files (no whiteouts, no opaque dirs) */
+    PYRT_UNPACK_USERXATTR = 8,    /* an ordinary user's store: opaque directories get
+                                     user.overlay.opaque (overlay's userxattr) */
+    PYRT_UNPACK_SKIP_DEVICES = 16, /* an ordinary user's store: character and block
+                                      devices are skipped (devices_skipped), not made;
+                                      whiteouts (0:0) are still made */
 };
 
 /* Resource bounds; UINT64_MAX means unlimited. pyrt_unpack_limits_init() fills
@@ -78,6 +83,7 @@ struct pyrt_unpack_stats {
     uint64_t apparent;   /* sum of the regular files' sizes (holes included) */
     uint64_t files, dirs, symlinks, hardlinks, devices, whiteouts, opaques, skipped;
     uint64_t stream;     /* tar bytes consumed */
+    uint64_t devices_skipped; /* with PYRT_UNPACK_SKIP_DEVICES */
 };
 
 struct pyrt_unpacker;

@@ -459,6 +459,10 @@ int pyrt_unpack_symlink(struct pyrt_unpacker *u, const char *target)
 
 int pyrt_unpack_node(struct pyrt_unpacker *u, mode_t kind, mode_t mode, dev_t dev)
 {
+    if ((u->lim.flags & PYRT_UNPACK_SKIP_DEVICES) && (kind == S_IFCHR || kind == S_IFBLK)) {
+        u->stats.devices_skipped++; /* an ordinary user's store (unpack.h) */
+        return 0;
+    }
     int pfd = u->fs.pfd;
     const char *base = u->fs.base;
     for (int tries = 0;; tries++) {
@@ -556,7 +560,8 @@ static int do_whiteout(struct pyrt_unpacker *u, int pfd, const char *base)
         int dfd = openat(pfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (dfd < 0)
             return pyrt_unpack_sysfail(u, "openat");
-        int rc = fsetxattr(dfd, "trusted.overlay.opaque", "y", 1, 0);
+        const char *xname = (u->lim.flags & PYRT_UNPACK_USERXATTR) ? "user.overlay.opaque" : "trusted.overlay.opaque";
+        int rc = fsetxattr(dfd, xname, "y", 1, 0);
         drop_fd(dfd);
         if (rc < 0)
             return pyrt_unpack_sysfail(u, "setxattr");

@@ -33,6 +33,11 @@ import sys
 import tempfile
 import time
 
+# The benchmarks of perf/ run containers with no network (pyrt's default for an
+# image is its bridge network, which would change the host's interfaces and
+# firewall): bench_network.py measures networks, in namespaces of its own.
+os.environ.setdefault("PYRT_DEFAULT_NETWORK", "none")
+
 # --- tools ---------------------------------------------------------------
 
 # tool -> Debian package that ships it

@@ -1,6 +1,6 @@
 from libc.stdint cimport uint64_t
 from libc.stdlib cimport calloc, free
-from libc.string cimport memcpy, strerror
+from libc.string cimport memcpy, memset, strerror
 from posix.types cimport gid_t, pid_t, uid_t
 from cpython.exc cimport PyErr_CheckSignals
 from libc.errno cimport errno, EINTR
@@ -70,9 +70,15 @@ cdef extern from "spawn.h":
         size_t nrlimits
         const char *uid_map
         const char *gid_map
+        const char *uid_map_helper
+        const char *gid_map_helper
+        int setgroups_deny
+        int userns_fd
         int stdio[3]
         int console_fd
+        int netns_fd
         int cgroup_fd
+        int reaper_fd
         const int *cgroup_procs_fds
         size_t ncgroup_procs
         int init
@@ -83,6 +89,9 @@ cdef extern from "spawn.h":
         const void *oci
 
     int pyrt_spawn(const pyrt_spawn_spec *spec, pid_t *pid, int *pidfd, pyrt_error *error) nogil
+
+cdef extern from "userns.h":
+    int pyrt_userns_create(const pyrt_spawn_spec *s, pyrt_error *e) nogil
     int pyrt_wait(int pidfd, int timeout_ms, int *status, rusage *usage) nogil
 
     int PYRT_MOUNT_BIND, PYRT_MOUNT_TMPFS, PYRT_MOUNT_FS
@@ -224,10 +233,17 @@ cdef int _fill_spawn_spec(object spec, _Arena arena, pyrt_spawn_spec *s) except 
 
     s.uid_map = arena.cstr(spec.uid_map)
     s.gid_map = arena.cstr(spec.gid_map)
+    # rootless: the setuid helpers that write the maps (pyrt.launch.userns)
+    s.uid_map_helper = arena.cstr(getattr(spec, "uid_map_helper", None))
+    s.gid_map_helper = arena.cstr(getattr(spec, "gid_map_helper", None))
+    s.setgroups_deny = 1 if getattr(spec, "setgroups_deny", False) else 0
+    s.userns_fd = getattr(spec, "userns_fd", -1)
     for i in range(3):
         s.stdio[i] = spec.stdio[i]
     s.console_fd = spec.console_fd
+    s.netns_fd = spec.netns_fd
     s.cgroup_fd = spec.cgroup_fd
+    s.reaper_fd = spec.reaper_fd
     procs = <int *>arena.alloc(len(spec.cgroup_procs_fds), sizeof(int))
     for i, fd in enumerate(spec.cgroup_procs_fds):
         procs[i] = fd
@@ -292,3 +308,26 @@ def wait(int pidfd, timeout=None):
              ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6,
              ru.ru_maxrss, ru.ru_nvcsw, ru.ru_nivcsw)
     return status, usage
+
+
+def userns_create(uid_map, gid_map, uid_map_helper=None, gid_map_helper=None, bint setgroups_deny=False):
+    """A user namespace with these maps (bytes, as /proc/PID/uid_map takes them),
+    written directly or by the helpers (newuidmap, newgidmap): an fd of it, the
+    caller's to close (pyrt.launch.userns)."""
+    cdef _Arena arena = _Arena()
+    cdef pyrt_spawn_spec s
+    cdef pyrt_error err
+    cdef int fd
+    memset(&s, 0, sizeof(s))
+    s.userns_fd = -1
+    s.uid_map = arena.cstr(uid_map)
+    s.gid_map = arena.cstr(gid_map)
+    s.uid_map_helper = arena.cstr(uid_map_helper)
+    s.gid_map_helper = arena.cstr(gid_map_helper)
+    s.setgroups_deny = 1 if setgroups_deny else 0
+    with nogil:
+        fd = pyrt_userns_create(&s, &err)
+    if fd < 0:
+        from pyrt.errors import SpawnError
+        raise _error_from_c(&err, SpawnError)
+    return fd

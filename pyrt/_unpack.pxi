@@ -31,11 +31,13 @@ cdef extern from "unpack.h":
         _u64 opaques
         _u64 skipped
         _u64 stream
+        _u64 devices_skipped
 
     cdef struct pyrt_unpacker:
         pass
 
     int PYRT_UNPACK_DETECT_HOLES, PYRT_UNPACK_NO_CHOWN, PYRT_UNPACK_PLAIN
+    int PYRT_UNPACK_USERXATTR, PYRT_UNPACK_SKIP_DEVICES
 
     void pyrt_unpack_limits_init(pyrt_unpack_limits *lim)
     pyrt_unpacker *pyrt_unpacker_new(int destfd, const pyrt_unpack_limits *lim,
@@ -114,7 +116,10 @@ cdef class Unpacker:
     max_sparse_segments, max_meta_memory (kept for the directories' metadata).
     detect_holes writes aligned 4 KiB zero runs as holes; chown=False keeps the
     caller as owner of everything; whiteouts=False reads a plain tar (`.wh.` names
-    are ordinary files)."""
+    are ordinary files). For an ordinary user's store (unpacked in its user
+    namespace, pyrt.launch.userns): userxattr=True marks opaque directories with
+    user.overlay.opaque, skip_devices=True skips device nodes (counted in
+    "devices_skipped")."""
     cdef pyrt_unpacker *u
     cdef bint busy
     cdef readonly object dest
@@ -122,7 +127,8 @@ cdef class Unpacker:
     def __init__(self, dest, *, max_bytes=64 << 30, max_entries=1000000,
                  max_file_size=16 << 30, max_path=4096, max_xattr_size=65536,
                  max_header_size=1 << 20, max_sparse_segments=1 << 20,
-                 max_meta_memory=64 << 20, detect_holes=True, chown=True, whiteouts=True):
+                 max_meta_memory=64 << 20, detect_holes=True, chown=True, whiteouts=True,
+                 userxattr=False, skip_devices=False):
         cdef pyrt_unpack_limits lim = _default_limits()
         cdef pyrt_error err
         cdef int fd
@@ -144,6 +150,10 @@ cdef class Unpacker:
             lim.flags |= PYRT_UNPACK_NO_CHOWN
         if not whiteouts:
             lim.flags |= PYRT_UNPACK_PLAIN
+        if userxattr:
+            lim.flags |= PYRT_UNPACK_USERXATTR
+        if skip_devices:
+            lim.flags |= PYRT_UNPACK_SKIP_DEVICES
         self.dest = dest
         if isinstance(dest, int):
             fd = os.dup(dest)
@@ -211,6 +221,7 @@ cdef class Unpacker:
             "files": st.files, "dirs": st.dirs, "symlinks": st.symlinks,
             "hardlinks": st.hardlinks, "devices": st.devices, "whiteouts": st.whiteouts,
             "opaques": st.opaques, "skipped": st.skipped, "stream": st.stream,
+            "devices_skipped": st.devices_skipped,
         }
 
     def close(self):

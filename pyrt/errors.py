@@ -144,6 +144,15 @@ class VolumeNotFound(PyrtError, LookupError):
     """No volume has that name."""
 
 
+class NetworkNotFound(PyrtError, LookupError):
+    """No network matches the name or id."""
+
+
+class NetworkError(PyrtError):
+    """Wiring a container to a network failed (a CNI plugin, the firewall, no free
+    address): names the network and the cause."""
+
+
 class Conflict(PyrtError):
     """The change conflicts with the store's state (name in use, image in use, ...)."""
 
@@ -213,6 +222,11 @@ class StoreChanged(Conflict):
 class Unsupported(PyrtError, RuntimeError):
     """This host or installation lacks what the operation needs (a kernel feature,
     an optional package, ...)."""
+
+
+class UnsafeDirectory(PyrtError, PermissionError):
+    """A directory pyrt would keep an ordinary user's data in (its store, its runtime
+    state) belongs to someone else, or someone else could replace it (pyrt.paths)."""
 
 
 class PoolClosed(PyrtError, RuntimeError):

@@ -18,9 +18,15 @@
   kind of `rt` define their own).
 - The OCI runtime command: `runtime_bin`, `oci_rt` (an ocitools.Runtime, its
   containers force-deleted after the test), `make_bundle`.
+- Networks: the suite's containers get no network by default
+  (PYRT_DEFAULT_NETWORK=none: nothing may touch the host's network); `netns` (a
+  nettools.NetNS, a network namespace of the test's own) and `netstore` (a
+  nettools.NetStore: a `store` whose `pyrt` runs in it, with the default network
+  users get) are for the tests of networks.
 
 Plain helper functions and classes live in helpers.py, clitools.py (the `pyrt`
-command, Store), imagetools.py (test images) and ocitools.py (`pyrt-runtime`);
+command, Store), imagetools.py (test images), ocitools.py (`pyrt-runtime`) and
+nettools.py (network namespaces);
 test modules never import from each other.
 """
 from __future__ import annotations
@@ -64,6 +70,9 @@ def pytest_configure(config):
     # the installed pyrt, not the source tree in the working directory (it has no
     # compiled modules): no working directory at the front of their sys.path.
     os.environ["PYTHONSAFEPATH"] = "1"
+    # containers of images join pyrt's default network (a bridge) unless told: the
+    # suite's stay off it; the network tests wire theirs in namespaces they make
+    os.environ["PYRT_DEFAULT_NETWORK"] = "none"
     config.addinivalue_line("markers", "no_leak_check: skip the per-test check for leaked mounts and children")
     if os.geteuid() == 0:
         config._pyrt_mount_ns = _enter_private_mount_ns()
@@ -247,3 +256,88 @@ def make_bundle(runtime_bin, rootfs, tmp_shm):
             json.dump(cfg, f, indent=1)
         return bundle
     return make
+
+
+# -- networks ------------------------------------------------------------------------------------------
+
+@pytest.fixture
+def netns():
+    """A network namespace of the test's own (nettools.NetNS); whatever is left
+    running in it at the end fails the test (and is ended)."""
+    if not shutil.which("nsenter") or not shutil.which("unshare"):
+        pytest.skip("nsenter and unshare (util-linux) are needed")
+    import nettools
+    ns = nettools.NetNS()
+    ok = False
+    try:
+        yield ns
+        ok = True
+    finally:
+        left = ns.close()
+        if ok:
+            assert not left, f"processes left in the test's network namespace: {left}"
+
+
+@pytest.fixture
+def netstore(tmp_shm, base_tar, netns):
+    """A nettools.NetStore (base:1) whose `pyrt` runs in `netns`; its containers and
+    networks are removed there after the test, and nothing may be left."""
+    import nettools
+    from pyrt.network.cni import find_plugin
+    try:
+        find_plugin("bridge")
+    except LookupError:
+        pytest.skip("the CNI plugins are not installed (containernetworking-plugins)")
+    except Exception as e:
+        pytest.skip(str(e))
+    s = nettools.NetStore(os.path.join(tmp_shm, "store"), base_tar, netns)
+    try:
+        yield s
+    finally:
+        problems = s.cleanup()
+        s.rt.close()
+        assert not problems, problems
+
+# -- an ordinary user (the rootless tests) ------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def test_user(shm_base):
+    """(passwd entry, python, its env): usertools.USER, with a subordinate range,
+    and a Python it can run that imports the installed pyrt."""
+    import usertools
+    if not shutil.which("setpriv") or not shutil.which("useradd"):
+        pytest.skip("setpriv and useradd are needed to run pyrt as an ordinary user")
+    pw = usertools.ensure_user(usertools.USER, subids=True)
+    python, env = usertools.user_python(shm_base, pw)
+    return pw, python, env
+
+
+@pytest.fixture
+def user(test_user, tmp_shm):
+    """A usertools.UserEnv of the test user, with a home, data and runtime
+    directory of this test's own."""
+    import usertools
+    pw, python, env = test_user
+    return usertools.UserEnv(pw, python, env, tmp_shm)
+
+
+@pytest.fixture
+def user_nosub(test_user, tmp_shm):
+    """A usertools.UserEnv of a user without a subordinate range."""
+    import usertools
+    pw = usertools.ensure_user(usertools.USER_NOSUB, subids=False)
+    _, python, env = test_user
+    return usertools.UserEnv(pw, python, env, os.path.join(tmp_shm, "nosub"))
+
+
+@pytest.fixture(scope="session")
+def user_rootfs(shm_base, rootfs, test_user):
+    """The test rootfs as the test user's containers see theirs: owned by the user
+    (container root) and its subordinate ids (0755 directories: shared, read-only
+    by convention)."""
+    import usertools
+    pw = test_user[0]
+    dst = os.path.join(shm_base, "rootfs-user")
+    if not os.path.isdir(dst):
+        usertools.shifted_copy(rootfs, dst, pw.pw_uid, pw.pw_gid, usertools.subid_base(pw.pw_name))
+    return dst

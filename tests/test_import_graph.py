@@ -19,13 +19,14 @@ LAYERS = [
     ("pyrt.runtime", "pyrt.ocirt"),            # Runtime(root); pyrt-runtime's operations
     ("pyrt.pool",),                            # the warm pool, metering, bench
     ("pyrt.containers", "pyrt.dockerfile"),    # containers; build (runs containers)
+    ("pyrt.network",),                         # networks: CNI wiring, addresses, firewall, names
     ("pyrt.images", "pyrt.registry"),          # the catalog and its ingest path; pull and push
     ("pyrt.store",),                           # blobs, SQLite, snapshots, unpack, commit
     ("pyrt.launch",),                          # the spawn spec, run/spawn/Process, mounts, tty
     ("pyrt.cgroups",),                         # limits, layout, the cgroup handle
     ("pyrt.oci",),                             # pure OCI types
-    ("pyrt.filters", "pyrt.compression", "pyrt.errors", "pyrt.sys", "pyrt._core", "pyrt._sys",
-     "pyrt._sys_build", "pyrt.hostpython"),    # leaves and the bindings
+    ("pyrt.filters", "pyrt.hostpython", "pyrt.compression", "pyrt.errors", "pyrt.paths", "pyrt.sys", "pyrt._core", "pyrt._sys",
+     "pyrt._sys_build"),                       # leaves and the bindings
 ]
 
 # Compiled modules: imported, never read.

@@ -1,4 +1,5 @@
-"""Published ports (`run -d -p [IP:][HOSTPORT:]PORT`): a detached container's
+"""Published ports of containers without a network (`run -d --network none -p
+[IP:][HOSTPORT:]PORT`, the suite's default network): a detached container's
 monitor listens on the host port and forwards each connection into the
 container's own network namespace (csrc/portfwd.c). Served by busybox httpd in
 the container, fetched from the host on 127.0.0.1."""
@@ -81,10 +82,10 @@ def test_api_and_a_free_host_port(store):
 
 def test_bad_publish_options(store):
     before = store.snapshot()
-    for args, match in ((["-p", "80"], "-p needs -d"),
+    for args, match in ((["-p", "80"], "needs -d"),
                         (["-d", "-p", "1:2:3:4"], "invalid -p"),
                         (["-d", "-p", "99999:80"], "ports are 1-65535"),
-                        (["-d", "-p", "8080:53/udp"], "only TCP"),
+                        (["-d", "--network", "none", "-p", "8080:53/udp"], "UDP ports needs a network"),
                         (["-d", "-p", "nothost:80:80"], "IPv4"),
                         (["-d", "--network", "host", "-p", "8080:80"], "host's ports")):
         error(store.cli("run", *args, "base:1", "true"), status=125, match=match)

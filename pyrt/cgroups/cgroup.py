@@ -37,11 +37,9 @@ the host's layout in layout.py.
 """
 from __future__ import annotations
 
+import _thread
 import errno as _errno
 import os
-import re
-import signal
-import threading
 import time
 
 from pyrt import _core
@@ -62,7 +60,10 @@ __all__ += ["CPU_PERIOD"]  # pyrt.ocirt.spec imports it from here
 
 _UNLIMITED_V1 = 1 << 62               # v1 memory/limit files say PAGE_COUNTER_MAX*PAGE_SIZE when unset
 
-_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:@-]*$")
+# re, signal and threading are imported where needed (or not at all): `pyrt run --rootfs`
+# makes a cgroup without them, and importing them costs more than that run (measured).
+_NAME_FIRST = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_")
+_NAME_REST = _NAME_FIRST | frozenset(".:@-")
 
 _host_layout = layout  # for functions whose `layout` argument hides the function
 
@@ -123,7 +124,7 @@ def _check_name(name: str, what: str) -> None:
     if not isinstance(name, str) or not name:
         raise InvalidArgument(f"invalid cgroup {what} {name!r}")
     for part in name.split("/"):
-        if not _NAME_RE.match(part) or part in (".", ".."):
+        if not (part and part[0] in _NAME_FIRST and _NAME_REST.issuperset(part)) or part in (".", ".."):
             raise InvalidArgument(f"invalid cgroup {what} {name!r}: use letters, digits and _ . - "
                                   "(and / between the levels of a parent)")
 
@@ -167,7 +168,7 @@ class Cgroup:
         self.v2_dir = v2_dir
         self.v1_dirs = dict(v1_dirs)
         self.limits = limits
-        self._lock = threading.Lock()
+        self._lock = _thread.allocate_lock()  # threading.Lock
         self._fds = None
         self._fd_users = 0
 
@@ -568,6 +569,7 @@ class Cgroup:
             delay = min(delay * 2, 0.02)
 
     def _kill_v1(self, deadline) -> None:
+        import signal
         can_freeze = "freezer" in self.v1_dirs or self._v2_has("cgroup.freeze")
         if can_freeze:
             try:

@@ -2,9 +2,8 @@
 controller), read from /proc/self/mountinfo once per process."""
 from __future__ import annotations
 
+import _thread  # threading.Lock is _thread.allocate_lock (threading, re: measured, see _unescape)
 import os
-import re
-import threading
 
 # The controllers pyrt sets limits with or reads accounting from.
 KNOWN_CONTROLLERS = ("cpu", "cpuacct", "cpuset", "memory", "pids", "freezer", "blkio", "io",
@@ -14,6 +13,9 @@ KNOWN_CONTROLLERS = ("cpu", "cpuacct", "cpuset", "memory", "pids", "freezer", "b
 # -- the host's layout ---------------------------------------------------------------
 
 def _unescape(field: str) -> str:
+    if "\\" not in field:
+        return field  # the usual: no re to import (`pyrt run --rootfs` needs it nowhere else)
+    import re
     return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
 
 
@@ -107,7 +109,7 @@ def parse_mountinfo(text: str, known=None) -> Layout:
 
 
 _LAYOUT = None
-_layout_lock = threading.Lock()
+_layout_lock = _thread.allocate_lock()
 
 
 def layout(refresh: bool = False) -> Layout:

@@ -14,7 +14,6 @@ do with cgroupfs. D-Bus is spoken through `busctl`, which ships with systemd."""
 from __future__ import annotations
 
 import os
-import subprocess
 import time
 
 from pyrt.errors import CgroupError, InvalidArgument
@@ -34,20 +33,40 @@ def manager(lay) -> str:
         raise InvalidArgument(f"invalid cgroup manager {want!r}: use systemd or cgroupfs")
     if lay.mode == "v2" and os.geteuid() == 0 and os.path.isdir("/run/systemd/system"):
         return "systemd"
+    if os.geteuid() != 0:  # an ordinary user: its systemd instance, where it delegates a subtree
+        from pyrt.cgroups.delegation import usable
+        return "systemd" if usable() else "cgroupfs"
     return "cgroupfs"
+
+
+def _user_base() -> str | None:
+    """An ordinary user's delegated subtree (pyrt.cgroups.delegation), whose
+    systemd instance makes its containers' scopes in its own user.slice."""
+    if os.geteuid() == 0:
+        return None
+    from pyrt.cgroups.delegation import delegated_root
+    return delegated_root()
 
 
 def scope_of(cid: str) -> str:
     """The container's scope, as a path below the cgroup2 mount."""
+    base = _user_base()
+    if base:
+        return f"{base}/user.slice/pyrt-{cid}.scope"
     return f"{SLICE}/pyrt-{cid}.scope"
 
 
 def is_scope(parent: str) -> bool:
-    return parent.startswith(SLICE + "/pyrt-") and parent.endswith(".scope")
+    if parent.startswith(SLICE + "/pyrt-") and parent.endswith(".scope"):
+        return True
+    base = _user_base()
+    return bool(base) and parent.startswith(f"{base}/user.slice/pyrt-") and parent.endswith(".scope")
 
 
 def _busctl(method: str, signature: str, *args) -> str:
-    cmd = ["busctl", "--system", "call", "org.freedesktop.systemd1", "/org/freedesktop/systemd1",
+    import subprocess  # here, as in _placeholder: every container start asks manager(), few run these (measured)
+    bus = "--system" if os.geteuid() == 0 else "--user"  # an ordinary user's own instance
+    cmd = ["busctl", bus, "call", "org.freedesktop.systemd1", "/org/freedesktop/systemd1",
            "org.freedesktop.systemd1.Manager", method, signature, *map(str, args)]
     try:
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
@@ -64,6 +83,7 @@ def _busctl(method: str, signature: str, *args) -> str:
 
 def _placeholder() -> int:
     """A process that sleeps until killed, already reparented away from us."""
+    import subprocess
     p = subprocess.run(["sh", "-c", "sleep infinity </dev/null >/dev/null 2>&1 & echo $!"], capture_output=True,
                        text=True, check=True, start_new_session=True)
     return int(p.stdout.strip())
@@ -80,14 +100,15 @@ def slice_path(slice_: str) -> str:
 def start(cid: str, unified: str) -> str:
     """Make the container's scope (placeholder inside, moved to supervisor/ so the
     scope can hand controllers down); returns its path below the cgroup2 mount."""
-    return start_unit(f"pyrt-{cid}.scope", SLICE, unified, f"pyrt container {cid[:12]}")
+    slice_ = "user.slice" if _user_base() else SLICE  # an ordinary user's own systemd instance
+    return start_unit(f"pyrt-{cid}.scope", slice_, unified, f"pyrt container {cid[:12]}", scope=scope_of(cid))
 
 
-def start_unit(unit: str, slice_: str, unified: str, description: str) -> str:
+def start_unit(unit: str, slice_: str, unified: str, description: str, scope: str | None = None) -> str:
     """A delegated transient scope `unit` in `slice_` (a validated unit and slice
     name), its placeholder in its supervisor/ leaf; returns the scope's path below
-    the cgroup2 mount."""
-    scope = f"{slice_path(slice_)}/{unit}"
+    the cgroup2 mount (`scope` when the manager is a user's, below its own service)."""
+    scope = scope or f"{slice_path(slice_)}/{unit}"
     pid = _placeholder()
     try:
         _busctl("StartTransientUnit", "ssa(sv)a(sa(sv))", unit, "fail", 4,

@@ -1,7 +1,6 @@
 """`pyrt bench`, and `pyrt run --profile bench` (a measured run)."""
 from __future__ import annotations
 
-import argparse
 import sys
 from pyrt.errors import InvalidArgument
 
@@ -31,7 +30,7 @@ def register(sub):
     p.add_argument("-e", "--env", action="append", metavar="KEY=VALUE", help="add an environment variable")
     p.add_argument("--workdir", metavar="DIR", help="working directory inside the container")
     p.add_argument("--input", metavar="FILE", help="feed this file to each run's stdin")
-    p.add_argument("command", nargs=argparse.REMAINDER, help="image and command (or command with --rootfs)")
+    p.add_argument("command", nargs="...", help="image and command (or command with --rootfs)")  # argparse.REMAINDER
     p.set_defaults(func=cmd_bench)
     return p
 

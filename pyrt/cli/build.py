@@ -58,8 +58,8 @@ def register(subparsers):
     p.add_argument("-q", "--quiet", action="store_true", help="print only the image id")
     p.add_argument("--rm", choices=("true", "false"), nargs="?", const="true", default="true",
                    help="remove the containers of successful RUN steps (default true)")
-    p.add_argument("--network", choices=("none", "host", "default"), default="none",
-                   help="the network of RUN steps: none (default: a network namespace of their own) "
-                        "or host")
+    p.add_argument("--network", default=None, metavar="NETWORK",
+                   help="the network of RUN steps: pyrt's default network (as a `pyrt run`), a network's "
+                        "name, none (only a loopback) or host (the host's own)")
     p.add_argument("context", metavar="CONTEXT", help="the build context directory")
     p.set_defaults(func=cmd_build)

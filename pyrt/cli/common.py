@@ -31,8 +31,9 @@ def add_run_options(p):
     p.add_argument("--tmpfs", action="append", metavar="DST[:OPTIONS]", help="mount a tmpfs")
     p.add_argument("--read-only", action="store_true", help="mount the root filesystem read-only")
     p.add_argument("-u", "--user", metavar="UID[:GID]", help="user to run as")
-    p.add_argument("--network", "--net", default="none", choices=("none", "host"),
-                   help="network: none (own namespace with lo, the default) or host")
+    p.add_argument("--network", "--net", default=None, metavar="NETWORK",
+                   help="bridge (an image's default, $PYRT_DEFAULT_NETWORK to change), a network's name, "
+                        "none (a namespace with only lo; --rootfs's default) or host")
     p.add_argument("--cap-add", action="append", default=[], metavar="CAP", help="add a capability")
     p.add_argument("--cap-drop", action="append", default=[], metavar="CAP", help="drop a capability")
     p.add_argument("--privileged", action="store_true",

@@ -36,8 +36,12 @@ def add_run_image_options(p):
     p.add_argument("--stop-signal", metavar="SIGNAL", help="signal that stops the container")
     p.add_argument("--security-opt", action="append", default=[], metavar="seccomp=unconfined|PROFILE.json",
                    help="seccomp profile (default: pyrt's, see pyrt/seccomp.py)")
-    p.add_argument("-p", "--publish", action="append", default=[], metavar="[IP:][HOSTPORT:]PORT[/tcp]",
-                   help="forward a host port to the container's (TCP, detached containers)")
+    p.add_argument("-p", "--publish", action="append", default=[], metavar="[IP:][HOSTPORT:]PORT[/tcp|udp]",
+                   help="publish a container's port on the host's (on a network: TCP and UDP, by the kernel; "
+                        "with --network none: TCP, detached containers, by their monitor)")
+    p.add_argument("--network-alias", action="append", default=[], metavar="NAME",
+                   help="another name of the container on its (user-defined) network")
+    p.add_argument("--ip", metavar="ADDRESS", help="the container's IPv4 address on its (user-defined) network")
     p.add_argument("--log-opt", action="append", default=[], metavar="max-size=10m|max-file=3",
                    help="rotate a detached container's log")
     p.add_argument("-l", "--label", action="append", default=[], metavar="KEY=VALUE", help="a container label")
@@ -89,6 +93,7 @@ def _create(args, image, command, rt):
         environment=env_from_args(args), working_dir=args.workdir, user=args.user, hostname=args.hostname,
         volumes=args.volume or [], tmpfs=args.tmpfs or [], mounts=[parse_mount(m) for m in args.mount],
         volumes_from=args.volumes_from, network_mode=args.network, read_only=args.read_only,
+        networking_config=_endpoint_config(args),
         init=args.init, mem_limit=args.memory, memswap_limit=args.memory_swap,
         mem_reservation=args.memory_reservation, cpus=args.cpus, cpu_shares=args.cpu_shares,
         cpuset_cpus=args.cpuset_cpus, cpuset_mems=args.cpuset_mems, pids_limit=args.pids_limit,
@@ -103,9 +108,10 @@ def _create(args, image, command, rt):
         auto_remove=getattr(args, "rm", False), devices=args.device)
 
 
-def _run_foreground(container, interactive):
+def _run_foreground(container, interactive, reaper):
     """Start with the terminal's stdin (or a terminal of its own: created with -t);
-    its output is relayed to ours and kept in its log, as docker does."""
+    its output is relayed to ours and kept in its log, as docker does. `reaper`
+    (pyrt.launch.reaper) kills it and cleans up should this process die first."""
     import pyrt
     from pyrt.containers.logs import LogWriter
     tty = bool(container.config.get("Tty"))
@@ -117,7 +123,7 @@ def _run_foreground(container, interactive):
         shield = Shield(stdin=True)
         stdin = shield.stdio().get("stdin", stdin)
     try:
-        proc = container.start_process(stdin=stdin, stdout=out, stderr=out, tty=tty)
+        proc = container.start_process(stdin=stdin, stdout=out, stderr=out, tty=tty, reaper=reaper)
     finally:
         if shield is not None:
             shield.started()
@@ -134,7 +140,7 @@ def wait_foreground(proc, interactive, log=None):
     """Wait for a foreground container, relaying its terminal if it has one, or its
     stdout/stderr pipes (to ours, and to `log`, a pyrt.containers.logs.LogWriter); SIGINT,
     SIGTERM and SIGHUP sent to pyrt are passed on to it."""
-    import signal
+    import _signal as signal  # signal's own module adds enums (and imports enum): measured, not needed here
     old = {}
 
     def forward(sig, _frame):
@@ -203,6 +209,17 @@ def _relay_pipes(proc, log) -> None:
         proc.stderr.close()
 
 
+def _endpoint_config(args):
+    """--network-alias and --ip: docker's EndpointSettings of the container's network."""
+    if not args.network_alias and not args.ip:
+        return None
+    from pyrt.network.names import default_network
+    ep = {"Aliases": list(args.network_alias)}
+    if args.ip:
+        ep["IPAMConfig"] = {"IPv4Address": args.ip}
+    return {args.network or default_network(): ep}
+
+
 def parse_publish(items) -> dict:
     """docker's -p [IP:][HOSTPORT:]PORT[/PROTO] as the SDK's ports dict."""
     out = {}
@@ -217,13 +234,18 @@ def parse_publish(items) -> dict:
     return out
 
 
+def _network_of(args) -> str:
+    from pyrt.network.names import default_network
+    return args.network or default_network()
+
+
 def run_image(args, image, command, rt):
-    if args.publish and not args.detach:
-        raise InvalidArgument("-p needs -d: a detached container's monitor forwards its ports")
+    if args.publish and not args.detach and _network_of(args) == "none":
+        raise InvalidArgument("-p with --network none needs -d: a detached container's monitor forwards its ports")
     if args.restart != "no" and not args.detach:
         raise InvalidArgument("--restart needs -d: a detached container's monitor restarts it")
-    c = _create(args, image, command, rt)
     if args.detach:
+        c = _create(args, image, command, rt)
         try:
             c.start()
         except BaseException:
@@ -231,12 +253,22 @@ def run_image(args, image, command, rt):
             raise
         print(c.id)
         return 0
-    try:
-        return _run_foreground(c, args.interactive)
-    except BaseException:
-        if args.rm:
-            c.remove(force=True)
-        raise
+    with _reaper() as reaper:  # started first: from its creation on, the container is cleaned up
+        c = _create(args, image, command, rt)
+        from pyrt.cli.orphan import command as clean_up
+        reaper.run_on_death(clean_up(rt.root, c.id))
+        try:
+            return _run_foreground(c, args.interactive, reaper)
+        except BaseException:
+            if args.rm:
+                c.remove(force=True)
+            raise
+
+
+def _reaper():
+    """A foreground container ends with this process: see pyrt.launch.reaper."""
+    from pyrt.launch.reaper import Reaper
+    return Reaper()
 
 
 def cmd_create(args, rt):
@@ -249,7 +281,10 @@ def cmd_start(args, rt):
     for ref in args.containers:
         c = rt.containers.get(ref)
         if args.attach:
-            rc = _run_foreground(c, args.interactive)
+            with _reaper() as reaper:
+                from pyrt.cli.orphan import command as clean_up
+                reaper.run_on_death(clean_up(rt.root, c.id))
+                rc = _run_foreground(c, args.interactive, reaper)
         else:
             c.start()
             print(ref)

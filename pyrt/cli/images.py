@@ -246,6 +246,8 @@ def report_prune(r: dict) -> None:
     """What a prune removed, as docker prints it."""
     if r.get("ContainersDeleted"):
         print("Deleted Containers:\n" + "\n".join(r["ContainersDeleted"]) + "\n")
+    if r.get("NetworksDeleted"):
+        print("Deleted Networks:\n" + "\n".join(r["NetworksDeleted"]) + "\n")
     if r.get("VolumesDeleted"):
         print("Deleted Volumes:\n" + "\n".join(r["VolumesDeleted"]) + "\n")
     if r.get("ImagesDeleted"):
@@ -431,7 +433,8 @@ def cmd_version(args, rt):
 
 
 def cmd_system_prune(args, rt):
-    what = ["all stopped containers", "all unused images" if args.all else "all dangling images",
+    what = ["all stopped containers", "all networks not used by at least one container",
+            "all unused images" if args.all else "all dangling images",
             "the build cache and partial downloads"]
     if args.volumes:
         what.append("all volumes not used by at least one container")

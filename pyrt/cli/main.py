@@ -4,16 +4,21 @@ Parses, calls the Python API, prints. Errors are printed on one line and exit 1;
 `pyrt run` exits with the container's status (128+N when killed by signal N)."""
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from pyrt.cli.common import add_run_options, env_from_args, error_status, exit_status, message, mounts_from_args
 from pyrt.errors import InvalidArgument
 
+REMAINDER = "..."  # argparse.REMAINDER: argparse is imported only when a command line needs it
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        self.exit(2, f"pyrt: {message}\nSee '{self.prog} --help'.\n")
+
+def _parser_class():
+    import argparse
+
+    class _Parser(argparse.ArgumentParser):
+        def error(self, message):
+            self.exit(2, f"pyrt: {message}\nSee '{self.prog} --help'.\n")
+    return _Parser
 
 
 def cmd_run(args, runtime_factory):
@@ -46,17 +51,19 @@ def cmd_run(args, runtime_factory):
         from pyrt.cli.shield import Shield
         shield = Shield(stdin=args.interactive)
         stdio.update(shield.stdio())
-    try:
-        r = pyrt.spawn(command, root, env=env, cwd=args.workdir,
-                       hostname=args.hostname, mounts=mounts_from_args(args), user=args.user,
-                       network=args.network, read_only=args.read_only, cap_add=args.cap_add,
-                       cap_drop=args.cap_drop, privileged=args.privileged, tty=args.tty, seccomp=seccomp,
-                       devices=args.device, **stdio)
-    finally:
-        if shield is not None:
-            shield.started()
-    from pyrt.cli.containers import wait_foreground
-    rc = wait_foreground(r, args.interactive)
+    from pyrt.launch.reaper import Reaper
+    with Reaper() as reaper:  # it ends with this process, killed or not: see pyrt.launch.reaper
+        try:
+            r = pyrt.spawn(command, root, env=env, cwd=args.workdir,
+                           hostname=args.hostname, mounts=mounts_from_args(args), user=args.user,
+                           network=args.network or "none", read_only=args.read_only, cap_add=args.cap_add,
+                           cap_drop=args.cap_drop, privileged=args.privileged, tty=args.tty, seccomp=seccomp,
+                           devices=args.device, reaper=reaper, **stdio)
+        finally:
+            if shield is not None:
+                shield.started()
+        from pyrt.cli.containers import wait_foreground
+        rc = wait_foreground(r, args.interactive)
     if shield is not None:
         shield.finish()
     return exit_status(rc)
@@ -73,23 +80,22 @@ def _verb(argv) -> str | None:
     return None
 
 
-def build_parser(verb=None):
-    """The argument parser; with `verb`="run", only what `run` needs (building
-    every command's parser costs more than a container start)."""
-    parser = _Parser(prog="pyrt", description="pyrt: containers from Python, with a C core.")
-    parser.add_argument("--root", default=os.environ.get("PYRT_ROOT", "/var/lib/pyrt"),
-                        help="store directory (default $PYRT_ROOT or /var/lib/pyrt)")
+def declare_globals(parser):
+    """The options before the command word (to argparse, or to pyrt.cli.fastargs)."""
+    from pyrt.paths import default_store_root
+    parser.add_argument("--root", default=default_store_root(),
+                        help="store directory (default $PYRT_ROOT, else /var/lib/pyrt, or "
+                             "~/.local/share/pyrt for an ordinary user)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     parser.add_argument("--storage-driver", choices=("overlay", "copy"), default=None,
                         help="how container roots are made (default: overlay when the store's filesystem allows)")
     parser.add_argument("--cgroup-manager", choices=("systemd", "cgroupfs"), default=None,
                         help="who makes containers' cgroups (default: systemd where it runs the machine "
                              "on pure cgroup v2, else cgroupfs; $PYRT_CGROUP_MANAGER)")
-    parser.add_argument("--version", action="version", version="pyrt 0.1.0")
-    sub = parser.add_subparsers(dest="verb", metavar="COMMAND", parser_class=_Parser)
 
-    run = sub.add_parser("run", help="run a command in a new container",
-                         usage="pyrt run [OPTIONS] (IMAGE | --rootfs DIR | --host-root) [--] [COMMAND [ARG...]]")
+
+def declare_run(run):
+    """`run`'s options and arguments (to argparse, or to pyrt.cli.fastargs)."""
     add_run_options(run)
     run.add_argument("--host-root", action="store_true",
                      help="run in the host's own /usr, /bin, /lib* and selected /etc, read-only, with a "
@@ -98,11 +104,26 @@ def build_parser(verb=None):
     containers.add_run_image_options(run)
     from pyrt.cli import bench
     bench.add_profile_option(run)
-    run.add_argument("command", nargs=argparse.REMAINDER,
+    run.add_argument("command", nargs=REMAINDER,
                      help="image and command (or command with --rootfs or --host-root)")
     run.set_defaults(func=cmd_run)
+
+
+def build_parser(verb=None):
+    """The argument parser; with `verb`="run", only what `run` needs (building
+    every command's parser costs more than a container start)."""
+    _Parser = _parser_class()
+    parser = _Parser(prog="pyrt", description="pyrt: containers from Python, with a C core.")
+    declare_globals(parser)
+    parser.add_argument("--version", action="version", version="pyrt 0.1.0")
+    sub = parser.add_subparsers(dest="verb", metavar="COMMAND", parser_class=_Parser)
+
+    run = sub.add_parser("run", help="run a command in a new container",
+                         usage="pyrt run [OPTIONS] (IMAGE | --rootfs DIR | --host-root) [--] [COMMAND [ARG...]]")
+    declare_run(run)
     if verb == "run":
         return parser
+    from pyrt.cli import bench, containers
     containers.register(sub)
     from pyrt.cli import build, images, volumes
     images.register(sub)
@@ -111,17 +132,22 @@ def build_parser(verb=None):
     build.register(sub)
     from pyrt.cli import registry
     registry.register(sub)
+    from pyrt.cli import network
+    network.register(sub)
     return parser
 
 
 def main(argv=None):
     if argv is None:
         argv = sys.argv[1:]
-    parser = build_parser(_verb(argv))
-    args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 2
+    from pyrt.cli import fastargs
+    args = fastargs.parse(argv, "run", "verb", declare_globals, declare_run)
+    if args is None:  # anything but a plain `run`: argparse, its help and its messages
+        parser = build_parser(_verb(argv))
+        args = parser.parse_args(argv)
+        if not getattr(args, "func", None):
+            parser.print_help()
+            return 2
 
     runtime = None
     _print_warnings()

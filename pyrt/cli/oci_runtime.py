@@ -388,6 +388,18 @@ commands: {", ".join(COMMANDS)}
   spec [--bundle B] · features · --version"""
 
 
+def _default_root() -> str:
+    """/run/pyrt-runtime; an ordinary user's $XDG_RUNTIME_DIR/pyrt-runtime (or
+    /tmp/pyrt-runtime-UID), as runc --rootless keeps its state."""
+    if os.geteuid() == 0:
+        return "/run/pyrt-runtime"
+    from pyrt.paths import check_private_dir
+    base = os.environ.get("XDG_RUNTIME_DIR")
+    if base and os.path.isabs(base) and os.path.isdir(base):
+        return check_private_dir(os.path.join(base, "pyrt-runtime"), "state directory")
+    return check_private_dir(f"/tmp/pyrt-runtime-{os.geteuid()}", "state directory")
+
+
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     # global options come before the command
@@ -406,7 +418,7 @@ def main(argv=None) -> int:
     except UsageError as e:
         print(f"{PROG}: {e}\n{USAGE}", file=sys.stderr)
         return 2
-    g["root"] = os.path.abspath(g.get("root") or os.environ.get("PYRT_RUNTIME_ROOT") or "/run/pyrt-runtime")
+    g["root"] = os.path.abspath(g.get("root") or os.environ.get("PYRT_RUNTIME_ROOT") or _default_root())
     LOG.path = g.get("log")
     LOG.format = (g.get("log_format") or "text").lower()
     LOG.debug = bool(g.get("debug"))

@@ -5,7 +5,6 @@ terminal could type into it (TIOCSTI), change its modes or take its foreground."
 from __future__ import annotations
 
 import os
-import threading
 
 
 class Shield:
@@ -45,6 +44,7 @@ class Shield:
                     os.close(src)
                 if dst > 2:
                     os.close(dst)
+        import threading  # here: only a terminal needs the copying threads (measured: a run without is faster)
         t = threading.Thread(target=copy, daemon=True, name="pyrt-stdio")
         t.start()
         self._threads.append((t, close_src))

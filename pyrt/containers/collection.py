@@ -43,6 +43,8 @@ class ContainerCollection:
         "key=value") must all hold."""
         wanted = wanted_filters(filters, self.FILTERS, "container")
         ancestors = {self.runtime.images.get(ref).id for ref in wanted.get("ancestor", ())}
+        from pyrt.network.endpoints import reconcile
+        reconcile(self.runtime)  # network leases a killed pyrt process left
         out = []
         for row in self.store.db.query("SELECT * FROM containers ORDER BY created DESC"):
             c = Container(self, row)
@@ -68,9 +70,10 @@ class ContainerCollection:
                 c.remove(force=True, v=True)
                 raise
             return c
-        if kwargs.get("ports"):
-            raise InvalidArgument("published ports need a detached container (detach=True): its monitor "
-                                  "forwards them")
+        from pyrt.network.names import default_network
+        if kwargs.get("ports") and (kwargs.get("network_mode") or kwargs.get("network") or default_network()) == "none":
+            raise InvalidArgument("published ports without a network need a detached container (detach=True): "
+                                  "its monitor forwards them")
         c = self.create(image, command, auto_remove=False, **kwargs)
         try:
             proc = c.start_process(stdin=DEVNULL, stdout=PIPE, stderr=PIPE)

@@ -34,13 +34,28 @@ SPOOL = 16 << 20  # a get_archive tar kept in memory up to this size
 @contextlib.contextmanager
 def container_root(container):
     """An O_PATH fd of the container's root directory, for the copy's duration."""
+    if isinstance(container, _Held):
+        with _open_root(container.held) as fd:
+            yield fd
+        return
+    with _held_root(container) as held:
+        with _open_root(held) as fd:
+            yield fd
+
+
+@contextlib.contextmanager
+def _held_root(container):
+    """What the copy's root is, held for its duration: ("fd", an fd of the running
+    container's /proc/PID/root), or the container's root when it does not run
+    ("dir", path) or ("overlay", Overlay, a scratch dir), its start mark taken."""
+    from pyrt.containers import lifecycle
     st = container.reload().state
     if st.get("Status") in ("running", "paused") and lifecycle.alive(st):
         fd = os.open(f"/proc/{st['Pid']}/root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
             if lifecycle.start_time(st["Pid"]) != st.get("StartTime"):  # the pid was reused
                 raise Conflict(f"container {container.name} stopped during the copy")
-            yield fd
+            yield ("fd", fd)
         finally:
             os.close(fd)
         return
@@ -48,19 +63,58 @@ def container_root(container):
     try:
         root = container._rootfs()
         if isinstance(root, str):
-            fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-        else:  # the overlay mounted nowhere: closing the fd unmounts it
+            yield ("dir", root)
+        else:
             scratch = container._c.store.mkdtemp("cp-")
             try:
-                fd = mount_overlay(root.lowerdirs, root.upperdir, root.workdir, root.options, scratch=scratch)
+                yield ("overlay", root, scratch)
             finally:
                 os.rmdir(scratch)
-        try:
-            yield fd
-        finally:
-            os.close(fd)
     finally:
         lifecycle.end_start_mark(container.dir, mark)
+
+
+@contextlib.contextmanager
+def _open_root(held):
+    """An O_PATH fd of a held root (the overlay mounted nowhere: closing the fd
+    unmounts it)."""
+    if held[0] == "fd":
+        yield held[1]
+        return
+    if held[0] == "dir":
+        fd = os.open(held[1], os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    else:
+        from pyrt.launch.mounts import mount_overlay
+        root, scratch = held[1], held[2]
+        fd = mount_overlay(root.lowerdirs, root.upperdir, root.workdir, root.options, scratch=scratch)
+    try:
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def _as_root_of_userns(fn):
+    """For an ordinary user: fn(container, ...) runs as root of its user namespace
+    (pyrt.launch.userns.in_userns), on the root held here (a running container's
+    /proc/PID/root is opened before: the child may not reach it), so that what it
+    reads and writes keeps the container's owners."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(container, *args, **kwargs):
+        if os.geteuid() == 0:
+            return fn(container, *args, **kwargs)
+        from pyrt.launch.userns import in_userns
+        with _held_root(container) as held:
+            return in_userns(fn, _Held(held), *args, **kwargs)
+    return wrapper
+
+
+class _Held:
+    """Stands for a container whose root is already held (in an in_userns child)."""
+
+    def __init__(self, held):
+        self.held = held
 
 
 def resolve(rootfd: int, path: str, follow: bool = True, flags: int = os.O_PATH) -> int:
@@ -196,18 +250,12 @@ def stat_of(fd: int, name: str) -> dict:
 def get_archive(container, path: str, follow: bool = False):
     """A tar of `path` in the container (named by its last component), as a binary
     file positioned at its start (in memory up to SPOOL bytes, then in a temp file:
-    the container's root is held only while it is written), and its stat."""
+    the container's root is held only while it is written), and its stat. (An
+    ordinary user's is written by a child: always to a temp file.)"""
     import tempfile
-    name = os.path.basename(path.rstrip("/")) or "/"
-    out = tempfile.SpooledTemporaryFile(max_size=SPOOL)
+    out = tempfile.SpooledTemporaryFile(max_size=SPOOL) if os.geteuid() == 0 else tempfile.TemporaryFile()
     try:
-        with container_root(container) as root:
-            fd = resolve(root, path, follow=follow)
-            try:
-                info = stat_of(fd, name)
-                write_tree(out, fd, name if name != "/" else ".", devices=False)
-            finally:
-                os.close(fd)
+        info = _write_archive(container, path, follow, out)
         out.seek(0)
     except BaseException:
         out.close()
@@ -215,6 +263,21 @@ def get_archive(container, path: str, follow: bool = False):
     return out, info
 
 
+@_as_root_of_userns
+def _write_archive(container, path, follow, out):
+    name = os.path.basename(path.rstrip("/")) or "/"
+    with container_root(container) as root:
+        fd = resolve(root, path, follow=follow)
+        try:
+            info = stat_of(fd, name)
+            write_tree(out, fd, name if name != "/" else ".", devices=False)
+        finally:
+            os.close(fd)
+    out.flush()
+    return info
+
+
+@_as_root_of_userns
 def put_archive(container, path: str, data) -> bool:
     """Unpacks a tar into the directory `path` of the container (which must exist)."""
     with container_root(container) as root:
@@ -247,6 +310,7 @@ def _source_name(path: str) -> tuple[bool, str]:
     return contents, os.path.basename(os.path.normpath(base)) if base.strip("/") else "root"
 
 
+@_as_root_of_userns
 def copy_out(container, src: str, dest: str, *, follow: bool = False, archive: bool = False) -> None:
     """`pyrt cp CONTAINER:SRC DEST` (DEST "-": a tar on stdout). Paths in the
     container are from its root."""
@@ -271,6 +335,7 @@ def copy_out(container, src: str, dest: str, *, follow: bool = False, archive: b
             os.close(fd)
 
 
+@_as_root_of_userns
 def copy_in(container, src: str, dest: str, *, archive: bool = False) -> None:
     """`pyrt cp SRC CONTAINER:DEST` (SRC "-": a tar on stdin, unpacked into DEST)."""
     import sys

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import stat
 import time
 
@@ -35,7 +34,8 @@ _NAMES = ("babbage", "curie", "dijkstra", "euler", "fermi", "gauss", "hopper", "
 
 def create(collection, image, command=None, *, name=None, entrypoint=None, environment=None, working_dir=None,
            user=None, hostname=None, mounts=None, volumes=None, tmpfs=None, volumes_from=None,
-           network_mode="none", read_only=False, cap_add=None, cap_drop=None, privileged=False,
+           network_mode=None, network=None, networking_config=None, read_only=False, cap_add=None,
+           cap_drop=None, privileged=False,
            auto_remove=False, init=False, mem_limit=None, memswap_limit=None, mem_reservation=None,
            nano_cpus=None, cpus=None, cpu_shares=None, cpuset_cpus=None, cpuset_mems=None,
            pids_limit=None, stop_signal=None, tty=False, security_opt=None, ports=None,
@@ -47,9 +47,13 @@ def create(collection, image, command=None, *, name=None, entrypoint=None, envir
     cpu_shares, cpuset_cpus="0", pids_limit=100, memswap_limit). tty=True: it
     runs on a terminal of its own (detached, its monitor holds it: see attach).
     security_opt: ["seccomp=unconfined"] or ["seccomp=/path/profile.json"] (the
-    default is pyrt's profile, pyrt/seccomp.py). ports: the docker SDK's
-    {"80/tcp": 8080 | ("127.0.0.1", 8080) | None (a free port)}, forwarded while
-    the container runs detached. log_config: the SDK's {"Config": {"max-size":
+    default is pyrt's profile, pyrt/seccomp.py). network_mode: docker's ("bridge",
+    "host", "none" or a network's name; default pyrt.network.model.default_network()),
+    or network (the SDK's: a network's name); networking_config: {network name:
+    {"Aliases": [...], "IPAMConfig": {"IPv4Address": ...}}}. ports: the docker SDK's
+    {"80/tcp": 8080, "53/udp": ("127.0.0.1", 5353), "81/tcp": None (a free port)}:
+    on a network, forwarded by the kernel; with network none (TCP only), by its
+    monitor while it runs detached. log_config: the SDK's {"Config": {"max-size":
     "10m", "max-file": "3"}}: the log rotates (as docker's json-file driver).
     labels: a dict, or a list of "key=value" (added to the image's).
     extra_hosts ({"name": "ip"} or ["name:ip"]), dns (["1.1.1.1"]) and
@@ -83,14 +87,16 @@ def create(collection, image, command=None, *, name=None, entrypoint=None, envir
     argv = container_argv(icfg, command, entrypoint)
     if name is not None:
         check_name(name)
-    if network_mode not in ("none", "host"):
-        raise InvalidArgument(f"unknown network {network_mode!r}: use none or host")
+    from pyrt.network.endpoints import plan as network_plan, resolv_conf
+    network_mode, networks = network_plan(collection.runtime, network_mode, network, networking_config)
     published = parse_ports(ports)
     log_opts = parse_log_config(log_config)
     hosts_extra, dns_servers = parse_extra_hosts(extra_hosts), parse_addresses(dns, "dns")
     policy = parse_restart_policy(restart_policy)
     if policy and auto_remove:
         raise InvalidArgument("a restart policy and --rm (auto_remove) conflict: choose one")
+    if any(p["Protocol"] != "tcp" for p in published) and network_mode == "none":
+        raise InvalidArgument("publishing UDP ports needs a network (not none: its monitor forwards TCP only)")
     if published and network_mode == "host":
         raise InvalidArgument("published ports with the host network: the container already uses the "
                               "host's ports")
@@ -110,7 +116,7 @@ def create(collection, image, command=None, *, name=None, entrypoint=None, envir
     for path in sorted(icfg.get("Volumes") or {}):  # the image's VOLUMEs: anonymous volumes
         if os.path.normpath(path) not in covered:
             mount_list.append({"Type": "volume", "Name": None, "Destination": path, "RW": True, "NoCopy": False})
-    cid = secrets.token_hex(32)
+    cid = os.urandom(32).hex()  # secrets.token_hex(32), without importing secrets (measured)
     hostname = hostname or cid[:12]
     env = env_list_to_dict(icfg.get("Env"))
     if isinstance(environment, dict):
@@ -133,6 +139,7 @@ def create(collection, image, command=None, *, name=None, entrypoint=None, envir
         "Cmd": argv, "Env": [f"{k}={v}" for k, v in env.items()],
         "WorkingDir": working_dir if working_dir is not None else icfg.get("WorkingDir", ""),
         "User": user, "Hostname": hostname, "Mounts": mount_list, "NetworkMode": network_mode,
+        "Networks": networks, "Dns": dns_servers,
         "ReadOnly": bool(read_only), "CapAdd": list(cap_add or []), "CapDrop": list(cap_drop or []),
         "Privileged": bool(privileged), "AutoRemove": bool(auto_remove), "Driver": driver,
         "ImageRef": image if isinstance(image, str) else img.id,
@@ -148,7 +155,8 @@ def create(collection, image, command=None, *, name=None, entrypoint=None, envir
     try:
         os.mkdir(os.path.join(cdir, "upper"), 0o755)
         os.mkdir(os.path.join(cdir, "work"), 0o700)
-        _write_etc_files(cdir, hostname, network_mode, hosts_extra, dns_servers, list(dns_search or ()))
+        _write_etc_files(cdir, hostname, network_mode, hosts_extra, dns_servers, list(dns_search or ()),
+                         resolv=resolv_conf(collection.runtime, networks, dns_servers, list(dns_search or ())))
         if driver != "copy":
             _make_init_layer(cdir, config["WorkingDir"], layers_top_first)
         if driver == "copy":
@@ -203,10 +211,19 @@ def _prepare_volumes(collection, mount_list, img, new_volumes):
 
 def _free_name(collection):
     for _ in range(100):
-        n = f"{secrets.choice(_ADJECTIVES)}_{secrets.choice(_NAMES)}"
+        n = f"{_pick(_ADJECTIVES)}_{_pick(_NAMES)}"
         if not collection.store.db.query_one("SELECT 1 FROM containers WHERE name=?", (n,)):
             return n
-    return "pyrt_" + secrets.token_hex(4)
+    return "pyrt_" + os.urandom(4).hex()
+
+
+def _pick(seq):
+    """secrets.choice (uniform, from os.urandom) for up to 256 items, without
+    importing secrets (hmac, hashlib, random: measured, more than a run's own work)."""
+    while True:
+        r = os.urandom(1)[0]
+        if r < 256 - 256 % len(seq):
+            return seq[r % len(seq)]
 
 
 def detect_storage_driver(runtime) -> str:
@@ -227,8 +244,9 @@ def detect_storage_driver(runtime) -> str:
         dirs = [os.path.join(probe, d) for d in ("l1", "l2", "upper", "work")]
         for d in dirs:
             os.mkdir(d)
-        try:  # the spawn mounts the overlay, then fails to exec the missing program
-            process.run(["/.pyrt-probe"], Overlay(dirs[:2], upperdir=dirs[2], workdir=dirs[3]))
+        try:  # the spawn mounts the overlay, then fails to exec the missing program; privileged:
+            # no device cgroup to make for it (nor to leave behind should this process be killed)
+            process.run(["/.pyrt-probe"], Overlay(dirs[:2], upperdir=dirs[2], workdir=dirs[3]), privileged=True)
             reason = None
         except SpawnError as e:
             reason = None if e.op == "exec" else str(e)
@@ -245,9 +263,9 @@ def detect_storage_driver(runtime) -> str:
     return driver
 
 
-def _write_etc_files(cdir, hostname, network_mode, extra_hosts=(), dns=(), dns_search=()):
+def _write_etc_files(cdir, hostname, network_mode, extra_hosts=(), dns=(), dns_search=(), resolv=None):
     """/etc/hostname, /etc/hosts (plus --add-host lines) and /etc/resolv.conf (the
-    host's, or --dns/--dns-search) of a container."""
+    host's, or --dns/--dns-search; `resolv`: the one pyrt.network made) of a container."""
     with open(os.path.join(cdir, "hostname"), "w") as f:
         f.write(hostname + "\n")
     hosts = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
@@ -262,6 +280,10 @@ def _write_etc_files(cdir, hostname, network_mode, extra_hosts=(), dns=(), dns_s
     hosts += "".join(f"{ip}\t{name}\n" for name, ip in extra_hosts)
     with open(os.path.join(cdir, "hosts"), "w") as f:
         f.write(hosts)
+    if resolv is not None:
+        with open(os.path.join(cdir, "resolv.conf"), "w") as f:
+            f.write(resolv)
+        return
     try:
         with open("/etc/resolv.conf") as f:
             resolv = f.read()

@@ -252,7 +252,9 @@ def start_detached(container, spec, cgroup) -> dict:
                                          exit_argv=exit_argv, tty=bool(container.config.get("Tty")),
                                          attach_path=os.path.join(cdir, ATTACH_SOCKET),
                                          ports=[(p["HostIp"], p["HostPort"], p["ContainerPort"])
-                                                for p in container.config.get("Ports", [])],
+                                                for p in container.config.get("Ports", [])
+                                                # on a network the kernel forwards them (CNI portmap)
+                                                if container.config.get("NetworkMode", "none") == "none"],
                                          log_max_size=logs.get("MaxSize", 0), log_max_files=logs.get("MaxFiles", 1),
                                          restart=(policy["Name"], policy.get("MaximumRetryCount", 0))
                                          if policy.get("Name", "no") != "no" else None,

@@ -8,6 +8,7 @@ import time
 
 from pyrt._core import parse_log
 from pyrt.containers.lifecycle import LOG_FILE
+from pyrt.containers.logformat import full_records, lines_fit
 from pyrt.oci.image import rfc3339
 
 
@@ -51,15 +52,20 @@ class LogWriter:
 
     def write(self, stream: str, data: bytes) -> None:
         buf = self.pending.get(stream, b"") + data
+        cut = buf.rfind(b"\n") + 1
+        if cut and len(buf) - cut <= self.MAX_LINE and lines_fit(buf, cut, self.MAX_LINE):
+            self.pending[stream] = buf[cut:]  # whole, short lines (the usual): an F record each
+            self.f.write(full_records(self._head(stream), buf[:cut]))
+            self.f.flush()
+            return
         *done, rest = buf.split(b"\n")
         records = []
         for line in done:
             records += self._split(line)
             records[-1] = (b"F", records[-1][1])
-        while len(rest) > self.MAX_LINE:
-            records.append((b"P", rest[:self.MAX_LINE]))
-            rest = rest[self.MAX_LINE:]
-        self.pending[stream] = rest
+        whole = (len(rest) - 1) // self.MAX_LINE * self.MAX_LINE  # what goes out now, in pieces
+        records += [(b"P", rest[i:i + self.MAX_LINE]) for i in range(0, whole, self.MAX_LINE)]
+        self.pending[stream] = rest[whole:] if whole > 0 else rest
         if records:
             self._emit_records(stream, records)
 
@@ -78,8 +84,12 @@ class LogWriter:
     def _emit(self, stream, tag, lines) -> None:
         self._emit_records(stream, [(tag, line) for line in lines])
 
+    @staticmethod
+    def _head(stream) -> bytes:
+        return rfc3339().encode() + b" " + stream.encode() + b" "
+
     def _emit_records(self, stream, records) -> None:
-        head = rfc3339().encode() + b" " + stream.encode() + b" "
+        head = self._head(stream)
         self.f.write(b"".join(head + tag + b" " + line + b"\n" for tag, line in records))
         self.f.flush()
 

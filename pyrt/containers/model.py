@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import time
 
 from pyrt.containers import lifecycle
@@ -25,7 +24,8 @@ from pyrt.store.layers import rmtree
 # module) does not load them: cgroups (pyrt.cgroups.*), terminals (pyrt.launch.tty,
 # pyrt.containers.attach), users (pyrt.launch.userdb), logs, exec and top
 # (pyrt.containers.logs, .processes), the layer writer and change lists
-# (pyrt.store.commit, .changes, .export, pyrt.oci.config) and pyrt.containers.cp.
+# (pyrt.store.commit, .changes, .export, pyrt.oci.config), pyrt.containers.cp and the
+# network's wiring (pyrt.network.endpoints).
 
 
 def _now_iso(t: float) -> str:
@@ -109,7 +109,7 @@ class Container:
                 "Image": self.config.get("ImageRef", self.image_id),
                 "Labels": self.config.get("Labels", {}),
             },
-            "NetworkSettings": {"Ports": port_map(self.config.get("Ports", []))},
+            "NetworkSettings": {"Ports": port_map(self.config.get("Ports", [])), **_network_settings(self)},
             "HostConfig": {
                 "PortBindings": port_map(self.config.get("Ports", [])),
                 "RestartPolicy": self.config.get("RestartPolicy") or {"Name": "no", "MaximumRetryCount": 0},
@@ -179,8 +179,9 @@ class Container:
         return rules_with([parse_device(d) for d in self.config.get("Devices") or ()])
 
     # -- lifecycle --------------------------------------------------------------
-    def _spawn_spec(self, **stdio):
-        """The resolved spec of this container's command (pyrt.launch.spec.build_spec)."""
+    def _spawn_spec(self, network=None, **stdio):
+        """The resolved spec of this container's command (pyrt.launch.spec.build_spec);
+        network: the fd of the namespace pyrt.network wired (for containers on networks)."""
         from pyrt.launch.userdb import resolve_user
         cfg = self.config
         user = None
@@ -189,7 +190,8 @@ class Container:
             user = (uid, gid, *groups)  # build_spec takes (uid, gid, *supplementary groups)
         return build_spec(cfg["Cmd"], self._rootfs(), env=env_list_to_dict(cfg["Env"]),
                           cwd=cfg.get("WorkingDir") or "/", hostname=cfg["Hostname"],
-                          mounts=self._mounts(), user=user, network=cfg.get("NetworkMode", "none"),
+                          mounts=self._mounts(), user=user,
+                          network=network if network is not None else cfg.get("NetworkMode", "none"),
                           read_only=cfg.get("ReadOnly", False), cap_add=cfg.get("CapAdd", []),
                           cap_drop=cfg.get("CapDrop", []), privileged=cfg.get("Privileged", False),
                           init=cfg.get("Init", False), seccomp=cfg.get("Seccomp", "default"))
@@ -207,6 +209,16 @@ class Container:
         from pyrt.cgroups import systemd as cgroup_systemd
         from pyrt.cgroups.layout import layout
         limits = self._limits()
+        if os.geteuid() != 0:
+            from pyrt.cgroups import delegation
+            if not delegation.usable():  # an ordinary user without a delegated subtree
+                if not limits.empty():
+                    delegation.require("container limits")
+                return None
+            if limits.empty() and not detached:  # no device cgroup for an ordinary user
+                return None
+            # a scope of the user's systemd instance (pyrt.cgroups.systemd)
+            return self._create_cgroup(limits, ("memory", "pids", "cpuacct") if detached else ())
         if limits.empty() and not detached:
             # only for the devices: where it cannot be made (no cgroup hierarchy, not
             # root, a read-only cgroupfs) the container runs without one, as before;
@@ -254,23 +266,34 @@ class Container:
         if self.status in ("running", "paused"):
             raise Conflict(f"container {self.name} is already running")
 
-    def start_process(self, *, stdin=None, stdout=None, stderr=None, tty=False):
+    def start_process(self, *, stdin=None, stdout=None, stderr=None, tty=False, reaper=None):
         """Start the container's command in the foreground; returns the
         pyrt.Process (the caller waits, then calls `finished`). tty=True: its stdio
-        is a new terminal whose master is the Process's `pty`."""
-        if self.config.get("Ports"):
+        is a new terminal whose master is the Process's `pty`. reaper: see
+        pyrt.launch.reaper."""
+        from pyrt.network import endpoints
+        if self.config.get("Ports") and self.config.get("NetworkMode", "none") == "none":
             raise InvalidArgument(f"container {self.name} publishes ports: start it detached (its monitor "
-                                  "forwards them)")
+                                  "forwards them) or on a network")
         self._check_startable()
-        spec = self._spawn_spec()
-        cgroup = self._make_cgroup(detached=False)
+        wiring = endpoints.wire(self)
         try:
-            proc = spawn(self.config["Cmd"], spec=spec, cgroup=cgroup, stdin=stdin, stdout=stdout,
-                              stderr=stderr, tty=tty)
+            spec = self._spawn_spec(network=wiring and wiring.fd)
+            cgroup = self._make_cgroup(detached=False)
+            try:
+                proc = spawn(self.config["Cmd"], spec=spec, cgroup=cgroup, stdin=stdin, stdout=stdout,
+                             stderr=stderr, tty=tty, reaper=reaper)
+            except BaseException:
+                if cgroup is not None:
+                    cgroup.remove()
+                raise
         except BaseException:
-            if cgroup is not None:
-                cgroup.remove()
+            if wiring is not None:
+                endpoints.unwire(self)
             raise
+        finally:
+            if wiring is not None:
+                wiring.close()
         self._set_state({"Status": "running", "Pid": proc.pid, "StartTime": lifecycle.start_time(proc.pid),
                          "StartedAt": time.time(), "ExitCode": 0, "FinishedAt": None,
                          "Cgroup": cgroup is not None})
@@ -287,6 +310,7 @@ class Container:
             cg.remove()
         self._set_state(dict(self.state, Status="exited", Pid=0, ExitCode=code, OOMKilled=oom,
                              FinishedAt=time.time()))
+        _unwire(self)
         if self.config.get("AutoRemove"):
             self.remove(force=True, v=True)
 
@@ -294,18 +318,28 @@ class Container:
         """Start in the background, watched by its monitor (docker's `start`). From
         before the container runs until its state is recorded, its start mark is
         held: if this process dies in between, the next one to look resolves it."""
+        from pyrt.network import endpoints
         mark = self._take_start_mark()
         try:
             self._check_startable()
             lifecycle.clear_exit(self.dir)  # a record found from here on is this run's
-            spec = self._spawn_spec()
-            cgroup = self._make_cgroup(detached=True)
+            wiring = endpoints.wire(self)
             try:
-                state = lifecycle.start_detached(self, spec, cgroup)
+                spec = self._spawn_spec(network=wiring and wiring.fd)
+                cgroup = self._make_cgroup(detached=True)
+                try:
+                    state = lifecycle.start_detached(self, spec, cgroup)
+                except BaseException:
+                    if cgroup is not None:
+                        cgroup.remove()
+                    raise
             except BaseException:
-                if cgroup is not None:
-                    cgroup.remove()
+                if wiring is not None:
+                    endpoints.unwire(self)
                 raise
+            finally:
+                if wiring is not None:
+                    wiring.close()
             self._set_state(state)
         finally:
             lifecycle.end_start_mark(self.dir, mark)
@@ -563,6 +597,7 @@ class Container:
                         new["OOMKilled"] = cg.oom_killed()
                     cg.remove()
             self._set_state(new)
+            _unwire(self)
 
     # -- changes ---------------------------------------------------------------
     def diff(self) -> list[dict]:
@@ -572,10 +607,11 @@ class Container:
         return [{"Path": p, "Kind": kinds[k]} for k, p in self._changes()]
 
     def _changes(self):
+        from pyrt.launch.userns import in_userns, rootless
         from pyrt.store import changes
         if self.config.get("Driver") == "copy":
-            return changes.changes_by_compare(os.path.join(self.dir, "rootfs"), self._compare_lowers())
-        return changes.changes(self._upper(), self._union_lowers())
+            return in_userns(changes.changes_by_compare, os.path.join(self.dir, "rootfs"), self._compare_lowers())
+        return in_userns(changes.changes, self._upper(), self._union_lowers(), userxattr=rootless())
 
     def commit(self, repository=None, tag=None, message=None, author=None, changes=None, conf=None,
                compression="gzip"):
@@ -588,28 +624,33 @@ class Container:
         normalize_changes(config_changes)  # a bad --change fails before any layer is written
         store = self._c.store
         tmp = store.mkdtemp("commit-")
+        # an ordinary user's container is read in its user namespace: the ids shifted back
+        from pyrt.launch.userns import in_userns, rootless
         try:
             if self.config.get("Driver") == "copy":
                 from pyrt.store.commit import write_layer_blob_by_compare
-                layer = write_layer_blob_by_compare(os.path.join(self.dir, "rootfs"), self._compare_lowers(), tmp,
-                                                    compression=compression)
+                layer = in_userns(write_layer_blob_by_compare, os.path.join(self.dir, "rootfs"),
+                                  self._compare_lowers(), tmp, compression=compression)
             else:
-                layer = write_layer_blob(self._upper(), tmp, compression=compression)
+                layer = in_userns(write_layer_blob, self._upper(), tmp, compression=compression,
+                                  userxattr=rootless())
             created_by = " ".join(self.config["Cmd"])
             return self._c.runtime.images.create(image, layer, config_changes=config_changes, comment=message,
                                                  created_by=created_by, author=author,
                                                  repository=repository, tag=tag)
         finally:
+            import shutil  # here: a run loads this module and never commits (measured)
             shutil.rmtree(tmp, ignore_errors=True)
 
     def export(self, fileobj):
         """Write the container's whole filesystem as one tar to a binary file."""
+        from pyrt.launch.userns import in_userns
         from pyrt.store.export import export_rootfs
         if self.config.get("Driver") == "copy":
-            export_rootfs(fileobj, rootfs=os.path.join(self.dir, "rootfs"))
+            in_userns(export_rootfs, fileobj, rootfs=os.path.join(self.dir, "rootfs"))
         else:
-            export_rootfs(fileobj, lowers=self._union_lowers(), upper=self._upper(),
-                          scratch=self._c.store.mkdtemp("export-"))
+            in_userns(export_rootfs, fileobj, lowers=self._union_lowers(), upper=self._upper(),
+                      scratch=self._c.store.mkdtemp("export-"))
 
     def attach(self, stdout=True, stderr=True, stream=False, logs=False):
         """docker SDK's attach: the output of this running detached container from
@@ -687,6 +728,7 @@ class Container:
             cg = self._open_cgroup()
             if cg is not None:
                 cg.remove()
+            _unwire(self)
             with self._c.store.db.transaction() as tx:
                 tx.execute("DELETE FROM containers WHERE id=?", (self.id,))
                 tx.after_commit(lambda: _rmtree(self.dir))
@@ -736,3 +778,15 @@ def _read_all(fds) -> list[bytes]:
 
 def _rmtree(path):
     rmtree(path)
+
+
+def _unwire(container) -> None:
+    """The container's network leases, undone (pyrt.network.endpoints)."""
+    if container.config.get("NetworkMode", "none") not in ("none", "host"):
+        from pyrt.network.endpoints import unwire
+        unwire(container)
+
+
+def _network_settings(container) -> dict:
+    from pyrt.network.endpoints import settings
+    return settings(container)

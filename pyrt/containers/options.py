@@ -37,20 +37,23 @@ def container_argv(image_cfg: dict, command, entrypoint) -> list[str]:
 def parse_ports(ports) -> list[dict]:
     """docker SDK's ports {"80/tcp": 8080 | ("ip", port) | None} as the config's
     [{"HostIp", "HostPort", "ContainerPort", "Protocol"}]; a free host port for None."""
+    if not ports:
+        return []  # before the imports: socket and ipaddress cost a plain `pyrt run` more than its work (measured)
     import ipaddress
     import socket
     out = []
     for key, host in (ports or {}).items():
         cport, _, proto = str(key).partition("/")
         proto = proto or "tcp"
-        if proto != "tcp":
-            raise InvalidArgument(f"publish {key}: only TCP ports can be published")
+        if proto not in ("tcp", "udp"):
+            raise InvalidArgument(f"publish {key}: the protocol is tcp or udp")
         ip, hport = host if isinstance(host, (tuple, list)) else ("0.0.0.0", host)
         try:
             cport = int(cport)
             ipaddress.IPv4Address(ip)
             if hport is None or hport == "":
-                with socket.socket() as s:  # a free port now (docker picks one the same way)
+                kind = socket.SOCK_DGRAM if proto == "udp" else socket.SOCK_STREAM
+                with socket.socket(socket.AF_INET, kind) as s:  # a free port now (docker picks one the same way)
                     s.bind((ip, 0))
                     hport = s.getsockname()[1]
             hport = int(hport)
@@ -77,6 +80,8 @@ def parse_restart_policy(policy) -> dict:
 
 def parse_extra_hosts(extra) -> list:
     """[(name, ip)] of docker's extra_hosts ({"name": "ip"} or ["name:ip"])."""
+    if not extra:
+        return []
     import ipaddress
     pairs = extra.items() if isinstance(extra, dict) else [str(e).partition(":")[::2] for e in extra or ()]
     out = []
@@ -92,6 +97,8 @@ def parse_extra_hosts(extra) -> list:
 
 
 def parse_addresses(values, what) -> list:
+    if not values:
+        return []
     import ipaddress
     for v in values or ():
         try:

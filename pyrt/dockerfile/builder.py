@@ -2,10 +2,10 @@
 
 Each instruction after FROM makes an image whose parent is the previous step's:
 RUN runs the command in a container of that image (with the network of a default
-`pyrt run`, "none": a network namespace of its own, so a Dockerfile cannot reach
-the host's loopback services; network_mode="host", `--network host`, is the
-explicit opt-in a step that fetches packages needs) and commits its changes as a
-layer; COPY, ADD and a WORKDIR that does not exist yet
+`pyrt run`: the default network, a namespace of its own behind a bridge with NAT,
+so a Dockerfile reaches the outside but not the host's loopback services;
+network_mode="host", `--network host`, is the explicit opt-in to the host's own)
+and commits its changes as a layer; COPY, ADD and a WORKDIR that does not exist yet
 write their files into a fresh directory committed as a layer; the other
 instructions make a config-only image (same layers, an `empty_layer` history
 entry). Only the final image gets the tags, once every step has succeeded.
@@ -562,8 +562,13 @@ class Builder:
         try:
             root = os.path.join(tmp, "layer")
             os.mkdir(root, 0o755)
-            fill(Writer(root, ImageTree(self._layers(stage))))
-            layer = write_layer_blob(root, tmp)
+            tree = ImageTree(self._layers(stage))
+
+            def make():  # an ordinary user's files are made as root of its user namespace
+                fill(Writer(root, tree))
+                return write_layer_blob(root, tmp)
+            from pyrt.launch.userns import in_userns
+            layer = in_userns(make)
             return self.images.create(stage.image_id, layer, config_changes=changes, created_by=text,
                                       snapshot_dir=root)
         finally:
@@ -591,13 +596,14 @@ def _parse_tag(ref) -> tuple[str, str]:
     return r.repository, r.tag
 
 
-def _network_mode(mode) -> str:
-    """The network of RUN steps: "none" (also for None and docker's "default") or "host"."""
-    if mode in (None, "", "default", "none"):
-        return "none"
-    if mode == "host":
-        return "host"
-    raise BuildError(f"unknown network {mode!r} for the build: use none or host")
+def _network_mode(mode) -> str | None:
+    """The network of RUN steps: None (also docker's "default": the default
+    network), "none", "host" or a network's name."""
+    if mode in (None, "", "default"):
+        return None
+    if not isinstance(mode, str):
+        raise BuildError(f"unknown network {mode!r} for the build")
+    return mode
 
 
 def _check_buildargs(args) -> dict:

@@ -207,10 +207,13 @@ def _is_whiteout(st) -> bool:
 
 
 def _opaque(path) -> bool:
-    try:
-        return os.getxattr(path, "trusted.overlay.opaque", follow_symlinks=False) == b"y"
-    except OSError:
-        return False
+    for name in ("trusted.overlay.opaque", "user.overlay.opaque"):  # root's store, an ordinary user's
+        try:
+            if os.getxattr(path, name, follow_symlinks=False) == b"y":
+                return True
+        except OSError:
+            pass
+    return False
 
 
 class ImageTree(Tree):

@@ -6,7 +6,6 @@ Every change is one write transaction of the store's database; files are staged
 first and renamed into place inside that transaction (see pyrt.store)."""
 from __future__ import annotations
 
-import copy
 import json
 import os
 import re
@@ -14,8 +13,7 @@ import time
 
 from pyrt import compression
 
-from pyrt.images import archive as _archive, deletion, save as _save
-from pyrt.images.ingest import Ingest, adopt_blob, unpack_one
+from pyrt.images import deletion
 from pyrt.errors import (Conflict, ImageFormatError, ImageNotFound, InvalidArgument, LayerError, StoreChanged,
                          Unsupported)
 from pyrt.oci import mediatypes as mt
@@ -28,6 +26,11 @@ from pyrt.oci.reference import (DEFAULT_TAG, equivalent_repositories, parse_refe
 from pyrt.launch.spec import DEFAULT_PATH
 from pyrt.filters import all_labels_match, wanted_filters
 from pyrt.store.layers import rmtree, tree_size
+
+# The archive formats (pyrt.images.archive, .save), the ingest path (pyrt.images.ingest)
+# and copy are imported in the functions that load, save or make images: `pyrt run`
+# looks images up and needs none of them (measured: tarfile, dataclasses and hashlib's
+# OpenSSL cost more than the rest of its imports).
 
 _HEX_PREFIX_RE = re.compile(r"(?:sha256:)?([0-9a-f]{4,64})")
 
@@ -303,6 +306,8 @@ class ImageCollection:
         resolved for linux/amd64), from a path or a binary file object. Returns the
         images, each with the names the archive gives it. On any error nothing is left
         in the store."""
+        from pyrt.images import archive as _archive
+        from pyrt.images.ingest import Ingest
         store = self.store
         tmp = store.mkdtemp("load-")
         try:
@@ -341,6 +346,9 @@ class ImageCollection:
         ExposedPorts/Volumes/Labels/StopSignal, or docker `--change` lines). One
         transaction; tagged repository:tag when given. `created`: the config's time
         (seconds; default now), for images that must come out the same each time."""
+        from pyrt.images import archive as _archive
+        from pyrt.images.ingest import Ingest, adopt_blob, unpack_one
+        import copy
         store = self.store
         if repository is not None:
             if tag is None:
@@ -444,8 +452,9 @@ class ImageCollection:
         """docker build (see pyrt.dockerfile): the Dockerfile (relative to the context
         `path`) run step by step; `tag` a name or a list of names. Returns (Image,
         [{"stream": text}, ...]); `log`, if given, is called with each of those
-        as the build goes. RUN steps have no network (`network_mode` "none", as a
-        default container) unless network_mode="host"."""
+        as the build goes. RUN steps use the network of a default container (the
+        default network, pyrt.network) unless network_mode names another, "none"
+        or "host"."""
         if self._builder is None:
             raise Unsupported("this image collection has no builder: build through Runtime(root).images")
         return self._builder(self.runtime, path, tags=tag, dockerfile=dockerfile, buildargs=buildargs,
@@ -455,6 +464,8 @@ class ImageCollection:
         """A rootfs tar (plain, gzip, zstd, bzip2 or xz; a path or a binary file object)
         or a directory becomes a one-layer image (docker import). `changes`: docker
         `--change` lines or a dict of config keys."""
+        from pyrt.images import archive as _archive
+        from pyrt.images.ingest import unpack_one
         store = self.store
         tmp = store.mkdtemp("import-")
         try:
@@ -549,6 +560,7 @@ class ImageCollection:
         """Writes the images to `path`: format "oci" (an OCI image layout: a tar, or a
         directory when `path` is one or ends with '/') or "docker-archive" (a tar).
         Images named by name:tag keep that name; by id, they are saved untagged."""
+        from pyrt.images import save as _save
         if isinstance(refs, (str, Image)):
             refs = [refs]
         if not refs:
@@ -755,6 +767,8 @@ class _Progressed:
 
 
 def _write_dir_layer(path, out_dir) -> dict:
-    """A gzip layer blob of a directory tree (C writer)."""
+    """A gzip layer blob of a directory tree (C writer). An ordinary user's is read
+    in its user namespace: its own files become root's (pyrt.launch.userns)."""
+    from pyrt.launch.userns import in_userns
     from pyrt.store.commit import write_layer_blob  # on use: its threads, zlib, ... (`pyrt images` lists)
-    return write_layer_blob(path, out_dir, compression="gzip")
+    return in_userns(write_layer_blob, path, out_dir, compression="gzip")

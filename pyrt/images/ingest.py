@@ -222,13 +222,24 @@ def _link_blob(st, path, digest, lp, what):
 
 
 def unpack_one(src, dest, media_type, expected_diff_id):
+    from pyrt.launch.userns import in_userns
     from pyrt.store.unpack import unpack_layer
-    return unpack_layer(src, dest, media_type=media_type, expected_diff_id=expected_diff_id)
+    return in_userns(unpack_layer, src, dest, media_type=media_type, expected_diff_id=expected_diff_id)
 
 
 def unpack_jobs(jobs, progress=None):
     """Unpacks [(LayerPlan, blob path, dest dir)] in parallel; returns [(diff_id, size)].
-    A rejected layer raises ImageFormatError naming it."""
+    A rejected layer raises ImageFormatError naming it. An ordinary user's layers are
+    unpacked in its user namespace, their owners shifted into its range
+    (pyrt.launch.userns.in_userns)."""
+    from pyrt.launch.userns import in_userns
+    results = in_userns(_unpack_jobs_here, jobs)
+    if progress:
+        progress("unpacking", len(jobs), len(jobs))
+    return results
+
+
+def _unpack_jobs_here(jobs):
     # the blob was verified against its digest when stored: for an uncompressed layer
     # that digest is the diff_id, so the unpacker need not hash it again
     from pyrt.store import unpack as _u
@@ -250,6 +261,4 @@ def unpack_jobs(jobs, progress=None):
             culprit = [jobs[0][0]]
         which = f"layer {culprit[0].digest}" if culprit else "a layer"
         raise ImageFormatError(f"{which} rejected: {msg}") from e
-    if progress:
-        progress("unpacking", len(jobs), len(jobs))
     return [tuple(r[:2]) if not isinstance(r, dict) else (r["diff_id"], r["size"]) for r in results]

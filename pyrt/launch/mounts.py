@@ -106,6 +106,9 @@ def mount_overlay(lowerdirs, upperdir=None, workdir=None, options=(), attrs=0, *
     overlay is mounted with mount(2) on `scratch` (an empty directory of the
     caller's), each layer named by a short /proc/self/fd path so that about 200 fit
     in its one-page option limit, then cloned and unmounted again."""
+    from pyrt.launch.userns import overlay_options, rootless
+    if rootless():  # an ordinary user's store, in its user namespace
+        options = overlay_options(list(options))
     if _has_lowerdir_plus():
         return _overlay_fsmount([("lowerdir+", os.fspath(d)) for d in lowerdirs], upperdir, workdir,
                                 options, attrs)
@@ -151,8 +154,11 @@ def _overlay_fsmount(lower, upperdir, workdir, options, attrs) -> int:
             psys.fsconfig(fs, psys.FSCONFIG_SET_STRING, "upperdir", os.fspath(upperdir))
             psys.fsconfig(fs, psys.FSCONFIG_SET_STRING, "workdir", os.fspath(workdir))
         for opt in options:
-            key, _, value = opt.partition("=")
-            psys.fsconfig(fs, psys.FSCONFIG_SET_STRING, key, value)
+            key, eq, value = opt.partition("=")
+            if eq:
+                psys.fsconfig(fs, psys.FSCONFIG_SET_STRING, key, value)
+            else:  # a flag (userxattr, volatile)
+                psys.fsconfig(fs, psys.FSCONFIG_SET_FLAG, key)
         psys.fsconfig(fs, psys.FSCONFIG_CMD_CREATE)
         return psys.fsmount(fs, psys.FSMOUNT_CLOEXEC, attrs)
     finally:

@@ -2,9 +2,9 @@
 subprocess.Popen, starting each command in a new container."""
 from __future__ import annotations
 
+import _thread  # threading.Lock is _thread.allocate_lock: threading itself costs a run more (measured)
 import io
 import os
-import threading
 import time
 
 from pyrt import _core
@@ -40,7 +40,8 @@ class Process:
     Waiting and signalling go through a pidfd, so a reused pid is never hit."""
 
     def __init__(self, args, rootfs=None, *, stdin=None, stdout=None, stderr=None, text=False,
-                 encoding=None, errors=None, cgroup=None, spec=None, tty=False, devices=(), **options):
+                 encoding=None, errors=None, cgroup=None, spec=None, tty=False, devices=(), reaper=None,
+                 **options):
         """tty=True: the container gets a new pty of its own devpts as its stdio and
         controlling terminal; `pty` is then the master's fd, owned by this object
         (see pyrt.launch.tty.relay).
@@ -51,14 +52,18 @@ class Process:
         holds docker's device allow-list (pyrt.cgroups.devices): one this process shares
         among such containers (pyrt/run-<pid>), or with `devices` one of its own,
         removed when it is reaped. Where that cgroup cannot be made (not root, no
-        writable cgroup hierarchy) it runs without one, with no device restriction."""
+        writable cgroup hierarchy) it runs without one, with no device restriction.
+
+        reaper: a pyrt.launch.reaper.Reaper, handed the container's pidfd before
+        the container may run, and the device cgroup made for it (it ends the
+        container and removes that cgroup should this process die)."""
         self.args = args
         self.pty = None
         self.returncode = None
         self.usage = None
         self.pid = None
         self._pidfd = -1
-        self._lock = threading.Lock()
+        self._lock = _thread.allocate_lock()
         self._own_cgroup = None
         self.stdin = self.stdout = self.stderr = None
         self.text_mode = bool(text or encoding or errors)
@@ -75,6 +80,7 @@ class Process:
             own = cgroup is None and rootfs is not None and not options.get("privileged")
         else:
             own = False
+        spec.reaper_fd = reaper.fileno() if reaper is not None else -1
         _reap_finished()
 
         to_close, parent_ends = [], []
@@ -91,6 +97,8 @@ class Process:
             cgroup = self._own_cgroup = _device_cgroup(devices)
         elif own:
             cgroup = _default_device_cgroup()
+        if reaper is not None and own and cgroup is not None:  # made for it (or this process's): empty, it goes
+            reaper.rmdir_on_death(cgroup.dirs)
         if cgroup is not None:  # (v2 dir fd, v1 cgroup.procs fds), held for the spawn only
             try:
                 spec.cgroup_fd, spec.cgroup_procs_fds = cgroup.spawn_fds()
@@ -278,7 +286,7 @@ def _device_cgroup(devices, name=None):
 
 
 _default_devices = None  # (pid, Cgroup): this process's shared cgroup with docker's device list
-_default_devices_lock = threading.Lock()
+_default_devices_lock = _thread.allocate_lock()
 
 
 def _default_device_cgroup():

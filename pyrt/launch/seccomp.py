@@ -16,7 +16,6 @@ The profile is built in the OCI linux.seccomp form and compiled by the same code
 as an OCI bundle's profile (compile_seccomp, below)."""
 from __future__ import annotations
 
-import functools
 import os
 
 from pyrt import _core, sys as psys
@@ -195,11 +194,25 @@ def available() -> bool:
     return bool(_core.seccomp_available())
 
 
-@functools.lru_cache(maxsize=16)
+_compiled_memo: dict = {}  # cap_add -> (program, flags); a dict, not functools.lru_cache:
+#                            importing functools costs `pyrt run --rootfs` more than its run (measured)
+
+
 def _compiled(cap_add: tuple) -> tuple:
     """The default profile compiled: libseccomp takes some 20 ms for it, which a short
     `pyrt run` would pay every time, so the program is kept in a cache file keyed by
     everything that shapes it (see _versions)."""
+    if cap_add not in _compiled_memo:
+        if len(_compiled_memo) >= 16:
+            _compiled_memo.clear()
+        _compiled_memo[cap_add] = _compile_cached(cap_add)
+    return _compiled_memo[cap_add]
+
+
+_compiled.cache_clear = _compiled_memo.clear  # as lru_cache's
+
+
+def _compile_cached(cap_add: tuple) -> tuple:
     key = "-".join([*cap_add, *map(str, _versions())]) if cap_add else "-".join(map(str, _versions()))
     path = os.path.join(_cache_dir(), f"seccomp-{key}.bpf")
     try:
@@ -264,7 +277,6 @@ def _write_cache(path: str, data: bytes) -> None:
 def from_security_opt(security_opt, cap_add, privileged):
     """The container's seccomp setting from docker's --security-opt: "default",
     "unconfined" or a profile (a dict, checked by compiling it now)."""
-    import json
     value = "default"
     for opt in security_opt or ():
         key, sep, v = str(opt).partition("=")
@@ -275,6 +287,7 @@ def from_security_opt(security_opt, cap_add, privileged):
                                   "seccomp=PROFILE.json")
         value = v
     if value not in ("default", "unconfined"):
+        import json  # here: the other cases do not need it (measured: json imports re)
         try:
             with open(value, "rb") as f:
                 value = json.loads(f.read())

@@ -5,8 +5,8 @@ started in a running container (exec) gets its ExecSpec from build_exec_spec, wh
 capabilities and seccomp filter are resolved as build_spec resolves them."""
 from __future__ import annotations
 
+import _thread  # threading.Lock is _thread.allocate_lock: importing threading costs a run more (measured)
 import os
-import threading
 
 from pyrt import _core, sys as psys
 from pyrt.errors import InvalidArgument
@@ -40,7 +40,7 @@ READONLY_PATHS = [
 ]
 
 _ANCHOR = None
-_anchor_lock = threading.Lock()
+_anchor_lock = _thread.allocate_lock()
 
 
 def _anchor() -> bytes:
@@ -49,7 +49,11 @@ def _anchor() -> bytes:
     global _ANCHOR
     if _ANCHOR is None:
         with _anchor_lock:
-            for base in ("/run/pyrt", os.path.join("/tmp", f"pyrt-{os.getuid()}")):
+            bases = ["/run/pyrt", os.path.join("/tmp", f"pyrt-{os.getuid()}")]
+            if os.geteuid() != 0:  # an ordinary user's own runtime directory (pyrt.paths)
+                from pyrt.paths import runtime_dir
+                bases = [runtime_dir()]
+            for base in bases:
                 path = os.path.join(base, "rootfs")
                 try:
                     os.makedirs(path, mode=0o700, exist_ok=True)
@@ -58,7 +62,7 @@ def _anchor() -> bytes:
                 _ANCHOR = os.fsencode(path)
                 break
             else:
-                raise OSError("cannot create the pyrt mount anchor under /run/pyrt or /tmp")
+                raise OSError(f"cannot create the pyrt mount anchor under {' or '.join(bases)}")
     return _ANCHOR
 
 
@@ -96,9 +100,9 @@ class SpawnSpec:
 
     __slots__ = ("argv", "env", "path", "cwd", "rootfs", "lowerdirs", "upperdir", "workdir", "overlay_options",
                  "upper_tmpfs", "anchor", "readonly_root", "mounts", "masked_paths", "readonly_paths",
-                 "clone_flags", "setup", "hostname", "user", "uid_map", "gid_map", "caps", "umask", "rlimits",
+                 "clone_flags", "setup", "hostname", "user", "uid_map", "gid_map", "uid_map_helper", "gid_map_helper", "setgroups_deny", "userns_fd", "caps", "umask", "rlimits",
                  "stdio", "cgroup_fd", "cgroup_procs_fds", "init", "seccomp", "seccomp_flags", "console_fd",
-                 "oci")
+                 "netns_fd", "reaper_fd", "oci")
 
     def __init__(self, argv, env, path=None, cwd=None):
         self.argv, self.env, self.path, self.cwd = argv, env, path, cwd
@@ -112,12 +116,17 @@ class SpawnSpec:
         self.umask = -1
         self.rlimits = []
         self.uid_map = self.gid_map = None
+        self.uid_map_helper = self.gid_map_helper = None  # rootless (pyrt.launch.userns)
+        self.setgroups_deny = False
+        self.userns_fd = -1  # rootless: the process's shared user namespace (per spawn)
         self.stdio = (-1, -1, -1)
         self.cgroup_fd = -1
         self.cgroup_procs_fds = []
         self.init = False
         self.seccomp, self.seccomp_flags = None, 0  # a BPF program (bytes) and its flags
         self.console_fd = -1  # a socket that gets the master of the container's terminal
+        self.netns_fd = -1    # a network namespace joined instead of a new one (build_spec's network=fd)
+        self.reaper_fd = -1   # a pyrt-reaper's socket, told the child's pidfd before it goes on
         self.oci = None       # pyrt-runtime's options (pyrt._core.OciOptions)
 
 
@@ -168,9 +177,24 @@ def build_spec(args, rootfs=None, *, env=None, cwd=None, hostname=None, mounts=(
     if network == "none":
         flags |= NAMESPACES["net"]
         spec.setup |= _core.SETUP_LOOPBACK
+    elif isinstance(network, int) and not isinstance(network, bool) and network >= 0:
+        # an open network namespace (pyrt.network prepares one per container): joined,
+        # its lo brought up; the caller keeps the fd open until the spawn returns
+        if flags & NAMESPACES["net"]:
+            raise InvalidArgument("a network namespace to join and a new one: choose one")
+        spec.netns_fd = network
+        spec.setup |= _core.SETUP_LOOPBACK
     elif network != "host":
         raise InvalidArgument(f"unknown network {network!r}: use 'none' or 'host'")
-    if uidmap is not None or gidmap is not None:
+    maps = None
+    if os.geteuid() != 0 and (flags or uidmap is not None or gidmap is not None):
+        # an ordinary user: a user namespace of the container's own (pyrt.launch.userns)
+        from pyrt.launch import userns
+        flags |= NAMESPACES["user"]
+        maps = userns.apply(spec, uidmap, gidmap)
+    elif uidmap is not None or gidmap is not None:
+        if spec.netns_fd >= 0:
+            raise InvalidArgument("joining a network namespace from a new user namespace is not supported")
         flags |= NAMESPACES["user"]
         spec.uid_map, spec.gid_map = _idmap(uidmap), _idmap(gidmap)
     if hostname:
@@ -199,6 +223,10 @@ def build_spec(args, rootfs=None, *, env=None, cwd=None, hostname=None, mounts=(
             if spec.upperdir is not None:
                 raise InvalidArgument("upper_tmpfs needs an overlay without upperdir (or a directory rootfs)")
             spec.upper_tmpfs = b"" if upper_tmpfs is True else os.fsencode(upper_tmpfs)
+        if spec.lowerdirs and os.geteuid() != 0:
+            from pyrt.launch.userns import overlay_options  # mounted in its user namespace
+            opts = [o for o in (spec.overlay_options or b"").split(b",") if o]
+            spec.overlay_options = b",".join(overlay_options(opts or [b"userxattr"]))
         spec.readonly_root = bool(read_only)
         spec.setup |= _core.SETUP_PROC | _core.SETUP_SYS | _core.SETUP_DEV
         if not privileged:
@@ -212,6 +240,8 @@ def build_spec(args, rootfs=None, *, env=None, cwd=None, hostname=None, mounts=(
 
     if ident is None and (os.geteuid() == 0 or spec.uid_map):
         ident = (0, 0, [])  # root, without the caller's supplementary groups (as docker)
+    if maps is not None:
+        userns.check_user(maps, ident)
     spec.user = ident
     spec.caps = caps.resolve(cap_add, cap_drop, privileged)
     if no_new_privs and not privileged:

@@ -4,9 +4,11 @@ container's monitor) holds, and the relay between the user's terminal and it."""
 from __future__ import annotations
 
 import os
-import signal
-import socket
+
 from pyrt import sys as psys
+
+# socket and signal are imported in the functions that use them: a foreground run
+# without a terminal only needs write_all (measured: they import enum).
 
 TIOCSPTLCK = 0x40045431
 TIOCGPTPEER = 0x5441
@@ -18,12 +20,14 @@ def console_socket():
     """(ours, the container's): the container's end goes in spec.console_fd;
     the child opens a pty in its devpts, makes it its terminal and sends the master
     back over it (csrc/oci.c)."""
+    import socket
     a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     return a, b
 
 
 def receive_master(sock: socket.socket) -> int:
     """The pty master the container sent (after a successful spawn)."""
+    import socket
     try:
         _, fds, _, _ = socket.recv_fds(sock, 1, 1)
     finally:
@@ -76,6 +80,7 @@ def relay(master: int, pidfd: int, interactive: bool, stdin: int = 0, stdout: in
     output is drained. A user's terminal is raw meanwhile (keys such as ^C reach the
     container's line discipline) and its window size changes are passed on. `tap`,
     if given, sees the output too (for the container's log)."""
+    import signal
     import termios
     import tty as _tty
     on_tty = os.isatty(stdin)

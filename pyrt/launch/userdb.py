@@ -21,9 +21,8 @@ def _read_in_root(root: str, path: str) -> bytes | None:
         rootfd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     except FileNotFoundError:
         return None
-    try:
-        fd = psys.openat2(rootfd, path, os.O_RDONLY | os.O_NOCTTY | os.O_NONBLOCK,
-                          resolve=RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)
+    try:  # O_PATH first: a whiteout (a 0:0 device of mode 0) is not opened
+        fd = psys.openat2(rootfd, path, os.O_PATH, resolve=RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)
     except (FileNotFoundError, NotADirectoryError):
         return None
     finally:
@@ -31,7 +30,11 @@ def _read_in_root(root: str, path: str) -> bytes | None:
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             return None
-        return os.read(fd, _MAX)
+        rfd = os.open(f"/proc/self/fd/{fd}", os.O_RDONLY | os.O_NOCTTY | os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            return os.read(rfd, _MAX)
+        finally:
+            os.close(rfd)
     finally:
         os.close(fd)
 
@@ -48,11 +51,12 @@ def _layer_hides(layer: str, path: str) -> bool:
             return False
         if i == len(parts) or not stat.S_ISDIR(st.st_mode):
             return True
-        try:
-            if os.getxattr(p, "trusted.overlay.opaque", follow_symlinks=False) == b"y":
-                return True
-        except OSError:
-            pass
+        for name in ("trusted.overlay.opaque", "user.overlay.opaque"):  # root's store, a user's
+            try:
+                if os.getxattr(p, name, follow_symlinks=False) == b"y":
+                    return True
+            except OSError:
+                pass
     return False
 
 

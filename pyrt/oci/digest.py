@@ -2,7 +2,6 @@
 built from it."""
 from __future__ import annotations
 
-import hashlib
 import re
 
 from pyrt.errors import ImageFormatError
@@ -33,6 +32,7 @@ def is_hex64(value) -> bool:
 
 
 def sha256_bytes(data: bytes) -> str:
+    import hashlib  # here: most commands never hash (measured: it loads OpenSSL)
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 from pyrt.errors import InvalidArgument
 
@@ -42,11 +41,33 @@ def validate_tag(tag: str) -> str:
     return tag
 
 
-@dataclass(frozen=True)
 class Reference:
-    repository: str
-    tag: str | None = None
-    digest: str | None = None
+    """An immutable value, as a frozen dataclass would be (written out: importing
+    dataclasses costs a `pyrt run` more than the rest of its imports, measured)."""
+    __slots__ = ("repository", "tag", "digest")
+
+    def __init__(self, repository: str, tag: str | None = None, digest: str | None = None):
+        object.__setattr__(self, "repository", repository)
+        object.__setattr__(self, "tag", tag)
+        object.__setattr__(self, "digest", digest)
+
+    def __setattr__(self, name, value):
+        raise AttributeError(f"cannot assign to field {name!r}")
+
+    def __delattr__(self, name):
+        raise AttributeError(f"cannot delete field {name!r}")
+
+    def _key(self):
+        return (self.repository, self.tag, self.digest)
+
+    def __eq__(self, other):
+        return self._key() == other._key() if type(other) is Reference else NotImplemented
+
+    def __hash__(self):
+        return hash(self._key())
+
+    def __repr__(self):
+        return f"Reference(repository={self.repository!r}, tag={self.tag!r}, digest={self.digest!r})"
 
     def __str__(self):
         s = self.repository

@@ -91,13 +91,19 @@ class Operations:
         try:
             # the cgroup (always: ps, kill --all, pause, delete use it) and its limits
             from pyrt.cgroups.cgroup import Cgroup, Limits, layout
+            from pyrt.cgroups import delegation
             if plan.systemd_unit:  # --systemd-cgroup: in a delegated scope of its own
                 from pyrt.cgroups import systemd as cgroup_systemd
                 cgroup_systemd.start_unit(plan.systemd_unit, plan.systemd_slice, layout().unified,
                                           f"pyrt-runtime container {cid}")
                 scope = True
                 c.rec.update(systemd_unit=plan.systemd_unit, cgroup_parent=plan.cgroup_parent)
-            if layout().mode != "none" and plan.cgroup_name:
+            if os.geteuid() != 0 and not scope:
+                # an ordinary user (as runc --rootless without a cgroup manager): no cgroup
+                # (nor device rules); a limit asked for fails
+                if any(k != "devices" for k in plan.resources):
+                    delegation.not_yet("linux.resources")
+            elif layout().mode != "none" and plan.cgroup_name:
                 cg = Cgroup.create(plan.cgroup_name, Limits(), plan.cgroup_parent,
                                    accounting=resource_controllers(plan.resources), devices=None)
                 c.rec.update(cgroup_name=plan.cgroup_name, cgroup_parent=plan.cgroup_parent)

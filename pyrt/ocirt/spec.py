@@ -229,6 +229,16 @@ def parse(cfg: dict, bundle: str, *, container_id: str = "", systemd_cgroup: boo
     if "user" in plan.new_namespaces:
         spec.uid_map = _idmap(linux.get("uidMappings"), "linux.uidMappings")
         spec.gid_map = _idmap(linux.get("gidMappings"), "linux.gidMappings")
+        if os.geteuid() != 0:  # rootless (runc --rootless): the maps written as an ordinary user may
+            from pyrt.errors import PyrtError
+            from pyrt.launch import userns
+            try:
+                userns.explicit_maps(spec.uid_map, spec.gid_map).apply(spec)
+            except PyrtError as e:
+                raise _err("linux.uidMappings", str(e)) from None
+    elif os.geteuid() != 0 and "user" not in joined:
+        raise _err("linux.namespaces", "an ordinary user needs a user namespace (pyrt-runtime spec --rootless "
+                                       "writes one)")
     elif linux.get("uidMappings") or linux.get("gidMappings"):
         if "user" not in joined:
             raise _err("linux.uidMappings", "id mappings need a new user namespace")

@@ -185,15 +185,24 @@ class Zygote:
             return None
         import socket
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        userns = None
         try:
             actions = [(os.POSIX_SPAWN_DUP2, theirs.fileno(), 3)]
             actions += [(os.POSIX_SPAWN_OPEN, fd, os.devnull, os.O_RDWR, 0) for fd in (0, 1, 2)]
-            pid = os.posix_spawn(path, [path, "3"], {}, file_actions=actions)
+            argv = [path, "3"]
+            if getattr(spec, "userns_fd", -1) >= 0:  # an ordinary user's: it joins the namespace
+                import fcntl
+                userns = fcntl.fcntl(spec.userns_fd, fcntl.F_DUPFD_CLOEXEC, 10)  # not where 3 and 4 go
+                actions.append((os.POSIX_SPAWN_DUP2, userns, 4))
+                argv.append("4")
+            pid = os.posix_spawn(path, argv, {}, file_actions=actions)
         except BaseException:
             mine.close()
             raise
         finally:
             theirs.close()
+            if userns is not None:
+                os.close(userns)
         z = cls(pid, mine)
         try:
             if affinity:

@@ -187,6 +187,11 @@ class Pool:
         self._cpuset = format_cpuset(self._pinned) if self._pinned else None
         self.measure = bool(measure)
         self._use_cgroup = self.measure or not self._limits.empty() or self._cpuset is not None
+        if self._use_cgroup and os.geteuid() != 0:  # an ordinary user: no cgroups for pools yet
+            from pyrt.cgroups import delegation
+            if not self._limits.empty() or self._cpuset is not None:
+                delegation.not_yet("pool limits")
+            self.measure = self._use_cgroup = False  # usage from rusage
         self._devices = None if spawn_options.get("privileged") else "default"
         if not self._use_cgroup and self._devices is not None:
             self._shared = shared_device_cgroup(self._cg_parent)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 
 from pyrt.errors import Conflict, StoreChanged  # noqa: F401 (re-exported)
 from pyrt.store.blobs import BlobStore, StagedBlob, _fsync_dir
@@ -24,8 +23,10 @@ DEFAULT_ROOT = "/var/lib/pyrt"
 
 
 def default_root() -> str:
-    """The store's root when none is given: $PYRT_ROOT, else /var/lib/pyrt."""
-    return os.environ.get("PYRT_ROOT") or DEFAULT_ROOT
+    """The store's root when none is given: $PYRT_ROOT, else /var/lib/pyrt, or for
+    an ordinary user $XDG_DATA_HOME/pyrt (~/.local/share/pyrt; pyrt.paths)."""
+    from pyrt.paths import default_store_root
+    return default_store_root()
 
 
 def _pid_alive(pid: int) -> bool:
@@ -77,6 +78,9 @@ def syncfs(path: str) -> None:
 class Store:
     def __init__(self, root: str):
         self.root = os.path.abspath(root)
+        if os.geteuid() != 0:  # an ordinary user's: its own, private (pyrt.paths)
+            from pyrt.paths import check_private_dir
+            check_private_dir(self.root, "store directory")
         os.makedirs(os.path.dirname(self.root) or "/", exist_ok=True)
         _makedir(self.root)
         for d in ("blobs", "blobs/sha256", "snapshots", "tmp", "containers", "volumes"):
@@ -98,6 +102,7 @@ class Store:
     def mkdtemp(self, prefix: str = "") -> str:
         """A private temp dir in the store (same filesystem as blobs and snapshots),
         removed by `clean_stale` once this process is gone."""
+        import tempfile  # here: a `pyrt run` never needs it (measured: random, shutil, weakref)
         return tempfile.mkdtemp(prefix=f"{os.getpid()}-{prefix}", dir=self.tmp_dir)
 
     def clean_stale(self) -> None:

@@ -4,9 +4,7 @@ digest and size are computed, checked against what was expected, fsync'd, then r
 (`BlobStore.place`, done by the caller inside a write transaction)."""
 from __future__ import annotations
 
-import hashlib
 import os
-from dataclasses import dataclass
 
 from pyrt.errors import ImageFormatError, SyscallError
 from pyrt.oci.digest import digest_hex, validate_digest
@@ -14,11 +12,23 @@ from pyrt.oci.digest import digest_hex, validate_digest
 CHUNK = 1 << 20
 
 
-@dataclass
 class StagedBlob:
-    digest: str
-    size: int
-    path: str       # the temp file (until placed)
+    """A blob written to a temp file (`path`, until placed). A plain class, not a
+    dataclass: importing dataclasses (inspect, ast, dis) costs every `pyrt` command
+    that opens the store more than the rest of its imports (measured)."""
+    __slots__ = ("digest", "size", "path")
+
+    def __init__(self, digest: str, size: int, path: str):
+        self.digest, self.size, self.path = digest, size, path
+
+    def __eq__(self, other):
+        return type(other) is StagedBlob and (self.digest, self.size, self.path) == (
+            other.digest, other.size, other.path)
+
+    __hash__ = None
+
+    def __repr__(self):
+        return f"StagedBlob(digest={self.digest!r}, size={self.size!r}, path={self.path!r})"
 
 
 def _fsync_dir(path):
@@ -65,6 +75,7 @@ class BlobStore:
             validate_digest(expected_digest, f"digest of {what}")
         fd_path = None
         fd = -1
+        import hashlib  # here: only writing hashes (measured: importing it loads OpenSSL)
         import tempfile
         fd, fd_path = tempfile.mkstemp(prefix="blob-", dir=tmp_dir)
         ok = False

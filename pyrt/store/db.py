@@ -6,9 +6,10 @@ is committed are registered with `tx.after_commit(fn)`. Readers use `db.query` /
 `db.query_one` (autocommit reads see the last committed state)."""
 from __future__ import annotations
 
+import _thread  # threading.RLock is _thread.RLock: importing threading costs a run more (measured)
 import contextlib
 import sqlite3
-import threading
+
 from pyrt.errors import PyrtError
 
 SCHEMA_VERSION = 1
@@ -80,6 +81,28 @@ CREATE INDEX IF NOT EXISTS build_cache_image ON build_cache(image_id);
 CREATE INDEX IF NOT EXISTS build_cache_parent ON build_cache(parent);
 -- registry repositories known to hold a blob (pulled from or pushed to): push mounts
 -- a blob from one of them instead of uploading it again
+-- networks (pyrt/network): their settings as JSON (subnet, gateway, bridge, ...)
+CREATE TABLE IF NOT EXISTS networks (
+    id      TEXT PRIMARY KEY CHECK (length(id) = 64),
+    name    TEXT NOT NULL UNIQUE,
+    created REAL NOT NULL,
+    config  TEXT NOT NULL
+);
+-- a container's address on a network while it is wired to it (its lease): made
+-- before the CNI plugins run, dropped once they have undone their work; `holder`
+-- is the pyrt process wiring it ("pid:start time"), so that a lease a killed
+-- process left is found and undone (pyrt/network/endpoints.py)
+CREATE TABLE IF NOT EXISTS endpoints (
+    container_id TEXT NOT NULL,
+    network_id   TEXT NOT NULL REFERENCES networks(id),
+    ifname       TEXT NOT NULL,
+    ip           TEXT NOT NULL,
+    holder       TEXT NOT NULL DEFAULT '',
+    info         TEXT NOT NULL DEFAULT '{}',
+    created      REAL NOT NULL,
+    PRIMARY KEY (container_id, network_id),
+    UNIQUE (network_id, ip)
+);
 CREATE TABLE IF NOT EXISTS blob_sources (
     digest     TEXT NOT NULL,
     registry   TEXT NOT NULL,                -- host[:port] as in the reference
@@ -115,7 +138,7 @@ class Transaction:
 class Database:
     def __init__(self, path: str):
         self.path = path
-        self._lock = threading.RLock()
+        self._lock = _thread.RLock()
         self._conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
                                      check_same_thread=False)
         self._conn.row_factory = sqlite3.Row
@@ -126,6 +149,8 @@ class Database:
             pass
         c.execute("PRAGMA synchronous = NORMAL")
         c.execute("PRAGMA foreign_keys = ON")
+        if c.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION:
+            return  # made by this schema (in the transaction that set the version): no write lock to take
         with self.transaction() as tx:
             version = tx.query_one("PRAGMA user_version")[0]
             if version > SCHEMA_VERSION:

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import errno
 import os
-import shutil
 import stat
-import tempfile
 
 from pyrt.oci.digest import digest_hex
 
@@ -16,14 +14,24 @@ TRASH_PREFIX = ".trash-"
 
 
 def rmtree(path: str) -> None:
-    """Removes a tree whatever its modes (read-only dirs of an image, overlay whiteouts)."""
+    """Removes a tree whatever its modes (read-only dirs of an image, overlay whiteouts).
+    An ordinary user's tree may hold directories of its subordinate ids, which only
+    its user namespace's root can empty: what is left is removed there."""
+    _rmtree(path)
+    if os.geteuid() != 0 and os.path.lexists(path):
+        from pyrt.launch.userns import in_userns
+        in_userns(_rmtree, path)
+
+
+def _rmtree(path: str) -> None:
     def onerror(func, p, exc_info):
         try:
             parent = os.path.dirname(p)
             os.chmod(parent, stat.S_IMODE(os.lstat(parent).st_mode) | 0o700)
             if not os.path.islink(p) and os.path.isdir(p):
                 os.chmod(p, 0o700)
-            func(p)
+            if func in (os.rmdir, os.unlink, os.remove):
+                func(p)  # (an os.open or scandir that failed: the second pass goes in)
         except FileNotFoundError:
             pass
         except OSError:
@@ -35,6 +43,7 @@ def rmtree(path: str) -> None:
     if not stat.S_ISDIR(st.st_mode):
         os.unlink(path)
         return
+    import shutil  # here: opening the store (every command) does not need it (measured)
     shutil.rmtree(path, onerror=onerror)
     if os.path.lexists(path):  # a second pass after the chmods
         shutil.rmtree(path, ignore_errors=True)
@@ -71,6 +80,7 @@ class SnapshotStore:
 
     def new_temp(self) -> str:
         """A fresh empty directory to unpack a layer into (0700)."""
+        import tempfile
         return tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-", dir=self.dir)
 
     def place(self, temp_dir: str, chain_id: str):
@@ -80,6 +90,7 @@ class SnapshotStore:
         dest = self.path(chain_id)
         aside = None
         if os.path.lexists(dest):
+            import tempfile
             aside = tempfile.mkdtemp(prefix=f"{TRASH_PREFIX}{os.getpid()}-", dir=self.dir)
             os.rename(dest, os.path.join(aside, "old"))
         os.rename(temp_dir, dest)

@@ -252,7 +252,8 @@ def unpack_layer(source, dest, *, media_type=None, expected_diff_id=None,
                 raise LayerError(f"layer: diff_id mismatch: expected {expected_diff_id}, "
                                  f"the uncompressed tar is {source_digest}")
             hasher = _Known(source_digest)
-        unpacker = Unpacker(os.fspath(dest) if not isinstance(dest, int) else dest, **limits)
+        rootless = _rootless_options(limits)
+        unpacker = Unpacker(os.fspath(dest) if not isinstance(dest, int) else dest, **limits, **rootless)
         try:
             if threads:
                 chunks = _Pipeline(reader, kind, hasher, max_stream_bytes, _cancel, NBUFS,
@@ -269,6 +270,8 @@ def unpack_layer(source, dest, *, media_type=None, expected_diff_id=None,
             finally:
                 chunks.close()
             st = unpacker.finish()
+        except LayerError as e:
+            raise _rootless_error(e, rootless) from None
         finally:
             unpacker.close()
             if reader is not raw:
@@ -283,12 +286,43 @@ def unpack_layer(source, dest, *, media_type=None, expected_diff_id=None,
     if expected_diff_id is not None and diff_id != expected_diff_id:
         raise LayerError(f"layer: diff_id mismatch: expected {expected_diff_id}, "
                          f"the uncompressed tar is {diff_id}")
+    if st.get("devices_skipped"):
+        from pyrt.launch.userns import note
+        n = st["devices_skipped"]
+        note(f"layer {diff_id[:19]}: {n} device node{'s' if n > 1 else ''} skipped (an ordinary user cannot "
+             "make them; a container gets the standard ones bound from the host)")
     if stats is not None:
         stats.update(st)
         stats["tar_size"] = st["stream"]
         stats["compression"] = kind
         stats["gzip_backend"] = gzip_backend() if kind == "gzip" else None
     return diff_id, st["apparent"]
+
+
+def _rootless_options(limits) -> dict:
+    """An ordinary user's store (unpacked as root of its user namespace, see
+    pyrt.launch.userns.in_userns): opaque directories marked for overlay's
+    userxattr, device nodes skipped."""
+    from pyrt.launch.userns import rootless
+    if not rootless():
+        return {}
+    return {k: v for k, v in (("userxattr", True), ("skip_devices", True)) if k not in limits}
+
+
+def _rootless_error(e, rootless):
+    """In a user namespace, an owner the namespace does not map fails chown with
+    EINVAL: say so."""
+    import errno as _errno
+    if rootless and getattr(e, "errno", None) == _errno.EINVAL and getattr(e, "reason", "") in ("fchownat", "fchown"):
+        from pyrt.launch.userns import maps_for_caller
+        maps = maps_for_caller()
+        more = f" ({maps.note})" if maps.note else \
+            " (a larger range in /etc/subuid and /etc/subgid would hold it)"
+        err = LayerError(f'layer entry "{e.entry}": its owner is outside the ids mapped for you: '
+                         f"containers have uids and gids 0-{maps.size - 1}{more}")
+        err.entry, err.errno, err.reason = e.entry, e.errno, e.reason
+        return err
+    return e
 
 
 def unpack_layers_parallel(jobs, *, max_workers=None, threads=None):

@@ -10,6 +10,8 @@ import pytest
 from guestlib import Pyrt
 
 IN_GUEST = os.environ.get("PYRT_GUEST") == "1"
+# the guest image has no CNI plugins: containers get no network unless told
+os.environ.setdefault("PYRT_DEFAULT_NETWORK", "none")
 
 
 def pytest_collection_modifyitems(config, items):
