@@ -1,8 +1,8 @@
 """`pyrt image bootstrap`: a Debian base image made by mmdebstrap from the mirror the
 host's apt uses. One small image (variant minbase plus python3-minimal) is
 bootstrapped once for the module and run; a second one checks that the same
-mirror state gives the same image id. Each costs about 20 s on an idle 2-core
-machine (apt-get update, about 40 MB of packages, dpkg, then gzip), and needs the
+mirror state gives the same image id. Each costs 20 to 25 s on a 2-core machine
+(apt-get update, about 40 MB of packages, dpkg, then gzip), and needs the
 mirror: without it (or without mmdebstrap) those tests are skipped, the bad-input
 ones still run."""
 from __future__ import annotations
