@@ -92,7 +92,7 @@ int pyrt_reaper_start(const char *reaper_path, int *sock, pid_t *pid, struct pyr
         int status;
         while (waitpid(child, &status, 0) < 0 && errno == EINTR)
             ;
-        pyrt_fail_errno(e, child_errno, "exec", reaper_path);
+        pyrt_fail_errno(e, child_errno, "exec reaper", reaper_path); /* not "exec": that is the container's */
         goto out;
     }
     *sock = sv[0];
