@@ -12,7 +12,10 @@ import sqlite3
 
 from pyrt.errors import PyrtError
 
-SCHEMA_VERSION = 1
+# 1: images, layers, containers, build cache; 2: networks and their endpoints. A
+# store of an older version gets the new tables when first opened (every statement
+# of SCHEMA is CREATE ... IF NOT EXISTS), then its version is raised.
+SCHEMA_VERSION = 2
 BUSY_TIMEOUT_MS = 30000
 
 SCHEMA = """
