@@ -53,6 +53,31 @@ def test_store_layout_modes_and_db(rt):
     assert {"id", "name", "image_id", "created", "config", "state"} <= cols
 
 
+def test_a_store_made_before_a_table_was_added_gets_it_on_open(tmp_shm):
+    """A store whose schema version is current but which lacks a table, index or view
+    of the schema (made before it was added): the next open creates it, rows kept."""
+    import sqlite3
+    from pyrt.runtime import Runtime
+    from pyrt.store.db import SCHEMA_NAMES
+    root = os.path.join(tmp_shm, "store")
+    r = Runtime(root)
+    r.store.db.query("SELECT 1")
+    r.close()
+    conn = sqlite3.connect(os.path.join(root, "pyrt.db"))
+    conn.execute("INSERT INTO tags VALUES ('kept', '1', 'sha256:x', 0)")
+    conn.execute("DROP TABLE blob_sources")
+    conn.execute("DROP INDEX tags_image")
+    conn.commit()
+    conn.close()
+    r = Runtime(root)
+    try:
+        names = {row[0] for row in r.store.db.query("SELECT name FROM sqlite_master")}
+        assert SCHEMA_NAMES <= names and {"blob_sources", "tags_image"} <= names
+        assert [tuple(t) for t in r.store.db.query("SELECT repository, tag FROM tags")] == [("kept", "1")]
+    finally:
+        r.close()
+
+
 def test_stale_temp_entries_removed_on_open(tmp_shm):
     from pyrt.runtime import Runtime
     root = os.path.join(tmp_shm, "store")

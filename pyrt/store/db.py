@@ -115,6 +115,10 @@ CREATE TABLE IF NOT EXISTS blob_sources (
 """
 
 
+# What SCHEMA's statements create (each name follows IF NOT EXISTS).
+SCHEMA_NAMES = frozenset(part.split(None, 1)[0] for part in SCHEMA.split("IF NOT EXISTS")[1:])
+
+
 class Transaction:
     """A write transaction: `execute`, `query`, `query_one`, `after_commit`."""
 
@@ -152,8 +156,12 @@ class Database:
             pass
         c.execute("PRAGMA synchronous = NORMAL")
         c.execute("PRAGMA foreign_keys = ON")
-        if c.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION:
-            return  # made by this schema (in the transaction that set the version): no write lock to take
+        if c.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION and \
+                SCHEMA_NAMES <= {row[0] for row in c.execute("SELECT name FROM sqlite_master")}:
+            # every table, index and view of SCHEMA is there (a table added to it since the
+            # store was made is not): its statements would change nothing, and would take
+            # the write lock that every other pyrt process on the store waits for
+            return
         with self.transaction() as tx:
             version = tx.query_one("PRAGMA user_version")[0]
             if version > SCHEMA_VERSION:
