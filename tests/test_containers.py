@@ -696,6 +696,23 @@ def test_working_dir_never_made_outside_the_root(drt, base_tar, tmp_shm):
     check_store(rt)
 
 
+def test_a_name_that_is_another_containers_id_never_stands_in_for_it(rt, base_tar):
+    # the attack: name a container with the full id (or an id prefix) of another, so
+    # that `rm -f ID` (a detached --rm container's monitor, a script) removes the wrong one
+    rt.images.import_image(base_tar, "base", "1")
+    victim = rt.containers.create("base:1", ["true"])
+    decoy = rt.containers.create("base:1", ["true"], name=victim.id)
+    prefix_decoy = rt.containers.create("base:1", ["true"], name=victim.id[:12])
+    assert rt.containers.get(victim.id).id == victim.id
+    rt.containers.get(victim.id).remove(force=True)
+    assert {c.id for c in rt.containers.list(all=True)} == {decoy.id, prefix_decoy.id}
+    # once the id is gone, the name still finds its own container, and a name wins over a prefix
+    assert rt.containers.get(victim.id).id == decoy.id
+    assert rt.containers.get(victim.id[:12]).id == prefix_decoy.id
+    decoy.remove()
+    prefix_decoy.remove()
+
+
 def test_name_conflict_changes_nothing(rt, base_tar):
     rt.images.import_image(base_tar, "base", "1")
     c = rt.containers.create("base:1", ["true"], name="web")

@@ -19,9 +19,10 @@ class ContainerCollection:
         return self.store.db.query_one("SELECT * FROM containers WHERE id=?", (ident,))
 
     def get(self, ref: str) -> Container:
-        """By full id, unambiguous id prefix, or name."""
+        """By full id, then name, then unambiguous id prefix (docker's order): a
+        container named with another one's id never stands in for it."""
         db = self.store.db
-        row = db.query_one("SELECT * FROM containers WHERE id=? OR name=?", (ref, ref.lstrip("/")))
+        row = self._row(ref) or db.query_one("SELECT * FROM containers WHERE name=?", (ref.lstrip("/"),))
         if row is None and ref and all(c in "0123456789abcdef" for c in ref):
             rows = db.query("SELECT * FROM containers WHERE id LIKE ? LIMIT 2", (ref + "%",))
             if len(rows) > 1:
