@@ -34,7 +34,7 @@ def cmd_run(args, runtime_factory):
     if args.rootfs is None and not host_root:
         if not command:
             raise InvalidArgument("run needs an image (or --rootfs DIR, or --host-root) and optionally a command")
-        from pyrt.cli.containers import run_image
+        from pyrt.cli.run import run_image
         return run_image(args, command[0], command[1:], runtime_factory())
     if not command:
         raise InvalidArgument(f"run {'--host-root' if host_root else '--rootfs'} needs a command")
@@ -62,7 +62,7 @@ def cmd_run(args, runtime_factory):
         finally:
             if shield is not None:
                 shield.started()
-        from pyrt.cli.containers import wait_foreground
+        from pyrt.cli.run import wait_foreground
         rc = wait_foreground(r, args.interactive)
     if shield is not None:
         shield.finish()
@@ -100,8 +100,8 @@ def declare_run(run):
     run.add_argument("--host-root", action="store_true",
                      help="run in the host's own /usr, /bin, /lib* and selected /etc, read-only, with a "
                           "private /tmp and home, instead of an image (pyrt.HostRoot)")
-    from pyrt.cli import containers
-    containers.add_run_image_options(run)
+    from pyrt.cli.run import add_run_image_options
+    add_run_image_options(run)
     from pyrt.cli import bench
     bench.add_profile_option(run)
     run.add_argument("command", nargs=REMAINDER,

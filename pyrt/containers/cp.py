@@ -48,7 +48,6 @@ def _held_root(container):
     """What the copy's root is, held for its duration: ("fd", an fd of the running
     container's /proc/PID/root), or the container's root when it does not run
     ("dir", path) or ("overlay", Overlay, a scratch dir), its start mark taken."""
-    from pyrt.containers import lifecycle
     st = container.reload().state
     if st.get("Status") in ("running", "paused") and lifecycle.alive(st):
         fd = os.open(f"/proc/{st['Pid']}/root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -84,7 +83,6 @@ def _open_root(held):
     if held[0] == "dir":
         fd = os.open(held[1], os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     else:
-        from pyrt.launch.mounts import mount_overlay
         root, scratch = held[1], held[2]
         fd = mount_overlay(root.lowerdirs, root.upperdir, root.workdir, root.options, scratch=scratch)
     try:

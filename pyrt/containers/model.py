@@ -271,18 +271,30 @@ class Container:
         pyrt.Process (the caller waits, then calls `finished`). tty=True: its stdio
         is a new terminal whose master is the Process's `pty`. reaper: see
         pyrt.launch.reaper."""
-        from pyrt.network import endpoints
         if self.config.get("Ports") and self.config.get("NetworkMode", "none") == "none":
             raise InvalidArgument(f"container {self.name} publishes ports: start it detached (its monitor "
                                   "forwards them) or on a network")
         self._check_startable()
+        proc, cgroup = self._launch(False, lambda spec, cgroup: spawn(
+            self.config["Cmd"], spec=spec, cgroup=cgroup, stdin=stdin, stdout=stdout, stderr=stderr, tty=tty,
+            reaper=reaper))
+        self._set_state({"Status": "running", "Pid": proc.pid, "StartTime": lifecycle.start_time(proc.pid),
+                         "StartedAt": time.time(), "ExitCode": 0, "FinishedAt": None,
+                         "Cgroup": cgroup is not None})
+        self._cgroup = cgroup
+        return proc
+
+    def _launch(self, detached: bool, start):
+        """Wire the container's networks, build its spawn spec and cgroup, then
+        `start(spec, cgroup)`; on a failure, undo all of it. Returns (what start
+        returned, the cgroup)."""
+        from pyrt.network import endpoints
         wiring = endpoints.wire(self)
         try:
             spec = self._spawn_spec(network=wiring and wiring.fd)
-            cgroup = self._make_cgroup(detached=False)
+            cgroup = self._make_cgroup(detached=detached)
             try:
-                proc = spawn(self.config["Cmd"], spec=spec, cgroup=cgroup, stdin=stdin, stdout=stdout,
-                             stderr=stderr, tty=tty, reaper=reaper)
+                return start(spec, cgroup), cgroup
             except BaseException:
                 if cgroup is not None:
                     cgroup.remove()
@@ -294,11 +306,6 @@ class Container:
         finally:
             if wiring is not None:
                 wiring.close()
-        self._set_state({"Status": "running", "Pid": proc.pid, "StartTime": lifecycle.start_time(proc.pid),
-                         "StartedAt": time.time(), "ExitCode": 0, "FinishedAt": None,
-                         "Cgroup": cgroup is not None})
-        self._cgroup = cgroup
-        return proc
 
     def finished(self, returncode: int):
         """Record the exit of a container started with start_process."""
@@ -318,28 +325,11 @@ class Container:
         """Start in the background, watched by its monitor (docker's `start`). From
         before the container runs until its state is recorded, its start mark is
         held: if this process dies in between, the next one to look resolves it."""
-        from pyrt.network import endpoints
         mark = self._take_start_mark()
         try:
             self._check_startable()
             lifecycle.clear_exit(self.dir)  # a record found from here on is this run's
-            wiring = endpoints.wire(self)
-            try:
-                spec = self._spawn_spec(network=wiring and wiring.fd)
-                cgroup = self._make_cgroup(detached=True)
-                try:
-                    state = lifecycle.start_detached(self, spec, cgroup)
-                except BaseException:
-                    if cgroup is not None:
-                        cgroup.remove()
-                    raise
-            except BaseException:
-                if wiring is not None:
-                    endpoints.unwire(self)
-                raise
-            finally:
-                if wiring is not None:
-                    wiring.close()
+            state, _ = self._launch(True, lambda spec, cgroup: lifecycle.start_detached(self, spec, cgroup))
             self._set_state(state)
         finally:
             lifecycle.end_start_mark(self.dir, mark)

@@ -180,7 +180,6 @@ def populate(volume: Volume, layers: list[str], path: str) -> bool:
 
 
 def _populate(dst, layers, path) -> bool:
-    from pyrt import _core
     from pyrt.launch.userns import rootless
     opaque = "user.overlay.opaque" if rootless() else "trusted.overlay.opaque"
     if os.listdir(dst):

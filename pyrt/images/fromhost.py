@@ -304,48 +304,6 @@ def _host_libraries(path) -> list:
     return libs
 
 
-def _host_libraries(path) -> list:
-    """The shared libraries (and loader) a host program needs: from ldd, else from the
-    ELF DT_NEEDED entries looked up in the usual directories."""
-    import shutil
-    import subprocess
-    info = _elf_info(path)
-    if info is None:
-        return []
-    libs = []
-    if shutil.which("ldd"):
-        r = subprocess.run(["ldd", path], capture_output=True, text=True)
-        if r.returncode == 0:
-            for line in r.stdout.splitlines():
-                line = line.strip()
-                if "=>" in line:
-                    target = line.split("=>", 1)[1].strip().split(" (", 1)[0].strip()
-                    if target.startswith("/"):
-                        libs.append(target)
-                elif line.startswith("/"):
-                    libs.append(line.split(" (", 1)[0].strip())
-            return libs
-    seen, queue = set(), [path]
-    if info[0]:
-        libs.append(info[0])
-    while queue:
-        cur = queue.pop()
-        ci = _elf_info(cur)
-        if ci is None:
-            continue
-        for name in ci[1]:
-            if name in seen:
-                continue
-            seen.add(name)
-            for d in ci[2] + _LIB_DIRS:
-                cand = os.path.join(d, name)
-                if os.path.exists(cand):
-                    libs.append(cand)
-                    queue.append(os.path.realpath(cand))
-                    break
-    return libs
-
-
 def _libraries_of_many(paths) -> list:
     """The shared libraries the ELF files `paths` need, with one ldd per hundred
     files (ldd prints a "FILE:" line before each one's list when given several)."""
