@@ -15,6 +15,7 @@ as GNU tar; the 4-layer image at least 1.7x faster in parallel.
 
     python3 perf/bench_layers.py              # pyperf (-o out.json etc. work)
     python3 perf/bench_layers.py --quick      # a smaller layer, best of 3, no pyperf
+    python3 perf/bench_layers.py --smoke      # a tiny layer, each path once (CI; no figures)
 
 Run as root (GNU tar and umoci restore owners; layers hold devices). Missing tools
 (bsdtar: libarchive-tools, umoci, zstd) are apt-get installed when possible. More
@@ -37,6 +38,7 @@ from common import best_of, find_tool, log, timed  # noqa: E402
 
 FULL_MB = 180
 QUICK_MB = 50
+SMOKE_MB = 3
 DATA_VERSION = 5
 
 
@@ -143,9 +145,8 @@ def _oci_layout(root, layer_gz, diff_id):
             "size": msize, "annotations": {"org.opencontainers.image.ref.name": "bench"}}]}, f)
 
 
-def prepare_unpack_data(base, quick, umoci):
-    """Build (once; workers reuse it) the layers in base. Returns a dict."""
-    mb = QUICK_MB if quick else FULL_MB
+def prepare_unpack_data(base, mb, umoci):
+    """Build (once; workers reuse it) the layers of about mb MB in base. Returns a dict."""
     d = os.path.join(base, f"unpack-{mb}mb-v{DATA_VERSION}")
     info_path = os.path.join(d, "info.json")
     if os.path.exists(info_path):
@@ -307,7 +308,8 @@ def unpack_tools():
 def add_unpack_benchmarks(args, base):
     """The unpack group: returns (cases, report)."""
     tools = unpack_tools()
-    info = prepare_unpack_data(base, args.quick, bool(tools.get("umoci")))
+    mb = SMOKE_MB if args.smoke else QUICK_MB if args.quick else FULL_MB
+    info = prepare_unpack_data(base, mb, bool(tools.get("umoci")))
     cases = unpack_cases(info, tools)
 
     def report(times):
@@ -355,6 +357,8 @@ def main():
                     help=f"a {QUICK_MB} MB layer, best of 3 after a warm-up, no pyperf")
     ap.add_argument("--dir", default="/dev/shm/pyrt-bench-layers",
                     help="where the data and the unpacked trees go (tmpfs)")
+    ap.add_argument("--smoke", action="store_true",
+                    help=f"a {SMOKE_MB} MB layer, each path once after a warm-up, no pyperf (CI; no figures)")
     ap.add_argument("--keep-data", action="store_true", help="keep the built layers")
     ap.add_argument("--group", action="append", choices=sorted(GROUPS),
                     help="only these groups (default: all)")
@@ -368,11 +372,13 @@ def main():
     dests = Dest(out)
     groups = [(g, GROUPS[g](args, args.dir)) for g in (args.group or sorted(GROUPS))]
     try:
-        if args.quick:
+        if args.quick or args.smoke:
+            if args.smoke:
+                print("--smoke: every path ran once; the figures below are not measurements")
             for _, (cases, report) in groups:
                 times = {}
                 for _, name, fn, _ in cases:
-                    times[name] = best_of(lambda: _timed(fn, dests))
+                    times[name] = best_of(lambda: _timed(fn, dests), 1 if args.smoke else 3)
                     log(f"  {name}: {times[name] * 1000:.0f} ms")
                 report(times)
             return

@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
 """Container start-up cost: /bin/true (busybox) in a new container, as
 
+  C loop        perf/c_loop.c: clone into the same namespaces, tmpfs + overlay,
+                pivot_root, exec, waitpid, in a loop in one process (the floor)
   pyrt.run      in-process `pyrt.run([...], rootfs=pyrt.Overlay(...), network="none")`
   pyrt CLI      `pyrt run --rootfs DIR -- /bin/true` (pyperf bench_command)
   runc          `runc run` on an OCI bundle (config.json from `runc spec`, edited)
@@ -16,6 +18,7 @@ the ratios. Needs root.
   python perf/bench_spawn.py                    # pyperf defaults (a few minutes)
   python perf/bench_spawn.py --fast -o out.json # any pyperf option works
   python perf/bench_spawn.py --only pyrt.run,crun --breakdown
+  python perf/bench_spawn.py --smoke            # each path once, tiny (CI); no figures
 
 Options of this script (the rest are pyperf's): --quick, --only NAMES,
 --no-install (do not apt-get install missing tools), --breakdown (after the
@@ -66,16 +69,22 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import common  # noqa: E402  (perf/common.py)
 
-C_LOOP_REFERENCE = 2.4e-3  # a minimal C loop doing the same work, this kind of machine
-TARGET_RUN_FACTOR = 1.5    # pyrt.run within 1.5x of it
+TARGET_RUN_FACTOR = 1.5    # pyrt.run within 1.5x of the C loop measured in the same run
 
-ALL_BENCHES = ["pyrt.run", "pyrt CLI", "runc", "crun", "crun+unshare", "bwrap"]
+ALL_BENCHES = ["C loop", "pyrt.run", "pyrt CLI", "runc", "crun", "crun+unshare", "bwrap"]
+# In-process: no interpreter or program start per container. Whole-process: a
+# program started (posix_spawn + waitpid) per container, as at a shell.
+IN_PROCESS = {"C loop", "pyrt.run"}
 QUICK_PYPERF_ARGS = ["-p", "1", "-n", "5", "-w", "1", "--min-time", "0.05"]
 
 _ids = itertools.count()
 
 
 # --- the timed loops (they run in pyperf worker processes) ---------------------
+
+def time_c_loop(loops, st):
+    return common.time_c_loop(st["c_loop"], st["lower"], st["c_anchor"], loops)
+
 
 def time_pyrt_run(loops, st):
     import pyrt
@@ -147,7 +156,9 @@ def run_benchmarks(runner, st) -> dict:
         os.environ["PYRT_ROOT"] = st["pyrt_store"]  # for the CLI (workers' env is filtered)
     results = {}
     for name in st["benches"]:
-        if name == "pyrt.run":
+        if name == "C loop":
+            results[name] = runner.bench_time_func(name, time_c_loop, st)
+        elif name == "pyrt.run":
             results[name] = runner.bench_time_func(name, time_pyrt_run, st)
         elif name == "pyrt CLI":
             results[name] = runner.bench_command(name, list(st["cli_argv"]))
@@ -184,6 +195,17 @@ def setup(args, scratch) -> dict:
     def skip(name, why):
         st["skipped"][name] = why
         common.log(f"[setup] skipping {name}: {why}")
+
+    if "C loop" in wanted:
+        st["c_loop"], why = common.build_c_loop(scratch.path)
+        st["c_anchor"] = scratch.sub("c-anchor")
+        if not st["c_loop"]:
+            skip("C loop", why)
+        else:
+            try:
+                time_c_loop(2, st)
+            except Exception as exc:  # noqa: BLE001
+                skip("C loop", f"{type(exc).__name__}: {exc}")
 
     # pyrt.run
     if "pyrt.run" in wanted:
@@ -335,7 +357,8 @@ def print_summary(results, st):
         base = results["pyrt.run"].median()
 
     def ratio(name, m):
-        return f"  {f'{m / base:9.2f}x' if base else '':>10}"
+        kind = "in-process" if name in IN_PROCESS else "whole process"
+        return f"  {f'{m / base:9.2f}x' if base else '':>10}  {kind}"
     med = common.print_table(results, ALL_BENCHES, st["skipped"], width=14, extra=ratio,
                              extra_header=f"  {'/ pyrt.run':>10}")
 
@@ -346,14 +369,17 @@ def print_summary(results, st):
     print()
     print("Ratios:")
     if "pyrt.run" in med:
-        for name in ALL_BENCHES[1:]:
+        for name in ALL_BENCHES[2:]:
             if name in med:
-                print(f"  pyrt.run is {compare('pyrt.run', name)} {name}")
-        f = med["pyrt.run"] / C_LOOP_REFERENCE
-        print(f"  pyrt.run / C loop reference ({C_LOOP_REFERENCE * 1e3:.1f} ms) = {f:.2f} "
-              f"(target <= {TARGET_RUN_FACTOR}: {'met' if f <= TARGET_RUN_FACTOR else 'NOT met'})")
+                print(f"  pyrt.run (in-process, no cgroup) is {compare('pyrt.run', name)} {name} "
+                      f"(a process per container{', a cgroup per container' if name in ('runc', 'crun', 'crun+unshare') else ''})")
+        if "C loop" in med:
+            f = med["pyrt.run"] / med["C loop"]
+            print(f"  pyrt.run / C loop (both in-process, same run) = {f:.2f} "
+                  f"(target <= {TARGET_RUN_FACTOR}: {'met' if f <= TARGET_RUN_FACTOR else 'NOT met'})")
+            print(f"    the C loop leaves out: {common.C_LOOP_LEAVES_OUT}")
     if "pyrt CLI" in med and "crun" in med:
-        print(f"  pyrt CLI is {compare('pyrt CLI', 'crun')} crun "
+        print(f"  pyrt CLI is {compare('pyrt CLI', 'crun')} crun, both whole processes "
               f"(target: no slower than crun: {'met' if med['pyrt CLI'] <= med['crun'] else 'NOT met'})")
     else:
         missing = [n for n in ("pyrt CLI", "crun") if n not in med]
@@ -373,7 +399,7 @@ def breakdown(st, n):
     try:
         import pyrt
         from pyrt import _core
-        from pyrt.launch import process
+        from pyrt.launch.spec import build_spec
     except Exception as exc:  # noqa: BLE001
         print(f"breakdown unavailable: {exc}")
         return
@@ -389,7 +415,7 @@ def breakdown(st, n):
             pyrt.run(["/bin/true"], rootfs=rootfs, network="none")
             rows["pyrt.run total"].append(pc() - t0)
             t0 = pc()
-            spec = process.build_spec(["/bin/true"], rootfs, network="none")
+            spec = build_spec(["/bin/true"], rootfs, network="none")
             t1 = pc()
             pid, pidfd = _core.spawn(spec)
             t2 = pc()
@@ -428,8 +454,8 @@ def main():
     def report(results, st):
         if any(v is not None for v in results.values()):
             print_summary(results, st)
-        if args.breakdown:
-            breakdown(st, 50 if quick else 300)
+        if args.breakdown or common.SMOKE:
+            breakdown(st, 2 if common.SMOKE else 50 if quick else 300)
 
     common.run_main(runner, args, name="bench_spawn", why_root="namespaces, mounts", setup=setup,
                     run_benchmarks=run_benchmarks, report=report, cleanup=cleanup,

@@ -51,6 +51,7 @@ DEBIAN_PACKAGES = {
     "skopeo": "skopeo",
     "tar": "tar",
     "zstd": "zstd",
+    "pigz": "pigz",
 }
 
 _apt_updated = False
@@ -561,16 +562,54 @@ def parent_pid(pid) -> int:
     raise OSError(f"no PPid in /proc/{pid}/status")
 
 
+# --- the C floor loop --------------------------------------------------------------
+
+C_LOOP_SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "c_loop.c")
+C_LOOP_LEAVES_OUT = ("/proc, /sys, /dev (devpts, shm, mqueue), masked and read-only paths, lo up, "
+                     "the capability bounding set, no_new_privs and the seccomp filter")
+
+
+def build_c_loop(out_dir) -> tuple[str | None, str]:
+    """perf/c_loop.c compiled into out_dir: (its path, "") or (None, why)."""
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if not cc:
+        return None, "no C compiler (cc)"
+    exe = os.path.join(out_dir, "c-loop")
+    p = subprocess.run([cc, "-O2", "-Wall", "-o", exe, C_LOOP_SOURCE], capture_output=True, text=True)
+    if p.returncode:
+        return None, f"cc failed: {p.stderr.strip()[-300:]}"
+    return exe, ""
+
+
+def time_c_loop(exe, lower, anchor, loops) -> float:
+    """Seconds the C loop takes for `loops` containers (as it measures them itself)."""
+    out = subprocess.run([exe, lower, anchor, str(loops)], check=True, stdout=subprocess.PIPE,
+                         text=True).stdout
+    return float(out.strip())
+
+
 # --- pyperf scaffolding ----------------------------------------------------------
 
 # pyperf's short options -> their long spelling (for "did the user give it?")
 _PYPERF_LONG = {"-p": "--processes", "-n": "--values", "-w": "--warmups", "-l": "--loops"}
 
 
+# --smoke: every path of a benchmark once, on tiny inputs, so that CI notices a
+# benchmark that no longer runs; its figures mean nothing and none is judged.
+SMOKE = False
+SMOKE_PYPERF_ARGS = ["-p", "1", "-n", "1", "-w", "0", "-l", "1"]
+
+
 def pyperf_argv(argv, quick_args) -> tuple[list[str], bool]:
-    """Take --quick out of argv; with it, put the (option, value) pairs of
-    quick_args in front, except those the user gave (as -p, --processes or
-    --processes=N). Returns (argv, quick)."""
+    """Take --quick (or --smoke) out of argv; with it, put the (option, value)
+    pairs of quick_args (SMOKE_PYPERF_ARGS) in front, except those the user gave
+    (as -p, --processes or --processes=N). --smoke also sets SMOKE, for the
+    script's own loops. Returns (argv, quick), quick true for --smoke too."""
+    global SMOKE
+    if "--smoke" in argv:
+        SMOKE = True
+        quick_args = SMOKE_PYPERF_ARGS
+        argv = [a for a in argv if a != "--smoke"] + ["--quick"]
     quick = "--quick" in argv
     argv = [a for a in argv if a != "--quick"]
     if quick:
@@ -646,7 +685,10 @@ def run_main(runner, args, *, name, setup, run_benchmarks, report, cleanup, why_
             return
         with open(os.path.join(scratch.path, "state.json"), "w") as f:
             json.dump(st, f)
-        report(run_benchmarks(runner, st), st)
+        results = run_benchmarks(runner, st)
+        if SMOKE:
+            print("\n--smoke: every path ran once; the figures below are not measurements")
+        report(results, st)
     finally:
         cleanup(scratch, st)
 
