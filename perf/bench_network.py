@@ -22,7 +22,7 @@ plain network namespaces joined by a veth pair, in one run.
                       br_netfilter loaded it does on this kind of host)
                     target: pyrt within 10% of the veth pair.
 
-  python perf/bench_network.py [--runs N] [--no-podman] [--no-throughput] [--no-install] [-o out.json]
+  python perf/bench_network.py [--smoke] [--runs N] [--no-podman] [--no-throughput] [--no-install] [-o out.json]
 
 What is fair, and what is special here:
 - The whole benchmark runs in a network namespace and a mount namespace of its
@@ -238,7 +238,11 @@ def main():
     ap.add_argument("--no-throughput", action="store_true")
     ap.add_argument("--no-install", action="store_true", help="do not apt-get install missing tools")
     ap.add_argument("-o", "--output", help="write the raw figures as JSON")
+    ap.add_argument("--smoke", action="store_true", help="each path once, tiny (CI; no figures)")
     args = ap.parse_args()
+    if args.smoke:
+        args.runs, args.seconds, args.rounds = 2, 1, 1
+        print("--smoke: every path ran once; the figures below are not measurements")
     if os.geteuid() != 0:
         sys.exit("bench_network.py needs root (network namespaces, bridges, mounts)")
     os.environ.pop("PYRT_DEFAULT_NETWORK", None)

@@ -307,7 +307,8 @@ def print_summary(results, st, pinned):
     print()
     print("Ratios (rates):")
     common.print_ratios(med, (("pool", "C loop"), ("pool+measure", "C loop"), ("pool", "pyrt.run"),
-                              ("pool", "crun"), ("C loop", "crun")), "  {a} / {b}: {r:.2f}", rates=True)
+                              ("pool", "crun"), ("C loop", "crun")), "  {a} / {b}: {r:.2f}", rates=True,
+                        in_process={"C loop", "pool", "pool+measure", "pyrt.run"})
     if "pool" in med:
         if "C loop" in med:
             f = med["C loop"] / med["pool"]

@@ -165,7 +165,8 @@ def report(results, st):
                 met = med[name] - host <= OVERHEAD_TARGET
                 line += f"  (target <= {OVERHEAD_TARGET * 1e3:.0f} ms: {'met' if met else 'NOT met'})"
             print(line)
-    common.print_ratios(med, [("pyrt.run HostRoot", "bwrap (same binds)"), ("Pool.run HostRoot", "bwrap (same binds)")])
+    common.print_ratios(med, [("pyrt.run HostRoot", "bwrap (same binds)"), ("Pool.run HostRoot", "bwrap (same binds)")],
+                        in_process={"pyrt.run HostRoot", "Pool.run HostRoot"})
 
 
 def cleanup(scratch, st):

@@ -714,14 +714,19 @@ def print_table(results, names, skipped, *, width, why_width=100, extra=None, ex
     return med
 
 
-def print_ratios(med, pairs, line="  {a} / {b}: {r:.2f}x", *, rates=False, target=None):
+def print_ratios(med, pairs, line="  {a} / {b}: {r:.2f}x", *, rates=False, target=None, in_process=()):
     """For each (a, b) of pairs measured both: `line` with r = med[a] / med[b]
     (med[b] / med[a], the ratio of the rates, when rates), followed by
-    "(target <= T: met)" when a target is given."""
+    "(target <= T: met)" when a target is given. Names in in_process are
+    measured in-process (no program started per run): a ratio between one of
+    them and a whole-process figure says so."""
     for a, b in pairs:
         if a in med and b in med:
             r = med[b] / med[a] if rates else med[a] / med[b]
             out = line.format(a=a, b=b, r=r)
+            if (a in in_process) != (b in in_process):
+                out += f"  [{'in-process' if a in in_process else 'whole process'} vs " \
+                       f"{'in-process' if b in in_process else 'whole process'}]"
             if target is not None:
                 out += f"  (target <= {target}x: {'met' if r <= target else 'NOT met'})"
             print(out)
