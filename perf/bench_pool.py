@@ -180,7 +180,6 @@ def setup(args, scratch) -> dict:
     if busybox is None:
         raise SystemExit(f"bench_pool: {why}")
     st["lower"] = common.make_busybox_rootfs(scratch.sub("lower"), busybox)
-    st["c_anchor"] = scratch.sub("c-anchor")
     st["empty"] = os.path.join(scratch.path, "empty")
     open(st["empty"], "w").close()
 
@@ -189,14 +188,9 @@ def setup(args, scratch) -> dict:
         common.log(f"[setup] skipping {name}: {why}")
 
     if "C loop" in wanted:
-        st["c_loop"], why = common.build_c_loop(scratch.path)
-        if not st["c_loop"]:
+        why = common.prepare_c_loop(scratch, st)
+        if why:
             skip("C loop", why)
-        else:
-            try:
-                time_c_loop(3, st)
-            except Exception as exc:  # noqa: BLE001
-                skip("C loop", f"{type(exc).__name__}: {exc}")
 
     if {"pool", "pool+measure", "pool latency", "pyrt.run"} & set(wanted):
         try:

@@ -197,15 +197,9 @@ def setup(args, scratch) -> dict:
         common.log(f"[setup] skipping {name}: {why}")
 
     if "C loop" in wanted:
-        st["c_loop"], why = common.build_c_loop(scratch.path)
-        st["c_anchor"] = scratch.sub("c-anchor")
-        if not st["c_loop"]:
+        why = common.prepare_c_loop(scratch, st)
+        if why:
             skip("C loop", why)
-        else:
-            try:
-                time_c_loop(2, st)
-            except Exception as exc:  # noqa: BLE001
-                skip("C loop", f"{type(exc).__name__}: {exc}")
 
     # pyrt.run
     if "pyrt.run" in wanted:

@@ -569,16 +569,23 @@ C_LOOP_LEAVES_OUT = ("/proc, /sys, /dev (devpts, shm, mqueue), masked and read-o
                      "the capability bounding set, no_new_privs and the seccomp filter")
 
 
-def build_c_loop(out_dir) -> tuple[str | None, str]:
-    """perf/c_loop.c compiled into out_dir: (its path, "") or (None, why)."""
+def prepare_c_loop(scratch, st) -> str:
+    """perf/c_loop.c compiled into the scratch directory and tried once: sets
+    st["c_loop"] (the program) and st["c_anchor"] (where it mounts); returns ""
+    or why it cannot run."""
     cc = shutil.which("cc") or shutil.which("gcc")
     if not cc:
-        return None, "no C compiler (cc)"
-    exe = os.path.join(out_dir, "c-loop")
+        return "no C compiler (cc)"
+    exe = os.path.join(scratch.path, "c-loop")
     p = subprocess.run([cc, "-O2", "-Wall", "-o", exe, C_LOOP_SOURCE], capture_output=True, text=True)
     if p.returncode:
-        return None, f"cc failed: {p.stderr.strip()[-300:]}"
-    return exe, ""
+        return f"cc failed: {p.stderr.strip()[-300:]}"
+    st["c_loop"], st["c_anchor"] = exe, scratch.sub("c-anchor")
+    try:
+        time_c_loop(exe, st["lower"], st["c_anchor"], 2)
+    except Exception as exc:  # noqa: BLE001 - the caller skips the C loop and says why
+        return f"{type(exc).__name__}: {exc}"
+    return ""
 
 
 def time_c_loop(exe, lower, anchor, loops) -> float:
