@@ -5,7 +5,7 @@
  *  - PYRT_CHILD_FAILED   a step failed (error says which and why); the child
  *                        exits with 127;
  *  - PYRT_CHILD_PARKED   a pool member is set up and waits for its command
- *                        (pool.h); usage is its own rusage at that moment (the
+ *                        (park.h); usage is its own rusage at that moment (the
  *                        cost of its setup, which waitid counts in at its exit);
  *  - PYRT_CHILD_WAITING  an OCI container is set up and waits for `start`
  *                        (oci.h);
@@ -19,7 +19,7 @@
 #include <stdint.h>
 #include <sys/resource.h>
 
-#include "spawn.h" /* struct pyrt_error */
+#include "err.h" /* struct pyrt_error */
 
 enum { PYRT_CHILD_FAILED = 1, PYRT_CHILD_PARKED = 2, PYRT_CHILD_WAITING = 3, PYRT_CHILD_HOOKS = 4 };
 

@@ -18,7 +18,9 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "spawn.h"
+#include "err.h" /* struct pyrt_error */
+
+struct pyrt_oci;
 
 struct pyrt_tail {
     const char *const *argv;

@@ -1,4 +1,4 @@
-"""pyrt.Pool: warm pools of parked containers (csrc/pool.c), measured runs, the
+"""pyrt.Pool: warm pools of parked containers (csrc/park.c, zygote.c), measured runs, the
 bench profile, `pyrt bench` and its pyperf output. Real containers on the test
 rootfs (see conftest.py); no timing assertions."""
 from __future__ import annotations
