@@ -63,14 +63,8 @@ static int park_then_exec(const struct pyrt_spawn_spec *s, int errfd, int parkfd
 static int child_setup(const struct pyrt_spawn_spec *s, int syncfd, int errfd, int parkfd,
                        struct pyrt_error *e)
 {
-    /* Python ignores SIGPIPE and SIGXFSZ; the program gets the defaults (handlers
-     * were already reset by CLONE_CLEAR_SIGHAND). */
-    signal(SIGPIPE, SIG_DFL);
-    signal(SIGXFSZ, SIG_DFL);
-    sigset_t none;
-    sigemptyset(&none);
-    if (sigprocmask(SIG_SETMASK, &none, NULL) < 0)
-        return pyrt_fail(e, "sigprocmask", "");
+    if (pyrt_child_begin(e) < 0)
+        return -1;
     if (syncfd >= 0) { /* the parent writes id maps / joins cgroups first */
         char c;
         ssize_t n;
@@ -121,9 +115,8 @@ static int child_setup(const struct pyrt_spawn_spec *s, int syncfd, int errfd, i
         return -1;
     if ((s->setup & PYRT_SETUP_LOOPBACK) && loopback_up(e) < 0)
         return -1;
-    for (size_t i = 0; i < s->nrlimits; i++)
-        if (setrlimit(s->rlimits[i].resource, &s->rlimits[i].limit) < 0)
-            return pyrt_fail(e, "setrlimit", "");
+    if (pyrt_set_rlimits(s->rlimits, s->nrlimits, e) < 0)
+        return -1;
     if ((s->setup & PYRT_SETUP_NO_ASLR) && personality(ADDR_NO_RANDOMIZE) < 0)
         return pyrt_fail(e, "personality", "ADDR_NO_RANDOMIZE");
     if (parkfd >= 0)
