@@ -10,7 +10,9 @@
  *  - PYRT_CHILD_WAITING  an OCI container is set up and waits for `start`
  *                        (oci.h);
  *  - PYRT_CHILD_HOOKS    an OCI container's mounts are made, before pivot_root:
- *                        it waits for the runtime's create hooks (oci.h).
+ *                        it waits for the runtime's create hooks (oci.h);
+ *  - PYRT_CHILD_READY    a helper took the spec it was sent (pyrt-zygote,
+ *                        zygote.h, whose replies carry these messages too).
  *
  * The child's side is async-signal-safe (no allocation, no stdio, no locks). */
 #ifndef PYRT_CHILDMSG_H
@@ -21,7 +23,7 @@
 
 #include "err.h" /* struct pyrt_error */
 
-enum { PYRT_CHILD_FAILED = 1, PYRT_CHILD_PARKED = 2, PYRT_CHILD_WAITING = 3, PYRT_CHILD_HOOKS = 4 };
+enum { PYRT_CHILD_FAILED = 1, PYRT_CHILD_PARKED = 2, PYRT_CHILD_WAITING = 3, PYRT_CHILD_HOOKS = 4, PYRT_CHILD_READY = 5 };
 
 struct pyrt_child_msg {
     int32_t kind; /* PYRT_CHILD_* */

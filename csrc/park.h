@@ -9,12 +9,13 @@
  * and waits until the child has exec'd (EOF on the error pipe) or failed
  * (PYRT_CHILD_FAILED).
  *
- * The message (host byte order, one datagram of at most PYRT_PARK_MSG_MAX bytes):
- * a struct pyrt_park_header, then argc + envc strings, then PATH and cwd when
- * present, each NUL terminated.
+ * The message (one datagram of at most PYRT_PARK_MSG_MAX bytes, host byte order):
+ * a struct pyrt_park_header, then the command as a spawn spec packed by
+ * pyrt_spec_pack (specpack.h; only argv, envp, PATH and cwd set, stdio holding
+ * indexes among the fds passed along), the one format every spec travels in.
  *
- * This file knows the protocol only: it calls nothing of spawn.c, and spawn.c
- * calls its child side. */
+ * This file knows the protocol only: it calls nothing of spawn.c (only specpack.c),
+ * and spawn.c calls its child side. */
 #ifndef PYRT_PARK_H
 #define PYRT_PARK_H
 
@@ -28,20 +29,11 @@
 
 #define PYRT_PARK_MAGIC 0x6b726170u /* "park" */
 #define PYRT_PARK_MSG_MAX (128 * 1024)
-#define PYRT_PARK_MAX_STRINGS 4096 /* argv + env entries */
-
-enum {
-    PYRT_PARK_HAS_PATH = 1,
-    PYRT_PARK_HAS_CWD = 2,
-};
 
 struct pyrt_park_header {
     uint32_t magic;
-    uint32_t argc;
-    uint32_t envc;
-    uint32_t flags;   /* PYRT_PARK_HAS_* */
-    int32_t stdio[3]; /* index among the passed fds, or -1: keep what the child has */
-    uint32_t nfds;
+    uint32_t nfds; /* fds passed along (SCM_RIGHTS) */
+    uint64_t len;  /* of the packed spec that follows (8-aligned) */
 };
 
 /* A command for a parked child. */
@@ -57,7 +49,6 @@ struct pyrt_unpark_cmd {
  * Large (the child's stack holds it only on the parking path). */
 struct pyrt_park_inbox {
     char buf[PYRT_PARK_MSG_MAX] __attribute__((aligned(8)));
-    const char *vec[PYRT_PARK_MAX_STRINGS + 2];
     int fds[PYRT_MAX_PASSED_FDS];
 };
 
