@@ -1,4 +1,6 @@
-"""Helpers and fixtures shared by the test_unpack_* test modules (split from one)."""
+"""Helpers shared by the test_unpack_* modules: tar entries and archives made with
+tarfile or GNU tar, unpack and reject wrappers, the `work` fixture (a destination and
+a snapshot of the host around it)."""
 import hashlib
 import io
 import os
