@@ -109,37 +109,40 @@ def taken(store):
     return c, store.snapshot()
 
 
-def test_bad_input_is_one_line_and_changes_nothing(store, taken):
+BAD_CLI_INPUT = [
+    (("stop", "nosuch"), 1, "no such container: nosuch"),
+    (("logs", "nosuch"), 1, "no such container"),
+    (("rm", "-f", "nosuch"), 1, "no such container"),
+    (("kill", "nosuch"), 1, "no such container"),
+    (("wait", "nosuch"), 1, "no such container"),
+    (("start", "nosuch"), 1, "no such container"),
+    (("stats", "--no-stream", "nosuch"), 1, "no such container"),
+    (("run", "-d", "--name", "taken", "base:1", "true"), 125, "name 'taken' is already in use"),
+    (("create", "--name", "taken", "base:1", "true"), 1, "already in use"),
+    (("run", "-d", "--memory", "12qb", "base:1", "true"), 125, "invalid size '12qb'"),
+    (("run", "-d", "-v", "newvol:relative/dir", "base:1", "true"), 125, "must be an absolute path"),
+    (("run", "-d", "-v", "/tmp:relative", "base:1", "true"), 125, "must be an absolute path"),
+    (("run", "-d", "--mount", "type=volume,src=newvol,dst=rel", "base:1", "true"), 125, "absolute path"),
+    (("run", "-d", "--cpus", str(os.cpu_count() + 1), "base:1", "true"), 125, "invalid cpus"),
+    (("run", "-d", "--cpus", "0.5", "--cpuset-cpus", str(os.cpu_count() + 3), "base:1", "true"), 125,
+     "cpuset"),
+    (("run", "-d", "-v", "newvol:/data", "--memory", "12qb", "base:1", "true"), 125, "invalid size"),
+    (("run", "-d", "-v", "newvol:/data", "--name", "taken", "base:1", "true"), 125, "already in use"),
+    (("kill", "-s", "NOSUCHSIG", "taken"), 1, "invalid signal 'NOSUCHSIG'"),
+    (("kill", "-s", "99", "taken"), 1, None),
+    (("pause", "nosuch"), 1, "no such container"),
+    (("unpause", "taken"), 1, "not paused"),
+    (("run", "-d", "--volumes-from", "nosuch", "base:1", "true"), 125, "no such container"),
+    (("run", "-d", "nosuch:image", "true"), 125, None),
+]
+
+
+@pytest.mark.parametrize("argv, status, match", BAD_CLI_INPUT,
+                         ids=lambda v: " ".join(v) if isinstance(v, tuple) else None)
+def test_bad_input_is_one_line_and_changes_nothing(store, taken, argv, status, match):
     c, before = taken
-    cases = [
-        (("stop", "nosuch"), 1, "no such container: nosuch"),
-        (("logs", "nosuch"), 1, "no such container"),
-        (("rm", "-f", "nosuch"), 1, "no such container"),
-        (("kill", "nosuch"), 1, "no such container"),
-        (("wait", "nosuch"), 1, "no such container"),
-        (("start", "nosuch"), 1, "no such container"),
-        (("stats", "--no-stream", "nosuch"), 1, "no such container"),
-        (("run", "-d", "--name", "taken", "base:1", "true"), 125, "name 'taken' is already in use"),
-        (("create", "--name", "taken", "base:1", "true"), 1, "already in use"),
-        (("run", "-d", "--memory", "12qb", "base:1", "true"), 125, "invalid size '12qb'"),
-        (("run", "-d", "-v", "newvol:relative/dir", "base:1", "true"), 125, "must be an absolute path"),
-        (("run", "-d", "-v", "/tmp:relative", "base:1", "true"), 125, "must be an absolute path"),
-        (("run", "-d", "--mount", "type=volume,src=newvol,dst=rel", "base:1", "true"), 125, "absolute path"),
-        (("run", "-d", "--cpus", str(os.cpu_count() + 1), "base:1", "true"), 125, "invalid cpus"),
-        (("run", "-d", "--cpus", "0.5", "--cpuset-cpus", str(os.cpu_count() + 3), "base:1", "true"), 125,
-         "cpuset"),
-        (("run", "-d", "-v", "newvol:/data", "--memory", "12qb", "base:1", "true"), 125, "invalid size"),
-        (("run", "-d", "-v", "newvol:/data", "--name", "taken", "base:1", "true"), 125, "already in use"),
-        (("kill", "-s", "NOSUCHSIG", "taken"), 1, "invalid signal 'NOSUCHSIG'"),
-        (("kill", "-s", "99", "taken"), 1, None),
-        (("pause", "nosuch"), 1, "no such container"),
-        (("unpause", "taken"), 1, "not paused"),
-        (("run", "-d", "--volumes-from", "nosuch", "base:1", "true"), 125, "no such container"),
-        (("run", "-d", "nosuch:image", "true"), 125, None),
-    ]
-    for argv, status, match in cases:
-        error(store.cli(*argv), status=status, match=match)
-        assert store.snapshot() == before, argv
+    error(store.cli(*argv), status=status, match=match)
+    assert store.snapshot() == before, argv
     assert c.reload().status == "running"
 
 
