@@ -5,12 +5,14 @@
  *  - PYRT_CHILD_FAILED   a step failed (error says which and why); the child
  *                        exits with 127;
  *  - PYRT_CHILD_PARKED   a pool member is set up and waits for its command
- *                        (pool.h); usage is its own rusage at that moment (the
+ *                        (park.h); usage is its own rusage at that moment (the
  *                        cost of its setup, which waitid counts in at its exit);
  *  - PYRT_CHILD_WAITING  an OCI container is set up and waits for `start`
  *                        (oci.h);
  *  - PYRT_CHILD_HOOKS    an OCI container's mounts are made, before pivot_root:
- *                        it waits for the runtime's create hooks (oci.h).
+ *                        it waits for the runtime's create hooks (oci.h);
+ *  - PYRT_CHILD_READY    a helper took the spec it was sent (pyrt-zygote,
+ *                        zygote.h, whose replies carry these messages too).
  *
  * The child's side is async-signal-safe (no allocation, no stdio, no locks). */
 #ifndef PYRT_CHILDMSG_H
@@ -19,9 +21,9 @@
 #include <stdint.h>
 #include <sys/resource.h>
 
-#include "spawn.h" /* struct pyrt_error */
+#include "err.h" /* struct pyrt_error */
 
-enum { PYRT_CHILD_FAILED = 1, PYRT_CHILD_PARKED = 2, PYRT_CHILD_WAITING = 3, PYRT_CHILD_HOOKS = 4 };
+enum { PYRT_CHILD_FAILED = 1, PYRT_CHILD_PARKED = 2, PYRT_CHILD_WAITING = 3, PYRT_CHILD_HOOKS = 4, PYRT_CHILD_READY = 5 };
 
 struct pyrt_child_msg {
     int32_t kind; /* PYRT_CHILD_* */

@@ -9,7 +9,7 @@
 
 #include <sys/types.h>
 
-#include "spawn.h"
+#include "err.h" /* struct pyrt_error */
 
 /* Nothing when console_fd < 0; closes console_fd. uid/gid: the slave's owner. */
 int pyrt_setup_console(int console_fd, uid_t uid, gid_t gid, struct pyrt_error *e);

@@ -10,7 +10,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "spawn.h" /* struct pyrt_error */
+#include "err.h" /* struct pyrt_error */
 
 /* pyrt_copy_tree flags. */
 enum {

@@ -15,7 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "spawn.h"
+#include "err.h" /* struct pyrt_error */
 
 enum {
     PYRT_DEV_MKNOD = 1, /* the kernel's BPF_DEVCG_ACC_* bits */

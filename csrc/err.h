@@ -4,7 +4,14 @@
 #ifndef PYRT_ERR_H
 #define PYRT_ERR_H
 
-#include "spawn.h"
+#include <stddef.h>
+
+/* What failed, where: becomes a Python exception. */
+struct pyrt_error {
+    int err;         /* errno */
+    char op[32];     /* "mount", "exec", "pivot_root", ... */
+    char path[480];  /* what it was applied to, may be empty */
+};
 
 /* Record errno with what failed and where; returns -1 so callers can
  * `return pyrt_fail(...)`. */

@@ -7,7 +7,8 @@
  *                   caller's child in the container's pid namespace: joins the v1
  *                   cgroups and the cgroup namespace, cwd, stdio, identity, exec.
  * The intermediate reports the final pid through a pipe and exits; the final
- * child's failures come back through a close-on-exec pipe as a struct pyrt_error.
+ * child's failures come back through a close-on-exec pipe as a typed message
+ * (childmsg.h), as a spawned child's do; both end in the same tail (tail.h).
  * Nothing between clone and exec allocates or takes a lock. */
 #include "exec.h"
 
@@ -27,6 +28,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "childmsg.h"
 #include "err.h"
 #include "fdio.h"
 #include "syscalls.h"
@@ -120,21 +122,16 @@ static pid_t pid_of_pidfd(int pidfd, struct pyrt_error *e)
 static int final_child(const struct pyrt_exec_spec *s, int pidfd, uint64_t join, int errfd,
                        struct pyrt_error *e)
 {
-    signal(SIGPIPE, SIG_DFL);
-    signal(SIGXFSZ, SIG_DFL);
-    sigset_t none;
-    sigemptyset(&none);
-    if (sigprocmask(SIG_SETMASK, &none, NULL) < 0)
-        return pyrt_fail(e, "sigprocmask", "");
+    if (pyrt_child_begin(e) < 0)
+        return -1;
     for (size_t i = 0; i < s->ncgroup_procs; i++)
         if (write(s->cgroup_procs_fds[i], "0", 1) < 0)
             return pyrt_fail(e, "join cgroup", "cgroup.procs");
     /* After the cgroups: the cgroup namespace's root is the container's cgroup. */
     if ((join & CLONE_NEWCGROUP) && setns(pidfd, CLONE_NEWCGROUP) < 0)
         return pyrt_fail(e, "setns", "cgroup namespace");
-    for (size_t i = 0; i < s->nrlimits; i++)
-        if (setrlimit(s->rlimits[i].resource, &s->rlimits[i].limit) < 0)
-            return pyrt_fail(e, "setrlimit", "");
+    if (pyrt_set_rlimits(s->rlimits, s->nrlimits, e) < 0)
+        return -1;
     struct pyrt_tail t = {
         .argv = s->argv, .envp = s->envp, .path = s->path, .cwd = s->cwd, .stdio = s->stdio,
         .console_fd = -1, .ctty = (s->setup & PYRT_SETUP_SETSID) != 0, .set_user = s->set_user,
@@ -177,7 +174,7 @@ static pid_t intermediate(const struct pyrt_exec_spec *s, int pidfd, uint64_t jo
         struct pyrt_error ce;
         memset(&ce, 0, sizeof ce);
         final_child(s, pidfd, join, errfd, &ce);
-        pyrt_write_all(errfd, &ce, sizeof ce);
+        pyrt_child_failed(errfd, &ce);
         _exit(127);
     }
     return pid;
@@ -281,13 +278,11 @@ int pyrt_exec(const struct pyrt_exec_spec *s, pid_t *pidp, int *pidfdp, struct p
         reap(r.pid);
         goto out;
     }
-    /* EOF: it exec'd. A full record: it failed and is exiting. */
-    struct pyrt_error ce;
-    got = pyrt_read_full(ep[0], &ce, sizeof ce);
-    if (got == (ssize_t)sizeof ce) {
-        *e = ce;
-        e->op[sizeof e->op - 1] = '\0';
-        e->path[sizeof e->path - 1] = '\0';
+    /* EOF: it exec'd. A message (childmsg.h): it failed and is exiting. */
+    struct pyrt_child_msg m;
+    got = pyrt_read_full(ep[0], &m, sizeof m);
+    if (got == (ssize_t)sizeof m) {
+        pyrt_child_msg_error(&m, e);
     } else if (got != 0) {
         pyrt_fail_errno(e, got < 0 ? errno : EPIPE, "read child status", "exec");
     } else {
@@ -296,7 +291,7 @@ int pyrt_exec(const struct pyrt_exec_spec *s, pid_t *pidp, int *pidfdp, struct p
         rc = 0;
     }
     if (rc < 0) {
-        if (got != (ssize_t)sizeof ce)
+        if (got != (ssize_t)sizeof m)
             kill(r.pid, SIGKILL);
         reap(r.pid);
         close(pidfd);

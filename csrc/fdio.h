@@ -6,7 +6,7 @@
 #include <stddef.h>
 #include <sys/types.h>
 
-#include "spawn.h" /* struct pyrt_error */
+#include "err.h" /* struct pyrt_error */
 
 /* write() all of buf, retrying on EINTR; 0 or -1 (errno set). */
 int pyrt_write_all(int fd, const void *buf, size_t len);

@@ -9,7 +9,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "spawn.h"
+#include "err.h" /* struct pyrt_error */
 
 /* glibc's setresuid/setresgid/setgroups broadcast the change to every thread of
  * the process and wait for them: in a child cloned from a threaded process those

@@ -1,8 +1,9 @@
 /* What pyrt_monitor_start hands to pyrt-monitor (monitor_internal.h), through a
- * memfd: a flat host-endian stream of u64s and strings (u64 length with the NUL, 0
- * for NULL, then the bytes); string vectors as a u64 count (UINT64_MAX for NULL)
- * then the strings. Written and read on the same machine by the same build. The
- * spec itself is in it as pyrt_spec_pack (specpack.h) makes it. */
+ * memfd: the spec packed by pyrt_spec_pack (specpack.h), the format every spec
+ * travels in, then its per-spawn fds and the monitor's own settings as a flat
+ * host-endian stream of u64s and strings (u64 length with the NUL, 0 for NULL,
+ * then the bytes); string vectors as a u64 count (UINT64_MAX for NULL) then the
+ * strings. Written and read on the same machine by the same build. */
 #include "monitor_internal.h"
 
 #include <errno.h>

@@ -10,7 +10,7 @@
 #include <poll.h>
 #include <stddef.h>
 
-#include "spawn.h"
+#include "err.h" /* struct pyrt_error */
 
 #define PYRT_PORTFWD_MAX_PORTS 16
 #define PYRT_PORTFWD_MAX_CONNS 64

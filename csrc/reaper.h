@@ -32,7 +32,7 @@
 
 #include <sys/types.h>
 
-#include "spawn.h"
+#include "err.h" /* struct pyrt_error */
 
 #define PYRT_REAPER_MAX_MESSAGE 16384
 

@@ -8,7 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "spawn.h"
+#include "err.h" /* struct pyrt_error */
 
 /* Comparison operators, numbered as libseccomp's enum scmp_compare. */
 enum {

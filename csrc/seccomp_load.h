@@ -5,7 +5,7 @@
 
 #include <stddef.h>
 
-#include "spawn.h" /* struct pyrt_error */
+#include "err.h" /* struct pyrt_error */
 
 /* Installs a classic-BPF seccomp filter (len instructions; flags SECCOMP_FILTER_FLAG_*).
  * Needs no_new_privs or CAP_SYS_ADMIN. */

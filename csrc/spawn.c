@@ -31,7 +31,7 @@
 #include "identity.h"
 #include "mounts.h"
 #include "oci.h"
-#include "pool.h"
+#include "park.h"
 #include "syscalls.h"
 #include "tail.h"
 #include "userns.h"
@@ -55,20 +55,16 @@ static int loopback_up(struct pyrt_error *e)
 }
 
 static int child_exec(const struct pyrt_spawn_spec *s, int errfd, int init_fd, struct pyrt_error *e);
+static int park_then_exec(const struct pyrt_spawn_spec *s, int errfd, int parkfd, int init_fd,
+                          struct pyrt_error *e);
 
 /* parkfd >= 0: park before the command's part (cwd, stdio, identity, exec) and
- * take argv, env, cwd and stdio from the message (pool.c). */
+ * take argv, env, cwd and stdio from the message (park.h). */
 static int child_setup(const struct pyrt_spawn_spec *s, int syncfd, int errfd, int parkfd,
                        struct pyrt_error *e)
 {
-    /* Python ignores SIGPIPE and SIGXFSZ; the program gets the defaults (handlers
-     * were already reset by CLONE_CLEAR_SIGHAND). */
-    signal(SIGPIPE, SIG_DFL);
-    signal(SIGXFSZ, SIG_DFL);
-    sigset_t none;
-    sigemptyset(&none);
-    if (sigprocmask(SIG_SETMASK, &none, NULL) < 0)
-        return pyrt_fail(e, "sigprocmask", "");
+    if (pyrt_child_begin(e) < 0)
+        return -1;
     if (syncfd >= 0) { /* the parent writes id maps / joins cgroups first */
         char c;
         ssize_t n;
@@ -119,14 +115,41 @@ static int child_setup(const struct pyrt_spawn_spec *s, int syncfd, int errfd, i
         return -1;
     if ((s->setup & PYRT_SETUP_LOOPBACK) && loopback_up(e) < 0)
         return -1;
-    for (size_t i = 0; i < s->nrlimits; i++)
-        if (setrlimit(s->rlimits[i].resource, &s->rlimits[i].limit) < 0)
-            return pyrt_fail(e, "setrlimit", "");
+    if (pyrt_set_rlimits(s->rlimits, s->nrlimits, e) < 0)
+        return -1;
     if ((s->setup & PYRT_SETUP_NO_ASLR) && personality(ADDR_NO_RANDOMIZE) < 0)
         return pyrt_fail(e, "personality", "ADDR_NO_RANDOMIZE");
     if (parkfd >= 0)
-        return pyrt_park(s, errfd, parkfd, init_fd, child_exec, e);
+        return park_then_exec(s, errfd, parkfd, init_fd, e);
     return child_exec(s, errfd, init_fd, e);
+}
+
+/* A parked child: spawn-time stdio on 0-2, every other fd of the caller's closed
+ * (a parked child must not hold copies of other children's pipes and sockets,
+ * which would keep their parent from seeing EOF), then the wait for the command,
+ * which replaces argv, env, PATH, cwd and stdio. Apart from child_setup, so that
+ * only this path has the inbox on its stack. */
+static __attribute__((noinline)) int park_then_exec(const struct pyrt_spawn_spec *s, int errfd, int parkfd,
+                                                    int init_fd, struct pyrt_error *e)
+{
+    if (pyrt_setup_stdio(s->stdio, e) < 0)
+        return -1;
+    if (pyrt_close_fds_except(errfd, parkfd, init_fd, -1, e) < 0)
+        return -1;
+    struct pyrt_park_inbox in;
+    struct pyrt_unpark_cmd cmd;
+    if (pyrt_park_wait(errfd, parkfd, &in, &cmd, e) < 0)
+        return -1;
+    struct pyrt_spawn_spec run = *s;
+    run.argv = cmd.argv;
+    run.envp = cmd.envp;
+    if (cmd.path)
+        run.path = cmd.path;
+    if (cmd.cwd)
+        run.cwd = cmd.cwd;
+    for (int i = 0; i < 3; i++)
+        run.stdio[i] = cmd.stdio[i];
+    return child_exec(&run, errfd, init_fd, e);
 }
 
 static int child_exec(const struct pyrt_spawn_spec *s, int errfd, int init_fd, struct pyrt_error *e)
@@ -189,7 +212,7 @@ static pid_t do_clone(const struct pyrt_spawn_spec *s, int *pidfd, struct child_
     memset(&ca, 0, sizeof ca);
     ca.flags = (s->clone_flags & ~delayed_flags(s)) | CLONE_PIDFD | CLONE_CLEAR_SIGHAND;
     ca.pidfd = (uint64_t)(uintptr_t)pidfd;
-    /* CLONE_PARENT (pool.c's zygote) takes the caller's own exit signal */
+    /* CLONE_PARENT (zygote.c) takes the caller's own exit signal */
     ca.exit_signal = (s->clone_flags & CLONE_PARENT) ? 0 : SIGCHLD;
     if (s->cgroup_fd >= 0) {
         ca.flags |= CLONE_INTO_CGROUP;
@@ -229,7 +252,7 @@ static size_t read_msg(int fd, struct pyrt_child_msg *m)
     return got;
 }
 
-/* park != NULL: the child parks before exec (pool.c); park is filled once it has.
+/* park != NULL: the child parks before exec (park.h); park is filled once it has.
  * msgfd != NULL: an OCI child may stop for the create hooks (oci.h); *msgfd is
  * then its message pipe, else -1. */
 static int spawn_child(const struct pyrt_spawn_spec *s, struct pyrt_parked *park, pid_t *pidp, int *pidfdp,
@@ -324,7 +347,7 @@ static int spawn_child(const struct pyrt_spawn_spec *s, struct pyrt_parked *park
         pyrt_pidfd_send_signal(pidfd, SIGKILL, NULL, 0); /* a parked one would wait */
         reap(pid);
         close(pidfd);
-        if (park) /* with CLONE_PARENT (pool.c's zygote) it is our parent's to reap */
+        if (park) /* with CLONE_PARENT (zygote.c) it is our parent's to reap */
             park->pid = pid;
         return -1;
     }

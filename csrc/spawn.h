@@ -8,6 +8,8 @@
 #include <sys/resource.h>
 #include <sys/types.h>
 
+#include "err.h" /* struct pyrt_error */
+
 /* Kinds of extra mounts. */
 enum {
     PYRT_MOUNT_BIND = 1,  /* bind a host file or directory (recursively) */
@@ -143,19 +145,12 @@ struct pyrt_spawn_spec {
     const struct pyrt_oci *oci; /* what only the OCI runtime asks for (oci.h), or NULL */
 };
 
-/* What failed, where: becomes a Python exception. */
-struct pyrt_error {
-    int err;         /* errno */
-    char op[32];     /* "mount", "exec", "pivot_root", ... */
-    char path[480];  /* what it was applied to, may be empty */
-};
-
 /* Start a container. On success returns 0, *pid and *pidfd set (the caller owns
  * the pidfd). On failure returns -1 with *error filled; no child is left behind. */
 int pyrt_spawn(const struct pyrt_spawn_spec *spec, pid_t *pid, int *pidfd,
                struct pyrt_error *error);
 
-/* Start a container that parks before exec (see pool.h): it does its whole setup
+/* Start a container that parks before exec (see park.h): it does its whole setup
  * and waits for its command. Returns 0 once it is parked, with out filled (the
  * caller owns pidfd, sock and errfd); on failure -1 with *error filled and no
  * child left behind. */

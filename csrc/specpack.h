@@ -1,5 +1,5 @@
 /* The resolved spawn spec as one flat buffer, for the helper programs that get
- * it from a Python process: pyrt-zygote (pool.c) and pyrt-monitor (monitor.c).
+ * it from a Python process: pyrt-zygote (zygote.c) and pyrt-monitor (monitor.c).
  *
  * pyrt_spec_pack copies the spec and everything it points to into buf, every
  * pointer turned into an offset (+ 1, 0 for NULL) from the buffer's start;

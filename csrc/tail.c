@@ -8,6 +8,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/sendfile.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -21,6 +22,7 @@
 #include "oci.h"
 #include "resolve.h"
 #include "seccomp_load.h"
+#include "spawn.h" /* struct pyrt_rlimit */
 #include "syscalls.h"
 
 #ifndef MFD_EXEC
@@ -29,6 +31,25 @@
 #ifndef F_SEAL_FUTURE_WRITE
 #define F_SEAL_FUTURE_WRITE 0x0010
 #endif
+
+int pyrt_child_begin(struct pyrt_error *e)
+{
+    signal(SIGPIPE, SIG_DFL);
+    signal(SIGXFSZ, SIG_DFL);
+    sigset_t none;
+    sigemptyset(&none);
+    if (sigprocmask(SIG_SETMASK, &none, NULL) < 0)
+        return pyrt_fail(e, "sigprocmask", "");
+    return 0;
+}
+
+int pyrt_set_rlimits(const struct pyrt_rlimit *rl, size_t n, struct pyrt_error *e)
+{
+    for (size_t i = 0; i < n; i++)
+        if (setrlimit(rl[i].resource, &rl[i].limit) < 0)
+            return pyrt_fail(e, "setrlimit", "");
+    return 0;
+}
 
 int pyrt_close_fds_except(int a, int b, int c, int d, struct pyrt_error *e)
 {

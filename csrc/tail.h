@@ -18,7 +18,9 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "spawn.h"
+#include "err.h" /* struct pyrt_error */
+
+struct pyrt_oci;
 
 struct pyrt_tail {
     const char *const *argv;
@@ -48,6 +50,15 @@ struct pyrt_tail {
 
 /* Returns only on failure, with e filled. */
 int pyrt_tail(const struct pyrt_tail *t, struct pyrt_error *e);
+
+/* What every child does first, spawned or exec'd into a container: SIGPIPE and
+ * SIGXFSZ back to their defaults (Python ignores them; handlers were already
+ * reset by CLONE_CLEAR_SIGHAND) and no signal blocked. */
+int pyrt_child_begin(struct pyrt_error *e);
+
+/* setrlimit for each of the n limits. */
+struct pyrt_rlimit;
+int pyrt_set_rlimits(const struct pyrt_rlimit *rl, size_t n, struct pyrt_error *e);
 
 /* Close every fd from 3 up except the (up to four) given ones (-1: none). */
 int pyrt_close_fds_except(int a, int b, int c, int d, struct pyrt_error *e);

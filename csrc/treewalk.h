@@ -9,7 +9,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "spawn.h" /* struct pyrt_error */
+#include "err.h" /* struct pyrt_error */
 
 /* *pp (an array of elem-sized items, capacity *cap) grown to hold need of them
  * (the capacity doubles from 256). 0, or -1 with errno ENOMEM. */

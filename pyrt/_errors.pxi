@@ -3,7 +3,7 @@
 import os as _err_os
 
 
-cdef extern from "spawn.h":
+cdef extern from "err.h":
     cdef struct pyrt_error:
         int err
         char op[32]

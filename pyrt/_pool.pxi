@@ -1,4 +1,5 @@
-# Parked containers (csrc/pool.c) and the I/O loop of one command.
+# Parked containers (csrc/park.c, csrc/zygote.c) and the I/O loop of one command
+# (csrc/cmdio.c).
 # Included by _core.pyx after _spawn.pxi (uses its spec filling and types).
 from libc.string cimport memcpy, memset
 from libc.stddef cimport size_t as _size_t
@@ -23,7 +24,7 @@ cdef extern from "childmsg.h":
     void pyrt_child_msg_error(const pyrt_child_msg *m, pyrt_error *e)
 
 
-cdef extern from "pool.h":
+cdef extern from "park.h":
     cdef struct pyrt_unpark_cmd:
         const char *const *argv
         const char *const *envp
@@ -31,6 +32,18 @@ cdef extern from "pool.h":
         const char *cwd
         int stdio[3]
 
+    int pyrt_unpark(int sock, int errfd, const pyrt_unpark_cmd *cmd, pyrt_error *e) nogil
+    int pyrt_unpark_send(int sock, const pyrt_unpark_cmd *cmd, pyrt_error *e) nogil
+    int PYRT_PARK_MSG_MAX
+
+
+cdef extern from "zygote.h":
+    int pyrt_zygote_send_spec(int ctl, const pyrt_spawn_spec *s, pyrt_error *e) nogil
+    int pyrt_zygote_spawn(int ctl, int cgroup_fd, const int *procs_fds, _size_t nprocs, pyrt_parked *out,
+                          int *mntns, pyrt_error *e) nogil
+
+
+cdef extern from "cmdio.h":
     cdef struct pyrt_buf:
         char *data
         _size_t len
@@ -50,14 +63,8 @@ cdef extern from "pool.h":
         int status
         rusage usage
 
-    int pyrt_unpark(int sock, int errfd, const pyrt_unpark_cmd *cmd, pyrt_error *e) nogil
-    int pyrt_unpark_send(int sock, const pyrt_unpark_cmd *cmd, pyrt_error *e) nogil
-    int pyrt_zygote_send_spec(int ctl, const pyrt_spawn_spec *s, pyrt_error *e) nogil
-    int pyrt_zygote_spawn(int ctl, int cgroup_fd, const int *procs_fds, _size_t nprocs, pyrt_parked *out,
-                          int *mntns, pyrt_error *e) nogil
     int pyrt_io_run(pyrt_io *io, int timeout_ms) nogil
     void pyrt_io_release(pyrt_io *io) nogil
-    int PYRT_PARK_MSG_MAX
 
 
 PARK_MSG_MAX = PYRT_PARK_MSG_MAX
@@ -116,7 +123,7 @@ def unpark(int sock, int errfd, argv, env, path=None, cwd=None, stdio=(-1, -1, -
 
 
 def zygote_send_spec(int ctl, spec):
-    """Give the zygote behind ctl (pyrt-zygote, see pool.h) the spec of the
+    """Give the zygote behind ctl (pyrt-zygote, see zygote.h) the spec of the
     containers it parks."""
     cdef _Arena arena = _Arena()
     cdef pyrt_spawn_spec s

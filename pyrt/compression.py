@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import io
 
+from pyrt.errors import InvalidArgument
+
 __all__ = ["HEAD_SIZE", "CHUNK", "sniff", "read_head", "Prefixed", "gzip_backend", "open_reader",
            "read_chunks"]
 
@@ -118,7 +120,7 @@ def open_reader(f, kind: str, read_size: int = CHUNK):
     if kind == "xz":
         import lzma
         return lzma.LZMAFile(f)
-    raise ValueError(f"unsupported compression {kind!r}")
+    raise InvalidArgument(f"unsupported compression {kind!r}")
 
 
 def read_chunks(f, kind: str, size: int = CHUNK):

@@ -308,7 +308,7 @@ def base_entries(tag="base"):
 
 # -- layered images and container changes ------------------------------------------------------
 
-# Run in containers of base:1 and committed: base:2 and layered:3 (see build_layered in test_containers.py).
+# Run in containers of base:1 and committed: base:2 and layered:3 (see build_layered in containertools.py).
 LAYER2 = "set -e; echo l2 > /data/l2new; echo b2 > /data/b; rm /data/a; mkdir /l2dir; echo f > /l2dir/f"
 LAYER3 = ("set -e; rm -rf /gone; rm -rf /data/sub; mkdir /data/sub; echo n > /data/sub/n; "
           "chmod 600 /keep/k2")

@@ -6,7 +6,10 @@ import json
 import os
 import subprocess
 import sys
+import time
 import uuid
+
+import pytest
 
 RUNTIME = os.path.join(os.path.dirname(sys.executable), "pyrt-runtime")
 TIMEOUT = 120
@@ -129,3 +132,44 @@ def run_to_end(rt, bundle) -> str:
     wait_stopped(rt, cid)
     rt("delete", cid, check=True)
     return rt.output(cid, bundle).decode()
+
+
+# -- shared by the test_oci_* modules ------------------------------------------------------
+
+@pytest.fixture
+def rt(oci_rt):
+    """The `pyrt-runtime` command on a state root of the test's own (conftest's `oci_rt`),
+    by the short name the test_oci_* modules use."""
+    return oci_rt
+
+
+def wait_until(cond, what, timeout=30.0):
+    """Poll until cond() is true (a deadline for hangs, not a timing assertion)."""
+    deadline = time.monotonic() + timeout
+    delay = 0.005
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up waiting for {what}")
+        time.sleep(delay)
+        delay = min(delay * 2, 0.1)
+
+
+def cmdline(pid):
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().split(b"\0")
+    except OSError:
+        return []
+
+
+def runtime_cgroup_dirs(name, parent="pyrt-runtime"):
+    from pyrt.cgroups.cgroup import layout
+    lay = layout()
+    mounts = set(lay.v1.values()) | ({lay.unified} if lay.unified else set())
+    return [os.path.join(m, parent, name) for m in mounts if os.path.isdir(os.path.join(m, parent, name))]
+
+
+def run_bundle(rt, bundle, cid=None):
+    p = rt("run", "--bundle", bundle, cid or rt.new_id())
+    assert p.returncode == 0 and not p.stderr, p.stderr
+    return p.stdout.decode()

@@ -1,4 +1,4 @@
-"""pyrt.Pool: warm pools of parked containers (csrc/pool.c), measured runs, the
+"""pyrt.Pool: warm pools of parked containers (csrc/park.c, zygote.c), measured runs, the
 bench profile, `pyrt bench` and its pyperf output. Real containers on the test
 rootfs (see conftest.py); no timing assertions."""
 from __future__ import annotations
@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import json
+import errno
 import os
 import signal
 import subprocess
@@ -104,6 +105,42 @@ def test_parked_child_reports_exec_failure(rootfs):
         assert os.waitstatus_to_exitcode(status) == 127
     finally:
         for fd in (sock, errfd, pidfd):
+            os.close(fd)
+
+
+def test_parked_child_large_and_too_large_commands(rootfs):
+    """The command travels packed in one datagram: one past the stack buffer of the
+    sender (8 KiB) arrives whole; one past the most a parked child takes is refused
+    with E2BIG, and the child that waited for it is not left behind."""
+    from pyrt.launch.spec import build_spec
+    spec = build_spec(["/bin/true"], rootfs, upper_tmpfs=True)
+    devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+    spec.stdio = (devnull,) * 3
+    big = [b"V%d=%s" % (i, b"x" * 100) for i in range(200)]  # ~20 KiB
+    r, w = os.pipe()
+    pid, pidfd, sock, errfd, _ = _core.spawn_parked(spec)
+    try:
+        _core.unpark(sock, errfd, [b"/bin/sh", b"-c", b"echo $V199 | wc -c"], big, None, None,
+                     (devnull, w, devnull))
+        os.close(w)
+        w = -1
+        status, _ = _core.wait(pidfd)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert os.read(r, 100) == b"101\n"
+    finally:
+        for fd in (sock, errfd, pidfd, r) + ((w,) if w >= 0 else ()):
+            os.close(fd)
+    pid, pidfd, sock, errfd, _ = _core.spawn_parked(spec)
+    os.close(devnull)
+    try:
+        with pytest.raises(SpawnError) as e:
+            _core.unpark(sock, errfd, [b"/bin/true"], [b"X=" + b"y" * _core.PARK_MSG_MAX], None, None)
+        assert e.value.errno == errno.E2BIG
+    finally:
+        os.close(sock)  # the child that waits ends when its socket closes
+        status, _ = _core.wait(pidfd)
+        assert os.waitstatus_to_exitcode(status) == 127
+        for fd in (errfd, pidfd):
             os.close(fd)
 
 

@@ -1,10 +1,10 @@
-/* The pyrt-zygote executable: parks containers for a pyrt.Pool (csrc/pool.h).
+/* The pyrt-zygote executable: parks containers for a pyrt.Pool (csrc/zygote.h).
  * Usage: pyrt-zygote FD [USERNS_FD] (the control socket; for an ordinary user,
  * the pool's user namespace, joined first: its containers are cloned in it). */
 #include <stdlib.h>
 #include <unistd.h>
 
-#include "pool.h"
+#include "zygote.h"
 #include "userns.h"
 
 int main(int argc, char **argv)

@@ -3,7 +3,10 @@ output of RUN are printed as they come; -q prints only the image id."""
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+
+from pyrt.errors import BuildError
 
 
 def _buildargs(items) -> dict:
@@ -12,14 +15,12 @@ def _buildargs(items) -> dict:
     for item in items or ():
         key, eq, value = item.partition("=")
         if not key:
-            from pyrt.errors import BuildError
             raise BuildError(f"invalid --build-arg {item!r}: expected NAME=VALUE")
         out[key] = value if eq else None
     return out
 
 
 def cmd_build(args, rt):
-    from pyrt.errors import BuildError
 
     def show(item):
         sys.stdout.write(item["stream"])
@@ -42,7 +43,6 @@ def cmd_build(args, rt):
         raise
     finally:
         if tmp is not None:
-            import shutil
             shutil.rmtree(tmp, ignore_errors=True)
     return 0
 

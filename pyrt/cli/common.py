@@ -2,9 +2,11 @@
 become (environment, mounts), exit statuses, and one-line error messages."""
 from __future__ import annotations
 
+import errno
 import os
 
 from pyrt.errors import InvalidArgument, PyrtError
+from pyrt.launch.mounts import Bind, Tmpfs
 
 
 def split_kv(items, what):
@@ -56,7 +58,6 @@ def env_from_args(args):
 
 
 def mounts_from_args(args):
-    from pyrt.launch.mounts import Bind, Tmpfs
     mounts = []
     for spec in args.volume or ():
         parts = spec.split(":")
@@ -95,7 +96,6 @@ def exit_status(returncode: int) -> int:
 def error_status(e) -> int:
     """As docker: 127 when the command is not found, 126 when it cannot be run,
     125 for every other failure to start the container."""
-    import errno
     if getattr(e, "op", None) == "exec":
         return 127 if e.errno in (errno.ENOENT, errno.ENOTDIR) else 126
     return 125

@@ -2,11 +2,20 @@
 export, inspect."""
 from __future__ import annotations
 
+import argparse
+import json
 import os
 import sys
 import time
+
+from pyrt.cli.common import add_run_options, env_from_args, error_status, message
+from pyrt.cli.images import confirm, human_size, report_prune
+from pyrt.cli.orphan import command as clean_up
+from pyrt.cli.output import parse_filters, print_inspected, print_rows, table
 from pyrt.cli.run import _create, _reaper, _run_foreground, add_run_image_options
-from pyrt.errors import InvalidArgument
+from pyrt.cli.shield import Shield
+from pyrt.errors import ContainerNotFound, ImageNotFound, InvalidArgument, PyrtError, SpawnError
+from pyrt.launch.tty import open_pty_in, relay
 
 
 def cmd_create(args, rt):
@@ -20,7 +29,6 @@ def cmd_start(args, rt):
         c = rt.containers.get(ref)
         if args.attach:
             with _reaper() as reaper:
-                from pyrt.cli.orphan import command as clean_up
                 reaper.run_on_death(clean_up(rt.root, c.id))
                 rc = _run_foreground(c, args.interactive, reaper)
         else:
@@ -31,7 +39,6 @@ def cmd_start(args, rt):
 
 def _each(args, rt, action):
     """Apply action to every named container, reporting failures and going on."""
-    from pyrt.cli.common import message
     status = 0
     for ref in args.containers:
         try:
@@ -46,7 +53,6 @@ def _each(args, rt, action):
 
 
 def _is_pyrt_error(e):
-    from pyrt.errors import PyrtError
     return isinstance(e, PyrtError)
 
 
@@ -78,6 +84,7 @@ def cmd_wait(args, rt):
 
 
 def cmd_logs(args, rt):
+    # lazy: 0.7 ms of `pyrt images` start-up (measured), for logs only
     from pyrt.containers import logs
     c = rt.containers.get(args.container)
     streams = {"stdout": sys.stdout.buffer, "stderr": sys.stderr.buffer}
@@ -109,9 +116,8 @@ def _parse_since(text: str) -> float:
 
 
 def cmd_exec(args, rt):
+    # lazy: 0.7 ms of `pyrt images` start-up (measured), for exec only
     from pyrt.containers import processes
-    from pyrt.errors import SpawnError
-    from pyrt.cli.common import env_from_args
     c = rt.containers.get(args.container)
     if not args.command:
         raise InvalidArgument("exec needs a command")
@@ -120,12 +126,10 @@ def cmd_exec(args, rt):
     to_close, master, shield = [], None, None
     stdio = {}
     if args.tty:
-        from pyrt.launch.tty import open_pty_in
         master, slave = open_pty_in(c.reload().state["Pid"])
         to_close.append(slave)
         stdio = dict(stdin=slave, stdout=slave, stderr=slave, new_session=True)
     else:
-        from pyrt.cli.shield import Shield
         shield = Shield(stdin=args.interactive)
         stdio = shield.stdio()
         if not args.interactive:
@@ -139,7 +143,6 @@ def cmd_exec(args, rt):
             os.close(master)
         if e.op != "exec":
             raise
-        from pyrt.cli.common import error_status, message
         print(f"pyrt: {message(e)}", file=sys.stderr)
         return error_status(e)  # as docker exec: 127 not found, 126 not executable
     finally:
@@ -151,7 +154,6 @@ def cmd_exec(args, rt):
         os.close(pfd)
         return 0
     if master is not None:
-        from pyrt.launch.tty import relay
         try:
             relay(master, pfd, args.interactive)
         finally:
@@ -169,7 +171,6 @@ STATS_COLUMNS = [("ID", "CONTAINER ID"), ("Name", "NAME"), ("CPUPerc", "CPU %"),
 def cmd_stats(args, rt):
     """One reading (--no-stream), else a new one every second until ^C (redrawn in
     place on a terminal), as docker stats."""
-    from pyrt.cli.output import print_rows
     named = [rt.containers.get(r) for r in args.containers]
     prev = {}
     interval = 0.5  # the first CPU reading is over half a second
@@ -193,7 +194,6 @@ def cmd_stats(args, rt):
 
 def _stats_row(c, prev) -> dict:
     """A row of `stats`; the CPU % over the time since the previous reading."""
-    from pyrt.cli.images import human_size
     p = c.stats()["pyrt"]
     t0, u0 = prev[c.id]
     now, used = time.monotonic(), p.get("cpu_usage_ns") or 0
@@ -207,7 +207,6 @@ def _stats_row(c, prev) -> dict:
 
 
 def cmd_top(args, rt):
-    from pyrt.cli.output import table
     t = rt.containers.get(args.container).top()
     print(table(t["Titles"], t["Processes"]))
 
@@ -241,7 +240,6 @@ def _ports_text(c) -> str:
 
 
 def cmd_ps(args, rt):
-    from pyrt.cli.output import parse_filters, print_rows
     cs = rt.containers.list(all=args.all, filters=parse_filters(args.filter, rt.containers.FILTERS))
     if args.only_ids:
         for c in cs:
@@ -257,7 +255,6 @@ def cmd_ps(args, rt):
 
 
 def _trunc(s, n):
-    import json
     return json.dumps(s if len(s) <= n else s[: n - 1] + "…", ensure_ascii=False)
 
 
@@ -268,7 +265,6 @@ def cmd_rm(args, rt):
             rt.containers.get(ref).remove(force=args.force, v=args.volumes)
             print(ref)
         except (LookupError, Exception) as e:  # go on with the others, as docker does
-            from pyrt.cli.common import message
             print(f"pyrt: {message(e)}", file=sys.stderr)
             failed = 1
     return failed
@@ -276,6 +272,7 @@ def cmd_rm(args, rt):
 
 def cmd_cp(args, rt):
     """docker cp: exactly one side names a container (CONTAINER:PATH)."""
+    # lazy: 1.7 ms of `pyrt ps` / `images` start-up (measured), for cp only
     from pyrt.containers import cp
 
     def split(arg):
@@ -296,6 +293,7 @@ def cmd_cp(args, rt):
 def cmd_attach(args, rt):
     """docker attach: the running container's output as it comes (and, for one with
     a terminal, our input to it) until it ends, or until the detach keys."""
+    # lazy: 2 ms of `pyrt ps` start-up (measured), for attach only
     from pyrt.containers.attach import attach
     c = rt.containers.get(args.container)
     keys = _detach_keys(args.detach_keys)
@@ -336,7 +334,6 @@ def cmd_rename(args, rt):
 
 
 def cmd_container_prune(args, rt):
-    from pyrt.cli.images import confirm, report_prune
     if not confirm("container prune removes all stopped containers", args.force):
         return 0
     report_prune(rt.containers.prune())
@@ -352,6 +349,7 @@ def cmd_diff(args, rt):
 def cmd_commit(args, rt):
     repo = tag = None
     if args.repository:
+        # lazy: 0.5 ms of `pyrt ps` start-up (measured)
         from pyrt.oci.reference import parse_reference
         ref = parse_reference(args.repository)
         repo, tag = ref.repository, ref.tag
@@ -380,7 +378,6 @@ def cmd_export(args, rt):
 
 
 def cmd_inspect(args, rt):
-    from pyrt.errors import ContainerNotFound, ImageNotFound
     out, status = [], 0
     for ref in args.objects:
         obj = None
@@ -399,7 +396,6 @@ def cmd_inspect(args, rt):
             status = 1
         else:
             out.append(obj)
-    from pyrt.cli.output import print_inspected
     print_inspected(out, args.format)
     return status
 
@@ -436,8 +432,6 @@ def _add_rename(p):
 
 
 def register(sub):
-    from pyrt.cli.common import add_run_options
-    import argparse
     p = sub.add_parser("create", help="create a container from an image (not started)")
     add_run_options(p)
     add_run_image_options(p)

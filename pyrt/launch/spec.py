@@ -1,8 +1,10 @@
 """The spawn spec: one typed definition of everything a container's first process
-gets (SpawnSpec), and the builder that turns user-facing arguments into one
-(build_spec), which pyrt.run/spawn, containers and the pool go through; a command
-started in a running container (exec) gets its ExecSpec from build_exec_spec, whose
-capabilities and seccomp filter are resolved as build_spec resolves them."""
+gets (SpawnSpec), and the builder that turns arguments into one (build_spec), which
+pyrt.run/spawn, containers, the pool and pyrt-runtime's bundles (oci=: the config
+says everything itself, pyrt adds none of its defaults) all go through; a command
+started in a running container (exec, and pyrt-runtime's exec and hooks) gets its
+ExecSpec from build_exec_spec, whose capabilities and seccomp filter are resolved as
+build_spec resolves them."""
 from __future__ import annotations
 
 import _thread  # threading.Lock is _thread.allocate_lock: importing threading costs a run more (measured)
@@ -26,6 +28,7 @@ NAMESPACES = {
     "pid": psys.CLONE_NEWPID,
     "net": psys.CLONE_NEWNET,
     "cgroup": psys.CLONE_NEWCGROUP,
+    "time": psys.CLONE_NEWTIME,
 }
 DEFAULT_NAMESPACES = ("mount", "pid", "uts", "ipc", "cgroup")
 
@@ -134,7 +137,8 @@ def build_spec(args, rootfs=None, *, env=None, cwd=None, hostname=None, mounts=(
                network="none", read_only=False, namespaces=DEFAULT_NAMESPACES, cap_add=(), cap_drop=(),
                privileged=False, no_new_privs=True, rlimits=None, uidmap=None, gidmap=None,
                umask=None, aslr=True, new_session=False, init=False, upper_tmpfs=None,
-               seccomp="default") -> SpawnSpec:
+               seccomp="default", caps_mask=None, masked_paths=None, readonly_paths=None,
+               oci=None) -> SpawnSpec:
     """Turn user-facing arguments into a SpawnSpec, validating them.
 
     seccomp: "default" (pyrt's default profile, an allow-list, see pyrt.launch.seccomp; the
@@ -147,26 +151,40 @@ def build_spec(args, rootfs=None, *, env=None, cwd=None, hostname=None, mounts=(
 
     upper_tmpfs: a volatile writable layer over a directory rootfs (or an Overlay
     without upperdir): True, or tmpfs options such as "size=256m". The container
-    mounts a private tmpfs and the overlay over it; writes vanish with it."""
+    mounts a private tmpfs and the overlay over it; writes vanish with it.
+
+    What an OCI config gives as such: caps_mask (the bounding set, instead of
+    cap_add/cap_drop/privileged), masked_paths and readonly_paths (instead of the
+    defaults), seccomp as a compiled (program, flags) pair. oci (pyrt._core.OciOptions,
+    pyrt-runtime's): the spec is a bundle's, which says everything itself: env is
+    its list of "K=V" as given (PATH, HOME, HOSTNAME not added), mounts are resolved
+    C mounts kept in the config's order, and pyrt's own /proc, /sys, /dev and masks
+    are not set up (the config's mounts and paths are); an empty hostname is set."""
     if isinstance(args, (str, bytes, os.PathLike)):
         args = [args]
     argv = [os.fsencode(a) for a in args]
     if not argv:
         raise InvalidArgument("no command given")
-    env = dict(env) if env is not None else {}
-    env.setdefault("PATH", DEFAULT_PATH)
-    if hostname:
-        env.setdefault("HOSTNAME", hostname)
     ident = parse_user(user)
-    if getattr(rootfs, "_host_root", False):  # pyrt.HostRoot: a skeleton dir and the host's mounts
-        rootfs, host_mounts, defaults = rootfs.prepare(mounts, ident)
-        mounts = list(host_mounts) + list(mounts)
-        read_only = True
-        for k, v in defaults.items():
-            env.setdefault(k, v)
-    env.setdefault("HOME", "/root" if not ident or ident[0] == 0 else "/")
-    spec = SpawnSpec(argv=argv, env=[os.fsencode(f"{k}={v}") for k, v in env.items()],
-                     path=os.fsencode(env["PATH"]), cwd=os.fsencode(cwd) if cwd else None)
+    if oci is not None:  # the bundle's env as it is; PATH (its last) looks the command up
+        env_list = [os.fsencode(e) for e in env or ()]
+        path = next((e[5:] for e in reversed(env_list) if e.startswith(b"PATH=")), None)
+    else:
+        env = dict(env) if env is not None else {}
+        env.setdefault("PATH", DEFAULT_PATH)
+        if hostname:
+            env.setdefault("HOSTNAME", hostname)
+        if getattr(rootfs, "_host_root", False):  # pyrt.HostRoot: a skeleton dir and the host's mounts
+            rootfs, host_mounts, defaults = rootfs.prepare(mounts, ident)
+            mounts = list(host_mounts) + list(mounts)
+            read_only = True
+            for k, v in defaults.items():
+                env.setdefault(k, v)
+        env.setdefault("HOME", "/root" if not ident or ident[0] == 0 else "/")
+        env_list = [os.fsencode(f"{k}={v}") for k, v in env.items()]
+        path = os.fsencode(env["PATH"])
+    spec = SpawnSpec(argv=argv, env=env_list, path=path, cwd=os.fsencode(cwd) if cwd else None)
+    spec.oci = oci
 
     flags = 0
     for ns in namespaces:
@@ -187,7 +205,12 @@ def build_spec(args, rootfs=None, *, env=None, cwd=None, hostname=None, mounts=(
     elif network != "host":
         raise InvalidArgument(f"unknown network {network!r}: use 'none' or 'host'")
     maps = None
-    if os.geteuid() != 0 and (flags or uidmap is not None or gidmap is not None):
+    if oci is not None and os.geteuid() != 0 and (uidmap is not None or gidmap is not None):
+        # pyrt-runtime --rootless: the bundle's maps, in a user namespace of its own
+        from pyrt.launch import userns
+        flags |= NAMESPACES["user"]
+        userns.apply(spec, uidmap, gidmap, shared=False)
+    elif oci is None and os.geteuid() != 0 and (flags or uidmap is not None or gidmap is not None):
         # an ordinary user: a user namespace of the container's own (pyrt.launch.userns)
         from pyrt.launch import userns
         flags |= NAMESPACES["user"]
@@ -197,12 +220,17 @@ def build_spec(args, rootfs=None, *, env=None, cwd=None, hostname=None, mounts=(
             raise InvalidArgument("joining a network namespace from a new user namespace is not supported")
         flags |= NAMESPACES["user"]
         spec.uid_map, spec.gid_map = _idmap(uidmap), _idmap(gidmap)
-    if hostname:
-        if not flags & NAMESPACES["uts"]:
+    if hostname or (oci is not None and hostname is not None):
+        if oci is None and not flags & NAMESPACES["uts"]:  # (a bundle may set it in a joined one)
             raise InvalidArgument("hostname needs the uts namespace")
-        spec.hostname = hostname.encode()
+        spec.hostname = os.fsencode(hostname)
 
-    if rootfs is not None:
+    if rootfs is not None and oci is not None:
+        spec.anchor = _anchor()
+        spec.rootfs = os.fsencode(rootfs)
+        spec.readonly_root = bool(read_only)
+        spec.mounts = list(mounts)
+    elif rootfs is not None:
         flags |= NAMESPACES["mount"]
         spec.anchor = _anchor()
         if isinstance(rootfs, Overlay):
@@ -229,13 +257,15 @@ def build_spec(args, rootfs=None, *, env=None, cwd=None, hostname=None, mounts=(
             spec.overlay_options = b",".join(overlay_options(opts or [b"userxattr"]))
         spec.readonly_root = bool(read_only)
         spec.setup |= _core.SETUP_PROC | _core.SETUP_SYS | _core.SETUP_DEV
-        if not privileged:
-            spec.setup |= _core.SETUP_MASK
-            spec.masked_paths = MASKED_PATHS
-            spec.readonly_paths = READONLY_PATHS
+        if not privileged and masked_paths is None and readonly_paths is None:
+            masked_paths, readonly_paths = MASKED_PATHS, READONLY_PATHS
         spec.mounts = _mounts_to_c(mounts)
     elif mounts or read_only or upper_tmpfs:
         raise InvalidArgument("mounts, read_only and upper_tmpfs need a rootfs")
+    if masked_paths or readonly_paths:
+        spec.setup |= _core.SETUP_MASK
+        spec.masked_paths = [os.fsencode(p) for p in masked_paths or ()]
+        spec.readonly_paths = [os.fsencode(p) for p in readonly_paths or ()]
     spec.clone_flags = flags
 
     if ident is None and (os.geteuid() == 0 or spec.uid_map):
@@ -243,7 +273,7 @@ def build_spec(args, rootfs=None, *, env=None, cwd=None, hostname=None, mounts=(
     if maps is not None:
         userns.check_user(maps, ident)
     spec.user = ident
-    spec.caps = caps.resolve(cap_add, cap_drop, privileged)
+    spec.caps = caps.resolve(cap_add, cap_drop, privileged) if caps_mask is None else caps_mask
     if no_new_privs and not privileged:
         spec.setup |= _core.SETUP_NO_NEW_PRIVS
     if not aslr:
@@ -260,25 +290,33 @@ def build_spec(args, rootfs=None, *, env=None, cwd=None, hostname=None, mounts=(
 
 def build_exec_spec(pid, argv, env, *, start_time, cwd="/", user=None, cap_add=(), cap_drop=(),
                     privileged=False, seccomp="default", stdio=(None, None, None), new_session=False,
-                    cgroup_fds=(-1, ())):
+                    cgroup_fds=(-1, ()), caps_mask=None, path=None, no_new_privs=True, umask=None,
+                    rlimits=None, namespaces=None):
     """The ExecSpec (pyrt._core.exec_ runs it) of `argv` started in the running
     container whose init is `pid` (checked against its `start_time`), with the
     container's `env`, `cwd`, `user` ((uid, gid, [groups]) or None) and the
     capabilities and seccomp filter build_spec would give it (cap_add, cap_drop,
-    privileged, seccomp). stdio: fds, None for none; cgroup_fds: the container's
-    cgroup (Cgroup.spawn_fds()), joined by the new process."""
+    privileged, seccomp; caps_mask and a compiled (program, flags) seccomp as
+    build_spec takes them). stdio: fds, None for none; cgroup_fds: the container's
+    cgroup (Cgroup.spawn_fds()), joined by the new process; path: the PATH argv[0]
+    is looked up in (default: env's); rlimits as build_spec's; namespaces: a
+    CLONE_NEW* mask of those joined (default: all)."""
     prog, flags = _seccomp_filter(cap_add, privileged, seccomp)
     return _core.ExecSpec(pid, [os.fsencode(a) for a in argv], env, start_time=start_time, cwd=cwd, user=user,
-                          caps=caps.resolve(cap_add, cap_drop, privileged),
+                          caps=caps.resolve(cap_add, cap_drop, privileged) if caps_mask is None else caps_mask,
                           stdio=tuple(-1 if fd is None else fd for fd in stdio), new_session=new_session,
                           cgroup_fd=cgroup_fds[0], cgroup_procs_fds=cgroup_fds[1], seccomp=prog,
-                          seccomp_flags=flags)
+                          seccomp_flags=flags, path=path, no_new_privs=no_new_privs,
+                          umask=-1 if umask is None else int(umask), namespaces=namespaces,
+                          rlimits=[(r, s, h) for r, (s, h) in (rlimits or {}).items()])
 
 
 def _seccomp_filter(cap_add, privileged, seccomp) -> tuple:
     """(BPF program, flags) of `seccomp` ("default", a profile dict; None or
-    "unconfined" for none), or (None, 0)."""
+    "unconfined" for none; a compiled (program, flags) pair as it is), or (None, 0)."""
     if seccomp is None:
         return None, 0
+    if isinstance(seccomp, tuple):
+        return seccomp
     from pyrt.launch import seccomp as _seccomp
     return _seccomp.filter_for(cap_add, privileged, None if seccomp == "default" else seccomp) or (None, 0)

@@ -16,6 +16,7 @@ import os
 import signal
 
 from pyrt.errors import OciRuntimeError
+from pyrt.launch.spec import build_exec_spec
 
 KINDS = ("prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop")
 IN_CONTAINER = ("createContainer", "startContainer")
@@ -56,10 +57,10 @@ def run_hook_in_container(hook: dict, state: dict, kind: str, pid: int, start_ti
     if not mount_ns:
         ns &= ~_core.EXEC_NAMESPACES["mount"]
     try:
-        spec = _core.ExecSpec(pid, [os.fsencode(a) for a in (hook.get("args") or [hook["path"]])],
-                              [os.fsencode(e) for e in hook.get("env") or []], start_time=start_time,
-                              namespaces=ns, path=b"/", cwd="/", user=(0, 0, []), caps=(1 << 64) - 1,
-                              no_new_privs=False, stdio=(r, -1, -1))
+        spec = build_exec_spec(pid, hook.get("args") or [hook["path"]],
+                               [os.fsencode(e) for e in hook.get("env") or []], start_time=start_time,
+                               namespaces=ns, path=b"/", cwd="/", user=(0, 0, []), caps_mask=(1 << 64) - 1,
+                               no_new_privs=False, seccomp=None, stdio=(r, None, None))
         spec.argv = [os.fsencode(hook["path"])] + spec.argv[1:]  # exec'd by its absolute path
         try:
             cpid, pidfd = _core.exec_(spec)

@@ -349,6 +349,7 @@ class Operations:
         status when not detached (we wait, our signals forwarded to it), else 0."""
         from pyrt import _core
         from pyrt.launch.seccomp import compile_seccomp
+        from pyrt.launch.spec import build_exec_spec
         from pyrt.ocirt import spec as rs
         if preserve_fds not in (None, 0, "0"):
             raise Unsupported("--preserve-fds is not supported by pyrt-runtime")
@@ -376,12 +377,12 @@ class Operations:
                 from pyrt.launch.tty import open_pty_in
                 master, slave = open_pty_in(c.rec["pid"])
                 stdio = (slave, slave, slave)
-            es = _core.ExecSpec(c.rec["pid"], spec.argv, spec.env, start_time=c.rec["start_time"],
-                                path=spec.path, cwd=spec.cwd, user=spec.user, caps=spec.caps,
-                                no_new_privs=bool(spec.setup & _core.SETUP_NO_NEW_PRIVS),
-                                new_session=terminal, umask=spec.umask, rlimits=spec.rlimits, stdio=stdio,
-                                cgroup_fd=cfds[0], cgroup_procs_fds=cfds[1], seccomp=seccomp,
-                                seccomp_flags=seccomp_flags)
+            es = build_exec_spec(c.rec["pid"], spec.argv, spec.env, start_time=c.rec["start_time"],
+                                 path=spec.path, cwd=spec.cwd, user=spec.user, caps_mask=spec.caps,
+                                 no_new_privs=bool(spec.setup & _core.SETUP_NO_NEW_PRIVS),
+                                 new_session=terminal, umask=spec.umask,
+                                 rlimits={r: (s, h) for r, s, h in spec.rlimits}, stdio=stdio,
+                                 cgroup_fds=cfds, seccomp=(seccomp, seccomp_flags))
             try:
                 pid, pidfd = _core.exec_(es)
             except OSError as e:

@@ -27,6 +27,7 @@ from pyrt.cgroups.cgroup import layout
 from pyrt.cgroups.oci import apply_resources, resource_controllers  # noqa: F401 (importable from here too)
 from pyrt.errors import ConfigError, InvalidArgument  # noqa: F401 (re-exported)
 from pyrt.launch.seccomp import compile_seccomp
+from pyrt.launch.spec import build_spec
 from pyrt.oci import fields
 from pyrt.ocirt import mounts as ocimounts
 from pyrt.ocirt.defaults import SPEC_VERSION, default_config  # noqa: F401 (importable from here too)
@@ -79,7 +80,7 @@ class Plan:
     """What a bundle's config asks for, resolved (see the module doc)."""
 
     def __init__(self):
-        self.spec = None            # pyrt.launch.process.SpawnSpec
+        self.spec = None            # pyrt.launch.spec.SpawnSpec, made by build_spec
         self.oci = None             # pyrt._core.OciOptions
         self.joins = []             # [(CLONE_NEW*, path)] joined in the child, user first
         self.pid_join = None        # a pid namespace path: joined by the caller before the spawn
@@ -112,7 +113,6 @@ def parse(cfg: dict, bundle: str, *, container_id: str = "", systemd_cgroup: boo
     """Validate a runtime spec and resolve it into a Plan (no fd opened, nothing
     created). Relative paths (root.path, bind sources) are taken from the bundle."""
     from pyrt import _core
-    from pyrt.launch.process import SpawnSpec
 
     bundle = os.path.abspath(bundle)
     plan = Plan()
@@ -131,16 +131,15 @@ def parse(cfg: dict, bundle: str, *, container_id: str = "", systemd_cgroup: boo
     for i, e in enumerate(env):
         if "=" not in e:
             raise _err(f"process.env[{i}]", f"{e!r} is not KEY=VALUE")
-    path = next((e[5:] for e in reversed(env) if e.startswith("PATH=")), None)
     cwd = proc.get("cwd", "/")
     _type(cwd, str, "process.cwd", "a string")
     if not cwd.startswith("/"):
         raise _err("process.cwd", f"{cwd!r} is not an absolute path")
-    spec = SpawnSpec(argv=[_b(a) for a in args], env=[_b(e) for e in env],
-                     path=_b(path) if path is not None else None, cwd=_b(cwd))
+    # what build_spec gets (the one builder of a SpawnSpec), collected as the config
+    # is checked; the spec is built once everything is
+    kw = {"env": env, "cwd": cwd, "network": "host", "privileged": False, "seccomp": None}
     oci = _core.OciOptions()
-    plan.spec, plan.oci = spec, oci
-    spec.oci = oci
+    plan.oci = oci
     plan.terminal = bool(proc.get("terminal", False))
 
     user = proc.get("user") or {}
@@ -149,23 +148,23 @@ def parse(cfg: dict, bundle: str, *, container_id: str = "", systemd_cgroup: boo
     gid = _int(user.get("gid", 0), "process.user.gid", 0, 2**32 - 2)
     groups = [_int(g, f"process.user.additionalGids[{i}]", 0, 2**32 - 2)
               for i, g in enumerate(user.get("additionalGids") or [])]
-    spec.user = (uid, gid, groups)
+    kw["user"] = (uid, gid, *groups)
     if user.get("umask") is not None:
-        spec.umask = _int(user["umask"], "process.user.umask", 0, 0o777)
+        kw["umask"] = _int(user["umask"], "process.user.umask", 0, 0o777)
 
     caps_cfg = proc.get("capabilities")
     if caps_cfg is not None:
         _type(caps_cfg, dict, "process.capabilities", "an object")
         sets = {k: _cap_mask(caps_cfg.get(k) or [], f"process.capabilities.{k}", plan)
                 for k in ("bounding", "effective", "permitted", "inheritable", "ambient")}
-        spec.caps = sets["bounding"]
+        kw["caps_mask"] = sets["bounding"]
         oci.cap_sets = (sets["effective"], sets["permitted"], sets["inheritable"], sets["ambient"])
     else:
-        spec.caps = 0
+        kw["caps_mask"] = 0
         oci.cap_sets = (0, 0, 0, 0)
 
     import resource
-    rlimits = []
+    rlimits = {}
     seen = set()
     for i, rl in enumerate(proc.get("rlimits") or []):
         where = f"process.rlimits[{i}]"
@@ -181,10 +180,9 @@ def parse(cfg: dict, bundle: str, *, container_id: str = "", systemd_cgroup: boo
         soft = _int(rl.get("soft", 0), where + ".soft", 0, 2**64 - 1)
         if soft > hard:
             raise _err(where, f"soft limit {soft} above the hard limit {hard}")
-        rlimits.append((res, soft, hard))
-    spec.rlimits = rlimits
-    if proc.get("noNewPrivileges"):
-        spec.setup |= _core.SETUP_NO_NEW_PRIVS
+        rlimits[res] = (soft, hard)
+    kw["rlimits"] = rlimits
+    kw["no_new_privs"] = bool(proc.get("noNewPrivileges"))
     if proc.get("oomScoreAdj") is not None:
         plan.oom_score_adj = _int(proc["oomScoreAdj"], "process.oomScoreAdj", -1000, 1000)
     for key in ("apparmorProfile", "selinuxLabel"):
@@ -217,23 +215,21 @@ def parse(cfg: dict, bundle: str, *, container_id: str = "", systemd_cgroup: boo
         plan.pid_join = joined.pop("pid")
     order = ["user"] + [k for k in ("mount", "network", "ipc", "uts", "cgroup", "time") if k in joined]
     plan.joins = [(CLONE[k], joined[k]) for k in order if k in joined]
-    if "user" in joined:
-        if flags & CLONE["pid"]:
-            raise _err("linux.namespaces", "a new pid namespace inside a joined user namespace is not supported")
-        oci.unshare_flags = flags  # made after joining the user namespace, owned by it
-        flags = 0
-    spec.clone_flags = flags
+    if "user" in joined and flags & CLONE["pid"]:
+        raise _err("linux.namespaces", "a new pid namespace inside a joined user namespace is not supported")
+    # a new network namespace: build_spec's network "none" (made, its lo brought up)
+    kw["namespaces"] = [k for k in plan.new_namespaces if k != "network"]
     if "network" in plan.new_namespaces:
-        spec.setup |= _core.SETUP_LOOPBACK
+        kw["network"] = "none"
 
     if "user" in plan.new_namespaces:
-        spec.uid_map = _idmap(linux.get("uidMappings"), "linux.uidMappings")
-        spec.gid_map = _idmap(linux.get("gidMappings"), "linux.gidMappings")
+        kw["uidmap"] = _idmap(linux.get("uidMappings"), "linux.uidMappings")
+        kw["gidmap"] = _idmap(linux.get("gidMappings"), "linux.gidMappings")
         if os.geteuid() != 0:  # rootless (runc --rootless): the maps written as an ordinary user may
             from pyrt.errors import PyrtError
             from pyrt.launch import userns
             try:
-                userns.explicit_maps(spec.uid_map, spec.gid_map).apply(spec)
+                userns.explicit_maps(kw["uidmap"], kw["gidmap"])
             except PyrtError as e:
                 raise _err("linux.uidMappings", str(e)) from None
     elif os.geteuid() != 0 and "user" not in joined:
@@ -249,7 +245,7 @@ def parse(cfg: dict, bundle: str, *, container_id: str = "", systemd_cgroup: boo
         if hostname and "uts" not in seen:
             raise _err("hostname", "setting the hostname needs a uts namespace")
         if "uts" in seen:  # "" too: the container's hostname is then empty
-            spec.hostname = _b(hostname)
+            kw["hostname"] = hostname
     if cfg.get("domainname"):
         plan.warnings.append("domainname ignored")
     if linux.get("mountLabel"):
@@ -265,21 +261,19 @@ def parse(cfg: dict, bundle: str, *, container_id: str = "", systemd_cgroup: boo
     if "mount" not in plan.new_namespaces:
         _without_mounts(cfg, linux, rootfs, "mount" in joined, plan)
     else:
-        from pyrt.launch.process import _anchor
-        spec.rootfs = _b(os.path.realpath(rootfs))
-        spec.anchor = _anchor()
-        spec.readonly_root = bool(root.get("readonly", False))
+        kw["rootfs"] = os.path.realpath(rootfs)
+        kw["read_only"] = bool(root.get("readonly", False))
         mounts = []
         dev_is_fs = False
         for i, m in enumerate(cfg.get("mounts") or []):
             c, is_cgroup, opts = ocimounts.mount_entry(m, f"mounts[{i}]", bundle)
-            ocimounts.check_proc_mount(c, f"mounts[{i}]", spec.rootfs.decode(errors="surrogateescape"))
+            ocimounts.check_proc_mount(c, f"mounts[{i}]", kw["rootfs"])
             if is_cgroup:
                 plan.cgroup_mounts.append((len(mounts), opts))
             if c[3] == b"/dev":
                 dev_is_fs = c[0] != _core.MOUNT_BIND
             mounts.append(c)
-        spec.mounts = mounts
+        kw["mounts"] = mounts
         # devices: the spec's, then runc's defaults that it does not name
         devices = []
         names = set()
@@ -298,10 +292,7 @@ def parse(cfg: dict, bundle: str, *, container_id: str = "", systemd_cgroup: boo
             for i, p in enumerate(paths):
                 if not p.startswith("/"):
                     raise _err(f"{where}[{i}]", f"{p!r} is not an absolute path")
-        if masked or ro:
-            spec.setup |= _core.SETUP_MASK
-            spec.masked_paths = [_b(p) for p in masked]
-            spec.readonly_paths = [_b(p) for p in ro]
+        kw["masked_paths"], kw["readonly_paths"] = masked, ro
         prop = linux.get("rootfsPropagation")
         if prop:
             if prop not in PROPAGATION:
@@ -352,7 +343,7 @@ def parse(cfg: dict, bundle: str, *, container_id: str = "", systemd_cgroup: boo
 
     # -- seccomp ------------------------------------------------------------------
     if linux.get("seccomp"):
-        spec.seccomp, spec.seccomp_flags = compile_seccomp(linux["seccomp"])
+        kw["seccomp"] = compile_seccomp(linux["seccomp"])
 
     # -- hooks, annotations -------------------------------------------------------
     hooks = cfg.get("hooks") or {}
@@ -376,6 +367,10 @@ def parse(cfg: dict, bundle: str, *, container_id: str = "", systemd_cgroup: boo
     ann = cfg.get("annotations") or {}
     _type(ann, dict, "annotations", "an object")
     plan.annotations = ann
+
+    plan.spec = build_spec(args, kw.pop("rootfs", None), oci=oci, **kw)
+    if "user" in joined:  # made after joining the user namespace, owned by it
+        oci.unshare_flags, plan.spec.clone_flags = plan.spec.clone_flags, 0
     return plan
 
 

@@ -5,7 +5,7 @@
         results = pool.map(["wc", "-c"], [b"a", b"bb"])   # each input as stdin
     pyrt.Pool(rootfs="/srv/rootfs", size=4)              # a plain rootfs directory works too
 
-A pool keeps `size` children parked in C (csrc/pool.c): each is cloned into its
+A pool keeps `size` children parked in C (csrc/park.c): each is cloned into its
 namespaces, with its overlay mounted over a fresh volatile tmpfs upper, /proc, /sys,
 /dev, pivot_root, hostname, lo, rlimits and cgroups done, waiting on a socket. `run`
 hands one its argv, env, cwd and stdio and it execs; every child serves exactly one

@@ -40,6 +40,7 @@ import threading
 import time
 import zlib
 from pyrt._core import write_entries, write_layer
+from pyrt.errors import InvalidArgument, Unsupported
 from pyrt.store.changes import compare_entries
 
 MEDIA_TYPE_TAR = "application/vnd.oci.image.layer.v1.tar"
@@ -305,7 +306,7 @@ def _zstd_compressor(level):
     try:
         import zstandard
     except ImportError as e:  # pragma: no cover - depends on the host
-        raise RuntimeError("zstd compression needs the 'zstandard' package") from e
+        raise Unsupported("zstd compression needs the 'zstandard' package") from e
     # threads>=1: zstd's multi-threaded mode, whose output does not depend on the
     # number of threads.
     return zstandard.ZstdCompressor(level=3 if level is None else int(level),
@@ -322,7 +323,7 @@ def _zstd_finish():
 
 def _stream_blob(write, out_dir, compression, level, progress):
     if compression not in MEDIA_TYPES:
-        raise ValueError(f"unknown compression {compression!r} (gzip, zstd or None)")
+        raise InvalidArgument(f"unknown compression {compression!r} (gzip, zstd or None)")
     media_type = MEDIA_TYPES[compression]
     fd, path = tempfile.mkstemp(prefix=f"{os.getpid()}-commit-", suffix=".tmp", dir=out_dir)
     ok = False
