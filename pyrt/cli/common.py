@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import sys
 
 from pyrt.errors import InvalidArgument, PyrtError
 from pyrt.launch.mounts import Bind, Tmpfs
@@ -99,6 +100,24 @@ def error_status(e) -> int:
     if getattr(e, "op", None) == "exec":
         return 127 if e.errno in (errno.ENOENT, errno.ENOTDIR) else 126
     return 125
+
+
+def for_each(refs, action, *, missing_ok=False) -> int:
+    """action(ref) for every ref, as docker's multi-object verbs: a failure is
+    reported in one line and the others go on; 1 if any failed, else 0. A ref
+    that names nothing is passed over silently with missing_ok (rm --force)."""
+    status = 0
+    for ref in refs:
+        try:
+            action(ref)
+        except LookupError as e:
+            if not missing_ok:
+                print(f"pyrt: {message(e)}", file=sys.stderr)
+                status = 1
+        except (PyrtError, OSError, ValueError) as e:
+            print(f"pyrt: {message(e)}", file=sys.stderr)
+            status = 1
+    return status
 
 
 def message(e: BaseException) -> str:

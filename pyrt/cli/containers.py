@@ -8,13 +8,13 @@ import os
 import sys
 import time
 
-from pyrt.cli.common import add_run_options, env_from_args, error_status, message
+from pyrt.cli.common import add_run_options, env_from_args, error_status, for_each, message
 from pyrt.cli.images import confirm, human_size, report_prune
 from pyrt.cli.orphan import command as clean_up
 from pyrt.cli.output import parse_filters, print_inspected, print_rows, table
 from pyrt.cli.run import _create, _reaper, _run_foreground, add_run_image_options
 from pyrt.cli.shield import Shield
-from pyrt.errors import ContainerNotFound, ImageNotFound, InvalidArgument, PyrtError, SpawnError
+from pyrt.errors import ContainerNotFound, ImageNotFound, InvalidArgument, SpawnError
 from pyrt.launch.tty import open_pty_in, relay
 
 
@@ -38,22 +38,12 @@ def cmd_start(args, rt):
 
 
 def _each(args, rt, action):
-    """Apply action to every named container, reporting failures and going on."""
-    status = 0
-    for ref in args.containers:
-        try:
-            action(rt.containers.get(ref))
-            print(ref)
-        except Exception as e:
-            if not isinstance(e, (OSError, ValueError, LookupError)) and not _is_pyrt_error(e):
-                raise
-            print(f"pyrt: {message(e)}", file=sys.stderr)
-            status = 1
-    return status
-
-
-def _is_pyrt_error(e):
-    return isinstance(e, PyrtError)
+    """action on every named container, its name printed once done; failures are
+    reported and the others go on."""
+    def one(ref):
+        action(rt.containers.get(ref))
+        print(ref)
+    return for_each(args.containers, one)
 
 
 def cmd_stop(args, rt):

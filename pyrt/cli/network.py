@@ -1,12 +1,11 @@
 """`pyrt network create|ls|inspect|rm|prune|connect|disconnect`."""
 from __future__ import annotations
 
-import sys
 
-from pyrt.cli.common import message as _message, split_kv as _split_kv
+from pyrt.cli.common import for_each, split_kv as _split_kv
 from pyrt.cli.images import confirm
 from pyrt.cli.output import parse_filters, print_inspected, print_rows
-from pyrt.errors import InvalidArgument, PyrtError
+from pyrt.errors import InvalidArgument
 
 
 def cmd_create(args, rt):
@@ -48,33 +47,17 @@ def cmd_ls(args, rt):
 
 
 def cmd_inspect(args, rt):
-    out, status = [], 0
-    for ref in args.networks:
-        try:
-            out.append(rt.networks.get(ref).attrs)
-        except LookupError as e:
-            print(f"pyrt: {_message(e)}", file=sys.stderr)
-            status = 1
+    out = []
+    status = for_each(args.networks, lambda ref: out.append(rt.networks.get(ref).attrs))
     print_inspected(out, args.format)
     return status
 
 
 def cmd_rm(args, rt):
-    status = 0
-    for ref in args.networks:
-        try:
-            rt.networks.get(ref).remove()
-            print(ref)
-        except LookupError as e:
-            if not args.force:
-                print(f"pyrt: {_message(e)}", file=sys.stderr)
-                status = 1
-        except Exception as e:  # report and go on, as docker does
-            if not isinstance(e, (PyrtError, OSError)):
-                raise
-            print(f"pyrt: {_message(e)}", file=sys.stderr)
-            status = 1
-    return status
+    def remove(ref):
+        rt.networks.get(ref).remove()
+        print(ref)
+    return for_each(args.networks, remove, missing_ok=args.force)
 
 
 def cmd_prune(args, rt):

@@ -2,9 +2,8 @@
 from __future__ import annotations
 
 import json
-import sys
 
-from pyrt.cli.common import message
+from pyrt.cli.common import for_each
 from pyrt.cli.images import confirm, report_prune
 from pyrt.cli.output import parse_filters, print_inspected, print_rows
 
@@ -31,31 +30,17 @@ def cmd_ls(args, rt):
 
 
 def cmd_inspect(args, rt):
-    out, status = [], 0
-    for name in args.volumes:
-        try:
-            out.append(rt.volumes.get(name).attrs)
-        except LookupError as e:
-            print(f"pyrt: {e}", file=sys.stderr)
-            status = 1
+    out = []
+    status = for_each(args.volumes, lambda name: out.append(rt.volumes.get(name).attrs))
     print_inspected(out, args.format)
     return status
 
 
 def cmd_rm(args, rt):
-    status = 0
-    for name in args.volumes:
-        try:
-            rt.volumes.get(name).remove()
-            print(name)
-        except LookupError as e:
-            if not args.force:
-                print(f"pyrt: {message(e)}", file=sys.stderr)
-                status = 1
-        except Exception as e:  # report and go on, as docker does
-            print(f"pyrt: {message(e)}", file=sys.stderr)
-            status = 1
-    return status
+    def remove(name):
+        rt.volumes.get(name).remove()
+        print(name)
+    return for_each(args.volumes, remove, missing_ok=args.force)
 
 
 def cmd_prune(args, rt):
