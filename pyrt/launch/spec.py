@@ -99,7 +99,8 @@ def _idmap(m) -> bytes | None:
 class SpawnSpec:
     """The fully resolved spec handed to the C core (bytes and ints only): every field
     of a spawn, each with its value for "not asked for". build_spec makes one from
-    user-facing arguments; pyrt-runtime (pyrt.ocirt.spec) fills one from a bundle."""
+    user-facing arguments, and from a bundle's config for pyrt-runtime (pyrt.ocirt.spec
+    hands it what the config asks for, with oci=)."""
 
     __slots__ = ("argv", "env", "path", "cwd", "rootfs", "lowerdirs", "upperdir", "workdir", "overlay_options",
                  "upper_tmpfs", "anchor", "readonly_root", "mounts", "masked_paths", "readonly_paths",
