@@ -1,19 +1,54 @@
 /* What pyrt_monitor_start hands to pyrt-monitor (monitor_internal.h), through a
- * memfd: the spec packed by pyrt_spec_pack (specpack.h), the format every spec
- * travels in, then its per-spawn fds and the monitor's own settings as a flat
- * host-endian stream of u64s and strings (u64 length with the NUL, 0 for NULL,
- * then the bytes); string vectors as a u64 count (UINT64_MAX for NULL) then the
- * strings. Written and read on the same machine by the same build. */
+ * memfd: MAGIC, then typed records, each a struct record (its kind and length)
+ * and its payload (8-aligned), every payload a struct packed the one way specs
+ * travel in (specpack.h: pointers turned into offsets):
+ *
+ *   REC_SPEC      the spawn spec (pyrt_spec_pack);
+ *   REC_FDS       struct wire_fds: the fds the spec and the monitor use that
+ *                 pack leaves out, as numbers valid in the monitor;
+ *   REC_SETTINGS  struct pyrt_monitor_spec: the monitor's own settings.
+ *
+ * Written and read on the same machine by the same build. */
 #include "monitor_internal.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "err.h"
 #include "specpack.h"
 
-#define SPEC_MAGIC "PYRTMON2"
+#define MAGIC "PYRTMON3"
+
+enum { REC_SPEC = 1, REC_FDS = 2, REC_SETTINGS = 3 };
+
+struct record {
+    uint32_t kind; /* REC_* */
+    uint32_t pad;
+    uint64_t len; /* of the payload that follows (then padding to 8) */
+};
+
+struct wire_fds {
+    int cgroup_fd, netns_fd, stdin_fd;
+    size_t nprocs;
+    const int *procs;
+};
+
+/* pyrt_monitor_spec is packed whole: this mirror makes the build fail when a
+ * field is added until pack_settings and unpack_settings learn it. */
+struct settings_layout {
+    const char *monitor_path, *log_path, *exit_path, *oom_path;
+    long long oom_start;
+    const char *const *exit_argv;
+    int stdin_fd, tty;
+    const char *attach_path, *ports;
+    long long log_max_size;
+    int log_max_files, restart, restart_max;
+    const char *run_path, *stop_path;
+};
+_Static_assert(sizeof(struct settings_layout) == sizeof(struct pyrt_monitor_spec),
+               "struct pyrt_monitor_spec changed: teach monitor_wire.c its new fields");
 
 static void wput(struct pyrt_monitor_wbuf *b, const void *d, size_t n)
 {
@@ -31,182 +66,134 @@ static void wput(struct pyrt_monitor_wbuf *b, const void *d, size_t n)
         b->p = q;
         b->cap = cap;
     }
-    memcpy(b->p + b->len, d, n);
+    if (d)
+        memcpy(b->p + b->len, d, n);
+    else
+        memset(b->p + b->len, 0, n);
     b->len += n;
 }
 
-static void wu64(struct pyrt_monitor_wbuf *b, uint64_t v)
+#define AS_PTR(type, off) ((type)(uintptr_t)(off))
+
+static ssize_t pack_fds(const struct wire_fds *f, char *buf, size_t cap, struct pyrt_error *e)
 {
-    wput(b, &v, sizeof v);
+    struct pyrt_packer p = {buf, cap, 0, 0};
+    uintptr_t at = pyrt_pack_bytes(&p, f, sizeof *f);
+    struct wire_fds c = *f;
+    c.procs = AS_PTR(const int *, f->nprocs ? pyrt_pack_bytes(&p, f->procs, f->nprocs * sizeof *f->procs) : 0);
+    if (p.overflow || !at)
+        return pyrt_fail_errno(e, E2BIG, "start monitor", "");
+    memcpy(buf + at - 1, &c, sizeof c);
+    return (ssize_t)p.len;
 }
 
-static void wi64(struct pyrt_monitor_wbuf *b, long long v)
+static ssize_t pack_settings(const struct pyrt_monitor_spec *m, char *buf, size_t cap, struct pyrt_error *e)
 {
-    wu64(b, (uint64_t)(int64_t)v);
+    struct pyrt_packer p = {buf, cap, 0, 0};
+    uintptr_t at = pyrt_pack_bytes(&p, m, sizeof *m);
+    struct pyrt_monitor_spec c = *m;
+    c.monitor_path = AS_PTR(const char *, pyrt_pack_str(&p, m->monitor_path));
+    c.log_path = AS_PTR(const char *, pyrt_pack_str(&p, m->log_path));
+    c.exit_path = AS_PTR(const char *, pyrt_pack_str(&p, m->exit_path));
+    c.oom_path = AS_PTR(const char *, pyrt_pack_str(&p, m->oom_path));
+    c.exit_argv = AS_PTR(const char *const *, pyrt_pack_strv(&p, m->exit_argv));
+    c.attach_path = AS_PTR(const char *, pyrt_pack_str(&p, m->attach_path));
+    c.ports = AS_PTR(const char *, pyrt_pack_str(&p, m->ports));
+    c.run_path = AS_PTR(const char *, pyrt_pack_str(&p, m->run_path));
+    c.stop_path = AS_PTR(const char *, pyrt_pack_str(&p, m->stop_path));
+    c.stdin_fd = -1; /* in REC_FDS */
+    if (p.overflow || !at)
+        return pyrt_fail_errno(e, E2BIG, "start monitor", "");
+    memcpy(buf + at - 1, &c, sizeof c);
+    return (ssize_t)p.len;
 }
 
-static void wstr(struct pyrt_monitor_wbuf *b, const char *s)
+/* One record: its payload packed by pack(arg, ...) into a buffer grown until it fits. */
+static int put_record(struct pyrt_monitor_wbuf *b, uint32_t kind, const void *arg,
+                      ssize_t (*pack)(const void *, char *, size_t, struct pyrt_error *), struct pyrt_error *e)
 {
-    if (!s) {
-        wu64(b, 0);
-        return;
-    }
-    size_t n = strlen(s) + 1;
-    wu64(b, n);
-    wput(b, s, n);
-}
-
-static void wstrn(struct pyrt_monitor_wbuf *b, const char *const *v, size_t n)
-{
-    wu64(b, n);
-    for (size_t i = 0; i < n; i++)
-        wstr(b, v[i] ? v[i] : "");
-}
-
-static void wstrv(struct pyrt_monitor_wbuf *b, const char *const *v)
-{
-    if (!v) {
-        wu64(b, UINT64_MAX);
-        return;
-    }
-    size_t n = 0;
-    while (v[n])
-        n++;
-    wstrn(b, v, n);
-}
-
-struct rbuf {
-    const char *p;
-    size_t left;
-    int bad;
-};
-
-static uint64_t ru64(struct rbuf *r)
-{
-    uint64_t v = 0;
-    if (r->bad || r->left < sizeof v) {
-        r->bad = 1;
-        return 0;
-    }
-    memcpy(&v, r->p, sizeof v);
-    r->p += sizeof v;
-    r->left -= sizeof v;
-    return v;
-}
-
-static long long ri64(struct rbuf *r)
-{
-    return (long long)(int64_t)ru64(r);
-}
-
-static const char *rstr(struct rbuf *r)
-{
-    uint64_t n = ru64(r);
-    if (r->bad || n == 0)
-        return NULL;
-    if (n > r->left || r->p[n - 1] != '\0') {
-        r->bad = 1;
-        return NULL;
-    }
-    const char *s = r->p;
-    r->p += n;
-    r->left -= n;
-    return s;
-}
-
-/* A NULL-terminated vector (NULL for a NULL one); *count gets its length. */
-static const char **rstrv(struct rbuf *r, size_t *count)
-{
-    uint64_t n = ru64(r);
-    if (count)
-        *count = 0;
-    if (r->bad || n == UINT64_MAX)
-        return NULL;
-    if (n > r->left) {
-        r->bad = 1;
-        return NULL;
-    }
-    const char **v = calloc(n + 1, sizeof *v);
-    if (!v) {
-        r->bad = 1;
-        return NULL;
-    }
-    for (uint64_t i = 0; i < n; i++)
-        if (!(v[i] = rstr(r)))
-            r->bad = 1;
-    if (count)
-        *count = n;
-    return v;
-}
-
-static void *rarray(struct rbuf *r, uint64_t n, size_t size)
-{
-    if (r->bad || n > r->left) {
-        r->bad = 1;
-        return NULL;
-    }
-    void *p = calloc(n + 1, size);
-    if (!p)
-        r->bad = 1;
-    return p;
-}
-
-/* The stream: SPEC_MAGIC, the spec as pyrt_spec_pack makes it (a u64 length,
- * then the bytes, 8-aligned in the file), then what pack leaves out: the cgroup
- * fds and the network namespace's (numbers valid in the monitor), then the
- * monitor's own settings. */
-int pyrt_monitor_serialize(struct pyrt_monitor_wbuf *b, const struct pyrt_spawn_spec *s, int cgroup_fd, const int *procs,
-                                  int netns_fd, const struct pyrt_monitor_spec *m, int stdin_fd, struct pyrt_error *e)
-{
-    if (s->oci) /* only the OCI runtime sets it, and it runs no monitor */
-        return pyrt_fail_errno(e, EINVAL, "start monitor", "OCI options cannot go through the monitor");
-    char *packed = NULL;
+    char *buf = NULL;
     ssize_t n = -1;
-    for (size_t cap = 64 * 1024; n < 0 && cap <= ((size_t)1 << 30); cap *= 2) {
-        char *q = realloc(packed, cap);
+    for (size_t cap = 4096; n < 0 && cap <= ((size_t)1 << 30); cap *= 2) {
+        char *q = realloc(buf, cap);
         if (!q) {
-            free(packed);
+            free(buf);
             return pyrt_fail_errno(e, ENOMEM, "start monitor", "");
         }
-        packed = q;
-        n = pyrt_spec_pack(s, packed, cap, e);
+        buf = q;
+        n = pack(arg, buf, cap, e);
         if (n < 0 && e->err != E2BIG) {
-            free(packed);
+            free(buf);
             return -1;
         }
     }
     if (n < 0) {
-        free(packed);
+        free(buf);
         return -1;
     }
-    wput(b, SPEC_MAGIC, 8);
-    wu64(b, (uint64_t)n);
-    wput(b, packed, (size_t)n);
-    free(packed);
+    struct record r = {kind, 0, (uint64_t)n};
+    wput(b, &r, sizeof r);
+    wput(b, buf, (size_t)n);
+    wput(b, NULL, (8 - (size_t)n % 8) % 8);
+    free(buf);
+    return 0;
+}
 
-    wi64(b, cgroup_fd);
-    wu64(b, s->ncgroup_procs);
-    for (size_t i = 0; i < s->ncgroup_procs; i++)
-        wi64(b, procs[i]);
-    wi64(b, netns_fd);
+static ssize_t pack_spec_cb(const void *a, char *buf, size_t cap, struct pyrt_error *e)
+{
+    return pyrt_spec_pack(a, buf, cap, e);
+}
 
-    wstr(b, m->log_path);
-    wstr(b, m->exit_path);
-    wstr(b, m->oom_path);
-    wi64(b, m->oom_start);
-    wstrv(b, m->exit_argv);
-    wi64(b, stdin_fd);
-    wi64(b, m->tty);
-    wstr(b, m->attach_path);
-    wstr(b, m->ports);
-    wi64(b, m->log_max_size);
-    wi64(b, m->log_max_files);
-    wi64(b, m->restart);
-    wi64(b, m->restart_max);
-    wstr(b, m->run_path);
-    wstr(b, m->stop_path);
+static ssize_t pack_fds_cb(const void *a, char *buf, size_t cap, struct pyrt_error *e)
+{
+    return pack_fds(a, buf, cap, e);
+}
+
+static ssize_t pack_settings_cb(const void *a, char *buf, size_t cap, struct pyrt_error *e)
+{
+    return pack_settings(a, buf, cap, e);
+}
+
+int pyrt_monitor_serialize(struct pyrt_monitor_wbuf *b, const struct pyrt_spawn_spec *s, int cgroup_fd, const int *procs,
+                           int netns_fd, const struct pyrt_monitor_spec *m, int stdin_fd, struct pyrt_error *e)
+{
+    if (s->oci) /* only the OCI runtime sets it, and it runs no monitor */
+        return pyrt_fail_errno(e, EINVAL, "start monitor", "OCI options cannot go through the monitor");
+    struct wire_fds f = {cgroup_fd, netns_fd, stdin_fd, s->ncgroup_procs, procs};
+    wput(b, MAGIC, 8);
+    if (put_record(b, REC_SPEC, s, pack_spec_cb, e) < 0 || put_record(b, REC_FDS, &f, pack_fds_cb, e) < 0 ||
+        put_record(b, REC_SETTINGS, m, pack_settings_cb, e) < 0)
+        return -1;
     if (b->failed)
         return pyrt_fail_errno(e, ENOMEM, "start monitor", "");
+    return 0;
+}
+
+static int unpack_fds(char *buf, size_t len, struct wire_fds **out)
+{
+    if (len < sizeof(struct wire_fds))
+        return -1;
+    struct wire_fds *f = (struct wire_fds *)buf;
+    if (f->nprocs > len / sizeof(int) || pyrt_unpack_ptr(&f->procs, buf, len, f->nprocs * sizeof(int)) < 0)
+        return -1;
+    *out = f;
+    return 0;
+}
+
+static int unpack_settings(char *buf, size_t len, struct pyrt_monitor_spec **out)
+{
+    if (len < sizeof(struct pyrt_monitor_spec))
+        return -1;
+    struct pyrt_monitor_spec *m = (struct pyrt_monitor_spec *)buf;
+    int bad = 0;
+    bad |= pyrt_unpack_str(&m->monitor_path, buf, len) | pyrt_unpack_str(&m->log_path, buf, len);
+    bad |= pyrt_unpack_str(&m->exit_path, buf, len) | pyrt_unpack_str(&m->oom_path, buf, len);
+    bad |= pyrt_unpack_strv(&m->exit_argv, buf, len);
+    bad |= pyrt_unpack_str(&m->attach_path, buf, len) | pyrt_unpack_str(&m->ports, buf, len);
+    bad |= pyrt_unpack_str(&m->run_path, buf, len) | pyrt_unpack_str(&m->stop_path, buf, len);
+    if (bad)
+        return -1;
+    *out = m;
     return 0;
 }
 
@@ -214,46 +201,55 @@ int pyrt_monitor_serialize(struct pyrt_monitor_wbuf *b, const struct pyrt_spawn_
 int pyrt_monitor_deserialize(char *data, size_t len, struct pyrt_spawn_spec **out, struct pyrt_monitor_cfg *c)
 {
     memset(c, 0, sizeof *c);
-    struct rbuf r = {data, len, 0};
-    if (r.left < 8 || memcmp(r.p, SPEC_MAGIC, 8) != 0)
+    if (len < 8 || memcmp(data, MAGIC, 8) != 0)
         return -1;
-    r.p += 8;
-    r.left -= 8;
-    uint64_t n = ru64(&r);
-    if (r.bad || n > r.left)
+    struct pyrt_spawn_spec *s = NULL;
+    struct wire_fds *f = NULL;
+    struct pyrt_monitor_spec *m = NULL;
+    for (size_t at = 8; at < len;) {
+        struct record r;
+        if (len - at < sizeof r)
+            return -1;
+        memcpy(&r, data + at, sizeof r);
+        at += sizeof r;
+        if (r.len > len - at)
+            return -1;
+        char *payload = data + at;
+        size_t n = (size_t)r.len;
+        at += n + (8 - n % 8) % 8;
+        int rc = -1;
+        if (r.kind == REC_SPEC && !s)
+            rc = pyrt_spec_unpack(payload, n, &s);
+        else if (r.kind == REC_FDS && !f)
+            rc = unpack_fds(payload, n, &f);
+        else if (r.kind == REC_SETTINGS && !m)
+            rc = unpack_settings(payload, n, &m);
+        if (rc < 0) /* malformed, twice, or of an unknown kind */
+            return -1;
+    }
+    if (!s || !f || !m || !s->argv[0] || !m->log_path || !m->exit_path)
         return -1;
-    struct pyrt_spawn_spec *s;
-    if (pyrt_spec_unpack(data + (r.p - data), (size_t)n, &s) < 0)
-        return -1;
-    r.p += n;
-    r.left -= n;
     s->stdio[0] = s->stdio[1] = s->stdio[2] = -1;
+    s->cgroup_fd = f->cgroup_fd;
+    s->cgroup_procs_fds = f->procs;
+    s->ncgroup_procs = f->nprocs;
+    s->netns_fd = f->netns_fd;
 
-    s->cgroup_fd = (int)ri64(&r);
-    s->ncgroup_procs = ru64(&r);
-    int *procs = rarray(&r, s->ncgroup_procs, sizeof *procs);
-    for (size_t i = 0; procs && i < s->ncgroup_procs; i++)
-        procs[i] = (int)ri64(&r);
-    s->netns_fd = (int)ri64(&r);
-    s->cgroup_procs_fds = procs;
-
-    c->log_path = rstr(&r);
-    c->exit_path = rstr(&r);
-    c->oom_path = rstr(&r);
-    c->oom_start = ri64(&r);
-    c->exit_argv = rstrv(&r, NULL);
-    c->stdin_fd = (int)ri64(&r);
-    c->tty = (int)ri64(&r);
-    c->attach_path = rstr(&r);
-    c->ports = rstr(&r);
-    c->log_max_size = ri64(&r);
-    c->log_max_files = (int)ri64(&r);
-    c->restart = (int)ri64(&r);
-    c->restart_max = (int)ri64(&r);
-    c->run_path = rstr(&r);
-    c->stop_path = rstr(&r);
-    if (r.bad || !s->argv[0] || !c->log_path || !c->exit_path)
-        return -1;
+    c->log_path = m->log_path;
+    c->exit_path = m->exit_path;
+    c->oom_path = m->oom_path;
+    c->oom_start = m->oom_start;
+    c->exit_argv = (const char **)m->exit_argv;
+    c->stdin_fd = f->stdin_fd;
+    c->tty = m->tty;
+    c->attach_path = m->attach_path;
+    c->ports = m->ports;
+    c->log_max_size = m->log_max_size;
+    c->log_max_files = m->log_max_files;
+    c->restart = m->restart;
+    c->restart_max = m->restart_max;
+    c->run_path = m->run_path;
+    c->stop_path = m->stop_path;
     *out = s;
     return 0;
 }

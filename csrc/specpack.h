@@ -1,5 +1,7 @@
-/* The resolved spawn spec as one flat buffer, for the helper programs that get
- * it from a Python process: pyrt-zygote (zygote.c) and pyrt-monitor (monitor.c).
+/* The resolved spawn spec as one flat buffer, the one format a spec travels in
+ * between processes: to pyrt-zygote (zygote.c), to pyrt-monitor (monitor_wire.c,
+ * whose other settings are packed the same way) and a parked child's command
+ * (park.c).
  *
  * pyrt_spec_pack copies the spec and everything it points to into buf, every
  * pointer turned into an offset (+ 1, 0 for NULL) from the buffer's start;
@@ -11,6 +13,7 @@
 #define PYRT_SPECPACK_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #include "spawn.h"
@@ -24,5 +27,25 @@ ssize_t pyrt_spec_pack(const struct pyrt_spawn_spec *s, char *buf, size_t cap, s
  * malformed. *out points into buf, which must outlive it. cgroup fds are -1 /
  * none and oci NULL; stdio is as it was packed. */
 int pyrt_spec_unpack(char *buf, size_t len, struct pyrt_spawn_spec **out);
+
+/* The packing itself, for other flat structs sent the same way: the struct copied
+ * in with pyrt_pack_bytes, then each of its pointers replaced by the offset (+ 1,
+ * 0 for NULL) of what it points to, copied in after it (8-aligned). Each returns
+ * that offset + 1, or 0 (for NULL, or when it did not fit: overflow is then set). */
+struct pyrt_packer {
+    char *buf;
+    size_t cap, len;
+    int overflow;
+};
+uintptr_t pyrt_pack_bytes(struct pyrt_packer *p, const void *src, size_t n);
+uintptr_t pyrt_pack_str(struct pyrt_packer *p, const char *s);
+uintptr_t pyrt_pack_strv(struct pyrt_packer *p, const char *const *v);
+
+/* And back, in place: the offset in *field turned into a pointer into buf, checked
+ * to lie inside it with `need` bytes after it (a string: terminated inside it; a
+ * vector: each of its strings too). 0, or -1 when it does not. */
+int pyrt_unpack_ptr(void *field, char *buf, size_t len, size_t need);
+int pyrt_unpack_str(const char **field, char *buf, size_t len);
+int pyrt_unpack_strv(const char *const **field, char *buf, size_t len);
 
 #endif

@@ -145,19 +145,19 @@ def monitor_start(spec, log_path, exit_path, oom_path=None, exit_argv=None, *, s
 
 class ExecSpec:
     """What exec_ needs to run a command in a running container. env is a list of
-    b"K=V" (or a dict); user (uid, gid, [groups]), by default root of the container
-    (0, 0, []) when the caller is root, else the caller's ids unchanged (None);
-    namespaces a CLONE_NEW* mask (default: all; those the caller shares are
-    skipped); caps the capability mask (default: docker's set); seccomp a BPF
-    program (bytes, 8 per instruction) with seccomp_flags, or None. Every field is
-    set here; exec_ reads them as they are."""
+    b"K=V" (or a dict); user (uid, gid, [groups]), or None: the caller's ids
+    unchanged; namespaces a CLONE_NEW* mask (default: all; those the caller shares
+    are skipped); caps the capability mask (given: policy such as docker's default
+    set is pyrt.launch.spec.build_exec_spec's); seccomp a BPF program (bytes, 8 per
+    instruction) with seccomp_flags, or None. Every field is set here; exec_ reads
+    them as they are."""
 
     __slots__ = ("pid", "pidfd", "start_time", "namespaces", "argv", "env", "path", "cwd", "user", "caps",
                  "no_new_privs", "new_session", "umask", "rlimits", "stdio", "cgroup_fd", "cgroup_procs_fds",
                  "seccomp", "seccomp_flags")
 
     def __init__(self, pid, argv, env=(), *, pidfd=-1, start_time=0, namespaces=None,
-                 path=None, cwd=None, user=None, caps=None, no_new_privs=True,
+                 path=None, cwd=None, user=None, caps, no_new_privs=True,
                  new_session=False, umask=-1, rlimits=(), stdio=(-1, -1, -1), cgroup_fd=-1,
                  cgroup_procs_fds=(), seccomp=None, seccomp_flags=0):
         import os
@@ -173,13 +173,8 @@ class ExecSpec:
             path = next((e[5:] for e in self.env if e.startswith(b"PATH=")), None)
         self.path = os.fsencode(path) if path is not None else None
         self.cwd = os.fsencode(cwd) if cwd is not None else None
-        if user is None and os.geteuid() == 0:
-            user = (0, 0, [])
         self.user = user
-        if caps is None:
-            from pyrt.launch import caps as _caps
-            caps = _caps.resolve()
-        self.caps = caps
+        self.caps = int(caps)
         self.no_new_privs, self.new_session = no_new_privs, new_session
         self.umask = umask
         self.rlimits = list(rlimits)

@@ -21,6 +21,7 @@ import pytest
 import pyrt
 from pyrt import _core
 from pyrt.errors import SpawnError
+from pyrt.launch import caps
 from pyrt.launch.mounts import Bind, Tmpfs
 from pyrt.launch.spec import build_spec
 
@@ -460,7 +461,11 @@ def test_monitor_ignores_terminal_signals(rootfs, tmp_shm, leak_check):
 # -- exec -----------------------------------------------------------------------------
 
 def _exec_spec(pid, argv, **kwargs):
+    """The C core's ExecSpec with the defaults build_exec_spec gives (root, docker's
+    capabilities)."""
     kwargs.setdefault("env", {"PATH": "/bin:/usr/bin", "FOO": "bar"})
+    kwargs.setdefault("user", (0, 0, []))
+    kwargs.setdefault("caps", caps.resolve())
     env = kwargs.pop("env")
     return _core.ExecSpec(pid, argv, env, **kwargs)
 

@@ -226,18 +226,27 @@ def _a_block_device():
     return None
 
 
-def test_block_io_throttles_and_weights(rt, make_bundle):
-    """linux.resources.blockIO through pyrt's block I/O limits: the per-device
-    throttles in blkio.throttle.* (v1) or io.max (cgroup2); a weight where the host
-    has a file for it, else an error naming the field (never dropped); a leaf
-    weight is an error on every kernel since 5.0 (and on cgroup2)."""
-    from pyrt.cgroups.cgroup import Cgroup, layout, prune
+@pytest.fixture
+def block_io(rt):
+    """(major, minor, cgroup layout, a parent cgroup name of the test's own), or a
+    skip; the parent is pruned afterwards."""
+    from pyrt.cgroups.cgroup import layout, prune
     dev = _a_block_device()
     lay = layout()
     if dev is None or lay.where("blkio") is None and lay.where("io") is None:
         pytest.skip("no block device or no block I/O controller")
-    major, minor = dev
     parent = f"pyrt-test-{uuid.uuid4().hex[:8]}"
+    try:
+        yield dev[0], dev[1], lay, parent
+    finally:
+        prune(parent, remove_parent=True)
+
+
+def test_block_io_throttles(rt, make_bundle, block_io):
+    """linux.resources.blockIO through pyrt's block I/O limits: the per-device
+    throttles in blkio.throttle.* (v1) or io.max (cgroup2)."""
+    from pyrt.cgroups.cgroup import Cgroup
+    major, minor, lay, parent = block_io
     cid = rt.new_id()
     throttles = {"throttleReadBpsDevice": [{"major": major, "minor": minor, "rate": 1 << 20}],
                  "throttleWriteBpsDevice": [{"major": major, "minor": minor, "rate": 2 << 20}],
@@ -267,27 +276,44 @@ def test_block_io_throttles_and_weights(rt, make_bundle):
     finally:
         rt("delete", "--force", cid)
 
-    # a weight: written where a weighing scheduler has a file, else refused by name
+
+@pytest.mark.parametrize("field, files", [
+    ("weight", ("blkio.weight", "blkio.bfq.weight", "io.bfq.weight", "io.weight")),
+    ("weightDevice", ("blkio.weight_device", "blkio.bfq.weight_device", "io.bfq.weight", "io.weight")),
+    ("leafWeight", ("blkio.leaf_weight",)),
+])
+def test_block_io_weights(rt, make_bundle, block_io, field, files):
+    """A weight is written where a weighing scheduler has a file for it, else refused
+    with an error naming the field (never dropped); a leaf weight is an error on
+    every kernel since 5.0 (and on cgroup2)."""
+    from pyrt.cgroups.cgroup import Cgroup
+    major, minor, lay, parent = block_io
+    bio = {"weight": {"weight": 500},
+           "weightDevice": {"weightDevice": [{"major": major, "minor": minor, "weight": 500}]},
+           "leafWeight": {"leafWeight": 500}}[field]
     bdir = os.path.join(lay.v1["blkio"], parent) if "blkio" in lay.v1 else None
-    for bio, files in (({"weight": 500}, ("blkio.weight", "blkio.bfq.weight", "io.bfq.weight", "io.weight")),
-                       ({"weightDevice": [{"major": major, "minor": minor, "weight": 500}]},
-                        ("blkio.weight_device", "blkio.bfq.weight_device", "io.bfq.weight", "io.weight")),
-                       ({"leafWeight": 500}, ("blkio.leaf_weight",))):
-        cid = rt.new_id()
-        bundle = make_bundle(["sleep", "1000"], lambda c: (c["linux"].update(cgroupsPath=f"/{parent}/{cid}"),
-                                                           c["linux"].update(resources={"blockIO": bio})))
-        try:
-            p = rt.create(cid, bundle)
-            ctrl = bdir or os.path.join(lay.unified, parent)
-            has = [f for f in files if os.path.exists(os.path.join(ctrl, f))]
-            if has:
-                assert p.returncode == 0, p.stderr
-            else:
-                assert p.returncode == 1 and b"linux.resources.blockIO." + next(iter(bio)).encode() in p.stderr
-                assert rt("state", cid).returncode != 0 and not Cgroup.exists(cid, parent)
-        finally:
-            rt("delete", "--force", cid)
-    prune(parent, remove_parent=True)
+    # the parent cgroup made first by a container without block I/O settings, so that
+    # what it offers is known whether or not the one with them is refused
+    first = rt.new_id()
+    try:
+        plain = make_bundle(["true"], lambda c: c["linux"].update(cgroupsPath=f"/{parent}/{first}"))
+        assert rt.create(first, plain).returncode == 0
+    finally:
+        rt("delete", "--force", first)
+    cid = rt.new_id()
+    bundle = make_bundle(["sleep", "1000"], lambda c: (c["linux"].update(cgroupsPath=f"/{parent}/{cid}"),
+                                                       c["linux"].update(resources={"blockIO": bio})))
+    try:
+        p = rt.create(cid, bundle)
+        ctrl = bdir or os.path.join(lay.unified, parent)
+        has = [f for f in files if os.path.exists(os.path.join(ctrl, f))]
+        if has:
+            assert p.returncode == 0, p.stderr
+        else:
+            assert p.returncode == 1 and b"linux.resources.blockIO." + field.encode() in p.stderr
+            assert rt("state", cid).returncode != 0 and not Cgroup.exists(cid, parent)
+    finally:
+        rt("delete", "--force", cid)
 
 
 @pytest.mark.parametrize("bio, field", [

@@ -99,7 +99,8 @@ def _idmap(m) -> bytes | None:
 class SpawnSpec:
     """The fully resolved spec handed to the C core (bytes and ints only): every field
     of a spawn, each with its value for "not asked for". build_spec makes one from
-    user-facing arguments; pyrt-runtime (pyrt.ocirt.spec) fills one from a bundle."""
+    user-facing arguments, and from a bundle's config for pyrt-runtime (pyrt.ocirt.spec
+    hands it what the config asks for, with oci=)."""
 
     __slots__ = ("argv", "env", "path", "cwd", "rootfs", "lowerdirs", "upperdir", "workdir", "overlay_options",
                  "upper_tmpfs", "anchor", "readonly_root", "mounts", "masked_paths", "readonly_paths",
@@ -294,7 +295,8 @@ def build_exec_spec(pid, argv, env, *, start_time, cwd="/", user=None, cap_add=(
                     rlimits=None, namespaces=None):
     """The ExecSpec (pyrt._core.exec_ runs it) of `argv` started in the running
     container whose init is `pid` (checked against its `start_time`), with the
-    container's `env`, `cwd`, `user` ((uid, gid, [groups]) or None) and the
+    container's `env`, `cwd`, `user` ((uid, gid, [groups]); None: its root when the
+    caller is root, else the caller's ids) and the
     capabilities and seccomp filter build_spec would give it (cap_add, cap_drop,
     privileged, seccomp; caps_mask and a compiled (program, flags) seccomp as
     build_spec takes them). stdio: fds, None for none; cgroup_fds: the container's
@@ -302,6 +304,8 @@ def build_exec_spec(pid, argv, env, *, start_time, cwd="/", user=None, cap_add=(
     is looked up in (default: env's); rlimits as build_spec's; namespaces: a
     CLONE_NEW* mask of those joined (default: all)."""
     prog, flags = _seccomp_filter(cap_add, privileged, seccomp)
+    if user is None and os.geteuid() == 0:
+        user = (0, 0, [])  # root of the container, without the caller's groups (as build_spec)
     return _core.ExecSpec(pid, [os.fsencode(a) for a in argv], env, start_time=start_time, cwd=cwd, user=user,
                           caps=caps.resolve(cap_add, cap_drop, privileged) if caps_mask is None else caps_mask,
                           stdio=tuple(-1 if fd is None else fd for fd in stdio), new_session=new_session,
