@@ -152,8 +152,8 @@ static void *rarray(struct rbuf *r, uint64_t n, size_t size)
 
 /* The stream: SPEC_MAGIC, the spec as pyrt_spec_pack makes it (a u64 length,
  * then the bytes, 8-aligned in the file), then what pack leaves out: the cgroup
- * fds and the network namespace's (numbers valid in the monitor), then the
- * monitor's own settings. */
+ * fds and the network and user namespaces' (numbers valid in the monitor), then
+ * the monitor's own settings. */
 int pyrt_monitor_serialize(struct pyrt_monitor_wbuf *b, const struct pyrt_spawn_spec *s, int cgroup_fd, const int *procs,
                                   int netns_fd, const struct pyrt_monitor_spec *m, int stdin_fd, struct pyrt_error *e)
 {
@@ -188,6 +188,7 @@ int pyrt_monitor_serialize(struct pyrt_monitor_wbuf *b, const struct pyrt_spawn_
     for (size_t i = 0; i < s->ncgroup_procs; i++)
         wi64(b, procs[i]);
     wi64(b, netns_fd);
+    wi64(b, s->userns_fd);
 
     wstr(b, m->log_path);
     wstr(b, m->exit_path);
@@ -234,6 +235,7 @@ int pyrt_monitor_deserialize(char *data, size_t len, struct pyrt_spawn_spec **ou
     for (size_t i = 0; procs && i < s->ncgroup_procs; i++)
         procs[i] = (int)ri64(&r);
     s->netns_fd = (int)ri64(&r);
+    s->userns_fd = (int)ri64(&r);
     s->cgroup_procs_fds = procs;
 
     c->log_path = rstr(&r);

@@ -87,7 +87,7 @@ def create(collection, image, command=None, *, name=None, entrypoint=None, envir
     argv = container_argv(icfg, command, entrypoint)
     if name is not None:
         check_name(name)
-    from pyrt.network.endpoints import plan as network_plan, resolv_conf
+    from pyrt.network.endpoints import plan as network_plan
     network_mode, networks = network_plan(collection.runtime, network_mode, network, networking_config)
     published = parse_ports(ports)
     log_opts = parse_log_config(log_config)
@@ -97,6 +97,13 @@ def create(collection, image, command=None, *, name=None, entrypoint=None, envir
         raise InvalidArgument("a restart policy and --rm (auto_remove) conflict: choose one")
     if any(p["Protocol"] != "tcp" for p in published) and network_mode == "none":
         raise InvalidArgument("publishing UDP ports needs a network (not none: its monitor forwards TCP only)")
+    if published and network_mode == "none" and os.geteuid() != 0:
+        raise InvalidArgument("published ports with --network none need root (the monitor forwards them from "
+                              "the host's network namespace): use --network slirp4netns")
+    if network_mode == "slirp4netns":
+        from pyrt.network import usermode
+        usermode.programs()  # installed, or one line that says what to install
+        usermode.check_ports(published)
     if published and network_mode == "host":
         raise InvalidArgument("published ports with the host network: the container already uses the "
                               "host's ports")
@@ -156,7 +163,7 @@ def create(collection, image, command=None, *, name=None, entrypoint=None, envir
         os.mkdir(os.path.join(cdir, "upper"), 0o755)
         os.mkdir(os.path.join(cdir, "work"), 0o700)
         _write_etc_files(cdir, hostname, network_mode, hosts_extra, dns_servers, list(dns_search or ()),
-                         resolv=resolv_conf(collection.runtime, networks, dns_servers, list(dns_search or ())))
+                         resolv=_resolv(collection.runtime, network_mode, networks, dns_servers, dns_search))
         if driver != "copy":
             _make_init_layer(cdir, config["WorkingDir"], layers_top_first)
         if driver == "copy":
@@ -261,6 +268,15 @@ def detect_storage_driver(runtime) -> str:
         f.write(driver + "\n")
     os.rename(tmp, memo)
     return driver
+
+
+def _resolv(runtime, network_mode, networks, dns_servers, dns_search):
+    """The container's /etc/resolv.conf from pyrt.network (None: the host's)."""
+    if network_mode == "slirp4netns":
+        from pyrt.network.usermode import resolv_conf as usermode_resolv
+        return usermode_resolv(dns_servers, list(dns_search or ()))
+    from pyrt.network.endpoints import resolv_conf
+    return resolv_conf(runtime, networks, dns_servers, list(dns_search or ()))
 
 
 def _write_etc_files(cdir, hostname, network_mode, extra_hosts=(), dns=(), dns_search=(), resolv=None):
