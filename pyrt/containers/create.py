@@ -169,9 +169,11 @@ def create(collection, image, command=None, *, name=None, entrypoint=None, envir
         if driver == "copy":
             rootfs = os.path.join(cdir, "rootfs")
             os.mkdir(rootfs, 0o755)
-            for layer in img.layers:  # bottom-up, applying whiteouts
-                _core.copy_tree(layer.path, rootfs, whiteouts=True)
-            _make_copy_init(cdir, rootfs, config["WorkingDir"])
+            from pyrt.launch.userns import in_userns, rootless
+            # an ordinary user's layers hold files of its subordinate ids: copied as
+            # root of its user namespace, opaque dirs read from user.overlay.opaque
+            in_userns(_materialize, cdir, rootfs, [layer.path for layer in img.layers], config["WorkingDir"],
+                      rootless())
         _prepare_volumes(collection, mount_list, img, new_volumes)
         name = name or _free_name(collection)
         with collection.store.db.transaction() as tx:
@@ -236,8 +238,9 @@ def _pick(seq):
 def detect_storage_driver(runtime) -> str:
     """overlay when the store's filesystem can hold overlay upper dirs, else copy
     (with a one-line notice). Probed once per store by mounting a tiny overlay in a
-    throw-away container setup, and remembered in <root>/storage-driver."""
-    import sys
+    throw-away container setup, and remembered in <root>/storage-driver.
+    $PYRT_NO_OVERLAY=1 makes the probe fail (as on a kernel that refuses overlay
+    in a user namespace), for the tests of the fallback."""
     memo = os.path.join(runtime.store.root, "storage-driver")
     try:
         with open(memo) as f:
@@ -246,6 +249,8 @@ def detect_storage_driver(runtime) -> str:
             return driver
     except FileNotFoundError:
         pass
+    if os.environ.get("PYRT_NO_OVERLAY") == "1":  # as a kernel that refuses overlay (documented)
+        return _chose(runtime, memo, "PYRT_NO_OVERLAY=1")
     probe = runtime.store.mkdtemp("probe-")
     try:
         dirs = [os.path.join(probe, d) for d in ("l1", "l2", "upper", "work")]
@@ -259,6 +264,13 @@ def detect_storage_driver(runtime) -> str:
             reason = None if e.op == "exec" else str(e)
     finally:
         _rmtree(probe)
+    return _chose(runtime, memo, reason)
+
+
+def _chose(runtime, memo, reason):
+    """Record the store's driver: overlay when reason (why overlay is not usable)
+    is None, else copy, said in one line."""
+    import sys
     driver = "overlay" if reason is None else "copy"
     if reason is not None and not runtime.quiet:
         print(f"pyrt: overlay is not usable for the store {runtime.store.root} ({reason}): "
@@ -341,6 +353,14 @@ def _make_init_layer(cdir, workdir, lowers):
         parts = rel.split("/")
         if not any(os.path.islink(os.path.join(lo, *parts[:i + 1])) for lo in lowers for i in range(len(parts))):
             os.makedirs(os.path.join(init, rel), mode=0o755, exist_ok=True)
+
+
+def _materialize(cdir, rootfs, layer_paths, workdir, userxattr):
+    """The `copy` driver's root: the layers copied bottom-up (whiteouts applied),
+    then its init layer."""
+    for path in layer_paths:
+        _core.copy_tree(path, rootfs, whiteouts=True, userxattr=userxattr)
+    _make_copy_init(cdir, rootfs, workdir)
 
 
 def _make_copy_init(cdir, rootfs, workdir):

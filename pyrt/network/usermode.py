@@ -34,8 +34,9 @@ host is reachable only through the gateway mapped to its loopback, which must
 stay off); slirp4netns tells when it is ready (--ready-fd) and ends on an fd
 (--exit-fd), while Debian 12's pasta (2023-03) signals neither, forks to the
 background and forwards every bound port both ways unless told not to; and it is
-what podman 4 on Debian 12 uses by default. pasta is faster (no NAT, spliced
-loopback connections); the figure is in perf/bench_network.py's notes."""
+what podman 4 on Debian 12 uses by default. pasta moves bytes faster (no NAT,
+loopback connections spliced); slirp4netns is enough for what containers here do
+(package downloads, test services)."""
 from __future__ import annotations
 
 import json
