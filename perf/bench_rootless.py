@@ -24,6 +24,7 @@ the package uidmap.
 
   python perf/bench_rootless.py --quick      # one worker per benchmark, < 1 min
   python perf/bench_rootless.py              # pyperf defaults
+  python perf/bench_rootless.py --smoke      # each benchmark's loop twice, no timing (CI)
 """
 from __future__ import annotations
 
@@ -257,7 +258,32 @@ def report(results, st, args):
               f"(rounds {', '.join(f'{r:.2f}' for r in ratios)})")
 
 
+def smoke(argv):
+    """Each benchmark's loop run twice, without pyperf and without a figure: that
+    the set-up and every code path measured still work (CI)."""
+    import argparse
+    ap = argparse.ArgumentParser(prog="bench_rootless.py --smoke")
+    ap.add_argument("--user")
+    ap.add_argument("--only")
+    ap.add_argument("--no-install", action="store_true")
+    args = ap.parse_args(argv)
+    if os.geteuid() != 0:
+        raise SystemExit("bench_rootless needs root (to run as root and as a user)")
+    scratch = st = None
+    try:
+        scratch = common.Scratch(prefix="pyrt-bench-rootless-smoke-", size="256m")
+        st = setup(args, scratch)
+        for name in st["benches"]:
+            TIMERS[name](2, st)
+            print(f"{name}: ok")
+    finally:
+        cleanup(scratch, st)
+
+
 def main():
+    if "--smoke" in sys.argv[1:]:
+        smoke([a for a in sys.argv[1:] if a != "--smoke"])
+        return
     argv, quick = common.pyperf_argv(sys.argv[1:], QUICK_PYPERF_ARGS)
     runner = common.make_runner("bench_rootless", argv)
     ap = runner.argparser
