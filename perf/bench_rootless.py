@@ -8,8 +8,8 @@ tmpfs rootfs) in a new container.
                       (newuidmap/newgidmap once per process: the containers of a process
                       share it), /dev nodes bound from the host
   pool root           pyrt.Pool(rootfs=lower, size=4, measure=False).run(["/bin/true"])
-  pool rootless       the same as the ordinary user (each parked container gets a user
-                      namespace of its own, its maps written by the helpers)
+  pool rootless       the same as the ordinary user (its pyrt-zygote joins the process's
+                      user namespace once: no map helper runs per container)
 
 Each rootless value is measured in a child of the pyperf worker that drops root
 for the user (setresuid, dumpable again as after a login) after one untimed run
@@ -225,12 +225,12 @@ def cleanup(scratch, st):
 
 # --- report ----------------------------------------------------------------------
 
-def paired(st, rounds, per_round=50):
-    """Rounds of root and rootless pyrt.run side by side: the median of the ratios."""
+def paired(st, rounds, per_round=50, root=time_run_root, rootless=time_run_rootless):
+    """Rounds of root and rootless runs side by side: the median of the ratios."""
     ratios = []
     for _ in range(rounds):
-        a = time_run_root(per_round, st) / per_round
-        b = time_run_rootless(per_round, st) / per_round
+        a = root(per_round, st) / per_round
+        b = rootless(per_round, st) / per_round
         ratios.append(b / a)
     return statistics.median(ratios), ratios
 
@@ -255,6 +255,11 @@ def report(results, st, args):
         _preload()
         m, ratios = paired(st, args.paired)
         print(f"  paired pyrt.run rootless / root, {len(ratios)} rounds of 50: median {m:.2f}x "
+              f"(rounds {', '.join(f'{r:.2f}' for r in ratios)})")
+    if args.paired and "pool root" in st["benches"] and "pool rootless" in st["benches"]:
+        _preload()
+        m, ratios = paired(st, args.paired, 200, time_pool_root, time_pool_rootless)
+        print(f"  paired pool rootless / root (per container), {len(ratios)} rounds of 200: median {m:.2f}x "
               f"(rounds {', '.join(f'{r:.2f}' for r in ratios)})")
 
 

@@ -265,3 +265,19 @@ def test_slirp4netns_failure_is_one_line_and_leaves_nothing(net_user, netns):
         assert err == 'pyrt: network slirp4netns: it failed to start: open("/dev/net/tun"): Permission denied\n'
     assert json.loads(ok(net_user.pyrt("ps", "-a", "--format", "json"))) == []
     assert os.listdir(os.path.join(net_user.store, "containers")) == []
+
+
+def test_root_may_use_slirp4netns_too(netstore, netns, servers):
+    """As root the network mode works the same (no user namespace: slirp4netns and
+    the container's namespace are plain root's)."""
+    if not shutil.which("slirp4netns"):
+        pytest.skip("slirp4netns is not installed")
+    up = netns.upstream()
+    port = _free_port()
+    outside = servers(up, UPSTREAM_IP, port)
+    r = netstore.cli("run", "--rm", "--network", "slirp4netns", "base:1", "sh", "-c",
+                     f"ip -o -4 addr show tap0 | grep -o 'inet [0-9./]*'; nc {UPSTREAM_IP} {port} </dev/null")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.decode() == f"inet 10.0.2.100/24\nhello from {UPSTREAM_IP}\n"
+    assert outside.peers() == [HOST_IP]
+    assert not [p for p in netns.pids() if _comm(p) == "slirp4netns"]

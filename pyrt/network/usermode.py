@@ -11,7 +11,7 @@ default of an ordinary user's containers when slirp4netns is installed).
   connection or UDP flow the container opens becomes a socket of the slirp4netns
   process, so the container reaches what the user could reach, with the user's
   rights. It runs as root of the containers' user namespace (joined with
-  `nsenter`), in its own sandbox (`--enable-sandbox`: an empty root, no
+  `nsenter`; as root, in a private mount namespace of its own), in its own sandbox (`--enable-sandbox`: an empty root, no
   capabilities) under a seccomp filter (`--enable-seccomp`).
 - The host's loopback is out of reach (`--disable-host-loopback`, podman's
   `allow_host_loopback=false` default): 10.0.2.2 is not mapped to the host's
@@ -206,6 +206,10 @@ def start(ports=(), runtime_dir: str | None = None) -> UserNet:
             ufd = userns.shared_fd(userns.maps_for_caller())
             argv = [nsenter, "--preserve-credentials", f"--user=/proc/self/fd/{ufd}", "--", *argv]
             pass_fds.append(ufd)
+        else:
+            # as root its sandbox's mount namespace would stay a peer of ours (shared
+            # mounts): what it unmounts there would go here too; made private first
+            argv = [_find("unshare") or "unshare", "--mount", "--propagation", "private", "--", *argv]
         log = tempfile.TemporaryFile(dir=runtime_dir)
         try:
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, pass_fds=pass_fds,
