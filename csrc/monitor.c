@@ -95,6 +95,8 @@ static int monitor(struct pyrt_spawn_spec *spec, struct pyrt_monitor_cfg *c, int
         if (!keep) {
             if (spec->netns_fd >= 0)
                 close(spec->netns_fd);
+            if (spec->userns_fd >= 0)
+                close(spec->userns_fd);
             if (spec->cgroup_fd >= 0)
                 close(spec->cgroup_fd);
             for (size_t i = 0; i < spec->ncgroup_procs; i++)
@@ -217,6 +219,8 @@ static int monitor(struct pyrt_spawn_spec *spec, struct pyrt_monitor_cfg *c, int
     if (keep) {
         if (spec->netns_fd >= 0)
             close(spec->netns_fd);
+        if (spec->userns_fd >= 0)
+            close(spec->userns_fd);
         if (spec->cgroup_fd >= 0)
             close(spec->cgroup_fd);
         for (size_t i = 0; i < spec->ncgroup_procs; i++)

@@ -45,6 +45,8 @@ struct pyrt_monitor_spec {
     const char *run_path;         /* with a restart policy: the current run's record
                                      ({"Pid", "StartTime", "RestartCount"}), rewritten */
     const char *stop_path;        /* a file whose presence means "stopped by hand": no restart */
+    int hold_fd;                  /* an fd the monitor keeps open, unused, for its life, or -1:
+                                     a network helper (slirp4netns) ends when it closes */
 };
 
 enum { PYRT_RESTART_NO = 0, PYRT_RESTART_ON_FAILURE = 1, PYRT_RESTART_ALWAYS = 2 };

@@ -48,7 +48,7 @@ int pyrt_monitor_start(const struct pyrt_spawn_spec *spec, const struct pyrt_mon
 
     /* Every fd the monitor inherits, duplicated to numbers >= 3 (0-2 become
      * /dev/null in the monitor): memfd, report pipe, cgroup fds, stdin. */
-    size_t nkeep = 0, cap = 5 + spec->ncgroup_procs;
+    size_t nkeep = 0, cap = 7 + spec->ncgroup_procs;
     int *keep = malloc(cap * sizeof *keep);
     int *procs = malloc((spec->ncgroup_procs + 1) * sizeof *procs);
     struct pyrt_monitor_wbuf b = {NULL, 0, 0, 0};
@@ -59,6 +59,7 @@ int pyrt_monitor_start(const struct pyrt_spawn_spec *spec, const struct pyrt_mon
         goto out;
     }
     int cgroup_fd = -1, stdin_fd = -1, netns_fd = -1;
+    struct pyrt_spawn_spec moved = *spec; /* with the user namespace's fd as the monitor has it */
     if (spec->cgroup_fd >= 0) {
         if ((cgroup_fd = fcntl(spec->cgroup_fd, F_DUPFD_CLOEXEC, 3)) < 0) {
             pyrt_fail(e, "dup", "cgroup directory");
@@ -79,6 +80,21 @@ int pyrt_monitor_start(const struct pyrt_spawn_spec *spec, const struct pyrt_mon
             goto out;
         }
         keep[nkeep++] = netns_fd;
+    }
+    if (spec->userns_fd >= 0) {
+        if ((moved.userns_fd = fcntl(spec->userns_fd, F_DUPFD_CLOEXEC, 3)) < 0) {
+            pyrt_fail(e, "dup", "user namespace");
+            goto out;
+        }
+        keep[nkeep++] = moved.userns_fd;
+    }
+    if (m->hold_fd >= 0) {
+        int held = fcntl(m->hold_fd, F_DUPFD_CLOEXEC, 3);
+        if (held < 0) {
+            pyrt_fail(e, "dup", "network helper's fd");
+            goto out;
+        }
+        keep[nkeep++] = held;
     }
     if (m->stdin_fd >= 0) {
         if ((stdin_fd = fcntl(m->stdin_fd, F_DUPFD_CLOEXEC, 3)) < 0) {
@@ -105,7 +121,7 @@ int pyrt_monitor_start(const struct pyrt_spawn_spec *spec, const struct pyrt_mon
         goto out;
     }
     keep[nkeep++] = memfd;
-    if (pyrt_monitor_serialize(&b, spec, cgroup_fd, procs, netns_fd, m, stdin_fd, e) < 0)
+    if (pyrt_monitor_serialize(&b, &moved, cgroup_fd, procs, netns_fd, m, stdin_fd, e) < 0)
         goto out;
     if (pyrt_write_all(memfd, b.p, b.len) < 0) {
         pyrt_fail(e, "write", "monitor spec");

@@ -30,7 +30,7 @@ struct record {
 };
 
 struct wire_fds {
-    int cgroup_fd, netns_fd, stdin_fd;
+    int cgroup_fd, netns_fd, userns_fd, stdin_fd;
     size_t nprocs;
     const int *procs;
 };
@@ -46,6 +46,7 @@ struct settings_layout {
     long long log_max_size;
     int log_max_files, restart, restart_max;
     const char *run_path, *stop_path;
+    int hold_fd;
 };
 _Static_assert(sizeof(struct settings_layout) == sizeof(struct pyrt_monitor_spec),
                "struct pyrt_monitor_spec changed: teach monitor_wire.c its new fields");
@@ -102,6 +103,7 @@ static ssize_t pack_settings(const struct pyrt_monitor_spec *m, char *buf, size_
     c.run_path = AS_PTR(const char *, pyrt_pack_str(&p, m->run_path));
     c.stop_path = AS_PTR(const char *, pyrt_pack_str(&p, m->stop_path));
     c.stdin_fd = -1; /* in REC_FDS */
+    c.hold_fd = -1;  /* inherited and kept open by the monitor, never used by number */
     if (p.overflow || !at)
         return pyrt_fail_errno(e, E2BIG, "start monitor", "");
     memcpy(buf + at - 1, &c, sizeof c);
@@ -159,7 +161,7 @@ int pyrt_monitor_serialize(struct pyrt_monitor_wbuf *b, const struct pyrt_spawn_
 {
     if (s->oci) /* only the OCI runtime sets it, and it runs no monitor */
         return pyrt_fail_errno(e, EINVAL, "start monitor", "OCI options cannot go through the monitor");
-    struct wire_fds f = {cgroup_fd, netns_fd, stdin_fd, s->ncgroup_procs, procs};
+    struct wire_fds f = {cgroup_fd, netns_fd, s->userns_fd, stdin_fd, s->ncgroup_procs, procs};
     wput(b, MAGIC, 8);
     if (put_record(b, REC_SPEC, s, pack_spec_cb, e) < 0 || put_record(b, REC_FDS, &f, pack_fds_cb, e) < 0 ||
         put_record(b, REC_SETTINGS, m, pack_settings_cb, e) < 0)
@@ -234,6 +236,7 @@ int pyrt_monitor_deserialize(char *data, size_t len, struct pyrt_spawn_spec **ou
     s->cgroup_procs_fds = f->procs;
     s->ncgroup_procs = f->nprocs;
     s->netns_fd = f->netns_fd;
+    s->userns_fd = f->userns_fd;
 
     c->log_path = m->log_path;
     c->exit_path = m->exit_path;

@@ -332,3 +332,60 @@ pid_t pyrt_userns_clone(int userns_fd, struct pyrt_clone_args *ca, void (*fn)(vo
     }
     return j.pid;
 }
+
+struct netns_maker {
+    int userns_fd;
+    int fd;
+    int err;
+    const char *op;
+};
+
+/* The intermediate of pyrt_netns_create: it shares the caller's memory and fd
+ * table, joins the user namespace (which a threaded caller cannot), unshares a
+ * network namespace there and opens it: the fd lands in the caller's table. */
+static int netns_maker_main(void *p)
+{
+    struct netns_maker *m = p;
+    if (setns(m->userns_fd, CLONE_NEWUSER) < 0) {
+        m->err = errno;
+        m->op = "setns";
+        return 1;
+    }
+    if (unshare(CLONE_NEWNET) < 0) {
+        m->err = errno;
+        m->op = "unshare";
+        return 1;
+    }
+    m->fd = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+    if (m->fd < 0) {
+        m->err = errno;
+        m->op = "open";
+        return 1;
+    }
+    return 0;
+}
+
+int pyrt_netns_create(int userns_fd, struct pyrt_error *e)
+{
+    struct netns_maker m = {.userns_fd = userns_fd, .fd = -1, .err = 0, .op = "clone"};
+    void *stack = mmap(NULL, JOINER_STACK, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK | MAP_NORESERVE, -1, 0);
+    if (stack == MAP_FAILED)
+        return pyrt_fail(e, "mmap", "network namespace");
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old); /* no handler may run on the shared memory */
+    pid_t mid = clone(netns_maker_main, (char *)stack + JOINER_STACK, CLONE_VM | CLONE_VFORK | CLONE_FILES | SIGCHLD, &m);
+    int err = errno;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (mid > 0) { /* it has exited (CLONE_VFORK): reap it */
+        while (waitpid(mid, NULL, __WALL) < 0 && errno == EINTR)
+            ;
+    }
+    munmap(stack, JOINER_STACK);
+    if (mid < 0)
+        return pyrt_fail_errno(e, err, "clone", "network namespace");
+    if (m.fd < 0)
+        return pyrt_fail_errno(e, m.err ? m.err : ECHILD, m.op,
+                               strcmp(m.op, "setns") == 0 ? "the containers' user namespace" : "new network namespace");
+    return m.fd;
+}

@@ -37,6 +37,11 @@ int pyrt_userns_enter(int fd);
 /* Whether pyrt_userns_enter was called in this process. */
 int pyrt_userns_entered(void);
 
+/* A new network namespace owned by the user namespace userns_fd (an ordinary
+ * user's containers join it: pyrt.network.usermode): an fd of it, the caller's,
+ * or -1 with e filled ("setns": the user namespace; "unshare"). */
+int pyrt_netns_create(int userns_fd, struct pyrt_error *e);
+
 struct pyrt_clone_args;
 
 /* Clone a child inside the user namespace userns_fd (with the namespaces and

@@ -8,8 +8,8 @@ tmpfs rootfs) in a new container.
                       (newuidmap/newgidmap once per process: the containers of a process
                       share it), /dev nodes bound from the host
   pool root           pyrt.Pool(rootfs=lower, size=4, measure=False).run(["/bin/true"])
-  pool rootless       the same as the ordinary user (each parked container gets a user
-                      namespace of its own, its maps written by the helpers)
+  pool rootless       the same as the ordinary user (its pyrt-zygote joins the process's
+                      user namespace once: no map helper runs per container)
 
 Each rootless value is measured in a child of the pyperf worker that drops root
 for the user (setresuid, dumpable again as after a login) after one untimed run
@@ -24,6 +24,7 @@ the package uidmap.
 
   python perf/bench_rootless.py --quick      # one worker per benchmark, < 1 min
   python perf/bench_rootless.py              # pyperf defaults
+  python perf/bench_rootless.py --smoke      # each benchmark's loop twice, no timing (CI)
 """
 from __future__ import annotations
 
@@ -224,12 +225,12 @@ def cleanup(scratch, st):
 
 # --- report ----------------------------------------------------------------------
 
-def paired(st, rounds, per_round=50):
-    """Rounds of root and rootless pyrt.run side by side: the median of the ratios."""
+def paired(st, rounds, per_round=50, root=time_run_root, rootless=time_run_rootless):
+    """Rounds of root and rootless runs side by side: the median of the ratios."""
     ratios = []
     for _ in range(rounds):
-        a = time_run_root(per_round, st) / per_round
-        b = time_run_rootless(per_round, st) / per_round
+        a = root(per_round, st) / per_round
+        b = rootless(per_round, st) / per_round
         ratios.append(b / a)
     return statistics.median(ratios), ratios
 
@@ -255,9 +256,39 @@ def report(results, st, args):
         m, ratios = paired(st, args.paired)
         print(f"  paired pyrt.run rootless / root, {len(ratios)} rounds of 50: median {m:.2f}x "
               f"(rounds {', '.join(f'{r:.2f}' for r in ratios)})")
+    if args.paired and "pool root" in st["benches"] and "pool rootless" in st["benches"]:
+        _preload()
+        m, ratios = paired(st, args.paired, 200, time_pool_root, time_pool_rootless)
+        print(f"  paired pool rootless / root (per container), {len(ratios)} rounds of 200: median {m:.2f}x "
+              f"(rounds {', '.join(f'{r:.2f}' for r in ratios)})")
+
+
+def smoke(argv):
+    """Each benchmark's loop run twice, without pyperf and without a figure: that
+    the set-up and every code path measured still work (CI)."""
+    import argparse
+    ap = argparse.ArgumentParser(prog="bench_rootless.py --smoke")
+    ap.add_argument("--user")
+    ap.add_argument("--only")
+    ap.add_argument("--no-install", action="store_true")
+    args = ap.parse_args(argv)
+    if os.geteuid() != 0:
+        raise SystemExit("bench_rootless needs root (to run as root and as a user)")
+    scratch = st = None
+    try:
+        scratch = common.Scratch(prefix="pyrt-bench-rootless-smoke-", size="256m")
+        st = setup(args, scratch)
+        for name in st["benches"]:
+            TIMERS[name](2, st)
+            print(f"{name}: ok")
+    finally:
+        cleanup(scratch, st)
 
 
 def main():
+    if "--smoke" in sys.argv[1:]:
+        smoke([a for a in sys.argv[1:] if a != "--smoke"])
+        return
     argv, quick = common.pyperf_argv(sys.argv[1:], QUICK_PYPERF_ARGS)
     runner = common.make_runner("bench_rootless", argv)
     ap = runner.argparser

@@ -20,6 +20,7 @@ cdef extern from "monitor.h":
         int restart_max
         const char *run_path
         const char *stop_path
+        int hold_fd
 
     int pyrt_monitor_start(const pyrt_spawn_spec *spec, const pyrt_monitor_spec *m,
                            pid_t *container_pid, pid_t *monitor_pid, pyrt_error *e) nogil
@@ -81,7 +82,7 @@ def _abspath_bytes(p):
 
 def monitor_start(spec, log_path, exit_path, oom_path=None, exit_argv=None, *, stdin=None,
                   oom_start=None, tty=False, attach_path=None, ports=None, log_max_size=0, log_max_files=1,
-                  restart=None, run_path=None, stop_path=None):
+                  restart=None, run_path=None, stop_path=None, int hold_fd=-1):
     """Start a detached container from a SpawnSpec (pyrt.launch.spec.build_spec), watched
     by its own pyrt-monitor process, which outlives the caller. Its stdout and
     stderr go to log_path (CRI format, appended), its exit record (JSON) to
@@ -96,7 +97,8 @@ def monitor_start(spec, log_path, exit_path, oom_path=None, exit_argv=None, *, s
     log_max_size (bytes, 0: unlimited) and log_max_files: the log's rotation.
     restart: None, or ("on-failure", max tries or 0) / ("always", 0): the monitor
     starts the container again (csrc/monitor.h), recording each run in run_path,
-    unless stop_path exists.
+    unless stop_path exists. hold_fd: an fd the monitor keeps open for its life
+    (a network helper's exit fd: slirp4netns ends with the monitor).
     spec.stdio is ignored; spec's fds stay owned by the caller.
 
     Returns (container_pid, monitor_pid); neither is the caller's child. Raises
@@ -135,6 +137,7 @@ def monitor_start(spec, log_path, exit_path, oom_path=None, exit_argv=None, *, s
     m.restart_max = restart[1] if restart else 0
     m.run_path = arena.cstr(_abspath_bytes(run_path)) if run_path is not None else NULL
     m.stop_path = arena.cstr(_abspath_bytes(stop_path)) if stop_path is not None else NULL
+    m.hold_fd = hold_fd
     m.ports = arena.cstr(",".join(f"{ip}:{hp}:{cp}" for ip, hp, cp in ports).encode()) if ports else NULL
     with nogil:
         rc = pyrt_monitor_start(&s, &m, &cpid, &mpid, &err)

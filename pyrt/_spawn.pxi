@@ -92,6 +92,7 @@ cdef extern from "spawn.h":
 
 cdef extern from "userns.h":
     int pyrt_userns_create(const pyrt_spawn_spec *s, pyrt_error *e) nogil
+    int pyrt_netns_create(int userns_fd, pyrt_error *e) nogil
     int pyrt_wait(int pidfd, int timeout_ms, int *status, rusage *usage) nogil
 
     int PYRT_MOUNT_BIND, PYRT_MOUNT_TMPFS, PYRT_MOUNT_FS
@@ -308,6 +309,20 @@ def wait(int pidfd, timeout=None):
              ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6,
              ru.ru_maxrss, ru.ru_nvcsw, ru.ru_nivcsw)
     return status, usage
+
+
+def netns_create(int userns_fd):
+    """A new network namespace owned by the user namespace userns_fd (an fd of
+    it, the caller's to close): made by a short-lived intermediate that joins
+    it, as a threaded process cannot (pyrt.network.usermode)."""
+    cdef pyrt_error err
+    cdef int fd
+    with nogil:
+        fd = pyrt_netns_create(userns_fd, &err)
+    if fd < 0:
+        from pyrt.errors import SpawnError
+        raise _error_from_c(&err, SpawnError)
+    return fd
 
 
 def userns_create(uid_map, gid_map, uid_map_helper=None, gid_map_helper=None, bint setgroups_deny=False):

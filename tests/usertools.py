@@ -89,8 +89,8 @@ def _site_dir() -> str:
     return os.path.dirname(os.path.dirname(os.path.abspath(pyrt.__file__)))
 
 
-def _as(pw, argv, env, **kw):
-    cmd = ["setpriv", f"--reuid={pw.pw_uid}", f"--regid={pw.pw_gid}", "--init-groups", "--reset-env", "--",
+def _as(pw, argv, env, wrap=(), **kw):
+    cmd = [*wrap, "setpriv", f"--reuid={pw.pw_uid}", f"--regid={pw.pw_gid}", "--init-groups", "--reset-env", "--",
            "env", "-i", *[f"{k}={v}" for k, v in env.items()], *argv]
     return subprocess.run(cmd, **kw)
 
@@ -128,6 +128,13 @@ class UserEnv:
                         PATH=os.pathsep.join([os.path.dirname(python), "/usr/local/bin", "/usr/bin", "/bin"]),
                         XDG_RUNTIME_DIR=self.runtime_dir, LANG="C.UTF-8")
         self.store = os.path.join(self.data, "pyrt")
+        self.wrap = []  # a command the user's commands run under (as root): nsenter --net=... for a netns
+
+    def in_netns(self, path: str) -> "UserEnv":
+        """From now on the user's commands run in the network namespace at path
+        (entered as root, before the user's identity is taken)."""
+        self.wrap = ["nsenter", f"--net={path}", "--"]
+        return self
 
     def mkdir(self, rel, mode=0o700) -> str:
         """A directory below the test's own, the user's (its parents reachable)."""
@@ -138,7 +145,7 @@ class UserEnv:
         return path
 
     def run(self, argv, env=None, input=None, check=False, timeout=120) -> subprocess.CompletedProcess:
-        r = _as(self.pw, list(argv), dict(self.env, **(env or {})), capture_output=True, input=input,
+        r = _as(self.pw, list(argv), dict(self.env, **(env or {})), wrap=self.wrap, capture_output=True, input=input,
                 timeout=timeout, cwd="/")
         if check:
             assert r.returncode == 0, (argv, r.returncode, r.stdout, r.stderr)
@@ -161,7 +168,7 @@ class UserEnv:
         on /dev/null (`create`: the container keeps its stdio open)."""
         io = {"capture_output": True} if capture else {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
         return _as(self.pw, [self.python, "-m", "pyrt.cli.oci_runtime", *argv], dict(self.env, **(env or {})),
-                   timeout=timeout, cwd=cwd, **io)
+                   wrap=self.wrap, timeout=timeout, cwd=cwd, **io)
 
 
 def shifted_copy(src: str, dst: str, uid: int, gid: int, base: int) -> str:

@@ -87,7 +87,7 @@ def create(collection, image, command=None, *, name=None, entrypoint=None, envir
     argv = container_argv(icfg, command, entrypoint)
     if name is not None:
         check_name(name)
-    from pyrt.network.endpoints import plan as network_plan, resolv_conf
+    from pyrt.network.endpoints import plan as network_plan
     network_mode, networks = network_plan(collection.runtime, network_mode, network, networking_config)
     published = parse_ports(ports)
     log_opts = parse_log_config(log_config)
@@ -97,6 +97,13 @@ def create(collection, image, command=None, *, name=None, entrypoint=None, envir
         raise InvalidArgument("a restart policy and --rm (auto_remove) conflict: choose one")
     if any(p["Protocol"] != "tcp" for p in published) and network_mode == "none":
         raise InvalidArgument("publishing UDP ports needs a network (not none: its monitor forwards TCP only)")
+    if published and network_mode == "none" and os.geteuid() != 0:
+        raise InvalidArgument("published ports with --network none need root (the monitor forwards them from "
+                              "the host's network namespace): use --network slirp4netns")
+    if network_mode == "slirp4netns":
+        from pyrt.network import usermode
+        usermode.programs()  # installed, or one line that says what to install
+        usermode.check_ports(published)
     if published and network_mode == "host":
         raise InvalidArgument("published ports with the host network: the container already uses the "
                               "host's ports")
@@ -156,15 +163,17 @@ def create(collection, image, command=None, *, name=None, entrypoint=None, envir
         os.mkdir(os.path.join(cdir, "upper"), 0o755)
         os.mkdir(os.path.join(cdir, "work"), 0o700)
         _write_etc_files(cdir, hostname, network_mode, hosts_extra, dns_servers, list(dns_search or ()),
-                         resolv=resolv_conf(collection.runtime, networks, dns_servers, list(dns_search or ())))
+                         resolv=_resolv(collection.runtime, network_mode, networks, dns_servers, dns_search))
         if driver != "copy":
             _make_init_layer(cdir, config["WorkingDir"], layers_top_first)
         if driver == "copy":
             rootfs = os.path.join(cdir, "rootfs")
             os.mkdir(rootfs, 0o755)
-            for layer in img.layers:  # bottom-up, applying whiteouts
-                _core.copy_tree(layer.path, rootfs, whiteouts=True)
-            _make_copy_init(cdir, rootfs, config["WorkingDir"])
+            from pyrt.launch.userns import in_userns, rootless
+            # an ordinary user's layers hold files of its subordinate ids: copied as
+            # root of its user namespace, opaque dirs read from user.overlay.opaque
+            in_userns(_materialize, cdir, rootfs, [layer.path for layer in img.layers], config["WorkingDir"],
+                      rootless())
         _prepare_volumes(collection, mount_list, img, new_volumes)
         name = name or _free_name(collection)
         with collection.store.db.transaction() as tx:
@@ -229,8 +238,9 @@ def _pick(seq):
 def detect_storage_driver(runtime) -> str:
     """overlay when the store's filesystem can hold overlay upper dirs, else copy
     (with a one-line notice). Probed once per store by mounting a tiny overlay in a
-    throw-away container setup, and remembered in <root>/storage-driver."""
-    import sys
+    throw-away container setup, and remembered in <root>/storage-driver.
+    $PYRT_NO_OVERLAY=1 makes the probe fail (as on a kernel that refuses overlay
+    in a user namespace), for the tests of the fallback."""
     memo = os.path.join(runtime.store.root, "storage-driver")
     try:
         with open(memo) as f:
@@ -239,6 +249,8 @@ def detect_storage_driver(runtime) -> str:
             return driver
     except FileNotFoundError:
         pass
+    if os.environ.get("PYRT_NO_OVERLAY") == "1":  # as a kernel that refuses overlay (documented)
+        return _chose(runtime, memo, "PYRT_NO_OVERLAY=1")
     probe = runtime.store.mkdtemp("probe-")
     try:
         dirs = [os.path.join(probe, d) for d in ("l1", "l2", "upper", "work")]
@@ -252,6 +264,13 @@ def detect_storage_driver(runtime) -> str:
             reason = None if e.op == "exec" else str(e)
     finally:
         _rmtree(probe)
+    return _chose(runtime, memo, reason)
+
+
+def _chose(runtime, memo, reason):
+    """Record the store's driver: overlay when reason (why overlay is not usable)
+    is None, else copy, said in one line."""
+    import sys
     driver = "overlay" if reason is None else "copy"
     if reason is not None and not runtime.quiet:
         print(f"pyrt: overlay is not usable for the store {runtime.store.root} ({reason}): "
@@ -261,6 +280,15 @@ def detect_storage_driver(runtime) -> str:
         f.write(driver + "\n")
     os.rename(tmp, memo)
     return driver
+
+
+def _resolv(runtime, network_mode, networks, dns_servers, dns_search):
+    """The container's /etc/resolv.conf from pyrt.network (None: the host's)."""
+    if network_mode == "slirp4netns":
+        from pyrt.network.usermode import resolv_conf as usermode_resolv
+        return usermode_resolv(dns_servers, list(dns_search or ()))
+    from pyrt.network.endpoints import resolv_conf
+    return resolv_conf(runtime, networks, dns_servers, list(dns_search or ()))
 
 
 def _write_etc_files(cdir, hostname, network_mode, extra_hosts=(), dns=(), dns_search=(), resolv=None):
@@ -325,6 +353,14 @@ def _make_init_layer(cdir, workdir, lowers):
         parts = rel.split("/")
         if not any(os.path.islink(os.path.join(lo, *parts[:i + 1])) for lo in lowers for i in range(len(parts))):
             os.makedirs(os.path.join(init, rel), mode=0o755, exist_ok=True)
+
+
+def _materialize(cdir, rootfs, layer_paths, workdir, userxattr):
+    """The `copy` driver's root: the layers copied bottom-up (whiteouts applied),
+    then its init layer."""
+    for path in layer_paths:
+        _core.copy_tree(path, rootfs, whiteouts=True, userxattr=userxattr)
+    _make_copy_init(cdir, rootfs, workdir)
 
 
 def _make_copy_init(cdir, rootfs, workdir):

@@ -245,6 +245,7 @@ def start_detached(container, spec, cgroup) -> dict:
         except FileNotFoundError:
             pass
     fds = cgroup.spawn_fds() if cgroup is not None else (-1, [])
+    usernet = getattr(container, "_usernet", None)
     try:
         spec.cgroup_fd, spec.cgroup_procs_fds = fds
         cpid, mpid = _core.monitor_start(spec, os.path.join(cdir, LOG_FILE), os.path.join(cdir, EXIT_FILE),
@@ -258,7 +259,9 @@ def start_detached(container, spec, cgroup) -> dict:
                                          log_max_size=logs.get("MaxSize", 0), log_max_files=logs.get("MaxFiles", 1),
                                          restart=(policy["Name"], policy.get("MaximumRetryCount", 0))
                                          if policy.get("Name", "no") != "no" else None,
-                                         run_path=os.path.join(cdir, RUN_FILE), stop_path=os.path.join(cdir, STOP_FILE))
+                                         run_path=os.path.join(cdir, RUN_FILE), stop_path=os.path.join(cdir, STOP_FILE),
+                                         # slirp4netns (pyrt.network.usermode) ends with the monitor
+                                         hold_fd=usernet.exit_fd if usernet is not None else -1)
     finally:
         if cgroup is not None:
             cgroup.close_fds()

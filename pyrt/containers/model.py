@@ -289,19 +289,35 @@ class Container:
         `start(spec, cgroup)`; on a failure, undo all of it. Returns (what start
         returned, the cgroup)."""
         from pyrt.network import endpoints
-        wiring = endpoints.wire(self)
+        usernet = self._usernet = None
+        if self.config.get("NetworkMode") == "slirp4netns":  # pyrt.network.usermode
+            from pyrt.network import usermode
+            from pyrt.paths import runtime_dir
+            usernet = self._usernet = usermode.start(self.config.get("Ports") or [], runtime_dir())
+            wiring = None
+        else:
+            wiring = endpoints.wire(self)
         try:
-            spec = self._spawn_spec(network=wiring and wiring.fd)
+            spec = self._spawn_spec(network=usernet.fd if usernet else wiring and wiring.fd)
             cgroup = self._make_cgroup(detached=detached)
             try:
-                return start(spec, cgroup), cgroup
+                out = start(spec, cgroup), cgroup
             except BaseException:
                 if cgroup is not None:
                     cgroup.remove()
                 raise
+            if usernet is not None:
+                usernet.close_netns()
+                if detached:  # its monitor holds slirp4netns's exit fd now
+                    usernet.release()
+                    self._usernet = None
+            return out
         except BaseException:
             if wiring is not None:
                 endpoints.unwire(self)
+            if usernet is not None:
+                usernet.stop()
+                self._usernet = None
             raise
         finally:
             if wiring is not None:
@@ -317,6 +333,10 @@ class Container:
             cg.remove()
         self._set_state(dict(self.state, Status="exited", Pid=0, ExitCode=code, OOMKilled=oom,
                              FinishedAt=time.time()))
+        usernet = getattr(self, "_usernet", None)
+        if usernet is not None:  # the container's slirp4netns ends with it
+            self._usernet = None
+            usernet.stop()
         _unwire(self)
         if self.config.get("AutoRemove"):
             self.remove(force=True, v=True)

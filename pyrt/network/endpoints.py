@@ -47,7 +47,7 @@ def plan(runtime, network_mode=None, network=None, networking_config=None, alias
     if mode.startswith("container:"):
         raise InvalidArgument("network mode container:NAME is not supported")
     extra = dict(networking_config or {})
-    if mode in ("none", "host"):
+    if mode in ("none", "host", "slirp4netns"):
         if aliases or ipv4_address or extra:
             raise InvalidArgument(f"network aliases, addresses and endpoints need a network (not {mode})")
         return mode, {}
@@ -146,8 +146,8 @@ def _loopback(addr: str) -> bool:
 
 
 def uses_networks(config: dict) -> bool:
-    """Is the container wired to pyrt networks (not none or host)?"""
-    return config.get("NetworkMode", "none") not in ("none", "host")
+    """Is the container wired to pyrt networks (not none, host or slirp4netns)?"""
+    return config.get("NetworkMode", "none") not in ("none", "host", "slirp4netns")
 
 
 # -- leases ------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ root=$work/root
 packages=linux-image-amd64,initramfs-tools,systemd,systemd-sysv,udev,dbus,libpam-systemd
 packages+=,dbus-user-session,python3,python3-pip,python3-pytest,uidmap,iproute2,e2fsprogs
 packages+=,btrfs-progs,xfsprogs,busybox-static,runc,kmod,procps,util-linux,libseccomp2
+packages+=,slirp4netns,fuse-overlayfs
 
 mmdebstrap --variant=minbase --include="$packages" --quiet \
     --customize-hook="cp '$here/guest-setup.sh' \"\$1/tmp/guest-setup.sh\" && chroot \"\$1\" sh /tmp/guest-setup.sh && rm \"\$1/tmp/guest-setup.sh\"" \
