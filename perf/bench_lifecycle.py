@@ -78,7 +78,6 @@ What is fair, and what is special here:
 """
 from __future__ import annotations
 
-import itertools
 import os
 import secrets
 import signal
@@ -91,10 +90,9 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import common  # noqa: E402  (perf/common.py)
-
-IMAGE = "busybox:latest"
-PODMAN_IMAGE = "localhost/busybox:latest"
-MEM_LIMIT = "64m"
+from lifecycle_probes import breakdown, interleaved_limits, measure_memory  # noqa: E402
+from lifecycle_tools import (IMAGE, MEM_LIMIT, PODMAN_IMAGE, cycle_argvs, fresh_name, get_spawner, idle_gap,  # noqa: E402
+                             output, podman_base, pyrt_cli, quiet, runtime, stderr_tail)
 
 EXEC_BENCHES = ["exec pyrt API", "exec pyrt API [spaced]", "exec pyrt CLI", "exec runc"]
 CYCLE_BENCHES = ["cycle pyrt API", "cycle pyrt CLI", "cycle podman"]
@@ -108,101 +106,12 @@ TARGET_CYCLE = 0.1   # cycle at most 0.1x podman's
 TARGET_EXEC = 0.5    # exec at most 0.5x runc exec's
 TARGET_LIMIT_MS = 2.0
 
-_ids = itertools.count()
-
-
-# --- worker-side helpers -------------------------------------------------------
-
-_rt = _img = _spawner = None
-
-
-def _runtime(st):
-    global _rt, _img
-    if _rt is None:
-        import pyrt
-        _rt = pyrt.Runtime(st["pyrt_store"])
-        _img = _rt.images.get(IMAGE)
-    return _rt, _img
-
-
-def _logging_spawner(st, tag):
-    """common.Spawner, but with stderr appended to a file in the scratch
-    directory, so that a failure can say why (see _stderr_tail)."""
-    sp = common.Spawner()
-    path = os.path.join(st["state_dir"], f"stderr-{tag}-{os.getpid()}.log")
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
-    sp.file_actions = [a if a[2] != 2 else (os.POSIX_SPAWN_DUP2, fd, 2) for a in sp.file_actions]
-    sp.stderr_path, sp.stderr_fd = path, fd
-    return sp
-
-
-def _close_spawner(sp):
-    sp.close()
-    if getattr(sp, "stderr_fd", -1) >= 0:
-        os.close(sp.stderr_fd)
-        sp.stderr_fd = -1
-
-
-def _get_spawner(st):
-    global _spawner
-    if _spawner is None:
-        _spawner = _logging_spawner(st, "worker")
-    return _spawner
-
-
-def _stderr_tail(sp, n=600):
-    try:
-        with open(sp.stderr_path, "rb") as f:
-            f.seek(max(0, os.fstat(f.fileno()).st_size - n))
-            return f.read().decode(errors="replace").strip()
-    except (OSError, AttributeError):
-        return ""
-
-
-def _fresh_name(st, tag):
-    return f"{st['prefix']}-{tag}{os.getpid()}-{next(_ids)}"
-
-
-def podman_base(st) -> list[str]:
-    return [st["tools"]["podman"], "--root", st["podman_root"], "--runroot", st["podman_runroot"],
-            "--tmpdir", st["podman_tmpdir"], "--runtime", "runc", "--cgroup-manager", "cgroupfs",
-            "--events-backend", "file"]
-
-
-def podman_run_d(st, name) -> list[str]:
-    return podman_base(st) + ["run", "-d", "--pull", "never", "--name", name, "--network", "none",
-                              "--cgroup-parent", st["podman_cgroup_parent"],
-                              "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024",
-                              PODMAN_IMAGE, "sleep", "1000"]
-
-
-def pyrt_cli(st, *args) -> list[str]:
-    return [st["cli"], "--root", st["pyrt_store"], *args]
-
-
-def cycle_argvs(st, name):
-    """(run -d, stop, rm) command lines of one cycle, for the CLI tools."""
-    if name == "cycle pyrt CLI":
-        n = _fresh_name(st, "c")
-        return [pyrt_cli(st, "run", "-d", "--name", n, IMAGE, "sleep", "1000"),
-                pyrt_cli(st, "stop", "-t", "0", n), pyrt_cli(st, "rm", n)]
-    if name == "cycle podman":
-        n = _fresh_name(st, "p")
-        base = podman_base(st)
-        return [podman_run_d(st, n), base + ["stop", "-t", "0", n], base + ["rm", n]]
-    raise KeyError(name)
-
-
-def _gap(st, name):
-    return st["gap"] if name.endswith("[spaced]") else 0.0
-
-
 # --- the timed loops (pyperf workers) ------------------------------------------
 
 def time_exec_api(loops, st, name):
-    rt, _ = _runtime(st)
+    rt, _ = runtime(st)
     c = rt.containers.get(st["exec_name"])
-    gap = _gap(st, name)
+    gap = idle_gap(st, name)
     argv = ["/bin/true"]
     pc = time.perf_counter
     total = 0.0
@@ -218,13 +127,13 @@ def time_exec_api(loops, st, name):
 
 
 def time_cycle_api(loops, st, name):
-    rt, img = _runtime(st)
+    rt, img = runtime(st)
     run = rt.containers.run
     cmd = ["sleep", "1000"]
     pc = time.perf_counter
     total = 0.0
     for _ in range(loops):
-        n = _fresh_name(st, "a")
+        n = fresh_name(st, "a")
         t0 = pc()
         c = run(img, cmd, detach=True, name=n)
         c.stop(timeout=0)
@@ -234,10 +143,10 @@ def time_cycle_api(loops, st, name):
 
 
 def time_run_api(loops, st, name):
-    rt, img = _runtime(st)
+    rt, img = runtime(st)
     run = rt.containers.run
     kw = {"mem_limit": MEM_LIMIT} if name.startswith("run --memory") else {}
-    gap = _gap(st, name)
+    gap = idle_gap(st, name)
     cmd = ["/bin/true"]
     pc = time.perf_counter
     total = 0.0
@@ -253,9 +162,9 @@ def time_run_api(loops, st, name):
 def time_commands(loops, st, name, make_argvs):
     """Each loop runs the command lines make_argvs() returns, one after the
     other, timed together (after an untimed gap for [spaced])."""
-    sp = _get_spawner(st)
+    sp = get_spawner(st)
     run = sp.run
-    gap = _gap(st, name)
+    gap = idle_gap(st, name)
     pc = time.perf_counter
     total = 0.0
     for _ in range(loops):
@@ -267,7 +176,7 @@ def time_commands(loops, st, name, make_argvs):
             rc = run(argv)
             if rc:
                 raise RuntimeError(f"{name}: exit status {rc}: {' '.join(argv)}\n"
-                                   f"stderr (tail): {_stderr_tail(sp)}")
+                                   f"stderr (tail): {stderr_tail(sp)}")
         total += pc() - t0
     return total
 
@@ -335,19 +244,6 @@ def pyrt_fingerprint() -> dict:
 
 
 # --- setup (main process) -------------------------------------------------------
-
-def _quiet(argv, **kw):
-    return subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                          stderr=subprocess.DEVNULL, check=False, **kw)
-
-
-def _output(argv, *, timeout=120):
-    p = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                       text=True, timeout=timeout, check=False)
-    if p.returncode:
-        raise RuntimeError(f"`{' '.join(argv)}` exited with {p.returncode}: {p.stderr.strip()[-400:]}")
-    return p.stdout.strip()
-
 
 def setup(args, scratch) -> dict:
     install = not args.no_install
@@ -431,7 +327,7 @@ def setup(args, scratch) -> dict:
             bundle = scratch.sub("bundle")
             common.make_oci_bundle(bundle, merged, ["sleep", "1000"], spec_tool=runc)
             # stdio on /dev/null: a pipe would be held open by the detached container
-            p = _quiet([runc, "--root", st["runc_root"], "run", "-d", "--bundle", bundle, st["runc_id"]],
+            p = quiet([runc, "--root", st["runc_root"], "run", "-d", "--bundle", bundle, st["runc_id"]],
                        timeout=60)
             ok, out = (p.returncode == 0, f"runc run -d exited with {p.returncode}")
             if ok:
@@ -465,197 +361,20 @@ def setup(args, scratch) -> dict:
             with tarfile.open(tar_path, "w") as tf:
                 tf.add(st["lower"], arcname=".")
             try:
-                _output(podman_base(st) + ["import", "-q", tar_path, PODMAN_IMAGE])
+                output(podman_base(st) + ["import", "-q", tar_path, PODMAN_IMAGE])
                 for argv in cycle_argvs(st, "cycle podman"):
-                    _output(argv)
+                    output(argv)
             except Exception as exc:  # noqa: BLE001
                 skip(podman_names, str(exc))
             finally:
                 os.unlink(tar_path)
             try:
-                st["podman_version"] = _output([podman, "--version"])
+                st["podman_version"] = output([podman, "--version"])
             except Exception:  # noqa: BLE001
                 pass
 
     st["benches"] = [n for n in wanted if n not in st["skipped"]]
     return st
-
-
-# --- memory of the monitors (main process) --------------------------------------
-
-def _wait_for(pred, timeout=5.0):
-    end = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v or time.monotonic() > end:
-            return v
-        time.sleep(0.01)
-
-
-def measure_memory(st, k) -> dict:
-    """Start k containers with each tool, read the memory of the process that
-    watches each (the parent of its init), remove them. Returns
-    {label: [proc_memory dicts]} plus "_errors"."""
-    out = {"_errors": []}
-    if not st.get("pyrt_ok"):
-        out["_errors"].append("pyrt: no store")
-    else:
-        import pyrt
-        rt = pyrt.Runtime(st["pyrt_store"])
-        made = []
-        try:
-            for i in range(k):
-                made.append(rt.containers.run(IMAGE, ["sleep", "1000"], detach=True,
-                                              name=_fresh_name(st, "m")).name)
-            if st.get("cli"):
-                n = _fresh_name(st, "mc")
-                _output(pyrt_cli(st, "run", "-d", "--name", n, IMAGE, "sleep", "1000"))
-                made.append(n)
-            time.sleep(0.2)  # let each settle (the monitor's first log write, etc.)
-            for i, n in enumerate(made):
-                label = "pyrt monitor (API)" if i < k else "pyrt monitor (CLI)"
-                try:
-                    c = rt.containers.get(n)
-                    pid = c.attrs["State"]["Pid"]
-                    mon = common.parent_pid(pid)
-                    out.setdefault(label, []).append(common.proc_memory(mon))
-                except Exception as exc:  # noqa: BLE001
-                    out["_errors"].append(f"{label}: {type(exc).__name__}: {exc}")
-        except Exception as exc:  # noqa: BLE001
-            out["_errors"].append(f"pyrt: {type(exc).__name__}: {exc}")
-        finally:
-            for n in made:
-                try:
-                    rt.containers.get(n).remove(force=True)
-                except Exception as exc:  # noqa: BLE001
-                    out["_errors"].append(f"pyrt rm {n}: {exc}")
-    if "cycle podman" in st["benches"]:
-        base = podman_base(st)
-        made = []
-        try:
-            for i in range(k):
-                n = _fresh_name(st, "mp")
-                _output(podman_run_d(st, n))
-                made.append(n)
-            time.sleep(0.2)
-            for n in made:
-                try:
-                    pid, conmon_pid = (int(x) for x in _output(
-                        base + ["inspect", "--format", "{{.State.Pid}} {{.State.ConmonPid}}", n]).split())
-                    mon = common.parent_pid(pid)
-                    m = common.proc_memory(mon)
-                    if mon != conmon_pid:
-                        out["_errors"].append(f"podman {n}: parent of init is {mon} ({m['comm']}), "
-                                              f"ConmonPid is {conmon_pid}")
-                    out.setdefault("podman conmon", []).append(m)
-                except Exception as exc:  # noqa: BLE001
-                    out["_errors"].append(f"podman {n}: {type(exc).__name__}: {exc}")
-        except Exception as exc:  # noqa: BLE001
-            out["_errors"].append(f"podman: {type(exc).__name__}: {exc}")
-        finally:
-            for n in made:
-                _quiet(base + ["rm", "-f", "-t", "0", n], timeout=60)
-    return out
-
-
-# --- per-step breakdown of the cycles (main process) ------------------------------
-
-def breakdown(st, n) -> dict:
-    """Median time of each step of the run -d / stop / rm cycle, n cycles each."""
-    rows = {}
-    pc = time.perf_counter
-    sp = _logging_spawner(st, "breakdown")
-    try:
-        for name in ("cycle pyrt API", "cycle pyrt CLI", "cycle podman"):
-            if name not in st["benches"]:
-                continue
-            steps = ([], [], [])
-            if name == "cycle pyrt API":
-                import pyrt
-                rt = pyrt.Runtime(st["pyrt_store"])
-                img = rt.images.get(IMAGE)
-                for _ in range(n):
-                    t0 = pc()
-                    c = rt.containers.run(img, ["sleep", "1000"], detach=True, name=_fresh_name(st, "b"))
-                    t1 = pc()
-                    c.stop(timeout=0)
-                    t2 = pc()
-                    c.remove()
-                    t3 = pc()
-                    for lst, d in zip(steps, (t1 - t0, t2 - t1, t3 - t2)):
-                        lst.append(d)
-            else:
-                for _ in range(n):
-                    for lst, argv in zip(steps, cycle_argvs(st, name)):
-                        t0 = pc()
-                        rc = sp.run(argv)
-                        lst.append(pc() - t0)
-                        if rc:
-                            raise RuntimeError(f"exit status {rc}: {' '.join(argv)}: {_stderr_tail(sp)}")
-            rows[name] = [statistics.median(s) for s in steps]
-    except Exception as exc:  # noqa: BLE001
-        rows["_error"] = f"{type(exc).__name__}: {exc}"
-    finally:
-        _close_spawner(sp)
-    return rows
-
-
-# --- interleaved A/B of the limit (main process) -------------------------------------
-
-def interleaved_limits(st, n) -> dict:
-    """run --rm vs run --rm --memory, alternating between the two in one process
-    so that a change of the machine's load hits both alike (the pyperf figures
-    are taken one benchmark after the other). [spaced]: one run at a time, each
-    after the idle gap; [b2b]: blocks of 5 back-to-back runs of each. The order
-    inside each round alternates. Returns {(face, mode): (median without,
-    median with, n each)}."""
-    out = {}
-    sp = _logging_spawner(st, "interleaved")
-    pc = time.perf_counter
-    try:
-        import pyrt
-        rt = pyrt.Runtime(st["pyrt_store"])
-        img = rt.images.get(IMAGE)
-    except Exception as exc:  # noqa: BLE001
-        _close_spawner(sp)
-        return {"_error": f"{type(exc).__name__}: {exc}"}
-    try:
-        for face in ("API", "CLI"):
-            if not all(f"{w} pyrt {face} [{m}]" in st["benches"] for w in ("run", "run --memory")
-                       for m in ("spaced", "b2b")):
-                continue
-            if face == "API":
-                def one(limit):
-                    kw = {"mem_limit": MEM_LIMIT} if limit else {}
-                    rt.containers.run(img, ["/bin/true"], remove=True, **kw)
-            else:
-                argvs = {False: pyrt_cli(st, "run", "--rm", IMAGE, "/bin/true"),
-                         True: pyrt_cli(st, "run", "--rm", "--memory", MEM_LIMIT, IMAGE, "/bin/true")}
-
-                def one(limit):
-                    rc = sp.run(argvs[limit])
-                    if rc:
-                        raise RuntimeError(f"exit status {rc}: {' '.join(argvs[limit])}: {_stderr_tail(sp)}")
-            for mode, block, gap in (("spaced", 1, st["gap"]), ("b2b", 5, 0.0)):
-                vals = {False: [], True: []}
-                try:
-                    one(False), one(True)  # warm-up
-                    for r in range(max(2, n // block)):
-                        for limit in ((False, True) if r % 2 == 0 else (True, False)):
-                            for _ in range(block):
-                                if gap:
-                                    time.sleep(gap)
-                                t0 = pc()
-                                one(limit)
-                                vals[limit].append(pc() - t0)
-                except Exception as exc:  # noqa: BLE001
-                    out[f"_error {face} {mode}"] = f"{type(exc).__name__}: {exc}"
-                    continue
-                out[(face, mode)] = (statistics.median(vals[False]), statistics.median(vals[True]),
-                                     len(vals[False]))
-    finally:
-        _close_spawner(sp)
-    return out
 
 
 # --- clean-up (main process) --------------------------------------------------------
@@ -728,8 +447,8 @@ def cleanup(scratch, st, cgroups_before):
                                text=True, check=False)
             if p.stdout.split():
                 problems.append(f"removed {len(p.stdout.split())} leftover podman container(s)")
-            _quiet(base + ["rm", "-a", "-f", "-t", "0"], timeout=120)
-            _quiet(base + ["rmi", "-a", "-f"], timeout=120)
+            quiet(base + ["rm", "-a", "-f", "-t", "0"], timeout=120)
+            quiet(base + ["rmi", "-a", "-f"], timeout=120)
         removed = common.remove_cgroups(prefix) + common.remove_cgroup_trees(prefix)
         leftover = [d for d in removed if not d.endswith(f"{prefix}-podman") and "/conmon" not in d]
         if leftover:

@@ -39,7 +39,6 @@ import atexit
 import os
 import secrets
 import shutil
-import subprocess
 import sys
 import time
 
