@@ -1,12 +1,17 @@
-/* The fields of tar headers, for the layer unpacker's parser (unpack_internal.h):
- * numbers, the header checksum, PAX records, the GNU sparse maps (old GNU, PAX 0.0,
- * 0.1 and 1.0). Parsing only: nothing here touches the filesystem. */
-#include "unpack_internal.h"
+/* The fields of tar headers (tarheader.h), for the layer unpacker's parser
+ * (tarread.c): numbers, the header checksum, PAX records, the GNU sparse maps
+ * (old GNU, PAX 0.0, 0.1 and 1.0). Parsing only: nothing here touches the
+ * filesystem, and it calls nothing of the unpacker but its failures
+ * (unpackerr.c). */
+#include "tarheader.h"
 
 #include <errno.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "unpacker.h"
+#include "unpackerr.h"
 
 static const unsigned char zero_block[TAR_BLOCK];
 

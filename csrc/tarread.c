@@ -1,16 +1,25 @@
-/* The layer unpacker's tar parser (see unpack.h and unpack_internal.h): the
- * stream's states, each entry's header merged with its extension headers (PAX,
- * GNU long names) and the global PAX attributes, the kinds of entry, the sparse
- * formats, the limits. It writes nothing itself: each entry goes to the
- * filesystem side (unpackfs.c), and a regular file's data straight from the
- * caller's buffer to it. */
-#include "unpack_internal.h"
+/* The layer unpacker's tar parser (tarread.h; the layers are listed in
+ * unpacker.h): the stream's states, each entry's header merged with its
+ * extension headers (PAX, GNU long names) and the global PAX attributes, the
+ * kinds of entry, the sparse formats, the limits. Driven by the API (unpack.c),
+ * it calls only what stands below it: the headers' fields (tarheader.c), and,
+ * since it writes nothing itself, the filesystem side for each entry
+ * (unpackfs.c) and a regular file's data straight from the caller's buffer
+ * (unpackdata.c). */
+#include "tarread.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
+
+#include "sbuf.h"
+#include "tarheader.h"
+#include "unpacker.h"
+#include "unpackdata.h"
+#include "unpackerr.h"
+#include "unpackfs.h"
 
 static uint64_t min_u64(uint64_t a, uint64_t b)
 {
@@ -139,8 +148,8 @@ static int begin_entry(struct pyrt_unpacker *u, const unsigned char *b)
     u->namebuf.len = 0;
     size_t plen = posix ? strnlen((const char *)b + 345, 155) : 0;
     size_t nlen = strnlen((const char *)b, 100);
-    if (pyrt_sbuf_reserve(u, &u->namebuf, plen + nlen + 2 + 101) < 0)
-        return -1;
+    if (pyrt_sbuf_reserve(&u->namebuf, plen + nlen + 2 + 101) < 0)
+        return pyrt_unpack_sysfail(u, "malloc");
     char *nb = u->namebuf.p;
     if (plen) {
         memcpy(nb, b + 345, plen);
@@ -382,8 +391,8 @@ static int on_block(struct pyrt_unpacker *u, const unsigned char *b)
         return pyrt_unpack_reject(u, "extension header too large",
                                   "%lld bytes, max_header_size is %llu", (long long)size,
                                   (unsigned long long)u->lim.max_header_size);
-    if (pyrt_sbuf_reserve(u, dst, dst->len + (size_t)size + 1) < 0)
-        return -1;
+    if (pyrt_sbuf_reserve(dst, dst->len + (size_t)size + 1) < 0)
+        return pyrt_unpack_sysfail(u, "malloc");
     u->ext_kind = kind;
     u->remaining = (uint64_t)size;
     u->pad = padding((uint64_t)size);

@@ -1,91 +1,22 @@
-/* The streaming layer unpacker (see unpack.h): its life and its errors. The tar
- * parser (tarread.c, tarheader.c) reads the bytes the caller pushes; the
- * filesystem side (unpackfs.c, unpackdata.c) creates what they hold. File data is
- * written straight from the caller's buffer; only headers, extension headers
- * (bounded) and the directories' deferred metadata (bounded) are kept in memory. */
-#include "unpack_internal.h"
+/* The streaming layer unpacker's API (unpack.h): an unpacker's life. The top of
+ * its layers (unpacker.h lists them): the tar parser (tarread.c, tarheader.c)
+ * reads the bytes the caller pushes; the filesystem side (unpackfs.c,
+ * unpackdata.c) creates what they hold; a failure is kept (unpackerr.c) and
+ * handed back here. File data is written straight from the caller's buffer; only
+ * headers, extension headers (bounded) and the directories' deferred metadata
+ * (bounded) are kept in memory. */
+#include "unpack.h"
 
 #include <errno.h>
-#include <stdarg.h>
-#include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 #include <sys/stat.h>
 
 #include "err.h"
-
-/* ---------------------------------------------------------------- errors */
-
-static void set_path(struct pyrt_unpacker *u)
-{
-    const char *n = u->have_entry && u->e.name ? u->e.name : "";
-    size_t len = u->have_entry && u->e.name ? u->e.namelen : 0;
-    if (len >= sizeof u->err.path)
-        len = sizeof u->err.path - 1;
-    memcpy(u->err.path, n, len);
-    u->err.path[len] = '\0';
-    /* a name may hold NUL bytes (it is rejected then): cut there */
-}
-
-int pyrt_unpack_sysfail(struct pyrt_unpacker *u, const char *op)
-{
-    int saved = errno;
-    pyrt_fail_errno(&u->err, saved ? saved : EIO, op, "");
-    set_path(u);
-    u->detail[0] = '\0';
-    errno = saved;
-    return -1;
-}
-
-int pyrt_unpack_reject(struct pyrt_unpacker *u, const char *why, const char *fmt, ...)
-{
-    pyrt_fail_errno(&u->err, 0, why, "");
-    set_path(u);
-    u->detail[0] = '\0';
-    if (fmt) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(u->detail, sizeof u->detail, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
-}
-
-/* ---------------------------------------------------------------- buffers */
-
-int pyrt_sbuf_reserve(struct pyrt_unpacker *u, struct sbuf *b, size_t need)
-{
-    if (need <= b->cap)
-        return 0;
-    size_t cap = b->cap ? b->cap : 256;
-    while (cap < need)
-        cap *= 2;
-    char *p = realloc(b->p, cap);
-    if (!p) {
-        errno = ENOMEM;
-        return pyrt_unpack_sysfail(u, "malloc");
-    }
-    b->p = p;
-    b->cap = cap;
-    return 0;
-}
-
-int pyrt_sbuf_append(struct pyrt_unpacker *u, struct sbuf *b, const void *data, size_t n)
-{
-    if (pyrt_sbuf_reserve(u, b, b->len + n + 1) < 0)
-        return -1;
-    memcpy(b->p + b->len, data, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-    return 0;
-}
-
-void pyrt_sbuf_free(struct sbuf *b)
-{
-    free(b->p);
-    b->p = NULL;
-    b->len = b->cap = 0;
-}
+#include "sbuf.h"
+#include "tarread.h"
+#include "unpacker.h"
+#include "unpackerr.h"
+#include "unpackfs.h"
 
 /* ---------------------------------------------------------------- API */
 

@@ -1,14 +1,19 @@
-/* The data of the regular files a layer holds, for the layer unpacker's
- * filesystem side (unpack_internal.h): written from the caller's buffer at its
- * offsets, aligned 4 KiB blocks of zeros of plain files left as holes (with
+/* The data of the regular files a layer holds (unpackdata.h), as the tar parser
+ * (tarread.c) reads it: written from the caller's buffer at its offsets, aligned
+ * 4 KiB blocks of zeros of plain files left as holes (with
  * PYRT_UNPACK_DETECT_HOLES), sparse files' segments at their places; then the
- * file's size, owner, xattrs, mode and times. */
-#include "unpack_internal.h"
+ * file's size, owner, xattrs, mode and times, set through the filesystem side
+ * (unpackfs.c), which stands below it. */
+#include "unpackdata.h"
 
 #include <errno.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include "unpacker.h"
+#include "unpackerr.h"
+#include "unpackfs.h"
 
 #define HOLE_BLOCK 4096
 

@@ -1,13 +1,16 @@
-/* The layer unpacker's filesystem side (see unpack.h and unpack_internal.h):
- * what the tar parser reads is created below the destination, and only there.
+/* The layer unpacker's filesystem side (unpackfs.h; the layers are listed in
+ * unpacker.h): what the tar parser reads is created below the destination, and
+ * only there.
  * Names are cleaned lexically, parents are resolved with openat2 inside the root
  * (created when missing), the last component is made with *at calls that never
  * follow a symlink, and what an earlier entry left under the same name is
  * replaced. OCI whiteouts become overlayfs whiteouts and opaque directories;
  * xattrs (never security.*, trusted.overlay.*, user.overlay.*), owners, modes
  * and times are set (unpackdata.c writes the files' data); the directories'
- * modes and times wait for the end. */
-#include "unpack_internal.h"
+ * modes and times wait for the end. Called by the parser (tarread.c), the files'
+ * data (unpackdata.c) and the API (unpack.c); it calls none of them: below it
+ * stand only the unpacker's failures (unpackerr.c) and buffers (sbuf.c). */
+#include "unpackfs.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -23,7 +26,10 @@
 
 #include "err.h"
 #include "resolve.h"
+#include "sbuf.h"
 #include "syscalls.h"
+#include "unpacker.h"
+#include "unpackerr.h"
 
 #define MAX_REMOVE_DEPTH 1024
 
@@ -45,8 +51,10 @@ static void drop_fd(int fd)
 long pyrt_unpack_clean_name(struct pyrt_unpacker *u, const char *raw, size_t rawlen,
                             struct sbuf *out)
 {
-    if (pyrt_sbuf_reserve(u, out, rawlen + 1) < 0)
+    if (pyrt_sbuf_reserve(out, rawlen + 1) < 0) {
+        pyrt_unpack_sysfail(u, "malloc");
         return -2;
+    }
     char *o = out->p;
     size_t olen = 0;
     size_t i = 0;
@@ -130,8 +138,8 @@ static int parent_fd(struct pyrt_unpacker *u, const char *dir, size_t len)
         if (u->fs.cache_fd[i] >= 0 && u->fs.cache_len[i] == len &&
             memcmp(u->fs.cache_path[i], dir, len) == 0)
             return u->fs.cache_fd[i];
-    if (pyrt_sbuf_reserve(u, &u->fs.tmp, len + 1) < 0)
-        return -1;
+    if (pyrt_sbuf_reserve(&u->fs.tmp, len + 1) < 0)
+        return pyrt_unpack_sysfail(u, "malloc");
     memcpy(u->fs.tmp.p, dir, len);
     u->fs.tmp.p[len] = '\0';
     int fd = open_in_root_retry(u->fs.rootfd, u->fs.tmp.p, O_PATH | O_DIRECTORY);
@@ -333,8 +341,8 @@ static int remember_dir(struct pyrt_unpacker *u, const char *path, size_t len, m
     }
     struct dirrec *r = &u->fs.dirs[u->fs.ndirs];
     r->pathoff = u->fs.dirpaths.len;
-    if (pyrt_sbuf_append(u, &u->fs.dirpaths, len ? path : ".", len ? len : 1) < 0)
-        return -1;
+    if (pyrt_sbuf_append(&u->fs.dirpaths, len ? path : ".", len ? len : 1) < 0)
+        return pyrt_unpack_sysfail(u, "malloc");
     u->fs.dirpaths.len++; /* keep the NUL */
     r->mode = mode;
     pyrt_unpack_times(u, r->times);
