@@ -14,7 +14,6 @@
 
 #include "err.h"
 #include "fdio.h"
-#include "identity.h"
 #include "syscalls.h"
 
 /* A map holds at most 340 lines (the kernel's limit) of three numbers. */
