@@ -281,3 +281,24 @@ def test_root_may_use_slirp4netns_too(netstore, netns, servers):
     assert r.stdout.decode() == f"inet 10.0.2.100/24\nhello from {UPSTREAM_IP}\n"
     assert outside.peers() == [HOST_IP]
     assert not [p for p in netns.pids() if _comm(p) == "slirp4netns"]
+
+
+def test_pyrt_run_on_slirp4netns_as_user(user, user_rootfs, netns, servers):
+    """pyrt.run(network="slirp4netns") in the user's own Python: the run gets the
+    network, and its slirp4netns ends with it."""
+    if not shutil.which("slirp4netns") or not _tun_usable():
+        pytest.skip("slirp4netns and a usable /dev/net/tun are needed")
+    user.in_netns(netns.path)
+    up = netns.upstream()
+    port = _free_port()
+    outside = servers(up, UPSTREAM_IP, port)
+    r = user.py(r"""
+        import os, sys, pyrt
+        r = pyrt.run(["sh", "-c", f"nc {sys.argv[2]} {sys.argv[3]} </dev/null"], rootfs=sys.argv[1],
+                     network="slirp4netns", capture_output=True)
+        print(r.returncode, r.stdout.decode().strip())
+        print("children:", open(f"/proc/{os.getpid()}/task/{os.getpid()}/children").read().split())
+        """, user_rootfs, UPSTREAM_IP, port)
+    assert r.returncode == 0, r.stderr.decode()
+    assert r.stdout.decode().splitlines() == [f"0 hello from {UPSTREAM_IP}", "children: []"]
+    assert outside.peers() == [HOST_IP]
