@@ -9,10 +9,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "err.h"
+#include "fdpass.h"
 
 #define HALF_BUF 16384
 
@@ -40,6 +43,8 @@ struct pyrt_portfwd {
     int lfd[PYRT_PORTFWD_MAX_PORTS];
     struct sockaddr_in target[PYRT_PORTFWD_MAX_PORTS]; /* 127.0.0.1:CONTAINERPORT */
     int pidfd, selfns;
+    int maker;       /* an ordinary user's monitor: the socket maker's end (-1: none) */
+    pid_t maker_pid;
     struct conn *conns[PYRT_PORTFWD_MAX_CONNS];
     struct slot slots[PYRT_PORTFWD_MAX_POLL];
 };
@@ -89,7 +94,8 @@ struct pyrt_portfwd *pyrt_portfwd_listen(const char *spec, struct pyrt_error *e)
         pyrt_fail_errno(e, ENOMEM, "publish ports", "");
         return NULL;
     }
-    pf->pidfd = pf->selfns = -1;
+    pf->pidfd = pf->selfns = pf->maker = -1;
+    pf->maker_pid = -1;
     for (const char *p = spec; *p;) {
         const char *comma = strchr(p, ',');
         size_t n = comma ? (size_t)(comma - p) : strlen(p);
@@ -124,10 +130,68 @@ fail:
     return NULL;
 }
 
+static void stop_maker(struct pyrt_portfwd *pf)
+{
+    if (pf->maker >= 0) {
+        close(pf->maker); /* it ends at EOF */
+        pf->maker = -1;
+    }
+    if (pf->maker_pid > 0) {
+        while (waitpid(pf->maker_pid, NULL, 0) < 0 && errno == EINTR)
+            ;
+        pf->maker_pid = -1;
+    }
+}
+
+/* An ordinary user's monitor may enter the container's network namespace but
+ * not come back (that takes CAP_SYS_ADMIN in its own user namespace): a child
+ * joins the container's user and network namespaces for good and makes each
+ * socket there, passed back over a socket pair (SCM_RIGHTS). */
+static void start_maker(struct pyrt_portfwd *pf)
+{
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+        return; /* connections are then refused */
+    pid_t pid = fork();
+    if (pid < 0) {
+        close(sv[0]);
+        close(sv[1]);
+        return;
+    }
+    if (pid == 0) {
+        close(sv[0]);
+        for (int i = 0; i < pf->nports; i++)
+            close(pf->lfd[i]);
+        if (setns(pf->pidfd, CLONE_NEWUSER | CLONE_NEWNET) < 0)
+            _exit(1);
+        char c;
+        while (recv(sv[1], &c, 1, 0) == 1) {
+            int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+            if (fd < 0) {
+                if (send(sv[1], "e", 1, MSG_NOSIGNAL) < 0)
+                    break;
+                continue;
+            }
+            int rc = pyrt_send_fds(sv[1], "s", 1, &fd, 1);
+            close(fd);
+            if (rc < 0)
+                break;
+        }
+        _exit(0);
+    }
+    close(sv[1]);
+    pf->maker = sv[0];
+    pf->maker_pid = pid;
+}
+
 void pyrt_portfwd_target(struct pyrt_portfwd *pf, int pidfd)
 {
     pf->pidfd = pidfd;
-    pf->selfns = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+    if (pf->selfns < 0)
+        pf->selfns = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+    stop_maker(pf); /* a restart: the new run's namespaces */
+    if (geteuid() != 0)
+        start_maker(pf);
 }
 
 static void drop(struct pyrt_portfwd *pf, int i)
@@ -142,6 +206,24 @@ static void drop(struct pyrt_portfwd *pf, int i)
 /* A socket made inside the container's network namespace (it stays there). */
 static int socket_in_container(struct pyrt_portfwd *pf)
 {
+    if (pf->maker >= 0) {
+        char b;
+        int fd = -1;
+        size_t nfds = 0;
+        if (send(pf->maker, "m", 1, MSG_NOSIGNAL) != 1)
+            return -1;
+        ssize_t n = pyrt_recv_fds(pf->maker, &b, 1, &fd, &nfds);
+        if (n == 1 && b == 's' && nfds == 1)
+            return fd;
+        if (nfds == 1)
+            close(fd);
+        errno = EIO;
+        return -1;
+    }
+    if (geteuid() != 0) { /* no maker: it could not be started */
+        errno = EPERM;
+        return -1;
+    }
     if (pf->pidfd < 0 || pf->selfns < 0 || setns(pf->pidfd, CLONE_NEWNET) < 0)
         return -1;
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -265,5 +347,6 @@ void pyrt_portfwd_close(struct pyrt_portfwd *pf)
             drop(pf, i);
     if (pf->selfns >= 0)
         close(pf->selfns);
+    stop_maker(pf);
     free(pf);
 }

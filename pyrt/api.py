@@ -13,7 +13,18 @@ def run(args, rootfs=None, *, input=None, capture_output=False, timeout=None, ch
     The container runs under pyrt's default seccomp profile unless `seccomp=None`
     (or a profile of its own) is given: see pyrt.launch.spec.build_spec for every
     option. profile="bench": a measured run (pyrt.pool.pool.run; `usage` is then a
-    pyrt.pool.metering.Usage)."""
+    pyrt.pool.metering.Usage). network="slirp4netns": the container gets a network
+    of its own with outbound access through slirp4netns for the run (what an
+    ordinary user's containers use; pyrt.network.usermode), ended with it."""
+    if kwargs.get("network") == "slirp4netns":
+        # a private network with outbound access (pyrt.network.usermode), for this run
+        from pyrt.network import usermode
+        net = usermode.start()
+        try:
+            return run(args, rootfs, input=input, capture_output=capture_output, timeout=timeout, check=check,
+                       profile=profile, **dict(kwargs, network=net.fd))
+        finally:
+            net.stop()
     if profile is not None:
         # imported on use: a plain run does not load the pool
         from pyrt.pool.pool import run as measured_run

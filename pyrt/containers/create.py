@@ -97,9 +97,6 @@ def create(collection, image, command=None, *, name=None, entrypoint=None, envir
         raise InvalidArgument("a restart policy and --rm (auto_remove) conflict: choose one")
     if any(p["Protocol"] != "tcp" for p in published) and network_mode == "none":
         raise InvalidArgument("publishing UDP ports needs a network (not none: its monitor forwards TCP only)")
-    if published and network_mode == "none" and os.geteuid() != 0:
-        raise InvalidArgument("published ports with --network none need root (the monitor forwards them from "
-                              "the host's network namespace): use --network slirp4netns")
     if network_mode == "slirp4netns":
         from pyrt.network import usermode
         usermode.programs()  # installed, or one line that says what to install

@@ -17,4 +17,6 @@ bridge networks do, wired by the CNI reference plugins.
   what a killed pyrt process left (reconcile).
 - `dns`: the name server of user-defined networks (container names and aliases;
   other names forwarded to the host's resolvers).
+- `usermode`: network mode "slirp4netns", a private network with outbound access
+  through slirp4netns, for an ordinary user (who cannot make bridges): its default.
 """

@@ -170,6 +170,7 @@ class Pool:
         self._devices = "default"
         self._store = None      # the store of the image, when the pool opened it
         self._cg_parent = f"pyrt/pool-{self._id}"
+        self._user_scope = False  # the parent is a scope of an ordinary user's systemd instance
         try:
             self._setup(image, rootfs, network, memory, memory_swap, cpuset, cpus, pids_limit, root, measure,
                         upper_size, env, cwd, hostname, user, noise, zygote, parallel, spawn_options)
@@ -187,11 +188,18 @@ class Pool:
         self._cpuset = format_cpuset(self._pinned) if self._pinned else None
         self.measure = bool(measure)
         self._use_cgroup = self.measure or not self._limits.empty() or self._cpuset is not None
-        if self._use_cgroup and os.geteuid() != 0:  # an ordinary user: no cgroups for pools yet
+        if self._use_cgroup and os.geteuid() != 0:
             from pyrt.cgroups import delegation
-            if not self._limits.empty() or self._cpuset is not None:
-                delegation.not_yet("pool limits")
-            self.measure = self._use_cgroup = False  # usage from rusage
+            if delegation.usable():
+                # an ordinary user inside its delegated subtree: the pool's cgroups are
+                # children of a scope of the user's systemd instance (as a container's)
+                from pyrt.cgroups import systemd as cgroup_systemd
+                self._cg_parent = cgroup_systemd.start(f"pool-{self._id}", layout().unified)
+                self._user_scope = True
+            elif not self._limits.empty() or self._cpuset is not None:
+                delegation.require("pool limits")
+            else:
+                self.measure = self._use_cgroup = False  # usage from rusage
         self._devices = None if spawn_options.get("privileged") else "default"
         if not self._use_cgroup and self._devices is not None:
             self._shared = shared_device_cgroup(self._cg_parent)
@@ -734,6 +742,14 @@ class Pool:
             self._store = None
 
     def _remove_cgroup_parent(self, had_shared=False):
+        if self._user_scope:  # stopped: systemd removes it, with anything left in it
+            self._user_scope = False
+            from pyrt.cgroups import systemd as cgroup_systemd
+            try:
+                cgroup_systemd.stop(f"pool-{self._id}", layout().unified)
+            except OSError:
+                pass
+            return
         if not self._use_cgroup and not had_shared:
             return
         try:

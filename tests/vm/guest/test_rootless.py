@@ -214,3 +214,30 @@ def test_limits_with_systemd_delegation():
     finally:
         tpyrt("rm", "-f", "lim", check=False)
         tpyrt("rmi", "bb:3", check=False)
+
+
+def test_pool_limits_with_systemd_delegation(user_rootfs):
+    """Inside its delegated subtree tester's pool gets a scope of its systemd
+    instance, its containers' cgroups below it with the pool's limits and
+    measures (CPU from the cgroup, OOM); closing the pool stops the scope."""
+    code = """
+    import os, sys, pyrt
+    with pyrt.Pool(rootfs=sys.argv[1], size=1, memory="16m", pids_limit=20, measure=True) as pool:
+        parent = "/sys/fs/cgroup/" + pool._cg_parent
+        r = pool.run(["sh", "-c", "echo hi"], capture_output=True)
+        print(parent, r.returncode, r.stdout.decode().strip(), r.usage.source)
+        slots = sorted(d for d in os.listdir(parent) if d.startswith("c"))
+        print(open(os.path.join(parent, slots[0], "memory.max")).read().strip(),
+              open(os.path.join(parent, slots[0], "pids.max")).read().strip())
+        r = pool.run(["sh", "-c", "head -c 64m /dev/zero | tail > /dev/null"])
+        print(r.returncode, r.usage.oom_killed)
+    print(os.path.exists(parent))
+    """
+    p = in_user_manager(["python3", "-c", textwrap.dedent(code), user_rootfs])
+    assert p.returncode == 0, p.stdout + p.stderr
+    lines = p.stdout.splitlines()
+    parent, rc, out, peak = lines[0].split()
+    assert re.fullmatch(r"/sys/fs/cgroup/user.slice/user-1000.slice/user@1000.service/user.slice/"
+                        r"pyrt-pool-[0-9a-f-]+.scope", parent), parent
+    assert (rc, out, peak) == ("0", "hi", "cgroup"), p.stdout
+    assert lines[1:] == [f"{16 << 20} 20", "137 True", "False"], lines
