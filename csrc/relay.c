@@ -183,6 +183,14 @@ static int dst_mode(int dst, int logging)
     return MODE_WRITE;
 }
 
+static int is_one_of(int fd, const int *fds, size_t n)
+{
+    for (size_t i = 0; fd >= 0 && i < n; i++)
+        if (fds[i] == fd)
+            return 1;
+    return 0;
+}
+
 static void close_fd(int *fd)
 {
     if (*fd >= 0) {
@@ -215,15 +223,18 @@ struct pyrt_relay *pyrt_relay_new(const struct pyrt_relay_spec *sp, struct pyrt_
     r->sig_fd = sp->sig_fd;
     r->sig_proxy = sp->sig_proxy;
     int srcs[2] = {sp->out_src, sp->err_src}, dsts[2] = {sp->out_dst, sp->err_dst};
+    /* A caller's fd that is one of the relay's own was closed when the caller
+     * started (`pyrt run ... >&-`), and the number reused: no such destination. */
+    int own[] = {sp->out_src, sp->err_src, sp->in_dst, sp->log_fd, sp->sig_fd, sp->pidfd};
     for (int i = 0; i < 2; i++) {
         r->s[i].src = srcs[i];
-        r->s[i].dst = dsts[i];
-        r->s[i].mode = dst_mode(dsts[i], r->log != NULL);
+        r->s[i].dst = is_one_of(dsts[i], own, sizeof own / sizeof *own) ? -1 : dsts[i];
+        r->s[i].mode = dst_mode(r->s[i].dst, r->log != NULL);
     }
-    r->in_src = sp->in_src;
+    r->in_src = is_one_of(sp->in_src, own, sizeof own / sizeof *own) ? -1 : sp->in_src;
     r->in_dst = sp->in_dst;
-    if (r->in_dst < 0)
-        r->in_src = -1;
+    if (r->in_dst >= 0 && r->in_src < 0)
+        close_fd(&r->in_dst); /* no input: its end at once */
     return r;
 }
 

@@ -17,7 +17,7 @@ import threading
 import pytest
 
 from clitools import PYRT, ok
-from helpers import DEADLINE
+from helpers import DEADLINE, wait_for
 
 ENV = {**os.environ, "PYRT_ROOT": "/nonexistent-on-purpose"}
 
@@ -151,6 +151,22 @@ def test_a_container_that_closes_its_stdout_early(store):
     assert (r.returncode, r.stdout, r.stderr) == (3, b"first\n", b"on-stderr\n")
 
 
+@pytest.mark.parametrize("closed", ["stdout", "stderr", "stdin"])
+def test_our_stdio_closed(store, closed):
+    """`pyrt run ... >&-` (or 2>&-, or <&- with -i): what has no destination goes to
+    the log only, no input is an immediate end of file; nothing hangs."""
+    redirect = {"stdout": ">&-", "stderr": "2>&-", "stdin": "<&-"}[closed]
+    argv = " ".join(_quote(a) for a in _pyrt(store, "run", "-i", "--name", "closed", "base:1", "sh", "-c",
+                                             "cat; echo out; echo err >&2"))
+    r = subprocess.run(["bash", "-c", f"{argv} {redirect}"], capture_output=True, env=ENV, timeout=DEADLINE,
+                       cwd="/", input=b"in\n")
+    assert r.returncode == 0
+    assert r.stdout == {"stdout": b"", "stderr": b"in\nout\n", "stdin": b"out\n"}[closed]
+    assert r.stderr == (b"" if closed == "stderr" else b"err\n")
+    logs = store.cli("logs", "closed")
+    assert logs.stdout == (b"out\n" if closed == "stdin" else b"in\nout\n") and logs.stderr == b"err\n"
+
+
 def test_a_process_left_holding_the_pipe_does_not_keep_pyrt(store):
     """Without a pid namespace of its own a background process could hold the
     container's stdout open: the relay ends once the container's init has exited
@@ -209,6 +225,16 @@ def test_without_sig_proxy_signals_act_on_pyrt(store):
     assert b"Traceback" not in err
     state = _state(store, "noproxy")
     assert (state["Status"], state["ExitCode"]) == ("exited", 137)
+
+
+def test_without_sig_proxy_sigterm_ends_pyrt_and_its_reaper_the_container(store):
+    """--sig-proxy=false: SIGTERM kills pyrt (its default action); its reaper ends
+    the container and, with --rm, removes it."""
+    p = _started(store, "run", "--sig-proxy=false", "--rm", "base:1", "sh", "-c", TRAPPING)
+    p.send_signal(signal.SIGTERM)
+    rc, out, _ = _finish(p)
+    assert (rc, out) == (-signal.SIGTERM, b"")
+    wait_for(lambda: store.db_rows() == [], what="the reaper's clean-up")
 
 
 def test_a_bad_sig_proxy_value_is_refused(store):

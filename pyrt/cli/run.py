@@ -167,8 +167,12 @@ def _start_relayed(container, interactive, reaper, log_fd, signals):
                     os.close(fd)
             theirs = []
         try:
-            relay = _core.Relay(proc.pidfd, pid=proc.pid, out_src=ours[0], out_dst=1, err_src=ours[1], err_dst=2,
-                                in_src=0 if interactive else -1, in_dst=ours[2] if interactive else -1,
+            # fds of ours that were closed when this process started are none (their
+            # numbers may since have been reused: Python then made sys.std* None)
+            relay = _core.Relay(proc.pidfd, pid=proc.pid, out_src=ours[0], out_dst=_fd(sys.stdout, 1),
+                                err_src=ours[1], err_dst=_fd(sys.stderr, 2),
+                                in_src=_fd(sys.stdin, 0) if interactive else -1,
+                                in_dst=ours[2] if interactive else -1,
                                 log_fd=log_fd, sig_fd=signals.fd, sig_proxy=signals.sig_proxy)
         except BaseException:
             proc.kill()
@@ -180,6 +184,10 @@ def _start_relayed(container, interactive, reaper, log_fd, signals):
         for fd in ours + [fd for fd in theirs if fd >= 0]:
             os.close(fd)
         raise
+
+
+def _fd(stream, fd: int) -> int:
+    return -1 if stream is None else fd
 
 
 def _run_on_terminal(container, interactive, reaper, sig_proxy):
