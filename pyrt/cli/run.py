@@ -209,13 +209,16 @@ def _run_on_terminal(container, interactive, reaper, sig_proxy):
 
 
 def forwarded_signals(tty: bool) -> list:
-    """What --sig-proxy passes on to the container, as docker does: every signal
-    a process may catch but those about this process itself (SIGCHLD, SIGPIPE,
-    SIGURG; the faults; job control: SIGTSTP, SIGTTIN, SIGTTOU, SIGCONT stop and go on
-    with `pyrt`) and, with a terminal, SIGWINCH (its size is passed on instead)."""
+    """What --sig-proxy passes on to the container, as docker does: the signals a
+    user sends (SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2, SIGALRM, SIGPWR,
+    the real-time ones) and, without a terminal, SIGWINCH (with one, its size is
+    passed on instead). Not those about pyrt itself (SIGCHLD, SIGPIPE, SIGURG, SIGIO,
+    its limits and timers: SIGXCPU, SIGXFSZ, SIGPROF, SIGVTALRM; the faults) nor job
+    control (SIGTSTP, SIGTTIN, SIGTTOU, SIGCONT stop and go on with `pyrt`)."""
     import _signal as signal
-    names = ["SIGHUP", "SIGINT", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGALRM", "SIGTERM", "SIGVTALRM",
-             "SIGPROF", "SIGIO", "SIGPWR", "SIGXCPU", "SIGXFSZ"] + ([] if tty else ["SIGWINCH"])
+    names = ["SIGHUP", "SIGINT", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGALRM", "SIGTERM", "SIGPWR"]
+    if not tty:
+        names.append("SIGWINCH")
     sigs = [getattr(signal, n) for n in names if hasattr(signal, n)]
     if hasattr(signal, "SIGRTMIN"):
         sigs += range(signal.SIGRTMIN, signal.SIGRTMAX + 1)
