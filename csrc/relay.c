@@ -167,7 +167,7 @@ struct pyrt_relay {
     int exited;
     int sigpipe;
     struct stream s[2];
-    int in_src, in_dst, in_eof;
+    int in_src, in_dst;
     size_t in_off, in_len;
     struct pyrt_log *log;
     char inbuf[IN_BUF];
@@ -273,11 +273,12 @@ static int sigpipe_default(pid_t pid)
  * reports 128+SIGPIPE: r->sigpipe). */
 static void reader_gone(struct pyrt_relay *r, struct stream *st)
 {
-    close_fd(&st->src);
-    st->len = st->off = 0;
+    /* Killed before its pipe closes: else its init could see EPIPE first */
     if (!r->sigpipe && !r->exited && r->pid > 0 && sigpipe_default(r->pid) &&
         pyrt_pidfd_send_signal(r->pidfd, SIGKILL, NULL, 0) == 0)
         r->sigpipe = 1;
+    close_fd(&st->src);
+    st->len = st->off = 0;
 }
 
 /* Write what st holds (MODE_WRITE). 0: all of it; 1: the destination is full

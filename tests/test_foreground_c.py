@@ -423,3 +423,76 @@ def test_c_log_writer_on_a_full_disk_says_so(tmp_shm):
         assert sink.close() == 28  # ENOSPC
     finally:
         os.close(fd)
+
+
+# -- the relay in-process, each way of copying -------------------------------------------------------
+
+def _relay_through(tmp_shm, payload_out, payload_err, *, dst_kind, log):
+    """Copy two files' contents, written by a host process to pipes of the relay's,
+    to a pipe or a file of ours (and to a log, or none); returns (out, err, log)."""
+    from pyrt import _core
+    files = []
+    for name, data in (("o", payload_out), ("e", payload_err)):
+        path = os.path.join(tmp_shm, name)
+        with open(path, "wb") as f:
+            f.write(data)
+        files.append(path)
+    out_r, out_w = _core.relay_pipe(0)
+    err_r, err_w = _core.relay_pipe(0)
+    p = subprocess.Popen(["sh", "-c", 'cat "$0"; cat "$1" >&2; cat "$0"', *files], stdout=out_w, stderr=err_w)
+    os.close(out_w)
+    os.close(err_w)
+    pidfd = os.pidfd_open(p.pid)
+    log_path = os.path.join(tmp_shm, "log")
+    log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600) if log else -1
+    results, threads, dsts = {}, [], []
+    for name in ("out", "err"):
+        if dst_kind == "pipe":
+            r, w = os.pipe()
+            dsts.append(w)
+
+            def read_all(fd=r, name=name):
+                with open(fd, "rb") as f:
+                    results[name] = f.read()
+            threads.append(threading.Thread(target=read_all))
+            threads[-1].start()
+        else:
+            dsts.append(os.open(os.path.join(tmp_shm, "dst-" + name), os.O_WRONLY | os.O_CREAT | os.O_TRUNC))
+    try:
+        relay = _core.Relay(pidfd, out_src=out_r, out_dst=dsts[0], err_src=err_r, err_dst=dsts[1], log_fd=log_fd)
+        relay.run()
+        assert relay.close() == 0
+    finally:
+        p.wait()
+        os.close(pidfd)
+        for fd in dsts:
+            os.close(fd)
+        for t in threads:
+            t.join(DEADLINE)
+        if log_fd >= 0:
+            os.close(log_fd)
+    if dst_kind == "file":
+        for name in ("out", "err"):
+            with open(os.path.join(tmp_shm, "dst-" + name), "rb") as f:
+                results[name] = f.read()
+    return results["out"], results["err"], (_records_by_stream(log_path) if log else None)
+
+
+def _joined(records):
+    """The stream's text from its records (P pieces joined; F ends a line)."""
+    return b"".join(text + (b"\n" if tag == b"F" else b"") for tag, text in records)
+
+
+@pytest.mark.parametrize("dst_kind", ["pipe", "file"])
+@pytest.mark.parametrize("log", [True, False], ids=["log", "nolog"])
+def test_relay_copies_exactly_each_way(tmp_shm, dst_kind, log):
+    """tee (a pipe, with a log), splice (a pipe, no log), read and write (a file):
+    the same bytes, and the log the same text."""
+    rng = random.Random(7)
+    out = b"".join(rng.choice([b"short\n", b"x" * rng.randrange(1, 20000) + b"\n", os.urandom(3000)])
+                   for _ in range(400))
+    err = os.urandom(1 << 20) + b"\nend"
+    got_out, got_err, records = _relay_through(tmp_shm, out, err, dst_kind=dst_kind, log=log)
+    assert got_out == out + out and got_err == err
+    if log:
+        assert _joined(records[b"stdout"]) == out + out and _joined(records[b"stderr"]) == err
