@@ -63,7 +63,7 @@ def cmd_run(args, runtime_factory):
             if shield is not None:
                 shield.started()
         from pyrt.cli.run import wait_foreground
-        rc = wait_foreground(r, args.interactive)
+        rc = wait_foreground(r, args.interactive, sig_proxy=args.sig_proxy == "true")
     if shield is not None:
         shield.finish()
     return exit_status(rc)
