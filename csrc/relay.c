@@ -162,7 +162,8 @@ struct stream {
 #define IN_BUF (64 * 1024)
 
 struct pyrt_relay {
-    int pidfd, sig_fd, sig_proxy;
+    int pidfd, sig_fd, in_tty;
+    unsigned long long forward;
     pid_t pid;
     int exited;
     int sigpipe;
@@ -221,7 +222,8 @@ struct pyrt_relay *pyrt_relay_new(const struct pyrt_relay_spec *sp, struct pyrt_
     r->pidfd = sp->pidfd;
     r->pid = sp->pid;
     r->sig_fd = sp->sig_fd;
-    r->sig_proxy = sp->sig_proxy;
+    r->forward = sp->forward;
+    r->in_tty = sp->in_tty;
     int srcs[2] = {sp->out_src, sp->err_src}, dsts[2] = {sp->out_dst, sp->err_dst};
     /* A caller's fd that is one of the relay's own was closed when the caller
      * started (`pyrt run ... >&-`), and the number reused: no such destination. */
@@ -407,8 +409,13 @@ static void pump_stdin(struct pyrt_relay *r, short revents_src)
         if (n < 0 && (errno == EAGAIN || errno == EINTR))
             return;
         if (n <= 0) { /* end of input (or a terminal hung up: EIO) */
-            stdin_end(r);
-            return;
+            if (!r->in_tty) {
+                stdin_end(r);
+                return;
+            }
+            r->in_src = -1; /* a terminal's end of file: ^D, then nothing more */
+            r->inbuf[0] = 4;
+            n = 1;
         }
         r->in_off = 0;
         r->in_len = (size_t)n;
@@ -426,18 +433,21 @@ static void pump_stdin(struct pyrt_relay *r, short revents_src)
     r->in_off = r->in_len = 0;
 }
 
-/* Signals read from the wakeup pipe: 1 when one is for the caller. */
+/* Signals read from the wakeup pipe: those to forward are sent on; 1 when one
+ * is for the caller. */
 static int take_signals(struct pyrt_relay *r)
 {
     unsigned char sigs[64];
     ssize_t n = read(r->sig_fd, sigs, sizeof sigs);
-    if (n <= 0)
-        return 0;
-    if (!r->sig_proxy)
-        return 1;
-    for (ssize_t k = 0; k < n; k++)
-        pyrt_pidfd_send_signal(r->pidfd, sigs[k], NULL, 0); /* ESRCH: it has just exited */
-    return 0;
+    int mine = 0;
+    for (ssize_t k = 0; k < n; k++) {
+        int sig = sigs[k];
+        if (sig >= 1 && sig <= 64 && (r->forward >> (sig - 1)) & 1)
+            pyrt_pidfd_send_signal(r->pidfd, sig, NULL, 0); /* ESRCH: it has just exited */
+        else
+            mine = 1;
+    }
+    return mine;
 }
 
 int pyrt_relay_run(struct pyrt_relay *r, struct pyrt_error *e)

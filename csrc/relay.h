@@ -25,10 +25,15 @@
  * the caller is told (log_errno).
  *
  * Signals: the caller points Python's wakeup fd (signal.set_wakeup_fd) at a pipe
- * whose read end is sig_fd: each byte is a signal's number. With sig_proxy they are
- * sent to the container's init (pidfd); without, pyrt_relay_run returns
- * PYRT_RELAY_SIGNAL so that the caller can run its own handlers, then calls it
+ * whose read end is sig_fd: each byte is a signal's number. Those in the forward
+ * mask are sent to the container's init (pidfd); for any other, pyrt_relay_run
+ * returns PYRT_RELAY_SIGNAL so that the caller can run its own handlers (SIGWINCH:
+ * the terminal's size; SIGINT without --sig-proxy: KeyboardInterrupt), then calls it
  * again.
+ *
+ * A terminal (-t): the container's pty master is both the output's source and the
+ * input's destination (two fds of it, both the relay's); the end of our input is
+ * the terminal's end-of-file character (^D), not a close.
  *
  * The end: once the container's init has exited (pidfd readable), what its pipes
  * still hold is copied, and the relay ends when nothing more is there (a process
@@ -63,7 +68,8 @@ struct pyrt_relay_spec {
     int pidfd;              /* the container's init */
     pid_t pid;              /* its pid (for its /proc/PID/status), or 0 */
     int sig_fd;             /* wakeup pipe's read end (signal numbers), or -1 */
-    int sig_proxy;          /* 1: pass the signals on to pidfd */
+    unsigned long long forward; /* signals passed on to pidfd: bit N-1 for signal N */
+    int in_tty;             /* in_dst is a terminal's master: end of input is ^D */
     int out_src, out_dst;   /* container's stdout pipe (owned: closed by the relay) -> ours; -1: none */
     int err_src, err_dst;   /* the same for stderr */
     int in_src, in_dst;     /* our stdin -> the container's stdin pipe (in_dst owned); -1: none */

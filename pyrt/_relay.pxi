@@ -21,7 +21,8 @@ cdef extern from "relay.h":
         int pidfd
         pid_t pid
         int sig_fd
-        int sig_proxy
+        unsigned long long forward
+        int in_tty
         int out_src, out_dst
         int err_src, err_dst
         int in_src, in_dst
@@ -50,14 +51,22 @@ def relay_pipe(int nonblock_end=-1):
 cdef class Relay:
     """A foreground container's relay (csrc/relay.h). The fds out_src, err_src
     (read ends of the container's stdout and stderr pipes, non-blocking) and in_dst
-    (write end of its stdin pipe) become the relay's: it closes them. -1: none."""
+    (write end of its stdin pipe, non-blocking) become the relay's: it closes them.
+    -1: none. With in_tty, out_src and in_dst are fds of a terminal's master.
+    `forward`: the signals (from the wakeup pipe sig_fd) passed on to the container;
+    for others, run() lets this process's handlers run."""
     cdef pyrt_relay *r
 
     def __init__(self, int pidfd, *, pid_t pid=0, int out_src=-1, int out_dst=-1, int err_src=-1, int err_dst=-1,
-                 int in_src=-1, int in_dst=-1, int log_fd=-1, int sig_fd=-1, bint sig_proxy=True):
+                 int in_src=-1, int in_dst=-1, bint in_tty=False, int log_fd=-1, int sig_fd=-1, forward=()):
         cdef pyrt_relay_spec s
         cdef pyrt_error err
-        s.pidfd, s.pid, s.sig_fd, s.sig_proxy = pidfd, pid, sig_fd, sig_proxy
+        cdef unsigned long long mask = 0
+        for sig in forward:
+            if not 1 <= sig <= 64:
+                raise ValueError(f"no signal {sig}")
+            mask |= 1ULL << (sig - 1)
+        s.pidfd, s.pid, s.sig_fd, s.forward, s.in_tty = pidfd, pid, sig_fd, mask, in_tty
         s.out_src, s.out_dst, s.err_src, s.err_dst = out_src, out_dst, err_src, err_dst
         s.in_src, s.in_dst, s.log_fd = in_src, in_dst, log_fd
         self.r = pyrt_relay_new(&s, &err)

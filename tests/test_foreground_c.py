@@ -496,3 +496,60 @@ def test_relay_copies_exactly_each_way(tmp_shm, dst_kind, log):
     assert got_out == out + out and got_err == err
     if log:
         assert _joined(records[b"stdout"]) == out + out and _joined(records[b"stderr"]) == err
+
+
+# -- a terminal (-t) -------------------------------------------------------------------------------------
+
+def test_run_it_on_a_terminal(store):
+    """`pyrt run -it` from a terminal: its size at the start and when it changes
+    (SIGWINCH) is the container's, keys such as ^C reach the container's line
+    discipline (pyrt's terminal is raw meanwhile, and is restored), the exit
+    status is the container's, the log has what was shown."""
+    import fcntl
+    import select
+    import struct
+    import termios
+    import time
+    master, slave = os.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
+    before = termios.tcgetattr(slave)
+    p = subprocess.Popen(_pyrt(store, "run", "-it", "--name", "term", "base:1", "sh"), stdin=slave, stdout=slave,
+                         stderr=slave, env=ENV, cwd="/", start_new_session=True)
+    out = b""
+
+    def until(marker):
+        nonlocal out
+        end = time.monotonic() + DEADLINE
+        while marker not in out:
+            assert time.monotonic() < end, (marker, out)
+            if select.select([master], [], [], 0.1)[0]:
+                try:
+                    out += os.read(master, 4096)
+                except OSError:  # EIO: pyrt closed the terminal
+                    break
+        return out
+
+    try:
+        until(b"/ # ")  # typed before pyrt made its terminal raw, it would be flushed
+        os.write(master, b"stty size; echo sized-$((1+1))\n")
+        until(b"sized-2")
+        assert b"30 100" in out
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+        p.send_signal(signal.SIGWINCH)
+        os.write(master, b"sleep 30; echo slept\n")
+        time.sleep(0.3)
+        os.write(master, b"\x03")  # ^C: the container's terminal interrupts its sleep
+        os.write(master, b"stty size; echo resized-$((2+2)); exit 3\n")
+        until(b"resized-4")
+        assert p.wait(timeout=DEADLINE) == 3
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        after = termios.tcgetattr(slave)
+        os.close(slave)
+        os.close(master)
+    assert b"40 120" in out and b"slept" not in out.replace(b"echo slept", b"")
+    assert after == before  # raw no more
+    logs = store.cli("logs", "term")
+    assert b"resized-4" in logs.stdout

@@ -173,7 +173,7 @@ def _start_relayed(container, interactive, reaper, log_fd, signals):
                                 err_src=ours[1], err_dst=_fd(sys.stderr, 2),
                                 in_src=_fd(sys.stdin, 0) if interactive else -1,
                                 in_dst=ours[2] if interactive else -1,
-                                log_fd=log_fd, sig_fd=signals.fd, sig_proxy=signals.sig_proxy)
+                                log_fd=log_fd, sig_fd=signals.fd, forward=signals.forwarded)
         except BaseException:
             proc.kill()
             proc.wait()
@@ -191,20 +191,63 @@ def _fd(stream, fd: int) -> int:
 
 
 def _run_on_terminal(container, interactive, reaper, sig_proxy):
-    """-t: the container's stdio is a terminal of its own, relayed to ours
-    (pyrt.launch.tty) and to its log."""
-    from pyrt.containers.logs import LogWriter
-    proc = container.start_process(tty=True, reaper=reaper)
-    log = LogWriter(container)
+    """-t: the container's stdio is a terminal of its own, whose master the relay
+    copies to our stdout (and to the log) and our stdin to (with -i). A terminal of
+    ours is raw meanwhile (keys such as ^C reach the container's line discipline) and
+    its size changes are passed on."""
+    import termios
+    from pyrt import _core
+    from pyrt.containers.lifecycle import LOG_FILE
+    from pyrt.launch.tty import copy_window_size
+    stdin = _fd(sys.stdin, 0)
+    on_tty = stdin >= 0 and os.isatty(stdin)
+    log_fd = os.open(os.path.join(container.dir, LOG_FILE),
+                     os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    saved = None
     try:
-        wait_foreground(proc, interactive, log, sig_proxy=sig_proxy)
-    except BaseException:
-        proc.kill()
-        raise
+        proc = container.start_process(tty=True, reaper=reaper)
+        master = proc.pty
+        try:
+            if interactive and on_tty:
+                import tty
+                saved = termios.tcgetattr(stdin)
+                tty.setraw(stdin)
+            copy_window_size(stdin if on_tty else 1, master)
+            winch = {}
+            if on_tty:
+                import _signal as signal
+                winch[signal.SIGWINCH] = lambda *_: copy_window_size(stdin, master)
+            with _Signals(sig_proxy, wakeup=True, tty=True, handlers=winch) as signals:
+                os.set_blocking(master, False)
+                out, into = os.dup(master), (os.dup(master) if interactive and stdin >= 0 else -1)
+                try:
+                    relay = _core.Relay(proc.pidfd, pid=proc.pid, out_src=out, out_dst=_fd(sys.stdout, 1),
+                                        in_src=stdin if into >= 0 else -1, in_dst=into, in_tty=True,
+                                        log_fd=log_fd, sig_fd=signals.fd, forward=signals.forwarded)
+                except BaseException:
+                    os.close(out)
+                    if into >= 0:
+                        os.close(into)
+                    raise
+                try:
+                    relay.run()
+                finally:
+                    log_error = relay.close()
+        except BaseException:
+            proc.kill()
+            raise
+        finally:
+            if saved is not None:
+                termios.tcsetattr(stdin, termios.TCSADRAIN, saved)
+            os.close(master)
+            proc.pty = None
+            rc = proc.wait()
+            container.finished(rc)
     finally:
-        log.close()
-        rc = proc.wait()
-        container.finished(rc)
+        os.close(log_fd)
+    if log_error:
+        print(f"pyrt: WARNING: the log of container {container.name} misses output: {os.strerror(log_error)}",
+              file=sys.stderr)
     return 128 - rc if rc < 0 else rc
 
 
@@ -227,14 +270,17 @@ def forwarded_signals(tty: bool) -> list:
 
 class _Signals:
     """While a foreground container runs, with sig_proxy: the signals of
-    forwarded_signals() go to it. With `wakeup`, the relay (csrc/relay.h) passes
+    forwarded_signals(tty) go to it. With `wakeup`, the relay (csrc/relay.h) passes
     them on: this process only notes them, and Python's wakeup fd, whose read end
-    is `fd`, tells the relay their numbers (without sig_proxy, that a signal for
-    this process came). Else `proc` (set by the caller) gets them from here."""
+    is `fd`, tells the relay their numbers (`forwarded`: those it passes on; for
+    others, `handlers` of this process's own or its defaults, it lets Python run
+    them). Else `proc` (set by the caller) gets them from here."""
 
-    def __init__(self, sig_proxy: bool, wakeup: bool):
-        self.sig_proxy, self.wakeup = sig_proxy, wakeup
+    def __init__(self, sig_proxy: bool, wakeup: bool, tty: bool = False, handlers=None):
+        self.sig_proxy, self.wakeup, self.tty = sig_proxy, wakeup, tty
+        self.handlers = dict(handlers or {})
         self.proc = None
+        self.forwarded = []
         self.fd = self._w = -1
         self.old, self._old_wakeup = {}, -1
 
@@ -251,9 +297,11 @@ class _Signals:
                     return self
                 self.fd, self._w = r, w
             if self.sig_proxy:
-                handler = _noted if self.wakeup else self._forward
-                for sig in forwarded_signals(tty=not self.wakeup):
-                    self.old[sig] = signal.signal(sig, handler)
+                self.forwarded = forwarded_signals(self.tty)
+                for sig in self.forwarded:
+                    self.old[sig] = signal.signal(sig, _noted if self.wakeup else self._forward)
+            for sig, handler in self.handlers.items():
+                self.old.setdefault(sig, signal.signal(sig, handler))
         except BaseException:
             self.__exit__()
             raise
@@ -284,7 +332,7 @@ def wait_foreground(proc, interactive, log=None, sig_proxy=True):
     of its own (relayed to ours, and to `log`, a pyrt.containers.logs.LogWriter);
     with sig_proxy, the signals of forwarded_signals() sent to pyrt are passed on to
     it."""
-    with _Signals(sig_proxy, wakeup=False) as signals:
+    with _Signals(sig_proxy, wakeup=False, tty=True) as signals:
         signals.proc = proc
         if proc.pty is not None:
             from pyrt.launch.tty import relay
