@@ -68,7 +68,7 @@ def cmd_run(args, runtime_factory):
         finally:
             if shield is not None:
                 shield.started()
-        rc = wait_foreground(r, args.interactive)
+        rc = wait_foreground(r, args.interactive, sig_proxy=args.sig_proxy == "true")
     if shield is not None:
         shield.finish()
     return exit_status(rc)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pyrt.errors import InvalidArgument
 
 
@@ -16,6 +17,10 @@ def add_run_image_options(p):
     p.add_argument("--volumes-from", action="append", default=[], metavar="CONTAINER[:ro|rw]",
                    help="mount the volumes of another container")
     p.add_argument("-d", "--detach", action="store_true", help="run in the background, print the id")
+    p.add_argument("--sig-proxy", choices=("true", "false"), default="true", metavar="true|false",
+                   help="in the foreground, pass the signals pyrt gets (SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, "
+                        "SIGUSR2, ...) on to the container (default true); false: they act on pyrt (SIGINT and "
+                        "SIGTERM end it, and the container with it)")
     p.add_argument("--init", action="store_true", help="a tiny init as PID 1 (forwards signals, reaps zombies)")
     p.add_argument("-m", "--memory", metavar="BYTES", help="memory limit (e.g. 256m)")
     p.add_argument("--memory-swap", metavar="BYTES", help="memory + swap limit (-1: unlimited swap)")
@@ -106,47 +111,229 @@ def _create(args, image, command, rt):
         auto_remove=getattr(args, "rm", False), devices=args.device)
 
 
-def _run_foreground(container, interactive, reaper):
-    """Start with the terminal's stdin (or a terminal of its own: created with -t);
-    its output is relayed to ours and kept in its log, as docker does. `reaper`
-    (pyrt.launch.reaper) kills it and cleans up should this process die first."""
-    import pyrt
-    from pyrt.containers.logs import LogWriter
-    tty = bool(container.config.get("Tty"))
-    stdin = None if interactive or tty else pyrt.DEVNULL
-    out = None if tty else pyrt.PIPE
-    shield = None
-    if interactive and not tty:
-        from pyrt.cli.shield import Shield
-        shield = Shield(stdin=True)
-        stdin = shield.stdio().get("stdin", stdin)
+def _run_foreground(container, interactive, reaper, sig_proxy=True):
+    """Start in the foreground: its output relayed to ours and kept in its log,
+    as docker does; `reaper` (pyrt.launch.reaper) kills it and cleans up should
+    this process die first. Returns the exit status (128+N when killed by signal
+    N: 141 when its reader was gone and it got SIGPIPE)."""
+    if container.config.get("Tty"):
+        return _run_on_terminal(container, interactive, reaper, sig_proxy)
+    from pyrt.containers.lifecycle import LOG_FILE
+    log_fd = os.open(os.path.join(container.dir, LOG_FILE),
+                     os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
-        proc = container.start_process(stdin=stdin, stdout=out, stderr=out, tty=tty, reaper=reaper)
+        with _Signals(sig_proxy, wakeup=True) as signals:  # from before it runs: none is missed
+            proc, relay = _start_relayed(container, interactive, reaper, log_fd, signals)
+            try:
+                relay.run()
+            except BaseException:  # KeyboardInterrupt (without --sig-proxy): it ends with us
+                proc.kill()
+                raise
+            finally:
+                sigpipe = relay.ended_by_sigpipe
+                log_error = relay.close()
+                rc = proc.wait()
+                if sigpipe and rc == -9:  # ended for its reader gone (csrc/relay.h): SIGPIPE's end
+                    rc = -13
+                container.finished(rc)
     finally:
-        if shield is not None:
-            shield.started()
-    log = LogWriter(container)
-    try:
-        rc = wait_foreground(proc, interactive, log)
-    finally:
-        log.close()
-    container.finished(rc)
+        os.close(log_fd)
+    if log_error:
+        print(f"pyrt: WARNING: the log of container {container.name} misses output: {os.strerror(log_error)}",
+              file=sys.stderr)
     return 128 - rc if rc < 0 else rc
 
 
-def wait_foreground(proc, interactive, log=None):
-    """Wait for a foreground container, relaying its terminal if it has one, or its
-    stdout/stderr pipes (to ours, and to `log`, a pyrt.containers.logs.LogWriter); SIGINT,
-    SIGTERM and SIGHUP sent to pyrt are passed on to it."""
-    import _signal as signal  # signal's own module adds enums (and imports enum): measured, not needed here
-    old = {}
-
-    def forward(sig, _frame):
-        proc.send_signal(sig)
-
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        old[sig] = signal.signal(sig, forward)
+def _start_relayed(container, interactive, reaper, log_fd, signals):
+    """Start the container on pipes of ours (never our own fds: a container that held
+    the caller's terminal or file could type into it, or reopen the file for writing
+    through /proc/self/fd) and make the relay that copies through them (it owns our
+    ends). (Process, _core.Relay)."""
+    from pyrt import _core
+    ours, theirs = [], []
     try:
+        for nonblock in (0, 0) + ((1,) if interactive else ()):
+            r, w = _core.relay_pipe(nonblock)
+            ours.append(w if nonblock else r)
+            theirs.append(r if nonblock else w)
+        if not interactive:
+            import pyrt
+            theirs.append(pyrt.DEVNULL)
+        try:
+            proc = container.start_process(stdin=theirs[2], stdout=theirs[0], stderr=theirs[1], reaper=reaper)
+        finally:
+            for fd in theirs:
+                if fd >= 0:
+                    os.close(fd)
+            theirs = []
+        try:
+            # fds of ours that were closed when this process started are none (their
+            # numbers may since have been reused: Python then made sys.std* None)
+            relay = _core.Relay(proc.pidfd, pid=proc.pid, out_src=ours[0], out_dst=_fd(sys.stdout, 1),
+                                err_src=ours[1], err_dst=_fd(sys.stderr, 2),
+                                in_src=_fd(sys.stdin, 0) if interactive else -1,
+                                in_dst=ours[2] if interactive else -1,
+                                log_fd=log_fd, sig_fd=signals.fd, forward=signals.forwarded)
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            container.finished(proc.returncode)
+            raise
+        return proc, relay
+    except BaseException:
+        for fd in ours + [fd for fd in theirs if fd >= 0]:
+            os.close(fd)
+        raise
+
+
+def _fd(stream, fd: int) -> int:
+    return -1 if stream is None else fd
+
+
+def _run_on_terminal(container, interactive, reaper, sig_proxy):
+    """-t: the container's stdio is a terminal of its own, whose master the relay
+    copies to our stdout (and to the log) and our stdin to (with -i). A terminal of
+    ours is raw meanwhile (keys such as ^C reach the container's line discipline) and
+    its size changes are passed on."""
+    import termios
+    from pyrt import _core
+    from pyrt.containers.lifecycle import LOG_FILE
+    from pyrt.launch.tty import copy_window_size
+    stdin = _fd(sys.stdin, 0)
+    on_tty = stdin >= 0 and os.isatty(stdin)
+    log_fd = os.open(os.path.join(container.dir, LOG_FILE),
+                     os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    saved = None
+    try:
+        proc = container.start_process(tty=True, reaper=reaper)
+        master = proc.pty
+        try:
+            if interactive and on_tty:
+                import tty
+                saved = termios.tcgetattr(stdin)
+                tty.setraw(stdin)
+            copy_window_size(stdin if on_tty else 1, master)
+            winch = {}
+            if on_tty:
+                import _signal as signal
+                winch[signal.SIGWINCH] = lambda *_: copy_window_size(stdin, master)
+            with _Signals(sig_proxy, wakeup=True, tty=True, handlers=winch) as signals:
+                os.set_blocking(master, False)
+                out, into = os.dup(master), (os.dup(master) if interactive and stdin >= 0 else -1)
+                try:
+                    relay = _core.Relay(proc.pidfd, pid=proc.pid, out_src=out, out_dst=_fd(sys.stdout, 1),
+                                        in_src=stdin if into >= 0 else -1, in_dst=into, in_tty=True,
+                                        log_fd=log_fd, sig_fd=signals.fd, forward=signals.forwarded)
+                except BaseException:
+                    os.close(out)
+                    if into >= 0:
+                        os.close(into)
+                    raise
+                try:
+                    relay.run()
+                finally:
+                    log_error = relay.close()
+        except BaseException:
+            proc.kill()
+            raise
+        finally:
+            if saved is not None:
+                termios.tcsetattr(stdin, termios.TCSADRAIN, saved)
+            os.close(master)
+            proc.pty = None
+            rc = proc.wait()
+            container.finished(rc)
+    finally:
+        os.close(log_fd)
+    if log_error:
+        print(f"pyrt: WARNING: the log of container {container.name} misses output: {os.strerror(log_error)}",
+              file=sys.stderr)
+    return 128 - rc if rc < 0 else rc
+
+
+def forwarded_signals(tty: bool) -> list:
+    """What --sig-proxy passes on to the container, as docker does: the signals a
+    user sends (SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2, SIGALRM, SIGPWR,
+    the real-time ones) and, without a terminal, SIGWINCH (with one, its size is
+    passed on instead). Not those about pyrt itself (SIGCHLD, SIGPIPE, SIGURG, SIGIO,
+    its limits and timers: SIGXCPU, SIGXFSZ, SIGPROF, SIGVTALRM; the faults) nor job
+    control (SIGTSTP, SIGTTIN, SIGTTOU, SIGCONT stop and go on with `pyrt`)."""
+    import _signal as signal
+    names = ["SIGHUP", "SIGINT", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGALRM", "SIGTERM", "SIGPWR"]
+    if not tty:
+        names.append("SIGWINCH")
+    sigs = [getattr(signal, n) for n in names if hasattr(signal, n)]
+    if hasattr(signal, "SIGRTMIN"):
+        sigs += range(signal.SIGRTMIN, signal.SIGRTMAX + 1)
+    return sigs
+
+
+class _Signals:
+    """While a foreground container runs, with sig_proxy: the signals of
+    forwarded_signals(tty) go to it. With `wakeup`, the relay (csrc/relay.h) passes
+    them on: this process only notes them, and Python's wakeup fd, whose read end
+    is `fd`, tells the relay their numbers (`forwarded`: those it passes on; for
+    others, `handlers` of this process's own or its defaults, it lets Python run
+    them). Else `proc` (set by the caller) gets them from here."""
+
+    def __init__(self, sig_proxy: bool, wakeup: bool, tty: bool = False, handlers=None):
+        self.sig_proxy, self.wakeup, self.tty = sig_proxy, wakeup, tty
+        self.handlers = dict(handlers or {})
+        self.proc = None
+        self.forwarded = []
+        self.fd = self._w = -1
+        self.old, self._old_wakeup = {}, -1
+
+    def __enter__(self):
+        import _signal as signal
+        try:
+            if self.wakeup:
+                r, w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+                try:
+                    self._old_wakeup = signal.set_wakeup_fd(w, warn_on_full_buffer=False)
+                except ValueError:  # not the main thread: its handlers would not run either
+                    os.close(r)
+                    os.close(w)
+                    return self
+                self.fd, self._w = r, w
+            if self.sig_proxy:
+                self.forwarded = forwarded_signals(self.tty)
+                for sig in self.forwarded:
+                    self.old[sig] = signal.signal(sig, _noted if self.wakeup else self._forward)
+            for sig, handler in self.handlers.items():
+                self.old.setdefault(sig, signal.signal(sig, handler))
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def _forward(self, sig, _frame):
+        if self.proc is not None:
+            self.proc.send_signal(sig)
+
+    def __exit__(self, *exc):
+        import _signal as signal
+        for sig, handler in self.old.items():
+            signal.signal(sig, handler)
+        self.old = {}
+        if self._w >= 0:
+            signal.set_wakeup_fd(self._old_wakeup)
+            os.close(self.fd)
+            os.close(self._w)
+            self.fd = self._w = -1
+
+
+def _noted(_sig, _frame):
+    """Python's part of a signal the relay passes on: none."""
+
+
+def wait_foreground(proc, interactive, log=None, sig_proxy=True):
+    """Wait for a foreground process started with inherited stdio or a terminal
+    of its own (relayed to ours, and to `log`, a pyrt.containers.logs.LogWriter);
+    with sig_proxy, the signals of forwarded_signals() sent to pyrt are passed on to
+    it."""
+    with _Signals(sig_proxy, wakeup=False, tty=True) as signals:
+        signals.proc = proc
         if proc.pty is not None:
             from pyrt.launch.tty import relay
             try:
@@ -154,57 +341,7 @@ def wait_foreground(proc, interactive, log=None):
             finally:
                 os.close(proc.pty)
                 proc.pty = None
-        elif proc.stdout is not None:
-            _relay_pipes(proc, log)
         return proc.wait()
-    finally:
-        for sig, handler in old.items():
-            signal.signal(sig, handler)
-
-
-def _relay_pipes(proc, log) -> None:
-    """Copies the container's stdout and stderr to ours (and to the log) as they
-    come, until both end or the container has exited and they are drained."""
-    import selectors
-    from pyrt.launch.tty import write_all
-    sel = selectors.DefaultSelector()
-    streams = {proc.stdout.fileno(): ("stdout", 1), proc.stderr.fileno(): ("stderr", 2)}
-    for fd in streams:
-        os.set_blocking(fd, False)
-        sel.register(fd, selectors.EVENT_READ)
-    sel.register(proc.pidfd, selectors.EVENT_READ)
-    exited = False
-    try:
-        while len(sel.get_map()) > (0 if exited else 1):
-            events = sel.select(0 if exited else None)
-            if exited and not events:
-                return  # exited, and nothing more to read
-            for key, _ in events:
-                if key.fd == proc.pidfd:
-                    exited = True
-                    sel.unregister(key.fd)
-                    continue
-                try:
-                    data = os.read(key.fd, 65536)
-                except BlockingIOError:
-                    continue
-                if not data:
-                    sel.unregister(key.fd)
-                    continue
-                name, ours = streams[key.fd]
-                if log is not None:
-                    log.write(name, data)
-                try:
-                    write_all(ours, data)
-                except BrokenPipeError:
-                    # our reader went away (`pyrt run ... | head`): so does the
-                    # container's, which then gets SIGPIPE as it would in a pipe
-                    sel.unregister(key.fd)
-                    (proc.stdout if key.fd == proc.stdout.fileno() else proc.stderr).close()
-    finally:
-        sel.close()
-        proc.stdout.close()
-        proc.stderr.close()
 
 
 def _endpoint_config(args):
@@ -256,10 +393,14 @@ def run_image(args, image, command, rt):
         from pyrt.cli.orphan import command as clean_up
         reaper.run_on_death(clean_up(rt.root, c.id))
         try:
-            return _run_foreground(c, args.interactive, reaper)
+            return _run_foreground(c, args.interactive, reaper, sig_proxy=args.sig_proxy == "true")
         except BaseException:
             if args.rm:
-                c.remove(force=True)
+                from pyrt.errors import ContainerNotFound
+                try:
+                    c.remove(force=True)
+                except ContainerNotFound:  # its end was recorded, and with it it went
+                    pass
             raise
 
 
