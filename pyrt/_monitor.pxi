@@ -298,7 +298,8 @@ def parse_log(data):
     records (P) are joined to the line they belong to; text ends with b"\\n" except
     for a stream that ended without one. An incomplete last line is ignored."""
     out = []
-    pending = {}
+    pending = {}  # stream -> (timestamp of its first part, [parts]): joined once, at the
+                  # line's end (a hostile container's endless line stays linear)
     lines = data.split(b"\n")
     lines.pop()  # the incomplete last line, or the empty rest after the last newline
     for line in lines:
@@ -308,13 +309,18 @@ def parse_log(data):
         key = stream.decode()
         if tag == b"P":
             prev = pending.get(key)
-            pending[key] = (prev[0] if prev else ts.decode(), (prev[1] if prev else b"") + text)
+            if prev:
+                prev[1].append(text)
+            else:
+                pending[key] = (ts.decode(), [text])
             continue
         prev = pending.pop(key, None)
         if prev:
-            out.append((prev[0], key, prev[1] + text + b"\n"))
+            prev[1].append(text)
+            prev[1].append(b"\n")
+            out.append((prev[0], key, b"".join(prev[1])))
         else:
             out.append((ts.decode(), key, text + b"\n"))
-    for key, (ts, text) in pending.items():
-        out.append((ts, key, text))
+    for key, (ts, parts) in pending.items():
+        out.append((ts, key, b"".join(parts)))
     return out

@@ -84,3 +84,16 @@ def test_many_short_lines_in_one_chunk(tmp_shm):
     w.write("stdout", b" end\n")
     w.close()
     assert written(tmp_shm) == [(b"F", b"y")] * 30000 + [(b"F", b"tail end")]
+
+
+def test_parse_log_joins_partial_records_per_stream():
+    """The reader's side: P records are joined to their line, per stream, whatever
+    the other stream does between them; a line still open at the end is kept
+    without a newline. A hostile container's endless line (thousands of P
+    records) comes back whole, its parts joined once."""
+    from pyrt._core import parse_log
+    data = (b"t1 stdout P ab\nt2 stderr F e\nt3 stdout F cd\n"
+            + b"".join(b"t4 stderr P " + b"x" * 100 + b"\n" for _ in range(5000))
+            + b"t5 stdout P zz\nt6 stderr F !\nt7 stdout P incomplete")
+    assert parse_log(data) == [("t2", "stderr", b"e\n"), ("t1", "stdout", b"abcd\n"),
+                               ("t4", "stderr", b"x" * 500000 + b"!\n"), ("t5", "stdout", b"zz")]
