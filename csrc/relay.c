@@ -307,10 +307,11 @@ static int write_pending(struct pyrt_relay *r, struct stream *st)
     return 0;
 }
 
-/* tee links the container's pipe buffers into the destination as they are, each
- * taking one of its slots: worth it for a lot of data (mostly whole pages); a
- * little is written instead, merged with what the destination holds, so that a
- * slow reader's pipe fills with bytes, not with slots of a few bytes each. */
+/* tee and splice link the container's pipe buffers into the destination as they
+ * are, each taking one of its slots: worth it for a lot of data (mostly whole
+ * pages); a little is written instead, merged with what the destination holds, so
+ * that a slow reader's pipe fills with bytes, not with slots of a few bytes each
+ * (16 slots of one short line each would fill a 64 KiB pipe with 160 bytes). */
 #define TEE_MIN (64 * 1024)
 
 static int available(int fd)
@@ -344,7 +345,7 @@ static void pump(struct pyrt_relay *r, int i)
         return; /* what was read before goes first */
     if (st->src < 0)
         return;
-    if (st->mode == MODE_SPLICE || (st->mode == MODE_TEE && available(st->src) >= TEE_MIN)) {
+    if ((st->mode == MODE_SPLICE || st->mode == MODE_TEE) && available(st->src) >= TEE_MIN) {
         ssize_t n = st->mode == MODE_TEE ? tee(st->src, st->dst, PYRT_RELAY_PIPE_SIZE, SPLICE_F_NONBLOCK)
                                          : splice(st->src, NULL, st->dst, NULL, PYRT_RELAY_PIPE_SIZE,
                                                   SPLICE_F_NONBLOCK);

@@ -12,8 +12,7 @@ import pyrt
 from pyrt.cli import bench, fastargs
 from pyrt.cli.bench import cmd_run_profile
 from pyrt.cli.common import add_run_options, env_from_args, error_status, exit_status, message, mounts_from_args
-from pyrt.cli.run import add_run_image_options, run_image, wait_foreground
-from pyrt.cli.shield import Shield
+from pyrt.cli.run import add_run_image_options, relay_foreground, run_image, wait_foreground
 from pyrt.errors import InvalidArgument, PlatformWarning, PyrtError
 from pyrt.launch.reaper import Reaper
 from pyrt.paths import default_store_root
@@ -53,24 +52,18 @@ def cmd_run(args, runtime_factory):
     env = env_from_args(args)
     if args.tty:
         env.setdefault("TERM", "xterm")
-    stdio = {"stdin": None if args.interactive or args.tty else pyrt.DEVNULL}
-    shield = None
-    if not args.tty:
-        shield = Shield(stdin=args.interactive)
-        stdio.update(shield.stdio())
     with Reaper() as reaper:  # it ends with this process, killed or not: see pyrt.launch.reaper
-        try:
-            r = pyrt.spawn(command, root, env=env, cwd=args.workdir,
-                           hostname=args.hostname, mounts=mounts_from_args(args), user=args.user,
-                           network=args.network or "none", read_only=args.read_only, cap_add=args.cap_add,
-                           cap_drop=args.cap_drop, privileged=args.privileged, tty=args.tty, seccomp=seccomp,
-                           devices=args.device, reaper=reaper, **stdio)
-        finally:
-            if shield is not None:
-                shield.started()
-        rc = wait_foreground(r, args.interactive, sig_proxy=args.sig_proxy == "true")
-    if shield is not None:
-        shield.finish()
+        def start(**stdio):
+            return pyrt.spawn(command, root, env=env, cwd=args.workdir,
+                              hostname=args.hostname, mounts=mounts_from_args(args), user=args.user,
+                              network=args.network or "none", read_only=args.read_only, cap_add=args.cap_add,
+                              cap_drop=args.cap_drop, privileged=args.privileged, tty=args.tty, seccomp=seccomp,
+                              devices=args.device, reaper=reaper, **stdio)
+        sig_proxy = args.sig_proxy == "true"
+        if args.tty:  # a terminal of its own, relayed to ours
+            rc = wait_foreground(start(stdin=None), args.interactive, sig_proxy=sig_proxy)
+        else:  # pipes of ours, never our own fds (see relay_foreground)
+            rc, _ = relay_foreground(start, args.interactive, sig_proxy)
     return exit_status(rc)
 
 

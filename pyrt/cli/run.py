@@ -122,20 +122,8 @@ def _run_foreground(container, interactive, reaper, sig_proxy=True):
     log_fd = os.open(os.path.join(container.dir, LOG_FILE),
                      os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
-        with _Signals(sig_proxy, wakeup=True) as signals:  # from before it runs: none is missed
-            proc, relay = _start_relayed(container, interactive, reaper, log_fd, signals)
-            try:
-                relay.run()
-            except BaseException:  # KeyboardInterrupt (without --sig-proxy): it ends with us
-                proc.kill()
-                raise
-            finally:
-                sigpipe = relay.ended_by_sigpipe
-                log_error = relay.close()
-                rc = proc.wait()
-                if sigpipe and rc == -9:  # ended for its reader gone (csrc/relay.h): SIGPIPE's end
-                    rc = -13
-                container.finished(rc)
+        rc, log_error = relay_foreground(lambda **stdio: container.start_process(reaper=reaper, **stdio),
+                                         interactive, sig_proxy, log_fd=log_fd, finished=container.finished)
     finally:
         os.close(log_fd)
     if log_error:
@@ -144,8 +132,34 @@ def _run_foreground(container, interactive, reaper, sig_proxy=True):
     return 128 - rc if rc < 0 else rc
 
 
-def _start_relayed(container, interactive, reaper, log_fd, signals):
-    """Start the container on pipes of ours (never our own fds: a container that held
+def relay_foreground(start, interactive, sig_proxy, log_fd=-1, finished=None):
+    """Start a process with start(stdin=, stdout=, stderr=) (returning a
+    pyrt.launch.process.Process) on pipes of ours and relay them to our stdio, our
+    stdin too with `interactive`, and to log_fd (a CRI log, or -1: none) until it
+    has exited; with sig_proxy the signals of forwarded_signals() sent to pyrt are
+    passed on to it. finished(returncode) once it has been reaped, also when the
+    relay could not be made. Returns (returncode, errno of a failed log write or 0);
+    a returncode of -13 (SIGPIPE) when it was ended for its reader gone."""
+    with _Signals(sig_proxy, wakeup=True) as signals:  # from before it runs: none is missed
+        proc, relay = _start_relayed(start, interactive, log_fd, signals, finished)
+        try:
+            relay.run()
+        except BaseException:  # KeyboardInterrupt (without --sig-proxy): it ends with us
+            proc.kill()
+            raise
+        finally:
+            sigpipe = relay.ended_by_sigpipe
+            log_error = relay.close()
+            rc = proc.wait()
+            if sigpipe and rc == -9:  # ended for its reader gone (csrc/relay.h): SIGPIPE's end
+                rc = -13
+            if finished is not None:
+                finished(rc)
+    return rc, log_error
+
+
+def _start_relayed(start, interactive, log_fd, signals, finished):
+    """Start the process on pipes of ours (never our own fds: a container that held
     the caller's terminal or file could type into it, or reopen the file for writing
     through /proc/self/fd) and make the relay that copies through them (it owns our
     ends). (Process, _core.Relay)."""
@@ -160,7 +174,7 @@ def _start_relayed(container, interactive, reaper, log_fd, signals):
             import pyrt
             theirs.append(pyrt.DEVNULL)
         try:
-            proc = container.start_process(stdin=theirs[2], stdout=theirs[0], stderr=theirs[1], reaper=reaper)
+            proc = start(stdin=theirs[2], stdout=theirs[0], stderr=theirs[1])
         finally:
             for fd in theirs:
                 if fd >= 0:
@@ -177,7 +191,8 @@ def _start_relayed(container, interactive, reaper, log_fd, signals):
         except BaseException:
             proc.kill()
             proc.wait()
-            container.finished(proc.returncode)
+            if finished is not None:
+                finished(proc.returncode)
             raise
         return proc, relay
     except BaseException:
