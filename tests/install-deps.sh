@@ -7,7 +7,7 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
     gcc libc6-dev python3-dev python3-pip busybox-static podman skopeo umoci runc crun zstd libarchive-tools \
-    uidmap iproute2 containerd libseccomp-dev conmon docker-registry apache2-utils mmdebstrap gpg \
+    uidmap iproute2 containerd libseccomp-dev libyajl-dev conmon docker-registry apache2-utils mmdebstrap gpg \
     containernetworking-plugins iptables util-linux >/dev/null
 # --break-system-packages: Debian's own Python refuses system-wide installs without it
 python3 -m pip install -q --break-system-packages ".[test]"
