@@ -137,9 +137,9 @@ void rt_gen_kv_str(yajl_gen g, const char *key, const char *value)
     rt_gen_str(g, value);
 }
 
-void rt_json_gen(yajl_gen g, yajl_val v)
+static void gen(yajl_gen g, yajl_val v, int depth)
 {
-    if (v == NULL) {
+    if (v == NULL || depth > 128) { /* deeper: yajl_gen refuses it anyway (YAJL_MAX_DEPTH) */
         yajl_gen_null(g);
         return;
     }
@@ -154,14 +154,14 @@ void rt_json_gen(yajl_gen g, yajl_val v)
         yajl_gen_map_open(g);
         for (size_t i = 0; i < v->u.object.len; i++) {
             rt_gen_str(g, v->u.object.keys[i]);
-            rt_json_gen(g, v->u.object.values[i]);
+            gen(g, v->u.object.values[i], depth + 1);
         }
         yajl_gen_map_close(g);
         break;
     case yajl_t_array:
         yajl_gen_array_open(g);
         for (size_t i = 0; i < v->u.array.len; i++)
-            rt_json_gen(g, v->u.array.values[i]);
+            gen(g, v->u.array.values[i], depth + 1);
         yajl_gen_array_close(g);
         break;
     case yajl_t_true:
@@ -174,6 +174,11 @@ void rt_json_gen(yajl_gen g, yajl_val v)
         yajl_gen_null(g);
         break;
     }
+}
+
+void rt_json_gen(yajl_gen g, yajl_val v)
+{
+    gen(g, v, 0);
 }
 
 int rt_gen_write(yajl_gen g, int fd)
