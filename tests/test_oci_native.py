@@ -370,3 +370,26 @@ def test_create_is_handed_to_python_even_without_python_on_path(rt, make_bundle)
         assert rc == 0, err.read()
     assert rt.state(cid)["status"] == "created"
     assert rt("delete", cid).returncode == 0
+
+
+# -- as an ordinary user ---------------------------------------------------------------------------
+
+def test_an_ordinary_users_state_directory(user, runtime_bin):
+    """Its default state directory is $XDG_RUNTIME_DIR/pyrt-runtime, made 0700; one
+    owned by someone else is refused in one line, never used."""
+    import shutil
+    import stat
+    binary = os.path.join(user.base, "pyrt-runtime")  # a copy the user can reach (static: no libraries)
+    shutil.copy2(runtime_bin, binary)
+    os.chmod(binary, 0o755)
+    p = user.run([binary, "list", "--quiet"])
+    assert p.returncode == 0 and p.stdout == b"", p.stderr
+    st = os.stat(os.path.join(user.runtime_dir, "pyrt-runtime"))
+    assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (user.uid, 0o700)
+    p = user.run([binary, "state", "nosuch"])
+    assert p.returncode == 1 and "does not exist (in " + os.path.join(user.runtime_dir, "pyrt-runtime") \
+        in _one_line(p.stderr)
+    os.rmdir(os.path.join(user.runtime_dir, "pyrt-runtime"))
+    os.mkdir(os.path.join(user.runtime_dir, "pyrt-runtime"), 0o755)  # root's
+    p = user.run([binary, "list"])
+    assert p.returncode == 1 and "is owned by uid 0, not by you" in _one_line(p.stderr)
