@@ -896,8 +896,12 @@ int main(int argc, char **argv)
     fflush(stdout);
     if (rc < 0) {
         if (ctx.code == 2) {
+            /* "kill: unknown option -s"; a message that names the command already
+               ("delete takes a container id") stands as it is */
             char msg[sizeof ctx.err + 64];
-            snprintf(msg, sizeof msg, "%s: %s", cmd, ctx.err);
+            size_t n = strlen(cmd);
+            int named = strncmp(ctx.err, cmd, n) == 0 && ctx.err[n] == ' ';
+            snprintf(msg, sizeof msg, "%s%s%s", named ? "" : cmd, named ? "" : ": ", ctx.err);
             log_error(msg);
             return 2;
         }
