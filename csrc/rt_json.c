@@ -56,9 +56,16 @@ int rt_json_truthy(yajl_val obj, const char *key)
 
 yajl_val rt_json_load_at(int dirfd, const char *path, char *why, size_t whylen)
 {
-    int fd = openat(dirfd, path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    if (fd < 0)
+    /* O_NONBLOCK: a FIFO planted in its place must not hang us at open (it is
+       refused below: not a regular file) */
+    int fd = openat(dirfd, path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    if (fd < 0) {
+        if (errno == ELOOP && why != NULL && whylen > 0)
+            snprintf(why, whylen, "a symlink");
+        if (errno == ELOOP)
+            errno = EINVAL;
         return NULL;
+    }
     struct stat st;
     if (fstat(fd, &st) < 0) {
         int err = errno;

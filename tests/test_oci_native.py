@@ -289,6 +289,30 @@ def test_malformed_records(rt, raw):
     assert p.returncode == 0 and not os.path.exists(d)
 
 
+@pytest.mark.parametrize("kind", ["fifo", "symlink", "directory"])
+def test_a_record_that_is_no_file(rt, tmp_shm, kind):
+    """state.json as a FIFO (which would block a reader at open), a symlink (to a
+    record elsewhere) or a directory: refused at once as broken, never followed."""
+    os.makedirs(rt.root, exist_ok=True)
+    d = os.path.join(rt.root, "odd")
+    os.mkdir(d)
+    rec = os.path.join(d, "state.json")
+    if kind == "fifo":
+        os.mkfifo(rec)
+    elif kind == "symlink":
+        other = os.path.join(tmp_shm, "other.json")
+        with open(other, "w") as f:
+            json.dump(_rec("odd", 1, 0), f)
+        os.symlink(other, rec)
+    else:
+        os.mkdir(rec)
+    p = rt("state", "odd", timeout=30)
+    assert p.returncode == 1 and "broken state file" in _one_line(p.stderr)
+    p = _python_runtime(rt.root, "state", "odd")  # the Python side alike
+    assert p.returncode == 1 and "broken state file" in _one_line(p.stderr)
+    assert rt("delete", "--force", "odd", timeout=30).returncode == 0 and not os.path.exists(d)
+
+
 def test_records_of_the_wrong_shape_are_not_trusted(rt, tmp_shm, sleeper):
     """Members of other types or that point outside: a stopped container, no cgroup
     followed out of the hierarchies, no hook run, nothing killed."""
