@@ -780,6 +780,8 @@ int main(int argc, char **argv)
     struct opts g;
     memset(&g, 0, sizeof g);
     int prc = parse_opts(&ctx, argv + 1, i - 1, GLOBAL, 0, &g);
+    free(g.pos); /* global options take no positionals: only the values are kept */
+    g.pos = NULL;
     if (prc < 0) {
         fprintf(stderr, PROG ": %s\n%s", ctx.err, USAGE);
         return 2;
