@@ -14,9 +14,21 @@
 in the same run, then prints each median and the ratios. Target: pyrt-runtime no
 slower than runc. Needs root.
 
+Then each operation on its own, pyrt-runtime beside crun and runc (`--ops N`
+rounds, paired: in each round every runtime does, in turn, `create` of a `sleep`
+bundle, `state`, `start`, `kill KILL`, `delete` once it has stopped, and `run` of
+the /bin/true bundle, each command timed as a whole process); the medians per
+operation and the ratios pyrt-runtime/crun and pyrt-runtime/runc. Each runtime's
+commands are started by a worker process of its own (crun's in the private mount
+namespace it needs on a hybrid host, so no wrapper is in its figures), all with
+the same launcher (posix_spawn + waitpid). pyrt-runtime's create and run are done
+by its Python implementation (the native program hands them over); state, start,
+kill and delete are native.
+
   python perf/bench_oci.py --quick             # one worker per benchmark, ~1-2 min
   python perf/bench_oci.py                     # pyperf defaults
   python perf/bench_oci.py --only pyrt-runtime,runc --no-podman
+  python perf/bench_oci.py --ops-only --ops 30  # only the per-operation table
 
 After pyperf's figures, a second table gives the CPU time (user+system of the
 command and everything it started) per run, which a loaded machine disturbs far
@@ -122,8 +134,144 @@ def argv_factory(name, st):
 
 
 def run_benchmarks(runner, st) -> dict:
+    if st.get("ops_only"):
+        return {}
     return {name: runner.bench_time_func(name, time_command, st, name, argv_factory(name, st))
             for name in st["benches"]}
+
+
+# --- each operation on its own (paired rounds) ------------------------------------------
+
+OPS = ("create", "start", "state", "kill", "delete", "run")
+OPS_RUNTIMES = ("pyrt-runtime", "crun", "runc")
+
+
+def _root_of(name, st):
+    return st["pyrt_root" if name == "pyrt-runtime" else f"{name}_root"]
+
+
+def _wait_stopped(tool, root, cid, deadline=30.0):
+    """Untimed: poll `state` until the container has stopped."""
+    import json
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        p = subprocess.run([tool, "--root", root, "state", cid], stdout=subprocess.PIPE,
+                           stderr=subprocess.DEVNULL, check=False)
+        if p.returncode == 0 and json.loads(p.stdout).get("status") == "stopped":
+            return
+        time.sleep(0.005)
+    raise RuntimeError(f"{tool}: {cid} did not stop")
+
+
+def _ops_round(name, st, sp, cid):
+    """One round of every operation for one runtime: {op: seconds}."""
+    tool, root = st["tools"][name], _root_of(name, st)
+    base = [tool, "--root", root]
+    times = {}
+
+    def timed(op, argv):
+        t0 = time.perf_counter()
+        rc = sp.run(argv)
+        times[op] = time.perf_counter() - t0
+        if rc:
+            raise RuntimeError(f"{name} {op}: exit status {rc}: {' '.join(argv)}")
+
+    timed("create", base + ["create", "--bundle", st["sleep_bundle"], cid])
+    timed("state", base + ["state", cid])
+    timed("start", base + ["start", cid])
+    timed("kill", base + ["kill", cid, "KILL"])
+    _wait_stopped(tool, root, cid)
+    timed("delete", base + ["delete", cid])
+    timed("run", base + ["run", "--bundle", st["bundle"], cid + "r"])
+    return times
+
+
+def _ops_worker(name, st, rfd, wfd):
+    """A forked worker: one round per line read, its times written back as JSON."""
+    import json
+    status = 0
+    try:
+        if name == "crun" and st.get("crun_hide"):
+            _enter_crun_namespace(st)
+        sp = common.Spawner(env=st.get("env"))
+        with os.fdopen(rfd) as rf, os.fdopen(wfd, "w") as wf:
+            for line in rf:
+                try:
+                    out = {"times": _ops_round(name, st, sp, line.strip())}
+                except Exception as e:  # reported by the parent
+                    out = {"error": str(e)}
+                wf.write(json.dumps(out) + "\n")
+                wf.flush()
+    except BaseException:
+        status = 1
+    finally:
+        os._exit(status)
+
+
+def ops_per_operation(st, rounds):
+    """Each operation's median per runtime over `rounds` paired rounds (the order
+    of the runtimes turns each round), and the ratios to crun and runc."""
+    import json
+    import statistics
+    names = [n for n in OPS_RUNTIMES if n in st["tools"] and n in st.get("ops_runtimes", OPS_RUNTIMES)]
+    if "pyrt-runtime" not in names or len(names) < 2:
+        print("\nper operation: skipped (pyrt-runtime and crun or runc are needed)")
+        return None
+    workers = {}
+    try:
+        for name in names:
+            r1, w1 = os.pipe()
+            r2, w2 = os.pipe()
+            pid = os.fork()
+            if pid == 0:
+                os.close(w1)
+                os.close(r2)
+                for _, w, r in workers.values():  # the other workers' pipes: theirs alone
+                    os.close(w.fileno())
+                    os.close(r.fileno())
+                common.die_with_parent()
+                _ops_worker(name, st, r1, w2)
+            os.close(r1)
+            os.close(w2)
+            workers[name] = (pid, os.fdopen(w1, "w"), os.fdopen(r2))
+        times = {n: {op: [] for op in OPS} for n in names}
+        for i in range(rounds):
+            order = names[i % len(names):] + names[:i % len(names)]
+            for name in order:
+                _, w, r = workers[name]
+                w.write(f"{st['prefix']}-o{name[0]}{i}\n")
+                w.flush()
+                line = r.readline()
+                if not line:
+                    raise RuntimeError(f"{name}: its worker died")
+                out = json.loads(line)
+                if "error" in out:
+                    raise RuntimeError(out["error"])
+                for op, t in out["times"].items():
+                    times[name][op].append(t)
+    finally:
+        for pid, w, r in workers.values():
+            w.close()
+            r.close()
+            os.waitpid(pid, 0)
+    med = {n: {op: statistics.median(v) for op, v in ops.items()} for n, ops in times.items()}
+    print()
+    print(f"per operation, whole processes, median of {rounds} paired rounds (ms):")
+    print(f"{'operation':<10}" + "".join(f"{n:>14}" for n in names)
+          + "".join(f"{'pyrt/' + n:>12}" for n in names if n != "pyrt-runtime"))
+    for op in OPS + ("c+s+d",):
+        vals = {n: (med[n][op] if op != "c+s+d" else med[n]["create"] + med[n]["start"] + med[n]["delete"])
+                for n in names}
+        line = f"{op:<10}" + "".join(f"{vals[n] * 1e3:14.2f}" for n in names)
+        line += "".join(f"{vals['pyrt-runtime'] / vals[n]:11.2f}x" for n in names if n != "pyrt-runtime")
+        print(line)
+    if "crun" in med:
+        slower = [op for op in OPS if med["pyrt-runtime"][op] > med["crun"][op]]
+        print("target each operation no slower than crun's: "
+              + ("met" if not slower else f"NOT met for {', '.join(slower)}"))
+    if st.get("crun_hide") and "crun" in names:
+        print("note: crun's worker is in a private mount namespace with the cgroup2 controllers hidden")
+    return med
 
 
 # --- setup and clean-up ----------------------------------------------------------------
@@ -150,6 +298,8 @@ def setup(args, scratch) -> dict:
     wanted = ALL_BENCHES if not args.only else [n.strip() for n in args.only.split(",") if n.strip()]
     if args.no_podman:
         wanted = [n for n in wanted if not n.startswith("podman/")]
+    if getattr(args, "ops_only", False):
+        wanted = list(OPS_RUNTIMES)
     unknown = [n for n in wanted if n not in ALL_BENCHES]
     if unknown:
         raise SystemExit(f"unknown benchmark(s) {unknown}; known: {', '.join(ALL_BENCHES)}")
@@ -202,6 +352,9 @@ def setup(args, scratch) -> dict:
     if spec_tool is None:
         raise SystemExit("bench_oci: neither runc nor crun: cannot make the bundle")
     common.make_oci_bundle(st["bundle"], st["merged"], ["/bin/true"], spec_tool=spec_tool)
+    st["sleep_bundle"] = scratch.sub("bundle-sleep")
+    common.make_oci_bundle(st["sleep_bundle"], st["merged"], ["/bin/sleep", "1000"], spec_tool=spec_tool)
+    st["ops_only"] = bool(getattr(args, "ops_only", False))
 
     # one untimed run each, to see that it works here
     for name in RUNTIMES:
@@ -371,12 +524,19 @@ def main():
     ap.add_argument("--no-podman", action="store_true", help="leave out the podman benchmarks")
     ap.add_argument("--no-install", action="store_true", help="do not apt-get install missing tools")
     ap.add_argument("--no-cpu", action="store_true", help="leave out the CPU-time table")
+    ap.add_argument("--ops", type=int, default=None,
+                    help="rounds of the per-operation table (default 30, --quick 10; 0 leaves it out)")
+    ap.add_argument("--ops-only", action="store_true", help="only the per-operation table")
     args = runner.parse_args()
 
     def report(results, st):
-        print_summary(results, st)
-        if not args.no_cpu:
-            cpu_per_run(st, 10 if quick else 30)
+        rounds = args.ops if args.ops is not None else (10 if quick else 30)
+        if not st.get("ops_only"):
+            print_summary(results, st)
+            if not args.no_cpu:
+                cpu_per_run(st, 10 if quick else 30)
+        if rounds > 0:
+            ops_per_operation(st, rounds)
 
     common.run_main(runner, args, name="bench_oci", setup=setup, run_benchmarks=run_benchmarks, report=report,
                     cleanup=cleanup, scratch_prefix="pyrt-bench-oci-", scratch_size="1g")

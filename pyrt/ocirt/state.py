@@ -12,10 +12,12 @@ started or not, its cgroup frozen or not.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import os
 import re
+import stat
 
 from pyrt.errors import Conflict, ContainerNotFound, InvalidArgument
 from pyrt.containers.lifecycle import start_time  # noqa: F401  (re-exported: the runtime uses both from here)
@@ -58,13 +60,28 @@ class Container:
         return os.path.isfile(os.path.join(self.dir, STATE_FILE))
 
     def load(self) -> "Container":
+        # O_NONBLOCK and O_NOFOLLOW: a FIFO or a symlink planted as the record is
+        # refused at once (as the native pyrt-runtime does), never waited on or followed
         try:
-            with open(os.path.join(self.dir, STATE_FILE), "rb") as f:
-                self.rec = json.loads(f.read())
+            fd = os.open(os.path.join(self.dir, STATE_FILE),
+                         os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
         except FileNotFoundError:
             raise ContainerNotFound(f"container {self.id!r} does not exist (in {self.root})") from None
+        except OSError as e:
+            if e.errno != errno.ELOOP:
+                raise
+            raise Conflict(f"container {self.id!r}: broken state file: a symlink") from None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise Conflict(f"container {self.id!r}: broken state file: not a regular file")
+        try:
+            with os.fdopen(fd, "rb") as f:
+                rec = json.loads(f.read())
         except ValueError as e:
             raise Conflict(f"container {self.id!r}: broken state file: {e}") from None
+        if not isinstance(rec, dict):
+            raise Conflict(f"container {self.id!r}: broken state file: not a JSON object")
+        self.rec = rec
         return self
 
     def save(self) -> None:

@@ -1,0 +1,57 @@
+/* See rt.h. */
+#include "rt.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <time.h>
+
+static int vfail(struct rt_ctx *ctx, int code, const char *fmt, va_list ap)
+{
+    vsnprintf(ctx->err, sizeof ctx->err, fmt, ap);
+    ctx->code = code;
+    return -1;
+}
+
+int rt_fail(struct rt_ctx *ctx, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vfail(ctx, 1, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+int rt_usage(struct rt_ctx *ctx, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vfail(ctx, 2, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+void rt_warn(struct rt_ctx *ctx, const char *fmt, ...)
+{
+    char msg[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (ctx->warn != NULL)
+        ctx->warn(ctx, msg);
+}
+
+double rt_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+void rt_sleep(double s)
+{
+    if (s <= 0)
+        return;
+    struct timespec ts = {.tv_sec = (time_t)s, .tv_nsec = (long)((s - (double)(time_t)s) * 1e9)};
+    nanosleep(&ts, NULL);
+}

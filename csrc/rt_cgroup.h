@@ -1,0 +1,78 @@
+/* A container's cgroup as pyrt-runtime finds it again (the native side of
+ * pyrt/cgroups/cgroup.py's Cgroup.open and what `kill --all`, `ps`, `pause`,
+ * `resume` and `delete` do with it): `<parent>/<name>` in the cgroup2 hierarchy
+ * and in every v1 hierarchy where the directory exists, on v1, v2 and hybrid hosts
+ * alike; the host's layout read from /proc/self/mountinfo once. */
+#ifndef PYRT_RT_CGROUP_H
+#define PYRT_RT_CGROUP_H
+
+#include <limits.h>
+#include <sys/types.h>
+
+#include "rt.h"
+
+#define RT_CG_MAX_V1 32
+
+struct rt_layout {
+    char unified[PATH_MAX]; /* the cgroup2 mount point, "" when none */
+    size_t nv1;
+    struct {
+        char ctrl[32];
+        char mount[PATH_MAX];
+    } v1[RT_CG_MAX_V1]; /* controller -> its hierarchy, in mountinfo's order */
+};
+
+struct rt_cgroup {
+    char name[256];
+    char parent[PATH_MAX];
+    char v2[PATH_MAX]; /* its cgroup2 directory, "" when none */
+    size_t nv1;
+    struct {
+        char ctrl[32];
+        char dir[PATH_MAX];
+    } v1[RT_CG_MAX_V1];
+};
+
+/* The host's layout (read on first use); NULL when /proc/self/mountinfo cannot be
+ * read. */
+const struct rt_layout *rt_layout(void);
+
+/* Whether `name` is a valid cgroup name (`parent`: levels joined by '/'), as
+ * pyrt/cgroups/cgroup.py's _check_name says. */
+int rt_cgroup_name_ok(const char *name, int is_parent);
+
+/* Open the existing cgroup; 0, or -1 when it is not there in any hierarchy (or the
+ * names are not valid: a record is never followed outside the hierarchies). */
+int rt_cgroup_open(struct rt_cgroup *cg, const char *name, const char *parent);
+
+/* Its pids (from its cgroup2 directory when it has one): a malloc'd array (free()
+ * it), its length in *n; -1 with errno on failure. */
+int rt_cgroup_procs(const struct rt_cgroup *cg, pid_t **pids, size_t *n);
+
+/* 1 frozen, 0 not, -1 when it has no freezer. */
+int rt_cgroup_frozen(const struct rt_cgroup *cg);
+
+/* Freeze or thaw, and wait until done (timeout in seconds); -1 with ctx->err set. */
+int rt_cgroup_set_frozen(struct rt_ctx *ctx, const struct rt_cgroup *cg, int frozen, double timeout);
+
+/* SIGKILL every process and wait until none is left (cgroup.kill where the kernel
+ * has it, else freeze, signal through pidfds, thaw, repeat). */
+int rt_cgroup_kill_all(struct rt_ctx *ctx, const struct rt_cgroup *cg, double timeout);
+
+/* Send `sig` to each process of the cgroup (each checked to be still in it
+ * through its pidfd). */
+void rt_cgroup_signal_all(const struct rt_cgroup *cg, int sig);
+
+/* Remove it from every hierarchy (killing what is left first); the systemd scope
+ * pyrt made for it too (a parent machine.slice/pyrt-ID.scope). Gone already is
+ * not an error. */
+int rt_cgroup_remove(struct rt_ctx *ctx, const struct rt_cgroup *cg, double timeout);
+
+/* Stop a systemd scope (busctl StopUnit; a unit not loaded is not an error) and
+ * wait up to 10 s until its cgroup `scope` (below the cgroup2 mount) is gone. */
+int rt_systemd_stop_unit(struct rt_ctx *ctx, const char *unit, const char *scope);
+
+/* Whether systemd runs this host with pure cgroup2 (--systemd-cgroup usable). */
+int rt_systemd_available(void);
+
+#endif

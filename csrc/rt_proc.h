@@ -1,0 +1,31 @@
+/* Running a helper program from pyrt-runtime (hooks in the runtime's namespaces,
+ * busctl, ps): fork and exec with the given stdin bytes, its stdout and stderr
+ * captured (or inherited), bounded in time. */
+#ifndef PYRT_RT_PROC_H
+#define PYRT_RT_PROC_H
+
+#include <stddef.h>
+
+struct rt_proc {
+    const char *path;         /* what is exec'd; searched in PATH when it has no '/' */
+    char *const *argv;        /* NULL terminated */
+    char *const *envp;        /* NULL: ours */
+    const void *input;        /* written to its stdin (then closed); NULL: /dev/null */
+    size_t input_len;
+    int capture;              /* 1: stdout and stderr captured below; 0: inherited */
+    double timeout;           /* seconds; <= 0: none */
+
+    /* results */
+    int status;               /* as waitpid gives it */
+    int timed_out;            /* killed (SIGKILL) at the timeout */
+    int exec_errno;           /* the exec failed with this (status then 127) */
+    char *out, *err;          /* what it wrote (NUL terminated, at most 1 MiB each; malloc'd) */
+    size_t out_len, err_len;
+};
+
+/* 0 once it has run (whatever its exit status), -1 with errno when it could not
+ * be started. Free out and err with rt_proc_free. */
+int rt_proc_run(struct rt_proc *p);
+void rt_proc_free(struct rt_proc *p);
+
+#endif
