@@ -46,7 +46,13 @@ import signal
 import sys
 import time
 
-from pyrt import __version__
+from pyrt import __version__, _core
+from pyrt.containers.lifecycle import parse_signal
+from pyrt.errors import PyrtError
+from pyrt.ocirt.defaults import SPEC_VERSION, default_config
+from pyrt.ocirt.operations import Operations, features
+from pyrt.ocirt.state import rfc3339
+from pyrt.paths import check_private_dir
 
 PROG = "pyrt-runtime"
 
@@ -71,7 +77,6 @@ class Log:
         if self.path is None:
             return
         t = time.time()
-        from pyrt.ocirt.state import rfc3339
         if self.format == "json":
             line = json.dumps({"level": level, "msg": msg, "time": rfc3339(t)})
         else:
@@ -173,7 +178,6 @@ EXEC = {
 # -- commands: parse, call pyrt.ocirt.operations, print ---------------------------------
 
 def _ops(g):
-    from pyrt.ocirt.operations import Operations
     return Operations(g["root"], warn=LOG.warn, debug=LOG.dbg, systemd_cgroup=g["systemd_cgroup"])
 
 
@@ -184,7 +188,6 @@ def _one_id(pos, cmd, extra=0):
 
 
 def _signal_number(text) -> int:
-    from pyrt.containers.lifecycle import parse_signal
     try:
         return parse_signal(text)
     except Exception:
@@ -294,7 +297,7 @@ def cmd_ps(g, args):
     if (o.get("format") or "table") == "json":
         print(json.dumps(pids))
         return 0
-    import subprocess
+    import subprocess  # lazy: only the Python `ps` runs ps(1) (the native program does ps)
     psargs = pos[1:] or ["-ef"]
     out = subprocess.run(["ps"] + psargs, stdout=subprocess.PIPE, text=True, check=False).stdout
     lines = out.splitlines()
@@ -343,7 +346,6 @@ def cmd_pause(g, args, freeze=True):
 # -- spec / features / version -------------------------------------------------------------
 
 def cmd_spec(g, args):
-    from pyrt.ocirt.defaults import default_config
     o, pos = parse_opts(args, {"bundle": ("bundle", "value"), "b": ("bundle", "value"),
                                "rootless": ("rootless", "flag")})
     if pos:
@@ -359,14 +361,11 @@ def cmd_spec(g, args):
 
 
 def cmd_features(g, args):
-    from pyrt.ocirt.operations import features
     print(json.dumps(features(), indent=2))
     return 0
 
 
 def version_text() -> str:
-    from pyrt import _core
-    from pyrt.ocirt.defaults import SPEC_VERSION
     return (f"{PROG} version {__version__}\nspec: {SPEC_VERSION}\n"
             f"libseccomp: {'yes' if _core.seccomp_available() else 'no'}")
 
@@ -393,7 +392,6 @@ def _default_root() -> str:
     /tmp/pyrt-runtime-UID), as runc --rootless keeps its state."""
     if os.geteuid() == 0:
         return "/run/pyrt-runtime"
-    from pyrt.paths import check_private_dir
     base = os.environ.get("XDG_RUNTIME_DIR")
     if base and os.path.isabs(base) and os.path.isdir(base):
         return check_private_dir(os.path.join(base, "pyrt-runtime"), "state directory")
@@ -437,7 +435,6 @@ def main(argv=None) -> int:
     if fn is None:
         LOG.error(f"unknown command {cmd!r} (commands: {', '.join(COMMANDS)})")
         return 2
-    from pyrt.errors import PyrtError
     try:
         return fn(g, args) or 0
     except UsageError as e:

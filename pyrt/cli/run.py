@@ -2,9 +2,15 @@
 (mounts, ports, networks), the relay of its output and its reaper."""
 from __future__ import annotations
 
+import _signal as signal  # the C module: `signal` would import enum (1 ms of every verb)
 import os
 import sys
-from pyrt.errors import InvalidArgument
+
+import pyrt
+from pyrt import _core
+from pyrt.cli.common import env_from_args
+from pyrt.errors import ContainerNotFound, InvalidArgument
+from pyrt.launch.reaper import Reaper
 
 
 def add_run_image_options(p):
@@ -73,7 +79,7 @@ def parse_mount(spec: str) -> dict:
         elif key == "volume-nocopy":
             m["VolumeOptions"] = {"NoCopy": value.lower() in ("", "1", "true")}
         elif key == "tmpfs-size":
-            from pyrt.cgroups.limits import parse_bytes
+            from pyrt.cgroups.limits import parse_bytes  # lazy: 1.7 ms, only for a limit
             m.setdefault("TmpfsOptions", {})["SizeBytes"] = parse_bytes(value)
         elif key == "tmpfs-mode":
             m.setdefault("TmpfsOptions", {})["Mode"] = int(value, 8)
@@ -87,7 +93,6 @@ def parse_mount(spec: str) -> dict:
 
 
 def _create(args, image, command, rt):
-    from pyrt.cli.common import env_from_args
     name, _, tries = args.restart.partition(":")
     if tries and not tries.isdigit():
         raise InvalidArgument(f"invalid --restart {args.restart!r}: no, on-failure[:N], always or unless-stopped")
@@ -118,7 +123,7 @@ def _run_foreground(container, interactive, reaper, sig_proxy=True):
     N: 141 when its reader was gone and it got SIGPIPE)."""
     if container.config.get("Tty"):
         return _run_on_terminal(container, interactive, reaper, sig_proxy)
-    from pyrt.containers.lifecycle import LOG_FILE
+    from pyrt.containers.lifecycle import LOG_FILE  # lazy: 1.7 ms of `run --rootfs` (no log there)
     log_fd = os.open(os.path.join(container.dir, LOG_FILE),
                      os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
@@ -163,7 +168,6 @@ def _start_relayed(start, interactive, log_fd, signals, finished):
     the caller's terminal or file could type into it, or reopen the file for writing
     through /proc/self/fd) and make the relay that copies through them (it owns our
     ends). (Process, _core.Relay)."""
-    from pyrt import _core
     ours, theirs = [], []
     try:
         for nonblock in (0, 0) + ((1,) if interactive else ()):
@@ -171,7 +175,6 @@ def _start_relayed(start, interactive, log_fd, signals, finished):
             ours.append(w if nonblock else r)
             theirs.append(r if nonblock else w)
         if not interactive:
-            import pyrt
             theirs.append(pyrt.DEVNULL)
         try:
             proc = start(stdin=theirs[2], stdout=theirs[0], stderr=theirs[1])
@@ -210,9 +213,8 @@ def _run_on_terminal(container, interactive, reaper, sig_proxy):
     copies to our stdout (and to the log) and our stdin to (with -i). A terminal of
     ours is raw meanwhile (keys such as ^C reach the container's line discipline) and
     its size changes are passed on."""
-    import termios
-    from pyrt import _core
-    from pyrt.containers.lifecycle import LOG_FILE
+    import termios  # lazy, as tty and pyrt.launch.tty (3.7 ms in all): only -t needs them
+    from pyrt.containers.lifecycle import LOG_FILE  # lazy: 1.7 ms of `run --rootfs` (no log there)
     from pyrt.launch.tty import copy_window_size
     stdin = _fd(sys.stdin, 0)
     on_tty = stdin >= 0 and os.isatty(stdin)
@@ -224,13 +226,12 @@ def _run_on_terminal(container, interactive, reaper, sig_proxy):
         master = proc.pty
         try:
             if interactive and on_tty:
-                import tty
+                import tty  # lazy: see termios above
                 saved = termios.tcgetattr(stdin)
                 tty.setraw(stdin)
             copy_window_size(stdin if on_tty else 1, master)
             winch = {}
             if on_tty:
-                import _signal as signal
                 winch[signal.SIGWINCH] = lambda *_: copy_window_size(stdin, master)
             with _Signals(sig_proxy, wakeup=True, tty=True, handlers=winch) as signals:
                 os.set_blocking(master, False)
@@ -273,7 +274,6 @@ def forwarded_signals(tty: bool) -> list:
     passed on instead). Not those about pyrt itself (SIGCHLD, SIGPIPE, SIGURG, SIGIO,
     its limits and timers: SIGXCPU, SIGXFSZ, SIGPROF, SIGVTALRM; the faults) nor job
     control (SIGTSTP, SIGTTIN, SIGTTOU, SIGCONT stop and go on with `pyrt`)."""
-    import _signal as signal
     names = ["SIGHUP", "SIGINT", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGALRM", "SIGTERM", "SIGPWR"]
     if not tty:
         names.append("SIGWINCH")
@@ -300,7 +300,6 @@ class _Signals:
         self.old, self._old_wakeup = {}, -1
 
     def __enter__(self):
-        import _signal as signal
         try:
             if self.wakeup:
                 r, w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
@@ -327,7 +326,6 @@ class _Signals:
             self.proc.send_signal(sig)
 
     def __exit__(self, *exc):
-        import _signal as signal
         for sig, handler in self.old.items():
             signal.signal(sig, handler)
         self.old = {}
@@ -350,7 +348,7 @@ def wait_foreground(proc, interactive, log=None, sig_proxy=True):
     with _Signals(sig_proxy, wakeup=False, tty=True) as signals:
         signals.proc = proc
         if proc.pty is not None:
-            from pyrt.launch.tty import relay
+            from pyrt.launch.tty import relay  # lazy: 2.7 ms, only -t needs it
             try:
                 relay(proc.pty, proc.pidfd, interactive, tap=log and (lambda data: log.write("stdout", data)))
             finally:
@@ -363,7 +361,7 @@ def _endpoint_config(args):
     """--network-alias and --ip: docker's EndpointSettings of the container's network."""
     if not args.network_alias and not args.ip:
         return None
-    from pyrt.network.names import default_network
+    from pyrt.network.names import default_network  # lazy: 0.3 ms of `run --rootfs` (no network)
     ep = {"Aliases": list(args.network_alias)}
     if args.ip:
         ep["IPAMConfig"] = {"IPv4Address": args.ip}
@@ -385,7 +383,7 @@ def parse_publish(items) -> dict:
 
 
 def _network_of(args) -> str:
-    from pyrt.network.names import default_network
+    from pyrt.network.names import default_network  # lazy: 0.3 ms of `run --rootfs` (no network)
     return args.network or default_network()
 
 
@@ -405,13 +403,12 @@ def run_image(args, image, command, rt):
         return 0
     with _reaper() as reaper:  # started first: from its creation on, the container is cleaned up
         c = _create(args, image, command, rt)
-        from pyrt.cli.orphan import command as clean_up
+        from pyrt.cli.orphan import command as clean_up  # lazy: 0.15 ms of `run --rootfs`
         reaper.run_on_death(clean_up(rt.root, c.id))
         try:
             return _run_foreground(c, args.interactive, reaper, sig_proxy=args.sig_proxy == "true")
         except BaseException:
             if args.rm:
-                from pyrt.errors import ContainerNotFound
                 try:
                     c.remove(force=True)
                 except ContainerNotFound:  # its end was recorded, and with it it went
@@ -421,5 +418,4 @@ def run_image(args, image, command, rt):
 
 def _reaper():
     """A foreground container ends with this process: see pyrt.launch.reaper."""
-    from pyrt.launch.reaper import Reaper
     return Reaper()
