@@ -222,7 +222,7 @@ static pid_t do_clone(const struct pyrt_spawn_spec *s, int *pidfd, struct child_
         ca.flags &= ~(uint64_t)CLONE_NEWUSER;
     else if (s->userns_fd >= 0) { /* rootless, into the process's shared user namespace */
         ca.flags &= ~(uint64_t)CLONE_NEWUSER;
-        return pyrt_userns_clone(s->userns_fd, &ca, child_main, c, op);
+        return pyrt_userns_clone(s->userns_fd, (s->setup & PYRT_SETUP_JOIN_MNT) != 0, &ca, child_main, c, op);
     }
     pid_t pid = (pid_t)pyrt_clone3(&ca, sizeof ca);
     if (pid < 0 && errno == ENOSYS && s->cgroup_fd < 0) /* kernel before 5.3 */
@@ -297,7 +297,10 @@ static int spawn_child(const struct pyrt_spawn_spec *s, struct pyrt_parked *park
     if (parksock[1] >= 0)
         close(parksock[1]);
     if (pid < 0) {
-        pyrt_fail_errno(e, clone_errno, clone_op, s->userns_fd >= 0 ? "the containers' user namespace" : "");
+        pyrt_fail_errno(e, clone_errno, clone_op,
+                        s->userns_fd < 0 ? ""
+                        : (s->setup & PYRT_SETUP_JOIN_MNT) ? "the user and mount namespaces to clone from"
+                                                           : "the containers' user namespace");
         close(errpipe[0]);
         if (syncpipe[1] >= 0)
             close(syncpipe[1]);

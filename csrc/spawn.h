@@ -55,6 +55,7 @@ enum {
     PYRT_SETUP_NO_NEW_PRIVS = 32,
     PYRT_SETUP_SETSID = 64,     /* a new session */
     PYRT_SETUP_NO_ASLR = 128,   /* personality(ADDR_NO_RANDOMIZE) */
+    PYRT_SETUP_JOIN_MNT = 256,  /* userns_fd is a pidfd: clone from its user and mount namespaces */
 };
 
 struct pyrt_oci;

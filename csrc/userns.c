@@ -268,6 +268,7 @@ int pyrt_userns_entered(void)
 
 struct joiner {
     int userns_fd;
+    int nstype;
     struct pyrt_clone_args *ca;
     void (*fn)(void *);
     void *arg;
@@ -282,7 +283,7 @@ struct joiner {
 static int joiner_main(void *p)
 {
     struct joiner *j = p;
-    if (setns(j->userns_fd, CLONE_NEWUSER) < 0) {
+    if (setns(j->userns_fd, j->nstype) < 0) {
         j->err = errno;
         j->op = "setns";
         return 1;
@@ -301,10 +302,10 @@ static int joiner_main(void *p)
     return 0;
 }
 
-pid_t pyrt_userns_clone(int userns_fd, struct pyrt_clone_args *ca, void (*fn)(void *), void *arg,
+pid_t pyrt_userns_clone(int userns_fd, int join_mnt, struct pyrt_clone_args *ca, void (*fn)(void *), void *arg,
                         const char **op)
 {
-    struct joiner j = {.userns_fd = userns_fd, .ca = ca, .fn = fn, .arg = arg, .pid = -1, .err = 0, .op = "clone"};
+    struct joiner j = {.userns_fd = userns_fd, .nstype = CLONE_NEWUSER | (join_mnt ? CLONE_NEWNS : 0), .ca = ca, .fn = fn, .arg = arg, .pid = -1, .err = 0, .op = "clone"};
     ca->flags |= CLONE_PARENT;
     ca->exit_signal = 0; /* CLONE_PARENT: the intermediate's own, SIGCHLD */
     void *stack = mmap(NULL, JOINER_STACK, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK | MAP_NORESERVE, -1, 0);

@@ -48,10 +48,11 @@ struct pyrt_clone_args;
  * other flags of ca, which must not hold CLONE_NEWUSER; CLONE_PARENT is added):
  * an intermediate that shares our memory and fd table (and stops us until it
  * exits, as vfork) joins the namespace and clones the child, whose parent we
- * then are. The child runs fn(arg), which must not return. Returns the child's
+ * then are. join_mnt: userns_fd is a pidfd whose user and mount namespaces are
+ * both joined (the child's new mount namespace is a copy of that process's). The child runs fn(arg), which must not return. Returns the child's
  * pid (its pidfd where ca asks for one), or -1 with errno and *op ("setns",
  * "clone") set. */
-pid_t pyrt_userns_clone(int userns_fd, struct pyrt_clone_args *ca, void (*fn)(void *), void *arg,
+pid_t pyrt_userns_clone(int userns_fd, int join_mnt, struct pyrt_clone_args *ca, void (*fn)(void *), void *arg,
                         const char **op);
 
 #endif

@@ -330,3 +330,64 @@ def test_runtime_rootless_refusals(user, user_rootfs):
     r = user.runtime("run", "--bundle", bundle, "r6")
     assert r.returncode != 0 and "an ordinary user needs a user namespace" in r.stderr.decode()
     assert os.listdir(os.path.join(user.runtime_dir, "pyrt-runtime")) == []
+
+
+def test_spawn_from_another_process_mount_namespace(user, user_rootfs, tmp_shm):
+    """SETUP_JOIN_MNT: a container cloned from the user and mount namespaces of a
+    process named by a pidfd (a holder in the shared user namespace with a mount
+    namespace of its own: how a FUSE root made there is reached). It sees the
+    holder's mounts; the user's own namespace sees none of them."""
+    target = user.mkdir("target", 0o755)
+    r = user.py(r"""
+        import os, signal, sys, pyrt
+        from pyrt import _core, sys as psys
+        from pyrt.launch import userns
+        from pyrt.launch.process import run
+        from pyrt.launch.spec import build_spec
+        rootfs, target = sys.argv[1], sys.argv[2]
+        ufd = userns.shared_fd(userns.maps_for_caller())
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the holder: its mounts live in its own mount namespace only
+            try:
+                os.close(r)
+                psys.setns(ufd, psys.CLONE_NEWUSER)
+                psys.unshare(psys.CLONE_NEWNS)
+                psys.mount(None, "/", None, psys.MS_REC | psys.MS_PRIVATE)
+                os.setresgid(0, 0, 0)
+                os.setresuid(0, 0, 0)
+                psys.mount(rootfs, target, None, psys.MS_BIND | psys.MS_REC)
+                psys.mount("tmpfs", target + "/tmp", "tmpfs", 0, "mode=1777")
+                with open(target + "/tmp/marker", "w") as f:
+                    f.write("held\n")
+                os.write(w, b"R")
+                signal.pause()
+            except BaseException as e:
+                print("holder:", repr(e), file=sys.stderr)
+            finally:
+                os._exit(0)
+        os.close(w)
+        try:
+            assert os.read(r, 1) == b"R"
+            pidfd = os.pidfd_open(pid)
+            argv = ["sh", "-c", "cat /tmp/marker; id -u"]
+            spec = build_spec(argv, target)
+            spec.userns_fd, spec.setup = pidfd, spec.setup | _core.SETUP_JOIN_MNT
+            out = run(argv, spec=spec, capture_output=True)
+            print(out.returncode, out.stdout.decode().split(), out.stderr.decode())
+            print("host sees", os.listdir(target))
+        finally:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+        spec = build_spec(argv, target)  # the holder gone: one clear error
+        spec.userns_fd, spec.setup = pidfd, spec.setup | _core.SETUP_JOIN_MNT
+        try:
+            run(argv, spec=spec)
+        except pyrt.errors.SpawnError as e:
+            print("after:", e.op, e.errno, e)
+        """, user_rootfs, target)
+    assert r.returncode == 0, r.stderr.decode()
+    lines = r.stdout.decode().splitlines()
+    assert lines[0] == "0 ['held', '0'] ", lines
+    assert lines[1] == "host sees []"
+    assert lines[2].startswith("after: setns 3 ") and "the user and mount namespaces to clone from" in lines[2], lines
