@@ -1,0 +1,260 @@
+"""Attacks on what an ordinary user's containers get: the slirp4netns network
+(pyrt.network.usermode), published ports (slirp4netns's host forwards, or the
+monitor's forwarder with --network none), each asserting the defence.
+
+Everything network runs in a network namespace the test made (the `netns`
+fixture): the user's `pyrt` runs there, which is "the host" as slirp4netns and
+the forwarder see it; services on its loopback stand for the host's."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import socket
+import stat
+import subprocess
+import sys
+
+import pytest
+
+import helpers
+from clitools import ok
+
+pytestmark = [pytest.mark.timeout(300)]
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+HOST_IP = "192.0.2.1"  # the test namespace's own non-loopback address (nettools.NetNS.upstream())
+
+SERVER = r"""
+import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((sys.argv[1], int(sys.argv[2])))
+s.listen(8)
+print("listening", flush=True)
+while True:
+    c, peer = s.accept()
+    print(peer[0], flush=True)
+    c.sendall(b"secret of " + sys.argv[1].encode() + b"\n")
+    c.close()
+"""
+
+
+def _tun_usable() -> bool:
+    try:
+        mode = os.stat("/dev/net/tun").st_mode
+    except OSError:
+        return False
+    return bool(mode & stat.S_IROTH and mode & stat.S_IWOTH)
+
+
+@pytest.fixture
+def net_user(user, netns, base_tar):
+    if not shutil.which("slirp4netns"):
+        pytest.skip("slirp4netns is not installed (tests/install-deps.sh installs it)")
+    if not _tun_usable():
+        pytest.skip("/dev/net/tun is not open to users (mode 0666 as udev makes it; tests/install-deps.sh)")
+    user.in_netns(netns.path)
+    ok(user.pyrt("import", base_tar, "base:1"))
+    yield user
+    for c in json.loads(user.pyrt("ps", "-a", "--format", "json").stdout or b"[]"):
+        user.pyrt("rm", "-f", c["Id"])
+
+
+@pytest.fixture(scope="module")
+def probes(shm_base):
+    """A directory (readable by everyone) with synprobe (tests/probes/synprobe.c),
+    bound into containers at /probe."""
+    if not shutil.which("gcc"):
+        pytest.skip("no gcc to build the probe")
+    d = os.path.join(shm_base, "attack-probes")
+    out = os.path.join(d, "synprobe")
+    if not os.path.exists(out):
+        os.makedirs(d, exist_ok=True)
+        r = subprocess.run(["gcc", "-static", "-O2", "-o", out + ".tmp", os.path.join(HERE, "probes", "synprobe.c")],
+                           capture_output=True)
+        if r.returncode != 0:
+            pytest.skip(f"cannot build the probe: {r.stderr.decode()[:200]}")
+        os.rename(out + ".tmp", out)
+    os.chmod(d, 0o755)
+    os.chmod(out, 0o755)
+    return d
+
+
+class Server:
+    def __init__(self, ns, ip, port):
+        self.proc = ns.popen(sys.executable, "-c", SERVER, ip, str(port), stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE)
+        assert self.proc.stdout.readline() == b"listening\n", self.proc.stderr.read()
+
+    def peers(self):
+        self.proc.kill()
+        out, _ = self.proc.communicate()
+        return out.decode().split()
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.communicate()
+
+
+@pytest.fixture
+def servers():
+    made = []
+
+    def make(ns, ip, port):
+        s = Server(ns, ip, port)
+        made.append(s)
+        return s
+    yield make
+    for s in made:
+        s.close()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _comm(pid) -> str:
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+# -- the host's loopback --------------------------------------------------------------------------------
+
+def _attack(net_user, probes, *argv, targets):
+    lines = "".join(f"/probe/synprobe tap0 10.0.2.100 {ip} {port} 2>&1\n" for ip, port in targets)
+    return net_user.pyrt("run", "--rm", *argv, "-v", f"{probes}:/probe:ro", "base:1", "sh", "-c",
+                         lines + "sleep 1; echo done")
+
+
+def test_raw_frames_to_host_loopback_get_nowhere(net_user, netns, servers, probes):
+    """slirp4netns connects wherever a frame on tap0 says (--disable-host-loopback
+    only unmaps 10.0.2.2): a container's root writing TCP SYNs for 127.0.0.1 and
+    0.0.0.0 (the host's kernel takes it as itself) as raw frames on tap0, past its
+    own routing, would reach the host's loopback services. Containers on
+    slirp4netns have no CAP_NET_RAW unless asked for: the frames cannot be
+    written, nothing connects to the host's loopback, by run or by exec. With
+    --cap-add NET_RAW the same probe reaches the host's ordinary address (the
+    attack is real, the probe works)."""
+    netns.upstream()  # HOST_IP on the namespace's side
+    lo_port, any_port, ok_port = _free_port(), _free_port(), _free_port()
+    lo = servers(netns, "127.0.0.1", lo_port)
+    any_lo = servers(netns, "127.0.0.1", any_port)
+    reachable = servers(netns, HOST_IP, ok_port)
+    r = _attack(net_user, probes, targets=[("127.0.0.1", lo_port), ("0.0.0.0", any_port)])
+    out = r.stdout.decode()
+    assert r.returncode == 0 and "done" in out, (out, r.stderr)
+    assert out.count("socket(AF_PACKET): Operation not permitted") == 2, out
+    cid = ok(net_user.pyrt("run", "-d", "-v", f"{probes}:/probe:ro", "base:1", "sleep", "60")).strip()
+    try:
+        r = net_user.pyrt("exec", cid, "/probe/synprobe", "tap0", "10.0.2.100", "127.0.0.1", str(lo_port))
+        assert r.returncode == 1 and b"Operation not permitted" in r.stderr, (r.stdout, r.stderr)
+    finally:
+        ok(net_user.pyrt("rm", "-f", cid))
+    r = _attack(net_user, probes, "--cap-add", "NET_RAW", targets=[(HOST_IP, ok_port)])
+    assert "sent 3" in r.stdout.decode(), (r.stdout, r.stderr)
+    assert set(reachable.peers()) == {HOST_IP}, "the probe did not reach the host's ordinary address"
+    assert lo.peers() == [], "127.0.0.1 reached"
+    assert any_lo.peers() == [], "0.0.0.0 reached"
+
+
+def test_pyrt_run_on_slirp4netns_has_no_raw_frames(user, user_rootfs, netns, probes):
+    """pyrt.run(network="slirp4netns") drops CAP_NET_RAW too (unless cap_add)."""
+    if not shutil.which("slirp4netns") or not _tun_usable():
+        pytest.skip("slirp4netns and a usable /dev/net/tun are needed")
+    user.in_netns(netns.path)
+    r = user.py(r"""
+        import sys, pyrt
+        from pyrt.launch.mounts import Bind
+        for extra in ({}, {"cap_add": ["NET_RAW"]}):
+            r = pyrt.run(["/opt/synprobe", "tap0", "10.0.2.100", "192.0.2.9", "9"], rootfs=sys.argv[1],
+                         network="slirp4netns", capture_output=True,
+                         mounts=[Bind(sys.argv[2], "/opt", readonly=True)],
+                         **extra)
+            print(r.returncode, (r.stdout + r.stderr).decode().strip())
+        """, user_rootfs, probes)
+    assert r.returncode == 0, r.stderr.decode()
+    assert r.stdout.decode().splitlines() == ["1 synprobe: socket(AF_PACKET): Operation not permitted", "0 sent 3"]
+
+
+# -- fds handed around ----------------------------------------------------------------------------------
+
+FDS = "for f in /proc/self/fd/*; do echo \"$f $(readlink $f)\"; done"
+
+
+def _fds(text: str) -> dict:
+    """{fd: target} from FDS's output, past stdio, without the fd the listing itself
+    opened (its directory: closed, so no target, when readlink runs)."""
+    out = {}
+    for line in text.splitlines():
+        m = re.match(r"/proc/self/fd/(\d+) (.*)", line)
+        if m:
+            out[int(m.group(1))] = m.group(2)
+    return {fd: t for fd, t in out.items() if fd > 2 and t and not t.startswith("/proc/")}
+
+
+@pytest.mark.parametrize("network", ["slirp4netns", "none"])
+def test_no_fd_of_the_host_side_reaches_a_published_container(net_user, network):
+    """The container's processes get their stdio and nothing else: not the
+    network namespace's fd, slirp4netns's pipes, the user namespace's fd, the
+    forwarder's sockets or the monitor's files."""
+    port = _free_port()
+    cid = ok(net_user.pyrt("run", "-d", "--network", network, "-p", f"127.0.0.1:{port}:8080", "base:1", "sh", "-c",
+                           f"{FDS}; sleep 60")).strip()
+    try:
+        helpers.wait_for(lambda: "/proc/self/fd/0 " in net_user.pyrt("logs", cid).stdout.decode(),
+                         what="the container's listing")
+        logs = net_user.pyrt("logs", cid).stdout.decode()
+        assert _fds(logs) == {}, logs
+        r = net_user.pyrt("exec", cid, "sh", "-c", FDS)
+        assert r.returncode == 0 and _fds(r.stdout.decode()) == {}, (r.stdout, r.stderr)
+    finally:
+        ok(net_user.pyrt("rm", "-f", cid))
+
+
+def test_foreground_run_on_slirp4netns_leaks_no_fd(net_user):
+    r = net_user.pyrt("run", "--rm", "-p", f"127.0.0.1:{_free_port()}:80", "base:1", "sh", "-c", FDS)
+    assert r.returncode == 0, r.stderr
+    assert _fds(r.stdout.decode()) == {}, r.stdout
+
+
+def _slirp_pids(netns):
+    return [p for p in netns.pids() if _comm(p) == "slirp4netns"]
+
+
+def test_slirp4netns_holds_no_fd_of_pyrt_and_no_api_socket_on_disk(net_user, netns):
+    """slirp4netns (running while the container does) holds only its own: its
+    tap, pipes, the namespace it was given; its API socket is gone from the file
+    system once the ports are added (nobody can connect to it and add forwards),
+    and no directory of it is left in the runtime directory or /tmp."""
+    port = _free_port()
+    before = set(os.listdir("/tmp"))
+    cid = ok(net_user.pyrt("run", "-d", "-p", f"127.0.0.1:{port}:8080", "base:1", "sleep", "60")).strip()
+    try:
+        (pid,) = _slirp_pids(netns)
+        targets = []  # past its stdio (its log: a deleted file of the runtime directory)
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            if int(fd) <= 2:
+                continue
+            try:
+                targets.append(os.readlink(f"/proc/{pid}/fd/{fd}"))
+            except OSError:
+                pass
+        store = net_user.store
+        assert not [t for t in targets if t.startswith((store, net_user.runtime_dir, net_user.home))], targets
+        leftovers = [n for n in set(os.listdir("/tmp")) - before if n.startswith("pyrt-slirp-")]
+        leftovers += [n for n in os.listdir(net_user.runtime_dir) if n.startswith("pyrt-slirp-")]
+        assert leftovers == []
+        # its listening unix sockets have no path left (unlinked with their directory)
+        with open(f"/proc/{pid}/net/unix") as f:
+            paths = [ln.split()[7] for ln in f.read().splitlines()[1:] if len(ln.split()) > 7]
+        assert not [p for p in paths if "pyrt-slirp-" in p and os.path.exists(p)], paths
+    finally:
+        ok(net_user.pyrt("rm", "-f", cid))
