@@ -258,3 +258,144 @@ def test_slirp4netns_holds_no_fd_of_pyrt_and_no_api_socket_on_disk(net_user, net
         assert not [p for p in paths if "pyrt-slirp-" in p and os.path.exists(p)], paths
     finally:
         ok(net_user.pyrt("rm", "-f", cid))
+
+
+# -- a hostile image on the copy driver -------------------------------------------------------------------
+
+def _load_layers(user, base_tar, layers, ref):
+    import imagetools
+    oci = imagetools.OCIBuilder(os.path.join(user.dir, "oci-" + ref.replace(":", "-")))
+    with open(base_tar, "rb") as f:
+        oci.image([f.read(), *layers], ref=ref)
+    path = oci.write()
+    for dirpath, dirnames, filenames in os.walk(path):
+        os.chmod(dirpath, 0o755)
+        for n in filenames:
+            os.chmod(os.path.join(dirpath, n), 0o644)
+    ok(user.pyrt("load", "-i", path))
+
+
+def _tree(path):
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(path):
+        for n in dirnames + filenames:
+            p = os.path.join(dirpath, n)
+            st = os.lstat(p)
+            out[os.path.relpath(p, path)] = (st.st_mode, st.st_size, st.st_mtime_ns)
+    return out
+
+
+@pytest.mark.parametrize("driver", ["copy", "overlay"])
+def test_hostile_symlinks_in_layers_stay_inside_the_root(user, base_tar, driver):
+    """Layers whose /etc, /run and /tmp are symlinks to a directory of the user's
+    on the host (absolute), with a later layer writing etc/passwd, run/x and
+    tmp/y through them: materializing the root, making its mount points and
+    the container's /etc/hosts, /etc/resolv.conf and /etc/hostname never write
+    or mount through them on the host; the victim directory is unchanged."""
+    import usertools
+    victim = user.mkdir("u/victim")
+    with open(os.path.join(victim, "keep"), "w") as f:
+        f.write("untouched\n")
+    os.chown(os.path.join(victim, "keep"), user.uid, user.gid)
+    before = _tree(victim)
+    import imagetools
+    links = imagetools.layer_tar([("symlink", "etc", {"link": victim}), ("symlink", "run", {"link": victim}),
+                                  ("symlink", "tmp", {"link": victim + "/../victim"}),
+                                  ("symlink", "opt", {"link": "../../../../../../.." + victim})])
+    writes = imagetools.layer_tar([("dir", "etc"), ("file", "etc/passwd", {"data": "root:x:0:0::/:/bin/sh\n"}),
+                                   ("dir", "run"), ("file", "run/x", {"data": "x\n"}),
+                                   ("file", "keep", {"data": "top\n"})])
+    _load_layers(user, base_tar, [links], "links:1")
+    _load_layers(user, base_tar, [links, writes], "through:1")
+    env = {"PYRT_DEFAULT_NETWORK": "none"}
+    mounts_before = helpers.mountinfo()
+    for ref in ("links:1", "through:1"):
+        for wd in ([], ["-w", "/opt/sub"]):
+            r = user.pyrt("--storage-driver", driver, "run", "--rm", *wd, "--network", "none", ref, "/bin/sh", "-c",
+                          "echo pwned > /opt/keep; echo pwned > /tmp/keep; echo pwned > /run/keep; cat /etc/passwd; "
+                          "echo done", env=env)
+            err = r.stderr.decode()
+            assert r.returncode == 0 or (err.startswith("pyrt: ") and err.count("\n") == 1), err
+    assert _tree(victim) == before
+    with open(os.path.join(victim, "keep")) as f:
+        assert f.read() == "untouched\n"
+    assert helpers.mountinfo() == mounts_before
+    # nothing in the user's store is owned by an id outside the user's own and its range
+    base = usertools.subid_base(user.name)
+    bad = [p for p, (uid, gid) in _owners(user.store).items()
+           if not (uid == user.uid or base <= uid < base + usertools.RANGE)
+           or not (gid == user.gid or base <= gid < base + usertools.RANGE)]
+    assert bad == []
+
+
+def _owners(path):
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(path):
+        for n in dirnames + filenames:
+            p = os.path.join(dirpath, n)
+            st = os.lstat(p)
+            out[p] = (st.st_uid, st.st_gid)
+    return out
+
+
+def test_ids_outside_the_range_in_a_layer(user, base_tar):
+    """A layer with files owned by ids past the user's subordinate range (and by
+    host root's 0 mapped nowhere): loading and running it on the copy driver either
+    refuses in one line (it does: nothing loaded); never a host file of another
+    owner in the user's store."""
+    import imagetools
+    import usertools
+    far = imagetools.layer_tar([("file", "far", {"data": "f\n", "uid": 70000, "gid": 70000}),
+                                ("file", "huge", {"data": "h\n", "uid": 4294967294, "gid": 4294967294}),
+                                ("file", "setuid-far", {"data": "s\n", "uid": 100000, "mode": 0o4755})])
+    oci = imagetools.OCIBuilder(os.path.join(user.dir, "oci-far"))
+    with open(base_tar, "rb") as f:
+        oci.image([f.read(), far], ref="far:1")
+    path = oci.write()
+    for dirpath, dirnames, filenames in os.walk(path):
+        os.chmod(dirpath, 0o755)
+        for n in filenames:
+            os.chmod(os.path.join(dirpath, n), 0o644)
+    r = user.pyrt("load", "-i", path)
+    err = r.stderr.decode()
+    assert err.startswith("pyrt: ") and err.count("\n") == 1, err
+    assert r.returncode != 0 and "outside the ids mapped for you" in err, err
+    assert json.loads(ok(user.pyrt("images", "--format", "json")) or "[]") == []
+    base = usertools.subid_base(user.name)
+    bad = [p for p, (uid, gid) in _owners(user.store).items()
+           if not (uid == user.uid or base <= uid < base + usertools.RANGE)]
+    assert bad == []
+
+
+# -- the runtime directory's fallback in /tmp ---------------------------------------------------------------
+
+def test_runtime_dir_fallback_refuses_a_symlink_planted_in_tmp(user, user_nosub, base_tar):
+    """Without $XDG_RUNTIME_DIR an ordinary user's runtime state goes to
+    /tmp/pyrt-UID. Another local user who made that name first as a symlink to a
+    directory of the victim's (which passes the ownership checks once resolved)
+    must not get pyrt to use it (nor chmod it): refused in one line. (Run in a
+    private mount namespace with a tmpfs of its own on /tmp.)"""
+    ok(user.pyrt("import", base_tar, "base:1"))
+    target = user.mkdir("u/home/target", 0o755)
+    with open(os.path.join(target, "mine"), "w") as f:
+        f.write("x\n")
+    plant = (f"mount -t tmpfs -o mode=1777 tmpfs /tmp && ln -s {target} /tmp/pyrt-{user.uid} && "
+             f"chown -h {user_nosub.uid}:{user_nosub.gid} /tmp/pyrt-{user.uid} && exec \"$@\"")
+    user.wrap = ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", plant, "sh"]
+    env = {"XDG_RUNTIME_DIR": "", "PYRT_DEFAULT_NETWORK": "none"}
+    r = user.py("""
+        from pyrt.paths import runtime_dir
+        try:
+            print(runtime_dir())
+        except Exception as e:
+            print(type(e).__name__, e)
+        """, env=env)
+    out = r.stdout.decode()
+    assert r.returncode == 0 and out.startswith("UnsafeDirectory runtime directory /tmp/pyrt-"), (out, r.stderr)
+    r = user.pyrt("run", "-d", "base:1", "sleep", "1", env=env)
+    err = r.stderr.decode()
+    assert r.returncode != 0 and err.startswith("pyrt: ") and err.count("\n") == 1 and "/tmp/pyrt-" in err, err
+    assert stat.S_IMODE(os.stat(target).st_mode) == 0o755 and os.listdir(target) == ["mine"]
+    user.wrap = []
+    for c in json.loads(user.pyrt("ps", "-a", "--format", "json").stdout or b"[]"):
+        user.pyrt("rm", "-f", c["Id"])
