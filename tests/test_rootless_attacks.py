@@ -399,3 +399,32 @@ def test_runtime_dir_fallback_refuses_a_symlink_planted_in_tmp(user, user_nosub,
     user.wrap = []
     for c in json.loads(user.pyrt("ps", "-a", "--format", "json").stdout or b"[]"):
         user.pyrt("rm", "-f", c["Id"])
+
+
+# -- environment switches -------------------------------------------------------------------------------------
+
+def test_storage_switches_cannot_reach_roots_store(user, store):
+    """An ordinary user's PYRT_STORAGE_DRIVER / PYRT_NO_OVERLAY (or --storage-driver)
+    pointed at root's store: refused in one line (the store is not the user's),
+    root's recorded driver and containers unchanged; a value that is no driver is
+    refused before anything is opened."""
+    ok(store.cli("run", "--rm", "--network", "none", "base:1", "true"))  # the driver probed and recorded
+    memo = os.path.join(store.root, "storage-driver")
+    with open(memo) as f:
+        recorded = f.read()
+    os.chmod(os.path.dirname(store.root), 0o755)
+    os.chmod(store.root, 0o755)  # even readable by others: not the user's
+    for argv, env in ((["--root", store.root], {"PYRT_STORAGE_DRIVER": "copy"}),
+                      (["--root", store.root, "--storage-driver", "copy"], {}),
+                      ([], {"PYRT_ROOT": store.root, "PYRT_NO_OVERLAY": "1"})):
+        r = user.pyrt(*argv, "run", "--rm", "--network", "none", "base:1", "true", env=env)
+        err = r.stderr.decode()
+        assert r.returncode != 0 and err.startswith("pyrt: ") and err.count("\n") == 1, err
+        assert "not by you" in err, err
+    with open(memo) as f:
+        assert f.read() == recorded
+    assert store.cli("ps", "-a", "-q").stdout == b""
+    for bad in ("bogus", "../copy", "copy "):
+        r = user.pyrt("ps", env={"PYRT_STORAGE_DRIVER": bad})
+        err = r.stderr.decode()
+        assert r.returncode != 0 and err.count("\n") == 1 and "storage driver" in err, err
