@@ -225,6 +225,36 @@ def test_foreground_run_on_slirp4netns_leaks_no_fd(net_user):
     assert _fds(r.stdout.decode()) == {}, r.stdout
 
 
+def test_forwarders_socket_maker_holds_nothing_of_the_monitor(net_user, netns):
+    """--network none with a published port: the monitor's socket maker lives in
+    the container's user namespace (the container's root has every capability
+    over it): it must hold nothing of the host's side (the container's directory
+    in the store, its log, the host's network namespace, the monitor's sockets),
+    only stdio, its socket pair and the container's pidfd."""
+    port = _free_port()
+    cid = ok(net_user.pyrt("run", "-d", "--network", "none", "-p", f"127.0.0.1:{port}:8080", "base:1",
+                           "sleep", "60")).strip()
+    try:
+        pid = json.loads(ok(net_user.pyrt("inspect", cid)))[0]["State"]["Pid"]
+        net, pidns = os.readlink(f"/proc/{pid}/ns/net"), os.readlink(f"/proc/{pid}/ns/pid")
+        makers = {}
+        for p in os.listdir("/proc"):
+            if not p.isdigit():
+                continue
+            try:
+                if os.readlink(f"/proc/{p}/ns/net") == net and os.readlink(f"/proc/{p}/ns/pid") != pidns:
+                    makers[p] = {int(fd): os.readlink(f"/proc/{p}/fd/{fd}") for fd in os.listdir(f"/proc/{p}/fd")}
+            except OSError:
+                pass
+        assert len(makers) == 1, makers
+        (fds,) = makers.values()
+        rest = sorted(t.split(":")[0] for fd, t in fds.items() if fd > 2)
+        assert rest == ["anon_inode", "socket"], fds
+        assert all(fds[fd] == "/dev/null" for fd in (0, 1, 2)), fds
+    finally:
+        ok(net_user.pyrt("rm", "-f", cid))
+
+
 def _slirp_pids(netns):
     return [p for p in netns.pids() if _comm(p) == "slirp4netns"]
 
