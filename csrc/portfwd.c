@@ -16,6 +16,7 @@
 
 #include "err.h"
 #include "fdpass.h"
+#include "syscalls.h"
 
 #define HALF_BUF 16384
 
@@ -143,6 +144,26 @@ static void stop_maker(struct pyrt_portfwd *pf)
     }
 }
 
+/* Closes every fd past stdio but a and b; -1 when it cannot. */
+static int close_all_but(int a, int b)
+{
+    int lo = a < b ? a : b, hi = a < b ? b : a;
+    unsigned int from[3] = {3, (unsigned int)lo + 1, (unsigned int)hi + 1};
+    unsigned int to[3] = {(unsigned int)lo - 1, (unsigned int)hi - 1, ~0U};
+    for (int i = 0; i < 3; i++) {
+        if (from[i] > to[i] || (i == 0 && lo <= 3))
+            continue;
+        if (pyrt_close_range(from[i], to[i], 0) < 0) {
+            if (errno != ENOSYS)
+                return -1;
+            long max = sysconf(_SC_OPEN_MAX);
+            for (long fd = from[i]; fd <= (long)to[i] && fd < (max > 0 ? max : 1024); fd++)
+                close((int)fd);
+        }
+    }
+    return 0;
+}
+
 /* An ordinary user's monitor may enter the container's network namespace but
  * not come back (that takes CAP_SYS_ADMIN in its own user namespace): a child
  * joins the container's user and network namespaces for good and makes each
@@ -159,9 +180,12 @@ static void start_maker(struct pyrt_portfwd *pf)
         return;
     }
     if (pid == 0) {
-        close(sv[0]);
-        for (int i = 0; i < pf->nports; i++)
-            close(pf->lfd[i]);
+        /* it is about to join the container's user namespace, where the
+         * container's root has every capability over it: it keeps nothing of
+         * the monitor's (the container's directory, its log, the host's network
+         * namespace, the monitor's sockets) but its socket pair and the pidfd */
+        if (close_all_but(sv[1], pf->pidfd) < 0)
+            _exit(1);
         if (setns(pf->pidfd, CLONE_NEWUSER | CLONE_NEWNET) < 0)
             _exit(1);
         char c;

@@ -19,10 +19,11 @@ def run(args, rootfs=None, *, input=None, capture_output=False, timeout=None, ch
     if kwargs.get("network") == "slirp4netns":
         # a private network with outbound access (pyrt.network.usermode), for this run
         from pyrt.network import usermode
+        drop = usermode.cap_drop(kwargs.get("cap_add", ()), kwargs.get("cap_drop", ()), kwargs.get("privileged", False))
         net = usermode.start()
         try:
             return run(args, rootfs, input=input, capture_output=capture_output, timeout=timeout, check=check,
-                       profile=profile, **dict(kwargs, network=net.fd))
+                       profile=profile, **dict(kwargs, network=net.fd, cap_drop=drop))
         finally:
             net.stop()
     if profile is not None:

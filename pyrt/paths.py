@@ -91,4 +91,15 @@ def runtime_dir() -> str:
             return check_private_dir(os.path.join(base, "pyrt"), "runtime directory")
         except (OSError, UnsafeDirectory):
             pass  # an unusable $XDG_RUNTIME_DIR: the private one in /tmp
-    return check_private_dir(os.path.join("/tmp", f"pyrt-{os.geteuid()}"), "runtime directory")
+    # in /tmp anyone may have made the name first: a symlink there (to some
+    # directory of the user's, which the ownership checks would accept) is refused
+    tmp = os.path.join("/tmp", f"pyrt-{os.geteuid()}")
+    try:
+        os.mkdir(tmp, 0o700)
+    except FileExistsError:
+        pass
+    st = os.lstat(tmp)
+    if not stat.S_ISDIR(st.st_mode):
+        raise UnsafeDirectory(f"runtime directory {tmp} is not a directory (a symlink of {_who(st.st_uid)}?): "
+                              "remove it, or set XDG_RUNTIME_DIR to a directory of your own")
+    return check_private_dir(tmp, "runtime directory")

@@ -16,6 +16,9 @@ from pyrt.store.layers import tree_size
 # package, `pyrt images` not the containers.
 
 
+STORAGE_DRIVERS = ("overlay", "copy")
+
+
 class Runtime:
     """`root`: the store (default $PYRT_ROOT or /var/lib/pyrt). `storage_driver`:
     "overlay" or "copy" (default: $PYRT_STORAGE_DRIVER, else detected on first use).
@@ -24,7 +27,12 @@ class Runtime:
     def __init__(self, root: str | None = None, storage_driver: str | None = None, quiet: bool = False):
         self.root = os.path.abspath(root or default_root())
         self.quiet = quiet
-        self._storage_driver = storage_driver or os.environ.get("PYRT_STORAGE_DRIVER") or None
+        driver = storage_driver or os.environ.get("PYRT_STORAGE_DRIVER") or None
+        if driver not in (None, *STORAGE_DRIVERS):
+            from pyrt.errors import InvalidArgument
+            raise InvalidArgument(f"storage driver {driver!r} (--storage-driver or $PYRT_STORAGE_DRIVER): "
+                                  f"one of {', '.join(STORAGE_DRIVERS)}")
+        self._storage_driver = driver
         self._store = None
         self._lock = _thread.allocate_lock()
         self._images = self._containers = self._volumes = self._networks = None

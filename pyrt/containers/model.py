@@ -193,8 +193,17 @@ class Container:
                           mounts=self._mounts(), user=user,
                           network=network if network is not None else cfg.get("NetworkMode", "none"),
                           read_only=cfg.get("ReadOnly", False), cap_add=cfg.get("CapAdd", []),
-                          cap_drop=cfg.get("CapDrop", []), privileged=cfg.get("Privileged", False),
+                          cap_drop=self._cap_drop(), privileged=cfg.get("Privileged", False),
                           init=cfg.get("Init", False), seccomp=cfg.get("Seccomp", "default"))
+
+    def _cap_drop(self, privileged=None) -> list:
+        """--cap-drop, plus NET_RAW on slirp4netns (pyrt.network.usermode.cap_drop)."""
+        cfg = self.config
+        if cfg.get("NetworkMode") != "slirp4netns":
+            return list(cfg.get("CapDrop", []))
+        from pyrt.network import usermode
+        return usermode.cap_drop(cfg.get("CapAdd", []), cfg.get("CapDrop", []),
+                                 cfg.get("Privileged", False) if privileged is None else privileged)
 
     def _limits(self):
         from pyrt.cgroups.limits import Limits

@@ -40,7 +40,7 @@ def exec_process(container, cmd, *, user="", environment=None, workdir=None, pri
     try:
         spec = build_exec_spec(st["Pid"], cmd, env, start_time=st["StartTime"],
                                cwd=workdir or cfg.get("WorkingDir") or "/", user=ident,
-                               cap_add=cfg.get("CapAdd", []), cap_drop=cfg.get("CapDrop", []),
+                               cap_add=cfg.get("CapAdd", []), cap_drop=container._cap_drop(privileged),
                                privileged=privileged, seccomp=cfg.get("Seccomp", "default"),
                                stdio=(stdin, stdout, stderr), new_session=new_session, cgroup_fds=fds)
         return _core.exec_(spec)

@@ -15,9 +15,15 @@ default of an ordinary user's containers when slirp4netns is installed).
   capabilities) under a seccomp filter (`--enable-seccomp`).
 - The host's loopback is out of reach (`--disable-host-loopback`, podman's
   `allow_host_loopback=false` default): 10.0.2.2 is not mapped to the host's
-  127.0.0.1, and packets a container routes to 127.0.0.0/8 are refused by
-  slirp4netns. The host's other addresses are reachable, as from any program
-  of the user. The host's network namespace is never entered or changed.
+  127.0.0.1, and the container's kernel will not route 127.0.0.0/8 out of tap0.
+  slirp4netns itself connects wherever a frame on tap0 says, 127.0.0.1 included:
+  a container that can write raw frames (CAP_NET_RAW) or rewrite its packets
+  (CAP_NET_ADMIN: tc) could reach the host's loopback services through it. So
+  containers on slirp4netns run without CAP_NET_RAW (`cap_drop`, as podman's
+  default set), unless --cap-add NET_RAW (or ALL) or --privileged asks for it:
+  those, and --cap-add NET_ADMIN, hand the container the host's loopback.
+  The host's other addresses are reachable, as from any program of the user.
+  The host's network namespace is never entered or changed.
 - Published ports (-p, TCP and UDP) are slirp4netns's host forwards (added
   through its API socket before the container starts): it listens on the
   host's address and port and connects to 10.0.2.100:PORT in the container (a
@@ -101,6 +107,16 @@ def check_ports(ports) -> None:
         if p.get("Protocol", "tcp") not in ("tcp", "udp"):
             raise InvalidArgument(f"published port {p.get('ContainerPort')}/{p.get('Protocol')}: "
                                   "slirp4netns forwards tcp and udp")
+
+
+def cap_drop(cap_add=(), cap_drop=(), privileged=False) -> list:
+    """The capabilities a container on slirp4netns drops: `cap_drop` plus NET_RAW
+    (raw frames on tap0 reach the host's loopback through slirp4netns), unless
+    the caller asked for it (cap_add NET_RAW or ALL, privileged)."""
+    asked = {c.upper().removeprefix("CAP_") for c in cap_add or ()}
+    if privileged or asked & {"NET_RAW", "ALL"}:
+        return list(cap_drop or ())
+    return [*(cap_drop or ()), "NET_RAW"]
 
 
 class UserNet:
