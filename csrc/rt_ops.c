@@ -112,7 +112,11 @@ static int delete_locked(struct rt_ctx *ctx, struct rt_container *c, int force)
         rt_warn(ctx, "remove cgroup of %s: %s", c->id, sub.err);
     const char *unit = rt_json_str(c->rec, "systemd_unit", NULL);
     if (unit != NULL && unit[0]) {
-        const char *scope = rt_json_str(c->rec, "cgroup_parent", "");
+        /* its cgroup (an ordinary user's scope is its systemd instance's, stopped
+           on its bus: rt_systemd_stop_unit) */
+        const char *scope = rt_json_str(c->rec, "systemd_scope", NULL);
+        if (scope == NULL || !scope[0])
+            scope = rt_json_str(c->rec, "cgroup_parent", "");
         if (rt_systemd_stop_unit(&sub, unit, scope) < 0)
             rt_warn(ctx, "stop the scope %s of %s: %s", unit, c->id, sub.err);
     }

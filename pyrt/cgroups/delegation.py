@@ -80,12 +80,3 @@ def require(what: str) -> None:
         name = str(os.getuid())
     raise CgroupError(errno.EPERM, what, "", hint=HOW_TO.format(user=name))
 
-
-def not_yet(what: str) -> None:
-    """Raise the one-line CgroupError for limits pyrt cannot give an ordinary user
-    yet (a pool's, pyrt-runtime's): how to get a delegated subtree when there is
-    none, else that only a container's own limits work there."""
-    require(what)
-    import errno
-    raise CgroupError(errno.EPERM, what, "", hint="for an ordinary user pyrt makes cgroups for containers (run, "
-                                                  "create) only, not yet for pools and pyrt-runtime")

@@ -24,6 +24,11 @@ Where pyrt-runtime differs from runc:
   transient scope prefix-name.scope made through systemd's D-Bus API (pure
   cgroup2 under systemd only: elsewhere an error). linux.resources.devices is enforced by the devices controller on v1 and
   hybrid hosts and by an eBPF program attached to the container's cgroup on v2.
+- an ordinary user's containers get cgroups only in the subtree systemd delegates
+  to the user: each in a scope of the user's systemd instance (user.slice,
+  pyrt-runtime-<id>.scope, or what --systemd-cgroup's cgroupsPath names there;
+  without it a cgroupsPath is relative, below the scope). Elsewhere no cgroup, and
+  linux.resources fails with one line that says how to get delegation.
 - prestart, createRuntime and createContainer hooks run at a stop of the
   container's set-up, its mounts made and before pivot_root (state "creating");
   prestart and createRuntime in the runtime's namespaces, createContainer in the

@@ -74,6 +74,15 @@ class Operations:
         plan = rs.parse(cfg, bundle, container_id=cid, systemd_cgroup=self.systemd_cgroup)
         for w in plan.warnings:
             self.warn(w)
+        resources = plan.resources
+        if os.geteuid() != 0:
+            # an ordinary user: no device cgroup (the user namespace and the host's
+            # permissions keep devices out, as with runc --rootless); a cgroup only
+            # inside the subtree systemd delegates to it, a limit elsewhere refused
+            resources = {k: v for k, v in resources.items() if k != "devices"}
+            if plan.systemd_unit is None and (resources or self.systemd_cgroup):
+                from pyrt.cgroups import delegation
+                delegation.require("--systemd-cgroup" if self.systemd_cgroup else "linux.resources")
         if plan.terminal and not console_socket:
             raise OciRuntimeError("process.terminal is true: a --console-socket is needed to pass the "
                                   "terminal (set terminal to false to run without one)")
@@ -91,25 +100,24 @@ class Operations:
         try:
             # the cgroup (always: ps, kill --all, pause, delete use it) and its limits
             from pyrt.cgroups.cgroup import Cgroup, Limits, layout
-            from pyrt.cgroups import delegation
-            if plan.systemd_unit:  # --systemd-cgroup: in a delegated scope of its own
+            if plan.systemd_unit:
+                # --systemd-cgroup, or an ordinary user's (its systemd instance's): in a
+                # delegated scope of its own
                 from pyrt.cgroups import systemd as cgroup_systemd
                 cgroup_systemd.start_unit(plan.systemd_unit, plan.systemd_slice, layout().unified,
-                                          f"pyrt-runtime container {cid}")
+                                          f"pyrt-runtime container {cid}", scope=plan.systemd_scope)
                 scope = True
-                c.rec.update(systemd_unit=plan.systemd_unit, cgroup_parent=plan.cgroup_parent)
+                c.rec.update(systemd_unit=plan.systemd_unit, systemd_scope=plan.systemd_scope,
+                             cgroup_parent=plan.cgroup_parent)
             if os.geteuid() != 0 and not scope:
-                # an ordinary user (as runc --rootless without a cgroup manager): no cgroup
-                # (nor device rules); a limit asked for fails
-                if any(k != "devices" for k in plan.resources):
-                    delegation.not_yet("linux.resources")
+                pass  # an ordinary user without delegation, no limit asked: no cgroup (checked above)
             elif layout().mode != "none" and plan.cgroup_name:
                 cg = Cgroup.create(plan.cgroup_name, Limits(), plan.cgroup_parent,
-                                   accounting=resource_controllers(plan.resources), devices=None)
+                                   accounting=resource_controllers(resources), devices=None)
                 c.rec.update(cgroup_name=plan.cgroup_name, cgroup_parent=plan.cgroup_parent)
-                apply_resources(cg, plan.resources)
+                apply_resources(cg, resources)
                 plan.spec.cgroup_fd, plan.spec.cgroup_procs_fds = cg.spawn_fds()
-            elif plan.resources:
+            elif resources:
                 raise Unsupported("linux.resources: no cgroup hierarchy is mounted on this host")
             plan.add_cgroup_mounts(cg)
             c.save()  # "creating": a crash from here on leaves what delete --force cleans up
@@ -327,7 +335,8 @@ class Operations:
         from pyrt.cgroups import systemd as cgroup_systemd
         from pyrt.cgroups.cgroup import layout
         try:
-            cgroup_systemd.stop_unit(c.rec["systemd_unit"], c.rec["cgroup_parent"], layout().unified)
+            cgroup_systemd.stop_unit(c.rec["systemd_unit"], c.rec.get("systemd_scope") or c.rec["cgroup_parent"],
+                                     layout().unified)
         except OSError as e:
             self.warn(f"stop the scope {c.rec['systemd_unit']} of {c.id}: {e}")
 
@@ -537,7 +546,8 @@ def features() -> dict:
             "namespaces": sorted(CLONE),
             "capabilities": ["CAP_" + n for n in NAMES],
             "cgroup": {"v1": bool(lay.v1), "v2": bool(lay.unified),
-                       "systemd": systemd_unavailable() is None, "systemdUser": False,
+                       "systemd": systemd_unavailable() is None,
+                       "systemdUser": systemd_unavailable() is None,
                        "rdma": False},
             "seccomp": {
                 "enabled": have,

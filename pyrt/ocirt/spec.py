@@ -88,6 +88,7 @@ class Plan:
         self.cgroup_name = None
         self.systemd_slice = None   # --systemd-cgroup: the slice and the scope unit made in it
         self.systemd_unit = None
+        self.systemd_scope = None   # that scope's cgroup, below the cgroup2 mount
         self.resources = {}
         self.hooks = {}
         self.annotations = {}
@@ -312,10 +313,13 @@ def parse(cfg: dict, bundle: str, *, container_id: str = "", systemd_cgroup: boo
     # -- cgroups ------------------------------------------------------------------
     cpath = linux.get("cgroupsPath") or ""
     _type(cpath, str, "linux.cgroupsPath", "a string")
-    if systemd_cgroup:
+    if os.geteuid() != 0:
+        _user_cgroups(plan, cpath, container_id, systemd_cgroup)
+    elif systemd_cgroup:
         plan.systemd_slice, plan.systemd_unit = systemd_cgroups_path(cpath, container_id)
         # the container's cgroup: the leaf of a delegated scope of its own
-        plan.cgroup_parent = f"{cgroup_systemd.slice_path(plan.systemd_slice)}/{plan.systemd_unit}"
+        plan.cgroup_parent = plan.systemd_scope = \
+            f"{cgroup_systemd.slice_path(plan.systemd_slice)}/{plan.systemd_unit}"
         plan.cgroup_name = cgroup_systemd.LEAF
     elif cpath:
         if ":" in cpath and not cpath.startswith("/"):
@@ -325,10 +329,7 @@ def parse(cfg: dict, bundle: str, *, container_id: str = "", systemd_cgroup: boo
         # absolute: from the root of each hierarchy; relative: below pyrt-runtime's
         # own parent (the one containers without a cgroupsPath get)
         parts = [p for p in cpath.split("/") if p]
-        if not parts:
-            raise _err("linux.cgroupsPath", f"{cpath!r} names no cgroup")
-        if any(p in (".", "..") for p in parts):
-            raise _err("linux.cgroupsPath", f"{cpath!r}: '.' and '..' are not allowed")
+        _check_parts(cpath, parts)
         if not cpath.startswith("/"):
             parts.insert(0, "pyrt-runtime")
         plan.cgroup_parent = "/".join(parts[:-1])
@@ -397,7 +398,46 @@ _UNIT_WORD = re.compile(r"[A-Za-z0-9_.-]+")
 DEFAULT_SLICE, DEFAULT_PREFIX = "system.slice", "pyrt-runtime"
 
 
-def systemd_cgroups_path(cpath: str, container_id: str):
+def _check_parts(cpath, parts):
+    if not parts:
+        raise _err("linux.cgroupsPath", f"{cpath!r} names no cgroup")
+    if any(p in (".", "..") for p in parts):
+        raise _err("linux.cgroupsPath", f"{cpath!r}: '.' and '..' are not allowed")
+
+
+def _user_cgroups(plan, cpath, container_id, systemd_cgroup):
+    """An ordinary user's container cgroup (as runc --rootless and crun under
+    systemd): inside the subtree systemd delegates to the user, the `container/`
+    leaf (or the relative cgroupsPath) of a transient scope its own systemd
+    instance makes (pyrt.cgroups.systemd, on the user's bus), with
+    --systemd-cgroup the scope slice:prefix:name names (the slice one of the
+    user's instance, user.slice by default), else pyrt-runtime-<id>.scope in
+    user.slice. Every path is below the delegated subtree: a cgroupsPath can
+    name neither an absolute path nor '..'. Without delegation: no cgroup (a
+    cgroupsPath is not used, as runc --rootless), and create refuses resources."""
+    from pyrt.cgroups.delegation import delegated_root
+    below = []
+    if cpath and not systemd_cgroup:
+        if cpath.startswith("/") or (":" in cpath):
+            raise _err("linux.cgroupsPath", f"{cpath!r}: an ordinary user's container is in a scope of its "
+                                            "systemd instance: use a relative path (below that scope), or "
+                                            "--systemd-cgroup with slice:prefix:name")
+        below = [p for p in cpath.split("/") if p]
+        _check_parts(cpath, below)
+    base = delegated_root() if container_id else None  # (exec parses a process alone)
+    if base is None:
+        return
+    if systemd_cgroup:
+        plan.systemd_slice, plan.systemd_unit = systemd_cgroups_path(cpath, container_id, "user.slice")
+    else:
+        plan.systemd_slice, plan.systemd_unit = systemd_cgroups_path("", container_id, "user.slice")
+    plan.systemd_scope = f"{base}/{cgroup_systemd.slice_path(plan.systemd_slice)}/{plan.systemd_unit}"
+    parts = [plan.systemd_scope] + (below or [cgroup_systemd.LEAF])
+    plan.cgroup_parent = "/".join(parts[:-1])
+    plan.cgroup_name = parts[-1]
+
+
+def systemd_cgroups_path(cpath: str, container_id: str, default_slice: str = DEFAULT_SLICE):
     """--systemd-cgroup's cgroupsPath, "slice:prefix:name" (empty parts and an empty
     path: system.slice, pyrt-runtime, the container's id): (slice, unit), the scope
     unit `prefix-name.scope` in `slice`. Each part is one unit-name word (letters,
@@ -408,7 +448,7 @@ def systemd_cgroups_path(cpath: str, container_id: str):
         raise _err(where, f"{cpath!r}: with --systemd-cgroup it is slice:prefix:name "
                           "(as machine.slice:libpod:ID), not a path")
     slice_, prefix, name = parts
-    slice_ = slice_ or DEFAULT_SLICE
+    slice_ = slice_ or default_slice
     prefix = prefix if cpath else DEFAULT_PREFIX
     name = name or container_id
     if (not _UNIT_WORD.fullmatch(slice_) or not slice_.endswith(".slice") or slice_ == "-.slice"

@@ -241,3 +241,79 @@ def test_pool_limits_with_systemd_delegation(user_rootfs):
                         r"pyrt-pool-[0-9a-f-]+.scope", parent), parent
     assert (rc, out, peak) == ("0", "hi", "cgroup"), p.stdout
     assert lines[1:] == [f"{16 << 20} 20", "137 True", "False"], lines
+
+
+def test_oci_runtime_limits_with_systemd_delegation(user_rootfs):
+    """pyrt-runtime as tester inside its delegated subtree (runc --rootless under
+    systemd): each container in a scope of tester's systemd instance, with and
+    without --systemd-cgroup (cgroupsPath slice:prefix:name names a slice of the
+    user's instance, whatever it is called), its limits written there; the native
+    delete stops the scope; a foreground run is killed by its memory limit. A
+    cgroupsPath that points elsewhere is refused."""
+    bundle = os.path.join(HOME, "bundle-lim")
+    shutil.rmtree(bundle, ignore_errors=True)
+    os.mkdir(bundle)
+    os.chown(bundle, PW.pw_uid, PW.pw_gid)
+    assert as_tester(["pyrt-runtime", "spec", "--rootless", "--bundle", bundle]).returncode == 0
+    cfg_path = os.path.join(bundle, "config.json")
+    cfg = json.load(open(cfg_path))
+    cfg["root"] = {"path": user_rootfs, "readonly": True}
+    cfg["process"]["terminal"] = False
+    cfg["process"]["args"] = ["sleep", "600"]
+    cfg["linux"]["resources"] = {"memory": {"limit": 48 << 20}, "pids": {"limit": 20}}
+
+    def write(**linux):
+        c = json.loads(json.dumps(cfg))
+        c["linux"].update(linux)
+        with open(cfg_path, "w") as f:
+            json.dump(c, f)
+
+    script = """set -e
+    rt() { pyrt-runtime $FLAGS "$@"; }
+    rt create --bundle {bundle} $ID </dev/null >/dev/null 2>&1
+    rt start $ID
+    pid=$(rt state $ID | python3 -c 'import json, sys; print(json.load(sys.stdin)["pid"])')
+    cg=/sys/fs/cgroup$(sed -n 's/^0:://p' /proc/$pid/cgroup)
+    echo "$cg"; cat "$cg/memory.max" "$cg/pids.max"
+    rt ps --format json $ID | grep -q "$pid" && echo listed
+    rt delete --force $ID
+    test -e "${cg%.scope/*}.scope" && echo left || echo gone
+    test -e "$XDG_RUNTIME_DIR/pyrt-runtime/$ID" && echo state || echo nostate
+    """.replace("{bundle}", bundle)
+    base = r"/sys/fs/cgroup/user.slice/user-1000.slice/user@1000.service/"
+    cases = [("", "r1", None, "user.slice/pyrt-runtime-r1.scope/container"),
+             ("", "r7", "inner/leaf", "user.slice/pyrt-runtime-r7.scope/inner/leaf"),  # below the scope
+             ("--systemd-cgroup", "r2", "user.slice:mine:r2", "user.slice/mine-r2.scope/container"),
+             ("--systemd-cgroup", "r3", None, "user.slice/pyrt-runtime-r3.scope/container"),
+             # a slice named as root's user-0.slice: tester's own instance's, below its subtree
+             ("--systemd-cgroup", "r4", "user-0.slice:evil:r4", "user.slice/user-0.slice/evil-r4.scope/container")]
+    try:
+        for flags, cid, cpath, scope in cases:
+            write(**({"cgroupsPath": cpath} if cpath else {}))
+            p = in_user_manager(["env", f"FLAGS={flags}", f"ID={cid}", "sh", "-c", textwrap.dedent(script)])
+            assert p.returncode == 0, (flags, cid, p.stdout + p.stderr)
+            cg, mem, pids, listed, gone, nostate = p.stdout.split()
+            assert cg == base + scope, (flags, cg)
+            assert (mem, pids, listed, gone, nostate) == (str(48 << 20), "20", "listed", "gone", "nostate"), p.stdout
+        # a foreground run, killed by its memory limit; nothing left after it
+        cfg["process"]["args"] = ["sh", "-c", "head -c 64m /dev/zero | tail > /dev/null"]
+        cfg["linux"]["resources"] = {"memory": {"limit": 16 << 20, "swap": 16 << 20}}
+        for flags in ([], ["--systemd-cgroup"]):
+            write()
+            p = in_user_manager(["pyrt-runtime", *flags, "run", "--bundle", bundle, "r5"])
+            assert p.returncode == 137, (flags, p.returncode, p.stderr)
+        p = as_tester(["sh", "-c", "ls -d /sys/fs/cgroup/user.slice/user-1000.slice/user@1000.service/"
+                                   "user.slice/*.scope 2>/dev/null | grep -E 'pyrt-runtime|mine|evil' || true"])
+        assert p.stdout == "", p.stdout
+        # out of tester's subtree: refused, one line each, nothing made
+        for flags, cpath in (([], "../../../../system.slice/x"), ([], "/system.slice/x"),
+                             ([], "/user.slice/user-0.slice/x"), (["--systemd-cgroup"], "../system.slice:a:b"),
+                             (["--systemd-cgroup"], "user.slice:a:../../b")):
+            write(cgroupsPath=cpath)
+            p = in_user_manager(["pyrt-runtime", *flags, "run", "--bundle", bundle, "r6"])
+            assert p.returncode != 0 and "linux.cgroupsPath" in p.stderr, (cpath, p.stderr)
+            assert p.stderr.count("\n") == 1, p.stderr
+    finally:
+        for cid in ("r1", "r2", "r3", "r4", "r5", "r6", "r7"):
+            in_user_manager(["pyrt-runtime", "delete", "--force", cid])
+        shutil.rmtree(bundle, ignore_errors=True)
