@@ -72,11 +72,13 @@ def _busctl(method: str, signature: str, *args) -> str:
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
     except FileNotFoundError:
         raise CgroupError(2, "systemd cgroup manager", "busctl",
-                          "busctl not found: use --cgroup-manager cgroupfs") from None
+                          "busctl not found: systemd's cgroup manager needs it (pyrt's "
+                          "--cgroup-manager cgroupfs, pyrt-runtime without --systemd-cgroup as root, do without)") from None
     if p.returncode != 0:
         why = p.stderr.strip()
         if "connect to bus" in why:
-            why += "; is systemd running? (--cgroup-manager cgroupfs does without it)"
+            why += ("; is systemd running? (pyrt's --cgroup-manager cgroupfs, pyrt-runtime without "
+                    "--systemd-cgroup as root, do without it)")
         raise CgroupError(5, f"systemd {method}", args[0] if args else "", why)
     return p.stdout
 
