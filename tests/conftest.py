@@ -341,3 +341,35 @@ def user_rootfs(shm_base, rootfs, test_user):
     if not os.path.isdir(dst):
         usertools.shifted_copy(rootfs, dst, pw.pw_uid, pw.pw_gid, usertools.subid_base(pw.pw_name))
     return dst
+
+
+@pytest.fixture
+def net_user(user, netns, base_tar):
+    """The test user, its commands run in the test's network namespace, base:1
+    imported (user-mode networks: slirp4netns)."""
+    import nettools
+    from clitools import ok
+    if not shutil.which("slirp4netns"):
+        pytest.skip("slirp4netns is not installed (tests/install-deps.sh installs it)")
+    if not nettools.tun_usable():
+        pytest.skip("/dev/net/tun is not open to users (mode 0666 as udev makes it; tests/install-deps.sh)")
+    user.in_netns(netns.path)
+    ok(user.pyrt("import", base_tar, "base:1"))
+    yield user
+    for c in json.loads(user.pyrt("ps", "-a", "--format", "json").stdout or b"[]"):
+        user.pyrt("rm", "-f", c["Id"])
+
+
+@pytest.fixture
+def servers():
+    """servers(ns, ip, port): a nettools.Server, killed at the test's end."""
+    import nettools
+    made = []
+
+    def make(ns, ip, port):
+        s = nettools.Server(ns, ip, port)
+        made.append(s)
+        return s
+    yield make
+    for s in made:
+        s.close()

@@ -15,6 +15,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
+import stat
 import subprocess
 import sys
 import time
@@ -184,3 +186,62 @@ class NetStore(clitools.Store):
             except OSError:
                 pass
         return out
+
+
+# -- user-mode networks (slirp4netns) -------------------------------------------------
+
+SERVER = r"""
+import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((sys.argv[1], int(sys.argv[2])))
+s.listen(8)
+print("listening", flush=True)
+while True:
+    c, peer = s.accept()
+    print(peer[0], flush=True)
+    c.sendall(b"hello from " + sys.argv[1].encode() + b"\n")
+    c.close()
+"""
+
+
+class Server:
+    """SERVER run in a namespace (a NetNS) on ip:port; `peers()` the addresses it saw."""
+
+    def __init__(self, ns, ip, port):
+        self.proc = ns.popen(sys.executable, "-c", SERVER, ip, str(port), stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE)
+        assert self.proc.stdout.readline() == b"listening\n", self.proc.stderr.read()
+
+    def peers(self):
+        self.proc.kill()
+        out, _ = self.proc.communicate()
+        return out.decode().split()
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.communicate()
+
+
+def tun_usable() -> bool:
+    """/dev/net/tun open to every user (slirp4netns of an ordinary user needs it)."""
+    try:
+        mode = os.stat("/dev/net/tun").st_mode
+    except OSError:
+        return False
+    return bool(mode & stat.S_IROTH and mode & stat.S_IWOTH)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def comm(pid) -> str:
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return ""

@@ -11,56 +11,19 @@ import json
 import os
 import re
 import shutil
-import socket
 import stat
 import subprocess
-import sys
 
 import pytest
 
 import helpers
 from clitools import ok
+from nettools import comm, free_port, tun_usable
 
 pytestmark = [pytest.mark.timeout(300)]
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 HOST_IP = "192.0.2.1"  # the test namespace's own non-loopback address (nettools.NetNS.upstream())
-
-SERVER = r"""
-import socket, sys
-s = socket.socket()
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind((sys.argv[1], int(sys.argv[2])))
-s.listen(8)
-print("listening", flush=True)
-while True:
-    c, peer = s.accept()
-    print(peer[0], flush=True)
-    c.sendall(b"secret of " + sys.argv[1].encode() + b"\n")
-    c.close()
-"""
-
-
-def _tun_usable() -> bool:
-    try:
-        mode = os.stat("/dev/net/tun").st_mode
-    except OSError:
-        return False
-    return bool(mode & stat.S_IROTH and mode & stat.S_IWOTH)
-
-
-@pytest.fixture
-def net_user(user, netns, base_tar):
-    if not shutil.which("slirp4netns"):
-        pytest.skip("slirp4netns is not installed (tests/install-deps.sh installs it)")
-    if not _tun_usable():
-        pytest.skip("/dev/net/tun is not open to users (mode 0666 as udev makes it; tests/install-deps.sh)")
-    user.in_netns(netns.path)
-    ok(user.pyrt("import", base_tar, "base:1"))
-    yield user
-    for c in json.loads(user.pyrt("ps", "-a", "--format", "json").stdout or b"[]"):
-        user.pyrt("rm", "-f", c["Id"])
-
 
 @pytest.fixture(scope="module")
 def probes(shm_base):
@@ -82,50 +45,6 @@ def probes(shm_base):
     return d
 
 
-class Server:
-    def __init__(self, ns, ip, port):
-        self.proc = ns.popen(sys.executable, "-c", SERVER, ip, str(port), stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE)
-        assert self.proc.stdout.readline() == b"listening\n", self.proc.stderr.read()
-
-    def peers(self):
-        self.proc.kill()
-        out, _ = self.proc.communicate()
-        return out.decode().split()
-
-    def close(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.communicate()
-
-
-@pytest.fixture
-def servers():
-    made = []
-
-    def make(ns, ip, port):
-        s = Server(ns, ip, port)
-        made.append(s)
-        return s
-    yield make
-    for s in made:
-        s.close()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _comm(pid) -> str:
-    try:
-        with open(f"/proc/{pid}/comm") as f:
-            return f.read().strip()
-    except OSError:
-        return ""
-
-
 # -- the host's loopback --------------------------------------------------------------------------------
 
 def _attack(net_user, probes, *argv, targets):
@@ -144,7 +63,7 @@ def test_raw_frames_to_host_loopback_get_nowhere(net_user, netns, servers, probe
     --cap-add NET_RAW the same probe reaches the host's ordinary address (the
     attack is real, the probe works)."""
     netns.upstream()  # HOST_IP on the namespace's side
-    lo_port, any_port, ok_port = _free_port(), _free_port(), _free_port()
+    lo_port, any_port, ok_port = free_port(), free_port(), free_port()
     lo = servers(netns, "127.0.0.1", lo_port)
     any_lo = servers(netns, "127.0.0.1", any_port)
     reachable = servers(netns, HOST_IP, ok_port)
@@ -167,7 +86,7 @@ def test_raw_frames_to_host_loopback_get_nowhere(net_user, netns, servers, probe
 
 def test_pyrt_run_on_slirp4netns_has_no_raw_frames(user, user_rootfs, netns, probes):
     """pyrt.run(network="slirp4netns") drops CAP_NET_RAW too (unless cap_add)."""
-    if not shutil.which("slirp4netns") or not _tun_usable():
+    if not shutil.which("slirp4netns") or not tun_usable():
         pytest.skip("slirp4netns and a usable /dev/net/tun are needed")
     user.in_netns(netns.path)
     r = user.py(r"""
@@ -205,7 +124,7 @@ def test_no_fd_of_the_host_side_reaches_a_published_container(net_user, network)
     """The container's processes get their stdio and nothing else: not the
     network namespace's fd, slirp4netns's pipes, the user namespace's fd, the
     forwarder's sockets or the monitor's files."""
-    port = _free_port()
+    port = free_port()
     cid = ok(net_user.pyrt("run", "-d", "--network", network, "-p", f"127.0.0.1:{port}:8080", "base:1", "sh", "-c",
                            f"{FDS}; sleep 60")).strip()
     try:
@@ -220,7 +139,7 @@ def test_no_fd_of_the_host_side_reaches_a_published_container(net_user, network)
 
 
 def test_foreground_run_on_slirp4netns_leaks_no_fd(net_user):
-    r = net_user.pyrt("run", "--rm", "-p", f"127.0.0.1:{_free_port()}:80", "base:1", "sh", "-c", FDS)
+    r = net_user.pyrt("run", "--rm", "-p", f"127.0.0.1:{free_port()}:80", "base:1", "sh", "-c", FDS)
     assert r.returncode == 0, r.stderr
     assert _fds(r.stdout.decode()) == {}, r.stdout
 
@@ -231,7 +150,7 @@ def test_forwarders_socket_maker_holds_nothing_of_the_monitor(net_user, netns):
     over it): it must hold nothing of the host's side (the container's directory
     in the store, its log, the host's network namespace, the monitor's sockets),
     only stdio, its socket pair and the container's pidfd."""
-    port = _free_port()
+    port = free_port()
     cid = ok(net_user.pyrt("run", "-d", "--network", "none", "-p", f"127.0.0.1:{port}:8080", "base:1",
                            "sleep", "60")).strip()
     try:
@@ -256,7 +175,7 @@ def test_forwarders_socket_maker_holds_nothing_of_the_monitor(net_user, netns):
 
 
 def _slirp_pids(netns):
-    return [p for p in netns.pids() if _comm(p) == "slirp4netns"]
+    return [p for p in netns.pids() if comm(p) == "slirp4netns"]
 
 
 def test_slirp4netns_holds_no_fd_of_pyrt_and_no_api_socket_on_disk(net_user, netns):
@@ -264,7 +183,7 @@ def test_slirp4netns_holds_no_fd_of_pyrt_and_no_api_socket_on_disk(net_user, net
     tap, pipes, the namespace it was given; its API socket is gone from the file
     system once the ports are added (nobody can connect to it and add forwards),
     and no directory of it is left in the runtime directory or /tmp."""
-    port = _free_port()
+    port = free_port()
     before = set(os.listdir("/tmp"))
     cid = ok(net_user.pyrt("run", "-d", "-p", f"127.0.0.1:{port}:8080", "base:1", "sleep", "60")).strip()
     try:

@@ -11,97 +11,21 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
-import stat
 import subprocess
 import sys
 
 import pytest
 
 from clitools import ok
+from nettools import SERVER, comm, free_port, tun_usable
 
 pytestmark = [pytest.mark.timeout(300)]
 
 UPSTREAM_IP, HOST_IP = "192.0.2.2", "192.0.2.1"  # nettools.NetNS.upstream()
 
-SERVER = r"""
-import socket, sys
-s = socket.socket()
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind((sys.argv[1], int(sys.argv[2])))
-s.listen(8)
-print("listening", flush=True)
-while True:
-    c, peer = s.accept()
-    print(peer[0], flush=True)
-    c.sendall(b"hello from " + sys.argv[1].encode() + b"\n")
-    c.close()
-"""
-
-
-def _tun_usable() -> bool:
-    try:
-        return bool(os.stat("/dev/net/tun").st_mode & stat.S_IROTH and os.stat("/dev/net/tun").st_mode & stat.S_IWOTH)
-    except OSError:
-        return False
-
-
-@pytest.fixture
-def net_user(user, netns, base_tar):
-    """The test user, its commands run in the test's network namespace, base:1
-    imported."""
-    if not shutil.which("slirp4netns"):
-        pytest.skip("slirp4netns is not installed (tests/install-deps.sh installs it)")
-    if not _tun_usable():
-        pytest.skip("/dev/net/tun is not open to users (mode 0666 as udev makes it; tests/install-deps.sh)")
-    user.in_netns(netns.path)
-    ok(user.pyrt("import", base_tar, "base:1"))
-    yield user
-    for c in json.loads(user.pyrt("ps", "-a", "--format", "json").stdout or b"[]"):
-        user.pyrt("rm", "-f", c["Id"])
-
-
-class Server:
-    """SERVER run in a namespace (a NetNS) on ip:port; `peers()` the addresses it saw."""
-
-    def __init__(self, ns, ip, port):
-        self.proc = ns.popen(sys.executable, "-c", SERVER, ip, str(port), stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE)
-        assert self.proc.stdout.readline() == b"listening\n", self.proc.stderr.read()
-
-    def peers(self):
-        self.proc.kill()
-        out, _ = self.proc.communicate()
-        return out.decode().split()
-
-    def close(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.communicate()
-
-
-@pytest.fixture
-def servers():
-    made = []
-
-    def make(ns, ip, port):
-        s = Server(ns, ip, port)
-        made.append(s)
-        return s
-    yield make
-    for s in made:
-        s.close()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_default_network_reaches_the_outside(net_user, netns, servers):
     up = netns.upstream()
-    port = _free_port()
+    port = free_port()
     outside = servers(up, UPSTREAM_IP, port)
     host = servers(netns, HOST_IP, port)  # the host's own (non-loopback) address
     links = netns.links()
@@ -123,7 +47,7 @@ def test_default_network_reaches_the_outside(net_user, netns, servers):
 
 
 def test_host_loopback_is_out_of_reach(net_user, netns, servers):
-    port = _free_port()
+    port = free_port()
     servers(netns, "127.0.0.1", port)  # a service on the host's loopback only
     # 10.0.2.2 is not the host's 127.0.0.1 (--disable-host-loopback), and a container's
     # root (privileged: NET_ADMIN, /proc/sys writable) that routes 127.0.0.0/8 out
@@ -155,7 +79,7 @@ def test_container_root_cannot_touch_the_hosts_network(net_user, netns):
 
 
 def test_published_port_detached(net_user, netns):
-    port = _free_port()
+    port = free_port()
     cid = ok(net_user.pyrt("run", "-d", "-p", f"127.0.0.1:{port}:8080", "base:1", "sh", "-c",
                            "while true; do echo served | nc -l -p 8080; done")).strip()
     try:
@@ -174,20 +98,12 @@ sys.stdout.write(s.recv(100).decode())""")
         ok(net_user.pyrt("rm", "-f", cid))
     # slirp4netns ended with the container's monitor (the netns fixture checks nothing is left)
     import helpers
-    helpers.wait_for(lambda: not [p for p in netns.pids() if _comm(p) == "slirp4netns"],
+    helpers.wait_for(lambda: not [p for p in netns.pids() if comm(p) == "slirp4netns"],
                      what="slirp4netns to end")
 
 
-def _comm(pid) -> str:
-    try:
-        with open(f"/proc/{pid}/comm") as f:
-            return f.read().strip()
-    except OSError:
-        return ""
-
-
 def test_published_port_in_use(net_user, netns):
-    port = _free_port()
+    port = free_port()
     holder = netns.popen(sys.executable, "-c", SERVER, "127.0.0.1", str(port), stdout=subprocess.PIPE)
     try:
         assert holder.stdout.readline() == b"listening\n"
@@ -196,7 +112,7 @@ def test_published_port_in_use(net_user, netns):
         assert r.returncode != 0 and err.startswith("pyrt: ") and err.count("\n") == 1, err
         assert f"127.0.0.1:{port}:80" in err, err
         assert json.loads(ok(net_user.pyrt("ps", "-a", "--format", "json"))) == []
-        assert not [p for p in netns.pids() if _comm(p) == "slirp4netns"]
+        assert not [p for p in netns.pids() if comm(p) == "slirp4netns"]
     finally:
         holder.kill()
         holder.wait()
@@ -206,7 +122,7 @@ def test_foreground_run_publishes_and_ends_its_network(net_user, netns):
     import threading
 
     import helpers
-    port = _free_port()
+    port = free_port()
     result = {}
     t = threading.Thread(target=lambda: result.setdefault("r", net_user.pyrt(
         "run", "--rm", "--name", "fg1", "-p", f"127.0.0.1:{port}:9000", "base:1", "sh", "-c",
@@ -238,14 +154,14 @@ sys.stdout.write(s.recv(100).decode())""")
     finally:
         t.join(60)
     assert result["r"].returncode == 0, result["r"].stderr
-    assert not [p for p in netns.pids() if _comm(p) == "slirp4netns"]
+    assert not [p for p in netns.pids() if comm(p) == "slirp4netns"]
 
 
 def test_published_port_with_network_none_through_the_monitor(net_user, netns):
     """--network none: the container's monitor forwards the port (a child of it
     in the container's user and network namespaces makes the sockets there)."""
     import helpers
-    port = _free_port()
+    port = free_port()
     cid = ok(net_user.pyrt("run", "-d", "--network", "none", "-p", f"127.0.0.1:{port}:8080", "base:1", "sh", "-c",
                            "while true; do echo via-monitor | nc -l -p 8080; done")).strip()
     try:
@@ -258,7 +174,7 @@ sys.stdout.write(s.recv(100).decode())""")
         helpers.wait_for(lambda: fetch() == "via-monitor\n", what="the published port")
         assert fetch() == "via-monitor\n"
         # nothing but the monitor and its socket maker listen or run on the host's side
-        assert not [p for p in netns.pids() if _comm(p) == "slirp4netns"]
+        assert not [p for p in netns.pids() if comm(p) == "slirp4netns"]
     finally:
         ok(net_user.pyrt("rm", "-f", cid))
 
@@ -292,24 +208,24 @@ def test_root_may_use_slirp4netns_too(netstore, netns, servers):
     if not shutil.which("slirp4netns"):
         pytest.skip("slirp4netns is not installed")
     up = netns.upstream()
-    port = _free_port()
+    port = free_port()
     outside = servers(up, UPSTREAM_IP, port)
     r = netstore.cli("run", "--rm", "--network", "slirp4netns", "base:1", "sh", "-c",
                      f"ip -o -4 addr show tap0 | grep -o 'inet [0-9./]*'; nc {UPSTREAM_IP} {port} </dev/null")
     assert r.returncode == 0, r.stderr
     assert r.stdout.decode() == f"inet 10.0.2.100/24\nhello from {UPSTREAM_IP}\n"
     assert outside.peers() == [HOST_IP]
-    assert not [p for p in netns.pids() if _comm(p) == "slirp4netns"]
+    assert not [p for p in netns.pids() if comm(p) == "slirp4netns"]
 
 
 def test_pyrt_run_on_slirp4netns_as_user(user, user_rootfs, netns, servers):
     """pyrt.run(network="slirp4netns") in the user's own Python: the run gets the
     network, and its slirp4netns ends with it."""
-    if not shutil.which("slirp4netns") or not _tun_usable():
+    if not shutil.which("slirp4netns") or not tun_usable():
         pytest.skip("slirp4netns and a usable /dev/net/tun are needed")
     user.in_netns(netns.path)
     up = netns.upstream()
-    port = _free_port()
+    port = free_port()
     outside = servers(up, UPSTREAM_IP, port)
     r = user.py(r"""
         import os, sys, pyrt

@@ -130,7 +130,8 @@ def subordinate_ranges(path: str, uid: int, name: str) -> list[tuple[int, int]]:
 
 
 def find_helper(name: str) -> str | None:
-    """The path of newuidmap / newgidmap, or None."""
+    """The path of a helper program (newuidmap, newgidmap, slirp4netns, nsenter...),
+    found on PATH or in the usual system directories (PATH may be a user's own), or None."""
     found = shutil.which(name)
     if found:
         return found

@@ -55,6 +55,7 @@ import tempfile
 import time
 
 from pyrt.errors import InvalidArgument, NetworkError, Unsupported
+from pyrt.launch.userns import find_helper
 
 MODE = "slirp4netns"
 ADDRESS = "10.0.2.100"  # the container's (slirp4netns --configure)
@@ -63,29 +64,15 @@ DNS = "10.0.2.3"
 MTU = 65520
 READY_TIMEOUT = 15.0    # seconds slirp4netns may take to set the namespace up
 
-_HELPER_DIRS = ("/usr/bin", "/bin", "/usr/sbin", "/sbin", "/usr/local/bin")
-
-
-def _find(name: str) -> str | None:
-    found = shutil.which(name)
-    if found:
-        return found
-    for d in _HELPER_DIRS:
-        p = os.path.join(d, name)
-        if os.path.isfile(p) and os.access(p, os.X_OK):
-            return p
-    return None
-
-
 def programs() -> tuple[str, str | None]:
     """(slirp4netns, nsenter or None as root); a one-line Unsupported when missing."""
-    slirp = _find("slirp4netns")
+    slirp = find_helper("slirp4netns")
     if not slirp:
         raise Unsupported("network slirp4netns: the program slirp4netns is not installed (install the package "
                           "slirp4netns, or use --network none)")
     nsenter = None
     if os.geteuid() != 0:
-        nsenter = _find("nsenter")
+        nsenter = find_helper("nsenter")
         if not nsenter:
             raise Unsupported("network slirp4netns: nsenter (util-linux) is not installed")
     return slirp, nsenter
@@ -225,7 +212,7 @@ def start(ports=(), runtime_dir: str | None = None) -> UserNet:
         else:
             # as root its sandbox's mount namespace would stay a peer of ours (shared
             # mounts): what it unmounts there would go here too; made private first
-            argv = [_find("unshare") or "unshare", "--mount", "--propagation", "private", "--", *argv]
+            argv = [find_helper("unshare") or "unshare", "--mount", "--propagation", "private", "--", *argv]
         log = tempfile.TemporaryFile(dir=runtime_dir)
         try:
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, pass_fds=pass_fds,
