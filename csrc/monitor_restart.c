@@ -11,32 +11,14 @@
 #include <unistd.h>
 
 #include "fdio.h"
-
-/* Field 22 of /proc/PID/stat (clock ticks after boot), as pyrt's Python reads it. */
-static unsigned long long proc_start_time(pid_t pid)
-{
-    char path[64], buf[1024];
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return 0;
-    ssize_t n = pyrt_read_full(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0)
-        return 0;
-    buf[n] = '\0';
-    char *p = strrchr(buf, ')');
-    for (int field = 2; p && field < 22; field++)
-        p = strchr(p + 1, ' ');
-    return p ? strtoull(p + 1, NULL, 10) : 0;
-}
+#include "procstat.h"
 
 /* With a restart policy, where later `pyrt` processes find the current run. */
 void pyrt_monitor_write_run_record(const char *path, pid_t cpid, int restarts)
 {
     char json[160];
     int n = snprintf(json, sizeof json, "{\"Pid\": %d, \"StartTime\": %llu, \"RestartCount\": %d}\n",
-                     (int)cpid, proc_start_time(cpid), restarts);
+                     (int)cpid, pyrt_proc_start_time(cpid, NULL), restarts);
     if (path && n > 0 && (size_t)n < sizeof json)
         pyrt_monitor_write_atomically(path, json, (size_t)n);
 }

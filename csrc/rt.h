@@ -1,5 +1,5 @@
 /* pyrt-runtime's native commands (csrc/bin/pyrt-runtime.c): what they share. The
- * runtime's modules are rt_json (JSON through yajl), rt_state (the state
+ * runtime's modules are rt_cli (the log, options, output), rt_json (JSON through yajl), rt_state (the state
  * directory, the same format as pyrt/ocirt/state.py), rt_cgroup (a container's
  * cgroup as pyrt/cgroups/cgroup.py made it), rt_hooks (OCI hooks) and rt_ops (the
  * operations, as pyrt/ocirt/operations.py does them). */

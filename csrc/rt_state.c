@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "fdio.h"
+#include "procstat.h"
 #include "rt_json.h"
 
 static int id_char(unsigned char c)
@@ -107,34 +108,9 @@ void rt_container_close(struct rt_container *c)
 
 unsigned long long rt_start_time(pid_t pid)
 {
-    char path[64], buf[1024];
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return 0;
-    ssize_t n = pyrt_read_full(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0)
-        return 0;
-    buf[n] = 0;
-    char *p = strrchr(buf, ')');
-    if (p == NULL)
-        return 0;
-    p++;
-    /* fields after the name: state is the first (field 3), starttime the 20th (22) */
-    for (int field = 0; field < 20; field++) {
-        while (*p == ' ')
-            p++;
-        if (!*p)
-            return 0;
-        if (field == 0 && *p == 'Z')
-            return 0;
-        if (field == 19)
-            return strtoull(p, NULL, 10);
-        while (*p && *p != ' ')
-            p++;
-    }
-    return 0;
+    char state;
+    unsigned long long t = pyrt_proc_start_time(pid, &state);
+    return state == 'Z' ? 0 : t;
 }
 
 pid_t rt_container_pid(const struct rt_container *c)

@@ -25,6 +25,7 @@
 
 #include "fdio.h"
 #include "rt.h"
+#include "rt_cli.h"
 #include "rt_defaults.h"
 #include "rt_json.h"
 #include "rt_ops.h"
@@ -39,7 +40,6 @@
 #define PYRT_PYTHON ""
 #endif
 
-#define PROG "pyrt-runtime"
 
 static const char USAGE[] =
     "usage: " PROG " [--root DIR] [--log FILE] [--log-format text|json] [--debug] [--systemd-cgroup] COMMAND ...\n"
@@ -86,91 +86,6 @@ static const struct help HELP[] = {
     {NULL, NULL},
 };
 
-/* -- logging -------------------------------------------------------------------------- */
-
-static struct {
-    const char *path;
-    int json;
-    int debug;
-} LOG;
-
-static void log_write(const char *level, const char *msg)
-{
-    if (LOG.path == NULL)
-        return;
-    char ts[64];
-    rt_rfc3339(ts, sizeof ts);
-    yajl_gen g = yajl_gen_alloc(NULL);
-    if (g == NULL)
-        return;
-    if (LOG.json) {
-        yajl_gen_map_open(g);
-        rt_gen_kv_str(g, "level", level);
-        rt_gen_kv_str(g, "msg", msg);
-        rt_gen_kv_str(g, "time", ts);
-        yajl_gen_map_close(g);
-    } else {
-        rt_gen_str(g, msg); /* the msg quoted as a JSON string, as runc's text format */
-    }
-    const unsigned char *buf;
-    size_t len;
-    yajl_gen_get_buf(g, &buf, &len);
-    int fd = open(LOG.path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
-    if (fd >= 0) {
-        char *line = malloc(len + strlen(ts) + strlen(level) + 64);
-        if (line != NULL) {
-            int n = LOG.json ? sprintf(line, "%.*s\n", (int)len, (const char *)buf)
-                             : sprintf(line, "time=\"%s\" level=%s msg=%.*s\n", ts, level, (int)len,
-                                       (const char *)buf);
-            (void)!write(fd, line, (size_t)n);
-            free(line);
-        }
-        close(fd);
-    }
-    yajl_gen_free(g);
-}
-
-static void log_error(const char *msg)
-{
-    log_write("error", msg);
-    fprintf(stderr, PROG ": %s\n", msg);
-}
-
-static void log_warn(struct rt_ctx *ctx, const char *msg)
-{
-    (void)ctx;
-    log_write("warning", msg);
-    if (LOG.debug || LOG.path == NULL)
-        fprintf(stderr, PROG ": warning: %s\n", msg);
-}
-
-static void log_debug(const char *msg)
-{
-    if (!LOG.debug)
-        return;
-    log_write("debug", msg);
-    fprintf(stderr, PROG ": debug: %s\n", msg);
-}
-
-/* -- options (runc's style: -opt or --opt, --opt=value) ---------------------------------- */
-
-enum kind { FLAG, VALUE };
-enum key { K_ROOT, K_LOG, K_LOG_FORMAT, K_DEBUG, K_SYSTEMD, K_CRIU, K_VERSION, K_HELP, K_ALL, K_FORCE, K_FORMAT,
-           K_QUIET, K_BUNDLE, K_ROOTLESS, K_NKEYS };
-
-struct optdef {
-    const char *name;
-    enum kind kind;
-    enum key key;
-};
-
-struct opts {
-    int flag[K_NKEYS];
-    const char *value[K_NKEYS];
-    char **pos; /* positionals (pointers into argv) */
-    int npos;
-};
-
 static const struct optdef GLOBAL[] = {
     {"root", VALUE, K_ROOT}, {"log", VALUE, K_LOG}, {"log-format", VALUE, K_LOG_FORMAT},
     {"debug", FLAG, K_DEBUG}, {"systemd-cgroup", FLAG, K_SYSTEMD}, {"rootless", VALUE, K_ROOTLESS},
@@ -185,260 +100,6 @@ static const struct optdef LIST_OPTS[] = {{"format", VALUE, K_FORMAT}, {"f", VAL
                                           {NULL, FLAG, K_NKEYS}};
 static const struct optdef SPEC_OPTS[] = {{"bundle", VALUE, K_BUNDLE}, {"b", VALUE, K_BUNDLE},
                                           {"rootless", FLAG, K_ROOTLESS}, {NULL, FLAG, K_NKEYS}};
-
-static const struct optdef *find_opt(const struct optdef *defs, const char *name, size_t len)
-{
-    for (; defs->name; defs++)
-        if (strlen(defs->name) == len && strncmp(defs->name, name, len) == 0)
-            return defs;
-    return NULL;
-}
-
-static int truthy(const char *v)
-{
-    return strcasecmp(v, "1") == 0 || strcasecmp(v, "true") == 0 || strcasecmp(v, "yes") == 0;
-}
-
-#define WANTS_HELP 1
-
-/* Parse args[0..n) against defs. stop_at_positional: everything from the first
- * positional on is positional. Returns 0, WANTS_HELP (a --help/-h not in defs), or
- * -1 with the usage error in ctx. */
-static int parse_opts(struct rt_ctx *ctx, char **args, int n, const struct optdef *defs, int stop_at_positional,
-                      struct opts *o)
-{
-    o->pos = calloc((size_t)n + 1, sizeof *o->pos);
-    if (o->pos == NULL)
-        return rt_fail(ctx, "out of memory");
-    for (int i = 0; i < n; i++) {
-        char *a = args[i];
-        if (strcmp(a, "--") == 0) {
-            for (i++; i < n; i++)
-                o->pos[o->npos++] = args[i];
-            break;
-        }
-        if (a[0] == '-' && a[1] != 0 && !(stop_at_positional && o->npos > 0)) {
-            const char *name = a + strspn(a, "-");
-            const char *eq = strchr(name, '=');
-            size_t len = eq ? (size_t)(eq - name) : strlen(name);
-            const struct optdef *d = find_opt(defs, name, len);
-            if (d == NULL) {
-                if ((len == 4 && strncmp(name, "help", 4) == 0) || (len == 1 && name[0] == 'h'))
-                    return WANTS_HELP;
-                return rt_usage(ctx, "unknown option %.*s", (int)(strcspn(a, "=")), a);
-            }
-            if (d->kind == FLAG) {
-                o->flag[d->key] = eq ? truthy(eq + 1) : 1;
-            } else if (eq) {
-                o->value[d->key] = eq + 1;
-            } else if (i + 1 < n) {
-                o->value[d->key] = args[++i];
-            } else {
-                return rt_usage(ctx, "option %s needs a value", a);
-            }
-        } else {
-            o->pos[o->npos++] = a;
-            if (stop_at_positional) {
-                for (i++; i < n; i++)
-                    o->pos[o->npos++] = args[i];
-                break;
-            }
-        }
-    }
-    return 0;
-}
-
-static int one_id(struct rt_ctx *ctx, struct opts *o, const char *cmd, int extra)
-{
-    if (o->npos < 1 || o->npos > 1 + extra)
-        return rt_usage(ctx, "%s takes a container id%s", cmd, extra ? " (and a signal)" : "");
-    return 0;
-}
-
-/* -- output ---------------------------------------------------------------------------------- */
-
-static yajl_gen new_gen(void)
-{
-    return yajl_gen_alloc(NULL);
-}
-
-/* Write the generator's text to fd as Python's json.dumps does (indent NULL: on
- * one line), a newline after it. */
-static int write_gen(yajl_gen g, int fd, const char *indent)
-{
-    const unsigned char *buf;
-    size_t len;
-    if (yajl_gen_get_buf(g, &buf, &len) != yajl_gen_status_ok) {
-        errno = EINVAL;
-        return -1;
-    }
-    size_t n;
-    char *text = rt_json_pretty(buf, len, indent, &n);
-    if (text == NULL)
-        return -1;
-    int rc = pyrt_write_all(fd, text, n);
-    free(text);
-    return rc;
-}
-
-static int print_gen(struct rt_ctx *ctx, yajl_gen g, const char *indent)
-{
-    fflush(stdout);
-    if (write_gen(g, 1, indent) < 0)
-        return rt_fail(ctx, "write the output: %s", strerror(errno));
-    return 0;
-}
-
-/* -- signals ------------------------------------------------------------------------------------ */
-
-static const struct {
-    const char *name;
-    int sig;
-} SIGNALS[] = {
-    {"ABRT", SIGABRT}, {"ALRM", SIGALRM}, {"BUS", SIGBUS}, {"CHLD", SIGCHLD}, {"CLD", SIGCHLD},
-    {"CONT", SIGCONT}, {"FPE", SIGFPE}, {"HUP", SIGHUP}, {"ILL", SIGILL}, {"INT", SIGINT}, {"IO", SIGIO},
-    {"IOT", SIGIOT}, {"KILL", SIGKILL}, {"PIPE", SIGPIPE}, {"POLL", SIGPOLL}, {"PROF", SIGPROF},
-    {"PWR", SIGPWR}, {"QUIT", SIGQUIT}, {"SEGV", SIGSEGV}, {"STKFLT", SIGSTKFLT}, {"STOP", SIGSTOP},
-    {"SYS", SIGSYS}, {"TERM", SIGTERM}, {"TRAP", SIGTRAP}, {"TSTP", SIGTSTP}, {"TTIN", SIGTTIN},
-    {"TTOU", SIGTTOU}, {"URG", SIGURG}, {"USR1", SIGUSR1}, {"USR2", SIGUSR2}, {"VTALRM", SIGVTALRM},
-    {"WINCH", SIGWINCH}, {"XCPU", SIGXCPU}, {"XFSZ", SIGXFSZ}, {NULL, 0}};
-
-/* A signal name (TERM, SIGTERM, term, RTMIN+3) or number; -1 when not one. */
-static int parse_signal(const char *text)
-{
-    char up[32];
-    size_t n = strlen(text);
-    if (n == 0 || n >= sizeof up)
-        return -1;
-    if (strspn(text, "0123456789") == n) {
-        long v = strtol(text, NULL, 10);
-        return v <= SIGRTMAX ? (int)v : -1;
-    }
-    for (size_t i = 0; i <= n; i++)
-        up[i] = (char)(text[i] >= 'a' && text[i] <= 'z' ? text[i] - 32 : text[i]);
-    const char *name = strncmp(up, "SIG", 3) == 0 ? up + 3 : up;
-    for (int i = 0; SIGNALS[i].name; i++)
-        if (strcmp(SIGNALS[i].name, name) == 0)
-            return SIGNALS[i].sig;
-    int base = strncmp(name, "RTMIN", 5) == 0 ? SIGRTMIN : strncmp(name, "RTMAX", 5) == 0 ? SIGRTMAX : -1;
-    if (base < 0)
-        return -1;
-    const char *rest = name + 5;
-    if (!*rest)
-        return base;
-    if ((*rest != '+' && *rest != '-') || !rest[1] || strspn(rest + 1, "0123456789") != strlen(rest + 1))
-        return -1;
-    long off = strtol(rest + 1, NULL, 10);
-    long sig = *rest == '+' ? base + off : base - off;
-    return sig >= SIGRTMIN && sig <= SIGRTMAX ? (int)sig : -1;
-}
-
-/* -- the state directory's default --------------------------------------------------------------- */
-
-/* path made absolute and normalized (as os.path.abspath) into out */
-static int abspath(const char *path, char *out, size_t cap)
-{
-    char joined[PATH_MAX * 2];
-    if (path[0] == '/') {
-        snprintf(joined, sizeof joined, "%s", path);
-    } else {
-        char cwd[PATH_MAX];
-        if (getcwd(cwd, sizeof cwd) == NULL)
-            return -1;
-        snprintf(joined, sizeof joined, "%s/%s", cwd, path);
-    }
-    size_t w = 0;
-    out[w++] = '/';
-    for (char *s = joined; *s;) {
-        while (*s == '/')
-            s++;
-        if (!*s)
-            break;
-        size_t len = strcspn(s, "/");
-        if (len == 1 && s[0] == '.') {
-        } else if (len == 2 && s[0] == '.' && s[1] == '.') {
-            while (w > 1 && out[w - 1] != '/')
-                w--;
-            if (w > 1)
-                w--;
-            while (w > 1 && out[w - 1] != '/')
-                w--;
-        } else {
-            if (w + len + 2 >= cap) {
-                errno = ENAMETOOLONG;
-                return -1;
-            }
-            if (w > 1 && out[w - 1] != '/')
-                out[w++] = '/';
-            memcpy(out + w, s, len);
-            w += len;
-        }
-        s += len;
-    }
-    if (w > 1 && out[w - 1] == '/')
-        w--;
-    out[w] = 0;
-    return 0;
-}
-
-/* An ordinary user's state directory: made 0700 when missing, checked to be a
- * directory of its own whose every ancestor only it or root can change (or is
- * sticky), as pyrt/paths.py's check_private_dir. */
-static int private_dir(struct rt_ctx *ctx, const char *path, char *out, size_t cap)
-{
-    if (mkdir(path, 0700) < 0 && errno != EEXIST)
-        return rt_fail(ctx, "state directory %s: %s", path, strerror(errno));
-    char real[PATH_MAX];
-    if (realpath(path, real) == NULL)
-        return rt_fail(ctx, "state directory %s: %s", path, strerror(errno));
-    struct stat st;
-    uid_t uid = geteuid();
-    if (stat(real, &st) < 0)
-        return rt_fail(ctx, "state directory %s: %s", real, strerror(errno));
-    if (!S_ISDIR(st.st_mode))
-        return rt_fail(ctx, "state directory %s is not a directory", real);
-    if (st.st_uid != uid)
-        return rt_fail(ctx, "state directory %s is owned by uid %u, not by you (uid %u): use a directory of "
-                            "your own (--root)", real, (unsigned)st.st_uid, (unsigned)uid);
-    char d[PATH_MAX];
-    snprintf(d, sizeof d, "%s", real);
-    while (strcmp(d, "/") != 0) {
-        char *slash = strrchr(d, '/');
-        if (slash == d)
-            d[1] = 0;
-        else
-            *slash = 0;
-        struct stat a;
-        if (stat(d, &a) < 0)
-            return rt_fail(ctx, "state directory %s: %s: %s", real, d, strerror(errno));
-        if (a.st_uid != 0 && a.st_uid != uid)
-            return rt_fail(ctx, "state directory %s is inside %s, owned by uid %u, who could replace it: use a "
-                                "directory of your own (--root)", real, d, (unsigned)a.st_uid);
-        if ((a.st_mode & 022) && !(a.st_mode & S_ISVTX))
-            return rt_fail(ctx, "state directory %s is inside %s, which others may write to (mode %o): use a "
-                                "directory of your own (--root)", real, d, (unsigned)(a.st_mode & 07777));
-    }
-    if ((st.st_mode & 077) && chmod(real, 0700) < 0)
-        return rt_fail(ctx, "state directory %s: chmod: %s", real, strerror(errno));
-    snprintf(out, cap, "%s", real);
-    return 0;
-}
-
-static int default_root(struct rt_ctx *ctx, char *out, size_t cap)
-{
-    if (geteuid() == 0) {
-        snprintf(out, cap, "/run/pyrt-runtime");
-        return 0;
-    }
-    const char *base = getenv("XDG_RUNTIME_DIR");
-    struct stat st;
-    char path[PATH_MAX];
-    if (base != NULL && base[0] == '/' && stat(base, &st) == 0 && S_ISDIR(st.st_mode))
-        snprintf(path, sizeof path, "%s/pyrt-runtime", base);
-    else
-        snprintf(path, sizeof path, "/tmp/pyrt-runtime-%u", (unsigned)geteuid());
-    return private_dir(ctx, path, out, cap);
-}
 
 /* -- handing over to the Python implementation ------------------------------------------------------ */
 
@@ -495,39 +156,39 @@ static int hand_over(struct rt_ctx *ctx, int argc, char **argv)
 
 static int cmd_state(struct rt_ctx *ctx, struct opts *o)
 {
-    if (one_id(ctx, o, "state", 0) < 0)
+    if (rt_one_id(ctx, o, "state", 0) < 0)
         return -1;
-    yajl_gen g = new_gen();
+    yajl_gen g = yajl_gen_alloc(NULL);
     int rc = rt_op_state(ctx, o->pos[0], g);
     if (rc == 0)
-        rc = print_gen(ctx, g, "  ");
+        rc = rt_print_gen(ctx, g, "  ");
     yajl_gen_free(g);
     return rc;
 }
 
 static int cmd_start(struct rt_ctx *ctx, struct opts *o)
 {
-    return one_id(ctx, o, "start", 0) < 0 ? -1 : rt_op_start(ctx, o->pos[0]);
+    return rt_one_id(ctx, o, "start", 0) < 0 ? -1 : rt_op_start(ctx, o->pos[0]);
 }
 
 static int cmd_kill(struct rt_ctx *ctx, struct opts *o)
 {
-    if (one_id(ctx, o, "kill", 1) < 0)
+    if (rt_one_id(ctx, o, "kill", 1) < 0)
         return -1;
     int sig = SIGTERM;
-    if (o->npos > 1 && (sig = parse_signal(o->pos[1])) < 0)
+    if (o->npos > 1 && (sig = rt_parse_signal(o->pos[1])) < 0)
         return rt_usage(ctx, "invalid signal '%s'", o->pos[1]);
     return rt_op_kill(ctx, o->pos[0], sig, o->flag[K_ALL]);
 }
 
 static int cmd_delete(struct rt_ctx *ctx, struct opts *o)
 {
-    return one_id(ctx, o, "delete", 0) < 0 ? -1 : rt_op_delete(ctx, o->pos[0], o->flag[K_FORCE]);
+    return rt_one_id(ctx, o, "delete", 0) < 0 ? -1 : rt_op_delete(ctx, o->pos[0], o->flag[K_FORCE]);
 }
 
 static int cmd_pause(struct rt_ctx *ctx, struct opts *o, int freeze)
 {
-    return one_id(ctx, o, freeze ? "pause" : "resume", 0) < 0 ? -1 : rt_op_pause(ctx, o->pos[0], freeze);
+    return rt_one_id(ctx, o, freeze ? "pause" : "resume", 0) < 0 ? -1 : rt_op_pause(ctx, o->pos[0], freeze);
 }
 
 static int cmd_ps(struct rt_ctx *ctx, struct opts *o)
@@ -542,12 +203,12 @@ static int cmd_ps(struct rt_ctx *ctx, struct opts *o)
     if (rt_op_pids(ctx, o->pos[0], &pids, &n) < 0)
         return -1;
     if (strcmp(format, "json") == 0) {
-        yajl_gen g = new_gen();
+        yajl_gen g = yajl_gen_alloc(NULL);
         yajl_gen_array_open(g);
         for (size_t i = 0; i < n; i++)
             yajl_gen_integer(g, pids[i]);
         yajl_gen_array_close(g);
-        int rc = print_gen(ctx, g, NULL);
+        int rc = rt_print_gen(ctx, g, NULL);
         yajl_gen_free(g);
         free(pids);
         return rc;
@@ -625,7 +286,7 @@ static int cmd_list(struct rt_ctx *ctx, struct opts *o)
     if (ids == NULL)
         return rt_fail(ctx, "out of memory");
     int json = strcmp(format, "json") == 0;
-    yajl_gen g = json ? new_gen() : NULL;
+    yajl_gen g = json ? yajl_gen_alloc(NULL) : NULL;
     if (g != NULL)
         yajl_gen_array_open(g);
     /* the table: columns as wide as their widest cell, 3 spaces apart */
@@ -668,7 +329,7 @@ static int cmd_list(struct rt_ctx *ctx, struct opts *o)
     int rc = 0;
     if (json) {
         yajl_gen_array_close(g);
-        rc = print_gen(ctx, g, NULL);
+        rc = rt_print_gen(ctx, g, NULL);
         yajl_gen_free(g);
     } else if (!o->flag[K_QUIET]) {
         static const char *const head[6] = {"ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"};
@@ -712,9 +373,9 @@ static int cmd_spec(struct rt_ctx *ctx, struct opts *o)
             return rt_fail(ctx, "%s exists: remove it first", path);
         return rt_fail(ctx, "spec: create %s: %s", path, strerror(errno));
     }
-    yajl_gen g = new_gen();
+    yajl_gen g = yajl_gen_alloc(NULL);
     rt_gen_default_config(g, o->flag[K_ROOTLESS]);
-    int rc = write_gen(g, fd, "\t");
+    int rc = rt_write_gen(g, fd, "\t");
     int err = errno;
     yajl_gen_free(g);
     if (close(fd) < 0 && rc == 0) {
@@ -730,9 +391,9 @@ static int cmd_spec(struct rt_ctx *ctx, struct opts *o)
 
 static int cmd_features(struct rt_ctx *ctx)
 {
-    yajl_gen g = new_gen();
+    yajl_gen g = yajl_gen_alloc(NULL);
     rt_gen_features(g, PYRT_VERSION, pyrt_seccomp_available());
-    int rc = print_gen(ctx, g, "  ");
+    int rc = rt_print_gen(ctx, g, "  ");
     yajl_gen_free(g);
     return rc;
 }
@@ -764,7 +425,7 @@ int main(int argc, char **argv)
 {
     struct rt_ctx ctx;
     memset(&ctx, 0, sizeof ctx);
-    ctx.warn = log_warn;
+    ctx.warn = rt_log_warn;
     signal(SIGPIPE, SIG_IGN); /* a hook that does not read its state is not our end */
 
     /* global options come before the command */
@@ -772,28 +433,28 @@ int main(int argc, char **argv)
     while (i < argc && argv[i][0] == '-') {
         const char *name = argv[i] + strspn(argv[i], "-");
         size_t len = strcspn(name, "=");
-        const struct optdef *d = find_opt(GLOBAL, name, len);
+        const struct optdef *d = rt_find_opt(GLOBAL, name, len);
         if (d != NULL && d->kind == VALUE && name[len] != '=' && i + 1 < argc)
             i++;
         i++;
     }
     struct opts g;
     memset(&g, 0, sizeof g);
-    int prc = parse_opts(&ctx, argv + 1, i - 1, GLOBAL, 0, &g);
+    int prc = rt_parse_opts(&ctx, argv + 1, i - 1, GLOBAL, 0, &g);
     free(g.pos); /* global options take no positionals: only the values are kept */
     g.pos = NULL;
     if (prc < 0) {
         fprintf(stderr, PROG ": %s\n%s", ctx.err, USAGE);
         return 2;
     }
-    LOG.path = g.value[K_LOG];
-    LOG.debug = g.flag[K_DEBUG];
+    RT_LOG.path = g.value[K_LOG];
+    RT_LOG.debug = g.flag[K_DEBUG];
     const char *fmt = g.value[K_LOG_FORMAT] ? g.value[K_LOG_FORMAT] : "text";
     if (strcasecmp(fmt, "text") != 0 && strcasecmp(fmt, "json") != 0) {
         fprintf(stderr, PROG ": --log-format must be text or json\n");
         return 2;
     }
-    LOG.json = strcasecmp(fmt, "json") == 0;
+    RT_LOG.json = strcasecmp(fmt, "json") == 0;
     if (g.flag[K_VERSION]) {
         printf(PROG " version %s\nspec: %s\nlibseccomp: %s\n", PYRT_VERSION, RT_SPEC_VERSION,
                pyrt_seccomp_available() ? "yes" : "no");
@@ -806,18 +467,18 @@ int main(int argc, char **argv)
     const char *cmd = argv[i];
     char **args = argv + i + 1;
     int nargs = argc - i - 1;
-    if (LOG.debug) {
+    if (RT_LOG.debug) {
         char line[4096];
         size_t len = (size_t)snprintf(line, sizeof line, "%s", cmd);
         for (int k = 0; k < nargs && len < sizeof line; k++)
             len += (size_t)snprintf(line + len, sizeof line - len, " %s", args[k]);
-        log_debug(line);
+        rt_log_debug(line);
     }
     if (!in(HANDED_OVER, cmd) && !in(NATIVE, cmd)) {
         snprintf(ctx.err, sizeof ctx.err,
                  "unknown command '%s' (commands: create, start, run, state, kill, delete, exec, ps, list, "
                  "pause, resume, spec, features)", cmd);
-        log_error(ctx.err);
+        rt_log_error(ctx.err);
         return 2;
     }
     if (in(HANDED_OVER, cmd)) {
@@ -830,7 +491,7 @@ int main(int argc, char **argv)
             }
         }
         hand_over(&ctx, argc, argv);
-        log_error(ctx.err);
+        rt_log_error(ctx.err);
         return 1;
     }
 
@@ -839,13 +500,13 @@ int main(int argc, char **argv)
     const char *want = g.value[K_ROOT] ? g.value[K_ROOT] : getenv("PYRT_RUNTIME_ROOT");
     if (strcmp(cmd, "spec") != 0 && strcmp(cmd, "features") != 0) {
         char dflt[PATH_MAX];
-        if ((want == NULL || !want[0]) && default_root(&ctx, dflt, sizeof dflt) < 0) {
-            log_error(ctx.err);
+        if ((want == NULL || !want[0]) && rt_default_root(&ctx, dflt, sizeof dflt) < 0) {
+            rt_log_error(ctx.err);
             return 1;
         }
-        if (abspath(want && want[0] ? want : dflt, root, sizeof root) < 0) {
+        if (rt_abspath(want && want[0] ? want : dflt, root, sizeof root) < 0) {
             snprintf(ctx.err, sizeof ctx.err, "--root: %s", strerror(errno));
-            log_error(ctx.err);
+            rt_log_error(ctx.err);
             return 1;
         }
         ctx.root = root;
@@ -866,8 +527,8 @@ int main(int argc, char **argv)
         defs = SPEC_OPTS;
     struct opts o;
     memset(&o, 0, sizeof o);
-    int rc = strcmp(cmd, "features") == 0 ? 0 : parse_opts(&ctx, args, nargs, defs, stop, &o);
-    if (rc == WANTS_HELP) {
+    int rc = strcmp(cmd, "features") == 0 ? 0 : rt_parse_opts(&ctx, args, nargs, defs, stop, &o);
+    if (rc == RT_WANTS_HELP) {
         command_help(cmd);
         free(o.pos);
         return 0;
@@ -904,10 +565,10 @@ int main(int argc, char **argv)
             size_t n = strlen(cmd);
             int named = strncmp(ctx.err, cmd, n) == 0 && ctx.err[n] == ' ';
             snprintf(msg, sizeof msg, "%s%s%s", named ? "" : cmd, named ? "" : ": ", ctx.err);
-            log_error(msg);
+            rt_log_error(msg);
             return 2;
         }
-        log_error(ctx.err);
+        rt_log_error(ctx.err);
         return 1;
     }
     return 0;
