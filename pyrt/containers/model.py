@@ -11,8 +11,8 @@ import json
 import os
 import time
 
-from pyrt.containers import lifecycle
-from pyrt.containers.options import check_name, env_list_to_dict, port_map
+from pyrt.containers import inspection, lifecycle
+from pyrt.containers.options import check_name, env_list_to_dict
 from pyrt.errors import ContainerError  # noqa: F401 (re-exported)
 from pyrt.errors import Conflict, ContainerNotFound, InvalidArgument, PyrtError
 from pyrt.launch.mounts import Bind, Overlay, Tmpfs
@@ -26,10 +26,6 @@ from pyrt.store.layers import rmtree
 # (pyrt.containers.logs, .processes), the layer writer and change lists
 # (pyrt.store.commit, .changes, .export, pyrt.oci.config), pyrt.containers.cp and the
 # network's wiring (pyrt.network.endpoints).
-
-
-def _now_iso(t: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1e9):09d}Z"
 
 
 def _layer_paths(image) -> list[str]:
@@ -80,53 +76,7 @@ class Container:
     @property
     def attrs(self) -> dict:
         """What `docker inspect` shows, in its shape."""
-        s = self.state
-        return {
-            "Id": self.id,
-            "Created": _now_iso(self.created),
-            "Path": self.config["Cmd"][0],
-            "Args": self.config["Cmd"][1:],
-            "State": {
-                "Status": self.status,
-                "Running": self.status == "running",
-                "Pid": s.get("Pid", 0),
-                "ExitCode": s.get("ExitCode", 0),
-                "OOMKilled": s.get("OOMKilled", False),
-                "StartedAt": _now_iso(s["StartedAt"]) if s.get("StartedAt") else "0001-01-01T00:00:00Z",
-                "FinishedAt": _now_iso(s["FinishedAt"]) if s.get("FinishedAt") else "0001-01-01T00:00:00Z",
-            },
-            "Image": self.image_id,
-            "Name": "/" + self.name,
-            "RestartCount": s.get("RestartCount", 0),
-            "Driver": self.config.get("Driver", "overlay"),
-            "Mounts": self.config.get("Mounts", []),
-            "Config": {
-                "Hostname": self.config.get("Hostname"),
-                "User": self.config.get("User", ""),
-                "Env": self.config.get("Env", []),
-                "Cmd": self.config["Cmd"],
-                "WorkingDir": self.config.get("WorkingDir", ""),
-                "Image": self.config.get("ImageRef", self.image_id),
-                "Labels": self.config.get("Labels", {}),
-            },
-            "NetworkSettings": {"Ports": port_map(self.config.get("Ports", [])), **_network_settings(self)},
-            "HostConfig": {
-                "PortBindings": port_map(self.config.get("Ports", [])),
-                "RestartPolicy": self.config.get("RestartPolicy") or {"Name": "no", "MaximumRetryCount": 0},
-                "LogConfig": {"Type": "json-file", "Config": {
-                    k: str(v) for k, v in (("max-size", self.config.get("LogConfig", {}).get("MaxSize")),
-                                           ("max-file", self.config.get("LogConfig", {}).get("MaxFiles")))
-                    if v is not None}},
-                "NetworkMode": self.config.get("NetworkMode", "none"),
-                "ReadonlyRootfs": self.config.get("ReadOnly", False),
-                "AutoRemove": self.config.get("AutoRemove", False),
-                "CapAdd": self.config.get("CapAdd", []),
-                "CapDrop": self.config.get("CapDrop", []),
-                "Privileged": self.config.get("Privileged", False),
-            },
-            "GraphDriver": {"Name": self.config.get("Driver", "overlay"),
-                            "Data": {"UpperDir": self._upper(), "LowerDir": ":".join(self._union_lowers())}},
-        }
+        return inspection.attrs(self)
 
     # -- filesystem -------------------------------------------------------------
     def _lowers(self) -> list[str]:
@@ -487,22 +437,7 @@ class Container:
     def stats(self, stream=False, decode=None):
         """Resource use from the container's cgroup, in the docker SDK's shape
         (cpu_stats, memory_stats, pids_stats), plus pyrt's flat `pyrt` view."""
-        cg = self._running_cgroup("read stats of")
-        s = cg.stats()
-        return {
-            "read": _now_iso(time.time()), "id": self.id, "name": "/" + self.name,
-            "cpu_stats": {"cpu_usage": {"total_usage": s.get("cpu_usage_ns") or 0,
-                                        "usage_in_usermode": s.get("cpu_user_ns") or 0,
-                                        "usage_in_kernelmode": s.get("cpu_system_ns") or 0},
-                          "online_cpus": os.cpu_count(),
-                          "throttling_data": {"periods": s.get("cpu_nr_periods") or 0,
-                                              "throttled_periods": s.get("cpu_nr_throttled") or 0,
-                                              "throttled_time": s.get("cpu_throttled_ns") or 0}},
-            "memory_stats": {"usage": s.get("memory_usage") or 0, "max_usage": s.get("memory_peak") or 0,
-                             "limit": s.get("memory_limit") or 0},
-            "pids_stats": {"current": s.get("pids_current") or 0, "limit": s.get("pids_limit") or 0},
-            "pyrt": s,
-        }
+        return inspection.stats(self, self._running_cgroup("read stats of").stats())
 
     def top(self):
         """{"Titles": [...], "Processes": [[...], ...]} like the docker SDK."""
@@ -526,63 +461,10 @@ class Container:
                  detach=False, stream=False, socket=False, environment=None, workdir=None, demux=False):
         """Run cmd in the running container: ExecResult(exit_code, output) as the
         docker SDK returns it (output None when detached; (out, err) with demux)."""
-        from pyrt.containers.processes import exec_process, wait_pidfd
-        if socket or stream or stdin:
-            raise InvalidArgument("exec_run: stdin, socket and stream are not supported")
-        if tty:
-            return self._exec_tty(cmd, user=user, environment=environment, workdir=workdir,
-                                  privileged=privileged, detach=detach)
-        devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
-        out = err = None  # (read end, write end)
-        try:
-            if not detach and (stdout or stderr):
-                out = os.pipe()
-                if demux and stderr and stdout:
-                    err = os.pipe()
-            out_w = out[1] if out and stdout else devnull
-            err_w = (err or out)[1] if (err or out) and stderr else devnull
-            pid, pfd = exec_process(self, cmd, user=user, environment=environment, workdir=workdir,
-                                              privileged=privileged, stdin=devnull, stdout=out_w, stderr=err_w)
-        except BaseException:
-            for p in (out, err):
-                if p:
-                    os.close(p[0])
-            raise
-        finally:
-            os.close(devnull)
-            for p in (out, err):
-                if p:
-                    os.close(p[1])
-        if detach:
-            os.close(pfd)
-            return ExecResult(None, None)
-        data = _read_all([p[0] for p in (out, err) if p])
-        code = wait_pidfd(pfd)
-        if demux:
-            got = iter(data)
-            o = next(got) if out and stdout else None
-            e = next(got) if err else (o if stderr and not stdout else None)
-            return ExecResult(code, (o, e))
-        return ExecResult(code, data[0] if data else None)
-
-    def _exec_tty(self, cmd, detach=False, **options):
-        """exec_run with a terminal: the output is what the terminal showed."""
-        from pyrt.containers.processes import exec_process, wait_pidfd
-        from pyrt.launch.tty import open_pty_in, read_until_closed
-        master, slave = open_pty_in(self.reload().state["Pid"])
-        try:
-            try:
-                pid, pfd = exec_process(self, cmd, stdin=slave, stdout=slave, stderr=slave,
-                                                  new_session=True, **options)
-            finally:
-                os.close(slave)
-            if detach:
-                os.close(pfd)
-                return ExecResult(None, None)
-            data = read_until_closed(master, pfd)
-        finally:
-            os.close(master)
-        return ExecResult(wait_pidfd(pfd), data)
+        from pyrt.containers.processes import exec_run
+        return exec_run(self, cmd, stdout=stdout, stderr=stderr, stdin=stdin, tty=tty, privileged=privileged,
+                        user=user, detach=detach, stream=stream, socket=socket, environment=environment,
+                        workdir=workdir, demux=demux)
 
     def _driver_layers(self) -> list[str]:
         if self.config.get("Driver") == "copy":
@@ -763,38 +645,6 @@ class Container:
                         pass
 
 
-class ExecResult(tuple):
-    """(exit_code, output), as the docker SDK's exec_run returns it."""
-
-    def __new__(cls, exit_code, output):
-        return super().__new__(cls, (exit_code, output))
-
-    exit_code = property(lambda self: self[0])
-    output = property(lambda self: self[1])
-
-
-def _read_all(fds) -> list[bytes]:
-    """Read several pipes to their ends at once (none may fill up and block the writer)."""
-    import selectors
-    bufs = {fd: [] for fd in fds}
-    sel = selectors.DefaultSelector()
-    try:
-        for fd in fds:
-            sel.register(fd, selectors.EVENT_READ)
-        while sel.get_map():
-            for key, _ in sel.select():
-                chunk = os.read(key.fd, 65536)
-                if chunk:
-                    bufs[key.fd].append(chunk)
-                else:
-                    sel.unregister(key.fd)
-    finally:
-        sel.close()
-        for fd in fds:
-            os.close(fd)
-    return [b"".join(bufs[fd]) for fd in fds]
-
-
 def _rmtree(path):
     rmtree(path)
 
@@ -804,8 +654,3 @@ def _unwire(container) -> None:
     if container.config.get("NetworkMode", "none") not in ("none", "host"):
         from pyrt.network.endpoints import unwire
         unwire(container)
-
-
-def _network_settings(container) -> dict:
-    from pyrt.network.endpoints import settings
-    return settings(container)
