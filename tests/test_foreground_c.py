@@ -237,6 +237,36 @@ def test_without_sig_proxy_sigterm_ends_pyrt_and_its_reaper_the_container(store)
     wait_for(lambda: store.db_rows() == [], what="the reaper's clean-up")
 
 
+def test_start_attached_passes_signals_on(store):
+    """`start -a` relays as run does: its signals reach the container."""
+    ok(store.cli("create", "--name", "sa", "base:1", "sh", "-c", TRAPPING))
+    p = _started(store, "start", "-a", "sa")
+    p.send_signal(signal.SIGUSR1)
+    assert p.stdout.readline() == b"got USR1\n"
+    p.send_signal(signal.SIGTERM)
+    assert _finish(p) == (7, b"got TERM\n", b"")
+    assert _state(store, "sa")["ExitCode"] == 7
+
+
+def test_start_attached_without_sig_proxy_signals_act_on_pyrt(store):
+    ok(store.cli("create", "--name", "sanp", "base:1", "sh", "-c", TRAPPING))
+    p = _started(store, "start", "-a", "--sig-proxy=false", "sanp")
+    p.send_signal(signal.SIGINT)
+    rc, out, err = _finish(p)
+    assert (rc, out) == (130, b"") and b"Traceback" not in err
+    state = _state(store, "sanp")
+    assert (state["Status"], state["ExitCode"]) == ("exited", 137)
+
+
+def test_start_attached_takes_one_container(store):
+    """As docker: attaching to several at once is refused, and none is started."""
+    for name in ("one", "two"):
+        ok(store.cli("create", "--name", name, "base:1", "true"))
+    r = store.cli("start", "-a", "one", "two")
+    assert r.returncode != 0 and len(r.stderr.splitlines()) == 1 and b"one container" in r.stderr
+    assert {_state(store, n).get("Status", "created") for n in ("one", "two")} == {"created"}
+
+
 def test_a_bad_sig_proxy_value_is_refused(store):
     r = store.cli("run", "--sig-proxy=maybe", "base:1", "true")
     assert r.returncode == 2 and b"sig-proxy" in r.stderr

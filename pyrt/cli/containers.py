@@ -24,17 +24,18 @@ def cmd_create(args, rt):
 
 
 def cmd_start(args, rt):
-    rc = 0
+    if args.attach or args.interactive:
+        # in the foreground (as docker: one container; -i attaches too)
+        if len(args.containers) > 1:
+            raise InvalidArgument("start -a/-i takes one container (start several without -a, then attach)")
+        c = rt.containers.get(args.containers[0])
+        with _reaper() as reaper:
+            reaper.run_on_death(clean_up(rt.root, c.id))
+            return _run_foreground(c, args.interactive, reaper, sig_proxy=args.sig_proxy == "true")
     for ref in args.containers:
-        c = rt.containers.get(ref)
-        if args.attach:
-            with _reaper() as reaper:
-                reaper.run_on_death(clean_up(rt.root, c.id))
-                rc = _run_foreground(c, args.interactive, reaper)
-        else:
-            c.start()
-            print(ref)
-    return rc
+        rt.containers.get(ref).start()
+        print(ref)
+    return 0
 
 
 def _each(args, rt, action):
@@ -431,7 +432,9 @@ def register(sub):
 
     p = sub.add_parser("start", help="start created or stopped containers (in the background)")
     p.add_argument("-a", "--attach", action="store_true", help="attach stdout/stderr and wait")
-    p.add_argument("-i", "--interactive", action="store_true")
+    p.add_argument("-i", "--interactive", action="store_true", help="attach stdin too (implies -a)")
+    p.add_argument("--sig-proxy", choices=("true", "false"), default="true", metavar="true|false",
+                   help="with -a: pass the signals pyrt gets on to the container (default true), as run does")
     p.add_argument("containers", nargs="+")
     p.set_defaults(func=cmd_start)
 
