@@ -124,7 +124,12 @@ class Meter:
             self.oom_fd = open_fd(os.path.join(v1["memory"], "memory.oom_control"))
             self.mem_kind = "v1"
         elif cg.v2_dir and os.path.exists(os.path.join(cg.v2_dir, "memory.peak")):
-            self.mem_fd = open_fd(os.path.join(cg.v2_dir, "memory.peak"), os.O_RDWR)
+            # writable (a reset) from Linux 6.12 on; read-only before, where an ordinary user
+            # cannot open it for writing: read-only then, and the peak includes the setup
+            peak = os.path.join(cg.v2_dir, "memory.peak")
+            self.mem_fd = open_fd(peak, os.O_RDWR)
+            if self.mem_fd < 0:
+                self.mem_fd = open_fd(peak)
             self.oom_fd = open_fd(os.path.join(cg.v2_dir, "memory.events"))
             self.mem_kind = "v2"
         if quota and "cpu" in v1:

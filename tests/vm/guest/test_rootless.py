@@ -219,13 +219,14 @@ def test_limits_with_systemd_delegation():
 def test_pool_limits_with_systemd_delegation(user_rootfs):
     """Inside its delegated subtree tester's pool gets a scope of its systemd
     instance, its containers' cgroups below it with the pool's limits and
-    measures (CPU from the cgroup, OOM); closing the pool stops the scope."""
+    measures (CPU and the memory peak from the cgroup, OOM); closing the pool stops the
+    scope."""
     code = """
     import os, sys, pyrt
     with pyrt.Pool(rootfs=sys.argv[1], size=1, memory="16m", pids_limit=20, measure=True) as pool:
         parent = "/sys/fs/cgroup/" + pool._cg_parent
         r = pool.run(["sh", "-c", "echo hi"], capture_output=True)
-        print(parent, r.returncode, r.stdout.decode().strip(), r.usage.source)
+        print(parent, r.returncode, r.stdout.decode().strip(), r.usage.source, (r.usage.peak_memory or 0) > 0)
         slots = sorted(d for d in os.listdir(parent) if d.startswith("c"))
         print(open(os.path.join(parent, slots[0], "memory.max")).read().strip(),
               open(os.path.join(parent, slots[0], "pids.max")).read().strip())
@@ -236,10 +237,10 @@ def test_pool_limits_with_systemd_delegation(user_rootfs):
     p = in_user_manager(["python3", "-c", textwrap.dedent(code), user_rootfs])
     assert p.returncode == 0, p.stdout + p.stderr
     lines = p.stdout.splitlines()
-    parent, rc, out, peak = lines[0].split()
+    parent, rc, out, source, peak = lines[0].split()
     assert re.fullmatch(r"/sys/fs/cgroup/user.slice/user-1000.slice/user@1000.service/user.slice/"
                         r"pyrt-pool-[0-9a-f-]+.scope", parent), parent
-    assert (rc, out, peak) == ("0", "hi", "cgroup"), p.stdout
+    assert (rc, out, source, peak) == ("0", "hi", "cgroup", "True"), p.stdout  # a memory peak for a user too
     assert lines[1:] == [f"{16 << 20} 20", "137 True", "False"], lines
 
 
