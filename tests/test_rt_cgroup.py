@@ -455,7 +455,8 @@ def test_create_as_on_v1_host(probe, tmp_path, cgroup_host, linux):
 
 @pytest.mark.parametrize("linux", [CREATE[0], CREATE[1], CREATE[2], CREATE[4], CREATE[5], CREATE[7], CREATE[8],
                                    CREATE[10], CREATE[11], CREATE[12], CREATE[13], CREATE[15], CREATE[17],
-                                   CREATE[18], CREATE[21], CREATE[22]])
+                                   CREATE[14], CREATE[18], CREATE[21], CREATE[22],
+                                   '{"resources": {"devices": [' + ", ".join(['{"type": "b", "major": 8}'] * 4200) + ']}}'])
 def test_create_as_on_v2_host(probe, tmp_path, cgroup_host, linux):
     """Without the v1 mounts (the cgroup2 code paths: subtree_control, cpu.max,
     io.max, the devices eBPF program); controllers this host keeps in v1 are
