@@ -540,3 +540,32 @@ def test_require_as_root(probe):
     if os.geteuid() != 0:
         pytest.skip("needs root")
     assert run_probe(probe, "require", "linux.resources")[:2] == (True, "ok\n")
+
+
+# -- memory safety ---------------------------------------------------------------------------------
+
+def test_sanitizers(tmp_path, cgroup_host):
+    """The probe built with AddressSanitizer, UBSan and LeakSanitizer: the whole
+    validation table and the cgroups made, with no report (hostile values reach
+    every path: huge numbers, long lists, repr of odd strings, failures midway)."""
+    if not shutil.which("gcc"):
+        pytest.skip("no gcc")
+    exe = str(tmp_path / "probe-asan")
+    r = subprocess.run(["gcc", "-g", "-O1", "-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-D_GNU_SOURCE",
+                        "-I", SRC, "-o", exe, os.path.join(HERE, "probes", "rt_cgroup_probe.c")] +
+                       [os.path.join(SRC, f) for f in C_SOURCES] + ["-lyajl", "-lm"], capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"no sanitizers here: {r.stderr[-300:]}")
+    env = dict(os.environ, ASAN_OPTIONS="detect_leaks=1:abort_on_error=0", UBSAN_OPTIONS="print_stacktrace=1")
+    reports = []
+    try:
+        for i, linux in enumerate(PARSE + CREATE):
+            cfg = write_config(tmp_path, linux)
+            args = ["parse", cfg] if i < len(PARSE) else ["create", cfg, NAME, PARENT]
+            p = subprocess.run([exe, *args], capture_output=True, text=True, env=env, timeout=120)
+            if p.returncode not in (0, 1) or "Sanitizer" in p.stderr or "runtime error" in p.stderr:
+                reports.append((linux[:80], p.stderr[-1500:]))
+            remove_test_cgroup(cgroup_host)
+    finally:
+        remove_test_cgroup(cgroup_host)
+    assert not reports

@@ -160,8 +160,10 @@ int main(int argc, char **argv)
         yajl_val cfg = load(argv[2]);
         struct rt_resources r;
         int dev_is_fs = !(argc > 3 && strcmp(argv[3], "nodevfs") == 0);
-        if (rt_resources_parse_ex(&ctx, rt_json_get(cfg, "linux"), dev_is_fs, &r) < 0)
+        if (rt_resources_parse_ex(&ctx, rt_json_get(cfg, "linux"), dev_is_fs, &r) < 0) {
+            yajl_tree_free(cfg);
             return failed(&ctx);
+        }
         dump(&r);
         printf("any=%d any_nodev=%d\n", rt_resources_any(&r, 0), rt_resources_any(&r, 1));
         rt_resources_free(&r);
@@ -171,8 +173,10 @@ int main(int argc, char **argv)
     if (argc >= 5 && strcmp(argv[1], "create") == 0) {
         yajl_val cfg = load(argv[2]);
         struct rt_resources r;
-        if (rt_resources_parse(&ctx, rt_json_get(cfg, "linux"), &r) < 0)
+        if (rt_resources_parse(&ctx, rt_json_get(cfg, "linux"), &r) < 0) {
+            yajl_tree_free(cfg);
             return failed(&ctx);
+        }
         struct rt_cgroup_made made;
         int ignore = argc > 5 && strcmp(argv[5], "ignore-devices") == 0;
         int rc = rt_cgroup_create(&ctx, argv[3], argv[4], &r, ignore, &made);
