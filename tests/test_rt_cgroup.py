@@ -569,3 +569,43 @@ def test_sanitizers(tmp_path, cgroup_host):
     finally:
         remove_test_cgroup(cgroup_host)
     assert not reports
+
+
+def _placeholders():
+    """Live `sleep infinity` processes (systemd.py's placeholders)."""
+    out = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmd = f.read()
+            with open(f"/proc/{pid}/stat") as f:
+                state = f.read().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if cmd == b"sleep\0infinity\0" and state != "Z":
+            out.append(int(pid))
+    return out
+
+
+def test_start_unit_without_systemd(probe):
+    """Where no systemd answers on the bus: the same line as systemd.py's
+    start_unit, and its placeholder process is not left behind. (The guest suite,
+    tests/vm/guest/test_native_cgroup.py, starts real scopes.)"""
+    if os.path.isdir("/run/systemd/system"):
+        pytest.skip("systemd runs this host: the guest suite covers it")
+    from pyrt.cgroups import systemd as cgroup_systemd
+    before = _placeholders()
+    unit = f"pyrt-rtcg-{os.getpid()}.scope"
+    try:
+        cgroup_systemd.start_unit(unit, "machine.slice", layout().unified or "/sys/fs/cgroup", "pyrt test")
+        pytest.skip("a bus answered")
+    except PyrtError as e:
+        want = str(e)
+    ok, _, err = run_probe(probe, "start-unit", unit, "machine.slice", "pyrt test")
+    assert not ok and err == want
+    import time
+    for _ in range(100):
+        if _placeholders() == before:
+            break
+        time.sleep(0.02)
+    assert _placeholders() == before
