@@ -116,6 +116,7 @@ PARSE = [
     # types
     '{"resources": 5}', '{"resources": "x"}', '{"resources": [1]}', '{"resources": true}',
     '{"resources": {"pids": [1]}}', '{"resources": {"blockIO": 3}}', '{"resources": {"unified": [1]}}',
+    '{"resources": {"memory": "x"}}', '{"resources": {"memory": [1]}}', '{"resources": {"cpu": 5}}',
     '{"resources": {"memory": {"limit": "1g"}}}', '{"resources": {"memory": {"limit": 1.5}}}',
     '{"resources": {"memory": {"limit": true}}}', '{"resources": {"memory": {"limit": [1]}}}',
     # unsupported
