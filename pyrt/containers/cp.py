@@ -47,7 +47,8 @@ def container_root(container):
 def _held_root(container):
     """What the copy's root is, held for its duration: ("fd", an fd of the running
     container's /proc/PID/root), or the container's root when it does not run
-    ("dir", path) or ("overlay", Overlay, a scratch dir), its start mark taken."""
+    ("dir", path), ("overlay", Overlay, a scratch dir) or ("fuse", the keeper of a
+    fuse-overlayfs union of its own), its start mark taken."""
     st = container.reload().state
     if st.get("Status") in ("running", "paused") and lifecycle.alive(st):
         fd = os.open(f"/proc/{st['Pid']}/root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -61,7 +62,15 @@ def _held_root(container):
     mark = container._take_start_mark()  # it must not start on a root we have mounted
     try:
         root = container._rootfs()
-        if isinstance(root, str):
+        if container._fuse():  # its union, by a keeper of the copy's own (pyrt.launch.fuse)
+            from pyrt.launch.fuse import wait_released
+            wait_released(container.dir, what=f"container {container.name}")
+            keeper = container._start_keeper()
+            try:
+                yield ("fuse", keeper)
+            finally:
+                keeper.close()
+        elif isinstance(root, str):
             yield ("dir", root)
         else:
             scratch = container._c.store.mkdtemp("cp-")
@@ -82,6 +91,9 @@ def _open_root(held):
         return
     if held[0] == "dir":
         fd = os.open(held[1], os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    elif held[0] == "fuse":  # (in an in_userns child) the keeper's mount namespace
+        held[1].enter()
+        fd = os.open(held[1].merged, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     else:
         root, scratch = held[1], held[2]
         fd = mount_overlay(root.lowerdirs, root.upperdir, root.workdir, root.options, scratch=scratch)
