@@ -20,8 +20,17 @@ pytestmark = [pytest.mark.timeout(600),
 FUSE = {"PYRT_STORAGE_DRIVER": "fuse-overlayfs", "PYRT_DEFAULT_NETWORK": "none"}
 
 
+@pytest.fixture(autouse=True)
+def _removed(user):
+    """Every container of the test removed after it, on failure too."""
+    yield
+    ids = user.pyrt("ps", "-aq").stdout.decode().split()
+    if ids:
+        user.pyrt("rm", "-f", *ids)
+
+
 def _daemons(user) -> list[int]:
-    """The pids of the test user's fuse-overlayfs processes."""
+    """The pids of the test user's fuse-overlayfs processes on its store."""
     out = []
     for pid in os.listdir("/proc"):
         if not pid.isdigit():
@@ -32,7 +41,8 @@ def _daemons(user) -> list[int]:
             st = os.stat(f"/proc/{pid}")
         except OSError:
             continue
-        if st.st_uid == user.uid and os.path.basename(argv[0]) == b"fuse-overlayfs":
+        if st.st_uid == user.uid and os.path.basename(argv[0]) == b"fuse-overlayfs" and \
+                os.fsencode(user.store) in b" ".join(argv):
             out.append(int(pid))
     return out
 
@@ -56,4 +66,161 @@ def test_run_and_write(user, base_tar):
         assert f.read() == "w\n"
     assert _daemons(user) == [] and _fuse_mounts() == []
     ok(user.pyrt("rm", "c1", env=FUSE))
+    assert os.listdir(os.path.join(user.store, "containers")) == []
+
+
+# the same changes under both drivers: deletions of the image's files and dirs, a
+# dir made again over one of the image's (opaque), new dirs (not opaque), a new file
+# deleted again (no whiteout), owners, a fifo; every time fixed
+CHANGES = """\
+echo new > /data/new
+chown 1000:1000 /data/new
+rm -f /data/owned
+mkdir -p /data/sub2/deeper && echo n > /data/sub2/deeper/n
+rm -rf /home/user && mkdir /home/user && echo again > /home/user/f
+rm -rf /tree && mkdir /tree && echo x > /tree/only
+touch /tmp/gone && rm /tmp/gone
+mkfifo /data/fifo
+find / -xdev ! -name 'hl*' ! -name suid -exec touch -h -d '2001-01-01 00:00:00' {} + 2>/dev/null || true
+find / -xdev ! -name 'hl*' ! -name suid -exec touch -h -d '2001-01-01 00:00:00' {} + 2>/dev/null || true
+"""
+
+
+def _layer_blobs(saved_tar):
+    with tarfile.open(saved_tar) as tf:
+        index = json.load(tf.extractfile("index.json"))
+        (m,) = index["manifests"]
+        manifest = json.load(tf.extractfile(f"blobs/sha256/{m['digest'][7:]}"))
+        return [d["digest"] for d in manifest["layers"]]
+
+
+def _top_layer_entries(saved_tar):
+    with tarfile.open(saved_tar) as tf:
+        index = json.load(tf.extractfile("index.json"))
+        (m,) = index["manifests"]
+        manifest = json.load(tf.extractfile(f"blobs/sha256/{m['digest'][7:]}"))
+        blob = tf.extractfile(f"blobs/sha256/{manifest['layers'][-1]['digest'][7:]}")
+        with tarfile.open(fileobj=blob) as layer:
+            return sorted((t.name, t.type, t.mode, t.uid, t.gid, t.mtime, t.size, dict(t.pax_headers))
+                          for t in layer)
+
+
+def test_diff_and_commit_equal_the_kernel_drivers(user, base_tar):
+    """The same changes made under the kernel's overlay and under fuse-overlayfs:
+    the same diff (running and stopped), the same committed layer."""
+    ok(user.pyrt("import", base_tar, "base:1"))
+    kernel = {"PYRT_STORAGE_DRIVER": "overlay", "PYRT_DEFAULT_NETWORK": "none"}
+    for name, env in (("k", kernel), ("f", FUSE)):
+        r = user.pyrt("run", "-d", "--name", name, "base:1", "sh", "-c", CHANGES + "sleep 60", env=env)
+        assert r.returncode == 0, r.stderr
+    for _ in range(200):  # the changes made (the sleep started)
+        if all("/data/fifo" in ok(user.pyrt("diff", n)) for n in ("k", "f")):
+            break
+    import time
+    time.sleep(1)
+    running = ok(user.pyrt("diff", "f"))
+    kernel_diff = ok(user.pyrt("diff", "k"))
+    assert set(running.splitlines()) ^ set(kernel_diff.splitlines()) == set()
+    assert running == kernel_diff
+    assert "A /data/sub2/deeper/n" in running and "D /data/owned" in running and ".wh." not in running
+    assert len(_daemons(user)) == 1
+    for n in ("k", "f"):
+        ok(user.pyrt("stop", "-t", "1", n))
+    assert _daemons(user) == [] and _fuse_mounts() == []
+    stopped = ok(user.pyrt("diff", "f"))
+    assert stopped == ok(user.pyrt("diff", "k")) == running
+    ok(user.pyrt("commit", "k", "mine:k"))
+    ok(user.pyrt("commit", "f", "mine:f"))
+    out_k, out_f = os.path.join(user.dir, "k.tar"), os.path.join(user.dir, "f.tar")
+    ok(user.pyrt("save", "-o", out_k, "mine:k"))
+    ok(user.pyrt("save", "-o", out_f, "mine:f"))
+    assert _top_layer_entries(out_f) == _top_layer_entries(out_k)
+    assert _layer_blobs(out_f) == _layer_blobs(out_k)
+    # the committed image runs under fuse-overlayfs as it does under the kernel's
+    for env in (kernel, FUSE):
+        r = user.pyrt("run", "--rm", "mine:f", "sh", "-c", "cat /tree/only; test -e /tree/t1 || echo no-t1; "
+                      "ls /home/user; cat /data/sub2/deeper/n", env=env)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.decode().split() == ["x", "no-t1", "f", "n"]
+    for n in ("k", "f"):
+        ok(user.pyrt("rm", n))
+    assert _daemons(user) == [] and os.listdir(os.path.join(user.store, "containers")) == []
+    for env, mode in ((kernel, b"4755\n"), (FUSE, b"755\n")):  # a documented difference
+        r = user.pyrt("run", "--rm", "base:1", "sh", "-c", "touch /data/suid; stat -c %a /data/suid", env=env)
+        assert r.stdout == mode, r
+
+
+def test_layers_with_whiteouts_and_opaque_dirs(user, base_tar):
+    lower = imagetools.layer_tar([("dir", "d"), ("file", "d/old", {"data": "old\n"}), ("dir", "o"),
+                                  ("file", "o/hidden", {"data": "h\n"}), ("file", "gone", {"data": "g\n"})])
+    upper = imagetools.layer_tar([("whiteout", "gone"), ("opaque", "o"), ("file", "o/new", {"data": "n\n"})])
+    oci = imagetools.OCIBuilder(os.path.join(user.dir, "oci"))
+    with open(base_tar, "rb") as f:
+        oci.image([f.read(), lower, upper], ref="layered:1")
+    path = oci.write()
+    for dirpath, dirnames, filenames in os.walk(path):
+        os.chmod(dirpath, 0o755)
+        for n in filenames:
+            os.chmod(os.path.join(dirpath, n), 0o644)
+    ok(user.pyrt("load", "-i", path))
+    r = user.pyrt("run", "--name", "l", "layered:1", "sh", "-c",
+                  "ls / /o /d; rm -r /o; mkdir /o; echo again > /o/again; echo g2 > /gone", env=FUSE)
+    assert r.returncode == 0, r.stderr
+    out = r.stdout.decode()
+    assert "gone" not in out and "hidden" not in out
+    assert "/o:\nnew\n" in out and "/d:\nold\n" in out
+    r = user.pyrt("start", "-a", "l", env=FUSE)  # the upper dir read back by fuse-overlayfs, normalized or not
+    ok(user.pyrt("diff", "l"))
+    r = user.pyrt("run", "--rm", "layered:1", "true", env=FUSE)
+    assert r.returncode == 0, r.stderr
+    diff = ok(user.pyrt("diff", "l")).splitlines()
+    assert "A /o/again" in diff and "D /o/new" in diff and "A /gone" in diff, diff
+    ok(user.pyrt("commit", "l", "layered:2"))
+    r = user.pyrt("run", "--rm", "layered:2", "sh", "-c", "ls /o; cat /gone", env=FUSE)
+    assert (r.returncode, r.stdout) == (0, b"again\ng2\n"), r.stderr
+    ok(user.pyrt("rm", "l"))
+    assert _daemons(user) == [] and _fuse_mounts() == []
+
+
+def test_detached_restart_cp_export_rm(user, base_tar, tmp_shm):
+    ok(user.pyrt("import", base_tar, "base:1"))
+    r = user.pyrt("run", "-d", "--name", "d", "--restart", "on-failure:2", "base:1", "sh", "-c",
+                  "echo run >> /data/runs; test $(wc -l < /data/runs) -ge 3 || exit 1; sleep 60", env=FUSE)
+    assert r.returncode == 0, r.stderr
+    import time
+    for _ in range(300):
+        (c,) = json.loads(ok(user.pyrt("inspect", "d")))
+        if c["RestartCount"] == 2:
+            break
+        time.sleep(0.05)
+    assert c["RestartCount"] == 2 and c["State"]["Running"], c["State"]
+    assert len(_daemons(user)) == 1 and _fuse_mounts() == []
+    r = user.pyrt("exec", "d", "cat", "/data/runs")
+    assert r.stdout == b"run\nrun\nrun\n", r.stderr
+    dest = user.mkdir("out", 0o755)
+    ok(user.pyrt("cp", "d:/data/runs", os.path.join(dest, "running")))
+    ok(user.pyrt("stop", "-t", "1", "d"))
+    assert _daemons(user) == []
+    ok(user.pyrt("cp", "d:/data/runs", os.path.join(dest, "stopped")))
+    src = os.path.join(dest, "in")
+    with open(src, "w") as f:
+        f.write("copied in\n")
+    os.chown(src, user.uid, user.gid)
+    ok(user.pyrt("cp", src, "d:/data/in"))
+    assert _daemons(user) == []
+    tar = os.path.join(dest, "export.tar")
+    ok(user.pyrt("export", "-o", tar, "d"))
+    with tarfile.open(tar) as tf:
+        assert tf.extractfile("data/in").read() == b"copied in\n"
+        assert tf.extractfile("data/runs").read() == b"run\nrun\nrun\n"
+        assert "data/owned" in tf.getnames()
+    for name in ("running", "stopped"):
+        with open(os.path.join(dest, name)) as f:
+            assert f.read() == "run\nrun\nrun\n"
+    assert _daemons(user) == []
+    r = user.pyrt("run", "-d", "--name", "e", "base:1", "sleep", "60", env=FUSE)
+    assert r.returncode == 0, r.stderr
+    assert len(_daemons(user)) == 1
+    ok(user.pyrt("rm", "-f", "d", "e"))
+    assert _daemons(user) == [] and _fuse_mounts() == []
     assert os.listdir(os.path.join(user.store, "containers")) == []

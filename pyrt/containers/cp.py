@@ -46,18 +46,23 @@ def container_root(container):
 @contextlib.contextmanager
 def _held_root(container):
     """What the copy's root is, held for its duration: ("fd", an fd of the running
-    container's /proc/PID/root), or the container's root when it does not run
+    container's /proc/PID/root, a pidfd of its init for a fuse-overlayfs one), or the container's root when it does not run
     ("dir", path), ("overlay", Overlay, a scratch dir) or ("fuse", the keeper of a
     fuse-overlayfs union of its own), its start mark taken."""
     st = container.reload().state
     if st.get("Status") in ("running", "paused") and lifecycle.alive(st):
         fd = os.open(f"/proc/{st['Pid']}/root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        pidfd = None
         try:
-            if lifecycle.start_time(st["Pid"]) != st.get("StartTime"):  # the pid was reused
-                raise Conflict(f"container {container.name} stopped during the copy")
-            yield ("fd", fd)
+            # a fuse-overlayfs root answers only its own user namespace: the container's
+            pidfd = lifecycle.pidfd(st) if container._fuse() else None
+            if lifecycle.start_time(st["Pid"]) != st.get("StartTime") or (container._fuse() and pidfd is None):
+                raise Conflict(f"container {container.name} stopped during the copy")  # the pid was reused
+            yield ("fd", fd, pidfd)
         finally:
             os.close(fd)
+            if pidfd is not None:
+                os.close(pidfd)
         return
     mark = container._take_start_mark()  # it must not start on a root we have mounted
     try:
@@ -114,8 +119,10 @@ def _as_root_of_userns(fn):
     def wrapper(container, *args, **kwargs):
         if os.geteuid() == 0:
             return fn(container, *args, **kwargs)
-        from pyrt.launch.userns import in_userns
+        from pyrt.launch.userns import in_userns, in_userns_of
         with _held_root(container) as held:
+            if held[0] == "fd" and held[2] is not None:
+                return in_userns_of(held[2], fn, _Held(held), *args, **kwargs)
             return in_userns(fn, _Held(held), *args, **kwargs)
     return wrapper
 

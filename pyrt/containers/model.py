@@ -380,9 +380,10 @@ class Container:
         """Record the exit of a container started with start_process."""
         code = 128 - returncode if returncode < 0 else returncode
         keeper = getattr(self, "_keeper", None)
-        if keeper is not None:  # its daemon ends with the init
+        if keeper is not None:  # its daemon ends with the init: nothing left once this returns
             self._keeper = None
-            keeper.close(wait=None)
+            keeper.wait()
+            keeper.close()
         oom = False
         cg = getattr(self, "_cgroup", None)
         if cg is not None:
@@ -494,6 +495,9 @@ class Container:
                 lifecycle.wait_monitor(self.state, 5.0)
             lifecycle.read_exit(self.dir, wait=5.0)
         self._refresh_running()
+        if self._fuse() and self.status not in ("running", "paused"):  # its daemon ends with it
+            from pyrt.launch.fuse import wait_released
+            wait_released(self.dir, what=f"container {self.name}")
 
     def _restarts(self) -> bool:
         return (self.config.get("RestartPolicy") or {}).get("Name", "no") != "no"

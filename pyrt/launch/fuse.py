@@ -165,6 +165,10 @@ class Keeper:
         from pyrt import sys as psys
         psys.setns(self.pidfd, psys.CLONE_NEWNS)
 
+    def wait(self, timeout: float = STOP_TIMEOUT + 1) -> bool:
+        """Wait for the keeper to end (after its owner: it ends its daemon first)."""
+        return self.pidfd < 0 or _wait_pidfd(self.pidfd, timeout)
+
     def close(self, wait: float | None = STOP_TIMEOUT + 1) -> None:
         """Hang up (before a hand-over: the keeper unmounts and ends) and forget it;
         `wait` seconds for it to end."""

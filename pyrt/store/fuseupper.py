@@ -105,7 +105,7 @@ def normalize(upper: str, lowers) -> int:
                     os.setxattr(child, KERNEL_OPAQUE, b"y", follow_symlinks=False)
                 changed += 1
             opaque = _xattr(child, KERNEL_OPAQUE) == b"y"
-            walk(child, [] if opaque or low is None or not low.is_dir() else low.stack)
+            walk(child, [] if opaque or low is None or not low.is_dir else low.stack)
         if touched:
             os.utime(path, ns=(dir_st.st_atime_ns, dir_st.st_mtime_ns), follow_symlinks=False)
 
