@@ -224,3 +224,116 @@ def test_detached_restart_cp_export_rm(user, base_tar, tmp_shm):
     ok(user.pyrt("rm", "-f", "d", "e"))
     assert _daemons(user) == [] and _fuse_mounts() == []
     assert os.listdir(os.path.join(user.store, "containers")) == []
+
+
+def test_fallbacks_say_so_once(user, base_tar):
+    """A kernel that refuses overlay (forced: PYRT_NO_OVERLAY=1): fuse-overlayfs,
+    one line that says so, the first time only; without fuse-overlayfs too
+    (PYRT_NO_FUSE_OVERLAYFS=1): copy, one line with both reasons."""
+    ok(user.pyrt("import", base_tar, "base:1"))
+    env = {"PYRT_NO_OVERLAY": "1", "PYRT_DEFAULT_NETWORK": "none"}
+    r = user.pyrt("run", "--rm", "base:1", "cat", "/etc/hostname", env=env)
+    assert r.returncode == 0, r.stderr
+    err = r.stderr.decode()
+    assert err.count("\n") == 1 and "PYRT_NO_OVERLAY=1" in err and "using the fuse-overlayfs storage driver" in err
+    r = user.pyrt("run", "--rm", "base:1", "true", env=env)
+    assert (r.returncode, r.stderr) == (0, b"")
+    assert ok(user.pyrt("info", "--format", "{{.Driver}}")).strip() == "fuse-overlayfs"
+    other = os.path.join(user.dir, "other")
+    env2 = dict(env, PYRT_NO_FUSE_OVERLAYFS="1")
+    ok(user.pyrt("--root", other, "import", base_tar, "base:1"))
+    r = user.pyrt("--root", other, "run", "--rm", "base:1", "true", env=env2)
+    err = r.stderr.decode()
+    assert r.returncode == 0 and err.count("\n") == 1, err
+    assert "PYRT_NO_OVERLAY=1; nor is fuse-overlayfs: PYRT_NO_FUSE_OVERLAYFS=1" in err
+    assert "using the copy storage driver" in err
+
+
+def test_missing_program_and_bad_paths(user, base_tar):
+    """fuse-overlayfs asked for where it cannot run, or a store path it cannot
+    take: one line, non-zero, nothing made; root is refused the driver."""
+    ok(user.pyrt("import", base_tar, "base:1"))
+    r = user.py(r"""
+        import pyrt.launch.fuse as f
+        f.PROGRAM = "fuse-overlayfs-missing"
+        import pyrt
+        rt = pyrt.Runtime(storage_driver="fuse-overlayfs")
+        try:
+            rt.containers.run("base:1", ["true"], network_mode="none", remove=True)
+        except pyrt.errors.PyrtError as e:
+            print("refused:", e)
+        print(rt.containers.list(all=True))
+        """)
+    assert r.returncode == 0, r.stderr
+    out = r.stdout.decode().splitlines()
+    assert out[0] == ("refused: cannot mount the container's root with fuse-overlayfs: fuse-overlayfs-missing not "
+                      "found (install the package fuse-overlayfs)"), out
+    assert out[1] == "[]"
+    assert _daemons(user) == []
+    odd = os.path.join(user.dir, "a,b")
+    ok(user.pyrt("--root", odd, "import", base_tar, "base:1"))
+    r = user.pyrt("--root", odd, "run", "--rm", "base:1", "true", env=FUSE)
+    err = r.stderr.decode()
+    assert r.returncode != 0 and err.count("\n") == 1 and "cannot use the path" in err and "','" in err, err
+    assert os.listdir(os.path.join(odd, "containers")) == []
+    from pyrt.errors import InvalidArgument
+    from pyrt.runtime import Runtime
+    with pytest.raises(InvalidArgument, match="for an ordinary user"):
+        Runtime(os.path.join(user.dir, "rootstore"), storage_driver="fuse-overlayfs")
+
+
+def test_daemon_killed_while_running(user, base_tar):
+    """The daemon killed under a running container: the container is killed (a
+    clean failure), its keeper ends, nothing is left; the next start mounts again."""
+    ok(user.pyrt("import", base_tar, "base:1"))
+    r = user.pyrt("run", "-d", "--name", "v", "base:1", "sleep", "60", env=FUSE)
+    assert r.returncode == 0, r.stderr
+    (daemon,) = _daemons(user)
+    os.kill(daemon, 9)
+    r = user.pyrt("wait", "v", timeout=60)
+    assert r.stdout == b"137\n", r
+    import time
+    for _ in range(200):
+        if not _daemons(user):
+            break
+        time.sleep(0.05)
+    assert _daemons(user) == [] and _fuse_mounts() == []
+    r = user.pyrt("start", "-a", "v")
+    r = user.pyrt("run", "--rm", "base:1", "sh", "-c", "echo again", env=FUSE)
+    assert r.stdout == b"again\n", r
+
+
+def test_hostile_layer_symlinks(user, base_tar, tmp_shm):
+    """A layer whose directories are symlinks out of the root (absolute and
+    relative) under a later layer's real directory: fuse-overlayfs stops the merge
+    at the symlink; a write lands in the upper dir, no host file is reached."""
+    secret = os.path.join(tmp_shm, "host-secret")
+    os.makedirs(secret)
+    with open(os.path.join(secret, "s"), "w") as f:
+        f.write("host\n")
+    os.chmod(secret, 0o777)
+    evil = imagetools.layer_tar([("symlink", "a", {"link": secret}), ("symlink", "b", {"link": "../../../../" + secret}),
+                                 ("symlink", "c", {"link": "/etc"})])
+    over = imagetools.layer_tar([("dir", "a"), ("dir", "b"), ("dir", "c"), ("file", "a/mine", {"data": "m\n"})])
+    oci = imagetools.OCIBuilder(os.path.join(user.dir, "oci"))
+    with open(base_tar, "rb") as f:
+        oci.image([f.read(), evil, over], ref="evil:1")
+    path = oci.write()
+    for dirpath, dirnames, filenames in os.walk(path):
+        os.chmod(dirpath, 0o755)
+        for n in filenames:
+            os.chmod(os.path.join(dirpath, n), 0o644)
+    ok(user.pyrt("load", "-i", path))
+    r = user.pyrt("run", "--name", "h", "evil:1", "sh", "-c",
+                  "ls /a /b /c; cat /a/s /b/s 2>&1; echo pwn > /a/s; echo pwn > /b/s; echo pwn > /c/passwd; "
+                  "ls /c", env=FUSE)
+    assert r.returncode == 0, r.stderr
+    out = r.stdout.decode()
+    assert "host" not in out and "root:" not in out, out
+    with open(os.path.join(secret, "s")) as f:
+        assert f.read() == "host\n"
+    assert os.listdir(secret) == ["s"]
+    diff = ok(user.pyrt("diff", "h")).splitlines()
+    assert {"A /a/s", "A /b/s", "A /c/passwd"} <= set(diff), diff
+    ok(user.pyrt("rm", "h"))
+    assert _daemons(user) == []
