@@ -298,9 +298,10 @@ def test_daemon_killed_while_running(user, base_tar):
             break
         time.sleep(0.05)
     assert _daemons(user) == [] and _fuse_mounts() == []
-    r = user.pyrt("start", "-a", "v")
-    r = user.pyrt("run", "--rm", "base:1", "sh", "-c", "echo again", env=FUSE)
-    assert r.stdout == b"again\n", r
+    ok(user.pyrt("start", "v"))  # a new keeper, a new daemon
+    assert len(_daemons(user)) == 1
+    ok(user.pyrt("rm", "-f", "v"))
+    assert _daemons(user) == [] and _fuse_mounts() == []
 
 
 def test_hostile_layer_symlinks(user, base_tar, tmp_shm):
@@ -337,3 +338,34 @@ def test_hostile_layer_symlinks(user, base_tar, tmp_shm):
     assert {"A /a/s", "A /b/s", "A /c/passwd"} <= set(diff), diff
     ok(user.pyrt("rm", "h"))
     assert _daemons(user) == []
+
+
+def test_failed_start_leaves_nothing(user, base_tar):
+    """A start that fails after the union is mounted (no such program), in the
+    foreground and detached: one line, the daemon gone, nothing mounted."""
+    ok(user.pyrt("import", base_tar, "base:1"))
+    for detach in ([], ["-d"]):
+        r = user.pyrt("run", *detach, "--name", "bad", "base:1", "/no/such/program", env=FUSE)
+        assert r.returncode != 0 and b"/no/such/program" in r.stderr, r
+        assert _daemons(user) == [] and _fuse_mounts() == []
+        user.pyrt("rm", "-f", "bad")  # (a foreground run removes what it made)
+    assert os.listdir(os.path.join(user.store, "containers")) == []
+
+
+def test_export_of_a_running_container(user, base_tar, tmp_shm):
+    ok(user.pyrt("import", base_tar, "base:1"))
+    r = user.pyrt("run", "-d", "--name", "x", "base:1", "sh", "-c", "echo live > /data/live; sleep 60", env=FUSE)
+    assert r.returncode == 0, r.stderr
+    import time
+    for _ in range(200):
+        if "/data/live" in ok(user.pyrt("diff", "x")):
+            break
+        time.sleep(0.05)
+    tar = os.path.join(user.mkdir("out", 0o755), "x.tar")
+    ok(user.pyrt("export", "-o", tar, "x"))
+    with tarfile.open(tar) as tf:
+        assert tf.extractfile("data/live").read() == b"live\n"
+        assert not [n for n in tf.getnames() if ".wh." in n]
+    assert len(_daemons(user)) == 1  # the container's own
+    ok(user.pyrt("rm", "-f", "x"))
+    assert _daemons(user) == [] and _fuse_mounts() == []

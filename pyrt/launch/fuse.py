@@ -35,7 +35,7 @@ import stat
 import sys
 import time
 
-from pyrt.errors import InvalidArgument, PyrtError, Unsupported
+from pyrt.errors import FuseError, InvalidArgument, PyrtError, Unsupported
 
 PROGRAM = "fuse-overlayfs"
 LOCK = "fuse.lock"
@@ -44,10 +44,6 @@ MERGED = "merged"
 READY_TIMEOUT = 10.0  # seconds for the daemon to mount
 STOP_TIMEOUT = 5.0    # seconds for the daemon to end on SIGTERM
 INSTALL = "install the package fuse-overlayfs"
-
-
-class FuseError(PyrtError):
-    """fuse-overlayfs could not mount a container's root."""
 
 
 def program() -> str | None:
