@@ -369,3 +369,24 @@ def test_export_of_a_running_container(user, base_tar, tmp_shm):
     assert len(_daemons(user)) == 1  # the container's own
     ok(user.pyrt("rm", "-f", "x"))
     assert _daemons(user) == [] and _fuse_mounts() == []
+
+
+def test_build_under_fuse_overlayfs(user, base_tar):
+    """`pyrt build` runs its RUN steps in fuse-overlayfs containers and commits
+    them: the layer is the kernel overlay's."""
+    ok(user.pyrt("import", base_tar, "base:1"))
+    ctx = user.mkdir("ctx", 0o755)
+    with open(os.path.join(ctx, "Dockerfile"), "w") as f:
+        f.write("FROM base:1\nRUN mkdir -p /b/c && echo built > /b/c/built && chown 1000 /b/c/built && "
+                "rm -rf /tree && mkdir /tree && touch -d '2001-01-01 00:00:00' /b/c/built /b/c /b /tree\n")
+    os.chown(os.path.join(ctx, "Dockerfile"), user.uid, user.gid)
+    ids = {}
+    for tag, env in (("f", FUSE), ("k", {"PYRT_STORAGE_DRIVER": "overlay"})):
+        r = user.pyrt("build", "--no-cache", "-t", f"b:{tag}", ctx, env=env)
+        assert r.returncode == 0, r.stderr
+        (img,) = json.loads(ok(user.pyrt("image", "inspect", f"b:{tag}")))
+        ids[tag] = img["RootFS"]["Layers"]
+    assert ids["f"] == ids["k"]
+    r = user.pyrt("run", "--rm", "b:f", "sh", "-c", "stat -c '%u' /b/c/built; ls -A /tree", env=FUSE)
+    assert (r.returncode, r.stdout) == (0, b"1000\n"), r.stderr
+    assert _daemons(user) == [] and os.listdir(os.path.join(user.store, "containers")) == []
