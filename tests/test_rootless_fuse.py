@@ -48,8 +48,13 @@ def _daemons(user) -> list[int]:
 
 
 def _fuse_mounts() -> list[str]:
-    with open("/proc/self/mountinfo") as f:
-        return [ln for ln in f if "fuse-overlayfs" in ln or " fuse." in ln]
+    """FUSE mounts in the user's mount namespace (the test session's, where its
+    commands run) and in the host's."""
+    out = []
+    for path in ("/proc/self/mountinfo", "/proc/1/mountinfo"):
+        with open(path) as f:
+            out += [ln for ln in f if "fuse-overlayfs" in ln or " fuse." in ln]
+    return out
 
 
 def test_run_and_write(user, base_tar):

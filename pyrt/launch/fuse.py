@@ -222,6 +222,10 @@ def _keeper(ctl, ufd, maps, cdir, merged, prog, opts, lock):  # pragma: no cover
         import select
         import socket
         keep = sorted({ctl.fileno(), ufd})
+        os.chdir("/")  # pins no directory of the caller's
+        signal.pthread_sigmask(signal.SIG_SETMASK, [])  # whatever the caller's thread blocked
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_DFL)
         devnull = os.open(os.devnull, os.O_RDWR)
         for std in (0, 1, 2):
             os.dup2(devnull, std)
