@@ -200,7 +200,11 @@ def test_detached_restart_cp_export_rm(user, base_tar, tmp_shm):
         time.sleep(0.05)
     assert c["RestartCount"] == 2 and c["State"]["Running"], c["State"]
     assert len(_daemons(user)) == 1 and _fuse_mounts() == []
-    r = user.pyrt("exec", "d", "cat", "/data/runs")
+    for _ in range(300):  # the third run has written its line
+        r = user.pyrt("exec", "d", "cat", "/data/runs")
+        if r.stdout == b"run\nrun\nrun\n":
+            break
+        time.sleep(0.05)
     assert r.stdout == b"run\nrun\nrun\n", r.stderr
     dest = user.mkdir("out", 0o755)
     ok(user.pyrt("cp", "d:/data/runs", os.path.join(dest, "running")))
