@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import tarfile
+import time
 
 import pytest
 
@@ -88,6 +89,7 @@ touch /tmp/gone && rm /tmp/gone
 mkfifo /data/fifo
 find / -xdev ! -name 'hl*' ! -name suid -exec touch -h -d '2001-01-01 00:00:00' {} + 2>/dev/null || true
 find / -xdev ! -name 'hl*' ! -name suid -exec touch -h -d '2001-01-01 00:00:00' {} + 2>/dev/null || true
+touch -d '2001-01-01 00:00:00' /tmp/done /tmp
 """
 
 
@@ -118,11 +120,10 @@ def test_diff_and_commit_equal_the_kernel_drivers(user, base_tar):
     for name, env in (("k", kernel), ("f", FUSE)):
         r = user.pyrt("run", "-d", "--name", name, "base:1", "sh", "-c", CHANGES + "sleep 60", env=env)
         assert r.returncode == 0, r.stderr
-    for _ in range(200):  # the changes made (the sleep started)
-        if all("/data/fifo" in ok(user.pyrt("diff", n)) for n in ("k", "f")):
+    for _ in range(600):  # the changes made (the sleep started)
+        if all("A /tmp/done" in ok(user.pyrt("diff", n)) for n in ("k", "f")):
             break
-    import time
-    time.sleep(1)
+        time.sleep(0.05)
     running = ok(user.pyrt("diff", "f"))
     kernel_diff = ok(user.pyrt("diff", "k"))
     assert set(running.splitlines()) ^ set(kernel_diff.splitlines()) == set()
@@ -192,7 +193,6 @@ def test_detached_restart_cp_export_rm(user, base_tar, tmp_shm):
     r = user.pyrt("run", "-d", "--name", "d", "--restart", "on-failure:2", "base:1", "sh", "-c",
                   "echo run >> /data/runs; test $(wc -l < /data/runs) -ge 3 || exit 1; sleep 60", env=FUSE)
     assert r.returncode == 0, r.stderr
-    import time
     for _ in range(300):
         (c,) = json.loads(ok(user.pyrt("inspect", "d")))
         if c["RestartCount"] == 2:
@@ -301,7 +301,6 @@ def test_daemon_killed_while_running(user, base_tar):
     os.kill(daemon, 9)
     r = user.pyrt("wait", "v", timeout=60)
     assert r.stdout == b"137\n", r
-    import time
     for _ in range(200):
         if not _daemons(user):
             break
@@ -365,7 +364,6 @@ def test_export_of_a_running_container(user, base_tar, tmp_shm):
     ok(user.pyrt("import", base_tar, "base:1"))
     r = user.pyrt("run", "-d", "--name", "x", "base:1", "sh", "-c", "echo live > /data/live; sleep 60", env=FUSE)
     assert r.returncode == 0, r.stderr
-    import time
     for _ in range(200):
         if "/data/live" in ok(user.pyrt("diff", "x")):
             break
