@@ -182,7 +182,8 @@ static int pax_num(struct tw *t, const char *key, uint64_t v, int negative)
 static int keep_xattr(unsigned flags, const char *name)
 {
     if (strncmp(name, "user.", 5) == 0)
-        return !((flags & PYRT_LAYER_USERXATTR) && strncmp(name, "user.overlay.", 13) == 0);
+        return !((flags & PYRT_LAYER_USERXATTR) && (strncmp(name, "user.overlay.", 13) == 0 ||
+                                                    strncmp(name, "user.fuseoverlayfs.", 19) == 0));
     return strcmp(name, "security.capability") == 0;
 }
 

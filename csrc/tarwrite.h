@@ -17,7 +17,8 @@
 
 enum {
     /* Overlay was mounted with userxattr: user.overlay.* are overlay's own
-     * (whiteout/opaque markers, never emitted), like trusted.overlay.*. */
+     * (whiteout/opaque markers, never emitted), like trusted.overlay.*; so are
+     * user.fuseoverlayfs.* (fuse-overlayfs's, in an ordinary user's upper dirs). */
     PYRT_LAYER_USERXATTR = 0x1,
     /* Do not interpret overlay markers: a 0:0 char device is written as a device,
      * opaque dirs as plain dirs (trusted.overlay.* is still never emitted). */

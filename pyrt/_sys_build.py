@@ -43,6 +43,7 @@ OPEN_TREE_CLONE OPEN_TREE_CLOEXEC
 AT_FDCWD AT_EMPTY_PATH AT_RECURSIVE AT_SYMLINK_NOFOLLOW AT_NO_AUTOMOUNT
 CLOSE_RANGE_UNSHARE CLOSE_RANGE_CLOEXEC
 PIDFD_NONBLOCK
+PR_SET_PDEATHSIG
 """.split()
 
 
@@ -69,6 +70,7 @@ int mount(const char *source, const char *target, const char *fstype,
           unsigned long flags, const void *data);
 int umount2(const char *target, int flags);
 int sethostname(const char *name, size_t len);
+int prctl(int option, ...);
 """ + header_cdef() + "".join(f"#define {name} ...\n" for name in CONSTANTS)
 
 
@@ -76,6 +78,7 @@ SOURCE = """
 #include <fcntl.h>
 #include <sched.h>
 #include <sys/mount.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 #if defined(__has_include)
 #if __has_include(<sys/pidfd.h>)

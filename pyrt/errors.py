@@ -215,6 +215,11 @@ class OciRuntimeError(PyrtError):
     in the wrong state for it, a hook that failed, a console socket out of reach."""
 
 
+class FuseError(PyrtError):
+    """fuse-overlayfs could not mount a container's root (the daemon's own words in
+    the message)."""
+
+
 class StoreChanged(Conflict):
     """Another process removed something this change counted on: redo it."""
 

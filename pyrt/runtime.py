@@ -16,12 +16,13 @@ from pyrt.store.layers import tree_size
 # package, `pyrt images` not the containers.
 
 
-STORAGE_DRIVERS = ("overlay", "copy")
+STORAGE_DRIVERS = ("overlay", "fuse-overlayfs", "copy")
 
 
 class Runtime:
     """`root`: the store (default $PYRT_ROOT or /var/lib/pyrt). `storage_driver`:
-    "overlay" or "copy" (default: $PYRT_STORAGE_DRIVER, else detected on first use).
+    "overlay", "fuse-overlayfs" (an ordinary user's) or "copy" (default:
+    $PYRT_STORAGE_DRIVER, else detected on first use).
     `quiet`: no progress output from the operations that show some."""
 
     def __init__(self, root: str | None = None, storage_driver: str | None = None, quiet: bool = False):
@@ -32,6 +33,10 @@ class Runtime:
             from pyrt.errors import InvalidArgument
             raise InvalidArgument(f"storage driver {driver!r} (--storage-driver or $PYRT_STORAGE_DRIVER): "
                                   f"one of {', '.join(STORAGE_DRIVERS)}")
+        if driver == "fuse-overlayfs" and os.geteuid() == 0:
+            from pyrt.errors import InvalidArgument
+            raise InvalidArgument("the fuse-overlayfs storage driver is for an ordinary user (root has the "
+                                  "kernel's overlay)")
         self._storage_driver = driver
         self._store = None
         self._lock = _thread.allocate_lock()
@@ -49,7 +54,8 @@ class Runtime:
 
     @property
     def storage_driver(self) -> str:
-        """How container roots are made: "overlay" or "copy" (detected once if not given)."""
+        """How container roots are made: "overlay", "fuse-overlayfs" or "copy" (detected
+        once if not given)."""
         if self._storage_driver is None:
             try:
                 from pyrt.containers.create import detect_storage_driver

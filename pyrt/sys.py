@@ -15,7 +15,7 @@ import os
 from pyrt._sys import ffi, lib
 
 __all__ = [
-    "unshare", "setns", "mount", "umount2", "umount", "pivot_root", "sethostname",
+    "unshare", "setns", "mount", "umount2", "umount", "pivot_root", "sethostname", "set_pdeathsig",
     "close_range", "openat2", "pidfd_open", "pidfd_send_signal", "pidfd_getfd",
     "fsopen", "fsconfig", "fsmount", "fspick", "move_mount", "open_tree", "mount_setattr",
 ]
@@ -116,6 +116,11 @@ def sethostname(name) -> None:
     """sethostname(2), for the UTS namespace of the caller."""
     data = _cstr(name)
     _check(lib.sethostname(data, len(data)))
+
+
+def set_pdeathsig(sig: int) -> None:
+    """prctl(PR_SET_PDEATHSIG): the caller gets sig when its parent thread ends."""
+    _check(lib.prctl(lib.PR_SET_PDEATHSIG, ffi.cast("unsigned long", sig)))
 
 
 def close_range(first: int, last: int, flags: int = 0) -> None:

@@ -84,10 +84,10 @@ def test_copy_driver_with_whiteouts_and_opaque_dirs(user, base_tar):
 
 
 def test_fallback_to_copy_says_so_once(user, base_tar):
-    """A store where overlay cannot be mounted (forced: PYRT_NO_OVERLAY=1) gets the
-    copy driver, with one line that says so, the first time only."""
+    """A store where neither overlay nor fuse-overlayfs can be mounted (forced:
+    PYRT_NO_OVERLAY=1, PYRT_NO_FUSE_OVERLAYFS=1) gets the copy driver, with one line that says so, the first time only."""
     ok(user.pyrt("import", base_tar, "base:1"))
-    env = {"PYRT_NO_OVERLAY": "1", "PYRT_DEFAULT_NETWORK": "none"}
+    env = {"PYRT_NO_OVERLAY": "1", "PYRT_NO_FUSE_OVERLAYFS": "1", "PYRT_DEFAULT_NETWORK": "none"}
     r = user.pyrt("run", "--rm", "base:1", "cat", "/etc/hostname", env=env)
     assert r.returncode == 0, r.stderr
     err = r.stderr.decode()

@@ -84,8 +84,9 @@ def declare_globals(parser):
                         help="store directory (default $PYRT_ROOT, else /var/lib/pyrt, or "
                              "~/.local/share/pyrt for an ordinary user)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress output")
-    parser.add_argument("--storage-driver", choices=("overlay", "copy"), default=None,
-                        help="how container roots are made (default: overlay when the store's filesystem allows)")
+    parser.add_argument("--storage-driver", choices=("overlay", "fuse-overlayfs", "copy"), default=None,
+                        help="how container roots are made (default: overlay when the store's filesystem allows, "
+                             "else for an ordinary user fuse-overlayfs when installed, else copy)")
     parser.add_argument("--cgroup-manager", choices=("systemd", "cgroupfs"), default=None,
                         help="who makes containers' cgroups (default: systemd where it runs the machine "
                              "on pure cgroup v2, else cgroupfs; $PYRT_CGROUP_MANAGER)")

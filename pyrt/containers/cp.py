@@ -46,22 +46,36 @@ def container_root(container):
 @contextlib.contextmanager
 def _held_root(container):
     """What the copy's root is, held for its duration: ("fd", an fd of the running
-    container's /proc/PID/root), or the container's root when it does not run
-    ("dir", path) or ("overlay", Overlay, a scratch dir), its start mark taken."""
+    container's /proc/PID/root, a pidfd of its init for a fuse-overlayfs one), or the container's root when it does not run
+    ("dir", path), ("overlay", Overlay, a scratch dir) or ("fuse", the keeper of a
+    fuse-overlayfs union of its own), its start mark taken."""
     st = container.reload().state
     if st.get("Status") in ("running", "paused") and lifecycle.alive(st):
         fd = os.open(f"/proc/{st['Pid']}/root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        pidfd = None
         try:
-            if lifecycle.start_time(st["Pid"]) != st.get("StartTime"):  # the pid was reused
-                raise Conflict(f"container {container.name} stopped during the copy")
-            yield ("fd", fd)
+            # a fuse-overlayfs root answers only its own user namespace: the container's
+            pidfd = lifecycle.pidfd(st) if container._fuse() else None
+            if lifecycle.start_time(st["Pid"]) != st.get("StartTime") or (container._fuse() and pidfd is None):
+                raise Conflict(f"container {container.name} stopped during the copy")  # the pid was reused
+            yield ("fd", fd, pidfd)
         finally:
             os.close(fd)
+            if pidfd is not None:
+                os.close(pidfd)
         return
     mark = container._take_start_mark()  # it must not start on a root we have mounted
     try:
         root = container._rootfs()
-        if isinstance(root, str):
+        if container._fuse():  # its union, by a keeper of the copy's own (pyrt.launch.fuse)
+            from pyrt.launch.fuse import wait_released
+            wait_released(container.dir, what=f"container {container.name}")
+            keeper = container._start_keeper()
+            try:
+                yield ("fuse", keeper)
+            finally:
+                keeper.close()
+        elif isinstance(root, str):
             yield ("dir", root)
         else:
             scratch = container._c.store.mkdtemp("cp-")
@@ -82,6 +96,9 @@ def _open_root(held):
         return
     if held[0] == "dir":
         fd = os.open(held[1], os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    elif held[0] == "fuse":  # (in an in_userns child) the keeper's mount namespace
+        held[1].enter()
+        fd = os.open(held[1].merged, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     else:
         root, scratch = held[1], held[2]
         fd = mount_overlay(root.lowerdirs, root.upperdir, root.workdir, root.options, scratch=scratch)
@@ -102,8 +119,10 @@ def _as_root_of_userns(fn):
     def wrapper(container, *args, **kwargs):
         if os.geteuid() == 0:
             return fn(container, *args, **kwargs)
-        from pyrt.launch.userns import in_userns
+        from pyrt.launch.userns import in_userns, in_userns_of
         with _held_root(container) as held:
+            if held[0] == "fd" and held[2] is not None:
+                return in_userns_of(held[2], fn, _Held(held), *args, **kwargs)
             return in_userns(fn, _Held(held), *args, **kwargs)
     return wrapper
 

@@ -153,6 +153,9 @@ def create(collection, image, command=None, *, name=None, entrypoint=None, envir
         "Labels": {**(icfg.get("Labels") or {}), **parse_labels(labels)},
         "RestartPolicy": policy, "Devices": device_list,
     }
+    if driver == "fuse-overlayfs":  # its option syntax: refused before anything is made
+        from pyrt.launch.fuse import check_paths
+        check_paths(collection.store.root, *layers_top_first)
     cdir = os.path.join(collection.store.root, "containers", cid)
     os.mkdir(cdir, 0o700)
     new_volumes = []
@@ -163,6 +166,8 @@ def create(collection, image, command=None, *, name=None, entrypoint=None, envir
                          resolv=_resolv(collection.runtime, network_mode, networks, dns_servers, dns_search))
         if driver != "copy":
             _make_init_layer(cdir, config["WorkingDir"], layers_top_first)
+        if driver == "fuse-overlayfs":  # the union's mount point (in its keeper's mount namespace)
+            os.mkdir(os.path.join(cdir, "merged"), 0o755)
         if driver == "copy":
             rootfs = os.path.join(cdir, "rootfs")
             os.mkdir(rootfs, 0o755)
@@ -233,21 +238,38 @@ def _pick(seq):
 
 
 def detect_storage_driver(runtime) -> str:
-    """overlay when the store's filesystem can hold overlay upper dirs, else copy
-    (with a one-line notice). Probed once per store by mounting a tiny overlay in a
-    throw-away container setup, and remembered in <root>/storage-driver.
-    $PYRT_NO_OVERLAY=1 makes the probe fail (as on a kernel that refuses overlay
-    in a user namespace), for the tests of the fallback."""
+    """overlay when the store's filesystem can hold overlay upper dirs; else, for an
+    ordinary user, fuse-overlayfs when it can mount (pyrt.launch.fuse); else copy.
+    Each fallback is said in one line. Probed once per store by mounting a tiny
+    union in a throw-away container setup (fuse-overlayfs: by its keeper), and
+    remembered in <root>/storage-driver. $PYRT_NO_OVERLAY=1 makes the overlay probe
+    fail (as on a kernel that refuses overlay in a user namespace) and
+    $PYRT_NO_FUSE_OVERLAYFS=1 the fuse-overlayfs one (as without the program), for
+    the tests of the fallbacks."""
     memo = os.path.join(runtime.store.root, "storage-driver")
     try:
         with open(memo) as f:
             driver = f.read().strip()
-        if driver in ("overlay", "copy"):
+        if driver in ("overlay", "fuse-overlayfs", "copy"):
             return driver
     except FileNotFoundError:
         pass
+    reason = _probe_overlay(runtime)
+    if reason is None:
+        return _chose(runtime, memo, "overlay")
+    if os.geteuid() != 0:
+        fuse_reason = _probe_fuse(runtime)
+        if fuse_reason is None:
+            return _chose(runtime, memo, "fuse-overlayfs", f"overlay is not usable for the store "
+                                                           f"{runtime.store.root} ({reason})")
+        reason = f"{reason}; nor is fuse-overlayfs: {fuse_reason}"
+    return _chose(runtime, memo, "copy", f"overlay is not usable for the store {runtime.store.root} ({reason})")
+
+
+def _probe_overlay(runtime) -> str | None:
+    """Why the kernel's overlay cannot be mounted for the store (None: it can)."""
     if os.environ.get("PYRT_NO_OVERLAY") == "1":  # as a kernel that refuses overlay (documented)
-        return _chose(runtime, memo, "PYRT_NO_OVERLAY=1")
+        return "PYRT_NO_OVERLAY=1"
     probe = runtime.store.mkdtemp("probe-")
     try:
         dirs = [os.path.join(probe, d) for d in ("l1", "l2", "upper", "work")]
@@ -256,22 +278,41 @@ def detect_storage_driver(runtime) -> str:
         try:  # the spawn mounts the overlay, then fails to exec the missing program; privileged:
             # no device cgroup to make for it (nor to leave behind should this process be killed)
             process.run(["/.pyrt-probe"], Overlay(dirs[:2], upperdir=dirs[2], workdir=dirs[3]), privileged=True)
-            reason = None
+            return None
         except SpawnError as e:
-            reason = None if e.op == "exec" else str(e)
+            return None if e.op == "exec" else str(e)
     finally:
         _rmtree(probe)
-    return _chose(runtime, memo, reason)
 
 
-def _chose(runtime, memo, reason):
-    """Record the store's driver: overlay when reason (why overlay is not usable)
-    is None, else copy, said in one line."""
+def _probe_fuse(runtime) -> str | None:
+    """Why fuse-overlayfs cannot mount for the store (None: it can)."""
+    from pyrt.errors import PyrtError
+    from pyrt.launch import fuse
+    if os.environ.get("PYRT_NO_FUSE_OVERLAYFS") == "1":  # as without the program (documented)
+        return "PYRT_NO_FUSE_OVERLAYFS=1"
+    why = fuse.usable()
+    if why:
+        return why
+    probe = runtime.store.mkdtemp("probe-")
+    try:
+        dirs = [os.path.join(probe, d) for d in ("l1", "l2", "upper", "work")]
+        for d in dirs:
+            os.mkdir(d)
+        try:
+            fuse.Keeper.start(probe, dirs[:2], dirs[2], dirs[3]).close()
+            return None
+        except PyrtError as e:
+            return str(e)
+    finally:
+        _rmtree(probe)
+
+
+def _chose(runtime, memo, driver, notice=None):
+    """Record the store's driver, and say in one line why it is not overlay."""
     import sys
-    driver = "overlay" if reason is None else "copy"
-    if reason is not None and not runtime.quiet:
-        print(f"pyrt: overlay is not usable for the store {runtime.store.root} ({reason}): "
-              "using the copy storage driver", file=sys.stderr)
+    if notice is not None and not runtime.quiet:
+        print(f"pyrt: {notice}: using the {driver} storage driver", file=sys.stderr)
     tmp = f"{memo}.{os.getpid()}.tmp"  # two processes may probe at once: same answer
     with open(tmp, "w") as f:
         f.write(driver + "\n")

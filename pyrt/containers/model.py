@@ -11,6 +11,7 @@ import json
 import os
 import time
 
+from pyrt import _core
 from pyrt.containers import inspection, lifecycle
 from pyrt.containers.options import check_name, env_list_to_dict
 from pyrt.errors import ContainerError  # noqa: F401 (re-exported)
@@ -96,10 +97,17 @@ class Container:
     def _upper(self) -> str:
         return os.path.join(self.dir, "upper")
 
+    def _fuse(self) -> bool:
+        return self.config.get("Driver") == "fuse-overlayfs"
+
     def _rootfs(self):
-        """What the spawn core mounts as root."""
+        """What the spawn core mounts as root (fuse-overlayfs: the union's mount
+        point in the keeper's mount namespace, pyrt.launch.fuse)."""
         if self.config.get("Driver") == "copy":
             return os.path.join(self.dir, "rootfs")
+        if self._fuse():
+            from pyrt.launch.fuse import MERGED
+            return os.path.join(self.dir, MERGED)
         # diff and commit read the upper dir back as a layer: a renamed image dir
         # (redirect_dir) or a metadata-only copy-up (metacopy) cannot be, whatever
         # the host's overlay defaults are
@@ -244,11 +252,12 @@ class Container:
         return proc
 
     def _launch(self, detached: bool, start):
-        """Wire the container's networks, build its spawn spec and cgroup, then
-        `start(spec, cgroup)`; on a failure, undo all of it. Returns (what start
-        returned, the cgroup)."""
+        """Wire the container's networks, build its spawn spec and cgroup, mount its
+        root (fuse-overlayfs: its keeper), then `start(spec, cgroup)`; on a failure,
+        undo all of it. Returns (what start returned, the cgroup)."""
         from pyrt.network import endpoints
         usernet = self._usernet = None
+        keeper = self._keeper = None
         if self.config.get("NetworkMode") == "slirp4netns":  # pyrt.network.usermode
             from pyrt.network import usermode
             from pyrt.paths import runtime_dir
@@ -260,8 +269,15 @@ class Container:
             spec = self._spawn_spec(network=usernet.fd if usernet else wiring and wiring.fd)
             cgroup = self._make_cgroup(detached=detached)
             try:
+                if self._fuse():
+                    keeper = self._start_keeper()
+                    spec.userns_fd, spec.setup = keeper.pidfd, spec.setup | _core.SETUP_JOIN_MNT
                 out = start(spec, cgroup), cgroup
+                if keeper is not None:
+                    self._hand_over(keeper, out[0])
             except BaseException:
+                if keeper is not None:
+                    keeper.close()
                 if cgroup is not None:
                     cgroup.remove()
                 raise
@@ -282,9 +298,42 @@ class Container:
             if wiring is not None:
                 wiring.close()
 
+    def _start_keeper(self):
+        """fuse-overlayfs: the keeper of this run's union (pyrt.launch.fuse)."""
+        from pyrt.launch import fuse
+        return fuse.Keeper.start(self.dir, self._union_lowers(), self._upper(), os.path.join(self.dir, "work"))
+
+    def _hand_over(self, keeper, started):
+        """The union lives as long as the container's init (`started`: its Process
+        in the foreground, its new state when detached), or with a restart policy
+        as long as its monitor (which restarts it on the same union); the init is
+        killed should the daemon die."""
+        if not isinstance(started, dict):
+            keeper.hand_over(started.pidfd, started.pidfd)
+            self._keeper = keeper
+            return
+        fds = []
+        try:
+            for key in ("Pid", "MonitorPid"):
+                fds.append(lifecycle.pidfd({"Pid": started[key],
+                                            "StartTime": started[key.replace("Pid", "StartTime")]}))
+            owner = fds[1] if self._restarts() else fds[0]
+            if owner is not None:  # else it has ended: hanging up ends the union
+                keeper.hand_over(owner, fds[0])
+        finally:
+            for fd in fds:
+                if fd is not None:
+                    os.close(fd)
+            keeper.close(wait=None)
+
     def finished(self, returncode: int):
         """Record the exit of a container started with start_process."""
         code = 128 - returncode if returncode < 0 else returncode
+        keeper = getattr(self, "_keeper", None)
+        if keeper is not None:  # its daemon ends with the init: nothing left once this returns
+            self._keeper = None
+            keeper.wait()
+            keeper.close()
         oom = False
         cg = getattr(self, "_cgroup", None)
         if cg is not None:
@@ -396,6 +445,9 @@ class Container:
                 lifecycle.wait_monitor(self.state, 5.0)
             lifecycle.read_exit(self.dir, wait=5.0)
         self._refresh_running()
+        if self._fuse() and self.status not in ("running", "paused"):  # its daemon ends with it
+            from pyrt.launch.fuse import wait_released
+            wait_released(self.dir, what=f"container {self.name}")
 
     def _restarts(self) -> bool:
         return (self.config.get("RestartPolicy") or {}).get("Name", "no") != "no"
@@ -512,7 +564,33 @@ class Container:
         from pyrt.store import changes
         if self.config.get("Driver") == "copy":
             return in_userns(changes.changes_by_compare, os.path.join(self.dir, "rootfs"), self._compare_lowers())
+        if self._fuse():
+            return self._in_kernel_form(changes.changes, self._union_lowers(), userxattr=True)
         return in_userns(changes.changes, self._upper(), self._union_lowers(), userxattr=rootless())
+
+    def _in_kernel_form(self, fn, *args, **kwargs):
+        """fuse-overlayfs: fn(the upper dir in the kernel overlay's form, *args,
+        **kwargs) as root of the user namespace (pyrt.store.fuseupper): a stopped
+        container's upper dir rewritten in place (its daemon gone, its start mark
+        held), a running one's as a snapshot."""
+        from pyrt.launch import fuse
+        from pyrt.launch.userns import in_userns
+        from pyrt.store import fuseupper
+        mark = self._take_start_mark()
+        scratch = None
+        try:
+            self.reload()
+            live = self.status in ("running", "paused")
+            if live:
+                scratch = self._c.store.mkdtemp("fuse-")
+            else:
+                fuse.wait_released(self.dir, what=f"container {self.name}")
+            return in_userns(fuseupper.in_kernel_form, fn, self._upper(), self._union_lowers(), scratch, live,
+                             *args, **kwargs)
+        finally:
+            lifecycle.end_start_mark(self.dir, mark)
+            if scratch is not None:
+                _rmtree(scratch)
 
     def commit(self, repository=None, tag=None, message=None, author=None, changes=None, conf=None,
                compression="gzip"):
@@ -532,6 +610,8 @@ class Container:
                 from pyrt.store.commit import write_layer_blob_by_compare
                 layer = in_userns(write_layer_blob_by_compare, os.path.join(self.dir, "rootfs"),
                                   self._compare_lowers(), tmp, compression=compression)
+            elif self._fuse():
+                layer = self._in_kernel_form(write_layer_blob, tmp, compression=compression, userxattr=True)
             else:
                 layer = in_userns(write_layer_blob, self._upper(), tmp, compression=compression,
                                   userxattr=rootless())
@@ -549,6 +629,15 @@ class Container:
         from pyrt.store.export import export_rootfs
         if self.config.get("Driver") == "copy":
             in_userns(export_rootfs, fileobj, rootfs=os.path.join(self.dir, "rootfs"))
+        elif self._fuse():  # a read-only union of the upper dir over the layers, by a keeper of its own
+            from pyrt.launch.fuse import Keeper
+            from pyrt.store.export import export_merged
+            scratch = self._c.store.mkdtemp("export-")
+            try:
+                with Keeper.start(self.dir, [self._upper()] + self._union_lowers(), merged=scratch) as keeper:
+                    in_userns(export_merged, fileobj, keeper)
+            finally:
+                os.rmdir(scratch)
         else:
             in_userns(export_rootfs, fileobj, lowers=self._union_lowers(), upper=self._upper(),
                       scratch=self._c.store.mkdtemp("export-"))
@@ -630,6 +719,9 @@ class Container:
             if cg is not None:
                 cg.remove()
             _unwire(self)
+            if self._fuse():  # its fuse-overlayfs ends with it
+                from pyrt.launch.fuse import wait_released
+                wait_released(self.dir, what=f"container {self.name}")
             with self._c.store.db.transaction() as tx:
                 tx.execute("DELETE FROM containers WHERE id=?", (self.id,))
                 tx.after_commit(lambda: _rmtree(self.dir))

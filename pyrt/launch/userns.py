@@ -383,9 +383,21 @@ def in_userns(fn, *args, **kwargs):
     hold (the store's database is not used there)."""
     if os.geteuid() == 0:
         return fn(*args, **kwargs)
-    import pickle
     maps = maps_for_caller()
-    fd = shared_fd(maps)
+    return _in(shared_fd(maps), maps, fn, args, kwargs)
+
+
+def in_userns_of(pidfd: int, fn, *args, **kwargs):
+    """in_userns, in the user namespace of the process behind `pidfd` (one of the
+    caller's: a container whose files only that namespace may reach, such as a
+    FUSE root mounted there)."""
+    if os.geteuid() == 0:
+        return fn(*args, **kwargs)
+    return _in(pidfd, maps_for_caller(), fn, args, kwargs)
+
+
+def _in(fd, maps, fn, args, kwargs):
+    import pickle
     r, w = os.pipe()
     try:
         sys.stdout.flush()

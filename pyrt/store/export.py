@@ -44,3 +44,11 @@ def export_rootfs(fileobj, *, rootfs=None, lowers=None, upper=None, scratch=None
         os.rmdir(scratch)
     if status != 0:
         raise PyrtError(message.decode(errors="replace") or f"export failed (status {status})")
+
+
+def export_merged(fileobj, keeper):
+    """In a process that is root of the user's user namespace (an in_userns child):
+    write a tar of the union a fuse-overlayfs keeper (pyrt.launch.fuse) holds."""
+    fileobj.flush()
+    keeper.enter()
+    _core.write_layer(keeper.merged, fileobj.fileno(), raw=True)
