@@ -333,3 +333,14 @@ def test_device_cgroup_holds_the_container(sleeper):
         os.kill(pid, signal.SIGKILL)  # (its init: from outside, only SIGKILL ends it)
     assert p.wait(timeout=DEADLINE) == 128 + signal.SIGKILL
     assert not os.path.isdir(cgroup)
+
+
+@pytest.mark.parametrize("redirect", [">&-", "2>&-", "<&-", ">&- 2>&-"])
+@pytest.mark.parametrize("cmd", ["sh -c 'echo out; echo err >&2; exit 4'", "/nonexistent"])
+def test_closed_stdio_is_pythons(cached, redirect, cmd):
+    """With one of its fds closed, `pyrt` does what the Python CLI does with the
+    sys.std* it then lacks (an error Python would print to stdout is handed over)."""
+    line = f'"{PYRT}" run -i --rootfs "{cached}" {cmd} {redirect}'
+    native = subprocess.run(["bash", "-c", line], capture_output=True, env=_env(), timeout=DEADLINE)
+    py = subprocess.run(["bash", "-c", line], capture_output=True, env=_env(PYRT_CLI_PYTHON="1"), timeout=DEADLINE)
+    assert (native.returncode, native.stdout, native.stderr) == (py.returncode, py.stdout, py.stderr)

@@ -71,6 +71,7 @@
 
 static int g_argc;
 static char **g_argv;
+static int g_valid[3]; /* Python's sys.std* (None for an fd closed when it started) */
 static char g_bindir[PATH_MAX - 64];
 
 /* -- handing over to Python ------------------------------------------------------------------ */
@@ -508,11 +509,12 @@ static int message(const struct pyrt_error *e, char *out, size_t cap)
     return 0;
 }
 
-/* main's way of failing (error_status): 127/126 for exec, 125 for the rest */
+/* main's way of failing (error_status): 127/126 for exec, 125 for the rest; -1
+ * when Python would say it otherwise (print() with no sys.stderr writes to stdout) */
 static int fail(const struct pyrt_error *e)
 {
     char text[1024];
-    if (message(e, text, sizeof text) < 0)
+    if (!g_valid[2] || message(e, text, sizeof text) < 0)
         return -1;
     fprintf(stderr, "pyrt: %s\n", text);
     if (strcmp(e->op, "exec") == 0)
@@ -539,7 +541,7 @@ static int wait_for(int pidfd)
     return WIFSIGNALED(status) ? -WTERMSIG(status) : WEXITSTATUS(status);
 }
 
-static int run(struct built *b, const struct args *a, const int valid[3])
+static int run(struct built *b, const struct args *a)
 {
     struct pyrt_front_cgroup cg = {.dir = "", .fd = -1};
     int made = pyrt_front_cgroup_make(&cg, getpid());
@@ -620,8 +622,8 @@ static int run(struct built *b, const struct args *a, const int valid[3])
 
     struct pyrt_relay_spec rs = {
         .pidfd = pidfd, .pid = pid, .sig_fd = wake[0], .forward = forward, .in_tty = 0,
-        .out_src = ours[0], .out_dst = valid[1] ? 1 : -1, .err_src = ours[1], .err_dst = valid[2] ? 2 : -1,
-        .in_src = a->interactive && valid[0] ? 0 : -1, .in_dst = a->interactive ? ours[2] : -1, .log_fd = -1,
+        .out_src = ours[0], .out_dst = g_valid[1] ? 1 : -1, .err_src = ours[1], .err_dst = g_valid[2] ? 2 : -1,
+        .in_src = a->interactive && g_valid[0] ? 0 : -1, .in_dst = a->interactive ? ours[2] : -1, .log_fd = -1,
     };
     struct pyrt_relay *r = pyrt_relay_new(&rs, &e);
     if (r == NULL) {
@@ -678,9 +680,8 @@ int main(int argc, char **argv)
 {
     g_argc = argc;
     g_argv = argv;
-    int valid[3]; /* Python's sys.std* (None for an fd closed when it started) */
     for (int i = 0; i < 3; i++)
-        valid[i] = fcntl(i, F_GETFD) >= 0;
+        g_valid[i] = fcntl(i, F_GETFD) >= 0;
     ssize_t n = readlink("/proc/self/exe", g_bindir, sizeof g_bindir - 1);
     if (n > 0) {
         g_bindir[n] = 0;
@@ -702,5 +703,5 @@ int main(int argc, char **argv)
     const char *dump = getenv("PYRT_CLI_DUMP_SPEC");
     if (dump && dump[0])
         dump_spec(&b.s, dump);
-    return run(&b, &a, valid);
+    return run(&b, &a);
 }
