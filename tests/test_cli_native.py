@@ -9,7 +9,6 @@ a Python that starts writes its import times to stderr; the native command never
 does. PYRT_CLI_PYTHON=1 makes the command hand everything over (the reference)."""
 from __future__ import annotations
 
-import glob
 import os
 import signal
 import subprocess
@@ -191,9 +190,9 @@ def test_handed_over_is_pythons(cached, argv):
 
 
 def _cache_file():
-    """The default filter's cache file of this build (the newest one)."""
-    files = [f for f in glob.glob("/var/cache/pyrt/seccomp-[0-9]*.bpf")]
-    return max(files, key=os.path.getmtime)
+    """The default filter's cache file of this build (pyrt.launch.seccomp's name)."""
+    from pyrt.launch import seccomp
+    return os.path.join(seccomp._cache_dir(), f"seccomp-{'-'.join(map(str, seccomp._versions()))}.bpf")
 
 
 def test_untrusted_seccomp_cache_is_handed_over(cached):
@@ -344,3 +343,22 @@ def test_closed_stdio_is_pythons(cached, redirect, cmd):
     native = subprocess.run(["bash", "-c", line], capture_output=True, env=_env(), timeout=DEADLINE)
     py = subprocess.run(["bash", "-c", line], capture_output=True, env=_env(PYRT_CLI_PYTHON="1"), timeout=DEADLINE)
     assert (native.returncode, native.stdout, native.stderr) == (py.returncode, py.stdout, py.stderr)
+
+
+@pytest.mark.parametrize("python", [False, True], ids=["native", "python"])
+def test_sigint_ignored_when_started_stays_ignored(cached, python):
+    """Without --sig-proxy, SIGINT is Python's KeyboardInterrupt only where it was not
+    ignored when `pyrt` started (a background job's): then it changes nothing."""
+    p = subprocess.Popen([PYRT, "run", "--rootfs", cached, "--sig-proxy", "false", "sh", "-c",
+                          "echo ready; sleep 0.5; echo done"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         env=_env(**({"PYRT_CLI_PYTHON": "1"} if python else {})),
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    try:
+        assert p.stdout.readline() == b"ready\n"
+        p.send_signal(signal.SIGINT)
+        out, _ = p.communicate(timeout=DEADLINE)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert (p.returncode, out) == (0, b"done\n")

@@ -530,6 +530,12 @@ static void disarm(int sock)
     close(sock);
 }
 
+static void kill_it(int pidfd)
+{
+    if (syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0) < 0 && errno != ESRCH)
+        perror("pyrt: pidfd_send_signal"); /* (ESRCH: it has exited, not yet reaped) */
+}
+
 static int wait_for(int pidfd)
 {
     int status = 0;
@@ -539,6 +545,13 @@ static int wait_for(int pidfd)
             return 128 + SIGKILL; /* cannot happen for our own child: as killed */
     close(pidfd);
     return WIFSIGNALED(status) ? -WTERMSIG(status) : WEXITSTATUS(status);
+}
+
+static void restore_signals(const struct sigaction *old, unsigned long long changed)
+{
+    for (int sig = 1; sig <= 64; sig++)
+        if (changed >> (sig - 1) & 1 && sigaction(sig, &old[sig], NULL) < 0)
+            _exit(125); /* cannot be: these were set a moment ago */
 }
 
 static int run(struct built *b, const struct args *a)
@@ -553,31 +566,46 @@ static int run(struct built *b, const struct args *a)
         hand_over();
     }
     g_wake = wake[1];
-    unsigned long long forward = 0;
-    struct sigaction sa;
+    /* the signals as Python sets them (run.py _Signals: forwarded_signals(tty=False)
+     * noted for the relay; without --sig-proxy only SIGINT, Python's KeyboardInterrupt,
+     * unless it was ignored when we started; SIGPIPE and SIGXFSZ ignored, as Python
+     * does at start), the old ones kept for a hand-over */
+    static struct sigaction old[65];
+    unsigned long long forward = 0, changed = 0;
+    struct sigaction sa, ign;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = noted;
     sigemptyset(&sa.sa_mask);
-    if (a->sig_proxy) { /* run.py forwarded_signals(tty=False) */
+    memset(&ign, 0, sizeof ign);
+    ign.sa_handler = SIG_IGN;
+    sigemptyset(&ign.sa_mask);
+    if (a->sig_proxy) {
         int sigs[] = {SIGHUP, SIGINT, SIGQUIT, SIGUSR1, SIGUSR2, SIGALRM, SIGTERM, SIGPWR, SIGWINCH};
         for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
             forward |= 1ULL << (sigs[i] - 1);
         for (int sig = SIGRTMIN; sig <= SIGRTMAX; sig++)
             forward |= 1ULL << (sig - 1);
-        for (int sig = 1; sig <= 64; sig++)
-            if (forward >> (sig - 1) & 1 && sigaction(sig, &sa, NULL) < 0)
-                forward &= ~(1ULL << (sig - 1));
-    } else if (sigaction(SIGINT, &sa, NULL) < 0) { /* Python's KeyboardInterrupt */
+    } else if (sigaction(SIGINT, NULL, &old[SIGINT]) == 0 && old[SIGINT].sa_handler == SIG_DFL) {
+        changed |= 1ULL << (SIGINT - 1);
+    }
+    int bad = 0;
+    for (int sig = 1; sig <= 64 && !bad; sig++) {
+        int note = (forward | changed) >> (sig - 1) & 1, ignore = sig == SIGPIPE || sig == SIGXFSZ;
+        if ((note || ignore) && sigaction(sig, note ? &sa : &ign, &old[sig]) < 0)
+            bad = 1;
+        else if (note || ignore)
+            changed |= 1ULL << (sig - 1);
+    }
+    if (bad) {
+        restore_signals(old, changed);
         pyrt_front_cgroup_remove(&cg);
         hand_over();
     }
-    signal(SIGPIPE, SIG_IGN); /* as in Python: a gone reader is EPIPE to the relay */
-    signal(SIGXFSZ, SIG_IGN);
 
     struct pyrt_error e;
     int sock = -1, ours[3] = {-1, -1, -1}, theirs[3] = {-1, -1, -1}, rc;
     pid_t reaper_pid, pid = 0;
-    int pidfd = -1;
+    int pidfd = -1, started = 0;
     char reaper[PATH_MAX + 16], msg[sizeof cg.dir + 2];
     snprintf(reaper, sizeof reaper, "%s/pyrt-reaper", b->pkg);
     if (pyrt_reaper_start(reaper, &sock, &reaper_pid, &e) < 0)
@@ -626,10 +654,10 @@ static int run(struct built *b, const struct args *a)
         .in_src = a->interactive && g_valid[0] ? 0 : -1, .in_dst = a->interactive ? ours[2] : -1, .log_fd = -1,
     };
     struct pyrt_relay *r = pyrt_relay_new(&rs, &e);
-    if (r == NULL) {
-        syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
+    if (r == NULL) { /* it ran: it ends, and is not started again by Python */
+        kill_it(pidfd);
         wait_for(pidfd);
-        pidfd = -1;
+        started = 1;
         goto failed;
     }
     int status = 0, interrupted = 0;
@@ -640,7 +668,7 @@ static int run(struct built *b, const struct args *a)
             continue;
         if (k != PYRT_RELAY_DONE) { /* KeyboardInterrupt, or the relay failed: it ends with us */
             interrupted = k == PYRT_RELAY_SIGNAL;
-            syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
+            kill_it(pidfd);
             status = interrupted ? 130 : fail(&re);
         }
         break;
@@ -666,11 +694,9 @@ failed:
     disarm(sock);
     pyrt_front_cgroup_remove(&cg);
     rc = fail(&e);
-    if (rc >= 0)
-        return rc;
-    for (int sig = 1; sig <= 64; sig++) /* Python's own, as it would have started */
-        if (sig != SIGKILL && sig != SIGSTOP)
-            signal(sig, SIG_DFL);
+    if (rc >= 0 || started)
+        return rc >= 0 ? rc : 125;
+    restore_signals(old, changed); /* as Python would have found them */
     close(wake[0]);
     close(wake[1]);
     hand_over();
