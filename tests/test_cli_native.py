@@ -113,6 +113,7 @@ SPEC_CASES = [
     ["--cap-add", "NET_ADMIN", "--cap-add", "sys_time", "--cap-drop", "CHOWN", "--cap-drop", "cap_kill"],
     ["--cap-drop", "ALL", "--cap-add", "KILL"],
     ["--cap-add", "ALL"],
+    ["-v", "ROOTFS:/mnt/a:ro", "-v", "/tmp:/mnt", "--volume=/dev/shm:/x//y/../z/w:rw", "-v", "bin:/b"],
 ]
 
 
@@ -121,6 +122,8 @@ def test_native_spec_is_pythons(cached, tmp_shm, opts):
     """The packed spec (csrc/specpack.h) of the native command and of the Python CLI
     for the same command line are the same bytes: every field, the seccomp program
     included."""
+    opts = [o.replace("ROOTFS", cached) for o in opts]
+    os.makedirs(os.path.join(tmp_shm, "bin"), exist_ok=True)  # (-v bin:/b: relative to the working directory)
     argv = ["--root", tmp_shm, "run", "--rootfs", cached, *opts, "--", "/bin/sh", "-c", "echo $A"]
     env = {"FROM_HOST": "from host"}
     if any(o.startswith("--cap-add") for o in opts):  # the filter of these caps, cached by Python
@@ -149,6 +152,7 @@ RUNS = [  # (options and command, stdin): done natively, output compared with Py
     (["/bin/sh", "-c", "kill -TERM $$"], None),
     (["/nonexistent"], None),
     (["--network", "host", "/bin/true"], None),
+    (["-v", "/dev/shm:/mnt:ro", "/bin/sh", "-c", "test -d /mnt && ! touch /mnt/x-native-test"], None),
 ]
 
 
@@ -172,6 +176,10 @@ HANDED_OVER = [  # Python's own messages and statuses, from the native command t
     ["run", "--rootfs", "ROOTFS", "-e"],
     ["run", "--rootfs", "ROOTFS", "--host", "x", "true"],  # an abbreviation: argparse's to judge
     ["run", "--rootfs", "ROOTFS", "-it", "true"],
+    ["run", "--rootfs", "ROOTFS", "-v", "/nonexistent-src:/x", "true"],
+    ["run", "--rootfs", "ROOTFS", "-v", "/tmp:relative", "true"],
+    ["run", "--rootfs", "ROOTFS", "-v", "/tmp:/x:rx", "true"],
+    ["run", "--rootfs", "ROOTFS", "-v", "/tmp:/x:ro:more", "true"],
     ["run", "--help"],
     ["--version"],
     ["bogus-verb"],

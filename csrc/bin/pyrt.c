@@ -17,7 +17,8 @@
  *     [--cgroup-manager systemd|cgroupfs] run OPTIONS... [--] COMMAND...` with
  *     OPTIONS among --rootfs DIR (required), -e/--env K[=V], -w/--workdir DIR,
  *     -u/--user UID[:GID] (decimal), --hostname NAME, --network/--net none|host,
- *     --read-only, -i/--interactive, --rm (no effect with --rootfs, as in Python),
+ *     --read-only, -i/--interactive, -v/--volume SRC:DST[:ro|rw],
+ *     --rm (no effect with --rootfs, as in Python),
  *     --sig-proxy true|false, --cap-add CAP, --cap-drop CAP; each written out in
  *     full (no abbreviation, no -it), a value as the next word (not starting with
  *     '-') or as --long=VALUE; and a command is given;
@@ -116,8 +117,8 @@ static void __attribute__((noreturn)) hand_over(void)
 struct args {
     const char *rootfs, *workdir, *user, *hostname, *network;
     int read_only, interactive, sig_proxy;
-    char **env, **cap_add, **cap_drop;
-    size_t nenv, ncap_add, ncap_drop;
+    char **env, **cap_add, **cap_drop, **volume;
+    size_t nenv, ncap_add, ncap_drop, nvolume;
     char **command;
     int ncommand;
 };
@@ -195,6 +196,8 @@ static void parse(struct args *a)
             /* with --rootfs there is no container record to remove */
         } else if (opt(&i, "-e", "--env", &v)) {
             append(&a->env, &a->nenv, v);
+        } else if (opt(&i, "-v", "--volume", &v)) {
+            append(&a->volume, &a->nvolume, v);
         } else if (opt(&i, NULL, "--cap-add", &v)) {
             append(&a->cap_add, &a->ncap_add, v);
         } else if (opt(&i, NULL, "--cap-drop", &v)) {
@@ -224,7 +227,7 @@ struct built {
     char **envp;
     size_t nenv;
     void *seccomp;
-    size_t seccomp_bytes;
+    struct pyrt_mount *mounts;
     char pkg[PATH_MAX];
 };
 
@@ -387,6 +390,54 @@ static void default_seccomp(struct built *b, const struct args *a)
 #endif
 }
 
+/* mounts_from_args for -v SRC:DST[:ro|rw] (Bind.to_c: the source made absolute and
+ * required to exist; mounts.to_c: sorted by the depth of their destinations, stable) */
+static void volumes(struct built *b, const struct args *a)
+{
+    struct pyrt_mount *m = calloc(a->nvolume + 1, sizeof *m);
+    size_t *depth = calloc(a->nvolume + 1, sizeof *depth);
+    if (m == NULL || depth == NULL)
+        hand_over();
+    for (size_t i = 0; i < a->nvolume; i++) {
+        char *spec = strdup(a->volume[i]), *parts[3] = {NULL, NULL, NULL};
+        size_t n = 0;
+        if (spec == NULL)
+            hand_over();
+        for (char *p = spec, *c; n < 3; p = c + 1) {
+            parts[n++] = p;
+            if ((c = strchr(p, ':')) == NULL)
+                break;
+            *c = 0;
+            if (n == 3)
+                hand_over(); /* a fourth part: Python's error */
+        }
+        if (n < 2 || !parts[0][0] || !parts[1][0] || parts[1][0] != '/' ||
+            (n == 3 && strcmp(parts[2], "ro") != 0 && strcmp(parts[2], "rw") != 0))
+            hand_over();
+        char *src = malloc(PATH_MAX), norm[PATH_MAX];
+        struct stat st;
+        if (src == NULL || pyrt_front_abspath(parts[0], src, PATH_MAX) < 0 || stat(src, &st) < 0 ||
+            pyrt_front_abspath(parts[1], norm, sizeof norm) < 0)
+            hand_over();
+        size_t d = 0;
+        for (const char *p = norm; *p; p++)
+            d += *p == '/';
+        struct pyrt_mount mm = {.kind = PYRT_MOUNT_BIND, .flags = n == 3 && strcmp(parts[2], "ro") == 0 ? PYRT_MNT_RDONLY : 0,
+                                .source = src, .target = parts[1]};
+        size_t k = i;
+        for (; k > 0 && depth[k - 1] > d; k--) {
+            m[k] = m[k - 1];
+            depth[k] = depth[k - 1];
+        }
+        m[k] = mm;
+        depth[k] = d;
+    }
+    free(depth);
+    b->mounts = m;
+    b->s.mounts = m;
+    b->s.nmounts = a->nvolume;
+}
+
 static void build(struct built *b, const struct args *a)
 {
     memset(b, 0, sizeof *b);
@@ -443,6 +494,7 @@ static void build(struct built *b, const struct args *a)
         hand_over();
     s->rootfs = b->root;
     s->lowerdirs = NONE;
+    volumes(b, a);
     s->readonly_root = a->read_only;
     s->setup |= PYRT_SETUP_PROC | PYRT_SETUP_SYS | PYRT_SETUP_DEV | PYRT_SETUP_MASK | PYRT_SETUP_NO_NEW_PRIVS;
     s->masked_paths = MASKED;
