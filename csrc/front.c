@@ -74,6 +74,26 @@ int pyrt_front_abspath(const char *path, char *out, size_t cap)
     return 0;
 }
 
+/* -- os.makedirs(path, mode, exist_ok=True) ------------------------------------------------ */
+
+int pyrt_front_makedirs(char *path, mode_t leaf)
+{
+    struct stat st;
+    if (stat(path, &st) == 0)
+        return S_ISDIR(st.st_mode) ? 0 : -1;
+    char *slash = strrchr(path, '/');
+    if (slash != NULL && slash != path) {
+        *slash = 0;
+        int rc = pyrt_front_makedirs(path, 0777);
+        *slash = '/';
+        if (rc < 0)
+            return -1;
+    }
+    if (mkdir(path, leaf) == 0)
+        return 0;
+    return errno == EEXIST && stat(path, &st) == 0 && S_ISDIR(st.st_mode) ? 0 : -1;
+}
+
 /* -- capabilities (pyrt/launch/caps.py) --------------------------------------------------- */
 
 static const char *const CAP_NAMES[] = {

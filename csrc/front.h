@@ -3,6 +3,7 @@
  * the same result or saying that it cannot (the command then hands the whole
  * command line to Python):
  *   pyrt_front_abspath         os.path.abspath (lexical, symlinks are not resolved)
+ *   pyrt_front_makedirs        os.makedirs(exist_ok=True)
  *   pyrt_front_caps            pyrt.launch.caps.resolve
  *   pyrt_front_seccomp_cached  the trusted cache of the compiled default seccomp
  *                              profile, read as pyrt.launch.seccomp._compile_cached reads it
@@ -18,6 +19,10 @@
 
 /* os.path.abspath(path) into out; 0, or -1 (getcwd failed, too long). */
 int pyrt_front_abspath(const char *path, char *out, size_t cap);
+
+/* os.makedirs(path, leaf, exist_ok=True): parents with 0777 (less the umask); 0, or
+ * -1 when it cannot be made or is not a directory. path is changed and restored. */
+int pyrt_front_makedirs(char *path, mode_t leaf);
 
 /* pyrt.launch.caps.resolve(add, drop, privileged=False) into *mask; 0, or -1 when a
  * name is not one resolve knows (it would raise). */

@@ -285,25 +285,6 @@ static const char *env_get(struct built *b, const char *key)
     return NULL;
 }
 
-/* os.makedirs(path, 0o700, exist_ok=True) */
-static int makedirs(char *path, mode_t leaf)
-{
-    struct stat st;
-    if (stat(path, &st) == 0)
-        return S_ISDIR(st.st_mode) ? 0 : -1;
-    char *slash = strrchr(path, '/');
-    if (slash != NULL && slash != path) {
-        *slash = 0;
-        int rc = makedirs(path, 0777);
-        *slash = '/';
-        if (rc < 0)
-            return -1;
-    }
-    if (mkdir(path, leaf) == 0)
-        return 0;
-    return errno == EEXIST && stat(path, &st) == 0 && S_ISDIR(st.st_mode) ? 0 : -1;
-}
-
 static int is_file(const char *dir, const char *name, struct stat *st)
 {
     char p[PATH_MAX];
@@ -484,7 +465,7 @@ static void build(struct built *b, const struct args *a)
     /* the anchor: /run/pyrt/rootfs, else /tmp/pyrt-0/rootfs (root's) */
     static char anchors[2][64] = {"/run/pyrt/rootfs", "/tmp/pyrt-0/rootfs"};
     for (int k = 0; k < 2 && !b->anchor; k++)
-        if (makedirs(anchors[k], 0700) == 0)
+        if (pyrt_front_makedirs(anchors[k], 0700) == 0)
             b->anchor = anchors[k];
     if (b->anchor == NULL)
         hand_over();
