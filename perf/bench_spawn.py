@@ -4,7 +4,9 @@
   C loop        perf/c_loop.c: clone into the same namespaces, tmpfs + overlay,
                 pivot_root, exec, waitpid, in a loop in one process (the floor)
   pyrt.run      in-process `pyrt.run([...], rootfs=pyrt.Overlay(...), network="none")`
-  pyrt CLI      `pyrt run --rootfs DIR -- /bin/true` (pyperf bench_command)
+  pyrt CLI      `pyrt run --rootfs DIR -- /bin/true` (pyperf bench_command): the
+                native `pyrt` command (csrc/bin/pyrt.c) when it does the run
+                itself, which a note under the figures says
   runc          `runc run` on an OCI bundle (config.json from `runc spec`, edited)
   crun          `crun run` on the same bundle
   crun+unshare  crun through an `unshare -m sh -c 'mount --bind ...; exec crun ...'`
@@ -229,9 +231,10 @@ def setup(args, scratch) -> dict:
                 if "--network" in out:
                     argv += ["--network", "none"]
                 argv += ["--rootfs", st["lower"], "--", "/bin/true"]
-                ok, out = common.check_command(argv, env=env)
+                ok, out = common.check_command(argv, env=env)  # (and the seccomp filter cached)
                 if ok:
                     st["cli_argv"] = argv
+                    st["notes"].append(f"pyrt CLI: {_cli_kind(argv, env)}")
                 else:
                     skip("pyrt CLI", f"`{' '.join(argv)}` failed: {out}")
 
@@ -338,6 +341,18 @@ def cleanup(scratch, st):
         problems += scratch.cleanup()
     for p in problems:
         common.log(f"[cleanup] {p}")
+
+
+def _cli_kind(argv, env) -> str:
+    """Whether `pyrt` does this run natively (csrc/bin/pyrt.c) or hands it to its
+    Python CLI: a Python that starts prints its import times with
+    PYTHONPROFILEIMPORTTIME=1, the native command never does."""
+    import subprocess
+    r = subprocess.run(argv, env=dict(env, PYTHONPROFILEIMPORTTIME="1"), stdout=subprocess.DEVNULL,
+                       stderr=subprocess.PIPE)
+    if b"import time:" in r.stderr:
+        return "handed over to the Python CLI (see csrc/bin/pyrt.c for when)"
+    return "the native front end (csrc/bin/pyrt.c), no Python started"
 
 
 # --- report ----------------------------------------------------------------------

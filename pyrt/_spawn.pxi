@@ -290,6 +290,27 @@ def spawn(spec):
     return pid, pidfd
 
 
+cdef extern from "specpack.h":
+    long pyrt_spec_pack(const pyrt_spawn_spec *s, char *buf, size_t cap, pyrt_error *e)
+
+
+def spec_pack(spec):
+    """A resolved spec (pyrt.launch.spec.SpawnSpec) packed as csrc/specpack.h packs
+    it: the one flat form of a C spec, field for field (what the native `pyrt`
+    command builds is compared with it)."""
+    cdef _Arena arena = _Arena()
+    cdef pyrt_spawn_spec s
+    cdef pyrt_error err
+    cdef size_t cap = 1 << 20
+    memset(&s, 0, sizeof(s))
+    _fill_spawn_spec(spec, arena, &s)
+    cdef char *buf = <char *>arena.alloc(cap, 1)
+    cdef long n = pyrt_spec_pack(&s, buf, cap, &err)
+    if n < 0:
+        raise _error_from_c(&err)
+    return buf[:n]
+
+
 def wait(int pidfd, timeout=None):
     """Wait for the process behind pidfd. Returns None on timeout, else
     (wait status, (utime, stime, maxrss_kib, nvcsw, nivcsw))."""

@@ -217,3 +217,18 @@ def test_the_compiled_default_profile_is_cached_only_where_nobody_else_writes(tm
     finally:
         os.chmod(cache, 0o700)
         seccomp._compiled.cache_clear()
+
+
+def test_cap_names_never_become_a_cache_path(tmp_shm, monkeypatch):
+    """--cap-add ../x (refused later as no capability) must not name a cache file
+    outside the cache directory: names that are not plain are compiled uncached."""
+    from pyrt.launch import seccomp
+    cache = os.path.join(tmp_shm, "cache", "pyrt")
+    monkeypatch.setattr(seccomp, "_cache_dir", lambda: cache)
+    seccomp._compiled.cache_clear()
+    try:
+        seccomp.filter_for(("../../escaped",), False, None)
+        seccomp.filter_for(("SYS_NICE", "a/b"), False, None)
+        assert [files for _, _, files in os.walk(tmp_shm) if files] == []
+    finally:
+        seccomp._compiled.cache_clear()

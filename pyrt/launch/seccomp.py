@@ -213,6 +213,10 @@ _compiled.cache_clear = _compiled_memo.clear  # as lru_cache's
 
 
 def _compile_cached(cap_add: tuple) -> tuple:
+    if not all(c and c.isascii() and c.replace("_", "").isalnum() for c in cap_add):
+        # a name that is no capability's (caps.resolve refuses it later) never becomes
+        # part of a path: "../x" would put the cache file elsewhere
+        return compile_seccomp(default_profile(cap_add))
     key = "-".join([*cap_add, *map(str, _versions())]) if cap_add else "-".join(map(str, _versions()))
     path = os.path.join(_cache_dir(), f"seccomp-{key}.bpf")
     try:

@@ -1,0 +1,766 @@
+/* pyrt: the `pyrt` command. pyrt's command line is Python (pyrt/cli/main.py); this
+ * small program runs it, and does one command itself, the one whose cost is
+ * start-up: `pyrt run --rootfs DIR [OPTIONS] [--] COMMAND...` as root, the same
+ * spawn spec (csrc/spawn.h) built from the same command line as pyrt.launch.spec
+ * builds it, started with a pyrt-reaper and relayed by csrc/relay.c as
+ * pyrt/cli/run.py relay_foreground does, with the same exit status.
+ *
+ * The rule: this program does a command line itself only when it can do all of it
+ * exactly as the Python would; anything else is handed over, before anything has
+ * been done, by exec'ing the Python CLI with the same arguments (the interpreter:
+ * python3 or python next to this program, else the one pyrt was built for, else
+ * python3 on PATH; `-P`: nothing from the working directory is imported). Done
+ * here, when every one of these holds:
+ *   - PYRT_CLI_PYTHON is unset or empty (set: always Python);
+ *   - the effective user is root (an ordinary user's user namespace is Python's);
+ *   - the words are `[--root DIR] [-q|--quiet] [--storage-driver overlay|copy]
+ *     [--cgroup-manager systemd|cgroupfs] run OPTIONS... [--] COMMAND...` with
+ *     OPTIONS among --rootfs DIR (required), -e/--env K[=V], -w/--workdir DIR,
+ *     -u/--user UID[:GID] (decimal), --hostname NAME, --network/--net none|host,
+ *     --read-only, -i/--interactive, -v/--volume SRC:DST[:ro|rw],
+ *     --rm (no effect with --rootfs, as in Python),
+ *     --sig-proxy true|false, --cap-add CAP, --cap-drop CAP; each written out in
+ *     full (no abbreviation, no -it), a value as the next word (not starting with
+ *     '-') or as --long=VALUE; and a command is given;
+ *   - nothing would make Python read it otherwise or fail before the container
+ *     starts: the rootfs is a directory, capability names are known, PYTHONPATH,
+ *     PYTHONHOME, PYTHONUSERBASE and PYTHONPLATLIBDIR are unset, no user-site pyrt
+ *     would be imported instead of the one next to this program;
+ *   - pyrt's package is found beside this program (bin/../lib[64]/pythonX.Y/
+ *     {site,dist}-packages/pyrt) and the default seccomp filter's cache for this
+ *     build (pyrt.launch.seccomp: its name keyed by the files that shape it) is
+ *     there, in a directory and a file of root's that nobody else can write;
+ *   - the host has cgroup2 (or no cgroup at all), where the device cgroup pyrt
+ *     makes for the container is made as Python makes it (front.h).
+ * A failure to start the container whose message this program cannot print as
+ * Python would (bytes outside printable ASCII) is handed over too, once what it
+ * made is undone (nothing of the container is left: the spawn core's promise).
+ *
+ * PYRT_CLI_DUMP_SPEC=FILE (for the tests): the spec this program would spawn,
+ * packed (csrc/specpack.h; stdio and reaper fd -1), written to FILE, nothing run. */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/utsname.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "fdio.h"
+#include "fdpass.h"
+#include "front.h"
+#include "reaper.h"
+#include "relay.h"
+#include "spawn.h"
+#include "specpack.h"
+
+#ifndef PYRT_PYTHON
+#define PYRT_PYTHON ""
+#endif
+#ifndef PYRT_PY_VERSION
+#define PYRT_PY_VERSION "3"
+#endif
+#ifndef PYRT_CORE_NAME
+#define PYRT_CORE_NAME "_core.so"
+#endif
+
+static int g_argc;
+static char **g_argv;
+static int g_valid[3]; /* Python's sys.std* (None for an fd closed when it started) */
+static char g_bindir[PATH_MAX - 64];
+
+/* -- handing over to Python ------------------------------------------------------------------ */
+
+static const char SCRIPT[] = "import sys\nfrom pyrt.cli.main import main\nsys.exit(main())\n";
+
+static void __attribute__((noreturn)) hand_over(void)
+{
+    char cands[3][PATH_MAX];
+    int nc = 0;
+    if (g_bindir[0]) {
+        snprintf(cands[nc++], PATH_MAX, "%s/python3", g_bindir);
+        snprintf(cands[nc++], PATH_MAX, "%s/python", g_bindir);
+    }
+    if (PYRT_PYTHON[0])
+        snprintf(cands[nc++], PATH_MAX, "%s", PYRT_PYTHON);
+    char **nargv = calloc((size_t)g_argc + 4, sizeof *nargv);
+    if (nargv == NULL) {
+        fputs("pyrt: out of memory\n", stderr);
+        exit(1);
+    }
+    nargv[1] = "-P";
+    nargv[2] = "-c";
+    nargv[3] = (char *)SCRIPT;
+    for (int k = 1; k < g_argc; k++)
+        nargv[3 + k] = g_argv[k];
+    for (int i = 0; i < nc; i++) {
+        if (access(cands[i], X_OK) < 0)
+            continue;
+        nargv[0] = cands[i];
+        execv(cands[i], nargv);
+    }
+    nargv[0] = "python3";
+    execvp("python3", nargv);
+    fprintf(stderr, "pyrt: pyrt's command line is Python, and no Python was found (%s, python3 on PATH): %s\n",
+            nc > 0 ? cands[nc - 1] : "none built in", strerror(errno));
+    exit(1);
+}
+
+/* -- the command line (pyrt/cli/fastargs.py's reading of it, for these options) ------------- */
+
+struct args {
+    const char *rootfs, *workdir, *user, *hostname, *network;
+    int read_only, interactive, sig_proxy;
+    char **env, **cap_add, **cap_drop, **volume;
+    size_t nenv, ncap_add, ncap_drop, nvolume;
+    char **command;
+    int ncommand;
+};
+
+/* The option at argv[*i] if it is `name` (with its value in *value: the next word,
+ * or after '=' for a long one); 1 taken, 0 not this one. Hands over for a value
+ * that is missing or looks like an option. */
+static int opt(int *i, const char *shortname, const char *longname, const char **value)
+{
+    const char *w = g_argv[*i];
+    if ((shortname && strcmp(w, shortname) == 0) || (longname && strcmp(w, longname) == 0)) {
+        if (value == NULL) {
+            (*i)++;
+            return 1;
+        }
+        if (*i + 1 >= g_argc || g_argv[*i + 1][0] == '-')
+            hand_over();
+        *value = g_argv[*i + 1];
+        *i += 2;
+        return 1;
+    }
+    size_t n = longname ? strlen(longname) : 0;
+    if (longname && strncmp(w, longname, n) == 0 && w[n] == '=') {
+        if (value == NULL)
+            hand_over(); /* argparse: a flag takes no value */
+        *value = w + n + 1;
+        (*i)++;
+        return 1;
+    }
+    return 0;
+}
+
+static void append(char ***list, size_t *n, const char *v)
+{
+    char **l = realloc(*list, (*n + 2) * sizeof **list);
+    if (l == NULL)
+        hand_over();
+    l[(*n)++] = (char *)v;
+    l[*n] = NULL;
+    *list = l;
+}
+
+static void parse(struct args *a)
+{
+    memset(a, 0, sizeof *a);
+    a->sig_proxy = 1;
+    int i = 1;
+    const char *v;
+    while (i < g_argc && g_argv[i][0] == '-') { /* pyrt's global options */
+        if (opt(&i, NULL, "--root", &v) || opt(&i, "-q", "--quiet", NULL))
+            continue;
+        if (opt(&i, NULL, "--storage-driver", &v)) {
+            if (strcmp(v, "overlay") != 0 && strcmp(v, "copy") != 0)
+                hand_over();
+        } else if (opt(&i, NULL, "--cgroup-manager", &v)) {
+            if (strcmp(v, "systemd") != 0 && strcmp(v, "cgroupfs") != 0)
+                hand_over();
+        } else {
+            hand_over();
+        }
+    }
+    if (i >= g_argc || strcmp(g_argv[i], "run") != 0)
+        hand_over();
+    i++;
+    while (i < g_argc && g_argv[i][0] == '-' && strcmp(g_argv[i], "--") != 0 && strcmp(g_argv[i], "-") != 0) {
+        if (opt(&i, NULL, "--rootfs", &a->rootfs) || opt(&i, "-w", "--workdir", &a->workdir) ||
+            opt(&i, "-u", "--user", &a->user) || opt(&i, NULL, "--hostname", &a->hostname) ||
+            opt(&i, NULL, "--network", &a->network) || opt(&i, NULL, "--net", &a->network))
+            continue;
+        if (opt(&i, NULL, "--read-only", NULL)) {
+            a->read_only = 1;
+        } else if (opt(&i, "-i", "--interactive", NULL)) {
+            a->interactive = 1;
+        } else if (opt(&i, NULL, "--rm", NULL)) {
+            /* with --rootfs there is no container record to remove */
+        } else if (opt(&i, "-e", "--env", &v)) {
+            append(&a->env, &a->nenv, v);
+        } else if (opt(&i, "-v", "--volume", &v)) {
+            append(&a->volume, &a->nvolume, v);
+        } else if (opt(&i, NULL, "--cap-add", &v)) {
+            append(&a->cap_add, &a->ncap_add, v);
+        } else if (opt(&i, NULL, "--cap-drop", &v)) {
+            append(&a->cap_drop, &a->ncap_drop, v);
+        } else if (opt(&i, NULL, "--sig-proxy", &v)) {
+            if (strcmp(v, "true") != 0 && strcmp(v, "false") != 0)
+                hand_over();
+            a->sig_proxy = strcmp(v, "true") == 0;
+        } else {
+            hand_over();
+        }
+    }
+    if (i < g_argc && strcmp(g_argv[i], "--") == 0) /* cmd_run drops one leading "--" */
+        i++;
+    a->command = g_argv + i;
+    a->ncommand = g_argc - i;
+    if (a->rootfs == NULL || a->ncommand == 0)
+        hand_over();
+}
+
+/* -- the spec (pyrt/cli/main.py cmd_run, pyrt/launch/spec.py build_spec) --------------------- */
+
+struct built {
+    struct pyrt_spawn_spec s;
+    char root[PATH_MAX];
+    const char *anchor;
+    char **envp;
+    size_t nenv;
+    void *seccomp;
+    struct pyrt_mount *mounts;
+    char pkg[PATH_MAX];
+};
+
+static const char *const MASKED[] = {
+    "/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+    "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
+    "/sys/firmware", "/sys/devices/virtual/powercap", NULL,
+};
+static const char *const READONLY[] = {
+    "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger", NULL,
+};
+static const char *const NONE[] = {NULL};
+static const char DEFAULT_PATH[] = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/* parse_user: "UID", "UID:", "UID:GID" in plain decimal (anything else: Python's) */
+static int decimal(const char *s, size_t n, unsigned long *out)
+{
+    if (n == 0 || n > 9)
+        return -1;
+    *out = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return -1;
+        *out = *out * 10 + (unsigned long)(s[i] - '0');
+    }
+    return 0;
+}
+
+/* The ordered dict of env_from_args + build_spec's defaults, as "K=V" words. */
+static void env_set(struct built *b, const char *key, size_t klen, const char *value, int only_new)
+{
+    char *kv = malloc(klen + strlen(value) + 2);
+    if (kv == NULL)
+        hand_over();
+    memcpy(kv, key, klen);
+    kv[klen] = '=';
+    strcpy(kv + klen + 1, value);
+    for (size_t i = 0; i < b->nenv; i++)
+        if (strncmp(b->envp[i], key, klen) == 0 && b->envp[i][klen] == '=') {
+            if (only_new)
+                free(kv);
+            else
+                b->envp[i] = kv; /* a dict keeps the key's first place */
+            return;
+        }
+    append(&b->envp, &b->nenv, kv);
+}
+
+static const char *env_get(struct built *b, const char *key)
+{
+    size_t klen = strlen(key);
+    for (size_t i = 0; i < b->nenv; i++)
+        if (strncmp(b->envp[i], key, klen) == 0 && b->envp[i][klen] == '=')
+            return b->envp[i] + klen + 1;
+    return NULL;
+}
+
+static int is_file(const char *dir, const char *name, struct stat *st)
+{
+    char p[PATH_MAX];
+    return snprintf(p, sizeof p, "%s/%s", dir, name) < (int)sizeof p && stat(p, st) == 0 && S_ISREG(st->st_mode);
+}
+
+/* pyrt's package beside this program, the one Python would import (see the rule) */
+static void find_package(struct built *b)
+{
+    static const char *const WHERE[] = {"lib/python" PYRT_PY_VERSION "/site-packages",
+                                        "lib/python" PYRT_PY_VERSION "/dist-packages",
+                                        "lib64/python" PYRT_PY_VERSION "/site-packages"};
+    const char *env[] = {"PYTHONPATH", "PYTHONHOME", "PYTHONUSERBASE", "PYTHONPLATLIBDIR"};
+    for (size_t i = 0; i < sizeof env / sizeof env[0]; i++)
+        if (getenv(env[i]) && getenv(env[i])[0])
+            hand_over();
+    struct stat st, user;
+    b->pkg[0] = 0;
+    for (size_t i = 0; i < sizeof WHERE / sizeof WHERE[0] && !b->pkg[0]; i++) {
+        char p[PATH_MAX];
+        if (snprintf(p, sizeof p, "%s/../%s/pyrt", g_bindir, WHERE[i]) < (int)sizeof p &&
+            is_file(p, PYRT_CORE_NAME, &st) && is_file(p, "launch/seccomp.py", &st) && is_file(p, "pyrt-reaper", &st))
+            strcpy(b->pkg, p);
+    }
+    if (!b->pkg[0])
+        hand_over();
+    /* outside a venv, a pyrt in the user's site directory comes first */
+    char p[PATH_MAX];
+    const char *home = getenv("HOME");
+    if (snprintf(p, sizeof p, "%s/../pyvenv.cfg", g_bindir) < (int)sizeof p && stat(p, &st) == 0)
+        return;
+    if (getenv("PYTHONNOUSERSITE") && getenv("PYTHONNOUSERSITE")[0])
+        return;
+    if (home == NULL || !home[0])
+        hand_over();
+    if (snprintf(p, sizeof p, "%s/.local/lib/python" PYRT_PY_VERSION "/site-packages/pyrt", home) >= (int)sizeof p)
+        hand_over();
+    if (stat(p, &user) == 0 && (stat(b->pkg, &st) < 0 || st.st_dev != user.st_dev || st.st_ino != user.st_ino))
+        hand_over();
+}
+
+/* pyrt.launch.seccomp.filter_for(cap_add): the cached program or hand over */
+static void default_seccomp(struct built *b, const struct args *a)
+{
+#ifdef PYRT_HAVE_SECCOMP
+    char key[PATH_MAX] = "seccomp-";
+    char **caps = calloc(a->ncap_add + 1, sizeof *caps);
+    if (caps == NULL)
+        hand_over();
+    for (size_t i = 0; i < a->ncap_add; i++) { /* tuple(sorted(cap_add)) */
+        const char *c = a->cap_add[i];
+        if (!c[0] || strspn(c, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_") != strlen(c))
+            hand_over();
+        size_t k = i;
+        for (; k > 0 && strcmp(caps[k - 1], c) > 0; k--)
+            caps[k] = caps[k - 1];
+        caps[k] = (char *)c;
+    }
+    for (size_t i = 0; i < a->ncap_add; i++) {
+        if (strlen(key) + strlen(caps[i]) + 2 >= 200)
+            hand_over();
+        strcat(key, caps[i]);
+        strcat(key, "-");
+    }
+    free(caps);
+    struct stat s1, s2;
+    struct utsname u;
+    if (!is_file(b->pkg, "launch/seccomp.py", &s1) || !is_file(b->pkg, PYRT_CORE_NAME, &s2) || uname(&u) < 0)
+        hand_over();
+    size_t n = strlen(key);
+    snprintf(key + n, sizeof key - n, "%lld-%lld-%lld-%lld-%s.bpf", (long long)s1.st_size,
+             (long long)s1.st_mtim.tv_sec * 1000000000LL + s1.st_mtim.tv_nsec, (long long)s2.st_size,
+             (long long)s2.st_mtim.tv_sec * 1000000000LL + s2.st_mtim.tv_nsec, u.machine);
+    size_t len = 0;
+    unsigned int flags = 0;
+    if (!pyrt_front_seccomp_cached("/var/cache/pyrt", key, &b->seccomp, &len, &flags))
+        hand_over(); /* Python compiles it and keeps it there */
+    b->s.seccomp = b->seccomp;
+    b->s.seccomp_len = len / 8;
+    b->s.seccomp_flags = flags;
+#else
+    (void)b;
+    (void)a;
+#endif
+}
+
+/* mounts_from_args for -v SRC:DST[:ro|rw] (Bind.to_c: the source made absolute and
+ * required to exist; mounts.to_c: sorted by the depth of their destinations, stable) */
+static void volumes(struct built *b, const struct args *a)
+{
+    struct pyrt_mount *m = calloc(a->nvolume + 1, sizeof *m);
+    size_t *depth = calloc(a->nvolume + 1, sizeof *depth);
+    if (m == NULL || depth == NULL)
+        hand_over();
+    for (size_t i = 0; i < a->nvolume; i++) {
+        char *spec = strdup(a->volume[i]), *parts[3] = {NULL, NULL, NULL};
+        size_t n = 0;
+        if (spec == NULL)
+            hand_over();
+        for (char *p = spec, *c; n < 3; p = c + 1) {
+            parts[n++] = p;
+            if ((c = strchr(p, ':')) == NULL)
+                break;
+            *c = 0;
+            if (n == 3)
+                hand_over(); /* a fourth part: Python's error */
+        }
+        if (n < 2 || !parts[0][0] || !parts[1][0] || parts[1][0] != '/' ||
+            (n == 3 && strcmp(parts[2], "ro") != 0 && strcmp(parts[2], "rw") != 0))
+            hand_over();
+        char *src = malloc(PATH_MAX), norm[PATH_MAX];
+        struct stat st;
+        if (src == NULL || pyrt_front_abspath(parts[0], src, PATH_MAX) < 0 || stat(src, &st) < 0 ||
+            pyrt_front_abspath(parts[1], norm, sizeof norm) < 0)
+            hand_over();
+        size_t d = 0;
+        for (const char *p = norm; *p; p++)
+            d += *p == '/';
+        struct pyrt_mount mm = {.kind = PYRT_MOUNT_BIND, .flags = n == 3 && strcmp(parts[2], "ro") == 0 ? PYRT_MNT_RDONLY : 0,
+                                .source = src, .target = parts[1]};
+        size_t k = i;
+        for (; k > 0 && depth[k - 1] > d; k--) {
+            m[k] = m[k - 1];
+            depth[k] = depth[k - 1];
+        }
+        m[k] = mm;
+        depth[k] = d;
+    }
+    free(depth);
+    b->mounts = m;
+    b->s.mounts = m;
+    b->s.nmounts = a->nvolume;
+}
+
+static void build(struct built *b, const struct args *a)
+{
+    memset(b, 0, sizeof *b);
+    struct pyrt_spawn_spec *s = &b->s;
+    /* env_from_args: -e K=V sets, -e K takes pyrt's own K if it has one */
+    for (size_t i = 0; i < a->nenv; i++) {
+        const char *e = a->env[i], *eq = strchr(e, '=');
+        size_t klen = eq ? (size_t)(eq - e) : strlen(e);
+        if (klen == 0)
+            hand_over();
+        if (eq)
+            env_set(b, e, klen, eq + 1, 0);
+        else if (getenv(e) != NULL)
+            env_set(b, e, klen, getenv(e), 0);
+    }
+    unsigned long uid = 0, gid = 0;
+    int ident = a->user != NULL;
+    if (a->user) {
+        const char *colon = strchr(a->user, ':');
+        size_t ul = colon ? (size_t)(colon - a->user) : strlen(a->user);
+        if (decimal(a->user, ul, &uid) < 0 || (colon && colon[1] && decimal(colon + 1, strlen(colon + 1), &gid) < 0))
+            hand_over();
+    }
+    const char *network = a->network ? a->network : "none";
+    if (strcmp(network, "none") != 0 && strcmp(network, "host") != 0)
+        hand_over();
+    env_set(b, "PATH", 4, DEFAULT_PATH, 1);
+    if (a->hostname && a->hostname[0])
+        env_set(b, "HOSTNAME", 8, a->hostname, 1);
+    env_set(b, "HOME", 4, !ident || uid == 0 ? "/root" : "/", 1);
+    s->argv = (const char *const *)a->command;
+    s->envp = (const char *const *)b->envp;
+    s->path = env_get(b, "PATH");
+    s->cwd = a->workdir && a->workdir[0] ? a->workdir : NULL;
+
+    s->clone_flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWCGROUP;
+    if (strcmp(network, "none") == 0) {
+        s->clone_flags |= CLONE_NEWNET;
+        s->setup |= PYRT_SETUP_LOOPBACK;
+    }
+    s->netns_fd = s->userns_fd = s->console_fd = s->cgroup_fd = s->reaper_fd = -1;
+    s->hostname = a->hostname && a->hostname[0] ? a->hostname : NULL;
+
+    /* the anchor: /run/pyrt/rootfs, else /tmp/pyrt-0/rootfs (root's) */
+    static char anchors[2][64] = {"/run/pyrt/rootfs", "/tmp/pyrt-0/rootfs"};
+    for (int k = 0; k < 2 && !b->anchor; k++)
+        if (pyrt_front_makedirs(anchors[k], 0700) == 0)
+            b->anchor = anchors[k];
+    if (b->anchor == NULL)
+        hand_over();
+    s->anchor = b->anchor;
+    struct stat st;
+    if (pyrt_front_abspath(a->rootfs, b->root, sizeof b->root) < 0 || stat(b->root, &st) < 0 || !S_ISDIR(st.st_mode))
+        hand_over();
+    s->rootfs = b->root;
+    s->lowerdirs = NONE;
+    volumes(b, a);
+    s->readonly_root = a->read_only;
+    s->setup |= PYRT_SETUP_PROC | PYRT_SETUP_SYS | PYRT_SETUP_DEV | PYRT_SETUP_MASK | PYRT_SETUP_NO_NEW_PRIVS;
+    s->masked_paths = MASKED;
+    s->readonly_paths = READONLY;
+    s->set_user = 1;
+    s->uid = (uid_t)uid;
+    s->gid = (gid_t)gid;
+    s->umask = -1;
+    s->stdio[0] = s->stdio[1] = s->stdio[2] = -1;
+    if (pyrt_front_caps(a->cap_add, a->ncap_add, a->cap_drop, a->ncap_drop, &s->caps) < 0)
+        hand_over();
+    find_package(b);
+    default_seccomp(b, a);
+}
+
+static void dump_spec(const struct pyrt_spawn_spec *s, const char *path)
+{
+    static char buf[1 << 20] __attribute__((aligned(8)));
+    struct pyrt_error e;
+    ssize_t n = pyrt_spec_pack(s, buf, sizeof buf, &e);
+    int fd = n < 0 ? -1 : open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0 || pyrt_write_all(fd, buf, (size_t)n) < 0 || close(fd) < 0) {
+        fprintf(stderr, "pyrt: PYRT_CLI_DUMP_SPEC %s: %s\n", path, strerror(n < 0 ? e.err : errno));
+        exit(1);
+    }
+    exit(0);
+}
+
+/* -- the run (pyrt/cli/run.py relay_foreground) ------------------------------------------------ */
+
+static int g_wake = -1;
+static volatile sig_atomic_t g_interrupted;
+
+static void noted(int sig)
+{
+    int saved = errno;
+    unsigned char b = (unsigned char)sig;
+    if (write(g_wake, &b, 1) < 0) { /* full: the relay has enough to wake up for */
+    }
+    if (sig == SIGINT)
+        g_interrupted = 1;
+    errno = saved;
+}
+
+/* SyscallError's text (pyrt/errors.py), or -1 when Python would print it otherwise */
+static int message(const struct pyrt_error *e, char *out, size_t cap)
+{
+    char op[sizeof e->op + 1], path[sizeof e->path + 1];
+    pyrt_strlcpy(op, e->op, sizeof op);
+    pyrt_strlcpy(path, e->path, sizeof path);
+    for (const char *p = op; *p; p++)
+        if (*p < 0x20 || *p >= 0x7f)
+            return -1;
+    for (const char *p = path; *p; p++)
+        if (*p < 0x20 || *p >= 0x7f)
+            return -1;
+    const char *why = e->err ? strerror(e->err) : "failed";
+    if (!op[0])
+        snprintf(out, cap, "%s%s%s", path, path[0] ? ": " : "", why);
+    else if (path[0])
+        snprintf(out, cap, "%s \"%s\": %s", op, path, why);
+    else
+        snprintf(out, cap, "%s: %s", op, why);
+    return 0;
+}
+
+/* main's way of failing (error_status): 127/126 for exec, 125 for the rest; -1
+ * when Python would say it otherwise (print() with no sys.stderr writes to stdout) */
+static int fail(const struct pyrt_error *e)
+{
+    char text[1024];
+    if (!g_valid[2] || message(e, text, sizeof text) < 0)
+        return -1;
+    fprintf(stderr, "pyrt: %s\n", text);
+    if (strcmp(e->op, "exec") == 0)
+        return e->err == ENOENT || e->err == ENOTDIR ? 127 : 126;
+    return 125;
+}
+
+static void disarm(int sock)
+{
+    if (sock < 0)
+        return;
+    (void)pyrt_send_fds(sock, "d", 1, NULL, 0); /* it may be gone: nothing to tell it then */
+    close(sock);
+}
+
+static void kill_it(int pidfd)
+{
+    if (syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0) < 0 && errno != ESRCH)
+        perror("pyrt: pidfd_send_signal"); /* (ESRCH: it has exited, not yet reaped) */
+}
+
+static int wait_for(int pidfd)
+{
+    int status = 0;
+    struct rusage ru;
+    while (pyrt_wait(pidfd, -1, &status, &ru) < 0)
+        if (errno != EINTR)
+            return 128 + SIGKILL; /* cannot happen for our own child: as killed */
+    close(pidfd);
+    return WIFSIGNALED(status) ? -WTERMSIG(status) : WEXITSTATUS(status);
+}
+
+static void restore_signals(const struct sigaction *old, unsigned long long changed)
+{
+    for (int sig = 1; sig <= 64; sig++)
+        if (changed >> (sig - 1) & 1 && sigaction(sig, &old[sig], NULL) < 0)
+            _exit(125); /* cannot be: these were set a moment ago */
+}
+
+static int run(struct built *b, const struct args *a)
+{
+    struct pyrt_front_cgroup cg = {.dir = "", .fd = -1};
+    int made = pyrt_front_cgroup_make(&cg, getpid());
+    if (made < 0)
+        hand_over();
+    int wake[2];
+    if (pipe2(wake, O_NONBLOCK | O_CLOEXEC) < 0) {
+        pyrt_front_cgroup_remove(&cg);
+        hand_over();
+    }
+    g_wake = wake[1];
+    /* the signals as Python sets them (run.py _Signals: forwarded_signals(tty=False)
+     * noted for the relay; without --sig-proxy only SIGINT, Python's KeyboardInterrupt,
+     * unless it was ignored when we started; SIGPIPE and SIGXFSZ ignored, as Python
+     * does at start), the old ones kept for a hand-over */
+    static struct sigaction old[65];
+    unsigned long long forward = 0, changed = 0;
+    struct sigaction sa, ign;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = noted;
+    sigemptyset(&sa.sa_mask);
+    memset(&ign, 0, sizeof ign);
+    ign.sa_handler = SIG_IGN;
+    sigemptyset(&ign.sa_mask);
+    if (a->sig_proxy) {
+        int sigs[] = {SIGHUP, SIGINT, SIGQUIT, SIGUSR1, SIGUSR2, SIGALRM, SIGTERM, SIGPWR, SIGWINCH};
+        for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
+            forward |= 1ULL << (sigs[i] - 1);
+        for (int sig = SIGRTMIN; sig <= SIGRTMAX; sig++)
+            forward |= 1ULL << (sig - 1);
+    } else if (sigaction(SIGINT, NULL, &old[SIGINT]) == 0 && old[SIGINT].sa_handler == SIG_DFL) {
+        changed |= 1ULL << (SIGINT - 1);
+    }
+    int bad = 0;
+    for (int sig = 1; sig <= 64 && !bad; sig++) {
+        int note = (forward | changed) >> (sig - 1) & 1, ignore = sig == SIGPIPE || sig == SIGXFSZ;
+        if ((note || ignore) && sigaction(sig, note ? &sa : &ign, &old[sig]) < 0)
+            bad = 1;
+        else if (note || ignore)
+            changed |= 1ULL << (sig - 1);
+    }
+    if (bad) {
+        restore_signals(old, changed);
+        pyrt_front_cgroup_remove(&cg);
+        hand_over();
+    }
+
+    struct pyrt_error e;
+    int sock = -1, ours[3] = {-1, -1, -1}, theirs[3] = {-1, -1, -1}, rc;
+    pid_t reaper_pid, pid = 0;
+    int pidfd = -1, started = 0;
+    char reaper[PATH_MAX + 16], msg[sizeof cg.dir + 2];
+    snprintf(reaper, sizeof reaper, "%s/pyrt-reaper", b->pkg);
+    if (pyrt_reaper_start(reaper, &sock, &reaper_pid, &e) < 0)
+        goto failed;
+    if (made) {
+        msg[0] = 'r';
+        size_t n = strlen(cg.dir) + 1;
+        memcpy(msg + 1, cg.dir, n);
+        if (pyrt_send_fds(sock, msg, n + 1, NULL, 0) < 0) {
+            pyrt_fail(&e, "sendmsg", "reaper socket");
+            goto failed;
+        }
+    }
+    int fds[2];
+    for (int i = 0; i < 2; i++) { /* stdout, stderr: read ends ours, non-blocking */
+        if (pyrt_relay_pipe(fds, 0, &e) < 0)
+            goto failed;
+        ours[i] = fds[0];
+        theirs[i] = fds[1];
+    }
+    if (a->interactive) {
+        if (pyrt_relay_pipe(fds, 1, &e) < 0)
+            goto failed;
+        ours[2] = fds[1];
+        theirs[2] = fds[0];
+    } else if ((theirs[2] = open("/dev/null", O_RDWR | O_CLOEXEC)) < 0) {
+        pyrt_fail(&e, "open", "/dev/null");
+        goto failed;
+    }
+    b->s.stdio[0] = theirs[2];
+    b->s.stdio[1] = theirs[0];
+    b->s.stdio[2] = theirs[1];
+    b->s.cgroup_fd = cg.fd;
+    b->s.reaper_fd = sock;
+    rc = pyrt_spawn(&b->s, &pid, &pidfd, &e);
+    pyrt_front_cgroup_close(&cg);
+    for (int i = 0; i < 3; i++)
+        if (theirs[i] >= 0)
+            close(theirs[i]), theirs[i] = -1;
+    if (rc < 0)
+        goto failed;
+
+    struct pyrt_relay_spec rs = {
+        .pidfd = pidfd, .pid = pid, .sig_fd = wake[0], .forward = forward, .in_tty = 0,
+        .out_src = ours[0], .out_dst = g_valid[1] ? 1 : -1, .err_src = ours[1], .err_dst = g_valid[2] ? 2 : -1,
+        .in_src = a->interactive && g_valid[0] ? 0 : -1, .in_dst = a->interactive ? ours[2] : -1, .log_fd = -1,
+    };
+    struct pyrt_relay *r = pyrt_relay_new(&rs, &e);
+    if (r == NULL) { /* it ran: it ends, and is not started again by Python */
+        kill_it(pidfd);
+        wait_for(pidfd);
+        started = 1;
+        goto failed;
+    }
+    int status = 0, interrupted = 0;
+    struct pyrt_error re;
+    for (;;) {
+        int k = pyrt_relay_run(r, &re);
+        if (k == PYRT_RELAY_SIGNAL && !(g_interrupted && !a->sig_proxy))
+            continue;
+        if (k != PYRT_RELAY_DONE) { /* KeyboardInterrupt, or the relay failed: it ends with us */
+            interrupted = k == PYRT_RELAY_SIGNAL;
+            kill_it(pidfd);
+            status = interrupted ? 130 : fail(&re);
+        }
+        break;
+    }
+    int sigpipe = pyrt_relay_ended_by_sigpipe(r);
+    pyrt_relay_free(r); /* (no log: nothing to report) */
+    int code = wait_for(pidfd);
+    if (sigpipe && code == -SIGKILL)
+        code = -SIGPIPE;
+    disarm(sock);
+    pyrt_front_cgroup_remove(&cg);
+    if (status > 0 || status < 0)
+        return status < 0 ? 125 : status;
+    return code < 0 ? 128 - code : code;
+
+failed:
+    for (int i = 0; i < 3; i++) {
+        if (ours[i] >= 0)
+            close(ours[i]);
+        if (theirs[i] >= 0)
+            close(theirs[i]);
+    }
+    disarm(sock);
+    pyrt_front_cgroup_remove(&cg);
+    rc = fail(&e);
+    if (rc >= 0 || started)
+        return rc >= 0 ? rc : 125;
+    restore_signals(old, changed); /* as Python would have found them */
+    close(wake[0]);
+    close(wake[1]);
+    hand_over();
+}
+
+int main(int argc, char **argv)
+{
+    g_argc = argc;
+    g_argv = argv;
+    for (int i = 0; i < 3; i++)
+        g_valid[i] = fcntl(i, F_GETFD) >= 0;
+    ssize_t n = readlink("/proc/self/exe", g_bindir, sizeof g_bindir - 1);
+    if (n > 0) {
+        g_bindir[n] = 0;
+        char *slash = strrchr(g_bindir, '/');
+        if (slash != NULL)
+            *slash = 0;
+        else
+            g_bindir[0] = 0;
+    } else {
+        g_bindir[0] = 0;
+    }
+    const char *force = getenv("PYRT_CLI_PYTHON");
+    if ((force && force[0]) || geteuid() != 0 || !g_bindir[0])
+        hand_over();
+    struct args a;
+    parse(&a);
+    static struct built b;
+    build(&b, &a);
+    const char *dump = getenv("PYRT_CLI_DUMP_SPEC");
+    if (dump && dump[0])
+        dump_spec(&b.s, dump);
+    return run(&b, &a);
+}
