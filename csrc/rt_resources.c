@@ -456,7 +456,8 @@ static int parse(struct p *p, yajl_val lx, int dev_is_fs)
         snprintf(w, sizeof w, "linux.resources.memory.%s", mkeys[i]);
         if (v == NULL || YAJL_IS_NULL(v))
             continue;
-        const char *t = integer(p, v, w, NULL, NULL);
+        /* bounded: a v1 kernel takes a larger number as 0 (a container killed at once) */
+        const char *t = integer(p, v, w, NULL, "9223372036854775807");
         if (t == NULL)
             goto out;
         if ((rt_dec_cmp(t, "0") > 0 || (i == 2 && strcmp(t, "-1") == 0)) && dup_to(p, mdst[i], t) < 0)
@@ -616,6 +617,16 @@ static int parse(struct p *p, yajl_val lx, int dev_is_fs)
             char w[1024];
             snprintf(w, sizeof w, "linux.resources.unified.%s", k);
             fail(p, w, "invalid");
+            goto out;
+        }
+        /* cgroup.procs and cgroup.threads would move any host process in (and delete
+         * kill it), cgroup.kill, .freeze, .subtree_control, .type act on the tree */
+        if (strncmp(k, "cgroup.", 7) == 0 && strcmp(k, "cgroup.max.depth") != 0 &&
+            strcmp(k, "cgroup.max.descendants") != 0) {
+            char w[1024];
+            snprintf(w, sizeof w, "linux.resources.unified.%s", k);
+            fail(p, w, "not a resource limit: only cgroup.max.depth and cgroup.max.descendants of the "
+                       "cgroup.* files may be set");
             goto out;
         }
         if ((r->unified_keys[r->nunified] = strdup(k)) == NULL ||

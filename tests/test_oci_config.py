@@ -5,6 +5,7 @@ Every test force-deletes the containers it made, also on failure."""
 from __future__ import annotations
 
 import os
+import subprocess
 import uuid
 
 import pytest
@@ -240,6 +241,31 @@ def block_io(rt):
         yield dev[0], dev[1], lay, parent
     finally:
         prune(parent, remove_parent=True)
+
+
+@pytest.mark.parametrize("key", ["cgroup.procs", "cgroup.threads", "cgroup.kill"])
+def test_a_config_cannot_reach_a_host_process_through_unified(rt, make_bundle, key):
+    """linux.resources.unified writing cgroup.procs would move any host process into
+    the container's cgroup (and `delete` would kill it there): refused, the
+    process left where it was, nothing made."""
+    host = subprocess.Popen(["sleep", "1000"])
+    try:
+        with open(f"/proc/{host.pid}/cgroup") as f:
+            before = f.read()
+        cid = rt.new_id()
+
+        def edit(c):
+            c["linux"]["resources"] = {"unified": {key: str(host.pid)}}
+        r = rt.create(cid, make_bundle(["true"], edit))
+        assert r.returncode == 1 and len(r.stderr.splitlines()) == 1, r.stderr
+        assert f"linux.resources.unified.{key}: not a resource limit".encode() in r.stderr
+        with open(f"/proc/{host.pid}/cgroup") as f:
+            assert f.read() == before
+        assert host.poll() is None
+        assert rt("state", cid).returncode != 0
+    finally:
+        host.kill()
+        host.wait()
 
 
 def test_block_io_throttles(rt, make_bundle, block_io):

@@ -224,6 +224,14 @@ PARSE = [
     '{"resources": {"unified": {"a/b": "1"}}}', '{"resources": {"unified": {"memory.high": 5}}}',
     '{"resources": {"unified": {"memory.high": null}}}', '{"resources": {"unified": {"": "x"}}}',
     '{"resources": {"unified": {"x\\ny": "1"}}}',
+    # cgroup.* files that act on processes or the tree are no limits (a host pid moved in)
+    '{"resources": {"unified": {"cgroup.procs": "1"}}}', '{"resources": {"unified": {"cgroup.threads": "1"}}}',
+    '{"resources": {"unified": {"cgroup.kill": "1"}}}', '{"resources": {"unified": {"cgroup.freeze": "1"}}}',
+    '{"resources": {"unified": {"cgroup.subtree_control": "+memory"}}}',
+    '{"resources": {"unified": {"cgroup.max.depth": "2", "cgroup.max.descendants": "5"}}}',
+    # memory bounded to int64 (a v1 kernel takes more as 0)
+    '{"resources": {"memory": {"limit": %d}}}' % (2 ** 63 - 1), '{"resources": {"memory": {"limit": %d}}}' % 2 ** 63,
+    '{"resources": {"memory": {"swap": %d}}}' % 2 ** 64,
     '{"resources": {"unified": {"a": "1", "b": "2", "a": "3"}}}', '{"resources": {"unified": {"a": 1, "a": "3"}}}',
     # everything at once, and the first error of several
     '{"resources": {"memory": {"limit": 100000000}, "cpu": {"shares": 2}, "pids": {"limit": 5}, "devices": '
@@ -408,9 +416,9 @@ CREATE = [
     '{"resources": {"unified": {"cgroup.max.depth": "3", "cgroup.max.descendants": "7"}}}',
     '{"resources": {"unified": {"memory.high": "100000000"}}}', '{"resources": {"unified": {"": "x"}}}',
     '{"resources": {"unified": {"cgroup.max.depth": "x\'y\\n"}}}',
-    '{"resources": {"unified": {"cgroup.procs": "junk"}}}',
-    # what the kernel refuses: Python's digits reach it
-    '{"resources": {"memory": {"limit": ' + BIG + '}}}', '{"resources": {"memory": {"reservation": ' + BIG + '}}}',
+    '{"resources": {"unified": {"cgroup.max.descendants": "junk"}}}',
+    # what the kernel refuses: Python's digits reach it (memory is bounded to int64 before)
+    '{"resources": {"memory": {"limit": %d}}}' % (2 ** 63 - 1),
     '{"resources": {"pids": {"limit": ' + BIG + '}}}', '{"resources": {"cpu": {"quota": ' + BIG + '}}}',
     '{"resources": {"cpu": {"quota": -' + BIG + '}}}', '{"resources": {"cpu": {"shares": ' + BIG + '}}}',
     '{"resources": {"memory": {"limit": 1}}}',

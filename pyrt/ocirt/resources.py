@@ -7,6 +7,10 @@ from pyrt.oci import fields
 
 _err, _type, _int, _str_list = fields.err, fields.typed, fields.integer, fields.str_list
 
+INT64_MAX = (1 << 63) - 1
+# the cgroup.* files of linux.resources.unified that are limits
+UNIFIED_CGROUP_LIMITS = ("cgroup.max.depth", "cgroup.max.descendants")
+
 DEFAULT_DEVICE_RULES = [
     "c *:* m", "b *:* m", "c 1:3 rwm", "c 1:8 rwm", "c 1:7 rwm", "c 5:0 rwm", "c 1:5 rwm", "c 1:9 rwm",
     "c 5:1 rwm", "c 136:* rwm", "c 5:2 rwm", "c 10:200 rwm",
@@ -35,7 +39,8 @@ def parse_resources(res, devices):
     for key in ("limit", "reservation", "swap"):
         v = mem.get(key)
         if v is not None:
-            _int(v, f"linux.resources.memory.{key}")
+            # bounded: a v1 kernel takes a larger number as 0 (a container killed at once)
+            _int(v, f"linux.resources.memory.{key}", None, INT64_MAX)
             if v > 0:
                 m[key] = v
             elif v == -1 and key == "swap":
@@ -105,6 +110,11 @@ def parse_resources(res, devices):
     for k, v in uni.items():
         if "/" in k or k.startswith(".") or not isinstance(v, str):
             raise _err(f"linux.resources.unified.{k}", "invalid")
+        if k.startswith("cgroup.") and k not in UNIFIED_CGROUP_LIMITS:
+            # cgroup.procs and cgroup.threads would move any host process in (and delete
+            # kill it), cgroup.kill, .freeze, .subtree_control, .type act on the tree
+            raise _err(f"linux.resources.unified.{k}", "not a resource limit: only cgroup.max.depth "
+                       "and cgroup.max.descendants of the cgroup.* files may be set")
     if uni:
         out["unified"] = uni
     return out
