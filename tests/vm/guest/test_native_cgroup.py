@@ -112,7 +112,7 @@ CASES = [
     {"blockIO": {"weight": 500}}, {"blockIO": {"leafWeight": 500}},
     {"blockIO": {"weightDevice": [{"major": MAJ, "minor": MIN, "weight": 200}]}},
     {"unified": {"memory.high": "100000000", "pids.max": "7", "cgroup.max.depth": "2"}},
-    {"unified": {"memory.oom.group": "x"}}, {"memory": {"limit": 2 ** 70}}, {"pids": {"limit": 2 ** 70}},
+    {"unified": {"memory.oom.group": "x"}}, {"memory": {"limit": 2 ** 63 - 1}}, {"pids": {"limit": 2 ** 70}},
     {"memory": {"limit": 104857600}, "pids": {"limit": 5}, "unified": {"no.such.file": "1"}},
 ]
 
