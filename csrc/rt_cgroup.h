@@ -75,4 +75,47 @@ int rt_systemd_stop_unit(struct rt_ctx *ctx, const char *unit, const char *scope
 /* Whether systemd runs this host with pure cgroup2 (--systemd-cgroup usable). */
 int rt_systemd_available(void);
 
+/* -- making a container's cgroup (rt_cgroup_make.c; rt_resources.h validates the
+ * limits) ------------------------------------------------------------------------ */
+
+struct rt_resources;
+
+struct rt_cgroup_made {
+    struct rt_cgroup cg;         /* as rt_cgroup_open fills it */
+    int cgroup_fd;               /* cgroup2 directory for CLONE_INTO_CGROUP, or -1 */
+    int procs_fds[RT_CG_MAX_V1]; /* v1 cgroup.procs files the parent writes the pid to */
+    size_t nprocs;
+};
+
+/* Make <parent>/<name> in every hierarchy the resources need (as Cgroup.create
+ * with accounting=resource_controllers(r), devices=None, then apply_resources),
+ * write the limits and open the spawn's fds (as spawn_fds); on failure -1 with
+ * ctx->err and nothing left (the parent levels made stay, as in Python). r may
+ * be NULL (no limits). ignore_devices: as for an ordinary user (no device
+ * cgroup). */
+int rt_cgroup_create(struct rt_ctx *ctx, const char *name, const char *parent, const struct rt_resources *r,
+                     int ignore_devices, struct rt_cgroup_made *out);
+
+/* Close the fds (the cgroup stays: rt_cgroup_remove(&m->cg) removes it).
+ * Idempotent. */
+void rt_cgroup_made_close(struct rt_cgroup_made *m);
+
+/* Start a delegated transient scope `unit` in `slice` (busctl StartTransientUnit
+ * with Delegate=yes, a placeholder process holding it in its supervisor/ leaf, as
+ * systemd.py's start_unit); `scope` is its cgroup below the cgroup2 mount (NULL:
+ * <slice's path>/<unit>). -1 with ctx->err, and nothing left. */
+int rt_systemd_start_unit(struct rt_ctx *ctx, const char *unit, const char *slice, const char *description,
+                          const char *scope);
+
+/* An ordinary user's delegated cgroup2 subtree (pyrt/cgroups/delegation.py's
+ * delegated_root: user.slice/user-UID.slice/user@UID.service, below the cgroup2
+ * mount) into buf; 0, or -1 when there is none. */
+int rt_cgroup_delegated_root(char *buf, size_t len);
+
+/* 0 when this process may have cgroups made for its containers (root, or an
+ * ordinary user in a delegated subtree); else -1 with ctx->err the one-line
+ * refusal of delegation.py's require(what) ("linux.resources" or
+ * "--systemd-cgroup": what asked for it). */
+int rt_cgroup_require_delegation(struct rt_ctx *ctx, const char *what);
+
 #endif
