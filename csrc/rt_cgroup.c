@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "fdio.h"
+#include "rt_cgroup_internal.h"
 #include "rt_proc.h"
 
 static const char *const KNOWN[] = {"cpu", "cpuacct", "cpuset", "memory", "pids", "freezer", "blkio", "io",
@@ -38,7 +39,7 @@ static int join(char *out, size_t cap, const char *a, const char *b, const char 
 /* -- files ------------------------------------------------------------------------ */
 
 /* The whole file (NUL terminated, malloc'd), or NULL with errno. */
-static char *read_text(const char *path)
+char *rt_cg_read_text(const char *path)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
@@ -156,10 +157,10 @@ const struct rt_layout *rt_layout(void)
     if (layout_state != 0)
         return layout_state > 0 ? &the_layout : NULL;
     layout_state = -1;
-    char *info = read_text("/proc/self/mountinfo");
+    char *info = rt_cg_read_text("/proc/self/mountinfo");
     if (info == NULL)
         return NULL;
-    char *cgroups = read_text("/proc/cgroups");
+    char *cgroups = rt_cg_read_text("/proc/cgroups");
     struct rt_layout *lay = &the_layout;
     memset(lay, 0, sizeof *lay);
     char *save = NULL;
@@ -312,7 +313,7 @@ int rt_cgroup_procs(const struct rt_cgroup *cg, pid_t **pids, size_t *n)
     for (size_t i = 0; i < nd; i++) {
         char p[PATH_MAX];
         join(p, sizeof p, ds[i], "/cgroup.procs", "");
-        char *text = read_text(p);
+        char *text = rt_cg_read_text(p);
         if (text == NULL) {
             if (errno == ENOENT)
                 continue;
@@ -378,7 +379,7 @@ int rt_cgroup_frozen(const struct rt_cgroup *cg)
     char p[PATH_MAX];
     if (v2_has(cg, "cgroup.freeze")) {
         join(p, sizeof p, cg->v2, "/cgroup.events", "");
-        char *text = read_text(p);
+        char *text = rt_cg_read_text(p);
         int frozen = text != NULL && (strncmp(text, "frozen 1", 8) == 0 || strstr(text, "\nfrozen 1") != NULL);
         free(text);
         return frozen;
@@ -387,7 +388,7 @@ int rt_cgroup_frozen(const struct rt_cgroup *cg)
     if (d == NULL)
         return -1;
     join(p, sizeof p, d, "/freezer.state", "");
-    char *text = read_text(p);
+    char *text = rt_cg_read_text(p);
     int frozen = text != NULL && strncmp(text, "FROZEN", 6) == 0 && (text[6] == 0 || text[6] == '\n');
     free(text);
     return frozen;
