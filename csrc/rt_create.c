@@ -524,8 +524,8 @@ int rt_op_run(struct rt_ctx *ctx, const char *id, const struct rt_create_opts *o
     for (size_t i = 0; i < sizeof SIGS / sizeof SIGS[0]; i++)
         if (sigaction(SIGS[i], &sa, NULL) < 0)
             rt_warn(ctx, "forward signal %d: %s", SIGS[i], strerror(errno));
+    close(wait_fd); /* (the process holds the FIFO open: start writes to it) */
     rc = rt_op_start(ctx, id);
-    close(wait_fd);
     int status = 0;
     struct rusage ru;
     if (rc == 0) {
