@@ -725,8 +725,7 @@ int rt_config_parse(struct rt_ctx *ctx, struct rt_plan *p, const char *id)
     RT_TRY(parse_sysctl(ctx, p, lnx, seen, made));
     RT_TRY(parse_cgroups_path(ctx, p, lnx, id));
     if (rt_cfg_truthy(rt_cfg_get(lnx, "resources"))) {
-        if (rt_resources_parse_ex(ctx, lnx, p->dev_is_fs, &p->res) < 0)
-            return strstr(ctx->err, "not implemented yet") != NULL ? RT_DEFER : -1; /* (until it is) */
+        RT_TRY(rt_resources_parse_ex(ctx, lnx, p->dev_is_fs, &p->res));
         p->has_resources = 1;
     }
     static const char *const UNSUPPORTED[] = {"intelRdt", "timeOffsets", "personality"};

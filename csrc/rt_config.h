@@ -7,8 +7,7 @@
  * the Python implementation is to create the container instead (it then reads
  * the config again and decides everything itself). That is the case for:
  *   - what is not native yet: an ordinary user (rootless), --systemd-cgroup,
- *     --preserve-fds, a host without any cgroup hierarchy, lnx.resources or a cgroup while their native side is not
- *     built yet ("not implemented yet");
+ *     --preserve-fds, a host without any cgroup hierarchy;
  *   - a config.json the native reader does not take as Python's json does: one
  *     that is missing, unreadable, larger than 16 MiB, not valid strict JSON
  *     (comments, NaN, a BOM), not an object, nested deeper than 64, with a

@@ -276,7 +276,7 @@ static int steps(struct rt_ctx *ctx, struct creation *c, const struct rt_create_
     if (lay != NULL && (lay->unified[0] || lay->nv1 > 0) && p->cgroup_name != NULL) {
         const struct rt_resources *res = p->has_resources ? &p->res : NULL;
         if (rt_cgroup_create(ctx, p->cgroup_name, p->cgroup_parent, res, 0, &c->cg) < 0)
-            return strstr(ctx->err, "not implemented yet") != NULL ? RT_DEFER : -1; /* (until it is) */
+            return -1;
         c->have_cg = 1;
         p->spec.cgroup_fd = c->cg.cgroup_fd;
         p->spec.cgroup_procs_fds = c->cg.procs_fds;
