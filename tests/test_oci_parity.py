@@ -83,6 +83,13 @@ CASES = [
     ("rlimit-huge", _set(["process", "rlimits"], [{"type": "RLIMIT_NOFILE", "hard": 2**70, "soft": 1}])),
     ("rlimit-type-list", _set(["process", "rlimits"], [{"type": ["x"], "hard": 1, "soft": 1}])),
     ("args-empty", _set(["process", "args"], [])),
+    ("program-missing", _set(["process", "args"], ["/nonexistent/prog"])),
+    ("mount-fails-in-child", _mounts_plus({"destination": "/tmp", "type": "tmpfs", "source": "t",
+                                           "options": ["size=bogus"]})),
+    ("hook-fails-after-spawn", _both(_set(["process", "args"], ["/nonexistent/prog"]),
+                                     _set(["hooks"], {"prestart": [{"path": "/bin/true"}],
+                                                      "poststop": [{"path": "/bin/sh",
+                                                                    "args": ["sh", "-c", "echo poststop >&2"]}]}))),
     ("args-not-strings", _set(["process", "args"], ["true", 1])),
     ("env-no-equals", _set(["process", "env"], ["NOPE"])),
     ("env-quote", _set(["process", "env"], ["it's"])),
@@ -356,3 +363,76 @@ def test_engine_configs_are_native(rt, make_bundle):
     rc, err = _create(rt, bundle, cid, python=False)
     assert rc == 0, err
     assert b"handed over" not in err
+
+
+def _run(rt, bundle, cid, python, *extra):
+    """run; stdout and stderr through files (a detached container holds them)."""
+    import tempfile
+    env = dict(os.environ, PYRT_RUNTIME_PYTHON="1") if python else {
+        k: v for k, v in os.environ.items() if k != "PYRT_RUNTIME_PYTHON"}
+    with tempfile.TemporaryFile(dir=rt.base) as out, tempfile.TemporaryFile(dir=rt.base) as err:
+        rc = subprocess.run([rt.binary, "--root", rt.root, "run", "--bundle", bundle, *extra, cid], env=env,
+                            stdin=subprocess.DEVNULL, stdout=out, stderr=err, timeout=120).returncode
+        out.seek(0)
+        err.seek(0)
+        return rc, out.read(), err.read()
+
+
+@pytest.mark.parametrize("script,code", [("echo out; echo err >&2; exit 7", 7), ("exit 0", 0),
+                                         ("/nonexistent", 127)])
+def test_run_agrees(rt, make_bundle, script, code):
+    """run in the foreground: the container's output and exit status, and nothing
+    left (its state, its cgroup), on both sides."""
+    if os.geteuid() != 0:
+        pytest.skip("the native run is root's")
+    bundle = make_bundle(["sh", "-c", script])
+    got = []
+    for python in (False, True):
+        cid = rt.new_id("py" if python else "n")
+        rc, out, err = _run(rt, bundle, cid, python)
+        got.append((rc, out, err))
+        _gone(rt, cid, 0)
+    assert got[0] == got[1]
+    assert got[0][0] == code
+
+
+def test_run_detach_and_keep(rt, make_bundle):
+    if os.geteuid() != 0:
+        pytest.skip("the native run is root's")
+    bundle = make_bundle(["sleep", "100"])
+    cid = rt.new_id("n")
+    rc, out, err = _run(rt, bundle, cid, False, "--detach")
+    assert rc == 0, err
+    assert rt.state(cid)["status"] == "running"
+    assert rt("delete", "--force", cid).returncode == 0
+    _gone(rt, cid, 0)
+    kept = rt.new_id("n")
+    rc, out, err = _run(rt, make_bundle(["true"]), kept, False, "--keep")
+    assert rc == 0, err
+    assert rt.state(kept)["status"] == "stopped"
+    assert rt("delete", kept).returncode == 0
+    _gone(rt, kept, 0)
+
+
+def test_run_forwards_signals(rt, make_bundle):
+    """SIGTERM to a foreground run reaches the container, whose status run returns."""
+    import signal
+    import time
+    if os.geteuid() != 0:
+        pytest.skip("the native run is root's")
+    bundle = make_bundle(["sh", "-c", "trap 'exit 42' TERM; echo ready; while :; do sleep 0.05; done"])
+    cid = rt.new_id("n")
+    p = subprocess.Popen([rt.binary, "--root", rt.root, "run", "--bundle", bundle, cid],
+                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert p.stdout.readline() == b"ready\n"
+        time.sleep(0.1)
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(timeout=60) == 42
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        p.stdout.close()
+        p.stderr.close()
+    _gone(rt, cid, 0)
