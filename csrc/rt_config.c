@@ -92,8 +92,6 @@ static int sane(yajl_val v, int depth, size_t *work)
 {
     if (depth > 64)
         return 0;
-    if (YAJL_IS_NUMBER(v) && !YAJL_IS_INTEGER(v) && strpbrk(v->u.number.r, ".eE") == NULL)
-        return 0; /* an integer beyond 64 bits */
     if (YAJL_IS_ARRAY(v)) {
         for (size_t i = 0; i < v->u.array.len; i++)
             if (!sane(v->u.array.values[i], depth + 1, work))
@@ -406,13 +404,14 @@ static int parse_process(struct rt_ctx *ctx, struct rt_plan *p, yajl_val proc)
         for (size_t j = 0; j < i; j++)
             if (strcmp(rt_cfg_get(rls->u.array.values[j], "type")->u.string, name->u.string) == 0)
                 return rt_cfg_err(ctx, wt, "%s given twice", name->u.string);
-        long long hard = 0, soft = 0;
+        uint64_t hard = 0, soft = 0;
         if ((v = rt_cfg_get(r, "hard")) != NULL)
-            RT_TRY(rt_cfg_int(ctx, v, wh, 0, LLONG_MAX, &hard));
+            RT_TRY(rt_cfg_u64(ctx, v, wh, &hard));
         if ((v = rt_cfg_get(r, "soft")) != NULL)
-            RT_TRY(rt_cfg_int(ctx, v, ws, 0, LLONG_MAX, &soft));
+            RT_TRY(rt_cfg_u64(ctx, v, ws, &soft));
         if (soft > hard)
-            return rt_cfg_err(ctx, w, "soft limit %lld above the hard limit %lld", soft, hard);
+            return rt_cfg_err(ctx, w, "soft limit %llu above the hard limit %llu", (unsigned long long)soft,
+                              (unsigned long long)hard);
         size_t k = 0;
         while (k < nrl && rl[k].resource != res)
             k++; /* RLIMIT_OFILE is RLIMIT_NOFILE: the last one given wins */

@@ -1,6 +1,7 @@
 /* See rt_config_check.h. */
 #include "rt_config_check.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -71,6 +72,12 @@ int rt_cfg_err(struct rt_ctx *ctx, const char *where, const char *fmt, ...)
     return rt_fail(ctx, "config.json: %s: %s", where, msg);
 }
 
+/* An integer beyond 64 bits (yajl keeps its text only). */
+static int bigint(yajl_val v)
+{
+    return v != NULL && YAJL_IS_NUMBER(v) && !YAJL_IS_INTEGER(v) && strpbrk(v->u.number.r, ".eE") == NULL;
+}
+
 const char *rt_cfg_tname(yajl_val v)
 {
     if (v == NULL || YAJL_IS_NULL(v))
@@ -79,7 +86,7 @@ const char *rt_cfg_tname(yajl_val v)
         return "bool";
     if (YAJL_IS_STRING(v))
         return "str";
-    if (YAJL_IS_INTEGER(v))
+    if (YAJL_IS_INTEGER(v) || bigint(v))
         return "int";
     if (YAJL_IS_NUMBER(v))
         return "float";
@@ -100,6 +107,10 @@ int rt_cfg_repr(yajl_val v, char *buf, size_t len)
     }
     if (YAJL_IS_INTEGER(v)) {
         snprintf(buf, len, "%lld", YAJL_GET_INTEGER(v));
+        return 0;
+    }
+    if (bigint(v) && strlen(v->u.number.r) < len) {
+        snprintf(buf, len, "%s", v->u.number.r);
         return 0;
     }
     if (!YAJL_IS_STRING(v))
@@ -189,6 +200,11 @@ int rt_cfg_str_list(struct rt_ctx *ctx, yajl_val v, const char *where)
 
 int rt_cfg_int(struct rt_ctx *ctx, yajl_val v, const char *where, long long lo, long long hi, long long *out)
 {
+    if (bigint(v)) {
+        if (lo == LLONG_MIN || hi == LLONG_MAX)
+            return RT_DEFER; /* unbounded here: Python fails on it further on, its own way */
+        return rt_cfg_err(ctx, where, "%s is out of range", v->u.number.r);
+    }
     if (v == NULL || !YAJL_IS_INTEGER(v))
         return type_err(ctx, v, where, "an integer");
     long long x = YAJL_GET_INTEGER(v);
@@ -196,6 +212,27 @@ int rt_cfg_int(struct rt_ctx *ctx, yajl_val v, const char *where, long long lo, 
         return rt_cfg_err(ctx, where, "%lld is out of range", x);
     if (out != NULL)
         *out = x;
+    return 0;
+}
+
+int rt_cfg_u64(struct rt_ctx *ctx, yajl_val v, const char *where, uint64_t *out)
+{
+    if (bigint(v)) {
+        const char *r = v->u.number.r;
+        char *end = NULL;
+        errno = 0;
+        unsigned long long x = strtoull(r, &end, 10);
+        if (r[0] == '-' || errno == ERANGE || end == r || *end)
+            return rt_cfg_err(ctx, where, "%s is out of range", r);
+        *out = x;
+        return 0;
+    }
+    if (v == NULL || !YAJL_IS_INTEGER(v))
+        return rt_cfg_int(ctx, v, where, 0, 0, NULL); /* the type error */
+    long long x = YAJL_GET_INTEGER(v);
+    if (x < 0)
+        return rt_cfg_err(ctx, where, "%lld is out of range", x);
+    *out = (uint64_t)x;
     return 0;
 }
 

@@ -12,6 +12,7 @@
 
 #include <limits.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <yajl/yajl_tree.h>
 
 #include "rt.h"
@@ -62,6 +63,9 @@ int rt_cfg_string(struct rt_ctx *ctx, yajl_val v, const char *where);
 int rt_cfg_str_list(struct rt_ctx *ctx, yajl_val v, const char *where);
 /* An integer in [lo, hi] (absent counts as None: a type error). */
 int rt_cfg_int(struct rt_ctx *ctx, yajl_val v, const char *where, long long lo, long long hi, long long *out);
+
+/* An integer in [0, 2**64 - 1] (beyond 63 bits too, as rlimits give "unlimited"). */
+int rt_cfg_u64(struct rt_ctx *ctx, yajl_val v, const char *where, uint64_t *out);
 
 /* Whether the (absent-safe) value is a list; `x or []` of a truthy non-list is
  * iterated by Python in ways not reproduced here: the caller defers. */

@@ -163,19 +163,20 @@ int rt_config_seccomp(struct rt_ctx *ctx, struct rt_plan *p, yajl_val sc)
                 RT_TRY(rt_cfg_repr(op, r, sizeof r));
                 return rt_cfg_err(ctx, wx, "unknown operator %s", r);
             }
-            long long idx = 0, val = 0, two = 0;
+            long long idx = 0;
+            uint64_t val = 0, two = 0;
             yajl_val v;
             snprintf(wx, sizeof wx, "%s.index", wa);
             if ((v = rt_cfg_get(x, "index")) != NULL)
                 RT_TRY(rt_cfg_int(ctx, v, wx, 0, 5, &idx));
             snprintf(wx, sizeof wx, "%s.value", wa);
             if ((v = rt_cfg_get(x, "value")) != NULL)
-                RT_TRY(rt_cfg_int(ctx, v, wx, 0, LLONG_MAX, &val));
+                RT_TRY(rt_cfg_u64(ctx, v, wx, &val));
             snprintf(wx, sizeof wx, "%s.valueTwo", wa);
             if ((v = rt_cfg_get(x, "valueTwo")) != NULL)
-                RT_TRY(rt_cfg_int(ctx, v, wx, 0, LLONG_MAX, &two));
-            ar[j] = (struct pyrt_seccomp_arg){.index = (unsigned)idx, .op = OPS[k].op, .value = (uint64_t)val,
-                                              .value_two = (uint64_t)two};
+                RT_TRY(rt_cfg_u64(ctx, v, wx, &two));
+            ar[j] = (struct pyrt_seccomp_arg){.index = (unsigned)idx, .op = OPS[k].op, .value = val,
+                                              .value_two = two};
         }
         rules[i].args = ar;
         rules[i].nargs = na;
