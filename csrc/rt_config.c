@@ -135,18 +135,18 @@ int rt_config_load(struct rt_ctx *ctx, const char *bundle, struct rt_plan *p)
         return oom(ctx);
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0)
-        return RT_DEFER;
+        return rt_defer("config.json cannot be opened (Python says why)");
     struct stat st;
     if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size > MAX_CONFIG) {
         close(fd);
-        return RT_DEFER;
+        return rt_defer("config.json is not a regular file of at most 16 MiB");
     }
     char *buf = malloc((size_t)st.st_size + 1);
     ssize_t n = buf != NULL ? pread(fd, buf, (size_t)st.st_size + 1, 0) : -1;
     close(fd);
     if (n < 0 || n > st.st_size) {
         free(buf);
-        return n < 0 && buf == NULL ? oom(ctx) : RT_DEFER;
+        return n < 0 && buf == NULL ? oom(ctx) : rt_defer("config.json could not be read whole");
     }
     buf[n] = 0;
     /* strict JSON first (yajl's tree allows comments), then the tree */
@@ -164,8 +164,10 @@ int rt_config_load(struct rt_ctx *ctx, const char *bundle, struct rt_plan *p)
     }
     free(buf);
     size_t work = 0;
-    if (p->cfg == NULL || !YAJL_IS_OBJECT(p->cfg) || !sane(p->cfg, 0, &work))
-        return RT_DEFER;
+    if (p->cfg == NULL || !YAJL_IS_OBJECT(p->cfg))
+        return rt_defer("config.json is not a strict JSON object (Python's reader says why)");
+    if (!sane(p->cfg, 0, &work))
+        return rt_defer("config.json has a duplicate key or is nested deeper than 64");
     yajl_val version = rt_cfg_get(p->cfg, "ociVersion");
     if (version == NULL || !YAJL_IS_STRING(version) || strncmp(version->u.string, "1.", 2) != 0) {
         char r[256];
@@ -267,7 +269,7 @@ static int cap_mask(struct rt_ctx *ctx, struct rt_plan *p, yajl_val names, const
         const char *n = names->u.array.values[i]->u.string;
         for (const char *c = n; *c; c++)
             if ((unsigned char)*c >= 0x80)
-                return RT_DEFER; /* Python's str.upper() maps some of these to ASCII */
+                return rt_defer("a non-ASCII capability name (Python's str.upper() maps some to ASCII)");
         int k = cap_number(n);
         if (k >= 0) {
             *out |= 1ULL << k;
@@ -284,7 +286,7 @@ static int cap_mask(struct rt_ctx *ctx, struct rt_plan *p, yajl_val names, const
 static int list_or_empty(yajl_val obj, const char *key, yajl_val *out)
 {
     *out = rt_cfg_get_or(obj, key);
-    return rt_cfg_is_list(*out) ? 0 : RT_DEFER;
+    return rt_cfg_is_list(*out) ? 0 : rt_defer("a list field is neither a list nor empty");
 }
 
 static int parse_process(struct rt_ctx *ctx, struct rt_plan *p, yajl_val proc)
@@ -493,7 +495,7 @@ static int parse_namespaces(struct rt_ctx *ctx, struct rt_plan *p, yajl_val lnx,
         if (k == NCLONE) {
             if (kind != NULL && !YAJL_IS_STRING(kind) && !YAJL_IS_NULL(kind) && !YAJL_IS_INTEGER(kind) &&
                 !YAJL_IS_TRUE(kind) && !YAJL_IS_FALSE(kind))
-                return RT_DEFER; /* (a list or object: Python fails on it otherwise) */
+                return rt_defer("a namespace type that is a list or an object");
             RT_TRY(rt_cfg_repr(kind, r, sizeof r));
             return rt_cfg_err(ctx, wt, "unknown namespace type %s (known: mount, uts, ipc, user, pid, network, "
                               "cgroup, time)", r);

@@ -3,19 +3,22 @@
  * pyrt/ocirt/mounts.py and pyrt/launch/seccomp.py's compile_seccomp): the same
  * checks in the same order, the same one-line errors, the same spawn spec.
  *
- * The hand-over rule. rt_config_load and rt_config_parse return RT_DEFER when
- * the Python implementation is to create the container instead (it then reads
- * the config again and decides everything itself). That is the case for:
+ * The hand-over rule. The Python implementation creates the container instead
+ * (it then reads the config again and decides everything itself) when
+ * rt_create.c's hand_over_reason says so before the config is read, or when
+ * rt_config_load or rt_config_parse return RT_DEFER (through rt_defer(why):
+ * `pyrt-runtime --debug` prints why). That is the case for:
  *   - what is not native yet: an ordinary user (rootless), --systemd-cgroup,
  *     --preserve-fds, a host without any cgroup hierarchy;
  *   - a config.json the native reader does not take as Python's json does: one
  *     that is missing, unreadable, larger than 16 MiB, not valid strict JSON
  *     (comments, NaN, a BOM), not an object, nested deeper than 64, with a
- *     duplicate key, an integer beyond 64 bits, an escaped NUL or surrogate;
+ *     duplicate key, an escaped NUL or surrogate;
  *   - an error whose message quotes a value in a form only Python's repr gives
  *     exactly (anything but None, a bool, an integer or printable ASCII text),
- *     and a few shapes Python iterates in its own ways (a non-list where a list
- *     is read with `or []`, non-ASCII capability names).
+ *     and a few shapes Python iterates or fails on in its own ways (a non-list
+ *     where a list is read with `or []`, a list where a name is looked up,
+ *     non-ASCII capability names or ids, numbers beyond what the binding takes).
  * Everything else is done natively. PYRT_RUNTIME_PYTHON=1 in the environment
  * hands every create and run over (the tests compare both sides with it). */
 #ifndef PYRT_RT_CONFIG_H

@@ -9,6 +9,19 @@
 
 #include "err.h"
 
+static const char *defer_why = "";
+
+int rt_defer(const char *why)
+{
+    defer_why = why;
+    return RT_DEFER;
+}
+
+const char *rt_defer_reason(void)
+{
+    return defer_why;
+}
+
 void *rt_arena_alloc(struct rt_arena *a, size_t size)
 {
     if (a->n == a->cap) {
@@ -114,21 +127,21 @@ int rt_cfg_repr(yajl_val v, char *buf, size_t len)
         return 0;
     }
     if (!YAJL_IS_STRING(v))
-        return RT_DEFER;
+        return rt_defer("an error quotes a value only Python's repr writes");
     const char *s = v->u.string;
     size_t n = strlen(s);
     if (n + 3 > len)
-        return RT_DEFER;
+        return rt_defer("an error quotes a long value");
     int single = 0, dbl = 0;
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
         if (c < 0x20 || c >= 0x7f || c == '\\')
-            return RT_DEFER;
+            return rt_defer("an error quotes a value only Python's repr writes");
         single |= c == '\'';
         dbl |= c == '"';
     }
     if (single && dbl)
-        return RT_DEFER;
+        return rt_defer("an error quotes a value only Python's repr writes");
     char q = single ? '"' : '\'';
     snprintf(buf, len, "%c%s%c", q, s, q);
     return 0;
@@ -202,7 +215,7 @@ int rt_cfg_int(struct rt_ctx *ctx, yajl_val v, const char *where, long long lo, 
 {
     if (bigint(v)) {
         if (lo == LLONG_MIN || hi == LLONG_MAX)
-            return RT_DEFER; /* unbounded here: Python fails on it further on, its own way */
+            return rt_defer("an integer beyond 64 bits where Python fails its own way");
         return rt_cfg_err(ctx, where, "%s is out of range", v->u.number.r);
     }
     if (v == NULL || !YAJL_IS_INTEGER(v))

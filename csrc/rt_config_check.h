@@ -20,6 +20,11 @@
 /* "Let the Python implementation do it" (see rt_config.h). */
 #define RT_DEFER (-2)
 
+/* Record why a config is handed over (for --debug); returns RT_DEFER. */
+int rt_defer(const char *why);
+/* The last reason recorded ("" when none). */
+const char *rt_defer_reason(void);
+
 #define RT_TRY(x)                                                                                                  \
     do {                                                                                                           \
         int rt_try_rc_ = (x);                                                                                      \

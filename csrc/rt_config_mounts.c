@@ -153,7 +153,7 @@ static int check_proc_mount(struct rt_ctx *ctx, struct rt_plan *p, const struct 
 {
     const char *inside = in_root(&p->arena, rootfs, m->target);
     if (inside == NULL)
-        return RT_DEFER;
+        return rt_defer("a mount destination too long to follow in the rootfs");
     const char *ds[2] = {m->target, inside};
     char w[300];
     snprintf(w, sizeof w, "%s.destination", where);
@@ -195,7 +195,7 @@ static int mount_entry(struct rt_ctx *ctx, struct rt_plan *p, yajl_val m, const 
         return rt_cfg_err(ctx, w, "missing");
     char *d = dest->u.string[0] == '/' ? dest->u.string : rt_arena_printf(a, "/%s", dest->u.string);
     if (d == NULL || (d = rt_normpath(a, d)) == NULL)
-        return d == NULL ? RT_DEFER : oom(ctx);
+        return rt_defer("a mount destination too long");
     yajl_val kind = rt_cfg_get_or(m, "type");
     snprintf(w, sizeof w, "%s.type", where);
     if (kind != NULL)
@@ -322,10 +322,10 @@ static int device(struct rt_ctx *ctx, struct rt_plan *p, yajl_val d, const char 
     if ((v = rt_cfg_get(d, "gid")) != NULL)
         RT_TRY(rt_cfg_int(ctx, v, w, 0, LLONG_MAX, &gid));
     if (major > 0xffffffffLL || minor > 0xffffffffLL || uid > 0xffffffffLL || gid > 0xffffffffLL)
-        return RT_DEFER; /* beyond what the binding takes: Python says it its own way */
+        return rt_defer("a device number or owner beyond 32 bits");
     out->path = rt_normpath(&p->arena, path->u.string);
     if (out->path == NULL)
-        return RT_DEFER;
+        return rt_defer("a device path too long");
     out->mode = type | (unsigned int)mode;
     out->major = (unsigned int)major;
     out->minor = (unsigned int)minor;
@@ -378,7 +378,7 @@ int rt_config_mounts(struct rt_ctx *ctx, struct rt_plan *p, yajl_val lnx)
         return rt_cfg_err(ctx, "root.path", "%s: not a directory", rootfs);
     char real[PATH_MAX];
     if (realpath(rootfs, real) == NULL)
-        return RT_DEFER; /* (in a joined mount namespace: Python resolves what it can) */
+        return rt_defer("root.path does not resolve (a joined mount namespace's)");
     if ((p->rootfs = rt_arena_strdup(a, real)) == NULL)
         return oom(ctx);
 
@@ -401,10 +401,10 @@ int rt_config_mounts(struct rt_ctx *ctx, struct rt_plan *p, yajl_val lnx)
     p->spec.rootfs = p->rootfs;
     p->spec.readonly_root = rt_cfg_truthy(rt_cfg_get(root, "readonly"));
     if ((p->spec.anchor = anchor(p)) == NULL)
-        return RT_DEFER; /* Python says why */
+        return rt_defer("no mount anchor directory (Python says why)");
     yajl_val mounts = rt_cfg_get_or(p->cfg, "mounts");
     if (!rt_cfg_is_list(mounts))
-        return RT_DEFER;
+        return rt_defer("mounts is not a list");
     size_t n = rt_cfg_len(mounts);
     p->mounts = rt_arena_alloc(a, (n + 1) * sizeof *p->mounts);
     if (p->mounts == NULL)
@@ -418,7 +418,7 @@ int rt_config_mounts(struct rt_ctx *ctx, struct rt_plan *p, yajl_val lnx)
         RT_TRY(check_proc_mount(ctx, p, m, where, p->rootfs));
         if (is_cgroup) {
             if (p->ncgroup_mounts == RT_MAX_CGROUP_MOUNTS)
-                return RT_DEFER;
+                return rt_defer("more than 16 cgroup mounts");
             p->cgroup_mounts[p->ncgroup_mounts++] = p->nmounts;
         }
         if (strcmp(m->target, "/dev") == 0)
@@ -430,7 +430,7 @@ int rt_config_mounts(struct rt_ctx *ctx, struct rt_plan *p, yajl_val lnx)
 
     yajl_val devs = rt_cfg_get_or(lnx, "devices");
     if (!rt_cfg_is_list(devs))
-        return RT_DEFER;
+        return rt_defer("linux.devices is not a list");
     size_t nd = rt_cfg_len(devs);
     struct pyrt_device *dv = rt_arena_alloc(a, (nd + 7) * sizeof *dv);
     if (dv == NULL)
@@ -477,7 +477,7 @@ int rt_config_mounts(struct rt_ctx *ctx, struct rt_plan *p, yajl_val lnx)
                 return 0;
             }
         if (YAJL_IS_ARRAY(prop) || YAJL_IS_OBJECT(prop))
-            return RT_DEFER;
+            return rt_defer("linux.rootfsPropagation is a list or an object");
         char r[256];
         RT_TRY(rt_cfg_repr(prop, r, sizeof r));
         return rt_cfg_err(ctx, "linux.rootfsPropagation", "unknown propagation %s", r);

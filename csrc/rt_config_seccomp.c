@@ -49,7 +49,7 @@ static int hashable(yajl_val v)
 static int action(struct rt_ctx *ctx, yajl_val name, yajl_val errno_ret, const char *where, uint32_t *out)
 {
     if (!hashable(name))
-        return RT_DEFER;
+        return rt_defer("a seccomp action that is a list or an object");
     const char *s = name != NULL && YAJL_IS_STRING(name) ? name->u.string : NULL;
     if (s != NULL && strcmp(s, "SCMP_ACT_NOTIFY") == 0)
         return rt_cfg_err(ctx, where, "SCMP_ACT_NOTIFY is not supported");
@@ -118,7 +118,7 @@ int rt_config_seccomp(struct rt_ctx *ctx, struct rt_plan *p, yajl_val sc)
     }
     yajl_val calls = rt_cfg_get_or(sc, "syscalls");
     if (!rt_cfg_is_list(calls))
-        return RT_DEFER;
+        return rt_defer("linux.seccomp.syscalls is not a list");
     size_t nr = rt_cfg_len(calls);
     struct pyrt_seccomp_rule *rules = rt_arena_alloc(a, (nr + 1) * sizeof *rules);
     if (rules == NULL)
@@ -141,7 +141,7 @@ int rt_config_seccomp(struct rt_ctx *ctx, struct rt_plan *p, yajl_val sc)
         rules[i].names = nv;
         yajl_val args = rt_cfg_get_or(s, "args");
         if (!rt_cfg_is_list(args))
-            return RT_DEFER;
+            return rt_defer("a seccomp rule's args is not a list");
         size_t na = rt_cfg_len(args);
         struct pyrt_seccomp_arg *ar = rt_arena_alloc(a, (na + 1) * sizeof *ar);
         if (ar == NULL)
@@ -153,7 +153,7 @@ int rt_config_seccomp(struct rt_ctx *ctx, struct rt_plan *p, yajl_val sc)
             RT_TRY(rt_cfg_object(ctx, x, wa));
             yajl_val op = rt_cfg_get(x, "op");
             if (!hashable(op))
-                return RT_DEFER;
+                return rt_defer("a seccomp operator that is a list or an object");
             int k = 0;
             while (OPS[k].name && !(op != NULL && YAJL_IS_STRING(op) && strcmp(OPS[k].name, op->u.string) == 0))
                 k++;

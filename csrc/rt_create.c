@@ -382,26 +382,40 @@ static int steps(struct rt_ctx *ctx, struct creation *c, const struct rt_create_
     return 0;
 }
 
+/* The hand-over rule's first part (rt_config.h): what is decided before the
+ * config is read. The reason, or NULL when create can be native. */
+static const char *hand_over_reason(struct rt_ctx *ctx, const char *id, const struct rt_create_opts *o)
+{
+    const char *force = getenv("PYRT_RUNTIME_PYTHON");
+    if (force != NULL && force[0] && strcmp(force, "0") != 0)
+        return "PYRT_RUNTIME_PYTHON is set";
+    if (geteuid() != 0)
+        return "an ordinary user's container (rootless)";
+    if (ctx->systemd_cgroup)
+        return "--systemd-cgroup";
+    if (o->preserve_fds != NULL && strcmp(o->preserve_fds, "0") != 0)
+        return "--preserve-fds (refused by the Python implementation)";
+    for (const char *s = id; *s; s++)
+        if ((unsigned char)*s >= 0x80)
+            return "a non-ASCII id (Python's \\w is Unicode's idea of a letter)";
+    if (o->console_socket != NULL && strlen(o->console_socket) >= sizeof(((struct sockaddr_un *)0)->sun_path))
+        return "a console socket path too long for a unix socket address";
+    const struct rt_layout *lay = rt_layout();
+    if (lay == NULL || (!lay->unified[0] && lay->nv1 == 0))
+        return "no cgroup hierarchy is mounted";
+    return NULL;
+}
+
 /* create; *out_pidfd (and *out_wait_fd when wanted) the caller's. */
 static int create(struct rt_ctx *ctx, const char *id, const struct rt_create_opts *o, int *out_pidfd,
                   int *out_wait_fd)
 {
-    const char *force = getenv("PYRT_RUNTIME_PYTHON");
-    if ((force != NULL && force[0] && strcmp(force, "0") != 0) || ctx->systemd_cgroup || geteuid() != 0 ||
-        (o->preserve_fds != NULL && strcmp(o->preserve_fds, "0") != 0))
-        return RT_DEFER;
-    for (const char *s = id; *s; s++)
-        if ((unsigned char)*s >= 0x80)
-            return RT_DEFER; /* (Python's \w is Unicode's idea of a letter) */
-    if (o->console_socket != NULL && strlen(o->console_socket) >= sizeof(((struct sockaddr_un *)0)->sun_path))
-        return RT_DEFER;
-    const struct rt_layout *lay = rt_layout();
-    if (lay == NULL || (!lay->unified[0] && lay->nv1 == 0))
-        return RT_DEFER;
-
+    const char *why = hand_over_reason(ctx, id, o);
+    if (why != NULL)
+        return rt_defer(why);
     char bundle[PATH_MAX];
     if (rt_abspath(o->bundle != NULL && o->bundle[0] ? o->bundle : ".", bundle, sizeof bundle) < 0)
-        return RT_DEFER;
+        return rt_defer("the bundle's path cannot be made absolute");
     struct creation c;
     memset(&c, 0, sizeof c);
     c.id = id;

@@ -187,8 +187,10 @@ static int cmd_create(struct rt_ctx *ctx, struct opts *o, int run, int argc, cha
     int rc = run ? rt_op_run(ctx, o->pos[0], &c, o->flag[K_DETACH], o->flag[K_KEEP], &run_status)
                  : rt_op_create(ctx, o->pos[0], &c);
     if (rc == RT_DEFER) {
-        rt_log_debug(run ? "run: handed over to pyrt's Python implementation"
-                         : "create: handed over to pyrt's Python implementation");
+        char why[512];
+        snprintf(why, sizeof why, "%s: handed over to pyrt's Python implementation: %s", run ? "run" : "create",
+                 rt_defer_reason());
+        rt_log_debug(why);
         hand_over(ctx, argc, argv);
         return -1;
     }
