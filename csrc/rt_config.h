@@ -86,9 +86,5 @@ void rt_plan_free(struct rt_plan *p);
 /* -- parts (rt_config_mounts.c, rt_config_seccomp.c) -- */
 int rt_config_mounts(struct rt_ctx *ctx, struct rt_plan *p, yajl_val lnx);
 int rt_config_seccomp(struct rt_ctx *ctx, struct rt_plan *p, yajl_val sc);
-/* os.path.normpath of an absolute path, into the arena */
-char *rt_normpath(struct rt_arena *a, const char *path);
-/* os.path.join(a, b) */
-char *rt_path_join(struct rt_arena *a, const char *dir, const char *name);
 
 #endif

@@ -2,6 +2,7 @@
 #include "rt_config_check.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -276,4 +277,57 @@ void rt_format_error(const struct pyrt_error *e, char *buf, size_t len)
     } else {
         snprintf(buf, len, "%.32s: %s", e->op, why);
     }
+}
+
+/* -- paths ---------------------------------------------------------------------------------------------- */
+
+char *rt_path_join(struct rt_arena *a, const char *dir, const char *name)
+{
+    if (name[0] == '/')
+        return rt_arena_strdup(a, name);
+    size_t n = strlen(dir);
+    return rt_arena_printf(a, "%s%s%s", dir, n > 0 && dir[n - 1] != '/' ? "/" : "", name);
+}
+
+char *rt_normpath(struct rt_arena *a, const char *path)
+{
+    /* posixpath.normpath: "." and ".." resolved, slashes collapsed; exactly two
+       leading slashes are kept */
+    size_t n = strlen(path);
+    int lead = path[0] == '/' ? (path[1] == '/' && path[2] != '/' ? 2 : 1) : 0;
+    char *out = rt_arena_alloc(a, n + 3);
+    char *copy = rt_arena_strdup(a, path);
+    if (out == NULL || copy == NULL)
+        return NULL;
+    const char *parts[PATH_MAX / 2];
+    size_t np = 0;
+    char *save = NULL;
+    for (char *t = strtok_r(copy, "/", &save); t != NULL; t = strtok_r(NULL, "/", &save)) {
+        if (strcmp(t, ".") == 0)
+            continue;
+        if (strcmp(t, "..") == 0) {
+            if (np > 0 && strcmp(parts[np - 1], "..") != 0)
+                np--;
+            else if (!lead)
+                parts[np++] = t;
+            continue;
+        }
+        if (np == sizeof parts / sizeof parts[0])
+            return NULL;
+        parts[np++] = t;
+    }
+    size_t w = 0;
+    for (int i = 0; i < lead; i++)
+        out[w++] = '/';
+    for (size_t i = 0; i < np; i++) {
+        size_t l = strlen(parts[i]);
+        if (i > 0)
+            out[w++] = '/';
+        memcpy(out + w, parts[i], l);
+        w += l;
+    }
+    if (w == 0)
+        out[w++] = '.';
+    out[w] = 0;
+    return out;
 }

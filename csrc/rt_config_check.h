@@ -79,6 +79,12 @@ int rt_cfg_is_list(yajl_val v);
 /* The number of items of a list (0 for NULL). */
 size_t rt_cfg_len(yajl_val v);
 
+/* os.path.normpath of a path, into the arena (NULL: out of memory, or more
+ * parts than it takes). */
+char *rt_normpath(struct rt_arena *a, const char *path);
+/* os.path.join(dir, name), into the arena. */
+char *rt_path_join(struct rt_arena *a, const char *dir, const char *name);
+
 /* A spawn core error as Python's SyscallError prints it: `op "path": why`. */
 struct pyrt_error;
 void rt_format_error(const struct pyrt_error *e, char *buf, size_t len);
