@@ -76,7 +76,23 @@ int rt_systemd_stop_unit(struct rt_ctx *ctx, const char *unit, const char *scope
 int rt_systemd_available(void);
 
 /* -- making a container's cgroup (rt_cgroup_make.c; rt_resources.h validates the
- * limits) ------------------------------------------------------------------------ */
+ * limits) ------------------------------------------------------------------------
+ *
+ * create's cgroup steps, as pyrt/ocirt/operations.py's Operations.create takes them:
+ *
+ *   rt_resources_parse(ctx, linux, &r)                      (config errors first)
+ *   user = geteuid() != 0;                                  (an ordinary user: no device cgroup)
+ *   if (user && !systemd_unit && (rt_resources_any(&r, 1) || systemd_cgroup))
+ *       rt_cgroup_require_delegation(ctx, systemd_cgroup ? "--systemd-cgroup" : "linux.resources");
+ *   if (systemd_unit) rt_systemd_start_unit(ctx, unit, slice, "pyrt-runtime container ID", scope);
+ *   if (user && !systemd_unit) no cgroup;
+ *   else if (a hierarchy is mounted (rt_layout()) && cgroup_name)
+ *       rt_cgroup_create(ctx, cgroup_name, cgroup_parent, &r, user, &made);
+ *       -> spawn with made.cgroup_fd (CLONE_INTO_CGROUP) and made.procs_fds, then
+ *          rt_cgroup_made_close(&made); on a later failure rt_cgroup_remove(ctx, &made.cg, 10)
+ *   else if (rt_resources_any(&r, user))
+ *       fail "linux.resources: no cgroup hierarchy is mounted on this host"
+ */
 
 struct rt_resources;
 

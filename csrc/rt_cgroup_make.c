@@ -186,12 +186,14 @@ static int cpuset_fill(struct mk *m, const char *d)
         char path[PATH_MAX], from[PATH_MAX];
         if (pjoin(m, path, d, files[i]) < 0 || pjoin(m, from, up, files[i]) < 0)
             return -1;
-        char *mine = strip_dup(rt_cg_read_text(path));
+        char *raw = rt_cg_read_text(path), *mine = strip_dup(raw);
         int empty = mine == NULL || !mine[0];
+        free(raw);
         free(mine);
         if (!empty)
             continue;
-        char *raw = rt_cg_read_text(from), *theirs = strip_dup(raw);
+        raw = rt_cg_read_text(from);
+        char *theirs = strip_dup(raw);
         free(raw);
         int rc = pywrite(m, path, theirs && theirs[0] ? theirs : "\n", NULL);
         free(theirs);

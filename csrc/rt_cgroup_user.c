@@ -90,12 +90,20 @@ int rt_cgroup_require_delegation(struct rt_ctx *ctx, const char *what)
     char root[PATH_MAX];
     if (geteuid() == 0 || rt_cgroup_delegated_root(root, sizeof root) == 0)
         return 0;
+    /* the user's name from /etc/passwd (read without NSS: pyrt-runtime is linked
+       statically), else the uid, as delegation.py says it */
     char name[64];
-    struct passwd *pw = getpwuid(getuid());
-    if (pw != NULL && pw->pw_name != NULL)
-        snprintf(name, sizeof name, "%s", pw->pw_name);
-    else
-        snprintf(name, sizeof name, "%u", (unsigned)getuid());
+    snprintf(name, sizeof name, "%u", (unsigned)getuid());
+    FILE *f = fopen("/etc/passwd", "re");
+    if (f != NULL) {
+        struct passwd *pw;
+        while ((pw = fgetpwent(f)) != NULL)
+            if (pw->pw_uid == getuid() && pw->pw_name != NULL) {
+                snprintf(name, sizeof name, "%s", pw->pw_name);
+                break;
+            }
+        fclose(f);
+    }
     char hint[1024];
     snprintf(hint, sizeof hint, HOW_TO, name);
     return rt_fail(ctx, "%s: %s (%s)", what, strerror(EPERM), hint);

@@ -2,7 +2,9 @@
  * commands that must say exactly what pyrt's Python code says about a config:
  * its type name, its truth, equality with a small integer, repr() (in error
  * messages), members looked up as a dict does (a repeated key: its last value),
- * and integers of any size as decimal text (JSON integers have no bound). */
+ * and integers of any size as decimal text (JSON integers have no bound).
+ * Strings are yajl's C strings: one with a \u0000 in it ends there (yajl's tree
+ * keeps no length), where Python keeps the rest. */
 #ifndef PYRT_RT_PYVAL_H
 #define PYRT_RT_PYVAL_H
 

@@ -455,7 +455,8 @@ def test_create_as_on_v1_host(probe, tmp_path, cgroup_host, linux):
 
 @pytest.mark.parametrize("linux", [CREATE[0], CREATE[1], CREATE[2], CREATE[4], CREATE[5], CREATE[7], CREATE[8],
                                    CREATE[10], CREATE[11], CREATE[12], CREATE[13], CREATE[15], CREATE[17],
-                                   CREATE[18], CREATE[21], CREATE[22]])
+                                   CREATE[14], CREATE[18], CREATE[21], CREATE[22],
+                                   '{"resources": {"devices": [' + ", ".join(['{"type": "b", "major": 8}'] * 4200) + ']}}'])
 def test_create_as_on_v2_host(probe, tmp_path, cgroup_host, linux):
     """Without the v1 mounts (the cgroup2 code paths: subtree_control, cpu.max,
     io.max, the devices eBPF program); controllers this host keeps in v1 are
@@ -539,3 +540,72 @@ def test_require_as_root(probe):
     if os.geteuid() != 0:
         pytest.skip("needs root")
     assert run_probe(probe, "require", "linux.resources")[:2] == (True, "ok\n")
+
+
+# -- memory safety ---------------------------------------------------------------------------------
+
+def test_sanitizers(tmp_path, cgroup_host):
+    """The probe built with AddressSanitizer, UBSan and LeakSanitizer: the whole
+    validation table and the cgroups made, with no report (hostile values reach
+    every path: huge numbers, long lists, repr of odd strings, failures midway)."""
+    if not shutil.which("gcc"):
+        pytest.skip("no gcc")
+    exe = str(tmp_path / "probe-asan")
+    r = subprocess.run(["gcc", "-g", "-O1", "-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-D_GNU_SOURCE",
+                        "-I", SRC, "-o", exe, os.path.join(HERE, "probes", "rt_cgroup_probe.c")] +
+                       [os.path.join(SRC, f) for f in C_SOURCES] + ["-lyajl", "-lm"], capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"no sanitizers here: {r.stderr[-300:]}")
+    env = dict(os.environ, ASAN_OPTIONS="detect_leaks=1:abort_on_error=0", UBSAN_OPTIONS="print_stacktrace=1")
+    reports = []
+    try:
+        for i, linux in enumerate(PARSE + CREATE):
+            cfg = write_config(tmp_path, linux)
+            args = ["parse", cfg] if i < len(PARSE) else ["create", cfg, NAME, PARENT]
+            p = subprocess.run([exe, *args], capture_output=True, text=True, env=env, timeout=120)
+            if p.returncode not in (0, 1) or "Sanitizer" in p.stderr or "runtime error" in p.stderr:
+                reports.append((linux[:80], p.stderr[-1500:]))
+            remove_test_cgroup(cgroup_host)
+    finally:
+        remove_test_cgroup(cgroup_host)
+    assert not reports
+
+
+def _placeholders():
+    """Live `sleep infinity` processes (systemd.py's placeholders)."""
+    out = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmd = f.read()
+            with open(f"/proc/{pid}/stat") as f:
+                state = f.read().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if cmd == b"sleep\0infinity\0" and state != "Z":
+            out.append(int(pid))
+    return out
+
+
+def test_start_unit_without_systemd(probe):
+    """Where no systemd answers on the bus: the same line as systemd.py's
+    start_unit, and its placeholder process is not left behind. (The guest suite,
+    tests/vm/guest/test_native_cgroup.py, starts real scopes.)"""
+    if os.path.isdir("/run/systemd/system"):
+        pytest.skip("systemd runs this host: the guest suite covers it")
+    from pyrt.cgroups import systemd as cgroup_systemd
+    before = _placeholders()
+    unit = f"pyrt-rtcg-{os.getpid()}.scope"
+    try:
+        cgroup_systemd.start_unit(unit, "machine.slice", layout().unified or "/sys/fs/cgroup", "pyrt test")
+        pytest.skip("a bus answered")
+    except PyrtError as e:
+        want = str(e)
+    ok, _, err = run_probe(probe, "start-unit", unit, "machine.slice", "pyrt test")
+    assert not ok and err == want
+    import time
+    for _ in range(100):
+        if _placeholders() == before:
+            break
+        time.sleep(0.02)
+    assert _placeholders() == before

@@ -9,6 +9,8 @@
  *                                   the cgroup made and its limits written (it is
  *                                   left for the test to compare and remove):
  *                                   {"v2": dir, "v1": {ctrl: dir}, "fds": n}
+ *   probe bench CONFIG NAME PARENT N  N rounds of parse + create (+ remove, not timed):
+ *                                   the mean time of one, in ms
  *   probe weights                   cpu_shares_to_weight of 0..262145, one a line
  *   probe require WHAT              delegation.py's require
  *   probe delegated                 delegation.py's delegated_root (or "None")
@@ -160,8 +162,10 @@ int main(int argc, char **argv)
         yajl_val cfg = load(argv[2]);
         struct rt_resources r;
         int dev_is_fs = !(argc > 3 && strcmp(argv[3], "nodevfs") == 0);
-        if (rt_resources_parse_ex(&ctx, rt_json_get(cfg, "linux"), dev_is_fs, &r) < 0)
+        if (rt_resources_parse_ex(&ctx, rt_json_get(cfg, "linux"), dev_is_fs, &r) < 0) {
+            yajl_tree_free(cfg);
             return failed(&ctx);
+        }
         dump(&r);
         printf("any=%d any_nodev=%d\n", rt_resources_any(&r, 0), rt_resources_any(&r, 1));
         rt_resources_free(&r);
@@ -171,8 +175,10 @@ int main(int argc, char **argv)
     if (argc >= 5 && strcmp(argv[1], "create") == 0) {
         yajl_val cfg = load(argv[2]);
         struct rt_resources r;
-        if (rt_resources_parse(&ctx, rt_json_get(cfg, "linux"), &r) < 0)
+        if (rt_resources_parse(&ctx, rt_json_get(cfg, "linux"), &r) < 0) {
+            yajl_tree_free(cfg);
             return failed(&ctx);
+        }
         struct rt_cgroup_made made;
         int ignore = argc > 5 && strcmp(argv[5], "ignore-devices") == 0;
         int rc = rt_cgroup_create(&ctx, argv[3], argv[4], &r, ignore, &made);
@@ -193,6 +199,27 @@ int main(int argc, char **argv)
         printf("}, \"fds\": %zu, \"cgroup_fd\": %d}\n", made.nprocs, made.cgroup_fd >= 0);
         rt_cgroup_made_close(&made);
         rt_cgroup_made_close(&made); /* twice: idempotent */
+        return 0;
+    }
+    if (argc == 6 && strcmp(argv[1], "bench") == 0) {
+        yajl_val cfg = load(argv[2]);
+        long n = strtol(argv[5], NULL, 10);
+        double spent = 0;
+        for (long i = 0; i < n; i++) {
+            struct rt_resources r;
+            struct rt_cgroup_made made;
+            double t = rt_now();
+            if (rt_resources_parse(&ctx, rt_json_get(cfg, "linux"), &r) < 0 ||
+                rt_cgroup_create(&ctx, argv[3], argv[4], &r, 0, &made) < 0)
+                return failed(&ctx);
+            rt_cgroup_made_close(&made);
+            spent += rt_now() - t;
+            rt_resources_free(&r);
+            if (rt_cgroup_remove(&ctx, &made.cg, 10) < 0)
+                return failed(&ctx);
+        }
+        yajl_tree_free(cfg);
+        printf("%.3f\n", spent / (double)n * 1e3);
         return 0;
     }
     if (argc == 2 && strcmp(argv[1], "weights") == 0) {

@@ -36,6 +36,16 @@ python3 -m pip download -q --only-binary=:all: --python-version 3.11 --platform 
     --platform manylinux_2_17_x86_64 --platform manylinux_2_28_x86_64 \
     -d "$share/wheels" cffi zstandard isal httpx pytest-timeout 2>&1 | grep -v '^WARNING' || true
 cp -r "$here/guest" "$share/guest"
+# The probe of pyrt-runtime's native cgroup side (guest/test_native_cgroup.py), static:
+# the guest has no compiler. Without gcc or yajl here those tests skip.
+if command -v gcc >/dev/null && [ -f /usr/lib/x86_64-linux-gnu/libyajl_s.a ]; then
+    mkdir -p "$share/guest/bin"
+    c=$repo/csrc
+    gcc -static -O2 -D_GNU_SOURCE -I "$c" -o "$share/guest/bin/rt_cgroup_probe" "$repo/tests/probes/rt_cgroup_probe.c" \
+        "$c"/rt.c "$c"/rt_json.c "$c"/rt_pyval.c "$c"/rt_cpuset.c "$c"/rt_resources.c "$c"/rt_cgroup.c \
+        "$c"/rt_cgroup_user.c "$c"/rt_proc.c "$c"/devices.c "$c"/err.c "$c"/sbuf.c "$c"/fdio.c \
+        /usr/lib/x86_64-linux-gnu/libyajl_s.a -lm || echo "vm: the cgroup probe did not build (its tests skip)"
+fi
 cp "$repo/README.md" "$share/README.md"
 echo "vm: wheels ready in $(( $(date +%s) - t1 )) s"
 
