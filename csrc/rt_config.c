@@ -538,12 +538,14 @@ static int parse_sysctl(struct rt_ctx *ctx, struct rt_plan *p, yajl_val lnx, uns
     return 0;
 }
 
-static int parse_cgroups_path(struct rt_ctx *ctx, struct rt_plan *p, yajl_val lnx, const char *id)
+static int parse_cgroups_path(struct rt_ctx *ctx, struct rt_plan *p, yajl_val lnx, const char *id, int systemd)
 {
     yajl_val cp = rt_cfg_get_or(lnx, "cgroupsPath");
     if (cp != NULL)
         RT_TRY(rt_cfg_string(ctx, cp, "linux.cgroupsPath"));
     const char *cpath = cp != NULL ? cp->u.string : "";
+    if (systemd)
+        return rt_config_systemd(ctx, p, cpath, id);
     if (!cpath[0]) {
         p->cgroup_parent = "pyrt-runtime";
         p->cgroup_name = id[0] ? id : NULL;
@@ -633,7 +635,7 @@ static int parse_hooks(struct rt_ctx *ctx, struct rt_plan *p)
     return 0;
 }
 
-int rt_config_parse(struct rt_ctx *ctx, struct rt_plan *p, const char *id)
+int rt_config_parse(struct rt_ctx *ctx, struct rt_plan *p, const char *id, int systemd_cgroup)
 {
     yajl_val cfg = p->cfg;
     yajl_val lnx = rt_cfg_get_or(cfg, "linux");
@@ -671,7 +673,7 @@ int rt_config_parse(struct rt_ctx *ctx, struct rt_plan *p, const char *id)
     p->ns_made = made;
     RT_TRY(rt_config_mounts(ctx, p, lnx));
     RT_TRY(parse_sysctl(ctx, p, lnx, seen, made));
-    RT_TRY(parse_cgroups_path(ctx, p, lnx, id));
+    RT_TRY(parse_cgroups_path(ctx, p, lnx, id, systemd_cgroup));
     if (rt_cfg_truthy(rt_cfg_get(lnx, "resources"))) {
         RT_TRY(rt_resources_parse_ex(ctx, lnx, p->dev_is_fs, &p->res));
         p->has_resources = 1;

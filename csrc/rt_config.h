@@ -8,8 +8,8 @@
  * rt_create.c's hand_over_reason says so before the config is read, or when
  * rt_config_load or rt_config_parse return RT_DEFER (through rt_defer(why):
  * `pyrt-runtime --debug` prints why). That is the case for:
- *   - what is not native yet: an ordinary user (rootless), --systemd-cgroup,
- *     --preserve-fds, a host without any cgroup hierarchy;
+ *   - what is not native yet: an ordinary user (rootless), --preserve-fds, a
+ *     host without any cgroup hierarchy;
  *   - a config.json the native reader does not take as Python's json does: one
  *     that is missing, unreadable, larger than 16 MiB, not valid strict JSON
  *     (comments, NaN, a BOM), not an object, nested deeper than 64, with a
@@ -60,6 +60,7 @@ struct rt_plan {
     const char *pid_join; /* a pid namespace: joined by the runtime before the spawn */
 
     const char *cgroup_parent, *cgroup_name; /* name NULL: no cgroup */
+    const char *systemd_slice, *systemd_unit, *systemd_scope; /* --systemd-cgroup: the scope made */
     int has_resources;
     struct rt_resources res;
     int oom_set, oom_score_adj;
@@ -75,7 +76,7 @@ struct rt_plan {
 int rt_config_load(struct rt_ctx *ctx, const char *bundle, struct rt_plan *p);
 
 /* Validate and resolve it for container `id`: 0, -1 with ctx->err, or RT_DEFER. */
-int rt_config_parse(struct rt_ctx *ctx, struct rt_plan *p, const char *id);
+int rt_config_parse(struct rt_ctx *ctx, struct rt_plan *p, const char *id, int systemd_cgroup);
 
 /* Replace the `cgroup` mounts by what shows the container's cgroups (cg: the one
  * made for it, or NULL), as pyrt/ocirt/mounts.py's cgroup_mounts. */
@@ -86,5 +87,9 @@ void rt_plan_free(struct rt_plan *p);
 /* -- parts (rt_config_mounts.c, rt_config_seccomp.c) -- */
 int rt_config_mounts(struct rt_ctx *ctx, struct rt_plan *p, yajl_val lnx);
 int rt_config_seccomp(struct rt_ctx *ctx, struct rt_plan *p, yajl_val sc);
+/* --systemd-cgroup's cgroupsPath (slice:prefix:name) into the plan's scope */
+int rt_config_systemd(struct rt_ctx *ctx, struct rt_plan *p, const char *cpath, const char *id);
+/* Why --systemd-cgroup cannot be used here (spec.py's systemd_unavailable), or NULL. */
+const char *rt_systemd_unavailable(void);
 
 #endif

@@ -38,7 +38,7 @@ struct creation {
     const char *id;
     int rootfd, dirfd;
     char created[64];
-    int have_cg;
+    int have_cg, scope;
     struct rt_cgroup_made cg;
     pid_t pid;
     unsigned long long start_time;
@@ -113,9 +113,15 @@ static int save(struct rt_ctx *ctx, struct creation *c, const char *status)
         rt_json_gen(g, p->seccomp);
     else
         yajl_gen_null(g);
+    if (c->scope) {
+        rt_gen_kv_str(g, "systemd_unit", p->systemd_unit);
+        rt_gen_kv_str(g, "systemd_scope", p->systemd_scope);
+        rt_gen_kv_str(g, "cgroup_parent", p->cgroup_parent);
+    }
     if (c->have_cg) {
         rt_gen_kv_str(g, "cgroup_name", p->cgroup_name);
-        rt_gen_kv_str(g, "cgroup_parent", p->cgroup_parent);
+        if (!c->scope)
+            rt_gen_kv_str(g, "cgroup_parent", p->cgroup_parent);
     }
     yajl_gen_map_close(g);
     int fd = openat(c->dirfd, RT_STATE_FILE ".tmp", O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
@@ -271,7 +277,15 @@ static int steps(struct rt_ctx *ctx, struct creation *c, const struct rt_create_
     *made = 1;
     rt_rfc3339(c->created, sizeof c->created);
 
-    /* the cgroup (always: ps, kill --all, pause, delete use it) and its limits */
+    /* the cgroup (always: ps, kill --all, pause, delete use it) and its limits;
+       with --systemd-cgroup in a delegated scope of its own */
+    if (p->systemd_unit != NULL) {
+        char desc[300];
+        snprintf(desc, sizeof desc, "pyrt-runtime container %s", c->id);
+        if (rt_systemd_start_unit(ctx, p->systemd_unit, p->systemd_slice, desc, p->systemd_scope) < 0)
+            return -1;
+        c->scope = 1;
+    }
     const struct rt_layout *lay = rt_layout();
     if (lay != NULL && (lay->unified[0] || lay->nv1 > 0) && p->cgroup_name != NULL) {
         const struct rt_resources *res = p->has_resources ? &p->res : NULL;
@@ -384,15 +398,13 @@ static int steps(struct rt_ctx *ctx, struct creation *c, const struct rt_create_
 
 /* The hand-over rule's first part (rt_config.h): what is decided before the
  * config is read. The reason, or NULL when create can be native. */
-static const char *hand_over_reason(struct rt_ctx *ctx, const char *id, const struct rt_create_opts *o)
+static const char *hand_over_reason(const char *id, const struct rt_create_opts *o)
 {
     const char *force = getenv("PYRT_RUNTIME_PYTHON");
     if (force != NULL && force[0] && strcmp(force, "0") != 0)
         return "PYRT_RUNTIME_PYTHON is set";
     if (geteuid() != 0)
         return "an ordinary user's container (rootless)";
-    if (ctx->systemd_cgroup)
-        return "--systemd-cgroup";
     if (o->preserve_fds != NULL && strcmp(o->preserve_fds, "0") != 0)
         return "--preserve-fds (refused by the Python implementation)";
     for (const char *s = id; *s; s++)
@@ -410,9 +422,12 @@ static const char *hand_over_reason(struct rt_ctx *ctx, const char *id, const st
 static int create(struct rt_ctx *ctx, const char *id, const struct rt_create_opts *o, int *out_pidfd,
                   int *out_wait_fd)
 {
-    const char *why = hand_over_reason(ctx, id, o);
+    const char *why = hand_over_reason(id, o);
     if (why != NULL)
         return rt_defer(why);
+    if (ctx->systemd_cgroup && (why = rt_systemd_unavailable()) != NULL)
+        return rt_fail(ctx, "--systemd-cgroup: systemd cgroups are not available: %s; use cgroupfs (podman "
+                            "--cgroup-manager cgroupfs; containerd: SystemdCgroup = false)", why);
     char bundle[PATH_MAX];
     if (rt_abspath(o->bundle != NULL && o->bundle[0] ? o->bundle : ".", bundle, sizeof bundle) < 0)
         return rt_defer("the bundle's path cannot be made absolute");
@@ -422,7 +437,7 @@ static int create(struct rt_ctx *ctx, const char *id, const struct rt_create_opt
     c.rootfd = c.dirfd = c.pidfd = c.wait_fd = c.msgfd = c.go_fd = -1;
     int rc = rt_config_load(ctx, bundle, &c.p);
     if (rc == 0)
-        rc = rt_config_parse(ctx, &c.p, id);
+        rc = rt_config_parse(ctx, &c.p, id, ctx->systemd_cgroup);
     if (rc < 0) {
         rt_plan_free(&c.p);
         return rc;
@@ -461,6 +476,8 @@ static int create(struct rt_ctx *ctx, const char *id, const struct rt_create_opt
         c.wait_fd = -1;
         if (c.have_cg && rt_cgroup_remove(&sub, &c.cg.cg, 10) < 0)
             rt_warn(ctx, "remove cgroup: %s", sub.err);
+        if (c.scope && rt_systemd_stop_unit(&sub, c.p.systemd_unit, c.p.systemd_scope) < 0)
+            rt_warn(ctx, "stop the scope %s of %s: %s", c.p.systemd_unit, id, sub.err);
         if (in_hooks)
             (void)hooks(&sub, &c, "poststop", "stopped", 1);
         if (made)

@@ -447,3 +447,26 @@ def test_run_forwards_signals(rt, make_bundle):
         p.stdout.close()
         p.stderr.close()
     _gone(rt, cid, 0)
+
+
+def test_systemd_cgroup_where_unavailable_agrees(rt, make_bundle):
+    """--systemd-cgroup is native too (csrc/rt_config_systemd.c; tests/vm/guest
+    compares both sides under systemd): where systemd does not run the host on pure
+    cgroup2, both give the same one line and make nothing."""
+    from pyrt.ocirt.spec import systemd_unavailable
+    if os.geteuid() != 0:
+        pytest.skip("the native create is root's")
+    if systemd_unavailable() is None:
+        pytest.skip("systemd runs this host: tests/vm/guest/test_native_systemd.py compares both sides")
+    bundle = make_bundle(["true"], edit=_set(["linux", "cgroupsPath"], "machine.slice:libpod:x"))
+    got = []
+    for python in (False, True):
+        cid = rt.new_id("py" if python else "n")
+        env = dict(os.environ, PYRT_RUNTIME_PYTHON="1") if python else {
+            k: v for k, v in os.environ.items() if k != "PYRT_RUNTIME_PYTHON"}
+        p = subprocess.run([rt.binary, "--root", rt.root, "--systemd-cgroup", "create", "--bundle", bundle, cid],
+                           env=env, stdin=subprocess.DEVNULL, capture_output=True, timeout=120)
+        got.append((p.returncode, p.stderr.replace(cid.encode(), b"ID")))
+        _gone(rt, cid, 0)
+    assert got[0] == got[1]
+    assert got[0][0] == 1 and b"systemd cgroups are not available" in got[0][1]
