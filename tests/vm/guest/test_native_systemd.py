@@ -48,6 +48,7 @@ def _side(root, bundle, cid, python):
                             stdout=err, stderr=err, timeout=120).returncode
         err.seek(0)
         text = err.read().decode().replace(cid, "ID")
+    assert python == ("handed over" in text), text  # the native side is native
     text = "\n".join(line for line in text.splitlines() if "debug:" not in line)
     rec = unit = None
     if rc == 0:
