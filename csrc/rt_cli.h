@@ -28,7 +28,8 @@ void rt_log_debug(const char *msg);
 /* -- options -- */
 enum kind { FLAG, VALUE };
 enum key { K_ROOT, K_LOG, K_LOG_FORMAT, K_DEBUG, K_SYSTEMD, K_CRIU, K_VERSION, K_HELP, K_ALL, K_FORCE, K_FORMAT,
-           K_QUIET, K_BUNDLE, K_ROOTLESS, K_NKEYS };
+           K_QUIET, K_BUNDLE, K_ROOTLESS, K_PID_FILE, K_CONSOLE_SOCKET, K_NO_PIVOT, K_NO_NEW_KEYRING, K_PRESERVE_FDS,
+           K_NOTIFY_SOCKET, K_DETACH, K_KEEP, K_NKEYS };
 
 struct optdef {
     const char *name;

@@ -162,9 +162,14 @@ int rt_op_start(struct rt_ctx *ctx, const char *id)
         delete_locked(&sub, &c, 1);
         return -1;
     }
+    /* a reader of our own first, to see the process's end of the FIFO close (at
+       its exec, or its exit): start returns once the program runs, not before */
+    int rfd = openat(c.dirfd, RT_FIFO, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOFOLLOW);
     int fd = openat(c.dirfd, RT_FIFO, O_WRONLY | O_NONBLOCK | O_CLOEXEC | O_NOFOLLOW);
     if (fd < 0) {
         rt_fail(ctx, "start %s: its process is gone (%s)", id, strerror(errno));
+        if (rfd >= 0)
+            close(rfd);
         rt_container_close(&c);
         return -1;
     }
@@ -175,8 +180,24 @@ int rt_op_start(struct rt_ctx *ctx, const char *id)
     close(fd);
     if (n != 1) {
         rt_fail(ctx, "start %s: write to its exec FIFO: %s", id, strerror(err));
+        if (rfd >= 0)
+            close(rfd);
         rt_container_close(&c);
         return -1;
+    }
+    if (rfd >= 0) {
+        /* POLLHUP once no writer is left (the process held the FIFO open for
+           reading and writing until exec); events 0: the byte pending is not
+           reported, nor read. A bound, not a condition: a process that takes
+           longer is left to it. */
+        struct pollfd pf = {.fd = rfd, .events = 0};
+        double deadline = rt_now() + 2;
+        for (;;) {
+            int r = poll(&pf, 1, 50);
+            if (r > 0 || (r < 0 && errno != EINTR) || rt_now() > deadline)
+                break;
+        }
+        close(rfd);
     }
     if (rt_container_set_started(ctx, &c) < 0) {
         rt_container_close(&c);

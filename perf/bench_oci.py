@@ -2,8 +2,9 @@
 """pyrt as an OCI runtime: `/bin/true` (busybox) in a new container, started
 
   pyrt-runtime        `pyrt-runtime run --bundle B ID` (the installed console script)
-  pyrt-runtime -S     the same code with `python -S` (no site: no other package's .pth
-                      hooks); shows what the interpreter's start-up costs here
+  pyrt-runtime/py     the same command with PYRT_RUNTIME_PYTHON=1: create and run done
+                      by pyrt's Python implementation (what the native program hands a
+                      config it does not take to), started through env(1)
   runc                `runc run --bundle B ID`, the same bundle
   crun                `crun run --bundle B ID`, the same bundle (on a cgroup-hybrid host
                       in a private mount namespace with the v2 controllers hidden)
@@ -21,9 +22,9 @@ the /bin/true bundle, each command timed as a whole process); the medians per
 operation and the ratios pyrt-runtime/crun and pyrt-runtime/runc. Each runtime's
 commands are started by a worker process of its own (crun's in the private mount
 namespace it needs on a hybrid host, so no wrapper is in its figures), all with
-the same launcher (posix_spawn + waitpid). pyrt-runtime's create and run are done
-by its Python implementation (the native program hands them over); state, start,
-kill and delete are native.
+the same launcher (posix_spawn + waitpid). Every pyrt-runtime command measured is
+native (its create and run too; `pyrt-runtime --debug` says when a config is handed
+to the Python implementation, which this bundle's is not).
 
   python perf/bench_oci.py --quick             # one worker per benchmark, ~1-2 min
   python perf/bench_oci.py                     # pyperf defaults
@@ -47,9 +48,8 @@ What is fair about it:
 - pyrt's Python modules are byte-compiled first (compileall), as a wheel install
   does: with PYTHONDONTWRITEBYTECODE set (as here) an editable install would
   otherwise compile them at every start.
-- The console script runs Python with its `site` (including any .pth hooks that
-  other packages installed: on this machine one imports certifi, ~20 ms of CPU);
-  the -S row runs the same main() without site, with pyrt's own path set up.
+- The pyrt-runtime/py row runs the Python implementation with its `site`
+  (including any .pth hooks other packages installed).
 - podman: `--cgroup-manager cgroupfs --events-backend none --network none`, the
   ulimits this host needs (`--ulimit nofile=1024:1024 --ulimit nproc=1024:1024`:
   no CAP_SYS_RESOURCE), and the same image for every runtime. With crun on a
@@ -64,7 +64,6 @@ import secrets
 import shutil
 import subprocess
 import sys
-import sysconfig
 import tarfile
 import time
 
@@ -72,7 +71,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import common  # noqa: E402  (perf/common.py)
 
-RUNTIMES = ["pyrt-runtime", "pyrt-runtime -S", "runc", "crun"]
+RUNTIMES = ["pyrt-runtime", "pyrt-runtime/py", "runc", "crun"]
 PODMAN = ["podman/pyrt-runtime", "podman/runc", "podman/crun"]
 ALL_BENCHES = RUNTIMES + PODMAN + ["python -c pass"]
 QUICK_PYPERF_ARGS = ["-p", "1", "-n", "5", "-w", "1", "--min-time", "0.05"]
@@ -116,8 +115,9 @@ def argv_factory(name, st):
     if name == "pyrt-runtime":
         base = [tools["pyrt-runtime"], "--root", st["pyrt_root"], "run", "--bundle", st["bundle"]]
         return lambda: base + [f"{prefix}-p{next(_ids)}"]
-    if name == "pyrt-runtime -S":
-        base = st["nosite_argv"] + ["--root", st["pyrt_root"], "run", "--bundle", st["bundle"]]
+    if name == "pyrt-runtime/py":
+        base = ["/usr/bin/env", "PYRT_RUNTIME_PYTHON=1", tools["pyrt-runtime"], "--root", st["pyrt_root"], "run",
+                "--bundle", st["bundle"]]
         return lambda: base + [f"{prefix}-s{next(_ids)}"]
     if name in ("runc", "crun"):
         base = [tools[name], "--root", st[f"{name}_root"], "run", "--bundle", st["bundle"]]
@@ -283,16 +283,6 @@ def find_runtime():
     return shutil.which("pyrt-runtime")
 
 
-def nosite_argv():
-    """`python -S -c ...` running pyrt-runtime's main with only pyrt's own paths: the
-    site-packages directories, and pyrt's editable-install hook when there is one."""
-    paths = sorted({sysconfig.get_path("purelib"), sysconfig.get_path("platlib")})
-    code = ("import sys; sys.path[:0] = %r\n"
-            "try:\n import _editable_skbc_pyrt\nexcept ImportError:\n pass\n"
-            "from pyrt.cli.oci_runtime import main; sys.exit(main())" % (paths,))
-    return [sys.executable, "-S", "-c", code]
-
-
 def setup(args, scratch) -> dict:
     install = not args.no_install
     wanted = ALL_BENCHES if not args.only else [n.strip() for n in args.only.split(",") if n.strip()]
@@ -325,14 +315,13 @@ def setup(args, scratch) -> dict:
 
     rt = find_runtime()
     if rt is None:
-        for n in ("pyrt-runtime", "pyrt-runtime -S", "podman/pyrt-runtime"):
+        for n in ("pyrt-runtime", "pyrt-runtime/py", "podman/pyrt-runtime"):
             skip(n, "pyrt-runtime is not installed (pip install -e .)")
     else:
         st["tools"]["pyrt-runtime"] = rt
         import pyrt
         pkg = os.path.dirname(os.path.abspath(pyrt.__file__))
         subprocess.run([sys.executable, "-m", "compileall", "-q", pkg], stdout=subprocess.DEVNULL, check=False)
-        st["nosite_argv"] = nosite_argv()
     runc, why = common.find_tool("runc", install=install)
     if runc:
         st["tools"]["runc"] = runc
@@ -458,8 +447,8 @@ def print_summary(results, st):
     med = common.print_table(results, list(results), {}, width=22)
     print()
     print("ratios (below 1: the first is faster):")
-    common.print_ratios(med, (("pyrt-runtime", "runc"), ("pyrt-runtime", "crun"), ("pyrt-runtime -S", "runc"),
-                              ("pyrt-runtime -S", "crun"), ("podman/pyrt-runtime", "podman/runc"),
+    common.print_ratios(med, (("pyrt-runtime", "runc"), ("pyrt-runtime", "crun"), ("pyrt-runtime/py", "runc"),
+                              ("pyrt-runtime/py", "crun"), ("podman/pyrt-runtime", "podman/runc"),
                               ("podman/pyrt-runtime", "podman/crun")))
     if "pyrt-runtime" in med and "runc" in med:
         verdict = "met" if med["pyrt-runtime"] <= med["runc"] else "NOT met"
@@ -508,8 +497,8 @@ def cpu_per_run(st, n):
         print(f"{name:<22} {w * 1e3:9.2f} ms {c * 1e3:7.2f} ms{wrapped}")
     if "pyrt-runtime" in out and "runc" in out:
         print(f"  CPU pyrt-runtime / runc: {out['pyrt-runtime'][1] / out['runc'][1]:.2f}x")
-    if "pyrt-runtime -S" in out and "runc" in out:
-        print(f"  CPU pyrt-runtime -S / runc: {out['pyrt-runtime -S'][1] / out['runc'][1]:.2f}x")
+    if "pyrt-runtime/py" in out and "runc" in out:
+        print(f"  CPU pyrt-runtime/py / runc: {out['pyrt-runtime/py'][1] / out['runc'][1]:.2f}x")
     if "podman/pyrt-runtime" in out and "podman/runc" in out:
         print(f"  CPU podman/pyrt-runtime / podman/runc: "
               f"{out['podman/pyrt-runtime'][1] / out['podman/runc'][1]:.2f}x")

@@ -1,10 +1,11 @@
 /* pyrt-runtime: pyrt as an OCI runtime, with runc's command line, so that podman,
  * containerd (and anything else that drives runc or crun) run containers with
- * pyrt's C core. A native program: state, start, kill, delete, ps, list, pause,
- * resume, features and spec are done here (csrc/rt_*.c) on the state directory
- * pyrt/ocirt/state.py also reads and writes; create, run and exec are handed to
- * pyrt's Python implementation (`python -P -m pyrt.cli.oci_runtime`, the same
- * arguments), which sets containers up.
+ * pyrt's C core. A native program: create, run, state, start, kill, delete, ps,
+ * list, pause, resume, features and spec are done here (csrc/rt_*.c) on the state
+ * directory pyrt/ocirt/state.py also reads and writes. exec, and the create or
+ * run of a config the native side does not take (csrc/rt_config.h's hand-over
+ * rule; PYRT_RUNTIME_PYTHON=1 for all of them), are handed to pyrt's Python
+ * implementation (`python -P -m pyrt.cli.oci_runtime`, the same arguments).
  *
  *     pyrt-runtime [--root DIR] [--log FILE] [--log-format text|json] [--debug]
  *                  [--systemd-cgroup] COMMAND [OPTIONS] ...
@@ -26,6 +27,8 @@
 #include "fdio.h"
 #include "rt.h"
 #include "rt_cli.h"
+#include "rt_config_check.h"
+#include "rt_create.h"
 #include "rt_defaults.h"
 #include "rt_json.h"
 #include "rt_ops.h"
@@ -51,8 +54,9 @@ static const char USAGE[] =
     "  ps [--format json] ID [PS-ARGS] · list [--format json] [--quiet] · pause ID · resume ID\n"
     "  spec [--bundle B] [--rootless] · features · --version\n"
     "\n"
-    "create, run and exec are done by pyrt's Python implementation (python -m pyrt.cli.oci_runtime),\n"
-    "which this program hands them to; the other commands are native. COMMAND --help tells more.\n"
+    "create, run and exec are done by pyrt's Python implementation (python -m pyrt.cli.oci_runtime) when\n"
+    "PYRT_RUNTIME_PYTHON=1 is set; otherwise create and run are native (a config the native side does not\n"
+    "take is handed over), exec is always handed over. COMMAND --help tells more.\n"
     "State: --root, else $PYRT_RUNTIME_ROOT, else /run/pyrt-runtime (an ordinary user:\n"
     "$XDG_RUNTIME_DIR/pyrt-runtime).\n";
 
@@ -63,10 +67,9 @@ struct help {
 static const struct help HELP[] = {
     {"create", "create [--bundle B] [--pid-file F] [--console-socket S] [--no-pivot] [--no-new-keyring] ID\n"
                "  set the container up from B/config.json (default: the current directory) and leave its\n"
-               "  process waiting for `start` (done by pyrt's Python implementation)\n"},
+               "  process waiting for `start`\n"},
     {"run", "run [--bundle B] [--pid-file F] [--console-socket S] [--detach] ID\n"
-            "  create + start; in the foreground also wait for the container and delete it\n"
-            "  (done by pyrt's Python implementation)\n"},
+            "  create + start; in the foreground also wait for the container and delete it\n"},
     {"exec", "exec [--process FILE | ARGS...] [--detach] [--pid-file F] [--console-socket S] [--tty]\n"
              "     [--cwd DIR] [--env K=V]... [--user UID[:GID]] ID\n"
              "  run another process in the container (done by pyrt's Python implementation)\n"},
@@ -98,6 +101,14 @@ static const struct optdef PS_OPTS[] = {{"format", VALUE, K_FORMAT}, {"f", VALUE
 static const struct optdef LIST_OPTS[] = {{"format", VALUE, K_FORMAT}, {"f", VALUE, K_FORMAT},
                                           {"quiet", FLAG, K_QUIET},    {"q", FLAG, K_QUIET},
                                           {NULL, FLAG, K_NKEYS}};
+#define CREATE_OPT_DEFS                                                                                            \
+    {"bundle", VALUE, K_BUNDLE}, {"b", VALUE, K_BUNDLE}, {"pid-file", VALUE, K_PID_FILE},                          \
+        {"console-socket", VALUE, K_CONSOLE_SOCKET}, {"no-pivot", FLAG, K_NO_PIVOT},                               \
+        {"no-new-keyring", FLAG, K_NO_NEW_KEYRING}, {"preserve-fds", VALUE, K_PRESERVE_FDS},                       \
+        {"notify-socket", VALUE, K_NOTIFY_SOCKET}
+static const struct optdef CREATE_OPTS[] = {CREATE_OPT_DEFS, {NULL, FLAG, K_NKEYS}};
+static const struct optdef RUN_OPTS[] = {CREATE_OPT_DEFS, {"detach", FLAG, K_DETACH}, {"d", FLAG, K_DETACH},
+                                         {"keep", FLAG, K_KEEP}, {NULL, FLAG, K_NKEYS}};
 static const struct optdef SPEC_OPTS[] = {{"bundle", VALUE, K_BUNDLE}, {"b", VALUE, K_BUNDLE},
                                           {"rootless", FLAG, K_ROOTLESS}, {NULL, FLAG, K_NKEYS}};
 
@@ -153,6 +164,38 @@ static int hand_over(struct rt_ctx *ctx, int argc, char **argv)
 }
 
 /* -- commands ----------------------------------------------------------------------------------------- */
+
+static int run_status; /* run's exit status: the container's */
+
+static void create_opts(struct opts *o, struct rt_create_opts *c)
+{
+    memset(c, 0, sizeof *c);
+    c->bundle = o->value[K_BUNDLE];
+    c->pid_file = o->value[K_PID_FILE];
+    c->console_socket = o->value[K_CONSOLE_SOCKET];
+    c->preserve_fds = o->value[K_PRESERVE_FDS];
+    c->no_new_keyring = o->flag[K_NO_NEW_KEYRING];
+}
+
+/* create and run: natively, unless the config is to be handed over (RT_DEFER) */
+static int cmd_create(struct rt_ctx *ctx, struct opts *o, int run, int argc, char **argv)
+{
+    if (rt_one_id(ctx, o, run ? "run" : "create", 0) < 0)
+        return -1;
+    struct rt_create_opts c;
+    create_opts(o, &c);
+    int rc = run ? rt_op_run(ctx, o->pos[0], &c, o->flag[K_DETACH], o->flag[K_KEEP], &run_status)
+                 : rt_op_create(ctx, o->pos[0], &c);
+    if (rc == RT_DEFER) {
+        char why[512];
+        snprintf(why, sizeof why, "%s: handed over to pyrt's Python implementation: %s", run ? "run" : "create",
+                 rt_defer_reason());
+        rt_log_debug(why);
+        hand_over(ctx, argc, argv);
+        return -1;
+    }
+    return rc;
+}
 
 static int cmd_state(struct rt_ctx *ctx, struct opts *o)
 {
@@ -400,9 +443,9 @@ static int cmd_features(struct rt_ctx *ctx)
 
 /* -- main -------------------------------------------------------------------------------------------- */
 
-static const char *const HANDED_OVER[] = {"create", "run", "exec", NULL};
-static const char *const NATIVE[] = {"start", "state", "kill", "delete", "ps", "list", "pause", "resume",
-                                     "spec", "features", NULL};
+static const char *const HANDED_OVER[] = {"exec", NULL};
+static const char *const NATIVE[] = {"create", "run", "start", "state", "kill", "delete", "ps", "list", "pause",
+                                     "resume", "spec", "features", NULL};
 
 static int in(const char *const *list, const char *s)
 {
@@ -525,6 +568,10 @@ int main(int argc, char **argv)
         defs = LIST_OPTS;
     else if (strcmp(cmd, "spec") == 0)
         defs = SPEC_OPTS;
+    else if (strcmp(cmd, "create") == 0)
+        defs = CREATE_OPTS;
+    else if (strcmp(cmd, "run") == 0)
+        defs = RUN_OPTS;
     struct opts o;
     memset(&o, 0, sizeof o);
     int rc = strcmp(cmd, "features") == 0 ? 0 : rt_parse_opts(&ctx, args, nargs, defs, stop, &o);
@@ -534,7 +581,9 @@ int main(int argc, char **argv)
         return 0;
     }
     if (rc == 0) {
-        if (strcmp(cmd, "state") == 0)
+        if (strcmp(cmd, "create") == 0 || strcmp(cmd, "run") == 0)
+            rc = cmd_create(&ctx, &o, strcmp(cmd, "run") == 0, argc, argv);
+        else if (strcmp(cmd, "state") == 0)
             rc = cmd_state(&ctx, &o);
         else if (strcmp(cmd, "start") == 0)
             rc = cmd_start(&ctx, &o);
@@ -571,5 +620,5 @@ int main(int argc, char **argv)
         rt_log_error(ctx.err);
         return 1;
     }
-    return 0;
+    return run_status;
 }
