@@ -314,7 +314,8 @@ static int device(struct rt_ctx *ctx, struct rt_plan *p, yajl_val d, const char 
     }
     snprintf(w, sizeof w, "%s.fileMode", where);
     if ((v = rt_cfg_get(d, "fileMode")) != NULL && !YAJL_IS_NULL(v))
-        RT_TRY(rt_cfg_int(ctx, v, w, 0, 07777, &mode));
+        RT_TRY(rt_cfg_int(ctx, v, w, 0, 0177777, &mode));
+    mode &= 07777; /* the permissions; an st_mode's file type bits (podman writes them) are dropped */
     snprintf(w, sizeof w, "%s.uid", where);
     if ((v = rt_cfg_get(d, "uid")) != NULL)
         RT_TRY(rt_cfg_int(ctx, v, w, 0, LLONG_MAX, &uid));

@@ -250,7 +250,7 @@ static int spec_devices(struct p *p, yajl_val lx, int dev_is_fs, struct spec_dev
         }
         yajl_val mode = rt_py_get(d, "fileMode");
         snprintf(w2, sizeof w2, "%s.fileMode", where);
-        if (mode != NULL && !YAJL_IS_NULL(mode) && integer(p, mode, w2, "0", "4095") == NULL)
+        if (mode != NULL && !YAJL_IS_NULL(mode) && integer(p, mode, w2, "0", "65535") == NULL) /* an st_mode (type bits) too */
             return -1;
         static const char *const ids[] = {"uid", "gid"};
         for (int j = 0; j < 2; j++) {

@@ -97,11 +97,6 @@ def _record(rt, cid):
     return rec
 
 
-# podman writes a device's fileMode with its file type bits (st_mode: 0o20666), which
-# both sides refuse as out of range (0..0o7777), as linux.resources' device check does
-DEVICE_MODE = pytest.mark.xfail(strict=True, reason="podman's device fileMode carries the type bits")
-
-
 @pytest.mark.no_leak_check
 @pytest.mark.parametrize("extra", [
     [],
@@ -109,8 +104,9 @@ DEVICE_MODE = pytest.mark.xfail(strict=True, reason="podman's device fileMode ca
     ["--pids-limit", "50", "--memory", "64m", "--cap-add", "SYS_ADMIN", "--hostname", "h", "-e", "A=1",
      "--read-only", "--sysctl", "net.ipv4.ip_forward=1", "-u", "1000:1000", "--security-opt",
      "no-new-privileges", "--shm-size", "1m", "--tmpfs", "/scratch:size=1m", "--cap-drop", "ALL"],
-    pytest.param(["--device", "/dev/fuse"], marks=DEVICE_MODE),
-    pytest.param(["--privileged"], marks=DEVICE_MODE),
+    # podman writes a device's fileMode with its file type bits (st_mode: 0o20666)
+    ["--device", "/dev/fuse"],
+    ["--privileged"],
 ], ids=["default", "tty", "options", "device", "privileged"])
 def test_podman_configs_are_native_and_agree(recorded, rt, tmp_shm, extra):
     podman, copies = recorded

@@ -198,6 +198,8 @@ PARSE = [
     '{"devices": [{"path": "/dev/x", "type": "q"}]}', '{"devices": [{"path": "/dev/x", "type": "c", "major": null}]}',
     '{"devices": [{"path": "/dev/x", "type": "c", "minor": -3}]}',
     '{"devices": [{"path": "/dev/x", "type": "c", "fileMode": 4096}]}',
+    '{"devices": [{"path": "/dev/x", "type": "c", "fileMode": %d}]}' % 0o20666,
+    '{"devices": [{"path": "/dev/x", "type": "c", "fileMode": 65536}]}',
     '{"devices": [{"path": "/dev/x", "type": "c", "fileMode": null, "uid": -1}]}',
     '{"devices": [{"path": "/dev/x", "type": "c", "gid": "0"}]}', '{"devices": [5]}',
     '{"devices": [{"path": "/dev/x", "type": "p", "major": "junk"}], "resources": {"devices": [{}]}}',

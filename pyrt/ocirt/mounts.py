@@ -47,7 +47,8 @@ def device(d, where):
     major = _int(d.get("major", 0), where + ".major", 0) if kind != "p" else 0
     minor = _int(d.get("minor", 0), where + ".minor", 0) if kind != "p" else 0
     mode = d.get("fileMode")
-    mode = 0o666 if mode is None else _int(mode, where + ".fileMode", 0, 0o7777)
+    # the permissions; an st_mode's file type bits (podman writes them) are dropped, as runc does
+    mode = 0o666 if mode is None else _int(mode, where + ".fileMode", 0, 0o177777) & 0o7777
     uid = _int(d.get("uid", 0), where + ".uid", 0)
     gid = _int(d.get("gid", 0), where + ".gid", 0)
     return (_b(os.path.normpath(p)), DEV_KIND[kind] | mode, major, minor, uid, gid)
