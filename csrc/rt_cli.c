@@ -101,7 +101,9 @@ int rt_parse_opts(struct rt_ctx *ctx, char **args, int n, const struct optdef *d
                       struct opts *o)
 {
     o->pos = calloc((size_t)n + 1, sizeof *o->pos);
-    if (o->pos == NULL)
+    o->lv = calloc((size_t)n + 1, sizeof *o->lv);
+    o->lk = calloc((size_t)n + 1, sizeof *o->lk);
+    if (o->pos == NULL || o->lv == NULL || o->lk == NULL)
         return rt_fail(ctx, "out of memory");
     for (int i = 0; i < n; i++) {
         char *a = args[i];
@@ -122,12 +124,20 @@ int rt_parse_opts(struct rt_ctx *ctx, char **args, int n, const struct optdef *d
             }
             if (d->kind == FLAG) {
                 o->flag[d->key] = eq ? truthy(eq + 1) : 1;
-            } else if (eq) {
-                o->value[d->key] = eq + 1;
-            } else if (i + 1 < n) {
-                o->value[d->key] = args[++i];
             } else {
-                return rt_usage(ctx, "option %s needs a value", a);
+                char *v;
+                if (eq)
+                    v = (char *)eq + 1;
+                else if (i + 1 < n)
+                    v = args[++i];
+                else
+                    return rt_usage(ctx, "option %s needs a value", a);
+                if (d->kind == LIST) {
+                    o->lv[o->nl] = v;
+                    o->lk[o->nl++] = d->key;
+                } else {
+                    o->value[d->key] = v;
+                }
             }
         } else {
             o->pos[o->npos++] = a;

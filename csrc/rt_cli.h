@@ -26,10 +26,11 @@ void rt_log_warn(struct rt_ctx *ctx, const char *msg); /* an rt_ctx's warn */
 void rt_log_debug(const char *msg);
 
 /* -- options -- */
-enum kind { FLAG, VALUE };
+enum kind { FLAG, VALUE, LIST }; /* LIST: a value option that may be given again (each kept) */
 enum key { K_ROOT, K_LOG, K_LOG_FORMAT, K_DEBUG, K_SYSTEMD, K_CRIU, K_VERSION, K_HELP, K_ALL, K_FORCE, K_FORMAT,
            K_QUIET, K_BUNDLE, K_ROOTLESS, K_PID_FILE, K_CONSOLE_SOCKET, K_NO_PIVOT, K_NO_NEW_KEYRING, K_PRESERVE_FDS,
-           K_NOTIFY_SOCKET, K_DETACH, K_KEEP, K_NKEYS };
+           K_NOTIFY_SOCKET, K_DETACH, K_KEEP, K_PROCESS, K_TTY, K_CWD, K_ENV, K_USER, K_GIDS, K_CAP, K_NO_NEW_PRIVS,
+           K_LABEL, K_APPARMOR, K_IGNORE_PAUSED, K_CGROUP, K_NKEYS };
 
 struct optdef {
     const char *name;
@@ -42,6 +43,9 @@ struct opts {
     const char *value[K_NKEYS];
     char **pos; /* positionals (pointers into argv) */
     int npos;
+    char **lv;  /* LIST options' values in order (pointers into argv), */
+    int *lk;    /* their keys */
+    int nl;
 };
 
 
@@ -53,7 +57,7 @@ const struct optdef *rt_find_opt(const struct optdef *defs, const char *name, si
 /* Parse args[0..n) against defs (a table ended by a NULL name). stop_at_positional:
  * everything from the first positional on is positional. Returns 0,
  * RT_WANTS_HELP (a --help/-h not in defs), or -1 with the usage error in ctx.
- * o->pos is malloc'd (free it). */
+ * o->pos, o->lv and o->lk are malloc'd (free them). */
 int rt_parse_opts(struct rt_ctx *ctx, char **args, int n, const struct optdef *defs, int stop_at_positional,
                   struct opts *o);
 

@@ -126,27 +126,23 @@ static int odd_escapes(const char *buf, size_t len)
     return 0;
 }
 
-int rt_config_load(struct rt_ctx *ctx, const char *bundle, struct rt_plan *p)
+int rt_config_read(struct rt_ctx *ctx, const char *path, yajl_val *out)
 {
-    memset(p, 0, sizeof *p);
-    p->bundle = rt_arena_strdup(&p->arena, bundle);
-    const char *path = rt_path_join(&p->arena, bundle, "config.json");
-    if (p->bundle == NULL || path == NULL)
-        return oom(ctx);
+    *out = NULL;
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0)
-        return rt_defer("config.json cannot be opened (Python says why)");
+        return rt_defer("the JSON file cannot be opened (Python says why)");
     struct stat st;
     if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size > MAX_CONFIG) {
         close(fd);
-        return rt_defer("config.json is not a regular file of at most 16 MiB");
+        return rt_defer("the JSON file is not a regular file of at most 16 MiB");
     }
     char *buf = malloc((size_t)st.st_size + 1);
     ssize_t n = buf != NULL ? pread(fd, buf, (size_t)st.st_size + 1, 0) : -1;
     close(fd);
     if (n < 0 || n > st.st_size) {
         free(buf);
-        return n < 0 && buf == NULL ? oom(ctx) : rt_defer("config.json could not be read whole");
+        return n < 0 && buf == NULL ? oom(ctx) : rt_defer("the JSON file could not be read whole");
     }
     buf[n] = 0;
     /* strict JSON first (yajl's tree allows comments), then the tree */
@@ -158,16 +154,34 @@ int rt_config_load(struct rt_ctx *ctx, const char *bundle, struct rt_plan *p)
              memchr(buf, 0, (size_t)n) == NULL;
     if (h != NULL)
         yajl_free(h);
+    yajl_val v = NULL;
     if (ok) {
         char why[128];
-        p->cfg = yajl_tree_parse(buf, why, sizeof why);
+        v = yajl_tree_parse(buf, why, sizeof why);
     }
     free(buf);
     size_t work = 0;
-    if (p->cfg == NULL || !YAJL_IS_OBJECT(p->cfg))
-        return rt_defer("config.json is not a strict JSON object (Python's reader says why)");
-    if (!sane(p->cfg, 0, &work))
-        return rt_defer("config.json has a duplicate key or is nested deeper than 64");
+    if (v == NULL || !YAJL_IS_OBJECT(v)) {
+        if (v != NULL)
+            yajl_tree_free(v);
+        return rt_defer("the JSON file is not a strict JSON object (Python's reader says why)");
+    }
+    if (!sane(v, 0, &work)) {
+        yajl_tree_free(v);
+        return rt_defer("the JSON file has a duplicate key or is nested deeper than 64");
+    }
+    *out = v;
+    return 0;
+}
+
+int rt_config_load(struct rt_ctx *ctx, const char *bundle, struct rt_plan *p)
+{
+    memset(p, 0, sizeof *p);
+    p->bundle = rt_arena_strdup(&p->arena, bundle);
+    const char *path = rt_path_join(&p->arena, bundle, "config.json");
+    if (p->bundle == NULL || path == NULL)
+        return oom(ctx);
+    RT_TRY(rt_config_read(ctx, path, &p->cfg));
     yajl_val version = rt_cfg_get(p->cfg, "ociVersion");
     if (version == NULL || !YAJL_IS_STRING(version) || strncmp(version->u.string, "1.", 2) != 0) {
         char r[256];
@@ -236,7 +250,7 @@ static int list_or_empty(yajl_val obj, const char *key, yajl_val *out)
     return rt_cfg_is_list(*out) ? 0 : rt_defer("a list field is neither a list nor empty");
 }
 
-static int parse_process(struct rt_ctx *ctx, struct rt_plan *p, yajl_val proc)
+int rt_config_process(struct rt_ctx *ctx, struct rt_plan *p, yajl_val proc)
 {
     struct pyrt_spawn_spec *s = &p->spec;
     struct rt_arena *a = &p->arena;
@@ -651,7 +665,7 @@ int rt_config_parse(struct rt_ctx *ctx, struct rt_plan *p, const char *id, int s
     if (proc == NULL || !YAJL_IS_OBJECT(proc))
         return rt_cfg_err(ctx, "process", "missing (a container needs a process to run)");
     p->process = proc;
-    RT_TRY(parse_process(ctx, p, proc));
+    RT_TRY(rt_config_process(ctx, p, proc));
 
     unsigned seen = 0, made = 0;
     RT_TRY(parse_namespaces(ctx, p, lnx, &seen, &made));

@@ -75,6 +75,15 @@ struct rt_plan {
 /* Read <bundle>/config.json; 0, or RT_DEFER (see above). */
 int rt_config_load(struct rt_ctx *ctx, const char *bundle, struct rt_plan *p);
 
+/* A JSON object from path (config.json, exec's --process file) under the same rule:
+ * *out (yajl_tree_free it), or RT_DEFER when Python's json would read it otherwise. */
+int rt_config_read(struct rt_ctx *ctx, const char *path, yajl_val *out);
+
+/* A `process` object into p->spec (argv, env, path, cwd, user, umask, caps,
+ * rlimits, no_new_privs), p->oci's capability sets and p->terminal: what
+ * pyrt/ocirt/spec.py's parse reads from it, with the same errors. */
+int rt_config_process(struct rt_ctx *ctx, struct rt_plan *p, yajl_val proc);
+
 /* Validate and resolve it for container `id`: 0, -1 with ctx->err, or RT_DEFER. */
 int rt_config_parse(struct rt_ctx *ctx, struct rt_plan *p, const char *id, int systemd_cgroup);
 

@@ -49,6 +49,11 @@ struct creation {
 
 /* An OSError as Python's main() prints it ("create: [Errno 2] No such file or
  * directory: 'PATH'"). */
+void rt_create_set_cmd(const char *cmd)
+{
+    CMD = cmd;
+}
+
 static int os_error(struct rt_ctx *ctx, int err, const char *path)
 {
     if (path != NULL)
@@ -194,7 +199,7 @@ static int connect_console(struct rt_ctx *ctx, const char *path, int *out)
 }
 
 /* state.py's write_pid_file: the pid, no newline, through a new temporary file. */
-static int write_pid_file(struct rt_ctx *ctx, const char *file, pid_t pid)
+int rt_write_pid_file(struct rt_ctx *ctx, const char *file, pid_t pid)
 {
     char path[PATH_MAX], tmp[PATH_MAX + 64], rnd[17];
     if (rt_abspath(file, path, sizeof path) < 0)
@@ -392,7 +397,7 @@ static int steps(struct rt_ctx *ctx, struct creation *c, const struct rt_create_
     }
     RT_TRY(save(ctx, c, "created"));
     if (o->pid_file != NULL && o->pid_file[0])
-        RT_TRY(write_pid_file(ctx, o->pid_file, c->pid));
+        RT_TRY(rt_write_pid_file(ctx, o->pid_file, c->pid));
     return 0;
 }
 

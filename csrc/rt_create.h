@@ -8,6 +8,8 @@
 #ifndef PYRT_RT_CREATE_H
 #define PYRT_RT_CREATE_H
 
+#include <sys/types.h>
+
 #include "rt.h"
 
 struct rt_create_opts {
@@ -24,5 +26,12 @@ int rt_op_create(struct rt_ctx *ctx, const char *id, const struct rt_create_opts
  * our signals forwarded to it, and delete it (unless keep): *code its exit
  * status (128+N when killed by signal N), 0 when detached. */
 int rt_op_run(struct rt_ctx *ctx, const char *id, const struct rt_create_opts *o, int detach, int keep, int *code);
+
+/* state.py's write_pid_file: the pid, no newline, through a new temporary file
+ * renamed over `file` (never written through a planted file or symlink). */
+int rt_write_pid_file(struct rt_ctx *ctx, const char *file, pid_t pid);
+
+/* The command an OSError is reported under ("create: [Errno 2] ..."), as Python's main(). */
+void rt_create_set_cmd(const char *cmd);
 
 #endif

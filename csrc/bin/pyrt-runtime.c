@@ -1,9 +1,9 @@
 /* pyrt-runtime: pyrt as an OCI runtime, with runc's command line, so that podman,
  * containerd (and anything else that drives runc or crun) run containers with
- * pyrt's C core. A native program: create, run, state, start, kill, delete, ps,
- * list, pause, resume, features and spec are done here (csrc/rt_*.c) on the state
- * directory pyrt/ocirt/state.py also reads and writes. exec, and the create or
- * run of a config the native side does not take (csrc/rt_config.h's hand-over
+ * pyrt's C core. A native program: create, run, exec, state, start, kill, delete,
+ * ps, list, pause, resume, features and spec are done here (csrc/rt_*.c) on the state
+ * directory pyrt/ocirt/state.py also reads and writes. The create, run or exec
+ * the native side does not take (csrc/rt_config.h's and rt_exec.h's hand-over
  * rule; PYRT_RUNTIME_PYTHON=1 for all of them), are handed to pyrt's Python
  * implementation (`python -P -m pyrt.cli.oci_runtime`, the same arguments).
  *
@@ -30,6 +30,7 @@
 #include "rt_config_check.h"
 #include "rt_create.h"
 #include "rt_defaults.h"
+#include "rt_exec.h"
 #include "rt_json.h"
 #include "rt_ops.h"
 #include "rt_proc.h"
@@ -55,8 +56,8 @@ static const char USAGE[] =
     "  spec [--bundle B] [--rootless] · features · --version\n"
     "\n"
     "create, run and exec are done by pyrt's Python implementation (python -m pyrt.cli.oci_runtime) when\n"
-    "PYRT_RUNTIME_PYTHON=1 is set; otherwise create and run are native (a config the native side does not\n"
-    "take is handed over), exec is always handed over. COMMAND --help tells more.\n"
+    "PYRT_RUNTIME_PYTHON=1 is set; otherwise they are native (what the native side does not take is\n"
+    "handed over). COMMAND --help tells more.\n"
     "State: --root, else $PYRT_RUNTIME_ROOT, else /run/pyrt-runtime (an ordinary user:\n"
     "$XDG_RUNTIME_DIR/pyrt-runtime).\n";
 
@@ -72,7 +73,7 @@ static const struct help HELP[] = {
             "  create + start; in the foreground also wait for the container and delete it\n"},
     {"exec", "exec [--process FILE | ARGS...] [--detach] [--pid-file F] [--console-socket S] [--tty]\n"
              "     [--cwd DIR] [--env K=V]... [--user UID[:GID]] ID\n"
-             "  run another process in the container (done by pyrt's Python implementation)\n"},
+             "  run another process in the container\n"},
     {"start", "start ID\n  let a created container's process run its program\n"},
     {"state", "state ID\n  print the container's state (JSON)\n"},
     {"kill", "kill [--all] ID [SIGNAL]\n  send SIGNAL (a name or number; default TERM) to the container's init,\n"
@@ -109,6 +110,14 @@ static const struct optdef LIST_OPTS[] = {{"format", VALUE, K_FORMAT}, {"f", VAL
 static const struct optdef CREATE_OPTS[] = {CREATE_OPT_DEFS, {NULL, FLAG, K_NKEYS}};
 static const struct optdef RUN_OPTS[] = {CREATE_OPT_DEFS, {"detach", FLAG, K_DETACH}, {"d", FLAG, K_DETACH},
                                          {"keep", FLAG, K_KEEP}, {NULL, FLAG, K_NKEYS}};
+static const struct optdef EXEC_OPTS[] = {
+    {"process", VALUE, K_PROCESS}, {"p", VALUE, K_PROCESS}, {"detach", FLAG, K_DETACH}, {"d", FLAG, K_DETACH},
+    {"pid-file", VALUE, K_PID_FILE}, {"console-socket", VALUE, K_CONSOLE_SOCKET}, {"tty", FLAG, K_TTY},
+    {"t", FLAG, K_TTY}, {"cwd", VALUE, K_CWD}, {"env", LIST, K_ENV}, {"e", LIST, K_ENV}, {"user", VALUE, K_USER},
+    {"u", VALUE, K_USER}, {"additional-gids", LIST, K_GIDS}, {"g", LIST, K_GIDS}, {"cap", LIST, K_CAP},
+    {"c", LIST, K_CAP}, {"no-new-privs", FLAG, K_NO_NEW_PRIVS}, {"preserve-fds", VALUE, K_PRESERVE_FDS},
+    {"process-label", VALUE, K_LABEL}, {"apparmor", VALUE, K_APPARMOR}, {"ignore-paused", FLAG, K_IGNORE_PAUSED},
+    {"cgroup", LIST, K_CGROUP}, {NULL, FLAG, K_NKEYS}};
 static const struct optdef SPEC_OPTS[] = {{"bundle", VALUE, K_BUNDLE}, {"b", VALUE, K_BUNDLE},
                                           {"rootless", FLAG, K_ROOTLESS}, {NULL, FLAG, K_NKEYS}};
 
@@ -190,6 +199,50 @@ static int cmd_create(struct rt_ctx *ctx, struct opts *o, int run, int argc, cha
         char why[512];
         snprintf(why, sizeof why, "%s: handed over to pyrt's Python implementation: %s", run ? "run" : "create",
                  rt_defer_reason());
+        rt_log_debug(why);
+        hand_over(ctx, argc, argv);
+        return -1;
+    }
+    return rc;
+}
+
+/* exec: natively, unless handed over (csrc/rt_exec.h) */
+static int cmd_exec(struct rt_ctx *ctx, struct opts *o, int argc, char **argv)
+{
+    if (o->npos < 1)
+        return rt_usage(ctx, "exec takes a container id");
+    struct rt_exec_opts e;
+    memset(&e, 0, sizeof e);
+    e.process = o->value[K_PROCESS];
+    e.argv = o->pos + 1;
+    e.argc = o->npos - 1;
+    int keys[o->nl + 1];
+    int n = 0;
+    for (int i = 0; i < o->nl; i++) {
+        int k = o->lk[i] == K_ENV ? RT_EXEC_ENV : o->lk[i] == K_GIDS ? RT_EXEC_GID : o->lk[i] == K_CAP ? RT_EXEC_CAP : 0;
+        if (k) {
+            o->lv[n] = o->lv[i];
+            keys[n++] = k;
+        }
+    }
+    e.list = (const char *const *)o->lv;
+    e.list_keys = keys;
+    e.nlist = n;
+    e.cwd = o->value[K_CWD];
+    e.user = o->value[K_USER];
+    e.pid_file = o->value[K_PID_FILE];
+    e.console_socket = o->value[K_CONSOLE_SOCKET];
+    e.preserve_fds = o->value[K_PRESERVE_FDS];
+    e.detach = o->flag[K_DETACH];
+    e.tty = o->flag[K_TTY];
+    e.no_new_privs = o->flag[K_NO_NEW_PRIVS];
+    e.ignore_paused = o->flag[K_IGNORE_PAUSED];
+    const char *force = getenv("PYRT_RUNTIME_PYTHON");
+    int rc = force != NULL && force[0] && strcmp(force, "0") != 0 ? rt_defer("PYRT_RUNTIME_PYTHON is set")
+                                                                   : rt_op_exec(ctx, o->pos[0], &e, &run_status);
+    if (rc == RT_DEFER) {
+        char why[512];
+        snprintf(why, sizeof why, "exec: handed over to pyrt's Python implementation: %s", rt_defer_reason());
         rt_log_debug(why);
         hand_over(ctx, argc, argv);
         return -1;
@@ -443,8 +496,7 @@ static int cmd_features(struct rt_ctx *ctx)
 
 /* -- main -------------------------------------------------------------------------------------------- */
 
-static const char *const HANDED_OVER[] = {"exec", NULL};
-static const char *const NATIVE[] = {"create", "run", "start", "state", "kill", "delete", "ps", "list", "pause",
+static const char *const NATIVE[] = {"create", "run", "exec", "start", "state", "kill", "delete", "ps", "list", "pause",
                                      "resume", "spec", "features", NULL};
 
 static int in(const char *const *list, const char *s)
@@ -517,27 +569,13 @@ int main(int argc, char **argv)
             len += (size_t)snprintf(line + len, sizeof line - len, " %s", args[k]);
         rt_log_debug(line);
     }
-    if (!in(HANDED_OVER, cmd) && !in(NATIVE, cmd)) {
+    if (!in(NATIVE, cmd)) {
         snprintf(ctx.err, sizeof ctx.err,
                  "unknown command '%s' (commands: create, start, run, state, kill, delete, exec, ps, list, "
                  "pause, resume, spec, features)", cmd);
         rt_log_error(ctx.err);
         return 2;
     }
-    if (in(HANDED_OVER, cmd)) {
-        for (int k = 0; k < nargs && args[k][0] == '-'; k++) {
-            if (strcmp(args[k], "--") == 0)
-                break;
-            if (strcmp(args[k], "--help") == 0 || strcmp(args[k], "-help") == 0 || strcmp(args[k], "-h") == 0) {
-                command_help(cmd);
-                return 0;
-            }
-        }
-        hand_over(&ctx, argc, argv);
-        rt_log_error(ctx.err);
-        return 1;
-    }
-
     /* the state directory */
     char root[PATH_MAX];
     const char *want = g.value[K_ROOT] ? g.value[K_ROOT] : getenv("PYRT_RUNTIME_ROOT");
@@ -572,17 +610,23 @@ int main(int argc, char **argv)
         defs = CREATE_OPTS;
     else if (strcmp(cmd, "run") == 0)
         defs = RUN_OPTS;
+    else if (strcmp(cmd, "exec") == 0)
+        defs = EXEC_OPTS, stop = 1;
     struct opts o;
     memset(&o, 0, sizeof o);
     int rc = strcmp(cmd, "features") == 0 ? 0 : rt_parse_opts(&ctx, args, nargs, defs, stop, &o);
     if (rc == RT_WANTS_HELP) {
         command_help(cmd);
         free(o.pos);
+        free(o.lv);
+        free(o.lk);
         return 0;
     }
     if (rc == 0) {
         if (strcmp(cmd, "create") == 0 || strcmp(cmd, "run") == 0)
             rc = cmd_create(&ctx, &o, strcmp(cmd, "run") == 0, argc, argv);
+        else if (strcmp(cmd, "exec") == 0)
+            rc = cmd_exec(&ctx, &o, argc, argv);
         else if (strcmp(cmd, "state") == 0)
             rc = cmd_state(&ctx, &o);
         else if (strcmp(cmd, "start") == 0)
@@ -605,6 +649,8 @@ int main(int argc, char **argv)
             rc = cmd_features(&ctx);
     }
     free(o.pos);
+    free(o.lv);
+    free(o.lk);
     fflush(stdout);
     if (rc < 0) {
         if (ctx.code == 2) {
