@@ -658,7 +658,8 @@ int main(int argc, char **argv)
                ("delete takes a container id") stands as it is */
             char msg[sizeof ctx.err + 64];
             size_t n = strlen(cmd);
-            int named = strncmp(ctx.err, cmd, n) == 0 && ctx.err[n] == ' ';
+            int named = strncmp(ctx.err, cmd, n) == 0 && ctx.err[n] == ' ' &&
+                        strcmp(ctx.err, "exec needs a command (or --process FILE)") != 0; /* Python's prefixes it */
             snprintf(msg, sizeof msg, "%s%s%s", named ? "" : cmd, named ? "" : ": ", ctx.err);
             rt_log_error(msg);
             return 2;
