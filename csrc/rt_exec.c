@@ -10,7 +10,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -18,6 +21,8 @@
 #include <yajl/yajl_tree.h>
 
 #include "exec.h"
+#include "fdpass.h"
+#include "syscalls.h"
 #include "rt_cgroup.h"
 #include "rt_config.h"
 #include "rt_create.h"
@@ -227,6 +232,16 @@ static void forward(int sig)
     errno = e;
 }
 
+static void kill_and_reap(int pidfd)
+{
+    struct rusage ru;
+    int st;
+    (void)syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
+    while (pyrt_wait(pidfd, -1, &st, &ru) < 0 && errno == EINTR)
+        ;
+    close(pidfd);
+}
+
 /* The container's cgroup as the new process joins it (Cgroup.spawn_fds). */
 static int cgroup_fds(struct rt_ctx *ctx, struct rt_container *c, int *v2, int *procs, size_t *nprocs)
 {
@@ -265,6 +280,55 @@ static int cgroup_fds(struct rt_ctx *ctx, struct rt_container *c, int *v2, int *
     return -1;
 }
 
+/* pyrt/launch/tty.py's open_pty_in: a pty of the devpts instance in process
+ * pid's root, opened through that root (*master, *slave), its size 24x80. Any
+ * failure hands over (Python gives the error). */
+static int open_pty_in(pid_t pid, int *master, int *slave)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/root", (int)pid);
+    int rootfd = open(path, O_PATH | O_CLOEXEC);
+    if (rootfd < 0)
+        return rt_defer("exec: the container's root cannot be opened for a terminal (Python says why)");
+    struct pyrt_open_how how = {.flags = O_RDWR | O_NOCTTY | O_CLOEXEC, .mode = 0, .resolve = RESOLVE_IN_ROOT};
+    int m = pyrt_openat2(rootfd, "/dev/ptmx", &how, sizeof how);
+    if (m < 0)
+        m = pyrt_openat2(rootfd, "/dev/pts/ptmx", &how, sizeof how);
+    close(rootfd);
+    if (m < 0)
+        return rt_defer("exec: no /dev/ptmx in the container (Python says why)");
+    int unlock = 0;
+    int s = ioctl(m, TIOCSPTLCK, &unlock) < 0 ? -1 : ioctl(m, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (s < 0) {
+        close(m);
+        return rt_defer("exec: the container's pty could not be opened (Python says why)");
+    }
+    struct winsize ws = {.ws_row = 24, .ws_col = 80};
+    (void)ioctl(m, TIOCSWINSZ, &ws); /* (as Python: a size that does not take is no failure) */
+    *master = m;
+    *slave = s;
+    return 0;
+}
+
+/* operations.py's _send_fd: the master over the console socket. */
+static int send_console(struct rt_ctx *ctx, const char *path, int master)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int rc = fd < 0 ? -1 : 0;
+    while (rc == 0 && connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0)
+        if (errno != EINTR)
+            rc = -1;
+    static const char WHAT[] = "/dev/ptmx";
+    if (rc == 0 && pyrt_send_fds(fd, WHAT, sizeof WHAT - 1, &master, 1) < 0)
+        rc = -1;
+    int err = errno;
+    if (fd >= 0)
+        close(fd);
+    return rc < 0 ? rt_fail(ctx, "send the terminal over %s: %s", path, strerror(err)) : 0;
+}
+
 static int run_exec(struct rt_ctx *ctx, struct rt_container *c, struct rt_plan *p, const struct rt_exec_opts *o,
                     int *code)
 {
@@ -273,11 +337,18 @@ static int run_exec(struct rt_ctx *ctx, struct rt_container *c, struct rt_plan *
         RT_TRY(rt_config_seccomp(ctx, p, sc));
     if (p->terminal && (o->console_socket == NULL || !o->console_socket[0]))
         return rt_fail(ctx, "exec with a terminal needs --console-socket");
+    if (p->terminal && strlen(o->console_socket) >= sizeof(((struct sockaddr_un *)0)->sun_path))
+        return rt_defer("exec: a console socket path too long for a unix socket address");
+    int master = -1, slave = -1;
     if (p->terminal)
-        return rt_defer("exec: a terminal (--tty, process.terminal) is done by Python");
+        RT_TRY(open_pty_in(rt_container_pid(c), &master, &slave));
     int v2, procs[RT_CG_MAX_V1];
     size_t nprocs;
-    RT_TRY(cgroup_fds(ctx, c, &v2, procs, &nprocs));
+    if (cgroup_fds(ctx, c, &v2, procs, &nprocs) < 0) {
+        if (master >= 0)
+            close(master), close(slave);
+        return -1;
+    }
     struct pyrt_exec_spec es;
     memset(&es, 0, sizeof es);
     es.pid = rt_container_pid(c);
@@ -299,7 +370,9 @@ static int run_exec(struct rt_ctx *ctx, struct rt_container *c, struct rt_plan *
     es.umask = p->spec.umask;
     es.rlimits = p->spec.rlimits;
     es.nrlimits = p->spec.nrlimits;
-    es.stdio[0] = es.stdio[1] = es.stdio[2] = -1;
+    es.stdio[0] = es.stdio[1] = es.stdio[2] = slave;
+    if (p->terminal)
+        es.setup |= PYRT_SETUP_SETSID;
     es.cgroup_fd = v2;
     es.cgroup_procs_fds = procs;
     es.ncgroup_procs = nprocs;
@@ -315,20 +388,28 @@ static int run_exec(struct rt_ctx *ctx, struct rt_container *c, struct rt_plan *
         close(procs[i]);
     if (v2 >= 0)
         close(v2);
+    if (slave >= 0)
+        close(slave);
     if (rc < 0) {
         char msg[700];
         rt_format_error(&e, msg, sizeof msg);
+        if (master >= 0)
+            close(master);
         return rt_fail(ctx, "exec in %s: %s", c->id, msg);
+    }
+    if (master >= 0) {
+        rc = send_console(ctx, o->console_socket, master);
+        close(master);
+        if (rc < 0) {
+            kill_and_reap(pidfd); /* a process whose terminal nobody has is not left behind */
+            return -1;
+        }
     }
     if (o->pid_file != NULL && o->pid_file[0]) {
         rt_create_set_cmd("exec");
         if (rt_write_pid_file(ctx, o->pid_file, pid) < 0) {
-            /* (Python leaves the process running then; it is ours to reap here) */
-            (void)syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
-            int st;
-            while (pyrt_wait(pidfd, -1, &st, &ru) < 0 && errno == EINTR)
-                ;
-            close(pidfd);
+            /* nobody would know of it */
+            kill_and_reap(pidfd);
             return -1;
         }
     }
@@ -364,6 +445,9 @@ int rt_op_exec(struct rt_ctx *ctx, const char *id, const struct rt_exec_opts *o,
     *code = 0;
     if (geteuid() != 0)
         return rt_defer("exec: an ordinary user (rootless) is not native yet");
+    for (const char *s = id; *s; s++)
+        if ((unsigned char)*s >= 0x80)
+            return rt_defer("exec: a non-ASCII id (Python's \\w is Unicode's idea of a letter)");
     if (o->preserve_fds != NULL && strcmp(o->preserve_fds, "0") != 0)
         return rt_defer("exec: --preserve-fds other than 0");
     struct rt_container c;

@@ -3,14 +3,18 @@
  * statuses): the process from --process FILE, or the container's own with the
  * command line's args, -e, --cwd, --user, --additional-gids, --cap and
  * --no-new-privs; checked by rt_config_process as a config's; the container's
- * recorded seccomp profile and its cgroup joined; pyrt_exec (csrc/exec.h) joins
- * its namespaces; then --pid-file, and unless --detach a wait with SIGINT,
+ * recorded seccomp profile and its cgroup joined; a terminal (--tty or
+ * process.terminal) a pty of the container's devpts sent over --console-socket;
+ * pyrt_exec (csrc/exec.h) joins its namespaces; then --pid-file (when the pid
+ * file or the terminal cannot be passed on, the process is killed and reaped, as
+ * in Python), and unless --detach a wait with SIGINT,
  * SIGTERM, SIGHUP and SIGQUIT forwarded, *code the process's exit status (128+N
  * when killed by signal N).
  *
  * Handed over to Python (RT_DEFER, rt_config.h's rule; --debug says why): an
- * ordinary user (rootless); --preserve-fds other than 0; a terminal (--tty or
- * process.terminal, with a --console-socket); a --process file that is not a
+ * ordinary user (rootless); --preserve-fds other than 0; a non-ASCII id; a
+ * console socket path too long for an address, a container without a usable
+ * /dev/ptmx (Python says why); a --process file that is not a
  * strict JSON object (rt_config_read's rule: Python's reader gives the error);
  * --user or --additional-gids not in plain digits (Python's int() and its error
  * decide); a container record whose process, process.user, .capabilities or a

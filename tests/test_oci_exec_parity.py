@@ -12,7 +12,9 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
+import threading
 import time
 
 import pytest
@@ -199,6 +201,20 @@ def test_exec_detach_pid_file(rt, running):
         wait_until(lambda: epid not in (_procs(rt, running) or []), "the exec'd process to go")
 
 
+def test_exec_pid_file_unwritable(rt, running):
+    """A pid file that cannot be written: the same error on both sides (but for
+    the temporary name), and the process it would have named killed and reaped."""
+    import re
+    before = _procs(rt, running)
+    errs = []
+    for python in (False, True):
+        p = _run(rt, ["exec", "-d", "--pid-file", "/nonexistent-dir/x.pid", running, "sleep", "99"],
+                 python=python, files=True)
+        errs.append((p.returncode, re.sub(rb"[0-9a-f]{16}", b"R", p.stderr)))
+        assert _procs(rt, running) == before
+    assert errs[0] == errs[1] and errs[0][0] == 1, errs
+
+
 def test_exec_pid_file_refuses_planted_symlink(rt, running, tmp_shm):
     """A pid file path whose directory holds attacker files: the pid file replaces
     a symlink, never writes through it."""
@@ -271,12 +287,60 @@ def test_exec_container_states(rt, make_bundle):
     assert rc == 2
 
 
-def test_exec_terminal_handed_over(rt, running):
-    """A terminal is done by Python (rt_exec.h): --debug says so."""
-    sock = os.path.join(rt.base, "nosock")
-    p = _run(rt, ["exec", "-t", "--console-socket", sock, running, "true"], debug=True)
-    assert "handed over to pyrt's Python implementation" in p.stderr.decode()
-    assert p.returncode != 0
+def _tty_exec(rt, cid, sock, args, python):
+    """exec -t with a listener on `sock`: (result, what came over the terminal)."""
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(sock)
+    srv.listen(1)
+    got = {}
+
+    def accept():
+        conn, _ = srv.accept()
+        with conn:
+            got["msg"], got["fds"], _, _ = socket.recv_fds(conn, 1024, 4)
+    t = threading.Thread(target=accept, daemon=True)
+    t.start()
+    try:
+        p = _run(rt, ["exec", "-t", "--console-socket", sock, cid, *args], python=python, debug=not python)
+        t.join(30)
+        out = b""
+        for fd in got.get("fds", []):
+            try:
+                while True:
+                    try:
+                        chunk = os.read(fd, 4096)
+                    except OSError:  # EIO: the pty's other side is closed
+                        break
+                    if not chunk:
+                        break
+                    out += chunk
+            finally:
+                os.close(fd)
+        return p, got.get("msg"), out.replace(b"\r\n", b"\n")
+    finally:
+        srv.close()
+        os.unlink(sock)
+
+
+def test_exec_terminal(rt, running):
+    """--tty over --console-socket: the same terminal on both sides (a pty of the
+    container's devpts, its controlling terminal, 24x80), natively."""
+    args = ["sh", "-c", "tty; test -t 1 && echo isatty; stty size; set -- $(cat /proc/self/stat); "
+                        "test $7 != 0 && echo ctty; exit 5"]
+    res = []
+    for python in (False, True):
+        p, msg, out = _tty_exec(rt, running, os.path.join(rt.base, "tty.sock"), args, python)
+        if not python:
+            assert "handed over" not in p.stderr.decode(), p.stderr
+        res.append((p.returncode, p.stdout, msg, out))
+    assert res[0] == res[1]
+    assert res[0] == (5, b"", b"/dev/ptmx", b"/dev/pts/0\nisatty\n24 80\nctty\n") or \
+        res[0][3].startswith(b"/dev/pts/")
+
+
+def test_exec_terminal_socket_refused(rt, running):
+    """A console socket nobody listens on: the same error on both sides."""
+    _same(rt, running, ["-t", "--console-socket", os.path.join(rt.base, "nosock"), running, "true"])
 
 
 def test_exec_is_fast_path_for_engines(rt, running):

@@ -397,7 +397,12 @@ class Operations:
             except OSError as e:
                 raise OciRuntimeError(f"exec in {cid}: {e}") from None
             if terminal:
-                _send_fd(console_socket, master)
+                try:
+                    _send_fd(console_socket, master)
+                except OciRuntimeError:
+                    _kill_and_reap(pidfd)  # a process whose terminal nobody has is not left behind
+                    os.close(pidfd)
+                    raise
         finally:
             if cg is not None:
                 cg.close_fds(force=True)
@@ -405,7 +410,12 @@ class Operations:
                 if fd >= 0:
                     os.close(fd)
         if pid_file:
-            write_pid_file(pid_file, pid)
+            try:
+                write_pid_file(pid_file, pid)
+            except BaseException:
+                _kill_and_reap(pidfd)  # nobody would know of it
+                os.close(pidfd)
+                raise
         if detach:
             os.close(pidfd)
             return 0
