@@ -17,8 +17,9 @@ slower than runc. Needs root.
 
 Then each operation on its own, pyrt-runtime beside crun and runc (`--ops N`
 rounds, paired: in each round every runtime does, in turn, `create` of a `sleep`
-bundle, `state`, `start`, `kill KILL`, `delete` once it has stopped, and `run` of
-the /bin/true bundle, each command timed as a whole process); the medians per
+bundle, `state`, `start`, `exec ID true` (waited for), `kill KILL`, `delete` once
+it has stopped, and `run` of the /bin/true bundle, each command timed as a whole
+process); the medians per
 operation and the ratios pyrt-runtime/crun and pyrt-runtime/runc. Each runtime's
 commands are started by a worker process of its own (crun's in the private mount
 namespace it needs on a hybrid host, so no wrapper is in its figures), all with
@@ -142,7 +143,7 @@ def run_benchmarks(runner, st) -> dict:
 
 # --- each operation on its own (paired rounds) ------------------------------------------
 
-OPS = ("create", "start", "state", "kill", "delete", "run")
+OPS = ("create", "start", "state", "exec", "kill", "delete", "run")
 OPS_RUNTIMES = ("pyrt-runtime", "crun", "runc")
 
 
@@ -179,6 +180,7 @@ def _ops_round(name, st, sp, cid):
     timed("create", base + ["create", "--bundle", st["sleep_bundle"], cid])
     timed("state", base + ["state", cid])
     timed("start", base + ["start", cid])
+    timed("exec", base + ["exec", cid, "true"])  # in the running container, waited for
     timed("kill", base + ["kill", cid, "KILL"])
     _wait_stopped(tool, root, cid)
     timed("delete", base + ["delete", cid])
