@@ -19,8 +19,11 @@
  *     and a few shapes Python iterates or fails on in its own ways (a non-list
  *     where a list is read with `or []`, a list where a name is looked up,
  *     non-ASCII capability names or ids, numbers beyond what the binding takes).
- * Everything else is done natively. PYRT_RUNTIME_PYTHON=1 in the environment
- * hands every create and run over (the tests compare both sides with it). */
+ * Everything else is done natively. exec (rt_exec.c) follows the same rule for
+ * its process (a --process file read by rt_config_read, checked by
+ * rt_config_process); its own cases are listed in rt_exec.h. PYRT_RUNTIME_PYTHON=1
+ * in the environment hands every create, run and exec over (the tests compare
+ * both sides with it). */
 #ifndef PYRT_RT_CONFIG_H
 #define PYRT_RT_CONFIG_H
 

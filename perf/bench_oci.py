@@ -19,8 +19,8 @@ Then each operation on its own, pyrt-runtime beside crun and runc (`--ops N`
 rounds, paired: in each round every runtime does, in turn, `create` of a `sleep`
 bundle, `state`, `start`, `exec ID true` (waited for), `kill KILL`, `delete` once
 it has stopped, and `run` of the /bin/true bundle, each command timed as a whole
-process); the medians per
-operation and the ratios pyrt-runtime/crun and pyrt-runtime/runc. Each runtime's
+process); the medians per operation and the ratios pyrt-runtime/crun and
+pyrt-runtime/runc. Each runtime's
 commands are started by a worker process of its own (crun's in the private mount
 namespace it needs on a hybrid host, so no wrapper is in its figures), all with
 the same launcher (posix_spawn + waitpid). Every pyrt-runtime command measured is
