@@ -458,6 +458,8 @@ static int parse_namespaces(struct rt_ctx *ctx, struct rt_plan *p, yajl_val lnx,
             struct stat st;
             if (stat(path->u.string, &st) < 0)
                 return rt_cfg_err(ctx, wp, "%s: no such namespace file", path->u.string);
+            if (!S_ISREG(st.st_mode)) /* nsfs files are; a FIFO's open would wait forever */
+                return rt_cfg_err(ctx, wp, "%s: not a namespace file", path->u.string);
             joined[k] = path->u.string;
         } else {
             *made |= 1u << k;

@@ -218,13 +218,13 @@ def _record(root, cid):
     return rec
 
 
-def _create(rt, bundle, cid, python, *extra):
+def _create(rt, bundle, cid, python, *extra, timeout=120):
     env = dict(os.environ, PYRT_RUNTIME_PYTHON="1") if python else {
         k: v for k, v in os.environ.items() if k != "PYRT_RUNTIME_PYTHON"}
     argv = [rt.binary, "--root", rt.root, "--debug", "create", "--bundle", bundle, *extra, cid]
     with open(os.path.join(bundle, "create-%s.err" % cid.replace("/", "_")), "w+b") as err:
         rc = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=err, stderr=err, env=env,
-                            timeout=120).returncode
+                            timeout=timeout).returncode
         err.seek(0)
         return rc, err.read()
 
@@ -363,6 +363,32 @@ def test_a_rootfs_symlink_into_proc_is_refused(rt, make_bundle, rootfs_copy):
     assert _strip(nerr, [nid]) == _strip(perr, [pid_])
     assert "cannot be mounted because it is inside /proc" in _strip(nerr, [nid])
     _gone(rt, nid, 0)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device", "directory"])
+def test_a_namespace_path_that_is_no_namespace_is_refused(rt, make_bundle, tmp_shm, kind):
+    """linux.namespaces[].path naming a FIFO (whose open would wait for a writer
+    forever), a device (whose open may act: a watchdog starts its timer) or a
+    directory: both sides refuse it before opening it, with the same error, and
+    leave nothing behind."""
+    if os.geteuid() != 0:
+        pytest.skip("the native create is root's")
+    if kind == "fifo":
+        path = os.path.join(tmp_shm, "nsfifo")
+        os.mkfifo(path)
+    elif kind == "device":
+        path = "/dev/null"
+    else:
+        path = tmp_shm
+    bundle = make_bundle(["true"], edit=_ns("pid", "ipc", "uts", "mount", {"type": "network", "path": path}))
+    nid, pid_ = rt.new_id("n"), rt.new_id("p")
+    nrc, nerr = _create(rt, bundle, nid, python=False, timeout=30)
+    prc, perr = _create(rt, bundle, pid_, python=True, timeout=30)
+    assert nrc == prc == 1
+    assert _strip(nerr, [nid]) == _strip(perr, [pid_])
+    assert f"{path}: not a namespace file" in _strip(nerr, [nid])
+    _gone(rt, nid, 0)
+    _gone(rt, pid_, 0)
 
 
 def test_engine_configs_are_native(rt, make_bundle):

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 
 from pyrt import sys as psys
 from pyrt.cgroups import systemd as cgroup_systemd
@@ -208,6 +209,8 @@ def parse(cfg: dict, bundle: str, *, container_id: str = "", systemd_cgroup: boo
             _type(p, str, where + ".path", "a string")
             if not os.path.exists(p):
                 raise _err(where + ".path", f"{p}: no such namespace file")
+            if not stat.S_ISREG(os.stat(p).st_mode):  # nsfs files are; a FIFO's open would wait forever
+                raise _err(where + ".path", f"{p}: not a namespace file")
             joined[kind] = p
         else:
             flags |= CLONE[kind]
