@@ -291,6 +291,10 @@ RAW = [
     ("nan", b'{"ociVersion": NaN}'),
     ("nul-escape", b'{"ociVersion": "1.0\\u0000"}'),
     ("deep", b'{"ociVersion": "1.0.0", "annotations": {"a": ' + b"[" * 100 + b"]" * 100 + b'}}'),
+    # a million levels: the native reader crashed freeing yajl's tree (it recurses), Python's json
+    # raised RecursionError (a traceback): both say it is too deep
+    ("very-deep", b'{"ociVersion": "1.0.0", "annotations": {"a": ' + b"[" * 1000000 + b"]" * 1000000 + b'}}'),
+    ("very-deep-unclosed", b'{"ociVersion": "1.0.0", "annotations": {"a": ' + b"[" * 1000000 + b'}}'),
     ("empty", b""),
 ]
 
@@ -305,6 +309,7 @@ def test_hostile_json_agrees(rt, make_bundle, name, text):
     prc, perr = _create(rt, bundle, pid_, python=True)
     assert nrc == prc != 0
     assert _strip(nerr, [nid]) == _strip(perr, [pid_])
+    assert b"Traceback" not in perr, perr[-2000:]  # a clear error, not a crash
     _gone(rt, nid, 0)
     _gone(rt, pid_, 0)
 

@@ -69,6 +69,8 @@ def load_config(bundle: str) -> dict:
         raise ConfigError(f"{path}: no such file (is {bundle!r} a bundle?)") from None
     except ValueError as e:
         raise ConfigError(f"{path}: invalid JSON: {e}") from None
+    except RecursionError:  # json's reader recurses once a level
+        raise ConfigError(f"{path}: invalid JSON: nested too deeply") from None
     if not isinstance(cfg, dict):
         raise ConfigError(f"{path}: expected a JSON object")
     version = cfg.get("ociVersion")
