@@ -314,6 +314,33 @@ def test_hostile_json_agrees(rt, make_bundle, name, text):
     _gone(rt, pid_, 0)
 
 
+@pytest.mark.parametrize("kind", ["fifo", "zero", "directory"])
+def test_a_config_that_is_no_file_is_refused(rt, make_bundle, tmp_shm, kind):
+    """config.json a FIFO (its reading waited for a writer forever), a symlink to
+    /dev/zero (read until memory ran out) or a directory: one line, from both sides."""
+    if os.geteuid() != 0:
+        pytest.skip("the native create is root's")
+    bundle = make_bundle(["true"])
+    cfg = os.path.join(bundle, "config.json")
+    os.unlink(cfg)
+    if kind == "fifo":
+        os.mkfifo(cfg)
+    elif kind == "zero":
+        os.symlink("/dev/zero", cfg)
+    else:
+        os.mkdir(cfg)
+    nid, pid_ = rt.new_id("n"), rt.new_id("p")
+    nrc, nerr = _create(rt, bundle, nid, python=False, timeout=30)
+    prc, perr = _create(rt, bundle, pid_, python=True, timeout=30)
+    assert nrc == prc == 1
+    assert _strip(nerr, [nid]) == _strip(perr, [pid_])
+    assert b"Traceback" not in perr, perr[-2000:]
+    if kind != "directory":
+        assert _strip(perr, [pid_]).endswith(f"{cfg}: not a regular file")
+    _gone(rt, nid, 0)
+    _gone(rt, pid_, 0)
+
+
 @pytest.mark.parametrize("cid", ["../x", "a/b", ".", "..", "x y", "-", "caf\u00e9"])
 def test_bad_ids_agree(rt, make_bundle, cid):
     if os.geteuid() != 0:

@@ -63,10 +63,17 @@ def load_config(bundle: str) -> dict:
     import json
     path = os.path.join(bundle, "config.json")
     try:
-        with open(path, "rb") as f:
+        # non-blocking, and only a regular file: a FIFO there would wait for a writer
+        # forever, /dev/zero would be read until memory ran out
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY)
+        with open(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise ConfigError(f"{path}: not a regular file")
             cfg = json.loads(f.read())
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such file (is {bundle!r} a bundle?)") from None
+    except ConfigError:
+        raise
     except ValueError as e:
         raise ConfigError(f"{path}: invalid JSON: {e}") from None
     except RecursionError:  # json's reader recurses once a level
