@@ -112,6 +112,25 @@ static int sane(yajl_val v, int depth, size_t *work)
     return 1;
 }
 
+/* The strict first reading's nesting count: a config nested past what sane()
+ * takes is handed over before yajl builds its tree (whose freeing recurses once
+ * a level: a million '[' overflowed the stack). */
+struct nesting {
+    int depth;
+};
+
+static int nest_in(void *ctx)
+{
+    struct nesting *n = ctx;
+    return ++n->depth <= 66; /* 0: yajl stops, yajl_status_client_canceled */
+}
+
+static int nest_out(void *ctx)
+{
+    ((struct nesting *)ctx)->depth--;
+    return 1;
+}
+
 /* An escaped NUL or surrogate: yajl's tree cuts or replaces them. */
 static int odd_escapes(const char *buf, size_t len)
 {
@@ -146,14 +165,21 @@ int rt_config_read(struct rt_ctx *ctx, const char *path, yajl_val *out)
     }
     buf[n] = 0;
     /* strict JSON first (yajl's tree allows comments), then the tree */
-    yajl_callbacks none;
-    memset(&none, 0, sizeof none);
-    yajl_handle h = yajl_alloc(&none, NULL, NULL);
+    yajl_callbacks counting;
+    memset(&counting, 0, sizeof counting);
+    counting.yajl_start_map = counting.yajl_start_array = nest_in;
+    counting.yajl_end_map = counting.yajl_end_array = nest_out;
+    struct nesting nest = {0};
+    yajl_handle h = yajl_alloc(&counting, NULL, &nest);
     int ok = h != NULL && yajl_parse(h, (const unsigned char *)buf, (size_t)n) == yajl_status_ok &&
              yajl_complete_parse(h) == yajl_status_ok && !odd_escapes(buf, (size_t)n) &&
              memchr(buf, 0, (size_t)n) == NULL;
     if (h != NULL)
         yajl_free(h);
+    if (nest.depth > 66) {
+        free(buf);
+        return rt_defer("the JSON file is nested deeper than 64");
+    }
     yajl_val v = NULL;
     if (ok) {
         char why[128];
@@ -472,6 +498,8 @@ static int parse_namespaces(struct rt_ctx *ctx, struct rt_plan *p, yajl_val lnx,
             struct stat st;
             if (stat(path->u.string, &st) < 0)
                 return rt_cfg_err(ctx, wp, "%s: no such namespace file", path->u.string);
+            if (!S_ISREG(st.st_mode)) /* nsfs files are; a FIFO's open would wait forever */
+                return rt_cfg_err(ctx, wp, "%s: not a namespace file", path->u.string);
             joined[k] = path->u.string;
         } else {
             *made |= 1u << k;

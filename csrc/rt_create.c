@@ -198,6 +198,23 @@ static int connect_console(struct rt_ctx *ctx, const char *path, int *out)
     return 0;
 }
 
+/* operations.py's _open_namespace: a namespace file of linux.namespaces[].path,
+ * never waiting (a FIFO put there since the config was checked) nor taking a
+ * terminal, and a regular file (as nsfs files are) or refused. */
+static int open_namespace(struct rt_ctx *ctx, const char *path)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+    if (fd < 0)
+        return os_error(ctx, errno, path);
+    struct stat st;
+    int err = fstat(fd, &st) < 0 ? errno : S_ISREG(st.st_mode) ? 0 : EINVAL;
+    if (err) {
+        close(fd);
+        return os_error(ctx, err, path);
+    }
+    return fd;
+}
+
 /* state.py's write_pid_file: the pid, no newline, through a new temporary file. */
 int rt_write_pid_file(struct rt_ctx *ctx, const char *file, pid_t pid)
 {
@@ -322,18 +339,18 @@ static int steps(struct rt_ctx *ctx, struct creation *c, const struct rt_create_
     if (joins == NULL)
         return rt_fail(ctx, "create: out of memory");
     for (size_t i = 0; i < p->njoins; i++) {
-        int fd = open(p->join_paths[i], O_RDONLY | O_CLOEXEC);
+        int fd = open_namespace(ctx, p->join_paths[i]);
         if (fd < 0)
-            return os_error(ctx, errno, p->join_paths[i]);
+            return -1;
         c->fds[c->nfds++] = fd;
         joins[i] = (struct pyrt_ns_join){.fd = fd, .type = p->join_types[i]};
     }
     p->oci.joins = joins;
     p->oci.njoins = p->njoins;
     if (p->pid_join != NULL) {
-        int fd = open(p->pid_join, O_RDONLY | O_CLOEXEC);
+        int fd = open_namespace(ctx, p->pid_join);
         if (fd < 0)
-            return os_error(ctx, errno, p->pid_join);
+            return -1;
         int rc = setns(fd, CLONE_NEWPID); /* our next child is born in it */
         int err = errno;
         close(fd);

@@ -5,7 +5,7 @@
  * (created when missing), the last component is made with *at calls that never
  * follow a symlink, and what an earlier entry left under the same name is
  * replaced. OCI whiteouts become overlayfs whiteouts and opaque directories;
- * xattrs (never security.*, trusted.overlay.*, user.overlay.*), owners, modes
+ * xattrs (never security.*, trusted.overlay.*, user.overlay.*, user.fuseoverlayfs.*), owners, modes
  * and times are set (unpackdata.c writes the files' data); the directories'
  * modes and times wait for the end. Called by the parser (tarread.c), the files'
  * data (unpackdata.c) and the API (unpack.c); it calls none of them: below it
@@ -245,7 +245,8 @@ static int make_room(struct pyrt_unpacker *u, int pfd, const char *name, int kee
 
 static int xattr_allowed(const char *name, size_t nlen)
 {
-    static const char *const deny[] = {"security.", "trusted.overlay.", "user.overlay."};
+    /* user.fuseoverlayfs.*: fuse-overlayfs's own state, which it reads from lower layers too */
+    static const char *const deny[] = {"security.", "trusted.overlay.", "user.overlay.", "user.fuseoverlayfs."};
     if (nlen == 0 || nlen > XATTR_NAME_MAX || memchr(name, '\0', nlen))
         return 0;
     for (size_t i = 0; i < sizeof deny / sizeof deny[0]; i++) {

@@ -225,6 +225,29 @@ def test_untrusted_seccomp_cache_is_handed_over(cached):
     assert not handed_over(pyrt("run", "--rootfs", cached, "true"))
 
 
+def test_seccomp_cache_symlink_to_an_untrusted_file_is_handed_over(cached, tmp_shm):
+    """The cache file a symlink to a file another user owns (the same program): the
+    file read is the one judged, so it is not trusted and Python takes over."""
+    path = _cache_file()
+    assert not handed_over(pyrt("run", "--rootfs", cached, "true"))
+    saved = path + ".saved"  # (the same directory: a rename)
+    os.rename(path, saved)
+    try:
+        theirs = os.path.join(tmp_shm, "theirs.bpf")
+        with open(saved, "rb") as src, open(theirs, "wb") as dst:
+            dst.write(src.read())
+        os.chown(theirs, 65534, 65534)
+        os.chmod(theirs, 0o600)
+        os.symlink(theirs, path)
+        r = pyrt("run", "--rootfs", cached, "true")
+        assert handed_over(r) and r.returncode == 0, r.stderr
+    finally:
+        if os.path.lexists(path):
+            os.unlink(path)
+        os.rename(saved, path)
+    assert not handed_over(pyrt("run", "--rootfs", cached, "true"))
+
+
 def test_python_path_changes_are_handed_over(cached, tmp_shm):
     """Where Python would import another pyrt (PYTHONPATH, a user site's pyrt), or
     another interpreter setup, the native command does not guess."""

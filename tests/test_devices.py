@@ -10,6 +10,7 @@ import errno
 import os
 import shutil
 import subprocess
+import sys
 import tarfile
 
 import pytest
@@ -156,6 +157,40 @@ def test_bpf_default_rules(probe_root, cgroups):
     cgroups.append(cg)
     assert cg.v2_dir and "devices" not in cg.v1_dirs
     assert_defaults_enforced(run_probe(probe_root, attack_steps(), cgroup=cg))
+
+
+SQUATTED = """
+import os, subprocess, sys
+import pyrt
+from pyrt.cgroups.cgroup import layout
+planted = os.path.join(layout().unified, "pyrt", f"run-{os.getpid()}")
+os.makedirs(planted)
+sleeper = subprocess.Popen(["sleep", "1000"])
+try:
+    with open(os.path.join(planted, "cgroup.procs"), "w") as f:
+        f.write(str(sleeper.pid))
+    r = pyrt.run(sys.argv[2:], sys.argv[1], capture_output=True)
+    sys.stdout.write(r.stdout.decode())
+    sys.exit(r.returncode)
+finally:
+    sleeper.kill()
+    sleeper.wait()
+    os.rmdir(planted)
+"""
+
+
+@needs_root
+def test_a_squatted_default_device_cgroup_does_not_lift_the_device_list(probe_root):
+    """The cgroup a process's containers share for docker's device list is
+    pyrt/run-<pid>; one of that name still holding processes (containers of an
+    earlier process with the same pid, which outlive it as subprocesses do, or
+    anything put there) made pyrt run the next container with no device cgroup at
+    all, every device open to its root. Another name is taken instead."""
+    v2_layout()
+    r = subprocess.run([sys.executable, "-c", SQUATTED, probe_root, "/devprobe", *attack_steps()],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert_defaults_enforced(parse(r.stdout))
 
 
 @needs_root

@@ -218,13 +218,13 @@ def _record(root, cid):
     return rec
 
 
-def _create(rt, bundle, cid, python, *extra):
+def _create(rt, bundle, cid, python, *extra, timeout=120):
     env = dict(os.environ, PYRT_RUNTIME_PYTHON="1") if python else {
         k: v for k, v in os.environ.items() if k != "PYRT_RUNTIME_PYTHON"}
     argv = [rt.binary, "--root", rt.root, "--debug", "create", "--bundle", bundle, *extra, cid]
     with open(os.path.join(bundle, "create-%s.err" % cid.replace("/", "_")), "w+b") as err:
         rc = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=err, stderr=err, env=env,
-                            timeout=120).returncode
+                            timeout=timeout).returncode
         err.seek(0)
         return rc, err.read()
 
@@ -291,6 +291,10 @@ RAW = [
     ("nan", b'{"ociVersion": NaN}'),
     ("nul-escape", b'{"ociVersion": "1.0\\u0000"}'),
     ("deep", b'{"ociVersion": "1.0.0", "annotations": {"a": ' + b"[" * 100 + b"]" * 100 + b'}}'),
+    # a million levels: the native reader crashed freeing yajl's tree (it recurses), Python's json
+    # raised RecursionError (a traceback): both say it is too deep
+    ("very-deep", b'{"ociVersion": "1.0.0", "annotations": {"a": ' + b"[" * 1000000 + b"]" * 1000000 + b'}}'),
+    ("very-deep-unclosed", b'{"ociVersion": "1.0.0", "annotations": {"a": ' + b"[" * 1000000 + b'}}'),
     ("empty", b""),
 ]
 
@@ -305,6 +309,34 @@ def test_hostile_json_agrees(rt, make_bundle, name, text):
     prc, perr = _create(rt, bundle, pid_, python=True)
     assert nrc == prc != 0
     assert _strip(nerr, [nid]) == _strip(perr, [pid_])
+    assert b"Traceback" not in perr, perr[-2000:]  # a clear error, not a crash
+    _gone(rt, nid, 0)
+    _gone(rt, pid_, 0)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "zero", "directory"])
+def test_a_config_that_is_no_file_is_refused(rt, make_bundle, tmp_shm, kind):
+    """config.json a FIFO (its reading waited for a writer forever), a symlink to
+    /dev/zero (read until memory ran out) or a directory: one line, from both sides."""
+    if os.geteuid() != 0:
+        pytest.skip("the native create is root's")
+    bundle = make_bundle(["true"])
+    cfg = os.path.join(bundle, "config.json")
+    os.unlink(cfg)
+    if kind == "fifo":
+        os.mkfifo(cfg)
+    elif kind == "zero":
+        os.symlink("/dev/zero", cfg)
+    else:
+        os.mkdir(cfg)
+    nid, pid_ = rt.new_id("n"), rt.new_id("p")
+    nrc, nerr = _create(rt, bundle, nid, python=False, timeout=30)
+    prc, perr = _create(rt, bundle, pid_, python=True, timeout=30)
+    assert nrc == prc == 1
+    assert _strip(nerr, [nid]) == _strip(perr, [pid_])
+    assert b"Traceback" not in perr, perr[-2000:]
+    if kind != "directory":
+        assert _strip(perr, [pid_]).endswith(f"{cfg}: not a regular file")
     _gone(rt, nid, 0)
     _gone(rt, pid_, 0)
 
@@ -363,6 +395,32 @@ def test_a_rootfs_symlink_into_proc_is_refused(rt, make_bundle, rootfs_copy):
     assert _strip(nerr, [nid]) == _strip(perr, [pid_])
     assert "cannot be mounted because it is inside /proc" in _strip(nerr, [nid])
     _gone(rt, nid, 0)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device", "directory"])
+def test_a_namespace_path_that_is_no_namespace_is_refused(rt, make_bundle, tmp_shm, kind):
+    """linux.namespaces[].path naming a FIFO (whose open would wait for a writer
+    forever), a device (whose open may act: a watchdog starts its timer) or a
+    directory: both sides refuse it before opening it, with the same error, and
+    leave nothing behind."""
+    if os.geteuid() != 0:
+        pytest.skip("the native create is root's")
+    if kind == "fifo":
+        path = os.path.join(tmp_shm, "nsfifo")
+        os.mkfifo(path)
+    elif kind == "device":
+        path = "/dev/null"
+    else:
+        path = tmp_shm
+    bundle = make_bundle(["true"], edit=_ns("pid", "ipc", "uts", "mount", {"type": "network", "path": path}))
+    nid, pid_ = rt.new_id("n"), rt.new_id("p")
+    nrc, nerr = _create(rt, bundle, nid, python=False, timeout=30)
+    prc, perr = _create(rt, bundle, pid_, python=True, timeout=30)
+    assert nrc == prc == 1
+    assert _strip(nerr, [nid]) == _strip(perr, [pid_])
+    assert f"{path}: not a namespace file" in _strip(nerr, [nid])
+    _gone(rt, nid, 0)
+    _gone(rt, pid_, 0)
 
 
 def test_engine_configs_are_native(rt, make_bundle):

@@ -138,6 +138,25 @@ def test_forbidden_xattrs_are_dropped(work):
     assert st["skipped"] == 6
 
 
+def test_fuse_overlayfs_xattrs_are_dropped(work):
+    """fuse-overlayfs keeps its own state in user.fuseoverlayfs.* and reads it from
+    the lower layers too: a layer that brings user.fuseoverlayfs.opaque would hide
+    the layers below a directory from a fuse-overlayfs container only (the kernel's
+    overlay, pyrt's diff and commit would still show them), so an image would look
+    one way under one storage driver and another way under the other. Such xattrs
+    are never image content (pyrt's own layers drop them): not unpacked."""
+    data = make_tar([
+        E("d", "dir", pax={"SCHILY.xattr.user.fuseoverlayfs.opaque": "y", "SCHILY.xattr.user.ok": "1"}),
+        E("f", data=b"x", pax={"SCHILY.xattr.user.fuseoverlayfs.override_stat": "0:0:4755",
+                               "SCHILY.xattr.user.fuseoverlayfs.origin": "x"}),
+    ])
+    st = {}
+    unpack(data, work.dest, stats=st)
+    assert os.listxattr(f"{work.dest}/d") == ["user.ok"]
+    assert os.listxattr(f"{work.dest}/f") == []
+    assert st["skipped"] == 3
+
+
 @pytest.mark.parametrize("record", [b"18446744073709551621 path=x\n", b"99999999999999999999 a=b\n",
                                     b"5 a=b\n", b"12 path=abc", b"0 x=y\n", b"8 =abc\n"])
 def test_malformed_pax_records(work, record):

@@ -8,7 +8,7 @@ import os
 import time
 
 from pyrt import _core
-from pyrt.errors import InvalidArgument, PyrtError
+from pyrt.errors import Conflict, InvalidArgument, PyrtError
 from pyrt.launch.mounts import Bind
 from pyrt.launch.spec import build_spec
 from pyrt.launch.spec import DEFAULT_PATH, SpawnSpec, _anchor  # noqa: F401 (pyrt.ocirt imports them from here)
@@ -279,10 +279,17 @@ def _device_cgroup(devices, name=None):
     if _device_cgroups is None:
         import itertools
         _device_cgroups = itertools.count()
-    try:
-        return Cgroup.create(name or f"run-{os.getpid()}-{next(_device_cgroups)}", devices=rules_with(devices))
-    except (OSError, PyrtError):
-        return None
+    for _ in range(16):
+        try:
+            return Cgroup.create(name or f"run-{os.getpid()}-{next(_device_cgroups)}", devices=rules_with(devices))
+        except Conflict:
+            # one of this name holds processes (an earlier process of our pid left
+            # containers there, or someone put them there): never run without the
+            # device list for that, take a name of our own instead
+            name = None
+        except (OSError, PyrtError):
+            return None
+    return None
 
 
 _default_devices = None  # (pid, Cgroup): this process's shared cgroup with docker's device list

@@ -18,13 +18,26 @@ operation, a failed hook, ...), Unsupported.
 """
 from __future__ import annotations
 
+import errno
 import os
 import signal
+import stat
 import time
 
 from pyrt.errors import ContainerNotFound, OciRuntimeError, Unsupported
 from pyrt.ocirt import hooks
 from pyrt.ocirt.state import Container, start_time, wait_exit, write_pid_file
+
+
+def _open_namespace(path) -> int:
+    """A namespace file of linux.namespaces[].path, opened: never waiting (a FIFO put
+    there since the config was checked) nor taking a terminal, and a regular file
+    (as nsfs files are) or refused."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(errno.EINVAL, os.strerror(errno.EINVAL), path)
+    return fd
 
 
 class Created:
@@ -131,12 +144,12 @@ class Operations:
                 if plan.terminal:
                     plan.spec.console_fd = fds[-1]
             for kind, path in plan.joins:
-                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+                fd = _open_namespace(path)
                 fds.append(fd)
                 plan.oci.joins.append((fd, kind))
             if plan.pid_join:
                 from pyrt import sys as psys
-                fd = os.open(plan.pid_join, os.O_RDONLY | os.O_CLOEXEC)
+                fd = _open_namespace(plan.pid_join)
                 try:
                     psys.setns(fd, rs.CLONE["pid"])  # our next child is born in it
                 finally:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 
 from pyrt import sys as psys
 from pyrt.cgroups import systemd as cgroup_systemd
@@ -62,12 +63,21 @@ def load_config(bundle: str) -> dict:
     import json
     path = os.path.join(bundle, "config.json")
     try:
-        with open(path, "rb") as f:
+        # non-blocking, and only a regular file: a FIFO there would wait for a writer
+        # forever, /dev/zero would be read until memory ran out
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY)
+        with open(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise ConfigError(f"{path}: not a regular file")
             cfg = json.loads(f.read())
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such file (is {bundle!r} a bundle?)") from None
+    except ConfigError:
+        raise
     except ValueError as e:
         raise ConfigError(f"{path}: invalid JSON: {e}") from None
+    except RecursionError:  # json's reader recurses once a level
+        raise ConfigError(f"{path}: invalid JSON: nested too deeply") from None
     if not isinstance(cfg, dict):
         raise ConfigError(f"{path}: expected a JSON object")
     version = cfg.get("ociVersion")
@@ -208,6 +218,8 @@ def parse(cfg: dict, bundle: str, *, container_id: str = "", systemd_cgroup: boo
             _type(p, str, where + ".path", "a string")
             if not os.path.exists(p):
                 raise _err(where + ".path", f"{p}: no such namespace file")
+            if not stat.S_ISREG(os.stat(p).st_mode):  # nsfs files are; a FIFO's open would wait forever
+                raise _err(where + ".path", f"{p}: not a namespace file")
             joined[kind] = p
         else:
             flags |= CLONE[kind]
