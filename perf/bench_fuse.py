@@ -114,7 +114,7 @@ def setup(args, scratch) -> dict:
     for dirpath, dirnames, filenames in os.walk(home):
         for n in dirnames + filenames + ["."]:
             os.chown(os.path.join(dirpath, n), pw.pw_uid, pw.pw_gid, follow_symlinks=False)
-    st["python"] = _user_python(st)
+    st["python"] = _user_python(st, scratch)
     r = subprocess.run(_user_argv(st, [st["python"], "-m", "pyrt.cli.main", "--root", st["pyrt_root"], "import",
                                        tar, IMAGE]), capture_output=True, cwd="/")
     if r.returncode:
@@ -150,17 +150,27 @@ def _podman_import(st, tar) -> str:
     return why
 
 
-def _user_python(st) -> str:
+def _user_python(st, scratch) -> str:
     """An interpreter the user can run that imports this pyrt: this one, else the
-    system's of the same version (this one may live in a directory the user
-    cannot read)."""
-    why = ""
-    for exe in (sys.executable, f"/usr/bin/python{sys.version_info[0]}.{sys.version_info[1]}"):
+    system's of the same version, else this one's installation bound read-only
+    into the scratch directory (it may live where the user cannot read, as under
+    /root; scratch.cleanup() unmounts it)."""
+    def works(exe):
         r = subprocess.run(_user_argv(st, [exe, "-c", "import pyrt._core, pyrt.cli.main"]), capture_output=True,
                            cwd="/")
-        if r.returncode == 0:
+        return r.returncode == 0, r.stderr.decode().strip()[-300:]
+    for exe in (sys.executable, f"/usr/bin/python{sys.version_info[0]}.{sys.version_info[1]}"):
+        ok, why = works(exe)
+        if ok:
             return exe
-        why = r.stderr.decode().strip()[-300:]
+    prefix = os.path.realpath(sys.base_prefix)
+    bound = scratch.sub("python")
+    subprocess.run(["mount", "--bind", "-o", "ro", prefix, bound], check=True)
+    st["env"]["LD_LIBRARY_PATH"] = os.path.join(bound, "lib")  # its libpython (an absolute RUNPATH)
+    exe = os.path.join(bound, os.path.relpath(os.path.realpath(sys._base_executable), prefix))
+    ok, why = works(exe)
+    if ok:
+        return exe
     raise SystemExit(f"bench_fuse: no Python the user can run imports pyrt: {why}")
 
 
