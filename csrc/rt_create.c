@@ -129,21 +129,12 @@ static int save(struct rt_ctx *ctx, struct creation *c, const char *status)
             rt_gen_kv_str(g, "cgroup_parent", p->cgroup_parent);
     }
     yajl_gen_map_close(g);
-    int fd = openat(c->dirfd, RT_STATE_FILE ".tmp", O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
-    int rc = fd < 0 ? -1 : rt_gen_write(g, fd);
+    int rc = rt_state_write(c->dirfd, g);
     int err = errno;
     yajl_gen_free(g);
-    if (fd >= 0 && close(fd) < 0 && rc == 0) {
-        rc = -1;
-        err = errno;
-    }
-    if (rc == 0 && renameat(c->dirfd, RT_STATE_FILE ".tmp", c->dirfd, RT_STATE_FILE) < 0) {
-        rc = -1;
-        err = errno;
-    }
     if (rc < 0) {
         char path[PATH_MAX];
-        snprintf(path, sizeof path, "%s/%s/%s", ctx->root, c->id, RT_STATE_FILE ".tmp");
+        snprintf(path, sizeof path, "%s/%s/%s", ctx->root, c->id, RT_STATE_TMP);
         return os_error(ctx, err, path);
     }
     return 0;
