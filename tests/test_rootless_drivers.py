@@ -67,15 +67,7 @@ def test_copy_driver_with_whiteouts_and_opaque_dirs(user, base_tar):
     lower = imagetools.layer_tar([("dir", "d"), ("file", "d/old", {"data": "old\n"}), ("dir", "o"),
                                   ("file", "o/hidden", {"data": "h\n"}), ("file", "gone", {"data": "g\n"})])
     upper = imagetools.layer_tar([("whiteout", "gone"), ("opaque", "o"), ("file", "o/new", {"data": "n\n"})])
-    oci = imagetools.OCIBuilder(os.path.join(user.dir, "oci"))
-    with open(base_tar, "rb") as f:
-        oci.image([f.read(), lower, upper], ref="layered:1")
-    path = oci.write()
-    for dirpath, dirnames, filenames in os.walk(path):
-        os.chmod(dirpath, 0o755)
-        for n in filenames:
-            os.chmod(os.path.join(dirpath, n), 0o644)
-    ok(user.pyrt("load", "-i", path))
+    user.load_layers(base_tar, [lower, upper], "layered:1")
     r = user.pyrt("--storage-driver", "copy", "run", "--rm", "--network", "none", "layered:1", "ls", "/", "/o", "/d")
     assert r.returncode == 0, r.stderr
     out = r.stdout.decode()

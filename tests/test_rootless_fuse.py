@@ -160,15 +160,7 @@ def test_layers_with_whiteouts_and_opaque_dirs(user, base_tar):
     lower = imagetools.layer_tar([("dir", "d"), ("file", "d/old", {"data": "old\n"}), ("dir", "o"),
                                   ("file", "o/hidden", {"data": "h\n"}), ("file", "gone", {"data": "g\n"})])
     upper = imagetools.layer_tar([("whiteout", "gone"), ("opaque", "o"), ("file", "o/new", {"data": "n\n"})])
-    oci = imagetools.OCIBuilder(os.path.join(user.dir, "oci"))
-    with open(base_tar, "rb") as f:
-        oci.image([f.read(), lower, upper], ref="layered:1")
-    path = oci.write()
-    for dirpath, dirnames, filenames in os.walk(path):
-        os.chmod(dirpath, 0o755)
-        for n in filenames:
-            os.chmod(os.path.join(dirpath, n), 0o644)
-    ok(user.pyrt("load", "-i", path))
+    user.load_layers(base_tar, [lower, upper], "layered:1")
     r = user.pyrt("run", "--name", "l", "layered:1", "sh", "-c",
                   "ls / /o /d; rm -r /o; mkdir /o; echo again > /o/again; echo g2 > /gone", env=FUSE)
     assert r.returncode == 0, r.stderr
@@ -324,15 +316,7 @@ def test_hostile_layer_symlinks(user, base_tar, tmp_shm):
     evil = imagetools.layer_tar([("symlink", "a", {"link": secret}), ("symlink", "b", {"link": "../../../../" + secret}),
                                  ("symlink", "c", {"link": "/etc"})])
     over = imagetools.layer_tar([("dir", "a"), ("dir", "b"), ("dir", "c"), ("file", "a/mine", {"data": "m\n"})])
-    oci = imagetools.OCIBuilder(os.path.join(user.dir, "oci"))
-    with open(base_tar, "rb") as f:
-        oci.image([f.read(), evil, over], ref="evil:1")
-    path = oci.write()
-    for dirpath, dirnames, filenames in os.walk(path):
-        os.chmod(dirpath, 0o755)
-        for n in filenames:
-            os.chmod(os.path.join(dirpath, n), 0o644)
-    ok(user.pyrt("load", "-i", path))
+    user.load_layers(base_tar, [evil, over], "evil:1")
     r = user.pyrt("run", "--name", "h", "evil:1", "sh", "-c",
                   "ls /a /b /c; cat /a/s /b/s 2>&1; echo pwn > /a/s; echo pwn > /b/s; echo pwn > /c/passwd; "
                   "ls /c", env=FUSE)

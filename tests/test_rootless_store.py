@@ -189,16 +189,7 @@ def test_layers_with_devices_whiteouts_and_opaque_dirs(user, base_tar):
             ti.type, ti.devmajor, ti.devminor, ti.mode = kind, 1, 3, 0o666
             dst.addfile(ti)
     upper = out.getvalue()
-    oci = imagetools.OCIBuilder(os.path.join(user.dir, "oci"))
-    with open(base_tar, "rb") as f:
-        oci.image([f.read(), lower, upper], ref="layered:1")
-    path = oci.write()
-    for dirpath, dirnames, filenames in os.walk(path):
-        os.chmod(dirpath, 0o755)
-        for n in filenames:
-            os.chmod(os.path.join(dirpath, n), 0o644)
-    r = user.pyrt("load", "-i", path)
-    assert r.returncode == 0, r.stderr
+    r = user.load_layers(base_tar, [lower, upper], "layered:1")
     err = r.stderr.decode()
     assert err.count("\n") == 1 and "2 device nodes skipped" in err, err
     r = user.pyrt("run", "--rm", "layered:1", "ls", "/", "/o", "/d")
