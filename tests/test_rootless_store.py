@@ -138,21 +138,12 @@ def test_commit_as_user_equals_commit_as_root(user, store, base_tar):
     out_root, out_user = os.path.join(user.dir, "root.tar"), os.path.join(user.dir, "user.tar")
     ok(store.cli("save", "-o", out_root, "mine:1"))
     ok(user.pyrt("save", "-o", out_user, "mine:1"))
-    assert _layer_blobs(out_root) == _layer_blobs(out_user)
+    assert imagetools.saved_layers(out_root) == imagetools.saved_layers(out_user)
     # a container of the committed image sees the changes with their owners
     r = user.pyrt("run", "--rm", "mine:1", "sh", "-c", "stat -c '%u %a' /data/xattr /data/suid; ls /data/sub")
     assert r.stdout.decode().split("\n") == ["1000 644", "0 700", "n", ""], r.stderr
     ok(user.pyrt("rm", "c1"))
     ok(user.pyrt("rmi", "mine:1"))
-
-
-def _layer_blobs(saved_tar):
-    import tarfile
-    with tarfile.open(saved_tar) as tf:
-        index = json.load(tf.extractfile("index.json"))
-        (m,) = index["manifests"]
-        manifest = json.load(tf.extractfile(f"blobs/sha256/{m['digest'][7:]}"))
-        return [d["digest"] for d in manifest["layers"]]
 
 
 def test_save_and_load_between_root_and_user(user, store, tmp_shm):
