@@ -16,6 +16,7 @@
 #include "fdio.h"
 #include "rt_cgroup_internal.h"
 #include "rt_proc.h"
+#include "syscalls.h"
 
 static const char *const KNOWN[] = {"cpu", "cpuacct", "cpuset", "memory", "pids", "freezer", "blkio", "io",
                                     "devices", "hugetlb", "net_cls", "net_prio", "perf_event", "rdma", "misc",
@@ -433,11 +434,6 @@ static int pidfd_open_(pid_t pid)
     return (int)syscall(SYS_pidfd_open, pid, 0);
 }
 
-static int pidfd_signal(int fd, int sig)
-{
-    return (int)syscall(SYS_pidfd_send_signal, fd, sig, NULL, 0);
-}
-
 /* Signal each pid still in the cgroup once its pidfd is held (a pid reused before
  * pidfd_open is not signalled); the count signalled. */
 static int signal_each(const struct rt_cgroup *cg, const pid_t *pids, size_t n, int sig)
@@ -449,7 +445,8 @@ static int signal_each(const struct rt_cgroup *cg, const pid_t *pids, size_t n, 
             continue;
         pid_t *now = NULL;
         size_t nn = 0;
-        if (rt_cgroup_procs(cg, &now, &nn) == 0 && in_list(now, nn, pids[i]) && pidfd_signal(fd, sig) == 0)
+        if (rt_cgroup_procs(cg, &now, &nn) == 0 && in_list(now, nn, pids[i]) &&
+            pyrt_pidfd_send_signal(fd, sig, NULL, 0) == 0)
             hit++;
         free(now);
         close(fd);

@@ -14,7 +14,6 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -27,6 +26,7 @@
 #include "rt_hooks.h"
 #include "rt_json.h"
 #include "rt_ops.h"
+#include "rt_proc.h"
 #include "rt_resources.h"
 #include "rt_state.h"
 #include "spawn.h"
@@ -59,20 +59,6 @@ static int os_error(struct rt_ctx *ctx, int err, const char *path)
     if (path != NULL)
         return rt_fail(ctx, "%s: [Errno %d] %s: '%s'", CMD, err, strerror(err), path);
     return rt_fail(ctx, "%s: [Errno %d] %s", CMD, err, strerror(err));
-}
-
-static int pidfd_signal(int fd, int sig)
-{
-    return (int)syscall(SYS_pidfd_send_signal, fd, sig, NULL, 0);
-}
-
-static void kill_and_reap(int pidfd)
-{
-    (void)pidfd_signal(pidfd, SIGKILL);
-    int status;
-    struct rusage ru;
-    while (pyrt_wait(pidfd, -1, &status, &ru) < 0 && errno == EINTR)
-        ;
 }
 
 /* -- the record ----------------------------------------------------------------------------------------------- */
@@ -129,21 +115,12 @@ static int save(struct rt_ctx *ctx, struct creation *c, const char *status)
             rt_gen_kv_str(g, "cgroup_parent", p->cgroup_parent);
     }
     yajl_gen_map_close(g);
-    int fd = openat(c->dirfd, RT_STATE_FILE ".tmp", O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
-    int rc = fd < 0 ? -1 : rt_gen_write(g, fd);
+    int rc = rt_state_write(c->dirfd, g);
     int err = errno;
     yajl_gen_free(g);
-    if (fd >= 0 && close(fd) < 0 && rc == 0) {
-        rc = -1;
-        err = errno;
-    }
-    if (rc == 0 && renameat(c->dirfd, RT_STATE_FILE ".tmp", c->dirfd, RT_STATE_FILE) < 0) {
-        rc = -1;
-        err = errno;
-    }
     if (rc < 0) {
         char path[PATH_MAX];
-        snprintf(path, sizeof path, "%s/%s/%s", ctx->root, c->id, RT_STATE_FILE ".tmp");
+        snprintf(path, sizeof path, "%s/%s/%s", ctx->root, c->id, RT_STATE_TMP);
         return os_error(ctx, err, path);
     }
     return 0;
@@ -489,8 +466,7 @@ static int create(struct rt_ctx *ctx, const char *id, const struct rt_create_opt
     if (rc < 0) {
         struct rt_ctx sub = *ctx;
         if (c.pidfd >= 0) {
-            kill_and_reap(c.pidfd);
-            close(c.pidfd);
+            rt_kill_and_reap(c.pidfd);
             c.pidfd = -1;
         }
         if (c.wait_fd >= 0)
@@ -532,16 +508,6 @@ int rt_op_create(struct rt_ctx *ctx, const char *id, const struct rt_create_opts
 
 /* -- run ------------------------------------------------------------------------------------------------------------ */
 
-static volatile sig_atomic_t the_pidfd = -1;
-
-static void forward(int sig)
-{
-    int saved = errno;
-    if (the_pidfd >= 0)
-        (void)pidfd_signal(the_pidfd, sig);
-    errno = saved;
-}
-
 static int exists(struct rt_ctx *ctx, const char *id)
 {
     char path[PATH_MAX];
@@ -567,16 +533,8 @@ int rt_op_run(struct rt_ctx *ctx, const char *id, const struct rt_create_opts *o
         close(pidfd);
         return rc;
     }
-    the_pidfd = pidfd;
     static const int SIGS[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2};
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = forward;
-    sa.sa_flags = SA_RESTART;
-    sigemptyset(&sa.sa_mask);
-    for (size_t i = 0; i < sizeof SIGS / sizeof SIGS[0]; i++)
-        if (sigaction(SIGS[i], &sa, NULL) < 0)
-            rt_warn(ctx, "forward signal %d: %s", SIGS[i], strerror(errno));
+    rt_forward_signals(ctx, pidfd, SIGS, sizeof SIGS / sizeof SIGS[0]);
     close(wait_fd); /* (the process holds the FIFO open: start writes to it) */
     rc = rt_op_start(ctx, id);
     int status = 0;
@@ -590,14 +548,13 @@ int rt_op_run(struct rt_ctx *ctx, const char *id, const struct rt_create_opts *o
     }
     if (rc < 0) {
         struct rt_ctx sub = *ctx;
-        the_pidfd = -1;
-        kill_and_reap(pidfd);
-        close(pidfd);
+        rt_forward_stop();
+        rt_kill_and_reap(pidfd);
         if (exists(ctx, id)) /* (a failed startContainer hook deleted it already) */
             (void)rt_op_delete(&sub, id, 1);
         return -1;
     }
-    the_pidfd = -1;
+    rt_forward_stop();
     close(pidfd);
     *code = WIFEXITED(status) ? WEXITSTATUS(status) : WIFSIGNALED(status) ? 128 + WTERMSIG(status) : 1;
     if (!keep)

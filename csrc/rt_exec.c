@@ -14,7 +14,6 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <yajl/yajl_gen.h>
@@ -27,6 +26,7 @@
 #include "rt_config.h"
 #include "rt_create.h"
 #include "rt_json.h"
+#include "rt_proc.h"
 #include "rt_state.h"
 #include "spawn.h"
 
@@ -222,26 +222,6 @@ static int cmdline_process(struct rt_ctx *ctx, yajl_val base, const struct rt_ex
     return rc;
 }
 
-static volatile sig_atomic_t the_pidfd = -1;
-
-static void forward(int sig)
-{
-    int e = errno;
-    if (the_pidfd >= 0)
-        (void)syscall(SYS_pidfd_send_signal, (int)the_pidfd, sig, NULL, 0);
-    errno = e;
-}
-
-static void kill_and_reap(int pidfd)
-{
-    struct rusage ru;
-    int st;
-    (void)syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
-    while (pyrt_wait(pidfd, -1, &st, &ru) < 0 && errno == EINTR)
-        ;
-    close(pidfd);
-}
-
 /* The container's cgroup as the new process joins it (Cgroup.spawn_fds). */
 static int cgroup_fds(struct rt_ctx *ctx, struct rt_container *c, int *v2, int *procs, size_t *nprocs)
 {
@@ -401,7 +381,7 @@ static int run_exec(struct rt_ctx *ctx, struct rt_container *c, struct rt_plan *
         rc = send_console(ctx, o->console_socket, master);
         close(master);
         if (rc < 0) {
-            kill_and_reap(pidfd); /* a process whose terminal nobody has is not left behind */
+            rt_kill_and_reap(pidfd); /* a process whose terminal nobody has is not left behind */
             return -1;
         }
     }
@@ -409,7 +389,7 @@ static int run_exec(struct rt_ctx *ctx, struct rt_container *c, struct rt_plan *
         rt_create_set_cmd("exec");
         if (rt_write_pid_file(ctx, o->pid_file, pid) < 0) {
             /* nobody would know of it */
-            kill_and_reap(pidfd);
+            rt_kill_and_reap(pidfd);
             return -1;
         }
     }
@@ -418,21 +398,13 @@ static int run_exec(struct rt_ctx *ctx, struct rt_container *c, struct rt_plan *
         *code = 0;
         return 0;
     }
-    the_pidfd = pidfd;
     static const int SIGS[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT};
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = forward;
-    sa.sa_flags = SA_RESTART;
-    sigemptyset(&sa.sa_mask);
-    for (size_t i = 0; i < sizeof SIGS / sizeof SIGS[0]; i++)
-        if (sigaction(SIGS[i], &sa, NULL) < 0)
-            rt_warn(ctx, "forward signal %d: %s", SIGS[i], strerror(errno));
+    rt_forward_signals(ctx, pidfd, SIGS, sizeof SIGS / sizeof SIGS[0]);
     int status = 0, w;
     while ((w = pyrt_wait(pidfd, -1, &status, &ru)) < 0 && errno == EINTR)
         ;
     int err = errno;
-    the_pidfd = -1;
+    rt_forward_stop();
     close(pidfd);
     if (w < 0)
         return rt_fail(ctx, "exec: [Errno %d] %s", err, strerror(err));

@@ -8,18 +8,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "rt_cgroup.h"
 #include "rt_hooks.h"
 #include "rt_json.h"
 #include "rt_state.h"
-
-static int pidfd_signal(int fd, int sig)
-{
-    return (int)syscall(SYS_pidfd_send_signal, fd, sig, NULL, 0);
-}
+#include "syscalls.h"
 
 /* The state as JSON text (malloc'd, NUL terminated) with `status` (NULL: derived). */
 static char *state_json(struct rt_container *c, const char *status, size_t *len)
@@ -99,7 +94,7 @@ static int delete_locked(struct rt_ctx *ctx, struct rt_container *c, int force)
     if (strcmp(st, "stopped") != 0) {
         int fd = rt_container_pidfd(c);
         if (fd >= 0) {
-            (void)pidfd_signal(fd, SIGKILL); /* ESRCH: gone already */
+            (void)pyrt_pidfd_send_signal(fd, SIGKILL, NULL, 0); /* ESRCH: gone already */
             if (paused)
                 thaw(ctx, c);
             if (!wait_exit(fd, 10))
@@ -233,7 +228,7 @@ int rt_op_kill(struct rt_ctx *ctx, const char *id, int sig, int all)
         rc = rt_fail(ctx, "container %s is not running", id);
         goto out;
     }
-    if (pidfd_signal(fd, sig) < 0) {
+    if (pyrt_pidfd_send_signal(fd, sig, NULL, 0) < 0) {
         rc = errno == ESRCH ? rt_fail(ctx, "container %s is not running", id)
                             : rt_fail(ctx, "kill: %s", strerror(errno));
         close(fd);

@@ -13,6 +13,7 @@
 
 #include "fdio.h"
 #include "rt.h"
+#include "syscalls.h"
 
 #define CAPTURE_MAX (1 << 20)
 
@@ -196,4 +197,43 @@ void rt_proc_free(struct rt_proc *p)
     free(p->out);
     free(p->err);
     p->out = p->err = NULL;
+}
+
+/* -- a foreground process ------------------------------------------------------------------------------------------- */
+
+static volatile sig_atomic_t the_pidfd = -1;
+
+static void forward(int sig)
+{
+    int saved = errno;
+    if (the_pidfd >= 0)
+        (void)pyrt_pidfd_send_signal((int)the_pidfd, sig, NULL, 0);
+    errno = saved;
+}
+
+void rt_forward_signals(struct rt_ctx *ctx, int pidfd, const int *sigs, size_t nsigs)
+{
+    the_pidfd = pidfd;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = forward;
+    sa.sa_flags = SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    for (size_t i = 0; i < nsigs; i++)
+        if (sigaction(sigs[i], &sa, NULL) < 0)
+            rt_warn(ctx, "forward signal %d: %s", sigs[i], strerror(errno));
+}
+
+void rt_forward_stop(void)
+{
+    the_pidfd = -1;
+}
+
+void rt_kill_and_reap(int pidfd)
+{
+    (void)pyrt_pidfd_send_signal(pidfd, SIGKILL, NULL, 0); /* ESRCH: it has exited already */
+    siginfo_t info;
+    while (waitid(P_PIDFD, (id_t)pidfd, &info, WEXITED) < 0 && errno == EINTR)
+        ;
+    close(pidfd);
 }

@@ -1,10 +1,14 @@
 /* Running a helper program from pyrt-runtime (hooks in the runtime's namespaces,
  * busctl, ps): fork and exec with the given stdin bytes, its stdout and stderr
- * captured (or inherited), bounded in time. */
+ * captured (or inherited), bounded in time. And the side of a container process
+ * that pyrt-runtime waits for in the foreground (run, exec): signals forwarded to
+ * it, and it killed and reaped when it must not be left behind. */
 #ifndef PYRT_RT_PROC_H
 #define PYRT_RT_PROC_H
 
 #include <stddef.h>
+
+#include "rt.h"
 
 struct rt_proc {
     const char *path;         /* what is exec'd; searched in PATH when it has no '/' */
@@ -27,5 +31,16 @@ struct rt_proc {
  * be started. Free out and err with rt_proc_free. */
 int rt_proc_run(struct rt_proc *p);
 void rt_proc_free(struct rt_proc *p);
+
+/* While the process of pidfd is waited for in the foreground: the signals sigs
+ * (nsigs of them) sent on to it when pyrt-runtime receives them (an interrupted
+ * wait is restarted). A handler that cannot be installed is warned of. One
+ * process at a time: the pidfd stays ours (not closed here). */
+void rt_forward_signals(struct rt_ctx *ctx, int pidfd, const int *sigs, size_t nsigs);
+/* No more forwarding (the handlers stay: a signal is then dropped). */
+void rt_forward_stop(void);
+
+/* The process of pidfd killed (SIGKILL) and reaped, the pidfd closed. */
+void rt_kill_and_reap(int pidfd);
 
 #endif

@@ -206,6 +206,25 @@ int rt_container_pidfd(const struct rt_container *c)
     return fd;
 }
 
+int rt_state_write(int dirfd, yajl_gen g)
+{
+    int fd = openat(dirfd, RT_STATE_TMP, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return -1;
+    int rc = rt_gen_write(g, fd);
+    int err = errno;
+    if (close(fd) < 0 && rc == 0) {
+        rc = -1;
+        err = errno;
+    }
+    if (rc == 0 && renameat(dirfd, RT_STATE_TMP, dirfd, RT_STATE_FILE) < 0) {
+        rc = -1;
+        err = errno;
+    }
+    errno = err;
+    return rc;
+}
+
 int rt_container_set_started(struct rt_ctx *ctx, struct rt_container *c)
 {
     yajl_gen g = yajl_gen_alloc(NULL);
@@ -228,20 +247,11 @@ int rt_container_set_started(struct rt_ctx *ctx, struct rt_container *c)
         yajl_gen_bool(g, 1);
     }
     yajl_gen_map_close(g);
-    int fd = openat(c->dirfd, RT_STATE_FILE ".tmp", O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
-    int rc = fd < 0 ? -1 : rt_gen_write(g, fd);
+    int rc = rt_state_write(c->dirfd, g);
     int err = errno;
     yajl_gen_free(g);
-    if (fd >= 0 && close(fd) < 0 && rc == 0) {
-        rc = -1;
-        err = errno;
-    }
-    if (rc == 0 && renameat(c->dirfd, RT_STATE_FILE ".tmp", c->dirfd, RT_STATE_FILE) < 0) {
-        rc = -1;
-        err = errno;
-    }
     if (rc < 0) {
-        unlinkat(c->dirfd, RT_STATE_FILE ".tmp", 0);
+        unlinkat(c->dirfd, RT_STATE_TMP, 0);
         return rt_fail(ctx, "save the state of %s: %s", c->id, strerror(err));
     }
     return 0;

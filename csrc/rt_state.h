@@ -19,6 +19,7 @@
 #include "rt_cgroup.h"
 
 #define RT_STATE_FILE "state.json"
+#define RT_STATE_TMP RT_STATE_FILE ".tmp"
 #define RT_FIFO "exec.fifo"
 
 struct rt_container {
@@ -57,6 +58,12 @@ void rt_gen_state(yajl_gen g, struct rt_container *c, const char *status);
 
 /* A pidfd of its init, or -1 when it has exited (or its pid was reused). */
 int rt_container_pidfd(const struct rt_container *c);
+
+/* Write g's text as the record in the container's directory dirfd, atomically:
+ * a temporary file (created, or truncated when there is one; never through a
+ * symlink) written whole, closed, then renamed over state.json. -1 with errno set
+ * when a step fails (the temporary file is left to the caller). */
+int rt_state_write(int dirfd, yajl_gen g);
 
 /* Rewrite the record with "started": true (every other member as it was). */
 int rt_container_set_started(struct rt_ctx *ctx, struct rt_container *c);

@@ -194,7 +194,7 @@ def cleanup(scratch, st):
             common.log(f"[cleanup] {p}")
 
 
-def report(results, st):
+def report(results, st, args):
     print()
     print(f"Container start-up and removal from the command line, /bin/true (busybox) on tmpfs, as "
           f"{st['user']['name']} (uid {st['user']['uid']})")
@@ -204,54 +204,11 @@ def report(results, st):
                               ("pyrt fuse-overlayfs", "pyrt overlay")])
 
 
-def smoke(argv):
-    import argparse
-    ap = argparse.ArgumentParser(prog="bench_fuse.py --smoke")
-    ap.add_argument("--user")
-    ap.add_argument("--only")
-    ap.add_argument("--no-install", action="store_true")
-    args = ap.parse_args(argv)
-    if os.geteuid() != 0:
-        raise SystemExit("bench_fuse needs root (to prepare the user's stores)")
-    scratch = st = None
-    pid = None
-    try:
-        scratch = common.Scratch(prefix="pyrt-bench-fuse-smoke-", size="256m")
-        st = setup(args, scratch)
-        for name, why in st["skipped"].items():
-            print(f"{name}: skipped ({why})")
-        pid = os.fork()
-        if pid == 0:  # the loops in a child: its private mount namespace goes with it
-            code = 0
-            try:
-                for name in st["benches"]:
-                    _time(2, st, name)
-                    print(f"{name}: ok", flush=True)
-            except BaseException as e:  # noqa: BLE001
-                print(f"failed: {e}", flush=True)
-                code = 1
-            os._exit(code)
-        _, status = os.waitpid(pid, 0)
-        if status:
-            raise SystemExit(1)
-    finally:
-        cleanup(scratch, st)
-
-
 def main():
-    if "--smoke" in sys.argv[1:]:
-        smoke([a for a in sys.argv[1:] if a != "--smoke"])
-        return
-    argv, quick = common.pyperf_argv(sys.argv[1:], QUICK_PYPERF_ARGS)
-    runner = common.make_runner("bench_fuse", argv)
-    ap = runner.argparser
-    ap.add_argument("--only", help="comma-separated benchmarks among: " + ", ".join(ALL_BENCHES))
-    ap.add_argument("--user", help="the ordinary user (default: one with a range in /etc/subuid)")
-    ap.add_argument("--no-install", action="store_true", help="do not apt-get install missing tools")
-    args = runner.parse_args()
-    common.run_main(runner, args, name="bench_fuse", why_root="to prepare the user's stores",
-                    setup=setup, run_benchmarks=run_benchmarks, report=report, cleanup=cleanup,
-                    scratch_prefix="pyrt-bench-fuse-")
+    common.bench_main("bench_fuse", benches=ALL_BENCHES, quick_args=QUICK_PYPERF_ARGS, setup=setup,
+                      run_benchmarks=run_benchmarks, report=report, cleanup=cleanup,
+                      time_one=lambda st, name: _time(2, st, name), why_root="to prepare the user's stores",
+                      user_option=True, smoke_in_child=True)
 
 
 if __name__ == "__main__":

@@ -263,43 +263,15 @@ def report(results, st, args):
               f"(rounds {', '.join(f'{r:.2f}' for r in ratios)})")
 
 
-def smoke(argv):
-    """Each benchmark's loop run twice, without pyperf and without a figure: that
-    the set-up and every code path measured still work (CI)."""
-    import argparse
-    ap = argparse.ArgumentParser(prog="bench_rootless.py --smoke")
-    ap.add_argument("--user")
-    ap.add_argument("--only")
-    ap.add_argument("--no-install", action="store_true")
-    args = ap.parse_args(argv)
-    if os.geteuid() != 0:
-        raise SystemExit("bench_rootless needs root (to run as root and as a user)")
-    scratch = st = None
-    try:
-        scratch = common.Scratch(prefix="pyrt-bench-rootless-smoke-", size="256m")
-        st = setup(args, scratch)
-        for name in st["benches"]:
-            TIMERS[name](2, st)
-            print(f"{name}: ok")
-    finally:
-        cleanup(scratch, st)
+def _paired_option(ap, quick):
+    ap.add_argument("--paired", type=int, default=5 if quick else 15, help="paired rounds after (0: none)")
 
 
 def main():
-    if "--smoke" in sys.argv[1:]:
-        smoke([a for a in sys.argv[1:] if a != "--smoke"])
-        return
-    argv, quick = common.pyperf_argv(sys.argv[1:], QUICK_PYPERF_ARGS)
-    runner = common.make_runner("bench_rootless", argv)
-    ap = runner.argparser
-    ap.add_argument("--only", help="comma-separated benchmarks among: " + ", ".join(ALL_BENCHES))
-    ap.add_argument("--user", help="the ordinary user (default: one with a range in /etc/subuid)")
-    ap.add_argument("--paired", type=int, default=5 if quick else 15, help="paired rounds after (0: none)")
-    ap.add_argument("--no-install", action="store_true", help="do not apt-get install missing tools")
-    args = runner.parse_args()
-    common.run_main(runner, args, name="bench_rootless", why_root="to run as root and as a user",
-                    setup=setup, run_benchmarks=run_benchmarks, report=lambda res, st: report(res, st, args),
-                    cleanup=cleanup, scratch_prefix="pyrt-bench-rootless-")
+    common.bench_main("bench_rootless", benches=ALL_BENCHES, quick_args=QUICK_PYPERF_ARGS, setup=setup,
+                      run_benchmarks=run_benchmarks, report=report, cleanup=cleanup,
+                      time_one=lambda st, name: TIMERS[name](2, st), why_root="to run as root and as a user",
+                      user_option=True, add_options=_paired_option)
 
 
 if __name__ == "__main__":

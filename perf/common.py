@@ -12,9 +12,10 @@
 - clean-up of containers and cgroups that runc/crun could leave behind;
 - the pyperf scaffolding of the benchmarks: --quick (pyperf_argv), a Runner
   whose workers get the scratch directory (make_runner), and the main process
-  with its Scratch, set-up, clean-up and summary (run_main); the summary table
-  of medians (print_table) and ratio lines (print_ratios); best_of for the
-  plain (non-pyperf) quick modes.
+  with its Scratch, set-up, clean-up and summary (run_main); --smoke without
+  pyperf (run_smoke), and a whole main() of both with the usual options
+  (bench_main); the summary table of medians (print_table) and ratio lines
+  (print_ratios); best_of for the plain (non-pyperf) quick modes.
 
 Everything here needs root, as the benchmarks do.
 """
@@ -698,6 +699,77 @@ def run_main(runner, args, *, name, setup, run_benchmarks, report, cleanup, why_
         report(results, st)
     finally:
         cleanup(scratch, st)
+
+
+def run_smoke(args, *, name, setup, cleanup, time_one, why_root=None, in_child=False, scratch_size="256m"):
+    """--smoke without pyperf (CI; no figure is taken): as root, a Scratch;
+    st = setup(args, scratch) (what it skipped printed); time_one(st, bench) for
+    each of st["benches"] (the benchmark's loop on a tiny count), "BENCH: ok"
+    after each; in any case cleanup(scratch, st). in_child: the loops in a forked
+    child, so that what they change in their process (a private mount namespace)
+    goes with it; a failure there is printed and makes the exit status 1."""
+    if os.geteuid() != 0:
+        raise SystemExit(f"{name} needs root" + (f" ({why_root})" if why_root else ""))
+
+    def loops():
+        for bench in st["benches"]:
+            time_one(st, bench)
+            print(f"{bench}: ok", flush=True)
+
+    scratch = st = None
+    try:
+        scratch = Scratch(prefix=f"pyrt-{name.replace('_', '-')}-smoke-", size=scratch_size)
+        st = setup(args, scratch)
+        for bench, why in st["skipped"].items():
+            print(f"{bench}: skipped ({why})")
+        if not in_child:
+            loops()
+            return
+        sys.stdout.flush()  # (not printed again by the child)
+        pid = os.fork()
+        if pid == 0:
+            code = 0
+            try:
+                loops()
+            except BaseException as e:  # noqa: BLE001 - reported, and the exit status says so
+                print(f"failed: {e}", flush=True)
+                code = 1
+            os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        if status:
+            raise SystemExit(1)
+    finally:
+        cleanup(scratch, st)
+
+
+def bench_main(name, *, benches, quick_args, setup, run_benchmarks, report, cleanup, time_one, why_root=None,
+               user_option=False, add_options=None, smoke_in_child=False):
+    """A benchmark's main(): with --smoke, run_smoke(time_one, in_child=smoke_in_child);
+    else pyperf (--quick: quick_args) and run_main, report(results, st, args).
+    Its options, in both modes: --only (among `benches`), --user (user_option: the
+    ordinary user of a rootless benchmark), what add_options(parser, quick) adds,
+    --no-install."""
+    def options(ap, quick):
+        ap.add_argument("--only", help="comma-separated benchmarks among: " + ", ".join(benches))
+        if user_option:
+            ap.add_argument("--user", help="the ordinary user (default: one with a range in /etc/subuid)")
+        if add_options is not None:
+            add_options(ap, quick)
+        ap.add_argument("--no-install", action="store_true", help="do not apt-get install missing tools")
+
+    if "--smoke" in sys.argv[1:]:
+        ap = argparse.ArgumentParser(prog=f"{name}.py --smoke")
+        options(ap, True)
+        args = ap.parse_args([a for a in sys.argv[1:] if a != "--smoke"])
+        run_smoke(args, name=name, setup=setup, cleanup=cleanup, time_one=time_one, why_root=why_root,
+                  in_child=smoke_in_child)
+        return
+    argv, quick = pyperf_argv(sys.argv[1:], quick_args)
+    runner = make_runner(name, argv)
+    options(runner.argparser, quick)
+    args = runner.parse_args()
+    run_main(runner, args, name=name, why_root=why_root, setup=setup, run_benchmarks=run_benchmarks,
+             report=lambda results, st: report(results, st, args), cleanup=cleanup)
 
 
 # --- summaries -------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """Building and checking test images, shared by the test modules: layer tars
 (`layer_tar` with keyword options, `make_tar` with positional ones), the base tar of
 the session's test rootfs plus test files (`write_base_tar`; the `base_tar` fixture
-in conftest.py), OCI image layouts written by hand (`OCIBuilder`), scripts that make
+in conftest.py), OCI image layouts written by hand (`OCIBuilder`) and the layers of a
+saved one (`saved_layers`), scripts that make
 layered images and change containers (LAYER2, LAYER3, CHANGES), and store
 consistency checks (`check_store`, `check_consistent`, `store_state`)."""
 from __future__ import annotations
@@ -176,6 +177,15 @@ def tar_dir(path: str, out: str) -> str:
     with tarfile.open(out, "w", format=tarfile.PAX_FORMAT) as tf:
         tf.add(path, arcname=".")
     return out
+
+
+def saved_layers(saved_tar: str) -> list[str]:
+    """The layer digests of the one image in a saved tar (`pyrt save`: an OCI
+    layout), bottom first."""
+    with tarfile.open(saved_tar) as tf:
+        (m,) = json.load(tf.extractfile("index.json"))["manifests"]
+        manifest = json.load(tf.extractfile(f"blobs/sha256/{m['digest'][7:]}"))
+        return [d["digest"] for d in manifest["layers"]]
 
 
 class OCIBuilder:

@@ -211,19 +211,6 @@ def test_slirp4netns_holds_no_fd_of_pyrt_and_no_api_socket_on_disk(net_user, net
 
 # -- a hostile image on the copy driver -------------------------------------------------------------------
 
-def _load_layers(user, base_tar, layers, ref):
-    import imagetools
-    oci = imagetools.OCIBuilder(os.path.join(user.dir, "oci-" + ref.replace(":", "-")))
-    with open(base_tar, "rb") as f:
-        oci.image([f.read(), *layers], ref=ref)
-    path = oci.write()
-    for dirpath, dirnames, filenames in os.walk(path):
-        os.chmod(dirpath, 0o755)
-        for n in filenames:
-            os.chmod(os.path.join(dirpath, n), 0o644)
-    ok(user.pyrt("load", "-i", path))
-
-
 def _tree(path):
     out = {}
     for dirpath, dirnames, filenames in os.walk(path):
@@ -254,8 +241,8 @@ def test_hostile_symlinks_in_layers_stay_inside_the_root(user, base_tar, driver)
     writes = imagetools.layer_tar([("dir", "etc"), ("file", "etc/passwd", {"data": "root:x:0:0::/:/bin/sh\n"}),
                                    ("dir", "run"), ("file", "run/x", {"data": "x\n"}),
                                    ("file", "keep", {"data": "top\n"})])
-    _load_layers(user, base_tar, [links], "links:1")
-    _load_layers(user, base_tar, [links, writes], "through:1")
+    user.load_layers(base_tar, [links], "links:1")
+    user.load_layers(base_tar, [links, writes], "through:1")
     env = {"PYRT_DEFAULT_NETWORK": "none"}
     mounts_before = helpers.mountinfo()
     for ref in ("links:1", "through:1"):
@@ -297,15 +284,7 @@ def test_ids_outside_the_range_in_a_layer(user, base_tar):
     far = imagetools.layer_tar([("file", "far", {"data": "f\n", "uid": 70000, "gid": 70000}),
                                 ("file", "huge", {"data": "h\n", "uid": 4294967294, "gid": 4294967294}),
                                 ("file", "setuid-far", {"data": "s\n", "uid": 100000, "mode": 0o4755})])
-    oci = imagetools.OCIBuilder(os.path.join(user.dir, "oci-far"))
-    with open(base_tar, "rb") as f:
-        oci.image([f.read(), far], ref="far:1")
-    path = oci.write()
-    for dirpath, dirnames, filenames in os.walk(path):
-        os.chmod(dirpath, 0o755)
-        for n in filenames:
-            os.chmod(os.path.join(dirpath, n), 0o644)
-    r = user.pyrt("load", "-i", path)
+    r = user.load_layers(base_tar, [far], "far:1", check=False)
     err = r.stderr.decode()
     assert err.startswith("pyrt: ") and err.count("\n") == 1, err
     assert r.returncode != 0 and "outside the ids mapped for you" in err, err

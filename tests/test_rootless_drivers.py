@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import tarfile
 
 import pytest
 
@@ -24,14 +23,6 @@ mkdir -p /data/sub2 && echo n > /data/sub2/n
 mkfifo /data/fifo
 find / -xdev -exec touch -h -d '2001-01-01 00:00:00' {} + 2>/dev/null || true
 """
-
-
-def _layer_blobs(saved_tar):
-    with tarfile.open(saved_tar) as tf:
-        index = json.load(tf.extractfile("index.json"))
-        (m,) = index["manifests"]
-        manifest = json.load(tf.extractfile(f"blobs/sha256/{m['digest'][7:]}"))
-        return [d["digest"] for d in manifest["layers"]]
 
 
 def test_copy_driver_as_user(user, store, base_tar):
@@ -56,7 +47,7 @@ def test_copy_driver_as_user(user, store, base_tar):
     out_root, out_user = os.path.join(user.dir, "root.tar"), os.path.join(user.dir, "user.tar")
     ok(store.cli("save", "-o", out_root, "mine:1"))
     ok(user.pyrt("save", "-o", out_user, "mine:1"))
-    assert _layer_blobs(out_root) == _layer_blobs(out_user)
+    assert imagetools.saved_layers(out_root) == imagetools.saved_layers(out_user)
     ok(user.pyrt("rm", "c1", env=env))
     assert os.listdir(os.path.join(user.store, "containers")) == []
 
@@ -67,15 +58,7 @@ def test_copy_driver_with_whiteouts_and_opaque_dirs(user, base_tar):
     lower = imagetools.layer_tar([("dir", "d"), ("file", "d/old", {"data": "old\n"}), ("dir", "o"),
                                   ("file", "o/hidden", {"data": "h\n"}), ("file", "gone", {"data": "g\n"})])
     upper = imagetools.layer_tar([("whiteout", "gone"), ("opaque", "o"), ("file", "o/new", {"data": "n\n"})])
-    oci = imagetools.OCIBuilder(os.path.join(user.dir, "oci"))
-    with open(base_tar, "rb") as f:
-        oci.image([f.read(), lower, upper], ref="layered:1")
-    path = oci.write()
-    for dirpath, dirnames, filenames in os.walk(path):
-        os.chmod(dirpath, 0o755)
-        for n in filenames:
-            os.chmod(os.path.join(dirpath, n), 0o644)
-    ok(user.pyrt("load", "-i", path))
+    user.load_layers(base_tar, [lower, upper], "layered:1")
     r = user.pyrt("--storage-driver", "copy", "run", "--rm", "--network", "none", "layered:1", "ls", "/", "/o", "/d")
     assert r.returncode == 0, r.stderr
     out = r.stdout.decode()

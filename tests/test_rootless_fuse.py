@@ -93,23 +93,10 @@ touch -d '2001-01-01 00:00:00' /tmp/done /tmp
 """
 
 
-def _layer_blobs(saved_tar):
-    with tarfile.open(saved_tar) as tf:
-        index = json.load(tf.extractfile("index.json"))
-        (m,) = index["manifests"]
-        manifest = json.load(tf.extractfile(f"blobs/sha256/{m['digest'][7:]}"))
-        return [d["digest"] for d in manifest["layers"]]
-
-
 def _top_layer_entries(saved_tar):
-    with tarfile.open(saved_tar) as tf:
-        index = json.load(tf.extractfile("index.json"))
-        (m,) = index["manifests"]
-        manifest = json.load(tf.extractfile(f"blobs/sha256/{m['digest'][7:]}"))
-        blob = tf.extractfile(f"blobs/sha256/{manifest['layers'][-1]['digest'][7:]}")
-        with tarfile.open(fileobj=blob) as layer:
-            return sorted((t.name, t.type, t.mode, t.uid, t.gid, t.mtime, t.size, dict(t.pax_headers))
-                          for t in layer)
+    top = imagetools.saved_layers(saved_tar)[-1]
+    with tarfile.open(saved_tar) as tf, tarfile.open(fileobj=tf.extractfile(f"blobs/sha256/{top[7:]}")) as layer:
+        return sorted((t.name, t.type, t.mode, t.uid, t.gid, t.mtime, t.size, dict(t.pax_headers)) for t in layer)
 
 
 def test_diff_and_commit_equal_the_kernel_drivers(user, base_tar):
@@ -141,7 +128,7 @@ def test_diff_and_commit_equal_the_kernel_drivers(user, base_tar):
     ok(user.pyrt("save", "-o", out_k, "mine:k"))
     ok(user.pyrt("save", "-o", out_f, "mine:f"))
     assert _top_layer_entries(out_f) == _top_layer_entries(out_k)
-    assert _layer_blobs(out_f) == _layer_blobs(out_k)
+    assert imagetools.saved_layers(out_f) == imagetools.saved_layers(out_k)
     # the committed image runs under fuse-overlayfs as it does under the kernel's
     for env in (kernel, FUSE):
         r = user.pyrt("run", "--rm", "mine:f", "sh", "-c", "cat /tree/only; test -e /tree/t1 || echo no-t1; "
@@ -160,15 +147,7 @@ def test_layers_with_whiteouts_and_opaque_dirs(user, base_tar):
     lower = imagetools.layer_tar([("dir", "d"), ("file", "d/old", {"data": "old\n"}), ("dir", "o"),
                                   ("file", "o/hidden", {"data": "h\n"}), ("file", "gone", {"data": "g\n"})])
     upper = imagetools.layer_tar([("whiteout", "gone"), ("opaque", "o"), ("file", "o/new", {"data": "n\n"})])
-    oci = imagetools.OCIBuilder(os.path.join(user.dir, "oci"))
-    with open(base_tar, "rb") as f:
-        oci.image([f.read(), lower, upper], ref="layered:1")
-    path = oci.write()
-    for dirpath, dirnames, filenames in os.walk(path):
-        os.chmod(dirpath, 0o755)
-        for n in filenames:
-            os.chmod(os.path.join(dirpath, n), 0o644)
-    ok(user.pyrt("load", "-i", path))
+    user.load_layers(base_tar, [lower, upper], "layered:1")
     r = user.pyrt("run", "--name", "l", "layered:1", "sh", "-c",
                   "ls / /o /d; rm -r /o; mkdir /o; echo again > /o/again; echo g2 > /gone", env=FUSE)
     assert r.returncode == 0, r.stderr
@@ -324,15 +303,7 @@ def test_hostile_layer_symlinks(user, base_tar, tmp_shm):
     evil = imagetools.layer_tar([("symlink", "a", {"link": secret}), ("symlink", "b", {"link": "../../../../" + secret}),
                                  ("symlink", "c", {"link": "/etc"})])
     over = imagetools.layer_tar([("dir", "a"), ("dir", "b"), ("dir", "c"), ("file", "a/mine", {"data": "m\n"})])
-    oci = imagetools.OCIBuilder(os.path.join(user.dir, "oci"))
-    with open(base_tar, "rb") as f:
-        oci.image([f.read(), evil, over], ref="evil:1")
-    path = oci.write()
-    for dirpath, dirnames, filenames in os.walk(path):
-        os.chmod(dirpath, 0o755)
-        for n in filenames:
-            os.chmod(os.path.join(dirpath, n), 0o644)
-    ok(user.pyrt("load", "-i", path))
+    user.load_layers(base_tar, [evil, over], "evil:1")
     r = user.pyrt("run", "--name", "h", "evil:1", "sh", "-c",
                   "ls /a /b /c; cat /a/s /b/s 2>&1; echo pwn > /a/s; echo pwn > /b/s; echo pwn > /c/passwd; "
                   "ls /c", env=FUSE)

@@ -30,7 +30,7 @@ PARENT = f"pyrt-tests-{os.getpid()}/rtcg"
 NAME = "ctr"
 
 C_SOURCES = ["rt.c", "rt_json.c", "rt_pyval.c", "rt_cpuset.c", "rt_resources.c", "rt_cgroup.c", "rt_cgroup_user.c",
-             "rt_proc.c", "devices.c", "err.c", "sbuf.c", "fdio.c"]
+             "rt_proc.c", "syscalls.c", "devices.c", "err.c", "sbuf.c", "fdio.c"]
 
 
 @pytest.fixture(scope="module")

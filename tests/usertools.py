@@ -10,7 +10,8 @@
   namespace; an interpreter under /root is not readable by anyone else).
 - `UserEnv`: one test's user: a home, $XDG_DATA_HOME and $XDG_RUNTIME_DIR of its
   own below the test's directory; `.run(argv)` runs a command as that user,
-  `.py(code, *args)` Python code, `.pyrt(*argv)` the `pyrt` command.
+  `.py(code, *args)` Python code, `.pyrt(*argv)` the `pyrt` command,
+  `.load_layers(base_tar, layers, ref)` an image of layers on the base loaded.
 - `shifted_copy(src, dst, uid, base)`: a copy of a rootfs whose owners are
   shifted as an ordinary user's containers see them (0 -> the user, N -> base+N-1).
 """
@@ -22,6 +23,8 @@ import shutil
 import subprocess
 import sys
 import textwrap
+
+import imagetools
 
 RANGE = 65536
 USER = "pyrt-test"            # with a subordinate range
@@ -161,6 +164,23 @@ class UserEnv:
         default store unless argv says otherwise."""
         return self.run([self.python, "-m", "pyrt.cli.main", *argv], env=env, input=input, timeout=timeout)
 
+    def load_layers(self, base_tar, layers, ref, check=True) -> subprocess.CompletedProcess:
+        """The image `ref`: base_tar's layer with `layers` (layer tars, bytes) on
+        top, written as an OCI layout below the user's directory (readable by the
+        user) and loaded by the user (`pyrt load -i`); its result (check: it must
+        succeed)."""
+        oci = imagetools.OCIBuilder(os.path.join(self.dir, "oci-" + ref.replace(":", "-")))
+        with open(base_tar, "rb") as f:
+            oci.image([f.read(), *layers], ref=ref)
+        path = oci.write()
+        for dirpath, dirnames, filenames in os.walk(path):
+            os.chmod(dirpath, 0o755)
+            for n in filenames:
+                os.chmod(os.path.join(dirpath, n), 0o644)
+        r = self.pyrt("load", "-i", path)
+        if check:
+            assert r.returncode == 0, (r.args, r.returncode, r.stdout, r.stderr)
+        return r
 
     def runtime(self, *argv, cwd="/", env=None, timeout=120, capture=True) -> subprocess.CompletedProcess:
         """`pyrt-runtime` (its module run by the user's Python), state in the
