@@ -427,6 +427,8 @@ static const char *hand_over_reason(const char *id, const struct rt_create_opts 
         return "PYRT_RUNTIME_PYTHON is set";
     if (geteuid() != 0)
         return "an ordinary user's container (rootless)";
+    if (rt_in_user_namespace())
+        return "root of a user namespace (a rootless engine's container)";
     if (o->preserve_fds != NULL && strcmp(o->preserve_fds, "0") != 0)
         return "--preserve-fds (refused by the Python implementation)";
     for (const char *s = id; *s; s++)

@@ -44,6 +44,7 @@ def delegated_root() -> str | None:
     own = _own_cgroup()
     if lay.mode != "v2" or not lay.unified or not own or own == "/":
         return None
+    from pyrt.paths import host_uid
     uid, top = os.geteuid(), None
     d = os.path.join(lay.unified, own.lstrip("/"))
     while os.path.normpath(d) != os.path.normpath(lay.unified):
@@ -54,7 +55,8 @@ def delegated_root() -> str | None:
             break
         top = d
         d = os.path.dirname(d)
-    if top is None or not top.endswith(f"user@{uid}.service"):
+    # (in a user namespace the files show as ours, the unit has the host's uid)
+    if top is None or not top.endswith(f"user@{host_uid()}.service"):
         return None  # only systemd's delegation (its user instance makes the scopes)
     return os.path.relpath(top, lay.unified)
 
