@@ -279,25 +279,6 @@ int rt_abspath(const char *path, char *out, size_t cap)
     return 0;
 }
 
-/* Is this process in a user namespace other than the host's? The host's maps every
- * id to itself: "0 0 4294967295" (as runc and crun tell). */
-int rt_in_user_namespace(void)
-{
-    char buf[256];
-    int fd = open("/proc/self/uid_map", O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return 0; /* no /proc: nothing says so */
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0)
-        return 0;
-    buf[n] = 0;
-    unsigned long inside, outside, count;
-    char end;
-    return !(sscanf(buf, " %lu %lu %lu %c", &inside, &outside, &count, &end) == 3 && inside == 0 &&
-             outside == 0 && count == 4294967295UL);
-}
-
 /* The uid that ids without a mapping show as (root of the host, seen from a user
  * namespace): /proc/sys/kernel/overflowuid, 65534 unless changed. */
 static uid_t overflow_uid(void)

@@ -79,10 +79,6 @@ int rt_abspath(const char *path, char *out, size_t cap);
 /* An ordinary user's state directory, made 0700 when missing and checked (as
  * pyrt/paths.py's check_private_dir); its real path into out. */
 int rt_private_dir(struct rt_ctx *ctx, const char *path, char *out, size_t cap);
-/* Is this process in a user namespace other than the host's? (Root of one, as a
- * rootless engine runs the runtime, has an ordinary user's powers over the host.) */
-int rt_in_user_namespace(void);
-
 /* The state directory when --root is not given: /run/pyrt-runtime for root, else
  * (an ordinary user, or root of a user namespace with $XDG_RUNTIME_DIR set, as
  * runc and crun) $XDG_RUNTIME_DIR/pyrt-runtime or /tmp/pyrt-runtime-UID (private). */

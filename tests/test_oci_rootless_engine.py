@@ -125,3 +125,103 @@ def test_root_of_a_user_namespace_refuses_a_state_dir_it_does_not_own(user, runt
     assert r.returncode != 0
     assert b"not by you" in r.stderr, r.stderr
     assert len(r.stderr.decode().strip().splitlines()) == 1
+
+
+# -- native create as root of a user namespace, against the Python implementation --------
+
+# What one side does as root of a fresh user namespace (`unshare -r`, as a rootless
+# engine runs the runtime): create (its debug lines say whether it was handed over),
+# the record it wrote, the state, then delete --force and what is left.
+_SCRIPT = r'''
+rt="$1"; out="$2"; root="$2/state"; bundle="$3"; id="$4"
+"$rt" --root "$root" --debug create --bundle "$bundle" "$id" </dev/null >/dev/null 2>"$out/create.err"
+echo $? > "$out/rc"
+cat "$root/$id/state.json" > "$out/rec.json" 2>/dev/null || echo "{}" > "$out/rec.json"
+"$rt" --root "$root" state "$id" > "$out/state.json" 2>/dev/null || echo "{}" > "$out/state.json"
+"$rt" --root "$root" delete --force "$id" >/dev/null 2>&1
+ls "$root" > "$out/left" 2>/dev/null || true
+'''
+
+
+def _rootless_config(user, runtime_dir, rootfs, edit):
+    """A config as rootless podman writes it: `spec --rootless` without its user
+    namespace (the engine's is already made), the test rootfs, `sleep`."""
+    import json
+    r = user.run([runtime_dir, "spec", "--rootless", "--bundle", user.mkdir(f"b{len(os.listdir(user.base))}",
+                                                                            0o755)], check=True)
+    bundle = r.args[-1]
+    with open(os.path.join(bundle, "config.json")) as f:
+        cfg = json.load(f)
+    lnx = cfg["linux"]
+    lnx["namespaces"] = [n for n in lnx["namespaces"] if n["type"] != "user"]
+    lnx.pop("uidMappings", None)
+    lnx.pop("gidMappings", None)
+    cfg["root"] = {"path": rootfs, "readonly": True}
+    cfg["process"]["args"] = ["sleep", "100"]
+    cfg["process"]["terminal"] = False
+    if edit:
+        edit(cfg)
+    with open(os.path.join(bundle, "config.json"), "w") as f:
+        json.dump(cfg, f)
+    return bundle
+
+
+def _side(user, runtime_dir, bundle, python):
+    import json
+    out = user.mkdir(f"out-{'py' if python else 'c'}-{os.path.basename(bundle)}")
+    cid = "rl-" + os.path.basename(bundle)
+    env = {"PYRT_RUNTIME_PYTHON": "1"} if python else {}
+    user.run(["unshare", "-r", "sh", "-c", _SCRIPT, "sh", runtime_dir, out, bundle, cid], env=env, check=True)
+
+    def read(name):
+        with open(os.path.join(out, name)) as f:
+            return f.read()
+    rec = json.loads(read("rec.json"))
+    for k in ("created", "pid", "start_time", "id", "bundle"):
+        rec.pop(k, None)
+    text = read("create.err")
+    err = [ln.replace(cid, "ID") for ln in text.splitlines() if "debug:" not in ln]
+    return (int(read("rc")), err, rec, json.loads(read("state.json")).get("status"), "handed over" in text,
+            read("left").split())
+
+
+def _res(**kw):
+    def edit(cfg):
+        cfg["linux"]["resources"] = kw
+    return edit
+
+
+def _cgpath(path):
+    def edit(cfg):
+        cfg["linux"]["cgroupsPath"] = path
+    return edit
+
+
+NS_ROOT_CASES = [
+    ("podman-shape", None),
+    ("devices-only", _res(devices=[{"allow": False, "access": "rwm"}])),
+    ("memory-limit", _res(memory={"limit": 1 << 26})),
+    ("pids-limit", _res(pids={"limit": 10})),
+    ("relative-path", _cgpath("a/b")),
+    ("absolute-path", _cgpath("/pyrt-test/x")),
+    ("slice-path", _cgpath("user.slice:x:y")),
+    ("dotdot-path", _cgpath("a/../b")),
+]
+
+
+@pytest.mark.parametrize("name,edit", NS_ROOT_CASES, ids=[c[0] for c in NS_ROOT_CASES])
+def test_root_of_a_user_namespace_native_and_python_agree(user, runtime_dir, rootfs, name, edit):
+    """Created natively as root of a user namespace (no hand-over) with the same
+    outcome as the Python implementation: exit status, error line, state.json,
+    state; no cgroup without a delegated subtree, a limit refused in one line
+    saying how to get one; nothing left after delete."""
+    bundle = _rootless_config(user, runtime_dir, rootfs, edit)
+    n = _side(user, runtime_dir, bundle, python=False)
+    p = _side(user, runtime_dir, bundle, python=True)
+    assert not n[4], f"the native create handed over: {n[1]}"
+    assert n[:4] == p[:4]
+    assert n[5] == p[5] == []  # the state directories are empty again
+    if name in ("memory-limit", "pids-limit"):
+        assert n[0] == 1 and len(n[1]) == 1 and "systemd delegates" in n[1][0] and user.name in n[1][0], n[1]
+    if name in ("podman-shape", "devices-only", "relative-path"):
+        assert n[0] == 0 and n[3] == "created" and "cgroup_name" not in n[2], n

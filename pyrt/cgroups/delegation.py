@@ -63,8 +63,10 @@ def delegated_root() -> str | None:
 
 def usable() -> bool:
     """Whether this process may have cgroups made for its containers: root; an
-    ordinary user inside its delegated subtree (delegated_root)."""
-    if os.geteuid() == 0:
+    ordinary user (or root of a user namespace) inside its delegated subtree
+    (delegated_root)."""
+    from pyrt.paths import ordinary_user
+    if not ordinary_user():
         return True
     return delegated_root() is not None
 
@@ -76,9 +78,12 @@ def require(what: str) -> None:
         return
     import errno
     import pwd
+
+    from pyrt.paths import host_uid
+    uid = host_uid()  # in a user namespace too: the user the host knows
     try:
-        name = pwd.getpwuid(os.getuid()).pw_name
+        name = pwd.getpwuid(uid).pw_name
     except KeyError:
-        name = str(os.getuid())
+        name = str(uid)
     raise CgroupError(errno.EPERM, what, "", hint=HOW_TO.format(user=name))
 
