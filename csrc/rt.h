@@ -31,4 +31,16 @@ double rt_now(void);
 /* Sleep for `s` seconds (interrupted sleeps are not resumed). */
 void rt_sleep(double s);
 
+/* Is this process in a user namespace other than the host's (which maps every id
+ * to itself, as /proc/self/uid_map tells)? */
+int rt_in_user_namespace(void);
+
+/* Does this process have an ordinary user's powers over the host (its cgroups,
+ * devices)? An ordinary user, or root of a user namespace: rootless podman and
+ * containerd run the runtime so (pyrt/paths.py's ordinary_user). */
+int rt_ordinary_user(void);
+
+/* The effective uid as the host sees it (through /proc/self/uid_map). */
+unsigned rt_host_uid(void);
+
 #endif

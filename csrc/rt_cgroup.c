@@ -559,7 +559,7 @@ int rt_cgroup_remove(struct rt_ctx *ctx, const struct rt_cgroup *cg, double time
     /* and the scope `pyrt run --cgroup-manager systemd` made for it (as Cgroup.remove);
        an ordinary user's scopes are not looked for here */
     size_t lp = strlen(cg->parent), ls = strlen(SCOPE_SLICE);
-    if (geteuid() == 0 && lp > ls + 6 && strncmp(cg->parent, SCOPE_SLICE, ls) == 0 &&
+    if (!rt_ordinary_user() && lp > ls + 6 && strncmp(cg->parent, SCOPE_SLICE, ls) == 0 &&
         strcmp(cg->parent + lp - 6, ".scope") == 0) {
         const char *cid = strrchr(cg->parent, '/') + 1 + 5; /* after "/pyrt-" */
         char unit[PATH_MAX];
@@ -575,7 +575,7 @@ int rt_cgroup_remove(struct rt_ctx *ctx, const struct rt_cgroup *cg, double time
 
 int rt_systemd_stop_unit(struct rt_ctx *ctx, const char *unit, const char *scope)
 {
-    char *argv[] = {"busctl", geteuid() == 0 ? "--system" : "--user", "call", "org.freedesktop.systemd1",
+    char *argv[] = {"busctl", rt_ordinary_user() ? "--user" : "--system", "call", "org.freedesktop.systemd1",
                     "/org/freedesktop/systemd1", "org.freedesktop.systemd1.Manager", "StopUnit", "ss",
                     (char *)unit, "replace", NULL};
     struct rt_proc p = {.path = "busctl", .argv = argv, .capture = 1, .timeout = 30};

@@ -482,7 +482,7 @@ static int apply_devices(struct mk *m, const struct rt_resources *r, const char 
     int rc = pyrt_devices_attach(fd, cg->v2, rules, r->ndevices + 1, &e);
     close(fd);
     free(rules);
-    if (rc < 0 && !(e.err == EPERM && geteuid() != 0)) /* an ordinary user may not: none, as set_devices */
+    if (rc < 0 && !(e.err == EPERM && rt_ordinary_user())) /* an ordinary user may not: none, as set_devices */
         return rt_fail(m->ctx, "%s%s%s%s: %s", e.op, e.path[0] ? " \"" : "", e.path, e.path[0] ? "\"" : "",
                        strerror(e.err));
     return 0;

@@ -76,7 +76,7 @@ int rt_cgroup_delegated_root(char *buf, size_t len)
         *slash = 0;
     }
     char want[64];
-    snprintf(want, sizeof want, "user@%u.service", (unsigned)uid);
+    snprintf(want, sizeof want, "user@%u.service", rt_host_uid()); /* the host's uid (a user namespace's root) */
     size_t tl = strlen(top), wl = strlen(want);
     if (!top[0] || tl < wl || strcmp(top + tl - wl, want) != 0 || tl <= ul + 1)
         return -1;
@@ -88,17 +88,18 @@ int rt_cgroup_delegated_root(char *buf, size_t len)
 int rt_cgroup_require_delegation(struct rt_ctx *ctx, const char *what)
 {
     char root[PATH_MAX];
-    if (geteuid() == 0 || rt_cgroup_delegated_root(root, sizeof root) == 0)
+    if (!rt_ordinary_user() || rt_cgroup_delegated_root(root, sizeof root) == 0)
         return 0;
     /* the user's name from /etc/passwd (read without NSS: pyrt-runtime is linked
        statically), else the uid, as delegation.py says it */
     char name[64];
-    snprintf(name, sizeof name, "%u", (unsigned)getuid());
+    unsigned uid = rt_host_uid(); /* in a user namespace too: the user the host knows */
+    snprintf(name, sizeof name, "%u", uid);
     FILE *f = fopen("/etc/passwd", "re");
     if (f != NULL) {
         struct passwd *pw;
         while ((pw = fgetpwent(f)) != NULL)
-            if (pw->pw_uid == getuid() && pw->pw_name != NULL) {
+            if (pw->pw_uid == uid && pw->pw_name != NULL) {
                 snprintf(name, sizeof name, "%s", pw->pw_name);
                 break;
             }
@@ -117,7 +118,7 @@ static int busctl(struct rt_ctx *ctx, const char *method, const char *signature,
     char *argv[64];
     size_t n = 0;
     argv[n++] = "busctl";
-    argv[n++] = geteuid() == 0 ? "--system" : "--user";
+    argv[n++] = rt_ordinary_user() ? "--user" : "--system";
     argv[n++] = "call";
     argv[n++] = "org.freedesktop.systemd1";
     argv[n++] = "/org/freedesktop/systemd1";

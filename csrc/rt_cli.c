@@ -279,9 +279,26 @@ int rt_abspath(const char *path, char *out, size_t cap)
     return 0;
 }
 
+/* The uid that ids without a mapping show as (root of the host, seen from a user
+ * namespace): /proc/sys/kernel/overflowuid, 65534 unless changed. */
+static uid_t overflow_uid(void)
+{
+    char buf[32];
+    int fd = open("/proc/sys/kernel/overflowuid", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 65534;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return 65534;
+    buf[n] = 0;
+    return (uid_t)strtoul(buf, NULL, 10);
+}
+
 /* An ordinary user's state directory: made 0700 when missing, checked to be a
  * directory of its own whose every ancestor only it or root can change (or is
- * sticky), as pyrt/paths.py's check_private_dir. */
+ * sticky), as pyrt/paths.py's check_private_dir (root of the host, in a user
+ * namespace: the overflow uid). */
 int rt_private_dir(struct rt_ctx *ctx, const char *path, char *out, size_t cap)
 {
     if (mkdir(path, 0700) < 0 && errno != EEXIST)
@@ -298,6 +315,9 @@ int rt_private_dir(struct rt_ctx *ctx, const char *path, char *out, size_t cap)
     if (st.st_uid != uid)
         return rt_fail(ctx, "state directory %s is owned by uid %u, not by you (uid %u): use a directory of "
                             "your own (--root)", real, (unsigned)st.st_uid, (unsigned)uid);
+    /* in a user namespace the host's root is unmapped: its directories (/run,
+     * /run/user) show as the overflow uid, which then counts as root */
+    uid_t host_root = rt_in_user_namespace() ? overflow_uid() : 0;
     char d[PATH_MAX];
     snprintf(d, sizeof d, "%s", real);
     while (strcmp(d, "/") != 0) {
@@ -309,7 +329,7 @@ int rt_private_dir(struct rt_ctx *ctx, const char *path, char *out, size_t cap)
         struct stat a;
         if (stat(d, &a) < 0)
             return rt_fail(ctx, "state directory %s: %s: %s", real, d, strerror(errno));
-        if (a.st_uid != 0 && a.st_uid != uid)
+        if (a.st_uid != 0 && a.st_uid != uid && a.st_uid != host_root)
             return rt_fail(ctx, "state directory %s is inside %s, owned by uid %u, who could replace it: use a "
                                 "directory of your own (--root)", real, d, (unsigned)a.st_uid);
         if ((a.st_mode & 022) && !(a.st_mode & S_ISVTX))
@@ -324,14 +344,17 @@ int rt_private_dir(struct rt_ctx *ctx, const char *path, char *out, size_t cap)
 
 int rt_default_root(struct rt_ctx *ctx, char *out, size_t cap)
 {
-    if (geteuid() == 0) {
+    const char *base = getenv("XDG_RUNTIME_DIR");
+    struct stat st;
+    int usable = base != NULL && base[0] == '/' && stat(base, &st) == 0 && S_ISDIR(st.st_mode);
+    /* root of a user namespace (rootless podman and containerd run the runtime so)
+     * keeps its state where its user does, as runc and crun do */
+    if (geteuid() == 0 && !(usable && rt_in_user_namespace())) {
         snprintf(out, cap, "/run/pyrt-runtime");
         return 0;
     }
-    const char *base = getenv("XDG_RUNTIME_DIR");
-    struct stat st;
     char path[PATH_MAX];
-    if (base != NULL && base[0] == '/' && stat(base, &st) == 0 && S_ISDIR(st.st_mode))
+    if (usable)
         snprintf(path, sizeof path, "%s/pyrt-runtime", base);
     else
         snprintf(path, sizeof path, "/tmp/pyrt-runtime-%u", (unsigned)geteuid());

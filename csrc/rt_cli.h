@@ -80,7 +80,8 @@ int rt_abspath(const char *path, char *out, size_t cap);
  * pyrt/paths.py's check_private_dir); its real path into out. */
 int rt_private_dir(struct rt_ctx *ctx, const char *path, char *out, size_t cap);
 /* The state directory when --root is not given: /run/pyrt-runtime for root, else
- * $XDG_RUNTIME_DIR/pyrt-runtime or /tmp/pyrt-runtime-UID (private). */
+ * (an ordinary user, or root of a user namespace with $XDG_RUNTIME_DIR set, as
+ * runc and crun) $XDG_RUNTIME_DIR/pyrt-runtime or /tmp/pyrt-runtime-UID (private). */
 int rt_default_root(struct rt_ctx *ctx, char *out, size_t cap);
 
 #endif

@@ -580,12 +580,51 @@ static int parse_sysctl(struct rt_ctx *ctx, struct rt_plan *p, yajl_val lnx, uns
     return 0;
 }
 
+/* An ordinary user's cgroup (pyrt/ocirt/spec.py's _user_cgroups; natively only as
+ * root of a user namespace, a rootless engine's runtime): a cgroupsPath is
+ * relative; with no subtree systemd delegates, no cgroup at all (as runc
+ * --rootless); in one, the scope of the user's systemd instance: handed over. */
+static int user_cgroups(struct rt_ctx *ctx, yajl_val cp, const char *cpath, const char *id, int systemd)
+{
+    char r[600];
+    if (cpath[0] && !systemd) {
+        if (cpath[0] == '/' || strchr(cpath, ':') != NULL) {
+            RT_TRY(rt_cfg_repr(cp, r, sizeof r));
+            return rt_cfg_err(ctx, "linux.cgroupsPath", "%s: an ordinary user's container is in a scope of its "
+                              "systemd instance: use a relative path (below that scope), or --systemd-cgroup "
+                              "with slice:prefix:name", r);
+        }
+        int any = 0;
+        for (const char *s = cpath; *s;) {
+            size_t n = strcspn(s, "/");
+            if (n > 0) {
+                any = 1;
+                if ((n == 1 && s[0] == '.') || (n == 2 && s[0] == '.' && s[1] == '.')) {
+                    RT_TRY(rt_cfg_repr(cp, r, sizeof r));
+                    return rt_cfg_err(ctx, "linux.cgroupsPath", "%s: '.' and '..' are not allowed", r);
+                }
+            }
+            s += n + (s[n] == '/');
+        }
+        if (!any) {
+            RT_TRY(rt_cfg_repr(cp, r, sizeof r));
+            return rt_cfg_err(ctx, "linux.cgroupsPath", "%s names no cgroup", r);
+        }
+    }
+    char base[PATH_MAX];
+    if (!id[0] || rt_cgroup_delegated_root(base, sizeof base) < 0)
+        return 0;
+    return rt_defer("a cgroup in the subtree systemd delegates to an ordinary user");
+}
+
 static int parse_cgroups_path(struct rt_ctx *ctx, struct rt_plan *p, yajl_val lnx, const char *id, int systemd)
 {
     yajl_val cp = rt_cfg_get_or(lnx, "cgroupsPath");
     if (cp != NULL)
         RT_TRY(rt_cfg_string(ctx, cp, "linux.cgroupsPath"));
     const char *cpath = cp != NULL ? cp->u.string : "";
+    if (rt_ordinary_user())
+        return user_cgroups(ctx, cp, cpath, id, systemd);
     if (systemd)
         return rt_config_systemd(ctx, p, cpath, id);
     if (!cpath[0]) {

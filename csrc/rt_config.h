@@ -8,7 +8,9 @@
  * rt_create.c's hand_over_reason says so before the config is read, or when
  * rt_config_load or rt_config_parse return RT_DEFER (through rt_defer(why):
  * `pyrt-runtime --debug` prints why). That is the case for:
- *   - what is not native yet: an ordinary user (rootless), --preserve-fds, a
+ *   - what is not native yet: an ordinary user (rootless; root of a user
+ *     namespace, as rootless engines run the runtime, is native unless its
+ *     cgroup is to be in a subtree systemd delegates), --preserve-fds, a
  *     host without any cgroup hierarchy;
  *   - a config.json the native reader does not take as Python's json does: one
  *     that is missing, unreadable, larger than 16 MiB, not valid strict JSON

@@ -443,6 +443,15 @@ static int create(struct rt_ctx *ctx, const char *id, const struct rt_create_opt
     }
     for (size_t i = 0; i < c.p.nwarnings; i++)
         rt_warn(ctx, "%s", c.p.warnings[i]);
+    /* root of a user namespace (an ordinary user's are handed over): no device
+       cgroup (the user namespace and the host's permissions keep devices out); a
+       limit, or --systemd-cgroup, only with a delegated subtree (operations.py) */
+    if (rt_ordinary_user() && c.p.systemd_unit == NULL &&
+        ((c.p.has_resources && rt_resources_any(&c.p.res, 1)) || ctx->systemd_cgroup) &&
+        rt_cgroup_require_delegation(ctx, ctx->systemd_cgroup ? "--systemd-cgroup" : "linux.resources") < 0) {
+        rt_plan_free(&c.p);
+        return -1;
+    }
     if (c.p.terminal && (o->console_socket == NULL || !o->console_socket[0])) {
         rt_plan_free(&c.p);
         return rt_fail(ctx, "process.terminal is true: a --console-socket is needed to pass the terminal (set "

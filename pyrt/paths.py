@@ -40,10 +40,51 @@ def _who(uid: int) -> str:
         return f"uid {uid}"
 
 
+def in_user_namespace() -> bool:
+    """In a user namespace other than the host's (which maps every id to itself)?"""
+    try:
+        with open("/proc/self/uid_map") as f:
+            return f.read().split() != ["0", "0", "4294967295"]
+    except OSError:
+        return False
+
+
+def host_uid() -> int:
+    """This process's effective uid as the host sees it (through every user
+    namespace it is in, read from /proc/self/uid_map)."""
+    uid = os.geteuid()
+    try:
+        with open("/proc/self/uid_map") as f:
+            for line in f:
+                inside, outside, count = map(int, line.split())
+                if inside <= uid < inside + count:
+                    return outside + uid - inside
+    except (OSError, ValueError):
+        pass
+    return uid
+
+
+def ordinary_user() -> bool:
+    """Does this process have an ordinary user's powers over the host (cgroups,
+    devices)? An ordinary user, or root of a user namespace (rootless podman and
+    containerd run the OCI runtime so)."""
+    return os.geteuid() != 0 or in_user_namespace()
+
+
+def _overflow_uid() -> int:
+    """The uid that ids without a mapping show as (65534 unless changed)."""
+    try:
+        with open("/proc/sys/kernel/overflowuid") as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return 65534
+
+
 def check_private_dir(path: str, what: str = "directory", create: bool = True) -> str:
     """For an ordinary user: `path` (made 0700 when missing) resolved, checked to
     be a directory it owns, whose every ancestor only it or root can change
-    (or is sticky, as /tmp); made 0700 if it was more open. Returns the real path.
+    (or is sticky, as /tmp; in a user namespace the host's root shows as the
+    overflow uid); made 0700 if it was more open. Returns the real path.
     Raises UnsafeDirectory naming the directory and its owner."""
     uid = os.geteuid()
     if create:
@@ -61,10 +102,13 @@ def check_private_dir(path: str, what: str = "directory", create: bool = True) -
     if st.st_uid != uid:
         raise UnsafeDirectory(f"{what} {shown} is owned by {_who(st.st_uid)}, not by you ({_who(uid)}): "
                               "use a directory of your own (--root, PYRT_ROOT)")
+    # in a user namespace the host's root is unmapped: its directories (/run,
+    # /run/user) show as the overflow uid, which then counts as root
+    trusted = (0, uid, _overflow_uid()) if in_user_namespace() else (0, uid)
     d = os.path.dirname(real)
     while True:
         a = os.stat(d)
-        if a.st_uid not in (0, uid):
+        if a.st_uid not in trusted:
             raise UnsafeDirectory(f"{what} {shown} is inside {d}, owned by {_who(a.st_uid)}, who could "
                                   "replace it: use a directory of your own (--root, PYRT_ROOT)")
         if a.st_mode & 0o022 and not a.st_mode & stat.S_ISVTX:

@@ -44,6 +44,7 @@ def delegated_root() -> str | None:
     own = _own_cgroup()
     if lay.mode != "v2" or not lay.unified or not own or own == "/":
         return None
+    from pyrt.paths import host_uid
     uid, top = os.geteuid(), None
     d = os.path.join(lay.unified, own.lstrip("/"))
     while os.path.normpath(d) != os.path.normpath(lay.unified):
@@ -54,15 +55,18 @@ def delegated_root() -> str | None:
             break
         top = d
         d = os.path.dirname(d)
-    if top is None or not top.endswith(f"user@{uid}.service"):
+    # (in a user namespace the files show as ours, the unit has the host's uid)
+    if top is None or not top.endswith(f"user@{host_uid()}.service"):
         return None  # only systemd's delegation (its user instance makes the scopes)
     return os.path.relpath(top, lay.unified)
 
 
 def usable() -> bool:
     """Whether this process may have cgroups made for its containers: root; an
-    ordinary user inside its delegated subtree (delegated_root)."""
-    if os.geteuid() == 0:
+    ordinary user (or root of a user namespace) inside its delegated subtree
+    (delegated_root)."""
+    from pyrt.paths import ordinary_user
+    if not ordinary_user():
         return True
     return delegated_root() is not None
 
@@ -74,9 +78,12 @@ def require(what: str) -> None:
         return
     import errno
     import pwd
+
+    from pyrt.paths import host_uid
+    uid = host_uid()  # in a user namespace too: the user the host knows
     try:
-        name = pwd.getpwuid(os.getuid()).pw_name
+        name = pwd.getpwuid(uid).pw_name
     except KeyError:
-        name = str(os.getuid())
+        name = str(uid)
     raise CgroupError(errno.EPERM, what, "", hint=HOW_TO.format(user=name))
 

@@ -65,7 +65,8 @@ def is_scope(parent: str) -> bool:
 
 def _busctl(method: str, signature: str, *args) -> str:
     import subprocess  # here, as in _placeholder: every container start asks manager(), few run these (measured)
-    bus = "--system" if os.geteuid() == 0 else "--user"  # an ordinary user's own instance
+    from pyrt.paths import ordinary_user
+    bus = "--user" if ordinary_user() else "--system"  # an ordinary user's own instance
     cmd = ["busctl", bus, "call", "org.freedesktop.systemd1", "/org/freedesktop/systemd1",
            "org.freedesktop.systemd1.Manager", method, signature, *map(str, args)]
     try:

@@ -57,7 +57,7 @@ from pyrt.errors import PyrtError
 from pyrt.ocirt.defaults import SPEC_VERSION, default_config
 from pyrt.ocirt.operations import Operations, features
 from pyrt.ocirt.state import rfc3339
-from pyrt.paths import check_private_dir
+from pyrt.paths import check_private_dir, in_user_namespace
 
 PROG = "pyrt-runtime"
 
@@ -393,12 +393,16 @@ commands: {", ".join(COMMANDS)}
 
 
 def _default_root() -> str:
-    """/run/pyrt-runtime; an ordinary user's $XDG_RUNTIME_DIR/pyrt-runtime (or
+    """/run/pyrt-runtime; an ordinary user's, or root of a user namespace's,
+    $XDG_RUNTIME_DIR/pyrt-runtime (or
     /tmp/pyrt-runtime-UID), as runc --rootless keeps its state."""
-    if os.geteuid() == 0:
-        return "/run/pyrt-runtime"
     base = os.environ.get("XDG_RUNTIME_DIR")
-    if base and os.path.isabs(base) and os.path.isdir(base):
+    usable = bool(base) and os.path.isabs(base) and os.path.isdir(base)
+    # root of a user namespace (rootless podman and containerd run the runtime so)
+    # keeps its state where its user does, as runc and crun do
+    if os.geteuid() == 0 and not (usable and in_user_namespace()):
+        return "/run/pyrt-runtime"
+    if usable:
         return check_private_dir(os.path.join(base, "pyrt-runtime"), "state directory")
     return check_private_dir(f"/tmp/pyrt-runtime-{os.geteuid()}", "state directory")
 
@@ -421,7 +425,11 @@ def main(argv=None) -> int:
     except UsageError as e:
         print(f"{PROG}: {e}\n{USAGE}", file=sys.stderr)
         return 2
-    g["root"] = os.path.abspath(g.get("root") or os.environ.get("PYRT_RUNTIME_ROOT") or _default_root())
+    try:
+        g["root"] = os.path.abspath(g.get("root") or os.environ.get("PYRT_RUNTIME_ROOT") or _default_root())
+    except (PyrtError, OSError) as e:  # an unsafe or unusable default state directory
+        print(f"{PROG}: {e}", file=sys.stderr)
+        return 1
     LOG.path = g.get("log")
     LOG.format = (g.get("log_format") or "text").lower()
     LOG.debug = bool(g.get("debug"))

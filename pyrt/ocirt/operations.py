@@ -27,6 +27,7 @@ import time
 from pyrt.errors import ContainerNotFound, OciRuntimeError, Unsupported
 from pyrt.ocirt import hooks
 from pyrt.ocirt.state import Container, start_time, wait_exit, write_pid_file
+from pyrt.paths import ordinary_user
 
 
 def _open_namespace(path) -> int:
@@ -88,8 +89,8 @@ class Operations:
         for w in plan.warnings:
             self.warn(w)
         resources = plan.resources
-        if os.geteuid() != 0:
-            # an ordinary user: no device cgroup (the user namespace and the host's
+        if ordinary_user():
+            # an ordinary user (or root of a user namespace, a rootless engine's): no device cgroup (the user namespace and the host's
             # permissions keep devices out, as with runc --rootless); a cgroup only
             # inside the subtree systemd delegates to it, a limit elsewhere refused
             resources = {k: v for k, v in resources.items() if k != "devices"}
@@ -122,7 +123,7 @@ class Operations:
                 scope = True
                 c.rec.update(systemd_unit=plan.systemd_unit, systemd_scope=plan.systemd_scope,
                              cgroup_parent=plan.cgroup_parent)
-            if os.geteuid() != 0 and not scope:
+            if ordinary_user() and not scope:
                 pass  # an ordinary user without delegation, no limit asked: no cgroup (checked above)
             elif layout().mode != "none" and plan.cgroup_name:
                 cg = Cgroup.create(plan.cgroup_name, Limits(), plan.cgroup_parent,

@@ -29,6 +29,7 @@ from pyrt.cgroups.oci import apply_resources, resource_controllers  # noqa: F401
 from pyrt.errors import ConfigError, InvalidArgument  # noqa: F401 (re-exported)
 from pyrt.launch.seccomp import compile_seccomp
 from pyrt.launch.spec import build_spec
+from pyrt.paths import ordinary_user
 from pyrt.oci import fields
 from pyrt.ocirt import mounts as ocimounts
 from pyrt.ocirt.defaults import SPEC_VERSION, default_config  # noqa: F401 (importable from here too)
@@ -325,7 +326,7 @@ def parse(cfg: dict, bundle: str, *, container_id: str = "", systemd_cgroup: boo
     # -- cgroups ------------------------------------------------------------------
     cpath = linux.get("cgroupsPath") or ""
     _type(cpath, str, "linux.cgroupsPath", "a string")
-    if os.geteuid() != 0:
+    if ordinary_user():  # root of a user namespace too (a rootless engine), as runc and crun
         _user_cgroups(plan, cpath, container_id, systemd_cgroup)
     elif systemd_cgroup:
         plan.systemd_slice, plan.systemd_unit = systemd_cgroups_path(cpath, container_id)
