@@ -528,11 +528,18 @@ static int exists(struct rt_ctx *ctx, const char *id)
 int rt_op_run(struct rt_ctx *ctx, const char *id, const struct rt_create_opts *o, int detach, int keep, int *code)
 {
     CMD = "run";
+    static const int SIGS[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2};
+    const size_t NSIGS = sizeof SIGS / sizeof SIGS[0];
     int pidfd = -1, wait_fd = -1;
     *code = 0;
+    if (!detach)
+        rt_forward_hold(SIGS, NSIGS); /* from before its process exists: none is missed */
     int rc = create(ctx, id, o, &pidfd, detach ? NULL : &wait_fd);
-    if (rc < 0)
+    if (rc < 0) {
+        if (!detach)
+            rt_forward_release(SIGS, NSIGS);
         return rc;
+    }
     if (detach) {
         rc = rt_op_start(ctx, id);
         if (rc < 0 && exists(ctx, id)) {
@@ -542,8 +549,7 @@ int rt_op_run(struct rt_ctx *ctx, const char *id, const struct rt_create_opts *o
         close(pidfd);
         return rc;
     }
-    static const int SIGS[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2};
-    rt_forward_signals(ctx, pidfd, SIGS, sizeof SIGS / sizeof SIGS[0]);
+    rt_forward_signals(ctx, pidfd, SIGS, NSIGS);
     close(wait_fd); /* (the process holds the FIFO open: start writes to it) */
     rc = rt_op_start(ctx, id);
     int status = 0;

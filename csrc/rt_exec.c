@@ -363,6 +363,10 @@ static int run_exec(struct rt_ctx *ctx, struct rt_container *c, struct rt_plan *
     int pidfd = -1;
     struct pyrt_error e;
     struct rusage ru;
+    static const int SIGS[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT};
+    const size_t NSIGS = sizeof SIGS / sizeof SIGS[0];
+    if (!o->detach)
+        rt_forward_hold(SIGS, NSIGS); /* from before it runs: none is missed */
     int rc = pyrt_exec(&es, &pid, &pidfd, &e);
     for (size_t i = 0; i < nprocs; i++)
         close(procs[i]);
@@ -398,8 +402,7 @@ static int run_exec(struct rt_ctx *ctx, struct rt_container *c, struct rt_plan *
         *code = 0;
         return 0;
     }
-    static const int SIGS[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT};
-    rt_forward_signals(ctx, pidfd, SIGS, sizeof SIGS / sizeof SIGS[0]);
+    rt_forward_signals(ctx, pidfd, SIGS, NSIGS);
     int status = 0, w;
     while ((w = pyrt_wait(pidfd, -1, &status, &ru)) < 0 && errno == EINTR)
         ;

@@ -211,6 +211,25 @@ static void forward(int sig)
     errno = saved;
 }
 
+static void mask(int how, const int *sigs, size_t nsigs)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    for (size_t i = 0; i < nsigs; i++)
+        sigaddset(&set, sigs[i]);
+    (void)sigprocmask(how, &set, NULL); /* (fails only for a bad `how`) */
+}
+
+void rt_forward_hold(const int *sigs, size_t nsigs)
+{
+    mask(SIG_BLOCK, sigs, nsigs);
+}
+
+void rt_forward_release(const int *sigs, size_t nsigs)
+{
+    mask(SIG_UNBLOCK, sigs, nsigs);
+}
+
 void rt_forward_signals(struct rt_ctx *ctx, int pidfd, const int *sigs, size_t nsigs)
 {
     the_pidfd = pidfd;
@@ -222,6 +241,7 @@ void rt_forward_signals(struct rt_ctx *ctx, int pidfd, const int *sigs, size_t n
     for (size_t i = 0; i < nsigs; i++)
         if (sigaction(sigs[i], &sa, NULL) < 0)
             rt_warn(ctx, "forward signal %d: %s", sigs[i], strerror(errno));
+    rt_forward_release(sigs, nsigs); /* what was held meanwhile is forwarded now */
 }
 
 void rt_forward_stop(void)

@@ -32,9 +32,18 @@ struct rt_proc {
 int rt_proc_run(struct rt_proc *p);
 void rt_proc_free(struct rt_proc *p);
 
+/* Hold (block) `sigs` from before the process is started, so that one sent before
+ * rt_forward_signals is forwarded then instead of ending this program (the process
+ * then left behind). The process starts with no signal blocked (its tail). */
+void rt_forward_hold(const int *sigs, size_t nsigs);
+
+/* Let held signals take their course again (on a path that does not forward). */
+void rt_forward_release(const int *sigs, size_t nsigs);
+
 /* While the process of pidfd is waited for in the foreground: the signals sigs
  * (nsigs of them) sent on to it when pyrt-runtime receives them (an interrupted
- * wait is restarted). A handler that cannot be installed is warned of. One
+ * wait is restarted); those held by rt_forward_hold are released. A handler that
+ * cannot be installed is warned of. One
  * process at a time: the pidfd stays ours (not closed here). */
 void rt_forward_signals(struct rt_ctx *ctx, int pidfd, const int *sigs, size_t nsigs);
 /* No more forwarding (the handlers stay: a signal is then dropped). */
