@@ -10,7 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "fdio.h"
@@ -429,18 +428,13 @@ int rt_cgroup_set_frozen(struct rt_ctx *ctx, const struct rt_cgroup *cg, int fro
 
 /* -- killing ---------------------------------------------------------------------------------- */
 
-static int pidfd_open_(pid_t pid)
-{
-    return (int)syscall(SYS_pidfd_open, pid, 0);
-}
-
 /* Signal each pid still in the cgroup once its pidfd is held (a pid reused before
  * pidfd_open is not signalled); the count signalled. */
 static int signal_each(const struct rt_cgroup *cg, const pid_t *pids, size_t n, int sig)
 {
     int hit = 0;
     for (size_t i = 0; i < n; i++) {
-        int fd = pidfd_open_(pids[i]);
+        int fd = pyrt_pidfd_open(pids[i], 0);
         if (fd < 0)
             continue;
         pid_t *now = NULL;

@@ -9,13 +9,13 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "fdio.h"
 #include "procstat.h"
 #include "rt_json.h"
+#include "syscalls.h"
 
 static int id_char(unsigned char c)
 {
@@ -195,7 +195,7 @@ int rt_container_pidfd(const struct rt_container *c)
     pid_t pid = rt_container_pid(c);
     if (pid <= 0)
         return -1;
-    int fd = (int)syscall(SYS_pidfd_open, pid, 0);
+    int fd = pyrt_pidfd_open(pid, 0);
     if (fd < 0)
         return -1;
     /* checked after the pidfd is held: the pid cannot be reused behind it any more */

@@ -30,7 +30,6 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import common  # noqa: E402  (perf/common.py)
-from bench_rootless import pick_user  # noqa: E402
 
 QUICK_PYPERF_ARGS = ["-p", "1", "-n", "5", "-w", "1", "-l", "4"]
 ALL_BENCHES = ["pyrt fuse-overlayfs", "podman fuse-overlayfs", "pyrt overlay"]
@@ -93,7 +92,7 @@ def setup(args, scratch) -> dict:
     busybox, why = common.find_static_busybox(install=not args.no_install)
     if busybox is None:
         raise SystemExit(f"bench_fuse: {why}")
-    pw = pick_user(args.user)
+    pw = common.pick_user(args.user)
     os.chmod(scratch.path, 0o711)
     home = scratch.sub("home")
     st = {"benches": [n for n in ALL_BENCHES if not args.only or n in args.only.split(",")], "skipped": {},

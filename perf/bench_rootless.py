@@ -29,10 +29,8 @@ the package uidmap.
 from __future__ import annotations
 
 import os
-import pwd
 import shutil
 import statistics
-import subprocess
 import sys
 import time
 
@@ -156,38 +154,6 @@ def run_benchmarks(runner, st) -> dict:
 
 # --- set-up (main process) -------------------------------------------------------
 
-def _subuid_users():
-    names = []
-    try:
-        with open("/etc/subuid") as f:
-            for line in f:
-                parts = line.strip().split(":")
-                if len(parts) == 3 and not line.startswith("#"):
-                    names.append(parts[0])
-    except FileNotFoundError:
-        pass
-    return names
-
-
-def pick_user(name):
-    if name:
-        return pwd.getpwnam(name)
-    for n in _subuid_users():
-        try:
-            pw = pwd.getpwnam(n)
-        except KeyError:
-            continue
-        if pw.pw_uid != 0:
-            return pw
-    subprocess.run(["useradd", "--create-home", "--shell", "/bin/sh", "--user-group", "pyrt-bench"], check=True,
-                   capture_output=True)
-    pw = pwd.getpwnam("pyrt-bench")
-    if "pyrt-bench" not in _subuid_users():
-        subprocess.run(["usermod", "--add-subuids", "500000-565535", "--add-subgids", "500000-565535",
-                        "pyrt-bench"], check=True, capture_output=True)
-    return pw
-
-
 def _chown_tree(path, uid, gid):
     for dirpath, dirnames, filenames in os.walk(path):
         for n in dirnames + filenames + ["."]:
@@ -202,7 +168,7 @@ def setup(args, scratch) -> dict:
     busybox, why = common.find_static_busybox(install=not args.no_install)
     if busybox is None:
         raise SystemExit(f"bench_rootless: {why}")
-    pw = pick_user(args.user)
+    pw = common.pick_user(args.user)
     os.chmod(scratch.path, 0o711)  # the user reaches its own directories below
     st = {"benches": [n for n in ALL_BENCHES if not args.only or n in args.only.split(",")], "skipped": {},
           "user": {"name": pw.pw_name, "uid": pw.pw_uid, "gid": pw.pw_gid}}

@@ -26,6 +26,7 @@ import ctypes
 import ctypes.util
 import json
 import os
+import pwd
 import shutil
 import signal
 import struct
@@ -823,3 +824,37 @@ def timed(fn) -> float:
     t0 = time.perf_counter()
     fn()
     return time.perf_counter() - t0
+
+
+def _subuid_users():
+    names = []
+    try:
+        with open("/etc/subuid") as f:
+            for line in f:
+                parts = line.strip().split(":")
+                if len(parts) == 3 and not line.startswith("#"):
+                    names.append(parts[0])
+    except FileNotFoundError:
+        pass
+    return names
+
+
+def pick_user(name):
+    """The ordinary user the rootless benchmarks run as: `name`, else the first
+    with a subordinate id range, else a pyrt-bench user made with one."""
+    if name:
+        return pwd.getpwnam(name)
+    for n in _subuid_users():
+        try:
+            pw = pwd.getpwnam(n)
+        except KeyError:
+            continue
+        if pw.pw_uid != 0:
+            return pw
+    subprocess.run(["useradd", "--create-home", "--shell", "/bin/sh", "--user-group", "pyrt-bench"], check=True,
+                   capture_output=True)
+    pw = pwd.getpwnam("pyrt-bench")
+    if "pyrt-bench" not in _subuid_users():
+        subprocess.run(["usermod", "--add-subuids", "500000-565535", "--add-subgids", "500000-565535",
+                        "pyrt-bench"], check=True, capture_output=True)
+    return pw
