@@ -36,6 +36,35 @@
  * Python would (bytes outside printable ASCII) is handed over too, once what it
  * made is undone (nothing of the container is left: the spawn core's promise).
  *
+ * And `pyrt run IMAGE` (pyrt/cli/run.py run_image: the container made, its row,
+ * directory, init layer and log, its cgroup pyrt/<id>, its state running then
+ * exited, with --rm removed, and the reaper's clean-up command `python -P -m
+ * pyrt.cli.orphan ROOT ID` should this program die; csrc/front_container.h) when,
+ * besides root, PYRT_CLI_PYTHON unset and the package and seccomp cache above:
+ *   - the words are `[--root DIR] [-q|--quiet] run OPTIONS... IMAGE [ARG...]` with
+ *     OPTIONS among --rm, --name NAME ([a-zA-Z0-9][a-zA-Z0-9_.-]*, not in use),
+ *     --network/--net none|host, -e/--env K[=V], --sig-proxy true|false,
+ *     --cap-add CAP, --cap-drop CAP (no --storage-driver or --cgroup-manager, no
+ *     -w, -u, --hostname, --read-only, -i, -v, -t, -d, -p, limits, ...: Python's);
+ *   - the network is given, or PYRT_DEFAULT_NETWORK says none or host: root's
+ *     default network is "bridge", made by CNI plugins, which stays Python's;
+ *   - the store (--root, $PYRT_ROOT, /var/lib/pyrt) has its directories, its
+ *     `storage-driver` file says overlay (no file: Python probes it),
+ *     PYRT_STORAGE_DRIVER is unset, nothing stale is left in tmp/ or snapshots/
+ *     (Python cleans it first), and its database has this pyrt's schema;
+ *   - IMAGE is `NAME[:TAG]` found in the tags (under pyrt.oci.reference's
+ *     equivalent names: busybox ~ docker.io/library/busybox) or a full
+ *     `sha256:` id (an id prefix, a digest, anything not found: Python's);
+ *   - its config is read here as Python reads it (no key given twice, values of
+ *     the types Python uses, printable ASCII, not nested deeper than 500), for
+ *     linux and this machine's architecture, with no Volumes, Labels or User, a
+ *     WorkingDir that is "" or absolute without empty, `.` or `..` parts, and the
+ *     image's /etc/passwd (for HOME) and the host's /etc/hosts and resolv.conf
+ *     plain text; the words and -e values are printable ASCII;
+ *   - stdin, stdout and stderr are open; the cgroup manager is cgroupfs.
+ * Once the container is made nothing is handed over: failures are reported as
+ * Python reports them (one line, exit status 125, or 126/127 for the command).
+ *
  * PYRT_CLI_DUMP_SPEC=FILE (for the tests): the spec this program would spawn,
  * packed (csrc/specpack.h; stdio and reaper fd -1), written to FILE, nothing run. */
 #include <errno.h>
@@ -55,6 +84,8 @@
 #include "fdio.h"
 #include "fdpass.h"
 #include "front.h"
+#include "front_container.h"
+#include "front_image.h"
 #include "reaper.h"
 #include "relay.h"
 #include "spawn.h"
@@ -116,7 +147,8 @@ static void __attribute__((noreturn)) hand_over(void)
 
 struct args {
     const char *rootfs, *workdir, *user, *hostname, *network;
-    int read_only, interactive, sig_proxy;
+    const char *root, *name, *image;
+    int read_only, interactive, sig_proxy, rm, globals;
     char **env, **cap_add, **cap_drop, **volume;
     size_t nenv, ncap_add, ncap_drop, nvolume;
     char **command;
@@ -168,8 +200,9 @@ static void parse(struct args *a)
     int i = 1;
     const char *v;
     while (i < g_argc && g_argv[i][0] == '-') { /* pyrt's global options */
-        if (opt(&i, NULL, "--root", &v) || opt(&i, "-q", "--quiet", NULL))
+        if (opt(&i, NULL, "--root", &a->root) || opt(&i, "-q", "--quiet", NULL))
             continue;
+        a->globals = 1; /* (not for an image: see the rule) */
         if (opt(&i, NULL, "--storage-driver", &v)) {
             if (strcmp(v, "overlay") != 0 && strcmp(v, "copy") != 0)
                 hand_over();
@@ -184,16 +217,19 @@ static void parse(struct args *a)
         hand_over();
     i++;
     while (i < g_argc && g_argv[i][0] == '-' && strcmp(g_argv[i], "--") != 0 && strcmp(g_argv[i], "-") != 0) {
+        if (opt(&i, NULL, "--network", &a->network) || opt(&i, NULL, "--net", &a->network))
+            continue;
+        if (opt(&i, NULL, "--name", &a->name))
+            continue;
         if (opt(&i, NULL, "--rootfs", &a->rootfs) || opt(&i, "-w", "--workdir", &a->workdir) ||
-            opt(&i, "-u", "--user", &a->user) || opt(&i, NULL, "--hostname", &a->hostname) ||
-            opt(&i, NULL, "--network", &a->network) || opt(&i, NULL, "--net", &a->network))
+            opt(&i, "-u", "--user", &a->user) || opt(&i, NULL, "--hostname", &a->hostname))
             continue;
         if (opt(&i, NULL, "--read-only", NULL)) {
             a->read_only = 1;
         } else if (opt(&i, "-i", "--interactive", NULL)) {
             a->interactive = 1;
         } else if (opt(&i, NULL, "--rm", NULL)) {
-            /* with --rootfs there is no container record to remove */
+            a->rm = 1; /* (with --rootfs there is no container record to remove) */
         } else if (opt(&i, "-e", "--env", &v)) {
             append(&a->env, &a->nenv, v);
         } else if (opt(&i, "-v", "--volume", &v)) {
@@ -210,11 +246,20 @@ static void parse(struct args *a)
             hand_over();
         }
     }
+    if (a->rootfs == NULL) { /* an image: IMAGE [ARG...] */
+        if (i >= g_argc || g_argv[i][0] == '-' || a->globals || a->workdir || a->user || a->hostname ||
+            a->read_only || a->interactive || a->nvolume)
+            hand_over();
+        a->image = g_argv[i++];
+        a->command = g_argv + i;
+        a->ncommand = g_argc - i;
+        return;
+    }
     if (i < g_argc && strcmp(g_argv[i], "--") == 0) /* cmd_run drops one leading "--" */
         i++;
     a->command = g_argv + i;
     a->ncommand = g_argc - i;
-    if (a->rootfs == NULL || a->ncommand == 0)
+    if (a->name || a->ncommand == 0)
         hand_over();
 }
 
@@ -491,6 +536,66 @@ static void build(struct built *b, const struct args *a)
     default_seccomp(b, a);
 }
 
+/* An image's container (csrc/front_container.h): its spec, after checking that
+ * this program does all of it as Python would (the rule above). */
+static void build_image(struct built *b, const struct args *a, struct pyrt_ctr *c, struct pyrt_ctr_args *ca)
+{
+    memset(b, 0, sizeof *b);
+    struct pyrt_spawn_spec *s = &b->s;
+    const char *network = a->network ? a->network : getenv("PYRT_DEFAULT_NETWORK");
+    if (network == NULL || !network[0] || (strcmp(network, "none") != 0 && strcmp(network, "host") != 0))
+        hand_over(); /* root's default is "bridge": Python's (its CNI plugins) */
+    const char *driver = getenv("PYRT_STORAGE_DRIVER");
+    if ((driver && driver[0]) || !g_valid[0] || !g_valid[1] || !g_valid[2] || pyrt_front_cgroup_usable() < 0)
+        hand_over();
+    static char python[PATH_MAX];
+    python[0] = 0;
+    const char *cands[3] = {"python3", "python", NULL};
+    for (int i = 0; i < 2 && !python[0]; i++)
+        if (snprintf(python, sizeof python, "%s/%s", g_bindir, cands[i]) >= (int)sizeof python || access(python, X_OK) < 0)
+            python[0] = 0;
+    if (!python[0] && PYRT_PYTHON[0] && access(PYRT_PYTHON, X_OK) == 0)
+        snprintf(python, sizeof python, "%s", PYRT_PYTHON);
+    if (!python[0])
+        hand_over(); /* sys.executable would be python3 on PATH: Python's */
+    *ca = (struct pyrt_ctr_args){.root = a->root, .image = a->image, .name = a->name, .network = network,
+                                 .env = a->env, .nenv = a->nenv, .cap_add = a->cap_add, .ncap_add = a->ncap_add,
+                                 .cap_drop = a->cap_drop, .ncap_drop = a->ncap_drop, .command = a->command,
+                                 .ncommand = a->ncommand, .rm = a->rm, .python = python};
+    for (size_t i = 0; i < a->ncap_add; i++)
+        if (!pyrt_image_plain(a->cap_add[i]))
+            hand_over();
+    for (size_t i = 0; i < a->ncap_drop; i++)
+        if (!pyrt_image_plain(a->cap_drop[i]))
+            hand_over();
+    if (pyrt_front_caps(a->cap_add, a->ncap_add, a->cap_drop, a->ncap_drop, &s->caps) < 0)
+        hand_over();
+    if (pyrt_ctr_prepare(c, ca) < 0)
+        hand_over();
+    s->clone_flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWCGROUP;
+    if (strcmp(network, "none") == 0) {
+        s->clone_flags |= CLONE_NEWNET;
+        s->setup |= PYRT_SETUP_LOOPBACK;
+    }
+    s->netns_fd = s->userns_fd = s->console_fd = s->cgroup_fd = s->reaper_fd = -1;
+    static char anchors[2][64] = {"/run/pyrt/rootfs", "/tmp/pyrt-0/rootfs"};
+    for (int k = 0; k < 2 && !b->anchor; k++)
+        if (pyrt_front_makedirs(anchors[k], 0700) == 0)
+            b->anchor = anchors[k];
+    if (b->anchor == NULL)
+        hand_over();
+    s->anchor = b->anchor;
+    s->setup |= PYRT_SETUP_PROC | PYRT_SETUP_SYS | PYRT_SETUP_DEV | PYRT_SETUP_MASK | PYRT_SETUP_NO_NEW_PRIVS;
+    s->masked_paths = MASKED;
+    s->readonly_paths = READONLY;
+    s->set_user = 1;
+    s->umask = -1;
+    s->stdio[0] = s->stdio[1] = s->stdio[2] = -1;
+    find_package(b);
+    default_seccomp(b, a);
+    pyrt_ctr_spec(c, s);
+}
+
 static void dump_spec(const struct pyrt_spawn_spec *s, const char *path)
 {
     static char buf[1 << 20] __attribute__((aligned(8)));
@@ -587,10 +692,10 @@ static void restore_signals(const struct sigaction *old, unsigned long long chan
             _exit(125); /* cannot be: these were set a moment ago */
 }
 
-static int run(struct built *b, const struct args *a)
+static int run(struct built *b, const struct args *a, struct pyrt_ctr *ctr)
 {
     struct pyrt_front_cgroup cg = {.dir = "", .fd = -1};
-    int made = pyrt_front_cgroup_make(&cg, getpid());
+    int made = ctr ? 0 : pyrt_front_cgroup_make(&cg, getpid()), log_fd = -1;
     if (made < 0)
         hand_over();
     int wake[2];
@@ -643,7 +748,21 @@ static int run(struct built *b, const struct args *a)
     snprintf(reaper, sizeof reaper, "%s/pyrt-reaper", b->pkg);
     if (pyrt_reaper_start(reaper, &sock, &reaper_pid, &e) < 0)
         goto failed;
-    if (made) {
+    if (ctr) { /* run_image: the container made, the reaper told its clean-up, its log */
+        int st = pyrt_ctr_create(ctr, sock);
+        if (st != 0) {
+            disarm(sock);
+            return st;
+        }
+        started = 1; /* (from here on: never handed over) */
+        if ((log_fd = pyrt_ctr_log(ctr)) < 0) {
+            pyrt_fail(&e, "open", ctr->cdir);
+            goto failed;
+        }
+        char name[80];
+        if (pyrt_front_cgroup_usable() > 0 && pyrt_front_cgroup_make_named(&cg, pyrt_ctr_cgroup_name(ctr, name, sizeof name)) > 0)
+            made = 1; /* (else none, as Python when it cannot make it) */
+    } else if (made) {
         msg[0] = 'r';
         size_t n = strlen(cg.dir) + 1;
         memcpy(msg + 1, cg.dir, n);
@@ -680,17 +799,22 @@ static int run(struct built *b, const struct args *a)
             close(theirs[i]), theirs[i] = -1;
     if (rc < 0)
         goto failed;
+    if (ctr)
+        pyrt_ctr_started(ctr, pid, made > 0);
 
     struct pyrt_relay_spec rs = {
         .pidfd = pidfd, .pid = pid, .sig_fd = wake[0], .forward = forward, .in_tty = 0,
         .out_src = ours[0], .out_dst = g_valid[1] ? 1 : -1, .err_src = ours[1], .err_dst = g_valid[2] ? 2 : -1,
-        .in_src = a->interactive && g_valid[0] ? 0 : -1, .in_dst = a->interactive ? ours[2] : -1, .log_fd = -1,
+        .in_src = a->interactive && g_valid[0] ? 0 : -1, .in_dst = a->interactive ? ours[2] : -1, .log_fd = log_fd,
     };
     struct pyrt_relay *r = pyrt_relay_new(&rs, &e);
     if (r == NULL) { /* it ran: it ends, and is not started again by Python */
         kill_it(pidfd);
-        wait_for(pidfd);
+        int gone = wait_for(pidfd);
+        if (ctr)
+            (void)pyrt_ctr_finished(ctr, gone, cg.dir);
         started = 1;
+        ctr = NULL;
         goto failed;
     }
     int status = 0, interrupted = 0;
@@ -707,10 +831,19 @@ static int run(struct built *b, const struct args *a)
         break;
     }
     int sigpipe = pyrt_relay_ended_by_sigpipe(r);
-    pyrt_relay_free(r); /* (no log: nothing to report) */
+    int log_error = pyrt_relay_free(r);
     int code = wait_for(pidfd);
     if (sigpipe && code == -SIGKILL)
         code = -SIGPIPE;
+    if (ctr) {
+        int st = pyrt_ctr_finished(ctr, code, cg.dir);
+        cg.dir[0] = 0;
+        close(log_fd);
+        if (st != 0 && status == 0)
+            status = st;
+        if (log_error && st == 0)
+            fprintf(stderr, "pyrt: WARNING: the log of container %s misses output: %s\n", ctr->name, strerror(log_error));
+    }
     disarm(sock);
     pyrt_front_cgroup_remove(&cg);
     if (status > 0 || status < 0)
@@ -718,6 +851,11 @@ static int run(struct built *b, const struct args *a)
     return code < 0 ? 128 - code : code;
 
 failed:
+    if (log_fd >= 0)
+        close(log_fd);
+    pyrt_front_cgroup_remove(&cg);
+    if (ctr) /* its start failed: with --rm it goes */
+        pyrt_ctr_not_started(ctr);
     for (int i = 0; i < 3; i++) {
         if (ours[i] >= 0)
             close(ours[i]);
@@ -758,9 +896,17 @@ int main(int argc, char **argv)
     struct args a;
     parse(&a);
     static struct built b;
-    build(&b, &a);
+    static struct pyrt_ctr ctr;
+    static struct pyrt_ctr_args cargs;
     const char *dump = getenv("PYRT_CLI_DUMP_SPEC");
+    if (a.image == NULL) {
+        build(&b, &a);
+        if (dump && dump[0])
+            dump_spec(&b.s, dump);
+        return run(&b, &a, NULL);
+    }
+    build_image(&b, &a, &ctr, &cargs);
     if (dump && dump[0])
         dump_spec(&b.s, dump);
-    return run(&b, &a);
+    return run(&b, &a, &ctr);
 }
