@@ -228,7 +228,7 @@ int pyrt_ctr_prepare(struct pyrt_ctr *c, const struct pyrt_ctr_args *a)
         return -1;
     if (a->ncommand > 0) {
         for (int i = 0; i < a->ncommand; i++)
-            if (!pyrt_image_plain(a->command[i]))
+            if (!pyrt_image_ascii(a->command[i]))
                 return -1;
         if (copy_list(&c->argv, &c->nargv, a->command, (size_t)a->ncommand) < 0)
             return -1;
@@ -288,13 +288,13 @@ int pyrt_ctr_prepare(struct pyrt_ctr *c, const struct pyrt_ctr_args *a)
         size_t klen = eq ? (size_t)(eq - e) : strlen(e);
         const char *v = eq ? eq + 1 : NULL;
         char key[256];
-        if (klen == 0 || klen >= sizeof key || !pyrt_image_plain(e))
+        if (klen == 0 || klen >= sizeof key || !pyrt_image_ascii(e))
             return -1;
         memcpy(key, e, klen);
         key[klen] = 0;
         if (v == NULL && (v = getenv(key)) == NULL)
             continue;
-        if (!pyrt_image_plain(v) || env_put(c, e, klen, v, 0) < 0)
+        if (!pyrt_image_ascii(v) || env_put(c, e, klen, v, 0) < 0)
             return -1;
     }
     if (env_put(c, "PATH", 4, DEFAULT_PATH, 1) < 0 || env_put(c, "HOSTNAME", 8, c->hostname, 0) < 0)
@@ -319,6 +319,7 @@ void pyrt_ctr_spec(struct pyrt_ctr *c, struct pyrt_spawn_spec *s)
     snprintf(c->work, sizeof c->work, "%s/work", c->cdir);
     s->rootfs = NULL;
     s->lowerdirs = (const char *const *)c->lower;
+    s->nlower = c->nlayers + 1;
     s->upperdir = c->upper;
     s->workdir = c->work;
     s->overlay_options = "redirect_dir=off,metacopy=off";

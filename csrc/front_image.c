@@ -16,6 +16,14 @@ int pyrt_image_plain(const char *s)
     return 1;
 }
 
+int pyrt_image_ascii(const char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s > 0x7f)
+            return 0;
+    return 1;
+}
+
 /* -- references (pyrt/oci/reference.py) -------------------------------------------------------- */
 
 static int alnum_lower(char c)
@@ -216,7 +224,7 @@ static int push(struct pstate *p, int kind)
     return 1;
 }
 
-static char *dup_plain(struct pstate *p, const unsigned char *s, size_t n)
+static char *dup_plain(struct pstate *p, const unsigned char *s, size_t n, int ascii)
 {
     if (memchr(s, 0, n)) {
         p->bad = 1;
@@ -229,7 +237,7 @@ static char *dup_plain(struct pstate *p, const unsigned char *s, size_t n)
     }
     memcpy(out, s, n);
     out[n] = 0;
-    if (!pyrt_image_plain(out)) {
+    if (!(ascii ? pyrt_image_ascii(out) : pyrt_image_plain(out))) {
         free(out);
         p->bad = 1;
         return NULL;
@@ -274,7 +282,7 @@ static int value(struct pstate *p, char type, const unsigned char *s, size_t n)
             }
             if (type != 's')
                 return p->bad = 1, 0;
-            char *v = dup_plain(p, s, n);
+            char *v = dup_plain(p, s, n, 0);
             if (v == NULL)
                 return 0;
             const char **slot = key == K_OS ? &c->os : key == K_ARCH ? &c->arch : key == K_WD ? &c->working_dir :
@@ -309,7 +317,7 @@ static int value(struct pstate *p, char type, const unsigned char *s, size_t n)
     } else if (where == C_ENV || where == C_CMD || where == C_EP) {
         if (type != 's')
             return p->bad = 1, 0;
-        char *v = dup_plain(p, s, n);
+        char *v = dup_plain(p, s, n, 1);
         if (where == C_ENV)
             append(p, &c->env, &c->nenv, v);
         else if (where == C_CMD)

@@ -40,5 +40,7 @@ int pyrt_json_float(struct sbuf *b, double v);
 
 /* Printable ASCII only (what this code writes as Python would). */
 int pyrt_image_plain(const char *s);
+/* ASCII (control characters too: json.dumps escapes them as this code does). */
+int pyrt_image_ascii(const char *s);
 
 #endif
