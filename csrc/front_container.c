@@ -538,7 +538,7 @@ static int remove_container(struct pyrt_ctr *c)
     }
     if (n == 0) {
         pyrt_ctrdir_end_mark(c->cdir, mark);
-        fprintf(stderr, "pyrt: no such container: %.12s\n", c->id);
+        fprintf(stderr, "pyrt: no such container: %s\n", c->name);
         return 125;
     }
     pyrt_ctrdir_rmtree(c->cdir);
