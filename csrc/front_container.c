@@ -189,7 +189,7 @@ int pyrt_ctr_prepare(struct pyrt_ctr *c, const struct pyrt_ctr_args *a)
 {
     memset(c, 0, sizeof *c);
     c->a = a;
-    const char *root = a->root ? a->root : getenv("PYRT_ROOT");
+    const char *root = a->root && a->root[0] ? a->root : getenv("PYRT_ROOT"); /* (`root or default_root()`) */
     if (root == NULL || !root[0])
         root = "/var/lib/pyrt";
     if (pyrt_front_abspath(root, c->root, sizeof c->root) < 0 || !pyrt_image_plain(c->root))

@@ -252,6 +252,38 @@ def test_native_path_taken(istore):
     assert r.returncode == 0 and r.stderr == b""
 
 
+def test_python_commands_on_a_native_container(istore):
+    """What the native run leaves is the Python CLI's to use: ps, logs, diff,
+    start -a (again, with its log appended), commit, rm."""
+    r = pyrt(istore, "run", "--name", "n", "--network", "none", "base:1", "sh", "-c",
+             "echo run >> /ran; cat /ran; echo err >&2")
+    assert (r.returncode, r.stdout, r.stderr) == (0, b"run\n", b"err\n")
+    istore.ids.add(rows(istore)["n"][0])
+    assert b"Exited (0)" in pyrt(istore, "ps", "-a", python=True).stdout
+    assert pyrt(istore, "diff", "n", python=True).stdout == b"A /ran\n"
+    r = pyrt(istore, "start", "-a", "n", python=True)
+    assert (r.returncode, r.stdout) == (0, b"run\nrun\n")
+    r = pyrt(istore, "logs", "n", python=True)
+    assert (r.stdout, r.stderr) == (b"run\nrun\nrun\n", b"err\nerr\n")
+    r = pyrt(istore, "commit", "n", "made:1", python=True)
+    assert r.returncode == 0, r.stderr
+    r = pyrt(istore, "run", "--rm", "--network", "none", "made:1", "cat", "/ran")
+    assert (r.returncode, r.stdout, r.stderr) == (0, b"run\nrun\n", b"")
+    assert pyrt(istore, "rm", "n", python=True).returncode == 0
+    assert not rows(istore) and os.listdir(os.path.join(istore.root, "containers")) == []
+
+
+def test_empty_root_option_is_the_default_store(istore, tmp_shm):
+    """`--root ''` names the default store ($PYRT_ROOT), as in Python."""
+    for python in (False, True):
+        r = subprocess.run([PYRT, "--root", "", "run", "--rm", "--network", "none", "base:1", "echo", "ok"],
+                           capture_output=True, env=_env(PYRT_ROOT=istore.root,
+                                                        **({"PYRT_CLI_PYTHON": "1"} if python else {})),
+                           cwd=tmp_shm, timeout=DEADLINE)
+        assert (r.returncode, r.stdout, r.stderr) == (0, b"ok\n", b"")
+    assert not rows(istore)
+
+
 def test_name_clash_is_pythons_conflict(istore):
     for python in (False, True):
         r = pyrt(istore, "run", "--name", "taken", "--network", "none", "base:1", "true", python=True)
