@@ -251,6 +251,8 @@ int pyrt_ctr_prepare(struct pyrt_ctr *c, const struct pyrt_ctr_args *a)
     if (ic.working_dir && !plain_dir(ic.working_dir))
         return -1;
     c->workdir = strdup(ic.working_dir ? ic.working_dir : "");
+    c->labels = ic.labels;
+    c->nlabels = ic.nlabels;
     c->workdir_null = ic.working_dir_null;
     c->user_null = ic.user_null;
     if (ic.stop_signal && !ic.stop_signal[0])
@@ -365,7 +367,11 @@ static char *config_json(struct pyrt_ctr *c)
           pyrt_json_raw(&b, ", \"Driver\": \"overlay\", \"ImageRef\": ") | pyrt_json_str(&b, a->image) |
           pyrt_json_raw(&b, ", \"StopSignal\": ") | pyrt_json_str(&b, c->stop_signal) |
           pyrt_json_raw(&b, ", \"Limits\": {}, \"Init\": false, \"Tty\": false, \"Seccomp\": \"default\", "
-                            "\"Ports\": [], \"LogConfig\": {}, \"Labels\": {}, \"RestartPolicy\": {}, \"Devices\": []}");
+                            "\"Ports\": [], \"LogConfig\": {}, \"Labels\": {");
+    for (size_t i = 0; i + 1 < c->nlabels; i += 2) /* the image's labels ({**image's, **--label's}) */
+        rc |= (i ? pyrt_json_raw(&b, ", ") : 0) | pyrt_json_str(&b, c->labels[i]) | pyrt_json_raw(&b, ": ") |
+              pyrt_json_str(&b, c->labels[i + 1]);
+    rc |= pyrt_json_raw(&b, "}, \"RestartPolicy\": {}, \"Devices\": []}");
     if (rc != 0) {
         pyrt_sbuf_free(&b);
         return NULL;

@@ -35,8 +35,8 @@ struct pyrt_ctr {
     char **layers;                 /* snapshot dirs, top-most first */
     size_t nlayers;
     char **lower;                  /* the init layer, then layers */
-    char **argv, **envp;
-    size_t nargv, nenv;
+    char **argv, **envp, **labels;
+    size_t nargv, nenv, nlabels;
     char *workdir, *hosts, *resolv, *path;
     int workdir_null, user_null;
     const char *stop_signal;

@@ -325,8 +325,13 @@ static int value(struct pstate *p, char type, const unsigned char *s, size_t n)
         else
             append(p, &c->entrypoint, &c->nentrypoint, v);
         return !p->bad;
-    } else if (where == C_VOLUMES || where == C_LABELS) {
-        return p->bad = 1, 0; /* a volume or a label: Python's */
+    } else if (where == C_LABELS) { /* a label's value: a string (json.dumps writes it back as it is) */
+        if (type != 's')
+            return p->bad = 1, 0;
+        append(p, &c->labels, &c->nlabels, dup_plain(p, s, n, 1));
+        return !p->bad;
+    } else if (where == C_VOLUMES) {
+        return p->bad = 1, 0; /* a volume: Python's */
     }
     if (type == '{' || type == '[')
         return push(p, C_OTHER);
@@ -340,13 +345,21 @@ static int cb_string(void *ctx, const unsigned char *s, size_t n) { return value
 static int cb_start_map(void *ctx) { return value(ctx, '{', NULL, 0); }
 static int cb_start_array(void *ctx) { return value(ctx, '[', NULL, 0); }
 
-static int cb_key(void *ctx, const unsigned char *k, size_t n)
+static int cb_key(void *ctx, const unsigned char *key, size_t n)
 {
     struct pstate *p = ctx;
     int where = p->kind[p->depth];
-    if (where == C_VOLUMES || where == C_LABELS)
+    if (where == C_VOLUMES)
         return p->bad = 1, 0;
-    p->key = where == C_ROOT || where == C_CONFIG ? key_of(where, k, n) : K_NONE;
+    if (where == C_LABELS) { /* a label's key, once (twice: Python keeps the last value, in the first place) */
+        char *k = dup_plain(p, key, n, 1);
+        for (size_t i = 0; k && i < p->c->nlabels; i += 2)
+            if (strcmp(p->c->labels[i], k) == 0)
+                p->bad = 1;
+        append(p, &p->c->labels, &p->c->nlabels, k);
+        return !p->bad;
+    }
+    p->key = where == C_ROOT || where == C_CONFIG ? key_of(where, key, n) : K_NONE;
     if (p->key != K_NONE) { /* given twice: Python keeps the last, this code none */
         unsigned *seen = where == C_ROOT ? &p->seen1 : &p->seen2;
         if (*seen & (1u << p->key))

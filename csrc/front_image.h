@@ -22,13 +22,15 @@ int pyrt_image_equivalents(const char *repo, char out[][300]);
 struct pyrt_image_config {
     char **env, **cmd, **entrypoint; /* NULL-terminated; NULL when absent or null */
     size_t nenv, ncmd, nentrypoint;
+    char **labels;                   /* key, value, key, value, ... in the config's order */
+    size_t nlabels;                  /* (pairs x 2) */
     const char *working_dir, *user, *stop_signal, *os, *arch; /* NULL: absent or null */
     int working_dir_null, user_null; /* given as null (Python records None) */
 };
 
 /* The config JSON's fields a run uses; 0, or -1: not read here (see above), or an
  * image Python would refuse or warn about, or one with what this code does not
- * do (Volumes, Labels, a User). host_arch: Go's name of this machine. */
+ * do (Volumes, a User). host_arch: Go's name of this machine. */
 int pyrt_image_config(const char *text, const char *host_arch, struct pyrt_image_config *c);
 
 /* Python's json.dumps(s) appended to b (ensure_ascii; s printable ASCII or

@@ -57,8 +57,8 @@
  *     `sha256:` id (an id prefix, a digest, anything not found: Python's);
  *   - its config is read here as Python reads it (no key given twice, values of
  *     the types Python uses, printable ASCII, not nested deeper than 500), for
- *     linux and this machine's architecture, with no Volumes, Labels or User, a
- *     WorkingDir that is "" or absolute without empty, `.` or `..` parts, and the
+ *     linux and this machine's architecture, with no Volumes or User, Labels of
+ *     strings, a WorkingDir that is "" or absolute without empty, `.` or `..` parts, and the
  *     image's /etc/passwd (for HOME) and the host's /etc/hosts and resolv.conf
  *     plain text; the words and -e values are printable ASCII;
  *   - stdin, stdout and stderr are open; the cgroup manager is cgroupfs.
