@@ -56,11 +56,11 @@
  *     equivalent names: busybox ~ docker.io/library/busybox) or a full
  *     `sha256:` id (an id prefix, a digest, anything not found: Python's);
  *   - its config is read here as Python reads it (no key given twice, values of
- *     the types Python uses, printable ASCII, not nested deeper than 500), for
- *     linux and this machine's architecture, with no Volumes or User, Labels of
- *     strings, a WorkingDir that is "" or absolute without empty, `.` or `..` parts, and the
- *     image's /etc/passwd (for HOME) and the host's /etc/hosts and resolv.conf
- *     plain text; the words and -e values are printable ASCII;
+ *     the types Python uses, ASCII, no lone surrogate, not nested deeper than
+ *     500), for linux and this machine's architecture, with no Volumes or User,
+ *     Labels of strings, a WorkingDir that is "" or absolute without empty, `.`
+ *     or `..` parts, and the image's /etc/passwd (for HOME) and the host's
+ *     /etc/hosts and resolv.conf plain text; the words and -e values are ASCII;
  *   - stdin, stdout and stderr are open; the cgroup manager is cgroupfs.
  * Once the container is made nothing is handed over: failures are reported as
  * Python reports them (one line, exit status 125, or 126/127 for the command).
