@@ -600,3 +600,29 @@ def test_removed_by_another_process_meanwhile(istore, rm):
         results.append((p.returncode, out, err.replace(cid[:12].encode(), b"ID").replace(b": gone\n", b": ID\n")))
         nothing_left(istore, cid)
     assert results[0] == results[1]
+
+
+@pytest.mark.parametrize("target", ["../../../../../../etc", "/etc", "/proc/self/root/etc", "/nowhere"])
+def test_hostile_etc_symlink(istore, rootfs, tmp_shm, target):
+    """An image whose /etc is a symlink (out of the layer, to itself, through
+    /proc, nowhere): HOME, the init layer and the run as Python gives them."""
+    import shutil
+
+    import imagetools
+    from helpers import copy_tree
+    root = copy_tree(rootfs, os.path.join(tmp_shm, "etc-root"))
+    shutil.rmtree(os.path.join(root, "etc"))
+    os.symlink(target, os.path.join(root, "etc"))
+    tar = imagetools.tar_dir(root, os.path.join(tmp_shm, "etc-root.tar"))
+    r = pyrt(istore, "import", tar, "etclink:1", python=True)
+    assert r.returncode == 0, r.stderr
+    results = []
+    for python in (True, False):
+        before = {r[0] for r in rows(istore).values()}
+        name = f"e-{int(python)}"
+        r = pyrt(istore, "run", "--name", name, "--network", "none", "etclink:1", "sh", "-c", "echo $HOME; ls /",
+                 python=python)
+        istore.ids.update(new_ids(istore, before))
+        rec = record(istore, name) if name in rows(istore) else None
+        results.append((r.returncode, r.stdout, re.sub(rb"e-[01]", b"NAME", without_import_times(r.stderr)), rec))
+    assert results[0] == results[1]
