@@ -248,6 +248,10 @@ int pyrt_ctr_prepare(struct pyrt_ctr *c, const struct pyrt_ctr_args *a)
         strcpy(c->name, a->name);
     }
     /* the working dir and user as create() records them */
+    if (a->workdir) { /* `working_dir if working_dir is not None else the image's` */
+        ic.working_dir = a->workdir;
+        ic.working_dir_null = 0;
+    }
     if (ic.working_dir && !plain_dir(ic.working_dir))
         return -1;
     c->workdir = strdup(ic.working_dir ? ic.working_dir : "");

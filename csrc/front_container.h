@@ -19,6 +19,7 @@
 struct pyrt_ctr_args {
     const char *root;              /* --root, or NULL */
     const char *image, *name, *network;
+    const char *workdir;           /* -w, or NULL */
     char **env;                    /* -e words */
     size_t nenv;
     char **cap_add, **cap_drop;

@@ -153,6 +153,9 @@ PARITY = [
     ["--rm", "--network", "none", "base:1", "no-such-command"],
     ["--network", "none", "--sig-proxy", "false", "base:1", "sh", "-c", "cat /etc/hostname /etc/hosts; pwd"],
     ["--rm", "--network", "none", "base:1", "sh", "-c", "echo x > /new; exit 1"],
+    ["--network", "none", "-w", "/srv/new/dir", "base:1", "pwd"],
+    ["--network", "none", "--workdir=/data", "base:1", "pwd"],
+    ["--network", "none", "-w", "", "base:1", "pwd"],
 ]
 
 
@@ -299,7 +302,9 @@ def test_name_clash_is_pythons_conflict(istore):
 HANDED_OVER = [
     ["base:1", "true"],                                   # root's default network: bridge (CNI)
     ["--network", "bridge", "base:1", "true"],
-    ["-w", "/tmp", "--network", "none", "base:1", "true"],
+    ["-w", "/tmp/../etc", "--network", "none", "base:1", "true"],
+    ["-w", "relative", "--network", "none", "base:1", "true"],
+    ["-w", "/a//b", "--network", "none", "base:1", "true"],
     ["-t", "--network", "none", "base:1", "true"],
     ["-d", "--network", "none", "base:1", "true"],
     ["-u", "0", "--network", "none", "base:1", "true"],

@@ -43,9 +43,10 @@
  * besides root, PYRT_CLI_PYTHON unset and the package and seccomp cache above:
  *   - the words are `[--root DIR] [-q|--quiet] run OPTIONS... IMAGE [ARG...]` with
  *     OPTIONS among --rm, --name NAME ([a-zA-Z0-9][a-zA-Z0-9_.-]*, not in use),
- *     --network/--net none|host, -e/--env K[=V], --sig-proxy true|false,
+ *     --network/--net none|host, -e/--env K[=V], -w/--workdir DIR (as an
+ *     image's WorkingDir below), --sig-proxy true|false,
  *     --cap-add CAP, --cap-drop CAP (no --storage-driver or --cgroup-manager, no
- *     -w, -u, --hostname, --read-only, -i, -v, -t, -d, -p, limits, ...: Python's);
+ *     -u, --hostname, --read-only, -i, -v, -t, -d, -p, limits, ...: Python's);
  *   - the network is given, or PYRT_DEFAULT_NETWORK says none or host: root's
  *     default network is "bridge", made by CNI plugins, which stays Python's;
  *   - the store (--root, $PYRT_ROOT, /var/lib/pyrt) has its directories, its
@@ -248,7 +249,7 @@ static void parse(struct args *a)
         }
     }
     if (a->rootfs == NULL) { /* an image: IMAGE [ARG...] */
-        if (i >= g_argc || g_argv[i][0] == '-' || a->globals || a->workdir || a->user || a->hostname ||
+        if (i >= g_argc || g_argv[i][0] == '-' || a->globals || a->user || a->hostname ||
             a->read_only || a->interactive || a->nvolume)
             hand_over();
         a->image = g_argv[i++];
@@ -560,6 +561,7 @@ static void build_image(struct built *b, const struct args *a, struct pyrt_ctr *
     if (!python[0])
         hand_over(); /* sys.executable would be python3 on PATH: Python's */
     *ca = (struct pyrt_ctr_args){.root = a->root, .image = a->image, .name = a->name, .network = network,
+                                 .workdir = a->workdir,
                                  .env = a->env, .nenv = a->nenv, .cap_add = a->cap_add, .ncap_add = a->ncap_add,
                                  .cap_drop = a->cap_drop, .ncap_drop = a->ncap_drop, .command = a->command,
                                  .ncommand = a->ncommand, .rm = a->rm, .python = python};
