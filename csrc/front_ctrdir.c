@@ -336,7 +336,7 @@ void pyrt_ctrdir_end_mark(const char *cdir, int fd)
     close(fd);
 }
 
-#define RMTREE_DEPTH 2048
+#define RMTREE_DEPTH 900 /* (an fd each: below the usual limit of 1024) */
 
 static void rm_in(int dirfd, int depth)
 {
@@ -345,17 +345,24 @@ static void rm_in(int dirfd, int depth)
         close(dirfd);
         return;
     }
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-            continue;
-        if (unlinkat(dirfd, e->d_name, 0) == 0)
-            continue;
-        if ((errno == EISDIR || errno == EPERM) && depth < RMTREE_DEPTH) {
-            int sub = openat(dirfd, e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-            if (sub >= 0) {
-                rm_in(sub, depth + 1);
-                (void)unlinkat(dirfd, e->d_name, AT_REMOVEDIR);
+    /* passes until one removes nothing (entries removed while reading may hide others) */
+    for (int removed = 1; removed;) {
+        removed = 0;
+        rewinddir(d);
+        struct dirent *e;
+        while ((e = readdir(d)) != NULL) {
+            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+                continue;
+            if (unlinkat(dirfd, e->d_name, 0) == 0) {
+                removed = 1;
+                continue;
+            }
+            if ((errno == EISDIR || errno == EPERM) && depth < RMTREE_DEPTH) {
+                int sub = openat(dirfd, e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                if (sub >= 0) {
+                    rm_in(sub, depth + 1);
+                    removed |= unlinkat(dirfd, e->d_name, AT_REMOVEDIR) == 0;
+                }
             }
         }
     }

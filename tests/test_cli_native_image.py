@@ -153,6 +153,9 @@ PARITY = [
     ["--rm", "--network", "none", "base:1", "no-such-command"],
     ["--network", "none", "--sig-proxy", "false", "base:1", "sh", "-c", "cat /etc/hostname /etc/hosts; pwd"],
     ["--rm", "--network", "none", "base:1", "sh", "-c", "echo x > /new; exit 1"],
+    ["--rm", "--network", "none", "base:1", "sh", "-c",
+     "mkdir -p /t/a/b/c && cd /t && for i in $(seq 300); do echo $i > f$i; mkdir d$i; ln -s /etc d$i/l; done; "
+     "chmod 0 /t/a; mknod /t/p p; chmod 0 /t"],
     ["--network", "none", "-w", "/srv/new/dir", "base:1", "pwd"],
     ["--network", "none", "--workdir=/data", "base:1", "pwd"],
     ["--network", "none", "-w", "", "base:1", "pwd"],
