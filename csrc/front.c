@@ -363,6 +363,13 @@ static int write_text(const char *path, const char *text)
 
 int pyrt_front_cgroup_make(struct pyrt_front_cgroup *cg, pid_t pid)
 {
+    char name[32];
+    snprintf(name, sizeof name, "run-%d", (int)pid);
+    return pyrt_front_cgroup_make_named(cg, name);
+}
+
+int pyrt_front_cgroup_make_named(struct pyrt_front_cgroup *cg, const char *name)
+{
     cg->dir[0] = 0;
     cg->fd = -1;
     struct layout lay;
@@ -400,7 +407,7 @@ int pyrt_front_cgroup_make(struct pyrt_front_cgroup *cg, pid_t pid)
                 return -1;
         }
     }
-    if (snprintf(cg->dir, sizeof cg->dir, "%s/run-%d", levels[1], (int)pid) >= (int)sizeof cg->dir)
+    if (snprintf(cg->dir, sizeof cg->dir, "%s/%s", levels[1], name) >= (int)sizeof cg->dir)
         return cg->dir[0] = 0, -1;
     if (mkdir(cg->dir, 0755) < 0) {
         /* a leftover: Python replaces an empty one; this code leaves that to it */
@@ -449,4 +456,20 @@ void pyrt_front_cgroup_remove(struct pyrt_front_cgroup *cg)
     if (cg->dir[0])
         (void)rmdir(cg->dir);
     cg->dir[0] = 0;
+}
+
+int pyrt_front_cgroup_usable(void)
+{
+    struct layout lay;
+    if (read_layout(&lay) < 0)
+        return -1;
+    const char *m = getenv("PYRT_CGROUP_MANAGER");
+    if (m && m[0] && strcmp(m, "cgroupfs") != 0)
+        return -1;
+    struct stat st;
+    if (!(m && m[0]) && lay.unified[0] && !lay.has_v1 && stat("/run/systemd/system", &st) == 0 && S_ISDIR(st.st_mode))
+        return -1; /* systemd's cgroup manager: Python's */
+    if (!lay.unified[0])
+        return lay.has_v1 ? -1 : 0;
+    return 1;
 }

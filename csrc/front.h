@@ -45,6 +45,12 @@ struct pyrt_front_cgroup {
  * code does exactly as Python (v1 only, a leftover in use, a failure: nothing is
  * left behind). */
 int pyrt_front_cgroup_make(struct pyrt_front_cgroup *cg, pid_t pid);
+/* The same, named pyrt/<name> (a container's: Cgroup.create(id)). */
+int pyrt_front_cgroup_make_named(struct pyrt_front_cgroup *cg, const char *name);
+/* Whether the host's cgroups are those pyrt_front_cgroup_make does as Python, and
+ * pyrt's cgroup manager is cgroupfs there (cgroup_systemd.manager): 1 (cgroup2), 0
+ * (no cgroup at all), -1 (not this code's case). */
+int pyrt_front_cgroup_usable(void);
 /* Close its fd (after the spawn). */
 void pyrt_front_cgroup_close(struct pyrt_front_cgroup *cg);
 /* rmdir it when empty, as pyrt does at exit; errors are ignored, as there. */

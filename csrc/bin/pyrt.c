@@ -36,6 +36,36 @@
  * Python would (bytes outside printable ASCII) is handed over too, once what it
  * made is undone (nothing of the container is left: the spawn core's promise).
  *
+ * And `pyrt run IMAGE` (pyrt/cli/run.py run_image: the container made, its row,
+ * directory, init layer and log, its cgroup pyrt/<id>, its state running then
+ * exited, with --rm removed, and the reaper's clean-up command `python -P -m
+ * pyrt.cli.orphan ROOT ID` should this program die; csrc/front_container.h) when,
+ * besides root, PYRT_CLI_PYTHON unset and the package and seccomp cache above:
+ *   - the words are `[--root DIR] [-q|--quiet] run OPTIONS... IMAGE [ARG...]` with
+ *     OPTIONS among --rm, --name NAME ([a-zA-Z0-9][a-zA-Z0-9_.-]*, not in use),
+ *     --network/--net none|host, -e/--env K[=V], -w/--workdir DIR (as an
+ *     image's WorkingDir below), --sig-proxy true|false,
+ *     --cap-add CAP, --cap-drop CAP (no --storage-driver or --cgroup-manager, no
+ *     -u, --hostname, --read-only, -i, -v, -t, -d, -p, limits, ...: Python's);
+ *   - the network is given, or PYRT_DEFAULT_NETWORK says none or host: root's
+ *     default network is "bridge", made by CNI plugins, which stays Python's;
+ *   - the store (--root, $PYRT_ROOT, /var/lib/pyrt) has its directories, its
+ *     `storage-driver` file says overlay (no file: Python probes it),
+ *     PYRT_STORAGE_DRIVER is unset, nothing stale is left in tmp/ or snapshots/
+ *     (Python cleans it first), and its database has this pyrt's schema;
+ *   - IMAGE is `NAME[:TAG]` found in the tags (under pyrt.oci.reference's
+ *     equivalent names: busybox ~ docker.io/library/busybox) or a full
+ *     `sha256:` id (an id prefix, a digest, anything not found: Python's);
+ *   - its config is read here as Python reads it (no key given twice, values of
+ *     the types Python uses, ASCII, no lone surrogate, not nested deeper than
+ *     500), for linux and this machine's architecture, with no Volumes or User,
+ *     Labels of strings, a WorkingDir that is "" or absolute without empty, `.`
+ *     or `..` parts, and the image's /etc/passwd (for HOME) and the host's
+ *     /etc/hosts and resolv.conf plain text; the words and -e values are ASCII;
+ *   - stdin, stdout and stderr are open; the cgroup manager is cgroupfs.
+ * Once the container is made nothing is handed over: failures are reported as
+ * Python reports them (one line, exit status 125, or 126/127 for the command).
+ *
  * PYRT_CLI_DUMP_SPEC=FILE (for the tests): the spec this program would spawn,
  * packed (csrc/specpack.h; stdio and reaper fd -1), written to FILE, nothing run. */
 #include <errno.h>
@@ -55,6 +85,9 @@
 #include "fdio.h"
 #include "fdpass.h"
 #include "front.h"
+#include "front_container.h"
+#include "front_image.h"
+#include "front_run.h"
 #include "reaper.h"
 #include "relay.h"
 #include "spawn.h"
@@ -116,7 +149,8 @@ static void __attribute__((noreturn)) hand_over(void)
 
 struct args {
     const char *rootfs, *workdir, *user, *hostname, *network;
-    int read_only, interactive, sig_proxy;
+    const char *root, *name, *image;
+    int read_only, interactive, sig_proxy, rm, globals;
     char **env, **cap_add, **cap_drop, **volume;
     size_t nenv, ncap_add, ncap_drop, nvolume;
     char **command;
@@ -168,8 +202,9 @@ static void parse(struct args *a)
     int i = 1;
     const char *v;
     while (i < g_argc && g_argv[i][0] == '-') { /* pyrt's global options */
-        if (opt(&i, NULL, "--root", &v) || opt(&i, "-q", "--quiet", NULL))
+        if (opt(&i, NULL, "--root", &a->root) || opt(&i, "-q", "--quiet", NULL))
             continue;
+        a->globals = 1; /* (not for an image: see the rule) */
         if (opt(&i, NULL, "--storage-driver", &v)) {
             if (strcmp(v, "overlay") != 0 && strcmp(v, "copy") != 0)
                 hand_over();
@@ -184,16 +219,19 @@ static void parse(struct args *a)
         hand_over();
     i++;
     while (i < g_argc && g_argv[i][0] == '-' && strcmp(g_argv[i], "--") != 0 && strcmp(g_argv[i], "-") != 0) {
+        if (opt(&i, NULL, "--network", &a->network) || opt(&i, NULL, "--net", &a->network))
+            continue;
+        if (opt(&i, NULL, "--name", &a->name))
+            continue;
         if (opt(&i, NULL, "--rootfs", &a->rootfs) || opt(&i, "-w", "--workdir", &a->workdir) ||
-            opt(&i, "-u", "--user", &a->user) || opt(&i, NULL, "--hostname", &a->hostname) ||
-            opt(&i, NULL, "--network", &a->network) || opt(&i, NULL, "--net", &a->network))
+            opt(&i, "-u", "--user", &a->user) || opt(&i, NULL, "--hostname", &a->hostname))
             continue;
         if (opt(&i, NULL, "--read-only", NULL)) {
             a->read_only = 1;
         } else if (opt(&i, "-i", "--interactive", NULL)) {
             a->interactive = 1;
         } else if (opt(&i, NULL, "--rm", NULL)) {
-            /* with --rootfs there is no container record to remove */
+            a->rm = 1; /* (with --rootfs there is no container record to remove) */
         } else if (opt(&i, "-e", "--env", &v)) {
             append(&a->env, &a->nenv, v);
         } else if (opt(&i, "-v", "--volume", &v)) {
@@ -210,11 +248,20 @@ static void parse(struct args *a)
             hand_over();
         }
     }
+    if (a->rootfs == NULL) { /* an image: IMAGE [ARG...] */
+        if (i >= g_argc || g_argv[i][0] == '-' || a->globals || a->user || a->hostname ||
+            a->read_only || a->interactive || a->nvolume)
+            hand_over();
+        a->image = g_argv[i++];
+        a->command = g_argv + i;
+        a->ncommand = g_argc - i;
+        return;
+    }
     if (i < g_argc && strcmp(g_argv[i], "--") == 0) /* cmd_run drops one leading "--" */
         i++;
     a->command = g_argv + i;
     a->ncommand = g_argc - i;
-    if (a->rootfs == NULL || a->ncommand == 0)
+    if (a->name || a->ncommand == 0)
         hand_over();
 }
 
@@ -491,6 +538,67 @@ static void build(struct built *b, const struct args *a)
     default_seccomp(b, a);
 }
 
+/* An image's container (csrc/front_container.h): its spec, after checking that
+ * this program does all of it as Python would (the rule above). */
+static void build_image(struct built *b, const struct args *a, struct pyrt_ctr *c, struct pyrt_ctr_args *ca)
+{
+    memset(b, 0, sizeof *b);
+    struct pyrt_spawn_spec *s = &b->s;
+    const char *network = a->network ? a->network : getenv("PYRT_DEFAULT_NETWORK");
+    if (network == NULL || !network[0] || (strcmp(network, "none") != 0 && strcmp(network, "host") != 0))
+        hand_over(); /* root's default is "bridge": Python's (its CNI plugins) */
+    const char *driver = getenv("PYRT_STORAGE_DRIVER");
+    if ((driver && driver[0]) || !g_valid[0] || !g_valid[1] || !g_valid[2] || pyrt_front_cgroup_usable() < 0)
+        hand_over();
+    static char python[PATH_MAX];
+    python[0] = 0;
+    const char *cands[3] = {"python3", "python", NULL};
+    for (int i = 0; i < 2 && !python[0]; i++)
+        if (snprintf(python, sizeof python, "%s/%s", g_bindir, cands[i]) >= (int)sizeof python || access(python, X_OK) < 0)
+            python[0] = 0;
+    if (!python[0] && PYRT_PYTHON[0] && access(PYRT_PYTHON, X_OK) == 0)
+        snprintf(python, sizeof python, "%s", PYRT_PYTHON);
+    if (!python[0])
+        hand_over(); /* sys.executable would be python3 on PATH: Python's */
+    *ca = (struct pyrt_ctr_args){.root = a->root, .image = a->image, .name = a->name, .network = network,
+                                 .workdir = a->workdir,
+                                 .env = a->env, .nenv = a->nenv, .cap_add = a->cap_add, .ncap_add = a->ncap_add,
+                                 .cap_drop = a->cap_drop, .ncap_drop = a->ncap_drop, .command = a->command,
+                                 .ncommand = a->ncommand, .rm = a->rm, .python = python};
+    for (size_t i = 0; i < a->ncap_add; i++)
+        if (!pyrt_image_plain(a->cap_add[i]))
+            hand_over();
+    for (size_t i = 0; i < a->ncap_drop; i++)
+        if (!pyrt_image_plain(a->cap_drop[i]))
+            hand_over();
+    if (pyrt_front_caps(a->cap_add, a->ncap_add, a->cap_drop, a->ncap_drop, &s->caps) < 0)
+        hand_over();
+    if (pyrt_ctr_prepare(c, ca) < 0)
+        hand_over();
+    s->clone_flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWCGROUP;
+    if (strcmp(network, "none") == 0) {
+        s->clone_flags |= CLONE_NEWNET;
+        s->setup |= PYRT_SETUP_LOOPBACK;
+    }
+    s->netns_fd = s->userns_fd = s->console_fd = s->cgroup_fd = s->reaper_fd = -1;
+    static char anchors[2][64] = {"/run/pyrt/rootfs", "/tmp/pyrt-0/rootfs"};
+    for (int k = 0; k < 2 && !b->anchor; k++)
+        if (pyrt_front_makedirs(anchors[k], 0700) == 0)
+            b->anchor = anchors[k];
+    if (b->anchor == NULL)
+        hand_over();
+    s->anchor = b->anchor;
+    s->setup |= PYRT_SETUP_PROC | PYRT_SETUP_SYS | PYRT_SETUP_DEV | PYRT_SETUP_MASK | PYRT_SETUP_NO_NEW_PRIVS;
+    s->masked_paths = MASKED;
+    s->readonly_paths = READONLY;
+    s->set_user = 1;
+    s->umask = -1;
+    s->stdio[0] = s->stdio[1] = s->stdio[2] = -1;
+    find_package(b);
+    default_seccomp(b, a);
+    pyrt_ctr_spec(c, s);
+}
+
 static void dump_spec(const struct pyrt_spawn_spec *s, const char *path)
 {
     static char buf[1 << 20] __attribute__((aligned(8)));
@@ -502,237 +610,6 @@ static void dump_spec(const struct pyrt_spawn_spec *s, const char *path)
         exit(1);
     }
     exit(0);
-}
-
-/* -- the run (pyrt/cli/run.py relay_foreground) ------------------------------------------------ */
-
-static int g_wake = -1;
-static volatile sig_atomic_t g_interrupted;
-
-static void noted(int sig)
-{
-    int saved = errno;
-    unsigned char b = (unsigned char)sig;
-    if (write(g_wake, &b, 1) < 0) { /* full: the relay has enough to wake up for */
-    }
-    if (sig == SIGINT)
-        g_interrupted = 1;
-    errno = saved;
-}
-
-/* SyscallError's text (pyrt/errors.py), or -1 when Python would print it otherwise */
-static int message(const struct pyrt_error *e, char *out, size_t cap)
-{
-    char op[sizeof e->op + 1], path[sizeof e->path + 1];
-    pyrt_strlcpy(op, e->op, sizeof op);
-    pyrt_strlcpy(path, e->path, sizeof path);
-    for (const char *p = op; *p; p++)
-        if (*p < 0x20 || *p >= 0x7f)
-            return -1;
-    for (const char *p = path; *p; p++)
-        if (*p < 0x20 || *p >= 0x7f)
-            return -1;
-    const char *why = e->err ? strerror(e->err) : "failed";
-    if (!op[0])
-        snprintf(out, cap, "%s%s%s", path, path[0] ? ": " : "", why);
-    else if (path[0])
-        snprintf(out, cap, "%s \"%s\": %s", op, path, why);
-    else
-        snprintf(out, cap, "%s: %s", op, why);
-    return 0;
-}
-
-/* main's way of failing (error_status): 127/126 for exec, 125 for the rest; -1
- * when Python would say it otherwise (print() with no sys.stderr writes to stdout) */
-static int fail(const struct pyrt_error *e)
-{
-    char text[1024];
-    if (!g_valid[2] || message(e, text, sizeof text) < 0)
-        return -1;
-    fprintf(stderr, "pyrt: %s\n", text);
-    if (strcmp(e->op, "exec") == 0)
-        return e->err == ENOENT || e->err == ENOTDIR ? 127 : 126;
-    return 125;
-}
-
-static void disarm(int sock)
-{
-    if (sock < 0)
-        return;
-    (void)pyrt_send_fds(sock, "d", 1, NULL, 0); /* it may be gone: nothing to tell it then */
-    close(sock);
-}
-
-static void kill_it(int pidfd)
-{
-    if (syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0) < 0 && errno != ESRCH)
-        perror("pyrt: pidfd_send_signal"); /* (ESRCH: it has exited, not yet reaped) */
-}
-
-static int wait_for(int pidfd)
-{
-    int status = 0;
-    struct rusage ru;
-    while (pyrt_wait(pidfd, -1, &status, &ru) < 0)
-        if (errno != EINTR)
-            return 128 + SIGKILL; /* cannot happen for our own child: as killed */
-    close(pidfd);
-    return WIFSIGNALED(status) ? -WTERMSIG(status) : WEXITSTATUS(status);
-}
-
-static void restore_signals(const struct sigaction *old, unsigned long long changed)
-{
-    for (int sig = 1; sig <= 64; sig++)
-        if (changed >> (sig - 1) & 1 && sigaction(sig, &old[sig], NULL) < 0)
-            _exit(125); /* cannot be: these were set a moment ago */
-}
-
-static int run(struct built *b, const struct args *a)
-{
-    struct pyrt_front_cgroup cg = {.dir = "", .fd = -1};
-    int made = pyrt_front_cgroup_make(&cg, getpid());
-    if (made < 0)
-        hand_over();
-    int wake[2];
-    if (pipe2(wake, O_NONBLOCK | O_CLOEXEC) < 0) {
-        pyrt_front_cgroup_remove(&cg);
-        hand_over();
-    }
-    g_wake = wake[1];
-    /* the signals as Python sets them (run.py _Signals: forwarded_signals(tty=False)
-     * noted for the relay; without --sig-proxy only SIGINT, Python's KeyboardInterrupt,
-     * unless it was ignored when we started; SIGPIPE and SIGXFSZ ignored, as Python
-     * does at start), the old ones kept for a hand-over */
-    static struct sigaction old[65];
-    unsigned long long forward = 0, changed = 0;
-    struct sigaction sa, ign;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = noted;
-    sigemptyset(&sa.sa_mask);
-    memset(&ign, 0, sizeof ign);
-    ign.sa_handler = SIG_IGN;
-    sigemptyset(&ign.sa_mask);
-    if (a->sig_proxy) {
-        int sigs[] = {SIGHUP, SIGINT, SIGQUIT, SIGUSR1, SIGUSR2, SIGALRM, SIGTERM, SIGPWR, SIGWINCH};
-        for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
-            forward |= 1ULL << (sigs[i] - 1);
-        for (int sig = SIGRTMIN; sig <= SIGRTMAX; sig++)
-            forward |= 1ULL << (sig - 1);
-    } else if (sigaction(SIGINT, NULL, &old[SIGINT]) == 0 && old[SIGINT].sa_handler == SIG_DFL) {
-        changed |= 1ULL << (SIGINT - 1);
-    }
-    int bad = 0;
-    for (int sig = 1; sig <= 64 && !bad; sig++) {
-        int note = (forward | changed) >> (sig - 1) & 1, ignore = sig == SIGPIPE || sig == SIGXFSZ;
-        if ((note || ignore) && sigaction(sig, note ? &sa : &ign, &old[sig]) < 0)
-            bad = 1;
-        else if (note || ignore)
-            changed |= 1ULL << (sig - 1);
-    }
-    if (bad) {
-        restore_signals(old, changed);
-        pyrt_front_cgroup_remove(&cg);
-        hand_over();
-    }
-
-    struct pyrt_error e;
-    int sock = -1, ours[3] = {-1, -1, -1}, theirs[3] = {-1, -1, -1}, rc;
-    pid_t reaper_pid, pid = 0;
-    int pidfd = -1, started = 0;
-    char reaper[PATH_MAX + 16], msg[sizeof cg.dir + 2];
-    snprintf(reaper, sizeof reaper, "%s/pyrt-reaper", b->pkg);
-    if (pyrt_reaper_start(reaper, &sock, &reaper_pid, &e) < 0)
-        goto failed;
-    if (made) {
-        msg[0] = 'r';
-        size_t n = strlen(cg.dir) + 1;
-        memcpy(msg + 1, cg.dir, n);
-        if (pyrt_send_fds(sock, msg, n + 1, NULL, 0) < 0) {
-            pyrt_fail(&e, "sendmsg", "reaper socket");
-            goto failed;
-        }
-    }
-    int fds[2];
-    for (int i = 0; i < 2; i++) { /* stdout, stderr: read ends ours, non-blocking */
-        if (pyrt_relay_pipe(fds, 0, &e) < 0)
-            goto failed;
-        ours[i] = fds[0];
-        theirs[i] = fds[1];
-    }
-    if (a->interactive) {
-        if (pyrt_relay_pipe(fds, 1, &e) < 0)
-            goto failed;
-        ours[2] = fds[1];
-        theirs[2] = fds[0];
-    } else if ((theirs[2] = open("/dev/null", O_RDWR | O_CLOEXEC)) < 0) {
-        pyrt_fail(&e, "open", "/dev/null");
-        goto failed;
-    }
-    b->s.stdio[0] = theirs[2];
-    b->s.stdio[1] = theirs[0];
-    b->s.stdio[2] = theirs[1];
-    b->s.cgroup_fd = cg.fd;
-    b->s.reaper_fd = sock;
-    rc = pyrt_spawn(&b->s, &pid, &pidfd, &e);
-    pyrt_front_cgroup_close(&cg);
-    for (int i = 0; i < 3; i++)
-        if (theirs[i] >= 0)
-            close(theirs[i]), theirs[i] = -1;
-    if (rc < 0)
-        goto failed;
-
-    struct pyrt_relay_spec rs = {
-        .pidfd = pidfd, .pid = pid, .sig_fd = wake[0], .forward = forward, .in_tty = 0,
-        .out_src = ours[0], .out_dst = g_valid[1] ? 1 : -1, .err_src = ours[1], .err_dst = g_valid[2] ? 2 : -1,
-        .in_src = a->interactive && g_valid[0] ? 0 : -1, .in_dst = a->interactive ? ours[2] : -1, .log_fd = -1,
-    };
-    struct pyrt_relay *r = pyrt_relay_new(&rs, &e);
-    if (r == NULL) { /* it ran: it ends, and is not started again by Python */
-        kill_it(pidfd);
-        wait_for(pidfd);
-        started = 1;
-        goto failed;
-    }
-    int status = 0, interrupted = 0;
-    struct pyrt_error re;
-    for (;;) {
-        int k = pyrt_relay_run(r, &re);
-        if (k == PYRT_RELAY_SIGNAL && !(g_interrupted && !a->sig_proxy))
-            continue;
-        if (k != PYRT_RELAY_DONE) { /* KeyboardInterrupt, or the relay failed: it ends with us */
-            interrupted = k == PYRT_RELAY_SIGNAL;
-            kill_it(pidfd);
-            status = interrupted ? 130 : fail(&re);
-        }
-        break;
-    }
-    int sigpipe = pyrt_relay_ended_by_sigpipe(r);
-    pyrt_relay_free(r); /* (no log: nothing to report) */
-    int code = wait_for(pidfd);
-    if (sigpipe && code == -SIGKILL)
-        code = -SIGPIPE;
-    disarm(sock);
-    pyrt_front_cgroup_remove(&cg);
-    if (status > 0 || status < 0)
-        return status < 0 ? 125 : status;
-    return code < 0 ? 128 - code : code;
-
-failed:
-    for (int i = 0; i < 3; i++) {
-        if (ours[i] >= 0)
-            close(ours[i]);
-        if (theirs[i] >= 0)
-            close(theirs[i]);
-    }
-    disarm(sock);
-    pyrt_front_cgroup_remove(&cg);
-    rc = fail(&e);
-    if (rc >= 0 || started)
-        return rc >= 0 ? rc : 125;
-    restore_signals(old, changed); /* as Python would have found them */
-    close(wake[0]);
-    close(wake[1]);
-    hand_over();
 }
 
 int main(int argc, char **argv)
@@ -758,9 +635,19 @@ int main(int argc, char **argv)
     struct args a;
     parse(&a);
     static struct built b;
-    build(&b, &a);
+    static struct pyrt_ctr ctr;
+    static struct pyrt_ctr_args cargs;
     const char *dump = getenv("PYRT_CLI_DUMP_SPEC");
+    if (a.image == NULL)
+        build(&b, &a);
+    else
+        build_image(&b, &a, &ctr, &cargs);
     if (dump && dump[0])
         dump_spec(&b.s, dump);
-    return run(&b, &a);
+    struct pyrt_front_run in = {.spec = &b.s, .pkg = b.pkg, .sig_proxy = a.sig_proxy, .interactive = a.interactive,
+                                .valid = g_valid, .ctr = a.image ? &ctr : NULL};
+    int status = pyrt_front_run(&in);
+    if (status == PYRT_FRONT_HAND_OVER)
+        hand_over();
+    return status;
 }
