@@ -1,6 +1,7 @@
 /* The run of the native `pyrt` command (see front_run.h). */
 #include "front_run.h"
 
+#include <linux/capability.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -203,6 +204,10 @@ int pyrt_front_run(const struct pyrt_front_run *in)
     spec->stdio[0] = theirs[2];
     spec->stdio[1] = theirs[0];
     spec->stdio[2] = theirs[1];
+    if (!made) { /* no device cgroup holds it: pyrt/launch/process.py's confine_without_device_cgroup */
+        spec->setup |= PYRT_SETUP_NODEV;
+        spec->caps &= ~(1ULL << CAP_MKNOD);
+    }
     spec->cgroup_fd = cg.fd;
     spec->reaper_fd = sock;
     rc = pyrt_spawn(spec, &pid, &pidfd, &e);

@@ -600,7 +600,9 @@ static int extra_mounts(const struct pyrt_spawn_spec *s, int rootfd, struct pyrt
 {
     for (size_t i = 0; i < s->nmounts; i++) {
         const struct pyrt_mount *m = &s->mounts[i];
-        unsigned int attrs = mount_attrs(m->flags);
+        /* without a device cgroup: nodev, but for a device node the caller binds in */
+        unsigned int nodev = (s->setup & PYRT_SETUP_NODEV) ? PYRT_MNT_NODEV : 0;
+        unsigned int attrs = mount_attrs(m->flags | nodev);
         int mfd, as_file = 0;
         if (m->kind == PYRT_MOUNT_BIND) {
             int rec = (m->flags & PYRT_MNT_NOREC) ? 0 : AT_RECURSIVE;
@@ -608,7 +610,10 @@ static int extra_mounts(const struct pyrt_spawn_spec *s, int rootfd, struct pyrt
             if (mfd < 0)
                 return pyrt_fail(e, "bind source", m->source);
             struct stat st;
-            if (fstat(mfd, &st) < 0 || (attrs && set_attrs(mfd, attrs, rec != 0) < 0)) {
+            int rc = fstat(mfd, &st);
+            if (rc == 0 && (S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode)))
+                attrs = mount_attrs(m->flags);
+            if (rc < 0 || (attrs && set_attrs(mfd, attrs, rec != 0) < 0)) {
                 int err = errno;
                 close(mfd);
                 return pyrt_fail_errno(e, err, "bind", m->source);
@@ -642,7 +647,9 @@ int pyrt_setup_rootfs(const struct pyrt_spawn_spec *s, struct pyrt_error *e)
     if (rootfd < 0)
         return -1;
     int rc = 0;
-    if ((s->setup & PYRT_SETUP_PROC) && mount_proc(rootfd, e) < 0)
+    if ((s->setup & PYRT_SETUP_NODEV) && set_attrs(rootfd, MOUNT_ATTR_NODEV, 1) < 0)
+        rc = pyrt_fail(e, "make rootfs nodev", s->anchor);
+    else if ((s->setup & PYRT_SETUP_PROC) && mount_proc(rootfd, e) < 0)
         rc = -1;
     else if ((s->setup & PYRT_SETUP_SYS) && mount_sys(rootfd, e) < 0)
         rc = -1;

@@ -56,6 +56,9 @@ enum {
     PYRT_SETUP_SETSID = 64,     /* a new session */
     PYRT_SETUP_NO_ASLR = 128,   /* personality(ADDR_NO_RANDOMIZE) */
     PYRT_SETUP_JOIN_MNT = 256,  /* userns_fd is a pidfd: clone from its user and mount namespaces */
+    PYRT_SETUP_NODEV = 512,     /* no device cgroup holds it: the root and every mount but /dev are
+                                   nodev (a device node from an image or made later cannot be
+                                   opened; the caller also takes CAP_MKNOD away) */
 };
 
 struct pyrt_oci;

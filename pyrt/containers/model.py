@@ -268,6 +268,9 @@ class Container:
         try:
             spec = self._spawn_spec(network=usernet.fd if usernet else wiring and wiring.fd)
             cgroup = self._make_cgroup(detached=detached)
+            if cgroup is None and not self.config.get("Privileged"):
+                from pyrt.launch.process import confine_without_device_cgroup
+                confine_without_device_cgroup(spec)
             try:
                 if self._fuse():
                     keeper = self._start_keeper()

@@ -51,8 +51,10 @@ class Process:
         rootfs that is given no `cgroup` (and no `spec`) starts in a cgroup that
         holds docker's device allow-list (pyrt.cgroups.devices): one this process shares
         among such containers (pyrt/run-<pid>), or with `devices` one of its own,
-        removed when it is reaped. Where that cgroup cannot be made (not root, no
-        writable cgroup hierarchy) it runs without one, with no device restriction.
+        removed when it is reaped. Where that cgroup cannot be made (no writable
+        cgroup hierarchy) it runs without one: as root, nodev everywhere but /dev
+        and without CAP_MKNOD instead (confine_without_device_cgroup); an ordinary
+        user's container needs none (its user namespace keeps devices out).
 
         reaper: a pyrt.launch.reaper.Reaper, handed the container's pidfd before
         the container may run, and the device cgroup made for it (it ends the
@@ -99,6 +101,8 @@ class Process:
             cgroup = _default_device_cgroup()
         if reaper is not None and own and cgroup is not None:  # made for it (or this process's): empty, it goes
             reaper.rmdir_on_death(cgroup.dirs)
+        if own and cgroup is None:
+            confine_without_device_cgroup(spec)
         if cgroup is not None:  # (v2 dir fd, v1 cgroup.procs fds), held for the spawn only
             try:
                 spec.cgroup_fd, spec.cgroup_procs_fds = cgroup.spawn_fds()
@@ -260,6 +264,22 @@ class Process:
 
 _unreaped: list[int] = []
 _unreaped_cgroups: dict = {}  # pidfd -> the device cgroup to remove once it is reaped
+def confine_without_device_cgroup(spec) -> None:
+    """No device cgroup holds this container (none could be made: no cgroup
+    hierarchy, a read-only one, eBPF refused): as root it could open a host
+    device through a node in its image, in a volume or one it makes. So its root
+    and every mount but /dev are nodev (spawn's SETUP_NODEV; a device node bound
+    in on purpose keeps working) and it has no CAP_MKNOD: the nodes pyrt puts in
+    its /dev (docker's list) are all it can open. An ordinary user's container
+    needs none of this: its user namespace keeps host devices out."""
+    from pyrt.launch import caps
+    from pyrt.paths import ordinary_user
+    if ordinary_user():
+        return
+    spec.setup |= _core.SETUP_NODEV
+    spec.caps &= ~caps.mask(["MKNOD"])
+
+
 _device_cgroups = None
 
 
