@@ -10,7 +10,10 @@ A scope must hold a process when it is made: a placeholder (`sleep infinity`,
 reparented to init) starts it and then waits in the scope's supervisor/ leaf until
 the container is removed (stopping the scope ends it); until then the container's
 cgroup, its accounting and OOM record outlive the container's processes, as they
-do with cgroupfs. D-Bus is spoken through `busctl`, which ships with systemd."""
+do with cgroupfs. The scope a rootless engine names (pyrt-runtime --systemd-cgroup
+as an ordinary user, or as root of a user namespace) is what the engine reads as
+the container's cgroup: there the placeholder ends once the container's process
+is in (drop_placeholder), as crun's scopes hold the container's alone. D-Bus is spoken through `busctl`, which ships with systemd."""
 from __future__ import annotations
 
 import errno
