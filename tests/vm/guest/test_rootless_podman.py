@@ -127,10 +127,12 @@ def _podman_script(runtime):
 
 @pytest.mark.parametrize("runtime", ["/usr/local/bin/pyrt-runtime", "crun"], ids=["pyrt-runtime", "crun"])
 def test_rootless_podman(podman, runtime):
-    """run --rm: output and exit status; run -d with --memory and --pids-limit:
-    the limits in the container's cgroup (a scope of tester's systemd instance,
-    seen from the host and from inside), exec, stop, rm, and nothing left of
-    the cgroup or the scope; a memory hog killed by its limit (137)."""
+    """run --rm: output and exit status, with -t, with --userns keep-id; run -d
+    with --memory and --pids-limit: the limits in the container's cgroup (in a
+    scope of tester's systemd instance, seen from the host and from inside),
+    only the container's process there, exec, pause, podman's stats (read from
+    the scope), stop, rm, and nothing left of the cgroup, the scope or the
+    runtime's state; a memory hog killed by its limit (137)."""
     if runtime.startswith("/") and not os.path.exists(runtime):
         runtime = shutil.which("pyrt-runtime")
     out, log = _podman_script(runtime)
