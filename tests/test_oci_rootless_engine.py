@@ -225,3 +225,71 @@ def test_root_of_a_user_namespace_native_and_python_agree(user, runtime_dir, roo
         assert n[0] == 1 and len(n[1]) == 1 and "systemd delegates" in n[1][0] and user.name in n[1][0], n[1]
     if name in ("podman-shape", "devices-only", "relative-path"):
         assert n[0] == 0 and n[3] == "created" and "cgroup_name" not in n[2], n
+
+
+# -- the scope a rootless engine names (--systemd-cgroup under systemd) -------------------
+# podman reads that scope as the container's cgroup (its stats: PIDs, memory, the
+# limit). The guest suite (tests/vm/guest/test_rootless_podman.py) runs it under
+# systemd; here, what can be seen without systemd.
+
+def test_engine_scope_gets_the_limits_as_unit_properties(monkeypatch):
+    """The memory and pids limits go to StartTransientUnit as MemoryMax and
+    TasksMax (systemd writes them on the scope); no limit, no property."""
+    from pyrt.cgroups import systemd as cgroup_systemd
+    from pyrt.errors import CgroupError
+    from pyrt.ocirt.operations import _engine_scope_limits
+
+    props = _engine_scope_limits({"memory": {"limit": 64 << 20, "swap": 128 << 20}, "pids": 50,
+                                  "cpu": {"shares": 2}})
+    assert props == (("MemoryMax", "t", 64 << 20), ("TasksMax", "t", 50))
+    assert _engine_scope_limits({"memory": {"limit": -1}, "pids": -1}) == ()
+    assert _engine_scope_limits({}) == ()
+    calls = []
+
+    def fake_busctl(method, signature, *args):
+        calls.append((method, args))
+        raise CgroupError(5, f"systemd {method}", args[0], "no bus here")
+    monkeypatch.setattr(cgroup_systemd, "_busctl", fake_busctl)
+    with pytest.raises(CgroupError):
+        cgroup_systemd.start_unit("libpod-x.scope", "user.slice", "/nonexistent", "t", properties=props)
+    method, args = calls[0]
+    assert method == "StartTransientUnit" and args[2] == 6
+    assert args[-7:] == ("MemoryMax", "t", 64 << 20, "TasksMax", "t", 50, 0)
+    assert [c[0] for c in calls] == ["StartTransientUnit", "StopUnit"]  # undone, its placeholder killed
+
+
+def test_drop_placeholder_leaves_the_container_alone(tmp_path):
+    """The placeholder in the scope's supervisor/ is killed and its cgroup
+    removed; the container's leaf beside it and its process are untouched; a
+    scope without one is no error."""
+    from pyrt.cgroups import systemd as cgroup_systemd
+    from pyrt.cgroups.layout import layout
+    unified = layout().unified
+    if os.geteuid() != 0 or not unified:
+        pytest.skip("needs root and a cgroup2 hierarchy")
+    scope = f"pyrt-test-drop-{os.getpid()}.scope"
+    base = os.path.join(unified, scope)
+    procs = []
+    try:
+        for leaf in ("supervisor", "container"):
+            os.makedirs(os.path.join(base, leaf))
+            p = subprocess.Popen(["sleep", "60"])
+            procs.append(p)
+            with open(os.path.join(base, leaf, "cgroup.procs"), "w") as f:
+                f.write(str(p.pid))
+        cgroup_systemd.drop_placeholder(scope, unified)
+        assert procs[0].wait(timeout=10) == -9
+        assert not os.path.exists(os.path.join(base, "supervisor"))
+        with open(os.path.join(base, "container", "cgroup.procs")) as f:
+            assert f.read().split() == [str(procs[1].pid)]
+        assert procs[1].poll() is None
+        cgroup_systemd.drop_placeholder(scope, unified)  # gone already: nothing to do
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+        for leaf in ("supervisor", "container", ""):
+            try:
+                os.rmdir(os.path.join(base, leaf))
+            except FileNotFoundError:
+                pass

@@ -10,9 +10,13 @@ A scope must hold a process when it is made: a placeholder (`sleep infinity`,
 reparented to init) starts it and then waits in the scope's supervisor/ leaf until
 the container is removed (stopping the scope ends it); until then the container's
 cgroup, its accounting and OOM record outlive the container's processes, as they
-do with cgroupfs. D-Bus is spoken through `busctl`, which ships with systemd."""
+do with cgroupfs. The scope a rootless engine names (pyrt-runtime --systemd-cgroup
+as an ordinary user, or as root of a user namespace) is what the engine reads as
+the container's cgroup: there the placeholder ends once the container's process
+is in (drop_placeholder), as crun's scopes hold the container's alone. D-Bus is spoken through `busctl`, which ships with systemd."""
 from __future__ import annotations
 
+import errno
 import os
 import time
 
@@ -107,16 +111,20 @@ def start(cid: str, unified: str) -> str:
     return start_unit(f"pyrt-{cid}.scope", slice_, unified, f"pyrt container {cid[:12]}", scope=scope_of(cid))
 
 
-def start_unit(unit: str, slice_: str, unified: str, description: str, scope: str | None = None) -> str:
+def start_unit(unit: str, slice_: str, unified: str, description: str, scope: str | None = None,
+               properties: tuple = ()) -> str:
     """A delegated transient scope `unit` in `slice_` (a validated unit and slice
     name), its placeholder in its supervisor/ leaf; returns the scope's path below
-    the cgroup2 mount (`scope` when the manager is a user's, below its own service)."""
+    the cgroup2 mount (`scope` when the manager is a user's, below its own service).
+    `properties`: more of the unit's, (name, D-Bus signature, value) each, as
+    ("MemoryMax", "t", 1 << 26)."""
     scope = scope or f"{slice_path(slice_)}/{unit}"
+    extra = [x for prop in properties for x in prop]
     pid = _placeholder()
     try:
-        _busctl("StartTransientUnit", "ssa(sv)a(sa(sv))", unit, "fail", 4,
+        _busctl("StartTransientUnit", "ssa(sv)a(sa(sv))", unit, "fail", 4 + len(properties),
                 "Description", "s", description, "Slice", "s", slice_,
-                "Delegate", "b", "true", "PIDs", "au", 1, pid, 0)
+                "Delegate", "b", "true", "PIDs", "au", 1, pid, *extra, 0)
         want = "0::/" + scope + "\n"
         deadline = time.monotonic() + 10
         while True:  # the job runs asynchronously: done once the placeholder is in
@@ -141,6 +149,38 @@ def start_unit(unit: str, slice_: str, unified: str, description: str, scope: st
             pass
         raise
     return scope
+
+
+def drop_placeholder(scope: str, unified: str, timeout: float = 5.0) -> None:
+    """End the scope's placeholder and remove its supervisor/ leaf, once the
+    container's processes hold the scope: what is in the scope is then the
+    container's alone (an engine that reads the scope as the container's cgroup,
+    as podman does, counts no process of ours), and systemd removes the scope
+    when they are gone, as it does crun's."""
+    sup = os.path.join(unified, scope, "supervisor")
+    try:
+        with open(os.path.join(sup, "cgroup.kill"), "w") as f:
+            f.write("1")
+    except FileNotFoundError:  # no cgroup.kill (before 5.14): each process
+        if not os.path.isdir(sup):
+            return
+        with open(os.path.join(sup, "cgroup.procs")) as f:
+            for pid in f.read().split():
+                try:
+                    os.kill(int(pid), 9)
+                except ProcessLookupError:
+                    pass
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            os.rmdir(sup)
+            return
+        except FileNotFoundError:
+            return
+        except OSError as e:
+            if e.errno != errno.EBUSY or time.monotonic() > deadline:  # not dead yet
+                raise CgroupError(e.errno, "remove the placeholder's cgroup", sup, e.strerror) from None
+        time.sleep(0.002)
 
 
 def stop(cid: str, unified: str) -> None:

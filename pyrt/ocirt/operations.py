@@ -30,6 +30,19 @@ from pyrt.ocirt.state import Container, start_time, wait_exit, write_pid_file
 from pyrt.paths import ordinary_user
 
 
+def _engine_scope_limits(resources) -> tuple:
+    """The memory and pids limits of linux.resources as properties of the
+    scope systemd makes (MemoryMax, TasksMax), which write them on the scope."""
+    props = []
+    limit = (resources.get("memory") or {}).get("limit")
+    if isinstance(limit, int) and limit > 0:
+        props.append(("MemoryMax", "t", limit))
+    pids = resources.get("pids")
+    if isinstance(pids, int) and pids > 0:
+        props.append(("TasksMax", "t", pids))
+    return tuple(props)
+
+
 def _open_namespace(path) -> int:
     """A namespace file of linux.namespaces[].path, opened: never waiting (a FIFO put
     there since the config was checked) nor taking a terminal, and a regular file
@@ -111,6 +124,10 @@ class Operations:
                  "seccomp": (cfg.get("linux") or {}).get("seccomp")}  # for exec'd processes too
         fds, cg, pidfd, pid, wait_fd, msgfd, go_fd = [], None, -1, 0, -1, -1, -1
         ok = in_hooks = scope = False
+        # the scope a rootless engine named (--systemd-cgroup) is what it reads as the
+        # container's cgroup (podman's stats: its PIDs, memory and limits): the limits
+        # there too, and no placeholder of ours in it once the container holds it
+        engine_scope = self.systemd_cgroup and ordinary_user()
         try:
             # the cgroup (always: ps, kill --all, pause, delete use it) and its limits
             from pyrt.cgroups.cgroup import Cgroup, Limits, layout
@@ -119,7 +136,8 @@ class Operations:
                 # delegated scope of its own
                 from pyrt.cgroups import systemd as cgroup_systemd
                 cgroup_systemd.start_unit(plan.systemd_unit, plan.systemd_slice, layout().unified,
-                                          f"pyrt-runtime container {cid}", scope=plan.systemd_scope)
+                                          f"pyrt-runtime container {cid}", scope=plan.systemd_scope,
+                                          properties=_engine_scope_limits(resources) if engine_scope else ())
                 scope = True
                 c.rec.update(systemd_unit=plan.systemd_unit, systemd_scope=plan.systemd_scope,
                              cgroup_parent=plan.cgroup_parent)
@@ -170,6 +188,8 @@ class Operations:
                 pid, pidfd = _core.spawn(plan.spec)
             c.rec.update(pid=pid, start_time=start_time(pid))
             c.save()  # still "creating" (the hooks' state says so) until it waits for start
+            if scope and engine_scope:
+                cgroup_systemd.drop_placeholder(plan.systemd_scope, layout().unified)
             if plan.oom_score_adj is not None:
                 try:
                     with open(f"/proc/{pid}/oom_score_adj", "w") as f:

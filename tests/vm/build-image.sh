@@ -19,6 +19,8 @@ packages=linux-image-amd64,initramfs-tools,systemd,systemd-sysv,udev,dbus,libpam
 packages+=,dbus-user-session,python3,python3-pip,python3-pytest,uidmap,iproute2,e2fsprogs
 packages+=,btrfs-progs,xfsprogs,busybox-static,runc,kmod,procps,util-linux,libseccomp2
 packages+=,slirp4netns,fuse-overlayfs
+# rootless podman (guest/test_rootless_podman.py), crun its default runtime
+packages+=,podman,crun,catatonit
 
 mmdebstrap --variant=minbase --include="$packages" --quiet \
     --customize-hook="cp '$here/guest-setup.sh' \"\$1/tmp/guest-setup.sh\" && chroot \"\$1\" sh /tmp/guest-setup.sh && rm \"\$1/tmp/guest-setup.sh\"" \

@@ -278,7 +278,7 @@ def test_oci_runtime_limits_with_systemd_delegation(user_rootfs):
     echo "$cg"; cat "$cg/memory.max" "$cg/pids.max"
     rt ps --format json $ID | grep -q "$pid" && echo listed
     rt delete --force $ID
-    test -e "${cg%.scope/*}.scope" && echo left || echo gone
+    test -e "$(echo "$cg" | sed 's|\\.scope/.*|.scope|')" && echo left || echo gone
     test -e "$XDG_RUNTIME_DIR/pyrt-runtime/$ID" && echo state || echo nostate
     """.replace("{bundle}", bundle)
     base = r"/sys/fs/cgroup/user.slice/user-1000.slice/user@1000.service/"
