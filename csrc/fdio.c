@@ -65,3 +65,16 @@ int pyrt_setup_stdio(const int stdio[3], struct pyrt_error *e)
     }
     return 0;
 }
+
+int pyrt_read_small(const char *path, char *buf, size_t cap)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    ssize_t n = pyrt_read_full(fd, buf, cap - 1);
+    close(fd);
+    if (n < 0 || (size_t)n == cap - 1)
+        return -1;
+    buf[n] = 0;
+    return 0;
+}

@@ -327,19 +327,6 @@ static int read_layout(struct layout *lay)
     return 0;
 }
 
-static int read_small(const char *path, char *buf, size_t cap)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    ssize_t n = pyrt_read_full(fd, buf, cap - 1);
-    close(fd);
-    if (n < 0 || (size_t)n == cap - 1)
-        return -1;
-    buf[n] = 0;
-    return 0;
-}
-
 static int has_word(const char *text, const char *w)
 {
     size_t n = strlen(w);
@@ -383,7 +370,7 @@ int pyrt_front_cgroup_make_named(struct pyrt_front_cgroup *cg, const char *name)
     const char *want[] = {"cpu", "memory", "pids"};
     int use[3] = {0, 0, 0};
     snprintf(path, sizeof path, "%s/cgroup.controllers", lay.unified);
-    if (read_small(path, text, sizeof text) < 0)
+    if (pyrt_read_small(path, text, sizeof text) < 0)
         text[0] = 0;
     for (int i = 0; i < 3; i++) {
         char pat[16];
@@ -398,7 +385,7 @@ int pyrt_front_cgroup_make_named(struct pyrt_front_cgroup *cg, const char *name)
     for (int l = 0; l < 2; l++) {
         snprintf(path, sizeof path, "%s/cgroup.subtree_control", levels[l]);
         int any = use[0] || use[1] || use[2];
-        if (any && read_small(path, text, sizeof text) < 0)
+        if (any && pyrt_read_small(path, text, sizeof text) < 0)
             text[0] = 0;
         for (int i = 0; i < 3; i++) {
             char plus[16];

@@ -18,6 +18,7 @@
 #include "front.h"
 #include "front_ctrdir.h"
 #include "front_image.h"
+#include "procstat.h"
 
 static const char DEFAULT_PATH[] = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 static const char *const ADJECTIVES[] = {"brave", "calm", "eager", "fond", "gentle", "happy", "jolly", "keen", "lucid",
@@ -474,30 +475,12 @@ int pyrt_ctr_log(struct pyrt_ctr *c)
     return open(p, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
 }
 
-/* lifecycle.start_time */
+/* lifecycle.start_time: 0 for a process gone or a zombie */
 static long long start_time(pid_t pid)
 {
-    char p[64], buf[1024];
-    snprintf(p, sizeof p, "/proc/%d/stat", (int)pid);
-    int fd = open(p, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return 0;
-    ssize_t n = pyrt_read_full(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0)
-        return 0;
-    buf[n] = 0;
-    char *q = strrchr(buf, ')');
-    if (q == NULL)
-        return 0;
-    q++;
-    char *f[21];
-    int k = 0;
-    for (char *save = NULL, *w = strtok_r(q, " \n", &save); w && k < 21; w = strtok_r(NULL, " \n", &save))
-        f[k++] = w;
-    if (k < 1 || strcmp(f[0], "Z") == 0 || k < 20)
-        return 0;
-    return atoll(f[19]);
+    char state;
+    unsigned long long t = pyrt_proc_start_time(pid, &state);
+    return state == 'Z' ? 0 : (long long)t;
 }
 
 static int set_state(struct pyrt_ctr *c, int exited, int code, int oom, double finished)
@@ -560,14 +543,8 @@ static int oom_killed(const char *cgdir)
 {
     char p[PATH_MAX], buf[4096];
     snprintf(p, sizeof p, "%s/memory.events", cgdir);
-    int fd = open(p, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
+    if (pyrt_read_small(p, buf, sizeof buf) < 0)
         return 0;
-    ssize_t n = pyrt_read_full(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0)
-        return 0;
-    buf[n] = 0;
     char *q = strstr(buf, "oom_kill ");
     return q && (q == buf || q[-1] == '\n') && atoll(q + 9) != 0;
 }

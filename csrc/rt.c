@@ -1,12 +1,13 @@
 /* See rt.h. */
 #include "rt.h"
 
-#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "fdio.h"
 
 static int vfail(struct rt_ctx *ctx, int code, const char *fmt, va_list ap)
 {
@@ -59,26 +60,12 @@ void rt_sleep(double s)
     nanosleep(&ts, NULL);
 }
 
-/* /proc/self/uid_map's text into buf; 0 when it cannot be read (no /proc). */
-static int read_uid_map(char *buf, size_t cap)
-{
-    int fd = open("/proc/self/uid_map", O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return 0;
-    ssize_t n = read(fd, buf, cap - 1);
-    close(fd);
-    if (n <= 0)
-        return 0;
-    buf[n] = 0;
-    return 1;
-}
-
 int rt_in_user_namespace(void)
 {
     char buf[4096];
     unsigned long inside, outside, count;
     char end;
-    if (!read_uid_map(buf, sizeof buf))
+    if (pyrt_read_small("/proc/self/uid_map", buf, sizeof buf) < 0)
         return 0; /* nothing says so */
     return !(sscanf(buf, " %lu %lu %lu %c", &inside, &outside, &count, &end) == 3 && inside == 0 &&
              outside == 0 && count == 4294967295UL);
@@ -93,7 +80,7 @@ unsigned rt_host_uid(void)
 {
     unsigned long uid = geteuid(), inside, outside, count;
     char buf[4096];
-    if (!read_uid_map(buf, sizeof buf))
+    if (pyrt_read_small("/proc/self/uid_map", buf, sizeof buf) < 0)
         return (unsigned)uid;
     for (char *line = buf; line != NULL && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL)
         if (sscanf(line, " %lu %lu %lu", &inside, &outside, &count) == 3 && uid >= inside &&

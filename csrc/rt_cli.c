@@ -284,14 +284,8 @@ int rt_abspath(const char *path, char *out, size_t cap)
 static uid_t overflow_uid(void)
 {
     char buf[32];
-    int fd = open("/proc/sys/kernel/overflowuid", O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
+    if (pyrt_read_small("/proc/sys/kernel/overflowuid", buf, sizeof buf) < 0)
         return 65534;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0)
-        return 65534;
-    buf[n] = 0;
     return (uid_t)strtoul(buf, NULL, 10);
 }
 

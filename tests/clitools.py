@@ -178,3 +178,35 @@ class Store:
             except ProcessLookupError:
                 pass
         return problems
+
+
+# `python -c SPEC_CAPTURE FILE ARGV...`: pyrt's Python CLI run on ARGV up to its
+# spawn, which writes the packed spawn spec (csrc/specpack.h; stdio, reaper and
+# cgroup fds -1) to FILE instead of starting anything: what the native `pyrt` must
+# build byte for byte.
+SPEC_CAPTURE = """
+import sys
+from pyrt import _core
+import pyrt.launch.process as process
+
+class Stop(BaseException):
+    pass
+
+class Capture:
+    def __getattr__(self, name):
+        return getattr(_core, name)
+
+    def spawn(self, spec):
+        spec.stdio, spec.reaper_fd, spec.cgroup_fd, spec.cgroup_procs_fds = (-1, -1, -1), -1, -1, []
+        with open(sys.argv[1], "wb") as f:
+            f.write(_core.spec_pack(spec))
+        raise Stop
+
+process._core = Capture()
+from pyrt.cli.main import main
+try:
+    main(sys.argv[2:])
+except Stop:
+    sys.exit(0)
+sys.exit("no spawn")
+"""

@@ -17,37 +17,10 @@ import time
 
 import pytest
 
-from clitools import PYRT
+from clitools import PYRT, SPEC_CAPTURE
 from helpers import DEADLINE, wait_for
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the native `pyrt run --rootfs` is root's")
-
-PY_MAIN = """
-import sys
-from pyrt import _core
-import pyrt.launch.process as process
-
-class Stop(BaseException):
-    pass
-
-class Capture:
-    def __getattr__(self, name):
-        return getattr(_core, name)
-
-    def spawn(self, spec):
-        spec.stdio, spec.reaper_fd, spec.cgroup_fd, spec.cgroup_procs_fds = (-1, -1, -1), -1, -1, []
-        with open(sys.argv[1], "wb") as f:
-            f.write(_core.spec_pack(spec))
-        raise Stop
-
-process._core = Capture()
-from pyrt.cli.main import main
-try:
-    main(sys.argv[2:])
-except Stop:
-    sys.exit(0)
-sys.exit("no spawn")
-"""
 
 
 def _env(**more):
@@ -95,7 +68,7 @@ def _native_spec(tmp, argv, env=None):
 
 def _python_spec(tmp, argv, env=None):
     out = os.path.join(tmp, "python.spec")
-    r = subprocess.run([sys.executable, "-c", PY_MAIN, out, *argv], capture_output=True, env=_env(**(env or {})),
+    r = subprocess.run([sys.executable, "-c", SPEC_CAPTURE, out, *argv], capture_output=True, env=_env(**(env or {})),
                        cwd=tmp, timeout=DEADLINE)
     assert r.returncode == 0, r.stderr
     with open(out, "rb") as f:

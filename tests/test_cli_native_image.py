@@ -19,7 +19,7 @@ import time
 
 import pytest
 
-from clitools import PYRT, cgroup_dirs
+from clitools import PYRT, SPEC_CAPTURE, cgroup_dirs
 from helpers import DEADLINE, wait_for
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the native `pyrt run IMAGE` is root's")
@@ -191,33 +191,6 @@ def test_parity_with_python(istore, argv):
     assert native == python
 
 
-CAPTURE = """
-import sys
-from pyrt import _core
-import pyrt.launch.process as process
-
-class Stop(BaseException):
-    pass
-
-class Capture:
-    def __getattr__(self, name):
-        return getattr(_core, name)
-
-    def spawn(self, spec):
-        spec.stdio, spec.reaper_fd, spec.cgroup_fd, spec.cgroup_procs_fds = (-1, -1, -1), -1, -1, []
-        with open(sys.argv[1], "wb") as f:
-            f.write(_core.spec_pack(spec))
-        raise Stop
-
-process._core = Capture()
-from pyrt.cli.main import main
-try:
-    main(sys.argv[2:])
-except Stop:
-    sys.exit(0)
-sys.exit("no spawn")
-"""
-
 
 def _normalized_spec(data: bytes) -> bytes:
     (cid,) = set(re.findall(rb"containers/([0-9a-f]{64})", data))
@@ -241,7 +214,7 @@ def test_spawn_spec_is_pythons(istore, tmp_shm, argv):
     assert r.returncode == 0 and not handed_over(r), r.stderr
     assert not rows(istore) and os.listdir(os.path.join(istore.root, "containers")) == []  # nothing made
     ref = os.path.join(tmp_shm, "python.spec")
-    r = subprocess.run([sys.executable, "-c", CAPTURE, ref, "--root", istore.root, "run", *argv],
+    r = subprocess.run([sys.executable, "-c", SPEC_CAPTURE, ref, "--root", istore.root, "run", *argv],
                        capture_output=True, env=_env(), timeout=DEADLINE)
     assert r.returncode == 0, r.stderr
     for c in istore.rt.containers.list(all=True):
